@@ -1,0 +1,59 @@
+"""User-facing errors. The CLI prints them as one line and exits with code 2."""
+from __future__ import annotations
+
+
+class SpectrumError(Exception):
+    """Base class for errors caused by user input (config, data, paths), not by bugs."""
+
+
+class ConfigError(SpectrumError):
+    """A configuration problem, located by file, YAML field path and (when known) line/column.
+
+    Rendered as ``file:line:col: field.path: message``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        field: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.field = field
+        self.line = line
+        self.column = column
+
+    def located(self, *, file: str | None = None, field: str | None = None,
+                line: int | None = None, column: int | None = None) -> "ConfigError":
+        """Return a copy with missing location parts filled in (existing parts win)."""
+        return ConfigError(
+            self.message,
+            file=self.file or file,
+            field=self.field or field,
+            line=self.line if self.line is not None else line,
+            column=self.column if self.column is not None else column,
+        )
+
+    def __str__(self) -> str:
+        where = self.file or "<config>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
+
+
+class RewardError(SpectrumError):
+    """A reward component failed (raised, or returned NaN/inf) under ``on_error: fail``."""
+
+    def __init__(self, domain: str, component: str, sample: int, message: str) -> None:
+        super().__init__(f"reward failed: domain '{domain}', component '{component}', sample {sample}: {message}")
+        self.domain = domain
+        self.component = component
+        self.sample = sample

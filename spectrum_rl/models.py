@@ -1,0 +1,146 @@
+"""Model and tokenizer loading: any Hugging Face causal LM, or the built-in tiny model.
+
+``builtin:tiny`` is a small Llama-architecture model over a byte-level tokenizer (259 ids: the
+256 bytes, then <pad>, <bos>, <eos>). It is pretrained by the project itself on a synthetic corpus
+(see ``spectrum_rl.bootstrap``) and cached; both parts are saved in plain Hugging Face format, so
+``AutoModelForCausalLM``/``AutoTokenizer`` load the cached folder without custom code.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spectrum_rl.errors import ConfigError
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_MODELS = ("tiny",)
+CACHE_ENV = "SPECTRUM_RL_CACHE"
+PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cache_dir() -> Path:
+    """Where built-in models are cached: ``$SPECTRUM_RL_CACHE`` or ``~/.cache/spectrum_rl``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "spectrum_rl")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable-unicode map (Radford et al., 2019), used by the
+    ``tokenizers`` ByteLevel pre-tokenizer; we order it by byte value so token id == byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    mapping, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            mapping[b] = chr(b)
+        else:
+            mapping[b] = chr(256 + extra)
+            extra += 1
+    return mapping
+
+
+def byte_tokenizer():
+    """The built-in byte-level tokenizer as a ``PreTrainedTokenizerFast`` (no download).
+
+    Token id of a byte is its value; <pad>=256, <bos>=257, <eos>=258. Lossless for any UTF-8 text.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: b for b, ch in _bytes_to_unicode().items()}
+    vocab.update({PAD: 256, BOS: 257, EOS: 258})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], fuse_unk=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, bos_token=BOS, eos_token=EOS, model_max_length=512
+    )
+    fast.add_special_tokens({"pad_token": PAD, "bos_token": BOS, "eos_token": EOS})
+    fast.padding_side = "left"  # left padding keeps every prompt's last token at the end for generation
+    return fast
+
+
+def tiny_config(**overrides: Any):
+    """Llama config of the built-in tiny model (~2.4M parameters with the defaults)."""
+    from transformers import LlamaConfig
+
+    cfg = dict(
+        vocab_size=259, hidden_size=192, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=6, num_key_value_heads=6, max_position_embeddings=256,
+        pad_token_id=256, bos_token_id=257, eos_token_id=258, tie_word_embeddings=True,
+        rms_norm_eps=1e-5, rope_theta=10000.0,
+    )
+    cfg.update(overrides)
+    return LlamaConfig(**cfg)
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map ``builtin:NAME`` to its cached folder (bootstrapping it on first use); else unchanged."""
+    if not name_or_path.startswith(BUILTIN_PREFIX):
+        return name_or_path
+    name = name_or_path[len(BUILTIN_PREFIX):]
+    if name not in BUILTIN_MODELS:
+        raise ConfigError(
+            f"unknown built-in model '{name_or_path}'; expected one of "
+            + ", ".join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS),
+            field="model.name_or_path",
+        )
+    from spectrum_rl.bootstrap import ensure_builtin
+
+    return str(ensure_builtin(name))
+
+
+def load_tokenizer(name_or_path: str):
+    """AutoTokenizer for a path/hub id (``builtin:*`` resolved), with pad token and left padding."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    tok = _hf_call(AutoTokenizer.from_pretrained, path, name_or_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_causal_lm(name_or_path: str, dtype: str = "float32", device: str | torch.device = "cpu"):
+    """Load ``(model, tokenizer)`` for a Hugging Face id, local folder, or ``builtin:tiny``."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name_or_path)
+    tok = load_tokenizer(name_or_path)
+    kwargs = {} if dtype == "auto" else {"dtype": DTYPES[dtype]}
+    model = _hf_call(AutoModelForCausalLM.from_pretrained, path, name_or_path, **kwargs)
+    return model.to(device), tok
+
+
+def _hf_call(fn, path: str, shown: str, **kwargs):
+    """Call a ``from_pretrained`` and turn missing/offline failures into one clear ConfigError."""
+    try:
+        return fn(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        local = Path(path).exists()
+        hint = "the folder has no loadable model/tokenizer" if local else (
+            "not a local folder, and it could not be loaded from the Hugging Face hub "
+            "(offline? set HF_HUB_OFFLINE=1 and pass a local path)"
+        )
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot load model '{shown}': {hint} ({first})", field="model.name_or_path") from exc
+
+
+def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None) -> str:
+    """Apply the tokenizer's chat template (user turn + generation prompt) when enabled.
+
+    ``chat_template=None`` means auto: use it when the tokenizer defines one.
+    """
+    use = bool(getattr(tokenizer, "chat_template", None)) if chat_template is None else chat_template
+    if not use:
+        return prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("model.chat_template is true but the tokenizer has no chat template",
+                          field="model.chat_template")
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )

@@ -1,0 +1,42 @@
+"""Reward component interface. A component scores one group: G completions of the same prompt."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Sequence
+
+from pydantic import Field
+
+from spectrum_rl.schema import StrictModel
+from spectrum_rl.tasks.base import Example
+
+
+class RewardSpec(StrictModel):
+    """Fields shared by every reward component in YAML."""
+
+    weight: float = Field(1.0, ge=0, description="Weight of this component in the hybrid sum.")
+    name: str | None = Field(None, description="Name used in logs (default: the component type).")
+    on_error: str = Field(
+        "fail",
+        pattern="^(fail|zero|skip)$",
+        description="When the component raises or returns NaN/inf: fail (stop with a clear "
+        "error), zero (score 0), or skip (drop the sample from the loss).",
+    )
+
+    def build(self, base_dir: Path) -> "RewardComponent":  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class RewardComponent(ABC):
+    """Scores completions. Subclasses implement ``score`` for one group of the same prompt."""
+
+    def __init__(self, spec: RewardSpec) -> None:
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.spec.type  # type: ignore[attr-defined]
+
+    @abstractmethod
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+        """Return one float per completion (any scale; the hybrid weights them)."""

@@ -1,0 +1,66 @@
+"""Core task types: a row source and the formatted examples a domain hands to the trainer."""
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One task instance, ready for rollouts, rewards and SFT.
+
+    prompt: the formatted prompt text (before any chat template).
+    answer: the reference answer (structured domains) or None.
+    expert: an expert demonstration completion (SFT target) or None.
+    fields: every raw column of the row (constraint specs, references, metadata) for rewards.
+    """
+
+    prompt: str
+    answer: str | None
+    expert: str | None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What a source needs besides its own spec.
+
+    base_dir: folder that relative paths are resolved against (the config file's folder).
+    seed: the run seed (sources derive their own streams from it and the domain name).
+    domain: the domain name (for error messages and seed derivation).
+    eval_size: number of held-out rows to keep for evaluation.
+    eval_split: a source-specific name for the held-out split (a file path for `file`,
+        a split name for `hub`); None means "hold out eval_size rows from the training data".
+    """
+
+    base_dir: Path
+    seed: int
+    domain: str
+    eval_size: int
+    eval_split: str | None = None
+
+
+class TaskSource(ABC):
+    """Rows for one domain: a training stream and a fixed held-out eval set, disjoint by prompt."""
+
+    @abstractmethod
+    def eval_rows(self) -> list[Row]:
+        """The held-out rows (same list on every call)."""
+
+    @abstractmethod
+    def train_rows(self, n: int, rng: random.Random) -> list[Row]:
+        """Draw ``n`` training rows (never one of the eval rows)."""
+
+    @property
+    def size(self) -> int | None:
+        """Number of distinct training rows, or None when the source is unlimited."""
+        return None
+
+    def describe(self) -> str:
+        """A short human-readable description, e.g. ``builtin:addition(digits=2)``."""
+        return type(self).__name__
