@@ -39,6 +39,11 @@ class ConfigError(SpectrumError):
             column=self.column if self.column is not None else column,
         )
 
+    def under(self, prefix: str) -> "ConfigError":
+        """The same error with its field path nested under ``prefix`` (e.g. ``tasks[2].``)."""
+        field = prefix + self.field if self.field else prefix.rstrip(".")
+        return ConfigError(self.message, file=self.file, field=field, line=self.line, column=self.column)
+
     def __str__(self) -> str:
         where = self.file or "<config>"
         if self.line is not None:

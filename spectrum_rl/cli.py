@@ -1,0 +1,132 @@
+"""Command-line interface: ``spectrum-rl COMMAND ...``.
+
+User errors (bad config, data, paths) print ONE line on stderr and exit with code 2; ``--debug``
+shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from spectrum_rl.errors import SpectrumError
+
+EXIT_USER_ERROR = 2
+
+
+def _load(path: str):
+    """Config + built domains for a config file (errors located in the file)."""
+    from spectrum_rl.config import load_config, locate_error
+    from spectrum_rl.errors import ConfigError
+    from spectrum_rl.tasks.domain import build_domains
+
+    config = load_config(path)
+    try:
+        return config, build_domains(config, Path(path).resolve().parent)
+    except ConfigError as err:
+        raise locate_error(err, path) from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from spectrum_rl.scheduler.graph import build_task_graph
+
+    config, domains = _load(args.config)
+    graph = build_task_graph(domains)
+    table = Table(title=f"{args.config}: {len(domains)} domains", title_justify="left")
+    for col in ("domain", "kind", "source", "reward", "after"):
+        table.add_column(col)
+    for d in domains:
+        table.add_row(d.name, d.kind, d.source.describe(), d.reward.describe(), ", ".join(d.after) or "-")
+    console = Console()
+    console.print(table)
+    edges = ", ".join(f"{u} -> {v}" for u, v in graph.edges) or "none"
+    console.print(f"model: {config.model.name_or_path}   prerequisites: {edges}")
+    console.print("[green]config is valid[/green]")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    import random
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from spectrum_rl.scheduler.graph import build_task_graph, to_dot
+
+    config, domains = _load(args.config)
+    if args.dot:
+        print(to_dot(build_task_graph(domains)))
+        return 0
+    console = Console(soft_wrap=True)
+    rng = random.Random(config.run.seed)
+    for d in domains:
+        size = "unlimited" if d.source.size is None else str(d.source.size)
+        console.print(f"[bold]{d.name}[/bold]  [{d.kind}]  {escape(d.source.describe())}  "
+                      f"{size} train / {len(d.eval_examples())} eval", markup=True, highlight=False)
+        console.print(f"  reward: {escape(d.reward.describe())}", highlight=False)
+        console.print(f"  after:  {', '.join(d.after) or '-'}", highlight=False)
+        for example in d.sample(args.samples, rng):
+            console.print(f"  sample: {escape(repr(example.prompt))}", highlight=False)
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from spectrum_rl.bootstrap import BootstrapConfig, bootstrap
+
+    cfg = BootstrapConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    out = bootstrap(cfg, output=Path(args.output) if args.output else None, force=args.force)
+    print(f"built-in model ready: {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spectrum-rl",
+        description="Curriculum-scheduled post-training on a continuous SFT<->RL spectrum.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("validate", cmd_validate, "check a config and print a summary (writes nothing)")
+    p.add_argument("config", help="path to a run YAML")
+
+    p = add("tasks", cmd_tasks, "list the configured domains with sample prompts")
+    p.add_argument("config", help="path to a run YAML")
+    p.add_argument("--dot", action="store_true", help="print the task graph in Graphviz DOT instead")
+    p.add_argument("--samples", type=int, default=3, help="sample prompts per domain (default 3)")
+
+    p = add("bootstrap", cmd_bootstrap, "pretrain and cache the built-in tiny model")
+    p.add_argument("--force", action="store_true", help="rebuild even when cached")
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: built-in recipe)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--output", default=None, help="folder to write instead of the cache")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except SpectrumError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,438 @@
+"""Run configuration: the YAML schema, its documented defaults, and one-line error messages.
+
+``load_config(path)`` reads YAML with a safe loader, validates it against ``Config`` and checks
+cross-field rules (unique domain names, known and acyclic prerequisites). Any problem raises a
+``ConfigError`` that names the file, the YAML path of the field (``tasks[2].reward[0].type``),
+the line/column when known, what was expected and what was found.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import string
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.rewards.specs import RewardComponentSpec
+from spectrum_rl.schema import StrictModel
+from spectrum_rl.tasks.specs import SourceSpec
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+
+class RunConfig(StrictModel):
+    """`run:` — naming, output and seeding."""
+
+    name: str = Field("spectrum", min_length=1, description="Run name (used in the output path).")
+    output_dir: str = Field("runs/{name}", description="Run directory; `{name}` is replaced by run.name. "
+                            "Relative paths are relative to the current working directory.")
+    seed: int = Field(0, ge=0, description="Seed for data sampling, rollouts and initialisation.")
+
+
+class ModelConfig(StrictModel):
+    """`model:` — which causal LM to train."""
+
+    name_or_path: str = Field("builtin:tiny", min_length=1,
+                              description="`builtin:tiny`, a Hugging Face hub id, or a local folder.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weight dtype at load time (`auto` keeps the checkpoint's).")
+    chat_template: bool | None = Field(
+        None, description="Wrap prompts in the tokenizer's chat template: true, false, or null (auto: "
+        "when the tokenizer has one).")
+
+
+class DomainEvalConfig(StrictModel):
+    """`tasks[i].eval:` — the held-out set of a domain."""
+
+    size: int = Field(100, ge=1, description="Number of held-out prompts.")
+    split: str | None = Field(None, description="Held-out split: a file path (file source) or split name "
+                              "(hub source); null holds out `size` rows from the training data.")
+
+
+class DomainConfig(StrictModel):
+    """`tasks[i]:` — one task domain and its hybrid reward."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Unique domain name.")
+    kind: Literal["structured", "creative"] = Field(
+        ..., description="structured: one verifiable answer; creative: many valid answers.")
+    source: SourceSpec
+    prompt: str = Field("{question}\n", description="Prompt template over the row's fields.")
+    answer_field: str | None = Field("answer", description="Row field holding the reference answer.")
+    expert_field: str | None = Field("expert", description="Row field holding the expert demonstration "
+                                     "(SFT target); null when the domain has none.")
+    eval: DomainEvalConfig = Field(default_factory=DomainEvalConfig)
+    after: list[str] = Field(default_factory=list, description="Prerequisite domain names.")
+    reward: list[RewardComponentSpec] = Field(..., min_length=1, description="Weighted reward components.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _template_parses(cls, v: str) -> str:
+        try:
+            list(string.Formatter().parse(v))
+        except ValueError as exc:
+            raise ValueError(f"bad template ({exc}); use {{field}} placeholders and {{{{ }}}} for braces") from exc
+        return v
+
+
+class SchedulerConfig(StrictModel):
+    """`scheduler:` — how the domain mixture is chosen at each step."""
+
+    policy: Literal["joint"] = Field("joint", description="joint: fixed mixture weights throughout.")
+    weights: dict[str, float] | None = Field(
+        None, description="Mixture weight per domain name (normalised); null = uniform.")
+
+    @field_validator("weights")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is not None:
+            bad = [k for k, w in v.items() if w < 0]
+            if bad:
+                raise ValueError(f"weights must be >= 0; found {bad[0]}: {v[bad[0]]}")
+            if not any(w > 0 for w in v.values()):
+                raise ValueError("at least one weight must be > 0")
+        return v
+
+
+class TrainingConfig(StrictModel):
+    """`training:` — rollout and optimisation settings."""
+
+    steps: int = Field(200, ge=1, description="Optimizer steps (one rollout batch each).")
+    prompts_per_step: int = Field(8, ge=1, description="Prompts drawn per step (across domains).")
+    group_size: int = Field(8, ge=2, description="Completions per prompt (G) for group-relative advantages.")
+    max_new_tokens: int = Field(32, ge=1, description="Rollout length cap.")
+    temperature: float = Field(1.0, gt=0, description="Rollout sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Rollout nucleus sampling.")
+    learning_rate: float = Field(2e-4, gt=0, description="AdamW peak learning rate.")
+
+
+class EvalConfig(StrictModel):
+    """`eval:` — periodic held-out evaluation."""
+
+    every: int = Field(25, ge=1, description="Evaluate every N steps (and at step 0 and the end).")
+    max_new_tokens: int = Field(64, ge=1, description="Greedy decoding length cap for evaluation.")
+    batch_size: int = Field(64, ge=1, description="Prompts per generate call during evaluation.")
+
+
+class LoggingConfig(StrictModel):
+    """`logging:` — console and trackers."""
+
+    progress: bool = Field(True, description="Show a progress bar.")
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list, description="Experiment trackers through accelerate (off by default).")
+
+
+class Config(StrictModel):
+    """A whole run. Every section is optional except `tasks`."""
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    tasks: list[DomainConfig] = Field(..., min_length=1, description="The task domains (at least one).")
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @property
+    def domain_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.run.output_dir.replace("{name}", self.run.name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"duplicate key '{key}' (first at line {seen[key].start_mark.line + 1})",
+                              line=key_node.start_mark.line + 1, column=key_node.start_mark.column + 1)
+        seen[key] = key_node
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
+    """Read a YAML file safely; return (data, composed node tree for locating fields)."""
+    path = Path(path)
+    shown = str(path)
+    if not path.is_file():
+        raise ConfigError("file not found" if not path.exists() else "not a file", file=shown)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", file=shown) from exc
+    try:
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise exc.located(file=shown) from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise ConfigError(f"YAML syntax error: {what}", file=shown,
+                          line=mark.line + 1 if mark else None,
+                          column=mark.column + 1 if mark else None) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML error: {exc}", file=shown) from exc
+    return data, node
+
+
+def load_config(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read, validate and cross-check a run config. Raises ConfigError (one line) on any problem.
+
+    ``overrides`` maps section -> {field: value} (e.g. from CLI flags) and is validated too.
+    """
+    shown = str(path)
+    data, node = read_yaml(path)
+    if data is None:
+        raise ConfigError("the file is empty; a config needs at least a `tasks:` list", file=shown)
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of sections at the top level; found {_kind(data)}",
+                          file=shown, line=1, column=1)
+    for section, values in (overrides or {}).items():
+        data[section] = {**(data.get(section) or {}), **values}
+    try:
+        config = Config.model_validate(data)
+        check_cross_fields(config)
+    except ValidationError as exc:
+        raise _from_pydantic(exc, data, node, shown) from None
+    except ConfigError as exc:
+        raise _with_location(exc, node, shown) from None
+    return config
+
+
+def locate_error(err: ConfigError, path: str | Path) -> ConfigError:
+    """Fill in the file, line and column of an error raised after loading (e.g. building domains)."""
+    try:
+        _, node = read_yaml(path)
+    except ConfigError:
+        node = None
+    return _with_location(err, node, str(path))
+
+
+def _with_location(err: ConfigError, node: yaml.Node | None, file: str) -> ConfigError:
+    line, col = _locate(node, _split_path(err.field)) if err.field else (None, None)
+    return err.located(file=file, line=line, column=col)
+
+
+def check_cross_fields(config: Config) -> None:
+    """Rules across fields: unique names, known prerequisites, no cycles, known weight keys."""
+    names = config.domain_names
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in first:
+            raise ConfigError(f"duplicate domain name '{name}' (also tasks[{first[name]}])",
+                              field=f"tasks[{i}].name")
+        first[name] = i
+    for i, task in enumerate(config.tasks):
+        for j, dep in enumerate(task.after):
+            if dep == task.name:
+                raise ConfigError(f"domain '{dep}' cannot be its own prerequisite", field=f"tasks[{i}].after[{j}]")
+            if dep not in first:
+                raise ConfigError(f"unknown domain '{dep}'{did_you_mean(dep, names)}; "
+                                  f"expected one of {', '.join(names)}", field=f"tasks[{i}].after[{j}]")
+    from spectrum_rl.scheduler.graph import find_cycle
+
+    cycle = find_cycle({t.name: t.after for t in config.tasks})
+    if cycle:
+        raise ConfigError("prerequisite cycle " + " -> ".join(cycle + [cycle[0]]),
+                          field=f"tasks[{first[cycle[0]]}].after")
+    for key in (config.scheduler.weights or {}):
+        if key not in first:
+            raise ConfigError(f"unknown domain '{key}'{did_you_mean(key, names)}", field=f"scheduler.weights.{key}")
+    _check_model_path(config.model.name_or_path)
+
+
+def _check_model_path(name: str) -> None:
+    """Fail early on a local model path that does not exist (hub ids are checked at load time)."""
+    if name.startswith("builtin:"):
+        from spectrum_rl.models import BUILTIN_MODELS, BUILTIN_PREFIX
+
+        if name[len(BUILTIN_PREFIX):] not in BUILTIN_MODELS:
+            raise ConfigError(f"unknown built-in model '{name}'; expected one of "
+                              + ", ".join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS), field="model.name_or_path")
+        return
+    looks_local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
+    if looks_local and not Path(name).expanduser().exists():
+        raise ConfigError(f"model folder '{name}' does not exist", field="model.name_or_path")
+
+
+def did_you_mean(word: str, options: typing.Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the closest option, or ''."""
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pydantic errors -> one line
+# ---------------------------------------------------------------------------------------------
+
+
+def _from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file: str) -> ConfigError:
+    err = exc.errors()[0]
+    path = _data_path(err["loc"], data)
+    kind, found = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        key = path[-1]
+        fields = list(_model_fields(path[:-1], data))
+        message = f"unknown key '{key}'{did_you_mean(key, fields)}; valid keys: {', '.join(fields)}"
+    elif kind == "missing":
+        message = f"missing required key '{path[-1]}'"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        tags = re.findall(r"'([^']+)'", (err.get("ctx") or {}).get("expected_tags", "")) or _union_tags(path, data)
+        if kind == "union_tag_not_found" or not isinstance(found, dict) or "type" not in found:
+            message = f"missing 'type'; expected one of {', '.join(tags)}"
+        else:
+            tag = found.get("type")
+            message = f"unknown type '{tag}'{did_you_mean(tag, tags)}; expected one of {', '.join(tags)}"
+        path = [*path, "type"]
+    elif kind == "literal_error":
+        options = re.findall(r"'([^']+)'", err["ctx"]["expected"])
+        message = f"expected one of {', '.join(options)}; found {_show(found)}{did_you_mean(found, options)}"
+    else:
+        what = err["msg"]
+        what = re.sub(r"^Value error, ", "", what)
+        what = re.sub(r"^Input should be ", "expected ", what)
+        what = re.sub(r"^(String|List|Dictionary|Value) should ", r"expected \1 to ", what)
+        message = f"{what}; found {_show(found)}"
+    line, col = _locate(node, path)
+    return ConfigError(message, file=file, field=_format_path(path), line=line, column=col)
+
+
+def _data_path(loc: tuple, data: Any) -> list:
+    """Drop pydantic's union-member tags from ``loc`` by walking the actual input data."""
+    out: list = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, (dict, list)) and _has(cur, part):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, dict) and part in _model_fields(out, data):
+            out.append(part)  # a required key that is missing
+            break
+    return out
+
+
+def _has(container: Any, key: Any) -> bool:
+    if isinstance(container, dict):
+        return key in container
+    return isinstance(container, list) and isinstance(key, int) and 0 <= key < len(container)
+
+
+def _resolve(tp: Any, value: Any) -> Any:
+    """Unwrap Annotated/Optional and pick the discriminated-union member matching ``value['type']``."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            tag = value.get("type") if isinstance(value, dict) else None
+            tp = ([m for m in members if _tag_of(m) == tag] or members)[0]
+        else:
+            return tp
+
+
+def _tag_of(model: Any) -> str | None:
+    field = getattr(model, "model_fields", {}).get("type")
+    args = typing.get_args(field.annotation) if field else ()
+    return args[0] if args else None
+
+
+def _child_type(tp: Any, part: Any) -> Any:
+    if hasattr(tp, "model_fields"):
+        field = tp.model_fields.get(part)
+        return None if field is None else field.annotation
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return typing.get_args(tp)[0]
+    if origin is dict:
+        return typing.get_args(tp)[1]
+    return None
+
+
+def _raw_type(path: list, data: Any) -> tuple[Any, Any]:
+    """The (unresolved) schema annotation and the data value at ``path``."""
+    tp, cur = Config, data
+    for part in path:
+        tp = _child_type(_resolve(tp, cur), part)
+        cur = cur[part] if _has(cur, part) else None
+    return tp, cur
+
+
+def _model_fields(path: list, data: Any) -> list[str]:
+    tp, cur = _raw_type(path, data)
+    return list(getattr(_resolve(tp, cur), "model_fields", {}))
+
+
+def _union_tags(path: list, data: Any) -> list[str]:
+    tp, _ = _raw_type(path, data)
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    members = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else ()
+    return [t for t in map(_tag_of, members) if t]
+
+
+def _locate(node: yaml.Node | None, path: list) -> tuple[int | None, int | None]:
+    """Line/column (1-based) of the deepest YAML node along ``path``."""
+    best = node
+    cur = node
+    for part in path:
+        nxt = None
+        if isinstance(cur, yaml.MappingNode):
+            for k, v in cur.value:
+                if k.value == str(part):
+                    nxt = v if part != path[-1] or isinstance(v, (yaml.MappingNode, yaml.SequenceNode)) else k
+                    break
+        elif isinstance(cur, yaml.SequenceNode) and isinstance(part, int) and part < len(cur.value):
+            nxt = cur.value[part]
+        if nxt is None:
+            break
+        best = cur = nxt
+    if best is None:
+        return None, None
+    return best.start_mark.line + 1, best.start_mark.column + 1
+
+
+def _format_path(path: list) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _split_path(field: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", field)]
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", int: "a number",
+            float: "a number", bool: "a boolean", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return _kind(value)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,117 @@
+"""Components that call code from outside the project: a user's Python function, reasoning_gym."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+from pydantic import Field, field_validator
+
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.rewards.base import RewardComponent, RewardSpec
+from spectrum_rl.rewards.text import answer_text, error_summary, row_field
+from spectrum_rl.tasks.base import Example
+
+
+class PythonSpec(RewardSpec):
+    """`python`: a user function called like a TRL reward function."""
+
+    type: Literal["python"] = "python"
+    function: str = Field(..., description="`module:function` (an importable module) or "
+                          "`path/to/file.py:function` (relative to the config file's folder).")
+
+    @field_validator("function")
+    @classmethod
+    def _has_colon(cls, v: str) -> str:
+        module, _, name = v.rpartition(":")
+        if not module or not name.isidentifier():
+            raise ValueError(f"expected 'module:function' or 'path/to/file.py:function'; found {v!r}")
+        return v
+
+    def build(self, base_dir: Path) -> RewardComponent:
+        module, _, name = self.function.rpartition(":")
+        try:
+            loaded = _import_file(base_dir / module) if module.endswith(".py") else importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - any import-time failure is a config problem
+            raise ConfigError(f"cannot import '{module}': {error_summary(exc)}", field="function") from exc
+        fn = getattr(loaded, name, None)
+        if not callable(fn):
+            raise ConfigError(f"'{module}' has no function '{name}'", field="function")
+        return PythonReward(self, fn)
+
+
+def _import_file(path: Path) -> Any:
+    """Import a Python file as a module named after its path (no ``sys.path`` changes). It is
+    registered in ``sys.modules`` so that dataclasses and pickling inside it work."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    name = f"spectrum_rl_user_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+class PythonReward(RewardComponent):
+    """Calls ``fn(prompts=[...], completions=[...], answer=[...], **columns)`` as TRL's GRPOTrainer
+    does: every row column becomes a keyword argument holding one value per completion. The
+    function must accept ``**kwargs`` and return one number per completion (None counts as NaN).
+    """
+
+    spec: PythonSpec
+
+    def __init__(self, spec: PythonSpec, fn: Callable[..., Sequence[float | None]]) -> None:
+        super().__init__(spec)
+        self.fn = fn
+
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+        g = len(completions)
+        columns = {key: [value] * g for key, value in example.fields.items()}
+        columns.update(answer=[example.answer] * g, prompts=[example.prompt] * g, completions=list(completions))
+        result = self.fn(**columns)
+        if isinstance(result, (str, bytes)) or not isinstance(result, Sequence):
+            raise TypeError(f"{self.spec.function} must return a list of numbers; returned {type(result).__name__}")
+        return [float("nan") if v is None else v for v in result]
+
+
+class ReasoningGymSpec(RewardSpec):
+    """`reasoning_gym`: reasoning_gym's own verifier on the row's original entry (`rg_entry`)."""
+
+    type: Literal["reasoning_gym"] = "reasoning_gym"
+    extract: bool = Field(True, description="Verify the extracted answer instead of the whole completion.")
+
+    def build(self, base_dir: Path) -> RewardComponent:
+        try:
+            import reasoning_gym  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError("reasoning_gym is not installed; pip install 'spectrum-rl[reasoning-gym]'",
+                              field="type") from exc
+        return ReasoningGymReward(self)
+
+
+@lru_cache(maxsize=None)
+def _verifier(dataset: str) -> Callable[..., float]:
+    import reasoning_gym
+
+    return reasoning_gym.get_score_answer_fn(dataset)
+
+
+class ReasoningGymReward(RewardComponent):
+    """Scores with ``reasoning_gym.get_score_answer_fn(entry["metadata"]["source_dataset"])``
+    (Stojanovski et al., 2025, "Reasoning Gym"); the row must carry the original entry in `rg_entry`."""
+
+    spec: ReasoningGymSpec
+
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+        entry = row_field(example, "rg_entry")
+        verify = _verifier(entry["metadata"]["source_dataset"])
+        return [verify(answer=answer_text(c, self.spec.extract), entry=entry) for c in completions]

@@ -1,0 +1,167 @@
+"""Rule-based components: exact match, numeric tolerance, regex format, keywords, length, constraints."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, Sequence
+
+from pydantic import Field, field_validator, model_validator
+
+from spectrum_rl.rewards.base import RewardComponent, RewardSpec
+from spectrum_rl.rewards.text import answer_text, extract_answer, last_number, normalize, references, row_field
+from spectrum_rl.tasks.base import Example
+
+_FIELD_DOC = "Row field holding the reference (`answer` = the domain's answer field)."
+_EXTRACT_DOC = "Score the extracted answer (after the last `answer:`, else the first line) instead of the whole text."
+
+
+class ExactMatchSpec(RewardSpec):
+    """`exact_match`: 1 when the normalised answer equals a normalised reference, else 0."""
+
+    type: Literal["exact_match"] = "exact_match"
+    field: str = Field("answer", description=_FIELD_DOC + " A list of strings accepts any of them.")
+    extract: bool = Field(True, description=_EXTRACT_DOC)
+
+    def build(self, base_dir: Path) -> RewardComponent:
+        return ExactMatch(self)
+
+
+class ExactMatch(RewardComponent):
+    spec: ExactMatchSpec
+
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+        refs = {normalize(r) for r in references(example, self.spec.field)}
+        return [float(normalize(answer_text(c, self.spec.extract)) in refs) for c in completions]
+
+
+class NumericSpec(RewardSpec):
+    """`numeric`: 1 when the last number of the answer is within tolerance of the reference number."""
+
+    type: Literal["numeric"] = "numeric"
+    field: str = Field("answer", description=_FIELD_DOC)
+    abs_tol: float = Field(1e-6, ge=0, description="Absolute tolerance.")
+    rel_tol: float = Field(0.0, ge=0, description="Relative tolerance (fraction of |reference|).")
+
+    def build(self, base_dir: Path) -> RewardComponent:
+        return Numeric(self)
+
+
+class Numeric(RewardComponent):
+    spec: NumericSpec
+
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+        ref = row_field(example, self.spec.field)
+        y = float(ref) if isinstance(ref, (int, float)) else last_number(str(ref))
+        if y is None:
+            raise ValueError(f"reference {ref!r} holds no number")
+        tol = max(self.spec.abs_tol, self.spec.rel_tol * abs(y))
+        values = [last_number(extract_answer(c)) for c in completions]
+        return [float(x is not None and abs(x - y) <= tol) for x in values]
+
+
+class FormatSpec(RewardSpec):
+    """`format`: 1 when the completion matches a regular expression, else 0."""
+
+    type: Literal["format"] = "format"
+    pattern: str = Field(..., description="Python regular expression.")
+    mode: Literal["search", "fullmatch"] = Field(
+        "search", description="search: match anywhere; fullmatch: the whole completion must match.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return v
+
+    def build(self, base_dir: Path) -> RewardComponent:
+        return Format(self)
+
+
+class Format(RewardComponent):
+    spec: FormatSpec
+
+    def __init__(self, spec: FormatSpec) -> None:
+        super().__init__(spec)
+        self._match = getattr(re.compile(spec.pattern), spec.mode)
+
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+        return [float(self._match(c) is not None) for c in completions]
+
+
+class ContainsSpec(RewardSpec):
+    """`contains`: fraction of the required strings that occur in the completion."""
+
+    type: Literal["contains"] = "contains"
+    strings: list[str] = Field(default_factory=list, description="Strings that must occur.")
+    field: str | None = Field(None, description="Row field holding more required strings (a string or a list).")
+    ignore_case: bool = Field(True, description="Compare case-insensitively.")
+
+    @model_validator(mode="after")
+    def _has_targets(self) -> "ContainsSpec":
+        if not self.strings and self.field is None:
+            raise ValueError("contains needs `strings`, `field`, or both")
+        return self
+
+    def build(self, base_dir: Path) -> RewardComponent:
+        return Contains(self)
+
+
+class Contains(RewardComponent):
+    spec: ContainsSpec
+
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+        wanted = self.spec.strings + (references(example, self.spec.field) if self.spec.field else [])
+        fold = str.lower if self.spec.ignore_case else str
+        wanted = [fold(w) for w in wanted]
+        return [sum(w in fold(c) for w in wanted) / len(wanted) for c in completions]
+
+
+class LengthSpec(RewardSpec):
+    """`length`: 1 inside [min_chars, max_chars] (stripped completion), linearly less outside."""
+
+    type: Literal["length"] = "length"
+    min_chars: int = Field(0, ge=0, description="Shortest length with full reward.")
+    max_chars: int = Field(..., ge=0, description="Longest length with full reward.")
+    tolerance: int = Field(20, ge=1, description="Characters outside the range at which the reward reaches 0.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LengthSpec":
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) must be <= max_chars ({self.max_chars})")
+        return self
+
+    def build(self, base_dir: Path) -> RewardComponent:
+        return Length(self)
+
+
+class Length(RewardComponent):
+    spec: LengthSpec
+
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+        lo, hi, tol = self.spec.min_chars, self.spec.max_chars, self.spec.tolerance
+        lengths = [len(c.strip()) for c in completions]
+        return [max(0.0, 1.0 - max(lo - n, n - hi, 0) / tol) for n in lengths]
+
+
+class ConstraintSpec(RewardSpec):
+    """`constraint`: degree in [0, 1] to which the answer satisfies the row's creative constraint."""
+
+    type: Literal["constraint"] = "constraint"
+    field: str = Field("constraint", description="Row field holding the constraint spec (a dict with a `type`).")
+    extract: bool = Field(True, description=_EXTRACT_DOC)
+
+    def build(self, base_dir: Path) -> RewardComponent:
+        return Constraint(self)
+
+
+class Constraint(RewardComponent):
+    spec: ConstraintSpec
+
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+        from spectrum_rl.tasks.builtin import check_constraint
+
+        constraint = row_field(example, self.spec.field)
+        return [check_constraint(constraint, answer_text(c, self.spec.extract)) for c in completions]

@@ -1,0 +1,26 @@
+"""The YAML schema of reward components: a union discriminated by ``type``."""
+from __future__ import annotations
+
+from typing import Annotated, Union, get_args
+
+from pydantic import Field
+
+from spectrum_rl.rewards.external import PythonSpec, ReasoningGymSpec
+from spectrum_rl.rewards.neural import JudgeSpec, RewardModelSpec
+from spectrum_rl.rewards.preference import PreferenceModelSpec
+from spectrum_rl.rewards.rules import ConstraintSpec, ContainsSpec, ExactMatchSpec, FormatSpec, LengthSpec, NumericSpec
+from spectrum_rl.rewards.similarity import DiversitySpec, SimilaritySpec
+
+RewardComponentSpec = Annotated[
+    Union[
+        ExactMatchSpec, NumericSpec, FormatSpec, ContainsSpec, LengthSpec, ConstraintSpec, SimilaritySpec,
+        DiversitySpec, PreferenceModelSpec, RewardModelSpec, JudgeSpec, PythonSpec, ReasoningGymSpec,
+    ],
+    Field(discriminator="type"),
+]
+"""One entry of ``tasks[i].reward``: any component spec, chosen by its ``type``."""
+
+REWARD_TYPES: tuple[str, ...] = tuple(
+    get_args(cls.model_fields["type"].annotation)[0] for cls in get_args(get_args(RewardComponentSpec)[0])
+)
+"""Every component ``type``, in schema order."""

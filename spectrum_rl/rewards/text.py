@@ -1,0 +1,69 @@
+"""Text helpers shared by reward components: answer extraction, normalisation, numbers, row fields,
+and one-line error summaries."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from spectrum_rl.tasks.base import Example
+
+_ANSWER_TAG = re.compile(r"answer:", re.IGNORECASE)
+# A number: comma-grouped thousands (1,234.5) first, else plain digits; optional sign and decimals.
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)")
+
+
+def extract_answer(text: str) -> str:
+    """The answer part of a completion.
+
+    When the text contains ``answer:`` (any case), the rest of the line after its last occurrence;
+    otherwise the first non-empty line. Surrounding whitespace is stripped.
+    """
+    parts = _ANSWER_TAG.split(text)
+    if len(parts) > 1:
+        return (parts[-1].splitlines() or [""])[0].strip()
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def answer_text(completion: str, extract: bool) -> str:
+    """``extract_answer(completion)`` when ``extract`` is set, else the completion unchanged."""
+    return extract_answer(completion) if extract else completion
+
+
+def normalize(text: str) -> str:
+    """Lowercase, collapse whitespace, strip, and drop one trailing period."""
+    return " ".join(text.lower().split()).removesuffix(".").rstrip()
+
+
+def last_number(text: str) -> float | None:
+    """The last number in ``text`` (``-3``, ``2.5``, ``1,234``), or None when there is none."""
+    found = _NUMBER.findall(text)
+    return float(found[-1].replace(",", "")) if found else None
+
+
+def row_field(example: Example, name: str) -> Any:
+    """A row column of ``example``; ``"answer"`` means ``example.answer``.
+
+    Raises ValueError when the row has no such field (naming the available ones) or it is null.
+    """
+    if name == "answer" and example.answer is not None:
+        return example.answer
+    if name not in example.fields:
+        raise ValueError(f"row has no field '{name}' (available: {', '.join(sorted(example.fields)) or 'none'})")
+    if example.fields[name] is None:
+        raise ValueError(f"row field '{name}' is null")
+    return example.fields[name]
+
+
+def references(example: Example, name: str) -> list[str]:
+    """The reference text(s) in row field ``name``: a string, or a list of strings."""
+    value = row_field(example, name)
+    refs = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    if not refs:
+        raise ValueError(f"row field '{name}' is an empty list")
+    return refs
+
+
+def error_summary(exc: BaseException) -> str:
+    """``TypeName: first line of the message``, for one-line error reports."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

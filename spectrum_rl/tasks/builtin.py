@@ -1,0 +1,209 @@
+"""Procedural task generators: seeded, unlimited, with integer difficulty knobs.
+
+Every row has ``question`` (a short lowercase instruction), ``answer`` (the reference, or one
+valid sample for creative generators) and ``expert``: a worked demonstration in a style that
+differs from a bare answer (a ``plan:`` line, ``step:`` lines, a final ``answer:`` line), so
+that SFT on it pulls the model off its own style, the setting of CHORD's three phases (C1).
+The ``plan:``/``step:`` prefixes also mark planning vs execution tokens (C5, ``TOKEN_CLASSES``).
+
+Structured generators have one correct answer; creative ones accept many and carry a JSON-able
+``constraint`` spec that ``check_constraint`` scores.
+"""
+from __future__ import annotations
+
+import random
+import re
+import string
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
+
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.tasks.base import Row
+from spectrum_rl.tasks.common import did_you_mean
+from spectrum_rl.tasks.words import WORDS
+
+TOKEN_CLASSES: dict[str, str] = {
+    "planning": r"(?m)^plan:.*$",
+    "execution": r"(?m)^step:.*$",
+}
+"""Token class -> regex over a completion; tokens inside a match belong to that class (C5)."""
+
+LETTERS = string.ascii_lowercase
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A named row generator. ``defaults`` are its difficulty knobs, ``bounds`` their ranges."""
+
+    name: str
+    kind: Literal["structured", "creative"]
+    defaults: dict[str, int]
+    bounds: dict[str, tuple[int, int]]
+    build: Callable[..., Row]
+
+    def knobs(self, overrides: Mapping[str, Any]) -> dict[str, int]:
+        """The defaults updated with ``overrides``, each checked against its range."""
+        for key, value in overrides.items():
+            field = f"source.difficulty.{key}"
+            if key not in self.defaults:
+                raise ConfigError(f"unknown difficulty knob '{key}' for generator '{self.name}'"
+                                  f"{did_you_mean(key, self.defaults)}; valid knobs: "
+                                  f"{self._knob_help()}", field=field)
+            lo, hi = self.bounds[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ConfigError(f"expected an integer in [{lo}, {hi}], found {value!r}; "
+                                  f"valid knobs for '{self.name}': {self._knob_help()}",
+                                  field=field)
+        return {**self.defaults, **overrides}
+
+    def _knob_help(self) -> str:
+        return ", ".join(f"{k} (default {v}, range {self.bounds[k][0]}-{self.bounds[k][1]})"
+                         for k, v in self.defaults.items())
+
+    def make(self, rng: random.Random, **knobs: int) -> Row:
+        """One row drawn from ``rng`` (same rng state and knobs give the same row)."""
+        return self.build(rng, **self.knobs(knobs))
+
+
+def get_generator(name: str) -> Generator:
+    """Look up a generator by name, with a "did you mean" on typos."""
+    if name not in GENERATORS:
+        raise ConfigError(f"unknown generator '{name}'{did_you_mean(name, GENERATORS)}; "
+                          f"available: {', '.join(GENERATORS)}", field="source.generator")
+    return GENERATORS[name]
+
+
+def _expert(plan: str, steps: list[str], answer: str) -> str:
+    lines = [f"plan: {plan}", *(f"step: {s}" for s in steps), f"answer: {answer}"]
+    return "\n".join(lines)
+
+
+def _row(question: str, answer: str, plan: str, steps: list[str], **extra: Any) -> Row:
+    return {"question": question, "answer": answer, "expert": _expert(plan, steps, answer), **extra}
+
+
+def _move_one_by_one(letters: str, pick: Callable[[str], int]) -> list[str]:
+    """Steps ``done|rest``, each moving the letter at ``pick(rest)`` from rest to done."""
+    done, rest, steps = "", letters, []
+    while rest:
+        i = pick(rest)
+        done, rest = done + rest[i], rest[:i] + rest[i + 1:]
+        steps.append(f"{done}|{rest}")
+    return steps
+
+
+def _addition(rng: random.Random, digits: int) -> Row:
+    a, b = (rng.randint(10 ** (digits - 1), 10**digits - 1) for _ in range(2))
+    steps, carry = [], 0
+    for x, y in zip(reversed(str(a)), reversed(str(b))):
+        total = int(x) + int(y) + carry
+        steps.append(f"{x}+{y}{'+1' if carry else ''}={total}{' carry 1' if total >= 10 else ''}")
+        carry = total // 10
+    return _row(f"add: {a}+{b}", str(a + b), f"{digits} columns, right to left", steps)
+
+
+def _sorting(rng: random.Random, length: int) -> Row:
+    letters = "".join(rng.sample(LETTERS, length))
+    steps = _move_one_by_one(letters, lambda rest: rest.index(min(rest)))
+    return _row(f"sort: {letters}", "".join(sorted(letters)), "pick the smallest remaining", steps)
+
+
+def _reversal(rng: random.Random, length: int) -> Row:
+    letters = "".join(rng.choices(LETTERS, k=length))
+    steps = _move_one_by_one(letters, lambda rest: len(rest) - 1)
+    return _row(f"reverse: {letters}", letters[::-1], "pick the last remaining", steps)
+
+
+def _counting(rng: random.Random, length: int, letters: int) -> Row:
+    alphabet = LETTERS[:letters]
+    text = "".join(rng.choices(alphabet, k=length))
+    target = rng.choice(alphabet)
+    steps, tally = [], 0
+    for ch in text:
+        tally += ch == target
+        steps.append(f"{ch} {tally}")
+    return _row(f"count {target}: {text}", str(tally), f"tally each {target}", steps)
+
+
+_BY_INITIAL = {c: words for c in LETTERS if (words := [w for w in WORDS if w[0] == c])}
+
+
+def _acrostic(rng: random.Random, length: int) -> Row:
+    word = "".join(rng.choices(sorted(_BY_INITIAL), k=length))
+    picks = [rng.choice(_BY_INITIAL[c]) for c in word]
+    return _row(f"acrostic: {word}", " ".join(picks), f"one word per letter of {word}",
+                [f"{c} {w}" for c, w in zip(word, picks)],
+                constraint={"type": "acrostic", "word": word})
+
+
+def _fits_letter_words(word: str, letter: str, banned: list[str]) -> bool:
+    return letter in word and not any(b in word for b in banned)
+
+
+def _letter_words(rng: random.Random, count: int, banned: int) -> Row:
+    for _ in range(100):
+        letter = rng.choice(LETTERS)
+        avoid = sorted(rng.sample([c for c in LETTERS if c != letter], banned))
+        pool = [w for w in WORDS if _fits_letter_words(w, letter, avoid)]
+        if len(pool) >= count:
+            break
+    else:  # pragma: no cover - the bounds keep this out of reach
+        raise ConfigError(f"no letter has {count} sample words", field="source.difficulty.count")
+    rule = f"with {letter}" + (f", no {' or '.join(avoid)}" if avoid else "")
+    picks = rng.sample(pool, count)
+    return _row(f"words {rule}: {count}", " ".join(picks), f"words {rule}", picks,
+                constraint={"type": "letter_words", "letter": letter, "count": count,
+                            "banned": avoid})
+
+
+GENERATORS: dict[str, Generator] = {g.name: g for g in (
+    Generator("addition", "structured", {"digits": 2}, {"digits": (1, 9)}, _addition),
+    Generator("sorting", "structured", {"length": 4}, {"length": (2, 26)}, _sorting),
+    Generator("reversal", "structured", {"length": 4}, {"length": (2, 26)}, _reversal),
+    Generator("counting", "structured", {"length": 6, "letters": 3},
+              {"length": (2, 30), "letters": (2, 26)}, _counting),
+    Generator("acrostic", "creative", {"length": 3}, {"length": (2, 10)}, _acrostic),
+    # One banned letter by default: with a single required letter there are only ~25 prompts,
+    # too few to hold out an eval set and still train.
+    Generator("letter_words", "creative", {"count": 3, "banned": 1},
+              {"count": (1, 8), "banned": (0, 3)}, _letter_words),
+)}
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.split(r"[\s,;]+", text.strip().lower()) if w]
+
+
+def _score_acrostic(spec: Mapping[str, Any], words: list[str]) -> float:
+    target = spec["word"]
+    hits = sum(w.isalpha() and w[0] == c for c, w in zip(target, words))
+    return hits / max(len(target), len(words))
+
+
+def _score_letter_words(spec: Mapping[str, Any], words: list[str]) -> float:
+    banned = spec.get("banned", [])
+    valid = {w for w in words if w.isalpha() and _fits_letter_words(w, spec["letter"], banned)}
+    return min(len(valid), spec["count"]) / max(spec["count"], len(words))
+
+
+_CHECKERS: dict[str, Callable[[Mapping[str, Any], list[str]], float]] = {
+    "acrostic": _score_acrostic,
+    "letter_words": _score_letter_words,
+}
+
+
+def check_constraint(spec: Mapping[str, Any], text: str) -> float:
+    """Fraction of a creative constraint that ``text`` (the extracted answer) satisfies.
+
+    Words are split on whitespace/commas and lowercased; any alphabetic word counts, not only
+    the built-in list. Extra, duplicate or invalid words lower the score, so 1.0 means exactly
+    a valid answer.
+    - ``acrostic`` {word}: word i starts with letter i of ``word``.
+    - ``letter_words`` {letter, count, banned}: ``count`` distinct words that contain
+      ``letter`` and none of ``banned``.
+    """
+    checker = _CHECKERS.get(spec.get("type", ""))
+    if checker is None:
+        raise ConfigError(f"unknown constraint type {spec.get('type')!r}; expected one of: "
+                          f"{', '.join(_CHECKERS)}", field="constraint.type")
+    return checker(spec, _words(text))

@@ -1,0 +1,94 @@
+"""A domain at run time: its row source, prompt formatting and hybrid reward, built from config."""
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.tasks.base import Example, Row, SourceContext, TaskSource
+
+if TYPE_CHECKING:
+    from spectrum_rl.config import Config, DomainConfig
+    from spectrum_rl.rewards import HybridReward
+
+
+@dataclass
+class Domain:
+    """One task domain: where prompts come from, how they are formatted, how answers are scored."""
+
+    name: str
+    kind: str
+    source: TaskSource
+    reward: "HybridReward"
+    after: tuple[str, ...] = ()
+    template: str = "{question}\n"
+    answer_field: str | None = "answer"
+    expert_field: str | None = "expert"
+    _eval: list[Example] | None = field(default=None, repr=False)
+
+    def to_example(self, row: Row) -> Example:
+        """Format a raw row into an Example (prompt from the template, answer, expert)."""
+        return Example(
+            prompt=self.template.format_map(row),
+            answer=_text(row.get(self.answer_field)) if self.answer_field else None,
+            expert=_text(row.get(self.expert_field)) if self.expert_field else None,
+            fields=row,
+        )
+
+    def sample(self, n: int, rng: random.Random) -> list[Example]:
+        """``n`` training examples drawn with ``rng`` (never from the held-out set)."""
+        return [self.to_example(r) for r in self.source.train_rows(n, rng)]
+
+    def eval_examples(self) -> list[Example]:
+        """The held-out examples (computed once)."""
+        if self._eval is None:
+            self._eval = [self.to_example(r) for r in self.source.eval_rows()]
+        return self._eval
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def build_domain(cfg: "DomainConfig", *, base_dir: Path, seed: int) -> Domain:
+    """Build one domain; ConfigErrors carry field paths relative to the domain (``source.path``)."""
+    from spectrum_rl.rewards import build_hybrid
+
+    ctx = SourceContext(base_dir=base_dir, seed=seed, domain=cfg.name,
+                        eval_size=cfg.eval.size, eval_split=cfg.eval.split)
+    domain = Domain(
+        name=cfg.name, kind=cfg.kind, source=cfg.source.build(ctx),
+        reward=build_hybrid(cfg.name, cfg.reward, base_dir), after=tuple(cfg.after),
+        template=cfg.prompt, answer_field=cfg.answer_field, expert_field=cfg.expert_field,
+    )
+    _check_fields(domain, domain.source.eval_rows()[:1] + domain.source.train_rows(1, random.Random(seed)))
+    return domain
+
+
+def build_domains(config: "Config", base_dir: Path) -> list[Domain]:
+    """Build every configured domain; errors are nested under ``tasks[i].``."""
+    domains = []
+    for i, cfg in enumerate(config.tasks):
+        try:
+            domains.append(build_domain(cfg, base_dir=base_dir, seed=config.run.seed))
+        except ConfigError as err:
+            raise err.under(f"tasks[{i}].") from None
+    return domains
+
+
+def _check_fields(domain: Domain, rows: list[Row]) -> None:
+    """Fail early when the template or the answer/expert fields name columns the rows lack."""
+    for row in rows:
+        available = ", ".join(sorted(row))
+        for _, name, _, _ in string.Formatter().parse(domain.template):
+            if name is not None and name.split(".")[0].split("[")[0] not in row:
+                raise ConfigError(f"template field '{{{name}}}' is not a row field; available: {available}",
+                                  field="prompt")
+        for attr in ("answer_field", "expert_field"):
+            col = getattr(domain, attr)
+            if col is not None and col not in row:
+                raise ConfigError(f"row field '{col}' not found in the data; available: {available} "
+                                  f"(set {attr}: null if the domain has none)", field=attr)

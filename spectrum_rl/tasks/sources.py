@@ -1,0 +1,249 @@
+"""Task sources: a procedural generator, or a fixed pool of rows loaded from a file, the hub or
+reasoning_gym. Every source keeps its eval rows disjoint from training rows by ``question``.
+
+Loading errors are ConfigErrors located at the YAML field to fix (``source.path``,
+``source.name``, ``eval.split``, ...), so the CLI can print them as one line.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.tasks.base import Row, SourceContext, TaskSource
+from spectrum_rl.tasks.builtin import Generator
+from spectrum_rl.tasks.common import derive_seed, did_you_mean
+
+_MAX_TRIES = 1000
+_EXTENSIONS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+_BUILDERS = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet"}
+
+
+class BuiltinSource(TaskSource):
+    """Unlimited rows from a generator. The eval set comes from its own seed, derived from
+    (run seed, domain, "eval"); training draws that hit an eval question are redrawn."""
+
+    def __init__(self, generator: Generator, difficulty: Mapping[str, int],
+                 ctx: SourceContext) -> None:
+        self.generator = generator
+        self.knobs = generator.knobs(difficulty)
+        self._eval_size = ctx.eval_size
+        eval_rng = random.Random(derive_seed(ctx.seed, ctx.domain, "eval"))
+        self._eval: list[Row] = []
+        questions: set[str] = set()
+        for _ in range(ctx.eval_size):
+            row = self._draw(eval_rng, questions)
+            questions.add(row["question"])
+            self._eval.append(row)
+        self._eval_questions = frozenset(questions)
+        # Fail at build time, not mid-training, when eval leaves no training question.
+        self._draw(random.Random(derive_seed(ctx.seed, ctx.domain, "probe")), self._eval_questions)
+
+    def _draw(self, rng: random.Random, exclude: set[str] | frozenset[str]) -> Row:
+        for _ in range(_MAX_TRIES):
+            row = self.generator.make(rng, **self.knobs)
+            if row["question"] not in exclude:
+                return row
+        raise ConfigError(f"{self.describe()} has too few distinct questions to hold out "
+                          f"{self._eval_size} for eval and still train; lower eval.size or raise "
+                          "source.difficulty", field="eval.size")
+
+    def eval_rows(self) -> list[Row]:
+        return self._eval
+
+    def train_rows(self, n: int, rng: random.Random) -> list[Row]:
+        return [self._draw(rng, self._eval_questions) for _ in range(n)]
+
+    def describe(self) -> str:
+        knobs = ", ".join(f"{k}={v}" for k, v in self.knobs.items())
+        return f"builtin:{self.generator.name}({knobs})"
+
+
+class PoolSource(TaskSource):
+    """A fixed list of training rows, drawn with replacement, and a fixed list of eval rows."""
+
+    def __init__(self, train: list[Row], held_out: list[Row], description: str) -> None:
+        self._train, self._eval, self._description = train, held_out, description
+
+    def eval_rows(self) -> list[Row]:
+        return self._eval
+
+    def train_rows(self, n: int, rng: random.Random) -> list[Row]:
+        return rng.choices(self._train, k=n)
+
+    @property
+    def size(self) -> int:
+        return len(self._train)
+
+    def describe(self) -> str:
+        return self._description
+
+
+def pool_source(rows: list[Row], eval_rows: list[Row] | None, ctx: SourceContext,
+                description: str) -> PoolSource:
+    """Split ``rows`` into train/eval: hold out ``ctx.eval_size`` rows by a seeded shuffle
+    unless a separate eval set is given, then drop training rows whose question is in eval."""
+    field = "eval.size" if eval_rows is None else "eval.split"
+    if eval_rows is None:
+        if len(rows) <= ctx.eval_size:
+            raise ConfigError(f"{description} has {len(rows)} rows; holding out eval.size="
+                              f"{ctx.eval_size} would leave none to train on; lower eval.size "
+                              "or give a separate eval split", field=field)
+        order = list(range(len(rows)))
+        random.Random(derive_seed(ctx.seed, ctx.domain, "eval")).shuffle(order)
+        eval_rows = [rows[i] for i in sorted(order[:ctx.eval_size])]
+        rows = [rows[i] for i in sorted(order[ctx.eval_size:])]
+    questions = {r["question"] for r in eval_rows}
+    train = [r for r in rows if r["question"] not in questions]
+    if not train:
+        raise ConfigError(f"every training question of {description} is also an eval question",
+                          field=field)
+    return PoolSource(train, eval_rows, description)
+
+
+def map_columns(rows: list[Row], columns: Mapping[str, str], where: str) -> list[Row]:
+    """Rename columns (source name -> row field) and check that rows have a ``question``."""
+    found = list(rows[0])
+    for col in columns:
+        if col not in found:
+            raise ConfigError(f"column '{col}' not in {where}{did_you_mean(col, found)}; "
+                              f"columns: {', '.join(found)}", field=f"source.columns.{col}")
+    rows = [{columns.get(k, k): v for k, v in row.items()} for row in rows]
+    if "question" not in rows[0]:
+        raise ConfigError(f"rows of {where} need a 'question' field; columns: {', '.join(found)}"
+                          "; map one with columns: {<column>: question}", field="source.columns")
+    return rows
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _count_rows(path: Path, fmt: str, field: str) -> int:
+    """Rows in the file, counted here so that bad text names its line and empty files are
+    reported as such (``datasets`` only says the split has no data)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_metadata(path).num_rows
+        except Exception as e:  # pyarrow raises several types for non-parquet input
+            raise ConfigError(f"could not read {path} as parquet: {_one_line(e)}",
+                              field=field) from e
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path} is not UTF-8 text (line {line}, byte {e.start}); "
+                          "re-save it as UTF-8", field=field) from None
+    if not text.strip():
+        raise ConfigError(f"{path} is empty", field=field)
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if fmt == "csv":
+        return len(lines) - 1  # the header
+    if fmt == "json":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"line {e.lineno} is not valid JSON: {e.msg} (in {path})",
+                              field=field) from None
+        return len(value) if isinstance(value, list) else 1
+    for number, line in lines:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"line {number} is not valid JSON: {e.msg} (in {path})",
+                              field=field) from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"line {number} is not a JSON object (in {path})", field=field)
+    return len(lines)
+
+
+def load_file_rows(path: Path, fmt: str, field: str) -> list[Row]:
+    """Rows of a jsonl/json/csv/parquet file (``fmt`` "auto" picks by extension)."""
+    if not path.is_file():
+        raise ConfigError(f"file not found: {path.resolve()}", field=field)
+    if fmt == "auto":
+        if path.suffix.lower() not in _EXTENSIONS:
+            raise ConfigError(f"cannot tell the format of {path.name} from its extension; set "
+                              f"source.format to one of {', '.join(_BUILDERS)}", field=field)
+        fmt = _EXTENSIONS[path.suffix.lower()]
+    if _count_rows(path, fmt, field) == 0:
+        raise ConfigError(f"{path} has no rows", field=field)
+    import datasets
+
+    try:
+        return datasets.load_dataset(_BUILDERS[fmt], data_files=str(path), split="train").to_list()
+    except Exception as e:  # datasets/pyarrow raise many types for unreadable files
+        raise ConfigError(f"could not read {path} as {fmt}: {_one_line(e)}", field=field) from e
+
+
+def load_hub_rows(name: str, config: str | None, split: str, field: str) -> list[Row]:
+    """Rows of one split of a hub dataset (or of the local cache when offline)."""
+    import datasets
+
+    try:
+        rows = datasets.load_dataset(name, config, split=split).to_list()
+    except Exception as e:  # offline, missing, gated, bad config or split: all the user's to fix
+        raise ConfigError(f"could not load dataset '{name}' (config {config}, split {split}) "
+                          f"from the hub ({_one_line(e)}); offline, set HF_HUB_OFFLINE=1 to use "
+                          "a copy cached while online, or use a local `file` source",
+                          field=field) from e
+    if not rows:
+        raise ConfigError(f"split '{split}' of '{name}' has no rows", field=field)
+    return rows
+
+
+def reasoning_gym_source(name: str, config: Mapping[str, Any], size: int,
+                         ctx: SourceContext) -> PoolSource:
+    """``size`` training rows and ``ctx.eval_size`` eval rows from a reasoning_gym dataset.
+
+    Each row has ``question``, ``answer`` (str or None), ``metadata`` and ``rg_entry`` (the
+    original entry). Rewards should score with reasoning_gym 0.1.25's
+    ``get_score_answer_fn(row["rg_entry"]["metadata"]["source_dataset"])(answer, row["rg_entry"])``.
+    Eval entries come from a second seed; those whose question is in training are skipped.
+    """
+    try:
+        import reasoning_gym
+        from reasoning_gym.factory import DATASETS
+    except ImportError:
+        raise ConfigError("reasoning_gym is not installed; "
+                          'pip install "spectrum-rl[reasoning-gym]"', field="source.type") from None
+    if name not in DATASETS:
+        raise ConfigError(f"unknown reasoning_gym dataset '{name}'{did_you_mean(name, DATASETS)} "
+                          f"({len(DATASETS)} registered)", field="source.name")
+    if {"size", "seed"} & config.keys():
+        raise ConfigError("set the size with source.size; the seed is derived from the run seed",
+                          field="source.config")
+
+    def entries(stream: str, n: int) -> Iterable[dict[str, Any]]:
+        try:
+            return reasoning_gym.create_dataset(
+                name, size=n, seed=derive_seed(ctx.seed, ctx.domain, stream), **config)
+        except (TypeError, ValueError, AssertionError) as e:
+            raise ConfigError(f"invalid config for reasoning_gym dataset '{name}': {_one_line(e)}",
+                              field="source.config") from e
+
+    train = [_rg_row(e) for e in entries("train", size)]
+    seen = {r["question"] for r in train}
+    held_out: list[Row] = []
+    for entry in entries("eval", 4 * ctx.eval_size + 100):
+        if len(held_out) == ctx.eval_size:
+            break
+        if entry["question"] not in seen:
+            seen.add(entry["question"])
+            held_out.append(_rg_row(entry))
+    if len(held_out) < ctx.eval_size:
+        raise ConfigError(f"reasoning_gym '{name}' gave only {len(held_out)} eval questions that "
+                          "are not in training; lower eval.size or source.size", field="eval.size")
+    return PoolSource(train, held_out, f"reasoning_gym:{name}(size={size})")
+
+
+def _rg_row(entry: dict[str, Any]) -> Row:
+    answer = entry.get("answer")
+    return {"question": entry["question"], "answer": None if answer is None else str(answer),
+            "metadata": entry.get("metadata", {}), "rg_entry": entry}

@@ -1,0 +1,179 @@
+"""Config schema and CLI error contract: bad input -> exit 2, one line naming file and field."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from spectrum_rl.cli import main
+from spectrum_rl.config import Config, load_config
+from tests.conftest import ROOT
+
+GOOD_TASK = """
+  - name: add
+    kind: structured
+    source: {type: builtin, generator: addition}
+    reward: [{type: exact_match}]
+"""
+
+
+def _cfg(tasks: str = GOOD_TASK, extra: str = "") -> str:
+    return "tasks:" + textwrap.dedent(tasks).rstrip() + "\n" + textwrap.dedent(extra)
+
+
+# (case id, YAML text, substring that must be in the one-line error)
+BAD_CONFIGS = [
+    ("yaml_syntax", "tasks: [\n  {name: a\n", "YAML syntax error"),
+    ("empty_file", "", "empty"),
+    ("top_level_list", "- a\n- b\n", "expected a mapping"),
+    ("missing_tasks", "run: {name: x}\n", "tasks: missing required key 'tasks'"),
+    ("unknown_section", _cfg(extra="trainig: {steps: 3}\n"), "did you mean 'training'"),
+    ("unknown_key", _cfg(extra="training: {lerning_rate: 0.1}\n"), "training.lerning_rate: unknown key"),
+    ("bad_kind", _cfg(GOOD_TASK.replace("structured", "struct")), "tasks[0].kind: expected one of structured, creative"),
+    ("unknown_reward", _cfg(GOOD_TASK.replace("exact_match", "exact")), "tasks[0].reward[0].type: unknown type 'exact'; did you mean 'exact_match'"),
+    ("reward_no_type", _cfg(GOOD_TASK.replace("{type: exact_match}", "{weight: 1}")), "tasks[0].reward[0].type: missing 'type'"),
+    ("negative_weight", _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: exact_match, weight: -1}")), "tasks[0].reward[0].weight"),
+    ("group_size_1", _cfg(extra="training: {group_size: 1}\n"), "training.group_size"),
+    ("steps_0", _cfg(extra="training: {steps: 0}\n"), "training.steps"),
+    ("temperature_string", _cfg(extra="training: {temperature: hot}\n"), "training.temperature"),
+    ("top_p_range", _cfg(extra="training: {top_p: 1.5}\n"), "training.top_p"),
+    ("bad_dtype", _cfg(extra="model: {dtype: fp8}\n"), "model.dtype: expected one of"),
+    ("unknown_source", _cfg(GOOD_TASK.replace("type: builtin", "type: web")), "tasks[0].source.type: unknown type 'web'"),
+    ("unknown_generator", _cfg(GOOD_TASK.replace("generator: addition", "generator: additon")), "tasks[0].source.generator"),
+    ("bad_knob", _cfg(GOOD_TASK.replace("generator: addition}", "generator: addition, difficulty: {digitz: 2}}")), "tasks[0].source.difficulty"),
+    ("duplicate_domain", _cfg(GOOD_TASK + GOOD_TASK), "tasks[1].name: duplicate domain name 'add'"),
+    ("unknown_prereq", _cfg(GOOD_TASK + "    after: [ad]\n"), "tasks[0].after[0]: unknown domain 'ad'; did you mean 'add'"),
+    ("self_prereq", _cfg(GOOD_TASK + "    after: [add]\n"), "tasks[0].after[0]"),
+    ("cycle", _cfg(GOOD_TASK + "    after: [b]\n" + GOOD_TASK.replace("name: add", "name: b") + "    after: [add]\n"), "prerequisite cycle"),
+    ("empty_reward", _cfg(GOOD_TASK.replace("[{type: exact_match}]", "[]")), "tasks[0].reward"),
+    ("bad_name", _cfg(GOOD_TASK.replace("name: add", "name: my domain")), "tasks[0].name"),
+    ("builtin_model", _cfg(extra="model: {name_or_path: 'builtin:huge'}\n"), "model.name_or_path: unknown built-in model"),
+    ("missing_model_dir", _cfg(extra="model: {name_or_path: ./no/such/model}\n"), "model.name_or_path"),
+    ("duplicate_yaml_key", _cfg(extra="run: {seed: 1}\nrun: {seed: 2}\n"), "duplicate key 'run'"),
+    ("bad_regex", _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: format, pattern: '(['}")), "tasks[0].reward[0].pattern"),
+    ("python_no_import", _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: python, function: 'no_such_mod_xyz:fn'}")), "tasks[0].reward[0].function"),
+    ("weights_unknown", _cfg(extra="scheduler: {weights: {ad: 1}}\n"), "scheduler.weights.ad: unknown domain"),
+    ("weights_negative", _cfg(extra="scheduler: {weights: {add: -1}}\n"), "scheduler.weights"),
+    ("bad_template", _cfg(GOOD_TASK + "    prompt: '{problem}'\n"), "tasks[0].prompt: template field '{problem}'"),
+    ("missing_answer_col", _cfg(GOOD_TASK + "    answer_field: solution\n"), "tasks[0].answer_field: row field 'solution'"),
+    ("eval_size_0", _cfg(GOOD_TASK + "    eval: {size: 0}\n"), "tasks[0].eval.size"),
+    ("task_not_mapping", "tasks: [3]\n", "tasks[0]"),
+    ("missing_file", _cfg(GOOD_TASK.replace("{type: builtin, generator: addition}", "{type: file, path: nope.jsonl}")), "tasks[0].source.path"),
+    ("corrupt_jsonl", _cfg(GOOD_TASK.replace("{type: builtin, generator: addition}", "{type: file, path: bad.jsonl}")), "line 2"),
+]
+
+
+@pytest.mark.parametrize("case,text,expected", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_exits_2_with_one_line(case, text, expected, tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    (tmp_path / "bad.jsonl").write_text('{"question": "q", "answer": "a"}\n{"question": \n')
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc = main(["validate", str(path)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert str(path) in lines[0]
+    assert expected in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_enough_distinct_bad_configs():
+    assert len({c[0] for c in BAD_CONFIGS}) >= 20
+
+
+def test_error_points_at_line_and_column(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text(_cfg(GOOD_TASK.replace("exact_match", "exact")))
+    assert main(["validate", str(path)]) == 2
+    # `reward: [{type: exact}]` is on line 5 of the file
+    assert f"{path}:5:" in capsys.readouterr().err
+
+
+def test_non_utf8_config(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"tasks: \xff\xfe\n")
+    assert main(["validate", str(path)]) == 2
+    assert "UTF-8" in capsys.readouterr().err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_console_script_no_traceback_and_debug_shows_it(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(_cfg(extra="training: {steps: 0}\n"))
+    cmd = [sys.executable, "-m", "spectrum_rl"]
+    plain = subprocess.run([*cmd, "validate", str(path)], capture_output=True, text=True)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert len(plain.stderr.strip().splitlines()) == 1
+    debug = subprocess.run([*cmd, "--debug", "validate", str(path)], capture_output=True, text=True)
+    assert "Traceback" in debug.stderr
+
+
+def test_defaults_are_documented():
+    def walk(model):
+        for name, field in model.model_fields.items():
+            sub = field.annotation
+            if hasattr(sub, "model_fields"):
+                yield from walk(sub)
+            else:
+                yield model.__name__, name, field
+
+    undocumented = [(m, n) for m, n, f in walk(Config) if not f.description and n not in ("source", "reward", "eval")]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "local_jsonl.yaml"])
+def test_example_configs_validate(name, capsys):
+    assert main(["validate", str(ROOT / "configs" / name)]) == 0
+    assert "config is valid" in capsys.readouterr().out
+
+
+def test_quickstart_has_structured_and_creative_hybrid_domains():
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+    kinds = [t.kind for t in cfg.tasks]
+    assert kinds.count("structured") >= 4 and kinds.count("creative") >= 2
+    assert all(len(t.reward) >= 1 for t in cfg.tasks)
+    assert sum(len(t.reward) > 1 for t in cfg.tasks) >= 5  # hybrid rewards
+
+
+def test_tasks_command_lists_samples_and_dot(capsys):
+    path = str(ROOT / "configs" / "quickstart.yaml")
+    assert main(["tasks", path]) == 0
+    out = capsys.readouterr().out
+    for name in ("addition", "sorting", "acrostic", "letter_words"):
+        assert name in out
+    assert main(["tasks", path, "--dot"]) == 0
+    dot = capsys.readouterr().out
+    assert dot.startswith("digraph") and '"sorting" -> "counting"' in dot
+
+
+def test_overrides_are_validated(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(_cfg())
+    assert load_config(path, {"training": {"steps": 7}}).training.steps == 7
+    from spectrum_rl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="training.steps"):
+        load_config(path, {"training": {"steps": -1}})
+
+
+def test_yaml_is_loaded_safely(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("tasks: !!python/object/apply:os.system ['echo pwned']\n")
+    assert main(["validate", str(path)]) == 2
+    assert "pwned" not in capsys.readouterr().out
+
+
+def test_summary_json_roundtrip(tmp_path):
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+    again = Config.model_validate(json.loads(cfg.model_dump_json()))
+    assert again == cfg

@@ -1,0 +1,412 @@
+"""Reward components, the hybrid reward and its error policies."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from spectrum_rl.errors import ConfigError, RewardError
+from spectrum_rl.rewards import REWARD_TYPES, HybridReward, RewardComponentSpec, build_hybrid, extract_answer
+from spectrum_rl.rewards.base import RewardComponent
+from spectrum_rl.rewards.text import last_number, normalize
+from spectrum_rl.tasks.base import Example
+
+SPEC = TypeAdapter(RewardComponentSpec)
+
+
+def spec(**data):
+    """A component spec parsed exactly as a YAML entry would be."""
+    return SPEC.validate_python(data)
+
+
+def component(tmp_path: Path = Path("."), **data):
+    return spec(**data).build(tmp_path)
+
+
+def example(answer: str | None = "42", prompt: str = "q: ", **fields) -> Example:
+    return Example(prompt=prompt, answer=answer, expert=None, fields={"answer": answer, **fields})
+
+
+def scores(comp, completions, ex=None) -> list[float]:
+    return list(comp.score(completions, ex or example()))
+
+
+# --- text helpers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("plan: x\nstep: y\nanswer: 7", "7"),
+    ("Answer: a\nmore\nANSWER:  b  \ntrailing", "b"),  # last occurrence, case-insensitive, one line
+    ("the final answer: 12 apples\nok", "12 apples"),
+    ("\n\n  abc  \ndef", "abc"),  # no tag: first non-empty line
+    ("answer:", ""),
+    ("", ""),
+])
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_normalize_and_last_number():
+    assert normalize("  The  Cat\tSat. ") == "the cat sat"
+    assert normalize("3.5") == "3.5"
+    assert last_number("costs 1,234 then -3.5") == -3.5
+    assert last_number("total: 1,234") == 1234
+    assert last_number("x=.5") == 0.5
+    assert last_number("none here") is None
+
+
+# --- rule components -------------------------------------------------------------------------
+
+
+def test_exact_match():
+    comp = component(type="exact_match")
+    assert scores(comp, ["42", "answer:  42. ", "plan\nanswer: 41", "4 2", "x\n42"]) == [1, 1, 0, 0, 0]
+    raw = component(type="exact_match", extract=False)
+    assert scores(raw, ["answer: 42", "42"]) == [0, 1]
+    alt = component(type="exact_match", field="aliases")
+    assert scores(alt, ["Paris", "lyon", "rome"], example(aliases=["paris", "Lyon"])) == [1, 1, 0]
+
+
+def test_numeric_tolerance():
+    comp = component(type="numeric")
+    ex = example("1,234")
+    assert scores(comp, ["answer: 1234", "1,234.0000001", "1235", "no number", "12 then 1234"], ex) == [1, 1, 0, 0, 1]
+    rel = component(type="numeric", rel_tol=0.01)
+    assert scores(rel, ["-101", "-98.9", "100"], example("-100")) == [1, 0, 0]
+    loose = component(type="numeric", abs_tol=0.5)
+    assert scores(loose, ["2.4", "2.6", "1.4"], example("2")) == [1, 0, 0]
+    with pytest.raises(ValueError, match="holds no number"):
+        comp.score(["1"], example("n/a"))
+
+
+def test_format_modes_and_bad_regex():
+    search = component(type="format", pattern=r"answer: \d+")
+    full = component(type="format", pattern=r"answer: \d+", mode="fullmatch")
+    texts = ["answer: 12", "plan\nanswer: 12", "answer: x"]
+    assert scores(search, texts) == [1, 1, 0]
+    assert scores(full, texts) == [1, 0, 0]
+    with pytest.raises(ValidationError, match="invalid regular expression"):
+        spec(type="format", pattern="(unclosed")
+
+
+def test_contains():
+    comp = component(type="contains", strings=["Red", "blue"], field="extra")
+    ex = example(extra=["green", "BLACK"])
+    assert scores(comp, ["red blue green black", "RED", "nothing"], ex) == [1.0, 0.25, 0.0]
+    cased = component(type="contains", strings=["Red"], ignore_case=False)
+    assert scores(cased, ["Red", "red"]) == [1, 0]
+    assert scores(component(type="contains", field="word"), ["a cat", "a dog"], example(word="cat")) == [1, 0]
+    with pytest.raises(ValidationError, match="needs `strings`, `field`"):
+        spec(type="contains")
+
+
+def test_length_soft_penalty():
+    comp = component(type="length", min_chars=5, max_chars=10, tolerance=4)
+    texts = ["x" * 5, "  " + "x" * 10 + "\n", "x" * 12, "x" * 3, "x" * 20, ""]
+    assert scores(comp, texts) == pytest.approx([1, 1, 0.5, 0.5, 0, 0])
+    with pytest.raises(ValidationError, match="min_chars"):
+        spec(type="length", min_chars=11, max_chars=10)
+    with pytest.raises(ValidationError):
+        spec(type="length")  # max_chars is required
+
+
+def test_constraint():
+    comp = component(type="constraint")
+    ex = example("cold apple tea", constraint={"type": "acrostic", "word": "cat"})
+    got = scores(comp, ["cold apple tea", "plan: x\nanswer: cup ant top", "dog apple tea", "cold"], ex)
+    assert got[:2] == [1.0, 1.0]
+    assert 0 < got[2] < 1 and 0 < got[3] < 1
+    with pytest.raises(ValueError, match="no field 'constraint'"):
+        comp.score(["x"], example())
+
+
+# --- overlap components ----------------------------------------------------------------------
+
+
+def test_similarity_orders_by_closeness():
+    comp = component(type="similarity")
+    ex = example("the quick brown fox jumps over the lazy dog")
+    exact, close, far = scores(comp, ["the quick brown fox jumps over the lazy dog",
+                                      "the quick brown fox jumped over a lazy dog", "zzz"], ex)
+    assert exact == pytest.approx(1.0)
+    assert exact > close > far >= 0
+    multi = component(type="similarity", field="refs")
+    assert scores(multi, ["hello world"], example(refs=["goodbye", "hello world"])) == pytest.approx([1.0])
+
+
+def test_diversity():
+    comp = component(type="diversity")
+    assert scores(comp, ["a b c", "a b c"]) == [0, 0]
+    assert scores(comp, ["a b c", "d e f", ""]) == [1, 1, 0]
+    # bigrams of "a b c d": ab bc cd; "a b x": ab bx -> 2/3 and 1/2 novel
+    assert scores(comp, ["a b c d", "a b x"]) == pytest.approx([2 / 3, 1 / 2])
+    assert scores(comp, ["alone"]) == [1]
+    chars = component(type="diversity", unit="char", n=3)
+    assert scores(chars, ["abcd", "bcde"]) == pytest.approx([1 / 2, 1 / 2])
+
+
+# --- preference model ------------------------------------------------------------------------
+
+
+def test_preference_model_builtin_pairs_prefer_valid_answers():
+    comp = component(type="preference_model")
+    valid, repeated, garbled, truncated = scores(
+        comp, ["cold apple tea", "cold cold tea", "cold xpple tea", "cold apple"])
+    assert 0 < valid < 1
+    assert valid > repeated and valid > garbled and valid > truncated
+    assert comp.score(["answer: cold apple tea"], example()) == pytest.approx([valid])  # extract
+
+
+def test_preference_model_user_pairs(tmp_path):
+    rows = [{"chosen": f"good answer {i}", "rejected": f"bad bad {i}", "prompt": "p"} for i in range(30)]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(map(json.dumps, rows)) + "\n\n")
+    comp = component(tmp_path, type="preference_model", pairs="pairs.jsonl", features=1024)
+    good, bad = scores(comp, ["good answer 99", "bad bad 99"])
+    assert good > 0.5 > bad
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "not found"),
+    ('{"chosen": "a", "rejected": "b"}\n{not json}\n', "pairs.jsonl:2: invalid JSON"),
+    ('{"chosen": "a"}\n', "key 'rejected' is missing"),
+    ('{"chosen": 1, "rejected": "b"}\n', "key 'chosen' must be a string"),
+    ("[1, 2]\n", "expected an object"),
+    ("\n", "no preference pairs"),
+])
+def test_preference_model_bad_pairs_file(tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "pairs.jsonl").write_text(content)
+    with pytest.raises(ConfigError, match=message) as info:
+        component(tmp_path, type="preference_model", pairs="pairs.jsonl")
+    assert info.value.field == "pairs"
+
+
+# --- neural scorers --------------------------------------------------------------------------
+
+
+def test_reward_model(tiny_random_rm_dir):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    comp = component(type="reward_model", model=str(tiny_random_rm_dir), batch_size=2, device="cpu")
+    ex = example(prompt="add: 1+2\n")
+    texts = ["3", "answer: 3", "a much longer completion text", ""]
+    first = np.array(scores(comp, texts, ex))
+    assert first.shape == (4,) and np.isfinite(first).all() and ((first > 0) & (first < 1)).all()
+    assert scores(comp, texts, ex) == pytest.approx(first.tolist())  # deterministic
+    assert [scores(comp, [t], ex)[0] for t in texts] == pytest.approx(first.tolist(), abs=1e-5)  # padding-free
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_random_rm_dir)
+    ids = torch.tensor([list((ex.prompt + texts[2]).encode())])
+    with torch.no_grad():
+        logit = model(input_ids=ids).logits[0, 0].item()
+    assert first[2] == pytest.approx(1 / (1 + math.exp(-logit)), abs=1e-5)
+    raw = component(type="reward_model", model=str(tiny_random_rm_dir), normalize="none", device="cpu")
+    assert scores(raw, texts[2:3], ex) == pytest.approx([logit], abs=1e-4)
+
+
+def test_reward_model_bad_paths(tmp_path):
+    with pytest.raises(ConfigError, match="not found") as info:
+        component(tmp_path, type="reward_model", model="./missing_rm")
+    assert info.value.field == "model"
+    (tmp_path / "empty").mkdir()
+    comp = component(tmp_path, type="reward_model", model="empty", device="cpu")
+    with pytest.raises(ConfigError) as info:  # exists but holds no model: fails at first use
+        comp.score(["x"], example())
+    assert info.value.field == "model"
+
+
+def test_judge(tiny_random_lm_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    comp = component(type="judge", model=str(tiny_random_lm_dir), batch_size=3, device="cpu")
+    ex = example("5", prompt="add: 2+3")
+    texts = ["5", "answer: 6", "a longer and wrong answer", "", "five"]
+    first = np.array(scores(comp, texts, ex))
+    assert first.shape == (5,) and np.isfinite(first).all() and ((first > 0) & (first < 1)).all()
+    assert len(set(first.round(8))) > 1  # depends on the completion
+    assert scores(comp, texts, ex) == pytest.approx(first.tolist())
+    assert [scores(comp, [t], ex)[0] for t in texts] == pytest.approx(first.tolist(), abs=1e-5)  # padding-free
+    # P(yes)/(P(yes)+P(no)) by hand: byte tokens share the " " prefix, then "y" vs "n".
+    model = AutoModelForCausalLM.from_pretrained(tiny_random_lm_dir)
+    rubric = comp.spec.rubric.format(prompt=ex.prompt, completion=texts[2], reference="5") + " "
+    with torch.no_grad():
+        probs = model(input_ids=torch.tensor([list(rubric.encode())])).logits[0, -1].softmax(-1)
+    p_yes, p_no = probs[ord("y")].item(), probs[ord("n")].item()
+    assert first[2] == pytest.approx(p_yes / (p_yes + p_no), abs=1e-5)
+
+
+def test_judge_bad_config(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        component(tmp_path, type="judge", model=str(tmp_path / "nope"))
+    assert info.value.field == "model"
+    with pytest.raises(ConfigError, match="unknown built-in"):
+        component(tmp_path, type="judge", model="builtin:huge")
+    with pytest.raises(ConfigError, match="must differ"):
+        component(tmp_path, type="judge", model="builtin:tiny", yes=" ok", no=" ok")
+    with pytest.raises(ValidationError, match="unknown template field"):
+        spec(type="judge", model="builtin:tiny", rubric="{prompt} {answer}")
+
+
+# --- external code ---------------------------------------------------------------------------
+
+USER_MODULE = '''
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:  # dataclasses need the module registered in sys.modules
+    bonus: float = 0.0
+
+
+def reward(prompts, completions, answer, **kwargs):
+    assert len(prompts) == len(completions) == len(answer) == len(kwargs["level"])
+    return [float(c == a) + kwargs["level"][i] for i, (c, a) in enumerate(zip(completions, answer))]
+
+def short(completions, **kwargs):
+    return [1.0]
+
+def maybe(completions, **kwargs):
+    return [None if c == "?" else 1.0 for c in completions]
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "my_rewards.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("my_rewards", None)
+
+
+@pytest.mark.parametrize("function", ["my_rewards.py:reward", "my_rewards:reward"])
+def test_python_trl_style(user_module, function):
+    comp = component(user_module, type="python", function=function)
+    assert scores(comp, ["42", "7"], example(level=0.5)) == [1.5, 0.5]
+
+
+def test_python_errors(user_module):
+    with pytest.raises(ConfigError, match="cannot import 'nowhere'") as info:
+        component(user_module, type="python", function="nowhere:fn")
+    assert info.value.field == "function"
+    with pytest.raises(ConfigError, match="cannot import 'missing.py'.*FileNotFoundError"):
+        component(user_module, type="python", function="missing.py:fn")
+    with pytest.raises(ConfigError, match="has no function 'nope'"):
+        component(user_module, type="python", function="my_rewards.py:nope")
+    with pytest.raises(ValidationError, match="module:function"):
+        spec(type="python", function="no_colon")
+    short = build_hybrid("d", [spec(type="python", function="my_rewards.py:short")], user_module)
+    with pytest.raises(RewardError, match=r"expected \(2,\)") as info:
+        short.score(["a", "b"], example())
+    assert info.value.sample == -1
+    maybe = build_hybrid("d", [spec(type="python", function="my_rewards.py:maybe", on_error="zero")], user_module)
+    result = maybe.score(["?", "ok"], example())
+    assert result.total.tolist() == [0, 1] and result.errors == {"python": 1}
+
+
+def test_reasoning_gym_verifier():
+    reasoning_gym = pytest.importorskip("reasoning_gym")
+    entry = reasoning_gym.create_dataset("leg_counting", size=1, seed=3)[0]
+    comp = component(type="reasoning_gym")
+    ex = Example(prompt=entry["question"], answer=entry["answer"], expert=None, fields={"rg_entry": entry})
+    right, tagged, wrong = scores(comp, [entry["answer"], f"plan: count\nanswer: {entry['answer']}", "-1"], ex)
+    assert right == tagged == 1.0 and wrong < 1.0
+    raw = component(type="reasoning_gym", extract=False)
+    assert scores(raw, [f"plan: count\nanswer: {entry['answer']}"], ex)[0] < 1.0
+
+
+# --- hybrid ----------------------------------------------------------------------------------
+
+
+def test_spec_union_and_types():
+    assert len(REWARD_TYPES) == 13 and "exact_match" in REWARD_TYPES and "reasoning_gym" in REWARD_TYPES
+    with pytest.raises(ValidationError):
+        spec(type="exact_match", bogus=1)
+    with pytest.raises(ValidationError):
+        spec(type="nope")
+    with pytest.raises(ValidationError):
+        spec(type="exact_match", on_error="ignore")
+
+
+def test_hybrid_weighted_sum_and_names(tmp_path):
+    specs = [spec(type="exact_match", weight=2.0), spec(type="format", pattern="^a", weight=0.5),
+             spec(type="exact_match", extract=False), spec(type="length", max_chars=3, name="len")]
+    reward = build_hybrid("math", specs, tmp_path)
+    assert reward.names == ["exact_match_1", "format", "exact_match_2", "len"]
+    assert reward.describe() == "2*exact_match_1 + 0.5*format + 1*exact_match_2 + 1*len"
+    result = reward.score(["42", "answer: 42", "abcdefg"], example())
+    assert result.parts["exact_match_1"].tolist() == [1, 1, 0]
+    assert result.parts["format"].tolist() == [0, 1, 1]
+    assert result.parts["exact_match_2"].tolist() == [1, 0, 0]
+    assert result.total == pytest.approx([2 + 0 + 1 + 1, 2 + 0.5 + 0 + 0.65, 0.5 + 0.8])
+    assert result.valid.all() and result.errors == dict.fromkeys(reward.names, 0)
+    empty = reward.score([], example())
+    assert empty.total.shape == (0,) and empty.parts["format"].shape == (0,)
+
+
+class _Fake(RewardComponent):
+    """A component named "fake" that returns fixed values or raises."""
+
+    def __init__(self, on_error: str, values=None, exc: Exception | None = None, weight: float = 1.0):
+        super().__init__(spec(type="exact_match", name="fake", on_error=on_error, weight=weight))
+        self.values, self.exc = values, exc
+
+    def score(self, completions, ex):
+        if self.exc:
+            raise self.exc
+        return self.values
+
+
+def _exact(**kw):
+    return spec(type="exact_match", **kw).build(Path("."))
+
+
+def test_hybrid_fail_policy_names_domain_component_sample():
+    reward = HybridReward("math", [_exact(), _Fake("fail", [1.0, float("nan"), float("inf")])])
+    with pytest.raises(RewardError, match="domain 'math', component 'fake', sample 1: returned nan") as info:
+        reward.score(["42", "x", "y"], example())
+    assert (info.value.domain, info.value.component, info.value.sample) == ("math", "fake", 1)
+    raising = HybridReward("math", [_Fake("fail", exc=KeyError("col"))])
+    with pytest.raises(RewardError, match="sample -1: all samples: KeyError"):
+        raising.score(["a", "b"], example())
+    strings = HybridReward("math", [_Fake("fail", ["1", "2"])])
+    with pytest.raises(RewardError, match="non-numeric"):
+        strings.score(["a", "b"], example())
+
+
+def test_hybrid_zero_policy():
+    reward = HybridReward("math", [_exact(), _Fake("zero", [0.5, float("nan"), float("-inf")], weight=2.0)])
+    result = reward.score(["42", "42", "x"], example())
+    assert result.total.tolist() == [2.0, 1.0, 0.0]
+    assert result.parts["fake"].tolist() == [0.5, 0, 0] and result.errors["fake"] == 2
+    assert result.valid.all()
+    raising = HybridReward("math", [_exact(), _Fake("zero", exc=RuntimeError("boom"))])
+    result = raising.score(["42", "x"], example())
+    assert result.total.tolist() == [1.0, 0.0] and result.errors == {"exact_match": 0, "fake": 2}
+
+
+def test_hybrid_skip_policy():
+    reward = HybridReward("math", [_exact(), _Fake("skip", [0.5, float("nan"), 0.25])])
+    result = reward.score(["42", "42", "x"], example())
+    assert result.valid.tolist() == [True, False, True]
+    assert result.total.tolist() == [1.5, 0.0, 0.25] and result.errors["fake"] == 1
+    wrong_length = HybridReward("math", [_Fake("skip", [1.0])])
+    result = wrong_length.score(["a", "b"], example())
+    assert not result.valid.any() and result.errors["fake"] == 2
+
+
+def test_hybrid_config_error_propagates_and_build_prefixes_field(tmp_path):
+    reward = HybridReward("math", [_Fake("zero", exc=ConfigError("bad model", field="model"))])
+    with pytest.raises(ConfigError, match="bad model"):
+        reward.score(["a"], example())
+    specs = [spec(type="exact_match"), spec(type="preference_model", pairs="missing.jsonl")]
+    with pytest.raises(ConfigError) as info:
+        build_hybrid("math", specs, tmp_path)
+    assert info.value.field == "reward[1].pairs"

@@ -1,0 +1,319 @@
+"""Task generators and sources: determinism, correctness, eval/train disjointness, clear errors."""
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import TypeAdapter
+
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.tasks.base import SourceContext
+from spectrum_rl.tasks.builtin import GENERATORS, TOKEN_CLASSES, check_constraint
+from spectrum_rl.tasks.common import derive_seed
+from spectrum_rl.tasks.specs import SourceSpec
+
+SPEC = TypeAdapter(SourceSpec)
+ROWS = [{"problem": f"q{i}", "solution": str(i)} for i in range(12)]
+
+
+def ctx(base_dir: Path = Path("."), eval_size: int = 4, eval_split: str | None = None,
+        seed: int = 0) -> SourceContext:
+    return SourceContext(base_dir=base_dir, seed=seed, domain="d", eval_size=eval_size,
+                         eval_split=eval_split)
+
+
+def build(spec: dict, context: SourceContext):
+    return SPEC.validate_python(spec).build(context)
+
+
+# --- generators -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_generator_is_deterministic_and_well_formed(name):
+    gen = GENERATORS[name]
+    rows = [gen.make(random.Random(i)) for i in range(50)]
+    assert rows == [gen.make(random.Random(i)) for i in range(50)]
+    assert len({r["question"] for r in rows}) > 40
+    for row in rows:
+        assert all(isinstance(row[k], str) for k in ("question", "answer", "expert"))
+        assert row["question"].isascii() and row["question"] == row["question"].lower()
+        lines = row["expert"].splitlines()
+        assert lines[0].startswith("plan: ") and lines[-1] == f"answer: {row['answer']}"
+        assert lines[1:-1] and all(line.startswith("step: ") for line in lines[1:-1])
+        assert len(row["expert"]) <= 120
+        assert ("constraint" in row) == (gen.kind == "creative")
+
+
+def _answers_correct(row: dict) -> bool:
+    q, a = row["question"], row["answer"]
+    if q.startswith("add: "):
+        x, y = q[5:].split("+")
+        return int(a) == int(x) + int(y)
+    if q.startswith("sort: "):
+        return a == "".join(sorted(q[6:]))
+    if q.startswith("reverse: "):
+        return a == q[9:][::-1]
+    letter, text = re.fullmatch(r"count (\w): (\w+)", q).groups()
+    return int(a) == text.count(letter)
+
+
+@pytest.mark.parametrize("name", [n for n, g in GENERATORS.items() if g.kind == "structured"])
+def test_structured_answers_are_correct(name):
+    rng = random.Random(0)
+    for _ in range(200):
+        assert _answers_correct(GENERATORS[name].make(rng))
+
+
+def test_addition_expert_shows_carries():
+    assert GENERATORS["addition"].make(random.Random(0), digits=3)["expert"].count("step: ") == 3
+    rng = random.Random(0)
+    for _ in range(50):
+        row = GENERATORS["addition"].make(rng)
+        a, b = row["question"][5:].split("+")
+        ones, tens = row["expert"].splitlines()[1:3]
+        carried = int(a[-1]) + int(b[-1]) >= 10
+        assert ("carry 1" in ones) == carried
+        assert bool(re.fullmatch(r"step: \d\+\d\+1=.*", tens)) == carried
+
+
+@pytest.mark.parametrize("name", [n for n, g in GENERATORS.items() if g.kind == "creative"])
+def test_creative_samples_satisfy_their_constraint(name):
+    rng = random.Random(0)
+    for _ in range(100):
+        row = GENERATORS[name].make(rng)
+        json.dumps(row["constraint"])
+        assert check_constraint(row["constraint"], row["answer"]) == 1.0
+        words = row["answer"].split()
+        assert check_constraint(row["constraint"], "") == 0.0
+        assert check_constraint(row["constraint"], " ".join(words + words)) < 1.0
+        assert check_constraint(row["constraint"], "123 " + " ".join(words[1:])) < 1.0
+
+
+def test_check_constraint_accepts_any_alphabetic_words():
+    assert check_constraint({"type": "acrostic", "word": "cat"}, "Cobra, Aardvark, Tapir") == 1.0
+    assert check_constraint({"type": "acrostic", "word": "cat"}, "cat dog") == pytest.approx(1 / 3)
+    spec = {"type": "letter_words", "letter": "e", "count": 3, "banned": ["a"]}
+    assert check_constraint(spec, "zephyr emblem jester") == 1.0
+    assert check_constraint(spec, "zephyr zephyr jester") == pytest.approx(2 / 3)
+    assert check_constraint(spec, "zephyr emblem eagle") == pytest.approx(2 / 3)
+    with pytest.raises(ConfigError, match="acrostic"):
+        check_constraint({"type": "haiku"}, "x")
+
+
+def test_token_classes_split_plan_and_steps():
+    expert = GENERATORS["sorting"].make(random.Random(0))["expert"]
+    planning = re.findall(TOKEN_CLASSES["planning"], expert)
+    execution = re.findall(TOKEN_CLASSES["execution"], expert)
+    assert len(planning) == 1 and len(execution) == 4
+    assert not set(planning) & set(execution)
+
+
+@pytest.mark.parametrize("name,knob,value,check", [
+    ("addition", "digits", 4, lambda r: len(r["question"].split("+")[1]) == 4),
+    ("sorting", "length", 7, lambda r: len(r["answer"]) == 7),
+    ("reversal", "length", 9, lambda r: len(r["answer"]) == 9),
+    ("counting", "letters", 2, lambda r: set(r["question"].split(": ")[1]) <= {"a", "b"}),
+    ("acrostic", "length", 5, lambda r: len(r["answer"].split()) == 5),
+    ("letter_words", "count", 5, lambda r: len(r["answer"].split()) == 5),
+    ("letter_words", "banned", 0, lambda r: " no " not in r["question"]),
+])
+def test_difficulty_knobs_change_rows(name, knob, value, check):
+    rng = random.Random(1)
+    assert all(check(GENERATORS[name].make(rng, **{knob: value})) for _ in range(30))
+
+
+@pytest.mark.parametrize("difficulty,bad", [
+    ({"digit": 3}, "digit"), ({"digits": 0}, "digits"), ({"digits": 99}, "digits"),
+    ({"digits": "3"}, "digits"), ({"digits": True}, "digits"),
+])
+def test_bad_knobs_raise_config_error(difficulty, bad):
+    with pytest.raises(ConfigError) as e:
+        GENERATORS["addition"].make(random.Random(0), **difficulty)
+    assert e.value.field == f"source.difficulty.{bad}"
+    assert "digits (default 2" in e.value.message
+
+
+def test_unknown_knob_suggests_the_close_one():
+    with pytest.raises(ConfigError, match="did you mean 'digits'"):
+        build({"type": "builtin", "generator": "addition", "difficulty": {"digit": 3}}, ctx())
+
+
+# --- builtin source ---------------------------------------------------------------------------
+
+def test_builtin_source_eval_is_stable_and_disjoint():
+    spec = {"type": "builtin", "generator": "sorting", "difficulty": {"length": 3}}
+    source = build(spec, ctx(eval_size=200))
+    eval_questions = [r["question"] for r in source.eval_rows()]
+    assert len(set(eval_questions)) == 200
+    assert eval_questions == [r["question"] for r in build(spec, ctx(eval_size=200)).eval_rows()]
+    assert source.eval_rows() == source.eval_rows()
+    train = source.train_rows(2000, random.Random(0))
+    assert not {r["question"] for r in train} & set(eval_questions)
+    assert train == source.train_rows(2000, random.Random(0))
+    assert source.size is None
+    assert source.describe() == "builtin:sorting(length=3)"
+    other = build(spec, ctx(eval_size=200, seed=1)).eval_rows()
+    assert [r["question"] for r in other] != eval_questions
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_every_generator_holds_out_100_eval_rows_at_default_difficulty(name):
+    source = build({"type": "builtin", "generator": name}, ctx(eval_size=100))
+    eval_questions = {r["question"] for r in source.eval_rows()}
+    assert len(eval_questions) == 100
+    assert not {r["question"] for r in source.train_rows(200, random.Random(0))} & eval_questions
+
+
+def test_builtin_source_errors():
+    with pytest.raises(ConfigError, match="did you mean 'addition'") as e:
+        build({"type": "builtin", "generator": "additon"}, ctx())
+    assert e.value.field == "source.generator"
+    with pytest.raises(ConfigError, match="lower eval.size"):  # 1-digit sums: 81 questions
+        build({"type": "builtin", "generator": "addition", "difficulty": {"digits": 1}},
+              ctx(eval_size=81))
+
+
+def test_derive_seed_is_stable():
+    assert derive_seed(0, "d", "eval") == derive_seed(0, "d", "eval") == 51511228
+    assert derive_seed(0, "d", "eval") != derive_seed(0, "d", "train")
+
+
+# --- file source ------------------------------------------------------------------------------
+
+def _write(path: Path, fmt: str, rows: list[dict]) -> None:
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif fmt == "json":
+        path.write_text(json.dumps(rows))
+    elif fmt == "csv":
+        path.write_text("problem,solution\n"
+                        + "".join(f"{r['problem']},{r['solution']}\n" for r in rows))
+    else:
+        import datasets
+
+        datasets.Dataset.from_list(rows).to_parquet(str(path))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "parquet"])
+def test_file_source_formats_and_columns(tmp_path, fmt):
+    _write(tmp_path / f"data.{fmt}", fmt, ROWS)
+    spec = {"type": "file", "path": f"data.{fmt}",
+            "columns": {"problem": "question", "solution": "answer"}}
+    source = build(spec, ctx(tmp_path))
+    held_out = source.eval_rows()
+    assert len(held_out) == 4 and source.size == 8
+    assert held_out == build(spec, ctx(tmp_path)).eval_rows()
+    train = source.train_rows(50, random.Random(0))
+    held_out_questions = {r["question"] for r in held_out}
+    assert {r["question"] for r in train} == {r["problem"] for r in ROWS} - held_out_questions
+    for row in train:
+        assert set(row) == {"question", "answer"}
+        assert type(row["answer"]) in (str, int) and str(row["answer"]) == row["question"][1:]
+    assert source.describe() == f"file:data.{fmt}"
+
+
+def test_file_source_separate_eval_file(tmp_path):
+    _write(tmp_path / "train.jsonl", "jsonl", ROWS)
+    _write(tmp_path / "eval.jsonl", "jsonl", ROWS[:3])
+    spec = {"type": "file", "path": "train.jsonl", "columns": {"problem": "question"}}
+    source = build(spec, ctx(tmp_path, eval_split="eval.jsonl"))
+    assert [r["question"] for r in source.eval_rows()] == ["q0", "q1", "q2"]
+    assert source.size == 9
+    with pytest.raises(ConfigError) as e:
+        build(spec, ctx(tmp_path, eval_split="nope.jsonl"))
+    assert e.value.field == "eval.split"
+
+
+def test_file_source_errors(tmp_path):
+    def error(spec: dict, **kw) -> ConfigError:
+        with pytest.raises(ConfigError) as e:
+            build({"type": "file", **spec}, ctx(tmp_path, **kw))
+        return e.value
+
+    lines = [json.dumps({"question": f"q{i}"}) for i in range(10)]
+    lines[6] = '{"question": "q6"'
+    (tmp_path / "bad.jsonl").write_text("\n".join(lines))
+    err = error({"path": "bad.jsonl"})
+    assert err.message.startswith("line 7 is not valid JSON") and err.field == "source.path"
+
+    err = error({"path": "missing.jsonl"})
+    assert str((tmp_path / "missing.jsonl").resolve()) in err.message and err.field == "source.path"
+
+    (tmp_path / "empty.jsonl").write_text("\n")
+    assert "empty" in error({"path": "empty.jsonl"}).message
+    (tmp_path / "header.csv").write_text("question,answer\n")
+    assert "no rows" in error({"path": "header.csv"}).message
+    _write(tmp_path / "none.parquet", "parquet", [])
+    assert "no rows" in error({"path": "none.parquet"}).message
+    (tmp_path / "fake.parquet").write_text("not parquet")
+    assert "could not read" in error({"path": "fake.parquet"}).message
+
+    (tmp_path / "latin.jsonl").write_bytes('{"question": "caf\u00e9"}\n'.encode("latin-1"))
+    assert "not UTF-8" in error({"path": "latin.jsonl"}).message
+
+    (tmp_path / "data.txt").write_text("x")
+    assert "extension" in error({"path": "data.txt"}).message
+
+    _write(tmp_path / "ok.jsonl", "jsonl", ROWS)
+    err = error({"path": "ok.jsonl", "columns": {"problm": "question"}})
+    assert err.field == "source.columns.problm" and "did you mean 'problem'" in err.message
+    assert error({"path": "ok.jsonl"}).field == "source.columns"  # no question column
+    err = error({"path": "ok.jsonl", "columns": {"problem": "question"}}, eval_size=12)
+    assert "has 12 rows" in err.message and err.field == "eval.size"
+
+
+# --- hub source -------------------------------------------------------------------------------
+
+def test_hub_offline_fails_fast_with_a_hint():  # conftest sets HF_HUB_OFFLINE=1
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as e:
+        build({"type": "hub", "name": "no-such-owner/no-such-dataset", "config": "main"}, ctx())
+    assert time.monotonic() - start < 10
+    assert e.value.field == "source.name" and "\n" not in e.value.message
+    assert "HF_HUB_OFFLINE" in e.value.message and "`file` source" in e.value.message
+
+
+# --- reasoning_gym source ---------------------------------------------------------------------
+
+def test_reasoning_gym_source():
+    pytest.importorskip("reasoning_gym")
+    spec = {"type": "reasoning_gym", "name": "leg_counting", "size": 30}
+    source = build(spec, ctx(eval_size=10))
+    held_out = source.eval_rows()
+    assert len(held_out) == 10 and source.size == 30
+    assert held_out == build(spec, ctx(eval_size=10)).eval_rows()
+    train = source.train_rows(40, random.Random(0))
+    assert not {r["question"] for r in train} & {r["question"] for r in held_out}
+    row = train[0]
+    assert isinstance(row["answer"], str) and row["rg_entry"]["answer"] == row["answer"]
+    import reasoning_gym
+
+    score = reasoning_gym.get_score_answer_fn(row["rg_entry"]["metadata"]["source_dataset"])
+    assert score(row["answer"], row["rg_entry"]) == 1.0
+    assert source.describe() == "reasoning_gym:leg_counting(size=30)"
+
+
+def test_reasoning_gym_errors():
+    pytest.importorskip("reasoning_gym")
+    with pytest.raises(ConfigError, match="did you mean 'leg_counting'") as e:
+        build({"type": "reasoning_gym", "name": "leg_countin"}, ctx())
+    assert e.value.field == "source.name"
+    with pytest.raises(ConfigError) as e:
+        build({"type": "reasoning_gym", "name": "leg_counting", "config": {"bogus": 1}}, ctx())
+    assert e.value.field == "source.config"
+    with pytest.raises(ConfigError) as e:
+        build({"type": "reasoning_gym", "name": "leg_counting", "config": {"seed": 1}}, ctx())
+    assert e.value.field == "source.config"
+
+
+def test_reasoning_gym_missing_is_a_config_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "reasoning_gym", None)
+    with pytest.raises(ConfigError, match=r'pip install "spectrum-rl\[reasoning-gym\]"') as e:
+        build({"type": "reasoning_gym", "name": "leg_counting"}, ctx())
+    assert e.value.field == "source.type"
