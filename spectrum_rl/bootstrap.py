@@ -37,7 +37,7 @@ class BootstrapConfig:
     batch_size: int = 64
     lr: float = 3e-3
     warmup: int = 50
-    noise: float = 0.2
+    noise: float = 0.1
     eval_size: int = 100
     model: dict = field(default_factory=dict)  # overrides of tiny_config()
 
@@ -72,14 +72,16 @@ def _corpus_batch(rng: random.Random, tokenizer, batch_size: int, noise: float) 
         answer = row["answer"]
         if rng.random() < noise:
             answer = gen.make(rng, **gen.defaults)["answer"]
-        ids = tokenizer(f"{row['question']}\n{answer}")["input_ids"] + [tokenizer.eos_token_id]
-        seqs.append(ids)
-    width = max(map(len, seqs))
+        prompt = tokenizer(f"{row['question']}\n")["input_ids"]
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        seqs.append((prompt, answer_ids))
+    width = max(len(p) + len(a) for p, a in seqs)
     input_ids = torch.full((batch_size, width), tokenizer.pad_token_id, dtype=torch.long)
     labels = torch.full((batch_size, width), -100, dtype=torch.long)
-    for i, ids in enumerate(seqs):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        labels[i, : len(ids)] = torch.tensor(ids)
+    for i, (prompt, answer_ids) in enumerate(seqs):
+        n = len(prompt) + len(answer_ids)
+        input_ids[i, :n] = torch.tensor(prompt + answer_ids)
+        labels[i, len(prompt):n] = torch.tensor(answer_ids)  # loss on the answer only
     return input_ids, labels
 
 
@@ -105,13 +107,14 @@ def pretrain(cfg: BootstrapConfig, progress: bool = True):
     bar = _progress(cfg.steps, progress)
     for step in range(cfg.steps):
         input_ids, labels = _corpus_batch(rng, tokenizer, cfg.batch_size, cfg.noise)
-        loss = model(input_ids=input_ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        attention_mask = (input_ids != tokenizer.pad_token_id).long()
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        bar(step, float(loss))
+        bar(step, loss.item())
     bar(None, None)
     return model, tokenizer, time.perf_counter() - start
 

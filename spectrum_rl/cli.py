@@ -38,7 +38,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     graph = build_task_graph(domains)
     table = Table(title=f"{args.config}: {len(domains)} domains", title_justify="left")
     for col in ("domain", "kind", "source", "reward", "after"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for d in domains:
         table.add_row(d.name, d.kind, d.source.describe(), d.reward.describe(), ", ".join(d.after) or "-")
     console = Console()
@@ -65,7 +65,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     rng = random.Random(config.run.seed)
     for d in domains:
         size = "unlimited" if d.source.size is None else str(d.source.size)
-        console.print(f"[bold]{d.name}[/bold]  [{d.kind}]  {escape(d.source.describe())}  "
+        console.print(f"[bold]{d.name}[/bold]  {escape(f'[{d.kind}]')}  {escape(d.source.describe())}  "
                       f"{size} train / {len(d.eval_examples())} eval", markup=True, highlight=False)
         console.print(f"  reward: {escape(d.reward.describe())}", highlight=False)
         console.print(f"  after:  {', '.join(d.after) or '-'}", highlight=False)
@@ -80,6 +80,13 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     cfg = BootstrapConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
     out = bootstrap(cfg, output=Path(args.output) if args.output else None, force=args.force)
     print(f"built-in model ready: {out}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from spectrum_rl.config import reference_markdown
+
+    print(reference_markdown(), end="")
     return 0
 
 
@@ -104,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="path to a run YAML")
     p.add_argument("--dot", action="store_true", help="print the task graph in Graphviz DOT instead")
     p.add_argument("--samples", type=int, default=3, help="sample prompts per domain (default 3)")
+
+    add("schema", cmd_schema, "print the YAML reference (every field, default and meaning) as Markdown")
 
     p = add("bootstrap", cmd_bootstrap, "pretrain and cache the built-in tiny model")
     p.add_argument("--force", action="store_true", help="rebuild even when cached")

@@ -436,3 +436,51 @@ def _show(value: Any) -> str:
         return _kind(value)
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference (README's "YAML reference" is generated from the schema: `spectrum-rl schema`)
+# ---------------------------------------------------------------------------------------------
+
+_SECTIONS: list[tuple[str, type[StrictModel]]] = [
+    ("run", RunConfig), ("model", ModelConfig), ("tasks[i]", DomainConfig),
+    ("tasks[i].eval", DomainEvalConfig), ("scheduler", SchedulerConfig), ("training", TrainingConfig),
+    ("eval", EvalConfig), ("logging", LoggingConfig),
+]
+_COMMON_REWARD_FIELDS = ("type", "weight", "name", "on_error")
+
+
+def reference_markdown() -> str:
+    """Markdown tables of every config field with its default and description."""
+    from spectrum_rl.rewards.base import RewardSpec
+
+    parts = []
+    for prefix, model in _SECTIONS:
+        parts.append(_field_table(f"`{prefix}`", model, prefix + ".", skip=("source", "reward", "eval")
+                                  if model is DomainConfig else ()))
+    parts.append(_field_table("Every reward component (`tasks[i].reward[j]`)", RewardSpec, "", skip=()))
+    for title, union, skip in (("Source", SourceSpec, ("type",)), ("Reward", RewardComponentSpec, _COMMON_REWARD_FIELDS)):
+        for member in typing.get_args(typing.get_args(union)[0]):
+            tag = member.model_fields["type"].default
+            doc = " ".join((member.__doc__ or "").strip().split("\n\n")[0].split())
+            parts.append(_field_table(f"{title} `type: {tag}` — {doc}", member, "", skip=skip))
+    return "\n\n".join(parts) + "\n"
+
+
+def _field_table(title: str, model: type[StrictModel], prefix: str, skip: tuple[str, ...]) -> str:
+    from pydantic_core import PydanticUndefined
+
+    lines = [f"#### {title}", "", "| field | default | meaning |", "|---|---|---|"]
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        if field.default_factory is not None:
+            value = field.default_factory()
+            default = "(section)" if isinstance(value, StrictModel) else f"`{value!r}`"
+        elif field.default is PydanticUndefined:
+            default = "**required**"
+        else:
+            default = f"`{field.default!r}`"
+        description = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{prefix}{name}` | {default} | {description} |")
+    return "\n".join(lines)

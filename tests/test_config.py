@@ -177,3 +177,10 @@ def test_summary_json_roundtrip(tmp_path):
     cfg = load_config(ROOT / "configs" / "quickstart.yaml")
     again = Config.model_validate(json.loads(cfg.model_dump_json()))
     assert again == cfg
+
+
+def test_readme_yaml_reference_is_current():
+    from spectrum_rl.config import reference_markdown
+
+    readme = (ROOT / "README.md").read_text()
+    assert reference_markdown() in readme, "README is stale: paste the output of `spectrum-rl schema`"

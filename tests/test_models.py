@@ -1,0 +1,97 @@
+"""Byte tokenizer, model loading (local HF folders, built-in), and bootstrap determinism."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spectrum_rl.bootstrap import BootstrapConfig, bootstrap, pretrain
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.models import apply_prompt_format, byte_tokenizer, load_causal_lm, load_tokenizer
+from spectrum_rl.trainer.generation import generate_texts
+
+TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 2}
+SPECIALS = ("<pad>", "<bos>", "<eos>")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text().filter(lambda s: not any(t in s for t in SPECIALS)))
+def test_byte_tokenizer_round_trip(text):
+    tok = byte_tokenizer()
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert ids == list(text.encode("utf-8"))  # token id == byte value
+    assert tok.decode(ids) == text
+
+
+def test_byte_tokenizer_specials_and_saved_form(tmp_path):
+    tok = byte_tokenizer()
+    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, len(tok)) == (256, 257, 258, 259)
+    tok.save_pretrained(tmp_path)
+    again = load_tokenizer(str(tmp_path))  # plain AutoTokenizer, no custom code
+    assert again("sort: dcba\n")["input_ids"] == tok("sort: dcba\n")["input_ids"]
+    assert again.padding_side == "left"
+
+
+def test_load_local_hf_model_and_generate(tiny_random_lm_dir):
+    model, tok = load_causal_lm(str(tiny_random_lm_dir))
+    out = generate_texts(model, tok, ["add: 1+2\n", "sort: ba\n", "x"], max_new_tokens=5)
+    assert len(out) == 3 and all(isinstance(o, str) for o in out)
+    # greedy decoding is deterministic and independent of batching
+    assert out == generate_texts(model, tok, ["add: 1+2\n", "sort: ba\n", "x"], max_new_tokens=5, batch_size=1)
+
+
+def test_chat_template_applied_when_present(tiny_random_lm_dir, tmp_path):
+    tok = load_tokenizer(str(tiny_random_lm_dir))
+    assert apply_prompt_format(tok, "hi\n", None) == "hi\n"  # no template: raw prompt
+    with pytest.raises(ConfigError, match="model.chat_template"):
+        apply_prompt_format(tok, "hi\n", True)
+    tok.chat_template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}" \
+                        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    tok.save_pretrained(tmp_path)
+    chat = load_tokenizer(str(tmp_path))
+    assert apply_prompt_format(chat, "hi", None) == "<|user|>hi<|assistant|>"
+    assert apply_prompt_format(chat, "hi", False) == "hi"
+
+
+def test_missing_model_gives_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="model.name_or_path"):
+        load_causal_lm(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="hub"):
+        load_causal_lm("some-org/not-a-real-model-xyz")  # offline in tests
+    with pytest.raises(ConfigError, match="unknown built-in"):
+        load_causal_lm("builtin:huge")
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_bootstrap_is_deterministic_for_a_seed():
+    cfg = BootstrapConfig(steps=4, batch_size=8, model=TINY)
+    a, _, _ = pretrain(cfg, progress=False)
+    b, _, _ = pretrain(cfg, progress=False)
+    c, _, _ = pretrain(BootstrapConfig(steps=4, batch_size=8, model=TINY, seed=1), progress=False)
+    sa, sb, sc = _state(a), _state(b), _state(c)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_bootstrap_writes_hf_folder_used_by_builtin(tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("SPECTRUM_RL_CACHE", str(tmp_path))
+    from spectrum_rl.bootstrap import builtin_path
+
+    out = bootstrap(BootstrapConfig(steps=2, batch_size=4, eval_size=3, model=TINY), progress=False)
+    assert out == builtin_path("tiny") and out.parent == tmp_path
+    meta = json.loads((out / "bootstrap.json").read_text())
+    assert set(meta["eval_exact"]) >= {"addition", "sorting", "acrostic"}
+    assert all(0.0 <= v <= 1.0 for v in meta["eval_exact"].values())
+    assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size == 259
+    model, tok = load_causal_lm("builtin:tiny")  # resolves to the cached folder, no rebuild
+    assert model.config.hidden_size == TINY["hidden_size"] and tok.eos_token_id == 258
+    assert not list(tmp_path.glob("tiny-r*.*"))  # no temp folders left behind
