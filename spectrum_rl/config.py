@@ -7,7 +7,6 @@ the line/column when known, what was expected and what was found.
 """
 from __future__ import annotations
 
-import difflib
 import re
 import string
 import types
@@ -18,7 +17,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from spectrum_rl.errors import ConfigError
+from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.schema import StrictModel
 from spectrum_rl.tasks.specs import SourceSpec
@@ -276,12 +275,6 @@ def _check_model_path(name: str) -> None:
     looks_local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
     if looks_local and not Path(name).expanduser().exists():
         raise ConfigError(f"model folder '{name}' does not exist", field="model.name_or_path")
-
-
-def did_you_mean(word: str, options: typing.Iterable[str]) -> str:
-    """`; did you mean 'x'?` for the closest option, or ''."""
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """User-facing errors. The CLI prints them as one line and exits with code 2."""
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class SpectrumError(Exception):
     """Base class for errors caused by user input (config, data, paths), not by bugs."""
@@ -62,3 +65,9 @@ class RewardError(SpectrumError):
         self.domain = domain
         self.component = component
         self.sample = sample
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """A hint like ``; did you mean 'addition'?`` (empty when nothing is close)."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

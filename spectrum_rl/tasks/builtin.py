@@ -17,9 +17,8 @@ import string
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
-from spectrum_rl.errors import ConfigError
+from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.tasks.base import Row
-from spectrum_rl.tasks.common import did_you_mean
 from spectrum_rl.tasks.words import WORDS
 
 TOKEN_CLASSES: dict[str, str] = {

@@ -11,10 +11,10 @@ import random
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from spectrum_rl.errors import ConfigError
+from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.tasks.base import Row, SourceContext, TaskSource
 from spectrum_rl.tasks.builtin import Generator
-from spectrum_rl.tasks.common import derive_seed, did_you_mean
+from spectrum_rl.tasks.common import derive_seed
 
 _MAX_TRIES = 1000
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
