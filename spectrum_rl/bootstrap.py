@@ -147,7 +147,7 @@ def bootstrap(cfg: BootstrapConfig = BootstrapConfig(), output: Path | None = No
     if (output / "config.json").exists() and not force:
         return output
     model, tokenizer, seconds = pretrain(cfg, progress)
-    scores = evaluate(model, tokenizer, builtin_world_domains(cfg.eval_size, cfg.seed), max_new_tokens=24)
+    scores = evaluate(model, tokenizer, builtin_world_domains(cfg.eval_size, cfg.seed), max_new_tokens=24).scores
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
     try:

@@ -74,6 +74,28 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from spectrum_rl.config import load_config, locate_error
+    from spectrum_rl.errors import ConfigError
+    from spectrum_rl.tasks.domain import build_domains
+    from spectrum_rl.trainer.run import run_training
+
+    overrides: dict = {}
+    if args.max_steps is not None:
+        overrides.setdefault("training", {})["steps"] = args.max_steps
+    if args.save_every is not None:
+        overrides.setdefault("training", {})["save_every"] = args.save_every
+    if args.output_dir is not None:
+        overrides.setdefault("run", {})["output_dir"] = args.output_dir
+    config = load_config(args.config, overrides)
+    try:
+        domains = build_domains(config, Path(args.config).resolve().parent)
+    except ConfigError as err:
+        raise locate_error(err, args.config) from None
+    run_training(config, domains, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from spectrum_rl.bootstrap import BootstrapConfig, bootstrap
 
@@ -112,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dot", action="store_true", help="print the task graph in Graphviz DOT instead")
     p.add_argument("--samples", type=int, default=3, help="sample prompts per domain (default 3)")
 
+    p = add("train", cmd_train, "train on the configured domains (the main job)")
+    p.add_argument("config", help="path to a run YAML")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run dir")
+    p.add_argument("--overwrite", action="store_true", help="start over in a run dir that has checkpoints")
+    p.add_argument("--max-steps", type=int, default=None, help="override training.steps")
+    p.add_argument("--output-dir", default=None, help="override run.output_dir")
+    p.add_argument("--save-every", type=int, default=None, help="override training.save_every")
+
     add("schema", cmd_schema, "print the YAML reference (every field, default and meaning) as Markdown")
 
     p = add("bootstrap", cmd_bootstrap, "pretrain and cache the built-in tiny model")
@@ -122,9 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Hide per-file load/save progress bars of transformers/datasets (ours is enough)."""
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_libraries()
     try:
         return args.fn(args)
     except SpectrumError as err:

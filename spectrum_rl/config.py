@@ -21,6 +21,7 @@ from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.schema import StrictModel
 from spectrum_rl.tasks.specs import SourceSpec
+from spectrum_rl.trainer.mu import MuSchedule
 
 # ---------------------------------------------------------------------------------------------
 # Schema
@@ -100,24 +101,75 @@ class SchedulerConfig(StrictModel):
         return v
 
 
-class TrainingConfig(StrictModel):
-    """`training:` — rollout and optimisation settings."""
+class SFTConfig(StrictModel):
+    """`training.sft:` — the SFT side of the spectrum and how it is blended with RL."""
 
-    steps: int = Field(200, ge=1, description="Optimizer steps (one rollout batch each).")
-    prompts_per_step: int = Field(8, ge=1, description="Prompts drawn per step (across domains).")
+    mu: MuSchedule = Field(default_factory=MuSchedule, description="Schedule of the SFT weight mu (all domains).")
+    per_domain: dict[str, MuSchedule] = Field(default_factory=dict,
+                                              description="Per-domain overrides of `mu` (domain name -> schedule).")
+    expert_ratio: float = Field(0.5, ge=0, le=8, description="Expert demonstrations per step, as a fraction of "
+                                "prompts_per_step; they only enter the SFT loss.")
+    phi: bool = Field(False, description="CHORD-phi: weight each expert token by p(1-p).")
+    luffy: bool = Field(False, description="LUFFY: add each prompt's expert completion to its rollout group "
+                        "(shaped importance weight pi/(pi+luffy_gamma), no clipping).")
+    luffy_gamma: float = Field(0.1, gt=0, description="LUFFY shaping constant gamma.")
+    gate_threshold: float = Field(1.0, description="`gate` schedule: a rollout counts as a success when its "
+                                  "total reward is >= this.")
+
+
+class LoraConfig(StrictModel):
+    """`training.lora:` — train LoRA adapters instead of all weights (needs `pip install peft`)."""
+
+    r: int = Field(8, ge=1, description="Adapter rank.")
+    alpha: int = Field(16, ge=1, description="LoRA scaling alpha.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: str | list[str] = Field("all-linear", description="Modules to adapt (peft syntax).")
+
+
+class TrainingConfig(StrictModel):
+    """`training:` — rollouts, loss and optimisation."""
+
+    steps: int = Field(200, ge=1, description="Rollout batches (each followed by num_iterations optimizer steps).")
+    prompts_per_step: int = Field(8, ge=1, description="Prompts drawn per step (across domains and processes).")
     group_size: int = Field(8, ge=2, description="Completions per prompt (G) for group-relative advantages.")
     max_new_tokens: int = Field(32, ge=1, description="Rollout length cap.")
     temperature: float = Field(1.0, gt=0, description="Rollout sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Rollout nucleus sampling.")
+    stop: list[str] = Field(default_factory=list, description="Extra stop strings (EOS always stops).")
     learning_rate: float = Field(2e-4, gt=0, description="AdamW peak learning rate.")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="Decay after warmup.")
+    warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warmup (optimizer steps).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    adam_betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
+    micro_batch_size: int = Field(64, ge=1, description="Sequences per forward/backward (gradient accumulation).")
+    num_iterations: int = Field(1, ge=1, description="Optimizer passes per rollout batch (mu in GRPO).")
+    aggregation: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = Field(
+        "token_mean", description="RL loss aggregation: token_mean (TRL dapo), seq_mean_token_mean (TRL grpo), "
+        "seq_mean_token_sum_norm (TRL dr_grpo).")
+    eps_low: float = Field(0.2, ge=0, lt=1, description="PPO clip: lower bound 1 - eps_low.")
+    eps_high: float = Field(0.28, ge=0, description="PPO clip: upper bound 1 + eps_high (DAPO clip-higher).")
+    beta: float = Field(0.0, ge=0, description="KL-to-reference coefficient (0: no reference model is loaded).")
+    kl_estimator: Literal["k1", "k3"] = Field("k3", description="Per-token KL estimator for the beta term.")
+    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Std used in advantages.")
+    drop_zero_variance: bool = Field(False, description="DAPO dynamic sampling: give groups whose rewards are all "
+                                     "equal no weight in the loss.")
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    bf16: bool | None = Field(None, description="bf16 autocast: null = on when a CUDA GPU is used.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory (GPU runs).")
+    lora: LoraConfig | None = Field(None, description="LoRA adapters (null: full fine-tuning).")
+    save_every: int = Field(50, ge=0, description="Checkpoint every N steps (0: only the final model).")
+    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
 
 
 class EvalConfig(StrictModel):
     """`eval:` — periodic held-out evaluation."""
 
     every: int = Field(25, ge=1, description="Evaluate every N steps (and at step 0 and the end).")
-    max_new_tokens: int = Field(64, ge=1, description="Greedy decoding length cap for evaluation.")
-    batch_size: int = Field(64, ge=1, description="Prompts per generate call during evaluation.")
+    max_new_tokens: int = Field(32, ge=1, description="Greedy decoding length cap for evaluation.")
+    batch_size: int = Field(128, ge=1, description="Prompts per decoding batch during evaluation.")
+    kl_to_base: bool = Field(True, description="Also report KL(policy || base model) on eval prompts "
+                             "(keeps a frozen copy of the base weights).")
 
 
 class LoggingConfig(StrictModel):
@@ -257,6 +309,10 @@ def check_cross_fields(config: Config) -> None:
     if cycle:
         raise ConfigError("prerequisite cycle " + " -> ".join(cycle + [cycle[0]]),
                           field=f"tasks[{first[cycle[0]]}].after")
+    for key in config.training.sft.per_domain:
+        if key not in first:
+            raise ConfigError(f"unknown domain '{key}'{did_you_mean(key, names)}",
+                              field=f"training.sft.per_domain.{key}")
     for key in (config.scheduler.weights or {}):
         if key not in first:
             raise ConfigError(f"unknown domain '{key}'{did_you_mean(key, names)}", field=f"scheduler.weights.{key}")
@@ -438,9 +494,11 @@ def _show(value: Any) -> str:
 _SECTIONS: list[tuple[str, type[StrictModel]]] = [
     ("run", RunConfig), ("model", ModelConfig), ("tasks[i]", DomainConfig),
     ("tasks[i].eval", DomainEvalConfig), ("scheduler", SchedulerConfig), ("training", TrainingConfig),
+    ("training.sft", SFTConfig), ("training.sft.mu", MuSchedule), ("training.lora", LoraConfig),
     ("eval", EvalConfig), ("logging", LoggingConfig),
 ]
 _COMMON_REWARD_FIELDS = ("type", "weight", "name", "on_error")
+_SUBSECTIONS = {DomainConfig: ("source", "reward", "eval"), TrainingConfig: ("sft", "lora"), SFTConfig: ("mu",)}
 
 
 def reference_markdown() -> str:
@@ -449,8 +507,7 @@ def reference_markdown() -> str:
 
     parts = []
     for prefix, model in _SECTIONS:
-        parts.append(_field_table(f"`{prefix}`", model, prefix + ".", skip=("source", "reward", "eval")
-                                  if model is DomainConfig else ()))
+        parts.append(_field_table(f"`{prefix}`", model, prefix + ".", skip=_SUBSECTIONS.get(model, ())))
     parts.append(_field_table("Every reward component (`tasks[i].reward[j]`)", RewardSpec, "", skip=()))
     for title, union, skip in (("Source", SourceSpec, ("type",)), ("Reward", RewardComponentSpec, _COMMON_REWARD_FIELDS)):
         for member in typing.get_args(typing.get_args(union)[0]):

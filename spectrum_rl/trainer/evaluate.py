@@ -1,11 +1,22 @@
-"""Held-out evaluation: greedy completions of each domain's eval prompts, scored by its reward."""
+"""Held-out evaluation: greedy completions of each domain's eval prompts, scored by its reward,
+and the KL of the policy from the base model on those completions."""
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
 
 from spectrum_rl.models import apply_prompt_format
 from spectrum_rl.tasks.domain import Domain
-from spectrum_rl.trainer.generation import generate_texts
+from spectrum_rl.trainer.generation import complete
+from spectrum_rl.trainer.rollout import Rollouts
+
+
+@dataclass
+class EvalResult:
+    scores: dict[str, float]   # domain -> mean hybrid reward of the greedy completion
+    kl: float | None           # mean per-token KL(policy || base) on those completions
 
 
 def evaluate(
@@ -17,14 +28,47 @@ def evaluate(
     batch_size: int = 64,
     chat_template: bool | None = None,
     limit: int | None = None,
-) -> dict[str, float]:
-    """Mean hybrid reward of greedy completions on each domain's held-out set (``limit`` caps
-    the prompts per domain). All domains are generated in one batched pass."""
-    examples = [(d, e) for d in domains for e in d.eval_examples()[:limit]]
+    base=None,
+    rank: int = 0,
+    world: int = 1,
+    reduce: Callable[[list[float]], list[float]] | None = None,
+) -> EvalResult:
+    """Score greedy completions on every domain's held-out set (``limit`` caps prompts per domain).
+
+    With several processes each takes every world-th prompt and ``reduce`` sums the partial
+    (sum, count) pairs across processes, so all processes return the same result.
+    """
+    examples = [(d, e) for d in domains for e in d.eval_examples()[:limit]][rank::world]
     prompts = [apply_prompt_format(tokenizer, e.prompt, chat_template) for _, e in examples]
-    completions = generate_texts(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    totals: dict[str, list[float]] = {d.name: [] for d in domains}
-    for (domain, example), completion in zip(examples, completions):
-        result = domain.reward.score([completion], example)
-        totals[domain.name].append(float(result.total[0]))
-    return {name: sum(v) / len(v) for name, v in totals.items() if v}
+    texts, batches = complete(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    partial: list[float] = []
+    for d in domains:
+        scored = [float(d.reward.score([t], e).total[0]) for (dom, e), t in zip(examples, texts) if dom is d]
+        partial += [sum(scored), len(scored)]
+    kl_sum, kl_count = (_kl_sums(model, base, batches) if base is not None else (0.0, 0.0))
+    partial += [kl_sum, kl_count]
+    if reduce is not None:
+        partial = reduce(partial)
+    scores = {d.name: partial[2 * i] / partial[2 * i + 1] for i, d in enumerate(domains) if partial[2 * i + 1]}
+    kl = partial[-2] / partial[-1] if base is not None and partial[-1] else None
+    return EvalResult(scores, kl)
+
+
+@torch.no_grad()
+def _kl_sums(model, base, batches: list[Rollouts]) -> tuple[float, float]:
+    """Sum and count over completion tokens of the exact KL(pi || pi_base) of next-token distributions."""
+    total, count = 0.0, 0.0
+    device = next(model.parameters()).device
+    for ro in batches:
+        ids = torch.cat([ro.prompt_ids, ro.completion_ids], 1).to(device)
+        mask = torch.cat([ro.prompt_mask, ro.completion_mask], 1).to(device)
+        position = (mask.cumsum(-1) - 1).clamp(min=0)
+        n = ro.completion_ids.shape[1]
+        logits = [m(input_ids=ids, attention_mask=mask, position_ids=position, logits_to_keep=n + 1).logits[:, :-1]
+                  for m in (model, base)]
+        logp, logq = (torch.log_softmax(x.float(), -1) for x in logits)          # [B, T, V]
+        kl = (logp.exp() * (logp - logq)).sum(-1)                                 # [B, T]
+        m = ro.completion_mask.to(device).float()
+        total += float((kl * m).sum())
+        count += float(m.sum())
+    return total, count

@@ -1,36 +1,37 @@
-"""Batched text generation with a Hugging Face causal LM (left padding, greedy or sampled)."""
+"""Batched greedy/sampled text completion on top of the rollout sampler (for eval and tools)."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
 
+from spectrum_rl.trainer.rollout import Rollouts, sample
+
 
 @torch.no_grad()
-def generate_texts(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    batch_size: int = 64,
-) -> list[str]:
-    """Complete each prompt; ``temperature == 0`` means greedy. Returns the decoded completions
-    (special tokens dropped). Prompts are processed in left-padded batches of ``batch_size``."""
-    out: list[str] = []
+def complete(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 0.0,
+             batch_size: int = 64) -> tuple[list[str], list[Rollouts]]:
+    """Complete each prompt (``temperature == 0``: greedy) in batches of ``batch_size``.
+
+    Returns the decoded completions (special tokens dropped) and the raw rollout batches.
+    """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+    texts: list[str] = []
+    batches: list[Rollouts] = []
     for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True).to(device)
-        seq = model.generate(
-            **batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id, **sampling,
-        )
-        completions = seq[:, batch["input_ids"].shape[1]:]  # [B, <=max_new_tokens]
-        out += tokenizer.batch_decode(completions, skip_special_tokens=True)
+        ids = [tokenizer(p)["input_ids"] for p in prompts[start:start + batch_size]]
+        ro = sample(model, ids, max_new_tokens=max_new_tokens, eos_id=tokenizer.eos_token_id,
+                    pad_id=tokenizer.pad_token_id, temperature=temperature)
+        batches.append(ro)
+        texts += tokenizer.batch_decode([c[m.bool()] for c, m in zip(ro.completion_ids, ro.completion_mask)],
+                                        skip_special_tokens=True)
     model.train(was_training)
-    return out
+    return texts, batches
+
+
+def generate_texts(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 0.0,
+                   batch_size: int = 64) -> list[str]:
+    """Decoded completions only (see ``complete``)."""
+    return complete(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                    batch_size=batch_size)[0]

@@ -1,0 +1,93 @@
+"""Checkpoints and the run directory's JSONL logs.
+
+``checkpoints/step-N/`` holds the model (Hugging Face ``save_pretrained``; a PEFT adapter with
+LoRA), the tokenizer, and ``trainer_state.pt`` (optimizer, LR schedule, planner state, step).
+Sampling and data RNGs are re-derived from (seed, step, rank) at every step, so the step number
+is the whole data position. A checkpoint is written to a temporary folder, fsynced and renamed,
+so a crash never leaves a half-written ``step-N``; a folder without ``trainer_state.pt`` (or an
+unreadable one) is skipped with a warning on resume.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+STATE_FILE = "trainer_state.pt"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def save_checkpoint(root: Path, step: int, write_model: Callable[[Path], None], state: dict[str, Any],
+                    keep: int) -> Path:
+    """Write ``root/step-N`` atomically and delete all but the ``keep`` newest checkpoints."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}.", dir=root))
+    try:
+        write_model(tmp)
+        torch.save(state, tmp / STATE_FILE)
+        for path in tmp.iterdir():
+            _fsync(path)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in list_checkpoints(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete-looking checkpoint folders, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def load_latest(root: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint whose state loads, falling back to older ones with a warning."""
+    for path in reversed(list_checkpoints(root)):
+        try:
+            return path, torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        except Exception as exc:  # truncated or corrupt: use the previous one
+            warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}); trying an older one",
+                          stacklevel=2)
+    return None
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Keep only records with ``step <= last_step`` (drops steps redone after a resume)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError):
+            break  # a torn last line from a crash
+    path.write_text("".join(k + "\n" for k in kept))

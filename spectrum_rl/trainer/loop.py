@@ -1,0 +1,496 @@
+"""The training loop: execute one StepPlan per step — rollouts, rewards, advantages, spectrum loss.
+
+One step (all processes draw the same prompts; process r keeps every world-th one):
+ 1. plan = planner.plan(step): mixture over domains, mu per domain.
+ 2. Draw prompts_per_step prompts by the mixture; roll out G completions each (one batched decode).
+ 3. Score each group with its domain's hybrid reward; group-relative advantages.
+ 4. Draw expert demonstrations (expert_ratio * prompts_per_step) from domains with mu > 0, or,
+    for `gate` domains, take the demonstrations of prompts no rollout solved (HPT).
+ 5. For num_iterations passes: forward/backward over micro-batches of all rows, one AdamW step.
+    L = sum_rl (1-mu_d) l_t / D_rl + sum_sft mu_d nll_t / D_sft   (see trainer/loss.py)
+Everything the scheduler needs comes back as numbers: per-domain rewards, entropy, |A|, scores.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+from spectrum_rl.config import Config
+from spectrum_rl.models import apply_prompt_format, load_causal_lm
+from spectrum_rl.scheduler.plan import Planner, StepPlan, allocate
+from spectrum_rl.tasks.common import derive_seed
+from spectrum_rl.tasks.domain import Domain
+from spectrum_rl.trainer.advantages import group_advantages
+from spectrum_rl.trainer.batch import MicroBatch, Row, micro_batches
+from spectrum_rl.trainer.checkpoint import append_jsonl, load_latest, save_checkpoint, truncate_jsonl
+from spectrum_rl.trainer.evaluate import evaluate
+from spectrum_rl.trainer.loss import aggregate, rl_denominator, rl_token_loss, sft_token_loss, token_logprobs
+from spectrum_rl.trainer.rollout import sample
+
+
+@dataclass
+class Sums:
+    """Per-step metric accumulator: name -> [sum, count]; reduced across processes once."""
+
+    values: dict[str, list[float]]
+
+    def add(self, name: str, total: float, count: float = 1.0) -> None:
+        slot = self.values.setdefault(name, [0.0, 0.0])
+        slot[0] += total
+        slot[1] += count
+
+
+class Trainer:
+    """Runs ``config`` on ``domains`` and writes the run directory (rank 0 only)."""
+
+    def __init__(self, config: Config, domains: list[Domain], output_dir: Path, *, resume: bool = False,
+                 accelerator=None) -> None:
+        from accelerate import Accelerator
+
+        self.config, self.domains = config, {d.name: d for d in domains}
+        self.cfg = config.training
+        self.output_dir = Path(output_dir)
+        cuda = torch.cuda.is_available()
+        bf16 = self.cfg.bf16 if self.cfg.bf16 is not None else cuda
+        self.acc = accelerator or Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no",
+                                              log_with=config.logging.trackers or None,
+                                              project_dir=str(self.output_dir))
+        if self.cfg.prompts_per_step % self.acc.num_processes:
+            from spectrum_rl.errors import ConfigError
+
+            raise ConfigError(f"must be divisible by the number of processes ({self.acc.num_processes})",
+                              field="training.prompts_per_step")
+        torch.manual_seed(config.run.seed)
+        model, self.tokenizer = load_causal_lm(config.model.name_or_path, config.model.dtype)
+        needs_base = self.cfg.beta > 0 or config.eval.kl_to_base
+        self.base = copy.deepcopy(model).eval().requires_grad_(False) if needs_base else None
+        if self.cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        if self.cfg.lora is not None:
+            model = _with_lora(model, self.cfg.lora)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.cfg.learning_rate, betas=self.cfg.adam_betas,
+                                      weight_decay=self.cfg.weight_decay)
+        total_updates = self.cfg.steps * self.cfg.num_iterations
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(self.cfg, total_updates))
+        self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        self.lr_scheduler = scheduler  # stepped once per update (accelerate's wrapper would step per process)
+        if self.base is not None:
+            self.base.to(self.acc.device)
+        self.planner = Planner(config)
+        self.step = 0
+        self.stop_ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in self.cfg.stop]
+        self._prompt_cache: dict[str, list[int]] = {}
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self._resume()
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.acc.is_main_process
+
+    @property
+    def policy(self):
+        return self.acc.unwrap_model(self.model)
+
+    def train(self, on_step: Callable[[dict[str, Any]], None] | None = None) -> dict[str, float]:
+        """Run until ``training.steps``; returns the last held-out scores."""
+        if self.is_main and self.step == 0:
+            self.config_path.write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+            for name in ("metrics.jsonl", "eval.jsonl"):
+                (self.output_dir / name).unlink(missing_ok=True)
+        if self.config.logging.trackers:
+            self.acc.init_trackers(self.config.run.name, config=_flat(self.config.model_dump()))
+        scores = self._eval() if self.step == 0 else {}
+        while self.step < self.cfg.steps:
+            metrics = self.train_step()
+            self.step += 1
+            metrics["step"] = self.step
+            if self.is_main:
+                append_jsonl(self.output_dir / "metrics.jsonl", metrics)
+            if self.config.logging.trackers:
+                self.acc.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=self.step)
+            if self.step % self.config.eval.every == 0 or self.step == self.cfg.steps:
+                scores = self._eval()
+            if self.cfg.save_every and self.step % self.cfg.save_every == 0 and self.step < self.cfg.steps:
+                self.save_checkpoint()
+            if on_step is not None:
+                on_step(metrics)
+        if self.is_main:
+            self._save_final()
+        self.acc.wait_for_everyone()
+        if self.config.logging.trackers:
+            self.acc.end_training()
+        return scores
+
+    @property
+    def config_path(self) -> Path:
+        return self.output_dir / "config.yaml"
+
+    # ----------------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, Any]:
+        """One rollout batch and num_iterations optimizer steps; returns the step's metrics."""
+        cfg, acc = self.cfg, self.acc
+        plan = self.planner.plan(self.step)
+        data_rng = random.Random(derive_seed(self.config.run.seed, "data", self.step))
+        gen = torch.Generator().manual_seed(derive_seed(self.config.run.seed, "sample", self.step, acc.process_index))
+        sums = Sums({})
+        timings = {"rollout": 0.0, "reward": 0.0, "train": 0.0}
+
+        rows: list[Row] = []
+        rl_domains = [d for d in plan.mixture if plan.mixture[d] > 0 and (plan.mu[d] < 1 or d in plan.gate)]
+        gate_failed: list[tuple[str, Any]] = []
+        if rl_domains:
+            counts = allocate({d: plan.mixture[d] for d in rl_domains}, cfg.prompts_per_step)
+            prompts = [(d, ex) for d in rl_domains for ex in self.domains[d].sample(counts[d], data_rng)]
+            local = prompts[acc.process_index::acc.num_processes]
+            rl_rows, gate_failed = self._rollout_rows(local, plan, gen, sums, timings)
+            rows += rl_rows
+        rows += self._sft_rows(plan, data_rng, gate_failed, sums)
+
+        t0 = time.perf_counter()
+        self._optimize(rows, sums)
+        timings["train"] = time.perf_counter() - t0
+
+        metrics = self._reduce(sums)
+        metrics.update({f"time/{k}": round(v, 4) for k, v in timings.items()})
+        metrics.update({"mu": round(plan.mean_mu(), 6), "mixture": {k: round(v, 6) for k, v in plan.mixture.items()},
+                        "learning_rate": self.lr_scheduler.get_last_lr()[0], "scheduler/reason": plan.reason})
+        metrics.update({f"mu/{d}": round(m, 6) for d, m in plan.mu.items()})
+        return metrics
+
+    def _encode_prompt(self, prompt: str) -> list[int]:
+        if prompt not in self._prompt_cache:
+            text = apply_prompt_format(self.tokenizer, prompt, self.config.model.chat_template)
+            self._prompt_cache[prompt] = self.tokenizer(text)["input_ids"]
+        return self._prompt_cache[prompt]
+
+    def _completion_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+
+    def _rollout_rows(self, local, plan: StepPlan, gen, sums: Sums, timings) -> tuple[list[Row], list]:
+        """Sample G completions per local prompt, score them, and turn them into RL rows."""
+        cfg, G = self.cfg, self.cfg.group_size
+        t0 = time.perf_counter()
+        prompt_ids = [self._encode_prompt(ex.prompt) for _, ex in local for _ in range(G)]
+        ro = sample(self.policy, prompt_ids, max_new_tokens=cfg.max_new_tokens, eos_id=self.tokenizer.eos_token_id,
+                    pad_id=self.tokenizer.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
+                    stop=self.stop_ids, generator=gen)
+        completions = [ids[m.bool()].tolist() for ids, m in zip(ro.completion_ids, ro.completion_mask)]
+        texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
+        timings["rollout"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        luffy = cfg.sft.luffy
+        group_texts, group_ids, rewards, valid = [], [], [], []
+        for i, (domain, ex) in enumerate(local):
+            g_texts, g_ids = texts[i * G:(i + 1) * G], completions[i * G:(i + 1) * G]
+            if luffy and ex.expert is not None:
+                g_texts, g_ids = g_texts + [ex.expert], g_ids + [self._completion_ids(ex.expert)]
+            result = self.domains[domain].reward.score(g_texts, ex)
+            group_texts.append(g_texts)
+            group_ids.append(g_ids)
+            rewards.append(torch.tensor(result.total, dtype=torch.float32))
+            valid.append(torch.tensor(result.valid))
+            n = min(G, len(result.total))
+            sums.add("reward", float(result.total[:n].sum()), n)
+            sums.add(f"reward/{domain}", float(result.total[:n].sum()), n)
+            for part, values in result.parts.items():
+                sums.add(f"reward/{domain}/{part}", float(values[:n].sum()), n)
+            for part, count in result.errors.items():
+                if count:
+                    sums.add(f"reward_errors/{domain}/{part}", float(count), 0)
+        timings["reward"] = time.perf_counter() - t0
+
+        width = max(map(len, rewards))
+        r = torch.stack([torch.nn.functional.pad(x, (0, width - len(x))) for x in rewards])       # [n, G(+1)]
+        v = torch.stack([torch.nn.functional.pad(x, (0, width - len(x)), value=False) for x in valid])
+        adv, zero_var = group_advantages(r, v, cfg.scale_rewards)
+        for i, (domain, ex) in enumerate(local):
+            std = float(r[i][v[i]].std()) if int(v[i].sum()) > 1 else 0.0
+            sums.add("reward_std", std)
+            sums.add("frac_reward_zero_std", float(zero_var[i]))
+            sums.add(f"advantage_abs/{domain}", float(adv[i][v[i]].abs().sum()), float(v[i].sum()))
+        finished = ro.finished.float()
+        lengths = ro.completion_mask.sum(1).float()
+        sums.add("completions/mean_length", float(lengths.sum()), len(lengths))
+        sums.add("completions/tokens", float(lengths.sum()), 0)
+        sums.add("completions/clipped_ratio", float((1 - finished).sum()), len(finished))
+
+        rows: list[Row] = []
+        gate_failed = []
+        for i, (domain, ex) in enumerate(local):
+            mu = plan.mu[domain]
+            weight = 1.0 - mu
+            if domain in plan.gate:
+                success = float((r[i][:G] >= cfg.sft.gate_threshold).float().mean())
+                failed = success <= self.planner.schedules[domain].gamma
+                weight = 0.0 if failed and ex.expert is not None else 1.0
+                if weight == 0.0:
+                    gate_failed.append((domain, ex))
+                sums.add("gate/sft_fraction", 1.0 - weight)
+            if cfg.drop_zero_variance and zero_var[i]:
+                weight = 0.0
+            prompt = self._encode_prompt(ex.prompt)
+            for j, ids in enumerate(group_ids[i]):
+                if not bool(v[i][j]):
+                    continue
+                role = "luffy" if j >= G else "rl"
+                rows.append(Row(prompt, ids, role, domain, weight, float(adv[i][j])))
+        return rows, gate_failed
+
+    def _sft_rows(self, plan: StepPlan, data_rng: random.Random, gate_failed, sums: Sums) -> list[Row]:
+        """Expert demonstrations: gate failures, plus expert_ratio of the batch from mu > 0 domains."""
+        acc = self.acc
+        picked: list[tuple[str, Any, float]] = [(d, ex, 1.0) for d, ex in gate_failed]
+        weights = {d: plan.mixture[d] for d in plan.mixture
+                   if plan.mu[d] > 0 and d not in plan.gate and plan.mixture[d] > 0}
+        n_expert = math.ceil(self.cfg.sft.expert_ratio * self.cfg.prompts_per_step) if weights else 0
+        if n_expert:
+            counts = allocate(weights, n_expert)
+            drawn = [(d, ex) for d in weights for ex in self.domains[d].sample(counts[d], data_rng)]
+            picked += [(d, ex, plan.mu[d]) for d, ex in drawn[acc.process_index::acc.num_processes]
+                       if ex.expert is not None]
+        rows = [Row(self._encode_prompt(ex.prompt), self._completion_ids(ex.expert), "sft", d, w)
+                for d, ex, w in picked]
+        sums.add("sft/samples", float(len(rows)), 0)
+        return rows
+
+    def _optimize(self, rows: list[Row], sums: Sums) -> None:
+        """num_iterations passes of forward/backward over micro-batches, one optimizer step each.
+
+        Rows with weight 0 (mu = 1, gated, dropped zero-variance groups) are left out. Every
+        process runs exactly one gradient-synchronising backward per pass (a zero loss when it
+        has no rows), so processes with different row counts stay in step.
+        """
+        cfg, acc = self.cfg, self.acc
+        pad = self.tokenizer.pad_token_id
+        rows = [r for r in rows if r.weight > 0]
+        rl_rows = [r for r in rows if r.role != "sft"]
+        sft_rows = [r for r in rows if r.role == "sft"]
+        # Denominators over the whole step (all processes), so micro-batches add up to one loss.
+        local = [sum(len(r.completion) for r in rl_rows), len(rl_rows), sum(len(r.completion) for r in sft_rows)]
+        rl_tokens, rl_seqs, sft_tokens = acc.reduce(torch.tensor(local, dtype=torch.float64, device=acc.device),
+                                                    "sum").tolist()
+        if rl_tokens + sft_tokens == 0:
+            return
+        world = acc.num_processes
+        rl_den = max(rl_tokens if cfg.aggregation == "token_mean" else
+                     rl_denominator(torch.ones(int(rl_seqs), 1), cfg.aggregation, cfg.max_new_tokens), 1.0) / world
+        sft_den = max(sft_tokens, 1.0) / world
+        batches = [(mb, True) for mb in micro_batches(rl_rows, cfg.micro_batch_size, pad)]
+        batches += [(mb, False) for mb in micro_batches(sft_rows, cfg.micro_batch_size, pad)]
+        old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl]) if cfg.num_iterations > 1 else None
+
+        for iteration in range(cfg.num_iterations):
+            stats = sums if iteration == 0 else None
+            for b, (mb, is_rl) in enumerate(batches):
+                last = b == len(batches) - 1
+                with acc.no_sync(self.model) if not last else contextlib.nullcontext(), acc.autocast():
+                    old = old_logps[b] if old_logps is not None and is_rl else None
+                    loss = self._micro_loss(mb, is_rl, rl_den if is_rl else sft_den, old, stats)
+                acc.backward(loss)
+            if not batches:  # nothing here, but the other processes all-reduce gradients
+                acc.backward(sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad))
+            grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+            self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if iteration == 0:
+                sums.add("grad_norm", float(grad_norm))
+        for name in ("loss/rl", "loss/sft"):  # each process holds its share; mean over processes
+            if name in sums.values:
+                sums.values[name][1] = 1.0
+
+    @torch.no_grad()
+    def _old_logps(self, batches: list[MicroBatch]) -> list[torch.Tensor]:
+        return [token_logprobs(self.model, mb.input_ids.to(self.acc.device), mb.attention_mask.to(self.acc.device),
+                               mb.n_completion, self.cfg.temperature, with_entropy=False)[0] for mb in batches]
+
+    def _micro_loss(self, mb: MicroBatch, is_rl: bool, denominator: float, old_logp: torch.Tensor | None,
+                    sums: Sums | None) -> torch.Tensor:
+        """This micro-batch's share of the step loss (RL rows or SFT rows); logs stats into ``sums``."""
+        cfg, device = self.cfg, self.acc.device
+        ids, attn = mb.input_ids.to(device), mb.attention_mask.to(device)
+        mask, weight = mb.completion_mask.to(device), mb.weight.to(device)
+        temperature = cfg.temperature if is_rl else 1.0
+        logp, entropy = token_logprobs(self.model, ids, attn, mb.n_completion, temperature,
+                                       with_entropy=sums is not None and is_rl)
+        if not is_rl:
+            loss = aggregate(sft_token_loss(logp, phi=cfg.sft.phi), mask, "token_mean", denominator, weight)
+            if sums is not None:
+                sums.add("loss/sft", float(loss.detach()), 0)
+                sums.add("sft/nll", float((-logp.detach() * mask).sum()), float(mask.sum()))
+            return loss
+        ref = None
+        if cfg.beta > 0:
+            with torch.no_grad():
+                ref, _ = token_logprobs(self.base, ids, attn, mb.n_completion, temperature, with_entropy=False)
+        terms = rl_token_loss(logp, logp.detach() if old_logp is None else old_logp, mb.advantage.to(device),
+                              eps_low=cfg.eps_low, eps_high=cfg.eps_high, beta=cfg.beta, ref_logp=ref,
+                              kl_estimator=cfg.kl_estimator, luffy=mb.luffy.to(device), luffy_gamma=cfg.sft.luffy_gamma)
+        loss = aggregate(terms.per_token, mask, cfg.aggregation, denominator, weight)
+        if sums is not None:
+            m = mask.float()
+            n_tok = float(m.sum())
+            sums.add("loss/rl", float(loss.detach()), 0)
+            sums.add("clip_ratio/low_mean", float((terms.clipped_low * m).sum()), n_tok)
+            sums.add("clip_ratio/high_mean", float((terms.clipped_high * m).sum()), n_tok)
+            sums.add("clip_ratio/region_mean", float(((terms.clipped_low | terms.clipped_high) * m).sum()), n_tok)
+            if terms.kl is not None:
+                sums.add("kl", float((terms.kl.detach() * m).sum()), n_tok)
+            ent = entropy * m
+            sums.add("entropy", float(ent.sum()), n_tok)
+            for d in set(mb.domains):
+                sel = torch.tensor([x == d for x in mb.domains], device=device)
+                sums.add(f"entropy/{d}", float(ent[sel].sum()), float(m[sel].sum()))
+        return loss
+
+    # ----------------------------------------------------------------------------------------
+    def _reduce(self, sums: Sums) -> dict[str, Any]:
+        """Metric means over all processes (counts of 0 mean 'sum, not mean')."""
+        names = sorted(self._all_names(sums))
+        flat = torch.tensor([v for n in names for v in sums.values.get(n, [0.0, 0.0])], dtype=torch.float64,
+                            device=self.acc.device)
+        flat = self.acc.reduce(flat, "sum").cpu().tolist()
+        out: dict[str, Any] = {}
+        for i, n in enumerate(names):
+            total, count = flat[2 * i], flat[2 * i + 1]
+            out[n] = round(total / count, 6) if count else round(total, 6)
+        return out
+
+    def _all_names(self, sums: Sums) -> set[str]:
+        """Metric names are the same on every process (gathered so the reduce lines up)."""
+        if self.acc.num_processes == 1:
+            return set(sums.values)
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * self.acc.num_processes
+        dist.all_gather_object(gathered, sorted(sums.values))
+        return {n for names in gathered for n in names}
+
+    def _eval(self) -> dict[str, float]:
+        """Held-out scores (and KL to the base model) on all domains; logged to eval.jsonl."""
+        t0 = time.perf_counter()
+        result = evaluate(self.policy, self.tokenizer, list(self.domains.values()),
+                          max_new_tokens=self.config.eval.max_new_tokens, batch_size=self.config.eval.batch_size,
+                          chat_template=self.config.model.chat_template, base=self.base,
+                          rank=self.acc.process_index, world=self.acc.num_processes, reduce=self._reduce_pairs)
+        scores = {name: round(v, 6) for name, v in result.scores.items()}
+        self.planner.observe_eval(self.step, scores)
+        if self.is_main:
+            record = {"step": self.step, **{f"eval/{k}": v for k, v in scores.items()},
+                      "eval/mean": round(sum(scores.values()) / len(scores), 6),
+                      "time/eval": round(time.perf_counter() - t0, 3)}
+            if result.kl is not None:
+                record["kl_to_base"] = round(result.kl, 6)
+            append_jsonl(self.output_dir / "eval.jsonl", record)
+        return scores
+
+    def _reduce_pairs(self, values: list[float]) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64, device=self.acc.device)
+        return self.acc.reduce(t, "sum").cpu().tolist()
+
+    # ----------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                 "lr_scheduler": self.lr_scheduler.state_dict(), "planner": self.planner.state_dict()}
+        path = None
+        if self.is_main:
+            path = save_checkpoint(self.output_dir / "checkpoints", self.step, self._write_model, state,
+                                   self.cfg.keep_checkpoints)
+        self.acc.wait_for_everyone()
+        return path
+
+    def _write_model(self, folder: Path) -> None:
+        self.policy.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+    def _save_final(self) -> None:
+        final = self.output_dir / "final"
+        model = self.policy
+        if self.cfg.lora is not None:
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(final)
+        self.tokenizer.save_pretrained(final)
+
+    def _resume(self) -> None:
+        found = load_latest(self.output_dir / "checkpoints")
+        if found is None:
+            return
+        path, state = found
+        _load_weights(self.policy, path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.planner.load_state_dict(state["planner"])
+        self.step = int(state["step"])
+        if self.is_main:
+            for name in ("metrics.jsonl", "eval.jsonl"):
+                truncate_jsonl(self.output_dir / name, self.step)
+        self.acc.wait_for_everyone()
+
+
+def _load_weights(model, folder: Path) -> None:
+    """Load saved weights into ``model`` in place (full model or PEFT adapter)."""
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+        return
+    from safetensors.torch import load_file
+
+    state = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(shard))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {k for k in missing if "lm_head" in k}
+    if unexpected or set(missing) - tied:
+        raise RuntimeError(f"checkpoint {folder} does not match the model (missing {missing}, unexpected {unexpected})")
+
+
+def _with_lora(model, lora):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        from spectrum_rl.errors import ConfigError
+
+        raise ConfigError('needs peft: pip install "spectrum-rl[peft]"', field="training.lora") from None
+    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+
+
+def _lr_lambda(cfg, total: int) -> Callable[[int], float]:
+    def factor(update: int) -> float:
+        if update < cfg.warmup_steps:
+            return (update + 1) / cfg.warmup_steps
+        t = (update - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        if cfg.lr_schedule == "linear":
+            return max(0.0, 1 - t)
+        if cfg.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        return 1.0
+
+    return factor
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        elif isinstance(v, (int, float, str, bool)):
+            out[key] = v
+    return out

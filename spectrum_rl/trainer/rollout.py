@@ -1,0 +1,131 @@
+"""Rollouts: sample completions with a KV cache and keep the sampling log-probs.
+
+One batched decode for all prompts of a step (all domains together). Each step feeds only the
+new token through the model (``past_key_values``), and the loop exits as soon as every sequence
+has ended (EOS or a stop string). The log-prob of a sampled token is taken from
+``log_softmax(logits / temperature)`` — the distribution the loss will later re-evaluate —
+while top-p only restricts which tokens may be drawn (as in TRL and vLLM).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+def _cache_kwarg(model) -> str:
+    """transformers >= 5.2x renamed ``past_key_values`` to ``cache`` (input and output)."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wrapper
+    return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"
+
+
+@dataclass
+class Rollouts:
+    """A batch of sampled completions. N rows (prompts already repeated G times)."""
+
+    prompt_ids: torch.Tensor       # [N, P] left-padded
+    prompt_mask: torch.Tensor      # [N, P]
+    completion_ids: torch.Tensor   # [N, T] right-padded with pad
+    completion_mask: torch.Tensor  # [N, T] 1 for generated tokens (EOS included)
+    logprobs: torch.Tensor         # [N, T] sampling log-probs (0 on padding)
+    finished: torch.Tensor         # [N] bool: ended by EOS/stop (False: hit max_new_tokens)
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> (ids [N, L], mask [N, L]) padded on the left."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def right_pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> (ids [N, L], mask [N, L]) padded on the right."""
+    width = width or max(1, max(len(s) for s in seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        s = list(s)[:width]
+        if s:
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Mask (to -inf) tokens outside the smallest set whose probability mass reaches top_p."""
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    outside = probs.cumsum(-1) - probs > top_p                                   # keep at least one
+    sorted_logits = sorted_logits.masked_fill(outside, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+
+
+@torch.no_grad()
+def sample(
+    model,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    stop: Sequence[Sequence[int]] = (),
+    generator: torch.Generator | None = None,
+) -> Rollouts:
+    """Sample one completion per prompt (token lists). ``temperature == 0`` is greedy."""
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = left_pad(prompts, pad_id)
+    ids, mask = prompt_ids.to(device), prompt_mask.to(device)
+    n = ids.shape[0]
+    position = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache_kw = _cache_kwarg(model)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
+    cache, logits = getattr(out, cache_kw), out.logits[:, -1]
+    next_pos = position[:, -1:] + 1                                              # [N, 1]
+    tokens, logps, valid = [], [], []
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    stop_tensors = [torch.tensor(s, device=device) for s in stop if len(s)]
+    for t in range(max_new_tokens):
+        logits = logits.float()
+        if temperature > 0:
+            scaled = logits / temperature
+            log_probs = torch.log_softmax(scaled, dim=-1)
+            drawable = _top_p_filter(scaled, top_p) if top_p < 1.0 else scaled
+            tok = torch.multinomial(torch.softmax(drawable, dim=-1), 1, generator=generator).squeeze(1)
+        else:
+            log_probs = torch.log_softmax(logits, dim=-1)
+            tok = logits.argmax(-1)
+        lp = log_probs.gather(-1, tok.unsqueeze(1)).squeeze(1)
+        tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+        tokens.append(tok)
+        valid.append(~done)                                                      # ended rows emit padding
+        logps.append(torch.where(done, torch.zeros_like(lp), lp))
+        ended = tok == eos_id
+        if stop_tensors:
+            recent = torch.stack(tokens, 1)
+            for s in stop_tensors:
+                if recent.shape[1] >= len(s):
+                    ended |= (recent[:, -len(s):] == s).all(1)
+        finished |= ended & ~done
+        done |= ended
+        if done.all() or t == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
+        out = model(input_ids=tok.unsqueeze(1), attention_mask=mask, position_ids=next_pos,
+                    use_cache=True, **{cache_kw: cache})
+        cache, logits = getattr(out, cache_kw), out.logits[:, -1]
+        next_pos = next_pos + 1
+    completion_ids = torch.stack(tokens, 1)                                      # [N, T]
+    completion_mask = torch.stack(valid, 1).long()                               # [N, T]
+    return Rollouts(prompt_ids, prompt_mask, completion_ids.cpu(), completion_mask.cpu(),
+                    torch.stack(logps, 1).cpu(), finished.cpu())

@@ -1,0 +1,88 @@
+"""`spectrum-rl train`: prepare the run directory, run the Trainer with a progress bar, summarise."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from spectrum_rl.config import Config
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.tasks.domain import Domain
+from spectrum_rl.trainer.checkpoint import list_checkpoints
+
+
+def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, main: bool) -> None:
+    """Refuse to mix two runs in one folder; check it is writable before any work starts."""
+    has_run = list_checkpoints(path / "checkpoints") or (path / "metrics.jsonl").exists()
+    if has_run and not (resume or overwrite):
+        raise ConfigError(f"'{path}' already holds a run; pass --resume to continue it or --overwrite to "
+                          "start over", field="run.output_dir")
+    if not main:
+        return
+    if overwrite:
+        for name in ("checkpoints", "final"):
+            shutil.rmtree(path / name, ignore_errors=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create '{path}': {exc.strerror}", field="run.output_dir") from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"'{path}' is not writable", field="run.output_dir")
+
+
+def run_training(config: Config, domains: list[Domain], *, resume: bool = False, overwrite: bool = False,
+                 console=None) -> dict[str, float]:
+    """Train and return the final held-out scores. Prints progress and a summary on the main process."""
+    from rich.console import Console
+
+    from spectrum_rl.trainer.loop import Trainer
+
+    out = config.output_path
+    rank_zero = int(os.environ.get("RANK", "0")) == 0
+    prepare_output_dir(out, resume=resume, overwrite=overwrite, main=rank_zero)
+    trainer = Trainer(config, domains, out, resume=resume)
+    console = console or Console(stderr=True)
+    show = config.logging.progress and trainer.is_main
+    with _Progress(config.training.steps, trainer.step, show, console) as bar:
+        scores = trainer.train(on_step=bar.update)
+    if trainer.is_main:
+        mean = sum(scores.values()) / max(len(scores), 1)
+        console.print(f"done: {trainer.step} steps; held-out mean {mean:.3f} "
+                      + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+        console.print(f"run directory: {out} (metrics.jsonl, eval.jsonl, checkpoints/, final/)")
+    return scores
+
+
+class _Progress:
+    """A rich progress bar showing step, reward, mu, the top of the mixture and tokens/s."""
+
+    def __init__(self, total: int, start: int, enabled: bool, console) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(bar_width=20),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console)
+        self.task = self.progress.add_task("train", total=total, completed=start, info="")
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def update(self, m: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        seconds = sum(v for k, v in m.items() if k.startswith("time/"))
+        tokens = m.get("completions/tokens", 0.0)
+        top = sorted(m.get("mixture", {}).items(), key=lambda kv: -kv[1])[:3]
+        info = (f"reward {m.get('reward', float('nan')):.3f}  mu {m['mu']:.2f}  "
+                + " ".join(f"{k}:{v:.2f}" for k, v in top)
+                + (f"  {tokens / seconds:.0f} tok/s" if tokens and seconds else ""))
+        self.progress.update(self.task, completed=m["step"], info=info)

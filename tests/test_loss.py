@@ -1,0 +1,163 @@
+"""Loss, advantages and mu schedules against their published formulas and TRL's GRPOTrainer."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from spectrum_rl.trainer.advantages import group_advantages
+from spectrum_rl.trainer.loss import TRL_LOSS_TYPE, aggregate, rl_denominator, rl_token_loss, sft_token_loss
+from spectrum_rl.trainer.mu import AdaptiveMu, MuSchedule, chord_mu, scheduled_mu
+
+B, T = 6, 7
+MAX_NEW = 9
+
+
+def _tensors(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    logp = -torch.rand(B, T, generator=g) * 3
+    old = logp + 0.3 * torch.randn(B, T, generator=g)  # ratios well outside the clip range too
+    ref = logp + 0.2 * torch.randn(B, T, generator=g)
+    adv = torch.randn(B, generator=g)
+    mask = torch.ones(B, T)
+    for i, n in enumerate([7, 3, 5, 1, 6, 2]):
+        mask[i, n:] = 0
+    return logp, old, ref, adv, mask
+
+
+def _trl_loss(loss_type: str, logp, old, ref, adv, mask, eps_low, eps_high, beta) -> torch.Tensor:
+    """TRL 1.x GRPOTrainer._compute_loss on our tensors (model forward replaced by `logp`)."""
+    trl = pytest.importorskip("trl")
+    trainer = object.__new__(trl.GRPOTrainer)
+    attrs = dict(
+        loss_type=loss_type, epsilon_low=eps_low, epsilon_high=eps_high, beta=beta, top_entropy_quantile=1.0,
+        off_policy_mask_threshold=None, importance_sampling_level="token", use_vllm=False, aux_loss_enabled=False,
+        _entropy_bonus_enabled=False, max_completion_length=MAX_NEW, current_gradient_accumulation_steps=1,
+        model=SimpleNamespace(training=True), _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        args=SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1),
+        accelerator=SimpleNamespace(num_processes=1, reduce=lambda t, reduction="sum": t, gather=lambda t: t,
+                                    gather_for_metrics=lambda t: t, sync_gradients=True),
+    )
+    for k, v in attrs.items():
+        object.__setattr__(trainer, k, v)
+    trainer._get_per_token_logps_and_entropies = lambda *a, **k: (logp, torch.zeros_like(logp), None)
+    inputs = {"prompt_ids": torch.zeros(B, 1, dtype=torch.long), "prompt_mask": torch.ones(B, 1, dtype=torch.long),
+              "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask,
+              "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref,
+              "num_items_in_batch": mask.sum()}
+    return trainer._compute_loss(None, inputs)
+
+
+@pytest.mark.parametrize("aggregation", list(TRL_LOSS_TYPE))
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_rl_loss_matches_trl(aggregation, beta):
+    logp, old, ref, adv, mask = _tensors()
+    terms = rl_token_loss(logp, old, adv, eps_low=0.2, eps_high=0.28, beta=beta, ref_logp=ref)
+    ours = aggregate(terms.per_token, mask, aggregation, rl_denominator(mask, aggregation, MAX_NEW))
+    theirs = _trl_loss(TRL_LOSS_TYPE[aggregation], logp, old, ref, adv, mask, 0.2, 0.28, beta)
+    assert torch.allclose(ours, theirs, atol=1e-6), (float(ours), float(theirs))
+
+
+def test_micro_batches_add_up_to_full_batch_loss():
+    logp, old, ref, adv, mask = _tensors(1)
+    for aggregation in TRL_LOSS_TYPE:
+        terms = rl_token_loss(logp, old, adv, eps_low=0.2, eps_high=0.2)
+        den = rl_denominator(mask, aggregation, MAX_NEW)
+        full = aggregate(terms.per_token, mask, aggregation, den)
+        parts = sum(aggregate(terms.per_token[i:i + 2], mask[i:i + 2], aggregation, den) for i in range(0, B, 2))
+        assert torch.allclose(full, parts, atol=1e-6)
+
+
+def test_clip_objective_by_hand():
+    logp = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))  # ratios vs old=0: 1.5, 0.5, 1.0
+    old = torch.zeros(1, 3)
+    pos = rl_token_loss(logp, old, torch.tensor([2.0]), eps_low=0.2, eps_high=0.28).per_token
+    assert torch.allclose(pos, torch.tensor([[-1.28 * 2, -0.5 * 2, -2.0]]))  # min picks clip only above
+    neg = rl_token_loss(logp, old, torch.tensor([-1.0]), eps_low=0.2, eps_high=0.28).per_token
+    assert torch.allclose(neg, torch.tensor([[1.5, 0.8, 1.0]]))
+
+
+def test_k1_and_k3_kl():
+    logp, ref = torch.tensor([[-1.0]]), torch.tensor([[-2.0]])
+    adv = torch.zeros(1)
+    k3 = rl_token_loss(logp, logp, adv, eps_low=0.2, eps_high=0.2, beta=1.0, ref_logp=ref).kl
+    k1 = rl_token_loss(logp, logp, adv, eps_low=0.2, eps_high=0.2, beta=1.0, ref_logp=ref, kl_estimator="k1").kl
+    assert torch.allclose(k3, torch.tensor([[math.exp(-1) + 1 - 1]]))
+    assert torch.allclose(k1, torch.tensor([[1.0]]))
+
+
+def test_luffy_shaped_weight_gradient():
+    logp = torch.log(torch.tensor([[0.5]])).requires_grad_()
+    terms = rl_token_loss(logp, logp.detach(), torch.tensor([1.0]), eps_low=0.2, eps_high=0.2,
+                          luffy=torch.tensor([True]), luffy_gamma=0.1)
+    assert torch.allclose(terms.per_token, torch.tensor([[-0.5 / 0.6]]))
+    terms.per_token.sum().backward()
+    # d/dlogp of -(pi/(pi+g)) = -g*pi/(pi+g)^2
+    assert torch.allclose(logp.grad, torch.tensor([[-0.1 * 0.5 / 0.36]]))
+
+
+def test_sft_loss_and_chord_phi():
+    logp = torch.log(torch.tensor([[0.9, 0.5]]))
+    assert torch.allclose(sft_token_loss(logp), -logp)
+    phi = sft_token_loss(logp, phi=True)
+    assert torch.allclose(phi, -logp * torch.tensor([[0.09, 0.25]]))
+
+
+def test_group_advantages():
+    r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [2.0, 2.0, 2.0, 2.0]])
+    adv, zero = group_advantages(r)
+    std = torch.tensor([1.0, 0.0, 0.0, 1.0]).std()
+    assert torch.allclose(adv[0], (r[0] - 0.5) / (std + 1e-4))
+    assert torch.equal(adv[1], torch.zeros(4)) and zero.tolist() == [False, True]
+    none, _ = group_advantages(r, scale="none")
+    assert torch.allclose(none[0], r[0] - 0.5)
+    batch, _ = group_advantages(r, scale="batch")
+    assert torch.allclose(batch[0], (r[0] - 0.5) / (r.std() + 1e-4))
+    valid = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    masked, _ = group_advantages(torch.tensor([[1.0, 0.0, 0.0, 100.0], [0.0] * 4]), valid)
+    assert masked[0, 3] == 0 and masked[0, 0] > 0  # invalid sample out of the statistics
+
+
+def test_chord_mu_published_points():
+    peak, valley, W, D = 0.9, 0.05, 10, 200
+    assert chord_mu(0, peak, valley, W, D) == 0.0
+    assert chord_mu(5, peak, valley, W, D) == pytest.approx(0.45)
+    assert chord_mu(W, peak, valley, W, D) == pytest.approx(peak)
+    assert chord_mu(W + D // 2, peak, valley, W, D) == pytest.approx((peak + valley) / 2)
+    assert chord_mu(W + D, peak, valley, W, D) == pytest.approx(valley)
+    spec = MuSchedule(schedule="cosine", warmup=W, decay_steps=D)
+    assert scheduled_mu(spec, W + D // 2) == pytest.approx(0.475)
+
+
+def test_staged_and_other_schedules():
+    staged = MuSchedule(schedule="staged", sft_steps=3)
+    assert [scheduled_mu(staged, s) for s in range(5)] == [1, 1, 1, 0, 0]
+    lin = MuSchedule(schedule="linear", start=1.0, end=0.0, steps=4)
+    assert [scheduled_mu(lin, s) for s in (0, 2, 4, 9)] == [1.0, 0.5, 0.0, 0.0]
+    assert scheduled_mu(MuSchedule(schedule="sft_only"), 7) == 1.0
+    assert scheduled_mu(MuSchedule(schedule="rl_only"), 7) == 0.0
+    assert scheduled_mu(MuSchedule(schedule="constant", value=0.3), 7) == 0.3
+
+
+def test_adaptive_mu_rises_on_disruption_and_decays_on_recovery():
+    ctl = AdaptiveMu(MuSchedule(schedule="adaptive", up=0.3, decay=0.5, valley=0.05, peak=0.9, margin=0.02))
+    ctl.observe({"a": 0.5})                  # baseline
+    assert ctl.mu("a") == 0.0
+    ctl.observe({"a": 0.3})                  # disruption
+    assert ctl.mu("a") == pytest.approx(0.3)
+    ctl.observe({"a": 0.2})
+    assert ctl.mu("a") == pytest.approx(0.6)
+    ctl.observe({"a": 0.55})                 # recovered
+    assert ctl.mu("a") == pytest.approx(0.3)
+    state = ctl.state_dict()
+    again = AdaptiveMu(ctl.spec)
+    again.load_state_dict(state)
+    assert again.mu("a") == ctl.mu("a")
+
+
+def test_valley_above_peak_is_rejected():
+    with pytest.raises(ValueError, match="valley"):
+        MuSchedule(schedule="cosine", peak=0.1, valley=0.5)

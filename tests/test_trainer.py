@@ -1,0 +1,157 @@
+"""Trainer: one step of each recipe, run directory contents, schedules as executed, resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from spectrum_rl.cli import main
+from spectrum_rl.config import load_config
+from spectrum_rl.tasks.domain import build_domains
+from spectrum_rl.trainer.loop import Trainer
+
+
+def write_config(tmp_path: Path, model: Path | str, training: dict | None = None, **sections) -> Path:
+    cfg = {
+        "run": {"name": "t", "output_dir": str(tmp_path / "run"), "seed": 0},
+        "model": {"name_or_path": str(model)},
+        "tasks": [
+            {"name": "sorting", "kind": "structured", "source": {"type": "builtin", "generator": "sorting"},
+             "eval": {"size": 6}, "reward": [{"type": "exact_match"}, {"type": "similarity", "weight": 0.5}]},
+            {"name": "acrostic", "kind": "creative", "source": {"type": "builtin", "generator": "acrostic"},
+             "eval": {"size": 6}, "reward": [{"type": "constraint"}, {"type": "diversity", "weight": 0.2}]},
+        ],
+        "training": {"steps": 2, "prompts_per_step": 4, "group_size": 3, "max_new_tokens": 6,
+                     "micro_batch_size": 5, "save_every": 0, **(training or {})},
+        "eval": {"every": 1, "max_new_tokens": 6},
+        "logging": {"progress": False},
+        **sections,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def make_trainer(path: Path, **kw) -> Trainer:
+    config = load_config(path)
+    return Trainer(config, build_domains(config, path.parent), config.output_path, **kw)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_rl_only_run_writes_run_directory(tmp_path, tiny_random_lm_dir):
+    path = write_config(tmp_path, tiny_random_lm_dir)
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    metrics = read_jsonl(run / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2]
+    expected = {"step", "mu", "mixture", "reward", "reward/sorting", "reward/acrostic/constraint", "entropy/sorting",
+                "entropy/acrostic", "clip_ratio/region_mean", "loss/rl", "completions/mean_length", "grad_norm",
+                "time/rollout", "time/reward", "time/train", "scheduler/reason"}
+    assert expected <= set(metrics[0]), expected - set(metrics[0])
+    assert metrics[0]["mu"] == 0.0 and "loss/sft" not in metrics[0]
+    assert metrics[0]["mixture"] == {"sorting": 0.5, "acrostic": 0.5}
+    evals = read_jsonl(run / "eval.jsonl")
+    assert [e["step"] for e in evals] == [0, 1, 2]
+    assert {"eval/sorting", "eval/acrostic", "eval/mean", "kl_to_base"} <= set(evals[0])
+    assert evals[0]["kl_to_base"] == pytest.approx(0.0, abs=1e-6) and evals[-1]["kl_to_base"] > 0
+    from transformers import AutoModelForCausalLM
+
+    final = AutoModelForCausalLM.from_pretrained(run / "final")
+    assert final.config.vocab_size == 259
+    assert load_config(run / "config.yaml").training.steps == 2  # resolved config is a valid config
+
+
+def test_staged_gives_mu_one_then_zero(tmp_path, tiny_random_lm_dir):
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 4, "sft": {"mu": {"schedule": "staged", "sft_steps": 2}}})
+    trainer = make_trainer(path)
+    trainer.train()
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [m["mu"] for m in metrics] == [1.0, 1.0, 0.0, 0.0]
+    assert all("loss/sft" in m and "reward" not in m for m in metrics[:2])  # SFT phase: no rollouts
+    assert all("loss/rl" in m and "loss/sft" not in m for m in metrics[2:])
+
+
+@pytest.mark.parametrize("sft", [
+    {"mu": {"schedule": "cosine", "decay_steps": 2}, "phi": True},
+    {"mu": {"schedule": "gate", "gamma": 0.9}},
+    {"mu": {"schedule": "constant", "value": 0.5}, "luffy": True},
+    {"mu": {"schedule": "adaptive"}},
+])
+def test_each_recipe_runs(tmp_path, tiny_random_lm_dir, sft):
+    path = write_config(tmp_path, tiny_random_lm_dir, {"sft": sft, "num_iterations": 2, "beta": 0.1})
+    trainer = make_trainer(path)
+    before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+    trainer.train()
+    after = trainer.policy.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert all(torch.isfinite(torch.tensor(m["grad_norm"])) for m in metrics)
+    if sft["mu"]["schedule"] == "gate":  # a random model never succeeds -> every prompt gated to SFT
+        assert all(m["gate/sft_fraction"] == 1.0 and "loss/sft" in m for m in metrics)
+    if sft.get("luffy"):
+        assert "loss/rl" in metrics[0]
+
+
+def test_per_domain_override_and_weights(tmp_path, tiny_random_lm_dir):
+    path = write_config(tmp_path, tiny_random_lm_dir,
+                        {"sft": {"mu": {"schedule": "rl_only"},
+                                 "per_domain": {"acrostic": {"schedule": "constant", "value": 0.4}}}},
+                        scheduler={"policy": "joint", "weights": {"sorting": 3, "acrostic": 1}})
+    trainer = make_trainer(path)
+    m = trainer.train_step()
+    assert m["mu/sorting"] == 0.0 and m["mu/acrostic"] == 0.4
+    assert m["mixture"] == {"sorting": 0.75, "acrostic": 0.25}
+    assert m["mu"] == pytest.approx(0.1)
+
+
+def test_lora_run_saves_merged_final(tmp_path, tiny_random_lm_dir):
+    pytest.importorskip("peft")
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "lora": {"r": 2, "alpha": 4}})
+    assert main(["train", str(path)]) == 0
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final")  # a plain model, adapters merged
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path, tiny_random_lm_dir, capsys):
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1})
+    assert main(["train", str(path)]) == 0
+    assert main(["train", str(path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", str(path), "--overwrite", "--max-steps", "1"]) == 0
+
+
+def test_resume_continues_without_losing_or_repeating_steps(tmp_path, tiny_random_lm_dir):
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 4, "save_every": 2})
+    full = make_trainer(path)
+    full.train()
+    reference = {k: v.clone() for k, v in full.policy.state_dict().items()}
+
+    # An interrupted run: stops after step 3 (checkpoint at 2), then resumes.
+    (tmp_path / "b").mkdir()
+    path2 = write_config(tmp_path / "b", tiny_random_lm_dir, {"steps": 4, "save_every": 2})
+    first = make_trainer(path2)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_3(m):
+        if m["step"] == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        first.train(on_step=stop_after_3)
+    resumed = make_trainer(path2, resume=True)
+    assert resumed.step == 2
+    resumed.train()
+    run = tmp_path / "b" / "run"
+    assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert [e["step"] for e in read_jsonl(run / "eval.jsonl")] == [0, 1, 2, 3, 4]
+    final = resumed.policy.state_dict()
+    assert all(torch.allclose(reference[k], final[k], atol=1e-6) for k in reference)
