@@ -136,7 +136,8 @@ class TrainingConfig(StrictModel):
     temperature: float = Field(1.0, gt=0, description="Rollout sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Rollout nucleus sampling.")
     stop: list[str] = Field(default_factory=list, description="Extra stop strings (EOS always stops).")
-    learning_rate: float = Field(2e-4, gt=0, description="AdamW peak learning rate.")
+    learning_rate: float = Field(1e-6, gt=0, description="AdamW peak learning rate (TRL's default; the "
+                                 "built-in tiny model wants ~1e-4).")
     lr_schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="Decay after warmup.")
     warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warmup (optimizer steps).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
@@ -252,15 +253,12 @@ def read_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
 def load_config(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
     """Read, validate and cross-check a run config. Raises ConfigError (one line) on any problem.
 
+    A top-level ``extends: other.yaml`` (relative to this file) loads that config first and
+    merges this one over it: mappings merge key by key, everything else (lists included) replaces.
     ``overrides`` maps section -> {field: value} (e.g. from CLI flags) and is validated too.
     """
     shown = str(path)
-    data, node = read_yaml(path)
-    if data is None:
-        raise ConfigError("the file is empty; a config needs at least a `tasks:` list", file=shown)
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping of sections at the top level; found {_kind(data)}",
-                          file=shown, line=1, column=1)
+    data, node = _read_mapping(Path(path), seen=())
     for section, values in (overrides or {}).items():
         data[section] = {**(data.get(section) or {}), **values}
     try:
@@ -271,6 +269,38 @@ def load_config(path: str | Path, overrides: dict[str, dict[str, Any]] | None = 
     except ConfigError as exc:
         raise _with_location(exc, node, shown) from None
     return config
+
+
+def _read_mapping(path: Path, seen: tuple[Path, ...]) -> tuple[dict, yaml.Node | None]:
+    """The file's mapping with its ``extends`` chain merged in (base first)."""
+    shown = str(path)
+    data, node = read_yaml(path)
+    if data is None:
+        raise ConfigError("the file is empty; a config needs at least a `tasks:` list", file=shown)
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of sections at the top level; found {_kind(data)}",
+                          file=shown, line=1, column=1)
+    base = data.pop("extends", None)
+    if base is None:
+        return data, node
+    line, col = _locate(node, ["extends"])
+    if not isinstance(base, str):
+        raise ConfigError(f"expected a file path; found {_show(base)}", file=shown, field="extends", line=line, column=col)
+    base_path = (path.parent / base).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"'{base}' extends itself (cycle)", file=shown, field="extends", line=line, column=col)
+    try:
+        base_data, _ = _read_mapping(base_path, (*seen, path.resolve()))
+    except ConfigError as exc:
+        raise ConfigError(f"in '{base}': {exc}", file=shown, field="extends", line=line, column=col) from None
+    return _merge(base_data, data), node
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def locate_error(err: ConfigError, path: str | Path) -> ConfigError:

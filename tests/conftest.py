@@ -50,3 +50,11 @@ def tiny_random_rm_dir(tmp_path_factory) -> Path:
     LlamaForSequenceClassification(cfg).save_pretrained(path)
     byte_tokenizer().save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def builtin_tiny() -> Path:
+    """The real built-in tiny model (bootstrapped once into the cache, ~1.5 min on 2 cores)."""
+    from spectrum_rl.bootstrap import ensure_builtin
+
+    return ensure_builtin("tiny")

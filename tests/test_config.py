@@ -131,7 +131,7 @@ def test_defaults_are_documented():
     assert undocumented == []
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "local_jsonl.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
 def test_example_configs_validate(name, capsys):
     assert main(["validate", str(ROOT / "configs" / name)]) == 0
     assert "config is valid" in capsys.readouterr().out
@@ -184,3 +184,25 @@ def test_readme_yaml_reference_is_current():
 
     readme = (ROOT / "README.md").read_text()
     assert reference_markdown() in readme, "README is stale: paste the output of `spectrum-rl schema`"
+
+
+def test_extends_merges_over_base(tmp_path, capsys):
+    (tmp_path / "base.yaml").write_text(_cfg(extra="training: {steps: 9, group_size: 4}\n"))
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: base.yaml\ntraining: {steps: 3}\n")
+    cfg = load_config(child)
+    assert (cfg.training.steps, cfg.training.group_size, cfg.tasks[0].name) == (3, 4, "add")
+    child.write_text("extends: child.yaml\n")
+    assert main(["validate", str(child)]) == 2
+    assert "extends: " in capsys.readouterr().err
+    child.write_text("extends: missing.yaml\n")
+    assert main(["validate", str(child)]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_recipes_differ_only_in_the_blend():
+    base = load_config(ROOT / "configs" / "quickstart.yaml")
+    for name in ("rl_only", "staged", "chord_mu", "chord_phi", "adaptive", "gate"):
+        cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+        assert cfg.tasks == base.tasks and cfg.training.steps == base.training.steps
+        assert cfg.training.sft != base.training.sft or name == "rl_only"
