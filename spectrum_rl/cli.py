@@ -88,11 +88,55 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.output_dir is not None:
         overrides.setdefault("run", {})["output_dir"] = args.output_dir
     config = load_config(args.config, overrides)
+    base_dir = Path(args.config).resolve().parent
     try:
-        domains = build_domains(config, Path(args.config).resolve().parent)
+        domains = build_domains(config, base_dir)
+        run_training(config, domains, resume=args.resume, overwrite=args.overwrite, base_dir=base_dir)
     except ConfigError as err:
         raise locate_error(err, args.config) from None
-    run_training(config, domains, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def cmd_order(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from spectrum_rl.config import locate_error
+    from spectrum_rl.errors import ConfigError
+    from spectrum_rl.scheduler.probe import TRANSFER_FILE, probe_transfer, recommend_order, transfer_from_run
+
+    config, domains = _load(args.config)
+    names = config.domain_names
+    console = Console(stderr=True)
+    try:
+        if args.run:
+            record = transfer_from_run(Path(args.run), names)
+        else:
+            cached = config.output_path / TRANSFER_FILE
+            record = json.loads(cached.read_text()) if cached.exists() else None
+            if record is None or record.get("domains") != names or record.get("probe_steps") != args.probe_steps:
+                console.print(f"probing transfer: {args.probe_steps} steps on each of {len(names)} domains")
+                record = probe_transfer(config, domains, steps=args.probe_steps,
+                                        base_dir=Path(args.config).resolve().parent,
+                                        on_probe=lambda n: console.print(f"  probe {n}"))
+    except ConfigError as err:
+        raise locate_error(err, args.config) from None
+    result = recommend_order(config, record)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    kinds = {t.name: t.kind for t in config.tasks}
+    table = Table(title=f"recommended order ({'exact' if result['exact'] else 'heuristic'}; transfer from "
+                        f"{result['source']})", title_justify="left")
+    for col in ("#", "domain", "kind", "why"):
+        table.add_column(col, overflow="fold")
+    for i, n in enumerate(result["order"], 1):
+        table.add_row(str(i), n, kinds[n], result["rationale"][n])
+    Console().print(table)
+    Console().print(f"predicted gain over joint training: {result['predicted_gain']:+.4f} "
+                    "(sum of pairwise transfer earned by this order minus a random order's)")
     return 0
 
 
@@ -141,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="override training.steps")
     p.add_argument("--output-dir", default=None, help="override run.output_dir")
     p.add_argument("--save-every", type=int, default=None, help="override training.save_every")
+
+    p = add("order", cmd_order, "recommend a training order of the domains (probes transfer, or reads a run)")
+    p.add_argument("config", help="path to a run YAML")
+    p.add_argument("--probe-steps", type=int, default=10, help="training steps per domain probe (default 10)")
+    p.add_argument("--run", default=None, help="use the transfer/entropy estimates of this run directory")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     add("schema", cmd_schema, "print the YAML reference (every field, default and meaning) as Markdown")
 

@@ -83,11 +83,40 @@ class DomainConfig(StrictModel):
 
 
 class SchedulerConfig(StrictModel):
-    """`scheduler:` — how the domain mixture is chosen at each step."""
+    """`scheduler:` — which domains each step trains on (policies in spectrum_rl/scheduler/policies.py)."""
 
-    policy: Literal["joint"] = Field("joint", description="joint: fixed mixture weights throughout.")
+    policy: Literal["joint", "sequential", "bwt", "learnability", "transfer", "adaptive"] = Field(
+        "joint", description="joint (fixed weights) | sequential (explicit order) | bwt (order from transfer, "
+        "phases) | learnability (SEC/DUMP bandit) | transfer (TAC bandit) | adaptive (ours).")
     weights: dict[str, float] | None = Field(
-        None, description="Mixture weight per domain name (normalised); null = uniform.")
+        None, description="`joint`: mixture weight per domain name (normalised); null = uniform.")
+    order: list[str] | None = Field(None, description="`sequential`/`bwt`: explicit domain order "
+                                    "(`bwt` computes one when null).")
+    phase_steps: int = Field(50, ge=1, description="`sequential`/`bwt`: steps per phase (budget).")
+    replay: float = Field(0.1, ge=0, lt=1, description="`sequential`/`bwt`: mixture share of earlier domains.")
+    plateau_patience: int = Field(2, ge=1, description="`bwt`: evals without improvement before the next phase.")
+    plateau_delta: float = Field(0.01, ge=0, description="`bwt`: improvement that resets the plateau count.")
+    transfer_file: str | None = Field(None, description="`bwt`: transfer.json from `spectrum-rl order` "
+                                      "(relative to the config); null = online estimate or kinds.")
+    bandit: Literal["sec", "dump"] = Field("sec", description="`learnability`/`transfer`/`adaptive`: SEC "
+                                           "(TD update) or DUMP (UCB).")
+    alpha: float = Field(0.5, gt=0, le=1, description="SEC learning rate of Q.")
+    tau: float = Field(0.1, gt=0, description="Softmax temperature of the bandits.")
+    window: int = Field(20, ge=1, description="Window (steps) of the learnability and entropy signals.")
+    min_weight: float = Field(0.02, ge=0, lt=1, description="Bandits: floor on every domain's weight.")
+    transfer_weight: float = Field(1.0, ge=0, description="`transfer`/`adaptive`: weight of gradient alignment.")
+    alignment_every: int = Field(5, ge=0, description="Compute gradient alignment every N steps "
+                                 "(`transfer`/`adaptive`; 0 = never).")
+    alignment_dim: int = Field(4096, ge=16, description="Dimension of the gradient sketch.")
+    forgetting_margin: float = Field(0.05, ge=0, description="`adaptive`: score drop below best that boosts a domain.")
+    forgetting_boost: float = Field(2.0, ge=1, description="`adaptive`: weight multiplier of a forgotten domain.")
+    entropy_collapse: float = Field(0.5, gt=0, lt=1, description="Entropy below this fraction of its early "
+                                    "baseline counts as collapse.")
+    entropy_guard_cut: float = Field(0.5, ge=0, le=1, description="`adaptive`: structured weight multiplier "
+                                     "while a creative domain's entropy has collapsed.")
+    entropy_guard_mu: float = Field(0.3, ge=0, le=1, description="`adaptive`: minimum mu of a collapsed "
+                                    "creative domain.")
+    unlock_score: float = Field(0.3, description="`adaptive`: held-out score prerequisites must reach.")
 
     @field_validator("weights")
     @classmethod
@@ -346,6 +375,20 @@ def check_cross_fields(config: Config) -> None:
     for key in (config.scheduler.weights or {}):
         if key not in first:
             raise ConfigError(f"unknown domain '{key}'{did_you_mean(key, names)}", field=f"scheduler.weights.{key}")
+    order = config.scheduler.order or []
+    for j, name in enumerate(order):
+        if name not in first:
+            raise ConfigError(f"unknown domain '{name}'{did_you_mean(name, names)}", field=f"scheduler.order[{j}]")
+    if order and sorted(order) != sorted(names):
+        raise ConfigError(f"must list every domain once; missing or repeated: "
+                          f"{', '.join(sorted(set(names) ^ set(order)) or sorted(n for n in order if order.count(n) > 1))}",
+                          field="scheduler.order")
+    position = {n: i for i, n in enumerate(order)}
+    for task in config.tasks if order else []:
+        for dep in task.after:
+            if position[dep] > position[task.name]:
+                raise ConfigError(f"'{task.name}' comes before its prerequisite '{dep}'",
+                                  field=f"scheduler.order[{position[task.name]}]")
     _check_model_path(config.model.name_or_path)
 
 

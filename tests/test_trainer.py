@@ -225,3 +225,25 @@ def test_rl_improves_held_out_score_beyond_noise(tmp_path, builtin_tiny):
     p = (before + after) / 2
     se = (2 * p * (1 - p) / 200) ** 0.5
     assert after - before > 2 * se, (before, after, se)
+
+
+@pytest.mark.parametrize("training,logging,expected", [
+    ({"prompts_per_step": 3}, {}, None),
+    ({}, {"trackers": ["wandb"]}, "logging.trackers"),
+])
+def test_run_time_config_errors_are_one_line(tmp_path, tiny_random_lm_dir, capsys, training, logging, expected):
+    import importlib.util
+
+    if expected and importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    path = write_config(tmp_path, tiny_random_lm_dir, training)
+    if logging:
+        data = yaml.safe_load(path.read_text())
+        data["logging"].update(logging)
+        path.write_text(yaml.safe_dump(data))
+    rc = main(["train", str(path)])
+    if expected is None:  # 3 prompts on one process is fine
+        assert rc == 0
+        return
+    err = capsys.readouterr().err
+    assert rc == 2 and expected in err and len(err.strip().splitlines()) == 1

@@ -53,12 +53,13 @@ class Trainer:
     """Runs ``config`` on ``domains`` and writes the run directory (rank 0 only)."""
 
     def __init__(self, config: Config, domains: list[Domain], output_dir: Path, *, resume: bool = False,
-                 accelerator=None) -> None:
+                 accelerator=None, base_dir: Path | None = None) -> None:
         from accelerate import Accelerator
 
         self.config, self.domains = config, {d.name: d for d in domains}
         self.cfg = config.training
         self.output_dir = Path(output_dir)
+        _check_trackers(config.logging.trackers)
         cuda = torch.cuda.is_available()
         bf16 = self.cfg.bf16 if self.cfg.bf16 is not None else cuda
         self.acc = accelerator or Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no",
@@ -86,7 +87,13 @@ class Trainer:
         self.lr_scheduler = scheduler  # stepped once per update (accelerate's wrapper would step per process)
         if self.base is not None:
             self.base.to(self.acc.device)
-        self.planner = Planner(config)
+        self.planner = Planner(config, base_dir)
+        self.sketch = None
+        if self.planner.alignment_every and self.acc.num_processes == 1:  # per-domain grads need one process
+            from spectrum_rl.trainer.alignment import GradientSketch
+
+            self.sketch = GradientSketch(self.policy, config.scheduler.alignment_dim, config.run.seed)
+        self._sketches: dict[str, torch.Tensor] | None = None
         self.step = 0
         self.stop_ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in self.cfg.stop]
         self._prompt_cache: dict[str, list[int]] = {}
@@ -115,6 +122,7 @@ class Trainer:
         scores = self._eval() if self.step == 0 else {}
         while self.step < self.cfg.steps:
             metrics = self.train_step()
+            self.planner.observe_step(metrics)
             self.step += 1
             metrics["step"] = self.step
             if self.is_main:
@@ -139,10 +147,12 @@ class Trainer:
         return self.output_dir / "config.yaml"
 
     # ----------------------------------------------------------------------------------------
-    def train_step(self) -> dict[str, Any]:
-        """One rollout batch and num_iterations optimizer steps; returns the step's metrics."""
+    def train_step(self, plan: StepPlan | None = None) -> dict[str, Any]:
+        """One rollout batch and num_iterations optimizer steps; returns the step's metrics.
+        ``plan`` overrides the scheduler's (used by transfer probes)."""
         cfg, acc = self.cfg, self.acc
-        plan = self.planner.plan(self.step)
+        plan = plan or self.planner.plan(self.step)
+        self._sketches = {} if self.sketch is not None and self.planner.wants_alignment(self.step) else None
         data_rng = random.Random(derive_seed(self.config.run.seed, "data", self.step))
         gen = torch.Generator().manual_seed(derive_seed(self.config.run.seed, "sample", self.step, acc.process_index))
         sums = Sums({})
@@ -168,6 +178,10 @@ class Trainer:
         metrics.update({"mu": round(plan.mean_mu(), 6), "mixture": {k: round(v, 6) for k, v in plan.mixture.items()},
                         "learning_rate": self.lr_scheduler.get_last_lr()[0], "scheduler/reason": plan.reason})
         metrics.update({f"mu/{d}": round(m, 6) for d, m in plan.mu.items()})
+        if self._sketches and len(self._sketches) > 1:
+            from spectrum_rl.trainer.alignment import cosine_matrix
+
+            metrics["alignment"] = cosine_matrix(self._sketches)
         return metrics
 
     def _encode_prompt(self, prompt: str) -> list[int]:
@@ -222,6 +236,7 @@ class Trainer:
             sums.add("reward_std", std)
             sums.add("frac_reward_zero_std", float(zero_var[i]))
             sums.add(f"advantage_abs/{domain}", float(adv[i][v[i]].abs().sum()), float(v[i].sum()))
+            sums.add(f"samples/{domain}", float(v[i].sum()), 0)
         finished = ro.finished.float()
         lengths = ro.completion_mask.sum(1).float()
         sums.add("completions/mean_length", float(lengths.sum()), len(lengths))
@@ -341,6 +356,8 @@ class Trainer:
                               eps_low=cfg.eps_low, eps_high=cfg.eps_high, beta=cfg.beta, ref_logp=ref,
                               kl_estimator=cfg.kl_estimator, luffy=mb.luffy.to(device), luffy_gamma=cfg.sft.luffy_gamma)
         loss = aggregate(terms.per_token, mask, cfg.aggregation, denominator, weight)
+        if self._sketches is not None and sums is not None:
+            self._sketch_domains(terms.per_token, mask, mb.domains)
         if sums is not None:
             m = mask.float()
             n_tok = float(m.sum())
@@ -356,6 +373,15 @@ class Trainer:
                 sel = torch.tensor([x == d for x in mb.domains], device=device)
                 sums.add(f"entropy/{d}", float(ent[sel].sum()), float(m[sel].sum()))
         return loss
+
+    def _sketch_domains(self, per_token: torch.Tensor, mask: torch.Tensor, domains: list[str]) -> None:
+        """Accumulate each domain's gradient sketch (token-mean RL loss of its rows in this micro-batch)."""
+        for d in sorted(set(domains)):
+            sel = torch.tensor([x == d for x in domains], device=per_token.device)
+            m = mask[sel].float()
+            loss_d = (per_token[sel] * m).sum() / m.sum().clamp(min=1)
+            sketch = self.sketch.sketch(loss_d)
+            self._sketches[d] = self._sketches.get(d, 0) + sketch
 
     # ----------------------------------------------------------------------------------------
     def _reduce(self, sums: Sums) -> dict[str, Any]:
@@ -380,13 +406,17 @@ class Trainer:
         dist.all_gather_object(gathered, sorted(sums.values))
         return {n for names in gathered for n in names}
 
+    def evaluate(self):
+        """Held-out EvalResult of the current policy on all domains (all processes take part)."""
+        return evaluate(self.policy, self.tokenizer, list(self.domains.values()),
+                        max_new_tokens=self.config.eval.max_new_tokens, batch_size=self.config.eval.batch_size,
+                        chat_template=self.config.model.chat_template, base=self.base,
+                        rank=self.acc.process_index, world=self.acc.num_processes, reduce=self._reduce_pairs)
+
     def _eval(self) -> dict[str, float]:
-        """Held-out scores (and KL to the base model) on all domains; logged to eval.jsonl."""
+        """Evaluate, tell the scheduler, and log to eval.jsonl."""
         t0 = time.perf_counter()
-        result = evaluate(self.policy, self.tokenizer, list(self.domains.values()),
-                          max_new_tokens=self.config.eval.max_new_tokens, batch_size=self.config.eval.batch_size,
-                          chat_template=self.config.model.chat_template, base=self.base,
-                          rank=self.acc.process_index, world=self.acc.num_processes, reduce=self._reduce_pairs)
+        result = self.evaluate()
         scores = {name: round(v, 6) for name, v in result.scores.items()}
         self.planner.observe_eval(self.step, scores)
         if self.is_main:
@@ -469,6 +499,17 @@ def _with_lora(model, lora):
         raise ConfigError('needs peft: pip install "spectrum-rl[peft]"', field="training.lora") from None
     return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                             target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+
+
+def _check_trackers(trackers: list[str]) -> None:
+    import importlib.util
+
+    for name in trackers:
+        if importlib.util.find_spec(name) is None:
+            from spectrum_rl.errors import ConfigError
+
+            raise ConfigError(f"tracker '{name}' is not installed: pip install \"spectrum-rl[{name}]\"",
+                              field="logging.trackers")
 
 
 def _lr_lambda(cfg, total: int) -> Callable[[int], float]:

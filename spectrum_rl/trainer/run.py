@@ -32,7 +32,7 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, main: bool)
 
 
 def run_training(config: Config, domains: list[Domain], *, resume: bool = False, overwrite: bool = False,
-                 console=None) -> dict[str, float]:
+                 base_dir: Path | None = None, console=None) -> dict[str, float]:
     """Train and return the final held-out scores. Prints progress and a summary on the main process."""
     from rich.console import Console
 
@@ -41,7 +41,7 @@ def run_training(config: Config, domains: list[Domain], *, resume: bool = False,
     out = config.output_path
     rank_zero = int(os.environ.get("RANK", "0")) == 0
     prepare_output_dir(out, resume=resume, overwrite=overwrite, main=rank_zero)
-    trainer = Trainer(config, domains, out, resume=resume)
+    trainer = Trainer(config, domains, out, resume=resume, base_dir=base_dir)
     console = console or Console(stderr=True)
     show = config.logging.progress and trainer.is_main
     with _Progress(config.training.steps, trainer.step, show, console) as bar:

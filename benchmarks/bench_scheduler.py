@@ -1,0 +1,128 @@
+"""Scheduler overhead vs a training step of the built-in tiny model, measured side by side.
+
+Prints, for 10 domains (the built-in generators, repeated):
+- the median time of one training step (rollouts + rewards + update) under `joint`;
+- the median time the `adaptive` Planner spends per step (plan + observe_step, plus
+  observe_eval every 25 steps) and its ratio to the step (target < 1%);
+- the extra time of a step that computes gradient alignment (TAC sketches), its ratio to a
+  step, and that ratio amortised over the default ``alignment_every`` (target < 5%);
+- the order solver at 16 domains (target < 1 s).
+
+    python benchmarks/bench_scheduler.py [--steps 8] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spectrum_rl.config import SchedulerConfig
+
+ALIGN_EVERY = SchedulerConfig().alignment_every
+
+
+def config_dict(policy: str, n_domains: int, out: str) -> dict:
+    from spectrum_rl.tasks.builtin import GENERATORS
+
+    gens = list(GENERATORS)
+    tasks = [{"name": f"{gens[i % len(gens)]}{i}", "kind": GENERATORS[gens[i % len(gens)]].kind,
+              "source": {"type": "builtin", "generator": gens[i % len(gens)]}, "eval": {"size": 10},
+              "reward": [{"type": "exact_match"} if GENERATORS[gens[i % len(gens)]].kind == "structured"
+                         else {"type": "constraint"}]} for i in range(n_domains)]
+    return {"run": {"output_dir": out}, "model": {"name_or_path": "builtin:tiny"}, "tasks": tasks,
+            "scheduler": {"policy": policy, "alignment_every": 1},
+            "training": {"prompts_per_step": 16, "group_size": 8, "max_new_tokens": 32, "learning_rate": 1e-4},
+            "logging": {"progress": False}}
+
+
+def trainer_for(policy: str, n: int, out: str):
+    from spectrum_rl.config import Config
+    from spectrum_rl.tasks.domain import build_domains
+    from spectrum_rl.trainer.loop import Trainer
+
+    config = Config.model_validate(config_dict(policy, n, out))
+    return Trainer(config, build_domains(config, Path.cwd()), Path(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    n = 10
+    with tempfile.TemporaryDirectory() as tmp:
+        joint = trainer_for("joint", n, tmp)
+        joint.train_step()  # warm-up
+        step_times = []
+        metrics = {}
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            metrics = joint.train_step()
+            step_times.append(time.perf_counter() - t0)
+        step = statistics.median(step_times)
+
+        adaptive = trainer_for("adaptive", n, tmp)
+        planner = adaptive.planner
+        scores = {d: 0.5 for d in planner.names}
+        sched_times = []
+        for s in range(200):
+            t0 = time.perf_counter()
+            planner.plan(s)
+            planner.observe_step(metrics)
+            if s % 25 == 0:
+                planner.observe_eval(s, {d: v + 0.01 * np.sin(s) for d, v in scores.items()})
+            sched_times.append(time.perf_counter() - t0)
+        sched = statistics.median(sched_times)
+
+        # alignment: same trainer, sketches on (every step) vs off
+        with_align, without = [], []
+        adaptive.train_step()
+        for _ in range(args.steps):
+            adaptive.planner.alignment_every = 1
+            t0 = time.perf_counter()
+            adaptive.train_step()
+            with_align.append(time.perf_counter() - t0)
+            adaptive.planner.alignment_every = 0
+            t0 = time.perf_counter()
+            adaptive.train_step()
+            without.append(time.perf_counter() - t0)
+        align_extra = statistics.median(with_align) - statistics.median(without)
+
+    from spectrum_rl.scheduler.order import best_order
+
+    rng = np.random.default_rng(0)
+    names = [f"d{i}" for i in range(16)]
+    solve = []
+    for _ in range(5):
+        T = rng.normal(0, 0.1, (16, 16))
+        t0 = time.perf_counter()
+        best_order(names, T, {k: "structured" if i % 2 else "creative" for i, k in enumerate(names)}, {})
+        solve.append(time.perf_counter() - t0)
+    result = {
+        "domains": n, "step_s": round(step, 4), "scheduler_s": round(sched, 6),
+        "scheduler_fraction": round(sched / step, 5), "alignment_extra_s": round(align_extra, 4),
+        "alignment_fraction": round(align_extra / statistics.median(without), 4),
+        "alignment_every": ALIGN_EVERY,
+        "alignment_amortised_fraction": round(align_extra / statistics.median(without) / ALIGN_EVERY, 4),
+        "solver16_s": round(statistics.median(solve), 4),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"training step (10 domains, 16x8 rollouts, tiny model): {step * 1000:.1f} ms")
+    print(f"adaptive scheduler per step: {sched * 1e3:.3f} ms = {100 * result['scheduler_fraction']:.3f}% of a step "
+          f"(target < 1%: {result['scheduler_fraction'] < 0.01})")
+    amortised = result["alignment_amortised_fraction"]
+    print(f"gradient alignment on a step that computes it: {align_extra * 1000:.1f} ms = "
+          f"{100 * result['alignment_fraction']:.1f}%; every {ALIGN_EVERY} steps (default): {100 * amortised:.1f}% "
+          f"(target < 5%: {amortised < 0.05})")
+    print(f"order solver, 16 domains: {result['solver16_s']:.3f} s (target < 1 s: {result['solver16_s'] < 1})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Mixture policies: given the signals (numbers only), which domains to train and how much.
+
+Each policy returns a Decision (mixture summing to 1, a reason, optional mu raises). All
+bandits mix a floor ``min_weight`` into their softmax so no domain stops being measured.
+
+- joint: fixed weights.
+- sequential: an explicit order, ``phase_steps`` per phase, ``replay`` share of earlier domains.
+- bwt (Omni-Thinker style, arXiv:2507.14783): order from the transfer matrix and kinds
+  (structured before creative unless T says otherwise; prerequisites hard), phases advance on a
+  held-out plateau or the step budget, with replay.
+- learnability: SEC (arXiv:2505.14970) ``Q(c) <- alpha r(c) + (1 - alpha) Q(c)``, r = mean |A|,
+  weights softmax(Q / tau); or DUMP (arXiv:2504.09710) UCB ``L(c) + sqrt(2 ln(n+1) / (n_c+1))``
+  over a window of |A|, softmax with tau.
+- transfer (TAC, arXiv:2606.25178): learnability plus ``transfer_weight`` times the domain's mean
+  gradient alignment with the others.
+- adaptive (ours): the transfer bandit + forgetting guard (boost a domain whose held-out score
+  fell more than a margin below its best) + entropy guard (a creative domain whose entropy
+  collapsed cuts structured weight and gets its mu raised) + prerequisite gating (a domain
+  unlocks once its prerequisites reach ``unlock_score``).
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability
+
+if TYPE_CHECKING:
+    from spectrum_rl.config import SchedulerConfig
+
+
+@dataclass
+class View:
+    """Everything a policy may read. Scores are held-out means by domain."""
+
+    names: list[str]
+    kinds: dict[str, str]
+    prerequisites: dict[str, list[str]]
+    entropy: EntropyMonitor
+    learnability: Learnability
+    alignment: GradientAlignment
+    scores: dict[str, float] = field(default_factory=dict)
+    start: dict[str, float] = field(default_factory=dict)
+    best: dict[str, float] = field(default_factory=dict)
+    transfer: np.ndarray | None = None  # T[i, j] in `names` order
+
+
+@dataclass(frozen=True)
+class Decision:
+    mixture: dict[str, float]
+    reason: str
+    mu_raise: dict[str, float] = field(default_factory=dict)  # domain -> minimum mu
+
+
+def softmax_with_floor(scores: dict[str, float], tau: float, floor: float) -> dict[str, float]:
+    """softmax(scores / tau), then every weight raised to at least ``floor`` and renormalised."""
+    names = list(scores)
+    x = np.array([scores[n] for n in names]) / tau
+    p = np.exp(x - x.max())
+    p /= p.sum()
+    p = np.maximum(p, floor)
+    p /= p.sum()
+    return dict(zip(names, p.tolist()))
+
+
+def _normalise(w: dict[str, float]) -> dict[str, float]:
+    total = sum(w.values())
+    return {k: v / total for k, v in w.items()} if total > 0 else {k: 1 / len(w) for k in w}
+
+
+class Policy(ABC):
+    def __init__(self, cfg: "SchedulerConfig", names: list[str]) -> None:
+        self.cfg, self.names = cfg, names
+
+    @abstractmethod
+    def decide(self, step: int, view: View) -> Decision: ...
+
+    def observe_eval(self, step: int, view: View) -> None:
+        """Called after each evaluation (default: nothing)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class Joint(Policy):
+    def decide(self, step: int, view: View) -> Decision:
+        weights = self.cfg.weights or {n: 1.0 for n in self.names}
+        return Decision(_normalise({n: float(weights.get(n, 0.0)) for n in self.names}), "joint: fixed weights")
+
+
+def phase_mixture(order: list[str], phase: int, replay: float) -> dict[str, float]:
+    """Current domain gets 1 - replay, earlier ones share ``replay`` (all of it on the first phase)."""
+    current, earlier = order[phase], order[:phase]
+    mixture = {n: 0.0 for n in order}
+    mixture[current] = 1.0 - (replay if earlier else 0.0)
+    for n in earlier:
+        mixture[n] = replay / len(earlier)
+    return mixture
+
+
+class Sequential(Policy):
+    def decide(self, step: int, view: View) -> Decision:
+        order = list(self.cfg.order or self.names)
+        phase = min(step // self.cfg.phase_steps, len(order) - 1)
+        reason = f"sequential: phase {phase + 1}/{len(order)} ({order[phase]})"
+        return Decision({**{n: 0.0 for n in self.names}, **phase_mixture(order, phase, self.cfg.replay)}, reason)
+
+
+class BWT(Policy):
+    """Ordered phases from the transfer matrix; advance on plateau or budget."""
+
+    def __init__(self, cfg: "SchedulerConfig", names: list[str]) -> None:
+        super().__init__(cfg, names)
+        self.order: list[str] | None = None
+        self.phase, self.phase_start, self.stale, self.phase_best = 0, 0, 0, -math.inf
+        self.why = ""
+
+    def _ensure_order(self, view: View) -> None:
+        if self.order is not None:
+            return
+        if self.cfg.order:
+            self.order, self.why = list(self.cfg.order), "explicit order"
+            return
+        from spectrum_rl.scheduler.order import best_order
+
+        T = view.transfer if view.transfer is not None else np.zeros((len(self.names), len(self.names)))
+        result = best_order(self.names, T, view.kinds, view.prerequisites)
+        self.order = result.order
+        self.why = "transfer matrix" if view.transfer is not None else "kinds (no transfer estimate yet)"
+
+    def decide(self, step: int, view: View) -> Decision:
+        self._ensure_order(view)
+        assert self.order is not None
+        if step - self.phase_start >= self.cfg.phase_steps and self.phase < len(self.order) - 1:
+            self._advance(step, "budget")
+        current = self.order[self.phase]
+        reason = f"bwt: phase {self.phase + 1}/{len(self.order)} ({current}); order by {self.why}"
+        mixture = {**{n: 0.0 for n in self.names}, **phase_mixture(self.order, self.phase, self.cfg.replay)}
+        return Decision(mixture, reason)
+
+    def _advance(self, step: int, _why: str) -> None:
+        self.phase += 1
+        self.phase_start, self.stale, self.phase_best = step, 0, -math.inf
+
+    def observe_eval(self, step: int, view: View) -> None:
+        if self.order is None or self.phase >= len(self.order) - 1:
+            return
+        score = view.scores.get(self.order[self.phase])
+        if score is None or step == self.phase_start:
+            return
+        if score > self.phase_best + self.cfg.plateau_delta:
+            self.phase_best, self.stale = score, 0
+        else:
+            self.stale += 1
+            if self.stale >= self.cfg.plateau_patience:
+                self._advance(step, "plateau")
+
+    def state_dict(self) -> dict:
+        return {"order": self.order, "phase": self.phase, "phase_start": self.phase_start, "stale": self.stale,
+                "phase_best": self.phase_best, "why": self.why}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order, self.phase, self.phase_start = state["order"], state["phase"], state["phase_start"]
+        self.stale, self.phase_best, self.why = state["stale"], state["phase_best"], state["why"]
+
+
+class LearnabilityBandit(Policy):
+    """SEC or DUMP over domains (``scheduler.bandit``)."""
+
+    def __init__(self, cfg: "SchedulerConfig", names: list[str]) -> None:
+        super().__init__(cfg, names)
+        self.q: dict[str, float] = {}
+        self.seen: dict[str, int] = {}
+
+    def scores(self, view: View) -> dict[str, float]:
+        if self.cfg.bandit == "sec":
+            return {n: self.q.get(n, 0.0) for n in self.names}
+        total = sum(view.learnability.count(n) for n in self.names)
+        out = {}
+        for n in self.names:
+            value = view.learnability.value(n) or 0.0
+            out[n] = value + math.sqrt(2 * math.log(total + 1) / (view.learnability.count(n) + 1))
+        return out
+
+    def update_q(self, view: View) -> None:
+        """SEC's TD update, once per new learnability observation of each domain."""
+        for n in self.names:
+            seen = len(view.learnability.values.get(n, ()))
+            count = view.learnability.count(n)
+            if count != self.seen.get(n, 0) and seen:
+                r = view.learnability.values[n][-1]
+                self.q[n] = self.cfg.alpha * r + (1 - self.cfg.alpha) * self.q.get(n, 0.0)
+                self.seen[n] = count
+
+    def decide(self, step: int, view: View) -> Decision:
+        self.update_q(view)
+        scores = self.scores(view)
+        mixture = softmax_with_floor(scores, self.cfg.tau, self.cfg.min_weight)
+        top = max(scores, key=scores.get)
+        return Decision(mixture, f"learnability ({self.cfg.bandit}): highest {top} ({scores[top]:.3f})")
+
+    def state_dict(self) -> dict:
+        return {"q": self.q, "seen": self.seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.q, self.seen = dict(state["q"]), dict(state["seen"])
+
+
+class TransferBandit(LearnabilityBandit):
+    """Learnability plus gradient-alignment transfer (TAC)."""
+
+    def scores(self, view: View) -> dict[str, float]:
+        base = super().scores(view)
+        return {n: s + self.cfg.transfer_weight * (view.alignment.mean_alignment(n) or 0.0) for n, s in base.items()}
+
+    def decide(self, step: int, view: View) -> Decision:
+        d = super().decide(step, view)
+        return Decision(d.mixture, d.reason.replace("learnability", "transfer", 1))
+
+
+class Adaptive(TransferBandit):
+    """Transfer bandit + forgetting guard + entropy guard + prerequisite gating."""
+
+    def decide(self, step: int, view: View) -> Decision:
+        base = super().decide(step, view)
+        weights = dict(base.mixture)
+        notes: list[str] = []
+        mu_raise: dict[str, float] = {}
+        locked = [n for n in self.names if any(view.scores.get(p, 0.0) < self.cfg.unlock_score
+                                               for p in view.prerequisites.get(n, []))]
+        for n in locked:
+            weights[n] = 0.0
+        if locked:
+            notes.append(f"locked until prerequisites reach {self.cfg.unlock_score}: {', '.join(locked)}")
+        for n in self.names:
+            best, now = view.best.get(n), view.scores.get(n)
+            if n not in locked and best is not None and now is not None and now < best - self.cfg.forgetting_margin:
+                weights[n] *= self.cfg.forgetting_boost
+                notes.append(f"forgetting guard: {n} {now:.2f} < best {best:.2f}")
+        collapsed = [n for n in self.names if view.kinds[n] == "creative" and n not in locked
+                     and (s := view.entropy.state(n)) is not None and s.collapsed]
+        if collapsed:
+            for n in self.names:
+                if view.kinds[n] == "structured":
+                    weights[n] *= self.cfg.entropy_guard_cut
+            mu_raise = {n: self.cfg.entropy_guard_mu for n in collapsed}
+            notes.append(f"entropy guard: {', '.join(collapsed)} collapsed; structured weight cut, mu raised")
+        if sum(weights.values()) <= 0:  # everything locked: train the unlocked roots
+            weights = {n: float(not view.prerequisites.get(n)) for n in self.names}
+        reason = "adaptive: " + base.reason.split(": ", 1)[1] + ("; " + "; ".join(notes) if notes else "")
+        return Decision(_normalise(weights), reason, mu_raise)
+
+
+POLICIES: dict[str, type[Policy]] = {
+    "joint": Joint, "sequential": Sequential, "bwt": BWT, "learnability": LearnabilityBandit,
+    "transfer": TransferBandit, "adaptive": Adaptive,
+}

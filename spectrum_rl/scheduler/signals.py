@@ -1,0 +1,163 @@
+"""Signals the scheduler reads — numbers only, fed by the trainer after each step and eval.
+
+- EntropyMonitor: per-domain mean token entropy of rollouts, EMA-smoothed; baseline = mean of
+  the first observations; trend = least-squares slope over a window; collapse when the smoothed
+  value falls below ``collapse_fraction * baseline`` (R ~ -a exp(H) + b, arXiv:2505.22617: a
+  collapsed entropy caps reward). A structured domain is expected to lower entropy under RL and a
+  creative one to raise it (Omni-Thinker, arXiv:2507.14783); a trend against that is flagged.
+- Learnability: per-domain mean |advantage| over a window (SEC arXiv:2505.14970, DUMP
+  arXiv:2504.09710): for binary rewards E|A| peaks at success rate 0.5.
+- OnlineTransfer: between two evals, regress each domain's score change on the mixture used in
+  that window, ``delta_j = sum_i T[i, j] * w_i + c_j`` (least squares with intercept c_j for
+  drift), so T stays current without extra runs; standard errors come with the estimate.
+- GradientAlignment: EMA of the cosine matrix between per-domain gradient sketches (TAC,
+  arXiv:2606.25178) computed by the trainer.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EntropyState:
+    value: float
+    baseline: float | None
+    trend: float
+    collapsed: bool
+    contradicts_kind: bool
+
+
+class EntropyMonitor:
+    def __init__(self, kinds: dict[str, str], smoothing: float = 0.2, baseline_steps: int = 5,
+                 collapse_fraction: float = 0.5, window: int = 20, trend_tolerance: float = 1e-3) -> None:
+        self.kinds = kinds
+        self.smoothing, self.baseline_steps = smoothing, baseline_steps
+        self.collapse_fraction, self.window, self.trend_tolerance = collapse_fraction, window, trend_tolerance
+        self.smoothed: dict[str, float] = {}
+        self.first: dict[str, list[float]] = {}
+        self.history: dict[str, deque] = {}
+
+    def update(self, entropies: dict[str, float]) -> None:
+        for d, h in entropies.items():
+            self.smoothed[d] = h if d not in self.smoothed else (1 - self.smoothing) * self.smoothed[d] + self.smoothing * h
+            first = self.first.setdefault(d, [])
+            if len(first) < self.baseline_steps:
+                first.append(h)
+            self.history.setdefault(d, deque(maxlen=self.window)).append(self.smoothed[d])
+
+    def state(self, domain: str) -> EntropyState | None:
+        if domain not in self.smoothed:
+            return None
+        first = self.first[domain]
+        baseline = float(np.mean(first)) if len(first) >= self.baseline_steps else None
+        hist = np.asarray(self.history[domain])
+        trend = float(np.polyfit(np.arange(len(hist)), hist, 1)[0]) if len(hist) >= 3 else 0.0
+        value = self.smoothed[domain]
+        collapsed = baseline is not None and value < self.collapse_fraction * baseline
+        expected = -1 if self.kinds.get(domain) == "structured" else 1
+        contradicts = len(hist) >= self.window // 2 and trend * expected < -self.trend_tolerance
+        return EntropyState(value, baseline, trend, collapsed, contradicts)
+
+    def state_dict(self) -> dict:
+        return {"smoothed": dict(self.smoothed), "first": {k: list(v) for k, v in self.first.items()},
+                "history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.smoothed, self.first = dict(state["smoothed"]), {k: list(v) for k, v in state["first"].items()}
+        self.history = {k: deque(v, maxlen=self.window) for k, v in state["history"].items()}
+
+
+class Learnability:
+    def __init__(self, window: int = 20) -> None:
+        self.window = window
+        self.values: dict[str, deque] = {}
+        self.counts: dict[str, int] = {}
+
+    def update(self, domain: str, mean_abs_advantage: float, samples: int) -> None:
+        self.values.setdefault(domain, deque(maxlen=self.window)).append(mean_abs_advantage)
+        self.counts[domain] = self.counts.get(domain, 0) + samples
+
+    def value(self, domain: str) -> float | None:
+        v = self.values.get(domain)
+        return float(np.mean(v)) if v else None
+
+    def count(self, domain: str) -> int:
+        return self.counts.get(domain, 0)
+
+    def state_dict(self) -> dict:
+        return {"values": {k: list(v) for k, v in self.values.items()}, "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.values = {k: deque(v, maxlen=self.window) for k, v in state["values"].items()}
+        self.counts = dict(state["counts"])
+
+
+class OnlineTransfer:
+    """Least-squares estimate of T from (window mixture, score change) pairs between evals."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.mixtures: list[list[float]] = []
+        self.deltas: list[list[float]] = []
+        self._window: list[dict[str, float]] = []
+        self._last_scores: dict[str, float] | None = None
+
+    def observe_mixture(self, mixture: dict[str, float]) -> None:
+        self._window.append(mixture)
+
+    def observe_eval(self, scores: dict[str, float]) -> None:
+        if self._last_scores is not None and self._window:
+            mean = [float(np.mean([m.get(n, 0.0) for m in self._window])) for n in self.names]
+            self.mixtures.append(mean)
+            self.deltas.append([scores.get(n, 0.0) - self._last_scores.get(n, 0.0) for n in self.names])
+        self._last_scores, self._window = dict(scores), []
+
+    def estimate(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(T [D, D], standard errors [D, D]); None until there are more windows than unknowns."""
+        X, Y = np.asarray(self.mixtures), np.asarray(self.deltas)
+        D = len(self.names)
+        if len(X) <= D + 1:
+            return None
+        from sklearn.linear_model import LinearRegression
+
+        reg = LinearRegression(fit_intercept=True).fit(X, Y)
+        T = reg.coef_.T                                                         # [D_i, D_j]
+        resid = Y - reg.predict(X)
+        dof = max(len(X) - D - 1, 1)
+        sigma2 = (resid ** 2).sum(0) / dof                                      # [D_j]
+        Xc = X - X.mean(0)
+        cov = np.linalg.pinv(Xc.T @ Xc)                                         # [D_i, D_i]
+        stderr = np.sqrt(np.outer(np.diag(cov), sigma2))
+        return T, stderr
+
+    def state_dict(self) -> dict:
+        return {"mixtures": self.mixtures, "deltas": self.deltas, "window": self._window, "last": self._last_scores}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mixtures, self.deltas = state["mixtures"], state["deltas"]
+        self._window, self._last_scores = state["window"], state["last"]
+
+
+class GradientAlignment:
+    def __init__(self, smoothing: float = 0.3) -> None:
+        self.smoothing = smoothing
+        self.cos: dict[str, dict[str, float]] = {}
+
+    def update(self, cos: dict[str, dict[str, float]]) -> None:
+        for a, row in cos.items():
+            for b, c in row.items():
+                old = self.cos.setdefault(a, {}).get(b)
+                self.cos[a][b] = c if old is None else (1 - self.smoothing) * old + self.smoothing * c
+
+    def mean_alignment(self, domain: str) -> float | None:
+        row = {b: c for b, c in self.cos.get(domain, {}).items() if b != domain}
+        return float(np.mean(list(row.values()))) if row else None
+
+    def state_dict(self) -> dict:
+        return {"cos": self.cos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.cos = state["cos"]
