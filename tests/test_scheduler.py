@@ -194,3 +194,18 @@ def test_order_command_probe_and_run(tmp_path, tiny_random_lm_dir, capsys):
     assert main(["order", str(path), "--run", str(tmp_path / "run")]) == 0
     assert "recommended order" in capsys.readouterr().out
     assert main(["order", str(path), "--run", str(tmp_path / "nothing")]) == 2
+
+
+def test_task_graph_attributes_and_transfer_edges():
+    from types import SimpleNamespace
+
+    from spectrum_rl.scheduler.graph import build_task_graph, to_dot
+
+    src = SimpleNamespace(describe=lambda: "builtin:x")
+    doms = [SimpleNamespace(name="a", kind="structured", after=[], source=src),
+            SimpleNamespace(name="b", kind="creative", after=["a"], source=src)]
+    g = build_task_graph(doms, {"a": 0.4}, {"b": 1.2}, {"b": {"a": -0.3, "b": 0.5}, "a": {"b": 0.01}})
+    assert g.nodes["a"]["score"] == 0.4 and g.nodes["b"]["entropy"] == 1.2
+    assert g.edges["a", "b"]["kind"] == "prerequisite"
+    assert g.edges["b", "a"] == {"kind": "transfer", "weight": -0.3}
+    assert 'style=dashed' in to_dot(g)

@@ -24,12 +24,25 @@ def find_cycle(after: Mapping[str, Iterable[str]]) -> list[str]:
     return [u for u, _ in edges]
 
 
-def build_task_graph(domains: Iterable) -> nx.DiGraph:
-    """Task graph of configured domains with node attributes ``kind`` and ``source``."""
+def build_task_graph(domains: Iterable, scores: Mapping[str, float] | None = None,
+                     entropy: Mapping[str, float] | None = None,
+                     transfer: Mapping[str, Mapping[str, float]] | None = None, threshold: float = 0.05) -> nx.DiGraph:
+    """Task graph: nodes carry ``kind``, ``source`` and, when known, ``score`` and ``entropy``;
+    prerequisite edges ``p -> d`` have ``kind="prerequisite"``; estimated transfer edges ``i -> j``
+    (|T[i][j]| >= threshold, i != j) have ``kind="transfer"`` and ``weight=T[i][j]``."""
     domains = list(domains)
     graph = prerequisite_graph({d.name: d.after for d in domains})
+    nx.set_edge_attributes(graph, "prerequisite", "kind")
     for d in domains:
         graph.nodes[d.name].update(kind=d.kind, source=d.source.describe())
+        if scores and d.name in scores:
+            graph.nodes[d.name]["score"] = scores[d.name]
+        if entropy and d.name in entropy:
+            graph.nodes[d.name]["entropy"] = entropy[d.name]
+    for i, row in (transfer or {}).items():
+        for j, t in row.items():
+            if i != j and abs(t) >= threshold and not graph.has_edge(i, j):
+                graph.add_edge(i, j, kind="transfer", weight=float(t))
     return graph
 
 
@@ -40,6 +53,11 @@ def to_dot(graph: nx.DiGraph) -> str:
         shape = "box" if attrs.get("kind") == "structured" else "ellipse"
         label = f"{name}\\n{attrs.get('kind', '')}"
         lines.append(f'  "{name}" [shape={shape}, label="{label}"];')
-    lines += [f'  "{u}" -> "{v}";' for u, v in graph.edges]
+    for u, v, attrs in graph.edges(data=True):
+        if attrs.get("kind") == "transfer":
+            color = "darkgreen" if attrs["weight"] > 0 else "red"
+            lines.append(f'  "{u}" -> "{v}" [style=dashed, color={color}, label="{attrs["weight"]:+.2f}"];')
+        else:
+            lines.append(f'  "{u}" -> "{v}";')
     lines.append("}")
     return "\n".join(lines)

@@ -19,6 +19,8 @@ from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Lea
 from spectrum_rl.trainer.mu import AdaptiveMu, MuSchedule, scheduled_mu
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from spectrum_rl.config import Config
 
 
@@ -51,6 +53,7 @@ class Planner:
                          Learnability(sc.window), GradientAlignment())
         self.online = OnlineTransfer(names)
         self._transfer_online = False  # True once the online fit has replaced a missing/old estimate
+        self.transfer_stderr: np.ndarray | None = None
         if sc.transfer_file:
             self.view.transfer = load_transfer(Path(base_dir or ".") / sc.transfer_file, names)
         sft = config.training.sft
@@ -94,8 +97,17 @@ class Planner:
         if self.view.transfer is None or self._transfer_online:
             estimate = self.online.estimate()
             if estimate is not None:
-                self.view.transfer, self._transfer_online = estimate[0], True
+                self.view.transfer, self.transfer_stderr = estimate
+                self._transfer_online = True
         self.policy.observe_eval(step, v)
+
+    def graph(self, domains) -> "nx.DiGraph":
+        """The task graph with current scores, smoothed entropy and transfer edges."""
+        from spectrum_rl.scheduler.graph import build_task_graph
+
+        T = self.view.transfer
+        transfer = None if T is None else {a: dict(zip(self.names, row)) for a, row in zip(self.names, T.tolist())}
+        return build_task_graph(domains, self.view.scores, self.view.entropy.smoothed, transfer)
 
     def entropy_report(self) -> dict[str, dict[str, Any]]:
         """Per-domain entropy state for reports (value, baseline, trend, flags)."""
@@ -114,7 +126,8 @@ class Planner:
                 "alignment": v.alignment.state_dict(), "online": self.online.state_dict(),
                 "scores": v.scores, "start": v.start, "best": v.best,
                 "transfer": None if v.transfer is None else v.transfer.tolist(),
-                "transfer_online": self._transfer_online}
+                "transfer_online": self._transfer_online,
+                "transfer_stderr": None if self.transfer_stderr is None else self.transfer_stderr.tolist()}
 
     def load_state_dict(self, state: dict) -> None:
         v = self.view
@@ -128,6 +141,8 @@ class Planner:
         v.scores, v.start, v.best = state["scores"], state["start"], state["best"]
         v.transfer = None if state["transfer"] is None else np.asarray(state["transfer"])
         self._transfer_online = state["transfer_online"]
+        stderr = state.get("transfer_stderr")
+        self.transfer_stderr = None if stderr is None else np.asarray(stderr)
 
 
 def load_transfer(path: Path, names: Sequence[str]) -> np.ndarray:

@@ -75,11 +75,14 @@ def transfer_from_run(run_dir: Path, names: list[str]) -> dict[str, Any]:
         from spectrum_rl.trainer.checkpoint import load_latest
 
         found = load_latest(run_dir / "checkpoints")
-        matrix = found[1]["planner"].get("transfer") if found else None
+        planner = found[1]["planner"] if found else {}
+        matrix = planner.get("transfer")
         if matrix is None:
             raise ConfigError(f"run '{run_dir}' has no transfer estimate (no {TRANSFER_FILE}, no online estimate "
                               "in its checkpoints); run `spectrum-rl order CONFIG` to probe", field="--run")
         record = {"transfer": {a: dict(zip(names, row)) for a, row in zip(names, matrix)}, "source": "online"}
+        if planner.get("transfer_stderr") is not None:
+            record["stderr"] = {a: dict(zip(names, row)) for a, row in zip(names, planner["transfer_stderr"])}
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
         rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
@@ -117,4 +120,5 @@ def recommend_order(config, record: dict[str, Any]) -> dict[str, Any]:
         "predicted_gain": round(result.score - result.joint_score, 4),
         "exact": result.exact,
         "source": record.get("source", "probe"),
+        **({"transfer_stderr": record["stderr"]} if "stderr" in record else {}),
     }
