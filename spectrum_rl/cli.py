@@ -140,6 +140,40 @@ def cmd_order(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from spectrum_rl.analysis.analyze import analyze_run
+
+    result = analyze_run(Path(args.run_dir), plasticity_domain=args.plasticity, plasticity_steps=args.plasticity_steps)
+    found = {d: [k for k, v in p.items() if v] for d, p in result["phases"].items()}
+    print(f"final held-out mean {result['final_mean']:.3f}; phases: "
+          + "; ".join(f"{d}: {', '.join(v) or 'none'}" for d, v in found.items()))
+    if "sparsity" in result:
+        print(f"unchanged parameters (bf16): {result['sparsity']['unchanged_fraction']:.3f}")
+    print(f"wrote {Path(args.run_dir) / 'analysis'}/analysis.json and plots")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from spectrum_rl.analysis.study import StudySpec, run_study
+    from spectrum_rl.config import load_config
+
+    load_config(args.config)  # fail fast, one line
+    spec = StudySpec.quick() if args.quick else StudySpec()
+    if args.seeds:
+        spec = replace(spec, seeds=args.seeds)
+    if args.max_steps:
+        spec = replace(spec, steps=args.max_steps, eval_every=max(1, args.max_steps // 2),
+                       plasticity_steps=min(spec.plasticity_steps, args.max_steps), probe_steps=1)
+    if args.arms:
+        spec = replace(spec, arms=args.arms.split(","))
+    summary = run_study(Path(args.config), Path(args.output), spec, plasticity_domain=args.plasticity_domain)
+    for cid, claim in summary["claims"].items():
+        print(f"{cid}: {claim['verdict']}")
+    return 0
+
+
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from spectrum_rl.bootstrap import BootstrapConfig, bootstrap
 
@@ -191,6 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-steps", type=int, default=10, help="training steps per domain probe (default 10)")
     p.add_argument("--run", default=None, help="use the transfer/entropy estimates of this run directory")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = add("study", cmd_study, "run the SFT<->RL study (arms x seeds) and write summary.json + report.html")
+    p.add_argument("config", help="base run YAML (domains, model, recipe defaults)")
+    p.add_argument("--quick", action="store_true", help="reduced grid (5 arms x 2 seeds, 24 steps)")
+    p.add_argument("--output", default="study", help="output folder (default: study)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per arm (default 3; quick 2)")
+    p.add_argument("--max-steps", type=int, default=None, help="override the steps per run")
+    p.add_argument("--arms", default=None, help="comma-separated arms (default: all)")
+    p.add_argument("--plasticity-domain", default=None, help="domain held out for the plasticity probe")
+
+    p = add("analyze", cmd_analyze, "diagnostics of one run directory (phases, drift, sparsity, entropy)")
+    p.add_argument("run_dir", help="a run directory written by `train`")
+    p.add_argument("--plasticity", default=None, metavar="DOMAIN", help="also probe plasticity on this domain")
+    p.add_argument("--plasticity-steps", type=int, default=16, help="steps of the plasticity probe")
 
     add("schema", cmd_schema, "print the YAML reference (every field, default and meaning) as Markdown")
 

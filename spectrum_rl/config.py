@@ -142,6 +142,9 @@ class SFTConfig(StrictModel):
     luffy: bool = Field(False, description="LUFFY: add each prompt's expert completion to its rollout group "
                         "(shaped importance weight pi/(pi+luffy_gamma), no clipping).")
     luffy_gamma: float = Field(0.1, gt=0, description="LUFFY shaping constant gamma.")
+    layer_mu: Literal["uniform", "increasing", "decreasing"] = Field(
+        "uniform", description="Per-layer mu: the step's mean mu scaled by depth (increasing: 0 at the bottom to "
+        "2*mu at the top; decreasing: the reverse; same average), applied to gradients layer by layer.")
     gate_threshold: float = Field(1.0, description="`gate` schedule: a rollout counts as a success when its "
                                   "total reward is >= this.")
 
@@ -208,6 +211,20 @@ class LoggingConfig(StrictModel):
     progress: bool = Field(True, description="Show a progress bar.")
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
         default_factory=list, description="Experiment trackers through accelerate (off by default).")
+    token_classes: dict[str, str] = Field(
+        default_factory=lambda: {"planning": r"(?m)^plan:.*$", "execution": r"(?m)^step:.*$"},
+        description="Token classes (name -> regex over a completion) whose rollout entropy is logged as "
+        "`entropy_class/<name>` (claim C5); the defaults match the built-in worked-steps format.")
+
+    @field_validator("token_classes")
+    @classmethod
+    def _regexes_compile(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, pattern in v.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"token class '{name}': bad regex ({exc})") from None
+        return v
 
 
 class Config(StrictModel):

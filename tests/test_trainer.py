@@ -247,3 +247,31 @@ def test_run_time_config_errors_are_one_line(tmp_path, tiny_random_lm_dir, capsy
         return
     err = capsys.readouterr().err
     assert rc == 2 and expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_token_classes_mark_planning_and_execution_tokens():
+    import re
+
+    from spectrum_rl.models import byte_tokenizer
+    from spectrum_rl.trainer.batch import token_classes
+
+    tok = byte_tokenizer()
+    ids = tok("plan: x\nstep: a\nanswer: a", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    c = token_classes(tok, ids, {"planning": re.compile(r"(?m)^plan:.*$"), "execution": re.compile(r"(?m)^step:.*$")})
+    marks = "".join("P" if p else "E" if e else "." for p, e in zip(c["planning"], c["execution"]))
+    assert marks == "PPPPPPP.EEEEEEE..........."
+
+
+def test_layer_mu_scales_gradients_by_depth(tmp_path, tiny_random_lm_dir):
+    from spectrum_rl.trainer.loop import _layer_scales
+
+    rl, sft = _layer_scales(torch.tensor([0.25, 0.75]), 0.4, "increasing")
+    assert torch.allclose(sft, torch.tensor([0.2, 0.6])) and torch.allclose(rl, 1 - sft)
+    rl, sft = _layer_scales(torch.tensor([0.25, 0.75]), 0.4, "decreasing")
+    assert torch.allclose(sft, torch.tensor([0.6, 0.2]))
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2, "sft": {"mu": {"schedule": "constant", "value": 0.5},
+                                                                           "layer_mu": "increasing"}})
+    trainer = make_trainer(path)
+    before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+    trainer.train()
+    assert any(not torch.equal(before[k], v) for k, v in trainer.policy.state_dict().items())

@@ -10,6 +10,7 @@ occupies the last T positions: ``input_ids = [prompt | completion]``, shape [B, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import re
 from typing import Literal, Sequence
 
 import torch
@@ -25,6 +26,7 @@ class Row:
     domain: str
     weight: float
     advantage: float = 0.0
+    classes: dict[str, list[bool]] | None = None  # token class -> per-token membership (rollouts)
 
 
 @dataclass
@@ -36,6 +38,7 @@ class MicroBatch:
     advantage: torch.Tensor        # [B]
     luffy: torch.Tensor            # [B] bool
     domains: list[str]
+    classes: dict[str, torch.Tensor]  # token class -> [B, T] bool
 
     @property
     def n_completion(self) -> int:
@@ -53,7 +56,26 @@ def collate(rows: Sequence[Row], pad_id: int) -> MicroBatch:
         advantage=torch.tensor([r.advantage for r in rows], dtype=torch.float32),
         luffy=torch.tensor([r.role == "luffy" for r in rows]),
         domains=[r.domain for r in rows],
+        classes={c: right_pad([r.classes[c] if r.classes else [] for r in rows], 0, completion_ids.shape[1])[0].bool()
+                 for c in sorted({c for r in rows if r.classes for c in r.classes})},
     )
+
+
+def token_classes(tokenizer, ids: Sequence[int], patterns: dict[str, "re.Pattern"]) -> dict[str, list[bool]]:
+    """Per-token membership of each class: a token belongs to a class when its characters overlap a
+    regex match in the decoded completion (token pieces decoded one by one to get character spans)."""
+    pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in ids]
+    ends, total = [], 0
+    for p in pieces:
+        total += len(p)
+        ends.append(total)
+    text = "".join(pieces)
+    out = {}
+    for name, pattern in patterns.items():
+        spans = [m.span() for m in pattern.finditer(text)]
+        starts = [0, *ends[:-1]]
+        out[name] = [any(t0 < m1 and t1 > m0 for m0, m1 in spans) for t0, t1 in zip(starts, ends)]
+    return out
 
 
 def micro_batches(rows: Sequence[Row], size: int, pad_id: int) -> list[MicroBatch]:

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import math
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from spectrum_rl.scheduler.plan import Planner, StepPlan, allocate
 from spectrum_rl.tasks.common import derive_seed
 from spectrum_rl.tasks.domain import Domain
 from spectrum_rl.trainer.advantages import group_advantages
-from spectrum_rl.trainer.batch import MicroBatch, Row, micro_batches
+from spectrum_rl.trainer.batch import MicroBatch, Row, micro_batches, token_classes
 from spectrum_rl.trainer.checkpoint import append_jsonl, load_latest, save_checkpoint, truncate_jsonl
 from spectrum_rl.trainer.evaluate import evaluate
 from spectrum_rl.trainer.loss import aggregate, rl_denominator, rl_token_loss, sft_token_loss, token_logprobs
@@ -97,6 +98,8 @@ class Trainer:
         self.step = 0
         self.stop_ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in self.cfg.stop]
         self._prompt_cache: dict[str, list[int]] = {}
+        self.token_patterns = {n: re.compile(p) for n, p in config.logging.token_classes.items()}
+        self._grad_scale = self._layer_mu_hooks() if self.cfg.sft.layer_mu != "uniform" else None
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -152,6 +155,7 @@ class Trainer:
         ``plan`` overrides the scheduler's (used by transfer probes)."""
         cfg, acc = self.cfg, self.acc
         plan = plan or self.planner.plan(self.step)
+        self._step_mu = plan.mean_mu()
         self._sketches = {} if self.sketch is not None and self.planner.wants_alignment(self.step) else None
         data_rng = random.Random(derive_seed(self.config.run.seed, "data", self.step))
         gen = torch.Generator().manual_seed(derive_seed(self.config.run.seed, "sample", self.step, acc.process_index))
@@ -262,7 +266,8 @@ class Trainer:
                 if not bool(v[i][j]):
                     continue
                 role = "luffy" if j >= G else "rl"
-                rows.append(Row(prompt, ids, role, domain, weight, float(adv[i][j])))
+                classes = token_classes(self.tokenizer, ids, self.token_patterns) if role == "rl" else None
+                rows.append(Row(prompt, ids, role, domain, weight, float(adv[i][j]), classes))
         return rows, gate_failed
 
     def _sft_rows(self, plan: StepPlan, data_rng: random.Random, gate_failed, sums: Sums) -> list[Row]:
@@ -304,6 +309,11 @@ class Trainer:
         rl_den = max(rl_tokens if cfg.aggregation == "token_mean" else
                      rl_denominator(torch.ones(int(rl_seqs), 1), cfg.aggregation, cfg.max_new_tokens), 1.0) / world
         sft_den = max(sft_tokens, 1.0) / world
+        if self._grad_scale is not None:  # per-layer mu: (1 - mu_l) and mu_l are applied to gradients
+            mean_mu = self._step_mu
+            for r in rows:
+                r.weight = 1.0
+            self._layer_scales = _layer_scales(self._layer_fraction, mean_mu, cfg.sft.layer_mu)
         batches = [(mb, True) for mb in micro_batches(rl_rows, cfg.micro_batch_size, pad)]
         batches += [(mb, False) for mb in micro_batches(sft_rows, cfg.micro_batch_size, pad)]
         old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl]) if cfg.num_iterations > 1 else None
@@ -312,6 +322,8 @@ class Trainer:
             stats = sums if iteration == 0 else None
             for b, (mb, is_rl) in enumerate(batches):
                 last = b == len(batches) - 1
+                if self._grad_scale is not None:
+                    self._grad_scale.copy_(self._layer_scales[0 if is_rl else 1])
                 with acc.no_sync(self.model) if not last else contextlib.nullcontext(), acc.autocast():
                     old = old_logps[b] if old_logps is not None and is_rl else None
                     loss = self._micro_loss(mb, is_rl, rl_den if is_rl else sft_den, old, stats)
@@ -372,7 +384,24 @@ class Trainer:
             for d in set(mb.domains):
                 sel = torch.tensor([x == d for x in mb.domains], device=device)
                 sums.add(f"entropy/{d}", float(ent[sel].sum()), float(m[sel].sum()))
+            for c, cmask in mb.classes.items():
+                cm = cmask.to(device).float() * m
+                if cm.sum() > 0:
+                    sums.add(f"entropy_class/{c}", float((entropy * cm).sum()), float(cm.sum()))
         return loss
+
+    def _layer_mu_hooks(self) -> torch.Tensor:
+        """Scale each parameter's gradient by its layer's factor (set per micro-batch: RL or SFT part)."""
+        named = [(n, p) for n, p in self.policy.named_parameters() if p.requires_grad]
+        depth = [int(m.group(1)) if (m := re.search(r"layers\.(\d+)\.", n)) else None for n, _ in named]
+        n_layers = max([d for d in depth if d is not None], default=0) + 1
+        # embeddings sit at the bottom, everything else outside the blocks (final norm, head) at the top
+        self._layer_fraction = torch.tensor([(d + 0.5) / n_layers if d is not None else
+                                             (0.0 if "embed" in n else 1.0) for (n, _), d in zip(named, depth)])
+        scale = torch.ones(len(named))
+        for i, (_, p) in enumerate(named):
+            p.register_hook(lambda g, i=i: g * scale[i])
+        return scale
 
     def _sketch_domains(self, per_token: torch.Tensor, mask: torch.Tensor, domains: list[str]) -> None:
         """Accumulate each domain's gradient sketch (token-mean RL loss of its rows in this micro-batch)."""
@@ -499,6 +528,14 @@ def _with_lora(model, lora):
         raise ConfigError('needs peft: pip install "spectrum-rl[peft]"', field="training.lora") from None
     return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                             target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+
+
+def _layer_scales(fraction: torch.Tensor, mu: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-parameter gradient factors (RL part, SFT part) for per-layer mu:
+    mu_l = clip(2 * mu * f_l) (increasing) or clip(2 * mu * (1 - f_l)) (decreasing), f_l in [0, 1] the depth."""
+    shape = fraction if mode == "increasing" else 1 - fraction
+    mu_l = (2 * mu * shape).clamp(0, 1)
+    return 1 - mu_l, mu_l
 
 
 def _check_trackers(trackers: list[str]) -> None:

@@ -1,0 +1,75 @@
+"""`spectrum-rl analyze RUN_DIR`: every diagnostic that a single run directory supports.
+
+Writes ``RUN_DIR/analysis/analysis.json`` (phases per domain and for the mean, KL to base over time,
+entropy and token-class entropy series with slopes, update sparsity of ``final/`` against the base
+model, and — when asked — a plasticity probe) and PNG plots beside it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from spectrum_rl.analysis.phases import detect_all
+from spectrum_rl.analysis.runs import plasticity_probe, run_summary, slope
+
+
+def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plasticity_steps: int = 16) -> dict[str, Any]:
+    from spectrum_rl.config import load_config
+
+    run_dir = Path(run_dir)
+    s = run_summary(run_dir)
+    loss = s["sft_nll"] if s["sft_nll"][0] else None
+    phases = detect_all({**s["eval"], "mean": s["eval_mean"]}, loss=loss)
+    out: dict[str, Any] = {
+        "final": s["final"], "final_mean": s["final_mean"], "start": s["start"],
+        "phases": {d: p.to_dict() for d, p in phases.items()},
+        "kl_to_base": s["kl_to_base"],
+        "entropy_slope": {d: slope(v[1]) for d, v in s["entropy"].items() if v[1]},
+        "entropy_class_slope": {c: slope(v[1]) for c, v in s["entropy_class"].items() if v[1]},
+    }
+    config = load_config(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
+    if config is not None and (run_dir / "final").exists():
+        from spectrum_rl.analysis.study import _final_state, _model_state
+        from spectrum_rl.analysis.sparsity import update_sparsity
+
+        out["sparsity"] = update_sparsity(_model_state(config.model.name_or_path),
+                                          _final_state(run_dir / "final")).to_dict()
+    if plasticity_domain and config is not None:
+        out["plasticity"] = plasticity_probe(str(run_dir / "final"), config, plasticity_domain,
+                                             steps=plasticity_steps)
+    folder = run_dir / "analysis"
+    folder.mkdir(exist_ok=True)
+    (folder / "analysis.json").write_text(json.dumps(out, indent=2))
+    _plots(folder, s, phases)
+    return out
+
+
+def _plots(folder: Path, s: dict[str, Any], phases) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spectrum_rl.analysis.report import PHASE_COLORS
+
+    panels = [("held_out.png", "held-out score", {**s["eval"], "mean": s["eval_mean"]}),
+              ("entropy.png", "rollout entropy (nats)", s["entropy"]),
+              ("token_class_entropy.png", "token-class entropy (nats)", s["entropy_class"])]
+    if s["kl_to_base"]:
+        panels.append(("kl_to_base.png", "KL(policy || base)", {"kl": (list(map(int, s["kl_to_base"])),
+                                                                        list(s["kl_to_base"].values()))}))
+    for name, ylabel, data in panels:
+        if not any(v[0] for v in data.values()):
+            continue
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for label, (steps, values) in data.items():
+            ax.plot(steps, values, label=label, lw=2 if label == "mean" else 1)
+        if name == "held_out.png":
+            for phase, span in phases["mean"].to_dict().items():
+                if span:
+                    ax.axvspan(span["start"], span["end"], color=PHASE_COLORS[phase], alpha=0.5, label=phase)
+        ax.set(xlabel="step", ylabel=ylabel)
+        ax.legend(fontsize=7)
+        fig.savefig(folder / name, dpi=90, bbox_inches="tight")
+        plt.close(fig)

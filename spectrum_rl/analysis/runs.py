@@ -1,0 +1,93 @@
+"""Reading a run directory, and the diagnostics that need only its files or its models.
+
+- series: metrics.jsonl / eval.jsonl as per-key step series.
+- drift: KL(policy || base) on eval prompts over time (eval.jsonl ``kl_to_base``).
+- plasticity: from a trained model, train a short fixed budget on a held-out domain and report
+  the steps to reach ``start + delta`` and the area under the learning curve (mean gain over
+  the start across eval points) — higher AUC, faster learning (claim C2, arXiv:2605.12484).
+- token-class entropy: ``entropy_class/<name>`` series (claim C5, arXiv:2509.03646).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of ``key`` over the records that have it."""
+    pairs = [(r["step"], float(r[key])) for r in records if isinstance(r.get(key), (int, float))]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def slope(values: list[float]) -> float:
+    """Least-squares slope per point (0 for fewer than 2 points)."""
+    return float(np.polyfit(np.arange(len(values)), values, 1)[0]) if len(values) > 1 else 0.0
+
+
+def plasticity_probe(model_path: str, base_config, probe_domain: str, *, steps: int, evals: int = 4,
+                     delta: float = 0.1, base_dir: Path | None = None) -> dict[str, Any]:
+    """Train ``steps`` RL steps on ``probe_domain`` alone from ``model_path``; learning-curve summary."""
+    from spectrum_rl.config import Config
+    from spectrum_rl.tasks.domain import build_domains
+    from spectrum_rl.trainer.loop import Trainer
+
+    data = base_config.model_dump(mode="json")
+    data["model"]["name_or_path"] = str(model_path)
+    data["tasks"] = [t for t in data["tasks"] if t["name"] == probe_domain]
+    for t in data["tasks"]:
+        t["after"] = []
+    data["scheduler"] = {"policy": "joint"}
+    data["training"].update(steps=steps, save_every=0)
+    data["training"]["sft"] = {"mu": {"schedule": "rl_only"}}
+    data["eval"].update(every=max(1, steps // evals), kl_to_base=False)
+    data["logging"].update(progress=False, trackers=[])
+    with tempfile.TemporaryDirectory() as tmp:
+        data["run"]["output_dir"] = tmp
+        config = Config.model_validate(data)
+        Trainer(config, build_domains(config, base_dir or Path.cwd()), Path(tmp)).train()
+        steps_, scores = series(read_jsonl(Path(tmp) / "eval.jsonl"), f"eval/{probe_domain}")
+    start = scores[0]
+    reached = next((s for s, v in zip(steps_, scores) if v >= start + delta), None)
+    return {"domain": probe_domain, "steps": steps_, "scores": scores, "start": start,
+            "steps_to_target": reached, "target": start + delta,
+            "auc": float(np.mean([v - start for v in scores[1:]])) if len(scores) > 1 else 0.0}
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """Per-run numbers from its files: final held-out scores, KL series, entropy and class series."""
+    run_dir = Path(run_dir)
+    evals = read_jsonl(run_dir / "eval.jsonl")
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    if not evals:
+        from spectrum_rl.errors import ConfigError
+
+        raise ConfigError(f"'{run_dir}' has no eval.jsonl: not a run directory, or the run has not evaluated yet",
+                          field="RUN_DIR")
+    final = evals[-1]
+    domains = sorted(k.split("/", 1)[1] for k in final if k.startswith("eval/") and k != "eval/mean")
+    out: dict[str, Any] = {
+        "final": {d: final[f"eval/{d}"] for d in domains}, "final_mean": final["eval/mean"],
+        "start": {d: evals[0][f"eval/{d}"] for d in domains},
+        "kl_to_base": dict(zip(*series(evals, "kl_to_base"))) if "kl_to_base" in final else {},
+        "eval": {d: series(evals, f"eval/{d}") for d in domains},
+        "eval_mean": series(evals, "eval/mean"),
+        "entropy": {d: series(metrics, f"entropy/{d}") for d in domains},
+        "mu": series(metrics, "mu"),
+        "sft_nll": series(metrics, "sft/nll"),
+        "mixture": {d: [m.get("mixture", {}).get(d, 0.0) for m in metrics] for d in domains},
+        "metric_steps": [m["step"] for m in metrics],
+    }
+    classes = sorted({k.split("/", 1)[1] for m in metrics for k in m if k.startswith("entropy_class/")})
+    out["entropy_class"] = {c: series(metrics, f"entropy_class/{c}") for c in classes}
+    return out

@@ -1,0 +1,244 @@
+"""The study: does continuous SFT<->RL beat SFT-then-RL? Every arm is a config overlay on the
+same base config, domains, budget of steps and samples; each runs with several seeds.
+
+Recipe arms (joint mixture): rl_only, sft_only, staged, chord_mu, chord_phi, adaptive_mu, gate,
+layer_mu (per-layer mu, ours). Ordering arms (RL only): joint (= rl_only), structured_first,
+creative_first, bwt, transfer, adaptive. One domain (``plasticity_domain``) is held out of
+training and used afterwards to probe plasticity. Outputs: ``summary.json`` and ``report.html``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from spectrum_rl.analysis.runs import plasticity_probe, run_summary, slope
+from spectrum_rl.analysis.stats import bootstrap_ci
+
+RECIPE_ARMS = ["rl_only", "sft_only", "staged", "chord_mu", "chord_phi", "adaptive_mu", "gate", "layer_mu"]
+ORDER_ARMS = ["joint", "structured_first", "creative_first", "bwt", "transfer", "adaptive"]
+
+
+@dataclass
+class StudySpec:
+    """Grid and budget. ``quick`` is a reduced grid for tests and a first look."""
+
+    arms: list[str] = field(default_factory=lambda: RECIPE_ARMS + ORDER_ARMS)
+    seeds: int = 3
+    steps: int = 60
+    prompts_per_step: int = 8
+    group_size: int = 6
+    max_new_tokens: int = 96
+    eval_every: int = 15
+    eval_size: int = 50
+    plasticity_steps: int = 16
+    probe_steps: int = 4
+
+    @classmethod
+    def quick(cls) -> "StudySpec":
+        return cls(arms=["rl_only", "sft_only", "staged", "chord_mu", "structured_first"], seeds=2, steps=24,
+                   eval_every=8, eval_size=30, plasticity_steps=8, probe_steps=2)
+
+
+def default_plasticity_domain(config) -> str:
+    """The last structured domain that no other domain depends on (else the last domain)."""
+    needed = {p for t in config.tasks for p in t.after}
+    free = [t.name for t in config.tasks if t.name not in needed]
+    structured = [t.name for t in config.tasks if t.kind == "structured" and t.name in free]
+    return (structured or free or config.domain_names)[-1]
+
+
+def kind_order(config, domains: list[str], first: str) -> list[str]:
+    """Topological order of ``domains`` that puts ``first``-kind domains as early as prerequisites allow."""
+    import networkx as nx
+
+    from spectrum_rl.scheduler.graph import prerequisite_graph
+
+    kinds = {t.name: t.kind for t in config.tasks}
+    after = {t.name: [p for p in t.after if p in domains] for t in config.tasks if t.name in domains}
+    rank = {n: (kinds[n] != first, domains.index(n)) for n in domains}
+    return list(nx.lexicographical_topological_sort(prerequisite_graph(after), key=lambda n: rank[n]))
+
+
+def arm_overlay(arm: str, spec: StudySpec, config, domains: list[str], transfer_file: str | None) -> dict:
+    """The config changes that define ``arm`` (on top of the study's base)."""
+    steps = spec.steps
+    mu = {
+        "rl_only": {"schedule": "rl_only"}, "sft_only": {"schedule": "sft_only"},
+        "staged": {"schedule": "staged", "sft_steps": steps // 3},
+        "chord_mu": {"schedule": "cosine", "peak": 0.9, "valley": 0.05, "warmup": 0, "decay_steps": steps},
+        "chord_phi": {"schedule": "constant", "value": 0.1},
+        "adaptive_mu": {"schedule": "adaptive"}, "gate": {"schedule": "gate", "gamma": 0.0},
+        "layer_mu": {"schedule": "cosine", "peak": 0.9, "valley": 0.05, "warmup": 0, "decay_steps": steps},
+    }
+    if arm in mu:
+        sft = {"mu": mu[arm], "phi": arm == "chord_phi", "layer_mu": "increasing" if arm == "layer_mu" else "uniform"}
+        return {"training": {"sft": sft}, "scheduler": {"policy": "joint"}}
+    phase = max(1, steps // len(domains))
+    scheduler = {
+        "joint": {"policy": "joint"},
+        "structured_first": {"policy": "sequential", "order": kind_order(config, domains, "structured"),
+                             "phase_steps": phase},
+        "creative_first": {"policy": "sequential", "order": kind_order(config, domains, "creative"),
+                           "phase_steps": phase},
+        "bwt": {"policy": "bwt", "phase_steps": phase, "transfer_file": transfer_file},
+        "transfer": {"policy": "transfer"}, "adaptive": {"policy": "adaptive"},
+    }[arm]
+    return {"training": {"sft": {"mu": {"schedule": "rl_only"}}}, "scheduler": scheduler}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def study_base(config, spec: StudySpec, probe_domain: str) -> dict:
+    """The base config of every arm: the study budget, the probe domain left out."""
+    data = config.model_dump(mode="json")
+    data["tasks"] = [t for t in data["tasks"] if t["name"] != probe_domain]
+    for t in data["tasks"]:
+        t["after"] = [p for p in t["after"] if p != probe_domain]
+        t["eval"]["size"] = min(t["eval"]["size"], spec.eval_size)
+    data["scheduler"] = {"policy": "joint"}
+    data["training"].update(steps=spec.steps, prompts_per_step=spec.prompts_per_step, group_size=spec.group_size,
+                            max_new_tokens=spec.max_new_tokens, save_every=0)
+    data["eval"].update(every=spec.eval_every, max_new_tokens=spec.max_new_tokens)
+    data["logging"].update(progress=False, trackers=[])
+    return data
+
+
+def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_domain: str | None = None,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every arm x seed, then the diagnostics; write summary.json and report.html."""
+    from spectrum_rl.config import Config, load_config
+    from spectrum_rl.scheduler.probe import probe_transfer, recommend_order
+    from spectrum_rl.tasks.domain import build_domains
+    from spectrum_rl.trainer.loop import Trainer
+
+    t_start = time.perf_counter()
+    config_path = Path(config_path)
+    base_dir = config_path.resolve().parent
+    config = load_config(config_path)
+    probe = plasticity_domain or default_plasticity_domain(config)
+    output.mkdir(parents=True, exist_ok=True)
+    base = study_base(config, spec, probe)
+    domains = [t["name"] for t in base["tasks"]]
+
+    log(f"study: {len(spec.arms)} arms x {spec.seeds} seeds, {spec.steps} steps each; plasticity domain '{probe}'")
+    probe_cfg = Config.model_validate(_merge(base, {"run": {"output_dir": str(output / "transfer_probe")}}))
+    record = probe_transfer(probe_cfg, build_domains(probe_cfg, base_dir), steps=spec.probe_steps, base_dir=base_dir)
+    transfer_file = output / "transfer.json"
+    transfer_file.write_text(json.dumps(record, indent=2))
+    order = recommend_order(probe_cfg, record)
+
+    base_state = _model_state(config.model.name_or_path)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for arm in spec.arms:
+        run_arm = "rl_only" if arm == "joint" and "rl_only" in spec.arms else arm
+        if run_arm != arm:  # joint with rl_only's settings is the same run
+            continue
+        for seed in range(spec.seeds):
+            run_dir = output / "runs" / f"{arm}-s{seed}"
+            overlay = _merge(arm_overlay(arm, spec, config, domains, str(transfer_file)),
+                             {"run": {"name": f"{arm}-s{seed}", "output_dir": str(run_dir), "seed": seed}})
+            cfg = Config.model_validate(_merge(base, overlay))
+            t0 = time.perf_counter()
+            Trainer(cfg, build_domains(cfg, base_dir), run_dir, base_dir=base_dir).train()
+            summary = run_summary(run_dir)
+            summary["seconds"] = round(time.perf_counter() - t0, 1)
+            summary["sparsity"] = _sparsity(base_state, run_dir / "final")
+            data = config.model_dump(mode="json")
+            summary["plasticity"] = plasticity_probe(str(run_dir / "final"), Config.model_validate(
+                _merge(data, {"eval": {"max_new_tokens": spec.max_new_tokens}})), probe,
+                steps=spec.plasticity_steps, base_dir=base_dir)
+            runs.setdefault(arm, []).append(summary)
+            log(f"  {arm} seed {seed}: held-out mean {summary['final_mean']:.3f} "
+                f"(start {summary['eval_mean'][1][0]:.3f}) in {summary['seconds']:.0f}s")
+    if "joint" in spec.arms and "rl_only" in runs:
+        runs["joint"] = runs["rl_only"]
+    masks_overlap = _seed_overlap(base_state, output, ["rl_only", "sft_only"], spec.seeds)
+
+    from spectrum_rl.analysis.claims import judge_claims
+    from spectrum_rl.analysis.phases import detect_all
+
+    arms_summary = {}
+    for arm, seeds in runs.items():
+        phases = [{d: p.to_dict() for d, p in detect_all(
+            {**s["eval"], "mean": s["eval_mean"]}, loss=s["sft_nll"] if s["sft_nll"][0] else None).items()}
+            for s in seeds]
+        arms_summary[arm] = _aggregate(seeds, phases)
+    claims = judge_claims(runs, arms_summary, masks_overlap, config)
+    summary = {
+        "spec": asdict(spec), "config": str(config_path), "plasticity_domain": probe, "domains": domains,
+        "arms": arms_summary, "claims": claims, "transfer": record["transfer"], "order": order,
+        "seed_overlap": masks_overlap, "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    from spectrum_rl.analysis.report import write_report
+
+    write_report(output / "report.html", summary, runs)
+    log(f"study done in {summary['seconds']:.0f}s: {output / 'summary.json'}, {output / 'report.html'}")
+    return summary
+
+
+def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any]:
+    """Mean and 95% bootstrap CI over seeds of the per-run numbers."""
+    def ci(values: list[float]) -> dict[str, float]:
+        mean, lo, hi = bootstrap_ci(values)
+        return {"mean": round(mean, 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4), "n": len(values)}
+
+    domains = list(seeds[0]["final"])
+    kl = [list(s["kl_to_base"].values())[-1] for s in seeds if s["kl_to_base"]]
+    return {
+        "final_mean": ci([s["final_mean"] for s in seeds]),
+        "final": {d: ci([s["final"][d] for s in seeds]) for d in domains},
+        "start_mean": round(float(np.mean([s["eval_mean"][1][0] for s in seeds])), 4),
+        "kl_to_base": ci(kl) if kl else None,
+        "plasticity_auc": ci([s["plasticity"]["auc"] for s in seeds]),
+        "plasticity_steps_to_target": [s["plasticity"]["steps_to_target"] for s in seeds],
+        "sparsity_unchanged": ci([s["sparsity"]["unchanged_fraction"] for s in seeds]),
+        "rank_ratio": ci([s["sparsity"]["mean_rank_ratio"] for s in seeds]),
+        "entropy_slope": {d: round(float(np.mean([slope(s["entropy"][d][1]) for s in seeds])), 6) for d in domains},
+        "phases": phases,
+        "seconds": round(float(np.mean([s["seconds"] for s in seeds])), 1),
+    }
+
+
+def _model_state(name_or_path: str) -> dict:
+    from spectrum_rl.models import load_causal_lm
+
+    model, _ = load_causal_lm(name_or_path)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _final_state(folder: Path) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
+
+
+def _sparsity(base_state: dict, final_dir: Path) -> dict[str, Any]:
+    from spectrum_rl.analysis.sparsity import update_sparsity
+
+    report = update_sparsity(base_state, _final_state(final_dir)).to_dict()
+    return {k: report[k] for k in ("unchanged_fraction", "mean_rank_ratio", "per_layer_density")}
+
+
+def _seed_overlap(base_state: dict, output: Path, arms: list[str], seeds: int) -> dict[str, float]:
+    """|A ∩ B| / |A| of the changed-parameter masks of seeds 0 and 1, per arm (C3)."""
+    from spectrum_rl.analysis.sparsity import changed_masks, mask_overlap
+
+    out = {}
+    for arm in arms:
+        dirs = [output / "runs" / f"{arm}-s{s}" / "final" for s in range(min(seeds, 2))]
+        if len(dirs) == 2 and all(d.exists() for d in dirs):
+            a, b = (changed_masks(base_state, _final_state(d)) for d in dirs)
+            out[arm] = round(mask_overlap(a, b), 4)
+    return out
