@@ -263,11 +263,11 @@ def test_token_classes_mark_planning_and_execution_tokens():
 
 
 def test_layer_mu_scales_gradients_by_depth(tmp_path, tiny_random_lm_dir):
-    from spectrum_rl.trainer.loop import _layer_scales
+    from spectrum_rl.trainer.setup import layer_scales
 
-    rl, sft = _layer_scales(torch.tensor([0.25, 0.75]), 0.4, "increasing")
+    rl, sft = layer_scales(torch.tensor([0.25, 0.75]), 0.4, "increasing")
     assert torch.allclose(sft, torch.tensor([0.2, 0.6])) and torch.allclose(rl, 1 - sft)
-    rl, sft = _layer_scales(torch.tensor([0.25, 0.75]), 0.4, "decreasing")
+    rl, sft = layer_scales(torch.tensor([0.25, 0.75]), 0.4, "decreasing")
     assert torch.allclose(sft, torch.tensor([0.6, 0.2]))
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2, "sft": {"mu": {"schedule": "constant", "value": 0.5},
                                                                            "layer_mu": "increasing"}})

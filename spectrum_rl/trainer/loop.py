@@ -36,6 +36,8 @@ from spectrum_rl.trainer.checkpoint import append_jsonl, load_latest, save_check
 from spectrum_rl.trainer.evaluate import evaluate
 from spectrum_rl.trainer.loss import aggregate, rl_denominator, rl_token_loss, sft_token_loss, token_logprobs
 from spectrum_rl.trainer.rollout import sample
+from spectrum_rl.trainer.setup import (check_trackers, flat_config, layer_mu_hooks, layer_scales, lr_lambda,
+                                       load_weights, with_lora)
 
 
 @dataclass
@@ -60,7 +62,7 @@ class Trainer:
         self.config, self.domains = config, {d.name: d for d in domains}
         self.cfg = config.training
         self.output_dir = Path(output_dir)
-        _check_trackers(config.logging.trackers)
+        check_trackers(config.logging.trackers)
         cuda = torch.cuda.is_available()
         bf16 = self.cfg.bf16 if self.cfg.bf16 is not None else cuda
         self.acc = accelerator or Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no",
@@ -78,12 +80,12 @@ class Trainer:
         if self.cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         if self.cfg.lora is not None:
-            model = _with_lora(model, self.cfg.lora)
+            model = with_lora(model, self.cfg.lora)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.cfg.learning_rate, betas=self.cfg.adam_betas,
                                       weight_decay=self.cfg.weight_decay)
         total_updates = self.cfg.steps * self.cfg.num_iterations
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(self.cfg, total_updates))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.cfg, total_updates))
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.lr_scheduler = scheduler  # stepped once per update (accelerate's wrapper would step per process)
         if self.base is not None:
@@ -99,7 +101,9 @@ class Trainer:
         self.stop_ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in self.cfg.stop]
         self._prompt_cache: dict[str, list[int]] = {}
         self.token_patterns = {n: re.compile(p) for n, p in config.logging.token_classes.items()}
-        self._grad_scale = self._layer_mu_hooks() if self.cfg.sft.layer_mu != "uniform" else None
+        self._grad_scale = None
+        if self.cfg.sft.layer_mu != "uniform":
+            self._grad_scale, self._layer_fraction = layer_mu_hooks(self.policy)
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -121,7 +125,7 @@ class Trainer:
             for name in ("metrics.jsonl", "eval.jsonl"):
                 (self.output_dir / name).unlink(missing_ok=True)
         if self.config.logging.trackers:
-            self.acc.init_trackers(self.config.run.name, config=_flat(self.config.model_dump()))
+            self.acc.init_trackers(self.config.run.name, config=flat_config(self.config.model_dump()))
         scores = self._eval() if self.step == 0 else {}
         while self.step < self.cfg.steps:
             metrics = self.train_step()
@@ -313,7 +317,7 @@ class Trainer:
             mean_mu = self._step_mu
             for r in rows:
                 r.weight = 1.0
-            self._layer_scales = _layer_scales(self._layer_fraction, mean_mu, cfg.sft.layer_mu)
+            self._layer_scales = layer_scales(self._layer_fraction, mean_mu, cfg.sft.layer_mu)
         batches = [(mb, True) for mb in micro_batches(rl_rows, cfg.micro_batch_size, pad)]
         batches += [(mb, False) for mb in micro_batches(sft_rows, cfg.micro_batch_size, pad)]
         old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl]) if cfg.num_iterations > 1 else None
@@ -389,19 +393,6 @@ class Trainer:
                 if cm.sum() > 0:
                     sums.add(f"entropy_class/{c}", float((entropy * cm).sum()), float(cm.sum()))
         return loss
-
-    def _layer_mu_hooks(self) -> torch.Tensor:
-        """Scale each parameter's gradient by its layer's factor (set per micro-batch: RL or SFT part)."""
-        named = [(n, p) for n, p in self.policy.named_parameters() if p.requires_grad]
-        depth = [int(m.group(1)) if (m := re.search(r"layers\.(\d+)\.", n)) else None for n, _ in named]
-        n_layers = max([d for d in depth if d is not None], default=0) + 1
-        # embeddings sit at the bottom, everything else outside the blocks (final norm, head) at the top
-        self._layer_fraction = torch.tensor([(d + 0.5) / n_layers if d is not None else
-                                             (0.0 if "embed" in n else 1.0) for (n, _), d in zip(named, depth)])
-        scale = torch.ones(len(named))
-        for i, (_, p) in enumerate(named):
-            p.register_hook(lambda g, i=i: g * scale[i])
-        return scale
 
     def _sketch_domains(self, per_token: torch.Tensor, mask: torch.Tensor, domains: list[str]) -> None:
         """Accumulate each domain's gradient sketch (token-mean RL loss of its rows in this micro-batch)."""
@@ -489,7 +480,7 @@ class Trainer:
         if found is None:
             return
         path, state = found
-        _load_weights(self.policy, path)
+        load_weights(self.policy, path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.planner.load_state_dict(state["planner"])
@@ -498,77 +489,3 @@ class Trainer:
             for name in ("metrics.jsonl", "eval.jsonl"):
                 truncate_jsonl(self.output_dir / name, self.step)
         self.acc.wait_for_everyone()
-
-
-def _load_weights(model, folder: Path) -> None:
-    """Load saved weights into ``model`` in place (full model or PEFT adapter)."""
-    if hasattr(model, "peft_config"):
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
-        return
-    from safetensors.torch import load_file
-
-    state = {}
-    for shard in sorted(folder.glob("*.safetensors")):
-        state.update(load_file(shard))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = {k for k in missing if "lm_head" in k}
-    if unexpected or set(missing) - tied:
-        raise RuntimeError(f"checkpoint {folder} does not match the model (missing {missing}, unexpected {unexpected})")
-
-
-def _with_lora(model, lora):
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        from spectrum_rl.errors import ConfigError
-
-        raise ConfigError('needs peft: pip install "spectrum-rl[peft]"', field="training.lora") from None
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
-
-
-def _layer_scales(fraction: torch.Tensor, mu: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-parameter gradient factors (RL part, SFT part) for per-layer mu:
-    mu_l = clip(2 * mu * f_l) (increasing) or clip(2 * mu * (1 - f_l)) (decreasing), f_l in [0, 1] the depth."""
-    shape = fraction if mode == "increasing" else 1 - fraction
-    mu_l = (2 * mu * shape).clamp(0, 1)
-    return 1 - mu_l, mu_l
-
-
-def _check_trackers(trackers: list[str]) -> None:
-    import importlib.util
-
-    for name in trackers:
-        if importlib.util.find_spec(name) is None:
-            from spectrum_rl.errors import ConfigError
-
-            raise ConfigError(f"tracker '{name}' is not installed: pip install \"spectrum-rl[{name}]\"",
-                              field="logging.trackers")
-
-
-def _lr_lambda(cfg, total: int) -> Callable[[int], float]:
-    def factor(update: int) -> float:
-        if update < cfg.warmup_steps:
-            return (update + 1) / cfg.warmup_steps
-        t = (update - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-        if cfg.lr_schedule == "linear":
-            return max(0.0, 1 - t)
-        if cfg.lr_schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-        return 1.0
-
-    return factor
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)):
-            out[key] = v
-    return out

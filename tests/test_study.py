@@ -1,0 +1,88 @@
+"""The study end to end (quick grid, tiny budget), `analyze` on a run, and the claim rules."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spectrum_rl.analysis.claims import judge_claims
+from spectrum_rl.cli import main
+from tests.conftest import ROOT
+
+VERDICTS = {"supported", "not supported", "inconclusive"}
+
+
+@pytest.mark.slow
+def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys):
+    out = tmp_path / "study"
+    rc = main(["study", str(ROOT / "configs" / "quickstart.yaml"), "--quick", "--max-steps", "3",
+               "--output", str(out), "--arms", "rl_only,sft_only,staged,chord_mu,structured_first,joint"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) >= {"spec", "arms", "claims", "transfer", "order", "domains", "plasticity_domain"}
+    assert set(summary["arms"]) == {"rl_only", "sft_only", "staged", "chord_mu", "structured_first", "joint"}
+    for arm in summary["arms"].values():
+        assert set(arm) >= {"final_mean", "final", "kl_to_base", "plasticity_auc", "sparsity_unchanged",
+                            "rank_ratio", "phases"}
+        assert arm["final_mean"]["n"] == 2 and arm["final_mean"]["ci_low"] <= arm["final_mean"]["ci_high"]
+    assert set(summary["claims"]) == {"C1", "C2", "C3", "C4", "C5"}
+    assert all(c["verdict"] in VERDICTS and c["rule"] for c in summary["claims"].values())
+    assert summary["plasticity_domain"] not in summary["domains"]
+    report = (out / "report.html").read_text()
+    assert report.count('src="data:image/png;base64,') >= 5 and "<h2>Claims</h2>" in report
+    assert "http" not in report.split("<body>")[1]  # self-contained: nothing fetched
+    printed = capsys.readouterr().out
+    assert all(f"C{i}:" in printed for i in range(1, 6))
+
+
+def test_analyze_run_directory(tmp_path, tiny_random_lm_dir, capsys):
+    from tests.test_trainer import write_config
+
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 3, "sft": {"mu": {"schedule": "staged", "sft_steps": 1}}})
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    assert main(["analyze", str(run), "--plasticity", "sorting", "--plasticity-steps", "2"]) == 0
+    result = json.loads((run / "analysis" / "analysis.json").read_text())
+    assert set(result["phases"]) == {"sorting", "acrostic", "mean"}
+    assert 0 <= result["sparsity"]["unchanged_fraction"] < 1
+    assert result["plasticity"]["domain"] == "sorting" and len(result["plasticity"]["scores"]) >= 2
+    assert (run / "analysis" / "held_out.png").exists() and (run / "analysis" / "kl_to_base.png").exists()
+    assert main(["analyze", str(tmp_path / "nope")]) == 2
+
+
+def _run(final, start, kl, auc, entropy=None, classes=None, mu=None):
+    return {"final_mean": final, "eval_mean": ([0, 10], [start, final]), "kl_to_base": {"0": 0.0, "10": kl},
+            "plasticity": {"auc": auc}, "entropy": entropy or {}, "entropy_class": classes or {},
+            "mu": mu or ([], [])}
+
+
+def test_claim_rules_on_scripted_numbers():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(tasks=[SimpleNamespace(name="s", kind="structured"), SimpleNamespace(name="c", kind="creative")])
+    runs = {
+        "staged": [_run(0.40, 0.5, 0.9, 0.01, mu=([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+                        classes={"execution": (list(range(1, 11)), [2, 2, 2, 1.8, 1.6, 1.4, 1.2, 1.2, 1.2, 1.2]),
+                                 "planning": (list(range(1, 11)), [1, 1, 1, 1, 1, 1, 1.1, 1.2, 1.3, 1.4])})
+                   for _ in range(3)],
+        "chord_mu": [_run(0.60 + 0.01 * i, 0.5, 0.3, 0.2) for i in range(3)],
+        "rl_only": [_run(0.55, 0.5, 0.2, 0.25) for _ in range(3)],
+        "structured_first": [_run(0.70 + 0.01 * i, 0.5, 0.4, 0.15) for i in range(3)],
+    }
+    runs["joint"] = runs["rl_only"]
+    arms = {
+        "staged": {"phases": [{"mean": {"disruption": {"start": 1}}}] * 3},
+        "rl_only": {"entropy_slope": {"s": -0.01, "c": 0.02},
+                    "sparsity_unchanged": {"mean": 0.8, "ci_low": 0.78, "ci_high": 0.82},
+                    "rank_ratio": {"mean": 0.99}},
+        "sft_only": {"sparsity_unchanged": {"mean": 0.1, "ci_low": 0.09, "ci_high": 0.11}},
+    }
+    claims = judge_claims(runs, arms, {"rl_only": 0.6}, config)
+    assert claims["C1"]["verdict"] == "supported"
+    assert claims["C2"]["verdict"] == "supported"  # lower KL, higher plasticity across 9 runs
+    assert claims["C3"]["verdict"] == "supported"
+    assert claims["C4"]["verdict"] == "supported"
+    assert claims["C5"]["verdict"] == "supported"
+    runs["chord_mu"] = [_run(0.30 + 0.01 * i, 0.5, 0.3, 0.2) for i in range(3)]
+    assert judge_claims(runs, arms, {"rl_only": 0.6}, config)["C1"]["verdict"] == "not supported"
+    assert judge_claims({}, {}, {}, config)["C4"]["verdict"] == "inconclusive"
