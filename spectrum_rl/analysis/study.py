@@ -33,7 +33,7 @@ class StudySpec:
     steps: int = 60
     prompts_per_step: int = 8
     group_size: int = 6
-    max_new_tokens: int = 96
+    max_new_tokens: int = 128  # the longest built-in expert demonstration is 107 tokens
     eval_every: int = 15
     eval_size: int = 50
     plasticity_steps: int = 16
