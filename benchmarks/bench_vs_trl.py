@@ -1,0 +1,222 @@
+"""Our trainer vs TRL's GRPOTrainer at identical settings, measured side by side (issue 6).
+
+Same model weights, prompts (the built-in sorting domain), reward (exact match of the extracted
+answer), group size 8, 8 prompts per step, at most 32 new tokens, temperature 1.0, loss dapo /
+token_mean, beta 0, one optimizer pass per rollout, float32, same thread count. Each measurement
+runs in its own process (so peak RSS is its own); ours and TRL alternate in pairs and the ratio
+is the median over pairs. Sizes: the built-in tiny model and a ~20M-parameter Llama (random init).
+At the 20M size it also measures the fraction of this machine's dense matmul throughput (torch.mm
+at the model's own layer shapes) that our training forward+backward reaches.
+
+    python benchmarks/bench_vs_trl.py [--pairs 3] [--steps 5] [--sizes tiny,20m] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROMPTS_PER_STEP, GROUP, MAX_NEW, LR = 8, 8, 32, 1e-4
+
+
+def reward_exact(prompts, completions, answer, **_):
+    """TRL-style reward: exact match of the extracted answer (our `exact_match` component's rule)."""
+    from spectrum_rl.rewards.text import extract_answer, normalize
+
+    return [float(normalize(extract_answer(c)) == normalize(a)) for c, a in zip(completions, answer)]
+
+
+def make_prompts(path: Path, n: int) -> None:
+    import random
+
+    from spectrum_rl.tasks.builtin import GENERATORS
+
+    rng = random.Random(0)
+    with path.open("w") as f:
+        for _ in range(n):
+            row = GENERATORS["sorting"].make(rng)
+            f.write(json.dumps({"question": row["question"], "answer": row["answer"]}) + "\n")
+
+
+def make_20m(path: Path) -> None:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from spectrum_rl.models import byte_tokenizer, tiny_config
+
+    torch.manual_seed(0)
+    cfg = tiny_config(hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8,
+                      num_key_value_heads=8)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    byte_tokenizer().save_pretrained(path)
+
+
+def child_ours(model: str, prompts: Path, steps: int) -> dict:
+    from spectrum_rl.config import Config
+    from spectrum_rl.tasks.domain import build_domains
+    from spectrum_rl.trainer.loop import Trainer
+
+    out = tempfile.mkdtemp()
+    config = Config.model_validate({
+        "run": {"output_dir": out}, "model": {"name_or_path": model},
+        "tasks": [{"name": "sorting", "kind": "structured", "expert_field": None, "eval": {"size": 8},
+                   "source": {"type": "file", "path": str(prompts)}, "reward": [{"type": "exact_match"}]}],
+        "training": {"prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_new_tokens": MAX_NEW,
+                     "temperature": 1.0, "aggregation": "token_mean", "beta": 0.0, "num_iterations": 1,
+                     "learning_rate": LR, "micro_batch_size": PROMPTS_PER_STEP * GROUP},
+        "eval": {"kl_to_base": False}, "logging": {"progress": False},
+    })
+    trainer = Trainer(config, build_domains(config, Path.cwd()), Path(out))
+    trainer.train_step()  # warm-up
+    parts = {"rollout": 0.0, "reward": 0.0, "train": 0.0}
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        m = trainer.train_step()
+        for k in parts:
+            parts[k] += m[f"time/{k}"]
+    wall = time.perf_counter() - t0
+    return {"samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall,
+            "breakdown": {k: round(v / wall, 3) for k, v in parts.items()}}
+
+
+def child_trl(model: str, prompts: Path, steps: int) -> dict:
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from spectrum_rl.models import load_tokenizer
+
+    data = load_dataset("json", data_files=str(prompts), split="train").map(lambda r: {"prompt": r["question"] + "\n"})
+    stamps: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            stamps.append(time.perf_counter())
+
+    args = GRPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=PROMPTS_PER_STEP * GROUP,
+                      num_generations=GROUP, max_completion_length=MAX_NEW, temperature=1.0, top_p=1.0, top_k=0,
+                      loss_type="dapo", beta=0.0, num_iterations=1, learning_rate=LR, max_steps=steps + 1,
+                      logging_steps=1, report_to=[], use_cpu=True, save_strategy="no", bf16=False, seed=0,
+                      disable_tqdm=True, dataloader_num_workers=0)
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model), reward_funcs=reward_exact, args=args,
+                          train_dataset=data, processing_class=load_tokenizer(model), callbacks=[Clock()])
+    trainer.train()
+    wall = stamps[-1] - stamps[0]  # the first step is the warm-up
+    return {"samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall}
+
+
+def run_child(kind: str, model: str, prompts: Path, steps: int, threads: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
+           "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    cmd = [sys.executable, __file__, "--child", kind, "--model", model, "--prompts", str(prompts),
+           "--steps", str(steps), "--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def matmul_fraction(model_dir: str, threads: int) -> dict:
+    """Training fwd+bwd FLOP rate (6 * params * tokens) over torch.mm's rate at the layer shapes."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    cfg = model.config
+    batch, seq = PROMPTS_PER_STEP * GROUP, 48  # a rollout batch: prompt + completion tokens
+    tokens = batch * seq
+    a, b = torch.randn(tokens, cfg.hidden_size), torch.randn(cfg.hidden_size, cfg.intermediate_size)
+    for _ in range(2):
+        torch.mm(a, b)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        torch.mm(a, b)
+    mm_rate = 5 * 2 * tokens * cfg.hidden_size * cfg.intermediate_size / (time.perf_counter() - t0)
+    ids = torch.randint(0, cfg.vocab_size, (batch, seq))
+    n_params = sum(p.numel() for p in model.parameters())
+    for _ in range(1):
+        model(input_ids=ids).logits.float().mean().backward()
+    t0 = time.perf_counter()
+    for _ in range(3):
+        model(input_ids=ids).logits.float().mean().backward()
+    train_rate = 3 * 6 * n_params * tokens / (time.perf_counter() - t0)
+    return {"mm_gflops": round(mm_rate / 1e9, 1), "train_gflops": round(train_rate / 1e9, 1),
+            "fraction": round(train_rate / mm_rate, 3), "params_m": round(n_params / 1e6, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--sizes", default="tiny,20m")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--prompts", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        fn = child_ours if args.child == "ours" else child_trl
+        result = fn(args.model, Path(args.prompts), args.steps)
+        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        print(json.dumps(result))
+        return
+
+    from spectrum_rl.bootstrap import ensure_builtin
+
+    tmp = Path(tempfile.mkdtemp())
+    prompts = tmp / "prompts.jsonl"
+    make_prompts(prompts, 400)
+    models = {}
+    for size in args.sizes.split(","):
+        if size == "tiny":
+            models["tiny"] = str(ensure_builtin("tiny"))
+        else:
+            make_20m(tmp / "m20")
+            models["20m"] = str(tmp / "m20")
+    report: dict = {"sizes": {}, "settings": {"prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP,
+                                              "max_new_tokens": MAX_NEW, "threads": args.threads}}
+    for name, model in models.items():
+        ours, trl = [], []
+        for _ in range(args.pairs):
+            ours.append(run_child("ours", model, prompts, args.steps, args.threads))
+            trl.append(run_child("trl", model, prompts, args.steps, args.threads))
+        ratios = [o["samples_per_s"] / t["samples_per_s"] for o, t in zip(ours, trl)]
+        report["sizes"][name] = {
+            "ours_samples_per_s": round(statistics.median(o["samples_per_s"] for o in ours), 2),
+            "trl_samples_per_s": round(statistics.median(t["samples_per_s"] for t in trl), 2),
+            "ratio": round(statistics.median(ratios), 3),
+            "ours_peak_rss_mb": max(o["peak_rss_mb"] for o in ours),
+            "trl_peak_rss_mb": max(t["peak_rss_mb"] for t in trl),
+            "ours_breakdown": ours[len(ours) // 2]["breakdown"],
+        }
+    if "20m" in models:
+        report["matmul_fraction"] = matmul_fraction(models["20m"], args.threads)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"{'size':6} {'ours s/s':>9} {'TRL s/s':>9} {'ratio':>6} {'ours RSS':>9} {'TRL RSS':>8}  ours step breakdown")
+    for name, r in report["sizes"].items():
+        b = r["ours_breakdown"]
+        print(f"{name:6} {r['ours_samples_per_s']:9.1f} {r['trl_samples_per_s']:9.1f} {r['ratio']:6.2f} "
+              f"{r['ours_peak_rss_mb']:8.0f}M {r['trl_peak_rss_mb']:7.0f}M  rollout {b['rollout']:.0%} "
+              f"reward {b['reward']:.0%} train {b['train']:.0%}")
+    if "matmul_fraction" in report:
+        m = report["matmul_fraction"]
+        print(f"20M training fwd+bwd: {m['train_gflops']} GFLOP/s = {m['fraction']:.0%} of torch.mm at the layer "
+              f"shapes ({m['mm_gflops']} GFLOP/s)")
+
+
+if __name__ == "__main__":
+    main()
