@@ -270,7 +270,10 @@ class Trainer:
                 if not bool(v[i][j]):
                     continue
                 role = "luffy" if j >= G else "rl"
-                classes = token_classes(self.tokenizer, ids, self.token_patterns) if role == "rl" else None
+                # token-level class masks only for completions that contain a class at all (cheap check)
+                text = group_texts[i][j]
+                tagged = role == "rl" and any(p.search(text) for p in self.token_patterns.values())
+                classes = token_classes(self.tokenizer, ids, self.token_patterns) if tagged else None
                 rows.append(Row(prompt, ids, role, domain, weight, float(adv[i][j]), classes))
         return rows, gate_failed
 
