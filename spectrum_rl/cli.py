@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("study", cmd_study, "run the SFT<->RL study (arms x seeds) and write summary.json + report.html")
     p.add_argument("config", help="base run YAML (domains, model, recipe defaults)")
-    p.add_argument("--quick", action="store_true", help="reduced grid (5 arms x 2 seeds, 24 steps)")
+    p.add_argument("--quick", action="store_true", help="reduced grid (6 arms x 2 seeds, 24 steps)")
     p.add_argument("--output", default="study", help="output folder (default: study)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per arm (default 3; quick 2)")
     p.add_argument("--max-steps", type=int, default=None, help="override the steps per run")

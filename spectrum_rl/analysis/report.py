@@ -142,3 +142,17 @@ td,th{{border:1px solid #ccc;padding:4px 6px;font-size:13px;vertical-align:top}}
 <ul>{''.join(f'<li>{esc(k)}: {esc(v)}</li>' for k, v in order['rationale'].items())}</ul>
 </body></html>"""
     Path(path).write_text(doc)
+
+
+def claims_markdown(summary: dict[str, Any]) -> str:
+    """The claims and arms tables as Markdown (written beside the report as ``claims.md``)."""
+    lines = ["| claim | verdict | measured |", "|---|---|---|"]
+    for cid, claim in summary["claims"].items():
+        numbers = "; ".join(f"{k}: {v}" for k, v in claim.items() if k not in ("verdict", "rule"))
+        lines.append(f"| {cid} | **{claim['verdict']}** | {numbers.replace('|', '/')} |")
+    lines += ["", "| arm | start | final held-out mean [95% CI] | KL to base | plasticity AUC | unchanged (bf16) |",
+              "|---|---|---|---|---|---|"]
+    for arm, a in summary["arms"].items():
+        lines.append(f"| {arm} | {a['start_mean']:.3f} | {_ci(a['final_mean'])} | {_ci(a['kl_to_base'])} | "
+                     f"{_ci(a['plasticity_auc'])} | {_ci(a['sparsity_unchanged'])} |")
+    return "\n".join(lines) + "\n"

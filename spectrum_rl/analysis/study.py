@@ -41,7 +41,7 @@ class StudySpec:
 
     @classmethod
     def quick(cls) -> "StudySpec":
-        return cls(arms=["rl_only", "sft_only", "staged", "chord_mu", "structured_first"], seeds=2, steps=24,
+        return cls(arms=["rl_only", "joint", "sft_only", "staged", "chord_mu", "structured_first"], seeds=2, steps=24,
                    eval_every=8, eval_size=30, plasticity_steps=8, probe_steps=2)
 
 
@@ -181,9 +181,10 @@ def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_do
         "seed_overlap": masks_overlap, "seconds": round(time.perf_counter() - t_start, 1),
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    from spectrum_rl.analysis.report import write_report
+    from spectrum_rl.analysis.report import claims_markdown, write_report
 
     write_report(output / "report.html", summary, runs)
+    (output / "claims.md").write_text(claims_markdown(summary))
     log(f"study done in {summary['seconds']:.0f}s: {output / 'summary.json'}, {output / 'report.html'}")
     return summary
 
