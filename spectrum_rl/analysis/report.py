@@ -44,6 +44,7 @@ def plots(summary: dict[str, Any], runs: dict[str, list[dict]]) -> dict[str, str
 
     out: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)
     for arm, seeds in runs.items():
         if arm == "joint":
             continue
