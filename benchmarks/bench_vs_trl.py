@@ -70,7 +70,7 @@ def child_ours(model: str, prompts: Path, steps: int) -> dict:
                    "source": {"type": "file", "path": str(prompts)}, "reward": [{"type": "exact_match"}]}],
         "training": {"prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_new_tokens": MAX_NEW,
                      "temperature": 1.0, "aggregation": "token_mean", "beta": 0.0, "num_iterations": 1,
-                     "learning_rate": LR, "micro_batch_size": PROMPTS_PER_STEP * GROUP},
+                     "learning_rate": LR},
         "eval": {"kl_to_base": False}, "logging": {"progress": False},
     })
     trainer = Trainer(config, build_domains(config, Path.cwd()), Path(out))

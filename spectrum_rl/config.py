@@ -175,7 +175,10 @@ class TrainingConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     adam_betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
-    micro_batch_size: int = Field(64, ge=1, description="Sequences per forward/backward (gradient accumulation).")
+    micro_batch_size: int = Field(64, ge=1, description="Most sequences per forward/backward (gradient accumulation).")
+    micro_batch_tokens: int | None = Field(
+        1024, ge=1, description="Most padded tokens per forward/backward; rows are length-bucketed so short "
+        "completions are not padded to the longest (null: no token cap).")
     num_iterations: int = Field(1, ge=1, description="Optimizer passes per rollout batch (mu in GRPO).")
     aggregation: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = Field(
         "token_mean", description="RL loss aggregation: token_mean (TRL dapo), seq_mean_token_mean (TRL grpo), "

@@ -161,3 +161,19 @@ def test_adaptive_mu_rises_on_disruption_and_decays_on_recovery():
 def test_valley_above_peak_is_rejected():
     with pytest.raises(ValueError, match="valley"):
         MuSchedule(schedule="cosine", peak=0.1, valley=0.5)
+
+
+def test_length_bucketed_micro_batches_keep_every_row_under_the_token_cap():
+    import random
+
+    from spectrum_rl.trainer.batch import Row, micro_batches
+
+    rng = random.Random(0)
+    rows = [Row([1] * rng.randint(3, 12), [2] * rng.randint(1, 40), "rl", "d", 1.0, float(i)) for i in range(50)]
+    batches = micro_batches(rows, size=16, pad_id=0, max_tokens=256)
+    assert sorted(float(a) for mb in batches for a in mb.advantage) == sorted(r.advantage for r in rows)
+    assert all(mb.input_ids.numel() <= 256 or mb.input_ids.shape[0] == 1 for mb in batches)
+    assert all(mb.input_ids.shape[0] <= 16 for mb in batches)
+    padded = sum(mb.input_ids.numel() for mb in batches)
+    unbucketed = sum(mb.input_ids.numel() for mb in micro_batches(rows, size=50, pad_id=0))
+    assert padded < unbucketed  # bucketing removes padding

@@ -78,6 +78,18 @@ def token_classes(tokenizer, ids: Sequence[int], patterns: dict[str, "re.Pattern
     return out
 
 
-def micro_batches(rows: Sequence[Row], size: int, pad_id: int) -> list[MicroBatch]:
-    """Consecutive chunks of ``size`` rows, each collated with its own (minimal) padding."""
-    return [collate(rows[i:i + size], pad_id) for i in range(0, len(rows), size)]
+def micro_batches(rows: Sequence[Row], size: int, pad_id: int, max_tokens: int | None = None) -> list[MicroBatch]:
+    """Length-bucketed micro-batches: rows sorted by length, then cut so that each holds at most
+    ``size`` rows and (when given) at most ``max_tokens`` padded prompt+completion tokens. Each is
+    collated with its own minimal padding; the step's loss is unchanged (denominators are global)."""
+    order = sorted(rows, key=lambda r: (len(r.prompt), len(r.completion)))
+    chunks: list[list[Row]] = []
+    for row in order:
+        chunk = chunks[-1] if chunks else None
+        if chunk is not None and len(chunk) < size:
+            width = max(len(r.prompt) for r in chunk + [row]) + max(len(r.completion) for r in chunk + [row])
+            if max_tokens is None or width * (len(chunk) + 1) <= max_tokens:
+                chunk.append(row)
+                continue
+        chunks.append([row])
+    return [collate(c, pad_id) for c in chunks]

@@ -321,8 +321,9 @@ class Trainer:
             for r in rows:
                 r.weight = 1.0
             self._layer_scales = layer_scales(self._layer_fraction, mean_mu, cfg.sft.layer_mu)
-        batches = [(mb, True) for mb in micro_batches(rl_rows, cfg.micro_batch_size, pad)]
-        batches += [(mb, False) for mb in micro_batches(sft_rows, cfg.micro_batch_size, pad)]
+        size, budget = cfg.micro_batch_size, cfg.micro_batch_tokens
+        batches = [(mb, True) for mb in micro_batches(rl_rows, size, pad, budget)]
+        batches += [(mb, False) for mb in micro_batches(sft_rows, size, pad, budget)]
         old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl]) if cfg.num_iterations > 1 else None
 
         for iteration in range(cfg.num_iterations):
