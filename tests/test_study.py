@@ -86,3 +86,17 @@ def test_claim_rules_on_scripted_numbers():
     runs["chord_mu"] = [_run(0.30 + 0.01 * i, 0.5, 0.3, 0.2) for i in range(3)]
     assert judge_claims(runs, arms, {"rl_only": 0.6}, config)["C1"]["verdict"] == "not supported"
     assert judge_claims({}, {}, {}, config)["C4"]["verdict"] == "inconclusive"
+
+
+def test_continual_metrics_of_a_staged_run(tmp_path):
+    from spectrum_rl.analysis.analyze import staged_continual_metrics
+
+    mixtures = [{"a": 1.0, "b": 0.0}] * 2 + [{"a": 0.1, "b": 0.9}] * 2
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": i + 1, "mixture": m}) + "\n"
+                                                    for i, m in enumerate(mixtures)))
+    evals = [{"step": 0, "eval/a": 0.1, "eval/b": 0.2}, {"step": 2, "eval/a": 0.6, "eval/b": 0.3},
+             {"step": 4, "eval/a": 0.4, "eval/b": 0.7}]
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    got = staged_continual_metrics(tmp_path)
+    # R = [[0.6, 0.3], [0.4, 0.7]], b = [0.1, 0.2]: ACC 0.55, BWT 0.4-0.6 = -0.2, FWT 0.3-0.2 = 0.1
+    assert got == {"order": ["a", "b"], "ACC": 0.55, "BWT": -0.2, "FWT": 0.1}

@@ -29,6 +29,9 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
         "entropy_class_slope": {c: slope(v[1]) for c, v in s["entropy_class"].items() if v[1]},
     }
     config = load_config(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
+    continual = staged_continual_metrics(run_dir)
+    if continual is not None:
+        out["continual"] = continual
     if config is not None and (run_dir / "final").exists():
         from spectrum_rl.analysis.study import _final_state, _model_state
         from spectrum_rl.analysis.sparsity import update_sparsity
@@ -43,6 +46,34 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
     (folder / "analysis.json").write_text(json.dumps(out, indent=2))
     _plots(folder, s, phases)
     return out
+
+
+def staged_continual_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """ACC/BWT/FWT of a staged run (one dominant domain per phase, e.g. `sequential` or `bwt`):
+    phases are maximal runs of steps with the same highest-weight domain; R[i][j] is the held-out
+    score of domain j at the last eval inside phase i, b the scores at step 0."""
+    import numpy as np
+
+    from spectrum_rl.analysis.runs import read_jsonl
+    from spectrum_rl.scheduler.continual import continual_metrics
+
+    metrics, evals = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(run_dir / "eval.jsonl")
+    phases: list[tuple[str, int]] = []  # (domain, last step)
+    for m in metrics:
+        top = max(m["mixture"], key=m["mixture"].get) if m.get("mixture") else None
+        if top is None or max(m["mixture"].values()) < 0.5:
+            return None  # not staged: no dominant domain
+        if phases and phases[-1][0] == top:
+            phases[-1] = (top, m["step"])
+        else:
+            phases.append((top, m["step"]))
+    order = [d for d, _ in phases]
+    if len(phases) < 2 or len(set(order)) != len(order) or not evals:
+        return None
+    at = lambda step: max((e for e in evals if e["step"] <= step), key=lambda e: e["step"])  # noqa: E731
+    R = np.array([[at(end)[f"eval/{d}"] for d in order] for _, end in phases])
+    b = np.array([evals[0][f"eval/{d}"] for d in order])
+    return {"order": order, **{k: round(float(v), 4) for k, v in continual_metrics(R, b).items()}}
 
 
 def _plots(folder: Path, s: dict[str, Any], phases) -> None:
