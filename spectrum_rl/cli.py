@@ -59,7 +59,15 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
     config, domains = _load(args.config)
     if args.dot:
-        print(to_dot(build_task_graph(domains)))
+        scores, transfer = {}, None
+        if args.run:  # annotate with a run's latest held-out scores and transfer estimate
+            from spectrum_rl.analysis.runs import read_jsonl
+            from spectrum_rl.scheduler.probe import transfer_from_run
+
+            evals = read_jsonl(Path(args.run) / "eval.jsonl")
+            scores = {k[5:]: v for k, v in (evals[-1] if evals else {}).items() if k.startswith("eval/")}
+            transfer = transfer_from_run(Path(args.run), config.domain_names)["transfer"]
+        print(to_dot(build_task_graph(domains, scores, transfer=transfer)))
         return 0
     console = Console(soft_wrap=True)
     rng = random.Random(config.run.seed)
@@ -210,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("tasks", cmd_tasks, "list the configured domains with sample prompts")
     p.add_argument("config", help="path to a run YAML")
     p.add_argument("--dot", action="store_true", help="print the task graph in Graphviz DOT instead")
+    p.add_argument("--run", default=None, help="with --dot: add a run's scores and transfer edges")
     p.add_argument("--samples", type=int, default=3, help="sample prompts per domain (default 3)")
 
     p = add("train", cmd_train, "train on the configured domains (the main job)")

@@ -194,6 +194,11 @@ def test_order_command_probe_and_run(tmp_path, tiny_random_lm_dir, capsys):
     assert main(["order", str(path), "--run", str(tmp_path / "run")]) == 0
     assert "recommended order" in capsys.readouterr().out
     assert main(["order", str(path), "--run", str(tmp_path / "nothing")]) == 2
+    capsys.readouterr()
+    assert main(["train", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["tasks", str(path), "--dot", "--run", str(tmp_path / "run")]) == 0
+    assert "score" in capsys.readouterr().out  # annotated with the run's held-out scores
 
 
 def test_task_graph_attributes_and_transfer_edges():

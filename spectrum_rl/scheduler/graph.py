@@ -51,7 +51,8 @@ def to_dot(graph: nx.DiGraph) -> str:
     lines = ["digraph tasks {", "  rankdir=LR;"]
     for name, attrs in graph.nodes(data=True):
         shape = "box" if attrs.get("kind") == "structured" else "ellipse"
-        label = f"{name}\\n{attrs.get('kind', '')}"
+        score = f"\\nscore {attrs['score']:.2f}" if "score" in attrs else ""
+        label = f"{name}\\n{attrs.get('kind', '')}{score}"
         lines.append(f'  "{name}" [shape={shape}, label="{label}"];')
     for u, v, attrs in graph.edges(data=True):
         if attrs.get("kind") == "transfer":

@@ -19,8 +19,6 @@ from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Lea
 from spectrum_rl.trainer.mu import AdaptiveMu, MuSchedule, scheduled_mu
 
 if TYPE_CHECKING:
-    import networkx as nx
-
     from spectrum_rl.config import Config
 
 
@@ -100,24 +98,6 @@ class Planner:
                 self.view.transfer, self.transfer_stderr = estimate
                 self._transfer_online = True
         self.policy.observe_eval(step, v)
-
-    def graph(self, domains) -> "nx.DiGraph":
-        """The task graph with current scores, smoothed entropy and transfer edges."""
-        from spectrum_rl.scheduler.graph import build_task_graph
-
-        T = self.view.transfer
-        transfer = None if T is None else {a: dict(zip(self.names, row)) for a, row in zip(self.names, T.tolist())}
-        return build_task_graph(domains, self.view.scores, self.view.entropy.smoothed, transfer)
-
-    def entropy_report(self) -> dict[str, dict[str, Any]]:
-        """Per-domain entropy state for reports (value, baseline, trend, flags)."""
-        out = {}
-        for n in self.names:
-            s = self.view.entropy.state(n)
-            if s is not None:
-                out[n] = {"value": s.value, "baseline": s.baseline, "trend": s.trend, "collapsed": s.collapsed,
-                          "contradicts_kind": s.contradicts_kind}
-        return out
 
     def state_dict(self) -> dict:
         v = self.view
