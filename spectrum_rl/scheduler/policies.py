@@ -139,13 +139,13 @@ class BWT(Policy):
         self._ensure_order(view)
         assert self.order is not None
         if step - self.phase_start >= self.cfg.phase_steps and self.phase < len(self.order) - 1:
-            self._advance(step, "budget")
+            self._advance(step)
         current = self.order[self.phase]
         reason = f"bwt: phase {self.phase + 1}/{len(self.order)} ({current}); order by {self.why}"
         mixture = {**{n: 0.0 for n in self.names}, **phase_mixture(self.order, self.phase, self.cfg.replay)}
         return Decision(mixture, reason)
 
-    def _advance(self, step: int, _why: str) -> None:
+    def _advance(self, step: int) -> None:
         self.phase += 1
         self.phase_start, self.stale, self.phase_best = step, 0, -math.inf
 
@@ -160,7 +160,7 @@ class BWT(Policy):
         else:
             self.stale += 1
             if self.stale >= self.cfg.plateau_patience:
-                self._advance(step, "plateau")
+                self._advance(step)
 
     def state_dict(self) -> dict:
         return {"order": self.order, "phase": self.phase, "phase_start": self.phase_start, "stale": self.stale,
