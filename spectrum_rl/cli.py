@@ -61,7 +61,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if args.dot:
         scores, transfer = {}, None
         if args.run:  # annotate with a run's latest held-out scores and transfer estimate
-            from spectrum_rl.analysis.runs import read_jsonl
+            from spectrum_rl.trainer.checkpoint import read_jsonl
             from spectrum_rl.scheduler.probe import transfer_from_run
 
             evals = read_jsonl(Path(args.run) / "eval.jsonl")

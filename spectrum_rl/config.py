@@ -7,6 +7,7 @@ the line/column when known, what was expected and what was found.
 """
 from __future__ import annotations
 
+import copy
 import re
 import string
 import types
@@ -342,13 +343,15 @@ def _read_mapping(path: Path, seen: tuple[Path, ...]) -> tuple[dict, yaml.Node |
         base_data, _ = _read_mapping(base_path, (*seen, path.resolve()))
     except ConfigError as exc:
         raise ConfigError(f"in '{base}': {exc}", file=shown, field="extends", line=line, column=col) from None
-    return _merge(base_data, data), node
+    return merge_config(base_data, data), node
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
+def merge_config(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base`` (a new dict): mappings merge key by key, other values replace."""
+    out = copy.deepcopy(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else copy.deepcopy(value)
     return out
 
 

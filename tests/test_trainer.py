@@ -11,6 +11,7 @@ import yaml
 from spectrum_rl.cli import main
 from spectrum_rl.config import load_config
 from spectrum_rl.tasks.domain import build_domains
+from spectrum_rl.trainer.checkpoint import read_jsonl
 from spectrum_rl.trainer.loop import Trainer
 
 
@@ -40,8 +41,6 @@ def make_trainer(path: Path, **kw) -> Trainer:
     return Trainer(config, build_domains(config, path.parent), config.output_path, **kw)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_rl_only_run_writes_run_directory(tmp_path, tiny_random_lm_dir):

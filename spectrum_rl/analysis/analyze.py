@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from spectrum_rl.analysis.phases import detect_all
-from spectrum_rl.analysis.runs import plasticity_probe, run_summary, slope
+from spectrum_rl.analysis.runs import plasticity_probe, run_summary
+from spectrum_rl.scheduler.signals import slope
 
 
 def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plasticity_steps: int = 16) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def staged_continual_metrics(run_dir: Path) -> dict[str, Any] | None:
     score of domain j at the last eval inside phase i, b the scores at step 0."""
     import numpy as np
 
-    from spectrum_rl.analysis.runs import read_jsonl
+    from spectrum_rl.trainer.checkpoint import read_jsonl
     from spectrum_rl.scheduler.continual import continual_metrics
 
     metrics, evals = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(run_dir / "eval.jsonl")

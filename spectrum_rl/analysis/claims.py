@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from spectrum_rl.analysis.runs import slope
+from spectrum_rl.scheduler.signals import slope
 from spectrum_rl.analysis.stats import bootstrap_diff_ci, spearman
 
 INCONCLUSIVE = "inconclusive"

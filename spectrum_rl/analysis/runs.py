@@ -9,30 +9,20 @@
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from spectrum_rl.scheduler.signals import slope
+from spectrum_rl.trainer.checkpoint import read_jsonl
 
 
 def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
     """(steps, values) of ``key`` over the records that have it."""
     pairs = [(r["step"], float(r[key])) for r in records if isinstance(r.get(key), (int, float))]
     return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def slope(values: list[float]) -> float:
-    """Least-squares slope per point (0 for fewer than 2 points)."""
-    return float(np.polyfit(np.arange(len(values)), values, 1)[0]) if len(values) > 1 else 0.0
 
 
 def plasticity_probe(model_path: str, base_config, probe_domain: str, *, steps: int, evals: int = 4,

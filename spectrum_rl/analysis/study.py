@@ -8,7 +8,6 @@ training and used afterwards to probe plasticity. Outputs: ``summary.json`` and 
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,8 +16,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from spectrum_rl.analysis.runs import plasticity_probe, run_summary, slope
+from spectrum_rl.analysis.runs import plasticity_probe, run_summary
 from spectrum_rl.analysis.stats import bootstrap_ci
+from spectrum_rl.config import merge_config
+from spectrum_rl.scheduler.signals import slope
 
 RECIPE_ARMS = ["rl_only", "sft_only", "staged", "chord_mu", "chord_phi", "adaptive_mu", "gate", "layer_mu"]
 ORDER_ARMS = ["joint", "structured_first", "creative_first", "bwt", "transfer", "adaptive"]
@@ -92,13 +93,6 @@ def arm_overlay(arm: str, spec: StudySpec, config, domains: list[str], transfer_
     return {"training": {"sft": {"mu": {"schedule": "rl_only"}}}, "scheduler": scheduler}
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def study_base(config, spec: StudySpec, probe_domain: str) -> dict:
     """The base config of every arm: the study budget, the probe domain left out."""
     data = config.model_dump(mode="json")
@@ -132,7 +126,7 @@ def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_do
     domains = [t["name"] for t in base["tasks"]]
 
     log(f"study: {len(spec.arms)} arms x {spec.seeds} seeds, {spec.steps} steps each; plasticity domain '{probe}'")
-    probe_cfg = Config.model_validate(_merge(base, {"run": {"output_dir": str(output / "transfer_probe")}}))
+    probe_cfg = Config.model_validate(merge_config(base, {"run": {"output_dir": str(output / "transfer_probe")}}))
     record = probe_transfer(probe_cfg, build_domains(probe_cfg, base_dir), steps=spec.probe_steps, base_dir=base_dir)
     transfer_file = output / "transfer.json"
     transfer_file.write_text(json.dumps(record, indent=2))
@@ -146,9 +140,9 @@ def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_do
             continue
         for seed in range(spec.seeds):
             run_dir = output / "runs" / f"{arm}-s{seed}"
-            overlay = _merge(arm_overlay(arm, spec, config, domains, str(transfer_file)),
+            overlay = merge_config(arm_overlay(arm, spec, config, domains, str(transfer_file)),
                              {"run": {"name": f"{arm}-s{seed}", "output_dir": str(run_dir), "seed": seed}})
-            cfg = Config.model_validate(_merge(base, overlay))
+            cfg = Config.model_validate(merge_config(base, overlay))
             t0 = time.perf_counter()
             Trainer(cfg, build_domains(cfg, base_dir), run_dir, base_dir=base_dir).train()
             summary = run_summary(run_dir)
@@ -156,7 +150,7 @@ def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_do
             summary["sparsity"] = _sparsity(base_state, run_dir / "final")
             data = config.model_dump(mode="json")
             summary["plasticity"] = plasticity_probe(str(run_dir / "final"), Config.model_validate(
-                _merge(data, {"eval": {"max_new_tokens": spec.max_new_tokens}})), probe,
+                merge_config(data, {"eval": {"max_new_tokens": spec.max_new_tokens}})), probe,
                 steps=spec.plasticity_steps, base_dir=base_dir)
             runs.setdefault(arm, []).append(summary)
             log(f"  {arm} seed {seed}: held-out mean {summary['final_mean']:.3f} "

@@ -17,6 +17,8 @@ import numpy as np
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.continual import normalised_transfer
 from spectrum_rl.scheduler.order import best_order
+from spectrum_rl.scheduler.signals import slope
+from spectrum_rl.trainer.checkpoint import read_jsonl
 
 TRANSFER_FILE = "transfer.json"
 
@@ -50,7 +52,7 @@ def probe_transfer(config, domains, *, steps: int, base_dir: Path | None = None,
         after[name] = trainer.evaluate().scores
         values = [v for v in series if v is not None]
         if values:
-            entropy[name] = {"start": values[0], "end": values[-1], "trend": _slope(values)}
+            entropy[name] = {"start": values[0], "end": values[-1], "trend": slope(values)}
     transfer = {i: normalised_transfer(before, after[i]) for i in names}
     record = {"domains": names, "kinds": {d.name: d.kind for d in domains}, "probe_steps": steps,
               "before": before, "after": after, "transfer": transfer, "entropy": entropy, "source": "probe"}
@@ -58,10 +60,6 @@ def probe_transfer(config, domains, *, steps: int, base_dir: Path | None = None,
         config.output_path.mkdir(parents=True, exist_ok=True)
         (config.output_path / TRANSFER_FILE).write_text(json.dumps(record, indent=2))
     return record
-
-
-def _slope(values: list[float]) -> float:
-    return float(np.polyfit(np.arange(len(values)), values, 1)[0]) if len(values) > 1 else 0.0
 
 
 def transfer_from_run(run_dir: Path, names: list[str]) -> dict[str, Any]:
@@ -85,12 +83,12 @@ def transfer_from_run(run_dir: Path, names: list[str]) -> dict[str, Any]:
             record["stderr"] = {a: dict(zip(names, row)) for a, row in zip(names, planner["transfer_stderr"])}
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
-        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(metrics)
         record["entropy"] = {}
         for n in names:
             series = [m[f"entropy/{n}"] for m in rows if f"entropy/{n}" in m]
             if series:
-                record["entropy"][n] = {"start": series[0], "end": series[-1], "trend": _slope(series)}
+                record["entropy"][n] = {"start": series[0], "end": series[-1], "trend": slope(series)}
     missing = [n for n in names if n not in record["transfer"]]
     if missing:
         raise ConfigError(f"run '{run_dir}' has no transfer estimate for {', '.join(missing)}", field="--run")

@@ -21,6 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def slope(values) -> float:
+    """Least-squares slope per point of a series (0 for fewer than 2 points)."""
+    return float(np.polyfit(np.arange(len(values)), values, 1)[0]) if len(values) > 1 else 0.0
+
+
 @dataclass(frozen=True)
 class EntropyState:
     value: float
@@ -54,7 +59,7 @@ class EntropyMonitor:
         first = self.first[domain]
         baseline = float(np.mean(first)) if len(first) >= self.baseline_steps else None
         hist = np.asarray(self.history[domain])
-        trend = float(np.polyfit(np.arange(len(hist)), hist, 1)[0]) if len(hist) >= 3 else 0.0
+        trend = slope(hist) if len(hist) >= 3 else 0.0
         value = self.smoothed[domain]
         collapsed = baseline is not None and value < self.collapse_fraction * baseline
         expected = -1 if self.kinds.get(domain) == "structured" else 1

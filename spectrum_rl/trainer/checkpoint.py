@@ -73,6 +73,14 @@ def load_latest(root: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All records of a JSONL log ([] when the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
