@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,10 @@ def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None) -> s
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
     )
+
+
+def cache_kwarg(model) -> str:
+    """transformers >= 5.2x renamed ``past_key_values`` to ``cache`` (input and output)."""
+    inner = getattr(model, "module", model)                                      # DDP wrapper
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT wrapper
+    return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"

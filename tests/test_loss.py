@@ -172,8 +172,11 @@ def test_length_bucketed_micro_batches_keep_every_row_under_the_token_cap():
     rows = [Row([1] * rng.randint(3, 12), [2] * rng.randint(1, 40), "rl", "d", 1.0, float(i)) for i in range(50)]
     batches = micro_batches(rows, size=16, pad_id=0, max_tokens=256)
     assert sorted(float(a) for mb in batches for a in mb.advantage) == sorted(r.advantage for r in rows)
-    assert all(mb.input_ids.numel() <= 256 or mb.input_ids.shape[0] == 1 for mb in batches)
-    assert all(mb.input_ids.shape[0] <= 16 for mb in batches)
-    padded = sum(mb.input_ids.numel() for mb in batches)
-    unbucketed = sum(mb.input_ids.numel() for mb in micro_batches(rows, size=50, pad_id=0))
+    def tokens(mb):  # what the model is fed: each distinct prompt once, plus every completion
+        return mb.prompt_ids.numel() + mb.completion_ids.numel()
+
+    assert all(tokens(mb) <= 256 or mb.group.shape[0] == 1 for mb in batches)
+    assert all(mb.group.shape[0] <= 16 for mb in batches)
+    padded = sum(tokens(mb) for mb in batches)
+    unbucketed = sum(tokens(mb) for mb in micro_batches(rows, size=50, pad_id=0))
     assert padded < unbucketed  # bucketing removes padding

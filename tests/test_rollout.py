@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from spectrum_rl.models import load_causal_lm
+from spectrum_rl.trainer.batch import Row, collate
 from spectrum_rl.trainer.loss import token_logprobs
 from spectrum_rl.trainer.rollout import sample
 
@@ -27,10 +28,12 @@ def test_sampling_logprobs_match_a_full_forward(tiny_random_lm_dir):
     ids = [tok(p)["input_ids"] for p in PROMPTS] * 4
     ro = sample(model, ids, max_new_tokens=10, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
                 temperature=0.7, generator=torch.Generator().manual_seed(0))
-    full = torch.cat([ro.prompt_ids, ro.completion_ids], 1)
-    mask = torch.cat([ro.prompt_mask, ro.completion_mask], 1)
-    logp, _ = token_logprobs(model, full, mask, ro.completion_ids.shape[1], temperature=0.7)
-    assert torch.allclose(logp * ro.completion_mask, ro.logprobs, atol=1e-4)
+    rows = [Row(p, c[m.bool()].tolist(), "rl", "d", 1.0) for p, c, m in zip(ids, ro.completion_ids, ro.completion_mask)]
+    mb = collate(rows, tok.pad_token_id)
+    assert mb.prompt_ids.shape[0] == len(PROMPTS)  # each prompt once, shared by its 4 rows
+    for share in (True, False):
+        logp, _ = token_logprobs(model, mb, temperature=0.7, share_prefix=share)
+        assert torch.allclose(logp * mb.completion_mask, ro.logprobs[:, :mb.n_completion], atol=1e-4)
 
 
 def test_sampling_distribution_matches_softmax(tiny_random_lm_dir):
@@ -60,3 +63,33 @@ def test_same_seed_same_samples(tiny_random_lm_dir):
     a, b = (sample(model, ids, max_new_tokens=8, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
                    temperature=1.0, generator=torch.Generator().manual_seed(3)) for _ in range(2))
     assert torch.equal(a.completion_ids, b.completion_ids)
+
+
+def test_shared_prefix_forward_gives_the_plain_loss_and_gradients(tiny_random_lm_dir):
+    """Rows of a group share one prompt forward (KV cache gathered to the rows): same log-probs and
+    the same gradients as the plain [prompt | completion] forward, with uneven prompt and
+    completion lengths (left/right padding)."""
+    model, tok = load_causal_lm(str(tiny_random_lm_dir))
+    gen = torch.Generator().manual_seed(0)
+    rows = [Row(tok(p)["input_ids"], torch.randint(3, 200, (int(torch.randint(1, 9, (1,), generator=gen)),),
+                                                   generator=gen).tolist(), "rl", "d", 1.0)
+            for p in PROMPTS for _ in range(3)]
+    mb = collate(rows, tok.pad_token_id)
+    results = []
+    for share in (True, False):
+        model.zero_grad()
+        logp, entropy = token_logprobs(model, mb, temperature=0.9, share_prefix=share)
+        (logp * mb.completion_mask).sum().backward()
+        results.append((logp * mb.completion_mask, entropy * mb.completion_mask,
+                        [p.grad.clone() for p in model.parameters()]))
+    (a, ea, ga), (b, eb, gb) = results
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(ea, eb, atol=1e-5)
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(ga, gb))
+
+
+def test_micro_batches_keep_a_group_together():
+    from spectrum_rl.trainer.batch import micro_batches
+
+    rows = [Row([5, 6, p], [7] * (1 + (i * 5) % 11), "rl", "d", 1.0) for p in range(4) for i in range(8)]
+    batches = micro_batches(rows, size=16, pad_id=0)
+    assert [mb.prompt_ids.shape[0] for mb in batches] == [2, 2]  # each prompt forwarded once

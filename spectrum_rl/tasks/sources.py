@@ -18,7 +18,7 @@ from spectrum_rl.tasks.common import derive_seed
 
 _MAX_TRIES = 1000
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-_BUILDERS = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet"}
+_FORMATS = ("jsonl", "json", "csv", "parquet")
 
 
 class BuiltinSource(TaskSource):
@@ -122,14 +122,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def _count_rows(path: Path, fmt: str, field: str) -> int:
-    """Rows in the file, counted here so that bad text names its line and empty files are
-    reported as such (``datasets`` only says the split has no data)."""
+def _read_rows(path: Path, fmt: str, field: str) -> list[Row]:
+    """Rows of the file, parsed here (not by ``datasets``, which costs ~140 MB of imports) so that
+    bad text names its line and empty files are reported as such. CSV values stay strings."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_metadata(path).num_rows
+            return pq.read_table(path).to_pylist()
         except Exception as e:  # pyarrow raises several types for non-parquet input
             raise ConfigError(f"could not read {path} as parquet: {_one_line(e)}",
                               field=field) from e
@@ -142,25 +142,30 @@ def _count_rows(path: Path, fmt: str, field: str) -> int:
                           "re-save it as UTF-8", field=field) from None
     if not text.strip():
         raise ConfigError(f"{path} is empty", field=field)
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if fmt == "csv":
-        return len(lines) - 1  # the header
-    if fmt == "json":
+        import csv
+        import io
+
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"line {e.lineno} is not valid JSON: {e.msg} (in {path})",
-                              field=field) from None
-        return len(value) if isinstance(value, list) else 1
-    for number, line in lines:
+            return list(csv.DictReader(io.StringIO(text)))
+        except csv.Error as e:
+            raise ConfigError(f"could not read {path} as csv: {e}", field=field) from None
+    numbered = [(1, text)] if fmt == "json" else \
+        [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    rows = []
+    for number, chunk in numbered:
         try:
-            value = json.loads(line)
+            value = json.loads(chunk)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"line {number} is not valid JSON: {e.msg} (in {path})",
+            raise ConfigError(f"line {number + e.lineno - 1} is not valid JSON: {e.msg} (in {path})",
                               field=field) from None
-        if not isinstance(value, dict):
-            raise ConfigError(f"line {number} is not a JSON object (in {path})", field=field)
-    return len(lines)
+        values = value if fmt == "json" and isinstance(value, list) else [value]
+        for v in values:
+            if not isinstance(v, dict):
+                raise ConfigError(f"line {number} is not a JSON object (in {path})" if fmt == "jsonl" else
+                                  f"{path} must hold a JSON object or a list of objects", field=field)
+        rows += values
+    return rows
 
 
 def load_file_rows(path: Path, fmt: str, field: str) -> list[Row]:
@@ -170,16 +175,12 @@ def load_file_rows(path: Path, fmt: str, field: str) -> list[Row]:
     if fmt == "auto":
         if path.suffix.lower() not in _EXTENSIONS:
             raise ConfigError(f"cannot tell the format of {path.name} from its extension; set "
-                              f"source.format to one of {', '.join(_BUILDERS)}", field=field)
+                              f"source.format to one of {', '.join(_FORMATS)}", field=field)
         fmt = _EXTENSIONS[path.suffix.lower()]
-    if _count_rows(path, fmt, field) == 0:
+    rows = _read_rows(path, fmt, field)
+    if not rows:
         raise ConfigError(f"{path} has no rows", field=field)
-    import datasets
-
-    try:
-        return datasets.load_dataset(_BUILDERS[fmt], data_files=str(path), split="train").to_list()
-    except Exception as e:  # datasets/pyarrow raise many types for unreadable files
-        raise ConfigError(f"could not read {path} as {fmt}: {_one_line(e)}", field=field) from e
+    return rows
 
 
 def load_hub_rows(name: str, config: str | None, split: str, field: str) -> list[Row]:

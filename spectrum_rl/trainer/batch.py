@@ -4,12 +4,15 @@ A row is one prompt + completion as token lists with its loss role:
 - ``rl``: a rollout, weight (1 - mu_d), advantage A, sampling log-probs;
 - ``luffy``: an expert completion inside a rollout group (LUFFY), weight (1 - mu_d), advantage A;
 - ``sft``: an expert demonstration, weight mu_d.
-Micro-batches pad prompts on the left and completions on the right, so the completion always
-occupies the last T positions: ``input_ids = [prompt | completion]``, shape [B, P + T].
+A micro-batch holds each distinct prompt once ([U, P], left-padded) and maps every row to its
+prompt (``group``, [B]); completions are right-padded ([B, T]). Rows of one rollout group share
+their prompt, so the loss can run the prompt forward once per group and the completions on its
+KV cache (see ``loss.token_logprobs``); ``input_ids = [prompt | completion]`` ([B, P + T]) is the
+plain layout.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 import re
 from typing import Literal, Sequence
 
@@ -31,8 +34,10 @@ class Row:
 
 @dataclass
 class MicroBatch:
-    input_ids: torch.Tensor        # [B, P + T]
-    attention_mask: torch.Tensor   # [B, P + T]
+    prompt_ids: torch.Tensor       # [U, P] distinct prompts, left-padded
+    prompt_mask: torch.Tensor      # [U, P]
+    group: torch.Tensor            # [B] row -> index of its prompt
+    completion_ids: torch.Tensor   # [B, T] right-padded
     completion_mask: torch.Tensor  # [B, T]
     weight: torch.Tensor           # [B]
     advantage: torch.Tensor        # [B]
@@ -44,14 +49,29 @@ class MicroBatch:
     def n_completion(self) -> int:
         return self.completion_mask.shape[1]
 
+    @property
+    def input_ids(self) -> torch.Tensor:          # [B, P + T]
+        return torch.cat([self.prompt_ids[self.group], self.completion_ids], 1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:     # [B, P + T]
+        return torch.cat([self.prompt_mask[self.group], self.completion_mask], 1)
+
+    def to(self, device) -> "MicroBatch":
+        """A copy with every tensor on ``device``."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if isinstance(getattr(self, f.name), torch.Tensor)}
+        return replace(self, **moved, classes={c: m.to(device) for c, m in self.classes.items()})
+
 
 def collate(rows: Sequence[Row], pad_id: int) -> MicroBatch:
-    prompt_ids, prompt_mask = left_pad([r.prompt for r in rows], pad_id)
+    index: dict[tuple[int, ...], int] = {}
+    group = torch.tensor([index.setdefault(tuple(r.prompt), len(index)) for r in rows], dtype=torch.long)
+    prompt_ids, prompt_mask = left_pad([list(p) for p in index], pad_id)
     completion_ids, completion_mask = right_pad([r.completion for r in rows], pad_id)
     return MicroBatch(
-        input_ids=torch.cat([prompt_ids, completion_ids], 1),
-        attention_mask=torch.cat([prompt_mask, completion_mask], 1),
-        completion_mask=completion_mask,
+        prompt_ids=prompt_ids, prompt_mask=prompt_mask, group=group,
+        completion_ids=completion_ids, completion_mask=completion_mask,
         weight=torch.tensor([r.weight for r in rows], dtype=torch.float32),
         advantage=torch.tensor([r.advantage for r in rows], dtype=torch.float32),
         luffy=torch.tensor([r.role == "luffy" for r in rows]),
@@ -78,18 +98,25 @@ def token_classes(tokenizer, ids: Sequence[int], patterns: dict[str, "re.Pattern
     return out
 
 
+def padded_tokens(rows: Sequence[Row]) -> int:
+    """Tokens a collated micro-batch of ``rows`` feeds the model: U * P + B * T."""
+    prompts = {tuple(r.prompt) for r in rows}
+    return len(prompts) * max(map(len, prompts)) + len(rows) * max(len(r.completion) for r in rows)
+
+
 def micro_batches(rows: Sequence[Row], size: int, pad_id: int, max_tokens: int | None = None) -> list[MicroBatch]:
-    """Length-bucketed micro-batches: rows sorted by length, then cut so that each holds at most
-    ``size`` rows and (when given) at most ``max_tokens`` padded prompt+completion tokens. Each is
-    collated with its own minimal padding; the step's loss is unchanged (denominators are global)."""
-    order = sorted(rows, key=lambda r: (len(r.prompt), len(r.completion)))
+    """Length-bucketed micro-batches: rows sorted by prompt length, then prompt (so a group's rows
+    sit together and share one prompt forward), then completion length; cut so that each holds at
+    most ``size`` rows and (when given) at most ``max_tokens`` padded tokens (``padded_tokens``).
+    Each is collated with its own minimal padding; the step's loss is unchanged (denominators are
+    global)."""
+    order = sorted(rows, key=lambda r: (len(r.prompt), r.prompt, len(r.completion)))
     chunks: list[list[Row]] = []
     for row in order:
         chunk = chunks[-1] if chunks else None
-        if chunk is not None and len(chunk) < size:
-            width = max(len(r.prompt) for r in chunk + [row]) + max(len(r.completion) for r in chunk + [row])
-            if max_tokens is None or width * (len(chunk) + 1) <= max_tokens:
-                chunk.append(row)
-                continue
+        if chunk is not None and len(chunk) < size and (max_tokens is None or
+                                                        padded_tokens(chunk + [row]) <= max_tokens):
+            chunk.append(row)
+            continue
         chunks.append([row])
     return [collate(c, pad_id) for c in chunks]

@@ -79,6 +79,8 @@ class Trainer:
         self.base = copy.deepcopy(model).eval().requires_grad_(False) if needs_base else None
         if self.cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
+        # Shared-prompt forward (loss.completion_logits) needs a KV cache, which checkpointing turns off.
+        self._share_prefix = not self.cfg.gradient_checkpointing
         if self.cfg.lora is not None:
             model = with_lora(model, self.cfg.lora)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -350,18 +352,18 @@ class Trainer:
 
     @torch.no_grad()
     def _old_logps(self, batches: list[MicroBatch]) -> list[torch.Tensor]:
-        return [token_logprobs(self.model, mb.input_ids.to(self.acc.device), mb.attention_mask.to(self.acc.device),
-                               mb.n_completion, self.cfg.temperature, with_entropy=False)[0] for mb in batches]
+        return [token_logprobs(self.model, mb.to(self.acc.device), self.cfg.temperature, with_entropy=False,
+                               share_prefix=self._share_prefix)[0] for mb in batches]
 
     def _micro_loss(self, mb: MicroBatch, is_rl: bool, denominator: float, old_logp: torch.Tensor | None,
                     sums: Sums | None) -> torch.Tensor:
         """This micro-batch's share of the step loss (RL rows or SFT rows); logs stats into ``sums``."""
         cfg, device = self.cfg, self.acc.device
-        ids, attn = mb.input_ids.to(device), mb.attention_mask.to(device)
-        mask, weight = mb.completion_mask.to(device), mb.weight.to(device)
+        mb = mb.to(device)
+        mask, weight = mb.completion_mask, mb.weight
         temperature = cfg.temperature if is_rl else 1.0
-        logp, entropy = token_logprobs(self.model, ids, attn, mb.n_completion, temperature,
-                                       with_entropy=sums is not None and is_rl)
+        logp, entropy = token_logprobs(self.model, mb, temperature, with_entropy=sums is not None and is_rl,
+                                       share_prefix=self._share_prefix)
         if not is_rl:
             loss = aggregate(sft_token_loss(logp, phi=cfg.sft.phi), mask, "token_mean", denominator, weight)
             if sums is not None:
@@ -371,10 +373,10 @@ class Trainer:
         ref = None
         if cfg.beta > 0:
             with torch.no_grad():
-                ref, _ = token_logprobs(self.base, ids, attn, mb.n_completion, temperature, with_entropy=False)
-        terms = rl_token_loss(logp, logp.detach() if old_logp is None else old_logp, mb.advantage.to(device),
+                ref, _ = token_logprobs(self.base, mb, temperature, with_entropy=False)
+        terms = rl_token_loss(logp, logp.detach() if old_logp is None else old_logp, mb.advantage,
                               eps_low=cfg.eps_low, eps_high=cfg.eps_high, beta=cfg.beta, ref_logp=ref,
-                              kl_estimator=cfg.kl_estimator, luffy=mb.luffy.to(device), luffy_gamma=cfg.sft.luffy_gamma)
+                              kl_estimator=cfg.kl_estimator, luffy=mb.luffy, luffy_gamma=cfg.sft.luffy_gamma)
         loss = aggregate(terms.per_token, mask, cfg.aggregation, denominator, weight)
         if self._sketches is not None and sums is not None:
             self._sketch_domains(terms.per_token, mask, mb.domains)
@@ -393,7 +395,7 @@ class Trainer:
                 sel = torch.tensor([x == d for x in mb.domains], device=device)
                 sums.add(f"entropy/{d}", float(ent[sel].sum()), float(m[sel].sum()))
             for c, cmask in mb.classes.items():
-                cm = cmask.to(device).float() * m
+                cm = cmask.float() * m
                 if cm.sum() > 0:
                     sums.add(f"entropy_class/{c}", float((entropy * cm).sum()), float(cm.sum()))
         return loss

@@ -27,24 +27,54 @@ from typing import Literal
 
 import torch
 
+from spectrum_rl.models import cache_kwarg
+from spectrum_rl.trainer.batch import MicroBatch
+
 Aggregation = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"]
 TRL_LOSS_TYPE = {"token_mean": "dapo", "seq_mean_token_mean": "grpo", "seq_mean_token_sum_norm": "dr_grpo"}
 
 
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int,
-                   temperature: float = 1.0, with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs [B, T] of the last ``n_completion`` tokens of each row, and their entropies.
+def completion_logits(model, mb: MicroBatch, share_prefix: bool = True) -> torch.Tensor:
+    """Logits [B, T, V] that predict each completion token of ``mb``.
 
-    input_ids, attention_mask: [B, P + T] (left-padded prompt, right-padded completion).
-    Position ids are derived from the mask so left padding does not shift positions.
+    Plain: one forward over ``[prompt | completion]`` ([B, P + T]). Shared prefix (when rows share
+    prompts, U < B): the U distinct prompts go through the model once ([U, P]), their KV cache is
+    gathered to the B rows, and the completions ([B, T - 1]) attend to it. The result is the same
+    (the same attention over the same keys) with U * P instead of B * P prompt tokens: with group
+    size G, (G - 1) / G of the prompt compute is saved. Gradients flow through the cache into the
+    prompt forward. Needs a KV cache (off with gradient checkpointing). Position ids come from the
+    masks, so left padding does not shift positions.
     """
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                   logits_to_keep=n_completion + 1).logits                      # [B, T+1, V]
-    logits = logits[:, :-1].float() / temperature                                # predicts tokens P..P+T-1
-    targets = input_ids[:, -n_completion:]                                       # [B, T]
+    n_prompts, n_rows, n_completion = mb.prompt_ids.shape[0], mb.group.shape[0], mb.n_completion
+    if not share_prefix or n_prompts == n_rows:
+        attention_mask = mb.attention_mask
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=mb.input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                       logits_to_keep=n_completion + 1).logits                   # [B, T+1, V]
+        return logits[:, :-1]                                                    # predicts tokens P..P+T-1
+    cache_kw = cache_kwarg(model)
+    position_ids = (mb.prompt_mask.cumsum(-1) - 1).clamp(min=0)                  # [U, P]
+    out = model(input_ids=mb.prompt_ids, attention_mask=mb.prompt_mask, position_ids=position_ids,
+                use_cache=True, logits_to_keep=1)
+    first = out.logits[mb.group]                                                 # [B, 1, V] predicts token 0
+    if n_completion == 1:
+        return first
+    cache = getattr(out, cache_kw)
+    cache.batch_select_indices(mb.group)                                         # [U, ...] -> [B, ...]
+    attention_mask = torch.cat([mb.prompt_mask[mb.group], mb.completion_mask[:, :-1]], 1)   # [B, P + T - 1]
+    steps = torch.arange(1, n_completion, device=position_ids.device)
+    rest = model(input_ids=mb.completion_ids[:, :-1], attention_mask=attention_mask,
+                 position_ids=position_ids[mb.group, -1:] + steps, use_cache=True, **{cache_kw: cache}).logits
+    return torch.cat([first, rest], 1)                                           # [B, T, V]
+
+
+def token_logprobs(model, mb: MicroBatch, temperature: float = 1.0, with_entropy: bool = True,
+                   share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs [B, T] of each completion token of ``mb`` under ``softmax(logits / temperature)``,
+    and their entropies (no gradient)."""
+    logits = completion_logits(model, mb, share_prefix).float() / temperature    # [B, T, V]
     logz = torch.logsumexp(logits, dim=-1)                                       # [B, T]
-    logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logz           # [B, T]
+    logp = logits.gather(-1, mb.completion_ids.unsqueeze(-1)).squeeze(-1) - logz  # [B, T]
     entropy = None
     if with_entropy:
         with torch.no_grad():

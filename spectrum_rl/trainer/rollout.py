@@ -1,7 +1,8 @@
 """Rollouts: sample completions with a KV cache and keep the sampling log-probs.
 
-One batched decode for all prompts of a step (all domains together). Each step feeds only the
-new token through the model (``past_key_values``), and the loop exits as soon as every sequence
+One batched decode for all prompts of a step (all domains together). Each distinct prompt is
+prefilled once and its KV cache gathered to the G rows of its group; each step then feeds only
+the new token through the model (``past_key_values``), and the loop exits as soon as every sequence
 has ended (EOS or a stop string). The log-prob of a sampled token is taken from
 ``log_softmax(logits / temperature)`` — the distribution the loss will later re-evaluate —
 while top-p only restricts which tokens may be drawn (as in TRL and vLLM).
@@ -13,13 +14,7 @@ from typing import Sequence
 
 import torch
 
-
-def _cache_kwarg(model) -> str:
-    """transformers >= 5.2x renamed ``past_key_values`` to ``cache`` (input and output)."""
-    import inspect
-
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wrapper
-    return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"
+from spectrum_rl.models import cache_kwarg
 
 
 @dataclass
@@ -84,12 +79,19 @@ def sample(
     """Sample one completion per prompt (token lists). ``temperature == 0`` is greedy."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)
-    ids, mask = prompt_ids.to(device), prompt_mask.to(device)
-    n = ids.shape[0]
+    mask = prompt_mask.to(device)
+    n = mask.shape[0]
     position = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache_kw = _cache_kwarg(model)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
-    cache, logits = getattr(out, cache_kw), out.logits[:, -1]
+    # Prefill each distinct prompt once (a group's G rows share it), then gather the cache to rows.
+    index: dict[tuple[int, ...], int] = {}
+    group = torch.tensor([index.setdefault(tuple(p), len(index)) for p in prompts], device=device)
+    distinct_ids, distinct_mask = (t.to(device) for t in left_pad([list(p) for p in index], pad_id))
+    cache_kw = cache_kwarg(model)
+    out = model(input_ids=distinct_ids, attention_mask=distinct_mask, position_ids=(distinct_mask.cumsum(-1) - 1).clamp(min=0),
+                use_cache=True, logits_to_keep=1)
+    cache, logits = getattr(out, cache_kw), out.logits[group, -1]
+    if len(index) < n:
+        cache.batch_select_indices(group)
     next_pos = position[:, -1:] + 1                                              # [N, 1]
     tokens, logps, valid = [], [], []
     done = torch.zeros(n, dtype=torch.bool, device=device)
