@@ -8,7 +8,10 @@ is the median over pairs. Sizes: the built-in tiny model and a ~20M-parameter Ll
 At the 20M size it also measures the fraction of this machine's dense matmul throughput (torch.mm
 at the model's own layer shapes) that our training forward+backward reaches.
 
-    python benchmarks/bench_vs_trl.py [--pairs 3] [--steps 5] [--sizes tiny,20m] [--json]
+It also runs ours with 16 identically defined domains vs 1 domain on the tiny model (same work;
+more scheduling and reward dispatch) and prints their throughput ratio.
+
+    python benchmarks/bench_vs_trl.py [--pairs 3] [--steps 5] [--sizes tiny,20m] [--domains 16] [--json]
 """
 from __future__ import annotations
 
@@ -58,7 +61,9 @@ def make_20m(path: Path) -> None:
     byte_tokenizer().save_pretrained(path)
 
 
-def child_ours(model: str, prompts: Path, steps: int) -> dict:
+def child_ours(model: str, prompts: Path, steps: int, domains: int = 1) -> dict:
+    """Our trainer; ``domains`` > 1 splits the same prompts over that many identically defined
+    domains (same work, more scheduling and reward dispatch)."""
     from spectrum_rl.config import Config
     from spectrum_rl.tasks.domain import build_domains
     from spectrum_rl.trainer.loop import Trainer
@@ -66,8 +71,9 @@ def child_ours(model: str, prompts: Path, steps: int) -> dict:
     out = tempfile.mkdtemp()
     config = Config.model_validate({
         "run": {"output_dir": out}, "model": {"name_or_path": model},
-        "tasks": [{"name": "sorting", "kind": "structured", "expert_field": None, "eval": {"size": 8},
-                   "source": {"type": "file", "path": str(prompts)}, "reward": [{"type": "exact_match"}]}],
+        "tasks": [{"name": f"sorting{i}", "kind": "structured", "expert_field": None, "eval": {"size": 8},
+                   "source": {"type": "file", "path": str(prompts)}, "reward": [{"type": "exact_match"}]}
+                  for i in range(domains)],
         "training": {"prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_new_tokens": MAX_NEW,
                      "temperature": 1.0, "aggregation": "token_mean", "beta": 0.0, "num_iterations": 1,
                      "learning_rate": LR},
@@ -112,11 +118,11 @@ def child_trl(model: str, prompts: Path, steps: int) -> dict:
     return {"samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall}
 
 
-def run_child(kind: str, model: str, prompts: Path, steps: int, threads: int) -> dict:
+def run_child(kind: str, model: str, prompts: Path, steps: int, threads: int, domains: int = 1) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
            "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     cmd = [sys.executable, __file__, "--child", kind, "--model", model, "--prompts", str(prompts),
-           "--steps", str(steps), "--threads", str(threads)]
+           "--steps", str(steps), "--threads", str(threads), "--domains", str(domains)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
@@ -159,6 +165,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="tiny,20m")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--domains", type=int, default=16,
+                        help="also compare ours with this many domains vs 1 on the tiny model (0: skip)")
     parser.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
@@ -167,8 +175,10 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        fn = child_ours if args.child == "ours" else child_trl
-        result = fn(args.model, Path(args.prompts), args.steps)
+        if args.child == "ours":
+            result = child_ours(args.model, Path(args.prompts), args.steps, args.domains)
+        else:
+            result = child_trl(args.model, Path(args.prompts), args.steps)
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(json.dumps(result))
         return
@@ -201,6 +211,16 @@ def main() -> None:
             "trl_peak_rss_mb": max(t["peak_rss_mb"] for t in trl),
             "ours_breakdown": ours[len(ours) // 2]["breakdown"],
         }
+    if args.domains > 1:
+        model = str(ensure_builtin("tiny"))
+        one, many = [], []
+        steps = 4 * args.steps  # tiny steps are short: more of them average out completion-length noise
+        for _ in range(args.pairs):
+            one.append(run_child("ours", model, prompts, steps, args.threads, 1)["samples_per_s"])
+            many.append(run_child("ours", model, prompts, steps, args.threads, args.domains)["samples_per_s"])
+        report["domains"] = {"n": args.domains, "one_samples_per_s": round(statistics.median(one), 2),
+                             "many_samples_per_s": round(statistics.median(many), 2),
+                             "ratio": round(statistics.median(m / o for m, o in zip(many, one)), 3)}
     if "20m" in models:
         report["matmul_fraction"] = matmul_fraction(models["20m"], args.threads)
     if args.json:
@@ -212,6 +232,10 @@ def main() -> None:
         print(f"{name:6} {r['ours_samples_per_s']:9.1f} {r['trl_samples_per_s']:9.1f} {r['ratio']:6.2f} "
               f"{r['ours_peak_rss_mb']:8.0f}M {r['trl_peak_rss_mb']:7.0f}M  rollout {b['rollout']:.0%} "
               f"reward {b['reward']:.0%} train {b['train']:.0%}")
+    if "domains" in report:
+        d = report["domains"]
+        print(f"tiny, ours with {d['n']} domains vs 1: {d['many_samples_per_s']:.1f} vs {d['one_samples_per_s']:.1f} "
+              f"samples/s = {d['ratio']:.2f} (target >= 0.95)")
     if "matmul_fraction" in report:
         m = report["matmul_fraction"]
         print(f"20M training fwd+bwd: {m['train_gflops']} GFLOP/s = {m['fraction']:.0%} of torch.mm at the layer "
