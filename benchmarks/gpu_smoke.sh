@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# GPU smoke test (never part of CI): bf16 training steps on CUDA and, when vLLM is installed, a
+# vLLM rollout checked against ours. Under five minutes on one GPU, built-in tiny model included.
+#   bash benchmarks/gpu_smoke.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -c "import spectrum_rl" 2>/dev/null || pip install -q -e .
+timeout 300 python benchmarks/gpu_smoke.py
