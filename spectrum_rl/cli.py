@@ -1,16 +1,18 @@
 """Command-line interface: ``spectrum-rl COMMAND ...``.
 
-User errors (bad config, data, paths) print ONE line on stderr and exit with code 2; ``--debug``
-shows the traceback instead.
+Exit codes: 0 done; 2 a user error (bad config, data, paths: ONE line on stderr naming file and
+field, nothing written); 1 training could not go on (e.g. NaN/inf losses several steps in a row);
+130/143 interrupted by SIGINT/SIGTERM after a checkpoint. ``--debug`` shows tracebacks instead.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
-from spectrum_rl.errors import SpectrumError
+from spectrum_rl.errors import SpectrumError, TrainingError, TrainingInterrupted
 
 EXIT_USER_ERROR = 2
 
@@ -269,12 +271,26 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_libraries()
+    if not args.debug:
+        warnings.formatwarning = _one_line_warning
     try:
         return args.fn(args)
+    except TrainingInterrupted as err:
+        print(str(err), file=sys.stderr)
+        return 128 + err.signum
+    except TrainingError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except SpectrumError as err:
         if args.debug:
             raise

@@ -176,6 +176,9 @@ class TrainingConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     adam_betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
+    max_nonfinite_steps: int = Field(
+        3, ge=1, description="A step whose loss or gradients are NaN/inf is skipped (no update, counted in "
+        "`nonfinite_skipped`); this many such steps in a row stop the run with an error.")
     micro_batch_size: int = Field(64, ge=1, description="Most sequences per forward/backward (gradient accumulation).")
     micro_batch_tokens: int | None = Field(
         1024, ge=1, description="Most padded tokens per forward/backward; rows are length-bucketed so short "

@@ -67,6 +67,23 @@ class RewardError(SpectrumError):
         self.sample = sample
 
 
+class TrainingError(SpectrumError):
+    """Training cannot go on (e.g. NaN/inf losses several steps in a row). The CLI exits with 1."""
+
+
+class TrainingInterrupted(SpectrumError):
+    """SIGINT/SIGTERM arrived: the run stopped after a step and wrote a checkpoint. The CLI exits
+    with 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int, step: int, checkpoint: str | None) -> None:
+        import signal
+
+        where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (not the main process)"
+        super().__init__(f"interrupted by {signal.Signals(signum).name} after step {step}; wrote {where}; "
+                         "continue with --resume")
+        self.signum = signum
+
+
 def did_you_mean(name: object, choices: Iterable[str]) -> str:
     """A hint like ``; did you mean 'addition'?`` (empty when nothing is close)."""
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)

@@ -410,3 +410,37 @@ def test_hybrid_config_error_propagates_and_build_prefixes_field(tmp_path):
     with pytest.raises(ConfigError) as info:
         build_hybrid("math", specs, tmp_path)
     assert info.value.field == "reward[1].pairs"
+
+
+class _Hang(RewardComponent):
+    """A component that never returns: sleeps (a blocking wait) or busy-loops (pure Python)."""
+
+    def __init__(self, on_error: str, busy: bool):
+        super().__init__(spec(type="exact_match", name="hang", on_error=on_error, timeout_s=0.3))
+        self.busy = busy
+
+    def score(self, completions, ex):
+        import time
+
+        while self.busy:
+            pass
+        time.sleep(60)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_a_hanging_component_times_out_under_its_policy(busy):
+    import threading
+    import time
+
+    zero = HybridReward("math", [_exact(), _Hang("zero", busy)])
+    t0 = time.perf_counter()
+    result = zero.score(["42", "x"], example())
+    assert time.perf_counter() - t0 < 2.0
+    assert result.total.tolist() == [1.0, 0.0] and result.errors["hang"] == 2
+    with pytest.raises(RewardError, match="component 'hang', sample -1: all samples: TimeoutError: timed out after 0.3 s"):
+        HybridReward("math", [_Hang("fail", busy)]).score(["a"], example())
+    out: list = []  # off the main thread (no SIGALRM there) the call is abandoned after the limit
+    worker = threading.Thread(target=lambda: out.append(HybridReward("math", [_Hang("skip", False)]).score(["a"], example())))
+    worker.start()
+    worker.join(5)
+    assert out and not out[0].valid.any() and out[0].errors["hang"] == 1

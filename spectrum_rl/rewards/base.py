@@ -19,9 +19,13 @@ class RewardSpec(StrictModel):
     on_error: str = Field(
         "fail",
         pattern="^(fail|zero|skip)$",
-        description="When the component raises or returns NaN/inf: fail (stop with a clear "
-        "error), zero (score 0), or skip (drop the sample from the loss).",
+        description="When the component raises, times out or returns NaN/inf: fail (stop with a "
+        "clear error naming domain, component and sample), zero (score 0), or skip (drop the sample "
+        "from the loss). Failures are counted in `reward_errors/<domain>/<component>`.",
     )
+    timeout_s: float | None = Field(
+        60.0, gt=0, description="Wall-clock limit on one call (one group); overrunning counts as "
+        "a failure of every sample of the group. null: no limit.")
 
     def build(self, base_dir: Path) -> "RewardComponent":  # pragma: no cover - overridden
         raise NotImplementedError

@@ -12,6 +12,7 @@ from spectrum_rl.errors import ConfigError, RewardError
 from spectrum_rl.rewards.base import RewardComponent
 from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.rewards.text import error_summary
+from spectrum_rl.rewards.timeout import call_with_timeout
 from spectrum_rl.tasks.base import Example
 
 
@@ -59,8 +60,9 @@ def _as_scores(values: Sequence[float], g: int) -> np.ndarray:
 class HybridReward:
     """Σ_k weight_k · score_k over a domain's components.
 
-    A component fails on a sample when it raises (all samples fail), returns the wrong number of
-    scores or non-numbers (all samples), or returns NaN/inf (that sample). Its ``on_error`` then
+    A component fails on a sample when it raises or overruns ``timeout_s`` (all samples fail),
+    returns the wrong number of scores or non-numbers (all samples), or returns NaN/inf (that
+    sample). Its ``on_error`` then
     decides: ``fail`` raises RewardError, ``zero`` scores the sample 0, ``skip`` marks it invalid.
     A ConfigError (e.g. a model that cannot be loaded) always propagates.
     """
@@ -97,7 +99,8 @@ class HybridReward:
         """(scores, failed mask, first failed sample or -1 for all, reason)."""
         g = len(completions)
         try:
-            scores = _as_scores(component.score(completions, example), g)
+            scores = _as_scores(call_with_timeout(lambda: component.score(completions, example),
+                                                  component.spec.timeout_s), g)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - user code and models may raise anything

@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from spectrum_rl.config import Config
+from spectrum_rl.errors import TrainingError, TrainingInterrupted
 from spectrum_rl.models import apply_prompt_format, load_causal_lm
 from spectrum_rl.scheduler.plan import Planner, StepPlan, allocate
 from spectrum_rl.tasks.common import derive_seed
@@ -34,6 +35,7 @@ from spectrum_rl.trainer.advantages import group_advantages
 from spectrum_rl.trainer.batch import MicroBatch, Row, micro_batches, token_classes
 from spectrum_rl.trainer.checkpoint import append_jsonl, load_latest, save_checkpoint, truncate_jsonl
 from spectrum_rl.trainer.evaluate import evaluate
+from spectrum_rl.trainer.interrupt import StopOnSignal
 from spectrum_rl.trainer.loss import aggregate, rl_denominator, rl_token_loss, sft_token_loss, token_logprobs
 from spectrum_rl.trainer.rollout import sample
 from spectrum_rl.trainer.setup import (check_trackers, flat_config, layer_mu_hooks, layer_scales, lr_lambda,
@@ -129,27 +131,48 @@ class Trainer:
         if self.config.logging.trackers:
             self.acc.init_trackers(self.config.run.name, config=flat_config(self.config.model_dump()))
         scores = self._eval() if self.step == 0 else {}
-        while self.step < self.cfg.steps:
-            metrics = self.train_step()
-            self.planner.observe_step(metrics)
-            self.step += 1
-            metrics["step"] = self.step
-            if self.is_main:
-                append_jsonl(self.output_dir / "metrics.jsonl", metrics)
-            if self.config.logging.trackers:
-                self.acc.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=self.step)
-            if self.step % self.config.eval.every == 0 or self.step == self.cfg.steps:
-                scores = self._eval()
-            if self.cfg.save_every and self.step % self.cfg.save_every == 0 and self.step < self.cfg.steps:
-                self.save_checkpoint()
-            if on_step is not None:
-                on_step(metrics)
+        nonfinite_run = 0
+        with StopOnSignal() as stop:
+            while self.step < self.cfg.steps:
+                metrics = self.train_step()
+                self.planner.observe_step(metrics)
+                self.step += 1
+                metrics["step"] = self.step
+                if self.is_main:
+                    append_jsonl(self.output_dir / "metrics.jsonl", metrics)
+                if self.config.logging.trackers:
+                    self.acc.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=self.step)
+                if self.step % self.config.eval.every == 0 or self.step == self.cfg.steps:
+                    scores = self._eval()
+                if self.cfg.save_every and self.step % self.cfg.save_every == 0 and self.step < self.cfg.steps:
+                    self.save_checkpoint()
+                if on_step is not None:
+                    on_step(metrics)
+                nonfinite_run = nonfinite_run + 1 if metrics["nonfinite_skipped"] > 0 else 0
+                if nonfinite_run >= self.cfg.max_nonfinite_steps:
+                    raise TrainingError(f"the loss or gradients were NaN/inf in {nonfinite_run} steps in a row (up "
+                                        f"to step {self.step}; those steps did not update the weights); lower "
+                                        "training.learning_rate or check the rewards and data")
+                signum = self._agreed_signal(stop.signum)
+                if signum and self.step < self.cfg.steps:
+                    path = self.save_checkpoint()
+                    raise TrainingInterrupted(signum, self.step, str(path) if path else None)
         if self.is_main:
             self._save_final()
         self.acc.wait_for_everyone()
         if self.config.logging.trackers:
             self.acc.end_training()
         return scores
+
+    def _agreed_signal(self, signum: int | None) -> int:
+        """The stop signal any process received (0: none), so that all processes stop together."""
+        if self.acc.num_processes == 1:
+            return signum or 0
+        import torch.distributed as dist
+
+        flag = torch.tensor([signum or 0], device=self.acc.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag)
 
     @property
     def config_path(self) -> Path:
@@ -340,12 +363,15 @@ class Trainer:
                 acc.backward(loss)
             if not batches:  # nothing here, but the other processes all-reduce gradients
                 acc.backward(sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad))
-            grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-            self.optimizer.step()
-            self.lr_scheduler.step()
+            grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+            finite = math.isfinite(grad_norm)  # NaN/inf anywhere (loss or gradients) makes the norm non-finite
+            if finite:  # else skip the update, as AMP's GradScaler does on overflow
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                if iteration == 0:
+                    sums.add("grad_norm", grad_norm)
+            sums.add("nonfinite_skipped", float(not finite))  # fraction of this step's updates skipped
             self.optimizer.zero_grad(set_to_none=True)
-            if iteration == 0:
-                sums.add("grad_norm", float(grad_norm))
         for name in ("loss/rl", "loss/sft"):  # each process holds its share; mean over processes
             if name in sums.values:
                 sums.values[name][1] = 1.0

@@ -1,6 +1,7 @@
 """`spectrum-rl train`: prepare the run directory, run the Trainer with a progress bar, summarise."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -10,25 +11,28 @@ from spectrum_rl.config import Config
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.tasks.domain import Domain
 from spectrum_rl.trainer.checkpoint import list_checkpoints
+from spectrum_rl.trainer.lock import RunLock
 
 
-def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, main: bool) -> None:
-    """Refuse to mix two runs in one folder; check it is writable before any work starts."""
-    has_run = list_checkpoints(path / "checkpoints") or (path / "metrics.jsonl").exists()
-    if has_run and not (resume or overwrite):
-        raise ConfigError(f"'{path}' already holds a run; pass --resume to continue it or --overwrite to "
-                          "start over", field="run.output_dir")
-    if not main:
-        return
-    if overwrite:
-        for name in ("checkpoints", "final"):
-            shutil.rmtree(path / name, ignore_errors=True)
+def make_output_dir(path: Path) -> None:
+    """Create the run folder and check it is writable, before any work starts."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create '{path}': {exc.strerror}", field="run.output_dir") from None
     if not os.access(path, os.W_OK):
         raise ConfigError(f"'{path}' is not writable", field="run.output_dir")
+
+
+def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, main: bool) -> None:
+    """Refuse to mix two runs in one folder; with ``overwrite`` clear the old run's weights."""
+    has_run = list_checkpoints(path / "checkpoints") or (path / "metrics.jsonl").exists()
+    if has_run and not (resume or overwrite):
+        raise ConfigError(f"'{path}' already holds a run; pass --resume to continue it or --overwrite to "
+                          "start over", field="run.output_dir")
+    if main and overwrite:
+        for name in ("checkpoints", "final"):
+            shutil.rmtree(path / name, ignore_errors=True)
 
 
 def run_training(config: Config, domains: list[Domain], *, resume: bool = False, overwrite: bool = False,
@@ -40,12 +44,15 @@ def run_training(config: Config, domains: list[Domain], *, resume: bool = False,
 
     out = config.output_path
     rank_zero = int(os.environ.get("RANK", "0")) == 0
-    prepare_output_dir(out, resume=resume, overwrite=overwrite, main=rank_zero)
-    trainer = Trainer(config, domains, out, resume=resume, base_dir=base_dir)
-    console = console or Console(stderr=True)
-    show = config.logging.progress and trainer.is_main
-    with _Progress(config.training.steps, trainer.step, show, console) as bar:
-        scores = trainer.train(on_step=bar.update)
+    if rank_zero:
+        make_output_dir(out)
+    with RunLock(out) if rank_zero else contextlib.nullcontext():  # one live run per folder
+        prepare_output_dir(out, resume=resume, overwrite=overwrite, main=rank_zero)
+        trainer = Trainer(config, domains, out, resume=resume, base_dir=base_dir)
+        console = console or Console(stderr=True)
+        show = config.logging.progress and trainer.is_main
+        with _Progress(config.training.steps, trainer.step, show, console) as bar:
+            scores = trainer.train(on_step=bar.update)
     if trainer.is_main:
         mean = sum(scores.values()) / max(len(scores), 1)
         console.print(f"done: {trainer.step} steps; held-out mean {mean:.3f} "

@@ -1,0 +1,134 @@
+"""Long-run reliability: NaN/inf steps, the run-directory lock, SIGINT/SIGTERM, kill -9 + resume."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from spectrum_rl.cli import main
+from spectrum_rl.errors import TrainingError
+from spectrum_rl.trainer.checkpoint import list_checkpoints, read_jsonl
+from spectrum_rl.trainer.loop import Trainer
+from tests.test_trainer import make_trainer, write_config
+
+
+def _nan_loss_on(monkeypatch, steps: set[int] | None) -> None:
+    """Make the loss NaN on the given steps (None: every step)."""
+    original = Trainer._micro_loss
+
+    def poisoned(self, *args, **kwargs):
+        loss = original(self, *args, **kwargs)
+        return loss * float("nan") if steps is None or self.step in steps else loss
+
+    monkeypatch.setattr(Trainer, "_micro_loss", poisoned)
+
+
+def test_a_nonfinite_step_is_skipped_and_logged(tmp_path, tiny_random_lm_dir, monkeypatch):
+    _nan_loss_on(monkeypatch, {1})  # the second step (self.step is 1 while it runs)
+    trainer = make_trainer(write_config(tmp_path, tiny_random_lm_dir, {"steps": 3}))
+    weights = []
+    trainer.train(on_step=lambda m: weights.append([p.detach().clone() for p in trainer.policy.parameters()]))
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [m["nonfinite_skipped"] for m in metrics] == [0.0, 1.0, 0.0]
+    assert "grad_norm" not in metrics[1] and "grad_norm" in metrics[2]
+    assert all(torch.equal(a, b) for a, b in zip(weights[0], weights[1]))          # no update at the bad step
+    assert not all(torch.equal(a, b) for a, b in zip(weights[1], weights[2]))      # training went on
+    assert all(torch.isfinite(p).all() for p in trainer.policy.parameters())
+
+
+def test_nonfinite_steps_in_a_row_stop_the_run(tmp_path, tiny_random_lm_dir, monkeypatch, capsys):
+    _nan_loss_on(monkeypatch, None)
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 5, "max_nonfinite_steps": 2})
+    with pytest.raises(TrainingError, match="NaN/inf in 2 steps in a row"):
+        make_trainer(path).train()
+    capsys.readouterr()
+    assert main(["train", str(path), "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NaN/inf in 2 steps in a row (up to step 2" in err[0] and "learning_rate" in err[0]
+
+
+def _hold_lock(run: Path) -> subprocess.Popen:
+    """Another process holding the run directory's lock (as a live training would)."""
+    code = ("import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "f.truncate(0); f.write(str(os.getpid())); f.flush(); print('held', flush=True); time.sleep(120)")
+    run.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run / ".lock")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_live_run_locks_its_directory_and_a_dead_ones_lock_is_taken_over(tmp_path, tiny_random_lm_dir, capsys):
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1})
+    run = tmp_path / "run"
+    holder = _hold_lock(run)
+    try:
+        assert main(["train", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"in use by a running training (pid {holder.pid})" in err[0]
+        assert "run.output_dir" in err[0]
+        assert not (run / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (run / ".lock").read_text() == str(holder.pid)  # left behind by the killed holder
+    with pytest.warns(UserWarning, match=f"taking over the lock .* left by pid {holder.pid}"):
+        assert main(["train", str(path)]) == 0
+    assert (run / ".lock").read_text() == ""  # released on exit
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_finishes_the_step_writes_a_checkpoint_and_exits(tmp_path, tiny_random_lm_dir, sig, code):
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 500})
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "spectrum_rl", "train", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(read_jsonl(run / "metrics.jsonl")) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    done = [m["step"] for m in read_jsonl(run / "metrics.jsonl")]
+    assert done == list(range(1, len(done) + 1)) and len(done) < 500
+    assert [p.name for p in list_checkpoints(run / "checkpoints")][-1] == f"step-{done[-1]}"
+    assert f"interrupted by {sig.name} after step {done[-1]}" in err and "--resume" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_kill_9_at_a_random_moment_then_resume_gives_the_uninterrupted_weights(tmp_path, tiny_random_lm_dir):
+    """kill -9 somewhere after the first checkpoint (mid-step, mid-eval or mid-checkpoint), then
+    --resume: metrics.jsonl and eval.jsonl have every step once, and the final weights are
+    bitwise those of an uninterrupted run (CPU, fixed seed)."""
+    steps = 24
+    (tmp_path / "ref").mkdir()
+    reference = write_config(tmp_path / "ref", tiny_random_lm_dir, {"steps": steps, "save_every": 3})
+    assert main(["train", str(reference)]) == 0
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": steps, "save_every": 3})
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "spectrum_rl", "train", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (run / "checkpoints" / "step-3").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    delay = random.Random(os.getpid()).uniform(0.0, 1.5)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(read_jsonl(run / "metrics.jsonl"))
+    assert killed_at < steps, f"finished before the kill (delay {delay:.2f} s)"
+    assert main(["train", str(path), "--resume"]) == 0
+    assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == list(range(1, steps + 1))
+    assert [e["step"] for e in read_jsonl(run / "eval.jsonl")] == list(range(0, steps + 1))  # eval.every = 1
+    ours, theirs = load_file(run / "final" / "model.safetensors"), load_file(tmp_path / "ref" / "run" / "final" / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours), f"killed after {killed_at} steps (delay {delay:.2f} s)"
