@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpectrumError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + str(err).replace("\n", "\\n"), file=sys.stderr)  # always one line
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

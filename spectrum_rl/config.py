@@ -89,7 +89,7 @@ class SchedulerConfig(StrictModel):
     policy: Literal["joint", "sequential", "bwt", "learnability", "transfer", "adaptive"] = Field(
         "joint", description="joint (fixed weights) | sequential (explicit order) | bwt (order from transfer, "
         "phases) | learnability (SEC/DUMP bandit) | transfer (TAC bandit) | adaptive (ours).")
-    weights: dict[str, float] | None = Field(
+    weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
         None, description="`joint`: mixture weight per domain name (normalised); null = uniform.")
     order: list[str] | None = Field(None, description="`sequential`/`bwt`: explicit domain order "
                                     "(`bwt` computes one when null).")
@@ -121,11 +121,8 @@ class SchedulerConfig(StrictModel):
 
     @field_validator("weights")
     @classmethod
-    def _non_negative(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+    def _some_positive(cls, v: dict[str, float] | None) -> dict[str, float] | None:
         if v is not None:
-            bad = [k for k, w in v.items() if w < 0]
-            if bad:
-                raise ValueError(f"weights must be >= 0; found {bad[0]}: {v[bad[0]]}")
             if not any(w > 0 for w in v.values()):
                 raise ValueError("at least one weight must be > 0")
         return v
@@ -259,22 +256,21 @@ class Config(StrictModel):
 # ---------------------------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML loader that rejects duplicate mapping keys (PyYAML silently keeps the last)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(f"duplicate key '{key}' (first at line {seen[key].start_mark.line + 1})",
-                              line=key_node.start_mark.line + 1, column=key_node.start_mark.column + 1)
-        seen[key] = key_node
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _check_duplicate_keys(node: yaml.Node | None, path: list) -> None:
+    """Reject a key given twice in one mapping (PyYAML silently keeps the last), naming its field."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, yaml.Node] = {}
+        for key_node, value in node.value:
+            key = key_node.value
+            if key in seen:
+                raise ConfigError(f"duplicate key '{key}' (first at line {seen[key].start_mark.line + 1})",
+                                  field=_format_path([*path, key]), line=key_node.start_mark.line + 1,
+                                  column=key_node.start_mark.column + 1)
+            seen[key] = key_node
+            _check_duplicate_keys(value, [*path, key])
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, [*path, i])
 
 
 def read_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
@@ -288,8 +284,9 @@ def read_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", file=shown) from exc
     try:
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_duplicate_keys(node, [])
+        data = yaml.safe_load(text)  # the safe loader only: no tags that build Python objects
     except ConfigError as exc:
         raise exc.located(file=shown) from exc
     except yaml.MarkedYAMLError as exc:
@@ -438,13 +435,14 @@ def _check_model_path(name: str) -> None:
 
 
 def _from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file: str) -> ConfigError:
-    err = exc.errors()[0]
+    errors = exc.errors()  # an unknown key first: a misspelt required key also shows up as missing
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     path = _data_path(err["loc"], data)
     kind, found = err["type"], err.get("input")
     if kind == "extra_forbidden":
         key = path[-1]
         fields = list(_model_fields(path[:-1], data))
-        message = f"unknown key '{key}'{did_you_mean(key, fields)}; valid keys: {', '.join(fields)}"
+        message = f"unknown key '{_key(key)}'{did_you_mean(key, fields)}; valid keys: {', '.join(fields)}"
     elif kind == "missing":
         message = f"missing required key '{path[-1]}'"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -566,12 +564,18 @@ def _locate(node: yaml.Node | None, path: list) -> tuple[int | None, int | None]
 def _format_path(path: list) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{_key(part)}" if out else _key(part))
     return out
 
 
+def _key(key: Any) -> str:
+    """A YAML key as text for a one-line message (control characters escaped)."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _split_path(field: str) -> list:
-    return [int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", field)]
+    return [int(p) if p.isascii() and p.isdigit() else p for p in re.findall(r"[^.\[\]]+", field)]
 
 
 def _kind(value: Any) -> str:

@@ -44,11 +44,18 @@ def run_training(config: Config, domains: list[Domain], *, resume: bool = False,
 
     out = config.output_path
     rank_zero = int(os.environ.get("RANK", "0")) == 0
+    # the topmost folder this call creates (None when out exists): removed again on bad input
+    created = next((p for p in reversed([out, *out.parents]) if not p.exists()), None) if rank_zero else None
     if rank_zero:
         make_output_dir(out)
     with RunLock(out) if rank_zero else contextlib.nullcontext():  # one live run per folder
-        prepare_output_dir(out, resume=resume, overwrite=overwrite, main=rank_zero)
-        trainer = Trainer(config, domains, out, resume=resume, base_dir=base_dir)
+        try:
+            prepare_output_dir(out, resume=resume, overwrite=overwrite, main=rank_zero)
+            trainer = Trainer(config, domains, out, resume=resume, base_dir=base_dir)
+        except ConfigError:
+            if created is not None:  # bad input (e.g. a folder that holds no model) leaves nothing behind
+                shutil.rmtree(created, ignore_errors=True)
+            raise
         console = console or Console(stderr=True)
         show = config.logging.progress and trainer.is_main
         with _Progress(config.training.steps, trainer.step, show, console) as bar:
