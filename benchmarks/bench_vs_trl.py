@@ -12,6 +12,8 @@ It also runs ours with 16 identically defined domains vs 1 domain on the tiny mo
 more scheduling and reward dispatch) and prints their throughput ratio.
 
     python benchmarks/bench_vs_trl.py [--pairs 3] [--steps 5] [--sizes tiny,20m] [--domains 16] [--json]
+
+``--json`` prints the figures as one JSON object on stdout (the table goes to stderr).
 """
 from __future__ import annotations
 
@@ -223,23 +225,31 @@ def main() -> None:
                              "ratio": round(statistics.median(m / o for m, o in zip(many, one)), 3)}
     if "20m" in models:
         report["matmul_fraction"] = matmul_fraction(models["20m"], args.threads)
-    if args.json:
+    table = render(report)
+    if args.json:  # the JSON object on stdout, the table on stderr
+        print(table, file=sys.stderr)
         print(json.dumps(report))
-        return
-    print(f"{'size':6} {'ours s/s':>9} {'TRL s/s':>9} {'ratio':>6} {'ours RSS':>9} {'TRL RSS':>8}  ours step breakdown")
+    else:
+        print(table)
+
+
+def render(report: dict) -> str:
+    """The human-readable table of a report (also used to render a saved ``--json`` report)."""
+    lines = [f"{'size':6} {'ours s/s':>9} {'TRL s/s':>9} {'ratio':>6} {'ours RSS':>9} {'TRL RSS':>8}  ours step breakdown"]
     for name, r in report["sizes"].items():
         b = r["ours_breakdown"]
-        print(f"{name:6} {r['ours_samples_per_s']:9.1f} {r['trl_samples_per_s']:9.1f} {r['ratio']:6.2f} "
-              f"{r['ours_peak_rss_mb']:8.0f}M {r['trl_peak_rss_mb']:7.0f}M  rollout {b['rollout']:.0%} "
-              f"reward {b['reward']:.0%} train {b['train']:.0%}")
+        lines.append(f"{name:6} {r['ours_samples_per_s']:9.1f} {r['trl_samples_per_s']:9.1f} {r['ratio']:6.2f} "
+                     f"{r['ours_peak_rss_mb']:8.0f}M {r['trl_peak_rss_mb']:7.0f}M  rollout {b['rollout']:.0%} "
+                     f"reward {b['reward']:.0%} train {b['train']:.0%}")
     if "domains" in report:
         d = report["domains"]
-        print(f"tiny, ours with {d['n']} domains vs 1: {d['many_samples_per_s']:.1f} vs {d['one_samples_per_s']:.1f} "
-              f"samples/s = {d['ratio']:.2f} (target >= 0.95)")
+        lines.append(f"tiny, ours with {d['n']} domains vs 1: {d['many_samples_per_s']:.1f} vs "
+                     f"{d['one_samples_per_s']:.1f} samples/s = {d['ratio']:.2f} (target >= 0.95)")
     if "matmul_fraction" in report:
         m = report["matmul_fraction"]
-        print(f"20M training fwd+bwd: {m['train_gflops']} GFLOP/s = {m['fraction']:.0%} of torch.mm at the layer "
-              f"shapes ({m['mm_gflops']} GFLOP/s)")
+        lines.append(f"20M training fwd+bwd: {m['train_gflops']} GFLOP/s = {m['fraction']:.0%} of torch.mm at the "
+                     f"layer shapes ({m['mm_gflops']} GFLOP/s)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
