@@ -326,7 +326,7 @@ def test_reasoning_gym_verifier():
 
 
 def test_spec_union_and_types():
-    assert len(REWARD_TYPES) == 13 and "exact_match" in REWARD_TYPES and "reasoning_gym" in REWARD_TYPES
+    assert len(REWARD_TYPES) == 14 and "exact_match" in REWARD_TYPES and "reasoning_gym" in REWARD_TYPES
     with pytest.raises(ValidationError):
         spec(type="exact_match", bogus=1)
     with pytest.raises(ValidationError):

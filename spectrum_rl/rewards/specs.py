@@ -5,6 +5,7 @@ from typing import Annotated, Union, get_args
 
 from pydantic import Field
 
+from spectrum_rl.rewards.code import CodeTestsSpec
 from spectrum_rl.rewards.external import PythonSpec, ReasoningGymSpec
 from spectrum_rl.rewards.neural import JudgeSpec, RewardModelSpec
 from spectrum_rl.rewards.preference import PreferenceModelSpec
@@ -15,6 +16,7 @@ RewardComponentSpec = Annotated[
     Union[
         ExactMatchSpec, NumericSpec, FormatSpec, ContainsSpec, LengthSpec, ConstraintSpec, SimilaritySpec,
         DiversitySpec, PreferenceModelSpec, RewardModelSpec, JudgeSpec, PythonSpec, ReasoningGymSpec,
+        CodeTestsSpec,
     ],
     Field(discriminator="type"),
 ]
