@@ -132,3 +132,30 @@ def test_kill_9_at_a_random_moment_then_resume_gives_the_uninterrupted_weights(t
     ours, theirs = load_file(run / "final" / "model.safetensors"), load_file(tmp_path / "ref" / "run" / "final" / "model.safetensors")
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours), f"killed after {killed_at} steps (delay {delay:.2f} s)"
+
+
+@pytest.mark.parametrize("damage", ["truncate_state", "truncate_weights", "delete_weights"])
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, tiny_random_lm_dir, damage):
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 4, "save_every": 1, "keep_checkpoints": 2})
+    trainer = make_trainer(path)
+    states = {}
+
+    def keep_weights(m):  # the weights each checkpoint holds
+        states[m["step"]] = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
+
+    trainer.train(on_step=keep_weights)
+    root = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in list_checkpoints(root)] == ["step-2", "step-3"]  # keep_checkpoints: last 2 (4 is final)
+    (root / ".step-9.crashed").mkdir()  # a temporary folder left by a crash mid-write: never a checkpoint
+    latest = root / "step-3"
+    target = latest / ("trainer_state.pt" if damage == "truncate_state" else "model.safetensors")
+    if damage == "delete_weights":
+        target.unlink()
+    else:
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="step-3 is unreadable"):
+        resumed = make_trainer(path, resume=True)
+    assert resumed.step == 2
+    assert all(torch.equal(v, states[2][k]) for k, v in resumed.policy.state_dict().items())
+    resumed.save_checkpoint()
+    assert not (root / ".step-9.crashed").exists()  # cleaned by the next save

@@ -4,8 +4,9 @@
 LoRA), the tokenizer, and ``trainer_state.pt`` (optimizer, LR schedule, planner state, step).
 Sampling and data RNGs are re-derived from (seed, step, rank) at every step, so the step number
 is the whole data position. A checkpoint is written to a temporary folder, fsynced and renamed,
-so a crash never leaves a half-written ``step-N``; a folder without ``trainer_state.pt`` (or an
-unreadable one) is skipped with a warning on resume.
+so a crash never leaves a half-written ``step-N`` (its temporary folder is removed by the next
+save); on resume a checkpoint whose state or weights do not load (truncated, corrupt, missing) is
+skipped with a warning and the previous one is used.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def save_checkpoint(root: Path, step: int, write_model: Callable[[Path], None], 
                     keep: int) -> Path:
     """Write ``root/step-N`` atomically and delete all but the ``keep`` newest checkpoints."""
     root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".step-*"):  # left by a crash mid-write (the run lock excludes a live writer)
+        shutil.rmtree(stale, ignore_errors=True)
     final = root / f"step-{step}"
     tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}.", dir=root))
     try:
@@ -62,14 +65,18 @@ def list_checkpoints(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def load_latest(root: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint whose state loads, falling back to older ones with a warning."""
+def load_latest(root: Path, load_model: Callable[[Path], None] | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint whose state and (when given) model both load, falling back to older
+    ones with a warning. ``load_model(folder)`` loads the weights in place."""
     for path in reversed(list_checkpoints(root)):
         try:
-            return path, torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+            state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+            if load_model is not None:
+                load_model(path)
+            return path, state
         except Exception as exc:  # truncated or corrupt: use the previous one
-            warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}); trying an older one",
-                          stacklevel=2)
+            warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); trying an "
+                          "older one", stacklevel=2)
     return None
 
 

@@ -509,11 +509,10 @@ class Trainer:
         self.tokenizer.save_pretrained(final)
 
     def _resume(self) -> None:
-        found = load_latest(self.output_dir / "checkpoints")
+        found = load_latest(self.output_dir / "checkpoints", lambda folder: load_weights(self.policy, folder))
         if found is None:
             return
         path, state = found
-        load_weights(self.policy, path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.planner.load_state_dict(state["planner"])
