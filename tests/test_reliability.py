@@ -159,3 +159,36 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ti
     assert all(torch.equal(v, states[2][k]) for k, v in resumed.policy.state_dict().items())
     resumed.save_checkpoint()
     assert not (root / ".step-9.crashed").exists()  # cleaned by the next save
+
+
+def test_failing_rewards_follow_their_policy_and_are_counted(tmp_path, tiny_random_lm_dir, capsys):
+    import yaml
+
+    (tmp_path / "bad_rewards.py").write_text(
+        "import time\n"
+        "def flaky(completions, **kw):\n    return [float('nan') if i % 2 else 1.0 for i in range(len(completions))]\n"
+        "def boom(completions, **kw):\n    raise RuntimeError('boom')\n"
+        "def hang(completions, **kw):\n    time.sleep(30)\n")
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2, "prompts_per_step": 2, "group_size": 4})
+    config = yaml.safe_load(path.read_text())
+    config["tasks"] = config["tasks"][:1]
+    config["tasks"][0]["reward"] = [
+        {"type": "exact_match"},
+        {"type": "python", "name": "flaky", "function": "bad_rewards.py:flaky", "on_error": "zero"},
+        {"type": "python", "name": "hang", "function": "bad_rewards.py:hang", "on_error": "zero", "timeout_s": 0.2},
+        {"type": "python", "name": "boom", "function": "bad_rewards.py:boom", "on_error": "skip"},
+    ]
+    path.write_text(yaml.safe_dump(config))
+    started = time.perf_counter()
+    assert main(["train", str(path)]) == 0
+    assert time.perf_counter() - started < 60  # the hanging component cost 0.2 s a call, not 30
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    for m in metrics:  # 2 prompts x 4 completions per step
+        assert m["reward_errors/sorting/flaky"] == 4 and m["reward_errors/sorting/hang"] == 8
+        assert m["reward_errors/sorting/boom"] == 8
+    config["tasks"][0]["reward"][3]["on_error"] = "fail"
+    path.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["train", str(path), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "domain 'sorting', component 'boom', sample -1: all samples: RuntimeError: boom" in err[0]

@@ -149,7 +149,7 @@ class Trainer:
                     self.save_checkpoint()
                 if on_step is not None:
                     on_step(metrics)
-                nonfinite_run = nonfinite_run + 1 if metrics["nonfinite_skipped"] > 0 else 0
+                nonfinite_run = nonfinite_run + 1 if metrics.get("nonfinite_skipped", 0) > 0 else 0
                 if nonfinite_run >= self.cfg.max_nonfinite_steps:
                     raise TrainingError(f"the loss or gradients were NaN/inf in {nonfinite_run} steps in a row (up "
                                         f"to step {self.step}; those steps did not update the weights); lower "
