@@ -216,7 +216,7 @@ def main() -> None:
     if args.domains > 1:
         model = str(ensure_builtin("tiny"))
         one, many = [], []
-        steps = 4 * args.steps  # tiny steps are short: more of them average out completion-length noise
+        steps = 10 * args.steps  # tiny steps are short: more of them average out completion-length noise
         for _ in range(args.pairs):
             one.append(run_child("ours", model, prompts, steps, args.threads, 1)["samples_per_s"])
             many.append(run_child("ours", model, prompts, steps, args.threads, args.domains)["samples_per_s"])

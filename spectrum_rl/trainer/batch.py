@@ -98,25 +98,27 @@ def token_classes(tokenizer, ids: Sequence[int], patterns: dict[str, "re.Pattern
     return out
 
 
-def padded_tokens(rows: Sequence[Row]) -> int:
-    """Tokens a collated micro-batch of ``rows`` feeds the model: U * P + B * T."""
-    prompts = {tuple(r.prompt) for r in rows}
-    return len(prompts) * max(map(len, prompts)) + len(rows) * max(len(r.completion) for r in rows)
-
-
 def micro_batches(rows: Sequence[Row], size: int, pad_id: int, max_tokens: int | None = None) -> list[MicroBatch]:
     """Length-bucketed micro-batches: rows sorted by prompt length, then prompt (so a group's rows
     sit together and share one prompt forward), then completion length; cut so that each holds at
-    most ``size`` rows and (when given) at most ``max_tokens`` padded tokens (``padded_tokens``).
-    Each is collated with its own minimal padding; the step's loss is unchanged (denominators are
-    global)."""
+    most ``size`` rows and (when given) at most ``max_tokens`` padded tokens, U * P + B * T (each
+    distinct prompt once plus every completion). Each is collated with its own minimal padding;
+    the step's loss is unchanged (denominators are global)."""
     order = sorted(rows, key=lambda r: (len(r.prompt), r.prompt, len(r.completion)))
     chunks: list[list[Row]] = []
+    prompts: set[tuple[int, ...]] = set()
+    width_p = width_t = 0
     for row in order:
-        chunk = chunks[-1] if chunks else None
-        if chunk is not None and len(chunk) < size and (max_tokens is None or
-                                                        padded_tokens(chunk + [row]) <= max_tokens):
-            chunk.append(row)
-            continue
-        chunks.append([row])
+        key = tuple(row.prompt)
+        n_prompts = len(prompts) + (key not in prompts)
+        p, t = max(width_p, len(row.prompt)), max(width_t, len(row.completion))
+        if chunks and len(chunks[-1]) < size and (max_tokens is None or
+                                                  n_prompts * p + (len(chunks[-1]) + 1) * t <= max_tokens):
+            chunks[-1].append(row)
+        else:
+            chunks.append([row])
+            prompts.clear()
+            p, t = len(row.prompt), len(row.completion)
+        prompts.add(key)
+        width_p, width_t = p, t
     return [collate(c, pad_id) for c in chunks]
