@@ -150,5 +150,6 @@ def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None) -> s
 def cache_kwarg(model) -> str:
     """transformers >= 5.2x renamed ``past_key_values`` to ``cache`` (input and output)."""
     inner = getattr(model, "module", model)                                      # DDP wrapper
+    inner = getattr(inner, "_orig_mod", inner)                                   # torch.compile wrapper
     inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT wrapper
     return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"
