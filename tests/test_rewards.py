@@ -435,7 +435,7 @@ def test_a_hanging_component_times_out_under_its_policy(busy):
     zero = HybridReward("math", [_exact(), _Hang("zero", busy)])
     t0 = time.perf_counter()
     result = zero.score(["42", "x"], example())
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 10  # the limit is 0.3 s; without it the call would take 60 s
     assert result.total.tolist() == [1.0, 0.0] and result.errors["hang"] == 2
     with pytest.raises(RewardError, match="component 'hang', sample -1: all samples: TimeoutError: timed out after 0.3 s"):
         HybridReward("math", [_Hang("fail", busy)]).score(["a"], example())

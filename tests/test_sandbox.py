@@ -66,7 +66,7 @@ def test_correct_partial_and_failing_code():
     code = "def double(x):\n    return 2 * x if x < 3 else 0"
     tests = ["assert double(1) == 2", "assert double(2) == 4", "assert double(3) == 6", "assert double(4) == 8"]
     result, seconds = run(code, tests)
-    assert (result.passed, result.total, result.status) == (2, 4, "ok") and seconds < 2
+    assert (result.passed, result.total, result.status) == (2, 4, "ok") and seconds < LIMITS["wall_s"] + MARGIN_S
     assert run("def double(x):\n    return 2 * x", tests)[0].passed == 4
     assert run("def double(:", tests)[0].passed == 0  # syntax error: nothing passes
     assert run("raise SystemExit(0)", tests)[0].passed == 0  # the code must load
