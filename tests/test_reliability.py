@@ -192,3 +192,37 @@ def test_failing_rewards_follow_their_policy_and_are_counted(tmp_path, tiny_rand
     assert main(["train", str(path), "--overwrite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "domain 'sorting', component 'boom', sample -1: all samples: RuntimeError: boom" in err[0]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_every_process_after_the_same_step(tmp_path, tiny_random_lm_dir):
+    """torchrun, 2 processes: SIGTERM to rank 1 only. Both agree (all-reduce) to stop after the same
+    step and say so; rank 0 writes that step's checkpoint."""
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 500, "prompts_per_step": 4, "group_size": 3})
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+           "-m", "spectrum_rl", "train", str(path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 180
+    while len(read_jsonl(run / "metrics.jsonl")) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    workers = _read(Path(f"/proc/{proc.pid}/task/{proc.pid}/children")).split()
+    rank1 = [int(pid) for pid in workers if b"RANK=1\0" in _read(Path(f"/proc/{int(pid)}/environ"))]
+    assert len(rank1) == 1, "rank 1 not found"
+    os.kill(rank1[0], signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0  # torchrun reports its workers' exit
+    done = [m["step"] for m in read_jsonl(run / "metrics.jsonl")]
+    assert done == list(range(1, len(done) + 1)) and len(done) < 500
+    assert [p.name for p in list_checkpoints(run / "checkpoints")][-1] == f"step-{done[-1]}"
+    assert err.count(f"interrupted by SIGTERM after step {done[-1]}") == 2, err[-2000:]  # both ranks, same step
+    assert "exitcode  : 143" in err  # torchrun's report (it may stop the second worker itself)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
