@@ -180,3 +180,14 @@ def test_length_bucketed_micro_batches_keep_every_row_under_the_token_cap():
     padded = sum(tokens(mb) for mb in batches)
     unbucketed = sum(tokens(mb) for mb in micro_batches(rows, size=50, pad_id=0))
     assert padded < unbucketed  # bucketing removes padding
+
+
+@pytest.mark.parametrize("schedule,middle,end", [("constant", 1.0, 1.0), ("linear", 0.5, 0.0), ("cosine", 0.5, 0.0)])
+def test_learning_rate_schedules(schedule, middle, end):
+    from spectrum_rl.config import TrainingConfig
+    from spectrum_rl.trainer.setup import lr_lambda
+
+    factor = lr_lambda(TrainingConfig(lr_schedule=schedule, warmup_steps=2), total=12)
+    assert [factor(0), factor(1)] == [0.5, 1.0]                      # linear warmup
+    assert factor(2) == pytest.approx(1.0) and factor(7) == pytest.approx(middle)
+    assert factor(12) == pytest.approx(end)

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from spectrum_rl.scheduler.signals import slope
 from spectrum_rl.trainer.checkpoint import read_jsonl
 
 

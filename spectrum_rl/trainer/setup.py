@@ -1,6 +1,7 @@
 """Trainer set-up helpers: LoRA wrapping, LR schedule, trackers, weight loading, per-layer mu hooks."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable
