@@ -18,7 +18,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from spectrum_rl.trainer.rollout import left_pad, right_pad
+from spectrum_rl.trainer.rollout import distinct_prompts, right_pad
 
 
 @dataclass
@@ -65,9 +65,7 @@ class MicroBatch:
 
 
 def collate(rows: Sequence[Row], pad_id: int) -> MicroBatch:
-    index: dict[tuple[int, ...], int] = {}
-    group = torch.tensor([index.setdefault(tuple(r.prompt), len(index)) for r in rows], dtype=torch.long)
-    prompt_ids, prompt_mask = left_pad([list(p) for p in index], pad_id)
+    prompt_ids, prompt_mask, group = distinct_prompts([r.prompt for r in rows], pad_id)
     completion_ids, completion_mask = right_pad([r.completion for r in rows], pad_id)
     return MicroBatch(
         prompt_ids=prompt_ids, prompt_mask=prompt_mask, group=group,

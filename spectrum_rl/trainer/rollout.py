@@ -41,6 +41,14 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def distinct_prompts(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each distinct prompt once, left-padded (ids [U, P], mask [U, P]), and the index of each row's
+    prompt among them ([N]): a rollout group's G rows share one prompt forward."""
+    index: dict[tuple[int, ...], int] = {}
+    group = torch.tensor([index.setdefault(tuple(p), len(index)) for p in prompts], dtype=torch.long)
+    return (*left_pad([list(p) for p in index], pad_id), group)
+
+
 def right_pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Token lists -> (ids [N, L], mask [N, L]) padded on the right."""
     width = width or max(1, max(len(s) for s in seqs))
@@ -83,14 +91,12 @@ def sample(
     n = mask.shape[0]
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     # Prefill each distinct prompt once (a group's G rows share it), then gather the cache to rows.
-    index: dict[tuple[int, ...], int] = {}
-    group = torch.tensor([index.setdefault(tuple(p), len(index)) for p in prompts], device=device)
-    distinct_ids, distinct_mask = (t.to(device) for t in left_pad([list(p) for p in index], pad_id))
+    distinct_ids, distinct_mask, group = (t.to(device) for t in distinct_prompts(prompts, pad_id))
     cache_kw = cache_kwarg(model)
     out = model(input_ids=distinct_ids, attention_mask=distinct_mask, position_ids=(distinct_mask.cumsum(-1) - 1).clamp(min=0),
                 use_cache=True, logits_to_keep=1)
     cache, logits = getattr(out, cache_kw), out.logits[group, -1]
-    if len(index) < n:
+    if distinct_ids.shape[0] < n:
         cache.batch_select_indices(group)
     next_pos = position[:, -1:] + 1                                              # [N, 1]
     tokens, logps, valid = [], [], []
