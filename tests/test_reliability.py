@@ -117,10 +117,21 @@ def test_kill_9_at_a_random_moment_then_resume_gives_the_uninterrupted_weights(t
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "spectrum_rl", "train", str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rng = random.Random(os.getpid())
+    target = rng.randint(4, steps - 4)  # a random step to die in, with steps left after it either way
+
+    def finished_steps() -> int:  # complete lines only: the run may be mid-write
+        metrics = run / "metrics.jsonl"
+        return metrics.read_text().count("\n") if metrics.exists() else 0
+
     deadline = time.time() + 240
     while not (run / "checkpoints" / "step-3").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    delay = random.Random(os.getpid()).uniform(0.0, 1.5)
+        time.sleep(0.005)
+    started, first = time.time(), finished_steps()
+    while finished_steps() < target and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    step_time = (time.time() - started) / max(1, finished_steps() - first)
+    delay = rng.uniform(0.0, step_time)  # somewhere inside the next step: rollout, update, eval or checkpoint
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
