@@ -13,6 +13,8 @@ more scheduling and reward dispatch) and prints their throughput ratio.
 
     python benchmarks/bench_vs_trl.py [--pairs 3] [--steps 5] [--sizes tiny,20m] [--domains 16] [--json]
 
+``--device cuda`` runs both on the GPU with bf16 autocast (fp32 weights) instead (no matmul
+fraction: that target is for the CPU machine).
 ``--json`` prints the figures as one JSON object on stdout (the table goes to stderr).
 """
 from __future__ import annotations
@@ -94,7 +96,7 @@ def child_ours(model: str, prompts: Path, steps: int, domains: int = 1) -> dict:
             "breakdown": {k: round(v / wall, 3) for k, v in parts.items()}}
 
 
-def child_trl(model: str, prompts: Path, steps: int) -> dict:
+def child_trl(model: str, prompts: Path, steps: int, device: str) -> dict:
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -111,7 +113,7 @@ def child_trl(model: str, prompts: Path, steps: int) -> dict:
     args = GRPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=PROMPTS_PER_STEP * GROUP,
                       num_generations=GROUP, max_completion_length=MAX_NEW, temperature=1.0, top_p=1.0, top_k=0,
                       loss_type="dapo", beta=0.0, num_iterations=1, learning_rate=LR, max_steps=steps + 1,
-                      logging_steps=1, report_to=[], use_cpu=True, save_strategy="no", bf16=False, seed=0,
+                      logging_steps=1, report_to=[], use_cpu=device == "cpu", save_strategy="no", bf16=device == "cuda", seed=0,
                       disable_tqdm=True, dataloader_num_workers=0)
     trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model), reward_funcs=reward_exact, args=args,
                           train_dataset=data, processing_class=load_tokenizer(model), callbacks=[Clock()])
@@ -120,10 +122,12 @@ def child_trl(model: str, prompts: Path, steps: int) -> dict:
     return {"samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall}
 
 
-def run_child(kind: str, model: str, prompts: Path, steps: int, threads: int, domains: int = 1) -> dict:
+def run_child(kind: str, model: str, prompts: Path, steps: int, threads: int, device: str, domains: int = 1) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
            "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    cmd = [sys.executable, __file__, "--child", kind, "--model", model, "--prompts", str(prompts),
+    if device == "cpu":  # ours picks a visible GPU by itself
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    cmd = [sys.executable, __file__, "--child", kind, "--model", model, "--prompts", str(prompts), "--device", device,
            "--steps", str(steps), "--threads", str(threads), "--domains", str(domains)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -167,6 +171,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="tiny,20m")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--domains", type=int, default=16,
                         help="also compare ours with this many domains vs 1 on the tiny model (0: skip)")
     parser.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
@@ -180,8 +185,10 @@ def main() -> None:
         if args.child == "ours":
             result = child_ours(args.model, Path(args.prompts), args.steps, args.domains)
         else:
-            result = child_trl(args.model, Path(args.prompts), args.steps)
+            result = child_trl(args.model, Path(args.prompts), args.steps, args.device)
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        if torch.cuda.is_available():
+            result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         print(json.dumps(result))
         return
 
@@ -198,12 +205,13 @@ def main() -> None:
             make_20m(tmp / "m20")
             models["20m"] = str(tmp / "m20")
     report: dict = {"sizes": {}, "settings": {"prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP,
-                                              "max_new_tokens": MAX_NEW, "threads": args.threads}}
+                                              "max_new_tokens": MAX_NEW, "threads": args.threads,
+                                              "device": args.device}}
     for name, model in models.items():
         ours, trl = [], []
         for _ in range(args.pairs):
-            ours.append(run_child("ours", model, prompts, args.steps, args.threads))
-            trl.append(run_child("trl", model, prompts, args.steps, args.threads))
+            ours.append(run_child("ours", model, prompts, args.steps, args.threads, args.device))
+            trl.append(run_child("trl", model, prompts, args.steps, args.threads, args.device))
         ratios = [o["samples_per_s"] / t["samples_per_s"] for o, t in zip(ours, trl)]
         report["sizes"][name] = {
             "ours_samples_per_s": round(statistics.median(o["samples_per_s"] for o in ours), 2),
@@ -213,17 +221,20 @@ def main() -> None:
             "trl_peak_rss_mb": max(t["peak_rss_mb"] for t in trl),
             "ours_breakdown": ours[len(ours) // 2]["breakdown"],
         }
+        if args.device == "cuda":
+            report["sizes"][name].update(ours_peak_gpu_mb=max(o["peak_gpu_mb"] for o in ours),
+                                         trl_peak_gpu_mb=max(t["peak_gpu_mb"] for t in trl))
     if args.domains > 1:
         model = str(ensure_builtin("tiny"))
         one, many = [], []
         steps = 10 * args.steps  # tiny steps are short: more of them average out completion-length noise
         for _ in range(args.pairs):
-            one.append(run_child("ours", model, prompts, steps, args.threads, 1)["samples_per_s"])
-            many.append(run_child("ours", model, prompts, steps, args.threads, args.domains)["samples_per_s"])
+            one.append(run_child("ours", model, prompts, steps, args.threads, args.device, 1)["samples_per_s"])
+            many.append(run_child("ours", model, prompts, steps, args.threads, args.device, args.domains)["samples_per_s"])
         report["domains"] = {"n": args.domains, "one_samples_per_s": round(statistics.median(one), 2),
                              "many_samples_per_s": round(statistics.median(many), 2),
                              "ratio": round(statistics.median(m / o for m, o in zip(many, one)), 3)}
-    if "20m" in models:
+    if "20m" in models and args.device == "cpu":
         report["matmul_fraction"] = matmul_fraction(models["20m"], args.threads)
     table = render(report)
     if args.json:  # the JSON object on stdout, the table on stderr
@@ -235,12 +246,17 @@ def main() -> None:
 
 def render(report: dict) -> str:
     """The human-readable table of a report (also used to render a saved ``--json`` report)."""
-    lines = [f"{'size':6} {'ours s/s':>9} {'TRL s/s':>9} {'ratio':>6} {'ours RSS':>9} {'TRL RSS':>8}  ours step breakdown"]
+    device = report["settings"].get("device", "cpu")
+    lines = [f"device: {device}, {report['settings']['threads']} CPU threads"] if device != "cpu" else []
+    lines += [f"{'size':6} {'ours s/s':>9} {'TRL s/s':>9} {'ratio':>6} {'ours RSS':>9} {'TRL RSS':>8}  ours step breakdown"]
     for name, r in report["sizes"].items():
         b = r["ours_breakdown"]
         lines.append(f"{name:6} {r['ours_samples_per_s']:9.1f} {r['trl_samples_per_s']:9.1f} {r['ratio']:6.2f} "
                      f"{r['ours_peak_rss_mb']:8.0f}M {r['trl_peak_rss_mb']:7.0f}M  rollout {b['rollout']:.0%} "
                      f"reward {b['reward']:.0%} train {b['train']:.0%}")
+        if "ours_peak_gpu_mb" in r:
+            lines.append(f"{'':6} GPU memory peak (torch.cuda.max_memory_allocated): ours {r['ours_peak_gpu_mb']:.0f}M, "
+                         f"TRL {r['trl_peak_gpu_mb']:.0f}M")
     if "domains" in report:
         d = report["domains"]
         lines.append(f"tiny, ours with {d['n']} domains vs 1: {d['many_samples_per_s']:.1f} vs "

@@ -4,7 +4,8 @@ of the same model when vLLM is installed. Not part of CI; run by `benchmarks/gpu
 Checks: the trainer runs on CUDA with bf16 autocast, its loss and grad norm are finite, the
 weights changed, the KV-cache sampler gives the same greedy tokens as HF `generate` on the GPU,
 and (vLLM present) vLLM's greedy completion of the same prompts matches ours. Exit 0 when every
-check passes, 1 on a failed check, 2 when there is no CUDA device.
+check passes, 1 on a failed check, 2 when there is no CUDA device. ``--allow-cpu`` runs the same
+checks on the CPU (a dry run of this script, not a GPU check).
 """
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ def check(name: str, ok: bool, detail: str = "") -> bool:
     return ok
 
 
-def main() -> int:
-    if not torch.cuda.is_available():
+def main(argv: list[str]) -> int:
+    cuda = torch.cuda.is_available()
+    if not cuda and "--allow-cpu" not in argv:
         print("no CUDA device: nothing to check (this script is for GPU machines)")
         return 2
+    device = "cuda" if cuda else "cpu"
     from spectrum_rl.bootstrap import ensure_builtin
     from spectrum_rl.config import Config
     from spectrum_rl.models import load_causal_lm
@@ -33,7 +36,7 @@ def main() -> int:
     from spectrum_rl.trainer.loop import Trainer
     from spectrum_rl.trainer.rollout import sample
 
-    print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
+    print(f"device: {torch.cuda.get_device_name(0) if cuda else 'cpu (dry run)'}, torch {torch.__version__}", flush=True)
     model_dir = str(ensure_builtin("tiny"))
     ok = True
     out = tempfile.mkdtemp()
@@ -49,10 +52,12 @@ def main() -> int:
     before = [p.detach().clone() for p in trainer.policy.parameters()]
     t0 = time.perf_counter()
     metrics = [trainer.train_step() for _ in range(3)]
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     step_s = (time.perf_counter() - t0) / 3
     last = metrics[-1]
-    ok &= check("bf16 training steps on CUDA", next(trainer.policy.parameters()).is_cuda and trainer.acc.mixed_precision == "bf16",
+    ok &= check(f"bf16 training steps on {device}", next(trainer.policy.parameters()).device.type == device
+                and trainer.acc.mixed_precision == "bf16",
                 f"{step_s * 1000:.0f} ms/step, {16 * 8 / step_s:.0f} samples/s")
     ok &= check("finite loss and grad norm", all(torch.isfinite(torch.tensor(float(m[k]))) for m in metrics
                                                  for k in ("loss/rl", "grad_norm") if k in m),
@@ -60,15 +65,15 @@ def main() -> int:
     moved = sum(float((p.detach() - b).abs().max()) for p, b in zip(trainer.policy.parameters(), before))
     ok &= check("weights changed", moved > 0, f"sum of max |dw| {moved:.2e}")
 
-    model, tok = load_causal_lm(model_dir, device="cuda")
+    model, tok = load_causal_lm(model_dir, device=device)
     prompts = ["sort: dcba\n", "reverse: abcdefg\n", "count a: banana\n"]
     ids = [tok(p)["input_ids"] for p in prompts]
     ro = sample(model, ids, max_new_tokens=16, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, temperature=0)
-    batch = tok(prompts, return_tensors="pt", padding=True).to("cuda")
+    batch = tok(prompts, return_tensors="pt", padding=True).to(device)
     plain = model.generate(**batch, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id,
                            eos_token_id=tok.eos_token_id)[:, batch["input_ids"].shape[1]:].cpu()
     ours = [ro.completion_ids[i, :int(ro.completion_mask[i].sum())].tolist() for i in range(len(prompts))]
-    ok &= check("greedy rollout == HF generate on CUDA",
+    ok &= check(f"greedy rollout == HF generate on {device}",
                 all(o == plain[i, :len(o)].tolist() for i, o in enumerate(ours)))
 
     if importlib.util.find_spec("vllm") is None:
@@ -86,4 +91,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -4,5 +4,5 @@
 #   bash benchmarks/gpu_smoke.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -c "import spectrum_rl" 2>/dev/null || pip install -q -e .
-timeout 300 python benchmarks/gpu_smoke.py
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout, installed or not
+timeout 300 python3 benchmarks/gpu_smoke.py "$@"

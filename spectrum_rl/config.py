@@ -177,9 +177,10 @@ class TrainingConfig(StrictModel):
         3, ge=1, description="A step whose loss or gradients are NaN/inf is skipped (no update, counted in "
         "`nonfinite_skipped`); this many such steps in a row stop the run with an error.")
     micro_batch_size: int = Field(64, ge=1, description="Most sequences per forward/backward (gradient accumulation).")
-    micro_batch_tokens: int | None = Field(
-        1024, ge=1, description="Most padded tokens per forward/backward; rows are length-bucketed so short "
-        "completions are not padded to the longest (null: no token cap).")
+    micro_batch_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        "auto", description="Most padded tokens per forward/backward; rows are length-bucketed so short "
+        "completions are not padded to the longest (null: no token cap; auto: 1024 on CPU, where it keeps peak "
+        "memory low, 16384 on a GPU, where fewer, larger kernels are faster).")
     num_iterations: int = Field(1, ge=1, description="Optimizer passes per rollout batch (mu in GRPO).")
     aggregation: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = Field(
         "token_mean", description="RL loss aggregation: token_mean (TRL dapo), seq_mean_token_mean (TRL grpo), "
@@ -461,7 +462,10 @@ def _from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file
         what = re.sub(r"^Value error, ", "", what)
         what = re.sub(r"^Input should be ", "expected ", what)
         what = re.sub(r"^(String|List|Dictionary|Value) should ", r"expected \1 to ", what)
-        message = f"{what}; found {_show(found)}"
+        # a union such as int | Literal['auto']: name the literal alternatives too
+        words = [o for e in errors if e["type"] == "literal_error" and _data_path(e["loc"], data) == path
+                 for o in re.findall(r"'([^']+)'", e["ctx"]["expected"])]
+        message = f"{what}{', or ' + ' or '.join(words) if words else ''}; found {_show(found)}"
     line, col = _locate(node, path)
     return ConfigError(message, file=file, field=_format_path(path), line=line, column=col)
 

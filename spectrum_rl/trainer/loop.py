@@ -188,7 +188,8 @@ class Trainer:
         self._step_mu = plan.mean_mu()
         self._sketches = {} if self.sketch is not None and self.planner.wants_alignment(self.step) else None
         data_rng = random.Random(derive_seed(self.config.run.seed, "data", self.step))
-        gen = torch.Generator().manual_seed(derive_seed(self.config.run.seed, "sample", self.step, acc.process_index))
+        gen = torch.Generator(device=acc.device).manual_seed(  # on the policy's device: multinomial draws there
+            derive_seed(self.config.run.seed, "sample", self.step, acc.process_index))
         sums = Sums({})
         timings = {"rollout": 0.0, "reward": 0.0, "train": 0.0}
 
@@ -232,9 +233,10 @@ class Trainer:
         cfg, G = self.cfg, self.cfg.group_size
         t0 = time.perf_counter()
         prompt_ids = [self._encode_prompt(ex.prompt) for _, ex in local for _ in range(G)]
-        ro = sample(self.policy, prompt_ids, max_new_tokens=cfg.max_new_tokens, eos_id=self.tokenizer.eos_token_id,
-                    pad_id=self.tokenizer.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
-                    stop=self.stop_ids, generator=gen)
+        with self.acc.autocast():  # rollouts in the training precision (bf16 on GPU: ~25% faster decode, H200)
+            ro = sample(self.policy, prompt_ids, max_new_tokens=cfg.max_new_tokens, eos_id=self.tokenizer.eos_token_id,
+                        pad_id=self.tokenizer.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
+                        stop=self.stop_ids, generator=gen)
         completions = [ids[m.bool()].tolist() for ids, m in zip(ro.completion_ids, ro.completion_mask)]
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         timings["rollout"] = time.perf_counter() - t0
@@ -348,6 +350,8 @@ class Trainer:
                 r.weight = 1.0
             self._layer_scales = layer_scales(self._layer_fraction, mean_mu, cfg.sft.layer_mu)
         size, budget = cfg.micro_batch_size, cfg.micro_batch_tokens
+        if budget == "auto":
+            budget = 16384 if acc.device.type == "cuda" else 1024
         batches = [(mb, True) for mb in micro_batches(rl_rows, size, pad, budget)]
         batches += [(mb, False) for mb in micro_batches(sft_rows, size, pad, budget)]
         old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl]) if cfg.num_iterations > 1 else None
