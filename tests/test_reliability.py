@@ -137,7 +137,8 @@ def test_kill_9_at_a_random_moment_then_resume_gives_the_uninterrupted_weights(t
     proc.wait()
     killed_at = len(read_jsonl(run / "metrics.jsonl"))
     assert killed_at < steps, f"finished before the kill (delay {delay:.2f} s)"
-    assert main(["train", str(path), "--resume"]) == 0
+    with pytest.warns(UserWarning, match=r"taking over the lock .* no longer running"):  # the killed run's pid
+        assert main(["train", str(path), "--resume"]) == 0
     assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == list(range(1, steps + 1))
     assert [e["step"] for e in read_jsonl(run / "eval.jsonl")] == list(range(0, steps + 1))  # eval.every = 1
     ours, theirs = load_file(run / "final" / "model.safetensors"), load_file(tmp_path / "ref" / "run" / "final" / "model.safetensors")
