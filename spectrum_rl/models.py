@@ -147,9 +147,14 @@ def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None) -> s
     )
 
 
-def cache_kwarg(model) -> str:
-    """transformers >= 5.2x renamed ``past_key_values`` to ``cache`` (input and output)."""
+def unwrap_model(model):
+    """The Hugging Face model inside DDP, torch.compile and PEFT wrappers (same parameters)."""
     inner = getattr(model, "module", model)                                      # DDP wrapper
     inner = getattr(inner, "_orig_mod", inner)                                   # torch.compile wrapper
-    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT wrapper
+    return inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT wrapper
+
+
+def cache_kwarg(model) -> str:
+    """transformers >= 5.2x renamed ``past_key_values`` to ``cache`` (input and output)."""
+    inner = unwrap_model(model)
     return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"

@@ -236,7 +236,7 @@ class Trainer:
         with self.acc.autocast():  # rollouts in the training precision (bf16 on GPU: ~25% faster decode, H200)
             ro = sample(self.policy, prompt_ids, max_new_tokens=cfg.max_new_tokens, eos_id=self.tokenizer.eos_token_id,
                         pad_id=self.tokenizer.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
-                        stop=self.stop_ids, generator=gen)
+                        stop=self.stop_ids, generator=gen, static_cache=cfg.static_cache)
         completions = [ids[m.bool()].tolist() for ids, m in zip(ro.completion_ids, ro.completion_mask)]
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         timings["rollout"] = time.perf_counter() - t0

@@ -2,7 +2,8 @@
 
 One batched decode for all prompts of a step (all domains together). Each distinct prompt is
 prefilled once and its KV cache gathered to the G rows of its group; each step then feeds only
-the new token through the model (``past_key_values``), and the loop exits as soon as every sequence
+the new token through the model (a decoder from ``decoder.py``: a preallocated KV cache for
+Llama-family models, the model's own cache otherwise), and the loop exits as soon as every sequence
 has ended (EOS or a stop string). The log-prob of a sampled token is taken from
 ``log_softmax(logits / temperature)`` — the distribution the loss will later re-evaluate —
 while top-p only restricts which tokens may be drawn (as in TRL and vLLM).
@@ -14,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from spectrum_rl.models import cache_kwarg
+from spectrum_rl.trainer.decoder import make_decoder
 
 
 @dataclass
@@ -83,21 +84,18 @@ def sample(
     top_p: float = 1.0,
     stop: Sequence[Sequence[int]] = (),
     generator: torch.Generator | None = None,
+    static_cache: bool = True,
 ) -> Rollouts:
-    """Sample one completion per prompt (token lists). ``temperature == 0`` is greedy."""
+    """Sample one completion per prompt (token lists). ``temperature == 0`` is greedy;
+    ``static_cache=False`` always decodes through the model's own KV cache."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)
-    mask = prompt_mask.to(device)
-    n = mask.shape[0]
-    position = (mask.cumsum(-1) - 1).clamp(min=0)
-    # Prefill each distinct prompt once (a group's G rows share it), then gather the cache to rows.
+    n = prompt_mask.shape[0]
+    position = (prompt_mask.to(device).cumsum(-1) - 1).clamp(min=0)
+    # Prefill each distinct prompt once (a group's G rows share it); the decoder gathers it to rows.
     distinct_ids, distinct_mask, group = (t.to(device) for t in distinct_prompts(prompts, pad_id))
-    cache_kw = cache_kwarg(model)
-    out = model(input_ids=distinct_ids, attention_mask=distinct_mask, position_ids=(distinct_mask.cumsum(-1) - 1).clamp(min=0),
-                use_cache=True, logits_to_keep=1)
-    cache, logits = getattr(out, cache_kw), out.logits[group, -1]
-    if distinct_ids.shape[0] < n:
-        cache.batch_select_indices(group)
+    decoder = make_decoder(model, prompt_ids.shape[1] + max_new_tokens, static_cache)
+    logits = decoder.prefill(distinct_ids, distinct_mask, group)
     next_pos = position[:, -1:] + 1                                              # [N, 1]
     tokens, logps, valid = [], [], []
     done = torch.zeros(n, dtype=torch.bool, device=device)
@@ -128,10 +126,7 @@ def sample(
         done |= ended
         if done.all() or t == max_new_tokens - 1:
             break
-        mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
-        out = model(input_ids=tok.unsqueeze(1), attention_mask=mask, position_ids=next_pos,
-                    use_cache=True, **{cache_kw: cache})
-        cache, logits = getattr(out, cache_kw), out.logits[:, -1]
+        logits = decoder.step(tok, next_pos)
         next_pos = next_pos + 1
     completion_ids = torch.stack(tokens, 1)                                      # [N, T]
     completion_mask = torch.stack(valid, 1).long()                               # [N, T]

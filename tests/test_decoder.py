@@ -1,0 +1,83 @@
+"""The static-cache decoder gives the tokens of the model's own KV cache (same seed), and its
+log-probs to float rounding: bitwise for Llama with as many K/V heads as heads (the built-in
+model's layout), ~1e-7 where HF's attention takes another kernel path (GQA) or PEFT wraps layers."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
+
+from spectrum_rl.models import byte_tokenizer
+from spectrum_rl.trainer.decoder import HFDecoder, StaticDecoder, make_decoder
+from spectrum_rl.trainer.rollout import sample
+
+PROMPTS = ["sort: dcba\n", "add: 12+34\n", "x", "reverse: abcdefg\n"]
+SMALL = dict(vocab_size=259, hidden_size=32, intermediate_size=64, num_hidden_layers=2, pad_token_id=256,
+             bos_token_id=257, eos_token_id=258)
+
+
+def tiny(config_cls, **kw):
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config_cls(**SMALL, **kw), attn_implementation="sdpa").eval()
+
+
+ARCHITECTURES = {
+    "llama": lambda: tiny(LlamaConfig, num_attention_heads=4, num_key_value_heads=4),
+    "llama_gqa": lambda: tiny(LlamaConfig, num_attention_heads=4, num_key_value_heads=2),
+    "qwen2_bias": lambda: tiny(Qwen2Config, num_attention_heads=4, num_key_value_heads=2),
+    "mistral": lambda: tiny(MistralConfig, num_attention_heads=4, num_key_value_heads=1, sliding_window=None),
+}
+
+
+def same(fast, plain, bitwise: bool) -> None:
+    assert torch.equal(fast.completion_ids, plain.completion_ids)
+    assert torch.equal(fast.completion_mask, plain.completion_mask) and torch.equal(fast.finished, plain.finished)
+    if bitwise:
+        assert torch.equal(fast.logprobs, plain.logprobs)
+    else:
+        assert torch.allclose(fast.logprobs, plain.logprobs, rtol=0, atol=1e-5)
+
+
+def both(model, temperature, **kw):
+    tok = byte_tokenizer()
+    ids = [tok(p)["input_ids"] for p in PROMPTS for _ in range(3)]  # groups of 3 rows share a prompt
+    return [sample(model, ids, max_new_tokens=16, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+                   temperature=temperature, generator=torch.Generator().manual_seed(0), static_cache=static, **kw)
+            for static in (True, False)]
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_static_cache_gives_bitwise_the_same_rollouts(arch, temperature):
+    model = ARCHITECTURES[arch]()
+    assert isinstance(make_decoder(model, 64), StaticDecoder)
+    same(*both(model, temperature), bitwise=arch == "llama")
+
+
+def test_static_cache_with_stop_strings_and_top_p():
+    model = ARCHITECTURES["llama_gqa"]()
+    stop = [list(b"a"), list(b"\n\n")]
+    fast, plain = both(model, 1.0, top_p=0.9, stop=stop)
+    assert fast.finished.any()  # some rows did stop
+    same(fast, plain, bitwise=False)
+
+
+def test_static_cache_through_a_lora_wrapper():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(ARCHITECTURES["llama"](), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"]))
+    for name, p in model.named_parameters():  # non-zero LoRA B, so the adapters change the logits
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    assert isinstance(make_decoder(model, 64), StaticDecoder)
+    same(*both(model, 1.0), bitwise=False)
+
+
+def test_other_models_use_their_own_cache():
+    gpt2 = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=259, n_embd=32, n_layer=1, n_head=2))
+    eager = AutoModelForCausalLM.from_config(LlamaConfig(**SMALL, num_attention_heads=4), attn_implementation="eager")
+    windowed = ARCHITECTURES["mistral"]()
+    windowed.config.sliding_window = 8
+    for model in (gpt2, eager, windowed):
+        assert isinstance(make_decoder(model, 64), HFDecoder)
+    assert isinstance(make_decoder(ARCHITECTURES["llama"](), 64, static_cache=False), HFDecoder)
