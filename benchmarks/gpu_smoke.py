@@ -3,6 +3,7 @@ of the same model when vLLM is installed. Not part of CI; run by `benchmarks/gpu
 
 Checks: the trainer runs on CUDA with bf16 autocast, its loss and grad norm are finite, the
 weights changed, the KV-cache sampler gives the same greedy tokens as HF `generate` on the GPU,
+the static-cache decoder the same seeded samples as the model's own cache,
 and (vLLM present) vLLM's greedy completion of the same prompts matches ours. Exit 0 when every
 check passes, 1 on a failed check, 2 when there is no CUDA device. ``--allow-cpu`` runs the same
 checks on the CPU (a dry run of this script, not a GPU check).
@@ -75,6 +76,12 @@ def main(argv: list[str]) -> int:
     ours = [ro.completion_ids[i, :int(ro.completion_mask[i].sum())].tolist() for i in range(len(prompts))]
     ok &= check(f"greedy rollout == HF generate on {device}",
                 all(o == plain[i, :len(o)].tolist() for i, o in enumerate(ours)))
+    seeded = [sample(model, ids * 4, max_new_tokens=16, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+                     temperature=1.0, generator=torch.Generator(device=device).manual_seed(0), static_cache=static)
+              for static in (True, False)]
+    ok &= check(f"static-cache rollout == the model's own cache on {device} (seeded sampling)",
+                torch.equal(seeded[0].completion_ids, seeded[1].completion_ids),
+                f"max |logprob difference| {float((seeded[0].logprobs - seeded[1].logprobs).abs().max()):.1e}")
 
     if importlib.util.find_spec("vllm") is None:
         print("SKIP  vLLM rollout: vllm is not installed")

@@ -181,9 +181,10 @@ class TrainingConfig(StrictModel):
         "auto", description="Most padded tokens per forward/backward; rows are length-bucketed so short "
         "completions are not padded to the longest (null: no token cap; auto: 1024 on CPU, where it keeps peak "
         "memory low, 16384 on a GPU, where fewer, larger kernels are faster).")
-    static_cache: bool = Field(
-        True, description="Rollouts of Llama-family models (llama, mistral, qwen2; SDPA attention) decode over a "
-        "preallocated KV cache: the same samples, 9-18% faster on CPU. false: the model's own cache, for any model.")
+    static_cache: bool | Literal["auto"] = Field(
+        "auto", description="Rollouts of Llama-family models (llama, mistral, qwen2; SDPA attention) decode over a "
+        "preallocated KV cache: the same samples, 9-18% faster on CPU. false: the model's own cache, for any model; "
+        "auto: on CPU only (not yet run on a GPU; true turns it on there).")
     num_iterations: int = Field(1, ge=1, description="Optimizer passes per rollout batch (mu in GRPO).")
     aggregation: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = Field(
         "token_mean", description="RL loss aggregation: token_mean (TRL dapo), seq_mean_token_mean (TRL grpo), "

@@ -80,4 +80,6 @@ def test_other_models_use_their_own_cache():
     windowed.config.sliding_window = 8
     for model in (gpt2, eager, windowed):
         assert isinstance(make_decoder(model, 64), HFDecoder)
-    assert isinstance(make_decoder(ARCHITECTURES["llama"](), 64, static_cache=False), HFDecoder)
+    llama = ARCHITECTURES["llama"]()
+    assert isinstance(make_decoder(llama, 64, static_cache=False), HFDecoder)
+    assert isinstance(make_decoder(llama, 64, static_cache="auto"), StaticDecoder)  # on CPU

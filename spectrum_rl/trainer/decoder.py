@@ -23,8 +23,11 @@ from spectrum_rl.models import cache_kwarg, unwrap_model
 _STATIC_TYPES = {"llama", "mistral", "qwen2"}
 
 
-def make_decoder(model, max_len: int, static_cache: bool = True) -> "HFDecoder | StaticDecoder":
-    """The static-cache decoder when allowed and the architecture is known to it, else the generic one."""
+def make_decoder(model, max_len: int, static_cache: bool | str = "auto") -> "HFDecoder | StaticDecoder":
+    """The static-cache decoder when allowed and the architecture is known to it, else the generic one.
+    ``"auto"``: on CPU only, for now: on a GPU it has yet to run (``benchmarks/gpu_smoke.sh`` checks it)."""
+    if static_cache == "auto":
+        static_cache = next(model.parameters()).device.type == "cpu"
     return StaticDecoder(model, max_len) if static_cache and StaticDecoder.supports(model, max_len) else HFDecoder(model)
 
 

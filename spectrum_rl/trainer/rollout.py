@@ -84,10 +84,10 @@ def sample(
     top_p: float = 1.0,
     stop: Sequence[Sequence[int]] = (),
     generator: torch.Generator | None = None,
-    static_cache: bool = True,
+    static_cache: bool | str = "auto",
 ) -> Rollouts:
     """Sample one completion per prompt (token lists). ``temperature == 0`` is greedy;
-    ``static_cache=False`` always decodes through the model's own KV cache."""
+    ``static_cache`` picks the decoder (``decoder.make_decoder``)."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)
     n = prompt_mask.shape[0]
