@@ -147,6 +147,11 @@ def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None) -> s
     )
 
 
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """Positions [.., L] of a left-padded attention mask: 0 at the first real token (padding: 0)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def unwrap_model(model):
     """The Hugging Face model inside DDP, torch.compile and PEFT wrappers (same parameters)."""
     inner = getattr(model, "module", model)                                      # DDP wrapper

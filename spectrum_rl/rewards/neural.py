@@ -186,6 +186,8 @@ class Judge(RewardComponent):
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
         import torch
 
+        from spectrum_rl.models import position_ids
+
         model, tok, prefix, yes_id, no_id = self._loaded
         prompts = [self.spec.rubric.format(prompt=example.prompt, completion=c, reference=example.answer or "")
                    for c in completions]
@@ -194,7 +196,7 @@ class Judge(RewardComponent):
             ids = [p + prefix for p in tok(prompts[i:i + self.spec.batch_size], truncation=True)["input_ids"]]
             batch = tok.pad({"input_ids": ids}, return_tensors="pt").to(model.device)  # left padding
             # positions restart at each row's first real token, as if it were alone in the batch
-            positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            positions = position_ids(batch["attention_mask"])
             with torch.no_grad():
                 logp = model(**batch, position_ids=positions).logits[:, -1].float().log_softmax(-1)
             out += (logp[:, yes_id] - logp[:, no_id]).sigmoid().tolist()

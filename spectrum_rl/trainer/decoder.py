@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from spectrum_rl.models import cache_kwarg, unwrap_model
+from spectrum_rl.models import cache_kwarg, position_ids, unwrap_model
 
 _STATIC_TYPES = {"llama", "mistral", "qwen2"}
 
@@ -28,7 +28,9 @@ def make_decoder(model, max_len: int, static_cache: bool | str = "auto") -> "HFD
     ``"auto"``: on CPU only, for now: on a GPU it has yet to run (``benchmarks/gpu_smoke.sh`` checks it)."""
     if static_cache == "auto":
         static_cache = next(model.parameters()).device.type == "cpu"
-    return StaticDecoder(model, max_len) if static_cache and StaticDecoder.supports(model, max_len) else HFDecoder(model)
+    if static_cache and StaticDecoder.supports(model, max_len):
+        return StaticDecoder(model, max_len)
+    return HFDecoder(model)
 
 
 class HFDecoder:
@@ -38,7 +40,7 @@ class HFDecoder:
         self.model, self.cache_kw = model, cache_kwarg(model)
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
                          use_cache=True, logits_to_keep=1)
         self.cache = getattr(out, self.cache_kw)
         if ids.shape[0] < group.shape[0]:
@@ -124,7 +126,7 @@ class StaticDecoder:
         causal = torch.ones(P, P, dtype=torch.bool, device=ids.device).tril()
         # a padding position attends to itself only: finite K/V there (never attended to later)
         attend = (causal & keep[:, None, :]) | torch.eye(P, dtype=torch.bool, device=ids.device)
-        h = self._layers(self.inner.embed_tokens(ids), (mask.cumsum(-1) - 1).clamp(min=0), attend[:, None], 0, group)
+        h = self._layers(self.inner.embed_tokens(ids), position_ids(mask), attend[:, None], 0, group)
         self.keys_ok = torch.zeros(group.shape[0], self.max_len, dtype=torch.bool, device=ids.device)
         self.keys_ok[:, :P] = keep[group]
         self.length = P

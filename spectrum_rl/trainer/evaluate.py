@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from spectrum_rl.models import apply_prompt_format
+from spectrum_rl.models import apply_prompt_format, position_ids
 from spectrum_rl.tasks.domain import Domain
 from spectrum_rl.trainer.generation import complete
 from spectrum_rl.trainer.rollout import Rollouts
@@ -62,7 +62,7 @@ def _kl_sums(model, base, batches: list[Rollouts]) -> tuple[float, float]:
     for ro in batches:
         ids = torch.cat([ro.prompt_ids, ro.completion_ids], 1).to(device)
         mask = torch.cat([ro.prompt_mask, ro.completion_mask], 1).to(device)
-        position = (mask.cumsum(-1) - 1).clamp(min=0)
+        position = position_ids(mask)
         n = ro.completion_ids.shape[1]
         logits = [m(input_ids=ids, attention_mask=mask, position_ids=position, logits_to_keep=n + 1).logits[:, :-1]
                   for m in (model, base)]

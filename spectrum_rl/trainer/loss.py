@@ -27,7 +27,7 @@ from typing import Literal
 
 import torch
 
-from spectrum_rl.models import cache_kwarg
+from spectrum_rl.models import cache_kwarg, position_ids
 from spectrum_rl.trainer.batch import MicroBatch
 
 Aggregation = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"]
@@ -47,14 +47,13 @@ def completion_logits(model, mb: MicroBatch, share_prefix: bool = True) -> torch
     """
     n_prompts, n_rows, n_completion = mb.prompt_ids.shape[0], mb.group.shape[0], mb.n_completion
     if not share_prefix or n_prompts == n_rows:
-        attention_mask = mb.attention_mask
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=mb.input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        mask = mb.attention_mask
+        logits = model(input_ids=mb.input_ids, attention_mask=mask, position_ids=position_ids(mask),
                        logits_to_keep=n_completion + 1).logits                   # [B, T+1, V]
         return logits[:, :-1]                                                    # predicts tokens P..P+T-1
     cache_kw = cache_kwarg(model)
-    position_ids = (mb.prompt_mask.cumsum(-1) - 1).clamp(min=0)                  # [U, P]
-    out = model(input_ids=mb.prompt_ids, attention_mask=mb.prompt_mask, position_ids=position_ids,
+    positions = position_ids(mb.prompt_mask)                                    # [U, P]
+    out = model(input_ids=mb.prompt_ids, attention_mask=mb.prompt_mask, position_ids=positions,
                 use_cache=True, logits_to_keep=1)
     first = out.logits[mb.group]                                                 # [B, 1, V] predicts token 0
     if n_completion == 1:
@@ -62,9 +61,9 @@ def completion_logits(model, mb: MicroBatch, share_prefix: bool = True) -> torch
     cache = getattr(out, cache_kw)
     cache.batch_select_indices(mb.group)                                         # [U, ...] -> [B, ...]
     attention_mask = torch.cat([mb.prompt_mask[mb.group], mb.completion_mask[:, :-1]], 1)   # [B, P + T - 1]
-    steps = torch.arange(1, n_completion, device=position_ids.device)
+    steps = torch.arange(1, n_completion, device=positions.device)
     rest = model(input_ids=mb.completion_ids[:, :-1], attention_mask=attention_mask,
-                 position_ids=position_ids[mb.group, -1:] + steps, use_cache=True, **{cache_kw: cache}).logits
+                 position_ids=positions[mb.group, -1:] + steps, use_cache=True, **{cache_kw: cache}).logits
     return torch.cat([first, rest], 1)                                           # [B, T, V]
 
 

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import torch
 
+from spectrum_rl.models import position_ids
 from spectrum_rl.trainer.decoder import make_decoder
 
 
@@ -91,7 +92,7 @@ def sample(
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)
     n = prompt_mask.shape[0]
-    position = (prompt_mask.to(device).cumsum(-1) - 1).clamp(min=0)
+    position = position_ids(prompt_mask.to(device))
     # Prefill each distinct prompt once (a group's G rows share it); the decoder gathers it to rows.
     distinct_ids, distinct_mask, group = (t.to(device) for t in distinct_prompts(prompts, pad_id))
     decoder = make_decoder(model, prompt_ids.shape[1] + max_new_tokens, static_cache)
