@@ -182,6 +182,16 @@ def test_length_bucketed_micro_batches_keep_every_row_under_the_token_cap():
     assert padded < unbucketed  # bucketing removes padding
 
 
+def test_micro_batches_spread_rows_evenly_under_the_caps():
+    from spectrum_rl.trainer.batch import Row, micro_batches
+
+    rows = [Row([1, 2, p], [3] * 32, "rl", "d", 1.0) for p in range(8) for _ in range(8)]
+    # 1024 tokens fit 30 rows of 32 (+ their prompts): 3 micro-batches of ceil(64 / 3) rows, not 30 + 30 + 4
+    assert [mb.group.shape[0] for mb in micro_batches(rows, size=64, pad_id=0, max_tokens=1024)] == [22, 22, 20]
+    assert [mb.group.shape[0] for mb in micro_batches(rows, size=30, pad_id=0)] == [22, 22, 20]
+    assert [mb.group.shape[0] for mb in micro_batches(rows, size=64, pad_id=0, max_tokens=2048)] == [32, 32]
+
+
 @pytest.mark.parametrize("schedule,middle,end", [("constant", 1.0, 1.0), ("linear", 0.5, 0.0), ("cosine", 0.5, 0.0)])
 def test_learning_rate_schedules(schedule, middle, end):
     from spectrum_rl.config import TrainingConfig

@@ -35,6 +35,7 @@ from spectrum_rl.trainer.advantages import group_advantages
 from spectrum_rl.trainer.batch import MicroBatch, Row, micro_batches, token_classes
 from spectrum_rl.trainer.checkpoint import append_jsonl, load_latest, save_checkpoint, truncate_jsonl
 from spectrum_rl.trainer.evaluate import evaluate
+from spectrum_rl.trainer.host_memory import reuse_freed_memory
 from spectrum_rl.trainer.interrupt import StopOnSignal
 from spectrum_rl.trainer.loss import aggregate, rl_denominator, rl_token_loss, sft_token_loss, token_logprobs
 from spectrum_rl.trainer.rollout import sample
@@ -75,6 +76,8 @@ class Trainer:
 
             raise ConfigError(f"must be divisible by the number of processes ({self.acc.num_processes})",
                               field="training.prompts_per_step")
+        if self.cfg.reuse_host_memory and self.acc.device.type == "cpu":
+            reuse_freed_memory()
         torch.manual_seed(config.run.seed)
         model, self.tokenizer = load_causal_lm(config.model.name_or_path, config.model.dtype)
         needs_base = self.cfg.beta > 0 or config.eval.kl_to_base
