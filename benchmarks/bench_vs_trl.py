@@ -5,8 +5,9 @@ answer), group size 8, 8 prompts per step, at most 32 new tokens, temperature 1.
 token_mean, beta 0, one optimizer pass per rollout, float32, same thread count. Each measurement
 runs in its own process (so peak RSS is its own); ours and TRL alternate in pairs and the ratio
 is the median over pairs. Sizes: the built-in tiny model and a ~20M-parameter Llama (random init).
-At the 20M size it also measures the fraction of this machine's dense matmul throughput (torch.mm
-at the model's own layer shapes) that our training forward+backward reaches.
+At the 20M size it also measures the fraction of this machine's dense matmul throughput at the
+model's own layer shapes (the faster of torch.mm and oneDNN's linear) that our training
+forward+backward reaches.
 
 It also runs ours with 16 identically defined domains vs 1 domain on the tiny model (same work;
 more scheduling and reward dispatch) and prints their throughput ratio.
@@ -20,6 +21,7 @@ fraction: that target is for the CPU machine).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -136,9 +138,13 @@ def run_child(kind: str, model: str, prompts: Path, steps: int, threads: int, de
 
 
 def matmul_fraction(model_dir: str, threads: int) -> dict:
-    """Training fwd+bwd FLOP rate (6 * params * tokens) over torch.mm's rate at the layer shapes."""
+    """Our training fwd+bwd FLOP rate (6 * params * tokens) over the machine's matmul rate at the layer
+    shapes: the faster of torch.mm (PyTorch's BLAS, MKL) and oneDNN's linear, both measured here (on an
+    AMD CPU, MKL runs AVX2 code and oneDNN AVX-512). Also the rate of a plain HF fwd+bwd (MKL)."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    from spectrum_rl.trainer.onednn import OneDNNLinear, onednn_available
 
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -146,22 +152,29 @@ def matmul_fraction(model_dir: str, threads: int) -> dict:
     batch, seq = PROMPTS_PER_STEP * GROUP, 48  # a rollout batch: prompt + completion tokens
     tokens = batch * seq
     a, b = torch.randn(tokens, cfg.hidden_size), torch.randn(cfg.hidden_size, cfg.intermediate_size)
-    for _ in range(2):
-        torch.mm(a, b)
-    t0 = time.perf_counter()
-    for _ in range(5):
-        torch.mm(a, b)
-    mm_rate = 5 * 2 * tokens * cfg.hidden_size * cfg.intermediate_size / (time.perf_counter() - t0)
+    w = b.t().contiguous()  # [out, in], a linear layer's weight
+
+    def rate(flops: float, fn, runs: int) -> float:
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            fn()
+        return runs * flops / (time.perf_counter() - t0)
+
+    mm_flops = 2 * tokens * cfg.hidden_size * cfg.intermediate_size
+    mm_rate = rate(mm_flops, lambda: torch.mm(a, b), 5)
+    onednn_rate = rate(mm_flops, lambda: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], ""), 5) \
+        if onednn_available() else 0.0
     ids = torch.randint(0, cfg.vocab_size, (batch, seq))
-    n_params = sum(p.numel() for p in model.parameters())
-    for _ in range(1):
-        model(input_ids=ids).logits.float().mean().backward()
-    t0 = time.perf_counter()
-    for _ in range(3):
-        model(input_ids=ids).logits.float().mean().backward()
-    train_rate = 3 * 6 * n_params * tokens / (time.perf_counter() - t0)
-    return {"mm_gflops": round(mm_rate / 1e9, 1), "train_gflops": round(train_rate / 1e9, 1),
-            "fraction": round(train_rate / mm_rate, 3), "params_m": round(n_params / 1e6, 1)}
+    train_flops = 6 * sum(p.numel() for p in model.parameters()) * tokens
+    step = lambda: model(input_ids=ids).logits.float().mean().backward()  # noqa: E731
+    plain_rate = rate(train_flops, step, 3)
+    with OneDNNLinear(model) if onednn_available() else contextlib.nullcontext():  # our trainer's kernels
+        train_rate = rate(train_flops, step, 3)
+    machine = max(mm_rate, onednn_rate)
+    return {"mm_gflops": round(mm_rate / 1e9, 1), "onednn_gflops": round(onednn_rate / 1e9, 1),
+            "train_gflops": round(train_rate / 1e9, 1), "plain_train_gflops": round(plain_rate / 1e9, 1),
+            "fraction": round(train_rate / machine, 3), "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1)}
 
 
 def main() -> None:
@@ -263,8 +276,9 @@ def render(report: dict) -> str:
                      f"{d['one_samples_per_s']:.1f} samples/s = {d['ratio']:.2f} (target >= 0.95)")
     if "matmul_fraction" in report:
         m = report["matmul_fraction"]
-        lines.append(f"20M training fwd+bwd: {m['train_gflops']} GFLOP/s = {m['fraction']:.0%} of torch.mm at the "
-                     f"layer shapes ({m['mm_gflops']} GFLOP/s)")
+        lines.append(f"20M training fwd+bwd: {m['train_gflops']} GFLOP/s = {m['fraction']:.0%} of the matmul rate at the "
+                     f"layer shapes (torch.mm {m['mm_gflops']}, oneDNN {m['onednn_gflops']} GFLOP/s); a plain HF "
+                     f"fwd+bwd {m['plain_train_gflops']} GFLOP/s")
     return "\n".join(lines)
 
 
