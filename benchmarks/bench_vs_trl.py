@@ -13,6 +13,10 @@ It also runs ours with 16 identically defined domains vs 1 domain on the tiny mo
 more scheduling and reward dispatch) and prints their throughput ratio.
 
     python benchmarks/bench_vs_trl.py [--pairs 3] [--steps 5] [--sizes tiny,20m] [--domains 16] [--json]
+                                      [--default-kernels]
+
+``--default-kernels`` also runs ours with ``training.onednn_linear: false`` (PyTorch's default CPU
+matmul, as TRL uses) in every pair, to show how much of the ratio the oneDNN kernels give.
 
 ``--device cuda`` runs both on the GPU with bf16 autocast (fp32 weights) instead (no matmul
 fraction: that target is for the CPU machine).
@@ -67,9 +71,9 @@ def make_20m(path: Path) -> None:
     byte_tokenizer().save_pretrained(path)
 
 
-def child_ours(model: str, prompts: Path, steps: int, domains: int = 1) -> dict:
+def child_ours(model: str, prompts: Path, steps: int, domains: int = 1, onednn: bool | str = "auto") -> dict:
     """Our trainer; ``domains`` > 1 splits the same prompts over that many identically defined
-    domains (same work, more scheduling and reward dispatch)."""
+    domains (same work, more scheduling and reward dispatch); ``onednn`` is training.onednn_linear."""
     from spectrum_rl.config import Config
     from spectrum_rl.tasks.domain import build_domains
     from spectrum_rl.trainer.loop import Trainer
@@ -82,7 +86,7 @@ def child_ours(model: str, prompts: Path, steps: int, domains: int = 1) -> dict:
                   for i in range(domains)],
         "training": {"prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_new_tokens": MAX_NEW,
                      "temperature": 1.0, "aggregation": "token_mean", "beta": 0.0, "num_iterations": 1,
-                     "learning_rate": LR},
+                     "learning_rate": LR, "onednn_linear": onednn},
         "eval": {"kl_to_base": False}, "logging": {"progress": False},
     })
     trainer = Trainer(config, build_domains(config, Path.cwd()), Path(out))
@@ -125,6 +129,7 @@ def child_trl(model: str, prompts: Path, steps: int, device: str) -> dict:
 
 
 def run_child(kind: str, model: str, prompts: Path, steps: int, threads: int, device: str, domains: int = 1) -> dict:
+    """One measurement in a fresh process; ``kind``: ours, ours-default-kernels (onednn_linear false) or trl."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
            "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     if device == "cpu":  # ours picks a visible GPU by itself
@@ -187,7 +192,9 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--domains", type=int, default=16,
                         help="also compare ours with this many domains vs 1 on the tiny model (0: skip)")
-    parser.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--default-kernels", action="store_true",
+                        help="also run ours with training.onednn_linear false (PyTorch's default CPU matmul) in each pair")
+    parser.add_argument("--child", choices=["ours", "ours-default-kernels", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -195,8 +202,9 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        if args.child == "ours":
-            result = child_ours(args.model, Path(args.prompts), args.steps, args.domains)
+        if args.child.startswith("ours"):
+            onednn = "auto" if args.child == "ours" else False
+            result = child_ours(args.model, Path(args.prompts), args.steps, args.domains, onednn)
         else:
             result = child_trl(args.model, Path(args.prompts), args.steps, args.device)
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -221,10 +229,12 @@ def main() -> None:
                                               "max_new_tokens": MAX_NEW, "threads": args.threads,
                                               "device": args.device}}
     for name, model in models.items():
-        ours, trl = [], []
+        ours, trl, plain = [], [], []
         for _ in range(args.pairs):
             ours.append(run_child("ours", model, prompts, args.steps, args.threads, args.device))
             trl.append(run_child("trl", model, prompts, args.steps, args.threads, args.device))
+            if args.default_kernels:
+                plain.append(run_child("ours-default-kernels", model, prompts, args.steps, args.threads, args.device))
         ratios = [o["samples_per_s"] / t["samples_per_s"] for o, t in zip(ours, trl)]
         report["sizes"][name] = {
             "ours_samples_per_s": round(statistics.median(o["samples_per_s"] for o in ours), 2),
@@ -234,6 +244,11 @@ def main() -> None:
             "trl_peak_rss_mb": max(t["peak_rss_mb"] for t in trl),
             "ours_breakdown": ours[len(ours) // 2]["breakdown"],
         }
+        if plain:
+            report["sizes"][name].update(
+                ours_default_kernels_samples_per_s=round(statistics.median(p["samples_per_s"] for p in plain), 2),
+                ratio_default_kernels=round(statistics.median(p["samples_per_s"] / t["samples_per_s"]
+                                                              for p, t in zip(plain, trl)), 3))
         if args.device == "cuda":
             report["sizes"][name].update(ours_peak_gpu_mb=max(o["peak_gpu_mb"] for o in ours),
                                          trl_peak_gpu_mb=max(t["peak_gpu_mb"] for t in trl))
@@ -267,6 +282,9 @@ def render(report: dict) -> str:
         lines.append(f"{name:6} {r['ours_samples_per_s']:9.1f} {r['trl_samples_per_s']:9.1f} {r['ratio']:6.2f} "
                      f"{r['ours_peak_rss_mb']:8.0f}M {r['trl_peak_rss_mb']:7.0f}M  rollout {b['rollout']:.0%} "
                      f"reward {b['reward']:.0%} train {b['train']:.0%}")
+        if "ratio_default_kernels" in r:
+            lines.append(f"{'':6} ours with training.onednn_linear false: {r['ours_default_kernels_samples_per_s']:.1f} "
+                         f"s/s = {r['ratio_default_kernels']:.2f}x TRL")
         if "ours_peak_gpu_mb" in r:
             lines.append(f"{'':6} GPU memory peak (torch.cuda.max_memory_allocated): ours {r['ours_peak_gpu_mb']:.0f}M, "
                          f"TRL {r['trl_peak_gpu_mb']:.0f}M")
