@@ -11,7 +11,7 @@ and the model is as it was after it.
 For ``y = x W^T + b`` with x [M, K] (leading dimensions flattened), W [N, K]:
     forward:   y  = onednn(x, W) + b
     backward:  dx = onednn(dy, W^T)        (W^T [K, N] copied once per block and reused)
-               dW = onednn(dy^T, x^T)      ([N, M] x [K, M]^T: the transposes are copies)
+               dW = onednn(dy^T, x^T)      ([N, M] x [K, M]^T, transposed views)
                db = sum_M dy
 Weights do not change inside a block (a rollout, or one optimizer pass of micro-batches), so
 transposed or prepacked weights are cached for the block: a rollout's decode reuses each packed
@@ -62,7 +62,7 @@ class _Linear(torch.autograd.Function):
             dx = _onednn(dy2, ctx.owner.transposed(weight)).view(*dy.shape[:-1], weight.shape[1])
         if ctx.needs_input_grad[1]:
             x2 = x.reshape(-1, x.shape[-1])                                      # [M, K]
-            dw = _onednn(dy2.t().contiguous(), x2.t().contiguous())            # [N, K]
+            dw = _onednn(dy2.t(), x2.t())                                        # [N, K] (strided views)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dy2.sum(0)
         return dx, dw, db, None
