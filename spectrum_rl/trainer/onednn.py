@@ -15,8 +15,8 @@ For ``y = x W^T + b`` with x [M, K] (leading dimensions flattened), W [N, K]:
                db = sum_M dy
 Weights do not change inside a block (a rollout, or one optimizer pass of micro-batches), so
 transposed or prepacked weights are cached for the block: a rollout's decode reuses each packed
-weight for every token (460 vs 390 GFLOP/s at 64 rows). The optimizer's fused step does not bump
-tensor versions, so a cache never outlives its block.
+weight for every token (460 vs 390 GFLOP/s at 64 rows). A cache is keyed by tensor version too, but
+the optimizer's fused step does not bump versions, so a block's cache is dropped when it ends.
 """
 from __future__ import annotations
 
