@@ -188,8 +188,9 @@ class TrainingConfig(StrictModel):
     onednn_linear: bool | Literal["auto"] = Field(
         "auto", description="CPU runs: fp32 linear layers (rollouts, training forward and backward, evaluation) on "
         "oneDNN instead of PyTorch's default BLAS, MKL, which runs AVX2 code on AMD CPUs where oneDNN runs AVX-512: "
-        "results equal to ~1e-6, 2x the matmul rate on the AMD benchmark machine. auto: on for CPU runs; no effect "
-        "on a GPU or where this PyTorch build lacks oneDNN.")
+        "results equal to ~1e-6, 2x the matmul rate on the AMD benchmark machine; rollouts and evaluation hold one "
+        "prepacked copy of the weights. auto: on for CPU runs; no effect on a GPU or where this PyTorch build lacks "
+        "oneDNN.")
     reuse_host_memory: bool = Field(
         True, description="CPU runs: keep freed memory blocks under 32 MiB in the process heap (glibc mallopt) so "
         "each step reuses the previous step's pages instead of page-faulting them in again (2-5% faster CPU steps); "

@@ -40,7 +40,7 @@ def test_no_grad_uses_a_packed_weight_and_sees_in_place_changes():
         assert close(layer(x[:1]), F.linear(x[:1], layer.weight, layer.bias))  # another row count, same pack
         layer.weight.mul_(2)  # bumps the version: the packed copy is stale
         assert close(layer(x), F.linear(x, layer.weight, layer.bias))
-        assert len(block._cache) == 1
+        assert len(block._packed) == 1
 
 
 def test_frozen_weights_get_no_gradient_and_other_dtypes_fall_back():

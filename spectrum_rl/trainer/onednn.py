@@ -10,13 +10,14 @@ and the model is as it was after it.
 
 For ``y = x W^T + b`` with x [M, K] (leading dimensions flattened), W [N, K]:
     forward:   y  = onednn(x, W) + b
-    backward:  dx = onednn(dy, W^T)        (W^T [K, N] copied once per block and reused)
+    backward:  dx = onednn(dy, W^T)        (W^T [K, N] as a transposed view: no copy)
                dW = onednn(dy^T, x^T)      ([N, M] x [K, M]^T, transposed views)
                db = sum_M dy
-Weights do not change inside a block (a rollout, or one optimizer pass of micro-batches), so
-transposed or prepacked weights are cached for the block: a rollout's decode reuses each packed
-weight for every token (460 vs 390 GFLOP/s at 64 rows). A cache is keyed by tensor version too, but
-the optimizer's fused step does not bump versions, so a block's cache is dropped when it ends.
+Without gradients (rollouts, evaluation) each weight is prepacked into oneDNN's blocked layout once
+per block and reused by every decode token (460 vs 390 GFLOP/s at 64 rows); that holds one extra
+copy of the weights for the block. Weights do not change inside a block (a rollout, an evaluation);
+a packed weight is keyed by tensor version too, but the optimizer's fused step does not bump
+versions, so a block's packs are dropped when it ends.
 """
 from __future__ import annotations
 
@@ -48,9 +49,9 @@ def onednn_available() -> bool:
 
 class _Linear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, owner):
+    def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        ctx.owner, ctx.has_bias = owner, bias is not None
+        ctx.has_bias = bias is not None
         return _onednn(x, weight, bias)
 
     @staticmethod
@@ -59,13 +60,13 @@ class _Linear(torch.autograd.Function):
         dy2 = dy.reshape(-1, dy.shape[-1]).contiguous()                         # [M, N]
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dx = _onednn(dy2, ctx.owner.transposed(weight)).view(*dy.shape[:-1], weight.shape[1])
+            dx = _onednn(dy2, weight.t()).view(*dy.shape[:-1], weight.shape[1])
         if ctx.needs_input_grad[1]:
             x2 = x.reshape(-1, x.shape[-1])                                      # [M, K]
             dw = _onednn(dy2.t(), x2.t())                                        # [N, K] (strided views)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dy2.sum(0)
-        return dx, dw, db, None
+        return dx, dw, db
 
 
 class OneDNNLinear:
@@ -76,7 +77,7 @@ class OneDNNLinear:
 
     def __init__(self, *models) -> None:
         self.layers = [m for model in models if model is not None for m in model.modules() if type(m) is torch.nn.Linear]
-        self._cache: dict[tuple[str, int], tuple[torch.Tensor, int, torch.Tensor]] = {}
+        self._packed: dict[int, tuple[torch.Tensor, int, torch.Tensor]] = {}  # id -> (weight, version, pack)
 
     def __enter__(self) -> "OneDNNLinear":
         for layer in self.layers:  # an instance attribute shadows nn.Linear.forward; hooks still run
@@ -86,17 +87,15 @@ class OneDNNLinear:
     def __exit__(self, *exc) -> None:
         for layer in self.layers:
             layer.__dict__.pop("forward", None)
-        self._cache.clear()
+        self._packed.clear()
 
-    def _cached(self, kind: str, weight: torch.Tensor, make) -> torch.Tensor:
-        hit = self._cache.get((kind, id(weight)))
+    def packed(self, weight: torch.Tensor, rows: int) -> torch.Tensor:
+        """``weight`` in oneDNN's layout (``rows``: the expected batch rows), packed once per block."""
+        hit = self._packed.get(id(weight))
         if hit is None or hit[0] is not weight or hit[1] != weight._version:
-            hit = (weight, weight._version, make())
-            self._cache[(kind, id(weight))] = hit
+            hit = (weight, weight._version, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows))
+            self._packed[id(weight)] = hit
         return hit[2]
-
-    def transposed(self, weight: torch.Tensor) -> torch.Tensor:
-        return self._cached("t", weight, lambda: weight.detach().t().contiguous())
 
     def linear(self, layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
         weight, bias = layer.weight, layer.bias
@@ -106,10 +105,8 @@ class OneDNNLinear:
         x = x.contiguous()
         if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or
                                         (bias is not None and bias.requires_grad)):
-            return _Linear.apply(x, weight, bias, self)
-        packed = self._cached("p", weight, lambda: torch.ops.mkldnn._reorder_linear_weight(
-            weight.detach(), x.numel() // x.shape[-1]))                            # reused by every decode token
-        return _onednn(x, packed, bias)
+            return _Linear.apply(x, weight, bias)
+        return _onednn(x, self.packed(weight, x.numel() // x.shape[-1]), bias)  # reused by every decode token
 
 
 def onednn_linear(enabled: bool | str, device: torch.device, *models) -> contextlib.AbstractContextManager:
