@@ -25,7 +25,6 @@ fraction: that target is for the CPU machine).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -149,7 +148,7 @@ def matmul_fraction(model_dir: str, threads: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from spectrum_rl.trainer.onednn import OneDNNLinear, onednn_available
+    from spectrum_rl.trainer.onednn import onednn_available, onednn_linear
 
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -167,19 +166,22 @@ def matmul_fraction(model_dir: str, threads: int) -> dict:
         return runs * flops / (time.perf_counter() - t0)
 
     mm_flops = 2 * tokens * cfg.hidden_size * cfg.intermediate_size
-    mm_rate = rate(mm_flops, lambda: torch.mm(a, b), 5)
-    onednn_rate = rate(mm_flops, lambda: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], ""), 5) \
+    mm_rate = rate(mm_flops, lambda: torch.mm(a, b), 20)
+    onednn_rate = rate(mm_flops, lambda: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], ""), 20) \
         if onednn_available() else 0.0
     ids = torch.randint(0, cfg.vocab_size, (batch, seq))
-    train_flops = 6 * sum(p.numel() for p in model.parameters()) * tokens
-    step = lambda: model(input_ids=ids).logits.float().mean().backward()  # noqa: E731
-    plain_rate = rate(train_flops, step, 3)
-    with OneDNNLinear(model) if onednn_available() else contextlib.nullcontext():  # our trainer's kernels
-        train_rate = rate(train_flops, step, 3)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    def step() -> None:
+        model(input_ids=ids).logits.float().mean().backward()
+
+    plain_rate = rate(6 * n_params * tokens, step, 3)
+    with onednn_linear("auto", torch.device("cpu"), model):  # our trainer's kernels
+        train_rate = rate(6 * n_params * tokens, step, 3)
     machine = max(mm_rate, onednn_rate)
     return {"mm_gflops": round(mm_rate / 1e9, 1), "onednn_gflops": round(onednn_rate / 1e9, 1),
             "train_gflops": round(train_rate / 1e9, 1), "plain_train_gflops": round(plain_rate / 1e9, 1),
-            "fraction": round(train_rate / machine, 3), "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1)}
+            "fraction": round(train_rate / machine, 3), "params_m": round(n_params / 1e6, 1)}
 
 
 def main() -> None:

@@ -358,8 +358,10 @@ class Trainer:
             budget = 16384 if acc.device.type == "cuda" else 1024
         batches = [(mb, True) for mb in micro_batches(rl_rows, size, pad, budget)]
         batches += [(mb, False) for mb in micro_batches(sft_rows, size, pad, budget)]
-        with self._kernels():
-            old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl]) if cfg.num_iterations > 1 else None
+        old_logps = None
+        if cfg.num_iterations > 1:
+            with self._kernels():
+                old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl])
 
         for iteration in range(cfg.num_iterations):
             stats = sums if iteration == 0 else None
