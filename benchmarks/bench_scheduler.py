@@ -40,12 +40,23 @@ def config_dict(policy: str, n_domains: int, out: str) -> dict:
             "logging": {"progress": False}}
 
 
+def signals_of(metrics: dict, names: list[str]):
+    """The StepSignals behind a step's logged metrics (what the trainer handed its planner)."""
+    from spectrum_rl.scheduler.step import DomainSignals, StepSignals
+
+    return StepSignals({d: DomainSignals(metrics.get(f"reward/{d}"), metrics.get(f"advantage_abs/{d}"),
+                                         metrics.get(f"entropy/{d}"), int(metrics[f"samples/{d}"]))
+                        for d in names if f"samples/{d}" in metrics})
+
+
 def trainer_for(policy: str, n: int, out: str):
+    from spectrum_rl.bootstrap import ensure_builtin_models
     from spectrum_rl.config import Config
-    from spectrum_rl.tasks.domain import build_domains
+    from spectrum_rl.domains import build_domains
     from spectrum_rl.trainer.loop import Trainer
 
     config = Config.model_validate(config_dict(policy, n, out))
+    ensure_builtin_models(config)
     return Trainer(config, build_domains(config, Path.cwd()), Path(out))
 
 
@@ -68,12 +79,13 @@ def main() -> None:
 
         adaptive = trainer_for("adaptive", n, tmp)
         planner = adaptive.planner
+        signals = signals_of(metrics, planner.names)
         scores = {d: 0.5 for d in planner.names}
         sched_times = []
         for s in range(200):
             t0 = time.perf_counter()
             planner.plan(s)
-            planner.observe_step(metrics)
+            planner.observe_step(signals)
             if s % 25 == 0:
                 planner.observe_eval(s, {d: v + 0.01 * np.sin(s) for d, v in scores.items()})
             sched_times.append(time.perf_counter() - t0)

@@ -73,8 +73,11 @@ def make_20m(path: Path) -> None:
 def child_ours(model: str, prompts: Path, steps: int, domains: int = 1, onednn: bool | str = "auto") -> dict:
     """Our trainer; ``domains`` > 1 splits the same prompts over that many identically defined
     domains (same work, more scheduling and reward dispatch); ``onednn`` is training.onednn_linear."""
+    import torch
+
     from spectrum_rl.config import Config
-    from spectrum_rl.tasks.domain import build_domains
+    from spectrum_rl.cpu.host_memory import reuse_freed_memory
+    from spectrum_rl.domains import build_domains
     from spectrum_rl.trainer.loop import Trainer
 
     out = tempfile.mkdtemp()
@@ -88,6 +91,8 @@ def child_ours(model: str, prompts: Path, steps: int, domains: int = 1, onednn: 
                      "learning_rate": LR, "onednn_linear": onednn},
         "eval": {"kl_to_base": False}, "logging": {"progress": False},
     })
+    if config.training.reuse_host_memory and not torch.cuda.is_available():
+        reuse_freed_memory()  # what `spectrum-rl train` sets up for a CPU run (process-wide)
     trainer = Trainer(config, build_domains(config, Path.cwd()), Path(out))
     trainer.train_step()  # warm-up
     parts = {"rollout": 0.0, "reward": 0.0, "train": 0.0}
@@ -148,7 +153,7 @@ def matmul_fraction(model_dir: str, threads: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from spectrum_rl.trainer.onednn import onednn_available, onednn_linear
+    from spectrum_rl.cpu.onednn import onednn_available, onednn_linear
 
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_dir)

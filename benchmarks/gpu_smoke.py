@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     from spectrum_rl.bootstrap import ensure_builtin
     from spectrum_rl.config import Config
     from spectrum_rl.models import load_causal_lm
-    from spectrum_rl.tasks.domain import build_domains
+    from spectrum_rl.domains import build_domains
     from spectrum_rl.trainer.loop import Trainer
     from spectrum_rl.trainer.rollout import sample
 

@@ -22,10 +22,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import LlamaForCausalLM
 
-from spectrum_rl.models import byte_tokenizer, cache_dir, tiny_config
-
-RECIPE_VERSION = 1
+from spectrum_rl.config import Config, DomainConfig
+from spectrum_rl.domains import Domain, build_domain
+from spectrum_rl.models import BUILTIN_MODELS, BUILTIN_PREFIX, BUILTIN_RECIPE_VERSION, byte_tokenizer, builtin_path, tiny_config
+from spectrum_rl.tasks.builtin import GENERATORS
+from spectrum_rl.trainer.evaluate import evaluate
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,9 @@ class BootstrapConfig:
     model: dict = field(default_factory=dict)  # overrides of tiny_config()
 
 
-def builtin_world_domains(eval_size: int = 100, seed: int = 0):
+def builtin_world_domains(eval_size: int = 100, seed: int = 0) -> list[Domain]:
     """One domain per built-in generator at default difficulty, scored by exact match
     (structured) or the constraint checker (creative) — the world the tiny model is built for."""
-    from spectrum_rl.config import DomainConfig
-    from spectrum_rl.tasks.builtin import GENERATORS
-    from spectrum_rl.tasks.domain import build_domain
-
     domains = []
     for name, gen in GENERATORS.items():
         reward = [{"type": "exact_match"}] if gen.kind == "structured" else [{"type": "constraint"}]
@@ -62,8 +61,6 @@ def builtin_world_domains(eval_size: int = 100, seed: int = 0):
 
 def _corpus_batch(rng: random.Random, tokenizer, batch_size: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
     """A padded batch of (input_ids, labels) [B, T]; labels are -100 on padding."""
-    from spectrum_rl.tasks.builtin import GENERATORS
-
     names = sorted(GENERATORS)
     seqs = []
     for _ in range(batch_size):
@@ -87,8 +84,6 @@ def _corpus_batch(rng: random.Random, tokenizer, batch_size: int, noise: float) 
 
 def pretrain(cfg: BootstrapConfig, progress: bool = True):
     """Train the tiny model from scratch; returns (model, tokenizer, seconds)."""
-    from transformers import LlamaForCausalLM
-
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     tokenizer = byte_tokenizer()
@@ -141,8 +136,6 @@ def _progress(total: int, enabled: bool):
 def bootstrap(cfg: BootstrapConfig = BootstrapConfig(), output: Path | None = None, force: bool = False,
               progress: bool = True) -> Path:
     """Pretrain, evaluate and save the tiny model to ``output`` (default: the cache), atomically."""
-    from spectrum_rl.trainer.evaluate import evaluate
-
     output = Path(output) if output else builtin_path("tiny")
     if (output / "config.json").exists() and not force:
         return output
@@ -153,7 +146,7 @@ def bootstrap(cfg: BootstrapConfig = BootstrapConfig(), output: Path | None = No
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        meta = {"recipe_version": RECIPE_VERSION, "recipe": asdict(cfg), "seconds": round(seconds, 1),
+        meta = {"recipe_version": BUILTIN_RECIPE_VERSION, "recipe": asdict(cfg), "seconds": round(seconds, 1),
                 "eval_exact": scores, "torch_threads": torch.get_num_threads()}
         (tmp / "bootstrap.json").write_text(json.dumps(meta, indent=2))
         if output.exists():
@@ -164,10 +157,6 @@ def bootstrap(cfg: BootstrapConfig = BootstrapConfig(), output: Path | None = No
     return output
 
 
-def builtin_path(name: str) -> Path:
-    return cache_dir() / f"{name}-r{RECIPE_VERSION}"
-
-
 def ensure_builtin(name: str) -> Path:
     """The cached folder of a built-in model, building it on first use."""
     path = builtin_path(name)
@@ -175,3 +164,13 @@ def ensure_builtin(name: str) -> Path:
         print(f"building builtin:{name} (first use; cached in {path})", file=sys.stderr)
         bootstrap(output=path)
     return path
+
+
+def ensure_builtin_models(config: Config) -> None:
+    """Build every built-in model ``config`` names (the policy, and reward or judge models) that is
+    not cached yet. The entry points call this; loading a model never builds one."""
+    names = {config.model.name_or_path}
+    names |= {getattr(r, "model", None) for t in config.tasks for r in t.reward}
+    for name in sorted(n for n in names if isinstance(n, str) and n.startswith(BUILTIN_PREFIX)):
+        if name[len(BUILTIN_PREFIX):] in BUILTIN_MODELS:  # an unknown name is reported where it is used
+            ensure_builtin(name[len(BUILTIN_PREFIX):])

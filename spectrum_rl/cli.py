@@ -7,36 +7,68 @@ field, nothing written); 1 training could not go on (e.g. NaN/inf losses several
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import random
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from spectrum_rl.errors import SpectrumError, TrainingError, TrainingInterrupted
+import torch
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from spectrum_rl.config import Config, Override, load_config, locate_error, parse_override, reference_markdown
+from spectrum_rl.cpu.host_memory import reuse_freed_memory
+from spectrum_rl.domains import Domain, build_domains
+from spectrum_rl.errors import ConfigError, SpectrumError, TrainingError, TrainingInterrupted
+from spectrum_rl.scheduler.graph import build_task_graph, to_dot
+
+# The modules that train, probe or analyse import torch's training stack and transformers' models
+# (seconds); each command imports them when it runs, so `--help`, `validate` and `tasks` stay quick.
 
 EXIT_USER_ERROR = 2
 
 
-def _load(path: str):
-    """Config + built domains for a config file (errors located in the file)."""
-    from spectrum_rl.config import load_config, locate_error
-    from spectrum_rl.errors import ConfigError
-    from spectrum_rl.tasks.domain import build_domains
+def _overrides(args: argparse.Namespace) -> list[Override]:
+    """The command's config overrides: ``--set FIELD=VALUE`` flags, then ``train``'s shortcuts
+    (``--max-steps``, ``--save-every``, ``--output-dir``)."""
+    out = [parse_override(text) for text in args.set or []]
+    if args.command == "train":
+        for flag, field in (("max_steps", "training.steps"), ("save_every", "training.save_every"),
+                            ("output_dir", "run.output_dir")):
+            value = getattr(args, flag)
+            if value is not None:
+                out.append(Override(field.split("."), value, f"--{flag.replace('_', '-')} {value}"))
+    return out
 
-    config = load_config(path)
+
+def _load(args: argparse.Namespace) -> tuple[Config, list[Domain], Path]:
+    """Config (with overrides) + built domains + the config's folder; errors located in the file."""
+    overrides = _overrides(args)
+    config = load_config(args.config, overrides)
+    base_dir = Path(args.config).resolve().parent
     try:
-        return config, build_domains(config, Path(path).resolve().parent)
+        return config, build_domains(config, base_dir), base_dir
     except ConfigError as err:
-        raise locate_error(err, path) from None
+        raise locate_error(err, args.config, overrides) from None
+
+
+def _prepare_models(config: Config) -> None:
+    """Entry-point set-up of a command that trains: build any built-in model the config names
+    (first use), and on CPU reuse freed host memory when the config asks (process-wide)."""
+    from spectrum_rl.bootstrap import ensure_builtin_models
+
+    ensure_builtin_models(config)
+    if config.training.reuse_host_memory and not torch.cuda.is_available():
+        reuse_freed_memory()
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from spectrum_rl.scheduler.graph import build_task_graph
-
-    config, domains = _load(args.config)
+    config, domains, _ = _load(args)
     graph = build_task_graph(domains)
     table = Table(title=f"{args.config}: {len(domains)} domains", title_justify="left")
     for col in ("domain", "kind", "source", "reward", "after"):
@@ -52,19 +84,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    import random
-
-    from rich.console import Console
-    from rich.markup import escape
-
-    from spectrum_rl.scheduler.graph import build_task_graph, to_dot
-
-    config, domains = _load(args.config)
+    config, domains, _ = _load(args)
     if args.dot:
         scores, transfer = {}, None
         if args.run:  # annotate with a run's latest held-out scores and transfer estimate
+            from spectrum_rl.analysis.probe import transfer_from_run
             from spectrum_rl.trainer.checkpoint import read_jsonl
-            from spectrum_rl.scheduler.probe import transfer_from_run
 
             evals = read_jsonl(Path(args.run) / "eval.jsonl")
             scores = {k[5:]: v for k, v in (evals[-1] if evals else {}).items() if k.startswith("eval/")}
@@ -85,39 +110,21 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from spectrum_rl.config import load_config, locate_error
-    from spectrum_rl.errors import ConfigError
-    from spectrum_rl.tasks.domain import build_domains
     from spectrum_rl.trainer.run import run_training
 
-    overrides: dict = {}
-    if args.max_steps is not None:
-        overrides.setdefault("training", {})["steps"] = args.max_steps
-    if args.save_every is not None:
-        overrides.setdefault("training", {})["save_every"] = args.save_every
-    if args.output_dir is not None:
-        overrides.setdefault("run", {})["output_dir"] = args.output_dir
-    config = load_config(args.config, overrides)
-    base_dir = Path(args.config).resolve().parent
+    config, domains, base_dir = _load(args)
+    _prepare_models(config)
     try:
-        domains = build_domains(config, base_dir)
         run_training(config, domains, resume=args.resume, overwrite=args.overwrite, base_dir=base_dir)
     except ConfigError as err:
-        raise locate_error(err, args.config) from None
+        raise locate_error(err, args.config, _overrides(args)) from None
     return 0
 
 
 def cmd_order(args: argparse.Namespace) -> int:
-    import json
+    from spectrum_rl.analysis.probe import TRANSFER_FILE, probe_transfer, recommend_order, transfer_from_run
 
-    from rich.console import Console
-    from rich.table import Table
-
-    from spectrum_rl.config import locate_error
-    from spectrum_rl.errors import ConfigError
-    from spectrum_rl.scheduler.probe import TRANSFER_FILE, probe_transfer, recommend_order, transfer_from_run
-
-    config, domains = _load(args.config)
+    config, domains, base_dir = _load(args)
     names = config.domain_names
     console = Console(stderr=True)
     try:
@@ -128,11 +135,11 @@ def cmd_order(args: argparse.Namespace) -> int:
             record = json.loads(cached.read_text()) if cached.exists() else None
             if record is None or record.get("domains") != names or record.get("probe_steps") != args.probe_steps:
                 console.print(f"probing transfer: {args.probe_steps} steps on each of {len(names)} domains")
-                record = probe_transfer(config, domains, steps=args.probe_steps,
-                                        base_dir=Path(args.config).resolve().parent,
+                _prepare_models(config)
+                record = probe_transfer(config, domains, steps=args.probe_steps, base_dir=base_dir,
                                         on_probe=lambda n: console.print(f"  probe {n}"))
     except ConfigError as err:
-        raise locate_error(err, args.config) from None
+        raise locate_error(err, args.config, _overrides(args)) from None
     result = recommend_order(config, record)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -164,12 +171,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from spectrum_rl.analysis.study import StudySpec, run_study
-    from spectrum_rl.config import load_config
 
-    load_config(args.config)  # fail fast, one line
+    config, _, _ = _load(args)  # fail fast, one line
+    _prepare_models(config)
     spec = StudySpec.quick() if args.quick else StudySpec()
     if args.seeds:
         spec = replace(spec, seeds=args.seeds)
@@ -178,7 +183,8 @@ def cmd_study(args: argparse.Namespace) -> int:
                        plasticity_steps=min(spec.plasticity_steps, args.max_steps), probe_steps=1)
     if args.arms:
         spec = replace(spec, arms=args.arms.split(","))
-    summary = run_study(Path(args.config), Path(args.output), spec, plasticity_domain=args.plasticity_domain)
+    summary = run_study(Path(args.config), Path(args.output_dir), spec, plasticity_domain=args.plasticity_domain,
+                        overrides=_overrides(args))
     for cid, claim in summary["claims"].items():
         print(f"{cid}: {claim['verdict']}")
     return 0
@@ -188,14 +194,12 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from spectrum_rl.bootstrap import BootstrapConfig, bootstrap
 
     cfg = BootstrapConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
-    out = bootstrap(cfg, output=Path(args.output) if args.output else None, force=args.force)
+    out = bootstrap(cfg, output=Path(args.output_dir) if args.output_dir else None, force=args.force)
     print(f"built-in model ready: {out}")
     return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from spectrum_rl.config import reference_markdown
-
     print(reference_markdown(), end="")
     return 0
 
@@ -214,17 +218,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
+    def add_config(p: argparse.ArgumentParser, help: str = "path to a run YAML") -> None:
+        p.add_argument("config", help=help)
+        p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field, validated "
+                       "like the file; repeatable (e.g. --set training.steps=50 --set scheduler.policy=adaptive)")
+
+    def add_output_dir(p: argparse.ArgumentParser, default: str | None, help: str) -> None:
+        p.add_argument("--output-dir", default=default, help=help)
+        p.add_argument("--output", dest="output_dir", help=argparse.SUPPRESS)  # the old spelling
+
     p = add("validate", cmd_validate, "check a config and print a summary (writes nothing)")
-    p.add_argument("config", help="path to a run YAML")
+    add_config(p)
 
     p = add("tasks", cmd_tasks, "list the configured domains with sample prompts")
-    p.add_argument("config", help="path to a run YAML")
+    add_config(p)
     p.add_argument("--dot", action="store_true", help="print the task graph in Graphviz DOT instead")
     p.add_argument("--run", default=None, help="with --dot: add a run's scores and transfer edges")
     p.add_argument("--samples", type=int, default=3, help="sample prompts per domain (default 3)")
 
     p = add("train", cmd_train, "train on the configured domains (the main job)")
-    p.add_argument("config", help="path to a run YAML")
+    add_config(p)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run dir")
     p.add_argument("--overwrite", action="store_true", help="start over in a run dir that has checkpoints")
     p.add_argument("--max-steps", type=int, default=None, help="override training.steps")
@@ -232,15 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=None, help="override training.save_every")
 
     p = add("order", cmd_order, "recommend a training order of the domains (probes transfer, or reads a run)")
-    p.add_argument("config", help="path to a run YAML")
+    add_config(p)
     p.add_argument("--probe-steps", type=int, default=10, help="training steps per domain probe (default 10)")
     p.add_argument("--run", default=None, help="use the transfer/entropy estimates of this run directory")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = add("study", cmd_study, "run the SFT<->RL study (arms x seeds) and write summary.json + report.html")
-    p.add_argument("config", help="base run YAML (domains, model, recipe defaults)")
+    add_config(p, "base run YAML (domains, model, recipe defaults)")
     p.add_argument("--quick", action="store_true", help="reduced grid (6 arms x 2 seeds, 24 steps)")
-    p.add_argument("--output", default="study", help="output folder (default: study)")
+    add_output_dir(p, "study", "output folder (default: study)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per arm (default 3; quick 2)")
     p.add_argument("--max-steps", type=int, default=None, help="override the steps per run")
     p.add_argument("--arms", default=None, help="comma-separated arms (default: all)")
@@ -257,14 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even when cached")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: built-in recipe)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--output", default=None, help="folder to write instead of the cache")
+    add_output_dir(p, None, "folder to write instead of the cache")
     return parser
 
 
 def _quiet_libraries() -> None:
     """Hide per-file load/save progress bars of transformers/datasets (ours is enough)."""
-    import os
-
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import signal
 from typing import Iterable
 
 
@@ -76,8 +77,6 @@ class TrainingInterrupted(SpectrumError):
     with 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
 
     def __init__(self, signum: int, step: int, checkpoint: str | None) -> None:
-        import signal
-
         where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (not the main process)"
         super().__init__(f"interrupted by {signal.Signals(signum).name} after step {step}; wrote {where}; "
                          "continue with --resume")

@@ -4,6 +4,7 @@
 256 bytes, then <pad>, <bos>, <eos>). It is pretrained by the project itself on a synthetic corpus
 (see ``spectrum_rl.bootstrap``) and cached; both parts are saved in plain Hugging Face format, so
 ``AutoModelForCausalLM``/``AutoTokenizer`` load the cached folder without custom code.
+Loading a ``builtin:`` name reads that cache; it never builds the model (see ``resolve_model_path``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from spectrum_rl.errors import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_MODELS = ("tiny",)
+BUILTIN_RECIPE_VERSION = 1  # bump when the bootstrap recipe changes: a new cache folder is built
 CACHE_ENV = "SPECTRUM_RL_CACHE"
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 
@@ -78,20 +80,32 @@ def tiny_config(**overrides: Any):
     return LlamaConfig(**cfg)
 
 
+def builtin_path(name: str) -> Path:
+    """The cache folder of built-in model ``name`` (``tiny`` -> ``<cache>/tiny-r1``)."""
+    return cache_dir() / f"{name}-r{BUILTIN_RECIPE_VERSION}"
+
+
+def check_builtin_name(name_or_path: str, field: str = "model.name_or_path") -> None:
+    """Raise a ConfigError when ``builtin:NAME`` names no built-in model."""
+    if name_or_path.startswith(BUILTIN_PREFIX) and name_or_path[len(BUILTIN_PREFIX):] not in BUILTIN_MODELS:
+        raise ConfigError(f"unknown built-in model '{name_or_path}'; expected one of "
+                          + ", ".join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS), field=field)
+
+
 def resolve_model_path(name_or_path: str) -> str:
-    """Map ``builtin:NAME`` to its cached folder (bootstrapping it on first use); else unchanged."""
+    """Map ``builtin:NAME`` to its cached folder; anything else is returned unchanged.
+
+    Loading never builds a model: the entry points (train, order, study, bootstrap) build the
+    built-in model first (``spectrum_rl.bootstrap.ensure_builtin``)."""
     if not name_or_path.startswith(BUILTIN_PREFIX):
         return name_or_path
-    name = name_or_path[len(BUILTIN_PREFIX):]
-    if name not in BUILTIN_MODELS:
-        raise ConfigError(
-            f"unknown built-in model '{name_or_path}'; expected one of "
-            + ", ".join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS),
-            field="model.name_or_path",
-        )
-    from spectrum_rl.bootstrap import ensure_builtin
-
-    return str(ensure_builtin(name))
+    check_builtin_name(name_or_path)
+    path = builtin_path(name_or_path[len(BUILTIN_PREFIX):])
+    if not (path / "config.json").exists():
+        raise ConfigError(f"built-in model '{name_or_path}' is not built yet (no {path}); run `spectrum-rl "
+                          "bootstrap`, or any of train / order / study, which build it on first use",
+                          field="model.name_or_path")
+    return str(path)
 
 
 def load_tokenizer(name_or_path: str):
@@ -99,7 +113,7 @@ def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name_or_path)
-    tok = _hf_call(AutoTokenizer.from_pretrained, path, name_or_path)
+    tok = hf_call(AutoTokenizer.from_pretrained, path, name_or_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
@@ -113,11 +127,11 @@ def load_causal_lm(name_or_path: str, dtype: str = "float32", device: str | torc
     path = resolve_model_path(name_or_path)
     tok = load_tokenizer(name_or_path)
     kwargs = {} if dtype == "auto" else {"dtype": DTYPES[dtype]}
-    model = _hf_call(AutoModelForCausalLM.from_pretrained, path, name_or_path, **kwargs)
+    model = hf_call(AutoModelForCausalLM.from_pretrained, path, name_or_path, **kwargs)
     return model.to(device), tok
 
 
-def _hf_call(fn, path: str, shown: str, **kwargs):
+def hf_call(fn, path: str, shown: str, **kwargs):
     """Call a ``from_pretrained`` and turn missing/offline failures into one clear ConfigError."""
     try:
         return fn(path, **kwargs)

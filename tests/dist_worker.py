@@ -6,7 +6,7 @@ from pathlib import Path
 
 import spectrum_rl.trainer.loop as loop
 from spectrum_rl.config import load_config
-from spectrum_rl.tasks.domain import build_domains
+from spectrum_rl.domains import build_domains
 
 config_path, out = Path(sys.argv[1]), Path(sys.argv[2])
 sampled = []

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from spectrum_rl.cli import main
 from spectrum_rl.config import load_config, locate_error
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.tasks.domain import build_domains
+from spectrum_rl.domains import build_domains
 from tests.conftest import ROOT
 
 CORPUS = ROOT / "tests" / "bad_inputs"

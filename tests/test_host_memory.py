@@ -1,4 +1,4 @@
-"""Reuse of freed host memory (trainer/host_memory.py): measured in page faults, in a fresh process
+"""Reuse of freed host memory (cpu/host_memory.py): measured in page faults, in a fresh process
 each way (the setting is process-wide)."""
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import pytest
 
 ROUNDS = textwrap.dedent("""
     import resource, sys, torch
-    from spectrum_rl.trainer.host_memory import reuse_freed_memory
+    from spectrum_rl.cpu.host_memory import reuse_freed_memory
     if sys.argv[1] == "on":
         assert reuse_freed_memory()
     def one_round():  # what a training step does: allocate many activations, free them all

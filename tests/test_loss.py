@@ -1,4 +1,4 @@
-"""Loss, advantages and mu schedules against their published formulas and TRL's GRPOTrainer."""
+"""Loss and advantages against their published formulas and TRL's GRPOTrainer."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,6 @@ import torch
 
 from spectrum_rl.trainer.advantages import group_advantages
 from spectrum_rl.trainer.loss import TRL_LOSS_TYPE, aggregate, rl_denominator, rl_token_loss, sft_token_loss
-from spectrum_rl.trainer.mu import AdaptiveMu, MuSchedule, chord_mu, scheduled_mu
 
 B, T = 6, 7
 MAX_NEW = 9
@@ -119,48 +118,6 @@ def test_group_advantages():
     valid = torch.tensor([[True, True, True, False], [True, True, True, True]])
     masked, _ = group_advantages(torch.tensor([[1.0, 0.0, 0.0, 100.0], [0.0] * 4]), valid)
     assert masked[0, 3] == 0 and masked[0, 0] > 0  # invalid sample out of the statistics
-
-
-def test_chord_mu_published_points():
-    peak, valley, W, D = 0.9, 0.05, 10, 200
-    assert chord_mu(0, peak, valley, W, D) == 0.0
-    assert chord_mu(5, peak, valley, W, D) == pytest.approx(0.45)
-    assert chord_mu(W, peak, valley, W, D) == pytest.approx(peak)
-    assert chord_mu(W + D // 2, peak, valley, W, D) == pytest.approx((peak + valley) / 2)
-    assert chord_mu(W + D, peak, valley, W, D) == pytest.approx(valley)
-    spec = MuSchedule(schedule="cosine", warmup=W, decay_steps=D)
-    assert scheduled_mu(spec, W + D // 2) == pytest.approx(0.475)
-
-
-def test_staged_and_other_schedules():
-    staged = MuSchedule(schedule="staged", sft_steps=3)
-    assert [scheduled_mu(staged, s) for s in range(5)] == [1, 1, 1, 0, 0]
-    lin = MuSchedule(schedule="linear", start=1.0, end=0.0, steps=4)
-    assert [scheduled_mu(lin, s) for s in (0, 2, 4, 9)] == [1.0, 0.5, 0.0, 0.0]
-    assert scheduled_mu(MuSchedule(schedule="sft_only"), 7) == 1.0
-    assert scheduled_mu(MuSchedule(schedule="rl_only"), 7) == 0.0
-    assert scheduled_mu(MuSchedule(schedule="constant", value=0.3), 7) == 0.3
-
-
-def test_adaptive_mu_rises_on_disruption_and_decays_on_recovery():
-    ctl = AdaptiveMu(MuSchedule(schedule="adaptive", up=0.3, decay=0.5, valley=0.05, peak=0.9, margin=0.02))
-    ctl.observe({"a": 0.5})                  # baseline
-    assert ctl.mu("a") == 0.0
-    ctl.observe({"a": 0.3})                  # disruption
-    assert ctl.mu("a") == pytest.approx(0.3)
-    ctl.observe({"a": 0.2})
-    assert ctl.mu("a") == pytest.approx(0.6)
-    ctl.observe({"a": 0.55})                 # recovered
-    assert ctl.mu("a") == pytest.approx(0.3)
-    state = ctl.state_dict()
-    again = AdaptiveMu(ctl.spec)
-    again.load_state_dict(state)
-    assert again.mu("a") == ctl.mu("a")
-
-
-def test_valley_above_peak_is_rejected():
-    with pytest.raises(ValueError, match="valley"):
-        MuSchedule(schedule="cosine", peak=0.1, valley=0.5)
 
 
 def test_length_bucketed_micro_batches_keep_every_row_under_the_token_cap():

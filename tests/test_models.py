@@ -84,7 +84,7 @@ def test_bootstrap_writes_hf_folder_used_by_builtin(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 
     monkeypatch.setenv("SPECTRUM_RL_CACHE", str(tmp_path))
-    from spectrum_rl.bootstrap import builtin_path
+    from spectrum_rl.models import builtin_path
 
     out = bootstrap(BootstrapConfig(steps=2, batch_size=4, eval_size=3, model=TINY), progress=False)
     assert out == builtin_path("tiny") and out.parent == tmp_path

@@ -1,4 +1,4 @@
-"""fp32 CPU linear layers on oneDNN (trainer/onednn.py): the same outputs, gradients, rollouts and
+"""fp32 CPU linear layers on oneDNN (cpu/onednn.py): the same outputs, gradients, rollouts and
 losses as PyTorch's default kernels to float rounding, and the model as it was after a block."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spectrum_rl.trainer.onednn import OneDNNLinear, onednn_available, onednn_linear
+from spectrum_rl.cpu.onednn import OneDNNLinear, onednn_available, onednn_linear
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no working oneDNN")
 

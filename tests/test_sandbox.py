@@ -250,7 +250,7 @@ def test_component_needs_tests(tmp_path):
 def test_coding_example_config_scores_its_expert_solutions_1():
     """configs/coding.yaml end to end: the rows' fenced reference solutions pass their tests."""
     from spectrum_rl.config import load_config
-    from spectrum_rl.tasks.domain import build_domains
+    from spectrum_rl.domains import build_domains
     from tests.conftest import ROOT
 
     config = load_config(ROOT / "configs" / "coding.yaml")

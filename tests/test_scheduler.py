@@ -9,8 +9,9 @@ import torch
 
 from spectrum_rl.cli import main
 from spectrum_rl.config import Config
-from spectrum_rl.scheduler.plan import Planner
+from spectrum_rl.scheduler.plan import Planner, load_transfer
 from spectrum_rl.scheduler.signals import EntropyMonitor, OnlineTransfer
+from spectrum_rl.scheduler.step import DomainSignals, StepSignals
 from spectrum_rl.trainer.alignment import GradientSketch, cosine_matrix
 
 
@@ -23,22 +24,27 @@ def make_config(policy: str = "joint", tasks=None, **scheduler) -> Config:
     })
 
 
+def planner(config: Config, base_dir=None) -> Planner:
+    sc = config.scheduler
+    transfer = load_transfer(base_dir / sc.transfer_file, config.domain_names) if sc.transfer_file else None
+    return Planner(config.kinds, config.prerequisites, sc, config.training.sft, config.training.prompts_per_step,
+                   transfer)
+
+
 def feed(planner: Planner, steps: int, adv: dict[str, float], entropy: dict[str, float] | None = None) -> None:
     for _ in range(steps):
-        m = {f"advantage_abs/{d}": a for d, a in adv.items()}
-        m.update({f"samples/{d}": 8 for d in adv})
-        m.update({f"entropy/{d}": h for d, h in (entropy or {}).items()})
-        planner.observe_step(m)
+        planner.observe_step(StepSignals({d: DomainSignals(advantage_abs=a, entropy=(entropy or {}).get(d), samples=8)
+                                          for d, a in adv.items()}))
 
 
 def test_joint_weights_and_uniform_default():
-    assert Planner(make_config()).plan(0).mixture == pytest.approx({"s1": 1 / 3, "s2": 1 / 3, "c1": 1 / 3})
-    p = Planner(make_config(weights={"s1": 2, "s2": 1, "c1": 1}))
+    assert planner(make_config()).plan(0).mixture == pytest.approx({"s1": 1 / 3, "s2": 1 / 3, "c1": 1 / 3})
+    p = planner(make_config(weights={"s1": 2, "s2": 1, "c1": 1}))
     assert p.plan(5).mixture == pytest.approx({"s1": 0.5, "s2": 0.25, "c1": 0.25})
 
 
 def test_sequential_phases_with_replay():
-    p = Planner(make_config("sequential", order=["c1", "s1", "s2"], phase_steps=10, replay=0.2))
+    p = planner(make_config("sequential", order=["c1", "s1", "s2"], phase_steps=10, replay=0.2))
     assert p.plan(0).mixture == {"c1": 1.0, "s1": 0.0, "s2": 0.0}
     assert p.plan(10).mixture == pytest.approx({"c1": 0.2, "s1": 0.8, "s2": 0.0})
     assert p.plan(25).mixture == pytest.approx({"c1": 0.1, "s1": 0.1, "s2": 0.8})
@@ -46,7 +52,7 @@ def test_sequential_phases_with_replay():
 
 
 def test_bwt_orders_structured_first_without_transfer_and_follows_transfer_when_given(tmp_path):
-    p = Planner(make_config("bwt", tasks=[("c1", "creative", []), ("s1", "structured", [])], phase_steps=5))
+    p = planner(make_config("bwt", tasks=[("c1", "creative", []), ("s1", "structured", [])], phase_steps=5))
     first = p.plan(0)
     assert first.mixture["s1"] == 1.0 and "kinds" in first.reason
     # T: training s1 hurts c1 badly, training c1 helps s1 -> protect c1 by training it... last? No:
@@ -54,12 +60,12 @@ def test_bwt_orders_structured_first_without_transfer_and_follows_transfer_when_
     (tmp_path / "t.json").write_text(json.dumps({"transfer": {"c1": {"c1": 0.1, "s1": 0.5},
                                                               "s1": {"c1": -0.5, "s1": 0.1}}}))
     cfg = make_config("bwt", tasks=[("c1", "creative", []), ("s1", "structured", [])], transfer_file="t.json")
-    p2 = Planner(cfg, tmp_path)
+    p2 = planner(cfg, tmp_path)
     assert p2.plan(0).mixture["s1"] == 1.0 and "transfer matrix" in p2.plan(0).reason
 
 
 def test_bwt_advances_on_plateau():
-    p = Planner(make_config("bwt", phase_steps=1000, plateau_patience=2, replay=0.0))
+    p = planner(make_config("bwt", phase_steps=1000, plateau_patience=2, replay=0.0))
     current = max(p.plan(0).mixture.items(), key=lambda kv: kv[1])[0]
     for step, score in [(10, 0.5), (20, 0.5), (30, 0.5)]:  # no improvement after the first eval
         p.observe_eval(step, {"s1": score, "s2": score, "c1": score})
@@ -69,7 +75,7 @@ def test_bwt_advances_on_plateau():
 
 @pytest.mark.parametrize("bandit", ["sec", "dump"])
 def test_learnability_prefers_domains_with_larger_advantages(bandit):
-    p = Planner(make_config("learnability", bandit=bandit, tau=0.1))
+    p = planner(make_config("learnability", bandit=bandit, tau=0.1))
     feed(p, 10, {"s1": 0.9, "s2": 0.1, "c1": 0.1})
     mix = p.plan(10).mixture
     assert mix["s1"] > mix["s2"] and mix["s1"] > 0.5
@@ -77,23 +83,23 @@ def test_learnability_prefers_domains_with_larger_advantages(bandit):
 
 
 def test_dump_explores_unvisited_domain():
-    p = Planner(make_config("learnability", bandit="dump", tau=0.1))
+    p = planner(make_config("learnability", bandit="dump", tau=0.1))
     feed(p, 20, {"s1": 0.3, "s2": 0.3})  # c1 never sampled
     mix = p.plan(20).mixture
     assert mix["c1"] > mix["s1"]
 
 
 def test_transfer_policy_uses_alignment():
-    p = Planner(make_config("transfer", transfer_weight=1.0))
+    p = planner(make_config("transfer", transfer_weight=1.0))
     feed(p, 5, {"s1": 0.3, "s2": 0.3, "c1": 0.3})
-    p.observe_step({"alignment": {"s1": {"s1": 1, "s2": 0.9, "c1": 0.9}, "s2": {"s1": 0.9, "s2": 1, "c1": -0.5},
-                                  "c1": {"s1": 0.9, "s2": -0.5, "c1": 1}}})
+    p.observe_step(StepSignals(alignment={"s1": {"s1": 1, "s2": 0.9, "c1": 0.9}, "s2": {"s1": 0.9, "s2": 1, "c1": -0.5},
+                                          "c1": {"s1": 0.9, "s2": -0.5, "c1": 1}}))
     mix = p.plan(5).mixture
     assert mix["s1"] > mix["s2"] and mix["s1"] > mix["c1"]
 
 
 def test_adaptive_forgetting_guard_boosts_a_dropping_domain():
-    p = Planner(make_config("adaptive"))
+    p = planner(make_config("adaptive"))
     feed(p, 5, {"s1": 0.3, "s2": 0.3, "c1": 0.3})
     p.observe_eval(0, {"s1": 0.6, "s2": 0.6, "c1": 0.6})
     before = p.plan(5).mixture["s2"]
@@ -103,7 +109,7 @@ def test_adaptive_forgetting_guard_boosts_a_dropping_domain():
 
 
 def test_adaptive_entropy_guard_on_collapsing_creative_domain():
-    p = Planner(make_config("adaptive"))
+    p = planner(make_config("adaptive"))
     feed(p, 6, {"s1": 0.3, "s2": 0.3, "c1": 0.3}, {"s1": 1.0, "s2": 1.0, "c1": 1.0})  # baselines
     calm = p.plan(6)
     feed(p, 20, {"s1": 0.3, "s2": 0.3, "c1": 0.3}, {"s1": 1.0, "s2": 1.0, "c1": 0.05})  # c1 collapses
@@ -114,7 +120,7 @@ def test_adaptive_entropy_guard_on_collapsing_creative_domain():
 
 def test_adaptive_prerequisite_gating():
     cfg = make_config("adaptive", tasks=[("s1", "structured", []), ("c1", "creative", ["s1"])], unlock_score=0.5)
-    p = Planner(cfg)
+    p = planner(cfg)
     p.observe_eval(0, {"s1": 0.2, "c1": 0.0})
     plan = p.plan(0)
     assert plan.mixture["c1"] == 0.0 and "locked" in plan.reason
@@ -150,10 +156,10 @@ def test_online_transfer_recovers_planted_matrix():
 
 
 def test_planner_state_round_trip():
-    p = Planner(make_config("adaptive"))
+    p = planner(make_config("adaptive"))
     feed(p, 6, {"s1": 0.5, "s2": 0.1, "c1": 0.2}, {"s1": 1.0, "s2": 0.9, "c1": 1.2})
     p.observe_eval(0, {"s1": 0.5, "s2": 0.5, "c1": 0.5})
-    again = Planner(make_config("adaptive"))
+    again = planner(make_config("adaptive"))
     again.load_state_dict(p.state_dict())
     assert again.plan(7) == p.plan(7)
 

@@ -10,7 +10,7 @@ import yaml
 
 from spectrum_rl.cli import main
 from spectrum_rl.config import load_config
-from spectrum_rl.tasks.domain import build_domains
+from spectrum_rl.domains import build_domains
 from spectrum_rl.trainer.checkpoint import read_jsonl
 from spectrum_rl.trainer.loop import Trainer
 
@@ -236,12 +236,12 @@ def test_token_classes_mark_planning_and_execution_tokens():
 
 
 def test_layer_mu_scales_gradients_by_depth(tmp_path, tiny_random_lm_dir):
-    from spectrum_rl.trainer.setup import layer_scales
+    from spectrum_rl.scheduler.blend import layer_factors
 
-    rl, sft = layer_scales(torch.tensor([0.25, 0.75]), 0.4, "increasing")
-    assert torch.allclose(sft, torch.tensor([0.2, 0.6])) and torch.allclose(rl, 1 - sft)
-    rl, sft = layer_scales(torch.tensor([0.25, 0.75]), 0.4, "decreasing")
-    assert torch.allclose(sft, torch.tensor([0.6, 0.2]))
+    rl, sft = layer_factors([0.25, 0.75], 0.4, "increasing")
+    assert sft == pytest.approx([0.2, 0.6]) and rl == pytest.approx([0.8, 0.4])
+    rl, sft = layer_factors([0.25, 0.75], 0.4, "decreasing")
+    assert sft == pytest.approx([0.6, 0.2])
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2, "sft": {"mu": {"schedule": "constant", "value": 0.5},
                                                                            "layer_mu": "increasing"}})
     trainer = make_trainer(path)

@@ -10,14 +10,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from spectrum_rl.analysis.phases import detect_all
+from spectrum_rl.analysis.report import PHASE_COLORS
 from spectrum_rl.analysis.runs import plasticity_probe, run_summary
+from spectrum_rl.analysis.sparsity import final_state, model_state, update_sparsity
+from spectrum_rl.config import load_config
+from spectrum_rl.scheduler.continual import continual_metrics
 from spectrum_rl.scheduler.signals import slope
+from spectrum_rl.trainer.checkpoint import read_jsonl
 
 
 def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plasticity_steps: int = 16) -> dict[str, Any]:
-    from spectrum_rl.config import load_config
-
+    """Every diagnostic of one run directory; writes ``analysis/analysis.json`` and plots."""
     run_dir = Path(run_dir)
     s = run_summary(run_dir)
     loss = s["sft_nll"] if s["sft_nll"][0] else None
@@ -34,11 +40,8 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
     if continual is not None:
         out["continual"] = continual
     if config is not None and (run_dir / "final").exists():
-        from spectrum_rl.analysis.study import _final_state, _model_state
-        from spectrum_rl.analysis.sparsity import update_sparsity
-
-        out["sparsity"] = update_sparsity(_model_state(config.model.name_or_path),
-                                          _final_state(run_dir / "final")).to_dict()
+        out["sparsity"] = update_sparsity(model_state(config.model.name_or_path),
+                                          final_state(run_dir / "final")).to_dict()
     if plasticity_domain and config is not None:
         out["plasticity"] = plasticity_probe(str(run_dir / "final"), config, plasticity_domain,
                                              steps=plasticity_steps)
@@ -53,11 +56,6 @@ def staged_continual_metrics(run_dir: Path) -> dict[str, Any] | None:
     """ACC/BWT/FWT of a staged run (one dominant domain per phase, e.g. `sequential` or `bwt`):
     phases are maximal runs of steps with the same highest-weight domain; R[i][j] is the held-out
     score of domain j at the last eval inside phase i, b the scores at step 0."""
-    import numpy as np
-
-    from spectrum_rl.trainer.checkpoint import read_jsonl
-    from spectrum_rl.scheduler.continual import continual_metrics
-
     metrics, evals = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(run_dir / "eval.jsonl")
     phases: list[tuple[str, int]] = []  # (domain, last step)
     for m in metrics:
@@ -82,8 +80,6 @@ def _plots(folder: Path, s: dict[str, Any], phases) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from spectrum_rl.analysis.report import PHASE_COLORS
 
     panels = [("held_out.png", "held-out score", {**s["eval"], "mean": s["eval_mean"]}),
               ("entropy.png", "rollout entropy (nats)", s["entropy"]),

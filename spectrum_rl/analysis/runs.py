@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from spectrum_rl.config import Config
+from spectrum_rl.domains import build_domains
+from spectrum_rl.errors import ConfigError
 from spectrum_rl.trainer.checkpoint import read_jsonl
+from spectrum_rl.trainer.loop import Trainer
 
 
 def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -27,10 +31,6 @@ def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[flo
 def plasticity_probe(model_path: str, base_config, probe_domain: str, *, steps: int, evals: int = 4,
                      delta: float = 0.1, base_dir: Path | None = None) -> dict[str, Any]:
     """Train ``steps`` RL steps on ``probe_domain`` alone from ``model_path``; learning-curve summary."""
-    from spectrum_rl.config import Config
-    from spectrum_rl.tasks.domain import build_domains
-    from spectrum_rl.trainer.loop import Trainer
-
     data = base_config.model_dump(mode="json")
     data["model"]["name_or_path"] = str(model_path)
     data["tasks"] = [t for t in data["tasks"] if t["name"] == probe_domain]
@@ -59,8 +59,6 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     evals = read_jsonl(run_dir / "eval.jsonl")
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     if not evals:
-        from spectrum_rl.errors import ConfigError
-
         raise ConfigError(f"'{run_dir}' has no eval.jsonl: not a run directory, or the run has not evaluated yet",
                           field="RUN_DIR")
     final = evals[-1]

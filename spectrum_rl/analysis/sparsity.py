@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterator, Mapping
 
 import torch
+from transformers import AutoModelForCausalLM
+
+from spectrum_rl.models import load_causal_lm
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 _WRAPPERS = frozenset({"model", "module", "base_model", "_orig_mod"})
@@ -113,3 +117,14 @@ def mask_overlap(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -
                 raise ValueError(f"{name}: mask shapes differ, {tuple(mask.shape)} vs {tuple(other.shape)}")
             inter += int((mask & other.to(mask.device)).sum())
     return inter / size if size else 0.0
+
+
+def model_state(name_or_path: str) -> dict:
+    """Detached copies of a model's weights (a path, hub id or ``builtin:`` name)."""
+    model, _ = load_causal_lm(name_or_path)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def final_state(folder: Path) -> dict:
+    """The weights of a saved Hugging Face model folder (a run's ``final/``)."""
+    return AutoModelForCausalLM.from_pretrained(folder).state_dict()

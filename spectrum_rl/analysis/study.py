@@ -12,14 +12,23 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+import networkx as nx
 import numpy as np
 
+from spectrum_rl.analysis.claims import judge_claims
+from spectrum_rl.analysis.phases import detect_all
+from spectrum_rl.analysis.probe import probe_transfer, recommend_order
+from spectrum_rl.analysis.report import claims_markdown, write_report
 from spectrum_rl.analysis.runs import plasticity_probe, run_summary
+from spectrum_rl.analysis.sparsity import changed_masks, final_state, mask_overlap, model_state, update_sparsity
 from spectrum_rl.analysis.stats import bootstrap_ci
-from spectrum_rl.config import merge_config
+from spectrum_rl.config import Config, Override, load_config, merge_config
+from spectrum_rl.domains import build_domains
+from spectrum_rl.scheduler.graph import prerequisite_graph
 from spectrum_rl.scheduler.signals import slope
+from spectrum_rl.trainer.loop import Trainer
 
 RECIPE_ARMS = ["rl_only", "sft_only", "staged", "chord_mu", "chord_phi", "adaptive_mu", "gate", "layer_mu"]
 ORDER_ARMS = ["joint", "structured_first", "creative_first", "bwt", "transfer", "adaptive"]
@@ -56,10 +65,6 @@ def default_plasticity_domain(config) -> str:
 
 def kind_order(config, domains: list[str], first: str) -> list[str]:
     """Topological order of ``domains`` that puts ``first``-kind domains as early as prerequisites allow."""
-    import networkx as nx
-
-    from spectrum_rl.scheduler.graph import prerequisite_graph
-
     kinds = {t.name: t.kind for t in config.tasks}
     after = {t.name: [p for p in t.after if p in domains] for t in config.tasks if t.name in domains}
     rank = {n: (kinds[n] != first, domains.index(n)) for n in domains}
@@ -109,17 +114,13 @@ def study_base(config, spec: StudySpec, probe_domain: str) -> dict:
 
 
 def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_domain: str | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every arm x seed, then the diagnostics; write summary.json and report.html."""
-    from spectrum_rl.config import Config, load_config
-    from spectrum_rl.scheduler.probe import probe_transfer, recommend_order
-    from spectrum_rl.tasks.domain import build_domains
-    from spectrum_rl.trainer.loop import Trainer
-
+              overrides: Sequence[Override | str] = (), log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every arm x seed, then the diagnostics; write summary.json and report.html. ``overrides``
+    (``--set``) apply to the base config, under each arm's own settings."""
     t_start = time.perf_counter()
     config_path = Path(config_path)
     base_dir = config_path.resolve().parent
-    config = load_config(config_path)
+    config = load_config(config_path, overrides)
     probe = plasticity_domain or default_plasticity_domain(config)
     output.mkdir(parents=True, exist_ok=True)
     base = study_base(config, spec, probe)
@@ -132,7 +133,7 @@ def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_do
     transfer_file.write_text(json.dumps(record, indent=2))
     order = recommend_order(probe_cfg, record)
 
-    base_state = _model_state(config.model.name_or_path)
+    base_state = model_state(config.model.name_or_path)
     runs: dict[str, list[dict[str, Any]]] = {}
     for arm in spec.arms:
         run_arm = "rl_only" if arm == "joint" and "rl_only" in spec.arms else arm
@@ -159,9 +160,6 @@ def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_do
         runs["joint"] = runs["rl_only"]
     masks_overlap = _seed_overlap(base_state, output, ["rl_only", "sft_only"], spec.seeds)
 
-    from spectrum_rl.analysis.claims import judge_claims
-    from spectrum_rl.analysis.phases import detect_all
-
     arms_summary = {}
     for arm, seeds in runs.items():
         phases = [{d: p.to_dict() for d, p in detect_all(
@@ -175,8 +173,6 @@ def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_do
         "seed_overlap": masks_overlap, "seconds": round(time.perf_counter() - t_start, 1),
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    from spectrum_rl.analysis.report import claims_markdown, write_report
-
     write_report(output / "report.html", summary, runs)
     (output / "claims.md").write_text(claims_markdown(summary))
     log(f"study done in {summary['seconds']:.0f}s: {output / 'summary.json'}, {output / 'report.html'}")
@@ -206,34 +202,17 @@ def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any
     }
 
 
-def _model_state(name_or_path: str) -> dict:
-    from spectrum_rl.models import load_causal_lm
-
-    model, _ = load_causal_lm(name_or_path)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _final_state(folder: Path) -> dict:
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(folder).state_dict()
-
-
 def _sparsity(base_state: dict, final_dir: Path) -> dict[str, Any]:
-    from spectrum_rl.analysis.sparsity import update_sparsity
-
-    report = update_sparsity(base_state, _final_state(final_dir)).to_dict()
+    report = update_sparsity(base_state, final_state(final_dir)).to_dict()
     return {k: report[k] for k in ("unchanged_fraction", "mean_rank_ratio", "per_layer_density")}
 
 
 def _seed_overlap(base_state: dict, output: Path, arms: list[str], seeds: int) -> dict[str, float]:
     """|A ∩ B| / |A| of the changed-parameter masks of seeds 0 and 1, per arm (C3)."""
-    from spectrum_rl.analysis.sparsity import changed_masks, mask_overlap
-
     out = {}
     for arm in arms:
         dirs = [output / "runs" / f"{arm}-s{s}" / "final" for s in range(min(seeds, 2))]
         if len(dirs) == 2 and all(d.exists() for d in dirs):
-            a, b = (changed_masks(base_state, _final_state(d)) for d in dirs)
+            a, b = (changed_masks(base_state, final_state(d)) for d in dirs)
             out[arm] = round(mask_overlap(a, b), 4)
     return out

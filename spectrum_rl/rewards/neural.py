@@ -11,9 +11,11 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+import torch
 from pydantic import Field, field_validator
 
 from spectrum_rl.errors import ConfigError
+from spectrum_rl.models import BUILTIN_PREFIX, hf_call, check_builtin_name, load_causal_lm, load_tokenizer, position_ids
 from spectrum_rl.rewards.base import RewardComponent, RewardSpec
 from spectrum_rl.tasks.base import Example
 
@@ -23,12 +25,8 @@ _DEVICE_DOC = "auto (cuda when available, else cpu), cpu, or a torch device such
 
 def _model_ref(model: str, base_dir: Path) -> str:
     """Resolve ``model`` against ``base_dir``; raise ConfigError when it names a missing local path."""
-    from spectrum_rl.models import BUILTIN_MODELS, BUILTIN_PREFIX
-
     if model.startswith(BUILTIN_PREFIX):
-        if model[len(BUILTIN_PREFIX):] not in BUILTIN_MODELS:
-            raise ConfigError(f"unknown built-in model '{model}'; expected one of "
-                              + ", ".join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS), field="model")
+        check_builtin_name(model, field="model")
         return model
     local = base_dir / Path(model).expanduser()
     if local.exists():
@@ -39,20 +37,16 @@ def _model_ref(model: str, base_dir: Path) -> str:
 
 
 def _device(name: str) -> str:
-    import torch
-
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 @lru_cache(maxsize=None)
 def _load_classifier(path: str, device: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForSequenceClassification
-
-    from spectrum_rl.models import _hf_call, load_tokenizer
+    from transformers import AutoModelForSequenceClassification  # heavy: only when a reward model is used
 
     try:
         tok = load_tokenizer(path)
-        model = _hf_call(AutoModelForSequenceClassification.from_pretrained, path, path)
+        model = hf_call(AutoModelForSequenceClassification.from_pretrained, path, path)
     except ConfigError as err:
         raise ConfigError(err.message, field="model") from err
     if model.config.pad_token_id is None:
@@ -64,8 +58,6 @@ def _load_classifier(path: str, device: str) -> tuple[Any, Any]:
 
 @lru_cache(maxsize=None)
 def _load_lm(model: str, device: str) -> tuple[Any, Any]:
-    from spectrum_rl.models import load_causal_lm
-
     try:
         lm, tok = load_causal_lm(model, device=device)
     except ConfigError as err:
@@ -103,8 +95,6 @@ class RewardModel(RewardComponent):
         return _load_classifier(self.path, _device(self.spec.device))
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
-        import torch
-
         model, tok = self._loaded
         texts = [example.prompt + c for c in completions]
         out: list[float] = []
@@ -184,10 +174,6 @@ class Judge(RewardComponent):
         return model, tok, yes[:k], yes[k], no[k]
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
-        import torch
-
-        from spectrum_rl.models import position_ids
-
         model, tok, prefix, yes_id, no_id = self._loaded
         prompts = [self.spec.rubric.format(prompt=example.prompt, completion=c, reference=example.answer or "")
                    for c in completions]

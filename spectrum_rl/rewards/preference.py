@@ -14,6 +14,7 @@ from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards.base import RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text
 from spectrum_rl.tasks.base import Example
+from spectrum_rl.tasks.builtin import GENERATORS, LETTERS
 
 Pair = tuple[str, str]
 BUILTIN_PAIRS_PER_GENERATOR = 150
@@ -92,8 +93,6 @@ def builtin_pairs() -> list[Pair]:
     """Deterministic pairs from the built-in creative generators: chosen = the row's valid sample
     answer, rejected = the same answer corrupted (a repeated word, a wrong first letter, or the
     last word dropped), cycling through the corruptions."""
-    from spectrum_rl.tasks.builtin import GENERATORS, LETTERS
-
     def repeat(words: list[str], rng: random.Random) -> list[str]:
         i = rng.randrange(1, len(words))
         return words[:i] + [words[i - 1]] + words[i + 1:]

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from spectrum_rl.rewards.base import RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text, extract_answer, last_number, normalize, references, row_field
 from spectrum_rl.tasks.base import Example
+from spectrum_rl.tasks.builtin import check_constraint
 
 _FIELD_DOC = "Row field holding the reference (`answer` = the domain's answer field)."
 _EXTRACT_DOC = "Score the extracted answer (after the last `answer:`, else the first line) instead of the whole text."
@@ -161,7 +162,5 @@ class Constraint(RewardComponent):
     spec: ConstraintSpec
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
-        from spectrum_rl.tasks.builtin import check_constraint
-
         constraint = row_field(example, self.spec.field)
         return [check_constraint(constraint, answer_text(c, self.spec.extract)) for c in completions]

@@ -1,96 +1,83 @@
-"""StepPlan — what the scheduler decides for one step — and the Planner that produces it.
+"""The Planner: each step, a mixture from the policy and mu from the blend, as one StepPlan.
 
-The Planner combines a mixture policy (which domains, how much; scheduler/policies.py) with
-the `mu` schedules (how much SFT per domain; trainer/mu.py) and keeps the signals they read
-(scheduler/signals.py). It sees only numbers — held-out scores, per-domain step metrics,
-alignment matrices — never tensors; the trainer executes the plan and reports back.
+The Planner combines a mixture policy (which domains, how much; scheduler/policies.py) with the
+mu schedules (how much SFT per domain; scheduler/blend.py) and keeps the signals they read
+(scheduler/signals.py). It sees only numbers — held-out scores and the trainer's StepSignals —
+never tensors; the trainer executes the plan and reports back (scheduler/step.py).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from spectrum_rl.scheduler.policies import POLICIES, View
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.scheduler.blend import SFTConfig, allocate_rows, mu_rule
+from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig, View
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability, OnlineTransfer
-from spectrum_rl.trainer.mu import AdaptiveMu, MuSchedule, scheduled_mu
-
-if TYPE_CHECKING:
-    from spectrum_rl.config import Config
-
-
-@dataclass(frozen=True)
-class StepPlan:
-    """mixture: domain -> weight (sums to 1); mu: domain -> SFT weight in [0, 1];
-    gate: domains whose mu is decided per prompt (HPT); reason: why, for humans and logs."""
-
-    mixture: dict[str, float]
-    mu: dict[str, float]
-    reason: str
-    gate: frozenset[str] = field(default_factory=frozenset)
-
-    def mean_mu(self) -> float:
-        """Mixture-weighted mu (the single number shown in progress and logs)."""
-        return sum(self.mixture[d] * self.mu[d] for d in self.mixture)
+from spectrum_rl.scheduler.step import StepPlan, StepSignals
 
 
 class Planner:
-    """``scheduler.policy`` + per-domain mu schedules + the signals both read."""
+    """``scheduler.policy`` + a mu rule per domain + the signals both read.
 
-    def __init__(self, config: "Config", base_dir: Path | None = None) -> None:
-        names = config.domain_names
-        kinds = {t.name: t.kind for t in config.tasks}
-        sc = config.scheduler
-        self.names = names
-        self.policy = POLICIES[sc.policy](sc, names)
-        self.view = View(names, kinds, {t.name: list(t.after) for t in config.tasks},
-                         EntropyMonitor(kinds, collapse_fraction=sc.entropy_collapse, window=sc.window),
+    kinds: domain -> structured | creative, in config order; after: domain -> prerequisites;
+    transfer: a transfer matrix in ``kinds`` order (``load_transfer``), or None.
+    """
+
+    def __init__(self, kinds: Mapping[str, str], after: Mapping[str, Sequence[str]], scheduler: SchedulerConfig,
+                 sft: SFTConfig, prompts_per_step: int, transfer: np.ndarray | None = None) -> None:
+        names = list(kinds)
+        sc = scheduler
+        self.names, self.sft, self.prompts_per_step = names, sft, prompts_per_step
+        policy = POLICIES.get(sc.policy, field="scheduler.policy")
+        self.policy = policy(sc, names)
+        self.view = View(names, dict(kinds), {n: list(after.get(n, ())) for n in names},
+                         EntropyMonitor(dict(kinds), collapse_fraction=sc.entropy_collapse, window=sc.window),
                          Learnability(sc.window), GradientAlignment())
+        self.view.transfer = transfer
         self.online = OnlineTransfer(names)
         self._transfer_online = False  # True once the online fit has replaced a missing/old estimate
         self.transfer_stderr: np.ndarray | None = None
-        if sc.transfer_file:
-            self.view.transfer = load_transfer(Path(base_dir or ".") / sc.transfer_file, names)
-        sft = config.training.sft
-        self.schedules: dict[str, MuSchedule] = {n: sft.per_domain.get(n, sft.mu) for n in names}
-        self.adaptive = {n: AdaptiveMu(s) for n, s in self.schedules.items() if s.schedule == "adaptive"}
-        self.alignment_every = sc.alignment_every if sc.policy in ("transfer", "adaptive") else 0
+        self.mu_rules = {n: mu_rule(sft.schedule_of(n)) for n in names}
+        self.alignment_every = sc.alignment_every if policy.uses_alignment else 0
 
-    def plan(self, step: int) -> StepPlan:
-        decision = self.policy.decide(step, self.view)
-        mu = {n: self.adaptive[n].mu(n) if n in self.adaptive else scheduled_mu(s, step)
-              for n, s in self.schedules.items()}
-        for n, floor in decision.mu_raise.items():
-            mu[n] = max(mu[n], floor)
-        gate = frozenset(n for n, s in self.schedules.items() if s.is_gate)
-        self.online.observe_mixture(decision.mixture)
-        return StepPlan(decision.mixture, mu, decision.reason, gate)
+    def plan(self, step: int, mixture: Mapping[str, float] | None = None) -> StepPlan:
+        """The plan of ``step``; ``mixture`` replaces the policy's (a transfer probe trains one domain)."""
+        if mixture is None:
+            decision = self.policy.decide(step, self.view)
+            mixture, reason, mu_raise = decision.mixture, decision.reason, decision.mu_raise
+            self.online.observe_mixture(mixture)
+        else:
+            mixture, reason, mu_raise = dict(mixture), "fixed mixture", {}
+        mu = {n: max(rule.mu(step), mu_raise.get(n, 0.0)) for n, rule in self.mu_rules.items()}
+        gate = {n: self.sft.schedule_of(n).gamma for n, rule in self.mu_rules.items() if rule.per_prompt}
+        prompts, demos = allocate_rows(mixture, mu, gate, self.prompts_per_step, self.sft.expert_ratio)
+        return StepPlan(dict(mixture), mu, reason, prompts, demos, gate)
 
     def wants_alignment(self, step: int) -> bool:
         return bool(self.alignment_every) and step % self.alignment_every == 0
 
-    def observe_step(self, metrics: dict[str, Any]) -> None:
-        """Per-domain rollout metrics of the step just taken (entropy, |A|, samples, alignment)."""
-        self.view.entropy.update({n: metrics[f"entropy/{n}"] for n in self.names if f"entropy/{n}" in metrics})
-        for n in self.names:
-            if f"advantage_abs/{n}" in metrics:
-                self.view.learnability.update(n, metrics[f"advantage_abs/{n}"], int(metrics.get(f"samples/{n}", 1)))
-        if "alignment" in metrics:
-            self.view.alignment.update(metrics["alignment"])
+    def observe_step(self, signals: StepSignals) -> None:
+        """What the step just taken measured (entropy, |A|, samples, alignment)."""
+        self.view.entropy.update({n: s.entropy for n, s in signals.domains.items() if s.entropy is not None})
+        for n, s in signals.domains.items():
+            if s.advantage_abs is not None:
+                self.view.learnability.update(n, s.advantage_abs, s.samples)
+        if signals.alignment is not None:
+            self.view.alignment.update(signals.alignment)
 
     def observe_eval(self, step: int, scores: dict[str, float]) -> None:
-        """Held-out scores after ``step``: feeds the policy, adaptive mu and the online transfer fit."""
+        """Held-out scores after ``step``: feeds the policy, the mu rules and the online transfer fit."""
         v = self.view
         v.scores = dict(scores)
         for n, s in scores.items():
             v.start.setdefault(n, s)
             v.best[n] = max(v.best.get(n, s), s)
-        for name, controller in self.adaptive.items():
-            if name in scores:
-                controller.observe({name: scores[name]})
+            if n in self.mu_rules:
+                self.mu_rules[n].observe(s)
         self.online.observe_eval(scores)
         if self.view.transfer is None or self._transfer_online:
             estimate = self.online.estimate()
@@ -101,7 +88,7 @@ class Planner:
 
     def state_dict(self) -> dict:
         v = self.view
-        return {"policy": self.policy.state_dict(), "adaptive": {n: c.state_dict() for n, c in self.adaptive.items()},
+        return {"policy": self.policy.state_dict(), "mu": {n: r.state_dict() for n, r in self.mu_rules.items()},
                 "entropy": v.entropy.state_dict(), "learnability": v.learnability.state_dict(),
                 "alignment": v.alignment.state_dict(), "online": self.online.state_dict(),
                 "scores": v.scores, "start": v.start, "best": v.best,
@@ -112,8 +99,8 @@ class Planner:
     def load_state_dict(self, state: dict) -> None:
         v = self.view
         self.policy.load_state_dict(state["policy"])
-        for n, s in state.get("adaptive", {}).items():
-            self.adaptive[n].load_state_dict(s)
+        for n, s in state["mu"].items():
+            self.mu_rules[n].load_state_dict(s)
         v.entropy.load_state_dict(state["entropy"])
         v.learnability.load_state_dict(state["learnability"])
         v.alignment.load_state_dict(state["alignment"])
@@ -127,22 +114,9 @@ class Planner:
 
 def load_transfer(path: Path, names: Sequence[str]) -> np.ndarray:
     """T from a transfer.json written by `spectrum-rl order` (rows/cols reordered to ``names``)."""
-    from spectrum_rl.errors import ConfigError
-
     try:
         data = json.loads(Path(path).read_text())
         return np.array([[float(data["transfer"][a][b]) for b in names] for a in names])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read a transfer matrix for these domains from {path} ({type(exc).__name__}: "
                           f"{exc})", field="scheduler.transfer_file") from None
-
-
-def allocate(mixture: dict[str, float], total: int, names: Sequence[str] | None = None) -> dict[str, int]:
-    """Split ``total`` items across domains by weight (largest remainder; deterministic)."""
-    names = list(names or mixture)
-    raw = {n: mixture.get(n, 0.0) * total for n in names}
-    counts = {n: int(v) for n, v in raw.items()}
-    left = total - sum(counts.values())
-    for n in sorted(names, key=lambda n: (-(raw[n] - counts[n]), names.index(n)))[:left]:
-        counts[n] += 1
-    return counts

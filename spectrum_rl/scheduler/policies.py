@@ -23,14 +23,90 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
+from spectrum_rl.registry import Registry
+from spectrum_rl.scheduler.order import best_order
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability
+from spectrum_rl.schema import StrictModel
 
-if TYPE_CHECKING:
-    from spectrum_rl.config import SchedulerConfig
+
+class Policy(ABC):
+    """A mixture policy: ``decide`` returns the step's mixture; ``observe_eval`` sees each evaluation."""
+
+    uses_alignment: ClassVar[bool] = False  # reads gradient alignment (so the trainer computes it)
+
+    def __init__(self, cfg: "SchedulerConfig", names: list[str]) -> None:
+        self.cfg, self.names = cfg, names
+
+    @abstractmethod
+    def decide(self, step: int, view: "View") -> "Decision": ...
+
+    def observe_eval(self, step: int, view: "View") -> None:
+        """Called after each evaluation (default: nothing)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+POLICIES: Registry[type[Policy]] = Registry("policy")
+"""``scheduler.policy`` name -> Policy class. A new policy: one class below with ``@POLICIES.register``."""
+
+
+class SchedulerConfig(StrictModel):
+    """`scheduler:` — which domains each step trains on (the policies below)."""
+
+    policy: str = Field("joint", description="joint (fixed weights) | sequential (explicit order) | bwt (order from "
+                        "transfer, phases) | learnability (SEC/DUMP bandit) | transfer (TAC bandit) | adaptive (ours), "
+                        "or any registered policy.")
+    weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="`joint`: mixture weight per domain name (normalised); null = uniform.")
+    order: list[str] | None = Field(None, description="`sequential`/`bwt`: explicit domain order "
+                                    "(`bwt` computes one when null).")
+    phase_steps: int = Field(50, ge=1, description="`sequential`/`bwt`: steps per phase (budget).")
+    replay: float = Field(0.1, ge=0, lt=1, description="`sequential`/`bwt`: mixture share of earlier domains.")
+    plateau_patience: int = Field(2, ge=1, description="`bwt`: evals without improvement before the next phase.")
+    plateau_delta: float = Field(0.01, ge=0, description="`bwt`: improvement that resets the plateau count.")
+    transfer_file: str | None = Field(None, description="`bwt`: transfer.json from `spectrum-rl order` "
+                                      "(relative to the config); null = online estimate or kinds.")
+    bandit: Literal["sec", "dump"] = Field("sec", description="`learnability`/`transfer`/`adaptive`: SEC "
+                                           "(TD update) or DUMP (UCB).")
+    alpha: float = Field(0.5, gt=0, le=1, description="SEC learning rate of Q.")
+    tau: float = Field(0.1, gt=0, description="Softmax temperature of the bandits.")
+    window: int = Field(20, ge=1, description="Window (steps) of the learnability and entropy signals.")
+    min_weight: float = Field(0.02, ge=0, lt=1, description="Bandits: floor on every domain's weight.")
+    transfer_weight: float = Field(1.0, ge=0, description="`transfer`/`adaptive`: weight of gradient alignment.")
+    alignment_every: int = Field(5, ge=0, description="Compute gradient alignment every N steps "
+                                 "(`transfer`/`adaptive`; 0 = never).")
+    alignment_dim: int = Field(4096, ge=16, description="Dimension of the gradient sketch.")
+    forgetting_margin: float = Field(0.05, ge=0, description="`adaptive`: score drop below best that boosts a domain.")
+    forgetting_boost: float = Field(2.0, ge=1, description="`adaptive`: weight multiplier of a forgotten domain.")
+    entropy_collapse: float = Field(0.5, gt=0, lt=1, description="Entropy below this fraction of its early "
+                                    "baseline counts as collapse.")
+    entropy_guard_cut: float = Field(0.5, ge=0, le=1, description="`adaptive`: structured weight multiplier "
+                                     "while a creative domain's entropy has collapsed.")
+    entropy_guard_mu: float = Field(0.3, ge=0, le=1, description="`adaptive`: minimum mu of a collapsed "
+                                    "creative domain.")
+    unlock_score: float = Field(0.3, description="`adaptive`: held-out score prerequisites must reach.")
+
+    @field_validator("policy")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        return POLICIES.check(v)
+
+    @field_validator("weights")
+    @classmethod
+    def _some_positive(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is not None:
+            if not any(w > 0 for w in v.values()):
+                raise ValueError("at least one weight must be > 0")
+        return v
 
 
 @dataclass
@@ -72,24 +148,10 @@ def _normalise(w: dict[str, float]) -> dict[str, float]:
     return {k: v / total for k, v in w.items()} if total > 0 else {k: 1 / len(w) for k in w}
 
 
-class Policy(ABC):
-    def __init__(self, cfg: "SchedulerConfig", names: list[str]) -> None:
-        self.cfg, self.names = cfg, names
-
-    @abstractmethod
-    def decide(self, step: int, view: View) -> Decision: ...
-
-    def observe_eval(self, step: int, view: View) -> None:
-        """Called after each evaluation (default: nothing)."""
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
+@POLICIES.register("joint")
 class Joint(Policy):
+    """Fixed weights (`weights`; uniform when null)."""
+
     def decide(self, step: int, view: View) -> Decision:
         weights = self.cfg.weights or {n: 1.0 for n in self.names}
         return Decision(_normalise({n: float(weights.get(n, 0.0)) for n in self.names}), "joint: fixed weights")
@@ -105,7 +167,10 @@ def phase_mixture(order: list[str], phase: int, replay: float) -> dict[str, floa
     return mixture
 
 
+@POLICIES.register("sequential")
 class Sequential(Policy):
+    """An explicit `order`, `phase_steps` per phase, a `replay` share for earlier domains."""
+
     def decide(self, step: int, view: View) -> Decision:
         order = list(self.cfg.order or self.names)
         phase = min(step // self.cfg.phase_steps, len(order) - 1)
@@ -113,6 +178,7 @@ class Sequential(Policy):
         return Decision({**{n: 0.0 for n in self.names}, **phase_mixture(order, phase, self.cfg.replay)}, reason)
 
 
+@POLICIES.register("bwt")
 class BWT(Policy):
     """Ordered phases from the transfer matrix; advance on plateau or budget."""
 
@@ -128,8 +194,6 @@ class BWT(Policy):
         if self.cfg.order:
             self.order, self.why = list(self.cfg.order), "explicit order"
             return
-        from spectrum_rl.scheduler.order import best_order
-
         T = view.transfer if view.transfer is not None else np.zeros((len(self.names), len(self.names)))
         result = best_order(self.names, T, view.kinds, view.prerequisites)
         self.order = result.order
@@ -171,6 +235,7 @@ class BWT(Policy):
         self.stale, self.phase_best, self.why = state["stale"], state["phase_best"], state["why"]
 
 
+@POLICIES.register("learnability")
 class LearnabilityBandit(Policy):
     """SEC or DUMP over domains (``scheduler.bandit``)."""
 
@@ -213,8 +278,11 @@ class LearnabilityBandit(Policy):
         self.q, self.seen = dict(state["q"]), dict(state["seen"])
 
 
+@POLICIES.register("transfer")
 class TransferBandit(LearnabilityBandit):
     """Learnability plus gradient-alignment transfer (TAC)."""
+
+    uses_alignment = True
 
     def scores(self, view: View) -> dict[str, float]:
         base = super().scores(view)
@@ -225,6 +293,7 @@ class TransferBandit(LearnabilityBandit):
         return Decision(d.mixture, d.reason.replace("learnability", "transfer", 1))
 
 
+@POLICIES.register("adaptive")
 class Adaptive(TransferBandit):
     """Transfer bandit + forgetting guard + entropy guard + prerequisite gating."""
 
@@ -256,9 +325,3 @@ class Adaptive(TransferBandit):
             weights = {n: float(not view.prerequisites.get(n)) for n in self.names}
         reason = "adaptive: " + base.reason.split(": ", 1)[1] + ("; " + "; ".join(notes) if notes else "")
         return Decision(_normalise(weights), reason, mu_raise)
-
-
-POLICIES: dict[str, type[Policy]] = {
-    "joint": Joint, "sequential": Sequential, "bwt": BWT, "learnability": LearnabilityBandit,
-    "transfer": TransferBandit, "adaptive": Adaptive,
-}

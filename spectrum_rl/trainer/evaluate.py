@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import torch
 
 from spectrum_rl.models import apply_prompt_format, position_ids
-from spectrum_rl.tasks.domain import Domain
+from spectrum_rl.domains import Domain
 from spectrum_rl.trainer.generation import complete
 from spectrum_rl.trainer.rollout import Rollouts
 

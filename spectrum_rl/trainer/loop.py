@@ -1,14 +1,15 @@
 """The training loop: execute one StepPlan per step — rollouts, rewards, advantages, spectrum loss.
 
 One step (all processes draw the same prompts; process r keeps every world-th one):
- 1. plan = planner.plan(step): mixture over domains, mu per domain.
- 2. Draw prompts_per_step prompts by the mixture; roll out G completions each (one batched decode).
+ 1. plan = planner.plan(step): prompts and demonstrations per domain, mu per domain.
+ 2. Draw them; roll out G completions per prompt (one batched decode).
  3. Score each group with its domain's hybrid reward; group-relative advantages.
- 4. Draw expert demonstrations (expert_ratio * prompts_per_step) from domains with mu > 0, or,
-    for `gate` domains, take the demonstrations of prompts no rollout solved (HPT).
+ 4. Weigh every row (scheduler/blend.py ``row_weights``): rollouts 1 - mu_d, demonstrations mu_d,
+    gated prompts (HPT) trained on their demonstration instead.
  5. For num_iterations passes: forward/backward over micro-batches of all rows, one AdamW step.
-    L = sum_rl (1-mu_d) l_t / D_rl + sum_sft mu_d nll_t / D_sft   (see trainer/loss.py)
-Everything the scheduler needs comes back as numbers: per-domain rewards, entropy, |A|, scores.
+    L = sum_rl w l_t / D_rl + sum_sft w nll_t / D_sft   (see trainer/loss.py)
+ 6. Report the step's StepSignals to the planner; the logged metrics are derived from them.
+The trainer decides nothing: every choice of what to train on and how much comes from the plan.
 """
 from __future__ import annotations
 
@@ -23,37 +24,45 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 import yaml
+from accelerate import Accelerator
 
 from spectrum_rl.config import Config
-from spectrum_rl.errors import TrainingError, TrainingInterrupted
+from spectrum_rl.cpu.onednn import onednn_linear
+from spectrum_rl.domains import Domain
+from spectrum_rl.errors import ConfigError, TrainingError, TrainingInterrupted
 from spectrum_rl.models import apply_prompt_format, load_causal_lm
-from spectrum_rl.scheduler.plan import Planner, StepPlan, allocate
+from spectrum_rl.scheduler.blend import RowWeights, layer_factors, row_weights
+from spectrum_rl.scheduler.plan import Planner, load_transfer
+from spectrum_rl.scheduler.step import GroupOutcome, StepPlan, StepSignals
+from spectrum_rl.tasks.base import Example
 from spectrum_rl.tasks.common import derive_seed
-from spectrum_rl.tasks.domain import Domain
 from spectrum_rl.trainer.advantages import group_advantages
+from spectrum_rl.trainer.alignment import GradientSketch, cosine_matrix
 from spectrum_rl.trainer.batch import MicroBatch, Row, micro_batches, token_classes
 from spectrum_rl.trainer.checkpoint import append_jsonl, load_latest, save_checkpoint, truncate_jsonl
 from spectrum_rl.trainer.evaluate import evaluate
-from spectrum_rl.trainer.host_memory import reuse_freed_memory
 from spectrum_rl.trainer.interrupt import StopOnSignal
-from spectrum_rl.trainer.onednn import onednn_linear
 from spectrum_rl.trainer.loss import aggregate, rl_denominator, rl_token_loss, sft_token_loss, token_logprobs
+from spectrum_rl.trainer.metrics import SignalSums, Sums
 from spectrum_rl.trainer.rollout import sample
-from spectrum_rl.trainer.setup import (check_trackers, flat_config, layer_mu_hooks, layer_scales, lr_lambda,
-                                       load_weights, with_lora)
+from spectrum_rl.trainer.setup import check_trackers, flat_config, layer_mu_hooks, lr_lambda, load_weights, with_lora
 
 
 @dataclass
-class Sums:
-    """Per-step metric accumulator: name -> [sum, count]; reduced across processes once."""
+class _Group:
+    """One local rollout group: its prompt, completions (texts and ids; a LUFFY expert last), which
+    are valid, their advantages, and the outcome the blend weighs."""
 
-    values: dict[str, list[float]]
+    domain: str
+    example: Example
+    texts: list[str]
+    completion_ids: list[list[int]]
+    valid: list[bool]
+    advantage: list[float]
+    outcome: GroupOutcome
 
-    def add(self, name: str, total: float, count: float = 1.0) -> None:
-        slot = self.values.setdefault(name, [0.0, 0.0])
-        slot[0] += total
-        slot[1] += count
 
 
 class Trainer:
@@ -61,8 +70,6 @@ class Trainer:
 
     def __init__(self, config: Config, domains: list[Domain], output_dir: Path, *, resume: bool = False,
                  accelerator=None, base_dir: Path | None = None) -> None:
-        from accelerate import Accelerator
-
         self.config, self.domains = config, {d.name: d for d in domains}
         self.cfg = config.training
         self.output_dir = Path(output_dir)
@@ -73,12 +80,8 @@ class Trainer:
                                               log_with=config.logging.trackers or None,
                                               project_dir=str(self.output_dir))
         if self.cfg.prompts_per_step % self.acc.num_processes:
-            from spectrum_rl.errors import ConfigError
-
             raise ConfigError(f"must be divisible by the number of processes ({self.acc.num_processes})",
                               field="training.prompts_per_step")
-        if self.cfg.reuse_host_memory and self.acc.device.type == "cpu":
-            reuse_freed_memory()
         torch.manual_seed(config.run.seed)
         model, self.tokenizer = load_causal_lm(config.model.name_or_path, config.model.dtype)
         needs_base = self.cfg.beta > 0 or config.eval.kl_to_base
@@ -99,20 +102,22 @@ class Trainer:
         self.lr_scheduler = scheduler  # stepped once per update (accelerate's wrapper would step per process)
         if self.base is not None:
             self.base.to(self.acc.device)
-        self.planner = Planner(config, base_dir)
+        sc = config.scheduler
+        transfer = load_transfer(Path(base_dir or ".") / sc.transfer_file, config.domain_names) \
+            if sc.transfer_file else None
+        self.planner = Planner(config.kinds, config.prerequisites, sc, self.cfg.sft, self.cfg.prompts_per_step,
+                               transfer)
         self.sketch = None
         if self.planner.alignment_every and self.acc.num_processes == 1:  # per-domain grads need one process
-            from spectrum_rl.trainer.alignment import GradientSketch
-
-            self.sketch = GradientSketch(self.policy, config.scheduler.alignment_dim, config.run.seed)
+            self.sketch = GradientSketch(self.policy, sc.alignment_dim, config.run.seed)
         self._sketches: dict[str, torch.Tensor] | None = None
         self.step = 0
         self.stop_ids = [self.tokenizer(s, add_special_tokens=False)["input_ids"] for s in self.cfg.stop]
         self._prompt_cache: dict[str, list[int]] = {}
         self.token_patterns = {n: re.compile(p) for n, p in config.logging.token_classes.items()}
         self._grad_scale = None
-        if self.cfg.sft.layer_mu != "uniform":
-            self._grad_scale, self._layer_fraction = layer_mu_hooks(self.policy)
+        if self.cfg.sft.layer_mu != "uniform":  # per-layer mu scales gradients through hooks
+            self._grad_scale, self._layer_depth = layer_mu_hooks(self.policy)
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         if resume:
@@ -140,7 +145,6 @@ class Trainer:
         with StopOnSignal() as stop:
             while self.step < self.cfg.steps:
                 metrics = self.train_step()
-                self.planner.observe_step(metrics)
                 self.step += 1
                 metrics["step"] = self.step
                 if self.is_main:
@@ -173,8 +177,6 @@ class Trainer:
         """The stop signal any process received (0: none), so that all processes stop together."""
         if self.acc.num_processes == 1:
             return signum or 0
-        import torch.distributed as dist
-
         flag = torch.tensor([signum or 0], device=self.acc.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return int(flag)
@@ -185,42 +187,43 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------
     def train_step(self, plan: StepPlan | None = None) -> dict[str, Any]:
-        """One rollout batch and num_iterations optimizer steps; returns the step's metrics.
-        ``plan`` overrides the scheduler's (used by transfer probes)."""
-        cfg, acc = self.cfg, self.acc
+        """One rollout batch and num_iterations optimizer steps; tells the planner what the step
+        measured and returns the step's metrics. ``plan`` overrides the planner's (transfer probes)."""
+        acc = self.acc
         plan = plan or self.planner.plan(self.step)
-        self._step_mu = plan.mean_mu()
         self._sketches = {} if self.sketch is not None and self.planner.wants_alignment(self.step) else None
+        # Data and sampling streams come from (seed, step[, rank]): the step number is the whole data
+        # position, so a resumed run draws exactly what an uninterrupted one would.
         data_rng = random.Random(derive_seed(self.config.run.seed, "data", self.step))
         gen = torch.Generator(device=acc.device).manual_seed(  # on the policy's device: multinomial draws there
             derive_seed(self.config.run.seed, "sample", self.step, acc.process_index))
-        sums = Sums({})
+        sums, signals = Sums(), SignalSums(list(self.domains))
         timings = {"rollout": 0.0, "reward": 0.0, "train": 0.0}
 
-        rows: list[Row] = []
-        rl_domains = [d for d in plan.mixture if plan.mixture[d] > 0 and (plan.mu[d] < 1 or d in plan.gate)]
-        gate_failed: list[tuple[str, Any]] = []
-        if rl_domains:
-            counts = allocate({d: plan.mixture[d] for d in rl_domains}, cfg.prompts_per_step)
-            prompts = [(d, ex) for d in rl_domains for ex in self.domains[d].sample(counts[d], data_rng)]
-            local = prompts[acc.process_index::acc.num_processes]
-            rl_rows, gate_failed = self._rollout_rows(local, plan, gen, sums, timings)
-            rows += rl_rows
-        rows += self._sft_rows(plan, data_rng, gate_failed, sums)
+        # Draw what the plan asks for; every process draws the same and keeps its share.
+        prompts = [(d, ex) for d, n in plan.prompts.items() for ex in self.domains[d].sample(n, data_rng)]
+        demos = [(d, ex) for d, n in plan.demos.items() for ex in self.domains[d].sample(n, data_rng)]
+        local_prompts = prompts[acc.process_index::acc.num_processes]
+        local_demos = [(d, ex) for d, ex in demos[acc.process_index::acc.num_processes] if ex.expert is not None]
+
+        # Roll out and score; the blend turns the outcomes into row weights (gate, zero variance).
+        groups = self._rollout_groups(local_prompts, gen, sums, signals, timings) if local_prompts else []
+        weights = row_weights(plan, [g.outcome for g in groups], [d for d, _ in local_demos], self.cfg.sft,
+                              self.cfg.group_size, self.cfg.drop_zero_variance)
+        rows = self._rows(plan, groups, local_demos, weights, sums)
 
         t0 = time.perf_counter()
-        self._optimize(rows, sums)
+        self._optimize(rows, plan, sums, signals)
         timings["train"] = time.perf_counter() - t0
 
-        metrics = self._reduce(sums)
+        alignment = cosine_matrix(self._sketches) if self._sketches and len(self._sketches) > 1 else None
+        metrics, step_signals = self._reduce(sums, signals, alignment)
+        self.planner.observe_step(step_signals)
+        metrics.update(step_signals.metrics())
         metrics.update({f"time/{k}": round(v, 4) for k, v in timings.items()})
         metrics.update({"mu": round(plan.mean_mu(), 6), "mixture": {k: round(v, 6) for k, v in plan.mixture.items()},
                         "learning_rate": self.lr_scheduler.get_last_lr()[0], "scheduler/reason": plan.reason})
         metrics.update({f"mu/{d}": round(m, 6) for d, m in plan.mu.items()})
-        if self._sketches and len(self._sketches) > 1:
-            from spectrum_rl.trainer.alignment import cosine_matrix
-
-            metrics["alignment"] = cosine_matrix(self._sketches)
         return metrics
 
     def _encode_prompt(self, prompt: str) -> list[int]:
@@ -232,8 +235,8 @@ class Trainer:
     def _completion_ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
 
-    def _rollout_rows(self, local, plan: StepPlan, gen, sums: Sums, timings) -> tuple[list[Row], list]:
-        """Sample G completions per local prompt, score them, and turn them into RL rows."""
+    def _rollout_groups(self, local, gen, sums: Sums, signals: SignalSums, timings) -> list[_Group]:
+        """Sample G completions per local prompt, score them, and compute their advantages."""
         cfg, G = self.cfg, self.cfg.group_size
         t0 = time.perf_counter()
         prompt_ids = [self._encode_prompt(ex.prompt) for _, ex in local for _ in range(G)]
@@ -246,11 +249,10 @@ class Trainer:
         timings["rollout"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        luffy = cfg.sft.luffy
         group_texts, group_ids, rewards, valid = [], [], [], []
         for i, (domain, ex) in enumerate(local):
             g_texts, g_ids = texts[i * G:(i + 1) * G], completions[i * G:(i + 1) * G]
-            if luffy and ex.expert is not None:
+            if cfg.sft.luffy and ex.expert is not None:  # LUFFY: the expert completion joins the group
                 g_texts, g_ids = g_texts + [ex.expert], g_ids + [self._completion_ids(ex.expert)]
             result = self.domains[domain].reward.score(g_texts, ex)
             group_texts.append(g_texts)
@@ -259,7 +261,7 @@ class Trainer:
             valid.append(torch.tensor(result.valid))
             n = min(G, len(result.total))
             sums.add("reward", float(result.total[:n].sum()), n)
-            sums.add(f"reward/{domain}", float(result.total[:n].sum()), n)
+            signals.add(domain, reward=float(result.total[:n].sum()), rollouts=n)
             for part, values in result.parts.items():
                 sums.add(f"reward/{domain}/{part}", float(values[:n].sum()), n)
             for part, count in result.errors.items():
@@ -271,62 +273,45 @@ class Trainer:
         r = torch.stack([torch.nn.functional.pad(x, (0, width - len(x))) for x in rewards])       # [n, G(+1)]
         v = torch.stack([torch.nn.functional.pad(x, (0, width - len(x)), value=False) for x in valid])
         adv, zero_var = group_advantages(r, v, cfg.scale_rewards)
-        for i, (domain, ex) in enumerate(local):
+        for i, (domain, _) in enumerate(local):
             std = float(r[i][v[i]].std()) if int(v[i].sum()) > 1 else 0.0
             sums.add("reward_std", std)
             sums.add("frac_reward_zero_std", float(zero_var[i]))
-            sums.add(f"advantage_abs/{domain}", float(adv[i][v[i]].abs().sum()), float(v[i].sum()))
-            sums.add(f"samples/{domain}", float(v[i].sum()), 0)
+            signals.add(domain, advantage_abs=float(adv[i][v[i]].abs().sum()), samples=float(v[i].sum()))
         finished = ro.finished.float()
         lengths = ro.completion_mask.sum(1).float()
         sums.add("completions/mean_length", float(lengths.sum()), len(lengths))
         sums.add("completions/tokens", float(lengths.sum()), 0)
         sums.add("completions/clipped_ratio", float((1 - finished).sum()), len(finished))
+        return [_Group(domain, ex, group_texts[i], group_ids[i], v[i].tolist(), adv[i].tolist(),
+                       GroupOutcome(domain, tuple(r[i].tolist()), bool(zero_var[i]), ex.expert is not None))
+                for i, (domain, ex) in enumerate(local)]
 
+    def _rows(self, plan: StepPlan, groups: list[_Group], demos: list[tuple[str, Any]], weights: RowWeights,
+              sums: Sums) -> list[Row]:
+        """Loss rows with the blend's weights: each group's valid completions (RL; a LUFFY expert
+        last), then the demonstrations of gated prompts and the drawn demonstrations (SFT)."""
+        G = self.cfg.group_size
         rows: list[Row] = []
-        gate_failed = []
-        for i, (domain, ex) in enumerate(local):
-            mu = plan.mu[domain]
-            weight = 1.0 - mu
-            if domain in plan.gate:
-                success = float((r[i][:G] >= cfg.sft.gate_threshold).float().mean())
-                failed = success <= self.planner.schedules[domain].gamma
-                weight = 0.0 if failed and ex.expert is not None else 1.0
-                if weight == 0.0:
-                    gate_failed.append((domain, ex))
-                sums.add("gate/sft_fraction", 1.0 - weight)
-            if cfg.drop_zero_variance and zero_var[i]:
-                weight = 0.0
-            prompt = self._encode_prompt(ex.prompt)
-            for j, ids in enumerate(group_ids[i]):
-                if not bool(v[i][j]):
+        for g, weight, gated in zip(groups, weights.rl, weights.gated):
+            if g.domain in plan.gate:
+                sums.add("gate/sft_fraction", float(gated))
+            prompt = self._encode_prompt(g.example.prompt)
+            for j, ids in enumerate(g.completion_ids):
+                if not g.valid[j]:
                     continue
                 role = "luffy" if j >= G else "rl"
                 # token-level class masks only for completions that contain a class at all (cheap check)
-                text = group_texts[i][j]
-                tagged = role == "rl" and any(p.search(text) for p in self.token_patterns.values())
+                tagged = role == "rl" and any(p.search(g.texts[j]) for p in self.token_patterns.values())
                 classes = token_classes(self.tokenizer, ids, self.token_patterns) if tagged else None
-                rows.append(Row(prompt, ids, role, domain, weight, float(adv[i][j]), classes))
-        return rows, gate_failed
-
-    def _sft_rows(self, plan: StepPlan, data_rng: random.Random, gate_failed, sums: Sums) -> list[Row]:
-        """Expert demonstrations: gate failures, plus expert_ratio of the batch from mu > 0 domains."""
-        acc = self.acc
-        picked: list[tuple[str, Any, float]] = [(d, ex, 1.0) for d, ex in gate_failed]
-        weights = {d: plan.mixture[d] for d in plan.mixture
-                   if plan.mu[d] > 0 and d not in plan.gate and plan.mixture[d] > 0}
-        n_expert = math.ceil(self.cfg.sft.expert_ratio * self.cfg.prompts_per_step) if weights else 0
-        if n_expert:
-            counts = allocate(weights, n_expert)
-            drawn = [(d, ex) for d in weights for ex in self.domains[d].sample(counts[d], data_rng)]
-            picked += [(d, ex, plan.mu[d]) for d, ex in drawn[acc.process_index::acc.num_processes]
-                       if ex.expert is not None]
-        rows = [Row(self._encode_prompt(ex.prompt), self._completion_ids(ex.expert), "sft", d, w)
-                for d, ex, w in picked]
-        sums.add("sft/samples", float(len(rows)), 0)
+                rows.append(Row(prompt, ids, role, g.domain, weight, g.advantage[j], classes))
+        sft = [(g.domain, g.example, weights.gate_sft) for g, gated in zip(groups, weights.gated) if gated]
+        sft += [(d, ex, w) for (d, ex), w in zip(demos, weights.sft)]
+        rows += [Row(self._encode_prompt(ex.prompt), self._completion_ids(ex.expert), "sft", d, w) for d, ex, w in sft]
+        sums.add("sft/samples", float(len(sft)), 0)
         return rows
 
-    def _optimize(self, rows: list[Row], sums: Sums) -> None:
+    def _optimize(self, rows: list[Row], plan: StepPlan, sums: Sums, signals: SignalSums) -> None:
         """num_iterations passes of forward/backward over micro-batches, one optimizer step each.
 
         Rows with weight 0 (mu = 1, gated, dropped zero-variance groups) are left out. Every
@@ -349,10 +334,8 @@ class Trainer:
                      rl_denominator(torch.ones(int(rl_seqs), 1), cfg.aggregation, cfg.max_new_tokens), 1.0) / world
         sft_den = max(sft_tokens, 1.0) / world
         if self._grad_scale is not None:  # per-layer mu: (1 - mu_l) and mu_l are applied to gradients
-            mean_mu = self._step_mu
-            for r in rows:
-                r.weight = 1.0
-            self._layer_scales = layer_scales(self._layer_fraction, mean_mu, cfg.sft.layer_mu)
+            rl_factor, sft_factor = layer_factors(self._layer_depth, plan.mean_mu(), cfg.sft.layer_mu)
+            layer_scales = (torch.tensor(rl_factor), torch.tensor(sft_factor))
         size, budget = cfg.micro_batch_size, cfg.micro_batch_tokens
         if budget == "auto":
             budget = 16384 if acc.device.type == "cuda" else 1024
@@ -364,12 +347,12 @@ class Trainer:
                 old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl])
 
         for iteration in range(cfg.num_iterations):
-            stats = sums if iteration == 0 else None
+            stats = (sums, signals) if iteration == 0 else None  # statistics of the first pass only
             with self._kernels():  # one block per optimizer pass: the weights change after it
                 for b, (mb, is_rl) in enumerate(batches):
                     last = b == len(batches) - 1
                     if self._grad_scale is not None:
-                        self._grad_scale.copy_(self._layer_scales[0 if is_rl else 1])
+                        self._grad_scale.copy_(layer_scales[0 if is_rl else 1])
                     with acc.no_sync(self.model) if not last else contextlib.nullcontext(), acc.autocast():
                         old = old_logps[b] if old_logps is not None and is_rl else None
                         loss = self._micro_loss(mb, is_rl, rl_den if is_rl else sft_den, old, stats)
@@ -395,17 +378,18 @@ class Trainer:
                                share_prefix=self._share_prefix)[0] for mb in batches]
 
     def _micro_loss(self, mb: MicroBatch, is_rl: bool, denominator: float, old_logp: torch.Tensor | None,
-                    sums: Sums | None) -> torch.Tensor:
-        """This micro-batch's share of the step loss (RL rows or SFT rows); logs stats into ``sums``."""
+                    stats: tuple[Sums, SignalSums] | None) -> torch.Tensor:
+        """This micro-batch's share of the step loss (RL rows or SFT rows); records ``stats``."""
         cfg, device = self.cfg, self.acc.device
         mb = mb.to(device)
         mask, weight = mb.completion_mask, mb.weight
         temperature = cfg.temperature if is_rl else 1.0
-        logp, entropy = token_logprobs(self.model, mb, temperature, with_entropy=sums is not None and is_rl,
+        logp, entropy = token_logprobs(self.model, mb, temperature, with_entropy=stats is not None and is_rl,
                                        share_prefix=self._share_prefix)
         if not is_rl:
             loss = aggregate(sft_token_loss(logp, phi=cfg.sft.phi), mask, "token_mean", denominator, weight)
-            if sums is not None:
+            if stats is not None:
+                sums = stats[0]
                 sums.add("loss/sft", float(loss.detach()), 0)
                 sums.add("sft/nll", float((-logp.detach() * mask).sum()), float(mask.sum()))
             return loss
@@ -417,9 +401,10 @@ class Trainer:
                               eps_low=cfg.eps_low, eps_high=cfg.eps_high, beta=cfg.beta, ref_logp=ref,
                               kl_estimator=cfg.kl_estimator, luffy=mb.luffy, luffy_gamma=cfg.sft.luffy_gamma)
         loss = aggregate(terms.per_token, mask, cfg.aggregation, denominator, weight)
-        if self._sketches is not None and sums is not None:
+        if self._sketches is not None and stats is not None:
             self._sketch_domains(terms.per_token, mask, mb.domains)
-        if sums is not None:
+        if stats is not None:
+            sums, signals = stats
             m = mask.float()
             n_tok = float(m.sum())
             sums.add("loss/rl", float(loss.detach()), 0)
@@ -432,7 +417,7 @@ class Trainer:
             sums.add("entropy", float(ent.sum()), n_tok)
             for d in set(mb.domains):
                 sel = torch.tensor([x == d for x in mb.domains], device=device)
-                sums.add(f"entropy/{d}", float(ent[sel].sum()), float(m[sel].sum()))
+                signals.add(d, entropy=float(ent[sel].sum()), entropy_tokens=float(m[sel].sum()))
             for c, cmask in mb.classes.items():
                 cm = cmask.float() * m
                 if cm.sum() > 0:
@@ -449,24 +434,22 @@ class Trainer:
             self._sketches[d] = self._sketches.get(d, 0) + sketch
 
     # ----------------------------------------------------------------------------------------
-    def _reduce(self, sums: Sums) -> dict[str, Any]:
-        """Metric means over all processes (counts of 0 mean 'sum, not mean')."""
+    def _reduce(self, sums: Sums, signals: SignalSums, alignment) -> tuple[dict[str, Any], StepSignals]:
+        """Metric means over all processes (counts of 0 mean 'sum, not mean') and the step's signals,
+        in one all-reduce."""
         names = sorted(self._all_names(sums))
-        flat = torch.tensor([v for n in names for v in sums.values.get(n, [0.0, 0.0])], dtype=torch.float64,
-                            device=self.acc.device)
-        flat = self.acc.reduce(flat, "sum").cpu().tolist()
+        local = [v for n in names for v in sums.values.get(n, [0.0, 0.0])] + signals.flat()
+        flat = self.acc.reduce(torch.tensor(local, dtype=torch.float64, device=self.acc.device), "sum").cpu().tolist()
         out: dict[str, Any] = {}
         for i, n in enumerate(names):
             total, count = flat[2 * i], flat[2 * i + 1]
             out[n] = round(total / count, 6) if count else round(total, 6)
-        return out
+        return out, signals.signals(flat[2 * len(names):], alignment)
 
     def _all_names(self, sums: Sums) -> set[str]:
         """Metric names are the same on every process (gathered so the reduce lines up)."""
         if self.acc.num_processes == 1:
             return set(sums.values)
-        import torch.distributed as dist
-
         gathered: list[Any] = [None] * self.acc.num_processes
         dist.all_gather_object(gathered, sorted(sums.values))
         return {n for names in gathered for n in names}
@@ -480,7 +463,7 @@ class Trainer:
                             rank=self.acc.process_index, world=self.acc.num_processes, reduce=self._reduce_pairs)
 
     def _kernels(self) -> contextlib.AbstractContextManager:
-        """A block with fp32 CPU linear layers on oneDNN (``training.onednn_linear``; trainer/onednn.py)."""
+        """A block with fp32 CPU linear layers on oneDNN (``training.onednn_linear``; cpu/onednn.py)."""
         return onednn_linear(self.cfg.onednn_linear, self.acc.device, self.model, self.base)
 
     def _eval(self) -> dict[str, float]:

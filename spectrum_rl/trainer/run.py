@@ -7,11 +7,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from spectrum_rl.config import Config
+from spectrum_rl.domains import Domain
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.tasks.domain import Domain
 from spectrum_rl.trainer.checkpoint import list_checkpoints
 from spectrum_rl.trainer.lock import RunLock
+from spectrum_rl.trainer.loop import Trainer
 
 
 def make_output_dir(path: Path) -> None:
@@ -38,10 +42,6 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, main: bool)
 def run_training(config: Config, domains: list[Domain], *, resume: bool = False, overwrite: bool = False,
                  base_dir: Path | None = None, console=None) -> dict[str, float]:
     """Train and return the final held-out scores. Prints progress and a summary on the main process."""
-    from rich.console import Console
-
-    from spectrum_rl.trainer.loop import Trainer
-
     out = config.output_path
     rank_zero = int(os.environ.get("RANK", "0")) == 0
     # the topmost folder this call creates (None when out exists): removed again on bad input
@@ -75,8 +75,6 @@ class _Progress:
         self.enabled = enabled
         if not enabled:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         self.progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(bar_width=20),
                                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console)
         self.task = self.progress.add_task("train", total=total, completed=start, info="")

@@ -1,23 +1,28 @@
-"""Trainer set-up helpers: LoRA wrapping, LR schedule, trackers, weight loading, per-layer mu hooks."""
+"""Trainer set-up helpers: LoRA wrapping, LR schedule, trackers, weight loading, per-layer mu hooks
+(the factors themselves come from scheduler/blend.py ``layer_factors``)."""
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from safetensors.torch import load_file
+
+from spectrum_rl.errors import ConfigError
 
 
-def layer_mu_hooks(model) -> tuple[torch.Tensor, torch.Tensor]:
+def layer_mu_hooks(model) -> tuple[torch.Tensor, list[float]]:
     """Register a hook scaling each trainable parameter's gradient by ``scale[i]`` (the caller sets
     ``scale`` before each backward); returns (scale, depth fraction in [0, 1] of each parameter).
     Embeddings sit at the bottom; parameters outside the blocks (final norm, head) at the top."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     depth = [int(m.group(1)) if (m := re.search(r"layers\.(\d+)\.", n)) else None for n, _ in named]
     n_layers = max([d for d in depth if d is not None], default=0) + 1
-    fraction = torch.tensor([(d + 0.5) / n_layers if d is not None else (0.0 if "embed" in n else 1.0)
-                             for (n, _), d in zip(named, depth)])
+    fraction = [(d + 0.5) / n_layers if d is not None else (0.0 if "embed" in n else 1.0)
+                for (n, _), d in zip(named, depth)]
     scale = torch.ones(len(named))
     for i, (_, p) in enumerate(named):
         p.register_hook(lambda g, i=i: g * scale[i])
@@ -27,13 +32,10 @@ def layer_mu_hooks(model) -> tuple[torch.Tensor, torch.Tensor]:
 def load_weights(model, folder: Path) -> None:
     """Load saved weights into ``model`` in place (full model or PEFT adapter)."""
     if hasattr(model, "peft_config"):
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
+        from peft import set_peft_model_state_dict  # optional dependency: only LoRA runs get here
 
         set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
         return
-    from safetensors.torch import load_file
-
     state = {}
     for shard in sorted(folder.glob("*.safetensors")):
         state.update(load_file(shard))
@@ -45,30 +47,16 @@ def load_weights(model, folder: Path) -> None:
 
 def with_lora(model, lora):
     try:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # optional dependency: spectrum-rl[peft]
     except ImportError:
-        from spectrum_rl.errors import ConfigError
-
         raise ConfigError('needs peft: pip install "spectrum-rl[peft]"', field="training.lora") from None
     return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                             target_modules=lora.target_modules, task_type="CAUSAL_LM"))
 
 
-def layer_scales(fraction: torch.Tensor, mu: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-parameter gradient factors (RL part, SFT part) for per-layer mu:
-    mu_l = clip(2 * mu * f_l) (increasing) or clip(2 * mu * (1 - f_l)) (decreasing), f_l in [0, 1] the depth."""
-    shape = fraction if mode == "increasing" else 1 - fraction
-    mu_l = (2 * mu * shape).clamp(0, 1)
-    return 1 - mu_l, mu_l
-
-
 def check_trackers(trackers: list[str]) -> None:
-    import importlib.util
-
     for name in trackers:
         if importlib.util.find_spec(name) is None:
-            from spectrum_rl.errors import ConfigError
-
             raise ConfigError(f"tracker '{name}' is not installed: pip install \"spectrum-rl[{name}]\"",
                               field="logging.trackers")
 

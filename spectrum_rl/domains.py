@@ -1,18 +1,18 @@
-"""A domain at run time: its row source, prompt formatting and hybrid reward, built from config."""
+"""A domain at run time: its row source (tasks/), prompt formatting and hybrid reward (rewards/),
+built from one `tasks[i]` entry of the config."""
 from __future__ import annotations
 
 import random
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from spectrum_rl.config import AUTO_EXPERT, Config, DomainConfig
 from spectrum_rl.errors import ConfigError
+from spectrum_rl.rewards import HybridReward, build_hybrid
+from spectrum_rl.scheduler.blend import mu_rule
 from spectrum_rl.tasks.base import Example, Row, SourceContext, TaskSource
-
-if TYPE_CHECKING:
-    from spectrum_rl.config import Config, DomainConfig
-    from spectrum_rl.rewards import HybridReward
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Domain:
     name: str
     kind: str
     source: TaskSource
-    reward: "HybridReward"
+    reward: HybridReward
     after: tuple[str, ...] = ()
     template: str = "{question}\n"
     answer_field: str | None = "answer"
@@ -53,29 +53,45 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def build_domain(cfg: "DomainConfig", *, base_dir: Path, seed: int) -> Domain:
-    """Build one domain; ConfigErrors carry field paths relative to the domain (``source.path``)."""
-    from spectrum_rl.rewards import build_hybrid
+def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> Domain:
+    """Build one domain; ConfigErrors carry field paths relative to the domain (``source.path``).
 
+    ``expert_field: auto`` becomes ``expert`` when the rows have that field, else None."""
     ctx = SourceContext(base_dir=base_dir, seed=seed, domain=cfg.name,
                         eval_size=cfg.eval.size, eval_split=cfg.eval.split)
+    source = cfg.source.build(ctx)
+    rows = source.eval_rows()[:1] + source.train_rows(1, random.Random(seed))
+    expert_field = cfg.expert_field
+    if expert_field == AUTO_EXPERT:
+        expert_field = "expert" if all("expert" in row for row in rows) else None
     domain = Domain(
-        name=cfg.name, kind=cfg.kind, source=cfg.source.build(ctx),
+        name=cfg.name, kind=cfg.kind, source=source,
         reward=build_hybrid(cfg.name, cfg.reward, base_dir), after=tuple(cfg.after),
-        template=cfg.prompt, answer_field=cfg.answer_field, expert_field=cfg.expert_field,
+        template=cfg.prompt, answer_field=cfg.answer_field, expert_field=expert_field,
     )
-    _check_fields(domain, domain.source.eval_rows()[:1] + domain.source.train_rows(1, random.Random(seed)))
+    _check_fields(domain, rows)
     return domain
 
 
-def build_domains(config: "Config", base_dir: Path) -> list[Domain]:
-    """Build every configured domain; errors are nested under ``tasks[i].``."""
+def build_domains(config: Config, base_dir: Path) -> list[Domain]:
+    """Build every configured domain; errors are nested under ``tasks[i].``.
+
+    A domain whose mu schedule trains on demonstrations must have them (an expert field)."""
     domains = []
     for i, cfg in enumerate(config.tasks):
         try:
-            domains.append(build_domain(cfg, base_dir=base_dir, seed=config.run.seed))
+            domain = build_domain(cfg, base_dir=base_dir, seed=config.run.seed)
         except ConfigError as err:
             raise err.under(f"tasks[{i}].") from None
+        schedule = config.training.sft.schedule_of(domain.name)
+        if domain.expert_field is None and mu_rule(schedule).max_mu() > 0:
+            raise ConfigError(
+                f"domain '{domain.name}' has no expert demonstrations, but its mu schedule "
+                f"'{schedule.schedule}' trains on them; set expert_field to the row field that holds them "
+                "(expert_field: answer to imitate the reference answers), or give the domain an RL-only "
+                f"schedule (training.sft.per_domain.{domain.name}: {{schedule: rl_only}})",
+                field=f"tasks[{i}].expert_field")
+        domains.append(domain)
     return domains
 
 

@@ -8,29 +8,28 @@ in the run directory. With an existing run, its transfer estimate and entropy ar
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from spectrum_rl.config import Config
+from spectrum_rl.domains import Domain
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.continual import normalised_transfer
 from spectrum_rl.scheduler.order import best_order
 from spectrum_rl.scheduler.signals import slope
-from spectrum_rl.trainer.checkpoint import read_jsonl
+from spectrum_rl.trainer.checkpoint import load_latest, read_jsonl
+from spectrum_rl.trainer.loop import Trainer
 
 TRANSFER_FILE = "transfer.json"
 
 
-def probe_transfer(config, domains, *, steps: int, base_dir: Path | None = None,
+def probe_transfer(config: Config, domains: list[Domain], *, steps: int, base_dir: Path | None = None,
                    on_probe: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ``steps`` steps on each domain alone from the same start; return the transfer record."""
-    import copy
-
-    from spectrum_rl.scheduler.plan import StepPlan
-    from spectrum_rl.trainer.loop import Trainer
-
     trainer = Trainer(config, domains, config.output_path, base_dir=base_dir)
     start = copy.deepcopy(trainer.policy.state_dict())
     opt_state, lr_state = copy.deepcopy(trainer.optimizer.state_dict()), trainer.lr_scheduler.state_dict()
@@ -46,8 +45,7 @@ def probe_transfer(config, domains, *, steps: int, base_dir: Path | None = None,
         trainer.lr_scheduler.load_state_dict(lr_state)
         series = []
         for step in range(steps):
-            base = trainer.planner.plan(step)
-            plan = StepPlan({n: float(n == name) for n in names}, base.mu, f"probe {name}", base.gate)
+            plan = trainer.planner.plan(step, mixture={n: float(n == name) for n in names})
             series.append(trainer.train_step(plan).get(f"entropy/{name}"))
         after[name] = trainer.evaluate().scores
         values = [v for v in series if v is not None]
@@ -70,8 +68,6 @@ def transfer_from_run(run_dir: Path, names: list[str]) -> dict[str, Any]:
     if path.exists():
         record = json.loads(path.read_text())
     else:
-        from spectrum_rl.trainer.checkpoint import load_latest
-
         found = load_latest(run_dir / "checkpoints")
         planner = found[1]["planner"] if found else {}
         matrix = planner.get("transfer")
@@ -95,7 +91,7 @@ def transfer_from_run(run_dir: Path, names: list[str]) -> dict[str, Any]:
     return record
 
 
-def recommend_order(config, record: dict[str, Any]) -> dict[str, Any]:
+def recommend_order(config: Config, record: dict[str, Any]) -> dict[str, Any]:
     """The best order for ``config``'s domains given a transfer record (see `best_order`)."""
     names = config.domain_names
     kinds = {t.name: t.kind for t in config.tasks}

@@ -1,0 +1,252 @@
+"""Loading a run config: YAML (safe loader), ``extends``, command-line overrides, validation and
+the rules that span fields.
+
+``load_config(path)`` reads YAML with a safe loader, merges its ``extends`` chain, applies
+``--set`` overrides, validates the result against ``Config`` and checks cross-field rules (unique
+domain names, known and acyclic prerequisites). Any problem raises a ``ConfigError`` that names the
+file (or the override), the YAML path of the field, the line/column when known, what was expected
+and what was found.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from pydantic import ValidationError
+
+from spectrum_rl.config.messages import format_path, from_pydantic, kind_of, locate, show, split_path
+from spectrum_rl.config.schema import Config
+from spectrum_rl.errors import ConfigError, did_you_mean
+from spectrum_rl.models import BUILTIN_PREFIX, check_builtin_name
+from spectrum_rl.scheduler.graph import find_cycle
+
+
+@dataclass(frozen=True)
+class Override:
+    """One change to the loaded config: ``value`` at the YAML ``path`` (``["training", "steps"]``);
+    ``shown`` is how the user typed it, for error messages (``--set training.steps=50``)."""
+
+    path: list
+    value: Any
+    shown: str
+
+    def apply(self, data: dict) -> None:
+        """Set the value in the config mapping, creating mappings on the way."""
+        cur: Any = data
+        for i, part in enumerate(self.path[:-1]):
+            nxt = self.path[i + 1]
+            if isinstance(cur, dict):
+                if not isinstance(cur.get(part), (dict, list)):
+                    cur[part] = {}
+                cur = cur[part]
+            elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+                cur = cur[part]
+            else:
+                raise ConfigError(f"no such field: {format_path(self.path[:i + 1])} is not in the config",
+                                  file=self.shown, field=format_path(self.path[:i + 1]))
+            if isinstance(nxt, int) and not isinstance(cur, list):
+                raise ConfigError(f"{format_path(self.path[:i + 1])} is not a list", file=self.shown,
+                                  field=format_path(self.path[:i + 1]))
+        last = self.path[-1]
+        if isinstance(cur, list) and not (isinstance(last, int) and 0 <= last < len(cur)):
+            raise ConfigError(f"no such item: {format_path(self.path)}", file=self.shown, field=format_path(self.path))
+        cur[last] = copy.deepcopy(self.value)
+
+
+def parse_override(text: str, flag: str = "--set") -> Override:
+    """``"training.steps=50"`` -> Override; the value is read as YAML (``50``, ``true``, ``[a, b]``,
+    ``{schedule: cosine}``, ``null``)."""
+    shown = f"{flag} {text}"
+    key, sep, raw = text.partition("=")
+    path = split_path(key.strip())
+    if not sep or not path:
+        raise ConfigError("expected FIELD=VALUE, e.g. --set training.steps=50", file=shown)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the value is not valid YAML ({str(exc).splitlines()[0]})", file=shown,
+                          field=format_path(path)) from None
+    return Override(path, value, shown)
+
+
+def _check_duplicate_keys(node: yaml.Node | None, path: list) -> None:
+    """Reject a key given twice in one mapping (PyYAML silently keeps the last), naming its field."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, yaml.Node] = {}
+        for key_node, value in node.value:
+            key = key_node.value
+            if key in seen:
+                raise ConfigError(f"duplicate key '{key}' (first at line {seen[key].start_mark.line + 1})",
+                                  field=format_path([*path, key]), line=key_node.start_mark.line + 1,
+                                  column=key_node.start_mark.column + 1)
+            seen[key] = key_node
+            _check_duplicate_keys(value, [*path, key])
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicate_keys(item, [*path, i])
+
+
+def read_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
+    """Read a YAML file safely; return (data, composed node tree for locating fields)."""
+    path = Path(path)
+    shown = str(path)
+    if not path.is_file():
+        raise ConfigError("file not found" if not path.exists() else "not a file", file=shown)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}); save the file as UTF-8", file=shown) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_duplicate_keys(node, [])
+        data = yaml.safe_load(text)  # the safe loader only: no tags that build Python objects
+    except ConfigError as exc:
+        raise exc.located(file=shown) from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise ConfigError(f"YAML syntax error: {what}", file=shown,
+                          line=mark.line + 1 if mark else None,
+                          column=mark.column + 1 if mark else None) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML error: {exc}", file=shown) from exc
+    return data, node
+
+
+def load_config(path: str | Path, overrides: Sequence[Override | str] = ()) -> Config:
+    """Read, validate and cross-check a run config. Raises ConfigError (one line) on any problem.
+
+    A top-level ``extends: other.yaml`` (relative to this file) loads that config first and
+    merges this one over it: mappings merge key by key, everything else (lists included) replaces.
+    ``overrides`` (``"training.steps=50"`` or ``Override``) are applied last and validated like
+    the file; an error in a field an override set names the override instead of a line.
+    """
+    shown = str(path)
+    data, node = _read_mapping(Path(path), seen=())
+    overrides = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
+    for override in overrides:
+        override.apply(data)
+    try:
+        config = Config.model_validate(data)
+        check_cross_fields(config)
+    except ValidationError as exc:
+        raise blame(from_pydantic(exc, data, node, shown), overrides) from None
+    except ConfigError as exc:
+        raise locate_error(exc, path, overrides, node) from None
+    return config
+
+
+def _read_mapping(path: Path, seen: tuple[Path, ...]) -> tuple[dict, yaml.Node | None]:
+    """The file's mapping with its ``extends`` chain merged in (base first)."""
+    shown = str(path)
+    data, node = read_yaml(path)
+    if data is None:
+        raise ConfigError("the file is empty; a config needs at least a `tasks:` list", file=shown)
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping of sections at the top level; found {kind_of(data)}",
+                          file=shown, line=1, column=1)
+    base = data.pop("extends", None)
+    if base is None:
+        return data, node
+    line, col = locate(node, ["extends"])
+    if not isinstance(base, str):
+        raise ConfigError(f"expected a file path; found {show(base)}", file=shown, field="extends", line=line, column=col)
+    base_path = (path.parent / base).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"'{base}' extends itself (cycle)", file=shown, field="extends", line=line, column=col)
+    try:
+        base_data, _ = _read_mapping(base_path, (*seen, path.resolve()))
+    except ConfigError as exc:
+        raise ConfigError(f"in '{base}': {exc}", file=shown, field="extends", line=line, column=col) from None
+    return merge_config(base_data, data), node
+
+
+def merge_config(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base`` (a new dict): mappings merge key by key, other values replace."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = merge_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else copy.deepcopy(value)
+    return out
+
+
+def locate_error(err: ConfigError, path: str | Path, overrides: Sequence[Override] = (),
+                 node: yaml.Node | None = None) -> ConfigError:
+    """Fill in the file, line and column of an error raised after loading (e.g. building domains);
+    an error in a field that an override set names the override."""
+    if node is None:
+        try:
+            _, node = read_yaml(path)
+        except ConfigError:
+            node = None
+    line, col = locate(node, split_path(err.field)) if err.field else (None, None)
+    return blame(err.located(file=str(path), line=line, column=col), overrides)
+
+
+def blame(err: ConfigError, overrides: Sequence[Override]) -> ConfigError:
+    """``err`` located at the last override whose path contains its field (or lies inside it)."""
+    if not err.field:
+        return err
+    field = split_path(err.field)
+    for override in reversed(overrides):
+        n = min(len(field), len(override.path))
+        if field[:n] == override.path[:n]:
+            return ConfigError(err.message, file=override.shown, field=err.field)
+    return err
+
+
+def check_cross_fields(config: Config) -> None:
+    """Rules across fields: unique names, known prerequisites, no cycles, known weight keys."""
+    names = config.domain_names
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in first:
+            raise ConfigError(f"duplicate domain name '{name}' (also tasks[{first[name]}])",
+                              field=f"tasks[{i}].name")
+        first[name] = i
+    for i, task in enumerate(config.tasks):
+        for j, dep in enumerate(task.after):
+            if dep == task.name:
+                raise ConfigError(f"domain '{dep}' cannot be its own prerequisite", field=f"tasks[{i}].after[{j}]")
+            if dep not in first:
+                raise ConfigError(f"unknown domain '{dep}'{did_you_mean(dep, names)}; "
+                                  f"expected one of {', '.join(names)}", field=f"tasks[{i}].after[{j}]")
+    cycle = find_cycle({t.name: t.after for t in config.tasks})
+    if cycle:
+        raise ConfigError("prerequisite cycle " + " -> ".join(cycle + [cycle[0]]),
+                          field=f"tasks[{first[cycle[0]]}].after")
+    for key in config.training.sft.per_domain:
+        if key not in first:
+            raise ConfigError(f"unknown domain '{key}'{did_you_mean(key, names)}",
+                              field=f"training.sft.per_domain.{key}")
+    for key in (config.scheduler.weights or {}):
+        if key not in first:
+            raise ConfigError(f"unknown domain '{key}'{did_you_mean(key, names)}", field=f"scheduler.weights.{key}")
+    order = config.scheduler.order or []
+    for j, name in enumerate(order):
+        if name not in first:
+            raise ConfigError(f"unknown domain '{name}'{did_you_mean(name, names)}", field=f"scheduler.order[{j}]")
+    if order and sorted(order) != sorted(names):
+        raise ConfigError(f"must list every domain once; missing or repeated: "
+                          f"{', '.join(sorted(set(names) ^ set(order)) or sorted(n for n in order if order.count(n) > 1))}",
+                          field="scheduler.order")
+    position = {n: i for i, n in enumerate(order)}
+    for task in config.tasks if order else []:
+        for dep in task.after:
+            if position[dep] > position[task.name]:
+                raise ConfigError(f"'{task.name}' comes before its prerequisite '{dep}'",
+                                  field=f"scheduler.order[{position[task.name]}]")
+    _check_model_path(config.model.name_or_path)
+
+
+def _check_model_path(name: str) -> None:
+    """Fail early on a local model path that does not exist (hub ids are checked at load time)."""
+    if name.startswith(BUILTIN_PREFIX):
+        check_builtin_name(name)
+        return
+    looks_local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
+    if looks_local and not Path(name).expanduser().exists():
+        raise ConfigError(f"model folder '{name}' does not exist", field="model.name_or_path")

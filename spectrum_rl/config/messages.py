@@ -1,0 +1,181 @@
+"""Configuration errors as one line: a pydantic ValidationError, located in the YAML file.
+
+``from_pydantic`` picks the error a user should fix first (an unknown key before the "missing"
+error it causes), names the field as a YAML path (``tasks[2].reward[0].type``), finds its line and
+column in the composed YAML node tree, and phrases it as "expected ...; found ..." with a
+"did you mean" for near-miss names.
+"""
+from __future__ import annotations
+
+import re
+import types
+import typing
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import ValidationError
+
+from spectrum_rl.config.schema import Config
+from spectrum_rl.errors import ConfigError, did_you_mean
+
+
+def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file: str) -> ConfigError:
+    """The one-line ConfigError for the first error of ``exc`` (``data``: the validated input)."""
+    errors = exc.errors()  # an unknown key first: a misspelt required key also shows up as missing
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    path = _data_path(err["loc"], data)
+    kind, found = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        key = path[-1]
+        fields = list(_model_fields(path[:-1], data))
+        message = f"unknown key '{show_key(key)}'{did_you_mean(key, fields)}; valid keys: {', '.join(fields)}"
+    elif kind == "missing":
+        message = f"missing required key '{path[-1]}'"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        tags = re.findall(r"'([^']+)'", (err.get("ctx") or {}).get("expected_tags", "")) or _union_tags(path, data)
+        if kind == "union_tag_not_found" or not isinstance(found, dict) or "type" not in found:
+            message = f"missing 'type'; expected one of {', '.join(tags)}"
+        else:
+            tag = found.get("type")
+            message = f"unknown type '{tag}'{did_you_mean(tag, tags)}; expected one of {', '.join(tags)}"
+        path = [*path, "type"]
+    elif kind == "unknown_name":  # a name checked against a registry (spectrum_rl/registry.py)
+        message = err["msg"]
+    elif kind == "literal_error":
+        options = re.findall(r"'([^']+)'", err["ctx"]["expected"])
+        message = f"expected one of {', '.join(options)}; found {show(found)}{did_you_mean(found, options)}"
+    else:
+        what = err["msg"]
+        what = re.sub(r"^Value error, ", "", what)
+        what = re.sub(r"^Input should be ", "expected ", what)
+        what = re.sub(r"^(String|List|Dictionary|Value) should ", r"expected \1 to ", what)
+        # a union such as int | Literal['auto']: name the literal alternatives too
+        words = [o for e in errors if e["type"] == "literal_error" and _data_path(e["loc"], data) == path
+                 for o in re.findall(r"'([^']+)'", e["ctx"]["expected"])]
+        message = f"{what}{', or ' + ' or '.join(words) if words else ''}; found {show(found)}"
+    line, col = locate(node, path)
+    return ConfigError(message, file=file, field=format_path(path), line=line, column=col)
+
+
+def _data_path(loc: tuple, data: Any) -> list:
+    """Drop pydantic's union-member tags from ``loc`` by walking the actual input data."""
+    out: list = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, (dict, list)) and _has(cur, part):
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, dict) and part in _model_fields(out, data):
+            out.append(part)  # a required key that is missing
+            break
+    return out
+
+
+def _has(container: Any, key: Any) -> bool:
+    if isinstance(container, dict):
+        return key in container
+    return isinstance(container, list) and isinstance(key, int) and 0 <= key < len(container)
+
+
+def _resolve(tp: Any, value: Any) -> Any:
+    """Unwrap Annotated/Optional and pick the discriminated-union member matching ``value['type']``."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            tag = value.get("type") if isinstance(value, dict) else None
+            tp = ([m for m in members if _tag_of(m) == tag] or members)[0]
+        else:
+            return tp
+
+
+def _tag_of(model: Any) -> str | None:
+    field = getattr(model, "model_fields", {}).get("type")
+    args = typing.get_args(field.annotation) if field else ()
+    return args[0] if args else None
+
+
+def _child_type(tp: Any, part: Any) -> Any:
+    if hasattr(tp, "model_fields"):
+        field = tp.model_fields.get(part)
+        return None if field is None else field.annotation
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return typing.get_args(tp)[0]
+    if origin is dict:
+        return typing.get_args(tp)[1]
+    return None
+
+
+def _raw_type(path: list, data: Any) -> tuple[Any, Any]:
+    """The (unresolved) schema annotation and the data value at ``path``."""
+    tp, cur = Config, data
+    for part in path:
+        tp = _child_type(_resolve(tp, cur), part)
+        cur = cur[part] if _has(cur, part) else None
+    return tp, cur
+
+
+def _model_fields(path: list, data: Any) -> list[str]:
+    tp, cur = _raw_type(path, data)
+    return list(getattr(_resolve(tp, cur), "model_fields", {}))
+
+
+def _union_tags(path: list, data: Any) -> list[str]:
+    tp, _ = _raw_type(path, data)
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    members = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else ()
+    return [t for t in map(_tag_of, members) if t]
+
+
+def locate(node: yaml.Node | None, path: list) -> tuple[int | None, int | None]:
+    """Line/column (1-based) of the deepest YAML node along ``path``."""
+    best = node
+    cur = node
+    for part in path:
+        nxt = None
+        if isinstance(cur, yaml.MappingNode):
+            for k, v in cur.value:
+                if k.value == str(part):
+                    nxt = v if part != path[-1] or isinstance(v, (yaml.MappingNode, yaml.SequenceNode)) else k
+                    break
+        elif isinstance(cur, yaml.SequenceNode) and isinstance(part, int) and part < len(cur.value):
+            nxt = cur.value[part]
+        if nxt is None:
+            break
+        best = cur = nxt
+    if best is None:
+        return None, None
+    return best.start_mark.line + 1, best.start_mark.column + 1
+
+
+def format_path(path: list) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{show_key(part)}" if out else show_key(part))
+    return out
+
+
+def show_key(key: Any) -> str:
+    """A YAML key as text for a one-line message (control characters escaped)."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def split_path(field: str) -> list:
+    return [int(p) if p.isascii() and p.isdigit() else p for p in re.findall(r"[^.\[\]]+", field)]
+
+
+def kind_of(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", int: "a number",
+            float: "a number", bool: "a boolean", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return kind_of(value)
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

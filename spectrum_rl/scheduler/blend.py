@@ -1,0 +1,329 @@
+"""How much SFT versus RL: mu schedules, the HPT gate, per-layer mu, and the weight of every row.
+
+The spectrum loss ``L = (1 - mu) * L_RL + mu * L_SFT`` is decided here; the trainer only applies
+the numbers. Three functions carry a step's decision to the trainer:
+- ``allocate_rows``: how many rollout prompts and expert demonstrations to draw per domain;
+- ``row_weights``: the weight of each rollout group's rows and of each demonstration, once the
+  rollouts are scored (the gate switches a prompt to SFT here);
+- ``layer_factors``: per-layer mu as gradient factors (``training.sft.layer_mu``).
+
+mu schedules (``training.sft.mu.schedule``; one class each, registered in ``MU_SCHEDULES``):
+- constant: ``mu = value``.
+- linear: from ``start`` to ``end`` over ``steps`` (then ``end``).
+- cosine (CHORD-mu, Zhang et al. 2025, arXiv:2508.11408): warmup ``mu = s/W * peak`` for s < W;
+  decay ``mu = valley + (peak - valley) * 0.5 * (1 + cos(pi * (s - W) / D))`` for W <= s < W+D;
+  ``valley`` after. Published: peak 0.9, valley 0.05, W 0, D 200.
+- staged: ``mu = 1`` for the first ``sft_steps`` steps, then 0 (SFT-then-RL as one schedule).
+- sft_only / rl_only: ``mu = 1`` / ``mu = 0``.
+- adaptive (ours): feedback on the domain's held-out score. Disruption (score below its
+  pre-training value by more than ``margin``) raises mu by ``up`` (up to ``peak``); otherwise mu
+  decays by the factor ``decay`` toward ``valley``.
+- gate (HPT, Lv et al. 2025, arXiv:2509.04419): per prompt, SFT on the prompt's expert
+  demonstration when the group's success rate is <= ``gamma``, else RL on its rollouts. The
+  switch happens in ``row_weights``; the schedule's own mu is 0.
+
+A new schedule is one class here: subclass ``MuRule``, register it, add any new parameter to
+``MuSchedule``, and test it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Mapping, Sequence
+
+from pydantic import Field, field_validator, model_validator
+
+from spectrum_rl.registry import Registry
+from spectrum_rl.scheduler.step import GroupOutcome, StepPlan
+from spectrum_rl.schema import StrictModel
+
+
+class MuRule:
+    """One domain's mu over training, built from its ``MuSchedule``."""
+
+    per_prompt: ClassVar[bool] = False  # True: mu is switched per prompt in row_weights (the gate)
+
+    def __init__(self, spec: "MuSchedule") -> None:
+        self.spec = spec
+
+    def mu(self, step: int) -> float:
+        """mu at ``step``."""
+        raise NotImplementedError
+
+    def max_mu(self) -> float:
+        """The largest mu this rule can give: 0 means the domain never trains on demonstrations."""
+        return 1.0
+
+    def observe(self, score: float) -> None:
+        """The domain's held-out score after an evaluation (the first call: before training)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+MU_SCHEDULES: Registry[type[MuRule]] = Registry("mu schedule")
+
+
+class MuSchedule(StrictModel):
+    """`training.sft.mu` — how the SFT weight moves over training (schedules in scheduler/blend.py)."""
+
+    schedule: str = Field("rl_only", description="constant | linear | cosine (CHORD-mu) | staged | sft_only | "
+                          "rl_only | adaptive | gate (HPT per-prompt), or any registered schedule.")
+    value: float = Field(0.1, ge=0, le=1, description="mu for `constant`.")
+    start: float = Field(1.0, ge=0, le=1, description="mu at step 0 for `linear`.")
+    end: float = Field(0.0, ge=0, le=1, description="mu at the end of `linear`.")
+    steps: int = Field(100, ge=1, description="Length of the `linear` ramp.")
+    peak: float = Field(0.9, ge=0, le=1, description="`cosine`/`adaptive`: highest mu.")
+    valley: float = Field(0.05, ge=0, le=1, description="`cosine`/`adaptive`: lowest mu.")
+    warmup: int = Field(0, ge=0, description="`cosine`: warmup steps W.")
+    decay_steps: int = Field(200, ge=1, description="`cosine`: decay steps D.")
+    sft_steps: int = Field(50, ge=0, description="`staged`: SFT steps before switching to RL.")
+    margin: float = Field(0.02, ge=0, description="`adaptive`: score drop that counts as disruption.")
+    up: float = Field(0.2, gt=0, le=1, description="`adaptive`: mu increase per disrupted eval.")
+    decay: float = Field(0.7, gt=0, lt=1, description="`adaptive`: mu multiplier per recovered eval.")
+    initial: float = Field(0.0, ge=0, le=1, description="`adaptive`: mu before the first eval feedback.")
+    gamma: float = Field(0.0, ge=0, lt=1, description="`gate`: success rate at or below which a prompt gets SFT.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        return MU_SCHEDULES.check(v)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "MuSchedule":
+        if self.valley > self.peak:
+            raise ValueError(f"valley ({self.valley}) must be <= peak ({self.peak})")
+        return self
+
+
+class SFTConfig(StrictModel):
+    """`training.sft:` — the SFT side of the spectrum and how it is blended with RL."""
+
+    mu: MuSchedule = Field(default_factory=MuSchedule, description="Schedule of the SFT weight mu (all domains).")
+    per_domain: dict[str, MuSchedule] = Field(default_factory=dict,
+                                              description="Per-domain overrides of `mu` (domain name -> schedule).")
+    expert_ratio: float = Field(0.5, ge=0, le=8, description="Expert demonstrations per step, as a fraction of "
+                                "prompts_per_step; they only enter the SFT loss.")
+    phi: bool = Field(False, description="CHORD-phi: weight each expert token by p(1-p).")
+    luffy: bool = Field(False, description="LUFFY: add each prompt's expert completion to its rollout group "
+                        "(shaped importance weight pi/(pi+luffy_gamma), no clipping).")
+    luffy_gamma: float = Field(0.1, gt=0, description="LUFFY shaping constant gamma.")
+    layer_mu: Literal["uniform", "increasing", "decreasing"] = Field(
+        "uniform", description="Per-layer mu: the step's mean mu scaled by depth (increasing: 0 at the bottom to "
+        "2*mu at the top; decreasing: the reverse; same average), applied to gradients layer by layer.")
+    gate_threshold: float = Field(1.0, description="`gate` schedule: a rollout counts as a success when its "
+                                  "total reward is >= this.")
+
+    def schedule_of(self, domain: str) -> MuSchedule:
+        """The domain's schedule: its ``per_domain`` entry, else ``mu``."""
+        return self.per_domain.get(domain, self.mu)
+
+
+def mu_rule(spec: MuSchedule) -> MuRule:
+    """A fresh rule for ``spec`` (one per domain: closed-loop rules keep per-domain state)."""
+    return MU_SCHEDULES.get(spec.schedule, field="training.sft.mu.schedule")(spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# The schedules
+# ---------------------------------------------------------------------------------------------
+
+
+def chord_mu(step: int, peak: float, valley: float, warmup: int, decay_steps: int) -> float:
+    """CHORD-mu (arXiv:2508.11408): linear warmup to ``peak``, cosine decay to ``valley``."""
+    if step < warmup:
+        return step / warmup * peak
+    if step < warmup + decay_steps:
+        return valley + (peak - valley) * 0.5 * (1 + math.cos(math.pi * (step - warmup) / decay_steps))
+    return valley
+
+
+@MU_SCHEDULES.register("constant")
+class Constant(MuRule):
+    """mu = value."""
+
+    def mu(self, step: int) -> float:
+        return self.spec.value
+
+    def max_mu(self) -> float:
+        return self.spec.value
+
+
+@MU_SCHEDULES.register("linear")
+class Linear(MuRule):
+    """From start to end over steps, then end."""
+
+    def mu(self, step: int) -> float:
+        return self.spec.start + (self.spec.end - self.spec.start) * min(step / self.spec.steps, 1.0)
+
+    def max_mu(self) -> float:
+        return max(self.spec.start, self.spec.end)
+
+
+@MU_SCHEDULES.register("cosine")
+class Cosine(MuRule):
+    """CHORD-mu: warmup to peak, cosine decay to valley."""
+
+    def mu(self, step: int) -> float:
+        s = self.spec
+        return chord_mu(step, s.peak, s.valley, s.warmup, s.decay_steps)
+
+    def max_mu(self) -> float:
+        return self.spec.peak
+
+
+@MU_SCHEDULES.register("staged")
+class Staged(MuRule):
+    """SFT-then-RL: mu = 1 for sft_steps steps, then 0."""
+
+    def mu(self, step: int) -> float:
+        return 1.0 if step < self.spec.sft_steps else 0.0
+
+    def max_mu(self) -> float:
+        return float(self.spec.sft_steps > 0)
+
+
+@MU_SCHEDULES.register("sft_only")
+class SFTOnly(MuRule):
+    """mu = 1: demonstrations only."""
+
+    def mu(self, step: int) -> float:
+        return 1.0
+
+
+@MU_SCHEDULES.register("rl_only")
+class RLOnly(MuRule):
+    """mu = 0: rollouts only."""
+
+    def mu(self, step: int) -> float:
+        return 0.0
+
+    def max_mu(self) -> float:
+        return 0.0
+
+
+@MU_SCHEDULES.register("adaptive")
+class Adaptive(MuRule):
+    """Closed loop (ours): rises on disruption of the held-out score, decays on recovery."""
+
+    def __init__(self, spec: MuSchedule) -> None:
+        super().__init__(spec)
+        self.baseline: float | None = None
+        self.current: float | None = None
+
+    def mu(self, step: int) -> float:
+        return self.spec.initial if self.current is None else self.current
+
+    def max_mu(self) -> float:
+        return max(self.spec.initial, self.spec.peak)
+
+    def observe(self, score: float) -> None:
+        if self.baseline is None:  # the first evaluation is the pre-training baseline
+            self.baseline = score
+            return
+        mu = self.mu(0)
+        if score < self.baseline - self.spec.margin:
+            self.current = min(self.spec.peak, mu + self.spec.up)
+        else:
+            self.current = max(self.spec.valley, mu * self.spec.decay)
+
+    def state_dict(self) -> dict:
+        return {"baseline": self.baseline, "current": self.current}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.baseline, self.current = state["baseline"], state["current"]
+
+
+@MU_SCHEDULES.register("gate")
+class Gate(MuRule):
+    """HPT: per prompt, SFT when the group's success rate <= gamma, else RL (see row_weights)."""
+
+    per_prompt = True
+
+    def mu(self, step: int) -> float:
+        return 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# From mu to rows
+# ---------------------------------------------------------------------------------------------
+
+
+def allocate(mixture: Mapping[str, float], total: int, names: Sequence[str] | None = None) -> dict[str, int]:
+    """Split ``total`` items across domains by weight (largest remainder; deterministic)."""
+    names = list(names or mixture)
+    raw = {n: mixture.get(n, 0.0) * total for n in names}
+    counts = {n: int(v) for n, v in raw.items()}
+    left = total - sum(counts.values())
+    for n in sorted(names, key=lambda n: (-(raw[n] - counts[n]), names.index(n)))[:left]:
+        counts[n] += 1
+    return counts
+
+
+def allocate_rows(mixture: Mapping[str, float], mu: Mapping[str, float], gate: Mapping[str, float],
+                  prompts_per_step: int, expert_ratio: float) -> tuple[dict[str, int], dict[str, int]]:
+    """(rollout prompts, demonstrations) per domain for one step.
+
+    Rollouts go to every domain in the mixture that has an RL part (mu < 1, or gated), by mixture
+    weight. Demonstrations, ``ceil(expert_ratio * prompts_per_step)`` of them, go to the domains
+    with mu > 0 (gated domains take theirs from their failed prompts instead), by mixture weight.
+    """
+    rl = {d: w for d, w in mixture.items() if w > 0 and (mu[d] < 1 or d in gate)}
+    sft = {d: w for d, w in mixture.items() if w > 0 and mu[d] > 0 and d not in gate}
+    prompts = allocate(rl, prompts_per_step) if rl else {}
+    demos = allocate(sft, math.ceil(expert_ratio * prompts_per_step)) if sft else {}
+    return prompts, demos
+
+
+@dataclass(frozen=True)
+class RowWeights:
+    """rl[i]: weight of each rollout row of group i; gated[i]: group i's prompt is trained on its
+    demonstration instead (weight ``gate_sft``); sft[j]: weight of the j-th drawn demonstration.
+    A weight of 0 leaves the row out of the loss."""
+
+    rl: list[float]
+    gated: list[bool]
+    sft: list[float]
+    gate_sft: float = 1.0
+
+
+def row_weights(plan: StepPlan, groups: Sequence[GroupOutcome], demo_domains: Sequence[str], sft: SFTConfig,
+                group_size: int, drop_zero_variance: bool = False) -> RowWeights:
+    """Turn a step's plan and its scored rollout groups into the weight of every row.
+
+    - A rollout row weighs ``1 - mu_d``; a drawn demonstration ``mu_d``.
+    - Gate domains (HPT): a prompt whose rollouts succeed (total reward >= ``gate_threshold``) at a
+      rate <= gamma, and that has a demonstration, is trained on the demonstration (weight 1) and
+      its rollouts get weight 0; any other prompt's rollouts weigh 1.
+    - ``drop_zero_variance`` (DAPO dynamic sampling): a group whose rewards are all equal weighs 0.
+    - Per-layer mu (``layer_mu`` not uniform): every row in the loss weighs 1; mu acts on the
+      gradients layer by layer instead (``layer_factors``).
+    """
+    rl, gated = [], []
+    for g in groups:
+        weight, switch = 1.0 - plan.mu[g.domain], False
+        if g.domain in plan.gate:
+            rollouts = g.rewards[:group_size]
+            success = sum(r >= sft.gate_threshold for r in rollouts) / len(rollouts)
+            switch = success <= plan.gate[g.domain] and g.has_expert
+            weight = 0.0 if switch else 1.0
+        if drop_zero_variance and g.zero_variance:
+            weight = 0.0
+        rl.append(weight)
+        gated.append(switch)
+    demo = [plan.mu[d] for d in demo_domains]
+    if sft.layer_mu != "uniform":
+        rl, demo = [float(w > 0) for w in rl], [float(w > 0) for w in demo]
+    return RowWeights(rl, gated, demo)
+
+
+def layer_factors(depth: Sequence[float], mu: float, mode: str) -> tuple[list[float], list[float]]:
+    """Per-parameter gradient factors (RL part, SFT part) for per-layer mu, from each parameter's
+    depth fraction f in [0, 1]: ``mu_l = clip(2 * mu * f, 0, 1)`` (increasing) or
+    ``clip(2 * mu * (1 - f), 0, 1)`` (decreasing); the factors are ``1 - mu_l`` and ``mu_l``."""
+    shape = depth if mode == "increasing" else [1 - f for f in depth]
+    mu_l = [min(max(2 * mu * f, 0.0), 1.0) for f in shape]
+    return [1 - m for m in mu_l], mu_l

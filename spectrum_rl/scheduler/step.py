@@ -1,0 +1,86 @@
+"""The two messages between scheduler and trainer, once per step.
+
+- ``StepPlan`` (scheduler -> trainer): which domains, how many prompts and demonstrations of each,
+  and how much SFT (mu) each domain gets. The trainer executes it and decides nothing.
+- ``StepSignals`` (trainer -> scheduler): what the step measured, per domain. The scheduler reads
+  only these numbers (and held-out scores), never tensors; the step's logged metrics are derived
+  from the same object (``StepSignals.metrics``), so a metric name is not part of this contract.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What to train on in one step.
+
+    mixture: domain -> RL share of the step (sums to 1).
+    mu: domain -> SFT weight in [0, 1] of the spectrum loss ``(1 - mu) L_RL + mu L_SFT``.
+    reason: why, in words (logged as ``scheduler/reason``).
+    prompts: domain -> rollout prompts to draw this step (all processes together).
+    demos: domain -> expert demonstrations to draw this step (all processes together).
+    gate: domain -> gamma, for domains whose mu is decided per prompt from its rollouts (HPT).
+    """
+
+    mixture: dict[str, float]
+    mu: dict[str, float]
+    reason: str
+    prompts: dict[str, int] = field(default_factory=dict)
+    demos: dict[str, int] = field(default_factory=dict)
+    gate: dict[str, float] = field(default_factory=dict)
+
+    def mean_mu(self) -> float:
+        """Mixture-weighted mu (the single number shown in progress and logs)."""
+        return sum(self.mixture[d] * self.mu[d] for d in self.mixture)
+
+
+@dataclass(frozen=True)
+class GroupOutcome:
+    """One rollout group as the SFT/RL blend sees it: its domain, each completion's total reward
+    (rollouts first; a LUFFY expert completion, when present, last), whether every reward of the
+    group is equal (no RL signal), and whether its prompt has an expert demonstration."""
+
+    domain: str
+    rewards: tuple[float, ...]
+    zero_variance: bool
+    has_expert: bool
+
+
+@dataclass(frozen=True)
+class DomainSignals:
+    """One domain's numbers from one step (means over all processes; None when not measured).
+
+    reward: mean total reward of its scored rollouts.
+    advantage_abs: mean |advantage| of those rollouts (learnability).
+    entropy: mean token entropy of its rollouts in the loss.
+    samples: number of scored rollouts.
+    """
+
+    reward: float | None = None
+    advantage_abs: float | None = None
+    entropy: float | None = None
+    samples: int = 0
+
+
+@dataclass(frozen=True)
+class StepSignals:
+    """Per-domain signals of the domains that had rollouts this step, and the gradient alignment
+    (domain -> domain -> cosine) when it was computed."""
+
+    domains: dict[str, DomainSignals] = field(default_factory=dict)
+    alignment: dict[str, dict[str, float]] | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        """The logged form: ``reward/<d>``, ``advantage_abs/<d>``, ``entropy/<d>``, ``samples/<d>``,
+        ``alignment``."""
+        out: dict[str, Any] = {}
+        for name, s in self.domains.items():
+            for key, value in (("reward", s.reward), ("advantage_abs", s.advantage_abs), ("entropy", s.entropy)):
+                if value is not None:
+                    out[f"{key}/{name}"] = round(value, 6)
+            out[f"samples/{name}"] = s.samples
+        if self.alignment is not None:
+            out["alignment"] = self.alignment
+        return out

@@ -1,0 +1,57 @@
+"""Per-step accumulators, reduced over processes once per step.
+
+``Sums`` holds what is only logged (losses, clip ratios, reward parts, timings' neighbours);
+``SignalSums`` holds what the scheduler reads, per domain, and turns into its ``StepSignals``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from spectrum_rl.scheduler.step import DomainSignals, StepSignals
+
+
+@dataclass
+class Sums:
+    """Logged metric accumulator: name -> [sum, count] (a count of 0 means "log the sum")."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, total: float, count: float = 1.0) -> None:
+        slot = self.values.setdefault(name, [0.0, 0.0])
+        slot[0] += total
+        slot[1] += count
+
+
+# per domain: reward sum, rollouts scored, |advantage| sum, valid samples, entropy sum, entropy tokens
+_FIELDS = ("reward", "rollouts", "advantage_abs", "samples", "entropy", "entropy_tokens")
+
+
+class SignalSums:
+    """Sums behind each domain's DomainSignals, in a fixed layout (``names`` x fields) so that
+    every process reduces the same vector."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.values = {n: dict.fromkeys(_FIELDS, 0.0) for n in self.names}
+
+    def add(self, domain: str, **amounts: float) -> None:
+        for key, amount in amounts.items():
+            self.values[domain][key] += amount
+
+    def flat(self) -> list[float]:
+        return [self.values[n][f] for n in self.names for f in _FIELDS]
+
+    def signals(self, flat: Sequence[float], alignment: dict[str, dict[str, float]] | None) -> StepSignals:
+        """StepSignals from the reduced ``flat()`` vector: one entry per domain that had rollouts."""
+        domains = {}
+        for i, name in enumerate(self.names):
+            v = dict(zip(_FIELDS, flat[i * len(_FIELDS):(i + 1) * len(_FIELDS)]))
+            if v["rollouts"] == 0:
+                continue
+            domains[name] = DomainSignals(
+                reward=v["reward"] / v["rollouts"],
+                advantage_abs=v["advantage_abs"] / v["samples"] if v["samples"] else 0.0,
+                entropy=v["entropy"] / v["entropy_tokens"] if v["entropy_tokens"] else None,
+                samples=int(v["samples"]))
+        return StepSignals(domains, alignment)
