@@ -5,6 +5,7 @@
 Prints the median wall time of ``best_order`` over ``--runs`` random instances without
 prerequisites, the time of one instance with a few prerequisites, and whether both are under 1 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,21 @@ def main() -> None:
     prerequisites_s = timed(args.domains, args.runs, True)
     under_1s = median_s < 1.0 and prerequisites_s < 1.0
     if args.json:
-        print(json.dumps({"domains": args.domains, "median_s": round(median_s, 4),
-                          "prerequisites_s": round(prerequisites_s, 4), "under_1s": under_1s}))
+        print(
+            json.dumps(
+                {
+                    "domains": args.domains,
+                    "median_s": round(median_s, 4),
+                    "prerequisites_s": round(prerequisites_s, 4),
+                    "under_1s": under_1s,
+                }
+            )
+        )
     else:
-        print(f"best_order, {args.domains} domains (exact): median {median_s:.3f} s over {args.runs} runs, "
-              f"{prerequisites_s:.3f} s with prerequisites; under 1 s: {under_1s}")
+        print(
+            f"best_order, {args.domains} domains (exact): median {median_s:.3f} s over {args.runs} runs, "
+            f"{prerequisites_s:.3f} s with prerequisites; under 1 s: {under_1s}"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ Prints, for 10 domains (the built-in generators, repeated):
 
     python benchmarks/bench_scheduler.py [--steps 8] [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,23 +31,46 @@ def config_dict(policy: str, n_domains: int, out: str) -> dict:
     from spectrum_rl.tasks.builtin import GENERATORS
 
     gens = list(GENERATORS)
-    tasks = [{"name": f"{gens[i % len(gens)]}{i}", "kind": GENERATORS[gens[i % len(gens)]].kind,
-              "source": {"type": "builtin", "generator": gens[i % len(gens)]}, "eval": {"size": 10},
-              "reward": [{"type": "exact_match"} if GENERATORS[gens[i % len(gens)]].kind == "structured"
-                         else {"type": "constraint"}]} for i in range(n_domains)]
-    return {"run": {"output_dir": out}, "model": {"name_or_path": "builtin:tiny"}, "tasks": tasks,
-            "scheduler": {"policy": policy, "alignment_every": 1},
-            "training": {"prompts_per_step": 16, "group_size": 8, "max_new_tokens": 32, "learning_rate": 1e-4},
-            "logging": {"progress": False}}
+    tasks = [
+        {
+            "name": f"{gens[i % len(gens)]}{i}",
+            "kind": GENERATORS[gens[i % len(gens)]].kind,
+            "source": {"type": "builtin", "generator": gens[i % len(gens)]},
+            "eval": {"size": 10},
+            "reward": [
+                {"type": "exact_match"}
+                if GENERATORS[gens[i % len(gens)]].kind == "structured"
+                else {"type": "constraint"}
+            ],
+        }
+        for i in range(n_domains)
+    ]
+    return {
+        "run": {"output_dir": out},
+        "model": {"name_or_path": "builtin:tiny"},
+        "tasks": tasks,
+        "scheduler": {"policy": policy, "alignment_every": 1},
+        "training": {"prompts_per_step": 16, "group_size": 8, "max_new_tokens": 32, "learning_rate": 1e-4},
+        "logging": {"progress": False},
+    }
 
 
 def signals_of(metrics: dict, names: list[str]):
     """The StepSignals behind a step's logged metrics (what the trainer handed its planner)."""
     from spectrum_rl.scheduler.step import DomainSignals, StepSignals
 
-    return StepSignals({d: DomainSignals(metrics.get(f"reward/{d}"), metrics.get(f"advantage_abs/{d}"),
-                                         metrics.get(f"entropy/{d}"), int(metrics[f"samples/{d}"]))
-                        for d in names if f"samples/{d}" in metrics})
+    return StepSignals(
+        {
+            d: DomainSignals(
+                metrics.get(f"reward/{d}"),
+                metrics.get(f"advantage_abs/{d}"),
+                metrics.get(f"entropy/{d}"),
+                int(metrics[f"samples/{d}"]),
+            )
+            for d in names
+            if f"samples/{d}" in metrics
+        }
+    )
 
 
 def trainer_for(policy: str, n: int, out: str):
@@ -116,8 +140,11 @@ def main() -> None:
         best_order(names, T, {k: "structured" if i % 2 else "creative" for i, k in enumerate(names)}, {})
         solve.append(time.perf_counter() - t0)
     result = {
-        "domains": n, "step_s": round(step, 4), "scheduler_s": round(sched, 6),
-        "scheduler_fraction": round(sched / step, 5), "alignment_extra_s": round(align_extra, 4),
+        "domains": n,
+        "step_s": round(step, 4),
+        "scheduler_s": round(sched, 6),
+        "scheduler_fraction": round(sched / step, 5),
+        "alignment_extra_s": round(align_extra, 4),
         "alignment_fraction": round(align_extra / statistics.median(without), 4),
         "alignment_every": ALIGN_EVERY,
         "alignment_amortised_fraction": round(align_extra / statistics.median(without) / ALIGN_EVERY, 4),
@@ -127,12 +154,16 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(f"training step (10 domains, 16x8 rollouts, tiny model): {step * 1000:.1f} ms")
-    print(f"adaptive scheduler per step: {sched * 1e3:.3f} ms = {100 * result['scheduler_fraction']:.3f}% of a step "
-          f"(target < 1%: {result['scheduler_fraction'] < 0.01})")
+    print(
+        f"adaptive scheduler per step: {sched * 1e3:.3f} ms = {100 * result['scheduler_fraction']:.3f}% of a step "
+        f"(target < 1%: {result['scheduler_fraction'] < 0.01})"
+    )
     amortised = result["alignment_amortised_fraction"]
-    print(f"gradient alignment on a step that computes it: {align_extra * 1000:.1f} ms = "
-          f"{100 * result['alignment_fraction']:.1f}%; every {ALIGN_EVERY} steps (default): {100 * amortised:.1f}% "
-          f"(target < 5%: {amortised < 0.05})")
+    print(
+        f"gradient alignment on a step that computes it: {align_extra * 1000:.1f} ms = "
+        f"{100 * result['alignment_fraction']:.1f}%; every {ALIGN_EVERY} steps (default): {100 * amortised:.1f}% "
+        f"(target < 5%: {amortised < 0.05})"
+    )
     print(f"order solver, 16 domains: {result['solver16_s']:.3f} s (target < 1 s: {result['solver16_s'] < 1})")
 
 

@@ -22,6 +22,7 @@ matmul, as TRL uses) in every pair, to show how much of the ratio the oneDNN ker
 fraction: that target is for the CPU machine).
 ``--json`` prints the figures as one JSON object on stdout (the table goes to stderr).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,9 @@ def make_20m(path: Path) -> None:
     from spectrum_rl.models import byte_tokenizer, tiny_config
 
     torch.manual_seed(0)
-    cfg = tiny_config(hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8,
-                      num_key_value_heads=8)
+    cfg = tiny_config(
+        hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=8
+    )
     LlamaForCausalLM(cfg).save_pretrained(path)
     byte_tokenizer().save_pretrained(path)
 
@@ -81,16 +83,36 @@ def child_ours(model: str, prompts: Path, steps: int, domains: int = 1, onednn: 
     from spectrum_rl.trainer.loop import Trainer
 
     out = tempfile.mkdtemp()
-    config = Config.model_validate({
-        "run": {"output_dir": out}, "model": {"name_or_path": model},
-        "tasks": [{"name": f"sorting{i}", "kind": "structured", "expert_field": None, "eval": {"size": 8},
-                   "source": {"type": "file", "path": str(prompts)}, "reward": [{"type": "exact_match"}]}
-                  for i in range(domains)],
-        "training": {"prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP, "max_new_tokens": MAX_NEW,
-                     "temperature": 1.0, "aggregation": "token_mean", "beta": 0.0, "num_iterations": 1,
-                     "learning_rate": LR, "onednn_linear": onednn},
-        "eval": {"kl_to_base": False}, "logging": {"progress": False},
-    })
+    config = Config.model_validate(
+        {
+            "run": {"output_dir": out},
+            "model": {"name_or_path": model},
+            "tasks": [
+                {
+                    "name": f"sorting{i}",
+                    "kind": "structured",
+                    "expert_field": None,
+                    "eval": {"size": 8},
+                    "source": {"type": "file", "path": str(prompts)},
+                    "reward": [{"type": "exact_match"}],
+                }
+                for i in range(domains)
+            ],
+            "training": {
+                "prompts_per_step": PROMPTS_PER_STEP,
+                "group_size": GROUP,
+                "max_new_tokens": MAX_NEW,
+                "temperature": 1.0,
+                "aggregation": "token_mean",
+                "beta": 0.0,
+                "num_iterations": 1,
+                "learning_rate": LR,
+                "onednn_linear": onednn,
+            },
+            "eval": {"kl_to_base": False},
+            "logging": {"progress": False},
+        }
+    )
     if config.training.reuse_host_memory and not torch.cuda.is_available():
         reuse_freed_memory()  # what `spectrum-rl train` sets up for a CPU run (process-wide)
     trainer = Trainer(config, build_domains(config, Path.cwd()), Path(out))
@@ -102,8 +124,10 @@ def child_ours(model: str, prompts: Path, steps: int, domains: int = 1, onednn: 
         for k in parts:
             parts[k] += m[f"time/{k}"]
     wall = time.perf_counter() - t0
-    return {"samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall,
-            "breakdown": {k: round(v / wall, 3) for k, v in parts.items()}}
+    return {
+        "samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall,
+        "breakdown": {k: round(v / wall, 3) for k, v in parts.items()},
+    }
 
 
 def child_trl(model: str, prompts: Path, steps: int, device: str) -> dict:
@@ -120,13 +144,36 @@ def child_trl(model: str, prompts: Path, steps: int, device: str) -> dict:
         def on_step_end(self, args, state, control, **kw):
             stamps.append(time.perf_counter())
 
-    args = GRPOConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=PROMPTS_PER_STEP * GROUP,
-                      num_generations=GROUP, max_completion_length=MAX_NEW, temperature=1.0, top_p=1.0, top_k=0,
-                      loss_type="dapo", beta=0.0, num_iterations=1, learning_rate=LR, max_steps=steps + 1,
-                      logging_steps=1, report_to=[], use_cpu=device == "cpu", save_strategy="no", bf16=device == "cuda", seed=0,
-                      disable_tqdm=True, dataloader_num_workers=0)
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(model), reward_funcs=reward_exact, args=args,
-                          train_dataset=data, processing_class=load_tokenizer(model), callbacks=[Clock()])
+    args = GRPOConfig(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=PROMPTS_PER_STEP * GROUP,
+        num_generations=GROUP,
+        max_completion_length=MAX_NEW,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        loss_type="dapo",
+        beta=0.0,
+        num_iterations=1,
+        learning_rate=LR,
+        max_steps=steps + 1,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=device == "cpu",
+        save_strategy="no",
+        bf16=device == "cuda",
+        seed=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model),
+        reward_funcs=reward_exact,
+        args=args,
+        train_dataset=data,
+        processing_class=load_tokenizer(model),
+        callbacks=[Clock()],
+    )
     trainer.train()
     wall = stamps[-1] - stamps[0]  # the first step is the warm-up
     return {"samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall}
@@ -134,12 +181,33 @@ def child_trl(model: str, prompts: Path, steps: int, device: str) -> dict:
 
 def run_child(kind: str, model: str, prompts: Path, steps: int, threads: int, device: str, domains: int = 1) -> dict:
     """One measurement in a fresh process; ``kind``: ours, ours-default-kernels (onednn_linear false) or trl."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
-           "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    }
     if device == "cpu":  # ours picks a visible GPU by itself
         env["CUDA_VISIBLE_DEVICES"] = ""
-    cmd = [sys.executable, __file__, "--child", kind, "--model", model, "--prompts", str(prompts), "--device", device,
-           "--steps", str(steps), "--threads", str(threads), "--domains", str(domains)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--model",
+        model,
+        "--prompts",
+        str(prompts),
+        "--device",
+        device,
+        "--steps",
+        str(steps),
+        "--threads",
+        str(threads),
+        "--domains",
+        str(domains),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
@@ -172,8 +240,11 @@ def matmul_fraction(model_dir: str, threads: int) -> dict:
 
     mm_flops = 2 * tokens * cfg.hidden_size * cfg.intermediate_size
     mm_rate = rate(mm_flops, lambda: torch.mm(a, b), 20)
-    onednn_rate = rate(mm_flops, lambda: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], ""), 20) \
-        if onednn_available() else 0.0
+    onednn_rate = (
+        rate(mm_flops, lambda: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], ""), 20)
+        if onednn_available()
+        else 0.0
+    )
     ids = torch.randint(0, cfg.vocab_size, (batch, seq))
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -184,9 +255,14 @@ def matmul_fraction(model_dir: str, threads: int) -> dict:
     with onednn_linear("auto", torch.device("cpu"), model):  # our trainer's kernels
         train_rate = rate(6 * n_params * tokens, step, 3)
     machine = max(mm_rate, onednn_rate)
-    return {"mm_gflops": round(mm_rate / 1e9, 1), "onednn_gflops": round(onednn_rate / 1e9, 1),
-            "train_gflops": round(train_rate / 1e9, 1), "plain_train_gflops": round(plain_rate / 1e9, 1),
-            "fraction": round(train_rate / machine, 3), "params_m": round(n_params / 1e6, 1)}
+    return {
+        "mm_gflops": round(mm_rate / 1e9, 1),
+        "onednn_gflops": round(onednn_rate / 1e9, 1),
+        "train_gflops": round(train_rate / 1e9, 1),
+        "plain_train_gflops": round(plain_rate / 1e9, 1),
+        "fraction": round(train_rate / machine, 3),
+        "params_m": round(n_params / 1e6, 1),
+    }
 
 
 def main() -> None:
@@ -197,10 +273,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--domains", type=int, default=16,
-                        help="also compare ours with this many domains vs 1 on the tiny model (0: skip)")
-    parser.add_argument("--default-kernels", action="store_true",
-                        help="also run ours with training.onednn_linear false (PyTorch's default CPU matmul) in each pair")
+    parser.add_argument(
+        "--domains",
+        type=int,
+        default=16,
+        help="also compare ours with this many domains vs 1 on the tiny model (0: skip)",
+    )
+    parser.add_argument(
+        "--default-kernels",
+        action="store_true",
+        help="also run ours with training.onednn_linear false (PyTorch's default CPU matmul) in each pair",
+    )
     parser.add_argument("--child", choices=["ours", "ours-default-kernels", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
@@ -232,9 +315,16 @@ def main() -> None:
         else:
             make_20m(tmp / "m20")
             models["20m"] = str(tmp / "m20")
-    report: dict = {"sizes": {}, "settings": {"prompts_per_step": PROMPTS_PER_STEP, "group_size": GROUP,
-                                              "max_new_tokens": MAX_NEW, "threads": args.threads,
-                                              "device": args.device}}
+    report: dict = {
+        "sizes": {},
+        "settings": {
+            "prompts_per_step": PROMPTS_PER_STEP,
+            "group_size": GROUP,
+            "max_new_tokens": MAX_NEW,
+            "threads": args.threads,
+            "device": args.device,
+        },
+    }
     for name, model in models.items():
         ours, trl, plain = [], [], []
         for _ in range(args.pairs):
@@ -254,21 +344,29 @@ def main() -> None:
         if plain:
             report["sizes"][name].update(
                 ours_default_kernels_samples_per_s=round(statistics.median(p["samples_per_s"] for p in plain), 2),
-                ratio_default_kernels=round(statistics.median(p["samples_per_s"] / t["samples_per_s"]
-                                                              for p, t in zip(plain, trl)), 3))
+                ratio_default_kernels=round(
+                    statistics.median(p["samples_per_s"] / t["samples_per_s"] for p, t in zip(plain, trl)), 3
+                ),
+            )
         if args.device == "cuda":
-            report["sizes"][name].update(ours_peak_gpu_mb=max(o["peak_gpu_mb"] for o in ours),
-                                         trl_peak_gpu_mb=max(t["peak_gpu_mb"] for t in trl))
+            report["sizes"][name].update(
+                ours_peak_gpu_mb=max(o["peak_gpu_mb"] for o in ours), trl_peak_gpu_mb=max(t["peak_gpu_mb"] for t in trl)
+            )
     if args.domains > 1:
         model = str(ensure_builtin("tiny"))
         one, many = [], []
         steps = 10 * args.steps  # tiny steps are short: more of them average out completion-length noise
         for _ in range(args.pairs):
             one.append(run_child("ours", model, prompts, steps, args.threads, args.device, 1)["samples_per_s"])
-            many.append(run_child("ours", model, prompts, steps, args.threads, args.device, args.domains)["samples_per_s"])
-        report["domains"] = {"n": args.domains, "one_samples_per_s": round(statistics.median(one), 2),
-                             "many_samples_per_s": round(statistics.median(many), 2),
-                             "ratio": round(statistics.median(m / o for m, o in zip(many, one)), 3)}
+            many.append(
+                run_child("ours", model, prompts, steps, args.threads, args.device, args.domains)["samples_per_s"]
+            )
+        report["domains"] = {
+            "n": args.domains,
+            "one_samples_per_s": round(statistics.median(one), 2),
+            "many_samples_per_s": round(statistics.median(many), 2),
+            "ratio": round(statistics.median(m / o for m, o in zip(many, one)), 3),
+        }
     if "20m" in models and args.device == "cpu":
         report["matmul_fraction"] = matmul_fraction(models["20m"], args.threads)
     table = render(report)
@@ -283,27 +381,40 @@ def render(report: dict) -> str:
     """The human-readable table of a report (also used to render a saved ``--json`` report)."""
     device = report["settings"].get("device", "cpu")
     lines = [f"device: {device}, {report['settings']['threads']} CPU threads"] if device != "cpu" else []
-    lines += [f"{'size':6} {'ours s/s':>9} {'TRL s/s':>9} {'ratio':>6} {'ours RSS':>9} {'TRL RSS':>8}  ours step breakdown"]
+    lines += [
+        f"{'size':6} {'ours s/s':>9} {'TRL s/s':>9} {'ratio':>6} {'ours RSS':>9} {'TRL RSS':>8}  ours step breakdown"
+    ]
     for name, r in report["sizes"].items():
         b = r["ours_breakdown"]
-        lines.append(f"{name:6} {r['ours_samples_per_s']:9.1f} {r['trl_samples_per_s']:9.1f} {r['ratio']:6.2f} "
-                     f"{r['ours_peak_rss_mb']:8.0f}M {r['trl_peak_rss_mb']:7.0f}M  rollout {b['rollout']:.0%} "
-                     f"reward {b['reward']:.0%} train {b['train']:.0%}")
+        lines.append(
+            f"{name:6} {r['ours_samples_per_s']:9.1f} {r['trl_samples_per_s']:9.1f} {r['ratio']:6.2f} "
+            f"{r['ours_peak_rss_mb']:8.0f}M {r['trl_peak_rss_mb']:7.0f}M  rollout {b['rollout']:.0%} "
+            f"reward {b['reward']:.0%} train {b['train']:.0%}"
+        )
         if "ratio_default_kernels" in r:
-            lines.append(f"{'':6} ours with training.onednn_linear false: {r['ours_default_kernels_samples_per_s']:.1f} "
-                         f"s/s = {r['ratio_default_kernels']:.2f}x TRL")
+            lines.append(
+                f"{'':6} ours with training.onednn_linear false: {r['ours_default_kernels_samples_per_s']:.1f} "
+                f"s/s = {r['ratio_default_kernels']:.2f}x TRL"
+            )
         if "ours_peak_gpu_mb" in r:
-            lines.append(f"{'':6} GPU memory peak (torch.cuda.max_memory_allocated): ours {r['ours_peak_gpu_mb']:.0f}M, "
-                         f"TRL {r['trl_peak_gpu_mb']:.0f}M")
+            lines.append(
+                f"{'':6} GPU memory peak (torch.cuda.max_memory_allocated): ours {r['ours_peak_gpu_mb']:.0f}M, "
+                f"TRL {r['trl_peak_gpu_mb']:.0f}M"
+            )
     if "domains" in report:
         d = report["domains"]
-        lines.append(f"tiny, ours with {d['n']} domains vs 1: {d['many_samples_per_s']:.1f} vs "
-                     f"{d['one_samples_per_s']:.1f} samples/s = {d['ratio']:.2f} (target >= 0.95)")
+        lines.append(
+            f"tiny, ours with {d['n']} domains vs 1: {d['many_samples_per_s']:.1f} vs "
+            f"{d['one_samples_per_s']:.1f} samples/s = {d['ratio']:.2f} (target >= 0.95)"
+        )
     if "matmul_fraction" in report:
         m = report["matmul_fraction"]
-        lines.append(f"20M training fwd+bwd: {m['train_gflops']} GFLOP/s = {m['fraction']:.0%} of the matmul rate at the "
-                     f"layer shapes, the faster of oneDNN {m['onednn_gflops']} and torch.mm {m['mm_gflops']} GFLOP/s "
-                     f"({m['train_gflops'] / m['mm_gflops']:.0%} of torch.mm's); a plain HF fwd+bwd {m['plain_train_gflops']} GFLOP/s")
+        lines.append(
+            f"20M training fwd+bwd: {m['train_gflops']} GFLOP/s = {m['fraction']:.0%} of the matmul rate at the "
+            f"layer shapes, the faster of oneDNN {m['onednn_gflops']} and torch.mm {m['mm_gflops']} GFLOP/s "
+            f"({m['train_gflops'] / m['mm_gflops']:.0%} of torch.mm's); "
+            f"a plain HF fwd+bwd {m['plain_train_gflops']} GFLOP/s"
+        )
     return "\n".join(lines)
 
 

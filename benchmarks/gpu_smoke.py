@@ -8,6 +8,7 @@ and (vLLM present) vLLM's greedy completion of the same prompts matches ours. Ex
 check passes, 1 on a failed check, 2 when there is no CUDA device. ``--allow-cpu`` runs the same
 checks on the CPU (a dry run of this script, not a GPU check).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,23 +33,41 @@ def main(argv: list[str]) -> int:
     device = "cuda" if cuda else "cpu"
     from spectrum_rl.bootstrap import ensure_builtin
     from spectrum_rl.config import Config
-    from spectrum_rl.models import load_causal_lm
     from spectrum_rl.domains import build_domains
+    from spectrum_rl.models import load_causal_lm
     from spectrum_rl.trainer.loop import Trainer
     from spectrum_rl.trainer.rollout import sample
 
-    print(f"device: {torch.cuda.get_device_name(0) if cuda else 'cpu (dry run)'}, torch {torch.__version__}", flush=True)
+    print(
+        f"device: {torch.cuda.get_device_name(0) if cuda else 'cpu (dry run)'}, torch {torch.__version__}", flush=True
+    )
     model_dir = str(ensure_builtin("tiny"))
     ok = True
     out = tempfile.mkdtemp()
-    config = Config.model_validate({
-        "run": {"output_dir": out}, "model": {"name_or_path": model_dir},
-        "tasks": [{"name": "sorting", "kind": "structured", "source": {"type": "builtin", "generator": "sorting"},
-                   "reward": [{"type": "exact_match"}], "eval": {"size": 16}}],
-        "training": {"steps": 3, "prompts_per_step": 16, "group_size": 8, "max_new_tokens": 32,
-                     "learning_rate": 1e-4, "bf16": True},
-        "logging": {"progress": False},
-    })
+    config = Config.model_validate(
+        {
+            "run": {"output_dir": out},
+            "model": {"name_or_path": model_dir},
+            "tasks": [
+                {
+                    "name": "sorting",
+                    "kind": "structured",
+                    "source": {"type": "builtin", "generator": "sorting"},
+                    "reward": [{"type": "exact_match"}],
+                    "eval": {"size": 16},
+                }
+            ],
+            "training": {
+                "steps": 3,
+                "prompts_per_step": 16,
+                "group_size": 8,
+                "max_new_tokens": 32,
+                "learning_rate": 1e-4,
+                "bf16": True,
+            },
+            "logging": {"progress": False},
+        }
+    )
     trainer = Trainer(config, build_domains(config, Path.cwd()), Path(out))
     before = [p.detach().clone() for p in trainer.policy.parameters()]
     t0 = time.perf_counter()
@@ -57,12 +76,16 @@ def main(argv: list[str]) -> int:
         torch.cuda.synchronize()
     step_s = (time.perf_counter() - t0) / 3
     last = metrics[-1]
-    ok &= check(f"bf16 training steps on {device}", next(trainer.policy.parameters()).device.type == device
-                and trainer.acc.mixed_precision == "bf16",
-                f"{step_s * 1000:.0f} ms/step, {16 * 8 / step_s:.0f} samples/s")
-    ok &= check("finite loss and grad norm", all(torch.isfinite(torch.tensor(float(m[k]))) for m in metrics
-                                                 for k in ("loss/rl", "grad_norm") if k in m),
-                f"loss/rl {last.get('loss/rl')}, grad_norm {last.get('grad_norm')}")
+    ok &= check(
+        f"bf16 training steps on {device}",
+        next(trainer.policy.parameters()).device.type == device and trainer.acc.mixed_precision == "bf16",
+        f"{step_s * 1000:.0f} ms/step, {16 * 8 / step_s:.0f} samples/s",
+    )
+    ok &= check(
+        "finite loss and grad norm",
+        all(torch.isfinite(torch.tensor(float(m[k]))) for m in metrics for k in ("loss/rl", "grad_norm") if k in m),
+        f"loss/rl {last.get('loss/rl')}, grad_norm {last.get('grad_norm')}",
+    )
     moved = sum(float((p.detach() - b).abs().max()) for p, b in zip(trainer.policy.parameters(), before))
     ok &= check("weights changed", moved > 0, f"sum of max |dw| {moved:.2e}")
 
@@ -71,17 +94,31 @@ def main(argv: list[str]) -> int:
     ids = [tok(p)["input_ids"] for p in prompts]
     ro = sample(model, ids, max_new_tokens=16, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, temperature=0)
     batch = tok(prompts, return_tensors="pt", padding=True).to(device)
-    plain = model.generate(**batch, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id,
-                           eos_token_id=tok.eos_token_id)[:, batch["input_ids"].shape[1]:].cpu()
-    ours = [ro.completion_ids[i, :int(ro.completion_mask[i].sum())].tolist() for i in range(len(prompts))]
-    ok &= check(f"greedy rollout == HF generate on {device}",
-                all(o == plain[i, :len(o)].tolist() for i, o in enumerate(ours)))
-    seeded = [sample(model, ids * 4, max_new_tokens=16, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                     temperature=1.0, generator=torch.Generator(device=device).manual_seed(0), static_cache=static)
-              for static in (True, False)]
-    ok &= check(f"static-cache rollout == the model's own cache on {device} (seeded sampling)",
-                torch.equal(seeded[0].completion_ids, seeded[1].completion_ids),
-                f"max |logprob difference| {float((seeded[0].logprobs - seeded[1].logprobs).abs().max()):.1e}")
+    plain = model.generate(
+        **batch, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
+    )[:, batch["input_ids"].shape[1] :].cpu()
+    ours = [ro.completion_ids[i, : int(ro.completion_mask[i].sum())].tolist() for i in range(len(prompts))]
+    ok &= check(
+        f"greedy rollout == HF generate on {device}", all(o == plain[i, : len(o)].tolist() for i, o in enumerate(ours))
+    )
+    seeded = [
+        sample(
+            model,
+            ids * 4,
+            max_new_tokens=16,
+            eos_id=tok.eos_token_id,
+            pad_id=tok.pad_token_id,
+            temperature=1.0,
+            generator=torch.Generator(device=device).manual_seed(0),
+            static_cache=static,
+        )
+        for static in (True, False)
+    ]
+    ok &= check(
+        f"static-cache rollout == the model's own cache on {device} (seeded sampling)",
+        torch.equal(seeded[0].completion_ids, seeded[1].completion_ids),
+        f"max |logprob difference| {float((seeded[0].logprobs - seeded[1].logprobs).abs().max()):.1e}",
+    )
 
     if importlib.util.find_spec("vllm") is None:
         print("SKIP  vLLM rollout: vllm is not installed")
@@ -89,10 +126,11 @@ def main(argv: list[str]) -> int:
         from vllm import LLM, SamplingParams
 
         llm = LLM(model=model_dir, dtype="float32", gpu_memory_utilization=0.2, enforce_eager=True)
-        outs = llm.generate([{"prompt_token_ids": i} for i in ids],
-                            SamplingParams(temperature=0, max_tokens=16, logprobs=0))
+        outs = llm.generate(
+            [{"prompt_token_ids": i} for i in ids], SamplingParams(temperature=0, max_tokens=16, logprobs=0)
+        )
         theirs = [list(o.outputs[0].token_ids) for o in outs]
-        agree = sum(t[:len(o)] == o[:len(t)] for t, o in zip(theirs, ours))
+        agree = sum(t[: len(o)] == o[: len(t)] for t, o in zip(theirs, ours))
         ok &= check("vLLM greedy rollout == ours", agree == len(prompts), f"{agree}/{len(prompts)} prompts agree")
     return 0 if ok else 1
 

@@ -1,2 +1,3 @@
 """spectrum-rl: curriculum-scheduled post-training on a continuous SFT<->RL spectrum."""
+
 __version__ = "0.1.0"

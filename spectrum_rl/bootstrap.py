@@ -8,6 +8,7 @@ worked-steps style of the expert demonstrations, so SFT on them is off-policy (c
 Deterministic for a seed and thread count. Saved in Hugging Face format with ``bootstrap.json``
 (recipe, held-out scores per domain, wall time).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,14 @@ from transformers import LlamaForCausalLM
 
 from spectrum_rl.config import Config, DomainConfig
 from spectrum_rl.domains import Domain, build_domain
-from spectrum_rl.models import BUILTIN_MODELS, BUILTIN_PREFIX, BUILTIN_RECIPE_VERSION, byte_tokenizer, builtin_path, tiny_config
+from spectrum_rl.models import (
+    BUILTIN_MODELS,
+    BUILTIN_PREFIX,
+    BUILTIN_RECIPE_VERSION,
+    builtin_path,
+    byte_tokenizer,
+    tiny_config,
+)
 from spectrum_rl.tasks.builtin import GENERATORS
 from spectrum_rl.trainer.evaluate import evaluate
 
@@ -51,10 +59,15 @@ def builtin_world_domains(eval_size: int = 100, seed: int = 0) -> list[Domain]:
     domains = []
     for name, gen in GENERATORS.items():
         reward = [{"type": "exact_match"}] if gen.kind == "structured" else [{"type": "constraint"}]
-        cfg = DomainConfig.model_validate({
-            "name": name, "kind": gen.kind, "source": {"type": "builtin", "generator": name},
-            "eval": {"size": eval_size}, "reward": reward,
-        })
+        cfg = DomainConfig.model_validate(
+            {
+                "name": name,
+                "kind": gen.kind,
+                "source": {"type": "builtin", "generator": name},
+                "eval": {"size": eval_size},
+                "reward": reward,
+            }
+        )
         domains.append(build_domain(cfg, base_dir=Path.cwd(), seed=seed))
     return domains
 
@@ -78,7 +91,7 @@ def _corpus_batch(rng: random.Random, tokenizer, batch_size: int, noise: float) 
     for i, (prompt, answer_ids) in enumerate(seqs):
         n = len(prompt) + len(answer_ids)
         input_ids[i, :n] = torch.tensor(prompt + answer_ids)
-        labels[i, len(prompt):n] = torch.tensor(answer_ids)  # loss on the answer only
+        labels[i, len(prompt) : n] = torch.tensor(answer_ids)  # loss on the answer only
     return input_ids, labels
 
 
@@ -127,14 +140,19 @@ def _progress(total: int, enabled: bool):
         if step % 10 == 0 or step == total - 1:
             done = step + 1
             eta = (time.perf_counter() - start) / done * (total - done)
-            print(f"\rbootstrap builtin:tiny  step {done}/{total}  loss {loss:.3f}  eta {eta:4.0f}s",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\rbootstrap builtin:tiny  step {done}/{total}  loss {loss:.3f}  eta {eta:4.0f}s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
     return bar
 
 
-def bootstrap(cfg: BootstrapConfig = BootstrapConfig(), output: Path | None = None, force: bool = False,
-              progress: bool = True) -> Path:
+def bootstrap(
+    cfg: BootstrapConfig = BootstrapConfig(), output: Path | None = None, force: bool = False, progress: bool = True
+) -> Path:
     """Pretrain, evaluate and save the tiny model to ``output`` (default: the cache), atomically."""
     output = Path(output) if output else builtin_path("tiny")
     if (output / "config.json").exists() and not force:
@@ -146,8 +164,13 @@ def bootstrap(cfg: BootstrapConfig = BootstrapConfig(), output: Path | None = No
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        meta = {"recipe_version": BUILTIN_RECIPE_VERSION, "recipe": asdict(cfg), "seconds": round(seconds, 1),
-                "eval_exact": scores, "torch_threads": torch.get_num_threads()}
+        meta = {
+            "recipe_version": BUILTIN_RECIPE_VERSION,
+            "recipe": asdict(cfg),
+            "seconds": round(seconds, 1),
+            "eval_exact": scores,
+            "torch_threads": torch.get_num_threads(),
+        }
         (tmp / "bootstrap.json").write_text(json.dumps(meta, indent=2))
         if output.exists():
             shutil.rmtree(output)
@@ -172,5 +195,5 @@ def ensure_builtin_models(config: Config) -> None:
     names = {config.model.name_or_path}
     names |= {getattr(r, "model", None) for t in config.tasks for r in t.reward}
     for name in sorted(n for n in names if isinstance(n, str) and n.startswith(BUILTIN_PREFIX)):
-        if name[len(BUILTIN_PREFIX):] in BUILTIN_MODELS:  # an unknown name is reported where it is used
-            ensure_builtin(name[len(BUILTIN_PREFIX):])
+        if name[len(BUILTIN_PREFIX) :] in BUILTIN_MODELS:  # an unknown name is reported where it is used
+            ensure_builtin(name[len(BUILTIN_PREFIX) :])

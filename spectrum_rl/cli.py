@@ -4,6 +4,7 @@ Exit codes: 0 done; 2 a user error (bad config, data, paths: ONE line on stderr 
 field, nothing written); 1 training could not go on (e.g. NaN/inf losses several steps in a row);
 130/143 interrupted by SIGINT/SIGTERM after a checkpoint. ``--debug`` shows tracebacks instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,9 +13,9 @@ import os
 import random
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from rich.console import Console
@@ -38,8 +39,11 @@ def _overrides(args: argparse.Namespace) -> list[Override]:
     (``--max-steps``, ``--save-every``, ``--output-dir``)."""
     out = [parse_override(text) for text in args.set or []]
     if args.command == "train":
-        for flag, field in (("max_steps", "training.steps"), ("save_every", "training.save_every"),
-                            ("output_dir", "run.output_dir")):
+        for flag, field in (
+            ("max_steps", "training.steps"),
+            ("save_every", "training.save_every"),
+            ("output_dir", "run.output_dir"),
+        ):
             value = getattr(args, flag)
             if value is not None:
                 out.append(Override(field.split("."), value, f"--{flag.replace('_', '-')} {value}"))
@@ -100,8 +104,12 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     rng = random.Random(config.run.seed)
     for d in domains:
         size = "unlimited" if d.source.size is None else str(d.source.size)
-        console.print(f"[bold]{d.name}[/bold]  {escape(f'[{d.kind}]')}  {escape(d.source.describe())}  "
-                      f"{size} train / {len(d.eval_examples())} eval", markup=True, highlight=False)
+        console.print(
+            f"[bold]{d.name}[/bold]  {escape(f'[{d.kind}]')}  {escape(d.source.describe())}  "
+            f"{size} train / {len(d.eval_examples())} eval",
+            markup=True,
+            highlight=False,
+        )
         console.print(f"  reward: {escape(d.reward.describe())}", highlight=False)
         console.print(f"  after:  {', '.join(d.after) or '-'}", highlight=False)
         for example in d.sample(args.samples, rng):
@@ -136,8 +144,13 @@ def cmd_order(args: argparse.Namespace) -> int:
             if record is None or record.get("domains") != names or record.get("probe_steps") != args.probe_steps:
                 console.print(f"probing transfer: {args.probe_steps} steps on each of {len(names)} domains")
                 _prepare_models(config)
-                record = probe_transfer(config, domains, steps=args.probe_steps, base_dir=base_dir,
-                                        on_probe=lambda n: console.print(f"  probe {n}"))
+                record = probe_transfer(
+                    config,
+                    domains,
+                    steps=args.probe_steps,
+                    base_dir=base_dir,
+                    on_probe=lambda n: console.print(f"  probe {n}"),
+                )
     except ConfigError as err:
         raise locate_error(err, args.config, _overrides(args)) from None
     result = recommend_order(config, record)
@@ -145,15 +158,19 @@ def cmd_order(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     kinds = {t.name: t.kind for t in config.tasks}
-    table = Table(title=f"recommended order ({'exact' if result['exact'] else 'heuristic'}; transfer from "
-                        f"{result['source']})", title_justify="left")
+    table = Table(
+        title=f"recommended order ({'exact' if result['exact'] else 'heuristic'}; transfer from {result['source']})",
+        title_justify="left",
+    )
     for col in ("#", "domain", "kind", "why"):
         table.add_column(col, overflow="fold")
     for i, n in enumerate(result["order"], 1):
         table.add_row(str(i), n, kinds[n], result["rationale"][n])
     Console().print(table)
-    Console().print(f"predicted gain over joint training: {result['predicted_gain']:+.4f} "
-                    "(sum of pairwise transfer earned by this order minus a random order's)")
+    Console().print(
+        f"predicted gain over joint training: {result['predicted_gain']:+.4f} "
+        "(sum of pairwise transfer earned by this order minus a random order's)"
+    )
     return 0
 
 
@@ -162,8 +179,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     result = analyze_run(Path(args.run_dir), plasticity_domain=args.plasticity, plasticity_steps=args.plasticity_steps)
     found = {d: [k for k, v in p.items() if v] for d, p in result["phases"].items()}
-    print(f"final held-out mean {result['final_mean']:.3f}; phases: "
-          + "; ".join(f"{d}: {', '.join(v) or 'none'}" for d, v in found.items()))
+    print(
+        f"final held-out mean {result['final_mean']:.3f}; phases: "
+        + "; ".join(f"{d}: {', '.join(v) or 'none'}" for d, v in found.items())
+    )
     if "sparsity" in result:
         print(f"unchanged parameters (bf16): {result['sparsity']['unchanged_fraction']:.3f}")
     print(f"wrote {Path(args.run_dir) / 'analysis'}/analysis.json and plots")
@@ -179,12 +198,22 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.seeds:
         spec = replace(spec, seeds=args.seeds)
     if args.max_steps:
-        spec = replace(spec, steps=args.max_steps, eval_every=max(1, args.max_steps // 2),
-                       plasticity_steps=min(spec.plasticity_steps, args.max_steps), probe_steps=1)
+        spec = replace(
+            spec,
+            steps=args.max_steps,
+            eval_every=max(1, args.max_steps // 2),
+            plasticity_steps=min(spec.plasticity_steps, args.max_steps),
+            probe_steps=1,
+        )
     if args.arms:
         spec = replace(spec, arms=args.arms.split(","))
-    summary = run_study(Path(args.config), Path(args.output_dir), spec, plasticity_domain=args.plasticity_domain,
-                        overrides=_overrides(args))
+    summary = run_study(
+        Path(args.config),
+        Path(args.output_dir),
+        spec,
+        plasticity_domain=args.plasticity_domain,
+        overrides=_overrides(args),
+    )
     for cid, claim in summary["claims"].items():
         print(f"{cid}: {claim['verdict']}")
     return 0
@@ -220,8 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_config(p: argparse.ArgumentParser, help: str = "path to a run YAML") -> None:
         p.add_argument("config", help=help)
-        p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field, validated "
-                       "like the file; repeatable (e.g. --set training.steps=50 --set scheduler.policy=adaptive)")
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="FIELD=VALUE",
+            help="override a config field, validated "
+            "like the file; repeatable (e.g. --set training.steps=50 --set scheduler.policy=adaptive)",
+        )
 
     def add_output_dir(p: argparse.ArgumentParser, default: str | None, help: str) -> None:
         p.add_argument("--output-dir", default=default, help=help)

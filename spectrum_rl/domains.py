@@ -1,5 +1,6 @@
 """A domain at run time: its row source (tasks/), prompt formatting and hybrid reward (rewards/),
 built from one `tasks[i]` entry of the config."""
+
 from __future__ import annotations
 
 import random
@@ -57,17 +58,23 @@ def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> Domain:
     """Build one domain; ConfigErrors carry field paths relative to the domain (``source.path``).
 
     ``expert_field: auto`` becomes ``expert`` when the rows have that field, else None."""
-    ctx = SourceContext(base_dir=base_dir, seed=seed, domain=cfg.name,
-                        eval_size=cfg.eval.size, eval_split=cfg.eval.split)
+    ctx = SourceContext(
+        base_dir=base_dir, seed=seed, domain=cfg.name, eval_size=cfg.eval.size, eval_split=cfg.eval.split
+    )
     source = cfg.source.build(ctx)
     rows = source.eval_rows()[:1] + source.train_rows(1, random.Random(seed))
     expert_field = cfg.expert_field
     if expert_field == AUTO_EXPERT:
         expert_field = "expert" if all("expert" in row for row in rows) else None
     domain = Domain(
-        name=cfg.name, kind=cfg.kind, source=source,
-        reward=build_hybrid(cfg.name, cfg.reward, base_dir), after=tuple(cfg.after),
-        template=cfg.prompt, answer_field=cfg.answer_field, expert_field=expert_field,
+        name=cfg.name,
+        kind=cfg.kind,
+        source=source,
+        reward=build_hybrid(cfg.name, cfg.reward, base_dir),
+        after=tuple(cfg.after),
+        template=cfg.prompt,
+        answer_field=cfg.answer_field,
+        expert_field=expert_field,
     )
     _check_fields(domain, rows)
     return domain
@@ -90,7 +97,8 @@ def build_domains(config: Config, base_dir: Path) -> list[Domain]:
                 f"'{schedule.schedule}' trains on them; set expert_field to the row field that holds them "
                 "(expert_field: answer to imitate the reference answers), or give the domain an RL-only "
                 f"schedule (training.sft.per_domain.{domain.name}: {{schedule: rl_only}})",
-                field=f"tasks[{i}].expert_field")
+                field=f"tasks[{i}].expert_field",
+            )
         domains.append(domain)
     return domains
 
@@ -101,10 +109,14 @@ def _check_fields(domain: Domain, rows: list[Row]) -> None:
         available = ", ".join(sorted(row))
         for _, name, _, _ in string.Formatter().parse(domain.template):
             if name is not None and name.split(".")[0].split("[")[0] not in row:
-                raise ConfigError(f"template field '{{{name}}}' is not a row field; available: {available}",
-                                  field="prompt")
+                raise ConfigError(
+                    f"template field '{{{name}}}' is not a row field; available: {available}", field="prompt"
+                )
         for attr in ("answer_field", "expert_field"):
             col = getattr(domain, attr)
             if col is not None and col not in row:
-                raise ConfigError(f"row field '{col}' not found in the data; available: {available} "
-                                  f"(set {attr}: null if the domain has none)", field=attr)
+                raise ConfigError(
+                    f"row field '{col}' not found in the data; available: {available} "
+                    f"(set {attr}: null if the domain has none)",
+                    field=attr,
+                )

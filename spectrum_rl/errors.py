@@ -1,9 +1,10 @@
 """User-facing errors. The CLI prints them as one line and exits with code 2."""
+
 from __future__ import annotations
 
 import difflib
 import signal
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class SpectrumError(Exception):
@@ -32,8 +33,9 @@ class ConfigError(SpectrumError):
         self.line = line
         self.column = column
 
-    def located(self, *, file: str | None = None, field: str | None = None,
-                line: int | None = None, column: int | None = None) -> "ConfigError":
+    def located(
+        self, *, file: str | None = None, field: str | None = None, line: int | None = None, column: int | None = None
+    ) -> ConfigError:
         """Return a copy with missing location parts filled in (existing parts win)."""
         return ConfigError(
             self.message,
@@ -43,7 +45,7 @@ class ConfigError(SpectrumError):
             column=self.column if self.column is not None else column,
         )
 
-    def under(self, prefix: str) -> "ConfigError":
+    def under(self, prefix: str) -> ConfigError:
         """The same error with its field path nested under ``prefix`` (e.g. ``tasks[2].``)."""
         field = prefix + self.field if self.field else prefix.rstrip(".")
         return ConfigError(self.message, file=self.file, field=field, line=self.line, column=self.column)
@@ -78,8 +80,9 @@ class TrainingInterrupted(SpectrumError):
 
     def __init__(self, signum: int, step: int, checkpoint: str | None) -> None:
         where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (not the main process)"
-        super().__init__(f"interrupted by {signal.Signals(signum).name} after step {step}; wrote {where}; "
-                         "continue with --resume")
+        super().__init__(
+            f"interrupted by {signal.Signals(signum).name} after step {step}; wrote {where}; continue with --resume"
+        )
         self.signum = signum
 
 

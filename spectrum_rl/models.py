@@ -5,7 +5,9 @@
 (see ``spectrum_rl.bootstrap``) and cached; both parts are saved in plain Hugging Face format, so
 ``AutoModelForCausalLM``/``AutoTokenizer`` load the cached folder without custom code.
 Loading a ``builtin:`` name reads that cache; it never builds the model (see ``resolve_model_path``).
+transformers is imported inside the functions that use it, so that reading a config stays quick.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -67,14 +69,23 @@ def byte_tokenizer():
 
 
 def tiny_config(**overrides: Any):
-    """Llama config of the built-in tiny model (~2.4M parameters with the defaults)."""
+    """Llama config of the built-in tiny model (1.8M parameters with the defaults)."""
     from transformers import LlamaConfig
 
     cfg = dict(
-        vocab_size=259, hidden_size=192, intermediate_size=512, num_hidden_layers=4,
-        num_attention_heads=6, num_key_value_heads=6, max_position_embeddings=256,
-        pad_token_id=256, bos_token_id=257, eos_token_id=258, tie_word_embeddings=True,
-        rms_norm_eps=1e-5, rope_theta=10000.0,
+        vocab_size=259,
+        hidden_size=192,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=6,
+        num_key_value_heads=6,
+        max_position_embeddings=256,
+        pad_token_id=256,
+        bos_token_id=257,
+        eos_token_id=258,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
     )
     cfg.update(overrides)
     return LlamaConfig(**cfg)
@@ -87,9 +98,12 @@ def builtin_path(name: str) -> Path:
 
 def check_builtin_name(name_or_path: str, field: str = "model.name_or_path") -> None:
     """Raise a ConfigError when ``builtin:NAME`` names no built-in model."""
-    if name_or_path.startswith(BUILTIN_PREFIX) and name_or_path[len(BUILTIN_PREFIX):] not in BUILTIN_MODELS:
-        raise ConfigError(f"unknown built-in model '{name_or_path}'; expected one of "
-                          + ", ".join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS), field=field)
+    if name_or_path.startswith(BUILTIN_PREFIX) and name_or_path[len(BUILTIN_PREFIX) :] not in BUILTIN_MODELS:
+        raise ConfigError(
+            f"unknown built-in model '{name_or_path}'; expected one of "
+            + ", ".join(BUILTIN_PREFIX + m for m in BUILTIN_MODELS),
+            field=field,
+        )
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -100,11 +114,13 @@ def resolve_model_path(name_or_path: str) -> str:
     if not name_or_path.startswith(BUILTIN_PREFIX):
         return name_or_path
     check_builtin_name(name_or_path)
-    path = builtin_path(name_or_path[len(BUILTIN_PREFIX):])
+    path = builtin_path(name_or_path[len(BUILTIN_PREFIX) :])
     if not (path / "config.json").exists():
-        raise ConfigError(f"built-in model '{name_or_path}' is not built yet (no {path}); run `spectrum-rl "
-                          "bootstrap`, or any of train / order / study, which build it on first use",
-                          field="model.name_or_path")
+        raise ConfigError(
+            f"built-in model '{name_or_path}' is not built yet (no {path}); run `spectrum-rl "
+            "bootstrap`, or any of train / order / study, which build it on first use",
+            field="model.name_or_path",
+        )
     return str(path)
 
 
@@ -137,9 +153,13 @@ def hf_call(fn, path: str, shown: str, **kwargs):
         return fn(path, **kwargs)
     except (OSError, ValueError) as exc:
         local = Path(path).exists()
-        hint = "the folder has no loadable model/tokenizer" if local else (
-            "not a local folder, and it could not be loaded from the Hugging Face hub "
-            "(offline? set HF_HUB_OFFLINE=1 and pass a local path)"
+        hint = (
+            "the folder has no loadable model/tokenizer"
+            if local
+            else (
+                "not a local folder, and it could not be loaded from the Hugging Face hub "
+                "(offline? set HF_HUB_OFFLINE=1 and pass a local path)"
+            )
         )
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot load model '{shown}': {hint} ({first})", field="model.name_or_path") from exc
@@ -154,8 +174,9 @@ def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None) -> s
     if not use:
         return prompt
     if not getattr(tokenizer, "chat_template", None):
-        raise ConfigError("model.chat_template is true but the tokenizer has no chat template",
-                          field="model.chat_template")
+        raise ConfigError(
+            "model.chat_template is true but the tokenizer has no chat template", field="model.chat_template"
+        )
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
     )
@@ -168,8 +189,8 @@ def position_ids(mask: torch.Tensor) -> torch.Tensor:
 
 def unwrap_model(model):
     """The Hugging Face model inside DDP, torch.compile and PEFT wrappers (same parameters)."""
-    inner = getattr(model, "module", model)                                      # DDP wrapper
-    inner = getattr(inner, "_orig_mod", inner)                                   # torch.compile wrapper
+    inner = getattr(model, "module", model)  # DDP wrapper
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile wrapper
     return inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT wrapper
 
 

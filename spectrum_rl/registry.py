@@ -9,9 +9,11 @@ Implementations register themselves where they are defined::
 The config validates a name against the registry at load time (so a class registered by a test or
 a plugin is a valid name too), and an unknown name gets one error that lists the valid ones.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from pydantic_core import PydanticCustomError
 
@@ -56,8 +58,10 @@ class Registry(Generic[T]):
 
     def unknown(self, name: object) -> str:
         """The one-line message for a name that is not registered."""
-        return (f"unknown {self.what} '{name}'{did_you_mean(name, self._entries)}; "
-                f"expected one of {', '.join(self._entries)}")
+        return (
+            f"unknown {self.what} '{name}'{did_you_mean(name, self._entries)}; "
+            f"expected one of {', '.join(self._entries)}"
+        )
 
     def check(self, name: str) -> str:
         """``name`` when registered; else a pydantic error (for field validators) with the message."""

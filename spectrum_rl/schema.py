@@ -1,4 +1,5 @@
 """Base class for every config object: strict (unknown keys are errors), documented defaults."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny random-init models saved to temp dirs (no downloads)."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _tiny_cfg():
     from spectrum_rl.models import tiny_config
 
-    return tiny_config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=2, num_key_value_heads=2)
+    return tiny_config(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2
+    )
 
 
 @pytest.fixture(scope="session")

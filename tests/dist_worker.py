@@ -1,4 +1,5 @@
 """Run under `torchrun --nproc_per_node 2`: trains briefly and writes what this rank did."""
+
 import hashlib
 import json
 import sys
@@ -27,5 +28,6 @@ for name, tensor in sorted(trainer.policy.state_dict().items()):
     digest.update(name.encode())
     digest.update(tensor.detach().cpu().numpy().tobytes())
 rank = trainer.acc.process_index
-(out / f"rank{rank}.json").write_text(json.dumps({"rank": rank, "world": trainer.acc.num_processes,
-                                                  "sampled": sampled, "weights": digest.hexdigest()}))
+(out / f"rank{rank}.json").write_text(
+    json.dumps({"rank": rank, "world": trainer.acc.num_processes, "sampled": sampled, "weights": digest.hexdigest()})
+)

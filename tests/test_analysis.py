@@ -1,4 +1,5 @@
 """Known-answer tests for the analysis diagnostics: phases (C1), update sparsity (C3), stats."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from spectrum_rl.analysis.sparsity import changed_masks, mask_overlap, update_sp
 from spectrum_rl.analysis.stats import bootstrap_ci, bootstrap_diff_ci, spearman
 
 STEPS = list(range(0, 110, 10))
-DIP = [0.5, 0.5, 0.35, 0.3, 0.32, 0.38, 0.44, 0.49, 0.52, 0.52, 0.53]    # trough at 30, regains 0.47 at 70
+DIP = [0.5, 0.5, 0.35, 0.3, 0.32, 0.38, 0.44, 0.49, 0.52, 0.52, 0.53]  # trough at 30, regains 0.47 at 70
 RISE_FALL = [0.5, 0.55, 0.6, 0.65, 0.68, 0.7, 0.68, 0.66, 0.64, 0.62, 0.6]  # peak at 50, low at 100
 FALLING_LOSS = (list(range(101)), [2.0 - 0.01 * s + 0.02 * np.sin(s) for s in range(101)])
 RISING_LOSS = (list(range(101)), [1.0 + 0.01 * s for s in range(101)])
@@ -20,13 +21,14 @@ RISING_LOSS = (list(range(101)), [1.0 + 0.01 * s for s in range(101)])
 
 # ---- phases ----------------------------------------------------------------------------------
 
+
 def test_planted_dip_gives_disruption_and_readaptation():
     phases = detect_phases(STEPS, DIP)
     assert (phases.disruption.start, phases.disruption.end) == (20, 30)
     assert (phases.readaptation.start, phases.readaptation.end) == (30, 70)
-    assert phases.disruption.confidence == pytest.approx(1.0)     # depth 0.2 >= 3 * margin, 5 points
-    assert phases.readaptation.confidence == pytest.approx(1.0)   # climbs past the start again
-    assert phases.overfitting is None                             # no loss series
+    assert phases.disruption.confidence == pytest.approx(1.0)  # depth 0.2 >= 3 * margin, 5 points
+    assert phases.readaptation.confidence == pytest.approx(1.0)  # climbs past the start again
+    assert phases.overfitting is None  # no loss series
     assert json.loads(json.dumps(phases.to_dict()))["disruption"]["end"] == 30
 
 
@@ -34,7 +36,7 @@ def test_partial_recovery_and_shallow_dip_confidence():
     phases = detect_phases(STEPS[:6], [0.5, 0.4, 0.3, 0.35, 0.38, 0.4])  # never regains 0.47
     assert (phases.readaptation.start, phases.readaptation.end) == (20, 50)
     assert phases.readaptation.confidence == pytest.approx(0.5)
-    shallow = detect_phases([0, 10, 20], [0.5, 0.46, 0.5]).disruption   # one point, depth 0.04
+    shallow = detect_phases([0, 10, 20], [0.5, 0.46, 0.5]).disruption  # one point, depth 0.04
     assert (shallow.start, shallow.end) == (10, 10)
     assert shallow.confidence == pytest.approx(0.04 / 0.09 * 0.5)
 
@@ -59,7 +61,7 @@ def test_late_fall_below_start_is_overfitting_not_disruption():
 
 
 def test_overfitting_after_readaptation():
-    scores = DIP + [0.6, 0.62, 0.55, 0.5]                     # peak 0.62 at 120, falls to 0.5 by 140
+    scores = DIP + [0.6, 0.62, 0.55, 0.5]  # peak 0.62 at 120, falls to 0.5 by 140
     steps = list(range(0, 150, 10))
     phases = detect_phases(steps, scores, list(range(141)), [3.0 - 0.01 * s for s in range(141)])
     assert (phases.overfitting.start, phases.overfitting.end) == (120, 140)
@@ -89,30 +91,35 @@ def test_phases_rejects_bad_input():
 
 # ---- sparsity --------------------------------------------------------------------------------
 
+
 def _model_state() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return {"model.embed_tokens.weight": torch.randn(20, 8, generator=g) + 2.0,
-            "model.layers.0.mlp.weight": torch.rand(100, 50, generator=g) + 1.0,   # |x| in [1, 2)
-            "model.layers.1.mlp.weight": torch.rand(30, 40, generator=g) + 1.0,
-            "model.norm.weight": torch.ones(8),
-            "model.rotary.inv_freq_ids": torch.arange(4)}                          # not floating: skipped
+    return {
+        "model.embed_tokens.weight": torch.randn(20, 8, generator=g) + 2.0,
+        "model.layers.0.mlp.weight": torch.rand(100, 50, generator=g) + 1.0,  # |x| in [1, 2)
+        "model.layers.1.mlp.weight": torch.rand(30, 40, generator=g) + 1.0,
+        "model.norm.weight": torch.ones(8),
+        "model.rotary.inv_freq_ids": torch.arange(4),
+    }  # not floating: skipped
 
 
 def test_known_sparse_delta():
     before = _model_state()
     after = {k: v.clone() for k, v in before.items()}
     flat = after["model.layers.0.mlp.weight"].view(-1)
-    flat[torch.randperm(5000, generator=torch.Generator().manual_seed(1))[:500]] += 0.1   # exactly 10%
+    flat[torch.randperm(5000, generator=torch.Generator().manual_seed(1))[:500]] += 0.1  # exactly 10%
     report = update_sparsity(before, after)
     n = 160 + 5000 + 1200 + 8
     assert report.n_elements == n
     assert report.unchanged_fraction == pytest.approx(1 - 500 / n, abs=1e-12)
-    assert report.per_layer_density == pytest.approx(
-        {"embed_tokens": 0.0, "layer 0": 0.1, "layer 1": 0.0, "norm": 0.0})
+    assert report.per_layer_density == pytest.approx({"embed_tokens": 0.0, "layer 0": 0.1, "layer 1": 0.0, "norm": 0.0})
     assert report.rank_ratio["model.layers.1.mlp.weight"] == 0.0
     assert report.mean_rank_ratio == report.rank_ratio["model.layers.0.mlp.weight"] == 1.0  # 10% random: full rank
-    assert set(report.rank_ratio) == {"model.embed_tokens.weight", "model.layers.0.mlp.weight",
-                                      "model.layers.1.mlp.weight"}
+    assert set(report.rank_ratio) == {
+        "model.embed_tokens.weight",
+        "model.layers.0.mlp.weight",
+        "model.layers.1.mlp.weight",
+    }
     assert json.loads(json.dumps(report.to_dict()))["per_layer_density"]["layer 0"] == pytest.approx(0.1)
     masks = changed_masks(before, after)
     assert int(masks["model.layers.0.mlp.weight"].sum()) == 500 and "model.rotary.inv_freq_ids" not in masks
@@ -150,6 +157,7 @@ def test_mask_overlap():
 
 
 # ---- stats -----------------------------------------------------------------------------------
+
 
 def test_bootstrap_ci_covers_mean_and_narrows_with_data():
     rng = np.random.default_rng(0)

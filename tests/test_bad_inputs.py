@@ -5,6 +5,7 @@ test: mutated valid configs never make validation raise anything but a clean Con
 tests/bad_inputs/README.md lists each case with the message it gets; regenerate it with
 ``python -m tests.test_bad_inputs > tests/bad_inputs/README.md``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,8 @@ from hypothesis import strategies as st
 
 from spectrum_rl.cli import main
 from spectrum_rl.config import load_config, locate_error
-from spectrum_rl.errors import ConfigError
 from spectrum_rl.domains import build_domains
+from spectrum_rl.errors import ConfigError
 from tests.conftest import ROOT
 
 CORPUS = ROOT / "tests" / "bad_inputs"
@@ -83,25 +84,35 @@ def readme() -> str:
         with tempfile.TemporaryDirectory() as tmp:
             _, err = run_case(path, Path(tmp))
         rows.append(f"| `{path.name}` | {header(path)['what']} | `{shown(err.strip())}` |")
-    return ("# Bad-input corpus\n\n"
-            "Each file here is a malformed input to `spectrum-rl train`. Each one makes it exit with code 2 and one\n"
-            "line on stderr that names the file and the field, with no traceback and nothing written\n"
-            "(`tests/test_bad_inputs.py`). The files in `data/` are the broken data and reward files that the cases\n"
-            "point at. Regenerate this table with `python -m tests.test_bad_inputs > tests/bad_inputs/README.md`.\n\n"
-            f"{len(CASES)} cases:\n\n| case | what is wrong | message |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+    return (
+        "# Bad-input corpus\n\n"
+        "Each file here is a malformed input to `spectrum-rl train`. Each one makes it exit with code 2 and one\n"
+        "line on stderr that names the file and the field, with no traceback and nothing written\n"
+        "(`tests/test_bad_inputs.py`). The files in `data/` are the broken data and reward files that the cases\n"
+        "point at. Regenerate this table with `python -m tests.test_bad_inputs > tests/bad_inputs/README.md`.\n\n"
+        f"{len(CASES)} cases:\n\n| case | what is wrong | message |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
 
 
 def test_readme_lists_every_case_with_its_message():
     text = (CORPUS / "README.md").read_text()
     expected = readme()
-    assert text == expected, "tests/bad_inputs/README.md is stale: python -m tests.test_bad_inputs > tests/bad_inputs/README.md"
+    assert text == expected, (
+        "tests/bad_inputs/README.md is stale: python -m tests.test_bad_inputs > tests/bad_inputs/README.md"
+    )
 
 
 # ---- property test: mutated valid configs ------------------------------------------------------
 VALID = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
-JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-                 st.text(max_size=12), st.lists(st.integers(-3, 3), max_size=3),
-                 st.dictionaries(st.text(max_size=6), st.integers(-3, 3), max_size=2))
+JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.dictionaries(st.text(max_size=6), st.integers(-3, 3), max_size=2),
+)
 
 
 def _paths(node, prefix=()):

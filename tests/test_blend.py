@@ -1,13 +1,22 @@
 """The SFT/RL blend (scheduler/blend.py): mu schedules against their formulas, how a plan becomes
 rows and row weights, and the registries that make a new schedule or policy one class."""
+
 from __future__ import annotations
 
 import pytest
 
 from spectrum_rl.config import Config, load_config
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.scheduler.blend import (MU_SCHEDULES, MuRule, MuSchedule, SFTConfig, allocate_rows, chord_mu,
-                                         mu_rule, row_weights)
+from spectrum_rl.scheduler.blend import (
+    MU_SCHEDULES,
+    MuRule,
+    MuSchedule,
+    SFTConfig,
+    allocate_rows,
+    chord_mu,
+    mu_rule,
+    row_weights,
+)
 from spectrum_rl.scheduler.plan import Planner
 from spectrum_rl.scheduler.policies import POLICIES, Decision, Policy
 from spectrum_rl.scheduler.step import GroupOutcome, StepPlan
@@ -40,13 +49,13 @@ def test_staged_and_other_schedules():
 
 def test_adaptive_mu_rises_on_disruption_and_decays_on_recovery():
     rule = mu_rule(MuSchedule(schedule="adaptive", up=0.3, decay=0.5, valley=0.05, peak=0.9, margin=0.02))
-    rule.observe(0.5)                  # baseline
+    rule.observe(0.5)  # baseline
     assert rule.mu(1) == 0.0
-    rule.observe(0.3)                  # disruption
+    rule.observe(0.3)  # disruption
     assert rule.mu(2) == pytest.approx(0.3)
     rule.observe(0.2)
     assert rule.mu(3) == pytest.approx(0.6)
-    rule.observe(0.55)                 # recovered
+    rule.observe(0.55)  # recovered
     assert rule.mu(4) == pytest.approx(0.3)
     again = mu_rule(rule.spec)
     again.load_state_dict(rule.state_dict())
@@ -60,18 +69,26 @@ def test_valley_above_peak_is_rejected():
 
 def test_which_schedules_need_demonstrations():
     needs = {name: mu_rule(MuSchedule(schedule=name)).max_mu() > 0 for name in MU_SCHEDULES}
-    assert needs == {"constant": True, "linear": True, "cosine": True, "staged": True, "sft_only": True,
-                     "rl_only": False, "adaptive": True, "gate": True}
+    assert needs == {
+        "constant": True,
+        "linear": True,
+        "cosine": True,
+        "staged": True,
+        "sft_only": True,
+        "rl_only": False,
+        "adaptive": True,
+        "gate": True,
+    }
     assert mu_rule(MuSchedule(schedule="constant", value=0.0)).max_mu() == 0
 
 
 def test_rows_are_allocated_by_mixture_and_mu():
     mixture = {"a": 0.5, "b": 0.25, "c": 0.25}
     prompts, demos = allocate_rows(mixture, {"a": 0.0, "b": 1.0, "c": 0.5}, {}, 8, 0.5)
-    assert prompts == {"a": 5, "c": 3}           # b is SFT only: no rollouts
-    assert demos == {"b": 2, "c": 2}             # ceil(0.5 * 8) = 4 demonstrations, by mixture weight
+    assert prompts == {"a": 5, "c": 3}  # b is SFT only: no rollouts
+    assert demos == {"b": 2, "c": 2}  # ceil(0.5 * 8) = 4 demonstrations, by mixture weight
     prompts, demos = allocate_rows(mixture, {"a": 0.0, "b": 0.0, "c": 0.0}, {"c": 0.0}, 8, 0.5)
-    assert sum(prompts.values()) == 8 and demos == {}   # a gated domain takes its demonstrations per prompt
+    assert sum(prompts.values()) == 8 and demos == {}  # a gated domain takes its demonstrations per prompt
 
 
 def _group(domain: str, rewards: tuple[float, ...], expert: bool = True) -> GroupOutcome:
@@ -80,11 +97,16 @@ def _group(domain: str, rewards: tuple[float, ...], expert: bool = True) -> Grou
 
 def test_row_weights_blend_gate_and_zero_variance():
     plan = StepPlan({"a": 0.5, "g": 0.5}, {"a": 0.3, "g": 0.0}, "", gate={"g": 0.0})
-    groups = [_group("a", (1.0, 0.0, 0.0)), _group("g", (0.0, 0.0, 0.0)), _group("g", (0.0, 0.0, 0.0), expert=False),
-              _group("g", (1.0, 0.0, 0.0)), _group("a", (1.0, 1.0, 1.0))]
+    groups = [
+        _group("a", (1.0, 0.0, 0.0)),
+        _group("g", (0.0, 0.0, 0.0)),
+        _group("g", (0.0, 0.0, 0.0), expert=False),
+        _group("g", (1.0, 0.0, 0.0)),
+        _group("a", (1.0, 1.0, 1.0)),
+    ]
     w = row_weights(plan, groups, ["a"], SFTConfig(), group_size=3)
-    assert w.rl == pytest.approx([0.7, 0.0, 1.0, 1.0, 0.7])   # 1 - mu; a gated-out prompt's rollouts weigh 0
-    assert w.gated == [False, True, False, False, False]      # no demonstration: stays RL
+    assert w.rl == pytest.approx([0.7, 0.0, 1.0, 1.0, 0.7])  # 1 - mu; a gated-out prompt's rollouts weigh 0
+    assert w.gated == [False, True, False, False, False]  # no demonstration: stays RL
     assert w.sft == [0.3]
     w = row_weights(plan, groups, ["a"], SFTConfig(), group_size=3, drop_zero_variance=True)
     assert w.rl[4] == 0.0 and w.rl[0] == pytest.approx(0.7)
@@ -139,7 +161,9 @@ def test_a_toy_policy_and_mu_schedule_through_the_registries_alone(tmp_path, toy
 def test_unknown_names_list_the_registered_ones(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(_config(tmp_path, "adaptve", "rl_only"))
-    assert "scheduler.policy: unknown policy 'adaptve'; did you mean 'adaptive'?; expected one of joint" in str(err.value)
+    assert "scheduler.policy: unknown policy 'adaptve'; did you mean 'adaptive'?; expected one of joint" in str(
+        err.value
+    )
     with pytest.raises(ConfigError) as err:
         load_config(_config(tmp_path, "joint", "cosin"))
     assert "training.sft.mu.schedule: unknown mu schedule 'cosin'; did you mean 'cosine'?" in str(err.value)
@@ -151,6 +175,19 @@ def test_the_reference_lists_the_registered_names(toys):
 
     text = reference_markdown()
     assert "| `toy_last` | All weight on the last domain" in text and "| `toy_half` | mu = value / 2" in text
-    assert Config.model_validate({"tasks": [{"name": "a", "kind": "structured", "reward": [{"type": "exact_match"}],
-                                             "source": {"type": "builtin", "generator": "sorting"}}],
-                                  "scheduler": {"policy": "toy_last"}}).scheduler.policy == "toy_last"
+    assert (
+        Config.model_validate(
+            {
+                "tasks": [
+                    {
+                        "name": "a",
+                        "kind": "structured",
+                        "reward": [{"type": "exact_match"}],
+                        "source": {"type": "builtin", "generator": "sorting"},
+                    }
+                ],
+                "scheduler": {"policy": "toy_last"},
+            }
+        ).scheduler.policy
+        == "toy_last"
+    )

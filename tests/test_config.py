@@ -1,4 +1,5 @@
 """Config schema and CLI error contract: bad input -> exit 2, one line naming file and field."""
+
 from __future__ import annotations
 
 import json
@@ -32,37 +33,97 @@ BAD_CONFIGS = [
     ("missing_tasks", "run: {name: x}\n", "tasks: missing required key 'tasks'"),
     ("unknown_section", _cfg(extra="trainig: {steps: 3}\n"), "did you mean 'training'"),
     ("unknown_key", _cfg(extra="training: {lerning_rate: 0.1}\n"), "training.lerning_rate: unknown key"),
-    ("bad_kind", _cfg(GOOD_TASK.replace("structured", "struct")), "tasks[0].kind: expected one of structured, creative"),
-    ("unknown_reward", _cfg(GOOD_TASK.replace("exact_match", "exact")), "tasks[0].reward[0].type: unknown type 'exact'; did you mean 'exact_match'"),
-    ("reward_no_type", _cfg(GOOD_TASK.replace("{type: exact_match}", "{weight: 1}")), "tasks[0].reward[0].type: missing 'type'"),
-    ("negative_weight", _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: exact_match, weight: -1}")), "tasks[0].reward[0].weight"),
+    (
+        "bad_kind",
+        _cfg(GOOD_TASK.replace("structured", "struct")),
+        "tasks[0].kind: expected one of structured, creative",
+    ),
+    (
+        "unknown_reward",
+        _cfg(GOOD_TASK.replace("exact_match", "exact")),
+        "tasks[0].reward[0].type: unknown type 'exact'; did you mean 'exact_match'",
+    ),
+    (
+        "reward_no_type",
+        _cfg(GOOD_TASK.replace("{type: exact_match}", "{weight: 1}")),
+        "tasks[0].reward[0].type: missing 'type'",
+    ),
+    (
+        "negative_weight",
+        _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: exact_match, weight: -1}")),
+        "tasks[0].reward[0].weight",
+    ),
     ("group_size_1", _cfg(extra="training: {group_size: 1}\n"), "training.group_size"),
     ("steps_0", _cfg(extra="training: {steps: 0}\n"), "training.steps"),
     ("temperature_string", _cfg(extra="training: {temperature: hot}\n"), "training.temperature"),
     ("top_p_range", _cfg(extra="training: {top_p: 1.5}\n"), "training.top_p"),
     ("bad_dtype", _cfg(extra="model: {dtype: fp8}\n"), "model.dtype: expected one of"),
-    ("unknown_source", _cfg(GOOD_TASK.replace("type: builtin", "type: web")), "tasks[0].source.type: unknown type 'web'"),
-    ("unknown_generator", _cfg(GOOD_TASK.replace("generator: addition", "generator: additon")), "tasks[0].source.generator"),
-    ("bad_knob", _cfg(GOOD_TASK.replace("generator: addition}", "generator: addition, difficulty: {digitz: 2}}")), "tasks[0].source.difficulty"),
+    (
+        "unknown_source",
+        _cfg(GOOD_TASK.replace("type: builtin", "type: web")),
+        "tasks[0].source.type: unknown type 'web'",
+    ),
+    (
+        "unknown_generator",
+        _cfg(GOOD_TASK.replace("generator: addition", "generator: additon")),
+        "tasks[0].source.generator",
+    ),
+    (
+        "bad_knob",
+        _cfg(GOOD_TASK.replace("generator: addition}", "generator: addition, difficulty: {digitz: 2}}")),
+        "tasks[0].source.difficulty",
+    ),
     ("duplicate_domain", _cfg(GOOD_TASK + GOOD_TASK), "tasks[1].name: duplicate domain name 'add'"),
-    ("unknown_prereq", _cfg(GOOD_TASK + "    after: [ad]\n"), "tasks[0].after[0]: unknown domain 'ad'; did you mean 'add'"),
+    (
+        "unknown_prereq",
+        _cfg(GOOD_TASK + "    after: [ad]\n"),
+        "tasks[0].after[0]: unknown domain 'ad'; did you mean 'add'",
+    ),
     ("self_prereq", _cfg(GOOD_TASK + "    after: [add]\n"), "tasks[0].after[0]"),
-    ("cycle", _cfg(GOOD_TASK + "    after: [b]\n" + GOOD_TASK.replace("name: add", "name: b") + "    after: [add]\n"), "prerequisite cycle"),
+    (
+        "cycle",
+        _cfg(GOOD_TASK + "    after: [b]\n" + GOOD_TASK.replace("name: add", "name: b") + "    after: [add]\n"),
+        "prerequisite cycle",
+    ),
     ("empty_reward", _cfg(GOOD_TASK.replace("[{type: exact_match}]", "[]")), "tasks[0].reward"),
     ("bad_name", _cfg(GOOD_TASK.replace("name: add", "name: my domain")), "tasks[0].name"),
-    ("builtin_model", _cfg(extra="model: {name_or_path: 'builtin:huge'}\n"), "model.name_or_path: unknown built-in model"),
+    (
+        "builtin_model",
+        _cfg(extra="model: {name_or_path: 'builtin:huge'}\n"),
+        "model.name_or_path: unknown built-in model",
+    ),
     ("missing_model_dir", _cfg(extra="model: {name_or_path: ./no/such/model}\n"), "model.name_or_path"),
     ("duplicate_yaml_key", _cfg(extra="run: {seed: 1}\nrun: {seed: 2}\n"), "duplicate key 'run'"),
-    ("bad_regex", _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: format, pattern: '(['}")), "tasks[0].reward[0].pattern"),
-    ("python_no_import", _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: python, function: 'no_such_mod_xyz:fn'}")), "tasks[0].reward[0].function"),
+    (
+        "bad_regex",
+        _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: format, pattern: '(['}")),
+        "tasks[0].reward[0].pattern",
+    ),
+    (
+        "python_no_import",
+        _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: python, function: 'no_such_mod_xyz:fn'}")),
+        "tasks[0].reward[0].function",
+    ),
     ("weights_unknown", _cfg(extra="scheduler: {weights: {ad: 1}}\n"), "scheduler.weights.ad: unknown domain"),
     ("weights_negative", _cfg(extra="scheduler: {weights: {add: -1}}\n"), "scheduler.weights"),
     ("bad_template", _cfg(GOOD_TASK + "    prompt: '{problem}'\n"), "tasks[0].prompt: template field '{problem}'"),
-    ("missing_answer_col", _cfg(GOOD_TASK + "    answer_field: solution\n"), "tasks[0].answer_field: row field 'solution'"),
+    (
+        "missing_answer_col",
+        _cfg(GOOD_TASK + "    answer_field: solution\n"),
+        "tasks[0].answer_field: row field 'solution'",
+    ),
     ("eval_size_0", _cfg(GOOD_TASK + "    eval: {size: 0}\n"), "tasks[0].eval.size"),
     ("task_not_mapping", "tasks: [3]\n", "tasks[0]"),
-    ("missing_file", _cfg(GOOD_TASK.replace("{type: builtin, generator: addition}", "{type: file, path: nope.jsonl}")), "tasks[0].source.path"),
-    ("corrupt_jsonl", _cfg(GOOD_TASK.replace("{type: builtin, generator: addition}", "{type: file, path: bad.jsonl}")), "line 2"),
+    (
+        "missing_file",
+        _cfg(GOOD_TASK.replace("{type: builtin, generator: addition}", "{type: file, path: nope.jsonl}")),
+        "tasks[0].source.path",
+    ),
+    (
+        "corrupt_jsonl",
+        _cfg(GOOD_TASK.replace("{type: builtin, generator: addition}", "{type: file, path: bad.jsonl}")),
+        "line 2",
+    ),
 ]
 
 

@@ -1,6 +1,7 @@
 """The static-cache decoder gives the tokens of the model's own KV cache (same seed), and its
 log-probs to float rounding: bitwise for Llama with as many K/V heads as heads (the built-in
 model's layout), ~1e-7 where HF's attention takes another kernel path (GQA) or PEFT wraps layers."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,15 @@ from spectrum_rl.trainer.decoder import HFDecoder, StaticDecoder, make_decoder
 from spectrum_rl.trainer.rollout import sample
 
 PROMPTS = ["sort: dcba\n", "add: 12+34\n", "x", "reverse: abcdefg\n"]
-SMALL = dict(vocab_size=259, hidden_size=32, intermediate_size=64, num_hidden_layers=2, pad_token_id=256,
-             bos_token_id=257, eos_token_id=258)
+SMALL = dict(
+    vocab_size=259,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    pad_token_id=256,
+    bos_token_id=257,
+    eos_token_id=258,
+)
 
 
 def tiny(config_cls, **kw):
@@ -41,9 +49,20 @@ def same(fast, plain, bitwise: bool) -> None:
 def both(model, temperature, **kw):
     tok = byte_tokenizer()
     ids = [tok(p)["input_ids"] for p in PROMPTS for _ in range(3)]  # groups of 3 rows share a prompt
-    return [sample(model, ids, max_new_tokens=16, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                   temperature=temperature, generator=torch.Generator().manual_seed(0), static_cache=static, **kw)
-            for static in (True, False)]
+    return [
+        sample(
+            model,
+            ids,
+            max_new_tokens=16,
+            eos_id=tok.eos_token_id,
+            pad_id=tok.pad_token_id,
+            temperature=temperature,
+            generator=torch.Generator().manual_seed(0),
+            static_cache=static,
+            **kw,
+        )
+        for static in (True, False)
+    ]
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))

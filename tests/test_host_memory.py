@@ -1,5 +1,6 @@
 """Reuse of freed host memory (cpu/host_memory.py): measured in page faults, in a fresh process
 each way (the setting is process-wide)."""
+
 import subprocess
 import sys
 import textwrap
@@ -33,4 +34,4 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
     pages = 5 * 40 * (4 << 20) // 4096  # every round's pages, had each been faulted in again
     # glibc's defaults hand (some of) it back and fault it in again: 20-100% of the pages, measured
     assert plain > pages // 10
-    assert reused < pages // 10          # kept: the next round reuses the pages (0.5-3.5% faulted, measured)
+    assert reused < pages // 10  # kept: the next round reuses the pages (0.5-3.5% faulted, measured)

@@ -1,4 +1,5 @@
 """Loss and advantages against their published formulas and TRL's GRPOTrainer."""
+
 from __future__ import annotations
 
 import math
@@ -32,21 +33,42 @@ def _trl_loss(loss_type: str, logp, old, ref, adv, mask, eps_low, eps_high, beta
     trl = pytest.importorskip("trl")
     trainer = object.__new__(trl.GRPOTrainer)
     attrs = dict(
-        loss_type=loss_type, epsilon_low=eps_low, epsilon_high=eps_high, beta=beta, top_entropy_quantile=1.0,
-        off_policy_mask_threshold=None, importance_sampling_level="token", use_vllm=False, aux_loss_enabled=False,
-        _entropy_bonus_enabled=False, max_completion_length=MAX_NEW, current_gradient_accumulation_steps=1,
-        model=SimpleNamespace(training=True), _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        loss_type=loss_type,
+        epsilon_low=eps_low,
+        epsilon_high=eps_high,
+        beta=beta,
+        top_entropy_quantile=1.0,
+        off_policy_mask_threshold=None,
+        importance_sampling_level="token",
+        use_vllm=False,
+        aux_loss_enabled=False,
+        _entropy_bonus_enabled=False,
+        max_completion_length=MAX_NEW,
+        current_gradient_accumulation_steps=1,
+        model=SimpleNamespace(training=True),
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
         args=SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1),
-        accelerator=SimpleNamespace(num_processes=1, reduce=lambda t, reduction="sum": t, gather=lambda t: t,
-                                    gather_for_metrics=lambda t: t, sync_gradients=True),
+        accelerator=SimpleNamespace(
+            num_processes=1,
+            reduce=lambda t, reduction="sum": t,
+            gather=lambda t: t,
+            gather_for_metrics=lambda t: t,
+            sync_gradients=True,
+        ),
     )
     for k, v in attrs.items():
         object.__setattr__(trainer, k, v)
     trainer._get_per_token_logps_and_entropies = lambda *a, **k: (logp, torch.zeros_like(logp), None)
-    inputs = {"prompt_ids": torch.zeros(B, 1, dtype=torch.long), "prompt_mask": torch.ones(B, 1, dtype=torch.long),
-              "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask,
-              "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref,
-              "num_items_in_batch": mask.sum()}
+    inputs = {
+        "prompt_ids": torch.zeros(B, 1, dtype=torch.long),
+        "prompt_mask": torch.ones(B, 1, dtype=torch.long),
+        "completion_ids": torch.zeros(B, T, dtype=torch.long),
+        "completion_mask": mask,
+        "advantages": adv,
+        "old_per_token_logps": old,
+        "ref_per_token_logps": ref,
+        "num_items_in_batch": mask.sum(),
+    }
     return trainer._compute_loss(None, inputs)
 
 
@@ -66,7 +88,7 @@ def test_micro_batches_add_up_to_full_batch_loss():
         terms = rl_token_loss(logp, old, adv, eps_low=0.2, eps_high=0.2)
         den = rl_denominator(mask, aggregation, MAX_NEW)
         full = aggregate(terms.per_token, mask, aggregation, den)
-        parts = sum(aggregate(terms.per_token[i:i + 2], mask[i:i + 2], aggregation, den) for i in range(0, B, 2))
+        parts = sum(aggregate(terms.per_token[i : i + 2], mask[i : i + 2], aggregation, den) for i in range(0, B, 2))
         assert torch.allclose(full, parts, atol=1e-6)
 
 
@@ -90,8 +112,9 @@ def test_k1_and_k3_kl():
 
 def test_luffy_shaped_weight_gradient():
     logp = torch.log(torch.tensor([[0.5]])).requires_grad_()
-    terms = rl_token_loss(logp, logp.detach(), torch.tensor([1.0]), eps_low=0.2, eps_high=0.2,
-                          luffy=torch.tensor([True]), luffy_gamma=0.1)
+    terms = rl_token_loss(
+        logp, logp.detach(), torch.tensor([1.0]), eps_low=0.2, eps_high=0.2, luffy=torch.tensor([True]), luffy_gamma=0.1
+    )
     assert torch.allclose(terms.per_token, torch.tensor([[-0.5 / 0.6]]))
     terms.per_token.sum().backward()
     # d/dlogp of -(pi/(pi+g)) = -g*pi/(pi+g)^2
@@ -129,6 +152,7 @@ def test_length_bucketed_micro_batches_keep_every_row_under_the_token_cap():
     rows = [Row([1] * rng.randint(3, 12), [2] * rng.randint(1, 40), "rl", "d", 1.0, float(i)) for i in range(50)]
     batches = micro_batches(rows, size=16, pad_id=0, max_tokens=256)
     assert sorted(float(a) for mb in batches for a in mb.advantage) == sorted(r.advantage for r in rows)
+
     def tokens(mb):  # what the model is fed: each distinct prompt once, plus every completion
         return mb.prompt_ids.numel() + mb.completion_ids.numel()
 
@@ -155,6 +179,6 @@ def test_learning_rate_schedules(schedule, middle, end):
     from spectrum_rl.trainer.setup import lr_lambda
 
     factor = lr_lambda(TrainingConfig(lr_schedule=schedule, warmup_steps=2), total=12)
-    assert [factor(0), factor(1)] == [0.5, 1.0]                      # linear warmup
+    assert [factor(0), factor(1)] == [0.5, 1.0]  # linear warmup
     assert factor(2) == pytest.approx(1.0) and factor(7) == pytest.approx(middle)
     assert factor(12) == pytest.approx(end)

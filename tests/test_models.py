@@ -1,4 +1,5 @@
 """Byte tokenizer, model loading (local HF folders, built-in), and bootstrap determinism."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,13 @@ from spectrum_rl.errors import ConfigError
 from spectrum_rl.models import apply_prompt_format, byte_tokenizer, load_causal_lm, load_tokenizer
 from spectrum_rl.trainer.generation import generate_texts
 
-TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-        "num_attention_heads": 2, "num_key_value_heads": 2}
+TINY = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+}
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 
 
@@ -49,8 +55,10 @@ def test_chat_template_applied_when_present(tiny_random_lm_dir, tmp_path):
     assert apply_prompt_format(tok, "hi\n", None) == "hi\n"  # no template: raw prompt
     with pytest.raises(ConfigError, match="model.chat_template"):
         apply_prompt_format(tok, "hi\n", True)
-    tok.chat_template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}" \
-                        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     tok.save_pretrained(tmp_path)
     chat = load_tokenizer(str(tmp_path))
     assert apply_prompt_format(chat, "hi", None) == "<|user|>hi<|assistant|>"

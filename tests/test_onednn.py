@@ -1,5 +1,6 @@
 """fp32 CPU linear layers on oneDNN (cpu/onednn.py): the same outputs, gradients, rollouts and
 losses as PyTorch's default kernels to float rounding, and the model as it was after a block."""
+
 from __future__ import annotations
 
 import pytest
@@ -73,12 +74,21 @@ def test_rollouts_and_the_training_loss_match_the_default_kernels(tiny_random_lm
     prompts = [tok(p)["input_ids"] for p in ("sort: dcba\n", "add: 12+34\n") for _ in range(4)]
 
     def rollout(temperature: float):
-        return sample(model, prompts, max_new_tokens=12, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                      temperature=temperature, generator=torch.Generator().manual_seed(0))
+        return sample(
+            model,
+            prompts,
+            max_new_tokens=12,
+            eos_id=tok.eos_token_id,
+            pad_id=tok.pad_token_id,
+            temperature=temperature,
+            generator=torch.Generator().manual_seed(0),
+        )
 
     def loss_and_grads(ro):
-        rows = [Row(p, c[m.bool()].tolist(), "rl", "d", 1.0, float(i % 3) - 1)
-                for i, (p, c, m) in enumerate(zip(prompts, ro.completion_ids, ro.completion_mask))]
+        rows = [
+            Row(p, c[m.bool()].tolist(), "rl", "d", 1.0, float(i % 3) - 1)
+            for i, (p, c, m) in enumerate(zip(prompts, ro.completion_ids, ro.completion_mask))
+        ]
         model.zero_grad(set_to_none=True)
         total = 0.0
         for mb in micro_batches(rows, size=3, pad_id=tok.pad_token_id):

@@ -1,4 +1,5 @@
 """Best training order (subset DP vs brute force, heuristic, ties, errors) and GEM metrics."""
+
 from __future__ import annotations
 
 import itertools
@@ -17,7 +18,7 @@ def _instance(D: int, seed: int, with_prereqs: bool):
     T = rng.normal(0.0, 0.2, (D, D))
     kinds = {n: str(rng.choice(["structured", "creative"])) for n in names}
     prereqs: dict[str, list[str]] = {}
-    if with_prereqs:                                    # edges along a random hidden order: acyclic
+    if with_prereqs:  # edges along a random hidden order: acyclic
         hidden = rng.permutation(D)
         for a, b in itertools.combinations(range(D), 2):
             if rng.random() < 0.25:
@@ -45,8 +46,9 @@ def test_exact_matches_brute_force(D, with_prereqs):
         names, T, kinds, prereqs = _instance(D, seed, with_prereqs)
         forward_weight = [0.0, 0.5, 1.0, 2.0][seed]
         w = pairwise_weights(T, [kinds[n] for n in names], forward_weight=forward_weight)
-        brute = max(order_score(p, w) for p in itertools.permutations(range(D))
-                    if _valid([names[i] for i in p], prereqs))
+        brute = max(
+            order_score(p, w) for p in itertools.permutations(range(D)) if _valid([names[i] for i in p], prereqs)
+        )
         result = best_order(names, T, kinds, prereqs, forward_weight=forward_weight)
         assert result.exact
         assert sorted(result.order) == names
@@ -71,8 +73,9 @@ def test_heuristic_respects_prerequisites_and_beats_random_orders(with_prereqs):
         result = best_order(names, T, kinds, prereqs, forward_weight=0.5, exact_limit=0)
         assert not result.exact
         assert sorted(result.order) == names and _valid(result.order, prereqs)
-        random_best = max(order_score([names.index(n) for n in _random_valid_order(names, prereqs, rng)], w)
-                          for _ in range(5))
+        random_best = max(
+            order_score([names.index(n) for n in _random_valid_order(names, prereqs, rng)], w) for _ in range(5)
+        )
         assert result.score >= random_best - 1e-12
         assert result.score <= best_order(names, T, kinds, prereqs, forward_weight=0.5).score + 1e-9
 
@@ -81,7 +84,7 @@ def test_structured_before_creative_breaks_ties():
     names = ["poem", "sort", "story", "add"]
     kinds = {"poem": "creative", "sort": "structured", "story": "creative", "add": "structured"}
     result = best_order(names, np.zeros((4, 4)), kinds, {})
-    assert result.order == ["sort", "add", "poem", "story"]      # then lexicographic by index
+    assert result.order == ["sort", "add", "poem", "story"]  # then lexicographic by index
     assert result.score - result.joint_score == pytest.approx(0.02)
     assert all(line == "structured before creative" for line in result.explanations.values())
 
@@ -95,7 +98,7 @@ def test_exact_ties_prefer_smallest_index_order():
 
 def test_explanation_names_the_transfer():
     T = np.zeros((2, 2))
-    T[1, 0] = 0.3                      # training "late" helps "early", forward transfer discounted
+    T[1, 0] = 0.3  # training "late" helps "early", forward transfer discounted
     result = best_order(["early", "late"], T, {}, {}, forward_weight=0.0)
     assert result.order == ["early", "late"]
     assert result.explanations["early"] == "later domains help it (+0.30)"
@@ -106,8 +109,9 @@ def test_explanation_names_the_transfer():
 def test_cycle_is_a_config_error(exact_limit):
     names = ["a", "b", "c", "d"]
     with pytest.raises(ConfigError) as err:
-        best_order(names, np.zeros((4, 4)), {}, {"a": ["c"], "b": ["a"], "c": ["b"], "d": ["a"]},
-                   exact_limit=exact_limit)
+        best_order(
+            names, np.zeros((4, 4)), {}, {"a": ["c"], "b": ["a"], "c": ["b"], "d": ["a"]}, exact_limit=exact_limit
+        )
     assert err.value.field == "tasks"
     assert "cycle" in err.value.message
     assert all(n in err.value.message for n in "abc") and "d" not in err.value.message
@@ -121,9 +125,7 @@ def test_unknown_prerequisite_is_a_config_error():
 
 
 def test_continual_metrics_hand_computed():
-    R = np.array([[0.5, 0.2, 0.1],
-                  [0.4, 0.6, 0.3],
-                  [0.3, 0.5, 0.7]])
+    R = np.array([[0.5, 0.2, 0.1], [0.4, 0.6, 0.3], [0.3, 0.5, 0.7]])
     b = np.array([0.1, 0.1, 0.2])
     m = continual_metrics(R, b)
     assert m["ACC"] == pytest.approx((0.3 + 0.5 + 0.7) / 3)

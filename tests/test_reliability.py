@@ -1,4 +1,5 @@
 """Long-run reliability: NaN/inf steps, the run-directory lock, SIGINT/SIGTERM, kill -9 + resume."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,8 @@ def test_a_nonfinite_step_is_skipped_and_logged(tmp_path, tiny_random_lm_dir, mo
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [m["nonfinite_skipped"] for m in metrics] == [0.0, 1.0, 0.0]
     assert "grad_norm" not in metrics[1] and "grad_norm" in metrics[2]
-    assert all(torch.equal(a, b) for a, b in zip(weights[0], weights[1]))          # no update at the bad step
-    assert not all(torch.equal(a, b) for a, b in zip(weights[1], weights[2]))      # training went on
+    assert all(torch.equal(a, b) for a, b in zip(weights[0], weights[1]))  # no update at the bad step
+    assert not all(torch.equal(a, b) for a, b in zip(weights[1], weights[2]))  # training went on
     assert all(torch.isfinite(p).all() for p in trainer.policy.parameters())
 
 
@@ -57,8 +58,10 @@ def test_nonfinite_steps_in_a_row_stop_the_run(tmp_path, tiny_random_lm_dir, mon
 
 def _hold_lock(run: Path) -> subprocess.Popen:
     """Another process holding the run directory's lock (as a live training would)."""
-    code = ("import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
-            "f.truncate(0); f.write(str(os.getpid())); f.flush(); print('held', flush=True); time.sleep(120)")
+    code = (
+        "import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "f.truncate(0); f.write(str(os.getpid())); f.flush(); print('held', flush=True); time.sleep(120)"
+    )
     run.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-c", code, str(run / ".lock")], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -89,8 +92,12 @@ def test_a_live_run_locks_its_directory_and_a_dead_ones_lock_is_taken_over(tmp_p
 def test_signal_finishes_the_step_writes_a_checkpoint_and_exits(tmp_path, tiny_random_lm_dir, sig, code):
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 500})
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "spectrum_rl", "train", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spectrum_rl", "train", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while len(read_jsonl(run / "metrics.jsonl")) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -115,8 +122,9 @@ def test_kill_9_at_a_random_moment_then_resume_gives_the_uninterrupted_weights(t
     assert main(["train", str(reference)]) == 0
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": steps, "save_every": 3})
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "spectrum_rl", "train", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spectrum_rl", "train", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     rng = random.Random(os.getpid())
     target = rng.randint(4, steps - 4)  # a random step to die in, with steps left after it either way
 
@@ -141,7 +149,10 @@ def test_kill_9_at_a_random_moment_then_resume_gives_the_uninterrupted_weights(t
         assert main(["train", str(path), "--resume"]) == 0
     assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == list(range(1, steps + 1))
     assert [e["step"] for e in read_jsonl(run / "eval.jsonl")] == list(range(0, steps + 1))  # eval.every = 1
-    ours, theirs = load_file(run / "final" / "model.safetensors"), load_file(tmp_path / "ref" / "run" / "final" / "model.safetensors")
+    ours, theirs = (
+        load_file(run / "final" / "model.safetensors"),
+        load_file(tmp_path / "ref" / "run" / "final" / "model.safetensors"),
+    )
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours), f"killed after {killed_at} steps (delay {delay:.2f} s)"
 
@@ -180,7 +191,8 @@ def test_failing_rewards_follow_their_policy_and_are_counted(tmp_path, tiny_rand
         "import time\n"
         "def flaky(completions, **kw):\n    return [float('nan') if i % 2 else 1.0 for i in range(len(completions))]\n"
         "def boom(completions, **kw):\n    raise RuntimeError('boom')\n"
-        "def hang(completions, **kw):\n    time.sleep(30)\n")
+        "def hang(completions, **kw):\n    time.sleep(30)\n"
+    )
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2, "prompts_per_step": 2, "group_size": 4})
     config = yaml.safe_load(path.read_text())
     config["tasks"] = config["tasks"][:1]
@@ -212,10 +224,22 @@ def test_sigterm_to_one_process_stops_every_process_after_the_same_step(tmp_path
     step and say so; rank 0 writes that step's checkpoint."""
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 500, "prompts_per_step": 4, "group_size": 3})
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
-           "-m", "spectrum_rl", "train", str(path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29519",
+        "-m",
+        "spectrum_rl",
+        "train",
+        str(path),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     deadline = time.time() + 180
     while len(read_jsonl(run / "metrics.jsonl")) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -237,4 +261,3 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError:
         return b""
-

@@ -1,4 +1,5 @@
 """Reward components, the hybrid reward and its error policies."""
+
 from __future__ import annotations
 
 import json
@@ -39,14 +40,17 @@ def scores(comp, completions, ex=None) -> list[float]:
 # --- text helpers ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("plan: x\nstep: y\nanswer: 7", "7"),
-    ("Answer: a\nmore\nANSWER:  b  \ntrailing", "b"),  # last occurrence, case-insensitive, one line
-    ("the final answer: 12 apples\nok", "12 apples"),
-    ("\n\n  abc  \ndef", "abc"),  # no tag: first non-empty line
-    ("answer:", ""),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("plan: x\nstep: y\nanswer: 7", "7"),
+        ("Answer: a\nmore\nANSWER:  b  \ntrailing", "b"),  # last occurrence, case-insensitive, one line
+        ("the final answer: 12 apples\nok", "12 apples"),
+        ("\n\n  abc  \ndef", "abc"),  # no tag: first non-empty line
+        ("answer:", ""),
+        ("", ""),
+    ],
+)
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
 
@@ -131,8 +135,9 @@ def test_constraint():
 def test_similarity_orders_by_closeness():
     comp = component(type="similarity")
     ex = example("the quick brown fox jumps over the lazy dog")
-    exact, close, far = scores(comp, ["the quick brown fox jumps over the lazy dog",
-                                      "the quick brown fox jumped over a lazy dog", "zzz"], ex)
+    exact, close, far = scores(
+        comp, ["the quick brown fox jumps over the lazy dog", "the quick brown fox jumped over a lazy dog", "zzz"], ex
+    )
     assert exact == pytest.approx(1.0)
     assert exact > close > far >= 0
     multi = component(type="similarity", field="refs")
@@ -156,7 +161,8 @@ def test_diversity():
 def test_preference_model_builtin_pairs_prefer_valid_answers():
     comp = component(type="preference_model")
     valid, repeated, garbled, truncated = scores(
-        comp, ["cold apple tea", "cold cold tea", "cold xpple tea", "cold apple"])
+        comp, ["cold apple tea", "cold cold tea", "cold xpple tea", "cold apple"]
+    )
     assert 0 < valid < 1
     assert valid > repeated and valid > garbled and valid > truncated
     assert comp.score(["answer: cold apple tea"], example()) == pytest.approx([valid])  # extract
@@ -170,14 +176,17 @@ def test_preference_model_user_pairs(tmp_path):
     assert good > 0.5 > bad
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "not found"),
-    ('{"chosen": "a", "rejected": "b"}\n{not json}\n', "pairs.jsonl:2: invalid JSON"),
-    ('{"chosen": "a"}\n', "key 'rejected' is missing"),
-    ('{"chosen": 1, "rejected": "b"}\n', "key 'chosen' must be a string"),
-    ("[1, 2]\n", "expected an object"),
-    ("\n", "no preference pairs"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "not found"),
+        ('{"chosen": "a", "rejected": "b"}\n{not json}\n', "pairs.jsonl:2: invalid JSON"),
+        ('{"chosen": "a"}\n', "key 'rejected' is missing"),
+        ('{"chosen": 1, "rejected": "b"}\n', "key 'chosen' must be a string"),
+        ("[1, 2]\n", "expected an object"),
+        ("\n", "no preference pairs"),
+    ],
+)
 def test_preference_model_bad_pairs_file(tmp_path, content, message):
     if content is not None:
         (tmp_path / "pairs.jsonl").write_text(content)
@@ -255,7 +264,7 @@ def test_judge_bad_config(tmp_path):
 
 # --- external code ---------------------------------------------------------------------------
 
-USER_MODULE = '''
+USER_MODULE = """
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -275,7 +284,7 @@ def short(completions, **kwargs):
 
 def maybe(completions, **kwargs):
     return [None if c == "?" else 1.0 for c in completions]
-'''
+"""
 
 
 @pytest.fixture
@@ -336,8 +345,12 @@ def test_spec_union_and_types():
 
 
 def test_hybrid_weighted_sum_and_names(tmp_path):
-    specs = [spec(type="exact_match", weight=2.0), spec(type="format", pattern="^a", weight=0.5),
-             spec(type="exact_match", extract=False), spec(type="length", max_chars=3, name="len")]
+    specs = [
+        spec(type="exact_match", weight=2.0),
+        spec(type="format", pattern="^a", weight=0.5),
+        spec(type="exact_match", extract=False),
+        spec(type="length", max_chars=3, name="len"),
+    ]
     reward = build_hybrid("math", specs, tmp_path)
     assert reward.names == ["exact_match_1", "format", "exact_match_2", "len"]
     assert reward.describe() == "2*exact_match_1 + 0.5*format + 1*exact_match_2 + 1*len"
@@ -437,10 +450,14 @@ def test_a_hanging_component_times_out_under_its_policy(busy):
     result = zero.score(["42", "x"], example())
     assert time.perf_counter() - t0 < 10  # the limit is 0.3 s; without it the call would take 60 s
     assert result.total.tolist() == [1.0, 0.0] and result.errors["hang"] == 2
-    with pytest.raises(RewardError, match="component 'hang', sample -1: all samples: TimeoutError: timed out after 0.3 s"):
+    with pytest.raises(
+        RewardError, match="component 'hang', sample -1: all samples: TimeoutError: timed out after 0.3 s"
+    ):
         HybridReward("math", [_Hang("fail", busy)]).score(["a"], example())
     out: list = []  # off the main thread (no SIGALRM there) the call is abandoned after the limit
-    worker = threading.Thread(target=lambda: out.append(HybridReward("math", [_Hang("skip", False)]).score(["a"], example())))
+    worker = threading.Thread(
+        target=lambda: out.append(HybridReward("math", [_Hang("skip", False)]).score(["a"], example()))
+    )
     worker.start()
     worker.join(5)
     assert out and not out[0].valid.any() and out[0].errors["hang"] == 1

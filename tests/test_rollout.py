@@ -1,4 +1,5 @@
 """The KV-cache rollout path gives the same tokens as the plain path (HF generate / full forwards)."""
+
 from __future__ import annotations
 
 import torch
@@ -16,8 +17,9 @@ def test_greedy_matches_hf_generate(tiny_random_lm_dir):
     ids = [tok(p)["input_ids"] for p in PROMPTS]
     ro = sample(model, ids, max_new_tokens=12, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, temperature=0)
     batch = tok(PROMPTS, return_tensors="pt", padding=True)
-    plain = model.generate(**batch, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id,
-                           eos_token_id=tok.eos_token_id)[:, batch["input_ids"].shape[1]:]
+    plain = model.generate(
+        **batch, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
+    )[:, batch["input_ids"].shape[1] :]
     for i in range(len(PROMPTS)):
         n = int(ro.completion_mask[i].sum())
         assert ro.completion_ids[i, :n].tolist() == plain[i, :n].tolist()
@@ -26,14 +28,21 @@ def test_greedy_matches_hf_generate(tiny_random_lm_dir):
 def test_sampling_logprobs_match_a_full_forward(tiny_random_lm_dir):
     model, tok = load_causal_lm(str(tiny_random_lm_dir))
     ids = [tok(p)["input_ids"] for p in PROMPTS] * 4
-    ro = sample(model, ids, max_new_tokens=10, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                temperature=0.7, generator=torch.Generator().manual_seed(0))
+    ro = sample(
+        model,
+        ids,
+        max_new_tokens=10,
+        eos_id=tok.eos_token_id,
+        pad_id=tok.pad_token_id,
+        temperature=0.7,
+        generator=torch.Generator().manual_seed(0),
+    )
     rows = [Row(p, c[m.bool()].tolist(), "rl", "d", 1.0) for p, c, m in zip(ids, ro.completion_ids, ro.completion_mask)]
     mb = collate(rows, tok.pad_token_id)
     assert mb.prompt_ids.shape[0] == len(PROMPTS)  # each prompt once, shared by its 4 rows
     for share in (True, False):
         logp, _ = token_logprobs(model, mb, temperature=0.7, share_prefix=share)
-        assert torch.allclose(logp * mb.completion_mask, ro.logprobs[:, :mb.n_completion], atol=1e-4)
+        assert torch.allclose(logp * mb.completion_mask, ro.logprobs[:, : mb.n_completion], atol=1e-4)
 
 
 def test_sampling_distribution_matches_softmax(tiny_random_lm_dir):
@@ -41,8 +50,15 @@ def test_sampling_distribution_matches_softmax(tiny_random_lm_dir):
     model, tok = load_causal_lm(str(tiny_random_lm_dir))
     prompt = tok("sort: dcba\n")["input_ids"]
     n = 4000
-    ro = sample(model, [prompt] * n, max_new_tokens=1, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                temperature=0.15, generator=torch.Generator().manual_seed(1))
+    ro = sample(
+        model,
+        [prompt] * n,
+        max_new_tokens=1,
+        eos_id=tok.eos_token_id,
+        pad_id=tok.pad_token_id,
+        temperature=0.15,
+        generator=torch.Generator().manual_seed(1),
+    )
     from scipy.stats import chisquare
 
     counts = torch.bincount(ro.completion_ids[:, 0], minlength=len(tok)).double()
@@ -60,8 +76,18 @@ def test_sampling_distribution_matches_softmax(tiny_random_lm_dir):
 def test_same_seed_same_samples(tiny_random_lm_dir):
     model, tok = load_causal_lm(str(tiny_random_lm_dir))
     ids = [tok(p)["input_ids"] for p in PROMPTS]
-    a, b = (sample(model, ids, max_new_tokens=8, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                   temperature=1.0, generator=torch.Generator().manual_seed(3)) for _ in range(2))
+    a, b = (
+        sample(
+            model,
+            ids,
+            max_new_tokens=8,
+            eos_id=tok.eos_token_id,
+            pad_id=tok.pad_token_id,
+            temperature=1.0,
+            generator=torch.Generator().manual_seed(3),
+        )
+        for _ in range(2)
+    )
     assert torch.equal(a.completion_ids, b.completion_ids)
 
 
@@ -71,17 +97,26 @@ def test_shared_prefix_forward_gives_the_plain_loss_and_gradients(tiny_random_lm
     completion lengths (left/right padding)."""
     model, tok = load_causal_lm(str(tiny_random_lm_dir))
     gen = torch.Generator().manual_seed(0)
-    rows = [Row(tok(p)["input_ids"], torch.randint(3, 200, (int(torch.randint(1, 9, (1,), generator=gen)),),
-                                                   generator=gen).tolist(), "rl", "d", 1.0)
-            for p in PROMPTS for _ in range(3)]
+    rows = [
+        Row(
+            tok(p)["input_ids"],
+            torch.randint(3, 200, (int(torch.randint(1, 9, (1,), generator=gen)),), generator=gen).tolist(),
+            "rl",
+            "d",
+            1.0,
+        )
+        for p in PROMPTS
+        for _ in range(3)
+    ]
     mb = collate(rows, tok.pad_token_id)
     results = []
     for share in (True, False):
         model.zero_grad()
         logp, entropy = token_logprobs(model, mb, temperature=0.9, share_prefix=share)
         (logp * mb.completion_mask).sum().backward()
-        results.append((logp * mb.completion_mask, entropy * mb.completion_mask,
-                        [p.grad.clone() for p in model.parameters()]))
+        results.append(
+            (logp * mb.completion_mask, entropy * mb.completion_mask, [p.grad.clone() for p in model.parameters()])
+        )
     (a, ea, ga), (b, eb, gb) = results
     assert torch.allclose(a, b, atol=1e-5) and torch.allclose(ea, eb, atol=1e-5)
     assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(ga, gb))

@@ -1,4 +1,5 @@
 """The code sandbox (spectrum_rl.rewards.sandbox) and the `code_tests` reward component."""
+
 from __future__ import annotations
 
 import os
@@ -76,11 +77,13 @@ def test_correct_partial_and_failing_code():
 @linux_only
 def test_stdlib_that_asks_for_frames_still_works():
     # namedtuple, Enum, TypeVar and logging call sys._getframe, which the sandbox refuses gracefully.
-    code = ("import collections, dataclasses, enum, logging, typing, heapq, fractions, unittest\n"
-            "P = collections.namedtuple('P', 'x y')\nC = enum.Enum('C', 'A B')\nT = typing.TypeVar('T')\n"
-            "logging.getLogger('x').warning('hi')\n"
-            "@dataclasses.dataclass\nclass D:\n    x: int\n"
-            "def f(n):\n    return P(D(n).x, 0).x + heapq.nsmallest(1, [C.B.value])[0]")
+    code = (
+        "import collections, dataclasses, enum, logging, typing, heapq, fractions, unittest\n"
+        "P = collections.namedtuple('P', 'x y')\nC = enum.Enum('C', 'A B')\nT = typing.TypeVar('T')\n"
+        "logging.getLogger('x').warning('hi')\n"
+        "@dataclasses.dataclass\nclass D:\n    x: int\n"
+        "def f(n):\n    return P(D(n).x, 0).x + heapq.nsmallest(1, [C.B.value])[0]"
+    )
     assert run(code, ["assert f(1) == 3"])[0].passed == 1
 
 
@@ -136,8 +139,12 @@ def test_no_reads_of_user_files(tmp_path):
 def test_parent_environment_is_not_visible(monkeypatch):
     monkeypatch.setenv("SECRET_TOKEN", "hunter2")
     assert_zero("import os\ntoken = os.environ['SECRET_TOKEN']", "ok")
-    assert run("import os", ["assert 'SECRET_TOKEN' not in os.environ", "assert os.environ['HOME'] == os.getcwd()"]
-               )[0].passed == 2
+    assert (
+        run("import os", ["assert 'SECRET_TOKEN' not in os.environ", "assert os.environ['HOME'] == os.getcwd()"])[
+            0
+        ].passed
+        == 2
+    )
 
 
 @linux_only
@@ -152,18 +159,20 @@ def test_forged_result_lines_are_not_accepted():
     assert (result.passed, result.status) == (0, "ok")
     # A thread that waits for the genuine line to copy its nonce: the line goes to an append-only
     # descriptor, so it cannot be read back from any descriptor.
-    steal = ("import os, threading\n"
-             "def steal(fd):\n"
-             "    while True:\n"
-             "        try:\n"
-             "            data = os.pread(fd, 200, 0)\n"
-             "        except OSError:\n"
-             "            return\n"
-             "        if data.strip():\n"
-             "            os.write(fd, b'\\n' + data.split()[0] + b' 1 1 ok\\n')\n"
-             "            return\n"
-             "for fd in range(8):\n"
-             "    threading.Thread(target=steal, args=(fd,), daemon=True).start()")
+    steal = (
+        "import os, threading\n"
+        "def steal(fd):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            data = os.pread(fd, 200, 0)\n"
+        "        except OSError:\n"
+        "            return\n"
+        "        if data.strip():\n"
+        "            os.write(fd, b'\\n' + data.split()[0] + b' 1 1 ok\\n')\n"
+        "            return\n"
+        "for fd in range(8):\n"
+        "    threading.Thread(target=steal, args=(fd,), daemon=True).start()"
+    )
     for _ in range(3):  # a race: with a readable descriptor it wins about one time in five
         result, _ = run(steal, ["assert False"])
         assert (result.passed, result.status) == (0, "ok")
@@ -212,8 +221,14 @@ def test_extract_code():
 def test_spec_schema():
     spec = SPEC.validate_python({"type": "code_tests"})
     assert isinstance(spec, CodeTestsSpec)
-    assert (spec.tests_field, spec.partial, spec.wall_s, spec.cpu_s, spec.memory_mb, spec.workers) == \
-        ("tests", True, 10, 5, 512, 2)
+    assert (spec.tests_field, spec.partial, spec.wall_s, spec.cpu_s, spec.memory_mb, spec.workers) == (
+        "tests",
+        True,
+        10,
+        5,
+        512,
+        2,
+    )
     for bad in ({"wall_s": 0}, {"cpu_s": -1}, {"memory_mb": 16}, {"workers": 0}, {"bogus": 1}):
         with pytest.raises(ValueError):
             SPEC.validate_python({"type": "code_tests", **bad})

@@ -1,4 +1,5 @@
 """Scheduler policies and signals on scripted inputs; the order command end to end."""
+
 from __future__ import annotations
 
 import json
@@ -17,24 +18,38 @@ from spectrum_rl.trainer.alignment import GradientSketch, cosine_matrix
 
 def make_config(policy: str = "joint", tasks=None, **scheduler) -> Config:
     tasks = tasks or [("s1", "structured", []), ("s2", "structured", []), ("c1", "creative", [])]
-    return Config.model_validate({
-        "tasks": [{"name": n, "kind": k, "after": after, "source": {"type": "builtin", "generator": "sorting"},
-                   "reward": [{"type": "exact_match"}]} for n, k, after in tasks],
-        "scheduler": {"policy": policy, **scheduler},
-    })
+    return Config.model_validate(
+        {
+            "tasks": [
+                {
+                    "name": n,
+                    "kind": k,
+                    "after": after,
+                    "source": {"type": "builtin", "generator": "sorting"},
+                    "reward": [{"type": "exact_match"}],
+                }
+                for n, k, after in tasks
+            ],
+            "scheduler": {"policy": policy, **scheduler},
+        }
+    )
 
 
 def planner(config: Config, base_dir=None) -> Planner:
     sc = config.scheduler
     transfer = load_transfer(base_dir / sc.transfer_file, config.domain_names) if sc.transfer_file else None
-    return Planner(config.kinds, config.prerequisites, sc, config.training.sft, config.training.prompts_per_step,
-                   transfer)
+    return Planner(
+        config.kinds, config.prerequisites, sc, config.training.sft, config.training.prompts_per_step, transfer
+    )
 
 
 def feed(planner: Planner, steps: int, adv: dict[str, float], entropy: dict[str, float] | None = None) -> None:
     for _ in range(steps):
-        planner.observe_step(StepSignals({d: DomainSignals(advantage_abs=a, entropy=(entropy or {}).get(d), samples=8)
-                                          for d, a in adv.items()}))
+        planner.observe_step(
+            StepSignals(
+                {d: DomainSignals(advantage_abs=a, entropy=(entropy or {}).get(d), samples=8) for d, a in adv.items()}
+            )
+        )
 
 
 def test_joint_weights_and_uniform_default():
@@ -57,8 +72,9 @@ def test_bwt_orders_structured_first_without_transfer_and_follows_transfer_when_
     assert first.mixture["s1"] == 1.0 and "kinds" in first.reason
     # T: training s1 hurts c1 badly, training c1 helps s1 -> protect c1 by training it... last? No:
     # backward transfer says train s1 first (c1 later helps s1), never c1 then s1.
-    (tmp_path / "t.json").write_text(json.dumps({"transfer": {"c1": {"c1": 0.1, "s1": 0.5},
-                                                              "s1": {"c1": -0.5, "s1": 0.1}}}))
+    (tmp_path / "t.json").write_text(
+        json.dumps({"transfer": {"c1": {"c1": 0.1, "s1": 0.5}, "s1": {"c1": -0.5, "s1": 0.1}}})
+    )
     cfg = make_config("bwt", tasks=[("c1", "creative", []), ("s1", "structured", [])], transfer_file="t.json")
     p2 = planner(cfg, tmp_path)
     assert p2.plan(0).mixture["s1"] == 1.0 and "transfer matrix" in p2.plan(0).reason
@@ -92,8 +108,15 @@ def test_dump_explores_unvisited_domain():
 def test_transfer_policy_uses_alignment():
     p = planner(make_config("transfer", transfer_weight=1.0))
     feed(p, 5, {"s1": 0.3, "s2": 0.3, "c1": 0.3})
-    p.observe_step(StepSignals(alignment={"s1": {"s1": 1, "s2": 0.9, "c1": 0.9}, "s2": {"s1": 0.9, "s2": 1, "c1": -0.5},
-                                          "c1": {"s1": 0.9, "s2": -0.5, "c1": 1}}))
+    p.observe_step(
+        StepSignals(
+            alignment={
+                "s1": {"s1": 1, "s2": 0.9, "c1": 0.9},
+                "s2": {"s1": 0.9, "s2": 1, "c1": -0.5},
+                "c1": {"s1": 0.9, "s2": -0.5, "c1": 1},
+            }
+        )
+    )
     mix = p.plan(5).mixture
     assert mix["s1"] > mix["s2"] and mix["s1"] > mix["c1"]
 
@@ -179,8 +202,9 @@ def test_gradient_sketch_cosines():
 def test_transfer_policy_run_logs_alignment(tmp_path, tiny_random_lm_dir):
     from tests.test_trainer import read_jsonl, write_config
 
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2},
-                        scheduler={"policy": "adaptive", "alignment_every": 1})
+    path = write_config(
+        tmp_path, tiny_random_lm_dir, {"steps": 2}, scheduler={"policy": "adaptive", "alignment_every": 1}
+    )
     assert main(["train", str(path)]) == 0
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert set(metrics[0]["alignment"]) == {"sorting", "acrostic"}
@@ -213,10 +237,12 @@ def test_task_graph_attributes_and_transfer_edges():
     from spectrum_rl.scheduler.graph import build_task_graph, to_dot
 
     src = SimpleNamespace(describe=lambda: "builtin:x")
-    doms = [SimpleNamespace(name="a", kind="structured", after=[], source=src),
-            SimpleNamespace(name="b", kind="creative", after=["a"], source=src)]
+    doms = [
+        SimpleNamespace(name="a", kind="structured", after=[], source=src),
+        SimpleNamespace(name="b", kind="creative", after=["a"], source=src),
+    ]
     g = build_task_graph(doms, {"a": 0.4}, {"b": 1.2}, {"b": {"a": -0.3, "b": 0.5}, "a": {"b": 0.01}})
     assert g.nodes["a"]["score"] == 0.4 and g.nodes["b"]["entropy"] == 1.2
     assert g.edges["a", "b"]["kind"] == "prerequisite"
     assert g.edges["b", "a"] == {"kind": "transfer", "weight": -0.3}
-    assert 'style=dashed' in to_dot(g)
+    assert "style=dashed" in to_dot(g)

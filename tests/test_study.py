@@ -1,4 +1,5 @@
 """The study end to end (quick grid, tiny budget), `analyze` on a run, and the claim rules."""
+
 from __future__ import annotations
 
 import json
@@ -15,15 +16,33 @@ VERDICTS = {"supported", "not supported", "inconclusive"}
 @pytest.mark.slow
 def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys):
     out = tmp_path / "study"
-    rc = main(["study", str(ROOT / "configs" / "quickstart.yaml"), "--quick", "--max-steps", "3",
-               "--output", str(out), "--arms", "rl_only,sft_only,staged,chord_mu,structured_first,joint"])
+    rc = main(
+        [
+            "study",
+            str(ROOT / "configs" / "quickstart.yaml"),
+            "--quick",
+            "--max-steps",
+            "3",
+            "--output",
+            str(out),
+            "--arms",
+            "rl_only,sft_only,staged,chord_mu,structured_first,joint",
+        ]
+    )
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"spec", "arms", "claims", "transfer", "order", "domains", "plasticity_domain"}
     assert set(summary["arms"]) == {"rl_only", "sft_only", "staged", "chord_mu", "structured_first", "joint"}
     for arm in summary["arms"].values():
-        assert set(arm) >= {"final_mean", "final", "kl_to_base", "plasticity_auc", "sparsity_unchanged",
-                            "rank_ratio", "phases"}
+        assert set(arm) >= {
+            "final_mean",
+            "final",
+            "kl_to_base",
+            "plasticity_auc",
+            "sparsity_unchanged",
+            "rank_ratio",
+            "phases",
+        }
         assert arm["final_mean"]["n"] == 2 and arm["final_mean"]["ci_low"] <= arm["final_mean"]["ci_high"]
     assert set(summary["claims"]) == {"C1", "C2", "C3", "C4", "C5"}
     assert all(c["verdict"] in VERDICTS and c["rule"] for c in summary["claims"].values())
@@ -38,7 +57,9 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys):
 def test_analyze_run_directory(tmp_path, tiny_random_lm_dir, capsys):
     from tests.test_trainer import write_config
 
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 3, "sft": {"mu": {"schedule": "staged", "sft_steps": 1}}})
+    path = write_config(
+        tmp_path, tiny_random_lm_dir, {"steps": 3, "sft": {"mu": {"schedule": "staged", "sft_steps": 1}}}
+    )
     assert main(["train", str(path)]) == 0
     run = tmp_path / "run"
     assert main(["analyze", str(run), "--plasticity", "sorting", "--plasticity-steps", "2"]) == 0
@@ -51,20 +72,38 @@ def test_analyze_run_directory(tmp_path, tiny_random_lm_dir, capsys):
 
 
 def _run(final, start, kl, auc, entropy=None, classes=None, mu=None):
-    return {"final_mean": final, "eval_mean": ([0, 10], [start, final]), "kl_to_base": {"0": 0.0, "10": kl},
-            "plasticity": {"auc": auc}, "entropy": entropy or {}, "entropy_class": classes or {},
-            "mu": mu or ([], [])}
+    return {
+        "final_mean": final,
+        "eval_mean": ([0, 10], [start, final]),
+        "kl_to_base": {"0": 0.0, "10": kl},
+        "plasticity": {"auc": auc},
+        "entropy": entropy or {},
+        "entropy_class": classes or {},
+        "mu": mu or ([], []),
+    }
 
 
 def test_claim_rules_on_scripted_numbers():
     from types import SimpleNamespace
 
-    config = SimpleNamespace(tasks=[SimpleNamespace(name="s", kind="structured"), SimpleNamespace(name="c", kind="creative")])
+    config = SimpleNamespace(
+        tasks=[SimpleNamespace(name="s", kind="structured"), SimpleNamespace(name="c", kind="creative")]
+    )
     runs = {
-        "staged": [_run(0.40, 0.5, 0.9, 0.01, mu=([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
-                        classes={"execution": (list(range(1, 11)), [2, 2, 2, 1.8, 1.6, 1.4, 1.2, 1.2, 1.2, 1.2]),
-                                 "planning": (list(range(1, 11)), [1, 1, 1, 1, 1, 1, 1.1, 1.2, 1.3, 1.4])})
-                   for _ in range(3)],
+        "staged": [
+            _run(
+                0.40,
+                0.5,
+                0.9,
+                0.01,
+                mu=([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+                classes={
+                    "execution": (list(range(1, 11)), [2, 2, 2, 1.8, 1.6, 1.4, 1.2, 1.2, 1.2, 1.2]),
+                    "planning": (list(range(1, 11)), [1, 1, 1, 1, 1, 1, 1.1, 1.2, 1.3, 1.4]),
+                },
+            )
+            for _ in range(3)
+        ],
         "chord_mu": [_run(0.60 + 0.01 * i, 0.5, 0.3, 0.2) for i in range(3)],
         "rl_only": [_run(0.55, 0.5, 0.2, 0.25) for _ in range(3)],
         "structured_first": [_run(0.70 + 0.01 * i, 0.5, 0.4, 0.15) for i in range(3)],
@@ -72,9 +111,11 @@ def test_claim_rules_on_scripted_numbers():
     runs["joint"] = runs["rl_only"]
     arms = {
         "staged": {"phases": [{"mean": {"disruption": {"start": 1}}}] * 3},
-        "rl_only": {"entropy_slope": {"s": -0.01, "c": 0.02},
-                    "sparsity_unchanged": {"mean": 0.8, "ci_low": 0.78, "ci_high": 0.82},
-                    "rank_ratio": {"mean": 0.99}},
+        "rl_only": {
+            "entropy_slope": {"s": -0.01, "c": 0.02},
+            "sparsity_unchanged": {"mean": 0.8, "ci_low": 0.78, "ci_high": 0.82},
+            "rank_ratio": {"mean": 0.99},
+        },
         "sft_only": {"sparsity_unchanged": {"mean": 0.1, "ci_low": 0.09, "ci_high": 0.11}},
     }
     claims = judge_claims(runs, arms, {"rl_only": 0.6}, config)
@@ -92,10 +133,14 @@ def test_continual_metrics_of_a_staged_run(tmp_path):
     from spectrum_rl.analysis.analyze import staged_continual_metrics
 
     mixtures = [{"a": 1.0, "b": 0.0}] * 2 + [{"a": 0.1, "b": 0.9}] * 2
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": i + 1, "mixture": m}) + "\n"
-                                                    for i, m in enumerate(mixtures)))
-    evals = [{"step": 0, "eval/a": 0.1, "eval/b": 0.2}, {"step": 2, "eval/a": 0.6, "eval/b": 0.3},
-             {"step": 4, "eval/a": 0.4, "eval/b": 0.7}]
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": i + 1, "mixture": m}) + "\n" for i, m in enumerate(mixtures))
+    )
+    evals = [
+        {"step": 0, "eval/a": 0.1, "eval/b": 0.2},
+        {"step": 2, "eval/a": 0.6, "eval/b": 0.3},
+        {"step": 4, "eval/a": 0.4, "eval/b": 0.7},
+    ]
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
     got = staged_continual_metrics(tmp_path)
     # R = [[0.6, 0.3], [0.4, 0.7]], b = [0.1, 0.2]: ACC 0.55, BWT 0.4-0.6 = -0.2, FWT 0.3-0.2 = 0.1

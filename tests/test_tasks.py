@@ -1,4 +1,5 @@
 """Task generators and sources: determinism, correctness, eval/train disjointness, clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,8 @@ SPEC = TypeAdapter(SourceSpec)
 ROWS = [{"problem": f"q{i}", "solution": str(i)} for i in range(12)]
 
 
-def ctx(base_dir: Path = Path("."), eval_size: int = 4, eval_split: str | None = None,
-        seed: int = 0) -> SourceContext:
-    return SourceContext(base_dir=base_dir, seed=seed, domain="d", eval_size=eval_size,
-                         eval_split=eval_split)
+def ctx(base_dir: Path = Path("."), eval_size: int = 4, eval_split: str | None = None, seed: int = 0) -> SourceContext:
+    return SourceContext(base_dir=base_dir, seed=seed, domain="d", eval_size=eval_size, eval_split=eval_split)
 
 
 def build(spec: dict, context: SourceContext):
@@ -31,6 +30,7 @@ def build(spec: dict, context: SourceContext):
 
 
 # --- generators -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", GENERATORS)
 def test_generator_is_deterministic_and_well_formed(name):
@@ -112,24 +112,33 @@ def test_token_classes_split_plan_and_steps():
     assert not set(planning) & set(execution)
 
 
-@pytest.mark.parametrize("name,knob,value,check", [
-    ("addition", "digits", 4, lambda r: len(r["question"].split("+")[1]) == 4),
-    ("sorting", "length", 7, lambda r: len(r["answer"]) == 7),
-    ("reversal", "length", 9, lambda r: len(r["answer"]) == 9),
-    ("counting", "letters", 2, lambda r: set(r["question"].split(": ")[1]) <= {"a", "b"}),
-    ("acrostic", "length", 5, lambda r: len(r["answer"].split()) == 5),
-    ("letter_words", "count", 5, lambda r: len(r["answer"].split()) == 5),
-    ("letter_words", "banned", 0, lambda r: " no " not in r["question"]),
-])
+@pytest.mark.parametrize(
+    "name,knob,value,check",
+    [
+        ("addition", "digits", 4, lambda r: len(r["question"].split("+")[1]) == 4),
+        ("sorting", "length", 7, lambda r: len(r["answer"]) == 7),
+        ("reversal", "length", 9, lambda r: len(r["answer"]) == 9),
+        ("counting", "letters", 2, lambda r: set(r["question"].split(": ")[1]) <= {"a", "b"}),
+        ("acrostic", "length", 5, lambda r: len(r["answer"].split()) == 5),
+        ("letter_words", "count", 5, lambda r: len(r["answer"].split()) == 5),
+        ("letter_words", "banned", 0, lambda r: " no " not in r["question"]),
+    ],
+)
 def test_difficulty_knobs_change_rows(name, knob, value, check):
     rng = random.Random(1)
     assert all(check(GENERATORS[name].make(rng, **{knob: value})) for _ in range(30))
 
 
-@pytest.mark.parametrize("difficulty,bad", [
-    ({"digit": 3}, "digit"), ({"digits": 0}, "digits"), ({"digits": 99}, "digits"),
-    ({"digits": "3"}, "digits"), ({"digits": True}, "digits"),
-])
+@pytest.mark.parametrize(
+    "difficulty,bad",
+    [
+        ({"digit": 3}, "digit"),
+        ({"digits": 0}, "digits"),
+        ({"digits": 99}, "digits"),
+        ({"digits": "3"}, "digits"),
+        ({"digits": True}, "digits"),
+    ],
+)
 def test_bad_knobs_raise_config_error(difficulty, bad):
     with pytest.raises(ConfigError) as e:
         GENERATORS["addition"].make(random.Random(0), **difficulty)
@@ -143,6 +152,7 @@ def test_unknown_knob_suggests_the_close_one():
 
 
 # --- builtin source ---------------------------------------------------------------------------
+
 
 def test_builtin_source_eval_is_stable_and_disjoint():
     spec = {"type": "builtin", "generator": "sorting", "difficulty": {"length": 3}}
@@ -173,8 +183,7 @@ def test_builtin_source_errors():
         build({"type": "builtin", "generator": "additon"}, ctx())
     assert e.value.field == "source.generator"
     with pytest.raises(ConfigError, match="lower eval.size"):  # 1-digit sums: 81 questions
-        build({"type": "builtin", "generator": "addition", "difficulty": {"digits": 1}},
-              ctx(eval_size=81))
+        build({"type": "builtin", "generator": "addition", "difficulty": {"digits": 1}}, ctx(eval_size=81))
 
 
 def test_derive_seed_is_stable():
@@ -184,14 +193,14 @@ def test_derive_seed_is_stable():
 
 # --- file source ------------------------------------------------------------------------------
 
+
 def _write(path: Path, fmt: str, rows: list[dict]) -> None:
     if fmt == "jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     elif fmt == "json":
         path.write_text(json.dumps(rows))
     elif fmt == "csv":
-        path.write_text("problem,solution\n"
-                        + "".join(f"{r['problem']},{r['solution']}\n" for r in rows))
+        path.write_text("problem,solution\n" + "".join(f"{r['problem']},{r['solution']}\n" for r in rows))
     else:
         import datasets
 
@@ -201,8 +210,7 @@ def _write(path: Path, fmt: str, rows: list[dict]) -> None:
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "parquet"])
 def test_file_source_formats_and_columns(tmp_path, fmt):
     _write(tmp_path / f"data.{fmt}", fmt, ROWS)
-    spec = {"type": "file", "path": f"data.{fmt}",
-            "columns": {"problem": "question", "solution": "answer"}}
+    spec = {"type": "file", "path": f"data.{fmt}", "columns": {"problem": "question", "solution": "answer"}}
     source = build(spec, ctx(tmp_path))
     held_out = source.eval_rows()
     assert len(held_out) == 4 and source.size == 8
@@ -268,6 +276,7 @@ def test_file_source_errors(tmp_path):
 
 # --- hub source -------------------------------------------------------------------------------
 
+
 def test_hub_offline_fails_fast_with_a_hint():  # conftest sets HF_HUB_OFFLINE=1
     start = time.monotonic()
     with pytest.raises(ConfigError) as e:
@@ -278,6 +287,7 @@ def test_hub_offline_fails_fast_with_a_hint():  # conftest sets HF_HUB_OFFLINE=1
 
 
 # --- reasoning_gym source ---------------------------------------------------------------------
+
 
 def test_reasoning_gym_source():
     pytest.importorskip("reasoning_gym")

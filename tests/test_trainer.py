@@ -1,4 +1,5 @@
 """Trainer: one step of each recipe, run directory contents, schedules as executed, resume."""
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,31 @@ def write_config(tmp_path: Path, model: Path | str, training: dict | None = None
         "run": {"name": "t", "output_dir": str(tmp_path / "run"), "seed": 0},
         "model": {"name_or_path": str(model)},
         "tasks": [
-            {"name": "sorting", "kind": "structured", "source": {"type": "builtin", "generator": "sorting"},
-             "eval": {"size": 6}, "reward": [{"type": "exact_match"}, {"type": "similarity", "weight": 0.5}]},
-            {"name": "acrostic", "kind": "creative", "source": {"type": "builtin", "generator": "acrostic"},
-             "eval": {"size": 6}, "reward": [{"type": "constraint"}, {"type": "diversity", "weight": 0.2}]},
+            {
+                "name": "sorting",
+                "kind": "structured",
+                "source": {"type": "builtin", "generator": "sorting"},
+                "eval": {"size": 6},
+                "reward": [{"type": "exact_match"}, {"type": "similarity", "weight": 0.5}],
+            },
+            {
+                "name": "acrostic",
+                "kind": "creative",
+                "source": {"type": "builtin", "generator": "acrostic"},
+                "eval": {"size": 6},
+                "reward": [{"type": "constraint"}, {"type": "diversity", "weight": 0.2}],
+            },
         ],
-        "training": {"steps": 2, "prompts_per_step": 4, "group_size": 3, "max_new_tokens": 6, "learning_rate": 1e-3,
-                     "micro_batch_size": 5, "save_every": 0, **(training or {})},
+        "training": {
+            "steps": 2,
+            "prompts_per_step": 4,
+            "group_size": 3,
+            "max_new_tokens": 6,
+            "learning_rate": 1e-3,
+            "micro_batch_size": 5,
+            "save_every": 0,
+            **(training or {}),
+        },
         "eval": {"every": 1, "max_new_tokens": 6},
         "logging": {"progress": False},
         **sections,
@@ -41,17 +60,30 @@ def make_trainer(path: Path, **kw) -> Trainer:
     return Trainer(config, build_domains(config, path.parent), config.output_path, **kw)
 
 
-
-
 def test_rl_only_run_writes_run_directory(tmp_path, tiny_random_lm_dir):
     path = write_config(tmp_path, tiny_random_lm_dir)
     assert main(["train", str(path)]) == 0
     run = tmp_path / "run"
     metrics = read_jsonl(run / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2]
-    expected = {"step", "mu", "mixture", "reward", "reward/sorting", "reward/acrostic/constraint", "entropy/sorting",
-                "entropy/acrostic", "clip_ratio/region_mean", "loss/rl", "completions/mean_length", "grad_norm",
-                "time/rollout", "time/reward", "time/train", "scheduler/reason"}
+    expected = {
+        "step",
+        "mu",
+        "mixture",
+        "reward",
+        "reward/sorting",
+        "reward/acrostic/constraint",
+        "entropy/sorting",
+        "entropy/acrostic",
+        "clip_ratio/region_mean",
+        "loss/rl",
+        "completions/mean_length",
+        "grad_norm",
+        "time/rollout",
+        "time/reward",
+        "time/train",
+        "scheduler/reason",
+    }
     assert expected <= set(metrics[0]), expected - set(metrics[0])
     assert metrics[0]["mu"] == 0.0 and "loss/sft" not in metrics[0]
     assert metrics[0]["mixture"] == {"sorting": 0.5, "acrostic": 0.5}
@@ -67,7 +99,9 @@ def test_rl_only_run_writes_run_directory(tmp_path, tiny_random_lm_dir):
 
 
 def test_staged_gives_mu_one_then_zero(tmp_path, tiny_random_lm_dir):
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 4, "sft": {"mu": {"schedule": "staged", "sft_steps": 2}}})
+    path = write_config(
+        tmp_path, tiny_random_lm_dir, {"steps": 4, "sft": {"mu": {"schedule": "staged", "sft_steps": 2}}}
+    )
     trainer = make_trainer(path)
     trainer.train()
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
@@ -76,12 +110,15 @@ def test_staged_gives_mu_one_then_zero(tmp_path, tiny_random_lm_dir):
     assert all("loss/rl" in m and "loss/sft" not in m for m in metrics[2:])
 
 
-@pytest.mark.parametrize("sft", [
-    {"mu": {"schedule": "cosine", "decay_steps": 2}, "phi": True},
-    {"mu": {"schedule": "gate", "gamma": 0.9}},
-    {"mu": {"schedule": "constant", "value": 0.5}, "luffy": True},
-    {"mu": {"schedule": "adaptive"}},
-])
+@pytest.mark.parametrize(
+    "sft",
+    [
+        {"mu": {"schedule": "cosine", "decay_steps": 2}, "phi": True},
+        {"mu": {"schedule": "gate", "gamma": 0.9}},
+        {"mu": {"schedule": "constant", "value": 0.5}, "luffy": True},
+        {"mu": {"schedule": "adaptive"}},
+    ],
+)
 def test_each_recipe_runs(tmp_path, tiny_random_lm_dir, sft):
     path = write_config(tmp_path, tiny_random_lm_dir, {"sft": sft, "num_iterations": 2, "beta": 0.1})
     trainer = make_trainer(path)
@@ -98,15 +135,37 @@ def test_each_recipe_runs(tmp_path, tiny_random_lm_dir, sft):
 
 
 def test_per_domain_override_and_weights(tmp_path, tiny_random_lm_dir):
-    path = write_config(tmp_path, tiny_random_lm_dir,
-                        {"sft": {"mu": {"schedule": "rl_only"},
-                                 "per_domain": {"acrostic": {"schedule": "constant", "value": 0.4}}}},
-                        scheduler={"policy": "joint", "weights": {"sorting": 3, "acrostic": 1}})
+    path = write_config(
+        tmp_path,
+        tiny_random_lm_dir,
+        {"sft": {"mu": {"schedule": "rl_only"}, "per_domain": {"acrostic": {"schedule": "constant", "value": 0.4}}}},
+        scheduler={"policy": "joint", "weights": {"sorting": 3, "acrostic": 1}},
+    )
     trainer = make_trainer(path)
     m = trainer.train_step()
     assert m["mu/sorting"] == 0.0 and m["mu/acrostic"] == 0.4
     assert m["mixture"] == {"sorting": 0.75, "acrostic": 0.25}
     assert m["mu"] == pytest.approx(0.1)
+
+
+def test_the_planner_gets_typed_signals_and_the_log_is_derived_from_them(tmp_path, tiny_random_lm_dir):
+    from spectrum_rl.scheduler.step import DomainSignals, StepSignals
+
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1})
+    trainer = make_trainer(path)
+    seen: list[StepSignals] = []
+    trainer.planner.observe_step = seen.append
+    m = trainer.train_step()
+    (signals,) = seen
+    assert set(signals.domains) == {"sorting", "acrostic"}
+    for name, s in signals.domains.items():
+        assert isinstance(s, DomainSignals) and s.samples == m[f"samples/{name}"] > 0
+        assert m[f"reward/{name}"] == round(s.reward, 6) and m[f"entropy/{name}"] == round(s.entropy, 6)
+        assert m[f"advantage_abs/{name}"] == round(s.advantage_abs, 6)
+    assert m["reward"] == pytest.approx(
+        sum(s.reward * s.samples for s in signals.domains.values()) / sum(s.samples for s in signals.domains.values()),
+        abs=1e-5,
+    )
 
 
 def test_lora_run_saves_merged_final(tmp_path, tiny_random_lm_dir):
@@ -164,8 +223,18 @@ def test_two_processes_share_rollouts_and_end_identical(tmp_path, tiny_random_lm
 
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2, "prompts_per_step": 4, "group_size": 3})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           str(Path(__file__).parent / "dist_worker.py"), str(path), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        str(Path(__file__).parent / "dist_worker.py"),
+        str(path),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -183,10 +252,23 @@ def test_rl_improves_held_out_score_beyond_noise(tmp_path, builtin_tiny):
     cfg = {
         "run": {"name": "learn", "output_dir": str(tmp_path / "run"), "seed": 0},
         "model": {"name_or_path": "builtin:tiny"},
-        "tasks": [{"name": n, "kind": "structured", "source": {"type": "builtin", "generator": n},
-                   "reward": [{"type": "exact_match"}]} for n in ("sorting", "reversal")],
-        "training": {"steps": 150, "prompts_per_step": 8, "group_size": 8, "max_new_tokens": 16,
-                     "learning_rate": 1e-4, "save_every": 0},
+        "tasks": [
+            {
+                "name": n,
+                "kind": "structured",
+                "source": {"type": "builtin", "generator": n},
+                "reward": [{"type": "exact_match"}],
+            }
+            for n in ("sorting", "reversal")
+        ],
+        "training": {
+            "steps": 150,
+            "prompts_per_step": 8,
+            "group_size": 8,
+            "max_new_tokens": 16,
+            "learning_rate": 1e-4,
+            "save_every": 0,
+        },
         "eval": {"every": 150, "max_new_tokens": 16},
         "logging": {"progress": False},
     }
@@ -200,10 +282,13 @@ def test_rl_improves_held_out_score_beyond_noise(tmp_path, builtin_tiny):
     assert after - before > 2 * se, (before, after, se)
 
 
-@pytest.mark.parametrize("training,logging,expected", [
-    ({"prompts_per_step": 3}, {}, None),
-    ({}, {"trackers": ["wandb"]}, "logging.trackers"),
-])
+@pytest.mark.parametrize(
+    "training,logging,expected",
+    [
+        ({"prompts_per_step": 3}, {}, None),
+        ({}, {"trackers": ["wandb"]}, "logging.trackers"),
+    ],
+)
 def test_run_time_config_errors_are_one_line(tmp_path, tiny_random_lm_dir, capsys, training, logging, expected):
     import importlib.util
 
@@ -242,8 +327,11 @@ def test_layer_mu_scales_gradients_by_depth(tmp_path, tiny_random_lm_dir):
     assert sft == pytest.approx([0.2, 0.6]) and rl == pytest.approx([0.8, 0.4])
     rl, sft = layer_factors([0.25, 0.75], 0.4, "decreasing")
     assert sft == pytest.approx([0.6, 0.2])
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2, "sft": {"mu": {"schedule": "constant", "value": 0.5},
-                                                                           "layer_mu": "increasing"}})
+    path = write_config(
+        tmp_path,
+        tiny_random_lm_dir,
+        {"steps": 2, "sft": {"mu": {"schedule": "constant", "value": 0.5}, "layer_mu": "increasing"}},
+    )
     trainer = make_trainer(path)
     before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
     trainer.train()

@@ -4,6 +4,7 @@ Writes ``RUN_DIR/analysis/analysis.json`` (phases per domain and for the mean, K
 entropy and token-class entropy series with slopes, update sparsity of ``final/`` against the base
 model, and — when asked — a plasticity probe) and PNG plots beside it.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,9 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
     loss = s["sft_nll"] if s["sft_nll"][0] else None
     phases = detect_all({**s["eval"], "mean": s["eval_mean"]}, loss=loss)
     out: dict[str, Any] = {
-        "final": s["final"], "final_mean": s["final_mean"], "start": s["start"],
+        "final": s["final"],
+        "final_mean": s["final_mean"],
+        "start": s["start"],
         "phases": {d: p.to_dict() for d, p in phases.items()},
         "kl_to_base": s["kl_to_base"],
         "entropy_slope": {d: slope(v[1]) for d, v in s["entropy"].items() if v[1]},
@@ -40,11 +43,11 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
     if continual is not None:
         out["continual"] = continual
     if config is not None and (run_dir / "final").exists():
-        out["sparsity"] = update_sparsity(model_state(config.model.name_or_path),
-                                          final_state(run_dir / "final")).to_dict()
+        out["sparsity"] = update_sparsity(
+            model_state(config.model.name_or_path), final_state(run_dir / "final")
+        ).to_dict()
     if plasticity_domain and config is not None:
-        out["plasticity"] = plasticity_probe(str(run_dir / "final"), config, plasticity_domain,
-                                             steps=plasticity_steps)
+        out["plasticity"] = plasticity_probe(str(run_dir / "final"), config, plasticity_domain, steps=plasticity_steps)
     folder = run_dir / "analysis"
     folder.mkdir(exist_ok=True)
     (folder / "analysis.json").write_text(json.dumps(out, indent=2))
@@ -81,12 +84,19 @@ def _plots(folder: Path, s: dict[str, Any], phases) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("held_out.png", "held-out score", {**s["eval"], "mean": s["eval_mean"]}),
-              ("entropy.png", "rollout entropy (nats)", s["entropy"]),
-              ("token_class_entropy.png", "token-class entropy (nats)", s["entropy_class"])]
+    panels = [
+        ("held_out.png", "held-out score", {**s["eval"], "mean": s["eval_mean"]}),
+        ("entropy.png", "rollout entropy (nats)", s["entropy"]),
+        ("token_class_entropy.png", "token-class entropy (nats)", s["entropy_class"]),
+    ]
     if s["kl_to_base"]:
-        panels.append(("kl_to_base.png", "KL(policy || base)", {"kl": (list(map(int, s["kl_to_base"])),
-                                                                        list(s["kl_to_base"].values()))}))
+        panels.append(
+            (
+                "kl_to_base.png",
+                "KL(policy || base)",
+                {"kl": (list(map(int, s["kl_to_base"])), list(s["kl_to_base"].values()))},
+            )
+        )
     for name, ylabel, data in panels:
         if not any(v[0] for v in data.values()):
             continue

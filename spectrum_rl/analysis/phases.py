@@ -24,10 +24,11 @@ threshold ``low = start - margin``:
   loss with step (1 = every loss point on one falling line). Without a loss series overfitting
   is never reported.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -78,9 +79,16 @@ def _loss_trend(loss_steps: np.ndarray, losses: np.ndarray, first: int, last: in
     return slope, r
 
 
-def detect_phases(steps: Sequence[int], scores: Sequence[float], loss_steps: Sequence[int] | None = None,
-                  losses: Sequence[float] | None = None, *, margin: float = 0.03, smooth: int = 1,
-                  min_points: int = 2) -> Phases:
+def detect_phases(
+    steps: Sequence[int],
+    scores: Sequence[float],
+    loss_steps: Sequence[int] | None = None,
+    losses: Sequence[float] | None = None,
+    *,
+    margin: float = 0.03,
+    smooth: int = 1,
+    min_points: int = 2,
+) -> Phases:
     """Disruption, readaptation and overfitting of one held-out curve (definitions in the module
     docstring). ``loss_steps``/``losses`` is the training-loss series (e.g. SFT NLL per step)."""
     s = np.asarray(steps)
@@ -103,19 +111,21 @@ def detect_phases(steps: Sequence[int], scores: Sequence[float], loss_steps: Seq
     search_from = 0
 
     gained = np.flatnonzero(yh[1:] > start + margin) + 1
-    below = np.flatnonzero(yh[1:gained[0] if gained.size else n] < low) + 1
+    below = np.flatnonzero(yh[1 : gained[0] if gained.size else n] < low) + 1
     if below.size:
         first = last = int(below[0])
         while last + 1 < n and yh[last + 1] < low:
             last += 1
-        t = first + int(np.argmin(yh[first:last + 1]))
+        t = first + int(np.argmin(yh[first : last + 1]))
         depth, n_points = start - yh[t], last - first + 1
-        disruption = Phase(int(s[first]), int(s[t]),
-                           min(1.0, depth / (3 * margin)) * min(1.0, n_points / min_points),
-                           f"score {start:.4g} -> trough {yh[t]:.4g} at step {s[t]} "
-                           f"({n_points} eval points below {low:.4g})")
+        disruption = Phase(
+            int(s[first]),
+            int(s[t]),
+            min(1.0, depth / (3 * margin)) * min(1.0, n_points / min_points),
+            f"score {start:.4g} -> trough {yh[t]:.4g} at step {s[t]} ({n_points} eval points below {low:.4g})",
+        )
         search_from = t
-        rest = yh[t + 1:]
+        rest = yh[t + 1 :]
         if rest.size:
             recovered = min(1.0, max(0.0, (rest.max() - yh[t]) / depth))
             if last + 1 < n:
@@ -127,26 +137,34 @@ def detect_phases(steps: Sequence[int], scores: Sequence[float], loss_steps: Seq
             else:
                 r = None
             if r is not None:
-                readaptation = Phase(int(s[t]), int(s[r]), recovered,
-                                     f"{detail}; {recovered:.0%} of the drop recovered")
+                readaptation = Phase(
+                    int(s[t]), int(s[r]), recovered, f"{detail}; {recovered:.0%} of the drop recovered"
+                )
                 search_from = r
 
     overfitting = None
     p = search_from + int(np.argmax(yh[search_from:]))
     if p + 1 < n and ls.size:
-        m = p + 1 + int(np.argmin(yh[p + 1:]))
+        m = p + 1 + int(np.argmin(yh[p + 1 :]))
         drop = yh[p] - yh[m]
         trend = _loss_trend(ls, lv, int(s[p]), int(s[m])) if drop > margin else None
         if trend is not None and trend[0] < 0:
             slope, r_loss = trend
-            overfitting = Phase(int(s[p]), int(s[m]), min(1.0, drop / (3 * margin)) * -r_loss,
-                                f"held-out {yh[p]:.4g} at step {s[p]} -> {yh[m]:.4g} at step {s[m]} while "
-                                f"training loss falls (slope {slope:.3g}/step, r = {r_loss:.2f})")
+            overfitting = Phase(
+                int(s[p]),
+                int(s[m]),
+                min(1.0, drop / (3 * margin)) * -r_loss,
+                f"held-out {yh[p]:.4g} at step {s[p]} -> {yh[m]:.4g} at step {s[m]} while "
+                f"training loss falls (slope {slope:.3g}/step, r = {r_loss:.2f})",
+            )
     return Phases(disruption, readaptation, overfitting)
 
 
-def detect_all(series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
-               loss: LossSeries | Mapping[str, LossSeries] | None = None, **kw) -> dict[str, Phases]:
+def detect_all(
+    series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    loss: LossSeries | Mapping[str, LossSeries] | None = None,
+    **kw,
+) -> dict[str, Phases]:
     """``detect_phases`` per domain. ``loss`` is one training-loss series ``(steps, losses)``
     shared by all domains, or a mapping domain -> series (domains missing from it get none);
     ``kw`` are the keyword parameters of ``detect_phases``."""

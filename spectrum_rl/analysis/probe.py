@@ -6,12 +6,14 @@ optimizer restored before each probe) and evaluate every domain before and after
 came from and each domain's entropy trend during its own probe, is cached as ``transfer.json``
 in the run directory. With an existing run, its transfer estimate and entropy are used instead.
 """
+
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +29,14 @@ from spectrum_rl.trainer.loop import Trainer
 TRANSFER_FILE = "transfer.json"
 
 
-def probe_transfer(config: Config, domains: list[Domain], *, steps: int, base_dir: Path | None = None,
-                   on_probe: Callable[[str], None] | None = None) -> dict[str, Any]:
+def probe_transfer(
+    config: Config,
+    domains: list[Domain],
+    *,
+    steps: int,
+    base_dir: Path | None = None,
+    on_probe: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Train ``steps`` steps on each domain alone from the same start; return the transfer record."""
     trainer = Trainer(config, domains, config.output_path, base_dir=base_dir)
     start = copy.deepcopy(trainer.policy.state_dict())
@@ -52,8 +60,16 @@ def probe_transfer(config: Config, domains: list[Domain], *, steps: int, base_di
         if values:
             entropy[name] = {"start": values[0], "end": values[-1], "trend": slope(values)}
     transfer = {i: normalised_transfer(before, after[i]) for i in names}
-    record = {"domains": names, "kinds": {d.name: d.kind for d in domains}, "probe_steps": steps,
-              "before": before, "after": after, "transfer": transfer, "entropy": entropy, "source": "probe"}
+    record = {
+        "domains": names,
+        "kinds": {d.name: d.kind for d in domains},
+        "probe_steps": steps,
+        "before": before,
+        "after": after,
+        "transfer": transfer,
+        "entropy": entropy,
+        "source": "probe",
+    }
     if trainer.is_main:
         config.output_path.mkdir(parents=True, exist_ok=True)
         (config.output_path / TRANSFER_FILE).write_text(json.dumps(record, indent=2))
@@ -72,8 +88,11 @@ def transfer_from_run(run_dir: Path, names: list[str]) -> dict[str, Any]:
         planner = found[1]["planner"] if found else {}
         matrix = planner.get("transfer")
         if matrix is None:
-            raise ConfigError(f"run '{run_dir}' has no transfer estimate (no {TRANSFER_FILE}, no online estimate "
-                              "in its checkpoints); run `spectrum-rl order CONFIG` to probe", field="--run")
+            raise ConfigError(
+                f"run '{run_dir}' has no transfer estimate (no {TRANSFER_FILE}, no online estimate "
+                "in its checkpoints); run `spectrum-rl order CONFIG` to probe",
+                field="--run",
+            )
         record = {"transfer": {a: dict(zip(names, row)) for a, row in zip(names, matrix)}, "source": "online"}
         if planner.get("transfer_stderr") is not None:
             record["stderr"] = {a: dict(zip(names, row)) for a, row in zip(names, planner["transfer_stderr"])}

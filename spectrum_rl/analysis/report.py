@@ -1,4 +1,5 @@
 """The study's self-contained HTML report: claims table, arms table and plots (PNG, base64-embedded)."""
+
 from __future__ import annotations
 
 import base64
@@ -9,13 +10,13 @@ from typing import Any
 
 CLAIMS = {
     "C1": "SFT-then-RL goes through disruption, readaptation, overfitting; blending SFT inside RL with a "
-          "decaying weight smooths this and ends higher (CHORD, arXiv:2508.11408).",
+    "decaying weight smooths this and ends higher (CHORD, arXiv:2508.11408).",
     "C2": "Training that drifts less from the base model keeps plasticity: it learns a new domain faster "
-          "(arXiv:2605.12484).",
+    "(arXiv:2605.12484).",
     "C3": "RL updates a sparse subset of parameters, nearly full rank, overlapping across seeds; SFT updates are "
-          "dense (arXiv:2505.11711).",
+    "dense (arXiv:2505.11711).",
     "C4": "Structured domains lower entropy under RL, creative ones raise it; structured-before-creative beats "
-          "joint training (Omni-Thinker, arXiv:2507.14783).",
+    "joint training (Omni-Thinker, arXiv:2507.14783).",
     "C5": "Execution-token entropy drops first, then planning-token entropy rises (arXiv:2509.03646).",
 }
 PHASE_COLORS = {"disruption": "#f4a6a6", "readaptation": "#a6d8f4", "overfitting": "#f4dca6"}
@@ -53,7 +54,9 @@ def plots(summary: dict[str, Any], runs: dict[str, list[dict]]) -> dict[str, str
     for name, phase in (summary["arms"].get("staged") or {}).get("phases", [{}])[0].get("mean", {}).items():
         if phase:
             ax.axvspan(phase["start"], phase["end"], color=PHASE_COLORS[name], alpha=0.5, label=f"staged: {name}")
-    ax.set(xlabel="step", ylabel="held-out mean score", title="Learning curves (mean over seeds; phases of staged seed 0)")
+    ax.set(
+        xlabel="step", ylabel="held-out mean score", title="Learning curves (mean over seeds; phases of staged seed 0)"
+    )
     ax.legend(fontsize=7, ncol=2)
     out["curves"] = _png(fig)
 
@@ -116,31 +119,35 @@ def write_report(path: Path, summary: dict[str, Any], runs: dict[str, list[dict]
     rows = []
     for cid, claim in summary["claims"].items():
         numbers = {k: v for k, v in claim.items() if k not in ("verdict", "rule")}
-        rows.append(f"<tr><td>{cid}</td><td>{esc(CLAIMS[cid])}</td><td><b>{esc(claim['verdict'])}</b></td>"
-                    f"<td><code>{esc(str(numbers))}</code></td><td>{esc(claim['rule'])}</td></tr>")
+        rows.append(
+            f"<tr><td>{cid}</td><td>{esc(CLAIMS[cid])}</td><td><b>{esc(claim['verdict'])}</b></td>"
+            f"<td><code>{esc(str(numbers))}</code></td><td>{esc(claim['rule'])}</td></tr>"
+        )
     arm_rows = []
     for arm, a in summary["arms"].items():
-        arm_rows.append(f"<tr><td>{arm}</td><td>{a['start_mean']:.3f}</td><td>{_ci(a['final_mean'])}</td>"
-                        f"<td>{_ci(a['kl_to_base'])}</td><td>{_ci(a['plasticity_auc'])}</td>"
-                        f"<td>{_ci(a['sparsity_unchanged'])}</td><td>{_ci(a['rank_ratio'])}</td><td>{a['seconds']}</td></tr>")
+        arm_rows.append(
+            f"<tr><td>{arm}</td><td>{a['start_mean']:.3f}</td><td>{_ci(a['final_mean'])}</td>"
+            f"<td>{_ci(a['kl_to_base'])}</td><td>{_ci(a['plasticity_auc'])}</td>"
+            f"<td>{_ci(a['sparsity_unchanged'])}</td><td>{_ci(a['rank_ratio'])}</td><td>{a['seconds']}</td></tr>"
+        )
     order = summary["order"]
     spec = summary["spec"]
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>spectrum-rl study</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 6px;font-size:13px;vertical-align:top}}code{{font-size:11px}}</style></head><body>
 <h1>spectrum-rl study</h1>
-<p>Config <code>{esc(summary['config'])}</code>; {len(summary['arms'])} arms x {spec['seeds']} seeds, {spec['steps']} steps,
-{spec['prompts_per_step']} prompts x {spec['group_size']} completions per step; plasticity domain
-<code>{esc(summary['plasticity_domain'])}</code>; total {summary['seconds']:.0f} s. Means with 95% bootstrap CIs over seeds.</p>
-<h2>Claims</h2><table><tr><th>id</th><th>claim</th><th>verdict</th><th>numbers</th><th>rule</th></tr>{''.join(rows)}</table>
+<p>Config <code>{esc(summary["config"])}</code>; {len(summary["arms"])} arms x {spec["seeds"]} seeds, {spec["steps"]} steps,
+{spec["prompts_per_step"]} prompts x {spec["group_size"]} completions per step; plasticity domain
+<code>{esc(summary["plasticity_domain"])}</code>; total {summary["seconds"]:.0f} s. Means with 95% bootstrap CIs over seeds.</p>
+<h2>Claims</h2><table><tr><th>id</th><th>claim</th><th>verdict</th><th>numbers</th><th>rule</th></tr>{"".join(rows)}</table>
 <h2>Arms</h2><table><tr><th>arm</th><th>start</th><th>final held-out mean</th><th>KL to base</th><th>plasticity AUC</th>
-<th>unchanged (bf16)</th><th>rank ratio</th><th>s/run</th></tr>{''.join(arm_rows)}</table>
-<h2>Learning curves</h2>{figs['curves']}
-<h2>Entropy</h2>{figs['entropy']}{figs.get('token_classes', '')}
-<h2>mu and mixture</h2>{figs['mu']}{figs.get('mixture', '')}
-<h2>Transfer and recommended order</h2>{figs['transfer']}
-<p>Recommended order: <b>{esc(' → '.join(order['order']))}</b> (predicted gain over joint {order['predicted_gain']:+.4f}).</p>
-<ul>{''.join(f'<li>{esc(k)}: {esc(v)}</li>' for k, v in order['rationale'].items())}</ul>
+<th>unchanged (bf16)</th><th>rank ratio</th><th>s/run</th></tr>{"".join(arm_rows)}</table>
+<h2>Learning curves</h2>{figs["curves"]}
+<h2>Entropy</h2>{figs["entropy"]}{figs.get("token_classes", "")}
+<h2>mu and mixture</h2>{figs["mu"]}{figs.get("mixture", "")}
+<h2>Transfer and recommended order</h2>{figs["transfer"]}
+<p>Recommended order: <b>{esc(" → ".join(order["order"]))}</b> (predicted gain over joint {order["predicted_gain"]:+.4f}).</p>
+<ul>{"".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in order["rationale"].items())}</ul>
 </body></html>"""
     Path(path).write_text(doc)
 
@@ -151,9 +158,14 @@ def claims_markdown(summary: dict[str, Any]) -> str:
     for cid, claim in summary["claims"].items():
         numbers = "; ".join(f"{k}: {v}" for k, v in claim.items() if k not in ("verdict", "rule"))
         lines.append(f"| {cid} | **{claim['verdict']}** | {numbers.replace('|', '/')} |")
-    lines += ["", "| arm | start | final held-out mean [95% CI] | KL to base | plasticity AUC | unchanged (bf16) |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| arm | start | final held-out mean [95% CI] | KL to base | plasticity AUC | unchanged (bf16) |",
+        "|---|---|---|---|---|---|",
+    ]
     for arm, a in summary["arms"].items():
-        lines.append(f"| {arm} | {a['start_mean']:.3f} | {_ci(a['final_mean'])} | {_ci(a['kl_to_base'])} | "
-                     f"{_ci(a['plasticity_auc'])} | {_ci(a['sparsity_unchanged'])} |")
+        lines.append(
+            f"| {arm} | {a['start_mean']:.3f} | {_ci(a['final_mean'])} | {_ci(a['kl_to_base'])} | "
+            f"{_ci(a['plasticity_auc'])} | {_ci(a['sparsity_unchanged'])} |"
+        )
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@
   the start across eval points) — higher AUC, faster learning (claim C2, arXiv:2605.12484).
 - token-class entropy: ``entropy_class/<name>`` series (claim C5, arXiv:2509.03646).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -28,8 +29,16 @@ def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[flo
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def plasticity_probe(model_path: str, base_config, probe_domain: str, *, steps: int, evals: int = 4,
-                     delta: float = 0.1, base_dir: Path | None = None) -> dict[str, Any]:
+def plasticity_probe(
+    model_path: str,
+    base_config,
+    probe_domain: str,
+    *,
+    steps: int,
+    evals: int = 4,
+    delta: float = 0.1,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
     """Train ``steps`` RL steps on ``probe_domain`` alone from ``model_path``; learning-curve summary."""
     data = base_config.model_dump(mode="json")
     data["model"]["name_or_path"] = str(model_path)
@@ -48,9 +57,15 @@ def plasticity_probe(model_path: str, base_config, probe_domain: str, *, steps: 
         steps_, scores = series(read_jsonl(Path(tmp) / "eval.jsonl"), f"eval/{probe_domain}")
     start = scores[0]
     reached = next((s for s, v in zip(steps_, scores) if v >= start + delta), None)
-    return {"domain": probe_domain, "steps": steps_, "scores": scores, "start": start,
-            "steps_to_target": reached, "target": start + delta,
-            "auc": float(np.mean([v - start for v in scores[1:]])) if len(scores) > 1 else 0.0}
+    return {
+        "domain": probe_domain,
+        "steps": steps_,
+        "scores": scores,
+        "start": start,
+        "steps_to_target": reached,
+        "target": start + delta,
+        "auc": float(np.mean([v - start for v in scores[1:]])) if len(scores) > 1 else 0.0,
+    }
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
@@ -59,12 +74,14 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     evals = read_jsonl(run_dir / "eval.jsonl")
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     if not evals:
-        raise ConfigError(f"'{run_dir}' has no eval.jsonl: not a run directory, or the run has not evaluated yet",
-                          field="RUN_DIR")
+        raise ConfigError(
+            f"'{run_dir}' has no eval.jsonl: not a run directory, or the run has not evaluated yet", field="RUN_DIR"
+        )
     final = evals[-1]
     domains = sorted(k.split("/", 1)[1] for k in final if k.startswith("eval/") and k != "eval/mean")
     out: dict[str, Any] = {
-        "final": {d: final[f"eval/{d}"] for d in domains}, "final_mean": final["eval/mean"],
+        "final": {d: final[f"eval/{d}"] for d in domains},
+        "final_mean": final["eval/mean"],
         "start": {d: evals[0][f"eval/{d}"] for d in domains},
         "kl_to_base": dict(zip(*series(evals, "kl_to_base"))) if "kl_to_base" in final else {},
         "eval": {d: series(evals, f"eval/{d}") for d in domains},

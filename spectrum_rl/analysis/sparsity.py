@@ -10,12 +10,13 @@ full rank), with ``torch.linalg.matrix_rank``'s default tolerance: singular valu
 Only floating tensors present in both state dicts are compared; tensors are processed one at a
 time, so peak extra memory is a few copies of the largest tensor.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import torch
 from transformers import AutoModelForCausalLM
@@ -57,8 +58,9 @@ def _group(name: str) -> str:
     return parts[i]
 
 
-def _bf16_deltas(before: Mapping[str, torch.Tensor],
-                 after: Mapping[str, torch.Tensor]) -> Iterator[tuple[str, torch.Tensor]]:
+def _bf16_deltas(
+    before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor]
+) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, bf16(after) - bf16(before))`` in float32 for floating tensors present in both."""
     for name, b in before.items():
         a = after.get(name)
@@ -70,18 +72,20 @@ def _bf16_deltas(before: Mapping[str, torch.Tensor],
         yield name, a.detach().to(b.device, torch.bfloat16).float() - b.to(torch.bfloat16).float()
 
 
-def changed_masks(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
-                  tol: float = 1e-5) -> dict[str, torch.Tensor]:
+def changed_masks(
+    before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor], tol: float = 1e-5
+) -> dict[str, torch.Tensor]:
     """Boolean mask per compared tensor: True where ``|Δ| > tol`` (the element changed)."""
     return {name: delta.abs() > tol for name, delta in _bf16_deltas(before, after)}
 
 
-def update_sparsity(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor], tol: float = 1e-5,
-                    compute_rank: bool = True) -> SparsityReport:
+def update_sparsity(
+    before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor], tol: float = 1e-5, compute_rank: bool = True
+) -> SparsityReport:
     """Sparsity of the update ``before -> after`` (module docstring). ``compute_rank=False`` skips
     the per-matrix SVDs, the expensive part on large models."""
     changed_total = n_total = 0
-    groups: dict[str, list[int]] = {}          # group -> [changed, elements]
+    groups: dict[str, list[int]] = {}  # group -> [changed, elements]
     ranks: dict[str, float] = {}
     for name, delta in _bf16_deltas(before, after):
         changed = int((delta.abs() > tol).sum())

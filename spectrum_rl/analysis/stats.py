@@ -6,15 +6,16 @@ Percentile bootstrap (Efron & Tibshirani 1993, ch. 13): resample the values with
 ``(1+c)/2`` quantiles of those means. For a difference of means, ``a`` and ``b`` are resampled
 independently. Spearman's rho is the Pearson correlation of the (average-tie) ranks.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import rankdata
 
-_CHUNK = 1 << 22   # resample indices drawn per batch, bounding memory for large samples
+_CHUNK = 1 << 22  # resample indices drawn per batch, bounding memory for large samples
 
 
 def _as_sample(values: Sequence[float], what: str) -> np.ndarray:
@@ -30,7 +31,7 @@ def _boot_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndar
     means = np.empty(n_boot)
     for i in range(0, n_boot, rows):
         k = min(rows, n_boot - i)
-        means[i:i + k] = x[rng.integers(0, x.size, size=(k, x.size))].mean(axis=1)
+        means[i : i + k] = x[rng.integers(0, x.size, size=(k, x.size))].mean(axis=1)
     return means
 
 
@@ -42,8 +43,9 @@ def _interval(estimate: float, boot: np.ndarray, confidence: float) -> tuple[flo
     return estimate, float(lo), float(hi)
 
 
-def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_boot: int = 2000,
-                 seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_ci(
+    values: Sequence[float], confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """``(mean, lo, hi)``: the mean and its percentile-bootstrap CI (a single value v gives
     ``(v, v, v)``)."""
     x = _as_sample(values, "values")
@@ -51,8 +53,9 @@ def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_boot: int 
     return _interval(float(x.mean()), _boot_means(x, n_boot, rng), confidence)
 
 
-def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], confidence: float = 0.95, n_boot: int = 2000,
-                      seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_diff_ci(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """``(mean(a) - mean(b), lo, hi)`` with a percentile-bootstrap CI, ``a`` and ``b``
     resampled independently (unpaired samples, e.g. seeds of two recipes)."""
     xa, xb = _as_sample(a, "a"), _as_sample(b, "b")

@@ -6,13 +6,15 @@ layer_mu (per-layer mu, ours). Ordering arms (RL only): joint (= rl_only), struc
 creative_first, bwt, transfer, adaptive. One domain (``plasticity_domain``) is held out of
 training and used afterwards to probe plasticity. Outputs: ``summary.json`` and ``report.html``.
 """
+
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -50,9 +52,16 @@ class StudySpec:
     probe_steps: int = 4
 
     @classmethod
-    def quick(cls) -> "StudySpec":
-        return cls(arms=["rl_only", "joint", "sft_only", "staged", "chord_mu", "structured_first"], seeds=2, steps=24,
-                   eval_every=8, eval_size=30, plasticity_steps=8, probe_steps=2)
+    def quick(cls) -> StudySpec:
+        return cls(
+            arms=["rl_only", "joint", "sft_only", "staged", "chord_mu", "structured_first"],
+            seeds=2,
+            steps=24,
+            eval_every=8,
+            eval_size=30,
+            plasticity_steps=8,
+            probe_steps=2,
+        )
 
 
 def default_plasticity_domain(config) -> str:
@@ -75,11 +84,13 @@ def arm_overlay(arm: str, spec: StudySpec, config, domains: list[str], transfer_
     """The config changes that define ``arm`` (on top of the study's base)."""
     steps = spec.steps
     mu = {
-        "rl_only": {"schedule": "rl_only"}, "sft_only": {"schedule": "sft_only"},
+        "rl_only": {"schedule": "rl_only"},
+        "sft_only": {"schedule": "sft_only"},
         "staged": {"schedule": "staged", "sft_steps": steps // 3},
         "chord_mu": {"schedule": "cosine", "peak": 0.9, "valley": 0.05, "warmup": 0, "decay_steps": steps},
         "chord_phi": {"schedule": "constant", "value": 0.1},
-        "adaptive_mu": {"schedule": "adaptive"}, "gate": {"schedule": "gate", "gamma": 0.0},
+        "adaptive_mu": {"schedule": "adaptive"},
+        "gate": {"schedule": "gate", "gamma": 0.0},
         "layer_mu": {"schedule": "cosine", "peak": 0.9, "valley": 0.05, "warmup": 0, "decay_steps": steps},
     }
     if arm in mu:
@@ -88,12 +99,19 @@ def arm_overlay(arm: str, spec: StudySpec, config, domains: list[str], transfer_
     phase = max(1, steps // len(domains))
     scheduler = {
         "joint": {"policy": "joint"},
-        "structured_first": {"policy": "sequential", "order": kind_order(config, domains, "structured"),
-                             "phase_steps": phase},
-        "creative_first": {"policy": "sequential", "order": kind_order(config, domains, "creative"),
-                           "phase_steps": phase},
+        "structured_first": {
+            "policy": "sequential",
+            "order": kind_order(config, domains, "structured"),
+            "phase_steps": phase,
+        },
+        "creative_first": {
+            "policy": "sequential",
+            "order": kind_order(config, domains, "creative"),
+            "phase_steps": phase,
+        },
         "bwt": {"policy": "bwt", "phase_steps": phase, "transfer_file": transfer_file},
-        "transfer": {"policy": "transfer"}, "adaptive": {"policy": "adaptive"},
+        "transfer": {"policy": "transfer"},
+        "adaptive": {"policy": "adaptive"},
     }[arm]
     return {"training": {"sft": {"mu": {"schedule": "rl_only"}}}, "scheduler": scheduler}
 
@@ -106,15 +124,27 @@ def study_base(config, spec: StudySpec, probe_domain: str) -> dict:
         t["after"] = [p for p in t["after"] if p != probe_domain]
         t["eval"]["size"] = min(t["eval"]["size"], spec.eval_size)
     data["scheduler"] = {"policy": "joint"}
-    data["training"].update(steps=spec.steps, prompts_per_step=spec.prompts_per_step, group_size=spec.group_size,
-                            max_new_tokens=spec.max_new_tokens, save_every=0)
+    data["training"].update(
+        steps=spec.steps,
+        prompts_per_step=spec.prompts_per_step,
+        group_size=spec.group_size,
+        max_new_tokens=spec.max_new_tokens,
+        save_every=0,
+    )
     data["eval"].update(every=spec.eval_every, max_new_tokens=spec.max_new_tokens)
     data["logging"].update(progress=False, trackers=[])
     return data
 
 
-def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_domain: str | None = None,
-              overrides: Sequence[Override | str] = (), log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_study(
+    config_path: Path,
+    output: Path,
+    spec: StudySpec,
+    *,
+    plasticity_domain: str | None = None,
+    overrides: Sequence[Override | str] = (),
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run every arm x seed, then the diagnostics; write summary.json and report.html. ``overrides``
     (``--set``) apply to the base config, under each arm's own settings."""
     t_start = time.perf_counter()
@@ -141,8 +171,10 @@ def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_do
             continue
         for seed in range(spec.seeds):
             run_dir = output / "runs" / f"{arm}-s{seed}"
-            overlay = merge_config(arm_overlay(arm, spec, config, domains, str(transfer_file)),
-                             {"run": {"name": f"{arm}-s{seed}", "output_dir": str(run_dir), "seed": seed}})
+            overlay = merge_config(
+                arm_overlay(arm, spec, config, domains, str(transfer_file)),
+                {"run": {"name": f"{arm}-s{seed}", "output_dir": str(run_dir), "seed": seed}},
+            )
             cfg = Config.model_validate(merge_config(base, overlay))
             t0 = time.perf_counter()
             Trainer(cfg, build_domains(cfg, base_dir), run_dir, base_dir=base_dir).train()
@@ -150,27 +182,46 @@ def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_do
             summary["seconds"] = round(time.perf_counter() - t0, 1)
             summary["sparsity"] = _sparsity(base_state, run_dir / "final")
             data = config.model_dump(mode="json")
-            summary["plasticity"] = plasticity_probe(str(run_dir / "final"), Config.model_validate(
-                merge_config(data, {"eval": {"max_new_tokens": spec.max_new_tokens}})), probe,
-                steps=spec.plasticity_steps, base_dir=base_dir)
+            summary["plasticity"] = plasticity_probe(
+                str(run_dir / "final"),
+                Config.model_validate(merge_config(data, {"eval": {"max_new_tokens": spec.max_new_tokens}})),
+                probe,
+                steps=spec.plasticity_steps,
+                base_dir=base_dir,
+            )
             runs.setdefault(arm, []).append(summary)
-            log(f"  {arm} seed {seed}: held-out mean {summary['final_mean']:.3f} "
-                f"(start {summary['eval_mean'][1][0]:.3f}) in {summary['seconds']:.0f}s")
+            log(
+                f"  {arm} seed {seed}: held-out mean {summary['final_mean']:.3f} "
+                f"(start {summary['eval_mean'][1][0]:.3f}) in {summary['seconds']:.0f}s"
+            )
     if "joint" in spec.arms and "rl_only" in runs:
         runs["joint"] = runs["rl_only"]
     masks_overlap = _seed_overlap(base_state, output, ["rl_only", "sft_only"], spec.seeds)
 
     arms_summary = {}
     for arm, seeds in runs.items():
-        phases = [{d: p.to_dict() for d, p in detect_all(
-            {**s["eval"], "mean": s["eval_mean"]}, loss=s["sft_nll"] if s["sft_nll"][0] else None).items()}
-            for s in seeds]
+        phases = [
+            {
+                d: p.to_dict()
+                for d, p in detect_all(
+                    {**s["eval"], "mean": s["eval_mean"]}, loss=s["sft_nll"] if s["sft_nll"][0] else None
+                ).items()
+            }
+            for s in seeds
+        ]
         arms_summary[arm] = _aggregate(seeds, phases)
     claims = judge_claims(runs, arms_summary, masks_overlap, config)
     summary = {
-        "spec": asdict(spec), "config": str(config_path), "plasticity_domain": probe, "domains": domains,
-        "arms": arms_summary, "claims": claims, "transfer": record["transfer"], "order": order,
-        "seed_overlap": masks_overlap, "seconds": round(time.perf_counter() - t_start, 1),
+        "spec": asdict(spec),
+        "config": str(config_path),
+        "plasticity_domain": probe,
+        "domains": domains,
+        "arms": arms_summary,
+        "claims": claims,
+        "transfer": record["transfer"],
+        "order": order,
+        "seed_overlap": masks_overlap,
+        "seconds": round(time.perf_counter() - t_start, 1),
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     write_report(output / "report.html", summary, runs)
@@ -181,6 +232,7 @@ def run_study(config_path: Path, output: Path, spec: StudySpec, *, plasticity_do
 
 def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any]:
     """Mean and 95% bootstrap CI over seeds of the per-run numbers."""
+
     def ci(values: list[float]) -> dict[str, float]:
         mean, lo, hi = bootstrap_ci(values)
         return {"mean": round(mean, 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4), "n": len(values)}

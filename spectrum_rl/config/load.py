@@ -7,12 +7,14 @@ domain names, known and acyclic prerequisites). Any problem raises a ``ConfigErr
 file (or the override), the YAML path of the field, the line/column when known, what was expected
 and what was found.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -45,11 +47,17 @@ class Override:
             elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
                 cur = cur[part]
             else:
-                raise ConfigError(f"no such field: {format_path(self.path[:i + 1])} is not in the config",
-                                  file=self.shown, field=format_path(self.path[:i + 1]))
+                raise ConfigError(
+                    f"no such field: {format_path(self.path[: i + 1])} is not in the config",
+                    file=self.shown,
+                    field=format_path(self.path[: i + 1]),
+                )
             if isinstance(nxt, int) and not isinstance(cur, list):
-                raise ConfigError(f"{format_path(self.path[:i + 1])} is not a list", file=self.shown,
-                                  field=format_path(self.path[:i + 1]))
+                raise ConfigError(
+                    f"{format_path(self.path[: i + 1])} is not a list",
+                    file=self.shown,
+                    field=format_path(self.path[: i + 1]),
+                )
         last = self.path[-1]
         if isinstance(cur, list) and not (isinstance(last, int) and 0 <= last < len(cur)):
             raise ConfigError(f"no such item: {format_path(self.path)}", file=self.shown, field=format_path(self.path))
@@ -67,8 +75,9 @@ def parse_override(text: str, flag: str = "--set") -> Override:
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"the value is not valid YAML ({str(exc).splitlines()[0]})", file=shown,
-                          field=format_path(path)) from None
+        raise ConfigError(
+            f"the value is not valid YAML ({str(exc).splitlines()[0]})", file=shown, field=format_path(path)
+        ) from None
     return Override(path, value, shown)
 
 
@@ -79,9 +88,12 @@ def _check_duplicate_keys(node: yaml.Node | None, path: list) -> None:
         for key_node, value in node.value:
             key = key_node.value
             if key in seen:
-                raise ConfigError(f"duplicate key '{key}' (first at line {seen[key].start_mark.line + 1})",
-                                  field=format_path([*path, key]), line=key_node.start_mark.line + 1,
-                                  column=key_node.start_mark.column + 1)
+                raise ConfigError(
+                    f"duplicate key '{key}' (first at line {seen[key].start_mark.line + 1})",
+                    field=format_path([*path, key]),
+                    line=key_node.start_mark.line + 1,
+                    column=key_node.start_mark.column + 1,
+                )
             seen[key] = key_node
             _check_duplicate_keys(value, [*path, key])
     elif isinstance(node, yaml.SequenceNode):
@@ -108,9 +120,12 @@ def read_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise ConfigError(f"YAML syntax error: {what}", file=shown,
-                          line=mark.line + 1 if mark else None,
-                          column=mark.column + 1 if mark else None) from exc
+        raise ConfigError(
+            f"YAML syntax error: {what}",
+            file=shown,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML error: {exc}", file=shown) from exc
     return data, node
@@ -146,14 +161,17 @@ def _read_mapping(path: Path, seen: tuple[Path, ...]) -> tuple[dict, yaml.Node |
     if data is None:
         raise ConfigError("the file is empty; a config needs at least a `tasks:` list", file=shown)
     if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping of sections at the top level; found {kind_of(data)}",
-                          file=shown, line=1, column=1)
+        raise ConfigError(
+            f"expected a mapping of sections at the top level; found {kind_of(data)}", file=shown, line=1, column=1
+        )
     base = data.pop("extends", None)
     if base is None:
         return data, node
     line, col = locate(node, ["extends"])
     if not isinstance(base, str):
-        raise ConfigError(f"expected a file path; found {show(base)}", file=shown, field="extends", line=line, column=col)
+        raise ConfigError(
+            f"expected a file path; found {show(base)}", file=shown, field="extends", line=line, column=col
+        )
     base_path = (path.parent / base).resolve()
     if base_path in seen or base_path == path.resolve():
         raise ConfigError(f"'{base}' extends itself (cycle)", file=shown, field="extends", line=line, column=col)
@@ -168,13 +186,17 @@ def merge_config(base: dict, over: dict) -> dict:
     """``over`` laid over ``base`` (a new dict): mappings merge key by key, other values replace."""
     out = copy.deepcopy(base)
     for key, value in over.items():
-        out[key] = merge_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+        out[key] = (
+            merge_config(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
             else copy.deepcopy(value)
+        )
     return out
 
 
-def locate_error(err: ConfigError, path: str | Path, overrides: Sequence[Override] = (),
-                 node: yaml.Node | None = None) -> ConfigError:
+def locate_error(
+    err: ConfigError, path: str | Path, overrides: Sequence[Override] = (), node: yaml.Node | None = None
+) -> ConfigError:
     """Fill in the file, line and column of an error raised after loading (e.g. building domains);
     an error in a field that an override set names the override."""
     if node is None:
@@ -204,25 +226,28 @@ def check_cross_fields(config: Config) -> None:
     first: dict[str, int] = {}
     for i, name in enumerate(names):
         if name in first:
-            raise ConfigError(f"duplicate domain name '{name}' (also tasks[{first[name]}])",
-                              field=f"tasks[{i}].name")
+            raise ConfigError(f"duplicate domain name '{name}' (also tasks[{first[name]}])", field=f"tasks[{i}].name")
         first[name] = i
     for i, task in enumerate(config.tasks):
         for j, dep in enumerate(task.after):
             if dep == task.name:
                 raise ConfigError(f"domain '{dep}' cannot be its own prerequisite", field=f"tasks[{i}].after[{j}]")
             if dep not in first:
-                raise ConfigError(f"unknown domain '{dep}'{did_you_mean(dep, names)}; "
-                                  f"expected one of {', '.join(names)}", field=f"tasks[{i}].after[{j}]")
+                raise ConfigError(
+                    f"unknown domain '{dep}'{did_you_mean(dep, names)}; expected one of {', '.join(names)}",
+                    field=f"tasks[{i}].after[{j}]",
+                )
     cycle = find_cycle({t.name: t.after for t in config.tasks})
     if cycle:
-        raise ConfigError("prerequisite cycle " + " -> ".join(cycle + [cycle[0]]),
-                          field=f"tasks[{first[cycle[0]]}].after")
+        raise ConfigError(
+            "prerequisite cycle " + " -> ".join(cycle + [cycle[0]]), field=f"tasks[{first[cycle[0]]}].after"
+        )
     for key in config.training.sft.per_domain:
         if key not in first:
-            raise ConfigError(f"unknown domain '{key}'{did_you_mean(key, names)}",
-                              field=f"training.sft.per_domain.{key}")
-    for key in (config.scheduler.weights or {}):
+            raise ConfigError(
+                f"unknown domain '{key}'{did_you_mean(key, names)}", field=f"training.sft.per_domain.{key}"
+            )
+    for key in config.scheduler.weights or {}:
         if key not in first:
             raise ConfigError(f"unknown domain '{key}'{did_you_mean(key, names)}", field=f"scheduler.weights.{key}")
     order = config.scheduler.order or []
@@ -230,15 +255,19 @@ def check_cross_fields(config: Config) -> None:
         if name not in first:
             raise ConfigError(f"unknown domain '{name}'{did_you_mean(name, names)}", field=f"scheduler.order[{j}]")
     if order and sorted(order) != sorted(names):
-        raise ConfigError(f"must list every domain once; missing or repeated: "
-                          f"{', '.join(sorted(set(names) ^ set(order)) or sorted(n for n in order if order.count(n) > 1))}",
-                          field="scheduler.order")
+        raise ConfigError(
+            f"must list every domain once; missing or repeated: "
+            f"{', '.join(sorted(set(names) ^ set(order)) or sorted(n for n in order if order.count(n) > 1))}",
+            field="scheduler.order",
+        )
     position = {n: i for i, n in enumerate(order)}
     for task in config.tasks if order else []:
         for dep in task.after:
             if position[dep] > position[task.name]:
-                raise ConfigError(f"'{task.name}' comes before its prerequisite '{dep}'",
-                                  field=f"scheduler.order[{position[task.name]}]")
+                raise ConfigError(
+                    f"'{task.name}' comes before its prerequisite '{dep}'",
+                    field=f"scheduler.order[{position[task.name]}]",
+                )
     _check_model_path(config.model.name_or_path)
 
 

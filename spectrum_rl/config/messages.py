@@ -5,6 +5,7 @@ error it causes), names the field as a YAML path (``tasks[2].reward[0].type``), 
 column in the composed YAML node tree, and phrases it as "expected ...; found ..." with a
 "did you mean" for near-miss names.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,8 +51,12 @@ def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file:
         what = re.sub(r"^Input should be ", "expected ", what)
         what = re.sub(r"^(String|List|Dictionary|Value) should ", r"expected \1 to ", what)
         # a union such as int | Literal['auto']: name the literal alternatives too
-        words = [o for e in errors if e["type"] == "literal_error" and _data_path(e["loc"], data) == path
-                 for o in re.findall(r"'([^']+)'", e["ctx"]["expected"])]
+        words = [
+            o
+            for e in errors
+            if e["type"] == "literal_error" and _data_path(e["loc"], data) == path
+            for o in re.findall(r"'([^']+)'", e["ctx"]["expected"])
+        ]
         message = f"{what}{', or ' + ' or '.join(words) if words else ''}; found {show(found)}"
     line, col = locate(node, path)
     return ConfigError(message, file=file, field=format_path(path), line=line, column=col)
@@ -170,8 +175,15 @@ def split_path(field: str) -> list:
 
 
 def kind_of(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", int: "a number",
-            float: "a number", bool: "a boolean", type(None): "nothing"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
 
 
 def show(value: Any) -> str:

@@ -1,13 +1,22 @@
 """The YAML reference (docs/reference.md; `spectrum-rl schema`), generated from the schema: one
 table per section with each field's default and meaning, then the registered names."""
+
 from __future__ import annotations
 
 import typing
 
 from pydantic_core import PydanticUndefined
 
-from spectrum_rl.config.schema import (DomainConfig, DomainEvalConfig, EvalConfig, LoggingConfig, LoraConfig, ModelConfig,
-                                       RunConfig, TrainingConfig)
+from spectrum_rl.config.schema import (
+    DomainConfig,
+    DomainEvalConfig,
+    EvalConfig,
+    LoggingConfig,
+    LoraConfig,
+    ModelConfig,
+    RunConfig,
+    TrainingConfig,
+)
 from spectrum_rl.rewards.base import RewardSpec
 from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.scheduler.blend import MU_SCHEDULES, MuSchedule, SFTConfig
@@ -16,10 +25,17 @@ from spectrum_rl.schema import StrictModel
 from spectrum_rl.tasks.specs import SourceSpec
 
 _SECTIONS: list[tuple[str, type[StrictModel]]] = [
-    ("run", RunConfig), ("model", ModelConfig), ("tasks[i]", DomainConfig),
-    ("tasks[i].eval", DomainEvalConfig), ("scheduler", SchedulerConfig), ("training", TrainingConfig),
-    ("training.sft", SFTConfig), ("training.sft.mu", MuSchedule), ("training.lora", LoraConfig),
-    ("eval", EvalConfig), ("logging", LoggingConfig),
+    ("run", RunConfig),
+    ("model", ModelConfig),
+    ("tasks[i]", DomainConfig),
+    ("tasks[i].eval", DomainEvalConfig),
+    ("scheduler", SchedulerConfig),
+    ("training", TrainingConfig),
+    ("training.sft", SFTConfig),
+    ("training.sft.mu", MuSchedule),
+    ("training.lora", LoraConfig),
+    ("eval", EvalConfig),
+    ("logging", LoggingConfig),
 ]
 _COMMON_REWARD_FIELDS = ("type", "weight", "name", "on_error")
 _SUBSECTIONS = {DomainConfig: ("source", "reward", "eval"), TrainingConfig: ("sft", "lora"), SFTConfig: ("mu",)}
@@ -32,7 +48,10 @@ def reference_markdown() -> str:
     for prefix, model in _SECTIONS:
         parts.append(_field_table(f"`{prefix}`", model, prefix + ".", skip=_SUBSECTIONS.get(model, ())))
     parts.append(_field_table("Every reward component (`tasks[i].reward[j]`)", RewardSpec, "", skip=()))
-    for title, union, skip in (("Source", SourceSpec, ("type",)), ("Reward", RewardComponentSpec, _COMMON_REWARD_FIELDS)):
+    for title, union, skip in (
+        ("Source", SourceSpec, ("type",)),
+        ("Reward", RewardComponentSpec, _COMMON_REWARD_FIELDS),
+    ):
         for member in typing.get_args(typing.get_args(union)[0]):
             tag = member.model_fields["type"].default
             doc = " ".join((member.__doc__ or "").strip().split("\n\n")[0].split())

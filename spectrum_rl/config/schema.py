@@ -4,6 +4,7 @@ Sections read only by a lower layer are defined there and assembled here: `sched
 (scheduler/policies.py), `training.sft:` (scheduler/blend.py), `tasks[i].source` (tasks/specs.py)
 and `tasks[i].reward[j]` (rewards/specs.py).
 """
+
 from __future__ import annotations
 
 import re
@@ -26,29 +27,39 @@ class RunConfig(StrictModel):
     """`run:` — naming, output and seeding."""
 
     name: str = Field("spectrum", min_length=1, description="Run name (used in the output path).")
-    output_dir: str = Field("runs/{name}", description="Run directory; `{name}` is replaced by run.name. "
-                            "Relative paths are relative to the current working directory.")
+    output_dir: str = Field(
+        "runs/{name}",
+        description="Run directory; `{name}` is replaced by run.name. "
+        "Relative paths are relative to the current working directory.",
+    )
     seed: int = Field(0, ge=0, description="Seed for data sampling, rollouts and initialisation.")
 
 
 class ModelConfig(StrictModel):
     """`model:` — which causal LM to train."""
 
-    name_or_path: str = Field("builtin:tiny", min_length=1,
-                              description="`builtin:tiny`, a Hugging Face hub id, or a local folder.")
+    name_or_path: str = Field(
+        "builtin:tiny", min_length=1, description="`builtin:tiny`, a Hugging Face hub id, or a local folder."
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "float32", description="Weight dtype at load time (`auto` keeps the checkpoint's).")
+        "float32", description="Weight dtype at load time (`auto` keeps the checkpoint's)."
+    )
     chat_template: bool | None = Field(
-        None, description="Wrap prompts in the tokenizer's chat template: true, false, or null (auto: "
-        "when the tokenizer has one).")
+        None,
+        description="Wrap prompts in the tokenizer's chat template: true, false, or null (auto: "
+        "when the tokenizer has one).",
+    )
 
 
 class DomainEvalConfig(StrictModel):
     """`tasks[i].eval:` — the held-out set of a domain."""
 
     size: int = Field(100, ge=1, description="Number of held-out prompts.")
-    split: str | None = Field(None, description="Held-out split: a file path (file source) or split name "
-                              "(hub source); null holds out `size` rows from the training data.")
+    split: str | None = Field(
+        None,
+        description="Held-out split: a file path (file source) or split name "
+        "(hub source); null holds out `size` rows from the training data.",
+    )
 
 
 class DomainConfig(StrictModel):
@@ -56,13 +67,17 @@ class DomainConfig(StrictModel):
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Unique domain name.")
     kind: Literal["structured", "creative"] = Field(
-        ..., description="structured: one verifiable answer; creative: many valid answers.")
+        ..., description="structured: one verifiable answer; creative: many valid answers."
+    )
     source: SourceSpec
     prompt: str = Field("{question}\n", description="Prompt template over the row's fields.")
     answer_field: str | None = Field("answer", description="Row field holding the reference answer.")
-    expert_field: str | None = Field(AUTO_EXPERT, description="Row field holding the expert demonstration "
-                                     "(SFT target); auto: `expert` when the rows have it, else none; null: none. "
-                                     "A domain whose mu schedule trains on demonstrations must have them.")
+    expert_field: str | None = Field(
+        AUTO_EXPERT,
+        description="Row field holding the expert demonstration "
+        "(SFT target); auto: `expert` when the rows have it, else none; null: none. "
+        "A domain whose mu schedule trains on demonstrations must have them.",
+    )
     eval: DomainEvalConfig = Field(default_factory=DomainEvalConfig)
     after: list[str] = Field(default_factory=list, description="Prerequisite domain names.")
     reward: list[RewardComponentSpec] = Field(..., min_length=1, description="Weighted reward components.")
@@ -96,46 +111,61 @@ class TrainingConfig(StrictModel):
     temperature: float = Field(1.0, gt=0, description="Rollout sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Rollout nucleus sampling.")
     stop: list[str] = Field(default_factory=list, description="Extra stop strings (EOS always stops).")
-    learning_rate: float = Field(1e-6, gt=0, description="AdamW peak learning rate (TRL's default; the "
-                                 "built-in tiny model wants ~1e-4).")
+    learning_rate: float = Field(
+        1e-6, gt=0, description="AdamW peak learning rate (TRL's default; the built-in tiny model wants ~1e-4)."
+    )
     lr_schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="Decay after warmup.")
     warmup_steps: int = Field(0, ge=0, description="Linear learning-rate warmup (optimizer steps).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     adam_betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
     max_nonfinite_steps: int = Field(
-        3, ge=1, description="A step whose loss or gradients are NaN/inf is skipped (no update, counted in "
-        "`nonfinite_skipped`); this many such steps in a row stop the run with an error.")
+        3,
+        ge=1,
+        description="A step whose loss or gradients are NaN/inf is skipped (no update, counted in "
+        "`nonfinite_skipped`); this many such steps in a row stop the run with an error.",
+    )
     micro_batch_size: int = Field(64, ge=1, description="Most sequences per forward/backward (gradient accumulation).")
     micro_batch_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
-        "auto", description="Most padded tokens per forward/backward; rows are length-bucketed so short "
+        "auto",
+        description="Most padded tokens per forward/backward; rows are length-bucketed so short "
         "completions are not padded to the longest (null: no token cap; auto: 1024 on CPU, where it keeps peak "
-        "memory low, 16384 on a GPU, where fewer, larger kernels are faster).")
+        "memory low, 16384 on a GPU, where fewer, larger kernels are faster).",
+    )
     static_cache: bool | Literal["auto"] = Field(
-        "auto", description="Rollouts of Llama-family models (llama, mistral, qwen2; SDPA attention) decode over a "
+        "auto",
+        description="Rollouts of Llama-family models (llama, mistral, qwen2; SDPA attention) decode over a "
         "preallocated KV cache: the same samples, 9-18% faster on CPU. false: the model's own cache, for any model; "
-        "auto: on CPU only (not yet run on a GPU; true turns it on there).")
+        "auto: on CPU only (not yet run on a GPU; true turns it on there).",
+    )
     onednn_linear: bool | Literal["auto"] = Field(
-        "auto", description="CPU runs: fp32 linear layers (rollouts, training forward and backward, evaluation) on "
+        "auto",
+        description="CPU runs: fp32 linear layers (rollouts, training forward and backward, evaluation) on "
         "oneDNN instead of PyTorch's default BLAS, MKL, which runs AVX2 code on AMD CPUs where oneDNN runs AVX-512: "
         "results equal to ~1e-6, 2x the matmul rate on the AMD benchmark machine; rollouts and evaluation hold one "
         "prepacked copy of the weights. auto: on for CPU runs; no effect on a GPU or where this PyTorch build lacks "
-        "oneDNN.")
+        "oneDNN.",
+    )
     reuse_host_memory: bool = Field(
-        True, description="CPU runs: keep freed memory blocks under 32 MiB in the process heap (glibc mallopt) so "
+        True,
+        description="CPU runs: keep freed memory blocks under 32 MiB in the process heap (glibc mallopt) so "
         "each step reuses the previous step's pages instead of page-faulting them in again (2-5% faster CPU steps); "
-        "process-wide, and resident memory stays at its peak. No effect on a GPU or without glibc.")
+        "process-wide, and resident memory stays at its peak. No effect on a GPU or without glibc.",
+    )
     num_iterations: int = Field(1, ge=1, description="Optimizer passes per rollout batch (mu in GRPO).")
     aggregation: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = Field(
-        "token_mean", description="RL loss aggregation: token_mean (TRL dapo), seq_mean_token_mean (TRL grpo), "
-        "seq_mean_token_sum_norm (TRL dr_grpo).")
+        "token_mean",
+        description="RL loss aggregation: token_mean (TRL dapo), seq_mean_token_mean (TRL grpo), "
+        "seq_mean_token_sum_norm (TRL dr_grpo).",
+    )
     eps_low: float = Field(0.2, ge=0, lt=1, description="PPO clip: lower bound 1 - eps_low.")
     eps_high: float = Field(0.28, ge=0, description="PPO clip: upper bound 1 + eps_high (DAPO clip-higher).")
     beta: float = Field(0.0, ge=0, description="KL-to-reference coefficient (0: no reference model is loaded).")
     kl_estimator: Literal["k1", "k3"] = Field("k3", description="Per-token KL estimator for the beta term.")
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Std used in advantages.")
-    drop_zero_variance: bool = Field(False, description="DAPO dynamic sampling: give groups whose rewards are all "
-                                     "equal no weight in the loss.")
+    drop_zero_variance: bool = Field(
+        False, description="DAPO dynamic sampling: give groups whose rewards are all equal no weight in the loss."
+    )
     sft: SFTConfig = Field(default_factory=SFTConfig)
     bf16: bool | None = Field(None, description="bf16 autocast: null = on when a CUDA GPU is used.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory (GPU runs).")
@@ -150,8 +180,10 @@ class EvalConfig(StrictModel):
     every: int = Field(25, ge=1, description="Evaluate every N steps (and at step 0 and the end).")
     max_new_tokens: int = Field(32, ge=1, description="Greedy decoding length cap for evaluation.")
     batch_size: int = Field(128, ge=1, description="Prompts per decoding batch during evaluation.")
-    kl_to_base: bool = Field(True, description="Also report KL(policy || base model) on eval prompts "
-                             "(keeps a frozen copy of the base weights).")
+    kl_to_base: bool = Field(
+        True,
+        description="Also report KL(policy || base model) on eval prompts (keeps a frozen copy of the base weights).",
+    )
 
 
 class LoggingConfig(StrictModel):
@@ -159,11 +191,13 @@ class LoggingConfig(StrictModel):
 
     progress: bool = Field(True, description="Show a progress bar.")
     trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
-        default_factory=list, description="Experiment trackers through accelerate (off by default).")
+        default_factory=list, description="Experiment trackers through accelerate (off by default)."
+    )
     token_classes: dict[str, str] = Field(
         default_factory=lambda: {"planning": r"(?m)^plan:.*$", "execution": r"(?m)^step:.*$"},
         description="Token classes (name -> regex over a completion) whose rollout entropy is logged as "
-        "`entropy_class/<name>` (claim C5); the defaults match the built-in worked-steps format.")
+        "`entropy_class/<name>` (claim C5); the defaults match the built-in worked-steps format.",
+    )
 
     @field_validator("token_classes")
     @classmethod

@@ -10,13 +10,14 @@ each step reuse the pages the previous one freed (zero faults per step, measured
 CPU tuning guides for PyTorch recommend jemalloc or tcmalloc. The cost: resident memory stays at
 its high-water mark instead of shrinking between steps (peak RSS is unchanged).
 """
+
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3   # glibc malloc.h
-MMAP_THRESHOLD_MAX = 32 << 20                  # glibc's ceiling on 64-bit: 4 * 1024 * 1024 * sizeof(long)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
+MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling on 64-bit: 4 * 1024 * 1024 * sizeof(long)
 TRIM_THRESHOLD = 1 << 30
 
 

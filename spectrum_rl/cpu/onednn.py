@@ -19,6 +19,7 @@ copy of the weights for the block. Weights do not change inside a block (a rollo
 a packed weight is keyed by tensor version too, but the optimizer's fused step does not bump
 versions, so a block's packs are dropped when it ends.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,13 +58,13 @@ class _Linear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
-        dy2 = dy.reshape(-1, dy.shape[-1]).contiguous()                         # [M, N]
+        dy2 = dy.reshape(-1, dy.shape[-1]).contiguous()  # [M, N]
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
             dx = _onednn(dy2, weight.t()).view(*dy.shape[:-1], weight.shape[1])
         if ctx.needs_input_grad[1]:
-            x2 = x.reshape(-1, x.shape[-1])                                      # [M, K]
-            dw = _onednn(dy2.t(), x2.t())                                        # [N, K] (strided views)
+            x2 = x.reshape(-1, x.shape[-1])  # [M, K]
+            dw = _onednn(dy2.t(), x2.t())  # [N, K] (strided views)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dy2.sum(0)
         return dx, dw, db
@@ -76,10 +77,12 @@ class OneDNNLinear:
     weights do not change (a rollout, one optimizer pass)."""
 
     def __init__(self, *models) -> None:
-        self.layers = [m for model in models if model is not None for m in model.modules() if type(m) is torch.nn.Linear]
+        self.layers = [
+            m for model in models if model is not None for m in model.modules() if type(m) is torch.nn.Linear
+        ]
         self._packed: dict[int, tuple[torch.Tensor, int, torch.Tensor]] = {}  # id -> (weight, version, pack)
 
-    def __enter__(self) -> "OneDNNLinear":
+    def __enter__(self) -> OneDNNLinear:
         for layer in self.layers:  # an instance attribute shadows nn.Linear.forward; hooks still run
             layer.forward = functools.partial(self.linear, layer)
         return self
@@ -99,12 +102,17 @@ class OneDNNLinear:
 
     def linear(self, layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
         weight, bias = layer.weight, layer.bias
-        if not (x.dtype == weight.dtype == torch.float32 and x.device.type == weight.device.type == "cpu"
-                and x.numel() and not torch.is_autocast_enabled("cpu")):
+        if not (
+            x.dtype == weight.dtype == torch.float32
+            and x.device.type == weight.device.type == "cpu"
+            and x.numel()
+            and not torch.is_autocast_enabled("cpu")
+        ):
             return F.linear(x, weight, bias)
         x = x.contiguous()
-        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or
-                                        (bias is not None and bias.requires_grad)):
+        if torch.is_grad_enabled() and (
+            x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+        ):
             return _Linear.apply(x, weight, bias)
         return _onednn(x, self.packed(weight, x.numel() // x.shape[-1]), bias)  # reused by every decode token
 

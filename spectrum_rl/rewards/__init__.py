@@ -1,4 +1,5 @@
 """Reward components and the per-domain hybrid reward (see ``specs`` for the YAML schema)."""
+
 from spectrum_rl.rewards.hybrid import HybridReward, RewardResult, build_hybrid
 from spectrum_rl.rewards.specs import REWARD_TYPES, RewardComponentSpec
 from spectrum_rl.rewards.text import extract_answer

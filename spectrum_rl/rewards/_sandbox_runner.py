@@ -42,6 +42,7 @@ the user database, threads work (as root) and C bugs in the interpreter are not 
 Tests run in the solution's namespace, so a solution can still game them (e.g. return objects whose
 ``__eq__`` is always true); that is a property of assert-style tests, not a sandbox escape.
 """
+
 from __future__ import annotations
 
 import _imp
@@ -50,48 +51,138 @@ import json
 import os
 import sys
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 BLOCKED_EXIT = 86
 MAX_WRITE_OPENS = 32
 
-BLOCKED_MODULES = frozenset({
-    "ctypes", "_ctypes", "_ctypes_test", "socket", "_socket", "ssl", "_ssl", "subprocess", "_posixsubprocess",
-    "multiprocessing", "_multiprocessing", "_posixshmem", "resource", "mmap", "fcntl",
-    "termios", "pty", "_xxsubinterpreters", "_xxinterpchannels", "_interpreters", "_interpchannels",
-    "_interpqueues", "_testcapi", "_testinternalcapi", "_testbuffer", "_testmultiphase", "_testclinic",
-    "_testimportmultiple", "_testsinglephase", "_xxtestfuzz", "xxlimited", "xxlimited_35", "sqlite3",
-    "_sqlite3", "readline", "_curses", "_curses_panel", "_tkinter", "syslog", "spwd", "nis", "_dbm", "_gdbm",
-    "ossaudiodev",
-})
+BLOCKED_MODULES = frozenset(
+    {
+        "ctypes",
+        "_ctypes",
+        "_ctypes_test",
+        "socket",
+        "_socket",
+        "ssl",
+        "_ssl",
+        "subprocess",
+        "_posixsubprocess",
+        "multiprocessing",
+        "_multiprocessing",
+        "_posixshmem",
+        "resource",
+        "mmap",
+        "fcntl",
+        "termios",
+        "pty",
+        "_xxsubinterpreters",
+        "_xxinterpchannels",
+        "_interpreters",
+        "_interpchannels",
+        "_interpqueues",
+        "_testcapi",
+        "_testinternalcapi",
+        "_testbuffer",
+        "_testmultiphase",
+        "_testclinic",
+        "_testimportmultiple",
+        "_testsinglephase",
+        "_xxtestfuzz",
+        "xxlimited",
+        "xxlimited_35",
+        "sqlite3",
+        "_sqlite3",
+        "readline",
+        "_curses",
+        "_curses_panel",
+        "_tkinter",
+        "syslog",
+        "spwd",
+        "nis",
+        "_dbm",
+        "_gdbm",
+        "ossaudiodev",
+    }
+)
 # Builtin (compiled-in) modules can also be created through _imp.create_builtin, which raises no
 # audit event: the gate refuses these names, so the pruned and gated modules cannot be made afresh.
 _BLOCKED_BUILTINS = BLOCKED_MODULES | {"posix", "_imp", "_signal"}
 # posix functions that raise no audit event yet act on other processes of the same user (renice,
 # pin, signal), create files anywhere (mknod, mkfifo) or make memory-backed files outside
 # RLIMIT_AS: removed before user code runs.
-_PRUNED_POSIX = ("pidfd_open", "memfd_create", "setpriority", "sched_setaffinity", "sched_setscheduler",
-                 "sched_setparam", "mknod", "mkfifo")
+_PRUNED_POSIX = (
+    "pidfd_open",
+    "memfd_create",
+    "setpriority",
+    "sched_setaffinity",
+    "sched_setscheduler",
+    "sched_setparam",
+    "mknod",
+    "mkfifo",
+)
 
-_DENIED_EVENTS = frozenset({
-    "os.fork", "os.forkpty", "os.posix_spawn", "os.exec", "os.spawn", "os.system", "os.startfile",
-    "os.kill", "os.killpg", "subprocess.Popen", "pty.spawn", "os.symlink", "os.link", "os.chdir",
-    "os.setxattr", "os.removexattr", "os.getxattr", "os.listxattr", "sys.settrace", "sys.setprofile",
-    "sys.addaudithook", "sys._current_frames", "sys._current_exceptions", "gc.get_objects",
-    "gc.get_referrers", "gc.get_referents", "code.__new__", "marshal.load", "marshal.loads",
-    "builtins.breakpoint", "webbrowser.open", "cpython.remote_debugger_script",
-})
+_DENIED_EVENTS = frozenset(
+    {
+        "os.fork",
+        "os.forkpty",
+        "os.posix_spawn",
+        "os.exec",
+        "os.spawn",
+        "os.system",
+        "os.startfile",
+        "os.kill",
+        "os.killpg",
+        "subprocess.Popen",
+        "pty.spawn",
+        "os.symlink",
+        "os.link",
+        "os.chdir",
+        "os.setxattr",
+        "os.removexattr",
+        "os.getxattr",
+        "os.listxattr",
+        "sys.settrace",
+        "sys.setprofile",
+        "sys.addaudithook",
+        "sys._current_frames",
+        "sys._current_exceptions",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "code.__new__",
+        "marshal.load",
+        "marshal.loads",
+        "builtins.breakpoint",
+        "webbrowser.open",
+        "cpython.remote_debugger_script",
+    }
+)
 _DENIED_PREFIXES = frozenset({"socket", "ctypes", "fcntl", "mmap", "resource", "signal", "syslog", "sqlite3"})
 _FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
 _LISTING_EVENTS = frozenset({"os.listdir", "os.scandir"})
 # Events that change the file system -> positions of their path arguments (all must be inside the
 # working directory; None means the working directory or an already open directory).
 _MUTATING_EVENTS = {
-    "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.chmod": (0,), "os.chown": (0,), "os.utime": (0,),
-    "os.truncate": (0,), "os.rename": (0, 1), "shutil.copyfile": (0, 1), "shutil.copymode": (0, 1),
-    "shutil.copystat": (0, 1), "shutil.copytree": (0, 1), "shutil.move": (0, 1), "shutil.rmtree": (0,),
-    "shutil.chown": (0,), "shutil.make_archive": (0, 2), "shutil.unpack_archive": (0, 1),
-    "tempfile.mkstemp": (0,), "tempfile.mkdtemp": (0,),
+    "os.remove": (0,),
+    "os.rmdir": (0,),
+    "os.mkdir": (0,),
+    "os.chmod": (0,),
+    "os.chown": (0,),
+    "os.utime": (0,),
+    "os.truncate": (0,),
+    "os.rename": (0, 1),
+    "shutil.copyfile": (0, 1),
+    "shutil.copymode": (0, 1),
+    "shutil.copystat": (0, 1),
+    "shutil.copytree": (0, 1),
+    "shutil.move": (0, 1),
+    "shutil.rmtree": (0,),
+    "shutil.chown": (0,),
+    "shutil.make_archive": (0, 2),
+    "shutil.unpack_archive": (0, 1),
+    "tempfile.mkstemp": (0,),
+    "tempfile.mkdtemp": (0,),
 }
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _DEVICES = ("/dev/null", "/dev/urandom")
@@ -107,7 +198,12 @@ def _install_guard(root: str, lib_dirs: tuple[str, ...]) -> None:
     exact type check."""
     type_, str_, bytes_, int_, len_ = type, str, bytes, int, len
     value_error, attribute_error, recursion_error, memory_error, error = (
-        ValueError, AttributeError, RecursionError, MemoryError, Exception)
+        ValueError,
+        AttributeError,
+        RecursionError,
+        MemoryError,
+        Exception,
+    )
     write, leave, fs_encoding = os.write, os._exit, sys.getfilesystemencoding()
     denied, denied_prefixes, frame_attrs = _DENIED_EVENTS, _DENIED_PREFIXES, _FRAME_ATTRS
     listing, mutating, blocked_modules = _LISTING_EVENTS, _MUTATING_EVENTS, BLOCKED_MODULES

@@ -1,9 +1,10 @@
 """Reward component interface. A component scores one group: G completions of the same prompt."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from pydantic import Field
 
@@ -24,10 +25,13 @@ class RewardSpec(StrictModel):
         "from the loss). Failures are counted in `reward_errors/<domain>/<component>`.",
     )
     timeout_s: float | None = Field(
-        60.0, gt=0, description="Wall-clock limit on one call (one group); overrunning counts as "
-        "a failure of every sample of the group. null: no limit.")
+        60.0,
+        gt=0,
+        description="Wall-clock limit on one call (one group); overrunning counts as "
+        "a failure of every sample of the group. null: no limit.",
+    )
 
-    def build(self, base_dir: Path) -> "RewardComponent":  # pragma: no cover - overridden
+    def build(self, base_dir: Path) -> RewardComponent:  # pragma: no cover - overridden
         raise NotImplementedError
 
 

@@ -7,12 +7,14 @@ capabilities, and an audit hook that ends the run on file access outside the wor
 process creation, sockets, ctypes and similar. It is defence in depth against a policy's mistakes
 and reward hacks, not a VM: run hostile code inside a container or VM as well.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 from pydantic import Field
 
@@ -41,17 +43,28 @@ class CodeTestsSpec(RewardSpec):
     """
 
     type: Literal["code_tests"] = "code_tests"
-    tests_field: str = Field("tests", description="Row field holding the tests: a list of Python snippets, "
-                             "or one string with one snippet per line.")
+    tests_field: str = Field(
+        "tests",
+        description="Row field holding the tests: a list of Python snippets, or one string with one snippet per line.",
+    )
     partial: bool = Field(True, description="Score the fraction of tests passed; false: 1 only when all pass.")
-    wall_s: float = Field(10.0, gt=0, description="Wall-clock limit in seconds for one completion (code and "
-                          "all its tests, including interpreter start-up).")
-    cpu_s: float = Field(5.0, gt=0, description="CPU-time limit in seconds for one completion (rounded up to "
-                         "whole seconds).")
+    wall_s: float = Field(
+        10.0,
+        gt=0,
+        description="Wall-clock limit in seconds for one completion (code and "
+        "all its tests, including interpreter start-up).",
+    )
+    cpu_s: float = Field(
+        5.0, gt=0, description="CPU-time limit in seconds for one completion (rounded up to whole seconds)."
+    )
     memory_mb: int = Field(512, ge=32, description="Address-space limit in MiB for one completion.")
-    workers: int = Field(2, ge=1, description="Completions of a group run concurrently in this many "
-                         "subprocesses. A group takes up to ceil(group size / workers) * wall_s seconds: "
-                         "keep `timeout_s` above that.")
+    workers: int = Field(
+        2,
+        ge=1,
+        description="Completions of a group run concurrently in this many "
+        "subprocesses. A group takes up to ceil(group size / workers) * wall_s seconds: "
+        "keep `timeout_s` above that.",
+    )
 
     def build(self, base_dir: Path) -> RewardComponent:
         return CodeTestsReward(self)
@@ -66,8 +79,9 @@ class CodeTestsReward(RewardComponent):
         if isinstance(value, str):
             value = value.splitlines()
         elif not isinstance(value, (list, tuple)):
-            raise ValueError(f"row field '{field}' must be a list of test snippets or a string; "
-                             f"found {type(value).__name__}")
+            raise ValueError(
+                f"row field '{field}' must be a list of test snippets or a string; found {type(value).__name__}"
+            )
         tests = [str(t) for t in value if str(t).strip()]
         if not tests:
             raise ValueError(f"row field '{field}' holds no tests")
@@ -85,8 +99,9 @@ class CodeTestsReward(RewardComponent):
         spec = self.spec
 
         def run(completion: str) -> SandboxResult:
-            return run_tests(extract_code(completion), tests, wall_s=spec.wall_s, cpu_s=spec.cpu_s,
-                             memory_mb=spec.memory_mb)
+            return run_tests(
+                extract_code(completion), tests, wall_s=spec.wall_s, cpu_s=spec.cpu_s, memory_mb=spec.memory_mb
+            )
 
         # Subprocess waits release the GIL, so threads are enough to run completions side by side.
         pool = ThreadPoolExecutor(max_workers=min(spec.workers, max(1, len(completions))))

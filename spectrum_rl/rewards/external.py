@@ -1,13 +1,15 @@
 """Components that call code from outside the project: a user's Python function, reasoning_gym."""
+
 from __future__ import annotations
 
 import hashlib
 import importlib
 import importlib.util
 import sys
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -21,8 +23,11 @@ class PythonSpec(RewardSpec):
     """`python`: a user function called like a TRL reward function."""
 
     type: Literal["python"] = "python"
-    function: str = Field(..., description="`module:function` (an importable module) or "
-                          "`path/to/file.py:function` (relative to the config file's folder).")
+    function: str = Field(
+        ...,
+        description="`module:function` (an importable module) or "
+        "`path/to/file.py:function` (relative to the config file's folder).",
+    )
 
     @field_validator("function")
     @classmethod
@@ -93,12 +98,13 @@ class ReasoningGymSpec(RewardSpec):
         try:
             import reasoning_gym  # noqa: F401
         except ImportError as exc:
-            raise ConfigError("reasoning_gym is not installed; pip install 'spectrum-rl[reasoning-gym]'",
-                              field="type") from exc
+            raise ConfigError(
+                "reasoning_gym is not installed; pip install 'spectrum-rl[reasoning-gym]'", field="type"
+            ) from exc
         return ReasoningGymReward(self)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _verifier(dataset: str) -> Callable[..., float]:
     import reasoning_gym
 

@@ -1,10 +1,11 @@
 """A domain's reward: the weighted sum of its components, with a per-component error policy."""
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -94,13 +95,15 @@ class HybridReward:
         return RewardResult(total=total, parts=parts, valid=valid, errors=errors)
 
     @staticmethod
-    def _run(component: RewardComponent, completions: Sequence[str],
-             example: Example) -> tuple[np.ndarray, np.ndarray, int, str]:
+    def _run(
+        component: RewardComponent, completions: Sequence[str], example: Example
+    ) -> tuple[np.ndarray, np.ndarray, int, str]:
         """(scores, failed mask, first failed sample or -1 for all, reason)."""
         g = len(completions)
         try:
-            scores = _as_scores(call_with_timeout(lambda: component.score(completions, example),
-                                                  component.spec.timeout_s), g)
+            scores = _as_scores(
+                call_with_timeout(lambda: component.score(completions, example), component.spec.timeout_s), g
+            )
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - user code and models may raise anything

@@ -4,18 +4,20 @@ Models are loaded on the first ``score`` call (so validating a config stays chea
 every component that names the same model and device. ``build`` only checks that a local model
 path exists; a model that then fails to load raises ``ConfigError`` with field ``model``.
 """
+
 from __future__ import annotations
 
 import string
-from functools import cached_property, lru_cache
+from collections.abc import Sequence
+from functools import cache, cached_property
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, field_validator
 
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.models import BUILTIN_PREFIX, hf_call, check_builtin_name, load_causal_lm, load_tokenizer, position_ids
+from spectrum_rl.models import BUILTIN_PREFIX, check_builtin_name, hf_call, load_causal_lm, load_tokenizer, position_ids
 from spectrum_rl.rewards.base import RewardComponent, RewardSpec
 from spectrum_rl.tasks.base import Example
 
@@ -40,7 +42,7 @@ def _device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_classifier(path: str, device: str) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification  # heavy: only when a reward model is used
 
@@ -56,7 +58,7 @@ def _load_classifier(path: str, device: str) -> tuple[Any, Any]:
     return model.to(device).eval(), tok
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_lm(model: str, device: str) -> tuple[Any, Any]:
     try:
         lm, tok = load_causal_lm(model, device=device)
@@ -72,8 +74,9 @@ class RewardModelSpec(RewardSpec):
     type: Literal["reward_model"] = "reward_model"
     model: str = Field(..., min_length=1, description=_MODEL_DOC + ".")
     batch_size: int = Field(16, ge=1, description="Texts per forward pass.")
-    normalize: Literal["sigmoid", "none"] = Field("sigmoid", description="sigmoid: map the logit to (0, 1); "
-                                                  "none: use the raw logit.")
+    normalize: Literal["sigmoid", "none"] = Field(
+        "sigmoid", description="sigmoid: map the logit to (0, 1); none: use the raw logit."
+    )
     device: str = Field("auto", description=_DEVICE_DOC)
 
     def build(self, base_dir: Path) -> RewardComponent:
@@ -99,7 +102,7 @@ class RewardModel(RewardComponent):
         texts = [example.prompt + c for c in completions]
         out: list[float] = []
         for i in range(0, len(texts), self.spec.batch_size):
-            batch = tok(texts[i:i + self.spec.batch_size], padding=True, truncation=True, return_tensors="pt")
+            batch = tok(texts[i : i + self.spec.batch_size], padding=True, truncation=True, return_tensors="pt")
             with torch.no_grad():
                 logits = model(**batch.to(model.device)).logits.float()
             value = logits[:, 1] - logits[:, 0] if logits.shape[-1] == 2 else logits[:, 0]
@@ -122,9 +125,12 @@ class JudgeSpec(RewardSpec):
 
     type: Literal["judge"] = "judge"
     model: str = Field(..., min_length=1, description=_MODEL_DOC + ", or builtin:tiny.")
-    rubric: str = Field(DEFAULT_RUBRIC, description="Prompt template with {prompt}, {completion} and "
-                        "{reference} (the domain's answer, empty when none); it should end where the "
-                        "verdict word goes.")
+    rubric: str = Field(
+        DEFAULT_RUBRIC,
+        description="Prompt template with {prompt}, {completion} and "
+        "{reference} (the domain's answer, empty when none); it should end where the "
+        "verdict word goes.",
+    )
     yes: str = Field(" yes", min_length=1, description="Verdict text for a good completion.")
     no: str = Field(" no", min_length=1, description="Verdict text for a bad completion.")
     batch_size: int = Field(8, ge=1, description="Rubric prompts per forward pass.")
@@ -175,11 +181,13 @@ class Judge(RewardComponent):
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
         model, tok, prefix, yes_id, no_id = self._loaded
-        prompts = [self.spec.rubric.format(prompt=example.prompt, completion=c, reference=example.answer or "")
-                   for c in completions]
+        prompts = [
+            self.spec.rubric.format(prompt=example.prompt, completion=c, reference=example.answer or "")
+            for c in completions
+        ]
         out: list[float] = []
         for i in range(0, len(prompts), self.spec.batch_size):
-            ids = [p + prefix for p in tok(prompts[i:i + self.spec.batch_size], truncation=True)["input_ids"]]
+            ids = [p + prefix for p in tok(prompts[i : i + self.spec.batch_size], truncation=True)["input_ids"]]
             batch = tok.pad({"input_ids": ids}, return_tensors="pt").to(model.device)  # left padding
             # positions restart at each row's first real token, as if it were alone in the batch
             positions = position_ids(batch["attention_mask"])

@@ -1,11 +1,13 @@
 """A small learned preference model: Bradley–Terry over hashed character n-grams."""
+
 from __future__ import annotations
 
 import json
 import random
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -26,10 +28,13 @@ class PreferenceModelSpec(RewardSpec):
     """`preference_model`: P(completion is preferred), from a Bradley–Terry model fit at build time."""
 
     type: Literal["preference_model"] = "preference_model"
-    pairs: str | None = Field(None, description="JSONL file of preference pairs, one object per line with "
-                              "`chosen` and `rejected` texts (an optional `prompt` is ignored: the scorer "
-                              "sees completions only); relative to the config file's folder. null = "
-                              "built-in pairs from the creative generators.")
+    pairs: str | None = Field(
+        None,
+        description="JSONL file of preference pairs, one object per line with "
+        "`chosen` and `rejected` texts (an optional `prompt` is ignored: the scorer "
+        "sees completions only); relative to the config file's folder. null = "
+        "built-in pairs from the creative generators.",
+    )
     features: int = Field(2**14, ge=16, le=2**24, description="Hashed feature dimension.")
     extract: bool = Field(True, description="Score the extracted answer instead of the whole completion.")
 
@@ -45,11 +50,12 @@ class PreferenceModelSpec(RewardSpec):
 def _vectorizer(features: int):
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    return HashingVectorizer(analyzer="char_wb", ngram_range=(1, 3), n_features=features,
-                             alternate_sign=False, norm="l2")
+    return HashingVectorizer(
+        analyzer="char_wb", ngram_range=(1, 3), n_features=features, alternate_sign=False, norm="l2"
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fit(path: str | None, mtime_ns: int, features: int) -> tuple[np.ndarray, float]:
     """A Bradley–Terry model P(a > b) = sigmoid(w·(x_a - x_b)), fit by logistic regression without
     intercept on both orientations of every pair. Returns ``w`` and the mean strength w·x of the
@@ -93,14 +99,15 @@ def builtin_pairs() -> list[Pair]:
     """Deterministic pairs from the built-in creative generators: chosen = the row's valid sample
     answer, rejected = the same answer corrupted (a repeated word, a wrong first letter, or the
     last word dropped), cycling through the corruptions."""
+
     def repeat(words: list[str], rng: random.Random) -> list[str]:
         i = rng.randrange(1, len(words))
-        return words[:i] + [words[i - 1]] + words[i + 1:]
+        return words[:i] + [words[i - 1]] + words[i + 1 :]
 
     def wrong_initial(words: list[str], rng: random.Random) -> list[str]:
         i = rng.randrange(len(words))
         initial = rng.choice(LETTERS.replace(words[i][0], ""))
-        return words[:i] + [initial + words[i][1:]] + words[i + 1:]
+        return words[:i] + [initial + words[i][1:]] + words[i + 1 :]
 
     def truncate(words: list[str], rng: random.Random) -> list[str]:
         return words[:-1]

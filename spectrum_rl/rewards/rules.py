@@ -1,9 +1,11 @@
 """Rule-based components: exact match, numeric tolerance, regex format, keywords, length, constraints."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -66,7 +68,8 @@ class FormatSpec(RewardSpec):
     type: Literal["format"] = "format"
     pattern: str = Field(..., description="Python regular expression.")
     mode: Literal["search", "fullmatch"] = Field(
-        "search", description="search: match anywhere; fullmatch: the whole completion must match.")
+        "search", description="search: match anywhere; fullmatch: the whole completion must match."
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -101,7 +104,7 @@ class ContainsSpec(RewardSpec):
     ignore_case: bool = Field(True, description="Compare case-insensitively.")
 
     @model_validator(mode="after")
-    def _has_targets(self) -> "ContainsSpec":
+    def _has_targets(self) -> ContainsSpec:
         if not self.strings and self.field is None:
             raise ValueError("contains needs `strings`, `field`, or both")
         return self
@@ -129,7 +132,7 @@ class LengthSpec(RewardSpec):
     tolerance: int = Field(20, ge=1, description="Characters outside the range at which the reward reaches 0.")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "LengthSpec":
+    def _ordered(self) -> LengthSpec:
         if self.min_chars > self.max_chars:
             raise ValueError(f"min_chars ({self.min_chars}) must be <= max_chars ({self.max_chars})")
         return self

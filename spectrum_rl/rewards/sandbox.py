@@ -25,6 +25,7 @@ network namespace (not root, or a restricted container), the network is closed b
 alone. Run hostile code inside a container or VM as well; this layer contains a policy model's
 mistakes and reward hacks (fake result lines, fork bombs, reading secrets, killing the trainer).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -38,10 +39,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable, Sequence
 
 from spectrum_rl.rewards._sandbox_runner import BLOCKED_EXIT
 
@@ -71,7 +72,7 @@ class SandboxResult:
     detail: str = ""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _libc() -> tuple[Callable[..., int], Callable[..., int]] | None:
     """``(unshare, prctl)`` from libc, prepared once in the parent: the forked child must not load
     libraries or import modules before exec."""
@@ -135,8 +136,12 @@ def _result_line(stdout: bytes, nonce: str, total: int) -> tuple[int, str] | Non
         fields = line.decode("ascii", "replace").split()
         if len(fields) == 4 and fields[0] == nonce:
             _, passed, reported_total, status = fields
-            if passed.isdigit() and reported_total == str(total) and int(passed) <= total \
-                    and status in ("ok", "memory"):
+            if (
+                passed.isdigit()
+                and reported_total == str(total)
+                and int(passed) <= total
+                and status in ("ok", "memory")
+            ):
                 return int(passed), status
             return None
     return None
@@ -173,9 +178,16 @@ def run_tests(code: str, tests: Sequence[str], *, wall_s: float, cpu_s: float, m
         with open(out_path, "ab", buffering=0) as out, open(err_path, "ab", buffering=0) as err:
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-I", "-S", _RUNNER], stdin=subprocess.PIPE, stdout=out, stderr=err,
-                    cwd=work, env=env, close_fds=True, start_new_session=True,
-                    preexec_fn=lambda: _confine(limits, libc))
+                    [sys.executable, "-I", "-S", _RUNNER],
+                    stdin=subprocess.PIPE,
+                    stdout=out,
+                    stderr=err,
+                    cwd=work,
+                    env=env,
+                    close_fds=True,
+                    start_new_session=True,
+                    preexec_fn=lambda: _confine(limits, libc),
+                )
                 try:
                     proc.communicate(payload, timeout=wall_s)
                 except subprocess.TimeoutExpired:

@@ -1,9 +1,11 @@
 """Text-overlap components: chrF similarity to a reference, and group novelty (distinct-n)."""
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 from pydantic import Field
 
@@ -61,7 +63,7 @@ class Diversity(RewardComponent):
         text = " ".join(text.lower().split())
         units = list(text) if self.spec.unit == "char" else text.split()
         n = min(self.spec.n, len(units))
-        return {tuple(units[i:i + n]) for i in range(len(units) - n + 1)} if units else set()
+        return {tuple(units[i : i + n]) for i in range(len(units) - n + 1)} if units else set()
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
         grams = [self._ngrams(c) for c in completions]

@@ -1,5 +1,6 @@
 """Text helpers shared by reward components: answer extraction, normalisation, numbers, row fields,
 and one-line error summaries."""
+
 from __future__ import annotations
 
 import re

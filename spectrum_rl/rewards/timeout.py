@@ -5,11 +5,13 @@ interrupts Python loops and blocking waits alike and leaves nothing running. Els
 reach only the main thread) the call runs in a daemon thread that is abandoned when it overruns:
 training goes on, but a busy-looping call keeps using its share of the CPU until it returns.
 """
+
 from __future__ import annotations
 
 import signal
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -20,6 +22,7 @@ def call_with_timeout(fn: Callable[[], T], seconds: float | None) -> T:
         return fn()
     message = f"timed out after {seconds:g} s"
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+
         def on_alarm(signum, frame):
             raise TimeoutError(message)
 

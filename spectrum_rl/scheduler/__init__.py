@@ -10,6 +10,7 @@ gets (a StepPlan), from numbers the trainer reports (StepSignals) and held-out s
 - signals.py: entropy monitor, learnability, online transfer, gradient alignment.
 - graph.py, order.py, continual.py: the task graph, the best order, ACC/BWT/FWT.
 """
+
 from spectrum_rl.scheduler.blend import MU_SCHEDULES, MuRule, MuSchedule, SFTConfig
 from spectrum_rl.scheduler.continual import continual_metrics, normalised_transfer
 from spectrum_rl.scheduler.order import OrderResult, best_order
@@ -17,6 +18,22 @@ from spectrum_rl.scheduler.plan import Planner, load_transfer
 from spectrum_rl.scheduler.policies import POLICIES, Policy, SchedulerConfig
 from spectrum_rl.scheduler.step import DomainSignals, GroupOutcome, StepPlan, StepSignals
 
-__all__ = ["MU_SCHEDULES", "POLICIES", "DomainSignals", "GroupOutcome", "MuRule", "MuSchedule", "OrderResult",
-           "Planner", "Policy", "SFTConfig", "SchedulerConfig", "StepPlan", "StepSignals", "best_order",
-           "continual_metrics", "load_transfer", "normalised_transfer"]
+__all__ = [
+    "MU_SCHEDULES",
+    "POLICIES",
+    "DomainSignals",
+    "GroupOutcome",
+    "MuRule",
+    "MuSchedule",
+    "OrderResult",
+    "Planner",
+    "Policy",
+    "SFTConfig",
+    "SchedulerConfig",
+    "StepPlan",
+    "StepSignals",
+    "best_order",
+    "continual_metrics",
+    "load_transfer",
+    "normalised_transfer",
+]

@@ -25,11 +25,13 @@ mu schedules (``training.sft.mu.schedule``; one class each, registered in ``MU_S
 A new schedule is one class here: subclass ``MuRule``, register it, add any new parameter to
 ``MuSchedule``, and test it.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Mapping, Sequence
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -43,7 +45,7 @@ class MuRule:
 
     per_prompt: ClassVar[bool] = False  # True: mu is switched per prompt in row_weights (the gate)
 
-    def __init__(self, spec: "MuSchedule") -> None:
+    def __init__(self, spec: MuSchedule) -> None:
         self.spec = spec
 
     def mu(self, step: int) -> float:
@@ -70,8 +72,11 @@ MU_SCHEDULES: Registry[type[MuRule]] = Registry("mu schedule")
 class MuSchedule(StrictModel):
     """`training.sft.mu` — how the SFT weight moves over training (schedules in scheduler/blend.py)."""
 
-    schedule: str = Field("rl_only", description="constant | linear | cosine (CHORD-mu) | staged | sft_only | "
-                          "rl_only | adaptive | gate (HPT per-prompt), or any registered schedule.")
+    schedule: str = Field(
+        "rl_only",
+        description="constant | linear | cosine (CHORD-mu) | staged | sft_only | "
+        "rl_only | adaptive | gate (HPT per-prompt), or any registered schedule.",
+    )
     value: float = Field(0.1, ge=0, le=1, description="mu for `constant`.")
     start: float = Field(1.0, ge=0, le=1, description="mu at step 0 for `linear`.")
     end: float = Field(0.0, ge=0, le=1, description="mu at the end of `linear`.")
@@ -93,7 +98,7 @@ class MuSchedule(StrictModel):
         return MU_SCHEDULES.check(v)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "MuSchedule":
+    def _ordered(self) -> MuSchedule:
         if self.valley > self.peak:
             raise ValueError(f"valley ({self.valley}) must be <= peak ({self.peak})")
         return self
@@ -103,19 +108,30 @@ class SFTConfig(StrictModel):
     """`training.sft:` — the SFT side of the spectrum and how it is blended with RL."""
 
     mu: MuSchedule = Field(default_factory=MuSchedule, description="Schedule of the SFT weight mu (all domains).")
-    per_domain: dict[str, MuSchedule] = Field(default_factory=dict,
-                                              description="Per-domain overrides of `mu` (domain name -> schedule).")
-    expert_ratio: float = Field(0.5, ge=0, le=8, description="Expert demonstrations per step, as a fraction of "
-                                "prompts_per_step; they only enter the SFT loss.")
+    per_domain: dict[str, MuSchedule] = Field(
+        default_factory=dict, description="Per-domain overrides of `mu` (domain name -> schedule)."
+    )
+    expert_ratio: float = Field(
+        0.5,
+        ge=0,
+        le=8,
+        description="Expert demonstrations per step, as a fraction of prompts_per_step; they only enter the SFT loss.",
+    )
     phi: bool = Field(False, description="CHORD-phi: weight each expert token by p(1-p).")
-    luffy: bool = Field(False, description="LUFFY: add each prompt's expert completion to its rollout group "
-                        "(shaped importance weight pi/(pi+luffy_gamma), no clipping).")
+    luffy: bool = Field(
+        False,
+        description="LUFFY: add each prompt's expert completion to its rollout group "
+        "(shaped importance weight pi/(pi+luffy_gamma), no clipping).",
+    )
     luffy_gamma: float = Field(0.1, gt=0, description="LUFFY shaping constant gamma.")
     layer_mu: Literal["uniform", "increasing", "decreasing"] = Field(
-        "uniform", description="Per-layer mu: the step's mean mu scaled by depth (increasing: 0 at the bottom to "
-        "2*mu at the top; decreasing: the reverse; same average), applied to gradients layer by layer.")
-    gate_threshold: float = Field(1.0, description="`gate` schedule: a rollout counts as a success when its "
-                                  "total reward is >= this.")
+        "uniform",
+        description="Per-layer mu: the step's mean mu scaled by depth (increasing: 0 at the bottom to "
+        "2*mu at the top; decreasing: the reverse; same average), applied to gradients layer by layer.",
+    )
+    gate_threshold: float = Field(
+        1.0, description="`gate` schedule: a rollout counts as a success when its total reward is >= this."
+    )
 
     def schedule_of(self, domain: str) -> MuSchedule:
         """The domain's schedule: its ``per_domain`` entry, else ``mu``."""
@@ -263,8 +279,13 @@ def allocate(mixture: Mapping[str, float], total: int, names: Sequence[str] | No
     return counts
 
 
-def allocate_rows(mixture: Mapping[str, float], mu: Mapping[str, float], gate: Mapping[str, float],
-                  prompts_per_step: int, expert_ratio: float) -> tuple[dict[str, int], dict[str, int]]:
+def allocate_rows(
+    mixture: Mapping[str, float],
+    mu: Mapping[str, float],
+    gate: Mapping[str, float],
+    prompts_per_step: int,
+    expert_ratio: float,
+) -> tuple[dict[str, int], dict[str, int]]:
     """(rollout prompts, demonstrations) per domain for one step.
 
     Rollouts go to every domain in the mixture that has an RL part (mu < 1, or gated), by mixture
@@ -290,8 +311,14 @@ class RowWeights:
     gate_sft: float = 1.0
 
 
-def row_weights(plan: StepPlan, groups: Sequence[GroupOutcome], demo_domains: Sequence[str], sft: SFTConfig,
-                group_size: int, drop_zero_variance: bool = False) -> RowWeights:
+def row_weights(
+    plan: StepPlan,
+    groups: Sequence[GroupOutcome],
+    demo_domains: Sequence[str],
+    sft: SFTConfig,
+    group_size: int,
+    drop_zero_variance: bool = False,
+) -> RowWeights:
     """Turn a step's plan and its scored rollout groups into the weight of every row.
 
     - A rollout row weighs ``1 - mu_d``; a drawn demonstration ``mu_d``.

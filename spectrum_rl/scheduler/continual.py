@@ -7,6 +7,7 @@ phase i (phases in training order, i = 0..T-1), ``b[j]`` = score of domain j bef
     BWT = 1/(T-1) sum_{i < T-1} (R[T-1, i] - R[i, i])     (negative = forgetting)
     FWT = 1/(T-1) sum_{i >= 1}  (R[i-1, i] - b[i])        (zero-shot gain from earlier phases)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,16 +28,20 @@ def continual_metrics(R: np.ndarray, b: np.ndarray) -> dict[str, float]:
         return {"ACC": acc, "BWT": 0.0, "FWT": 0.0}
     diag = np.diag(R)
     bwt = float((R[-1, :-1] - diag[:-1]).mean())
-    fwt = float((np.diag(R, 1) - b[1:]).mean())          # R[i-1, i] for i = 1..T-1
+    fwt = float((np.diag(R, 1) - b[1:]).mean())  # R[i-1, i] for i = 1..T-1
     return {"ACC": acc, "BWT": bwt, "FWT": fwt}
 
 
-def normalised_transfer(before: dict[str, float], after: dict[str, float],
-                        scale: float | None = None) -> dict[str, float]:
+def normalised_transfer(
+    before: dict[str, float], after: dict[str, float], scale: float | None = None
+) -> dict[str, float]:
     """Relative score change per domain, ``(after - before) / max(|before|, 0.05)``: the entries
     of one row of the transfer matrix T (DESIGN.md, "Transfer matrix for ordering"). The floor
     keeps near-zero starting scores from turning small absolute changes into huge ratios. A
     ``scale`` replaces ``|before|`` for every domain (same floor). Domains missing from ``after``
     are skipped."""
-    return {d: (after[d] - s) / max(abs(s) if scale is None else scale, _SCORE_FLOOR)
-            for d, s in before.items() if d in after}
+    return {
+        d: (after[d] - s) / max(abs(s) if scale is None else scale, _SCORE_FLOOR)
+        for d, s in before.items()
+        if d in after
+    }

@@ -1,7 +1,8 @@
 """The task graph: domains as nodes, prerequisites (`after`) as edges ``prereq -> domain``."""
+
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import networkx as nx
 
@@ -24,9 +25,13 @@ def find_cycle(after: Mapping[str, Iterable[str]]) -> list[str]:
     return [u for u, _ in edges]
 
 
-def build_task_graph(domains: Iterable, scores: Mapping[str, float] | None = None,
-                     entropy: Mapping[str, float] | None = None,
-                     transfer: Mapping[str, Mapping[str, float]] | None = None, threshold: float = 0.05) -> nx.DiGraph:
+def build_task_graph(
+    domains: Iterable,
+    scores: Mapping[str, float] | None = None,
+    entropy: Mapping[str, float] | None = None,
+    transfer: Mapping[str, Mapping[str, float]] | None = None,
+    threshold: float = 0.05,
+) -> nx.DiGraph:
     """Task graph: nodes carry ``kind``, ``source`` and, when known, ``score`` and ``entropy``;
     prerequisite edges ``p -> d`` have ``kind="prerequisite"``; estimated transfer edges ``i -> j``
     (|T[i][j]| >= threshold, i != j) have ``kind="transfer"`` and ``weight=T[i][j]``."""

@@ -31,10 +31,11 @@ prerequisites and the kind prior shape the order; ``forward_weight < 1`` discoun
 transfer (the later domain is trained to its own level anyway) and favours orders that protect
 earlier domains from forgetting. The default 0.5 counts forward transfer at half weight.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import networkx as nx
 import numpy as np
@@ -42,8 +43,8 @@ import numpy as np
 from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.scheduler.graph import find_cycle, prerequisite_graph
 
-_TIE_TOL = 1e-9     # scores within this (times the scale of w) count as ties
-_NOTABLE = 0.01     # transfer below this (normalised score change) is "little"
+_TIE_TOL = 1e-9  # scores within this (times the scale of w) count as ties
+_NOTABLE = 0.01  # transfer below this (normalised score change) is "little"
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,9 @@ class OrderResult:
     explanations: dict[str, str]
 
 
-def pairwise_weights(T: np.ndarray, kinds_list: Sequence[str], forward_weight: float = 0.5,
-                     kind_bonus: float = 0.01) -> np.ndarray:
+def pairwise_weights(
+    T: np.ndarray, kinds_list: Sequence[str], forward_weight: float = 0.5, kind_bonus: float = 0.01
+) -> np.ndarray:
     """``w[a, b] = T[b, a] + forward_weight * T[a, b] + kind_bonus * [a structured, b creative]``,
     zero diagonal: the value of training a before b (backward + forward transfer + Omni-Thinker
     prior, arXiv:2507.14783)."""
@@ -79,9 +81,16 @@ def order_score(order: Sequence[int], w: np.ndarray) -> float:
     return float(np.triu(w[np.ix_(idx, idx)], 1).sum())
 
 
-def best_order(names: list[str], T: np.ndarray, kinds: Mapping[str, str],
-               prerequisites: Mapping[str, Sequence[str]], *, forward_weight: float = 0.5,
-               kind_bonus: float = 0.01, exact_limit: int = 16) -> OrderResult:
+def best_order(
+    names: list[str],
+    T: np.ndarray,
+    kinds: Mapping[str, str],
+    prerequisites: Mapping[str, Sequence[str]],
+    *,
+    forward_weight: float = 0.5,
+    kind_bonus: float = 0.01,
+    exact_limit: int = 16,
+) -> OrderResult:
     """The order of ``names`` maximising ``sum_{a before b} w[a, b]`` (see module docstring)
     subject to every domain coming after its prerequisites. Exact (subset DP) for
     ``len(names) <= exact_limit``, else greedy insertion + local search. Exact ties go to the
@@ -113,8 +122,10 @@ def _prerequisite_masks(names: list[str], prerequisites: Mapping[str, Sequence[s
     for domain, prereqs in prerequisites.items():
         for name in [domain, *prereqs]:
             if name not in index:
-                raise ConfigError(f"unknown domain '{name}' in the prerequisites of '{domain}'"
-                                  + did_you_mean(name, names), field="tasks")
+                raise ConfigError(
+                    f"unknown domain '{name}' in the prerequisites of '{domain}'" + did_you_mean(name, names),
+                    field="tasks",
+                )
     cycle = find_cycle(prerequisites)
     if cycle:
         raise ConfigError("prerequisite cycle: " + " -> ".join([*cycle, cycle[0]]), field="tasks")
@@ -129,9 +140,9 @@ def _exact_order(w: np.ndarray, pre: list[int]) -> list[int]:
     """Held-Karp DP over subsets, vectorised per popcount layer, from the full set down."""
     D = len(w)
     n = 1 << D
-    G = np.zeros((n, D))                            # G[S, k] = sum_{i in S} w[i, k]
-    for b in range(D):                              # subsets with top bit b = subsets below + b
-        G[1 << b: 2 << b] = G[: 1 << b] + w[b]
+    G = np.zeros((n, D))  # G[S, k] = sum_{i in S} w[i, k]
+    for b in range(D):  # subsets with top bit b = subsets below + b
+        G[1 << b : 2 << b] = G[: 1 << b] + w[b]
     subsets = np.arange(n)
     popcount = np.zeros(n, dtype=np.int64)
     for b in range(D):
@@ -140,9 +151,9 @@ def _exact_order(w: np.ndarray, pre: list[int]) -> list[int]:
     pre = np.asarray(pre, dtype=np.int64)
     tol = _TIE_TOL * max(1.0, float(np.abs(w).sum()))
     g = np.zeros(n)
-    choice = np.zeros(n, dtype=np.int64)            # smallest k attaining g(S) (within tol)
+    choice = np.zeros(n, dtype=np.int64)  # smallest k attaining g(S) (within tol)
     for c in range(D - 1, -1, -1):
-        S = subsets[popcount == c][:, None]         # [n_c, 1]
+        S = subsets[popcount == c][:, None]  # [n_c, 1]
         allowed = ((S & bits) == 0) & ((S & pre) == pre)
         cand = np.where(allowed, G[S[:, 0]] + g[S | bits], -np.inf)
         best = cand.max(axis=1)
@@ -184,8 +195,8 @@ def _greedy_insertion(w: np.ndarray, pre: list[int]) -> list[int]:
     order: list[int] = []
     for k in nx.lexicographical_topological_sort(graph):
         first = 1 + max((r for r, i in enumerate(order) if pre[k] >> i & 1), default=-1)
-        before = np.concatenate([[0.0], np.cumsum(w[order, k])])                # slot p: sum_{r<p}
-        after = np.concatenate([np.cumsum(w[k, order][::-1])[::-1], [0.0]])     # slot p: sum_{r>=p}
+        before = np.concatenate([[0.0], np.cumsum(w[order, k])])  # slot p: sum_{r<p}
+        after = np.concatenate([np.cumsum(w[k, order][::-1])[::-1], [0.0]])  # slot p: sum_{r>=p}
         gain = (before + after)[first:]
         order.insert(first + int(np.argmax(gain)), k)
     return order
@@ -222,8 +233,9 @@ def _local_search(order: list[int], w: np.ndarray, pre: list[int]) -> list[int]:
         order[lo:hi] = moving + staying if q < p else staying + moving
 
 
-def _explain(order: list[int], names: list[str], kinds: list[str], T: np.ndarray,
-             pre: list[int], forward_weight: float) -> dict[str, str]:
+def _explain(
+    order: list[int], names: list[str], kinds: list[str], T: np.ndarray, pre: list[int], forward_weight: float
+) -> dict[str, str]:
     """One line per domain on why it sits where it does. Its placement advantage over the reverse
     orientation of each of its pairs is, from transfer, ``sum_{b after} n[a, b] + sum_{i before}
     n[i, a]`` with ``n[x, y] = (1 - forward_weight) * (T[y, x] - T[x, y])`` (the antisymmetric
@@ -231,18 +243,22 @@ def _explain(order: list[int], names: list[str], kinds: list[str], T: np.ndarray
     come first; the kind prior, "little transfer" or "no transfer preference" when no side is
     notable."""
     n = (1.0 - forward_weight) * (T.T - T)
-    backward_first = forward_weight <= 1.0      # which raw term wins when n is positive
+    backward_first = forward_weight <= 1.0  # which raw term wins when n is positive
     explanations = {}
     for p, a in enumerate(order):
-        before, after = order[:p], order[p + 1:]
+        before, after = order[:p], order[p + 1 :]
         early, late = n[a, after].sum(), n[before, a].sum()
         others = before + after
         if max(early, late) >= _NOTABLE and early >= late:
             line = f"{'later domains help it' if backward_first else 'helps later domains'} ({early:+.2f})"
         elif late >= _NOTABLE:
             line = f"{'helps earlier domains' if backward_first else 'builds on earlier domains'} ({late:+.2f})"
-        elif (kinds[a] == "structured" and any(kinds[b] == "creative" for b in after)
-              or kinds[a] == "creative" and any(kinds[i] == "structured" for i in before)):
+        elif (
+            kinds[a] == "structured"
+            and any(kinds[b] == "creative" for b in after)
+            or kinds[a] == "creative"
+            and any(kinds[i] == "structured" for i in before)
+        ):
             line = "structured before creative"
         elif np.abs(T[a, others]).sum() + np.abs(T[others, a]).sum() < _NOTABLE:
             line = "little transfer either way"

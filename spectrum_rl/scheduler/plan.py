@@ -5,11 +5,12 @@ mu schedules (how much SFT per domain; scheduler/blend.py) and keeps the signals
 (scheduler/signals.py). It sees only numbers — held-out scores and the trainer's StepSignals —
 never tensors; the trainer executes the plan and reports back (scheduler/step.py).
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -27,16 +28,28 @@ class Planner:
     transfer: a transfer matrix in ``kinds`` order (``load_transfer``), or None.
     """
 
-    def __init__(self, kinds: Mapping[str, str], after: Mapping[str, Sequence[str]], scheduler: SchedulerConfig,
-                 sft: SFTConfig, prompts_per_step: int, transfer: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        kinds: Mapping[str, str],
+        after: Mapping[str, Sequence[str]],
+        scheduler: SchedulerConfig,
+        sft: SFTConfig,
+        prompts_per_step: int,
+        transfer: np.ndarray | None = None,
+    ) -> None:
         names = list(kinds)
         sc = scheduler
         self.names, self.sft, self.prompts_per_step = names, sft, prompts_per_step
         policy = POLICIES.get(sc.policy, field="scheduler.policy")
         self.policy = policy(sc, names)
-        self.view = View(names, dict(kinds), {n: list(after.get(n, ())) for n in names},
-                         EntropyMonitor(dict(kinds), collapse_fraction=sc.entropy_collapse, window=sc.window),
-                         Learnability(sc.window), GradientAlignment())
+        self.view = View(
+            names,
+            dict(kinds),
+            {n: list(after.get(n, ())) for n in names},
+            EntropyMonitor(dict(kinds), collapse_fraction=sc.entropy_collapse, window=sc.window),
+            Learnability(sc.window),
+            GradientAlignment(),
+        )
         self.view.transfer = transfer
         self.online = OnlineTransfer(names)
         self._transfer_online = False  # True once the online fit has replaced a missing/old estimate
@@ -88,13 +101,20 @@ class Planner:
 
     def state_dict(self) -> dict:
         v = self.view
-        return {"policy": self.policy.state_dict(), "mu": {n: r.state_dict() for n, r in self.mu_rules.items()},
-                "entropy": v.entropy.state_dict(), "learnability": v.learnability.state_dict(),
-                "alignment": v.alignment.state_dict(), "online": self.online.state_dict(),
-                "scores": v.scores, "start": v.start, "best": v.best,
-                "transfer": None if v.transfer is None else v.transfer.tolist(),
-                "transfer_online": self._transfer_online,
-                "transfer_stderr": None if self.transfer_stderr is None else self.transfer_stderr.tolist()}
+        return {
+            "policy": self.policy.state_dict(),
+            "mu": {n: r.state_dict() for n, r in self.mu_rules.items()},
+            "entropy": v.entropy.state_dict(),
+            "learnability": v.learnability.state_dict(),
+            "alignment": v.alignment.state_dict(),
+            "online": self.online.state_dict(),
+            "scores": v.scores,
+            "start": v.start,
+            "best": v.best,
+            "transfer": None if v.transfer is None else v.transfer.tolist(),
+            "transfer_online": self._transfer_online,
+            "transfer_stderr": None if self.transfer_stderr is None else self.transfer_stderr.tolist(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         v = self.view
@@ -118,5 +138,7 @@ def load_transfer(path: Path, names: Sequence[str]) -> np.ndarray:
         data = json.loads(Path(path).read_text())
         return np.array([[float(data["transfer"][a][b]) for b in names] for a in names])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"cannot read a transfer matrix for these domains from {path} ({type(exc).__name__}: "
-                          f"{exc})", field="scheduler.transfer_file") from None
+        raise ConfigError(
+            f"cannot read a transfer matrix for these domains from {path} ({type(exc).__name__}: {exc})",
+            field="scheduler.transfer_file",
+        ) from None

@@ -18,6 +18,7 @@ bandits mix a floor ``min_weight`` into their softmax so no domain stops being m
   collapsed cuts structured weight and gets its mu raised) + prerequisite gating (a domain
   unlocks once its prerequisites reach ``unlock_score``).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,13 +40,13 @@ class Policy(ABC):
 
     uses_alignment: ClassVar[bool] = False  # reads gradient alignment (so the trainer computes it)
 
-    def __init__(self, cfg: "SchedulerConfig", names: list[str]) -> None:
+    def __init__(self, cfg: SchedulerConfig, names: list[str]) -> None:
         self.cfg, self.names = cfg, names
 
     @abstractmethod
-    def decide(self, step: int, view: "View") -> "Decision": ...
+    def decide(self, step: int, view: View) -> Decision: ...
 
-    def observe_eval(self, step: int, view: "View") -> None:
+    def observe_eval(self, step: int, view: View) -> None:
         """Called after each evaluation (default: nothing)."""
 
     def state_dict(self) -> dict:
@@ -62,37 +63,53 @@ POLICIES: Registry[type[Policy]] = Registry("policy")
 class SchedulerConfig(StrictModel):
     """`scheduler:` — which domains each step trains on (the policies below)."""
 
-    policy: str = Field("joint", description="joint (fixed weights) | sequential (explicit order) | bwt (order from "
-                        "transfer, phases) | learnability (SEC/DUMP bandit) | transfer (TAC bandit) | adaptive (ours), "
-                        "or any registered policy.")
+    policy: str = Field(
+        "joint",
+        description="joint (fixed weights) | sequential (explicit order) | bwt (order from "
+        "transfer, phases) | learnability (SEC/DUMP bandit) | transfer (TAC bandit) | adaptive (ours), "
+        "or any registered policy.",
+    )
     weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="`joint`: mixture weight per domain name (normalised); null = uniform.")
-    order: list[str] | None = Field(None, description="`sequential`/`bwt`: explicit domain order "
-                                    "(`bwt` computes one when null).")
+        None, description="`joint`: mixture weight per domain name (normalised); null = uniform."
+    )
+    order: list[str] | None = Field(
+        None, description="`sequential`/`bwt`: explicit domain order (`bwt` computes one when null)."
+    )
     phase_steps: int = Field(50, ge=1, description="`sequential`/`bwt`: steps per phase (budget).")
     replay: float = Field(0.1, ge=0, lt=1, description="`sequential`/`bwt`: mixture share of earlier domains.")
     plateau_patience: int = Field(2, ge=1, description="`bwt`: evals without improvement before the next phase.")
     plateau_delta: float = Field(0.01, ge=0, description="`bwt`: improvement that resets the plateau count.")
-    transfer_file: str | None = Field(None, description="`bwt`: transfer.json from `spectrum-rl order` "
-                                      "(relative to the config); null = online estimate or kinds.")
-    bandit: Literal["sec", "dump"] = Field("sec", description="`learnability`/`transfer`/`adaptive`: SEC "
-                                           "(TD update) or DUMP (UCB).")
+    transfer_file: str | None = Field(
+        None,
+        description="`bwt`: transfer.json from `spectrum-rl order` "
+        "(relative to the config); null = online estimate or kinds.",
+    )
+    bandit: Literal["sec", "dump"] = Field(
+        "sec", description="`learnability`/`transfer`/`adaptive`: SEC (TD update) or DUMP (UCB)."
+    )
     alpha: float = Field(0.5, gt=0, le=1, description="SEC learning rate of Q.")
     tau: float = Field(0.1, gt=0, description="Softmax temperature of the bandits.")
     window: int = Field(20, ge=1, description="Window (steps) of the learnability and entropy signals.")
     min_weight: float = Field(0.02, ge=0, lt=1, description="Bandits: floor on every domain's weight.")
     transfer_weight: float = Field(1.0, ge=0, description="`transfer`/`adaptive`: weight of gradient alignment.")
-    alignment_every: int = Field(5, ge=0, description="Compute gradient alignment every N steps "
-                                 "(`transfer`/`adaptive`; 0 = never).")
+    alignment_every: int = Field(
+        5, ge=0, description="Compute gradient alignment every N steps (`transfer`/`adaptive`; 0 = never)."
+    )
     alignment_dim: int = Field(4096, ge=16, description="Dimension of the gradient sketch.")
     forgetting_margin: float = Field(0.05, ge=0, description="`adaptive`: score drop below best that boosts a domain.")
     forgetting_boost: float = Field(2.0, ge=1, description="`adaptive`: weight multiplier of a forgotten domain.")
-    entropy_collapse: float = Field(0.5, gt=0, lt=1, description="Entropy below this fraction of its early "
-                                    "baseline counts as collapse.")
-    entropy_guard_cut: float = Field(0.5, ge=0, le=1, description="`adaptive`: structured weight multiplier "
-                                     "while a creative domain's entropy has collapsed.")
-    entropy_guard_mu: float = Field(0.3, ge=0, le=1, description="`adaptive`: minimum mu of a collapsed "
-                                    "creative domain.")
+    entropy_collapse: float = Field(
+        0.5, gt=0, lt=1, description="Entropy below this fraction of its early baseline counts as collapse."
+    )
+    entropy_guard_cut: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="`adaptive`: structured weight multiplier while a creative domain's entropy has collapsed.",
+    )
+    entropy_guard_mu: float = Field(
+        0.3, ge=0, le=1, description="`adaptive`: minimum mu of a collapsed creative domain."
+    )
     unlock_score: float = Field(0.3, description="`adaptive`: held-out score prerequisites must reach.")
 
     @field_validator("policy")
@@ -182,7 +199,7 @@ class Sequential(Policy):
 class BWT(Policy):
     """Ordered phases from the transfer matrix; advance on plateau or budget."""
 
-    def __init__(self, cfg: "SchedulerConfig", names: list[str]) -> None:
+    def __init__(self, cfg: SchedulerConfig, names: list[str]) -> None:
         super().__init__(cfg, names)
         self.order: list[str] | None = None
         self.phase, self.phase_start, self.stale, self.phase_best = 0, 0, 0, -math.inf
@@ -227,8 +244,14 @@ class BWT(Policy):
                 self._advance(step)
 
     def state_dict(self) -> dict:
-        return {"order": self.order, "phase": self.phase, "phase_start": self.phase_start, "stale": self.stale,
-                "phase_best": self.phase_best, "why": self.why}
+        return {
+            "order": self.order,
+            "phase": self.phase,
+            "phase_start": self.phase_start,
+            "stale": self.stale,
+            "phase_best": self.phase_best,
+            "why": self.why,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.order, self.phase, self.phase_start = state["order"], state["phase"], state["phase_start"]
@@ -239,7 +262,7 @@ class BWT(Policy):
 class LearnabilityBandit(Policy):
     """SEC or DUMP over domains (``scheduler.bandit``)."""
 
-    def __init__(self, cfg: "SchedulerConfig", names: list[str]) -> None:
+    def __init__(self, cfg: SchedulerConfig, names: list[str]) -> None:
         super().__init__(cfg, names)
         self.q: dict[str, float] = {}
         self.seen: dict[str, int] = {}
@@ -302,8 +325,11 @@ class Adaptive(TransferBandit):
         weights = dict(base.mixture)
         notes: list[str] = []
         mu_raise: dict[str, float] = {}
-        locked = [n for n in self.names if any(view.scores.get(p, 0.0) < self.cfg.unlock_score
-                                               for p in view.prerequisites.get(n, []))]
+        locked = [
+            n
+            for n in self.names
+            if any(view.scores.get(p, 0.0) < self.cfg.unlock_score for p in view.prerequisites.get(n, []))
+        ]
         for n in locked:
             weights[n] = 0.0
         if locked:
@@ -313,8 +339,14 @@ class Adaptive(TransferBandit):
             if n not in locked and best is not None and now is not None and now < best - self.cfg.forgetting_margin:
                 weights[n] *= self.cfg.forgetting_boost
                 notes.append(f"forgetting guard: {n} {now:.2f} < best {best:.2f}")
-        collapsed = [n for n in self.names if view.kinds[n] == "creative" and n not in locked
-                     and (s := view.entropy.state(n)) is not None and s.collapsed]
+        collapsed = [
+            n
+            for n in self.names
+            if view.kinds[n] == "creative"
+            and n not in locked
+            and (s := view.entropy.state(n)) is not None
+            and s.collapsed
+        ]
         if collapsed:
             for n in self.names:
                 if view.kinds[n] == "structured":

@@ -13,6 +13,7 @@
 - GradientAlignment: EMA of the cosine matrix between per-domain gradient sketches (TAC,
   arXiv:2606.25178) computed by the trainer.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -36,8 +37,15 @@ class EntropyState:
 
 
 class EntropyMonitor:
-    def __init__(self, kinds: dict[str, str], smoothing: float = 0.2, baseline_steps: int = 5,
-                 collapse_fraction: float = 0.5, window: int = 20, trend_tolerance: float = 1e-3) -> None:
+    def __init__(
+        self,
+        kinds: dict[str, str],
+        smoothing: float = 0.2,
+        baseline_steps: int = 5,
+        collapse_fraction: float = 0.5,
+        window: int = 20,
+        trend_tolerance: float = 1e-3,
+    ) -> None:
         self.kinds = kinds
         self.smoothing, self.baseline_steps = smoothing, baseline_steps
         self.collapse_fraction, self.window, self.trend_tolerance = collapse_fraction, window, trend_tolerance
@@ -47,7 +55,9 @@ class EntropyMonitor:
 
     def update(self, entropies: dict[str, float]) -> None:
         for d, h in entropies.items():
-            self.smoothed[d] = h if d not in self.smoothed else (1 - self.smoothing) * self.smoothed[d] + self.smoothing * h
+            self.smoothed[d] = (
+                h if d not in self.smoothed else (1 - self.smoothing) * self.smoothed[d] + self.smoothing * h
+            )
             first = self.first.setdefault(d, [])
             if len(first) < self.baseline_steps:
                 first.append(h)
@@ -67,8 +77,11 @@ class EntropyMonitor:
         return EntropyState(value, baseline, trend, collapsed, contradicts)
 
     def state_dict(self) -> dict:
-        return {"smoothed": dict(self.smoothed), "first": {k: list(v) for k, v in self.first.items()},
-                "history": {k: list(v) for k, v in self.history.items()}}
+        return {
+            "smoothed": dict(self.smoothed),
+            "first": {k: list(v) for k, v in self.first.items()},
+            "history": {k: list(v) for k, v in self.history.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.smoothed, self.first = dict(state["smoothed"]), {k: list(v) for k, v in state["first"].items()}
@@ -129,12 +142,12 @@ class OnlineTransfer:
         from sklearn.linear_model import LinearRegression
 
         reg = LinearRegression(fit_intercept=True).fit(X, Y)
-        T = reg.coef_.T                                                         # [D_i, D_j]
+        T = reg.coef_.T  # [D_i, D_j]
         resid = Y - reg.predict(X)
         dof = max(len(X) - D - 1, 1)
-        sigma2 = (resid ** 2).sum(0) / dof                                      # [D_j]
+        sigma2 = (resid**2).sum(0) / dof  # [D_j]
         Xc = X - X.mean(0)
-        cov = np.linalg.pinv(Xc.T @ Xc)                                         # [D_i, D_i]
+        cov = np.linalg.pinv(Xc.T @ Xc)  # [D_i, D_i]
         stderr = np.sqrt(np.outer(np.diag(cov), sigma2))
         return T, stderr
 

@@ -6,6 +6,7 @@
   only these numbers (and held-out scores), never tensors; the step's logged metrics are derived
   from the same object (``StepSignals.metrics``), so a metric name is not part of this contract.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

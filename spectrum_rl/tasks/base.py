@@ -1,11 +1,13 @@
 """Core task types: a row source and the formatted examples a domain hands to the trainer."""
+
 from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 Row = dict[str, Any]
 

@@ -9,13 +9,15 @@ The ``plan:``/``step:`` prefixes also mark planning vs execution tokens (C5, ``T
 Structured generators have one correct answer; creative ones accept many and carry a JSON-able
 ``constraint`` spec that ``check_constraint`` scores.
 """
+
 from __future__ import annotations
 
 import random
 import re
 import string
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.tasks.base import Row
@@ -45,19 +47,25 @@ class Generator:
         for key, value in overrides.items():
             field = f"source.difficulty.{key}"
             if key not in self.defaults:
-                raise ConfigError(f"unknown difficulty knob '{key}' for generator '{self.name}'"
-                                  f"{did_you_mean(key, self.defaults)}; valid knobs: "
-                                  f"{self._knob_help()}", field=field)
+                raise ConfigError(
+                    f"unknown difficulty knob '{key}' for generator '{self.name}'"
+                    f"{did_you_mean(key, self.defaults)}; valid knobs: "
+                    f"{self._knob_help()}",
+                    field=field,
+                )
             lo, hi = self.bounds[key]
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise ConfigError(f"expected an integer in [{lo}, {hi}], found {value!r}; "
-                                  f"valid knobs for '{self.name}': {self._knob_help()}",
-                                  field=field)
+                raise ConfigError(
+                    f"expected an integer in [{lo}, {hi}], found {value!r}; "
+                    f"valid knobs for '{self.name}': {self._knob_help()}",
+                    field=field,
+                )
         return {**self.defaults, **overrides}
 
     def _knob_help(self) -> str:
-        return ", ".join(f"{k} (default {v}, range {self.bounds[k][0]}-{self.bounds[k][1]})"
-                         for k, v in self.defaults.items())
+        return ", ".join(
+            f"{k} (default {v}, range {self.bounds[k][0]}-{self.bounds[k][1]})" for k, v in self.defaults.items()
+        )
 
     def make(self, rng: random.Random, **knobs: int) -> Row:
         """One row drawn from ``rng`` (same rng state and knobs give the same row)."""
@@ -67,8 +75,10 @@ class Generator:
 def get_generator(name: str) -> Generator:
     """Look up a generator by name, with a "did you mean" on typos."""
     if name not in GENERATORS:
-        raise ConfigError(f"unknown generator '{name}'{did_you_mean(name, GENERATORS)}; "
-                          f"available: {', '.join(GENERATORS)}", field="source.generator")
+        raise ConfigError(
+            f"unknown generator '{name}'{did_you_mean(name, GENERATORS)}; available: {', '.join(GENERATORS)}",
+            field="source.generator",
+        )
     return GENERATORS[name]
 
 
@@ -86,7 +96,7 @@ def _move_one_by_one(letters: str, pick: Callable[[str], int]) -> list[str]:
     done, rest, steps = "", letters, []
     while rest:
         i = pick(rest)
-        done, rest = done + rest[i], rest[:i] + rest[i + 1:]
+        done, rest = done + rest[i], rest[:i] + rest[i + 1 :]
         steps.append(f"{done}|{rest}")
     return steps
 
@@ -130,9 +140,13 @@ _BY_INITIAL = {c: words for c in LETTERS if (words := [w for w in WORDS if w[0] 
 def _acrostic(rng: random.Random, length: int) -> Row:
     word = "".join(rng.choices(sorted(_BY_INITIAL), k=length))
     picks = [rng.choice(_BY_INITIAL[c]) for c in word]
-    return _row(f"acrostic: {word}", " ".join(picks), f"one word per letter of {word}",
-                [f"{c} {w}" for c, w in zip(word, picks)],
-                constraint={"type": "acrostic", "word": word})
+    return _row(
+        f"acrostic: {word}",
+        " ".join(picks),
+        f"one word per letter of {word}",
+        [f"{c} {w}" for c, w in zip(word, picks)],
+        constraint={"type": "acrostic", "word": word},
+    )
 
 
 def _fits_letter_words(word: str, letter: str, banned: list[str]) -> bool:
@@ -150,23 +164,32 @@ def _letter_words(rng: random.Random, count: int, banned: int) -> Row:
         raise ConfigError(f"no letter has {count} sample words", field="source.difficulty.count")
     rule = f"with {letter}" + (f", no {' or '.join(avoid)}" if avoid else "")
     picks = rng.sample(pool, count)
-    return _row(f"words {rule}: {count}", " ".join(picks), f"words {rule}", picks,
-                constraint={"type": "letter_words", "letter": letter, "count": count,
-                            "banned": avoid})
+    return _row(
+        f"words {rule}: {count}",
+        " ".join(picks),
+        f"words {rule}",
+        picks,
+        constraint={"type": "letter_words", "letter": letter, "count": count, "banned": avoid},
+    )
 
 
-GENERATORS: dict[str, Generator] = {g.name: g for g in (
-    Generator("addition", "structured", {"digits": 2}, {"digits": (1, 9)}, _addition),
-    Generator("sorting", "structured", {"length": 4}, {"length": (2, 26)}, _sorting),
-    Generator("reversal", "structured", {"length": 4}, {"length": (2, 26)}, _reversal),
-    Generator("counting", "structured", {"length": 6, "letters": 3},
-              {"length": (2, 30), "letters": (2, 26)}, _counting),
-    Generator("acrostic", "creative", {"length": 3}, {"length": (2, 10)}, _acrostic),
-    # One banned letter by default: with a single required letter there are only ~25 prompts,
-    # too few to hold out an eval set and still train.
-    Generator("letter_words", "creative", {"count": 3, "banned": 1},
-              {"count": (1, 8), "banned": (0, 3)}, _letter_words),
-)}
+GENERATORS: dict[str, Generator] = {
+    g.name: g
+    for g in (
+        Generator("addition", "structured", {"digits": 2}, {"digits": (1, 9)}, _addition),
+        Generator("sorting", "structured", {"length": 4}, {"length": (2, 26)}, _sorting),
+        Generator("reversal", "structured", {"length": 4}, {"length": (2, 26)}, _reversal),
+        Generator(
+            "counting", "structured", {"length": 6, "letters": 3}, {"length": (2, 30), "letters": (2, 26)}, _counting
+        ),
+        Generator("acrostic", "creative", {"length": 3}, {"length": (2, 10)}, _acrostic),
+        # One banned letter by default: with a single required letter there are only ~25 prompts,
+        # too few to hold out an eval set and still train.
+        Generator(
+            "letter_words", "creative", {"count": 3, "banned": 1}, {"count": (1, 8), "banned": (0, 3)}, _letter_words
+        ),
+    )
+}
 
 
 def _words(text: str) -> list[str]:
@@ -203,6 +226,8 @@ def check_constraint(spec: Mapping[str, Any], text: str) -> float:
     """
     checker = _CHECKERS.get(spec.get("type", ""))
     if checker is None:
-        raise ConfigError(f"unknown constraint type {spec.get('type')!r}; expected one of: "
-                          f"{', '.join(_CHECKERS)}", field="constraint.type")
+        raise ConfigError(
+            f"unknown constraint type {spec.get('type')!r}; expected one of: {', '.join(_CHECKERS)}",
+            field="constraint.type",
+        )
     return checker(spec, _words(text))

@@ -1,4 +1,5 @@
 """Helpers shared by generators and sources: stable seed derivation."""
+
 from __future__ import annotations
 
 import hashlib

@@ -4,12 +4,16 @@ reasoning_gym. Every source keeps its eval rows disjoint from training rows by `
 Loading errors are ConfigErrors located at the YAML field to fix (``source.path``,
 ``source.name``, ``eval.split``, ...), so the CLI can print them as one line.
 """
+
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.tasks.base import Row, SourceContext, TaskSource
@@ -25,8 +29,7 @@ class BuiltinSource(TaskSource):
     """Unlimited rows from a generator. The eval set comes from its own seed, derived from
     (run seed, domain, "eval"); training draws that hit an eval question are redrawn."""
 
-    def __init__(self, generator: Generator, difficulty: Mapping[str, int],
-                 ctx: SourceContext) -> None:
+    def __init__(self, generator: Generator, difficulty: Mapping[str, int], ctx: SourceContext) -> None:
         self.generator = generator
         self.knobs = generator.knobs(difficulty)
         self._eval_size = ctx.eval_size
@@ -46,9 +49,12 @@ class BuiltinSource(TaskSource):
             row = self.generator.make(rng, **self.knobs)
             if row["question"] not in exclude:
                 return row
-        raise ConfigError(f"{self.describe()} has too few distinct questions to hold out "
-                          f"{self._eval_size} for eval and still train; lower eval.size or raise "
-                          "source.difficulty", field="eval.size")
+        raise ConfigError(
+            f"{self.describe()} has too few distinct questions to hold out "
+            f"{self._eval_size} for eval and still train; lower eval.size or raise "
+            "source.difficulty",
+            field="eval.size",
+        )
 
     def eval_rows(self) -> list[Row]:
         return self._eval
@@ -81,25 +87,26 @@ class PoolSource(TaskSource):
         return self._description
 
 
-def pool_source(rows: list[Row], eval_rows: list[Row] | None, ctx: SourceContext,
-                description: str) -> PoolSource:
+def pool_source(rows: list[Row], eval_rows: list[Row] | None, ctx: SourceContext, description: str) -> PoolSource:
     """Split ``rows`` into train/eval: hold out ``ctx.eval_size`` rows by a seeded shuffle
     unless a separate eval set is given, then drop training rows whose question is in eval."""
     field = "eval.size" if eval_rows is None else "eval.split"
     if eval_rows is None:
         if len(rows) <= ctx.eval_size:
-            raise ConfigError(f"{description} has {len(rows)} rows; holding out eval.size="
-                              f"{ctx.eval_size} would leave none to train on; lower eval.size "
-                              "or give a separate eval split", field=field)
+            raise ConfigError(
+                f"{description} has {len(rows)} rows; holding out eval.size="
+                f"{ctx.eval_size} would leave none to train on; lower eval.size "
+                "or give a separate eval split",
+                field=field,
+            )
         order = list(range(len(rows)))
         random.Random(derive_seed(ctx.seed, ctx.domain, "eval")).shuffle(order)
-        eval_rows = [rows[i] for i in sorted(order[:ctx.eval_size])]
-        rows = [rows[i] for i in sorted(order[ctx.eval_size:])]
+        eval_rows = [rows[i] for i in sorted(order[: ctx.eval_size])]
+        rows = [rows[i] for i in sorted(order[ctx.eval_size :])]
     questions = {r["question"] for r in eval_rows}
     train = [r for r in rows if r["question"] not in questions]
     if not train:
-        raise ConfigError(f"every training question of {description} is also an eval question",
-                          field=field)
+        raise ConfigError(f"every training question of {description} is also an eval question", field=field)
     return PoolSource(train, eval_rows, description)
 
 
@@ -108,12 +115,17 @@ def map_columns(rows: list[Row], columns: Mapping[str, str], where: str) -> list
     found = list(rows[0])
     for col in columns:
         if col not in found:
-            raise ConfigError(f"column '{col}' not in {where}{did_you_mean(col, found)}; "
-                              f"columns: {', '.join(found)}", field=f"source.columns.{col}")
+            raise ConfigError(
+                f"column '{col}' not in {where}{did_you_mean(col, found)}; columns: {', '.join(found)}",
+                field=f"source.columns.{col}",
+            )
     rows = [{columns.get(k, k): v for k, v in row.items()} for row in rows]
     if "question" not in rows[0]:
-        raise ConfigError(f"rows of {where} need a 'question' field; columns: {', '.join(found)}"
-                          "; map one with columns: {<column>: question}", field="source.columns")
+        raise ConfigError(
+            f"rows of {where} need a 'question' field; columns: {', '.join(found)}"
+            "; map one with columns: {<column>: question}",
+            field="source.columns",
+        )
     return rows
 
 
@@ -131,39 +143,42 @@ def _read_rows(path: Path, fmt: str, field: str) -> list[Row]:
         try:
             return pq.read_table(path).to_pylist()
         except Exception as e:  # pyarrow raises several types for non-parquet input
-            raise ConfigError(f"could not read {path} as parquet: {_one_line(e)}",
-                              field=field) from e
+            raise ConfigError(f"could not read {path} as parquet: {_one_line(e)}", field=field) from e
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError(f"{path} is not UTF-8 text (line {line}, byte {e.start}); "
-                          "re-save it as UTF-8", field=field) from None
+        raise ConfigError(
+            f"{path} is not UTF-8 text (line {line}, byte {e.start}); re-save it as UTF-8", field=field
+        ) from None
     if not text.strip():
         raise ConfigError(f"{path} is empty", field=field)
     if fmt == "csv":
-        import csv
-        import io
-
         try:
             return list(csv.DictReader(io.StringIO(text)))
         except csv.Error as e:
             raise ConfigError(f"could not read {path} as csv: {e}", field=field) from None
-    numbered = [(1, text)] if fmt == "json" else \
-        [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    numbered = (
+        [(1, text)] if fmt == "json" else [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    )
     rows = []
     for number, chunk in numbered:
         try:
             value = json.loads(chunk)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"line {number + e.lineno - 1} is not valid JSON: {e.msg} (in {path})",
-                              field=field) from None
+            raise ConfigError(
+                f"line {number + e.lineno - 1} is not valid JSON: {e.msg} (in {path})", field=field
+            ) from None
         values = value if fmt == "json" and isinstance(value, list) else [value]
         for v in values:
             if not isinstance(v, dict):
-                raise ConfigError(f"line {number} is not a JSON object (in {path})" if fmt == "jsonl" else
-                                  f"{path} must hold a JSON object or a list of objects", field=field)
+                raise ConfigError(
+                    f"line {number} is not a JSON object (in {path})"
+                    if fmt == "jsonl"
+                    else f"{path} must hold a JSON object or a list of objects",
+                    field=field,
+                )
         rows += values
     return rows
 
@@ -174,8 +189,11 @@ def load_file_rows(path: Path, fmt: str, field: str) -> list[Row]:
         raise ConfigError(f"file not found: {path.resolve()}", field=field)
     if fmt == "auto":
         if path.suffix.lower() not in _EXTENSIONS:
-            raise ConfigError(f"cannot tell the format of {path.name} from its extension; set "
-                              f"source.format to one of {', '.join(_FORMATS)}", field=field)
+            raise ConfigError(
+                f"cannot tell the format of {path.name} from its extension; set "
+                f"source.format to one of {', '.join(_FORMATS)}",
+                field=field,
+            )
         fmt = _EXTENSIONS[path.suffix.lower()]
     rows = _read_rows(path, fmt, field)
     if not rows:
@@ -190,17 +208,18 @@ def load_hub_rows(name: str, config: str | None, split: str, field: str) -> list
     try:
         rows = datasets.load_dataset(name, config, split=split).to_list()
     except Exception as e:  # offline, missing, gated, bad config or split: all the user's to fix
-        raise ConfigError(f"could not load dataset '{name}' (config {config}, split {split}) "
-                          f"from the hub ({_one_line(e)}); offline, set HF_HUB_OFFLINE=1 to use "
-                          "a copy cached while online, or use a local `file` source",
-                          field=field) from e
+        raise ConfigError(
+            f"could not load dataset '{name}' (config {config}, split {split}) "
+            f"from the hub ({_one_line(e)}); offline, set HF_HUB_OFFLINE=1 to use "
+            "a copy cached while online, or use a local `file` source",
+            field=field,
+        ) from e
     if not rows:
         raise ConfigError(f"split '{split}' of '{name}' has no rows", field=field)
     return rows
 
 
-def reasoning_gym_source(name: str, config: Mapping[str, Any], size: int,
-                         ctx: SourceContext) -> PoolSource:
+def reasoning_gym_source(name: str, config: Mapping[str, Any], size: int, ctx: SourceContext) -> PoolSource:
     """``size`` training rows and ``ctx.eval_size`` eval rows from a reasoning_gym dataset.
 
     Each row has ``question``, ``answer`` (str or None), ``metadata`` and ``rg_entry`` (the
@@ -212,22 +231,24 @@ def reasoning_gym_source(name: str, config: Mapping[str, Any], size: int,
         import reasoning_gym
         from reasoning_gym.factory import DATASETS
     except ImportError:
-        raise ConfigError("reasoning_gym is not installed; "
-                          'pip install "spectrum-rl[reasoning-gym]"', field="source.type") from None
+        raise ConfigError(
+            'reasoning_gym is not installed; pip install "spectrum-rl[reasoning-gym]"', field="source.type"
+        ) from None
     if name not in DATASETS:
-        raise ConfigError(f"unknown reasoning_gym dataset '{name}'{did_you_mean(name, DATASETS)} "
-                          f"({len(DATASETS)} registered)", field="source.name")
+        raise ConfigError(
+            f"unknown reasoning_gym dataset '{name}'{did_you_mean(name, DATASETS)} ({len(DATASETS)} registered)",
+            field="source.name",
+        )
     if {"size", "seed"} & config.keys():
-        raise ConfigError("set the size with source.size; the seed is derived from the run seed",
-                          field="source.config")
+        raise ConfigError("set the size with source.size; the seed is derived from the run seed", field="source.config")
 
     def entries(stream: str, n: int) -> Iterable[dict[str, Any]]:
         try:
-            return reasoning_gym.create_dataset(
-                name, size=n, seed=derive_seed(ctx.seed, ctx.domain, stream), **config)
+            return reasoning_gym.create_dataset(name, size=n, seed=derive_seed(ctx.seed, ctx.domain, stream), **config)
         except (TypeError, ValueError, AssertionError) as e:
-            raise ConfigError(f"invalid config for reasoning_gym dataset '{name}': {_one_line(e)}",
-                              field="source.config") from e
+            raise ConfigError(
+                f"invalid config for reasoning_gym dataset '{name}': {_one_line(e)}", field="source.config"
+            ) from e
 
     train = [_rg_row(e) for e in entries("train", size)]
     seen = {r["question"] for r in train}
@@ -239,12 +260,19 @@ def reasoning_gym_source(name: str, config: Mapping[str, Any], size: int,
             seen.add(entry["question"])
             held_out.append(_rg_row(entry))
     if len(held_out) < ctx.eval_size:
-        raise ConfigError(f"reasoning_gym '{name}' gave only {len(held_out)} eval questions that "
-                          "are not in training; lower eval.size or source.size", field="eval.size")
+        raise ConfigError(
+            f"reasoning_gym '{name}' gave only {len(held_out)} eval questions that "
+            "are not in training; lower eval.size or source.size",
+            field="eval.size",
+        )
     return PoolSource(train, held_out, f"reasoning_gym:{name}(size={size})")
 
 
 def _rg_row(entry: dict[str, Any]) -> Row:
     answer = entry.get("answer")
-    return {"question": entry["question"], "answer": None if answer is None else str(answer),
-            "metadata": entry.get("metadata", {}), "rg_entry": entry}
+    return {
+        "question": entry["question"],
+        "answer": None if answer is None else str(answer),
+        "metadata": entry.get("metadata", {}),
+        "rg_entry": entry,
+    }

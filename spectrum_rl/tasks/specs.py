@@ -1,8 +1,9 @@
 """The ``source:`` section of a domain: one spec per source type, told apart by ``type``."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -18,9 +19,11 @@ from spectrum_rl.tasks.sources import (
     reasoning_gym_source,
 )
 
-_COLUMNS_HELP = ("Rename source columns to row fields, e.g. {problem: question, solution: answer}. "
-                 "Rows need a `question`; `answer`, `expert` and `constraint` are used when "
-                 "present.")
+_COLUMNS_HELP = (
+    "Rename source columns to row fields, e.g. {problem: question, solution: answer}. "
+    "Rows need a `question`; `answer`, `expert` and `constraint` are used when "
+    "present."
+)
 
 
 class BuiltinSpec(StrictModel):
@@ -29,8 +32,8 @@ class BuiltinSpec(StrictModel):
     type: Literal["builtin"] = Field("builtin", description="Source type.")
     generator: str = Field(description=f"Generator name: {', '.join(GENERATORS)}.")
     difficulty: dict[str, int] = Field(
-        default_factory=dict,
-        description="Difficulty knobs overriding the generator's defaults, e.g. {digits: 3}.")
+        default_factory=dict, description="Difficulty knobs overriding the generator's defaults, e.g. {digits: 3}."
+    )
 
     def build(self, ctx: SourceContext) -> TaskSource:
         return BuiltinSource(get_generator(self.generator), self.difficulty, ctx)
@@ -43,8 +46,8 @@ class FileSpec(StrictModel):
     type: Literal["file"] = Field("file", description="Source type.")
     path: str = Field(description="Data file, relative to the config file's folder.")
     format: Literal["auto", "jsonl", "json", "csv", "parquet"] = Field(
-        "auto", description="File format; auto picks it from the extension "
-        "(.jsonl, .json, .csv, .parquet).")
+        "auto", description="File format; auto picks it from the extension (.jsonl, .json, .csv, .parquet)."
+    )
     columns: dict[str, str] = Field(default_factory=dict, description=_COLUMNS_HELP)
 
     def _read(self, base_dir: Path, path: str, field: str) -> list[Row]:
@@ -53,8 +56,7 @@ class FileSpec(StrictModel):
 
     def build(self, ctx: SourceContext) -> TaskSource:
         rows = self._read(ctx.base_dir, self.path, "source.path")
-        held_out = (self._read(ctx.base_dir, ctx.eval_split, "eval.split")
-                    if ctx.eval_split else None)
+        held_out = self._read(ctx.base_dir, ctx.eval_split, "eval.split") if ctx.eval_split else None
         return pool_source(rows, held_out, ctx, f"file:{self.path}")
 
 
@@ -85,13 +87,12 @@ class ReasoningGymSpec(StrictModel):
     type: Literal["reasoning_gym"] = Field("reasoning_gym", description="Source type.")
     name: str = Field(description="Registered reasoning_gym dataset, e.g. leg_counting.")
     config: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Keyword arguments of the dataset's config (not size or seed).")
+        default_factory=dict, description="Keyword arguments of the dataset's config (not size or seed)."
+    )
     size: int = Field(1000, ge=1, description="Number of distinct training entries.")
 
     def build(self, ctx: SourceContext) -> TaskSource:
         return reasoning_gym_source(self.name, self.config, self.size, ctx)
 
 
-SourceSpec = Annotated[
-    Union[BuiltinSpec, FileSpec, HubSpec, ReasoningGymSpec], Field(discriminator="type")]
+SourceSpec = Annotated[BuiltinSpec | FileSpec | HubSpec | ReasoningGymSpec, Field(discriminator="type")]

@@ -3,9 +3,11 @@
 Checkers accept any alphabetic word; this list only has to cover 25 initial letters (all but x)
 so that every acrostic and letter-words prompt has a sample answer.
 """
+
 from __future__ import annotations
 
-WORDS: tuple[str, ...] = tuple("""
+WORDS: tuple[str, ...] = tuple(
+    """
     able acid act add age air all and ant any apple arm art ask bag ball band bank bat bed
     bee bell big bird black blue boat body bone book box boy bread bus cake call camp can
     cap car card care cat cold cook cow cup cut dark day deep desk dog door down draw dream
@@ -19,4 +21,5 @@ WORDS: tuple[str, ...] = tuple("""
     tea ten tent tiger time toy tree true umbrella under unit up use van vase very view
     village vote walk warm water west wind wolf word yard year yell yellow yes young zebra
     zero zone zoo
-""".split())
+""".split()
+)

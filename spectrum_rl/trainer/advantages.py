@@ -7,6 +7,7 @@ as TRL's ``scale_rewards="batch"``), or ``none`` (no division: Dr. GRPO, arXiv:2
 std is the unbiased estimate and eps = 1e-4, as in TRL. Samples marked invalid (a reward
 component's ``on_error: skip``) are left out of mean/std and get advantage 0.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -28,10 +29,10 @@ def group_advantages(
     """
     valid = torch.ones_like(rewards, dtype=torch.bool) if valid is None else valid
     w = valid.to(rewards.dtype)
-    n = w.sum(1, keepdim=True)                                               # [N, 1]
-    mean = (rewards * w).sum(1, keepdim=True) / n.clamp(min=1)               # [N, 1]
-    centered = (rewards - mean) * w                                          # [N, G]
-    var = (centered**2).sum(1, keepdim=True) / (n - 1).clamp(min=1)          # [N, 1]
+    n = w.sum(1, keepdim=True)  # [N, 1]
+    mean = (rewards * w).sum(1, keepdim=True) / n.clamp(min=1)  # [N, 1]
+    centered = (rewards - mean) * w  # [N, G]
+    var = (centered**2).sum(1, keepdim=True) / (n - 1).clamp(min=1)  # [N, 1]
     zero_variance = (var.squeeze(1) <= 0) | (n.squeeze(1) < 2)
     if scale == "group":
         adv = centered / (var.sqrt() + EPS)

@@ -9,12 +9,12 @@ Each domain's gradient is compressed with a CountSketch
 h_k of a ``dim``-vector. Inner products, hence cosines, are preserved in expectation. The
 scheduler receives only the cosine matrix.
 """
+
 from __future__ import annotations
 
 import re
 
 import torch
-
 
 _OUTPUT_PROJ = r"(o_proj|down_proj|out_proj|c_proj|dense_4h_to_h)"
 
@@ -30,7 +30,9 @@ class GradientSketch:
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         inputs = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
         tied = {id(p) for p in inputs.parameters()} if inputs is not None else set()
-        head_params = [p for p in (head.parameters() if head is not None else []) if p.requires_grad and id(p) not in tied]
+        head_params = [
+            p for p in (head.parameters() if head is not None else []) if p.requires_grad and id(p) not in tied
+        ]
         norms = [p for n, p in named if re.search(r"(^|\.)norm\.weight$", n)]
         self.params = top + norms + head_params
         g = torch.Generator().manual_seed(seed)

@@ -10,12 +10,14 @@ their prompt, so the loss can run the prompt forward once per group and the comp
 KV cache (see ``loss.token_logprobs``); ``input_ids = [prompt | completion]`` ([B, P + T]) is the
 plain layout.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
 import math
 import re
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Literal
 
 import torch
 
@@ -35,14 +37,14 @@ class Row:
 
 @dataclass
 class MicroBatch:
-    prompt_ids: torch.Tensor       # [U, P] distinct prompts, left-padded
-    prompt_mask: torch.Tensor      # [U, P]
-    group: torch.Tensor            # [B] row -> index of its prompt
-    completion_ids: torch.Tensor   # [B, T] right-padded
+    prompt_ids: torch.Tensor  # [U, P] distinct prompts, left-padded
+    prompt_mask: torch.Tensor  # [U, P]
+    group: torch.Tensor  # [B] row -> index of its prompt
+    completion_ids: torch.Tensor  # [B, T] right-padded
     completion_mask: torch.Tensor  # [B, T]
-    weight: torch.Tensor           # [B]
-    advantage: torch.Tensor        # [B]
-    luffy: torch.Tensor            # [B] bool
+    weight: torch.Tensor  # [B]
+    advantage: torch.Tensor  # [B]
+    luffy: torch.Tensor  # [B] bool
     domains: list[str]
     classes: dict[str, torch.Tensor]  # token class -> [B, T] bool
 
@@ -51,17 +53,20 @@ class MicroBatch:
         return self.completion_mask.shape[1]
 
     @property
-    def input_ids(self) -> torch.Tensor:          # [B, P + T]
+    def input_ids(self) -> torch.Tensor:  # [B, P + T]
         return torch.cat([self.prompt_ids[self.group], self.completion_ids], 1)
 
     @property
-    def attention_mask(self) -> torch.Tensor:     # [B, P + T]
+    def attention_mask(self) -> torch.Tensor:  # [B, P + T]
         return torch.cat([self.prompt_mask[self.group], self.completion_mask], 1)
 
-    def to(self, device) -> "MicroBatch":
+    def to(self, device) -> MicroBatch:
         """A copy with every tensor on ``device``."""
-        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
-                 if isinstance(getattr(self, f.name), torch.Tensor)}
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
         return replace(self, **moved, classes={c: m.to(device) for c, m in self.classes.items()})
 
 
@@ -69,18 +74,23 @@ def collate(rows: Sequence[Row], pad_id: int) -> MicroBatch:
     prompt_ids, prompt_mask, group = distinct_prompts([r.prompt for r in rows], pad_id)
     completion_ids, completion_mask = right_pad([r.completion for r in rows], pad_id)
     return MicroBatch(
-        prompt_ids=prompt_ids, prompt_mask=prompt_mask, group=group,
-        completion_ids=completion_ids, completion_mask=completion_mask,
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        group=group,
+        completion_ids=completion_ids,
+        completion_mask=completion_mask,
         weight=torch.tensor([r.weight for r in rows], dtype=torch.float32),
         advantage=torch.tensor([r.advantage for r in rows], dtype=torch.float32),
         luffy=torch.tensor([r.role == "luffy" for r in rows]),
         domains=[r.domain for r in rows],
-        classes={c: right_pad([r.classes[c] if r.classes else [] for r in rows], 0, completion_ids.shape[1])[0].bool()
-                 for c in sorted({c for r in rows if r.classes for c in r.classes})},
+        classes={
+            c: right_pad([r.classes[c] if r.classes else [] for r in rows], 0, completion_ids.shape[1])[0].bool()
+            for c in sorted({c for r in rows if r.classes for c in r.classes})
+        },
     )
 
 
-def token_classes(tokenizer, ids: Sequence[int], patterns: dict[str, "re.Pattern"]) -> dict[str, list[bool]]:
+def token_classes(tokenizer, ids: Sequence[int], patterns: dict[str, re.Pattern]) -> dict[str, list[bool]]:
     """Per-token membership of each class: a token belongs to a class when its characters overlap a
     regex match in the decoded completion (token pieces decoded one by one to get character spans)."""
     pieces = [tokenizer.decode([t], skip_special_tokens=True) for t in ids]
@@ -122,8 +132,11 @@ def _cut(order: Sequence[Row], size: int, max_tokens: int | None) -> list[list[R
         key = tuple(row.prompt)
         n_prompts = len(prompts) + (key not in prompts)
         p, t = max(width_p, len(row.prompt)), max(width_t, len(row.completion))
-        if chunks and len(chunks[-1]) < size and (max_tokens is None or
-                                                  n_prompts * p + (len(chunks[-1]) + 1) * t <= max_tokens):
+        if (
+            chunks
+            and len(chunks[-1]) < size
+            and (max_tokens is None or n_prompts * p + (len(chunks[-1]) + 1) * t <= max_tokens)
+        ):
             chunks[-1].append(row)
         else:
             chunks.append([row])

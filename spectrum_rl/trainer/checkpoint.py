@@ -8,6 +8,7 @@ so a crash never leaves a half-written ``step-N`` (its temporary folder is remov
 save); on resume a checkpoint whose state or weights do not load (truncated, corrupt, missing) is
 skipped with a warning and the previous one is used.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -25,8 +27,9 @@ STATE_FILE = "trainer_state.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-def save_checkpoint(root: Path, step: int, write_model: Callable[[Path], None], state: dict[str, Any],
-                    keep: int) -> Path:
+def save_checkpoint(
+    root: Path, step: int, write_model: Callable[[Path], None], state: dict[str, Any], keep: int
+) -> Path:
     """Write ``root/step-N`` atomically and delete all but the ``keep`` newest checkpoints."""
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".step-*"):  # left by a crash mid-write (the run lock excludes a live writer)
@@ -75,8 +78,10 @@ def load_latest(root: Path, load_model: Callable[[Path], None] | None = None) ->
                 load_model(path)
             return path, state
         except Exception as exc:  # truncated or corrupt: use the previous one
-            warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); trying an "
-                          "older one", stacklevel=2)
+            warnings.warn(
+                f"checkpoint {path} is unreadable ({type(exc).__name__}: {str(exc)[:120]}); trying an older one",
+                stacklevel=2,
+            )
     return None
 
 

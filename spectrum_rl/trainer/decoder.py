@@ -13,6 +13,7 @@ equal for the built-in model's layout and within ~1e-7 where HF takes another at
 Both take distinct prompts ``ids``/``mask`` [U, P] (left-padded), ``group`` [N] (the prompt of each
 row) and return logits [N, V] for the next token; ``step(tok [N], pos [N, 1])`` feeds one token.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,7 +24,7 @@ from spectrum_rl.models import cache_kwarg, position_ids, unwrap_model
 _STATIC_TYPES = {"llama", "mistral", "qwen2"}
 
 
-def make_decoder(model, max_len: int, static_cache: bool | str = "auto") -> "HFDecoder | StaticDecoder":
+def make_decoder(model, max_len: int, static_cache: bool | str = "auto") -> HFDecoder | StaticDecoder:
     """The static-cache decoder when allowed and the architecture is known to it, else the generic one.
     ``"auto"``: on CPU only, for now: on a GPU it has yet to run (``benchmarks/gpu_smoke.sh`` checks it)."""
     if static_cache == "auto":
@@ -40,18 +41,24 @@ class HFDecoder:
         self.model, self.cache_kw = model, cache_kwarg(model)
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
-                         use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True, logits_to_keep=1
+        )
         self.cache = getattr(out, self.cache_kw)
         if ids.shape[0] < group.shape[0]:
-            self.cache.batch_select_indices(group)                               # [U, ...] -> [N, ...]
-        self.mask = mask[group]                                                  # [N, P], grows by one per step
+            self.cache.batch_select_indices(group)  # [U, ...] -> [N, ...]
+        self.mask = mask[group]  # [N, P], grows by one per step
         return out.logits[group, -1]
 
     def step(self, tok: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
-        out = self.model(input_ids=tok.unsqueeze(1), attention_mask=self.mask, position_ids=pos, use_cache=True,
-                         **{self.cache_kw: self.cache})
+        out = self.model(
+            input_ids=tok.unsqueeze(1),
+            attention_mask=self.mask,
+            position_ids=pos,
+            use_cache=True,
+            **{self.cache_kw: self.cache},
+        )
         self.cache = getattr(out, self.cache_kw)
         return out.logits[:, -1]
 
@@ -78,20 +85,21 @@ class StaticDecoder:
         inner = getattr(lm, "model", None)
         if cfg is None or getattr(cfg, "model_type", None) not in _STATIC_TYPES or inner is None:
             return False
-        if getattr(cfg, "_attn_implementation", "sdpa") != "sdpa":                # eager/flash: their own numerics
+        if getattr(cfg, "_attn_implementation", "sdpa") != "sdpa":  # eager/flash: their own numerics
             return False
         window = getattr(cfg, "sliding_window", None)
         if window is not None and getattr(cfg, "use_sliding_window", True) and window < max_len:
             return False
         return all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb"))
 
-    def _layers(self, x: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, start: int,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
+    def _layers(
+        self, x: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, start: int, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x [B, S, hidden] at positions pos [B, S] through every layer, writing K/V to buffer slots
         start..start+S (of the rows ``rows`` selects, for a prefill of distinct prompts); mask
         [B, 1, S, keys] bool. Returns the final-normed last position [B, 1, hidden]."""
         cos, sin = self.inner.rotary_emb(x, pos)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)                              # [B, 1, S, head_dim]
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, S, head_dim]
         B, S, _ = x.shape
         end = start + S
         for i, layer in enumerate(self.inner.layers):
@@ -102,19 +110,25 @@ class StaticDecoder:
             v = attn.v_proj(h).view(B, S, self.kv_heads, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
-            if rows is not None:                                                  # prefill: buffers sized to k's dtype
+            if rows is not None:  # prefill: buffers sized to k's dtype
                 n = rows.shape[0]
                 self.k.append(k.new_zeros(n, self.kv_heads, self.max_len, self.head_dim))
                 self.v.append(torch.zeros_like(self.k[-1]))
                 self.k[i][:, :, start:end] = k[rows]
                 self.v[i][:, :, start:end] = v[rows]
-                keys, values = k, v                                               # attend within the prompt
+                keys, values = k, v  # attend within the prompt
             else:
                 self.k[i][:, :, start:end] = k
                 self.v[i][:, :, start:end] = v
                 keys, values = self.k[i][:, :, :end], self.v[i][:, :, :end]
-            o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=getattr(attn, "scaling", None),
-                                               enable_gqa=self.kv_heads != self.heads)
+            o = F.scaled_dot_product_attention(
+                q,
+                keys,
+                values,
+                attn_mask=mask,
+                scale=getattr(attn, "scaling", None),
+                enable_gqa=self.kv_heads != self.heads,
+            )
             x = x + attn.o_proj(o.transpose(1, 2).reshape(B, S, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return self.inner.norm(x[:, -1:])
@@ -135,6 +149,6 @@ class StaticDecoder:
     def step(self, tok: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         t = self.length
         self.keys_ok[:, t] = True
-        h = self._layers(self.inner.embed_tokens(tok.unsqueeze(1)), pos, self.keys_ok[:, None, None, :t + 1], t)
+        h = self._layers(self.inner.embed_tokens(tok.unsqueeze(1)), pos, self.keys_ok[:, None, None, : t + 1], t)
         self.length = t + 1
         return self.lm.lm_head(h)[:, -1]

@@ -1,22 +1,23 @@
 """Held-out evaluation: greedy completions of each domain's eval prompts, scored by its reward,
 and the KL of the policy from the base model on those completions."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
-from spectrum_rl.models import apply_prompt_format, position_ids
 from spectrum_rl.domains import Domain
+from spectrum_rl.models import apply_prompt_format, position_ids
 from spectrum_rl.trainer.generation import complete
 from spectrum_rl.trainer.rollout import Rollouts
 
 
 @dataclass
 class EvalResult:
-    scores: dict[str, float]   # domain -> mean hybrid reward of the greedy completion
-    kl: float | None           # mean per-token KL(policy || base) on those completions
+    scores: dict[str, float]  # domain -> mean hybrid reward of the greedy completion
+    kl: float | None  # mean per-token KL(policy || base) on those completions
 
 
 def evaluate(
@@ -45,7 +46,7 @@ def evaluate(
     for d in domains:
         scored = [float(d.reward.score([t], e).total[0]) for (dom, e), t in zip(examples, texts) if dom is d]
         partial += [sum(scored), len(scored)]
-    kl_sum, kl_count = (_kl_sums(model, base, batches) if base is not None else (0.0, 0.0))
+    kl_sum, kl_count = _kl_sums(model, base, batches) if base is not None else (0.0, 0.0)
     partial += [kl_sum, kl_count]
     if reduce is not None:
         partial = reduce(partial)
@@ -64,10 +65,12 @@ def _kl_sums(model, base, batches: list[Rollouts]) -> tuple[float, float]:
         mask = torch.cat([ro.prompt_mask, ro.completion_mask], 1).to(device)
         position = position_ids(mask)
         n = ro.completion_ids.shape[1]
-        logits = [m(input_ids=ids, attention_mask=mask, position_ids=position, logits_to_keep=n + 1).logits[:, :-1]
-                  for m in (model, base)]
-        logp, logq = (torch.log_softmax(x.float(), -1) for x in logits)          # [B, T, V]
-        kl = (logp.exp() * (logp - logq)).sum(-1)                                 # [B, T]
+        logits = [
+            m(input_ids=ids, attention_mask=mask, position_ids=position, logits_to_keep=n + 1).logits[:, :-1]
+            for m in (model, base)
+        ]
+        logp, logq = (torch.log_softmax(x.float(), -1) for x in logits)  # [B, T, V]
+        kl = (logp.exp() * (logp - logq)).sum(-1)  # [B, T]
         m = ro.completion_mask.to(device).float()
         total += float((kl * m).sum())
         count += float(m.sum())

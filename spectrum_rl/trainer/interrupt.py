@@ -4,6 +4,7 @@ The first signal only sets a flag, which the training loop reads after each step
 agree on it, so none is left waiting in a collective). A second SIGINT raises KeyboardInterrupt
 at once: the step is abandoned and the last checkpoint, written atomically, stays the latest.
 """
+
 from __future__ import annotations
 
 import signal
@@ -29,7 +30,7 @@ class StopOnSignal:
             raise KeyboardInterrupt  # second Ctrl-C: abandon now
         self.signum = self.signum or signum
 
-    def __enter__(self) -> "StopOnSignal":
+    def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self

@@ -4,6 +4,7 @@ The kernel drops the lock when its process dies, however it dies (kill -9 includ
 left by a dead run is simply taken over; the pid written in the file names the holder in the
 error and the takeover warning.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -21,7 +22,7 @@ class RunLock:
         self.path = Path(output_dir) / ".lock"
         self._file = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         handle = open(self.path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -29,13 +30,18 @@ class RunLock:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             handle.close()
-            raise ConfigError(f"'{self.path.parent}' is in use by a running training (pid {holder}); wait for it "
-                              "to end, stop it, or choose another run.output_dir", field="run.output_dir") from None
+            raise ConfigError(
+                f"'{self.path.parent}' is in use by a running training (pid {holder}); wait for it "
+                "to end, stop it, or choose another run.output_dir",
+                field="run.output_dir",
+            ) from None
         handle.seek(0)
         stale = handle.read().strip()
         if stale and stale != str(os.getpid()):
-            warnings.warn(f"taking over the lock of {self.path.parent} left by pid {stale}, which is no longer "
-                          "running", stacklevel=2)
+            warnings.warn(
+                f"taking over the lock of {self.path.parent} left by pid {stale}, which is no longer running",
+                stacklevel=2,
+            )
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -45,4 +51,4 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self._file.truncate(0)  # a clean exit leaves no pid behind (nothing to warn about next time)
-        self._file.close()      # closing releases the flock
+        self._file.close()  # closing releases the flock

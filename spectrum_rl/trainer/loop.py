@@ -11,6 +11,7 @@ One step (all processes draw the same prompts; process r keeps every world-th on
  6. Report the step's StepSignals to the planner; the logged metrics are derived from them.
 The trainer decides nothing: every choice of what to train on and how much comes from the plan.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,9 +20,10 @@ import math
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -47,7 +49,7 @@ from spectrum_rl.trainer.interrupt import StopOnSignal
 from spectrum_rl.trainer.loss import aggregate, rl_denominator, rl_token_loss, sft_token_loss, token_logprobs
 from spectrum_rl.trainer.metrics import SignalSums, Sums
 from spectrum_rl.trainer.rollout import sample
-from spectrum_rl.trainer.setup import check_trackers, flat_config, layer_mu_hooks, lr_lambda, load_weights, with_lora
+from spectrum_rl.trainer.setup import check_trackers, flat_config, layer_mu_hooks, load_weights, lr_lambda, with_lora
 
 
 @dataclass
@@ -64,24 +66,36 @@ class _Group:
     outcome: GroupOutcome
 
 
-
 class Trainer:
     """Runs ``config`` on ``domains`` and writes the run directory (rank 0 only)."""
 
-    def __init__(self, config: Config, domains: list[Domain], output_dir: Path, *, resume: bool = False,
-                 accelerator=None, base_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        domains: list[Domain],
+        output_dir: Path,
+        *,
+        resume: bool = False,
+        accelerator=None,
+        base_dir: Path | None = None,
+    ) -> None:
         self.config, self.domains = config, {d.name: d for d in domains}
         self.cfg = config.training
         self.output_dir = Path(output_dir)
         check_trackers(config.logging.trackers)
         cuda = torch.cuda.is_available()
         bf16 = self.cfg.bf16 if self.cfg.bf16 is not None else cuda
-        self.acc = accelerator or Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no",
-                                              log_with=config.logging.trackers or None,
-                                              project_dir=str(self.output_dir))
+        self.acc = accelerator or Accelerator(
+            cpu=not cuda,
+            mixed_precision="bf16" if bf16 else "no",
+            log_with=config.logging.trackers or None,
+            project_dir=str(self.output_dir),
+        )
         if self.cfg.prompts_per_step % self.acc.num_processes:
-            raise ConfigError(f"must be divisible by the number of processes ({self.acc.num_processes})",
-                              field="training.prompts_per_step")
+            raise ConfigError(
+                f"must be divisible by the number of processes ({self.acc.num_processes})",
+                field="training.prompts_per_step",
+            )
         torch.manual_seed(config.run.seed)
         model, self.tokenizer = load_causal_lm(config.model.name_or_path, config.model.dtype)
         needs_base = self.cfg.beta > 0 or config.eval.kl_to_base
@@ -94,8 +108,9 @@ class Trainer:
             model = with_lora(model, self.cfg.lora)
         params = [p for p in model.parameters() if p.requires_grad]
         # fused: one kernel for the whole update (CPU and CUDA); ~4x faster than the default on CPU
-        optimizer = torch.optim.AdamW(params, lr=self.cfg.learning_rate, betas=self.cfg.adam_betas, fused=True,
-                                      weight_decay=self.cfg.weight_decay)
+        optimizer = torch.optim.AdamW(
+            params, lr=self.cfg.learning_rate, betas=self.cfg.adam_betas, fused=True, weight_decay=self.cfg.weight_decay
+        )
         total_updates = self.cfg.steps * self.cfg.num_iterations
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.cfg, total_updates))
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
@@ -103,10 +118,12 @@ class Trainer:
         if self.base is not None:
             self.base.to(self.acc.device)
         sc = config.scheduler
-        transfer = load_transfer(Path(base_dir or ".") / sc.transfer_file, config.domain_names) \
-            if sc.transfer_file else None
-        self.planner = Planner(config.kinds, config.prerequisites, sc, self.cfg.sft, self.cfg.prompts_per_step,
-                               transfer)
+        transfer = (
+            load_transfer(Path(base_dir or ".") / sc.transfer_file, config.domain_names) if sc.transfer_file else None
+        )
+        self.planner = Planner(
+            config.kinds, config.prerequisites, sc, self.cfg.sft, self.cfg.prompts_per_step, transfer
+        )
         self.sketch = None
         if self.planner.alignment_every and self.acc.num_processes == 1:  # per-domain grads need one process
             self.sketch = GradientSketch(self.policy, sc.alignment_dim, config.run.seed)
@@ -159,9 +176,11 @@ class Trainer:
                     on_step(metrics)
                 nonfinite_run = nonfinite_run + 1 if metrics.get("nonfinite_skipped", 0) > 0 else 0
                 if nonfinite_run >= self.cfg.max_nonfinite_steps:
-                    raise TrainingError(f"the loss or gradients were NaN/inf in {nonfinite_run} steps in a row (up "
-                                        f"to step {self.step}; those steps did not update the weights); lower "
-                                        "training.learning_rate or check the rewards and data")
+                    raise TrainingError(
+                        f"the loss or gradients were NaN/inf in {nonfinite_run} steps in a row (up "
+                        f"to step {self.step}; those steps did not update the weights); lower "
+                        "training.learning_rate or check the rewards and data"
+                    )
                 signum = self._agreed_signal(stop.signum)
                 if signum and self.step < self.cfg.steps:
                     path = self.save_checkpoint()
@@ -196,20 +215,27 @@ class Trainer:
         # position, so a resumed run draws exactly what an uninterrupted one would.
         data_rng = random.Random(derive_seed(self.config.run.seed, "data", self.step))
         gen = torch.Generator(device=acc.device).manual_seed(  # on the policy's device: multinomial draws there
-            derive_seed(self.config.run.seed, "sample", self.step, acc.process_index))
+            derive_seed(self.config.run.seed, "sample", self.step, acc.process_index)
+        )
         sums, signals = Sums(), SignalSums(list(self.domains))
         timings = {"rollout": 0.0, "reward": 0.0, "train": 0.0}
 
         # Draw what the plan asks for; every process draws the same and keeps its share.
         prompts = [(d, ex) for d, n in plan.prompts.items() for ex in self.domains[d].sample(n, data_rng)]
         demos = [(d, ex) for d, n in plan.demos.items() for ex in self.domains[d].sample(n, data_rng)]
-        local_prompts = prompts[acc.process_index::acc.num_processes]
-        local_demos = [(d, ex) for d, ex in demos[acc.process_index::acc.num_processes] if ex.expert is not None]
+        local_prompts = prompts[acc.process_index :: acc.num_processes]
+        local_demos = [(d, ex) for d, ex in demos[acc.process_index :: acc.num_processes] if ex.expert is not None]
 
         # Roll out and score; the blend turns the outcomes into row weights (gate, zero variance).
         groups = self._rollout_groups(local_prompts, gen, sums, signals, timings) if local_prompts else []
-        weights = row_weights(plan, [g.outcome for g in groups], [d for d, _ in local_demos], self.cfg.sft,
-                              self.cfg.group_size, self.cfg.drop_zero_variance)
+        weights = row_weights(
+            plan,
+            [g.outcome for g in groups],
+            [d for d, _ in local_demos],
+            self.cfg.sft,
+            self.cfg.group_size,
+            self.cfg.drop_zero_variance,
+        )
         rows = self._rows(plan, groups, local_demos, weights, sums)
 
         t0 = time.perf_counter()
@@ -221,8 +247,14 @@ class Trainer:
         self.planner.observe_step(step_signals)
         metrics.update(step_signals.metrics())
         metrics.update({f"time/{k}": round(v, 4) for k, v in timings.items()})
-        metrics.update({"mu": round(plan.mean_mu(), 6), "mixture": {k: round(v, 6) for k, v in plan.mixture.items()},
-                        "learning_rate": self.lr_scheduler.get_last_lr()[0], "scheduler/reason": plan.reason})
+        metrics.update(
+            {
+                "mu": round(plan.mean_mu(), 6),
+                "mixture": {k: round(v, 6) for k, v in plan.mixture.items()},
+                "learning_rate": self.lr_scheduler.get_last_lr()[0],
+                "scheduler/reason": plan.reason,
+            }
+        )
         metrics.update({f"mu/{d}": round(m, 6) for d, m in plan.mu.items()})
         return metrics
 
@@ -241,9 +273,18 @@ class Trainer:
         t0 = time.perf_counter()
         prompt_ids = [self._encode_prompt(ex.prompt) for _, ex in local for _ in range(G)]
         with self.acc.autocast(), self._kernels():  # the training precision (bf16 on GPU: ~25% faster decode, H200)
-            ro = sample(self.policy, prompt_ids, max_new_tokens=cfg.max_new_tokens, eos_id=self.tokenizer.eos_token_id,
-                        pad_id=self.tokenizer.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
-                        stop=self.stop_ids, generator=gen, static_cache=cfg.static_cache)
+            ro = sample(
+                self.policy,
+                prompt_ids,
+                max_new_tokens=cfg.max_new_tokens,
+                eos_id=self.tokenizer.eos_token_id,
+                pad_id=self.tokenizer.pad_token_id,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                stop=self.stop_ids,
+                generator=gen,
+                static_cache=cfg.static_cache,
+            )
         completions = [ids[m.bool()].tolist() for ids, m in zip(ro.completion_ids, ro.completion_mask)]
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         timings["rollout"] = time.perf_counter() - t0
@@ -251,7 +292,7 @@ class Trainer:
         t0 = time.perf_counter()
         group_texts, group_ids, rewards, valid = [], [], [], []
         for i, (domain, ex) in enumerate(local):
-            g_texts, g_ids = texts[i * G:(i + 1) * G], completions[i * G:(i + 1) * G]
+            g_texts, g_ids = texts[i * G : (i + 1) * G], completions[i * G : (i + 1) * G]
             if cfg.sft.luffy and ex.expert is not None:  # LUFFY: the expert completion joins the group
                 g_texts, g_ids = g_texts + [ex.expert], g_ids + [self._completion_ids(ex.expert)]
             result = self.domains[domain].reward.score(g_texts, ex)
@@ -270,7 +311,7 @@ class Trainer:
         timings["reward"] = time.perf_counter() - t0
 
         width = max(map(len, rewards))
-        r = torch.stack([torch.nn.functional.pad(x, (0, width - len(x))) for x in rewards])       # [n, G(+1)]
+        r = torch.stack([torch.nn.functional.pad(x, (0, width - len(x))) for x in rewards])  # [n, G(+1)]
         v = torch.stack([torch.nn.functional.pad(x, (0, width - len(x)), value=False) for x in valid])
         adv, zero_var = group_advantages(r, v, cfg.scale_rewards)
         for i, (domain, _) in enumerate(local):
@@ -283,12 +324,22 @@ class Trainer:
         sums.add("completions/mean_length", float(lengths.sum()), len(lengths))
         sums.add("completions/tokens", float(lengths.sum()), 0)
         sums.add("completions/clipped_ratio", float((1 - finished).sum()), len(finished))
-        return [_Group(domain, ex, group_texts[i], group_ids[i], v[i].tolist(), adv[i].tolist(),
-                       GroupOutcome(domain, tuple(r[i].tolist()), bool(zero_var[i]), ex.expert is not None))
-                for i, (domain, ex) in enumerate(local)]
+        return [
+            _Group(
+                domain,
+                ex,
+                group_texts[i],
+                group_ids[i],
+                v[i].tolist(),
+                adv[i].tolist(),
+                GroupOutcome(domain, tuple(r[i].tolist()), bool(zero_var[i]), ex.expert is not None),
+            )
+            for i, (domain, ex) in enumerate(local)
+        ]
 
-    def _rows(self, plan: StepPlan, groups: list[_Group], demos: list[tuple[str, Any]], weights: RowWeights,
-              sums: Sums) -> list[Row]:
+    def _rows(
+        self, plan: StepPlan, groups: list[_Group], demos: list[tuple[str, Any]], weights: RowWeights, sums: Sums
+    ) -> list[Row]:
         """Loss rows with the blend's weights: each group's valid completions (RL; a LUFFY expert
         last), then the demonstrations of gated prompts and the drawn demonstrations (SFT)."""
         G = self.cfg.group_size
@@ -325,13 +376,21 @@ class Trainer:
         sft_rows = [r for r in rows if r.role == "sft"]
         # Denominators over the whole step (all processes), so micro-batches add up to one loss.
         local = [sum(len(r.completion) for r in rl_rows), len(rl_rows), sum(len(r.completion) for r in sft_rows)]
-        rl_tokens, rl_seqs, sft_tokens = acc.reduce(torch.tensor(local, dtype=torch.float64, device=acc.device),
-                                                    "sum").tolist()
+        rl_tokens, rl_seqs, sft_tokens = acc.reduce(
+            torch.tensor(local, dtype=torch.float64, device=acc.device), "sum"
+        ).tolist()
         if rl_tokens + sft_tokens == 0:
             return
         world = acc.num_processes
-        rl_den = max(rl_tokens if cfg.aggregation == "token_mean" else
-                     rl_denominator(torch.ones(int(rl_seqs), 1), cfg.aggregation, cfg.max_new_tokens), 1.0) / world
+        rl_den = (
+            max(
+                rl_tokens
+                if cfg.aggregation == "token_mean"
+                else rl_denominator(torch.ones(int(rl_seqs), 1), cfg.aggregation, cfg.max_new_tokens),
+                1.0,
+            )
+            / world
+        )
         sft_den = max(sft_tokens, 1.0) / world
         if self._grad_scale is not None:  # per-layer mu: (1 - mu_l) and mu_l are applied to gradients
             rl_factor, sft_factor = layer_factors(self._layer_depth, plan.mean_mu(), cfg.sft.layer_mu)
@@ -374,18 +433,33 @@ class Trainer:
 
     @torch.no_grad()
     def _old_logps(self, batches: list[MicroBatch]) -> list[torch.Tensor]:
-        return [token_logprobs(self.model, mb.to(self.acc.device), self.cfg.temperature, with_entropy=False,
-                               share_prefix=self._share_prefix)[0] for mb in batches]
+        return [
+            token_logprobs(
+                self.model,
+                mb.to(self.acc.device),
+                self.cfg.temperature,
+                with_entropy=False,
+                share_prefix=self._share_prefix,
+            )[0]
+            for mb in batches
+        ]
 
-    def _micro_loss(self, mb: MicroBatch, is_rl: bool, denominator: float, old_logp: torch.Tensor | None,
-                    stats: tuple[Sums, SignalSums] | None) -> torch.Tensor:
+    def _micro_loss(
+        self,
+        mb: MicroBatch,
+        is_rl: bool,
+        denominator: float,
+        old_logp: torch.Tensor | None,
+        stats: tuple[Sums, SignalSums] | None,
+    ) -> torch.Tensor:
         """This micro-batch's share of the step loss (RL rows or SFT rows); records ``stats``."""
         cfg, device = self.cfg, self.acc.device
         mb = mb.to(device)
         mask, weight = mb.completion_mask, mb.weight
         temperature = cfg.temperature if is_rl else 1.0
-        logp, entropy = token_logprobs(self.model, mb, temperature, with_entropy=stats is not None and is_rl,
-                                       share_prefix=self._share_prefix)
+        logp, entropy = token_logprobs(
+            self.model, mb, temperature, with_entropy=stats is not None and is_rl, share_prefix=self._share_prefix
+        )
         if not is_rl:
             loss = aggregate(sft_token_loss(logp, phi=cfg.sft.phi), mask, "token_mean", denominator, weight)
             if stats is not None:
@@ -397,9 +471,18 @@ class Trainer:
         if cfg.beta > 0:
             with torch.no_grad():
                 ref, _ = token_logprobs(self.base, mb, temperature, with_entropy=False)
-        terms = rl_token_loss(logp, logp.detach() if old_logp is None else old_logp, mb.advantage,
-                              eps_low=cfg.eps_low, eps_high=cfg.eps_high, beta=cfg.beta, ref_logp=ref,
-                              kl_estimator=cfg.kl_estimator, luffy=mb.luffy, luffy_gamma=cfg.sft.luffy_gamma)
+        terms = rl_token_loss(
+            logp,
+            logp.detach() if old_logp is None else old_logp,
+            mb.advantage,
+            eps_low=cfg.eps_low,
+            eps_high=cfg.eps_high,
+            beta=cfg.beta,
+            ref_logp=ref,
+            kl_estimator=cfg.kl_estimator,
+            luffy=mb.luffy,
+            luffy_gamma=cfg.sft.luffy_gamma,
+        )
         loss = aggregate(terms.per_token, mask, cfg.aggregation, denominator, weight)
         if self._sketches is not None and stats is not None:
             self._sketch_domains(terms.per_token, mask, mb.domains)
@@ -444,7 +527,7 @@ class Trainer:
         for i, n in enumerate(names):
             total, count = flat[2 * i], flat[2 * i + 1]
             out[n] = round(total / count, 6) if count else round(total, 6)
-        return out, signals.signals(flat[2 * len(names):], alignment)
+        return out, signals.signals(flat[2 * len(names) :], alignment)
 
     def _all_names(self, sums: Sums) -> set[str]:
         """Metric names are the same on every process (gathered so the reduce lines up)."""
@@ -457,10 +540,18 @@ class Trainer:
     def evaluate(self):
         """Held-out EvalResult of the current policy on all domains (all processes take part)."""
         with self._kernels():
-            return evaluate(self.policy, self.tokenizer, list(self.domains.values()),
-                            max_new_tokens=self.config.eval.max_new_tokens, batch_size=self.config.eval.batch_size,
-                            chat_template=self.config.model.chat_template, base=self.base,
-                            rank=self.acc.process_index, world=self.acc.num_processes, reduce=self._reduce_pairs)
+            return evaluate(
+                self.policy,
+                self.tokenizer,
+                list(self.domains.values()),
+                max_new_tokens=self.config.eval.max_new_tokens,
+                batch_size=self.config.eval.batch_size,
+                chat_template=self.config.model.chat_template,
+                base=self.base,
+                rank=self.acc.process_index,
+                world=self.acc.num_processes,
+                reduce=self._reduce_pairs,
+            )
 
     def _kernels(self) -> contextlib.AbstractContextManager:
         """A block with fp32 CPU linear layers on oneDNN (``training.onednn_linear``; cpu/onednn.py)."""
@@ -473,9 +564,12 @@ class Trainer:
         scores = {name: round(v, 6) for name, v in result.scores.items()}
         self.planner.observe_eval(self.step, scores)
         if self.is_main:
-            record = {"step": self.step, **{f"eval/{k}": v for k, v in scores.items()},
-                      "eval/mean": round(sum(scores.values()) / len(scores), 6),
-                      "time/eval": round(time.perf_counter() - t0, 3)}
+            record = {
+                "step": self.step,
+                **{f"eval/{k}": v for k, v in scores.items()},
+                "eval/mean": round(sum(scores.values()) / len(scores), 6),
+                "time/eval": round(time.perf_counter() - t0, 3),
+            }
             if result.kl is not None:
                 record["kl_to_base"] = round(result.kl, 6)
             append_jsonl(self.output_dir / "eval.jsonl", record)
@@ -487,12 +581,17 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
-        state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
-                 "lr_scheduler": self.lr_scheduler.state_dict(), "planner": self.planner.state_dict()}
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "planner": self.planner.state_dict(),
+        }
         path = None
         if self.is_main:
-            path = save_checkpoint(self.output_dir / "checkpoints", self.step, self._write_model, state,
-                                   self.cfg.keep_checkpoints)
+            path = save_checkpoint(
+                self.output_dir / "checkpoints", self.step, self._write_model, state, self.cfg.keep_checkpoints
+            )
         self.acc.wait_for_everyone()
         return path
 

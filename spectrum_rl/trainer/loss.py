@@ -20,6 +20,7 @@ weight f = pi / (pi + gamma) instead of the clipped ratio: l_t = -f_t * A_i, no 
 
 Denominators are passed in so that micro-batches of one step add up to the full-batch loss.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,46 +49,57 @@ def completion_logits(model, mb: MicroBatch, share_prefix: bool = True) -> torch
     n_prompts, n_rows, n_completion = mb.prompt_ids.shape[0], mb.group.shape[0], mb.n_completion
     if not share_prefix or n_prompts == n_rows:
         mask = mb.attention_mask
-        logits = model(input_ids=mb.input_ids, attention_mask=mask, position_ids=position_ids(mask),
-                       logits_to_keep=n_completion + 1).logits                   # [B, T+1, V]
-        return logits[:, :-1]                                                    # predicts tokens P..P+T-1
+        logits = model(
+            input_ids=mb.input_ids,
+            attention_mask=mask,
+            position_ids=position_ids(mask),
+            logits_to_keep=n_completion + 1,
+        ).logits  # [B, T+1, V]
+        return logits[:, :-1]  # predicts tokens P..P+T-1
     cache_kw = cache_kwarg(model)
-    positions = position_ids(mb.prompt_mask)                                    # [U, P]
-    out = model(input_ids=mb.prompt_ids, attention_mask=mb.prompt_mask, position_ids=positions,
-                use_cache=True, logits_to_keep=1)
-    first = out.logits[mb.group]                                                 # [B, 1, V] predicts token 0
+    positions = position_ids(mb.prompt_mask)  # [U, P]
+    out = model(
+        input_ids=mb.prompt_ids, attention_mask=mb.prompt_mask, position_ids=positions, use_cache=True, logits_to_keep=1
+    )
+    first = out.logits[mb.group]  # [B, 1, V] predicts token 0
     if n_completion == 1:
         return first
     cache = getattr(out, cache_kw)
-    cache.batch_select_indices(mb.group)                                         # [U, ...] -> [B, ...]
-    attention_mask = torch.cat([mb.prompt_mask[mb.group], mb.completion_mask[:, :-1]], 1)   # [B, P + T - 1]
+    cache.batch_select_indices(mb.group)  # [U, ...] -> [B, ...]
+    attention_mask = torch.cat([mb.prompt_mask[mb.group], mb.completion_mask[:, :-1]], 1)  # [B, P + T - 1]
     steps = torch.arange(1, n_completion, device=positions.device)
-    rest = model(input_ids=mb.completion_ids[:, :-1], attention_mask=attention_mask,
-                 position_ids=positions[mb.group, -1:] + steps, use_cache=True, **{cache_kw: cache}).logits
-    return torch.cat([first, rest], 1)                                           # [B, T, V]
+    rest = model(
+        input_ids=mb.completion_ids[:, :-1],
+        attention_mask=attention_mask,
+        position_ids=positions[mb.group, -1:] + steps,
+        use_cache=True,
+        **{cache_kw: cache},
+    ).logits
+    return torch.cat([first, rest], 1)  # [B, T, V]
 
 
-def token_logprobs(model, mb: MicroBatch, temperature: float = 1.0, with_entropy: bool = True,
-                   share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+def token_logprobs(
+    model, mb: MicroBatch, temperature: float = 1.0, with_entropy: bool = True, share_prefix: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [B, T] of each completion token of ``mb`` under ``softmax(logits / temperature)``,
     and their entropies (no gradient)."""
-    logits = completion_logits(model, mb, share_prefix).float() / temperature    # [B, T, V]
-    logz = torch.logsumexp(logits, dim=-1)                                       # [B, T]
+    logits = completion_logits(model, mb, share_prefix).float() / temperature  # [B, T, V]
+    logz = torch.logsumexp(logits, dim=-1)  # [B, T]
     logp = logits.gather(-1, mb.completion_ids.unsqueeze(-1)).squeeze(-1) - logz  # [B, T]
     entropy = None
     if with_entropy:
         with torch.no_grad():
             log_probs = logits - logz.unsqueeze(-1)
-            entropy = -(log_probs.exp() * log_probs).sum(-1)                      # [B, T]
+            entropy = -(log_probs.exp() * log_probs).sum(-1)  # [B, T]
     return logp, entropy
 
 
 @dataclass
 class RLTerms:
-    per_token: torch.Tensor      # [B, T] loss per token (before weights and mask)
-    clipped_low: torch.Tensor    # [B, T] bool: ratio < 1 - eps_low with A < 0
-    clipped_high: torch.Tensor   # [B, T] bool: ratio > 1 + eps_high with A > 0
-    kl: torch.Tensor | None      # [B, T]
+    per_token: torch.Tensor  # [B, T] loss per token (before weights and mask)
+    clipped_low: torch.Tensor  # [B, T] bool: ratio < 1 - eps_low with A < 0
+    clipped_high: torch.Tensor  # [B, T] bool: ratio > 1 + eps_high with A > 0
+    kl: torch.Tensor | None  # [B, T]
 
 
 def rl_token_loss(
@@ -104,8 +116,8 @@ def rl_token_loss(
     luffy_gamma: float = 0.1,
 ) -> RLTerms:
     """Per-token clipped surrogate (+ beta * KL). advantages: [B]; luffy: [B] bool marks expert rows."""
-    adv = advantages.unsqueeze(1)                                                # [B, 1]
-    ratio = torch.exp(logp - old_logp)                                           # [B, T]
+    adv = advantages.unsqueeze(1)  # [B, 1]
+    ratio = torch.exp(logp - old_logp)  # [B, T]
     clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
     per_token = -torch.min(ratio * adv, clipped * adv)
     if luffy is not None and luffy.any():
@@ -132,8 +144,13 @@ def rl_denominator(mask: torch.Tensor, aggregation: Aggregation, max_new_tokens:
     raise ValueError(f"unknown aggregation {aggregation!r}")
 
 
-def aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: Aggregation, denominator: float,
-              seq_weight: torch.Tensor | None = None) -> torch.Tensor:
+def aggregate(
+    per_token: torch.Tensor,
+    mask: torch.Tensor,
+    aggregation: Aggregation,
+    denominator: float,
+    seq_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Sum of this micro-batch's share of the aggregated loss (see module docstring)."""
     m = mask.to(per_token.dtype)
     if seq_weight is not None:

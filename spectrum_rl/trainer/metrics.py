@@ -3,10 +3,11 @@
 ``Sums`` holds what is only logged (losses, clip ratios, reward parts, timings' neighbours);
 ``SignalSums`` holds what the scheduler reads, per domain, and turns into its ``StepSignals``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from spectrum_rl.scheduler.step import DomainSignals, StepSignals
 
@@ -46,12 +47,13 @@ class SignalSums:
         """StepSignals from the reduced ``flat()`` vector: one entry per domain that had rollouts."""
         domains = {}
         for i, name in enumerate(self.names):
-            v = dict(zip(_FIELDS, flat[i * len(_FIELDS):(i + 1) * len(_FIELDS)]))
+            v = dict(zip(_FIELDS, flat[i * len(_FIELDS) : (i + 1) * len(_FIELDS)]))
             if v["rollouts"] == 0:
                 continue
             domains[name] = DomainSignals(
                 reward=v["reward"] / v["rollouts"],
                 advantage_abs=v["advantage_abs"] / v["samples"] if v["samples"] else 0.0,
                 entropy=v["entropy"] / v["entropy_tokens"] if v["entropy_tokens"] else None,
-                samples=int(v["samples"]))
+                samples=int(v["samples"]),
+            )
         return StepSignals(domains, alignment)

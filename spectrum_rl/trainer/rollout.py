@@ -8,10 +8,11 @@ has ended (EOS or a stop string). The log-prob of a sampled token is taken from
 ``log_softmax(logits / temperature)`` — the distribution the loss will later re-evaluate —
 while top-p only restricts which tokens may be drawn (as in TRL and vLLM).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -23,12 +24,12 @@ from spectrum_rl.trainer.decoder import make_decoder
 class Rollouts:
     """A batch of sampled completions. N rows (prompts already repeated G times)."""
 
-    prompt_ids: torch.Tensor       # [N, P] left-padded
-    prompt_mask: torch.Tensor      # [N, P]
-    completion_ids: torch.Tensor   # [N, T] right-padded with pad
+    prompt_ids: torch.Tensor  # [N, P] left-padded
+    prompt_mask: torch.Tensor  # [N, P]
+    completion_ids: torch.Tensor  # [N, T] right-padded with pad
     completion_mask: torch.Tensor  # [N, T] 1 for generated tokens (EOS included)
-    logprobs: torch.Tensor         # [N, T] sampling log-probs (0 on padding)
-    finished: torch.Tensor         # [N] bool: ended by EOS/stop (False: hit max_new_tokens)
+    logprobs: torch.Tensor  # [N, T] sampling log-probs (0 on padding)
+    finished: torch.Tensor  # [N] bool: ended by EOS/stop (False: hit max_new_tokens)
 
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,8 +39,8 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
         if s:
-            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, width - len(s):] = 1
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
     return ids, mask
 
 
@@ -51,7 +52,9 @@ def distinct_prompts(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[tor
     return (*left_pad([list(p) for p in index], pad_id), group)
 
 
-def right_pad(seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def right_pad(
+    seqs: Sequence[Sequence[int]], pad_id: int, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token lists -> (ids [N, L], mask [N, L]) padded on the right."""
     width = width or max(1, max(len(s) for s in seqs))
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -68,7 +71,7 @@ def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Mask (to -inf) tokens outside the smallest set whose probability mass reaches top_p."""
     sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
     probs = torch.softmax(sorted_logits, dim=-1)
-    outside = probs.cumsum(-1) - probs > top_p                                   # keep at least one
+    outside = probs.cumsum(-1) - probs > top_p  # keep at least one
     sorted_logits = sorted_logits.masked_fill(outside, float("-inf"))
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
 
@@ -97,7 +100,7 @@ def sample(
     distinct_ids, distinct_mask, group = (t.to(device) for t in distinct_prompts(prompts, pad_id))
     decoder = make_decoder(model, prompt_ids.shape[1] + max_new_tokens, static_cache)
     logits = decoder.prefill(distinct_ids, distinct_mask, group)
-    next_pos = position[:, -1:] + 1                                              # [N, 1]
+    next_pos = position[:, -1:] + 1  # [N, 1]
     tokens, logps, valid = [], [], []
     done = torch.zeros(n, dtype=torch.bool, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
@@ -115,21 +118,27 @@ def sample(
         lp = log_probs.gather(-1, tok.unsqueeze(1)).squeeze(1)
         tok = torch.where(done, torch.full_like(tok, pad_id), tok)
         tokens.append(tok)
-        valid.append(~done)                                                      # ended rows emit padding
+        valid.append(~done)  # ended rows emit padding
         logps.append(torch.where(done, torch.zeros_like(lp), lp))
         ended = tok == eos_id
         if stop_tensors:
             recent = torch.stack(tokens, 1)
             for s in stop_tensors:
                 if recent.shape[1] >= len(s):
-                    ended |= (recent[:, -len(s):] == s).all(1)
+                    ended |= (recent[:, -len(s) :] == s).all(1)
         finished |= ended & ~done
         done |= ended
         if done.all() or t == max_new_tokens - 1:
             break
         logits = decoder.step(tok, next_pos)
         next_pos = next_pos + 1
-    completion_ids = torch.stack(tokens, 1)                                      # [N, T]
-    completion_mask = torch.stack(valid, 1).long()                               # [N, T]
-    return Rollouts(prompt_ids, prompt_mask, completion_ids.cpu(), completion_mask.cpu(),
-                    torch.stack(logps, 1).cpu(), finished.cpu())
+    completion_ids = torch.stack(tokens, 1)  # [N, T]
+    completion_mask = torch.stack(valid, 1).long()  # [N, T]
+    return Rollouts(
+        prompt_ids,
+        prompt_mask,
+        completion_ids.cpu(),
+        completion_mask.cpu(),
+        torch.stack(logps, 1).cpu(),
+        finished.cpu(),
+    )

@@ -1,4 +1,5 @@
 """`spectrum-rl train`: prepare the run directory, run the Trainer with a progress bar, summarise."""
+
 from __future__ import annotations
 
 import contextlib
@@ -32,15 +33,24 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, main: bool)
     """Refuse to mix two runs in one folder; with ``overwrite`` clear the old run's weights."""
     has_run = list_checkpoints(path / "checkpoints") or (path / "metrics.jsonl").exists()
     if has_run and not (resume or overwrite):
-        raise ConfigError(f"'{path}' already holds a run; pass --resume to continue it or --overwrite to "
-                          "start over", field="run.output_dir")
+        raise ConfigError(
+            f"'{path}' already holds a run; pass --resume to continue it or --overwrite to start over",
+            field="run.output_dir",
+        )
     if main and overwrite:
         for name in ("checkpoints", "final"):
             shutil.rmtree(path / name, ignore_errors=True)
 
 
-def run_training(config: Config, domains: list[Domain], *, resume: bool = False, overwrite: bool = False,
-                 base_dir: Path | None = None, console=None) -> dict[str, float]:
+def run_training(
+    config: Config,
+    domains: list[Domain],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    base_dir: Path | None = None,
+    console=None,
+) -> dict[str, float]:
     """Train and return the final held-out scores. Prints progress and a summary on the main process."""
     out = config.output_path
     rank_zero = int(os.environ.get("RANK", "0")) == 0
@@ -62,8 +72,10 @@ def run_training(config: Config, domains: list[Domain], *, resume: bool = False,
             scores = trainer.train(on_step=bar.update)
     if trainer.is_main:
         mean = sum(scores.values()) / max(len(scores), 1)
-        console.print(f"done: {trainer.step} steps; held-out mean {mean:.3f} "
-                      + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+        console.print(
+            f"done: {trainer.step} steps; held-out mean {mean:.3f} "
+            + " ".join(f"{k}={v:.2f}" for k, v in scores.items())
+        )
         console.print(f"run directory: {out} (metrics.jsonl, eval.jsonl, checkpoints/, final/)")
     return scores
 
@@ -75,11 +87,17 @@ class _Progress:
         self.enabled = enabled
         if not enabled:
             return
-        self.progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(bar_width=20),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console)
+        self.progress = Progress(
+            TextColumn("step"),
+            MofNCompleteColumn(),
+            BarColumn(bar_width=20),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+        )
         self.task = self.progress.add_task("train", total=total, completed=start, info="")
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self.enabled:
             self.progress.start()
         return self
@@ -94,7 +112,9 @@ class _Progress:
         seconds = sum(v for k, v in m.items() if k.startswith("time/"))
         tokens = m.get("completions/tokens", 0.0)
         top = sorted(m.get("mixture", {}).items(), key=lambda kv: -kv[1])[:3]
-        info = (f"reward {m.get('reward', float('nan')):.3f}  mu {m['mu']:.2f}  "
-                + " ".join(f"{k}:{v:.2f}" for k, v in top)
-                + (f"  {tokens / seconds:.0f} tok/s" if tokens and seconds else ""))
+        info = (
+            f"reward {m.get('reward', float('nan')):.3f}  mu {m['mu']:.2f}  "
+            + " ".join(f"{k}:{v:.2f}" for k, v in top)
+            + (f"  {tokens / seconds:.0f} tok/s" if tokens and seconds else "")
+        )
         self.progress.update(self.task, completed=m["step"], info=info)

@@ -1,12 +1,14 @@
 """Trainer set-up helpers: LoRA wrapping, LR schedule, trackers, weight loading, per-layer mu hooks
 (the factors themselves come from scheduler/blend.py ``layer_factors``)."""
+
 from __future__ import annotations
 
 import importlib.util
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -21,8 +23,9 @@ def layer_mu_hooks(model) -> tuple[torch.Tensor, list[float]]:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     depth = [int(m.group(1)) if (m := re.search(r"layers\.(\d+)\.", n)) else None for n, _ in named]
     n_layers = max([d for d in depth if d is not None], default=0) + 1
-    fraction = [(d + 0.5) / n_layers if d is not None else (0.0 if "embed" in n else 1.0)
-                for (n, _), d in zip(named, depth)]
+    fraction = [
+        (d + 0.5) / n_layers if d is not None else (0.0 if "embed" in n else 1.0) for (n, _), d in zip(named, depth)
+    ]
     scale = torch.ones(len(named))
     for i, (_, p) in enumerate(named):
         p.register_hook(lambda g, i=i: g * scale[i])
@@ -50,15 +53,24 @@ def with_lora(model, lora):
         from peft import LoraConfig, get_peft_model  # optional dependency: spectrum-rl[peft]
     except ImportError:
         raise ConfigError('needs peft: pip install "spectrum-rl[peft]"', field="training.lora") from None
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        ),
+    )
 
 
 def check_trackers(trackers: list[str]) -> None:
     for name in trackers:
         if importlib.util.find_spec(name) is None:
-            raise ConfigError(f"tracker '{name}' is not installed: pip install \"spectrum-rl[{name}]\"",
-                              field="logging.trackers")
+            raise ConfigError(
+                f"tracker '{name}' is not installed: pip install \"spectrum-rl[{name}]\"", field="logging.trackers"
+            )
 
 
 def lr_lambda(cfg, total: int) -> Callable[[int], float]:

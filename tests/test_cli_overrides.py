@@ -1,0 +1,114 @@
+"""Command-line behaviour users expect: `--set` overrides validated and reported like the file,
+one `--output-dir` spelling, `expert_field` that follows the data, and model loading that never
+builds the built-in model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spectrum_rl.cli import main
+from spectrum_rl.config import load_config
+from spectrum_rl.errors import ConfigError
+
+QA_ROWS = [{"question": f"capital of c{i}?", "answer": f"city{i}"} for i in range(12)]
+
+
+def qa_config(tmp_path, extra: str = "") -> str:
+    """A TRL-style question/answer file (no expert column), one domain, default expert_field."""
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in QA_ROWS))
+    path = tmp_path / "qa.yaml"
+    path.write_text(
+        "tasks:\n  - {name: capitals, kind: structured, source: {type: file, path: qa.jsonl},\n"
+        "     eval: {size: 4}, reward: [{type: exact_match}]}\n" + extra
+    )
+    return str(path)
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_set_overrides_fields_and_is_validated_like_the_file(tmp_path, capsys):
+    path = qa_config(tmp_path)
+    config = load_config(
+        path,
+        [
+            "training.steps=7",
+            "scheduler.policy=adaptive",
+            "tasks[0].eval.size=3",
+            "training.sft.per_domain={capitals: {schedule: rl_only}}",
+        ],
+    )
+    assert config.training.steps == 7 and config.scheduler.policy == "adaptive"
+    assert config.tasks[0].eval.size == 3 and config.training.sft.per_domain["capitals"].schedule == "rl_only"
+
+    assert main(["validate", path, "--set", "training.steps=abc"]) == 2
+    assert one_line_error(capsys).startswith(
+        "error: --set training.steps=abc: training.steps: expected a valid integer"
+    )
+    assert main(["validate", path, "--set", "training.lerning_rate=1e-4"]) == 2
+    assert (
+        "--set training.lerning_rate=1e-4: training.lerning_rate: unknown key 'lerning_rate'; did you mean "
+        "'learning_rate'?" in one_line_error(capsys)
+    )
+    assert main(["validate", path, "--set", "scheduler.policy=adaptve"]) == 2
+    assert "did you mean 'adaptive'?; expected one of joint" in one_line_error(capsys)
+    assert main(["validate", path, "--set", "training.steps"]) == 2
+    assert "--set training.steps: expected FIELD=VALUE" in one_line_error(capsys)
+    # an error found later, while the domains are built, names the override that set the field
+    assert main(["validate", path, "--set", "training.steps=5", "--set", "tasks[0].source.path=nope.jsonl"]) == 2
+    assert "--set tasks[0].source.path=nope.jsonl: tasks[0].source.path: file not found" in one_line_error(capsys)
+
+
+def test_a_question_answer_file_trains_rl_only_without_an_expert_field(tmp_path, capsys):
+    path = qa_config(tmp_path)
+    assert main(["validate", path]) == 0
+    capsys.readouterr()
+    # a schedule that trains on demonstrations, on a domain that has none: one error with the fix
+    assert main(["validate", path, "--set", "training.sft.mu.schedule=cosine"]) == 2
+    line = one_line_error(capsys)
+    assert "tasks[0].expert_field: domain 'capitals' has no expert demonstrations" in line
+    assert "expert_field: answer" in line
+    assert (
+        main(["validate", path, "--set", "training.sft.mu.schedule=cosine", "--set", "tasks[0].expert_field=answer"])
+        == 0
+    )
+
+
+def test_expert_field_auto_uses_the_expert_column_when_present(tmp_path):
+    from spectrum_rl.domains import build_domains
+
+    rows = [dict(r, expert=f"the answer is city{i}") for i, r in enumerate(QA_ROWS)]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = tmp_path / "qa.yaml"
+    path.write_text(
+        "tasks:\n  - {name: capitals, kind: structured, source: {type: file, path: qa.jsonl},\n"
+        "     eval: {size: 4}, reward: [{type: exact_match}]}\n"
+    )
+    config = load_config(path)
+    assert config.tasks[0].expert_field == "auto"
+    (domain,) = build_domains(config, tmp_path)
+    assert domain.expert_field == "expert" and domain.eval_examples()[0].expert.startswith("the answer is")
+
+
+def test_study_and_bootstrap_take_output_dir_and_keep_the_old_spelling():
+    from spectrum_rl.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["study", "c.yaml", "--output-dir", "x"]).output_dir == "x"
+    assert parser.parse_args(["study", "c.yaml", "--output", "y"]).output_dir == "y"
+    assert parser.parse_args(["bootstrap", "--output-dir", "z"]).output_dir == "z"
+    assert "--output " not in parser._subparsers._group_actions[0].choices["study"].format_help()
+
+
+def test_loading_a_builtin_model_never_builds_it(tmp_path, monkeypatch):
+    from spectrum_rl import models
+
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
+    with pytest.raises(ConfigError, match="not built yet"):
+        models.load_causal_lm("builtin:tiny")
+    assert list(tmp_path.iterdir()) == []
