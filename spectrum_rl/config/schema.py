@@ -150,7 +150,8 @@ class TrainingConfig(StrictModel):
         True,
         description="CPU runs: keep freed memory blocks under 32 MiB in the process heap (glibc mallopt) so "
         "each step reuses the previous step's pages instead of page-faulting them in again (2-5% faster CPU steps); "
-        "process-wide, and resident memory stays at its peak. No effect on a GPU or without glibc.",
+        "process-wide (set by the `train` and `study` commands, not by building a Trainer), and resident memory "
+        "stays at its peak. No effect on a GPU or without glibc.",
     )
     num_iterations: int = Field(1, ge=1, description="Optimizer passes per rollout batch (mu in GRPO).")
     aggregation: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = Field(

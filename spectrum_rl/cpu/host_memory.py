@@ -1,5 +1,9 @@
 """Reuse of freed host memory for CPU training (glibc ``mallopt``).
 
+Performance only: no result changes. Process-wide, so only the `train` and `study` commands apply
+it (``cli.py``), never a Trainer built as a library. Turn it off with
+``training.reuse_host_memory: false``.
+
 PyTorch's CPU tensors come from glibc ``malloc``. glibc serves blocks above its mmap threshold
 (128 KiB at start, raised as blocks are freed) with fresh pages from the kernel, and hands free
 memory at the top of the heap back to the kernel once it exceeds the trim threshold. A training

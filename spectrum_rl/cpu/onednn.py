@@ -1,5 +1,8 @@
 """fp32 linear layers on oneDNN for CPU rollouts and training.
 
+Performance only: results equal PyTorch's default kernels to float rounding. Turn it off with
+``training.onednn_linear: false``.
+
 PyTorch sends fp32 matrix products on the CPU to MKL, which runs its AVX2 code on AMD processors;
 oneDNN, which ships inside PyTorch too, runs AVX-512 code there. At the benchmark model's layer
 shapes on this 2-core AMD EPYC: ``F.linear`` 185-218 GFLOP/s, oneDNN 390-490 GFLOP/s, the same IEEE

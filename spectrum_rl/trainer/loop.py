@@ -332,7 +332,7 @@ class Trainer:
                 group_ids[i],
                 v[i].tolist(),
                 adv[i].tolist(),
-                GroupOutcome(domain, tuple(r[i].tolist()), bool(zero_var[i]), ex.expert is not None),
+                GroupOutcome(domain, tuple(rewards[i].tolist()), bool(zero_var[i]), ex.expert is not None),
             )
             for i, (domain, ex) in enumerate(local)
         ]
