@@ -121,9 +121,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from spectrum_rl.trainer.run import run_training
 
     config, domains, base_dir = _load(args)
-    _prepare_models(config)
     try:
-        run_training(config, domains, resume=args.resume, overwrite=args.overwrite, base_dir=base_dir)
+        run_training(
+            config,
+            domains,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            base_dir=base_dir,
+            prepare=lambda: _prepare_models(config),
+        )
     except ConfigError as err:
         raise locate_error(err, args.config, _overrides(args)) from None
     return 0

@@ -112,3 +112,17 @@ def test_loading_a_builtin_model_never_builds_it(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="not built yet"):
         models.load_causal_lm("builtin:tiny")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_fails_before_the_builtin_model_is_built(tmp_path, monkeypatch, capsys):
+    from spectrum_rl import models
+
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "cache"))
+    (tmp_path / "taken").write_text("a file, not a folder")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"run: {{output_dir: {tmp_path / 'taken'}}}\n"
+                    "tasks: [{name: a, kind: structured, source: {type: builtin, generator: sorting},\n"
+                    "         reward: [{type: exact_match}]}]\n")
+    assert main(["train", str(path)]) == 2
+    assert "run.output_dir" in one_line_error(capsys)
+    assert not (tmp_path / "cache").exists()

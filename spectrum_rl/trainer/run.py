@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,12 @@ def run_training(
     overwrite: bool = False,
     base_dir: Path | None = None,
     console=None,
+    prepare: Callable[[], None] | None = None,
 ) -> dict[str, float]:
-    """Train and return the final held-out scores. Prints progress and a summary on the main process."""
+    """Train and return the final held-out scores. Prints progress and a summary on the main process.
+
+    ``prepare`` runs once the run folder is checked and locked, before the model loads: the CLI
+    builds a missing built-in model there, so bad input fails before any such work."""
     out = config.output_path
     rank_zero = int(os.environ.get("RANK", "0")) == 0
     # the topmost folder this call creates (None when out exists): removed again on bad input
@@ -61,6 +66,8 @@ def run_training(
     with RunLock(out) if rank_zero else contextlib.nullcontext():  # one live run per folder
         try:
             prepare_output_dir(out, resume=resume, overwrite=overwrite, main=rank_zero)
+            if prepare is not None:
+                prepare()
             trainer = Trainer(config, domains, out, resume=resume, base_dir=base_dir)
         except ConfigError:
             if created is not None:  # bad input (e.g. a folder that holds no model) leaves nothing behind
