@@ -120,9 +120,11 @@ def test_bad_input_fails_before_the_builtin_model_is_built(tmp_path, monkeypatch
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "cache"))
     (tmp_path / "taken").write_text("a file, not a folder")
     path = tmp_path / "c.yaml"
-    path.write_text(f"run: {{output_dir: {tmp_path / 'taken'}}}\n"
-                    "tasks: [{name: a, kind: structured, source: {type: builtin, generator: sorting},\n"
-                    "         reward: [{type: exact_match}]}]\n")
+    path.write_text(
+        f"run: {{output_dir: {tmp_path / 'taken'}}}\n"
+        "tasks: [{name: a, kind: structured, source: {type: builtin, generator: sorting},\n"
+        "         reward: [{type: exact_match}]}]\n"
+    )
     assert main(["train", str(path)]) == 2
     assert "run.output_dir" in one_line_error(capsys)
     assert not (tmp_path / "cache").exists()

@@ -1,4 +1,4 @@
-"""Verdicts on the five claims of DESIGN.md, each by a stated rule over the study's numbers.
+"""Verdicts on the five claims of docs/design.md, each by a stated rule over the study's numbers.
 
 A verdict is "supported", "not supported" or "inconclusive" (also when an arm it needs was not
 run). Every claim reports the numbers it was decided on and the rule in words.

@@ -127,7 +127,8 @@ class SFTConfig(StrictModel):
     layer_mu: Literal["uniform", "increasing", "decreasing"] = Field(
         "uniform",
         description="Per-layer mu: the step's mean mu scaled by depth (increasing: 0 at the bottom to "
-        "2*mu at the top; decreasing: the reverse; same average), applied to gradients layer by layer.",
+        "2*mu at the top; decreasing: the reverse), applied to gradients layer by layer. Each layer's mu is "
+        "clamped to 1, so above a step mu of 0.5 the layers' average is below the step's mu.",
     )
     gate_threshold: float = Field(
         1.0, description="`gate` schedule: a rollout counts as a success when its total reward is >= this."

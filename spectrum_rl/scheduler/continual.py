@@ -36,7 +36,7 @@ def normalised_transfer(
     before: dict[str, float], after: dict[str, float], scale: float | None = None
 ) -> dict[str, float]:
     """Relative score change per domain, ``(after - before) / max(|before|, 0.05)``: the entries
-    of one row of the transfer matrix T (DESIGN.md, "Transfer matrix for ordering"). The floor
+    of one row of the transfer matrix T (docs/design.md, "Transfer matrix and order"). The floor
     keeps near-zero starting scores from turning small absolute changes into huge ratios. A
     ``scale`` replaces ``|before|`` for every domain (same floor). Domains missing from ``after``
     are skipped."""

@@ -9,7 +9,7 @@ on domain i alone (positive = i helps j). Training in order pi earns, for every 
 
 i.e. backward transfer (training the later b afterwards helps or hurts the earlier a), forward
 transfer (the earlier a helps the later b), and the Omni-Thinker prior "structured before
-creative" (arXiv:2507.14783, C4 in DESIGN.md) as a small tie-breaker. The objective
+creative" (arXiv:2507.14783, C4 in docs/design.md) as a small tie-breaker. The objective
 ``score(pi) = sum_{a before b} w[a, b]`` is a linear-ordering problem (NP-hard in general), so:
 
 - D <= exact_limit: exact dynamic programming over subsets (Held-Karp, 1962). With S the set
