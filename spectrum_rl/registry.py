@@ -44,12 +44,6 @@ class Registry(Generic[T]):
         """Remove ``name`` (for tests that register a temporary entry)."""
         self._entries.pop(name, None)
 
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._entries)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
