@@ -119,7 +119,7 @@ class Planner:
     def load_state_dict(self, state: dict) -> None:
         v = self.view
         self.policy.load_state_dict(state["policy"])
-        for n, s in state["mu"].items():
+        for n, s in state.get("mu", {}).items():  # absent in checkpoints from before the mu rules
             self.mu_rules[n].load_state_dict(s)
         v.entropy.load_state_dict(state["entropy"])
         v.learnability.load_state_dict(state["learnability"])
