@@ -74,7 +74,7 @@ def builtin_world_domains(eval_size: int = 100, seed: int = 0) -> list[Domain]:
 
 def _corpus_batch(rng: random.Random, tokenizer, batch_size: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
     """A padded batch of (input_ids, labels) [B, T]; labels are -100 on padding."""
-    names = sorted(GENERATORS)
+    names = sorted(n for n, g in GENERATORS.items() if g.pretrained)
     seqs = []
     for _ in range(batch_size):
         gen = GENERATORS[rng.choice(names)]

@@ -201,8 +201,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     config, _, _ = _load(args)  # fail fast, one line
     _prepare_models(config)
     spec = StudySpec.quick() if args.quick else StudySpec()
-    if args.seeds:
-        spec = replace(spec, seeds=args.seeds)
+    if args.seeds:  # every arm, the C1 arms included
+        spec = replace(spec, seeds=args.seeds, c1_seeds=args.seeds)
     if args.max_steps:
         spec = replace(
             spec,
@@ -221,7 +221,9 @@ def cmd_study(args: argparse.Namespace) -> int:
         overrides=_overrides(args),
     )
     for cid, claim in summary["claims"].items():
-        print(f"{cid}: {claim['verdict']}")
+        print(f"{cid}: {claim['verdict']} — {claim['reason']}")
+    if spec.smoke:
+        print("--quick is a smoke run (2 seeds, 24 steps): these verdicts are not evidence")
     return 0
 
 
@@ -294,7 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_config(p, "base run YAML (domains, model, recipe defaults)")
     p.add_argument("--quick", action="store_true", help="reduced grid (6 arms x 2 seeds, 24 steps)")
     add_output_dir(p, "study", "output folder (default: study)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per arm (default 3; quick 2)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds per arm, for every arm (default 3, and 5 for the arms C1 compares; quick 2)",
+    )
     p.add_argument("--max-steps", type=int, default=None, help="override the steps per run")
     p.add_argument("--arms", default=None, help="comma-separated arms (default: all)")
     p.add_argument("--plasticity-domain", default=None, help="domain held out for the plasticity probe")

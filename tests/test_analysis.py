@@ -10,7 +10,7 @@ import torch
 
 from spectrum_rl.analysis.phases import Phases, detect_all, detect_phases
 from spectrum_rl.analysis.sparsity import changed_masks, mask_overlap, update_sparsity
-from spectrum_rl.analysis.stats import bootstrap_ci, bootstrap_diff_ci, spearman
+from spectrum_rl.analysis.stats import paired_diff, spearman, spearman_permutation_p, t_interval
 
 STEPS = list(range(0, 110, 10))
 DIP = [0.5, 0.5, 0.35, 0.3, 0.32, 0.38, 0.44, 0.49, 0.52, 0.52, 0.53]  # trough at 30, regains 0.47 at 70
@@ -159,22 +159,54 @@ def test_mask_overlap():
 # ---- stats -----------------------------------------------------------------------------------
 
 
-def test_bootstrap_ci_covers_mean_and_narrows_with_data():
+def test_t_interval_textbook_value():
+    iv = t_interval([1.0, 2.0, 3.0])  # mean 2, s = 1, t_{0.975, 2} = 4.303
+    assert iv.mean == pytest.approx(2.0) and iv.n == 3 and iv.defined
+    assert iv.hi - iv.mean == pytest.approx(iv.mean - iv.lo) == pytest.approx(4.3027 / np.sqrt(3), abs=1e-4)
+    assert iv.above(-0.5) and not iv.above(0.0) and iv.below(4.5) and not iv.below(4.0)
+    d = iv.to_dict()
+    assert d["ci_low"] == pytest.approx(-0.4841, abs=1e-4) and d["ci_high"] == pytest.approx(4.4841, abs=1e-4)
+    assert d["n"] == 3 and d["method"] == "Student t over seeds"
+    with pytest.raises(ValueError):
+        t_interval([])
+
+
+def test_t_interval_of_one_value_is_undefined():
+    iv = t_interval([0.7])
+    assert iv.mean == pytest.approx(0.7) and iv.n == 1 and not iv.defined
+    assert not iv.above(0.0) and not iv.below(1.0)  # no interval: neither side
+    assert iv.to_dict() == {"mean": 0.7, "ci_low": None, "ci_high": None, "n": 1, "method": "Student t over seeds"}
+    assert json.loads(json.dumps(iv.to_dict(), allow_nan=False))["ci_low"] is None
+
+
+def test_paired_diff_uses_the_pairing():
+    # Seeds differ a lot (1, 2, 3) but a beats b by about 0.11 in every seed.
+    a, b = [1.10, 2.12, 3.11], [1.0, 2.0, 3.0]
+    paired = paired_diff(a, b)
+    assert paired.mean == pytest.approx(0.11) and paired.n == 3 and "paired" in paired.method
+    assert paired.above(0.0)  # per-seed differences 0.10, 0.12, 0.11: s = 0.01
+    assert paired.lo == pytest.approx(0.11 - 4.3027 * 0.01 / np.sqrt(3), abs=1e-4)
+    # Unpaired, the seed-to-seed spread swamps the gain: both t-intervals overlap widely,
+    # and pairing the same numbers with the wrong seeds gives an interval containing 0.
+    ia, ib = t_interval(a), t_interval(b)
+    assert ia.lo < ib.mean < ia.hi and ib.lo < ia.mean < ib.hi
+    shuffled = paired_diff(a, [b[1], b[2], b[0]])
+    assert not shuffled.above(0.0) and not shuffled.below(0.0)
+    assert not paired_diff([0.5], [0.4]).defined
+    with pytest.raises(ValueError):
+        paired_diff([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_spearman_permutation_p():
+    x = list(range(6))
+    # A perfect rank order of 6 points: 2 of the 720 pairings reach |rho| = 1, p ~ 2/720.
+    assert spearman_permutation_p(x, [2 * v + 1 for v in x]) < 0.01
+    assert spearman_permutation_p(x, [-v for v in x]) < 0.01
+    assert spearman_permutation_p(x, [3, 1, 6, 2, 5, 4]) > 0.3  # rho = 0.37
     rng = np.random.default_rng(0)
-    big = rng.normal(1.0, 2.0, size=5000)
-    mean, lo, hi = bootstrap_ci(big)
-    assert lo < 1.0 < hi and lo < mean < hi
-    _, lo_s, hi_s = bootstrap_ci(big[:100])
-    assert hi - lo < hi_s - lo_s
-    assert bootstrap_ci([0.7]) == (0.7, 0.7, 0.7)
-
-
-def test_bootstrap_diff_ci():
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(1.0, 1.0, 2000), rng.normal(0.0, 1.0, 2000)
-    diff, lo, hi = bootstrap_diff_ci(a, b)
-    assert diff == pytest.approx(a.mean() - b.mean())
-    assert lo < 1.0 < hi and lo > 0.8
+    assert spearman_permutation_p(rng.normal(size=8), rng.normal(size=8)) > 0.2
+    assert 0 < spearman_permutation_p(x, [2 * v for v in x], n_perm=100) <= 1
+    assert np.isnan(spearman_permutation_p(x, [1.0] * 6))
 
 
 def test_spearman():
@@ -185,3 +217,64 @@ def test_spearman():
     assert np.isnan(spearman([1.0, 2.0], [1.0, 2.0]))
     assert np.isnan(spearman(x, [3.0] * 5))
     assert spearman(x + [np.nan], [1.0, 2.0, 3.0, 4.0, 5.0, 0.0]) == pytest.approx(1.0)
+
+
+# ---- phases: eval-noise floor on the margin ------------------------------------------------------
+
+FLAT_NOISE = [0.0, 0.03, -0.02, 0.01, -0.03, 0.02, 0.0, -0.01, 0.03, -0.02, 0.01]  # |noise| <= 0.03
+
+
+def _flat_with_dip(depth: float) -> list[float]:
+    """A noisy flat curve at 0.5 with a dip of ``depth`` at steps 30-50 (eval points 3-5)."""
+    return [0.5 + e - (depth if 3 <= i <= 5 else 0.0) for i, e in enumerate(FLAT_NOISE)]
+
+
+def test_dip_within_eval_noise_is_not_a_disruption():
+    # p = 0.5 on n = 50 prompts: se = sqrt(0.25 / 50) = 0.0707, so changes under 2 se = 0.141 are noise.
+    shallow = _flat_with_dip(0.1)
+    assert detect_phases(STEPS, shallow).disruption is not None  # the fixed 0.03 margin calls noise a phase
+    phases = detect_phases(STEPS, shallow, eval_size=50)
+    assert phases.disruption is None and phases.readaptation is None
+    deep = detect_phases(STEPS, _flat_with_dip(0.3), eval_size=50)
+    assert (deep.disruption.start, deep.disruption.end) == (30, 40)  # trough 0.5 - 0.03 - 0.3 at step 40
+    assert (deep.readaptation.start, deep.readaptation.end) == (40, 60)
+    assert "2 x eval s.e." in deep.disruption.detail
+    # confidence is scaled by the effective margin: depth 0.33 / (3 * 0.1414) and 3 points
+    assert deep.disruption.confidence == pytest.approx(0.33 / (3 * 2 * np.sqrt(0.25 / 50)))
+
+
+def test_noise_floor_never_lowers_the_margin_and_clips_scores():
+    from spectrum_rl.analysis.phases import binomial_se, mean_binomial_se
+
+    assert detect_phases(STEPS, DIP, eval_size=100_000) == detect_phases(STEPS, DIP)  # 2 se = 0.003 < 0.03
+    assert binomial_se(0.5, 50) == pytest.approx(np.sqrt(0.005))
+    assert binomial_se(1.26, 50) == 0.0 and binomial_se(-0.1, 50) == 0.0  # p clipped into [0, 1]
+    # mean over D = 2 domains at p = 0.5, n = 50 each: sqrt(0.005 + 0.005) / 2 = 0.05
+    assert mean_binomial_se({"a": 0.5, "b": 0.5}, {"a": 50, "b": 50}) == pytest.approx(0.05)
+    assert mean_binomial_se({"a": 0.9, "b": 0.5}, {"a": 10, "b": 40}) == pytest.approx(
+        np.sqrt(0.09 / 10 + 0.25 / 40) / 2
+    )
+    with pytest.raises(ValueError):
+        mean_binomial_se({"a": 0.5}, {})
+    with pytest.raises(ValueError):
+        detect_phases(STEPS, DIP, eval_size=50, noise_se=0.01)
+    with pytest.raises(ValueError):
+        detect_phases(STEPS, DIP, eval_size=0)
+    with pytest.raises(ValueError):
+        detect_phases(STEPS, DIP, noise_se=-0.1)
+
+
+def test_detect_all_eval_sizes_per_domain_and_for_the_mean():
+    flat = (STEPS, [0.5] * len(STEPS))
+    shallow, deep = (STEPS, _flat_with_dip(0.1)), (STEPS, _flat_with_dip(0.3))
+    out = detect_all({"a": shallow, "b": deep, "c": shallow}, eval_sizes={"a": 50, "b": 50})
+    assert out["a"].disruption is None and out["b"].disruption is not None
+    assert out["c"].disruption is not None  # no size given: the fixed margin
+    # The mean of two domains at 0.5 on 50 prompts each has se 0.05: 2 se = 0.1.
+    small_dip = (STEPS, [0.5 - (0.08 if 3 <= i <= 5 else 0.0) for i in range(len(STEPS))])
+    big_dip = (STEPS, [0.5 - (0.15 if 3 <= i <= 5 else 0.0) for i in range(len(STEPS))])
+    sizes = {"a": 50, "b": 50}
+    assert detect_all({"a": flat, "b": flat, "mean": small_dip}, eval_sizes=sizes)["mean"] == Phases()
+    assert detect_all({"a": flat, "b": flat, "mean": big_dip}, eval_sizes=sizes)["mean"].disruption is not None
+    # a domain without a size leaves the mean at the fixed margin
+    assert detect_all({"a": flat, "c": flat, "mean": small_dip}, eval_sizes=sizes)["mean"].disruption is not None

@@ -14,6 +14,9 @@ from spectrum_rl.scheduler.blend import (
     SFTConfig,
     allocate_rows,
     chord_mu,
+    gate_mu,
+    gate_switches,
+    layer_factors,
     mu_rule,
     row_weights,
 )
@@ -104,14 +107,47 @@ def test_row_weights_blend_gate_and_zero_variance():
         _group("g", (1.0, 0.0, 0.0)),
         _group("a", (1.0, 1.0, 1.0)),
     ]
-    w = row_weights(plan, groups, ["a"], SFTConfig(), group_size=3)
-    assert w.rl == pytest.approx([0.7, 0.0, 1.0, 1.0, 0.7])  # 1 - mu; a gated-out prompt's rollouts weigh 0
-    assert w.gated == [False, True, False, False, False]  # no demonstration: stays RL
+    switched = gate_switches(plan, groups, SFTConfig(), group_size=3)
+    assert switched == [False, True, False, False, False]  # no demonstration: stays RL
+    fraction = gate_mu(plan, {"g": (1, 3)})
+    assert fraction == {"g": pytest.approx(1 / 3)}
+    executed = StepPlan(plan.mixture, {**plan.mu, **fraction}, "", gate=plan.gate)
+    w = row_weights(executed, groups, switched, ["a"], SFTConfig())
+    # 1 - mu; the gate domain's RL groups weigh 1 - f, its switched prompt's demonstration f
+    assert w.rl == pytest.approx([0.7, 0.0, 2 / 3, 2 / 3, 0.7])
+    assert w.gated == pytest.approx([0.0, 1 / 3, 0.0, 0.0, 0.0])
     assert w.sft == [0.3]
-    w = row_weights(plan, groups, ["a"], SFTConfig(), group_size=3, drop_zero_variance=True)
+    w = row_weights(executed, groups, switched, ["a"], SFTConfig(), drop_zero_variance=True)
     assert w.rl[4] == 0.0 and w.rl[0] == pytest.approx(0.7)
-    w = row_weights(plan, groups, ["a"], SFTConfig(layer_mu="increasing"), group_size=3)
-    assert w.rl == [1.0, 0.0, 1.0, 1.0, 1.0] and w.sft == [1.0]  # per-layer mu acts on gradients instead
+    w = row_weights(executed, groups, switched, ["a"], SFTConfig(layer_mu="increasing"))
+    assert w.rl == [1.0, 0.0, 1.0, 1.0, 1.0] and w.sft == [1.0] and w.gated == [0.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_gate_gives_every_prompt_one_unit_of_weight():
+    """HPT as a per-prompt switch: with k of n prompts switched, the SFT part carries k/n of the
+    step's weight and the RL part (n-k)/n, whatever k is (one failed prompt is not half the step)."""
+    plan = StepPlan({"g": 1.0}, {"g": 0.0}, "", gate={"g": 0.0})
+    for k in range(9):
+        groups = [_group("g", (0.0,) * 4 if i < k else (1.0, 0.0, 0.0, 0.0)) for i in range(8)]
+        switched = gate_switches(plan, groups, SFTConfig(), group_size=4)
+        mu = gate_mu(plan, {"g": (sum(switched), len(groups))})
+        w = row_weights(StepPlan(plan.mixture, mu, "", gate=plan.gate), groups, switched, [], SFTConfig())
+        rl_part = max(w.rl)  # every RL row of the step has this weight; the part is a mean over its tokens
+        sft_part = max(w.gated)
+        assert sum(switched) == k and mu["g"] == pytest.approx(k / 8)
+        assert rl_part == pytest.approx(1 - k / 8) and sft_part == pytest.approx(k / 8)
+
+
+def test_layer_factors_keep_the_average_mu():
+    depth = [0.0] + [(i + 0.5) / 4 for i in range(4)] * 3 + [1.0]
+    for mu in (0.0, 0.05, 0.3, 0.5, 0.72, 0.9, 1.0):
+        for mode in ("increasing", "decreasing"):
+            rl, sft = layer_factors(depth, mu, mode)
+            assert sum(sft) / len(sft) == pytest.approx(mu)
+            assert all(0.0 <= m <= 1.0 for m in sft) and all(r + m == pytest.approx(1.0) for r, m in zip(rl, sft))
+    rising = layer_factors(depth, 0.3, "increasing")[1]
+    assert rising[0] < rising[1] < rising[-1]  # deeper parameters get more SFT
+    assert layer_factors(depth, 0.3, "increasing")[1][1] == pytest.approx(2 * 0.3 * 0.125)  # mu_l = 2 mu f
 
 
 class _Half(MuRule):

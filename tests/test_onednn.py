@@ -92,7 +92,7 @@ def test_rollouts_and_the_training_loss_match_the_default_kernels(tiny_random_lm
         model.zero_grad(set_to_none=True)
         total = 0.0
         for mb in micro_batches(rows, size=3, pad_id=tok.pad_token_id):
-            logp, _ = token_logprobs(model, mb)
+            logp = token_logprobs(model, mb)
             loss = -(logp * mb.advantage[:, None] * mb.completion_mask).sum()
             loss.backward()
             total += float(loss.detach())

@@ -71,8 +71,9 @@ def test_analyze_run_directory(tmp_path, tiny_random_lm_dir, capsys):
     assert main(["analyze", str(tmp_path / "nope")]) == 2
 
 
-def _run(final, start, kl, auc, entropy=None, classes=None, mu=None):
+def _run(final, start, kl, auc, entropy=None, classes=None, mu=None, unchanged=0.5):
     return {
+        "sparsity": {"unchanged_fraction": unchanged},
         "final_mean": final,
         "eval_mean": ([0, 10], [start, final]),
         "kl_to_base": {"0": 0.0, "10": kl},
@@ -105,10 +106,11 @@ def test_claim_rules_on_scripted_numbers():
             for _ in range(3)
         ],
         "chord_mu": [_run(0.60 + 0.01 * i, 0.5, 0.3, 0.2) for i in range(3)],
-        "rl_only": [_run(0.55, 0.5, 0.2, 0.25) for _ in range(3)],
+        "rl_only": [_run(0.55, 0.5, 0.2, 0.25, unchanged=0.8 + 0.01 * i) for i in range(3)],
         "structured_first": [_run(0.70 + 0.01 * i, 0.5, 0.4, 0.15) for i in range(3)],
     }
     runs["joint"] = runs["rl_only"]
+    runs["sft_only"] = [_run(0.5, 0.5, 0.5, 0.1, unchanged=0.1 + 0.01 * i) for i in range(3)]
     arms = {
         "staged": {"phases": [{"mean": {"disruption": {"start": 1}}}] * 3},
         "rl_only": {
@@ -145,3 +147,19 @@ def test_continual_metrics_of_a_staged_run(tmp_path):
     got = staged_continual_metrics(tmp_path)
     # R = [[0.6, 0.3], [0.4, 0.7]], b = [0.1, 0.2]: ACC 0.55, BWT 0.4-0.6 = -0.2, FWT 0.3-0.2 = 0.1
     assert got == {"order": ["a", "b"], "ACC": 0.55, "BWT": -0.2, "FWT": 0.1}
+
+
+def test_continual_metrics_never_use_an_eval_from_before_the_phase(tmp_path):
+    """Phases of 12 steps, evals every 15: phase 1 (steps 13-24) holds no eval, so the eval at
+    step 0 or 12 must not stand in for "after phase 1" (that gave a fake BWT)."""
+    from spectrum_rl.analysis.analyze import staged_continual_metrics
+
+    mixtures = [{"a": 1.0, "b": 0.0}] * 12 + [{"a": 0.0, "b": 1.0}] * 12
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": i + 1, "mixture": m}) + "\n" for i, m in enumerate(mixtures))
+    )
+    evals = [{"step": s, "eval/a": 0.1 * (s == 0) + 0.5 * (s > 0), "eval/b": 0.2} for s in (0, 15)]
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    got = staged_continual_metrics(tmp_path)
+    assert got["order"] == ["a", "b"] and "ACC" not in got and "BWT" not in got
+    assert got["not_measured"] == "no eval inside phase a (steps 1-12)"

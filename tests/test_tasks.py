@@ -41,10 +41,7 @@ def test_generator_is_deterministic_and_well_formed(name):
     for row in rows:
         assert all(isinstance(row[k], str) for k in ("question", "answer", "expert"))
         assert row["question"].isascii() and row["question"] == row["question"].lower()
-        lines = row["expert"].splitlines()
-        assert lines[0].startswith("plan: ") and lines[-1] == f"answer: {row['answer']}"
-        assert lines[1:-1] and all(line.startswith("step: ") for line in lines[1:-1])
-        assert len(row["expert"]) <= 120
+        assert row["expert"] == row["answer"]  # a correct answer in the model's own format
         assert ("constraint" in row) == (gen.kind == "creative")
 
 
@@ -57,6 +54,8 @@ def _answers_correct(row: dict) -> bool:
         return a == "".join(sorted(q[6:]))
     if q.startswith("reverse: "):
         return a == q[9:][::-1]
+    if q.startswith("first letter: "):
+        return a == q[14]
     letter, text = re.fullmatch(r"count (\w): (\w+)", q).groups()
     return int(a) == text.count(letter)
 
@@ -68,16 +67,8 @@ def test_structured_answers_are_correct(name):
         assert _answers_correct(GENERATORS[name].make(rng))
 
 
-def test_addition_expert_shows_carries():
-    assert GENERATORS["addition"].make(random.Random(0), digits=3)["expert"].count("step: ") == 3
-    rng = random.Random(0)
-    for _ in range(50):
-        row = GENERATORS["addition"].make(rng)
-        a, b = row["question"][5:].split("+")
-        ones, tens = row["expert"].splitlines()[1:3]
-        carried = int(a[-1]) + int(b[-1]) >= 10
-        assert ("carry 1" in ones) == carried
-        assert bool(re.fullmatch(r"step: \d\+\d\+1=.*", tens)) == carried
+def test_only_first_letter_is_left_out_of_pretraining():
+    assert [n for n, g in GENERATORS.items() if not g.pretrained] == ["first_letter"]
 
 
 @pytest.mark.parametrize("name", [n for n, g in GENERATORS.items() if g.kind == "creative"])
@@ -105,10 +96,10 @@ def test_check_constraint_accepts_any_alphabetic_words():
 
 
 def test_token_classes_split_plan_and_steps():
-    expert = GENERATORS["sorting"].make(random.Random(0))["expert"]
-    planning = re.findall(TOKEN_CLASSES["planning"], expert)
-    execution = re.findall(TOKEN_CLASSES["execution"], expert)
-    assert len(planning) == 1 and len(execution) == 4
+    text = "plan: pick the smallest\nstep: e|hsr\nstep: eh|sr\nanswer: ehrs"
+    planning = re.findall(TOKEN_CLASSES["planning"], text)
+    execution = re.findall(TOKEN_CLASSES["execution"], text)
+    assert len(planning) == 1 and len(execution) == 2
     assert not set(planning) & set(execution)
 
 

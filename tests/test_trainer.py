@@ -129,7 +129,8 @@ def test_each_recipe_runs(tmp_path, tiny_random_lm_dir, sft):
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert all(torch.isfinite(torch.tensor(m["grad_norm"])) for m in metrics)
     if sft["mu"]["schedule"] == "gate":  # a random model never succeeds -> every prompt gated to SFT
-        assert all(m["gate/sft_fraction"] == 1.0 and "loss/sft" in m for m in metrics)
+        assert all(m["mu"] == 1.0 and "loss/sft" in m and "loss/rl" not in m for m in metrics)
+        assert all(m[k] == 1.0 for m in metrics for k in m if k.startswith("mu/"))
     if sft.get("luffy"):
         assert "loss/rl" in metrics[0]
 

@@ -28,7 +28,9 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
     run_dir = Path(run_dir)
     s = run_summary(run_dir)
     loss = s["sft_nll"] if s["sft_nll"][0] else None
-    phases = detect_all({**s["eval"], "mean": s["eval_mean"]}, loss=loss)
+    config = load_config(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
+    sizes = {t.name: t.eval.size for t in config.tasks} if config is not None else None
+    phases = detect_all({**s["eval"], "mean": s["eval_mean"]}, loss=loss, eval_sizes=sizes)
     out: dict[str, Any] = {
         "final": s["final"],
         "final_mean": s["final_mean"],
@@ -38,7 +40,6 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
         "entropy_slope": {d: slope(v[1]) for d, v in s["entropy"].items() if v[1]},
         "entropy_class_slope": {c: slope(v[1]) for c, v in s["entropy_class"].items() if v[1]},
     }
-    config = load_config(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
     continual = staged_continual_metrics(run_dir)
     if continual is not None:
         out["continual"] = continual
@@ -58,22 +59,28 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
 def staged_continual_metrics(run_dir: Path) -> dict[str, Any] | None:
     """ACC/BWT/FWT of a staged run (one dominant domain per phase, e.g. `sequential` or `bwt`):
     phases are maximal runs of steps with the same highest-weight domain; R[i][j] is the held-out
-    score of domain j at the last eval inside phase i, b the scores at step 0."""
+    score of domain j at the last eval inside phase i (an eval at step s measures the model after
+    s steps, so phase i = steps a..b owns evals at a..b), b the scores at step 0. An eval from
+    before a phase says nothing about what the phase did: when some phase holds no eval, the
+    metrics are "not measured" (evaluate at least once per phase: ``eval.every`` <= phase length)."""
     metrics, evals = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(run_dir / "eval.jsonl")
-    phases: list[tuple[str, int]] = []  # (domain, last step)
+    phases: list[tuple[str, int, int]] = []  # (domain, first step, last step)
     for m in metrics:
         top = max(m["mixture"], key=m["mixture"].get) if m.get("mixture") else None
         if top is None or max(m["mixture"].values()) < 0.5:
             return None  # not staged: no dominant domain
         if phases and phases[-1][0] == top:
-            phases[-1] = (top, m["step"])
+            phases[-1] = (top, phases[-1][1], m["step"])
         else:
-            phases.append((top, m["step"]))
-    order = [d for d, _ in phases]
+            phases.append((top, m["step"], m["step"]))
+    order = [d for d, _, _ in phases]
     if len(phases) < 2 or len(set(order)) != len(order) or not evals:
         return None
-    at = lambda step: max((e for e in evals if e["step"] <= step), key=lambda e: e["step"])  # noqa: E731
-    R = np.array([[at(end)[f"eval/{d}"] for d in order] for _, end in phases])
+    inside = [[e for e in evals if first <= e["step"] <= last] for _, first, last in phases]
+    missing = [f"{d} (steps {a}-{b})" for (d, a, b), found in zip(phases, inside) if not found]
+    if missing:
+        return {"order": order, "not_measured": f"no eval inside phase {', '.join(missing)}"}
+    R = np.array([[max(found, key=lambda e: e["step"])[f"eval/{d}"] for d in order] for found in inside])
     b = np.array([evals[0][f"eval/{d}"] for d in order])
     return {"order": order, **{k: round(float(v), 4) for k, v in continual_metrics(R, b).items()}}
 

@@ -6,7 +6,18 @@ through three phases: disruption, readaptation, overfitting. On a held-out serie
 ``smooth`` eval points (``ŷ``; the window shrinks at both ends), with baseline ``start = ŷ_0``
 (the score before training; with ``smooth > 1`` it averages the first ``smooth - (smooth-1)//2``
 points, which damps a noisy first eval but partly absorbs a dip at the very first step) and
-threshold ``low = start - margin``:
+threshold ``low = start - margin``.
+
+``margin`` is the larger of the fixed ``margin`` argument and twice the standard error of one
+eval of the curve, so that no phase is named for a change the eval set's size allows by chance.
+For a score ``p`` measured on ``n`` eval prompts, ``se = sqrt(p (1 - p) / n)`` (binomial; for a
+score in [0, 1] that is not 0/1, ``p (1 - p)`` bounds its variance, so this is conservative); for
+the unweighted mean over ``D`` domains of sizes ``n_d``, ``se = sqrt(sum_d p_d (1 - p_d) / n_d) / D``.
+``se`` is evaluated at the start score(s) ``p = start`` (``p_d`` = each domain's ``start``),
+clipped into [0, 1]: one number per curve, taken where the comparisons are anchored. It is the
+standard error of a single eval, not shrunk for ``smooth`` (conservative), and not the ``√2``
+larger error of a difference of two evals (2 se ≈ 1.4 standard errors of ``ŷ_i - start``).
+Without an eval size the margin is the fixed one. Every ``margin`` below is this effective one:
 
 - disruption: the first maximal run of points ``i >= 1`` with ``ŷ_i < low`` that begins before
   ``ŷ`` has ever exceeded ``start + margin`` (a fall after real gains is a late decline, not a
@@ -27,6 +38,7 @@ threshold ``low = start - margin``:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 
@@ -66,6 +78,22 @@ def _moving_average(y: np.ndarray, window: int) -> np.ndarray:
     return (csum[b] - csum[a]) / (b - a)
 
 
+def binomial_se(p: float, n: int) -> float:
+    """Standard error ``sqrt(p (1 - p) / n)`` of a score ``p`` (clipped into [0, 1]) measured on ``n`` prompts."""
+    if n < 1:
+        raise ValueError(f"eval size must be >= 1, got {n}")
+    q = min(1.0, max(0.0, float(p)))
+    return math.sqrt(q * (1 - q) / n)
+
+
+def mean_binomial_se(scores: Mapping[str, float], sizes: Mapping[str, int]) -> float:
+    """Standard error of the unweighted mean over domains of independent binomial scores:
+    ``sqrt(sum_d p_d (1 - p_d) / n_d) / D`` with ``p_d = scores[d]``, ``n_d = sizes[d]``."""
+    if not scores or set(scores) - set(sizes):
+        raise ValueError(f"need an eval size for every domain, got scores {sorted(scores)} and sizes {sorted(sizes)}")
+    return math.sqrt(sum(binomial_se(p, sizes[d]) ** 2 for d, p in scores.items())) / len(scores)
+
+
 def _loss_trend(loss_steps: np.ndarray, losses: np.ndarray, first: int, last: int) -> tuple[float, float] | None:
     """(least-squares slope, Pearson r) of loss vs step over ``first <= step <= last``, or None
     when fewer than two distinct steps are logged there."""
@@ -88,9 +116,14 @@ def detect_phases(
     margin: float = 0.03,
     smooth: int = 1,
     min_points: int = 2,
+    eval_size: int | None = None,
+    noise_se: float | None = None,
 ) -> Phases:
     """Disruption, readaptation and overfitting of one held-out curve (definitions in the module
-    docstring). ``loss_steps``/``losses`` is the training-loss series (e.g. SFT NLL per step)."""
+    docstring). ``loss_steps``/``losses`` is the training-loss series (e.g. SFT NLL per step).
+    ``eval_size`` (prompts behind each score) sets the noise floor ``2 * binomial_se(start, eval_size)``
+    on the margin; ``noise_se`` gives that standard error directly instead (e.g. ``mean_binomial_se``
+    for a mean over domains). With neither, the margin is ``margin``."""
     s = np.asarray(steps)
     y = np.asarray(scores, dtype=float)
     if s.ndim != 1 or s.shape != y.shape or s.size == 0:
@@ -99,6 +132,10 @@ def detect_phases(
         raise ValueError("steps must be strictly increasing")
     if margin <= 0 or smooth < 1 or min_points < 1:
         raise ValueError(f"need margin > 0, smooth >= 1, min_points >= 1; got {margin}, {smooth}, {min_points}")
+    if eval_size is not None and noise_se is not None:
+        raise ValueError("give eval_size or noise_se, not both")
+    if noise_se is not None and not (math.isfinite(noise_se) and noise_se >= 0):
+        raise ValueError(f"noise_se must be finite and >= 0, got {noise_se}")
     ls = np.asarray(loss_steps if loss_steps is not None else [])
     lv = np.asarray(losses if losses is not None else [], dtype=float)
     if ls.shape != lv.shape:
@@ -106,6 +143,9 @@ def detect_phases(
 
     yh = _moving_average(y, smooth)
     n, start = len(y), float(yh[0])
+    se = binomial_se(start, eval_size) if eval_size is not None else noise_se
+    floor = f"; margin {2 * se:.3g} = 2 x eval s.e." if se is not None and 2 * se > margin else ""
+    margin = max(margin, 2 * se) if se is not None else margin
     low = start - margin
     disruption = readaptation = None
     search_from = 0
@@ -122,7 +162,7 @@ def detect_phases(
             int(s[first]),
             int(s[t]),
             min(1.0, depth / (3 * margin)) * min(1.0, n_points / min_points),
-            f"score {start:.4g} -> trough {yh[t]:.4g} at step {s[t]} ({n_points} eval points below {low:.4g})",
+            f"score {start:.4g} -> trough {yh[t]:.4g} at step {s[t]} ({n_points} eval points below {low:.4g}{floor})",
         )
         search_from = t
         rest = yh[t + 1 :]
@@ -163,13 +203,28 @@ def detect_phases(
 def detect_all(
     series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
     loss: LossSeries | Mapping[str, LossSeries] | None = None,
+    *,
+    eval_sizes: Mapping[str, int] | None = None,
+    mean_key: str = "mean",
     **kw,
 ) -> dict[str, Phases]:
     """``detect_phases`` per domain. ``loss`` is one training-loss series ``(steps, losses)``
-    shared by all domains, or a mapping domain -> series (domains missing from it get none);
-    ``kw`` are the keyword parameters of ``detect_phases``."""
+    shared by all domains, or a mapping domain -> series (domains missing from it get none).
+    ``eval_sizes`` (domain -> number of eval prompts) sets each domain's noise floor; the series
+    named ``mean_key`` (the unweighted mean of the other series) gets ``mean_binomial_se`` of their
+    start scores. A series without a size (the mean: when any other series lacks one) keeps the
+    fixed margin. ``kw`` are the other keyword parameters of ``detect_phases``."""
+    sizes = dict(eval_sizes or {})
+    parts = {d: v for d, v in series.items() if d != mean_key}
     out = {}
     for domain, (steps, scores) in series.items():
         own = loss.get(domain) if isinstance(loss, Mapping) else loss
-        out[domain] = detect_phases(steps, scores, *(own if own is not None else (None, None)), **kw)
+        noise: dict[str, float] = {}
+        if domain in sizes:
+            noise["eval_size"] = sizes[domain]
+        elif domain == mean_key and parts and all(d in sizes and len(v[1]) for d, v in parts.items()):
+            smooth = kw.get("smooth", 1)
+            starts = {d: float(_moving_average(np.asarray(v[1], dtype=float), smooth)[0]) for d, v in parts.items()}
+            noise["noise_se"] = mean_binomial_se(starts, sizes)
+        out[domain] = detect_phases(steps, scores, *(own if own is not None else (None, None)), **noise, **kw)
     return out

@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from pathlib import Path
 from typing import Any
+
+from spectrum_rl.analysis.stats import t_interval
 
 CLAIMS = {
     "C1": "SFT-then-RL goes through disruption, readaptation, overfitting; blending SFT inside RL with a "
@@ -19,6 +22,7 @@ CLAIMS = {
     "joint training (Omni-Thinker, arXiv:2507.14783).",
     "C5": "Execution-token entropy drops first, then planning-token entropy rises (arXiv:2509.03646).",
 }
+SMOKE_NOTE = "**A smoke run (`--quick`): 2 seeds, 24 steps. These verdicts are not evidence.**"
 PHASE_COLORS = {"disruption": "#f4a6a6", "readaptation": "#a6d8f4", "overfitting": "#f4dca6"}
 
 
@@ -31,10 +35,94 @@ def _png(fig) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def _mean_curve(seeds: list[dict], key: str = "eval_mean") -> tuple[list[int], list[float]]:
-    steps = seeds[0][key][0]
-    values = [s[key][1] for s in seeds if s[key][0] == steps]
-    return steps, [sum(v) / len(values) for v in zip(*values)]
+def _seed_band(seeds: list[dict], key: str = "eval_mean") -> dict[str, list]:
+    """Per eval step, the mean over seeds of ``seeds[k][key] == (steps, values)`` and its 95%
+    Student-t interval over the seeds logged at that step (``lo``/``hi`` NaN where n < 2)."""
+    at: dict[int, list[float]] = {}
+    for s in seeds:
+        for step, v in zip(*s[key]):
+            if math.isfinite(v):
+                at.setdefault(int(step), []).append(float(v))
+    band: dict[str, list] = {"steps": [], "mean": [], "lo": [], "hi": [], "n": []}
+    for step in sorted(at):
+        iv = t_interval(at[step])
+        for k, v in zip(band, (step, iv.mean, iv.lo, iv.hi, iv.n)):
+            band[k].append(v)
+    return band
+
+
+def _n_label(ns: list[int]) -> str:
+    return f"n = {min(ns)}" if min(ns) == max(ns) else f"n = {min(ns)}–{max(ns)}"
+
+
+def _curve_arms(runs: dict[str, list[dict]]) -> list[str]:
+    """Arms with a held-out curve; ``joint`` is skipped (the same runs as ``rl_only``)."""
+    return [a for a, seeds in runs.items() if a != "joint" and seeds and any(s["eval_mean"][0] for s in seeds)]
+
+
+def _curves_overview(runs: dict[str, list[dict]], summary: dict[str, Any]) -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
+    ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])  # 10 dark colours, then light
+    for arm in _curve_arms(runs):
+        band = _seed_band(runs[arm])
+        ax.plot(band["steps"], band["mean"], marker="o", ms=3, label=arm)
+    staged = (summary["arms"].get("staged") or {}).get("phases") or [{}]
+    for name, phase in staged[0].get("mean", {}).items():
+        if phase:
+            ax.axvspan(phase["start"], phase["end"], color=PHASE_COLORS[name], alpha=0.5, label=f"staged: {name}")
+    ax.set(xlabel="step", ylabel="held-out mean score", title="All arms: mean over seeds (phases of staged seed 0)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    return _png(fig)
+
+
+def _curves_by_arm(runs: dict[str, list[dict]]) -> str | None:
+    """Small multiples: one panel per arm, shared axes, mean ± 95% t-interval over seeds, start dotted."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    arms = _curve_arms(runs)
+    if not arms:
+        return None
+    ncols = min(4, len(arms))
+    nrows = math.ceil(len(arms) / ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.2 * ncols, 2.4 * nrows + 0.8),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        constrained_layout=True,
+    )
+    all_ns: list[int] = []
+    color = "tab:blue"  # one colour: each panel holds one arm, its title names it
+    for ax, arm in zip(axes.flat, arms):
+        band = _seed_band(runs[arm])
+        all_ns += band["n"]
+        ax.plot(band["steps"], band["mean"], color=color, marker="o", ms=3, lw=1.5)
+        ax.fill_between(band["steps"], band["lo"], band["hi"], color=color, alpha=0.25, lw=0)
+        ax.axhline(band["mean"][0], color="0.3", ls=":", lw=1)
+        ax.set_title(f"{arm} ({_n_label(band['n'])})", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(arms) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("held-out mean score", fontsize=8)
+    for ax in axes.flat[len(arms) - ncols : len(arms)]:  # the lowest visible panel of each column
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel("step", fontsize=8)
+    handles = [
+        Line2D([], [], color=color, marker="o", ms=3, label="mean over seeds"),
+        Patch(color=color, alpha=0.25, label="95% t-interval over seeds (none where n < 2)"),
+        Line2D([], [], color="0.3", ls=":", label="start score (first eval, mean over seeds)"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=9, frameon=False)
+    fig.suptitle(f"Held-out mean score per arm: mean ± 95% t-interval over {_n_label(all_ns)} seeds", fontsize=11)
+    return _png(fig)
 
 
 def plots(summary: dict[str, Any], runs: dict[str, list[dict]]) -> dict[str, str]:
@@ -43,54 +131,55 @@ def plots(summary: dict[str, Any], runs: dict[str, list[dict]]) -> dict[str, str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out: dict[str, str] = {}
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.set_prop_cycle(color=plt.cm.tab20.colors)
-    for arm, seeds in runs.items():
-        if arm == "joint":
-            continue
-        ax.plot(*_mean_curve(seeds), marker="o", ms=3, label=arm)
-    staged = runs.get("staged") or next(iter(runs.values()))
-    for name, phase in (summary["arms"].get("staged") or {}).get("phases", [{}])[0].get("mean", {}).items():
-        if phase:
-            ax.axvspan(phase["start"], phase["end"], color=PHASE_COLORS[name], alpha=0.5, label=f"staged: {name}")
-    ax.set(
-        xlabel="step", ylabel="held-out mean score", title="Learning curves (mean over seeds; phases of staged seed 0)"
-    )
-    ax.legend(fontsize=7, ncol=2)
-    out["curves"] = _png(fig)
+    out: dict[str, str] = {"curves": _curves_overview(runs, summary)}
+    by_arm = _curves_by_arm(runs)
+    if by_arm:
+        out["curves_by_arm"] = by_arm
 
+    staged = runs.get("staged") or next(iter(runs.values()))
     base = runs.get("rl_only") or staged
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = plt.subplots(figsize=(8, 3.5), constrained_layout=True)
     for d, (steps, values) in base[0]["entropy"].items():
         if steps:
             ax.plot(steps, values, label=d)
     ax.set(xlabel="step", ylabel="token entropy (nats)", title="Rollout entropy per domain (rl_only, seed 0)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     out["entropy"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = plt.subplots(figsize=(8, 3.5), constrained_layout=True)
     for arm, seeds in runs.items():
         steps, mu = seeds[0]["mu"]
         if steps and any(mu):
             ax.plot(steps, mu, label=arm)
     ax.set(xlabel="step", ylabel="mu (SFT weight)", title="mu over time (seed 0)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     out["mu"] = _png(fig)
 
     order_arms = [a for a in ("structured_first", "creative_first", "bwt", "transfer", "adaptive") if a in runs]
     if order_arms:
-        fig, axes = plt.subplots(len(order_arms), 1, figsize=(8, 2.2 * len(order_arms)), squeeze=False)
+        fig, axes = plt.subplots(
+            len(order_arms),
+            1,
+            figsize=(8, 1.9 * len(order_arms) + 0.6),
+            sharex=True,
+            squeeze=False,
+            constrained_layout=True,
+        )
         for ax, arm in zip(axes[:, 0], order_arms):
             s = runs[arm][0]
             ax.stackplot(s["metric_steps"], *s["mixture"].values(), labels=list(s["mixture"]))
-            ax.set(title=f"mixture: {arm} (seed 0)", ylim=(0, 1))
-        axes[0, 0].legend(fontsize=7, loc="upper right")
+            ax.set_ylim(0, 1)
+            ax.set_ylabel("weight", fontsize=8)
+            ax.set_title(f"{arm} (seed 0)", fontsize=9, loc="left")
+            ax.tick_params(labelsize=8)
+        axes[-1, 0].set_xlabel("step")
+        axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+        fig.suptitle("Domain mixture over steps (ordering arms)", fontsize=11)
         out["mixture"] = _png(fig)
 
     names = summary["domains"]
     T = [[summary["transfer"][a][b] for b in names] for a in names]
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
     im = ax.imshow(T, cmap="RdBu", vmin=-max(map(abs, sum(T, []))) or -1, vmax=max(map(abs, sum(T, []))) or 1)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
@@ -100,17 +189,70 @@ def plots(summary: dict[str, Any], runs: dict[str, list[dict]]) -> dict[str, str
 
     classes = staged[0].get("entropy_class", {}) if staged else {}
     if classes:
-        fig, ax = plt.subplots(figsize=(8, 3.5))
+        fig, ax = plt.subplots(figsize=(8, 3.5), constrained_layout=True)
         for c, (steps, values) in classes.items():
             ax.plot(steps, values, label=c)
         ax.set(xlabel="step", ylabel="entropy (nats)", title="Token-class entropy (staged, seed 0)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
         out["token_classes"] = _png(fig)
     return out
 
 
 def _ci(x: dict | None) -> str:
-    return "–" if not x else f"{x['mean']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}]"
+    """``0.590 [0.570, 0.610], n=3, t`` (``paired t`` for a paired difference); ``0.590, n=1, no
+    interval`` when the bounds are None (fewer than 2 seeds)."""
+    if not x or x.get("mean") is None or (isinstance(x["mean"], float) and math.isnan(x["mean"])):
+        return "–"
+    method = str(x.get("method") or "")
+    short = "paired t" if "paired" in method else "t" if method.startswith("Student t") else method
+    tail = f"n={x.get('n', '?')}" + (f", {short}" if short else "")
+    lo, hi = x.get("ci_low"), x.get("ci_high")
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return f"{x['mean']:.3f}, {tail}, no interval"
+    return f"{x['mean']:.3f} [{lo:.3f}, {hi:.3f}], {tail}"
+
+
+def _interval_cell(x: dict | None) -> str:
+    """An HTML table cell's content: the mean, and below it ``[lo, hi]`` with n; an undefined interval
+    (n < 2: bounds None or NaN) is said so rather than printed."""
+    if not x or not _finite(x.get("mean")):
+        return "–"
+    n = x.get("n")
+    n_txt = f"n={n}" if n is not None else "n unknown"
+    lo, hi = x.get("ci_low"), x.get("ci_high")
+    if not (_finite(lo) and _finite(hi)):
+        return f"{x['mean']:.3f}<br><small>no interval, {n_txt}</small>"
+    return f"{x['mean']:.3f}<br><small>[{lo:.3f}, {hi:.3f}] {n_txt}</small>"
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _interval_methods(summary: dict[str, Any]) -> str:
+    """The interval method(s) named in the arms' numbers (summaries before the t-interval name none)."""
+    found = {
+        x["method"]
+        for a in summary["arms"].values()
+        for x in [a.get("final_mean"), *(a.get("final") or {}).values()]
+        if isinstance(x, dict) and x.get("method")
+    }
+    return "; ".join(sorted(found)) or "method not recorded in summary.json"
+
+
+def _final_domain_table(summary: dict[str, Any]) -> str:
+    """Arms x domains: final held-out score, mean with its 95% interval over seeds and n."""
+    domains = list(dict.fromkeys(d for a in summary["arms"].values() for d in (a.get("final") or {}))) or list(
+        summary["domains"]
+    )
+    head = "".join(f"<th>{html.escape(d)}</th>" for d in domains)
+    rows = "".join(
+        f"<tr><td>{html.escape(arm)}</td>"
+        + "".join(f'<td class="num">{_interval_cell((a.get("final") or {}).get(d))}</td>' for d in domains)
+        + "</tr>"
+        for arm, a in summary["arms"].items()
+    )
+    return f"<table><tr><th>arm</th>{head}</tr>{rows}</table>"
 
 
 def write_report(path: Path, summary: dict[str, Any], runs: dict[str, list[dict]]) -> None:
@@ -125,24 +267,30 @@ def write_report(path: Path, summary: dict[str, Any], runs: dict[str, list[dict]
         )
     arm_rows = []
     for arm, a in summary["arms"].items():
-        arm_rows.append(
-            f"<tr><td>{arm}</td><td>{a['start_mean']:.3f}</td><td>{_ci(a['final_mean'])}</td>"
-            f"<td>{_ci(a['kl_to_base'])}</td><td>{_ci(a['plasticity_auc'])}</td>"
-            f"<td>{_ci(a['sparsity_unchanged'])}</td><td>{_ci(a['rank_ratio'])}</td><td>{a['seconds']}</td></tr>"
+        cells = "".join(
+            f'<td class="num">{_interval_cell(a.get(k))}</td>'
+            for k in ("final_mean", "kl_to_base", "plasticity_auc", "sparsity_unchanged", "rank_ratio")
         )
+        arm_rows.append(f"<tr><td>{esc(arm)}</td><td>{a['start_mean']:.3f}</td>{cells}<td>{a['seconds']}</td></tr>")
     order = summary["order"]
     spec = summary["spec"]
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>spectrum-rl study</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 6px;font-size:13px;vertical-align:top}}code{{font-size:11px}}</style></head><body>
-<h1>spectrum-rl study</h1>
-<p>Config <code>{esc(summary["config"])}</code>; {len(summary["arms"])} arms x {spec["seeds"]} seeds, {spec["steps"]} steps,
+td,th{{border:1px solid #ccc;padding:4px 6px;font-size:13px;vertical-align:top}}code{{font-size:11px}}
+td.num{{white-space:nowrap}}small{{color:#555}}img{{max-width:100%;height:auto;display:block;margin:0.5em 0}}</style></head><body>
+<h1>spectrum-rl study</h1>{"<p>" + SMOKE_NOTE.replace("**", "") + "</p>" if spec.get("smoke") else ""}
+<p>Config <code>{esc(summary["config"])}</code>; {len(summary["arms"])} arms x {_seed_counts(summary)} seeds, {spec["steps"]} steps,
 {spec["prompts_per_step"]} prompts x {spec["group_size"]} completions per step; plasticity domain
-<code>{esc(summary["plasticity_domain"])}</code>; total {summary["seconds"]:.0f} s. Means with 95% bootstrap CIs over seeds.</p>
+<code>{esc(summary["plasticity_domain"])}</code>; total {summary["seconds"]:.0f} s. Numbers are means over seeds; below each, its 95% interval over seeds
+({esc(_interval_methods(summary))}) and n, the number of seeds it rests on (no interval where n &lt; 2).</p>
 <h2>Claims</h2><table><tr><th>id</th><th>claim</th><th>verdict</th><th>numbers</th><th>rule</th></tr>{"".join(rows)}</table>
 <h2>Arms</h2><table><tr><th>arm</th><th>start</th><th>final held-out mean</th><th>KL to base</th><th>plasticity AUC</th>
 <th>unchanged (bf16)</th><th>rank ratio</th><th>s/run</th></tr>{"".join(arm_rows)}</table>
-<h2>Learning curves</h2>{figs["curves"]}
+<h2>Learning curves</h2>
+<p>One panel per arm (joint is rl_only's runs): held-out mean score, mean over seeds with its 95% Student-t interval
+over the seeds at each eval step; the dotted line is the score before training.</p>{figs.get("curves_by_arm", "")}
+<p>All arms overlaid (means only), with the phases detected on staged seed 0.</p>{figs["curves"]}
+<h2>Final held-out score per domain</h2>{_final_domain_table(summary)}
 <h2>Entropy</h2>{figs["entropy"]}{figs.get("token_classes", "")}
 <h2>mu and mixture</h2>{figs["mu"]}{figs.get("mixture", "")}
 <h2>Transfer and recommended order</h2>{figs["transfer"]}
@@ -152,12 +300,21 @@ td,th{{border:1px solid #ccc;padding:4px 6px;font-size:13px;vertical-align:top}}
     Path(path).write_text(doc)
 
 
+def _seed_counts(summary: dict[str, Any]) -> str:
+    """'3' or '3-5': the range of seeds per arm."""
+    counts = sorted({a["final_mean"]["n"] for a in summary["arms"].values()})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
 def claims_markdown(summary: dict[str, Any]) -> str:
     """The claims and arms tables as Markdown (written beside the report as ``claims.md``)."""
-    lines = ["| claim | verdict | measured |", "|---|---|---|"]
+    lines = [SMOKE_NOTE, ""] if summary.get("spec", {}).get("smoke") else []
+    lines += ["| claim | verdict | why | measured |", "|---|---|---|---|"]
+    show = lambda v: _ci(v) if isinstance(v, dict) and "ci_low" in v else str(v)  # noqa: E731
     for cid, claim in summary["claims"].items():
-        numbers = "; ".join(f"{k}: {v}" for k, v in claim.items() if k not in ("verdict", "rule"))
-        lines.append(f"| {cid} | **{claim['verdict']}** | {numbers.replace('|', '/')} |")
+        numbers = "; ".join(f"{k}: {show(v)}" for k, v in claim.items() if k not in ("verdict", "rule", "reason"))
+        why = claim.get("reason", "")
+        lines.append(f"| {cid} | **{claim['verdict']}** | {why.replace('|', '/')} | {numbers.replace('|', '/')} |")
     lines += [
         "",
         "| arm | start | final held-out mean [95% CI] | KL to base | plasticity AUC | unchanged (bf16) |",

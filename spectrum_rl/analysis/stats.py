@@ -1,21 +1,69 @@
-"""Small statistics for comparing recipes: percentile-bootstrap confidence intervals and
-Spearman rank correlation.
+"""Small statistics for comparing recipes over seeds: Student-t intervals, paired differences,
+Spearman's rho with a permutation p-value.
 
-Percentile bootstrap (Efron & Tibshirani 1993, ch. 13): resample the values with replacement
-``n_boot`` times, take the mean of each resample; the CI at level c is the ``(1-c)/2`` and
-``(1+c)/2`` quantiles of those means. For a difference of means, ``a`` and ``b`` are resampled
-independently. Spearman's rho is the Pearson correlation of the (average-tie) ranks.
+Every study number is a mean over seeds (n of them, usually 3-5). A t-interval is the honest
+interval at that n: ``mean ± t_{(1+c)/2, n-1} · s / sqrt(n)`` with ``s`` the sample standard
+deviation (Student 1908; any statistics text). A percentile bootstrap over 3 values is about
+[min, max] and under-covers, so it is not used. Two recipes run with the same seeds are compared
+*paired by seed*: the interval is the t-interval of the per-seed differences ``a_k - b_k``, which
+removes the seed-to-seed variation the two runs share. With ``n < 2`` there is no interval
+(``lo = hi = nan``).
+
+Spearman's rho is the Pearson correlation of the (average-tie) ranks; its two-sided permutation
+p-value is the fraction of random pairings of ``y`` with ``x`` whose |rho| is at least the
+observed |rho| (Good 2005, *Permutation, Parametric and Bootstrap Tests of Hypotheses*).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.stats import rankdata
+from scipy.stats import t as student_t
 
-_CHUNK = 1 << 22  # resample indices drawn per batch, bounding memory for large samples
+METHOD = "Student t over seeds"
+PAIRED_METHOD = "Student t over per-seed differences (paired by seed)"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its two-sided interval, the number of values it rests on and how it was made.
+    ``lo``/``hi`` are NaN when ``n < 2`` (no interval can be formed)."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+    method: str = METHOD
+    confidence: float = 0.95
+
+    @property
+    def defined(self) -> bool:
+        """True when the interval exists (n >= 2)."""
+        return not (math.isnan(self.lo) or math.isnan(self.hi))
+
+    def above(self, x: float) -> bool:
+        """The whole interval lies above ``x`` (False when undefined)."""
+        return self.defined and self.lo > x
+
+    def below(self, x: float) -> bool:
+        """The whole interval lies below ``x`` (False when undefined)."""
+        return self.defined and self.hi < x
+
+    def to_dict(self, digits: int = 4) -> dict[str, float | int | str | None]:
+        """JSON form: ``mean``, ``ci_low``, ``ci_high`` (None when undefined), ``n``, ``method``."""
+        d = asdict(self)
+        r = lambda v: None if math.isnan(v) else round(v, digits)  # noqa: E731
+        return {
+            "mean": r(d["mean"]),
+            "ci_low": r(d["lo"]),
+            "ci_high": r(d["hi"]),
+            "n": self.n,
+            "method": self.method,
+        }
 
 
 def _as_sample(values: Sequence[float], what: str) -> np.ndarray:
@@ -25,55 +73,59 @@ def _as_sample(values: Sequence[float], what: str) -> np.ndarray:
     return x
 
 
-def _boot_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of ``n_boot`` resamples of ``x`` with replacement."""
-    rows = max(1, _CHUNK // x.size)
-    means = np.empty(n_boot)
-    for i in range(0, n_boot, rows):
-        k = min(rows, n_boot - i)
-        means[i : i + k] = x[rng.integers(0, x.size, size=(k, x.size))].mean(axis=1)
-    return means
-
-
-def _interval(estimate: float, boot: np.ndarray, confidence: float) -> tuple[float, float, float]:
+def t_interval(values: Sequence[float], confidence: float = 0.95, method: str = METHOD) -> Interval:
+    """Mean of ``values`` with its Student-t interval (undefined for a single value)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    return estimate, float(lo), float(hi)
-
-
-def bootstrap_ci(
-    values: Sequence[float], confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
-    """``(mean, lo, hi)``: the mean and its percentile-bootstrap CI (a single value v gives
-    ``(v, v, v)``)."""
     x = _as_sample(values, "values")
-    rng = np.random.default_rng(seed)
-    return _interval(float(x.mean()), _boot_means(x, n_boot, rng), confidence)
+    mean, n = float(x.mean()), int(x.size)
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, n, method, confidence)
+    half = float(student_t.ppf((1 + confidence) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return Interval(mean, mean - half, mean + half, n, method, confidence)
 
 
-def bootstrap_diff_ci(
-    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
-    """``(mean(a) - mean(b), lo, hi)`` with a percentile-bootstrap CI, ``a`` and ``b``
-    resampled independently (unpaired samples, e.g. seeds of two recipes)."""
+def paired_diff(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Interval:
+    """``mean(a_k - b_k)`` with the t-interval of the per-seed differences; ``a[k]`` and ``b[k]``
+    must come from the same seed k, so the two samples must have the same length."""
     xa, xb = _as_sample(a, "a"), _as_sample(b, "b")
-    rng = np.random.default_rng(seed)
-    boot = _boot_means(xa, n_boot, rng) - _boot_means(xb, n_boot, rng)
-    return _interval(float(xa.mean() - xb.mean()), boot, confidence)
+    if xa.shape != xb.shape:
+        raise ValueError(f"paired samples need the same seeds, got {xa.size} and {xb.size} values")
+    return t_interval(xa - xb, confidence, PAIRED_METHOD)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman rank correlation over the pairs where both values are finite; NaN when fewer
     than 3 such pairs remain or either side has no variance."""
+    xs, ys = _finite_pairs(x, y)
+    if xs.size < 3:
+        return math.nan
+    rx, ry = rankdata(xs), rankdata(ys)
+    if rx.std() == 0 or ry.std() == 0:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def spearman_permutation_p(x: Sequence[float], y: Sequence[float], n_perm: int = 10000, seed: int = 0) -> float:
+    """Two-sided permutation p-value of Spearman's rho (NaN where rho is NaN). The observed
+    pairing counts as one permutation, so p is never 0: ``(1 + #{|rho_perm| >= |rho|}) / (1 + n_perm)``."""
+    xs, ys = _finite_pairs(x, y)
+    rho = spearman(xs, ys)
+    if math.isnan(rho):
+        return math.nan
+    rx, ry = rankdata(xs), rankdata(ys)
+    rng = np.random.default_rng(seed)
+    perms = np.argsort(rng.random((n_perm, ry.size)), axis=1)
+    ryp = ry[perms]
+    rxc, rypc = rx - rx.mean(), ryp - ryp.mean(axis=1, keepdims=True)
+    rhos = (rypc @ rxc) / (np.sqrt((rypc**2).sum(axis=1)) * np.sqrt((rxc**2).sum()))
+    hits = int(np.sum(np.abs(rhos) >= abs(rho) - 1e-12))
+    return (1 + hits) / (1 + n_perm)
+
+
+def _finite_pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if xs.shape != ys.shape:
         raise ValueError(f"x and y must have the same shape, got {xs.shape} and {ys.shape}")
     ok = np.isfinite(xs) & np.isfinite(ys)
-    if ok.sum() < 3:
-        return math.nan
-    rx, ry = rankdata(xs[ok]), rankdata(ys[ok])
-    if rx.std() == 0 or ry.std() == 0:
-        return math.nan
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return xs[ok], ys[ok]

@@ -25,7 +25,7 @@ from spectrum_rl.analysis.probe import probe_transfer, recommend_order
 from spectrum_rl.analysis.report import claims_markdown, write_report
 from spectrum_rl.analysis.runs import plasticity_probe, run_summary
 from spectrum_rl.analysis.sparsity import changed_masks, final_state, mask_overlap, model_state, update_sparsity
-from spectrum_rl.analysis.stats import bootstrap_ci
+from spectrum_rl.analysis.stats import t_interval
 from spectrum_rl.config import Config, Override, load_config, merge_config
 from spectrum_rl.domains import build_domains
 from spectrum_rl.scheduler.graph import prerequisite_graph
@@ -34,28 +34,38 @@ from spectrum_rl.trainer.loop import Trainer
 
 RECIPE_ARMS = ["rl_only", "sft_only", "staged", "chord_mu", "chord_phi", "adaptive_mu", "gate", "layer_mu"]
 ORDER_ARMS = ["joint", "structured_first", "creative_first", "bwt", "transfer", "adaptive"]
+C1_ARMS = ["rl_only", "staged", "chord_mu", "chord_phi", "adaptive_mu", "gate"]  # the blends C1 compares
 
 
 @dataclass
 class StudySpec:
-    """Grid and budget. ``quick`` is a reduced grid for tests and a first look."""
+    """Grid and budget. ``quick`` is a reduced grid for tests and a first look: a smoke run whose
+    verdicts are not evidence. ``seeds`` per arm; the arms C1 compares get ``c1_seeds``."""
 
     arms: list[str] = field(default_factory=lambda: RECIPE_ARMS + ORDER_ARMS)
     seeds: int = 3
-    steps: int = 60
+    c1_seeds: int = 5
+    smoke: bool = False  # the quick grid: says so beside every verdict
+    steps: int = 90
     prompts_per_step: int = 8
     group_size: int = 6
-    max_new_tokens: int = 128  # the longest built-in expert demonstration is 107 tokens
+    max_new_tokens: int = 32  # the longest built-in answer (and demonstration) is 22 tokens
     eval_every: int = 15
     eval_size: int = 50
     plasticity_steps: int = 16
     probe_steps: int = 4
+
+    def seeds_of(self, arm: str) -> int:
+        """Seeds run for ``arm``."""
+        return self.c1_seeds if arm in C1_ARMS else self.seeds
 
     @classmethod
     def quick(cls) -> StudySpec:
         return cls(
             arms=["rl_only", "joint", "sft_only", "staged", "chord_mu", "structured_first"],
             seeds=2,
+            c1_seeds=2,
+            smoke=True,
             steps=24,
             eval_every=8,
             eval_size=30,
@@ -86,7 +96,9 @@ def arm_overlay(arm: str, spec: StudySpec, config, domains: list[str], transfer_
     mu = {
         "rl_only": {"schedule": "rl_only"},
         "sft_only": {"schedule": "sft_only"},
-        "staged": {"schedule": "staged", "sft_steps": steps // 3},
+        # SFT long enough for the demonstrations to be absorbed (the built-in world's new domain
+        # levels off after ~60 SFT steps, docs/world.md), then RL.
+        "staged": {"schedule": "staged", "sft_steps": 2 * steps // 3},
         "chord_mu": {"schedule": "cosine", "peak": 0.9, "valley": 0.05, "warmup": 0, "decay_steps": steps},
         "chord_phi": {"schedule": "constant", "value": 0.1},
         "adaptive_mu": {"schedule": "adaptive"},
@@ -156,7 +168,12 @@ def run_study(
     base = study_base(config, spec, probe)
     domains = [t["name"] for t in base["tasks"]]
 
-    log(f"study: {len(spec.arms)} arms x {spec.seeds} seeds, {spec.steps} steps each; plasticity domain '{probe}'")
+    seeds = sorted({spec.seeds_of(a) for a in spec.arms})
+    log(
+        f"study: {len(spec.arms)} arms x {'/'.join(map(str, seeds))} seeds, {spec.steps} steps each; "
+        f"plasticity domain '{probe}'"
+        + ("; a smoke run (--quick): its verdicts are not evidence" if spec.smoke else "")
+    )
     probe_cfg = Config.model_validate(merge_config(base, {"run": {"output_dir": str(output / "transfer_probe")}}))
     record = probe_transfer(probe_cfg, build_domains(probe_cfg, base_dir), steps=spec.probe_steps, base_dir=base_dir)
     transfer_file = output / "transfer.json"
@@ -169,7 +186,7 @@ def run_study(
         run_arm = "rl_only" if arm == "joint" and "rl_only" in spec.arms else arm
         if run_arm != arm:  # joint with rl_only's settings is the same run
             continue
-        for seed in range(spec.seeds):
+        for seed in range(spec.seeds_of(run_arm)):
             run_dir = output / "runs" / f"{arm}-s{seed}"
             overlay = merge_config(
                 arm_overlay(arm, spec, config, domains, str(transfer_file)),
@@ -204,7 +221,9 @@ def run_study(
             {
                 d: p.to_dict()
                 for d, p in detect_all(
-                    {**s["eval"], "mean": s["eval_mean"]}, loss=s["sft_nll"] if s["sft_nll"][0] else None
+                    {**s["eval"], "mean": s["eval_mean"]},
+                    loss=s["sft_nll"] if s["sft_nll"][0] else None,
+                    eval_sizes={t["name"]: t["eval"]["size"] for t in base["tasks"]},  # capped at spec.eval_size
                 ).items()
             }
             for s in seeds
@@ -231,11 +250,11 @@ def run_study(
 
 
 def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any]:
-    """Mean and 95% bootstrap CI over seeds of the per-run numbers."""
+    """Mean and 95% Student-t interval over seeds of the per-run numbers, each with its n and
+    method (``Interval.to_dict``; ``ci_low``/``ci_high`` are None for a single seed)."""
 
-    def ci(values: list[float]) -> dict[str, float]:
-        mean, lo, hi = bootstrap_ci(values)
-        return {"mean": round(mean, 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4), "n": len(values)}
+    def ci(values: list[float]) -> dict[str, float | int | str | None]:
+        return t_interval(values).to_dict()
 
     domains = list(seeds[0]["final"])
     kl = [list(s["kl_to_base"].values())[-1] for s in seeds if s["kl_to_base"]]

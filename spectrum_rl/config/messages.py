@@ -38,7 +38,7 @@ def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file:
             message = f"missing 'type'; expected one of {', '.join(tags)}"
         else:
             tag = found.get("type")
-            message = f"unknown type '{tag}'{did_you_mean(tag, tags)}; expected one of {', '.join(tags)}"
+            message = f"unknown type {str(tag)!r}{did_you_mean(tag, tags)}; expected one of {', '.join(tags)}"
         path = [*path, "type"]
     elif kind == "unknown_name":  # a name checked against a registry (spectrum_rl/registry.py)
         message = err["msg"]

@@ -73,6 +73,14 @@ class HybridReward:
         self.components = list(components)
         self.names = _unique_names([c.name for c in self.components])
 
+    @property
+    def primary(self) -> str:
+        """The component with the largest weight (the first listed on ties): the task's own
+        measure, e.g. exact match, beside shaping terms such as format or length. Held-out scores
+        use it alone, so they read as a rate in [0, 1] and average like with like across domains."""
+        weights = [c.spec.weight for c in self.components]
+        return self.names[weights.index(max(weights))]
+
     def describe(self) -> str:
         """A one-line summary such as ``1*exact_match + 0.2*format``."""
         return " + ".join(f"{c.spec.weight:g}*{name}" for name, c in zip(self.names, self.components))

@@ -3,8 +3,8 @@
 The spectrum loss ``L = (1 - mu) * L_RL + mu * L_SFT`` is decided here; the trainer only applies
 the numbers. Three functions carry a step's decision to the trainer:
 - ``allocate_rows``: how many rollout prompts and expert demonstrations to draw per domain;
-- ``row_weights``: the weight of each rollout group's rows and of each demonstration, once the
-  rollouts are scored (the gate switches a prompt to SFT here);
+- ``gate_switches``, ``gate_mu`` and ``row_weights``: the weight of each rollout group's rows and
+  of each demonstration, once the rollouts are scored (the gate switches a prompt to SFT here);
 - ``layer_factors``: per-layer mu as gradient factors (``training.sft.layer_mu``).
 
 mu schedules (``training.sft.mu.schedule``; one class each, registered in ``MU_SCHEDULES``):
@@ -20,7 +20,9 @@ mu schedules (``training.sft.mu.schedule``; one class each, registered in ``MU_S
   decays by the factor ``decay`` toward ``valley``.
 - gate (HPT, Lv et al. 2025, arXiv:2509.04419): per prompt, SFT on the prompt's expert
   demonstration when the group's success rate is <= ``gamma``, else RL on its rollouts. The
-  switch happens in ``row_weights``; the schedule's own mu is 0.
+  switch happens once the rollouts are scored (``gate_switches``); the step's mu for the domain
+  is then the fraction of its prompts switched, ``f = switched / prompts``, so each prompt
+  weighs one unit out of one shared denominator, either as its RL group or as its demonstration.
 
 A new schedule is one class here: subclass ``MuRule``, register it, add any new parameter to
 ``MuSchedule``, and test it.
@@ -117,6 +119,14 @@ class SFTConfig(StrictModel):
         le=8,
         description="Expert demonstrations per step, as a fraction of prompts_per_step; they only enter the SFT loss.",
     )
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="Learning rate of a pure-SFT step (mu = 1); a step blending SFT and RL uses "
+        "`(1 - mu) * training.learning_rate + mu * this` (mu: the step's mixture-weighted mu), following "
+        "the same warmup/decay. Unset: `training.learning_rate`. SFT recipes usually run a higher rate than "
+        "RL ones (e.g. ~1e-5 vs ~1e-6 for 7B models).",
+    )
     phi: bool = Field(False, description="CHORD-phi: weight each expert token by p(1-p).")
     luffy: bool = Field(
         False,
@@ -126,9 +136,10 @@ class SFTConfig(StrictModel):
     luffy_gamma: float = Field(0.1, gt=0, description="LUFFY shaping constant gamma.")
     layer_mu: Literal["uniform", "increasing", "decreasing"] = Field(
         "uniform",
-        description="Per-layer mu: the step's mean mu scaled by depth (increasing: 0 at the bottom to "
-        "2*mu at the top; decreasing: the reverse), applied to gradients layer by layer. Each layer's mu is "
-        "clamped to 1, so above a step mu of 0.5 the layers' average is below the step's mu.",
+        description="Per-layer mu: a ramp over depth around the step's mean mu (increasing: less SFT at the "
+        "bottom, more at the top, 0 to 2*mu while mu <= 0.5; decreasing: the reverse), applied to gradients "
+        "layer by layer. The layers' average is always the step's mu: above 0.5 the ramp flattens to stay "
+        "in [0, 1] (mu 0.9: 0.8 to 1.0).",
     )
     gate_threshold: float = Field(
         1.0, description="`gate` schedule: a rollout counts as a success when its total reward is >= this."
@@ -302,56 +313,96 @@ def allocate_rows(
 
 @dataclass(frozen=True)
 class RowWeights:
-    """rl[i]: weight of each rollout row of group i; gated[i]: group i's prompt is trained on its
-    demonstration instead (weight ``gate_sft``); sft[j]: weight of the j-th drawn demonstration.
-    A weight of 0 leaves the row out of the loss."""
+    """rl[i]: weight of each rollout row of group i; gated[i]: weight of group i's demonstration
+    when the gate switched its prompt to SFT (0 otherwise); sft[j]: weight of the j-th drawn
+    demonstration. A weight of 0 leaves the row out of the loss."""
 
     rl: list[float]
-    gated: list[bool]
+    gated: list[float]
     sft: list[float]
-    gate_sft: float = 1.0
+
+
+def gate_switches(plan: StepPlan, groups: Sequence[GroupOutcome], sft: SFTConfig, group_size: int) -> list[bool]:
+    """HPT's switch, per group: True when the prompt's rollouts succeed (total reward >=
+    ``gate_threshold``) at a rate <= the domain's gamma and the prompt has a demonstration."""
+    out = []
+    for g in groups:
+        switch = False
+        if g.domain in plan.gate:
+            rollouts = g.rewards[:group_size]
+            success = sum(r >= sft.gate_threshold for r in rollouts) / len(rollouts)
+            switch = success <= plan.gate[g.domain] and g.has_expert
+        out.append(switch)
+    return out
+
+
+def gate_mu(plan: StepPlan, counts: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """The gate's mu per gate domain: ``switched / prompts`` from ``counts[d] = (switched,
+    prompts)`` summed over every process, so the fraction is the whole step's."""
+    return {d: counts[d][0] / counts[d][1] if counts.get(d, (0, 0))[1] else 0.0 for d in plan.gate}
 
 
 def row_weights(
     plan: StepPlan,
     groups: Sequence[GroupOutcome],
+    switched: Sequence[bool],
     demo_domains: Sequence[str],
     sft: SFTConfig,
-    group_size: int,
     drop_zero_variance: bool = False,
 ) -> RowWeights:
     """Turn a step's plan and its scored rollout groups into the weight of every row.
 
     - A rollout row weighs ``1 - mu_d``; a drawn demonstration ``mu_d``.
-    - Gate domains (HPT): a prompt whose rollouts succeed (total reward >= ``gate_threshold``) at a
-      rate <= gamma, and that has a demonstration, is trained on the demonstration (weight 1) and
-      its rollouts get weight 0; any other prompt's rollouts weigh 1.
+    - Gate domains (HPT): ``plan.mu[d]`` is the fraction ``f_d`` of the domain's prompts switched
+      to SFT (``gate_mu``; the trainer puts it in the plan it executes). A switched prompt's
+      demonstration weighs ``f_d`` and its rollouts 0; any other prompt's rollouts weigh ``1 - f_d``.
+      The RL and SFT parts are each a mean over their own tokens, so each part carries its share
+      of prompts: every prompt counts one unit, as RL or as SFT, over one denominator (the
+      domain's prompts).
     - ``drop_zero_variance`` (DAPO dynamic sampling): a group whose rewards are all equal weighs 0.
     - Per-layer mu (``layer_mu`` not uniform): every row in the loss weighs 1; mu acts on the
       gradients layer by layer instead (``layer_factors``).
     """
     rl, gated = [], []
-    for g in groups:
-        weight, switch = 1.0 - plan.mu[g.domain], False
-        if g.domain in plan.gate:
-            rollouts = g.rewards[:group_size]
-            success = sum(r >= sft.gate_threshold for r in rollouts) / len(rollouts)
-            switch = success <= plan.gate[g.domain] and g.has_expert
-            weight = 0.0 if switch else 1.0
-        if drop_zero_variance and g.zero_variance:
-            weight = 0.0
+    for g, switch in zip(groups, switched):
+        mu = plan.mu[g.domain]
+        weight = 0.0 if switch or (drop_zero_variance and g.zero_variance) else 1.0 - mu
         rl.append(weight)
-        gated.append(switch)
+        gated.append(mu if switch else 0.0)
     demo = [plan.mu[d] for d in demo_domains]
     if sft.layer_mu != "uniform":
-        rl, demo = [float(w > 0) for w in rl], [float(w > 0) for w in demo]
+        rl, gated, demo = ([float(w > 0) for w in ws] for ws in (rl, gated, demo))
     return RowWeights(rl, gated, demo)
+
+
+def lr_factor(mu: float, sft: SFTConfig, learning_rate: float) -> float:
+    """Multiplier of the scheduled learning rate for a step with mixture-weighted ``mu``:
+    ``(1 - mu) + mu * sft.learning_rate / learning_rate`` (1 when ``sft.learning_rate`` is unset),
+    so a pure-RL step runs the RL rate, a pure-SFT step the SFT rate, a blend the blend."""
+    if sft.learning_rate is None:
+        return 1.0
+    return (1 - mu) + mu * sft.learning_rate / learning_rate
 
 
 def layer_factors(depth: Sequence[float], mu: float, mode: str) -> tuple[list[float], list[float]]:
     """Per-parameter gradient factors (RL part, SFT part) for per-layer mu, from each parameter's
-    depth fraction f in [0, 1]: ``mu_l = clip(2 * mu * f, 0, 1)`` (increasing) or
-    ``clip(2 * mu * (1 - f), 0, 1)`` (decreasing); the factors are ``1 - mu_l`` and ``mu_l``."""
-    shape = depth if mode == "increasing" else [1 - f for f in depth]
-    mu_l = [min(max(2 * mu * f, 0.0), 1.0) for f in shape]
+    depth fraction f in [0, 1] (``mode`` increasing; decreasing uses ``1 - f``).
+
+    A ramp around mu that keeps its mean: ``mu_l = mu + k * (f - f_bar)`` with ``f_bar`` the mean
+    depth over ``depth`` and the slope ``k = min(2 mu, mu / (f_bar - f_min), (1 - mu) / (f_max -
+    f_bar))``, the steepest that keeps every ``mu_l`` in [0, 1] (``2 mu``, i.e. ``mu_l = 2 mu f``
+    on evenly spread depths, while mu <= 0.5). So the average mu over the parameter tensors is always the
+    schedule's mu; above mu = 0.5 the ramp flattens instead of clipping (CHORD's peak 0.9 gives
+    0.8 to 1.0). The factors are ``1 - mu_l`` and ``mu_l``."""
+    shape = list(depth) if mode == "increasing" else [1 - f for f in depth]
+    if not shape:
+        return [], []
+    mean, low, high = sum(shape) / len(shape), min(shape), max(shape)
+    slopes = [2 * mu]
+    if mean > low:
+        slopes.append(mu / (mean - low))
+    if high > mean:
+        slopes.append((1 - mu) / (high - mean))
+    k = max(0.0, min(slopes))
+    mu_l = [min(max(mu + k * (f - mean), 0.0), 1.0) for f in shape]  # the clip only absorbs rounding
     return [1 - m for m in mu_l], mu_l

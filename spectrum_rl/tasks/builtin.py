@@ -1,10 +1,13 @@
 """Procedural task generators: seeded, unlimited, with integer difficulty knobs.
 
 Every row has ``question`` (a short lowercase instruction), ``answer`` (the reference, or one
-valid sample for creative generators) and ``expert``: a worked demonstration in a style that
-differs from a bare answer (a ``plan:`` line, ``step:`` lines, a final ``answer:`` line), so
-that SFT on it pulls the model off its own style, the setting of CHORD's three phases (C1).
-The ``plan:``/``step:`` prefixes also mark planning vs execution tokens (C5, ``TOKEN_CLASSES``).
+valid sample for creative generators) and ``expert``: the demonstration, a correct answer in the
+built-in model's own answer format. The model was pretrained on answers of which 10% are wrong,
+and never on ``first_letter``: there the demonstrations carry knowledge it lacks (it starts at ~0
+and RL alone finds no reward to learn from), elsewhere they are clean labels. (A worked-steps
+demonstration — ``plan:``/``step:`` lines before the answer — moves the answer away from the
+question, and the 1.8M-parameter model, whose skills are tied to that position, loses them
+and cannot relearn them within a study's budget; see docs/world.md.)
 
 Structured generators have one correct answer; creative ones accept many and carry a JSON-able
 ``constraint`` spec that ``check_constraint`` scores.
@@ -27,20 +30,23 @@ TOKEN_CLASSES: dict[str, str] = {
     "planning": r"(?m)^plan:.*$",
     "execution": r"(?m)^step:.*$",
 }
-"""Token class -> regex over a completion; tokens inside a match belong to that class (C5)."""
+"""Token class -> regex over a completion; tokens inside a match belong to that class (C5). The
+default of ``logging.token_classes``, for data whose demonstrations write ``plan:``/``step:`` lines."""
 
 LETTERS = string.ascii_lowercase
 
 
 @dataclass(frozen=True)
 class Generator:
-    """A named row generator. ``defaults`` are its difficulty knobs, ``bounds`` their ranges."""
+    """A named row generator. ``defaults`` are its difficulty knobs, ``bounds`` their ranges;
+    ``pretrained``: whether the built-in model's pretraining corpus includes it."""
 
     name: str
     kind: Literal["structured", "creative"]
     defaults: dict[str, int]
     bounds: dict[str, tuple[int, int]]
     build: Callable[..., Row]
+    pretrained: bool = True
 
     def knobs(self, overrides: Mapping[str, Any]) -> dict[str, int]:
         """The defaults updated with ``overrides``, each checked against its range."""
@@ -82,56 +88,35 @@ def get_generator(name: str) -> Generator:
     return GENERATORS[name]
 
 
-def _expert(plan: str, steps: list[str], answer: str) -> str:
-    lines = [f"plan: {plan}", *(f"step: {s}" for s in steps), f"answer: {answer}"]
-    return "\n".join(lines)
-
-
-def _row(question: str, answer: str, plan: str, steps: list[str], **extra: Any) -> Row:
-    return {"question": question, "answer": answer, "expert": _expert(plan, steps, answer), **extra}
-
-
-def _move_one_by_one(letters: str, pick: Callable[[str], int]) -> list[str]:
-    """Steps ``done|rest``, each moving the letter at ``pick(rest)`` from rest to done."""
-    done, rest, steps = "", letters, []
-    while rest:
-        i = pick(rest)
-        done, rest = done + rest[i], rest[:i] + rest[i + 1 :]
-        steps.append(f"{done}|{rest}")
-    return steps
+def _row(question: str, answer: str, **extra: Any) -> Row:
+    return {"question": question, "answer": answer, "expert": answer, **extra}
 
 
 def _addition(rng: random.Random, digits: int) -> Row:
     a, b = (rng.randint(10 ** (digits - 1), 10**digits - 1) for _ in range(2))
-    steps, carry = [], 0
-    for x, y in zip(reversed(str(a)), reversed(str(b))):
-        total = int(x) + int(y) + carry
-        steps.append(f"{x}+{y}{'+1' if carry else ''}={total}{' carry 1' if total >= 10 else ''}")
-        carry = total // 10
-    return _row(f"add: {a}+{b}", str(a + b), f"{digits} columns, right to left", steps)
+    return _row(f"add: {a}+{b}", str(a + b))
 
 
 def _sorting(rng: random.Random, length: int) -> Row:
     letters = "".join(rng.sample(LETTERS, length))
-    steps = _move_one_by_one(letters, lambda rest: rest.index(min(rest)))
-    return _row(f"sort: {letters}", "".join(sorted(letters)), "pick the smallest remaining", steps)
+    return _row(f"sort: {letters}", "".join(sorted(letters)))
 
 
 def _reversal(rng: random.Random, length: int) -> Row:
     letters = "".join(rng.choices(LETTERS, k=length))
-    steps = _move_one_by_one(letters, lambda rest: len(rest) - 1)
-    return _row(f"reverse: {letters}", letters[::-1], "pick the last remaining", steps)
+    return _row(f"reverse: {letters}", letters[::-1])
+
+
+def _first_letter(rng: random.Random, length: int) -> Row:
+    letters = "".join(rng.choices(LETTERS, k=length))
+    return _row(f"first letter: {letters}", letters[0])
 
 
 def _counting(rng: random.Random, length: int, letters: int) -> Row:
     alphabet = LETTERS[:letters]
     text = "".join(rng.choices(alphabet, k=length))
     target = rng.choice(alphabet)
-    steps, tally = [], 0
-    for ch in text:
-        tally += ch == target
-        steps.append(f"{ch} {tally}")
-    return _row(f"count {target}: {text}", str(tally), f"tally each {target}", steps)
+    return _row(f"count {target}: {text}", str(text.count(target)))
 
 
 _BY_INITIAL = {c: words for c in LETTERS if (words := [w for w in WORDS if w[0] == c])}
@@ -140,13 +125,7 @@ _BY_INITIAL = {c: words for c in LETTERS if (words := [w for w in WORDS if w[0] 
 def _acrostic(rng: random.Random, length: int) -> Row:
     word = "".join(rng.choices(sorted(_BY_INITIAL), k=length))
     picks = [rng.choice(_BY_INITIAL[c]) for c in word]
-    return _row(
-        f"acrostic: {word}",
-        " ".join(picks),
-        f"one word per letter of {word}",
-        [f"{c} {w}" for c, w in zip(word, picks)],
-        constraint={"type": "acrostic", "word": word},
-    )
+    return _row(f"acrostic: {word}", " ".join(picks), constraint={"type": "acrostic", "word": word})
 
 
 def _fits_letter_words(word: str, letter: str, banned: list[str]) -> bool:
@@ -167,8 +146,6 @@ def _letter_words(rng: random.Random, count: int, banned: int) -> Row:
     return _row(
         f"words {rule}: {count}",
         " ".join(picks),
-        f"words {rule}",
-        picks,
         constraint={"type": "letter_words", "letter": letter, "count": count, "banned": avoid},
     )
 
@@ -179,6 +156,9 @@ GENERATORS: dict[str, Generator] = {
         Generator("addition", "structured", {"digits": 2}, {"digits": (1, 9)}, _addition),
         Generator("sorting", "structured", {"length": 4}, {"length": (2, 26)}, _sorting),
         Generator("reversal", "structured", {"length": 4}, {"length": (2, 26)}, _reversal),
+        # Not in the built-in model's pretraining corpus: it starts at ~0 and RL alone finds no
+        # reward to learn from, while its expert demonstrations teach it (claim C1's setting).
+        Generator("first_letter", "structured", {"length": 4}, {"length": (1, 26)}, _first_letter, pretrained=False),
         Generator(
             "counting", "structured", {"length": 6, "letters": 3}, {"length": (2, 30), "letters": (2, 26)}, _counting
         ),

@@ -32,7 +32,6 @@ class Row:
     domain: str
     weight: float
     advantage: float = 0.0
-    classes: dict[str, list[bool]] | None = None  # token class -> per-token membership (rollouts)
 
 
 @dataclass
@@ -46,7 +45,6 @@ class MicroBatch:
     advantage: torch.Tensor  # [B]
     luffy: torch.Tensor  # [B] bool
     domains: list[str]
-    classes: dict[str, torch.Tensor]  # token class -> [B, T] bool
 
     @property
     def n_completion(self) -> int:
@@ -67,7 +65,7 @@ class MicroBatch:
             for f in fields(self)
             if isinstance(getattr(self, f.name), torch.Tensor)
         }
-        return replace(self, **moved, classes={c: m.to(device) for c, m in self.classes.items()})
+        return replace(self, **moved)
 
 
 def collate(rows: Sequence[Row], pad_id: int) -> MicroBatch:
@@ -83,10 +81,6 @@ def collate(rows: Sequence[Row], pad_id: int) -> MicroBatch:
         advantage=torch.tensor([r.advantage for r in rows], dtype=torch.float32),
         luffy=torch.tensor([r.role == "luffy" for r in rows]),
         domains=[r.domain for r in rows],
-        classes={
-            c: right_pad([r.classes[c] if r.classes else [] for r in rows], 0, completion_ids.shape[1])[0].bool()
-            for c in sorted({c for r in rows if r.classes for c in r.classes})
-        },
     )
 
 

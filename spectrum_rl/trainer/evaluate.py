@@ -1,5 +1,10 @@
 """Held-out evaluation: greedy completions of each domain's eval prompts, scored by its reward,
-and the KL of the policy from the base model on those completions."""
+and the KL of the policy from the base model on those completions.
+
+A domain's held-out score is its *primary* reward component (``HybridReward.primary``: the one
+with the largest weight), unweighted: exact match, numeric match or constraint satisfaction, a
+rate in [0, 1] for every built-in component, so ``eval/mean`` averages like with like. The full
+hybrid reward (shaping terms included) is reported beside it."""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ from spectrum_rl.trainer.rollout import Rollouts
 
 @dataclass
 class EvalResult:
-    scores: dict[str, float]  # domain -> mean hybrid reward of the greedy completion
+    scores: dict[str, float]  # domain -> mean primary-component score of the greedy completion
+    rewards: dict[str, float]  # domain -> mean hybrid reward of the greedy completion
     kl: float | None  # mean per-token KL(policy || base) on those completions
 
 
@@ -42,17 +48,20 @@ def evaluate(
     examples = [(d, e) for d in domains for e in d.eval_examples()[:limit]][rank::world]
     prompts = [apply_prompt_format(tokenizer, e.prompt, chat_template) for _, e in examples]
     texts, batches = complete(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    partial: list[float] = []
+    partial: list[float] = []  # per domain: sum of primary scores, sum of rewards, count
     for d in domains:
-        scored = [float(d.reward.score([t], e).total[0]) for (dom, e), t in zip(examples, texts) if dom is d]
-        partial += [sum(scored), len(scored)]
+        results = [d.reward.score([t], e) for (dom, e), t in zip(examples, texts) if dom is d]
+        primary = sum(float(r.parts[d.reward.primary][0]) for r in results)
+        partial += [primary, sum(float(r.total[0]) for r in results), len(results)]
     kl_sum, kl_count = _kl_sums(model, base, batches) if base is not None else (0.0, 0.0)
     partial += [kl_sum, kl_count]
     if reduce is not None:
         partial = reduce(partial)
-    scores = {d.name: partial[2 * i] / partial[2 * i + 1] for i, d in enumerate(domains) if partial[2 * i + 1]}
+    rows = [(d.name, partial[3 * i : 3 * i + 3]) for i, d in enumerate(domains)]
+    scores = {name: p / n for name, (p, _, n) in rows if n}
+    rewards = {name: r / n for name, (_, r, n) in rows if n}
     kl = partial[-2] / partial[-1] if base is not None and partial[-1] else None
-    return EvalResult(scores, kl)
+    return EvalResult(scores, rewards, kl)
 
 
 @torch.no_grad()

@@ -5,7 +5,8 @@ One step (all processes draw the same prompts; process r keeps every world-th on
  2. Draw them; roll out G completions per prompt (one batched decode).
  3. Score each group with its domain's hybrid reward; group-relative advantages.
  4. Weigh every row (scheduler/blend.py ``row_weights``): rollouts 1 - mu_d, demonstrations mu_d,
-    gated prompts (HPT) trained on their demonstration instead.
+    gated prompts (HPT) trained on their demonstration instead, a gate domain's mu being the
+    fraction of its prompts switched (the plan as executed, which is also what is logged).
  5. For num_iterations passes: forward/backward over micro-batches of all rows, one AdamW step.
     L = sum_rl w l_t / D_rl + sum_sft w nll_t / D_sft   (see trainer/loss.py)
  6. Report the step's StepSignals to the planner; the logged metrics are derived from them.
@@ -21,7 +22,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from spectrum_rl.cpu.onednn import onednn_linear
 from spectrum_rl.domains import Domain
 from spectrum_rl.errors import ConfigError, TrainingError, TrainingInterrupted
 from spectrum_rl.models import apply_prompt_format, load_causal_lm
-from spectrum_rl.scheduler.blend import RowWeights, layer_factors, row_weights
+from spectrum_rl.scheduler.blend import RowWeights, gate_mu, gate_switches, layer_factors, lr_factor, row_weights
 from spectrum_rl.scheduler.plan import Planner, load_transfer
 from spectrum_rl.scheduler.step import GroupOutcome, StepPlan, StepSignals
 from spectrum_rl.tasks.base import Example
@@ -48,7 +49,7 @@ from spectrum_rl.trainer.evaluate import evaluate
 from spectrum_rl.trainer.interrupt import StopOnSignal
 from spectrum_rl.trainer.loss import aggregate, rl_denominator, rl_token_loss, sft_token_loss, token_logprobs
 from spectrum_rl.trainer.metrics import SignalSums, Sums
-from spectrum_rl.trainer.rollout import sample
+from spectrum_rl.trainer.rollout import Rollouts, sample
 from spectrum_rl.trainer.setup import check_trackers, flat_config, layer_mu_hooks, load_weights, lr_lambda, with_lora
 
 
@@ -228,18 +229,19 @@ class Trainer:
 
         # Roll out and score; the blend turns the outcomes into row weights (gate, zero variance).
         groups = self._rollout_groups(local_prompts, gen, sums, signals, timings) if local_prompts else []
+        outcomes = [g.outcome for g in groups]
+        switched = gate_switches(plan, outcomes, self.cfg.sft, self.cfg.group_size)
+        if plan.gate:  # the gate's mu is the step's fraction of switched prompts, over all processes
+            plan = replace(plan, mu={**plan.mu, **gate_mu(plan, self._gate_counts(plan, groups, switched))})
         weights = row_weights(
-            plan,
-            [g.outcome for g in groups],
-            [d for d, _ in local_demos],
-            self.cfg.sft,
-            self.cfg.group_size,
-            self.cfg.drop_zero_variance,
+            plan, outcomes, switched, [d for d, _ in local_demos], self.cfg.sft, self.cfg.drop_zero_variance
         )
-        rows = self._rows(plan, groups, local_demos, weights, sums)
+        rows = self._rows(groups, local_demos, weights, sums)
 
         t0 = time.perf_counter()
-        self._optimize(rows, plan, sums, signals)
+        lr_scale = lr_factor(plan.mean_mu(), self.cfg.sft, self.cfg.learning_rate)  # SFT and RL rates blended
+        lr = self.lr_scheduler.get_last_lr()[0] * lr_scale
+        self._optimize(rows, plan, sums, lr_scale)
         timings["train"] = time.perf_counter() - t0
 
         alignment = cosine_matrix(self._sketches) if self._sketches and len(self._sketches) > 1 else None
@@ -251,12 +253,24 @@ class Trainer:
             {
                 "mu": round(plan.mean_mu(), 6),
                 "mixture": {k: round(v, 6) for k, v in plan.mixture.items()},
-                "learning_rate": self.lr_scheduler.get_last_lr()[0],
+                "learning_rate": lr,
                 "scheduler/reason": plan.reason,
             }
         )
         metrics.update({f"mu/{d}": round(m, 6) for d, m in plan.mu.items()})
         return metrics
+
+    def _gate_counts(
+        self, plan: StepPlan, groups: list[_Group], switched: list[bool]
+    ) -> dict[str, tuple[float, float]]:
+        """(switched, prompts) per gate domain, summed over processes."""
+        names = list(plan.gate)
+        local = [
+            [sum(s for g, s in zip(groups, switched) if g.domain == d), sum(g.domain == d for g in groups)]
+            for d in names
+        ]
+        total = self.acc.reduce(torch.tensor(local, dtype=torch.float64, device=self.acc.device), "sum").tolist()
+        return {d: (c[0], c[1]) for d, c in zip(names, total)}
 
     def _encode_prompt(self, prompt: str) -> list[int]:
         if prompt not in self._prompt_cache:
@@ -314,6 +328,7 @@ class Trainer:
         r = torch.stack([torch.nn.functional.pad(x, (0, width - len(x))) for x in rewards])  # [n, G(+1)]
         v = torch.stack([torch.nn.functional.pad(x, (0, width - len(x)), value=False) for x in valid])
         adv, zero_var = group_advantages(r, v, cfg.scale_rewards)
+        self._rollout_entropy(local, ro, texts, sums, signals)
         for i, (domain, _) in enumerate(local):
             std = float(r[i][v[i]].std()) if int(v[i].sum()) > 1 else 0.0
             sums.add("reward_std", std)
@@ -337,32 +352,45 @@ class Trainer:
             for i, (domain, ex) in enumerate(local)
         ]
 
-    def _rows(
-        self, plan: StepPlan, groups: list[_Group], demos: list[tuple[str, Any]], weights: RowWeights, sums: Sums
-    ) -> list[Row]:
+    def _rollout_entropy(self, local, ro: Rollouts, texts: list[str], sums: Sums, signals: SignalSums) -> None:
+        """Entropy of every sampled token, per domain and per token class. Measured on all on-policy
+        rows before any loss weighting: zero-variance and gated groups are often the collapsed ones
+        the entropy monitor exists to see; a LUFFY expert completion is not sampled, so not counted."""
+        G = self.cfg.group_size
+        mask = ro.completion_mask.float()
+        ent = ro.entropy * mask
+        sums.add("entropy", float(ent.sum()), float(mask.sum()))
+        for i, (domain, _) in enumerate(local):
+            rows = slice(i * G, (i + 1) * G)
+            signals.add(domain, entropy=float(ent[rows].sum()), entropy_tokens=float(mask[rows].sum()))
+        for j, text in enumerate(texts):
+            if not any(p.search(text) for p in self.token_patterns.values()):  # cheap check first
+                continue
+            ids = ro.completion_ids[j][ro.completion_mask[j].bool()].tolist()
+            for c, member in token_classes(self.tokenizer, ids, self.token_patterns).items():
+                cm = torch.tensor(member, dtype=torch.float32)
+                if cm.sum() > 0:
+                    sums.add(f"entropy_class/{c}", float((ro.entropy[j, : len(member)] * cm).sum()), float(cm.sum()))
+
+    def _rows(self, groups: list[_Group], demos: list[tuple[str, Any]], weights: RowWeights, sums: Sums) -> list[Row]:
         """Loss rows with the blend's weights: each group's valid completions (RL; a LUFFY expert
         last), then the demonstrations of gated prompts and the drawn demonstrations (SFT)."""
         G = self.cfg.group_size
         rows: list[Row] = []
-        for g, weight, gated in zip(groups, weights.rl, weights.gated):
-            if g.domain in plan.gate:
-                sums.add("gate/sft_fraction", float(gated))
+        for g, weight in zip(groups, weights.rl):
             prompt = self._encode_prompt(g.example.prompt)
             for j, ids in enumerate(g.completion_ids):
                 if not g.valid[j]:
                     continue
                 role = "luffy" if j >= G else "rl"
-                # token-level class masks only for completions that contain a class at all (cheap check)
-                tagged = role == "rl" and any(p.search(g.texts[j]) for p in self.token_patterns.values())
-                classes = token_classes(self.tokenizer, ids, self.token_patterns) if tagged else None
-                rows.append(Row(prompt, ids, role, g.domain, weight, g.advantage[j], classes))
-        sft = [(g.domain, g.example, weights.gate_sft) for g, gated in zip(groups, weights.gated) if gated]
+                rows.append(Row(prompt, ids, role, g.domain, weight, g.advantage[j]))
+        sft = [(g.domain, g.example, w) for g, w in zip(groups, weights.gated) if w > 0]
         sft += [(d, ex, w) for (d, ex), w in zip(demos, weights.sft)]
         rows += [Row(self._encode_prompt(ex.prompt), self._completion_ids(ex.expert), "sft", d, w) for d, ex, w in sft]
         sums.add("sft/samples", float(len(sft)), 0)
         return rows
 
-    def _optimize(self, rows: list[Row], plan: StepPlan, sums: Sums, signals: SignalSums) -> None:
+    def _optimize(self, rows: list[Row], plan: StepPlan, sums: Sums, lr_scale: float = 1.0) -> None:
         """num_iterations passes of forward/backward over micro-batches, one optimizer step each.
 
         Rows with weight 0 (mu = 1, gated, dropped zero-variance groups) are left out. Every
@@ -406,7 +434,7 @@ class Trainer:
                 old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl])
 
         for iteration in range(cfg.num_iterations):
-            stats = (sums, signals) if iteration == 0 else None  # statistics of the first pass only
+            first = sums if iteration == 0 else None  # statistics of the first pass only
             with self._kernels():  # one block per optimizer pass: the weights change after it
                 for b, (mb, is_rl) in enumerate(batches):
                     last = b == len(batches) - 1
@@ -414,13 +442,15 @@ class Trainer:
                         self._grad_scale.copy_(layer_scales[0 if is_rl else 1])
                     with acc.no_sync(self.model) if not last else contextlib.nullcontext(), acc.autocast():
                         old = old_logps[b] if old_logps is not None and is_rl else None
-                        loss = self._micro_loss(mb, is_rl, rl_den if is_rl else sft_den, old, stats)
+                        loss = self._micro_loss(mb, is_rl, rl_den if is_rl else sft_den, old, first)
                     acc.backward(loss)
                 if not batches:  # nothing here, but the other processes all-reduce gradients
                     acc.backward(sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad))
             grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
             finite = math.isfinite(grad_norm)  # NaN/inf anywhere (loss or gradients) makes the norm non-finite
             if finite:  # else skip the update, as AMP's GradScaler does on overflow
+                for group, lr in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
+                    group["lr"] = lr * lr_scale  # the blend's rate (sft.learning_rate); the scheduler resets it
                 self.optimizer.step()
                 self.lr_scheduler.step()
                 if iteration == 0:
@@ -434,13 +464,7 @@ class Trainer:
     @torch.no_grad()
     def _old_logps(self, batches: list[MicroBatch]) -> list[torch.Tensor]:
         return [
-            token_logprobs(
-                self.model,
-                mb.to(self.acc.device),
-                self.cfg.temperature,
-                with_entropy=False,
-                share_prefix=self._share_prefix,
-            )[0]
+            token_logprobs(self.model, mb.to(self.acc.device), self.cfg.temperature, share_prefix=self._share_prefix)
             for mb in batches
         ]
 
@@ -450,27 +474,24 @@ class Trainer:
         is_rl: bool,
         denominator: float,
         old_logp: torch.Tensor | None,
-        stats: tuple[Sums, SignalSums] | None,
+        sums: Sums | None,
     ) -> torch.Tensor:
-        """This micro-batch's share of the step loss (RL rows or SFT rows); records ``stats``."""
+        """This micro-batch's share of the step loss (RL rows or SFT rows); records into ``sums``."""
         cfg, device = self.cfg, self.acc.device
         mb = mb.to(device)
         mask, weight = mb.completion_mask, mb.weight
         temperature = cfg.temperature if is_rl else 1.0
-        logp, entropy = token_logprobs(
-            self.model, mb, temperature, with_entropy=stats is not None and is_rl, share_prefix=self._share_prefix
-        )
+        logp = token_logprobs(self.model, mb, temperature, share_prefix=self._share_prefix)
         if not is_rl:
             loss = aggregate(sft_token_loss(logp, phi=cfg.sft.phi), mask, "token_mean", denominator, weight)
-            if stats is not None:
-                sums = stats[0]
+            if sums is not None:
                 sums.add("loss/sft", float(loss.detach()), 0)
                 sums.add("sft/nll", float((-logp.detach() * mask).sum()), float(mask.sum()))
             return loss
         ref = None
         if cfg.beta > 0:
             with torch.no_grad():
-                ref, _ = token_logprobs(self.base, mb, temperature, with_entropy=False)
+                ref = token_logprobs(self.base, mb, temperature)
         terms = rl_token_loss(
             logp,
             logp.detach() if old_logp is None else old_logp,
@@ -484,10 +505,9 @@ class Trainer:
             luffy_gamma=cfg.sft.luffy_gamma,
         )
         loss = aggregate(terms.per_token, mask, cfg.aggregation, denominator, weight)
-        if self._sketches is not None and stats is not None:
+        if self._sketches is not None and sums is not None:
             self._sketch_domains(terms.per_token, mask, mb.domains)
-        if stats is not None:
-            sums, signals = stats
+        if sums is not None:
             m = mask.float()
             n_tok = float(m.sum())
             sums.add("loss/rl", float(loss.detach()), 0)
@@ -496,15 +516,6 @@ class Trainer:
             sums.add("clip_ratio/region_mean", float(((terms.clipped_low | terms.clipped_high) * m).sum()), n_tok)
             if terms.kl is not None:
                 sums.add("kl", float((terms.kl.detach() * m).sum()), n_tok)
-            ent = entropy * m
-            sums.add("entropy", float(ent.sum()), n_tok)
-            for d in set(mb.domains):
-                sel = torch.tensor([x == d for x in mb.domains], device=device)
-                signals.add(d, entropy=float(ent[sel].sum()), entropy_tokens=float(m[sel].sum()))
-            for c, cmask in mb.classes.items():
-                cm = cmask.float() * m
-                if cm.sum() > 0:
-                    sums.add(f"entropy_class/{c}", float((entropy * cm).sum()), float(cm.sum()))
         return loss
 
     def _sketch_domains(self, per_token: torch.Tensor, mask: torch.Tensor, domains: list[str]) -> None:
@@ -568,6 +579,7 @@ class Trainer:
                 "step": self.step,
                 **{f"eval/{k}": v for k, v in scores.items()},
                 "eval/mean": round(sum(scores.values()) / len(scores), 6),
+                **{f"eval_reward/{k}": round(v, 6) for k, v in result.rewards.items()},
                 "time/eval": round(time.perf_counter() - t0, 3),
             }
             if result.kl is not None:

@@ -78,20 +78,12 @@ def completion_logits(model, mb: MicroBatch, share_prefix: bool = True) -> torch
     return torch.cat([first, rest], 1)  # [B, T, V]
 
 
-def token_logprobs(
-    model, mb: MicroBatch, temperature: float = 1.0, with_entropy: bool = True, share_prefix: bool = True
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs [B, T] of each completion token of ``mb`` under ``softmax(logits / temperature)``,
-    and their entropies (no gradient)."""
+def token_logprobs(model, mb: MicroBatch, temperature: float = 1.0, share_prefix: bool = True) -> torch.Tensor:
+    """Log-probs [B, T] of each completion token of ``mb`` under ``softmax(logits / temperature)``.
+    (The rollout entropy is measured while sampling, in ``rollout.sample``.)"""
     logits = completion_logits(model, mb, share_prefix).float() / temperature  # [B, T, V]
     logz = torch.logsumexp(logits, dim=-1)  # [B, T]
-    logp = logits.gather(-1, mb.completion_ids.unsqueeze(-1)).squeeze(-1) - logz  # [B, T]
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            log_probs = logits - logz.unsqueeze(-1)
-            entropy = -(log_probs.exp() * log_probs).sum(-1)  # [B, T]
-    return logp, entropy
+    return logits.gather(-1, mb.completion_ids.unsqueeze(-1)).squeeze(-1) - logz  # [B, T]
 
 
 @dataclass

@@ -6,7 +6,9 @@ the new token through the model (a decoder from ``decoder.py``: a preallocated K
 Llama-family models, the model's own cache otherwise), and the loop exits as soon as every sequence
 has ended (EOS or a stop string). The log-prob of a sampled token is taken from
 ``log_softmax(logits / temperature)`` — the distribution the loss will later re-evaluate —
-while top-p only restricts which tokens may be drawn (as in TRL and vLLM).
+while top-p only restricts which tokens may be drawn (as in TRL and vLLM). The entropy of that
+same distribution, ``-sum_v p_v log p_v``, is kept per token: the rollout entropy the scheduler's
+entropy monitor reads, measured on every sampled row before any loss weighting.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Rollouts:
     completion_ids: torch.Tensor  # [N, T] right-padded with pad
     completion_mask: torch.Tensor  # [N, T] 1 for generated tokens (EOS included)
     logprobs: torch.Tensor  # [N, T] sampling log-probs (0 on padding)
+    entropy: torch.Tensor  # [N, T] entropy of the sampling distribution (0 on padding)
     finished: torch.Tensor  # [N] bool: ended by EOS/stop (False: hit max_new_tokens)
 
 
@@ -101,7 +104,7 @@ def sample(
     decoder = make_decoder(model, prompt_ids.shape[1] + max_new_tokens, static_cache)
     logits = decoder.prefill(distinct_ids, distinct_mask, group)
     next_pos = position[:, -1:] + 1  # [N, 1]
-    tokens, logps, valid = [], [], []
+    tokens, logps, entropies, valid = [], [], [], []
     done = torch.zeros(n, dtype=torch.bool, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     stop_tensors = [torch.tensor(s, device=device) for s in stop if len(s)]
@@ -120,6 +123,8 @@ def sample(
         tokens.append(tok)
         valid.append(~done)  # ended rows emit padding
         logps.append(torch.where(done, torch.zeros_like(lp), lp))
+        entropy = -(log_probs.exp() * log_probs).nan_to_num().sum(-1)  # 0·log 0 = 0 for masked tokens
+        entropies.append(torch.where(done, torch.zeros_like(entropy), entropy))
         ended = tok == eos_id
         if stop_tensors:
             recent = torch.stack(tokens, 1)
@@ -140,5 +145,6 @@ def sample(
         completion_ids.cpu(),
         completion_mask.cpu(),
         torch.stack(logps, 1).cpu(),
+        torch.stack(entropies, 1).cpu(),
         finished.cpu(),
     )
