@@ -223,7 +223,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     for cid, claim in summary["claims"].items():
         print(f"{cid}: {claim['verdict']} — {claim['reason']}")
     if spec.smoke:
-        print("--quick is a smoke run (2 seeds, 24 steps): these verdicts are not evidence")
+        print("--quick is a smoke run (a reduced grid of 24-step runs): these verdicts are not evidence")
     return 0
 
 

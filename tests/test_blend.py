@@ -17,6 +17,7 @@ from spectrum_rl.scheduler.blend import (
     gate_mu,
     gate_switches,
     layer_factors,
+    lr_factor,
     mu_rule,
     row_weights,
 )
@@ -227,3 +228,11 @@ def test_the_reference_lists_the_registered_names(toys):
         ).scheduler.policy
         == "toy_last"
     )
+
+
+def test_sft_learning_rate_blends_with_mu():
+    sft = SFTConfig(learning_rate=5e-4)
+    assert lr_factor(0.0, sft, 1e-4) == pytest.approx(1.0)  # pure RL: the RL rate
+    assert lr_factor(1.0, sft, 1e-4) == pytest.approx(5.0)  # pure SFT: the SFT rate
+    assert lr_factor(0.25, sft, 1e-4) * 1e-4 == pytest.approx(0.75 * 1e-4 + 0.25 * 5e-4)
+    assert lr_factor(0.7, SFTConfig(), 1e-4) == 1.0  # unset: one rate

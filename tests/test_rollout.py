@@ -43,6 +43,14 @@ def test_sampling_logprobs_match_a_full_forward(tiny_random_lm_dir):
     for share in (True, False):
         logp = token_logprobs(model, mb, temperature=0.7, share_prefix=share)
         assert torch.allclose(logp * mb.completion_mask, ro.logprobs[:, : mb.n_completion], atol=1e-4)
+    # the entropy kept while sampling is that of the same distribution, softmax(logits / T)
+    with torch.no_grad():
+        logits = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits.float()
+    logits = logits[:, mb.prompt_ids.shape[1] - 1 : -1] / 0.7
+    log_probs = torch.log_softmax(logits, -1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1) * mb.completion_mask
+    assert torch.allclose(entropy, ro.entropy[:, : mb.n_completion], atol=1e-4)
+    assert (ro.entropy[:, : mb.n_completion][mb.completion_mask == 0] == 0).all()
 
 
 def test_sampling_distribution_matches_softmax(tiny_random_lm_dir):

@@ -51,7 +51,10 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys):
     assert report.count('src="data:image/png;base64,') >= 5 and "<h2>Claims</h2>" in report
     assert "http" not in report.split("<body>")[1]  # self-contained: nothing fetched
     printed = capsys.readouterr().out
-    assert all(f"C{i}:" in printed for i in range(1, 6))
+    assert all(f"C{i}: inconclusive — " in printed for i in range(1, 6))  # 2 seeds are not evidence
+    assert "smoke run" in printed and "not evidence" in printed
+    assert all(c["verdict"] == "inconclusive" for c in summary["claims"].values())
+    assert "not evidence" in (out / "claims.md").read_text() and "not evidence" in report
 
 
 def test_analyze_run_directory(tmp_path, tiny_random_lm_dir, capsys):

@@ -337,3 +337,20 @@ def test_layer_mu_scales_gradients_by_depth(tmp_path, tiny_random_lm_dir):
     before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
     trainer.train()
     assert any(not torch.equal(before[k], v) for k, v in trainer.policy.state_dict().items())
+
+
+def test_entropy_is_measured_on_every_rollout_before_weighting(tmp_path, tiny_random_lm_dir):
+    """Groups whose rows all weigh 0 (zero-variance groups dropped, DAPO) still count in the
+    rollout entropy: the monitor must see the collapsed groups the loss leaves out."""
+    task = {
+        "name": "sorting",
+        "kind": "structured",
+        "source": {"type": "builtin", "generator": "sorting"},
+        "eval": {"size": 6},
+        "reward": [{"type": "exact_match"}],
+    }
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "drop_zero_variance": True}, tasks=[task])
+    m = make_trainer(path).train_step()
+    assert m["frac_reward_zero_std"] == 1.0  # a random model never sorts: every group scores all 0
+    assert "loss/rl" not in m  # ... so no RL row entered the loss
+    assert m["entropy/sorting"] > 0 and m["entropy"] == m["entropy/sorting"]

@@ -22,7 +22,7 @@ CLAIMS = {
     "joint training (Omni-Thinker, arXiv:2507.14783).",
     "C5": "Execution-token entropy drops first, then planning-token entropy rises (arXiv:2509.03646).",
 }
-SMOKE_NOTE = "**A smoke run (`--quick`): 2 seeds, 24 steps. These verdicts are not evidence.**"
+SMOKE_NOTE = "**A smoke run (`--quick`): a reduced grid of 24-step runs. These verdicts are not evidence.**"
 PHASE_COLORS = {"disruption": "#f4a6a6", "readaptation": "#a6d8f4", "overfitting": "#f4dca6"}
 
 
@@ -260,10 +260,11 @@ def write_report(path: Path, summary: dict[str, Any], runs: dict[str, list[dict]
     esc = html.escape
     rows = []
     for cid, claim in summary["claims"].items():
-        numbers = {k: v for k, v in claim.items() if k not in ("verdict", "rule")}
+        numbers = "<br>".join(f"{esc(k)}: {esc(_shown(v))}" for k, v in claim.items() if k not in _PROSE)
         rows.append(
             f"<tr><td>{cid}</td><td>{esc(CLAIMS[cid])}</td><td><b>{esc(claim['verdict'])}</b></td>"
-            f"<td><code>{esc(str(numbers))}</code></td><td>{esc(claim['rule'])}</td></tr>"
+            f"<td>{esc(claim.get('reason', ''))}</td><td><small>{numbers}</small></td>"
+            f"<td><small>{esc(claim['rule'])}</small></td></tr>"
         )
     arm_rows = []
     for arm, a in summary["arms"].items():
@@ -283,7 +284,7 @@ td.num{{white-space:nowrap}}small{{color:#555}}img{{max-width:100%;height:auto;d
 {spec["prompts_per_step"]} prompts x {spec["group_size"]} completions per step; plasticity domain
 <code>{esc(summary["plasticity_domain"])}</code>; total {summary["seconds"]:.0f} s. Numbers are means over seeds; below each, its 95% interval over seeds
 ({esc(_interval_methods(summary))}) and n, the number of seeds it rests on (no interval where n &lt; 2).</p>
-<h2>Claims</h2><table><tr><th>id</th><th>claim</th><th>verdict</th><th>numbers</th><th>rule</th></tr>{"".join(rows)}</table>
+<h2>Claims</h2><table><tr><th>id</th><th>claim</th><th>verdict</th><th>why</th><th>numbers</th><th>rule</th></tr>{"".join(rows)}</table>
 <h2>Arms</h2><table><tr><th>arm</th><th>start</th><th>final held-out mean</th><th>KL to base</th><th>plasticity AUC</th>
 <th>unchanged (bf16)</th><th>rank ratio</th><th>s/run</th></tr>{"".join(arm_rows)}</table>
 <h2>Learning curves</h2>
@@ -300,6 +301,14 @@ over the seeds at each eval step; the dotted line is the score before training.<
     Path(path).write_text(doc)
 
 
+_PROSE = ("verdict", "rule", "reason")  # a claim's keys that are words, not numbers
+
+
+def _shown(value: Any) -> str:
+    """An interval dict as ``mean [lo, hi], n=..``; anything else as itself."""
+    return _ci(value) if isinstance(value, dict) and "ci_low" in value else str(value)
+
+
 def _seed_counts(summary: dict[str, Any]) -> str:
     """'3' or '3-5': the range of seeds per arm."""
     counts = sorted({a["final_mean"]["n"] for a in summary["arms"].values()})
@@ -310,9 +319,8 @@ def claims_markdown(summary: dict[str, Any]) -> str:
     """The claims and arms tables as Markdown (written beside the report as ``claims.md``)."""
     lines = [SMOKE_NOTE, ""] if summary.get("spec", {}).get("smoke") else []
     lines += ["| claim | verdict | why | measured |", "|---|---|---|---|"]
-    show = lambda v: _ci(v) if isinstance(v, dict) and "ci_low" in v else str(v)  # noqa: E731
     for cid, claim in summary["claims"].items():
-        numbers = "; ".join(f"{k}: {show(v)}" for k, v in claim.items() if k not in ("verdict", "rule", "reason"))
+        numbers = "; ".join(f"{k}: {_shown(v)}" for k, v in claim.items() if k not in _PROSE)
         why = claim.get("reason", "")
         lines.append(f"| {cid} | **{claim['verdict']}** | {why.replace('|', '/')} | {numbers.replace('|', '/')} |")
     lines += [
