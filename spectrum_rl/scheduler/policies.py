@@ -204,20 +204,32 @@ class BWT(Policy):
         self.order: list[str] | None = None
         self.phase, self.phase_start, self.stale, self.phase_best = 0, 0, 0, -math.inf
         self.why = ""
+        self._planned_from: np.ndarray | None = None  # the transfer matrix the order was made from
 
-    def _ensure_order(self, view: View) -> None:
-        if self.order is not None:
-            return
+    def _ensure_order(self, view: View, step: int) -> None:
+        """The order of phases: explicit, else the best order for the current transfer matrix. When
+        a new matrix arrives (the online estimate appears or is refitted after an eval), the
+        domains not started yet are re-ordered; finished and current phases stay."""
         if self.cfg.order:
-            self.order, self.why = list(self.cfg.order), "explicit order"
+            if self.order is None:
+                self.order, self.why = list(self.cfg.order), "explicit order"
+            return
+        if self.order is not None and view.transfer is self._planned_from:
             return
         T = view.transfer if view.transfer is not None else np.zeros((len(self.names), len(self.names)))
-        result = best_order(self.names, T, view.kinds, view.prerequisites)
-        self.order = result.order
-        self.why = "transfer matrix" if view.transfer is not None else "kinds (no transfer estimate yet)"
+        best = best_order(self.names, T, view.kinds, view.prerequisites).order
+        self._planned_from = view.transfer
+        if self.order is None:
+            self.order = best
+            self.why = "transfer matrix" if view.transfer is not None else "kinds (no transfer estimate yet)"
+            return
+        started = self.order[: self.phase + 1]
+        replanned = started + [n for n in best if n not in started]
+        if replanned != self.order:
+            self.order, self.why = replanned, f"transfer matrix (re-planned at step {step}: new estimate)"
 
     def decide(self, step: int, view: View) -> Decision:
-        self._ensure_order(view)
+        self._ensure_order(view, step)
         assert self.order is not None
         if step - self.phase_start >= self.cfg.phase_steps and self.phase < len(self.order) - 1:
             self._advance(step)

@@ -8,8 +8,12 @@
 - Learnability: per-domain mean |advantage| over a window (SEC arXiv:2505.14970, DUMP
   arXiv:2504.09710): for binary rewards E|A| peaks at success rate 0.5.
 - OnlineTransfer: between two evals, regress each domain's score change on the mixture used in
-  that window, ``delta_j = sum_i T[i, j] * w_i + c_j`` (least squares with intercept c_j for
-  drift), so T stays current without extra runs; standard errors come with the estimate.
+  that window, ``delta_j = sum_i T[i, j] * w_i`` (least squares, no intercept), so T stays
+  current without extra runs. Mixtures sum to 1, so an intercept ``c_j`` would be confounded
+  with a shift of column j (``T[i, j] + c_j`` fits the same data) while the order depends on
+  those shifts; without it T[i, j] is what the probes measure: the change of j over one window of
+  training on i alone, drift included. The fit is returned only when the mixtures seen determine
+  every row (rank D), with the standard errors of that fit.
 - GradientAlignment: EMA of the cosine matrix between per-domain gradient sketches (TAC,
   arXiv:2606.25178) computed by the trainer.
 """
@@ -134,22 +138,17 @@ class OnlineTransfer:
         self._last_scores, self._window = dict(scores), []
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(T [D, D], standard errors [D, D]); None until there are more windows than unknowns."""
+        """(T [D, D], standard errors [D, D]) of ``delta = W @ T``; None until the windows' mixtures
+        have rank D and outnumber the unknowns per column (at least D + 1 windows)."""
         X, Y = np.asarray(self.mixtures), np.asarray(self.deltas)
         D = len(self.names)
-        if len(X) <= D + 1:
+        if len(X) <= D or np.linalg.matrix_rank(X) < D:
             return None
-        from sklearn.linear_model import LinearRegression
-
-        reg = LinearRegression(fit_intercept=True).fit(X, Y)
-        T = reg.coef_.T  # [D_i, D_j]
-        resid = Y - reg.predict(X)
-        dof = max(len(X) - D - 1, 1)
-        sigma2 = (resid**2).sum(0) / dof  # [D_j]
-        Xc = X - X.mean(0)
-        cov = np.linalg.pinv(Xc.T @ Xc)  # [D_i, D_i]
-        stderr = np.sqrt(np.outer(np.diag(cov), sigma2))
-        return T, stderr
+        T, *_ = np.linalg.lstsq(X, Y, rcond=None)  # [D_i, D_j]
+        resid = Y - X @ T
+        sigma2 = (resid**2).sum(0) / (len(X) - D)  # [D_j]
+        cov = np.linalg.inv(X.T @ X)  # [D_i, D_i]
+        return T, np.sqrt(np.outer(np.diag(cov), sigma2))
 
     def state_dict(self) -> dict:
         return {"mixtures": self.mixtures, "deltas": self.deltas, "window": self._window, "last": self._last_scores}
