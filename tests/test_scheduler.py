@@ -164,7 +164,32 @@ def test_adaptive_prerequisite_gating():
     plan = p.plan(0)
     assert plan.mixture["c1"] == 0.0 and "locked" in plan.reason
     p.observe_eval(10, {"s1": 0.7, "c1": 0.0})
-    assert p.plan(10).mixture["c1"] > 0
+    plan = p.plan(10)
+    assert plan.mixture["c1"] > 0 and "prerequisite s1 reached 0.70 >= unlock_score 0.5" in plan.reason
+    assert "prerequisite" not in p.plan(11).reason  # said once
+    p.observe_eval(20, {"s1": 0.1, "c1": 0.0})
+    assert p.plan(20).mixture["c1"] > 0  # an unlock is permanent
+
+
+def test_adaptive_unlocks_a_domain_whose_prerequisite_plateaus_below_the_score():
+    cfg = make_config(
+        "adaptive",
+        tasks=[("s1", "structured", []), ("c1", "creative", ["s1"])],
+        unlock_score=0.9,
+        unlock_patience=3,
+        plateau_delta=0.01,
+    )
+    p = planner(cfg)
+    for step, score in [(0, 0.0), (10, 0.2), (20, 0.205), (30, 0.2)]:  # gains stop after step 10
+        p.observe_eval(step, {"s1": score, "c1": 0.0})
+        assert p.plan(step).mixture["c1"] == 0.0
+    p.observe_eval(40, {"s1": 0.21, "c1": 0.0})  # third eval without a gain above 0.01
+    plan = p.plan(40)
+    assert plan.mixture["c1"] > 0
+    assert "prerequisite s1 plateaued at 0.20 (no gain > 0.01 in 3 evals)" in plan.reason
+    again = planner(cfg)
+    again.load_state_dict(p.state_dict())
+    assert again.plan(41).mixture["c1"] > 0  # the unlock survives a checkpoint
 
 
 def test_entropy_monitor_flags():

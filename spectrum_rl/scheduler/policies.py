@@ -111,6 +111,12 @@ class SchedulerConfig(StrictModel):
         0.3, ge=0, le=1, description="`adaptive`: minimum mu of a collapsed creative domain."
     )
     unlock_score: float = Field(0.3, description="`adaptive`: held-out score prerequisites must reach.")
+    unlock_patience: int = Field(
+        3,
+        ge=1,
+        description="`adaptive`: a prerequisite that has not gained more than `plateau_delta` over its best for "
+        "this many evals counts as done (plateaued), so a domain it locks cannot starve forever.",
+    )
 
     @field_validator("policy")
     @classmethod
@@ -330,22 +336,48 @@ class TransferBandit(LearnabilityBandit):
 
 @POLICIES.register("adaptive")
 class Adaptive(TransferBandit):
-    """Transfer bandit + forgetting guard + entropy guard + prerequisite gating."""
+    """Transfer bandit + forgetting guard + entropy guard + prerequisite gating.
+
+    A domain is locked while a prerequisite is not done; a prerequisite is done once its held-out
+    score reaches ``unlock_score`` or it has plateaued (no gain above ``plateau_delta`` over its
+    best for ``unlock_patience`` evals). An unlock is permanent and its reason is logged once."""
+
+    def __init__(self, cfg: SchedulerConfig, names: list[str]) -> None:
+        super().__init__(cfg, names)
+        self.peak: dict[str, float] = {}  # best held-out score so far, per domain
+        self.stale: dict[str, int] = {}  # evals since the last gain above plateau_delta
+        self.done: dict[str, str] = {}  # prerequisite -> why it counts as done
+        self.news: list[str] = []  # unlock reasons not reported yet
+
+    def observe_eval(self, step: int, view: View) -> None:
+        super().observe_eval(step, view)
+        for n, score in view.scores.items():
+            if n not in self.peak or score > self.peak[n] + self.cfg.plateau_delta:
+                self.peak[n], self.stale[n] = max(score, self.peak.get(n, score)), 0
+            else:
+                self.stale[n] += 1
+            if n in self.done:
+                continue
+            if score >= self.cfg.unlock_score:
+                self.done[n] = f"{n} reached {score:.2f} >= unlock_score {self.cfg.unlock_score}"
+            elif self.stale[n] >= self.cfg.unlock_patience:
+                self.done[n] = (
+                    f"{n} plateaued at {self.peak[n]:.2f} (no gain > {self.cfg.plateau_delta} in {self.stale[n]} evals)"
+                )
+            if n in self.done and any(n in view.prerequisites.get(m, []) for m in self.names):
+                self.news.append(f"prerequisite {self.done[n]}")
 
     def decide(self, step: int, view: View) -> Decision:
         base = super().decide(step, view)
         weights = dict(base.mixture)
-        notes: list[str] = []
+        notes: list[str] = [*self.news]
+        self.news = []
         mu_raise: dict[str, float] = {}
-        locked = [
-            n
-            for n in self.names
-            if any(view.scores.get(p, 0.0) < self.cfg.unlock_score for p in view.prerequisites.get(n, []))
-        ]
+        locked = [n for n in self.names if any(p not in self.done for p in view.prerequisites.get(n, []))]
         for n in locked:
             weights[n] = 0.0
         if locked:
-            notes.append(f"locked until prerequisites reach {self.cfg.unlock_score}: {', '.join(locked)}")
+            notes.append(f"locked until prerequisites reach {self.cfg.unlock_score} or plateau: {', '.join(locked)}")
         for n in self.names:
             best, now = view.best.get(n), view.scores.get(n)
             if n not in locked and best is not None and now is not None and now < best - self.cfg.forgetting_margin:
@@ -369,3 +401,11 @@ class Adaptive(TransferBandit):
             weights = {n: float(not view.prerequisites.get(n)) for n in self.names}
         reason = "adaptive: " + base.reason.split(": ", 1)[1] + ("; " + "; ".join(notes) if notes else "")
         return Decision(_normalise(weights), reason, mu_raise)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "peak": self.peak, "stale": self.stale, "done": self.done}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        # checkpoints from before prerequisites could plateau hold none of this: start afresh
+        self.peak, self.stale, self.done = state.get("peak", {}), state.get("stale", {}), state.get("done", {})
