@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
+from spectrum_rl.config.schema import LoggingConfig
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.tasks.base import SourceContext
-from spectrum_rl.tasks.builtin import GENERATORS, TOKEN_CLASSES, check_constraint
+from spectrum_rl.tasks.builtin import GENERATORS, check_constraint
 from spectrum_rl.tasks.common import derive_seed
 from spectrum_rl.tasks.specs import SourceSpec
 
@@ -97,8 +98,9 @@ def test_check_constraint_accepts_any_alphabetic_words():
 
 def test_token_classes_split_plan_and_steps():
     text = "plan: pick the smallest\nstep: e|hsr\nstep: eh|sr\nanswer: ehrs"
-    planning = re.findall(TOKEN_CLASSES["planning"], text)
-    execution = re.findall(TOKEN_CLASSES["execution"], text)
+    classes = LoggingConfig().token_classes  # the defaults
+    planning = re.findall(classes["planning"], text)
+    execution = re.findall(classes["execution"], text)
     assert len(planning) == 1 and len(execution) == 2
     assert not set(planning) & set(execution)
 

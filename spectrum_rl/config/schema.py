@@ -197,7 +197,8 @@ class LoggingConfig(StrictModel):
     token_classes: dict[str, str] = Field(
         default_factory=lambda: {"planning": r"(?m)^plan:.*$", "execution": r"(?m)^step:.*$"},
         description="Token classes (name -> regex over a completion) whose rollout entropy is logged as "
-        "`entropy_class/<name>` (claim C5); the defaults match the built-in worked-steps format.",
+        "`entropy_class/<name>` (claim C5); the defaults match completions that write `plan:` and `step:` lines "
+        "(the built-in world's demonstrations do not).",
     )
 
     @field_validator("token_classes")

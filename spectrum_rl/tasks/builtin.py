@@ -26,13 +26,6 @@ from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.tasks.base import Row
 from spectrum_rl.tasks.words import WORDS
 
-TOKEN_CLASSES: dict[str, str] = {
-    "planning": r"(?m)^plan:.*$",
-    "execution": r"(?m)^step:.*$",
-}
-"""Token class -> regex over a completion; tokens inside a match belong to that class (C5). The
-default of ``logging.token_classes``, for data whose demonstrations write ``plan:``/``step:`` lines."""
-
 LETTERS = string.ascii_lowercase
 
 
