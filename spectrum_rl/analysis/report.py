@@ -198,31 +198,39 @@ def plots(summary: dict[str, Any], runs: dict[str, list[dict]]) -> dict[str, str
     return out
 
 
-def _ci(x: dict | None) -> str:
-    """``0.590 [0.570, 0.610], n=3, t`` (``paired t`` for a paired difference); ``0.590, n=1, no
-    interval`` when the bounds are None (fewer than 2 seeds)."""
-    if not x or x.get("mean") is None or (isinstance(x["mean"], float) and math.isnan(x["mean"])):
-        return "–"
+def _interval_parts(x: dict | None) -> tuple[float, tuple[float, float] | None, str] | None:
+    """(mean, (lo, hi) or None when undefined, ``n=3, t``) of an interval dict; None without a mean.
+    ``paired t`` marks a paired difference."""
+    if not x or not _finite(x.get("mean")):
+        return None
     method = str(x.get("method") or "")
     short = "paired t" if "paired" in method else "t" if method.startswith("Student t") else method
     tail = f"n={x.get('n', '?')}" + (f", {short}" if short else "")
     lo, hi = x.get("ci_low"), x.get("ci_high")
-    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
-        return f"{x['mean']:.3f}, {tail}, no interval"
-    return f"{x['mean']:.3f} [{lo:.3f}, {hi:.3f}], {tail}"
+    return x["mean"], ((lo, hi) if _finite(lo) and _finite(hi) else None), tail
+
+
+def _ci(x: dict | None) -> str:
+    """``0.590 [0.570, 0.610], n=3, t``; ``0.590, n=1, t, no interval`` when the bounds are undefined."""
+    parts = _interval_parts(x)
+    if parts is None:
+        return "–"
+    mean, bounds, tail = parts
+    return (
+        f"{mean:.3f}, {tail}, no interval"
+        if bounds is None
+        else f"{mean:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}], {tail}"
+    )
 
 
 def _interval_cell(x: dict | None) -> str:
-    """An HTML table cell's content: the mean, and below it ``[lo, hi]`` with n; an undefined interval
-    (n < 2: bounds None or NaN) is said so rather than printed."""
-    if not x or not _finite(x.get("mean")):
+    """The same as an HTML table cell: the mean, and below it the interval with n."""
+    parts = _interval_parts(x)
+    if parts is None:
         return "–"
-    n = x.get("n")
-    n_txt = f"n={n}" if n is not None else "n unknown"
-    lo, hi = x.get("ci_low"), x.get("ci_high")
-    if not (_finite(lo) and _finite(hi)):
-        return f"{x['mean']:.3f}<br><small>no interval, {n_txt}</small>"
-    return f"{x['mean']:.3f}<br><small>[{lo:.3f}, {hi:.3f}] {n_txt}</small>"
+    mean, bounds, tail = parts
+    below = f"no interval, {tail}" if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}] {tail}"
+    return f"{mean:.3f}<br><small>{below}</small>"
 
 
 def _finite(v: Any) -> bool:
