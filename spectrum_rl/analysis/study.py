@@ -128,8 +128,9 @@ def arm_overlay(arm: str, spec: StudySpec, config, domains: list[str], transfer_
     return {"training": {"sft": {"mu": {"schedule": "rl_only"}}}, "scheduler": scheduler}
 
 
-def study_base(config, spec: StudySpec, probe_domain: str) -> dict:
-    """The base config of every arm: the study budget, the probe domain left out."""
+def study_base(config, spec: StudySpec, probe_domain: str | None) -> dict:
+    """The base config of every arm: the study budget, ``probe_domain`` left out (None keeps every
+    domain: the plasticity probe's config, so it trains at the study's batch and eval size)."""
     data = config.model_dump(mode="json")
     data["tasks"] = [t for t in data["tasks"] if t["name"] != probe_domain]
     for t in data["tasks"]:
@@ -181,6 +182,7 @@ def run_study(
     order = recommend_order(probe_cfg, record)
 
     base_state = model_state(config.model.name_or_path)
+    plasticity_cfg = Config.model_validate(study_base(config, spec, None))
     runs: dict[str, list[dict[str, Any]]] = {}
     for arm in spec.arms:
         run_arm = "rl_only" if arm == "joint" and "rl_only" in spec.arms else arm
@@ -198,10 +200,9 @@ def run_study(
             summary = run_summary(run_dir)
             summary["seconds"] = round(time.perf_counter() - t0, 1)
             summary["sparsity"] = _sparsity(base_state, run_dir / "final")
-            data = config.model_dump(mode="json")
             summary["plasticity"] = plasticity_probe(
                 str(run_dir / "final"),
-                Config.model_validate(merge_config(data, {"eval": {"max_new_tokens": spec.max_new_tokens}})),
+                plasticity_cfg,
                 probe,
                 steps=spec.plasticity_steps,
                 base_dir=base_dir,
