@@ -23,7 +23,7 @@ from spectrum_rl.scheduler.blend import (
 )
 from spectrum_rl.scheduler.plan import Planner
 from spectrum_rl.scheduler.policies import POLICIES, Decision, Policy
-from spectrum_rl.scheduler.step import GroupOutcome, StepPlan
+from spectrum_rl.scheduler.step import DomainSignals, GroupOutcome, StepPlan, StepSignals
 
 
 def mu_at(spec: MuSchedule, step: int) -> float:
@@ -64,6 +64,86 @@ def test_adaptive_mu_rises_on_disruption_and_decays_on_recovery():
     again = mu_rule(rule.spec)
     again.load_state_dict(rule.state_dict())
     assert again.mu(5) == rule.mu(5)
+
+
+def test_adaptive_mu_climbs_where_rl_is_blind_and_decays_as_its_signal_appears():
+    spec = MuSchedule(schedule="adaptive", peak=0.9, valley=0.05, smoothing=0.5, blind_below=0.05)
+    rule = mu_rule(spec)
+    rule.observe(0.3)  # held-out score above blind_below: only the rollouts can say it is blind
+    rule.observe_step(1.0)  # every group's rewards all 0
+    assert rule.mu(1) == pytest.approx(0.5 * 0.9)  # half way to peak: smoothed, not a jump
+    for _ in range(8):
+        rule.observe_step(1.0)
+    assert rule.mu(9) > 0.89
+    for _ in range(8):  # its rollouts start to differ: the signal has appeared
+        rule.observe_step(0.0)
+    assert rule.mu(17) < 0.06
+    rule.observe_step(0.5)  # half its groups blind: half way between valley and peak
+    assert rule.mu(18) == pytest.approx(0.05 + 0.5 * (0.05 + 0.85 * 0.5 - 0.05), abs=1e-2)
+
+
+def test_adaptive_mu_counts_a_domain_blind_while_its_held_out_score_is_under_the_threshold():
+    rule = mu_rule(MuSchedule(schedule="adaptive", blind_below=0.05))
+    rule.observe(0.0)
+    for _ in range(8):  # partial rewards give its groups variance, but its accuracy is 0
+        rule.observe_step(0.0)
+    assert rule.mu(8) > 0.85
+    rule.observe(0.4)  # learned
+    for _ in range(8):  # no rollouts of it (the mixture skipped it): the held-out score decides
+        rule.observe_step(None)
+    assert rule.mu(16) < 0.06
+    again = mu_rule(rule.spec)
+    again.load_state_dict(rule.state_dict())
+    assert again.mu(17) == rule.mu(17) and again.state_dict() == rule.state_dict()
+    old = mu_rule(rule.spec)  # a checkpoint from before blindness routing kept one mu, the disruption term
+    old.load_state_dict({"baseline": 0.5, "current": 0.3})
+    assert old.mu(0) == pytest.approx(0.3)
+
+
+def test_demonstrations_follow_need_not_the_rl_share():
+    mixture = {"a": 0.96, "b": 0.02, "c": 0.02}  # a learnability bandit's mixture: b and c at the floor
+    mu = {"a": 0.05, "b": 0.9, "c": 0.05}  # b is blind to RL
+    _, by_mixture = allocate_rows(mixture, mu, {}, 8, 2.0)
+    _, by_need = allocate_rows(mixture, mu, {}, 8, 2.0, by_need=["a", "b", "c"])
+    assert by_mixture.get("b", 0) <= 1 and sum(by_mixture.values()) == 16
+    assert by_need == {"a": 1, "b": 14, "c": 1}  # 16 demonstrations in proportion to mu
+    _, locked = allocate_rows({"a": 1.0, "b": 0.0, "c": 0.0}, mu, {}, 8, 2.0, by_need=["a", "b", "c"])
+    assert locked == {"a": 16}  # a domain the mixture does not train (locked) gets no rows at all
+
+
+def test_step_mu_is_the_mean_over_the_steps_rows():
+    uniform = StepPlan({"a": 0.9, "b": 0.1}, {"a": 0.3, "b": 0.3}, "", {"a": 7, "b": 1}, {"a": 3, "b": 1})
+    assert uniform.mean_mu() == pytest.approx(0.3)
+    routed = StepPlan({"a": 0.9, "b": 0.1}, {"a": 0.05, "b": 0.9}, "", {"a": 8}, {"a": 2, "b": 14})
+    assert routed.mean_mu() == pytest.approx((10 * 0.05 + 14 * 0.9) / 24)
+    assert StepPlan({"a": 0.5, "b": 0.5}, {"a": 0.2, "b": 0.4}, "").mean_mu() == pytest.approx(0.3)  # no rows
+
+
+def test_planner_routes_sft_to_the_blind_domain_whatever_its_rl_share():
+    config = Config.model_validate(
+        {
+            "tasks": [
+                {
+                    "name": n,
+                    "kind": "structured",
+                    "source": {"type": "builtin", "generator": "sorting"},
+                    "reward": [{"type": "exact_match"}],
+                }
+                for n in ("seen", "blind")
+            ],
+            "scheduler": {"policy": "joint", "weights": {"seen": 0.98, "blind": 0.02}},
+            "training": {"prompts_per_step": 8, "sft": {"mu": {"schedule": "adaptive"}, "expert_ratio": 2.0}},
+        }
+    )
+    sc = config.scheduler
+    p = Planner(config.kinds, config.prerequisites, sc, config.training.sft, 8)
+    p.observe_eval(0, {"seen": 0.4, "blind": 0.0})
+    for step in range(6):
+        p.plan(step)
+        p.observe_step(StepSignals({"seen": DomainSignals(samples=48, blind=0.0)}))  # blind had no rollouts
+    plan = p.plan(6)
+    assert plan.prompts == {"seen": 8, "blind": 0} and plan.mu["blind"] > 0.85 and plan.mu["seen"] < 0.06
+    assert plan.demos["blind"] >= 14
 
 
 def test_valley_above_peak_is_rejected():

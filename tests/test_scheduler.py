@@ -157,6 +157,58 @@ def test_adaptive_entropy_guard_on_collapsing_creative_domain():
     assert plan.mixture["s1"] < calm.mixture["s1"] and plan.mu["c1"] >= 0.3 and plan.mu["s1"] == 0.0
 
 
+def test_adaptive_damps_a_domain_whose_training_hurts_the_others_and_favours_one_that_helps(tmp_path):
+    transfer = {"s1": {"s1": 0.1, "s2": -0.2, "c1": -0.2}, "s2": {"s1": 0.0, "s2": 0.1, "c1": 0.1}}
+    transfer["c1"] = {"s1": 0.0, "s2": 0.0, "c1": 0.1}
+    (tmp_path / "t.json").write_text(json.dumps({"transfer": transfer}))
+    p = planner(make_config("adaptive", transfer_file="t.json"), tmp_path)
+    feed(p, 5, {"s1": 0.3, "s2": 0.3, "c1": 0.3})  # learnability alike: only backward transfer differs
+    plan = p.plan(5)
+    assert plan.mixture["s1"] < plan.mixture["c1"] < plan.mixture["s2"]
+    assert "backward transfer damps s1 (-0.200), favours s2 (+0.050)" in plan.reason
+    assert "learnability" not in plan.reason  # equal scores moved nothing
+    blind = planner(make_config("adaptive"))  # no estimate: nothing to damp
+    feed(blind, 5, {"s1": 0.3, "s2": 0.3, "c1": 0.3})
+    plan = blind.plan(5)
+    assert plan.mixture == pytest.approx(dict.fromkeys(["s1", "s2", "c1"], 1 / 3))
+    assert plan.reason == "adaptive: no signal has moved the mixture yet"
+
+
+def test_adaptive_ignores_transfer_entries_the_online_fit_does_not_determine():
+    p = planner(make_config("adaptive"))
+    feed(p, 5, {"s1": 0.3, "s2": 0.3, "c1": 0.3})
+    p.view.transfer = np.array([[0.1, -0.2, -0.2], [0.0, 0.1, 0.0], [0.0, 0.0, 0.1]])
+    p.view.transfer_stderr = np.full((3, 3), 0.15)  # |T| < 2 se everywhere: determined by nothing
+    assert p.plan(5).mixture == pytest.approx(dict.fromkeys(["s1", "s2", "c1"], 1 / 3))
+    p.view.transfer_stderr = np.full((3, 3), 0.01)
+    assert p.plan(6).mixture["s1"] < 0.2 and "backward transfer damps s1" in p.plan(6).reason
+
+
+def test_adaptive_learnability_is_named_when_it_moves_the_mixture():
+    p = planner(make_config("adaptive"))
+    feed(p, 5, {"s1": 0.9, "s2": 0.1, "c1": 0.1})
+    plan = p.plan(5)
+    assert plan.mixture["s1"] > 0.5 and "learnability (sec) favours s1" in plan.reason
+
+
+def test_adaptive_treats_a_structured_domain_whose_entropy_rises_as_creative():
+    p = planner(make_config("adaptive"))
+    adv = {"s1": 0.3, "s2": 0.3, "c1": 0.3}
+    feed(p, 6, adv, {"s1": 1.0, "s2": 1.0, "c1": 1.0})  # baselines
+    reasons = []
+    for k in range(20):  # s2 (declared structured) rises like a creative domain; c1 collapses
+        feed(p, 1, adv, {"s1": 1.0, "s2": 1.0 + 0.1 * k, "c1": 0.05})
+        reasons.append(p.plan(7 + k).reason)
+    said = [r for r in reasons if "s2 is declared structured but its entropy rises; treated as creative" in r]
+    assert len(said) == 1  # said once, when it happens
+    plan = p.plan(30)
+    assert "entropy guard: c1 collapsed" in plan.reason
+    assert plan.mixture["s1"] < plan.mixture["s2"]  # the guard cuts structured domains, not s2
+    again = planner(make_config("adaptive"))
+    again.load_state_dict(p.state_dict())
+    assert again.plan(31) == p.plan(31)
+
+
 def test_adaptive_prerequisite_gating():
     cfg = make_config("adaptive", tasks=[("s1", "structured", []), ("c1", "creative", ["s1"])], unlock_score=0.5)
     p = planner(cfg)
@@ -316,3 +368,36 @@ def test_task_graph_attributes_and_transfer_edges():
     assert g.edges["a", "b"]["kind"] == "prerequisite"
     assert g.edges["b", "a"] == {"kind": "transfer", "weight": -0.3}
     assert "style=dashed" in to_dot(g)
+
+
+def test_adaptive_mu_run_routes_demonstrations_to_the_domain_rl_is_blind_on(tmp_path, tiny_random_lm_dir):
+    from tests.test_trainer import read_jsonl, write_config
+
+    def task(name: str, generator: str, reward: list[dict]) -> dict:
+        return {
+            "name": name,
+            "kind": "structured",
+            "source": {"type": "builtin", "generator": generator},
+            "eval": {"size": 6},
+            "reward": reward,
+        }
+
+    tasks = [  # a random model never sorts exactly: every group scores all 0 on "blind"
+        task("blind", "sorting", [{"type": "exact_match"}]),
+        task("seen", "reversal", [{"type": "similarity"}]),
+    ]
+    sft = {
+        "mu": {"schedule": "adaptive"},
+        "per_domain": {"seen": {"schedule": "adaptive", "blind_below": 0.0}},  # its accuracy never counts as blind
+        "expert_ratio": 1.0,
+    }
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 3, "sft": sft}, tasks=tasks)
+    assert main(["train", str(path)]) == 0
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    for m in metrics:  # every step, every domain
+        assert {"mu/blind", "mu/seen", "sft/samples/blind", "sft/samples/seen"} <= set(m)
+    assert all(m["blind/blind"] == 1.0 for m in metrics) and min(m["blind/seen"] for m in metrics) < 1.0
+    assert metrics[0]["sft/samples/blind"] == 0  # mu starts at `initial` (0); blindness moves it after a step
+    last = metrics[-1]
+    assert last["mu/blind"] > 0.6 and last["mu/blind"] > last["mu/seen"]
+    assert last["sft/samples/blind"] > last["sft/samples/seen"]

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from spectrum_rl.analysis.claims import judge_claims
+from spectrum_rl.analysis.study import compare_arms
 from spectrum_rl.cli import main
 from tests.conftest import ROOT
 
@@ -26,13 +27,16 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys):
             "--output",
             str(out),
             "--arms",
-            "rl_only,sft_only,staged,chord_mu,structured_first,joint",
+            "rl_only,sft_only,staged,chord_mu,spectrum,joint",
         ]
     )
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"spec", "arms", "claims", "transfer", "order", "domains", "plasticity_domain"}
-    assert set(summary["arms"]) == {"rl_only", "sft_only", "staged", "chord_mu", "structured_first", "joint"}
+    assert set(summary["arms"]) == {"rl_only", "sft_only", "staged", "chord_mu", "spectrum", "joint"}
+    compared = summary["comparisons"]
+    assert set(compared) == {"spectrum - joint", "spectrum - staged", "spectrum - chord_mu"}
+    assert all(c["final_mean"]["n"] == 2 and set(c["final"]) == set(summary["domains"]) for c in compared.values())
     for arm in summary["arms"].values():
         assert set(arm) >= {
             "final_mean",
@@ -49,6 +53,7 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys):
     assert summary["plasticity_domain"] not in summary["domains"]
     report = (out / "report.html").read_text()
     assert report.count('src="data:image/png;base64,') >= 5 and "<h2>Claims</h2>" in report
+    assert "<td>spectrum - staged</td>" in report and "| spectrum - chord_mu |" in (out / "claims.md").read_text()
     assert "http" not in report.split("<body>")[1]  # self-contained: nothing fetched
     printed = capsys.readouterr().out
     assert all(f"C{i}: inconclusive — " in printed for i in range(1, 6))  # 2 seeds are not evidence
@@ -166,3 +171,20 @@ def test_continual_metrics_never_use_an_eval_from_before_the_phase(tmp_path):
     got = staged_continual_metrics(tmp_path)
     assert got["order"] == ["a", "b"] and "ACC" not in got and "BWT" not in got
     assert got["not_measured"] == "no eval inside phase a (steps 1-12)"
+
+
+def test_spectrum_differences_are_paired_by_seed_over_the_seeds_both_ran():
+    def run(final: float, extra: float) -> dict:
+        return {"final_mean": final, "final": {"a": final, "b": extra}}
+
+    runs = {
+        "spectrum": [run(0.5, 0.1), run(0.7, 0.1), run(0.6, 0.1)],
+        "staged": [run(0.4, 0.2), run(0.5, 0.2), run(0.5, 0.2), run(9.0, 9.0), run(9.0, 9.0)],  # seeds 3, 4 unpaired
+    }
+    out = compare_arms(runs, "spectrum", ["joint", "staged", "chord_mu"])
+    assert list(out) == ["spectrum - staged"]  # only the arms that ran
+    diff = out["spectrum - staged"]
+    assert diff["final_mean"]["n"] == 3 and diff["final_mean"]["mean"] == pytest.approx(0.1333, abs=1e-4)
+    assert "paired by seed" in diff["final_mean"]["method"]
+    assert diff["final"]["b"]["mean"] == pytest.approx(-0.1) and diff["final"]["b"]["ci_low"] == pytest.approx(-0.1)
+    assert compare_arms(runs, "absent", ["staged"]) == {}

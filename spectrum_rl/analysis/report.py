@@ -263,6 +263,22 @@ def _final_domain_table(summary: dict[str, Any]) -> str:
     return f"<table><tr><th>arm</th>{head}</tr>{rows}</table>"
 
 
+def _comparison_table(summary: dict[str, Any]) -> str:
+    """``spectrum - other`` per compared arm: the final held-out mean and each domain, paired by seed."""
+    comparisons = summary.get("comparisons") or {}
+    if not comparisons:
+        return "<p>The study ran without the <code>spectrum</code> arm or the arms it is compared with.</p>"
+    domains = list(next(iter(comparisons.values()))["final"])
+    head = "".join(f"<th>{html.escape(d)}</th>" for d in domains)
+    rows = "".join(
+        f'<tr><td>{html.escape(name)}</td><td class="num">{_interval_cell(c["final_mean"])}</td>'
+        + "".join(f'<td class="num">{_interval_cell(c["final"][d])}</td>' for d in domains)
+        + "</tr>"
+        for name, c in comparisons.items()
+    )
+    return f"<table><tr><th>difference</th><th>held-out mean</th>{head}</tr>{rows}</table>"
+
+
 def write_report(path: Path, summary: dict[str, Any], runs: dict[str, list[dict]]) -> None:
     figs = plots(summary, runs)
     esc = html.escape
@@ -300,6 +316,9 @@ td.num{{white-space:nowrap}}small{{color:#555}}img{{max-width:100%;height:auto;d
 over the seeds at each eval step; the dotted line is the score before training.</p>{figs.get("curves_by_arm", "")}
 <p>All arms overlaid (means only), with the phases detected on staged seed 0.</p>{figs["curves"]}
 <h2>Final held-out score per domain</h2>{_final_domain_table(summary)}
+<h2>The adaptive spectrum against joint, staged and chord_mu</h2>
+<p>Final held-out score of <code>spectrum</code> minus the other arm, paired by seed over the seeds both ran:
+mean difference, its 95% Student-t interval over the per-seed differences, and n.</p>{_comparison_table(summary)}
 <h2>Entropy</h2>{figs["entropy"]}{figs.get("token_classes", "")}
 <h2>mu and mixture</h2>{figs["mu"]}{figs.get("mixture", "")}
 <h2>Transfer and recommended order</h2>{figs["transfer"]}
@@ -341,4 +360,17 @@ def claims_markdown(summary: dict[str, Any]) -> str:
             f"| {arm} | {a['start_mean']:.3f} | {_ci(a['final_mean'])} | {_ci(a['kl_to_base'])} | "
             f"{_ci(a['plasticity_auc'])} | {_ci(a['sparsity_unchanged'])} |"
         )
+    comparisons = summary.get("comparisons") or {}
+    if comparisons:
+        domains = list(next(iter(comparisons.values()))["final"])
+        lines += [
+            "",
+            "Final held-out score differences, paired by seed (mean [95% CI], n):",
+            "",
+            "| difference | held-out mean | " + " | ".join(domains) + " |",
+            "|---|---|" + "---|" * len(domains),
+        ]
+        for name, c in comparisons.items():
+            cells = " | ".join(_ci(c["final"][d]) for d in domains)
+            lines.append(f"| {name} | {_ci(c['final_mean'])} | {cells} |")
     return "\n".join(lines) + "\n"

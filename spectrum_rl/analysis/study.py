@@ -3,8 +3,10 @@ same base config, domains, budget of steps and samples; each runs with several s
 
 Recipe arms (joint mixture): rl_only, sft_only, staged, chord_mu, chord_phi, adaptive_mu, gate,
 layer_mu (per-layer mu, ours). Ordering arms (RL only): joint (= rl_only), structured_first,
-creative_first, bwt, transfer, adaptive. One domain (``plasticity_domain``) is held out of
-training and used afterwards to probe plasticity. Outputs: ``summary.json`` and ``report.html``.
+creative_first, bwt, transfer, adaptive. The adaptive spectrum: spectrum (the adaptive policy
+with per-domain adaptive mu, SFT routed where RL is blind), compared with joint, staged and
+chord_mu by paired differences. One domain (``plasticity_domain``) is held out of training and
+used afterwards to probe plasticity. Outputs: ``summary.json`` and ``report.html``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from spectrum_rl.analysis.probe import probe_transfer, recommend_order
 from spectrum_rl.analysis.report import claims_markdown, write_report
 from spectrum_rl.analysis.runs import plasticity_probe, run_summary
 from spectrum_rl.analysis.sparsity import changed_masks, final_state, mask_overlap, model_state, update_sparsity
-from spectrum_rl.analysis.stats import t_interval
+from spectrum_rl.analysis.stats import paired_diff, t_interval
 from spectrum_rl.config import Config, Override, load_config, merge_config
 from spectrum_rl.domains import build_domains
 from spectrum_rl.scheduler.graph import prerequisite_graph
@@ -35,6 +37,7 @@ from spectrum_rl.trainer.loop import Trainer
 RECIPE_ARMS = ["rl_only", "sft_only", "staged", "chord_mu", "chord_phi", "adaptive_mu", "gate", "layer_mu"]
 ORDER_ARMS = ["joint", "structured_first", "creative_first", "bwt", "transfer", "adaptive"]
 C1_ARMS = ["rl_only", "staged", "chord_mu", "chord_phi", "adaptive_mu", "gate"]  # the blends C1 compares
+SPECTRUM_VS = ["joint", "staged", "chord_mu"]  # the arms `spectrum` is compared with
 
 
 @dataclass
@@ -42,7 +45,7 @@ class StudySpec:
     """Grid and budget. ``quick`` is a reduced grid for tests and a first look: a smoke run whose
     verdicts are not evidence. ``seeds`` per arm; the arms C1 compares get ``c1_seeds``."""
 
-    arms: list[str] = field(default_factory=lambda: RECIPE_ARMS + ORDER_ARMS)
+    arms: list[str] = field(default_factory=lambda: RECIPE_ARMS + ORDER_ARMS + ["spectrum"])
     seeds: int = 3
     c1_seeds: int = 5
     smoke: bool = False  # the quick grid: says so beside every verdict
@@ -108,6 +111,9 @@ def arm_overlay(arm: str, spec: StudySpec, config, domains: list[str], transfer_
     if arm in mu:
         sft = {"mu": mu[arm], "phi": arm == "chord_phi", "layer_mu": "increasing" if arm == "layer_mu" else "uniform"}
         return {"training": {"sft": sft}, "scheduler": {"policy": "joint"}}
+    if arm == "spectrum":  # backward transfer from the study's probe until the online fit exists
+        scheduler = {"policy": "adaptive", "transfer_file": transfer_file}
+        return {"training": {"sft": {"mu": {"schedule": "adaptive"}}}, "scheduler": scheduler}
     phase = max(1, steps // len(domains))
     scheduler = {
         "joint": {"policy": "joint"},
@@ -123,7 +129,7 @@ def arm_overlay(arm: str, spec: StudySpec, config, domains: list[str], transfer_
         },
         "bwt": {"policy": "bwt", "phase_steps": phase, "transfer_file": transfer_file},
         "transfer": {"policy": "transfer"},
-        "adaptive": {"policy": "adaptive"},
+        "adaptive": {"policy": "adaptive", "transfer_file": transfer_file},
     }[arm]
     return {"training": {"sft": {"mu": {"schedule": "rl_only"}}}, "scheduler": scheduler}
 
@@ -238,6 +244,7 @@ def run_study(
         "domains": domains,
         "arms": arms_summary,
         "claims": claims,
+        "comparisons": compare_arms(runs, "spectrum", SPECTRUM_VS),
         "transfer": record["transfer"],
         "order": order,
         "seed_overlap": masks_overlap,
@@ -272,6 +279,26 @@ def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any
         "phases": phases,
         "seconds": round(float(np.mean([s["seconds"] for s in seeds])), 1),
     }
+
+
+def compare_arms(runs: dict[str, list[dict[str, Any]]], arm: str, others: Sequence[str]) -> dict[str, Any]:
+    """``arm - other`` for each other arm that ran: the final held-out mean and each domain's final
+    score, paired by seed over the seeds both ran (Student t over the per-seed differences)."""
+    out: dict[str, Any] = {}
+    if arm not in runs:
+        return out
+    for other in others:
+        if other not in runs:
+            continue
+        n = min(len(runs[arm]), len(runs[other]))
+        a, b = runs[arm][:n], runs[other][:n]  # seeds 0..n-1 of both, in order
+        out[f"{arm} - {other}"] = {
+            "final_mean": paired_diff([s["final_mean"] for s in a], [s["final_mean"] for s in b]).to_dict(),
+            "final": {
+                d: paired_diff([s["final"][d] for s in a], [s["final"][d] for s in b]).to_dict() for d in a[0]["final"]
+            },
+        }
+    return out
 
 
 def _sparsity(base_state: dict, final_dir: Path) -> dict[str, Any]:

@@ -15,9 +15,16 @@ mu schedules (``training.sft.mu.schedule``; one class each, registered in ``MU_S
   ``valley`` after. Published: peak 0.9, valley 0.05, W 0, D 200.
 - staged: ``mu = 1`` for the first ``sft_steps`` steps, then 0 (SFT-then-RL as one schedule).
 - sft_only / rl_only: ``mu = 1`` / ``mu = 0``.
-- adaptive (ours): feedback on the domain's held-out score. Disruption (score below its
-  pre-training value by more than ``margin``) raises mu by ``up`` (up to ``peak``); otherwise mu
-  decays by the factor ``decay`` toward ``valley``.
+- adaptive (ours): SFT routed to where RL is blind, per domain (HPT's switch at domain level,
+  smoothed), with a disruption feedback on top. Each step the domain's *blindness*
+  ``x = max(b, u)``: ``b`` the fraction of its rollout groups whose rewards are all equal at 0
+  (no RL signal, HPT's gamma = 0 condition), ``u = 1`` while its last held-out score is below
+  ``blind_below`` (else 0); a step without rollouts of the domain has ``x = u``. Then
+  ``need <- need + smoothing * (valley + (peak - valley) * x - need)``, so a blind domain's mu
+  climbs to ``peak`` and decays to ``valley`` as its rollouts start to differ. Disruption (held-out
+  score below its pre-training value by more than ``margin``) raises a second term by ``up`` (up to
+  ``peak``), which otherwise decays by ``decay`` toward ``valley``; ``mu = max(need, disruption)``.
+  Its demonstrations are allocated by mu, not by the RL mixture (``allocate_rows``).
 - gate (HPT, Lv et al. 2025, arXiv:2509.04419): per prompt, SFT on the prompt's expert
   demonstration when the group's success rate is <= ``gamma``, else RL on its rollouts. The
   switch happens once the rollouts are scored (``gate_switches``); the step's mu for the domain
@@ -31,7 +38,7 @@ A new schedule is one class here: subclass ``MuRule``, register it, add any new 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -46,6 +53,7 @@ class MuRule:
     """One domain's mu over training, built from its ``MuSchedule``."""
 
     per_prompt: ClassVar[bool] = False  # True: mu is switched per prompt in row_weights (the gate)
+    by_need: ClassVar[bool] = False  # True: demonstrations go to the domain by its mu, not its RL share
 
     def __init__(self, spec: MuSchedule) -> None:
         self.spec = spec
@@ -60,6 +68,10 @@ class MuRule:
 
     def observe(self, score: float) -> None:
         """The domain's held-out score after an evaluation (the first call: before training)."""
+
+    def observe_step(self, blind: float | None) -> None:
+        """After each step: the fraction of the domain's rollout groups with no RL signal at
+        reward 0 (None when the step had no rollouts of the domain)."""
 
     def state_dict(self) -> dict:
         return {}
@@ -92,6 +104,15 @@ class MuSchedule(StrictModel):
     up: float = Field(0.2, gt=0, le=1, description="`adaptive`: mu increase per disrupted eval.")
     decay: float = Field(0.7, gt=0, lt=1, description="`adaptive`: mu multiplier per recovered eval.")
     initial: float = Field(0.0, ge=0, le=1, description="`adaptive`: mu before the first eval feedback.")
+    blind_below: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="`adaptive`: a held-out score below this counts as blind to RL (mu rises toward `peak`).",
+    )
+    smoothing: float = Field(
+        0.5, gt=0, le=1, description="`adaptive`: step size of mu toward its blindness target, per step."
+    )
     gamma: float = Field(0.0, ge=0, lt=1, description="`gate`: success rate at or below which a prompt gets SFT.")
 
     @field_validator("schedule")
@@ -235,34 +256,49 @@ class RLOnly(MuRule):
 
 @MU_SCHEDULES.register("adaptive")
 class Adaptive(MuRule):
-    """Closed loop (ours): rises on disruption of the held-out score, decays on recovery."""
+    """SFT where RL is blind (smoothed blindness), raised further on disruption (ours)."""
+
+    by_need = True
 
     def __init__(self, spec: MuSchedule) -> None:
         super().__init__(spec)
-        self.baseline: float | None = None
-        self.current: float | None = None
+        self.baseline: float | None = None  # held-out score before training
+        self.under: float = 0.0  # 1 while the last held-out score is below blind_below
+        self.need: float = spec.initial
+        self.disruption: float = spec.initial
 
     def mu(self, step: int) -> float:
-        return self.spec.initial if self.current is None else self.current
+        return max(self.need, self.disruption)
 
     def max_mu(self) -> float:
         return max(self.spec.initial, self.spec.peak)
 
     def observe(self, score: float) -> None:
+        s = self.spec
+        self.under = float(score < s.blind_below)
         if self.baseline is None:  # the first evaluation is the pre-training baseline
             self.baseline = score
             return
-        mu = self.mu(0)
-        if score < self.baseline - self.spec.margin:
-            self.current = min(self.spec.peak, mu + self.spec.up)
+        if score < self.baseline - s.margin:
+            self.disruption = min(s.peak, self.disruption + s.up)
         else:
-            self.current = max(self.spec.valley, mu * self.spec.decay)
+            self.disruption = max(s.valley, self.disruption * s.decay)
+
+    def observe_step(self, blind: float | None) -> None:
+        s = self.spec
+        x = self.under if blind is None else max(blind, self.under)
+        self.need += s.smoothing * (s.valley + (s.peak - s.valley) * x - self.need)
 
     def state_dict(self) -> dict:
-        return {"baseline": self.baseline, "current": self.current}
+        return {"baseline": self.baseline, "under": self.under, "need": self.need, "disruption": self.disruption}
 
     def load_state_dict(self, state: dict) -> None:
-        self.baseline, self.current = state["baseline"], state["current"]
+        self.baseline = state["baseline"]
+        if "need" not in state:  # a checkpoint from before blindness routing: its one mu was the disruption term
+            current = state["current"]
+            self.disruption = self.spec.initial if current is None else current
+            return
+        self.under, self.need, self.disruption = state["under"], state["need"], state["disruption"]
 
 
 @MU_SCHEDULES.register("gate")
@@ -297,18 +333,26 @@ def allocate_rows(
     gate: Mapping[str, float],
     prompts_per_step: int,
     expert_ratio: float,
+    by_need: Collection[str] = (),
 ) -> tuple[dict[str, int], dict[str, int]]:
     """(rollout prompts, demonstrations) per domain for one step.
 
-    Rollouts go to every domain in the mixture that has an RL part (mu < 1, or gated), by mixture
-    weight. Demonstrations, ``ceil(expert_ratio * prompts_per_step)`` of them, go to the domains
-    with mu > 0 (gated domains take theirs from their failed prompts instead), by mixture weight.
+    Only domains the mixture trains (weight > 0) get rows. Rollouts go to those with an RL part
+    (mu < 1, or gated), by mixture weight. Demonstrations, ``ceil(expert_ratio *
+    prompts_per_step)`` of them, go to those with mu > 0 (gated domains take theirs from their
+    failed prompts instead), in proportion to the mixture weight, or, for ``by_need`` domains, to
+    mu itself: a domain RL cannot learn gets its demonstrations however small its RL share.
     """
     rl = {d: w for d, w in mixture.items() if w > 0 and (mu[d] < 1 or d in gate)}
-    sft = {d: w for d, w in mixture.items() if w > 0 and mu[d] > 0 and d not in gate}
-    prompts = allocate(rl, prompts_per_step) if rl else {}
-    demos = allocate(sft, math.ceil(expert_ratio * prompts_per_step)) if sft else {}
+    sft = {d: mu[d] if d in by_need else w for d, w in mixture.items() if w > 0 and mu[d] > 0 and d not in gate}
+    prompts = allocate(_normalised(rl), prompts_per_step) if rl else {}
+    demos = allocate(_normalised(sft), math.ceil(expert_ratio * prompts_per_step)) if sft else {}
     return prompts, demos
+
+
+def _normalised(weights: Mapping[str, float]) -> dict[str, float]:
+    total = sum(weights.values())
+    return {d: w / total for d, w in weights.items()}
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,6 @@ class Planner:
         self.view.transfer = transfer
         self.online = OnlineTransfer(names)
         self._transfer_online = False  # True once the online fit has replaced a missing/old estimate
-        self.transfer_stderr: np.ndarray | None = None
         self.mu_rules = {n: mu_rule(sft.schedule_of(n)) for n in names}
         self.alignment_every = sc.alignment_every if policy.uses_alignment else 0
 
@@ -67,15 +66,19 @@ class Planner:
             mixture, reason, mu_raise = dict(mixture), "fixed mixture", {}
         mu = {n: max(rule.mu(step), mu_raise.get(n, 0.0)) for n, rule in self.mu_rules.items()}
         gate = {n: self.sft.schedule_of(n).gamma for n, rule in self.mu_rules.items() if rule.per_prompt}
-        prompts, demos = allocate_rows(mixture, mu, gate, self.prompts_per_step, self.sft.expert_ratio)
+        by_need = [n for n, rule in self.mu_rules.items() if rule.by_need]
+        prompts, demos = allocate_rows(mixture, mu, gate, self.prompts_per_step, self.sft.expert_ratio, by_need)
         return StepPlan(dict(mixture), mu, reason, prompts, demos, gate)
 
     def wants_alignment(self, step: int) -> bool:
         return bool(self.alignment_every) and step % self.alignment_every == 0
 
     def observe_step(self, signals: StepSignals) -> None:
-        """What the step just taken measured (entropy, |A|, samples, alignment)."""
+        """What the step just taken measured (entropy, |A|, samples, blindness, alignment)."""
         self.view.entropy.update({n: s.entropy for n, s in signals.domains.items() if s.entropy is not None})
+        for n, rule in self.mu_rules.items():
+            domain = signals.domains.get(n)
+            rule.observe_step(None if domain is None else domain.blind)
         for n, s in signals.domains.items():
             if s.advantage_abs is not None:
                 self.view.learnability.update(n, s.advantage_abs, s.samples)
@@ -95,7 +98,7 @@ class Planner:
         if self.view.transfer is None or self._transfer_online:
             estimate = self.online.estimate()
             if estimate is not None:
-                self.view.transfer, self.transfer_stderr = estimate
+                self.view.transfer, self.view.transfer_stderr = estimate
                 self._transfer_online = True
         self.policy.observe_eval(step, v)
 
@@ -113,7 +116,7 @@ class Planner:
             "best": v.best,
             "transfer": None if v.transfer is None else v.transfer.tolist(),
             "transfer_online": self._transfer_online,
-            "transfer_stderr": None if self.transfer_stderr is None else self.transfer_stderr.tolist(),
+            "transfer_stderr": None if v.transfer_stderr is None else v.transfer_stderr.tolist(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -129,7 +132,7 @@ class Planner:
         v.transfer = None if state["transfer"] is None else np.asarray(state["transfer"])
         self._transfer_online = state["transfer_online"]
         stderr = state.get("transfer_stderr")
-        self.transfer_stderr = None if stderr is None else np.asarray(stderr)
+        v.transfer_stderr = None if stderr is None else np.asarray(stderr)
 
 
 def load_transfer(path: Path, names: Sequence[str]) -> np.ndarray:

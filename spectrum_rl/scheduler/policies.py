@@ -13,10 +13,17 @@ bandits mix a floor ``min_weight`` into their softmax so no domain stops being m
   over a window of |A|, softmax with tau.
 - transfer (TAC, arXiv:2606.25178): learnability plus ``transfer_weight`` times the domain's mean
   gradient alignment with the others.
-- adaptive (ours): the transfer bandit + forgetting guard (boost a domain whose held-out score
-  fell more than a margin below its best) + entropy guard (a creative domain whose entropy
-  collapsed cuts structured weight and gets its mu raised) + prerequisite gating (a domain
-  unlocks once its prerequisites reach ``unlock_score``).
+- adaptive (ours): the mission's scheduler — backward transfer and entropy pick the mix. Each
+  domain's score is ``learnability + transfer_weight * alignment + bwt_weight * b_i`` with
+  ``b_i = mean_{j != i} T[i, j]``, the estimated change of the other domains' held-out scores from
+  training on i (T from the online fit or a probe; entries within two standard errors of 0 count
+  as 0), so domains whose training hurts the rest are damped and those that help are favoured.
+  On top: the entropy monitor's collapse guard (a domain behaving creatively whose entropy
+  collapsed cuts the weight of the structured ones and gets its mu raised; a declared-structured
+  domain whose entropy rises is treated as creative), a forgetting guard (boost a domain whose
+  held-out score fell more than a margin below its best) and prerequisite gating (a lock opens
+  when the prerequisite reaches ``unlock_score`` or plateaus). The reason names every signal
+  that moved a weight by at least ``MOVED`` and every guard that fired.
 """
 
 from __future__ import annotations
@@ -92,6 +99,12 @@ class SchedulerConfig(StrictModel):
     window: int = Field(20, ge=1, description="Window (steps) of the learnability and entropy signals.")
     min_weight: float = Field(0.02, ge=0, lt=1, description="Bandits: floor on every domain's weight.")
     transfer_weight: float = Field(1.0, ge=0, description="`transfer`/`adaptive`: weight of gradient alignment.")
+    bwt_weight: float = Field(
+        1.0,
+        ge=0,
+        description="`adaptive`: weight of a domain's estimated backward transfer (the mean change of the other "
+        "domains' held-out scores per window of training on it; needs a transfer estimate).",
+    )
     alignment_every: int = Field(
         5, ge=0, description="Compute gradient alignment every N steps (`transfer`/`adaptive`; 0 = never)."
     )
@@ -146,6 +159,7 @@ class View:
     start: dict[str, float] = field(default_factory=dict)
     best: dict[str, float] = field(default_factory=dict)
     transfer: np.ndarray | None = None  # T[i, j] in `names` order
+    transfer_stderr: np.ndarray | None = None  # its standard errors (online fit only)
 
 
 @dataclass(frozen=True)
@@ -334,9 +348,25 @@ class TransferBandit(LearnabilityBandit):
         return Decision(d.mixture, d.reason.replace("learnability", "transfer", 1))
 
 
+MOVED = 0.02  # a signal "moved the mixture" when some domain's weight differs by this much without it
+
+
+def backward_transfer(view: View) -> dict[str, float]:
+    """``b_i = mean_{j != i} T[i, j]`` per domain (0 without a transfer estimate); entries within
+    two standard errors of 0 count as 0, so only what the data determine can move the mixture."""
+    T = view.transfer
+    if T is None or len(view.names) < 2:
+        return dict.fromkeys(view.names, 0.0)
+    if view.transfer_stderr is not None:
+        T = np.where(np.abs(T) >= 2 * view.transfer_stderr, T, 0.0)
+    off = ~np.eye(len(view.names), dtype=bool)
+    return {n: float(T[i][off[i]].mean()) for i, n in enumerate(view.names)}
+
+
 @POLICIES.register("adaptive")
 class Adaptive(TransferBandit):
-    """Transfer bandit + forgetting guard + entropy guard + prerequisite gating.
+    """Learnability + backward transfer + gradient alignment, with the entropy, forgetting and
+    prerequisite guards (module docstring).
 
     A domain is locked while a prerequisite is not done; a prerequisite is done once its held-out
     score reaches ``unlock_score`` or it has plateaued (no gain above ``plateau_delta`` over its
@@ -347,7 +377,8 @@ class Adaptive(TransferBandit):
         self.peak: dict[str, float] = {}  # best held-out score so far, per domain
         self.stale: dict[str, int] = {}  # evals since the last gain above plateau_delta
         self.done: dict[str, str] = {}  # prerequisite -> why it counts as done
-        self.news: list[str] = []  # unlock reasons not reported yet
+        self.news: list[str] = []  # unlock and re-kind reasons not reported yet
+        self.creative: list[str] = []  # declared structured, but their entropy rose under training
 
     def observe_eval(self, step: int, view: View) -> None:
         super().observe_eval(step, view)
@@ -367,10 +398,57 @@ class Adaptive(TransferBandit):
             if n in self.done and any(n in view.prerequisites.get(m, []) for m in self.names):
                 self.news.append(f"prerequisite {self.done[n]}")
 
+    def _signals(self, view: View) -> tuple[dict[str, float], list[str]]:
+        """The bandit's mixture from the three score terms, and what each term that moved it says."""
+        self.update_q(view)
+        learn = LearnabilityBandit.scores(self, view)
+        align = {n: self.cfg.transfer_weight * (view.alignment.mean_alignment(n) or 0.0) for n in self.names}
+        bwt = backward_transfer(view)
+        terms = {"learnability": learn, "alignment": align, "bwt": {n: self.cfg.bwt_weight * b for n, b in bwt.items()}}
+
+        def mixture(parts: list[str]) -> dict[str, float]:
+            total = {n: sum(terms[k][n] for k in parts) for n in self.names}
+            return softmax_with_floor(total, self.cfg.tau, self.cfg.min_weight)
+
+        weights = mixture(list(terms))
+        notes = []
+        for k in terms:
+            without = mixture([t for t in terms if t != k])
+            if max(abs(weights[n] - without[n]) for n in self.names) < MOVED:
+                continue
+            if k == "learnability":
+                top = max(learn, key=learn.get)
+                notes.append(f"learnability ({self.cfg.bandit}) favours {top} ({learn[top]:.3f})")
+            elif k == "alignment":
+                top = max(align, key=align.get)
+                notes.append(f"gradient alignment favours {top} ({align[top]:+.3f})")
+            else:
+                low, high = min(bwt, key=bwt.get), max(bwt, key=bwt.get)
+                said = [f"damps {low} ({bwt[low]:+.3f})"] if bwt[low] < 0 else []
+                said += [f"favours {high} ({bwt[high]:+.3f})"] if bwt[high] > 0 else []
+                notes.append("backward transfer " + ", ".join(said))
+        return weights, notes
+
+    def _kinds(self, view: View) -> dict[str, str]:
+        """The kinds the entropy monitor observed: a declared-structured domain whose entropy rises
+        under training (the monitor's ``contradicts_kind``) behaves creatively and is treated as
+        creative from then on (its collapse is guarded, the guard does not cut it)."""
+        for n in self.names:
+            state = view.entropy.state(n)
+            if (
+                view.kinds[n] == "structured"
+                and n not in self.creative
+                and state is not None
+                and state.contradicts_kind
+            ):
+                self.creative.append(n)
+                self.news.append(f"entropy: {n} is declared structured but its entropy rises; treated as creative")
+        return {n: "creative" if n in self.creative else view.kinds[n] for n in self.names}
+
     def decide(self, step: int, view: View) -> Decision:
-        base = super().decide(step, view)
-        weights = dict(base.mixture)
-        notes: list[str] = [*self.news]
+        weights, notes = self._signals(view)
+        kinds = self._kinds(view)
+        notes += self.news
         self.news = []
         mu_raise: dict[str, float] = {}
         locked = [n for n in self.names if any(p not in self.done for p in view.prerequisites.get(n, []))]
@@ -386,26 +464,30 @@ class Adaptive(TransferBandit):
         collapsed = [
             n
             for n in self.names
-            if view.kinds[n] == "creative"
-            and n not in locked
-            and (s := view.entropy.state(n)) is not None
-            and s.collapsed
+            if kinds[n] == "creative" and n not in locked and (s := view.entropy.state(n)) is not None and s.collapsed
         ]
         if collapsed:
             for n in self.names:
-                if view.kinds[n] == "structured":
+                if kinds[n] == "structured":
                     weights[n] *= self.cfg.entropy_guard_cut
             mu_raise = {n: self.cfg.entropy_guard_mu for n in collapsed}
             notes.append(f"entropy guard: {', '.join(collapsed)} collapsed; structured weight cut, mu raised")
         if sum(weights.values()) <= 0:  # everything locked: train the unlocked roots
             weights = {n: float(not view.prerequisites.get(n)) for n in self.names}
-        reason = "adaptive: " + base.reason.split(": ", 1)[1] + ("; " + "; ".join(notes) if notes else "")
+        reason = "adaptive: " + ("; ".join(notes) if notes else "no signal has moved the mixture yet")
         return Decision(_normalise(weights), reason, mu_raise)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "peak": self.peak, "stale": self.stale, "done": self.done}
+        return {
+            **super().state_dict(),
+            "peak": self.peak,
+            "stale": self.stale,
+            "done": self.done,
+            "creative": self.creative,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         # checkpoints from before prerequisites could plateau hold none of this: start afresh
         self.peak, self.stale, self.done = state.get("peak", {}), state.get("stale", {}), state.get("done", {})
+        self.creative = list(state.get("creative", []))

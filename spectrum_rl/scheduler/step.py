@@ -33,8 +33,16 @@ class StepPlan:
     gate: dict[str, float] = field(default_factory=dict)
 
     def mean_mu(self) -> float:
-        """Mixture-weighted mu (the single number shown in progress and logs)."""
-        return sum(self.mixture[d] * self.mu[d] for d in self.mixture)
+        """The step's one mu (logged as ``mu``; it blends the learning rates and sets per-layer mu):
+        the mean of mu over the step's rows by domain, each rollout prompt and each demonstration
+        one unit, ``sum_d (prompts_d + demos_d) mu_d / sum_d (prompts_d + demos_d)``. So it is the
+        schedule's mu when every domain has the same, and the SFT-heavy domain counts by the
+        demonstrations it gets when SFT is routed by need; mixture-weighted for a plan without rows."""
+        units = {d: self.prompts.get(d, 0) + self.demos.get(d, 0) for d in self.mu}
+        total = sum(units.values())
+        if not total:
+            return sum(self.mixture[d] * self.mu[d] for d in self.mixture)
+        return sum(units[d] * self.mu[d] for d in units) / total
 
 
 @dataclass(frozen=True)
@@ -55,14 +63,16 @@ class DomainSignals:
 
     reward: mean total reward of its scored rollouts.
     advantage_abs: mean |advantage| of those rollouts (learnability).
-    entropy: mean token entropy of its rollouts in the loss.
+    entropy: mean token entropy of its rollouts (every sampled token, before any loss weighting).
     samples: number of scored rollouts.
+    blind: fraction of its rollout groups whose rewards are all equal at 0 (RL has no signal there).
     """
 
     reward: float | None = None
     advantage_abs: float | None = None
     entropy: float | None = None
     samples: int = 0
+    blind: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,11 +84,17 @@ class StepSignals:
     alignment: dict[str, dict[str, float]] | None = None
 
     def metrics(self) -> dict[str, Any]:
-        """The logged form: ``reward/<d>``, ``advantage_abs/<d>``, ``entropy/<d>``, ``samples/<d>``,
-        ``alignment``."""
+        """The logged form: ``reward/<d>``, ``advantage_abs/<d>``, ``entropy/<d>``, ``blind/<d>``,
+        ``samples/<d>``, ``alignment``."""
         out: dict[str, Any] = {}
         for name, s in self.domains.items():
-            for key, value in (("reward", s.reward), ("advantage_abs", s.advantage_abs), ("entropy", s.entropy)):
+            values = (
+                ("reward", s.reward),
+                ("advantage_abs", s.advantage_abs),
+                ("entropy", s.entropy),
+                ("blind", s.blind),
+            )
+            for key, value in values:
                 if value is not None:
                     out[f"{key}/{name}"] = round(value, 6)
             out[f"samples/{name}"] = s.samples

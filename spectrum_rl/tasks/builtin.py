@@ -105,6 +105,11 @@ def _first_letter(rng: random.Random, length: int) -> Row:
     return _row(f"first letter: {letters}", letters[0])
 
 
+def _last_letter(rng: random.Random, length: int) -> Row:
+    letters = "".join(rng.choices(LETTERS, k=length))
+    return _row(f"last letter: {letters}", letters[-1])
+
+
 def _counting(rng: random.Random, length: int, letters: int) -> Row:
     alphabet = LETTERS[:letters]
     text = "".join(rng.choices(alphabet, k=length))
@@ -152,6 +157,7 @@ GENERATORS: dict[str, Generator] = {
         # Not in the built-in model's pretraining corpus: it starts at ~0 and RL alone finds no
         # reward to learn from, while its expert demonstrations teach it (claim C1's setting).
         Generator("first_letter", "structured", {"length": 4}, {"length": (1, 26)}, _first_letter, pretrained=False),
+        Generator("last_letter", "structured", {"length": 4}, {"length": (1, 26)}, _last_letter, pretrained=False),
         Generator(
             "counting", "structured", {"length": 6, "letters": 3}, {"length": (2, 30), "letters": (2, 26)}, _counting
         ),

@@ -333,7 +333,15 @@ class Trainer:
             std = float(r[i][v[i]].std()) if int(v[i].sum()) > 1 else 0.0
             sums.add("reward_std", std)
             sums.add("frac_reward_zero_std", float(zero_var[i]))
-            signals.add(domain, advantage_abs=float(adv[i][v[i]].abs().sum()), samples=float(v[i].sum()))
+            sampled = r[i][:G][v[i][:G]]  # RL is blind to a prompt whose rollouts all score 0 (HPT's switch)
+            blind = sampled.numel() > 0 and float(sampled.max()) <= 0 and float(sampled.min()) == float(sampled.max())
+            signals.add(
+                domain,
+                advantage_abs=float(adv[i][v[i]].abs().sum()),
+                samples=float(v[i].sum()),
+                groups=1.0,
+                blind_groups=float(blind),
+            )
         finished = ro.finished.float()
         lengths = ro.completion_mask.sum(1).float()
         sums.add("completions/mean_length", float(lengths.sum()), len(lengths))
@@ -388,6 +396,8 @@ class Trainer:
         sft += [(d, ex, w) for (d, ex), w in zip(demos, weights.sft)]
         rows += [Row(self._encode_prompt(ex.prompt), self._completion_ids(ex.expert), "sft", d, w) for d, ex, w in sft]
         sums.add("sft/samples", float(len(sft)), 0)
+        for d in self.domains:  # every domain, every step: where the expert data went
+            sums.add(f"sft/samples/{d}", float(sum(domain == d for domain, _, _ in sft)), 0)
         return rows
 
     def _optimize(self, rows: list[Row], plan: StepPlan, sums: Sums, lr_scale: float = 1.0) -> None:

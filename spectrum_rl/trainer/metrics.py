@@ -24,8 +24,9 @@ class Sums:
         slot[1] += count
 
 
-# per domain: reward sum, rollouts scored, |advantage| sum, valid samples, entropy sum, entropy tokens
-_FIELDS = ("reward", "rollouts", "advantage_abs", "samples", "entropy", "entropy_tokens")
+# per domain: reward sum, rollouts scored, |advantage| sum, valid samples, entropy sum, entropy
+# tokens, rollout groups, groups with all rewards equal at 0
+_FIELDS = ("reward", "rollouts", "advantage_abs", "samples", "entropy", "entropy_tokens", "groups", "blind_groups")
 
 
 class SignalSums:
@@ -55,5 +56,6 @@ class SignalSums:
                 advantage_abs=v["advantage_abs"] / v["samples"] if v["samples"] else 0.0,
                 entropy=v["entropy"] / v["entropy_tokens"] if v["entropy_tokens"] else None,
                 samples=int(v["samples"]),
+                blind=v["blind_groups"] / v["groups"] if v["groups"] else None,
             )
         return StepSignals(domains, alignment)
