@@ -19,8 +19,19 @@ more scheduling and reward dispatch) and prints their throughput ratio.
 matmul, as TRL uses) in every pair, to show how much of the ratio the oneDNN kernels give.
 
 ``--device cuda`` runs both on the GPU with bf16 autocast (fp32 weights) instead (no matmul
-fraction: that target is for the CPU machine).
+fraction: that target is for the CPU machine), ours with ``--ours-static-cache`` (default true
+there: the static-cache decoder, its steps in CUDA graphs) and, per size, our decode rate: ms per
+token for 64 rows with each decoder (the model's own cache, static eager, static in CUDA graphs).
 ``--json`` prints the figures as one JSON object on stdout (the table goes to stderr).
+
+Sizes: ``tiny`` (built-in, 1.8M), ``20m`` (hidden 512, 6 layers), ``0.5b`` (the shape of
+Qwen2.5-0.5B with a byte vocabulary: hidden 896, 24 layers, 14 heads, 2 K/V heads, intermediate
+4864; 358M parameters, random init). ``--max-new-tokens`` sets the completion cap of both sides.
+
+Activation checkpointing: TRL's GRPOConfig turns ``gradient_checkpointing`` on by default (CPU
+too); ours turns it on for CUDA only (``training.gradient_checkpointing: auto``). ``--checkpointing
+both`` runs each side with it on and with it off in every pair and reports every ratio, so the
+table compares settings, not defaults; ``default`` runs each side as it ships.
 """
 
 from __future__ import annotations
@@ -36,7 +47,21 @@ import tempfile
 import time
 from pathlib import Path
 
-PROMPTS_PER_STEP, GROUP, MAX_NEW, LR = 8, 8, 32, 1e-4
+PROMPTS_PER_STEP, GROUP, LR = 8, 8, 1e-4
+SHAPES = {  # tiny_config overrides per size
+    "20m": dict(
+        hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=8
+    ),
+    "0.5b": dict(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+    ),
+}
 
 
 def reward_exact(prompts, completions, answer, **_):
@@ -58,23 +83,31 @@ def make_prompts(path: Path, n: int) -> None:
             f.write(json.dumps({"question": row["question"], "answer": row["answer"]}) + "\n")
 
 
-def make_20m(path: Path) -> None:
+def make_model(path: Path, size: str) -> None:
+    """A random-init Llama of ``SHAPES[size]`` with the byte tokenizer, saved in HF format."""
     import torch
     from transformers import LlamaForCausalLM
 
     from spectrum_rl.models import byte_tokenizer, tiny_config
 
     torch.manual_seed(0)
-    cfg = tiny_config(
-        hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=8
-    )
-    LlamaForCausalLM(cfg).save_pretrained(path)
+    LlamaForCausalLM(tiny_config(**SHAPES[size])).save_pretrained(path)
     byte_tokenizer().save_pretrained(path)
 
 
-def child_ours(model: str, prompts: Path, steps: int, domains: int = 1, onednn: bool | str = "auto") -> dict:
+def child_ours(
+    model: str,
+    prompts: Path,
+    steps: int,
+    domains: int = 1,
+    onednn: bool | str = "auto",
+    max_new: int = 32,
+    checkpointing: bool | str = "auto",
+    static_cache: bool | str = "auto",
+) -> dict:
     """Our trainer; ``domains`` > 1 splits the same prompts over that many identically defined
-    domains (same work, more scheduling and reward dispatch); ``onednn`` is training.onednn_linear."""
+    domains (same work, more scheduling and reward dispatch); ``onednn``, ``checkpointing`` and
+    ``static_cache`` are training.onednn_linear, gradient_checkpointing and static_cache."""
     import torch
 
     from spectrum_rl.config import Config
@@ -101,13 +134,15 @@ def child_ours(model: str, prompts: Path, steps: int, domains: int = 1, onednn: 
             "training": {
                 "prompts_per_step": PROMPTS_PER_STEP,
                 "group_size": GROUP,
-                "max_new_tokens": MAX_NEW,
+                "max_new_tokens": max_new,
                 "temperature": 1.0,
                 "aggregation": "token_mean",
                 "beta": 0.0,
                 "num_iterations": 1,
                 "learning_rate": LR,
                 "onednn_linear": onednn,
+                "gradient_checkpointing": checkpointing,
+                "static_cache": static_cache,
             },
             "eval": {"kl_to_base": False},
             "logging": {"progress": False},
@@ -127,10 +162,13 @@ def child_ours(model: str, prompts: Path, steps: int, domains: int = 1, onednn: 
     return {
         "samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall,
         "breakdown": {k: round(v / wall, 3) for k, v in parts.items()},
+        "checkpointing": trainer._checkpointing,
     }
 
 
-def child_trl(model: str, prompts: Path, steps: int, device: str) -> dict:
+def child_trl(
+    model: str, prompts: Path, steps: int, device: str, max_new: int = 32, checkpointing: str = "default"
+) -> dict:
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -148,7 +186,7 @@ def child_trl(model: str, prompts: Path, steps: int, device: str) -> dict:
         output_dir=tempfile.mkdtemp(),
         per_device_train_batch_size=PROMPTS_PER_STEP * GROUP,
         num_generations=GROUP,
-        max_completion_length=MAX_NEW,
+        max_completion_length=max_new,
         temperature=1.0,
         top_p=1.0,
         top_k=0,
@@ -165,6 +203,7 @@ def child_trl(model: str, prompts: Path, steps: int, device: str) -> dict:
         seed=0,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        **({} if checkpointing == "default" else {"gradient_checkpointing": checkpointing == "on"}),
     )
     trainer = GRPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(model),
@@ -176,11 +215,69 @@ def child_trl(model: str, prompts: Path, steps: int, device: str) -> dict:
     )
     trainer.train()
     wall = stamps[-1] - stamps[0]  # the first step is the warm-up
-    return {"samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall}
+    return {"samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall, "checkpointing": args.gradient_checkpointing}
 
 
-def run_child(kind: str, model: str, prompts: Path, steps: int, threads: int, device: str, domains: int = 1) -> dict:
-    """One measurement in a fresh process; ``kind``: ours, ours-default-kernels (onednn_linear false) or trl."""
+def decode_ms_per_token(model_dir: str, device: str, rows: int = 64, new_tokens: int = 128) -> dict:
+    """Our sampler's decode time per token for ``rows`` rows (8 prompts x 8), EOS never ending a
+    row, for each decoder: the model's own cache, the static cache eagerly, the static cache in
+    CUDA graphs (CUDA only; its capture is timed apart and not counted)."""
+    import torch
+
+    from spectrum_rl.models import load_causal_lm
+    from spectrum_rl.trainer.decoder import CAPTURES
+    from spectrum_rl.trainer.rollout import sample
+
+    model, tok = load_causal_lm(model_dir, device=device)
+    prompts = [tok(f"sort: {'dcba' * (1 + i % 3)}\n")["input_ids"] for i in range(rows // 8) for _ in range(8)]
+    decoders = {"hf_cache": (False, False), "static": (True, False)}
+    if device == "cuda":
+        decoders["static_graphs"] = (True, True)
+    out = {}
+    for name, (static, graphs) in decoders.items():
+
+        def run(n: int, static: bool = static, graphs: bool = graphs) -> float:
+            gen = torch.Generator(device=device).manual_seed(0)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+                t0 = time.perf_counter()
+                sample(
+                    model,
+                    prompts,
+                    max_new_tokens=n,
+                    eos_id=-1,
+                    pad_id=tok.pad_token_id,
+                    generator=gen,
+                    static_cache=static,
+                    graphs=graphs,
+                )
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                return time.perf_counter() - t0
+
+        capture = CAPTURES["seconds"]
+        run(new_tokens)  # warm-up (and, with graphs, the capture)
+        # the difference of two lengths leaves the prefill out: decode steps only
+        t_long, t_short = min(run(new_tokens) for _ in range(3)), min(run(new_tokens // 2) for _ in range(3))
+        out[name] = round(1000 * (t_long - t_short) / (new_tokens - new_tokens // 2), 3)
+        if graphs:
+            out["capture_s"] = round(CAPTURES["seconds"] - capture, 3)
+    return out
+
+
+def run_child(
+    kind: str,
+    model: str,
+    prompts: Path,
+    steps: int,
+    threads: int,
+    device: str,
+    domains: int = 1,
+    max_new: int = 32,
+    gc: str = "default",
+    static_cache: str = "auto",
+) -> dict:
+    """One measurement in a fresh process; ``kind``: ours, ours-default-kernels (onednn_linear
+    false) or trl; ``gc``: activation checkpointing on, off or the side's default."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
@@ -190,24 +287,9 @@ def run_child(kind: str, model: str, prompts: Path, steps: int, threads: int, de
     }
     if device == "cpu":  # ours picks a visible GPU by itself
         env["CUDA_VISIBLE_DEVICES"] = ""
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        kind,
-        "--model",
-        model,
-        "--prompts",
-        str(prompts),
-        "--device",
-        device,
-        "--steps",
-        str(steps),
-        "--threads",
-        str(threads),
-        "--domains",
-        str(domains),
-    ]
+    cmd = [sys.executable, __file__, "--child", kind, "--model", model, "--prompts", str(prompts)]
+    cmd += ["--device", device, "--steps", str(steps), "--threads", str(threads), "--domains", str(domains)]
+    cmd += ["--max-new-tokens", str(max_new), "--checkpointing", gc, "--ours-static-cache", static_cache]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
@@ -284,19 +366,39 @@ def main() -> None:
         action="store_true",
         help="also run ours with training.onednn_linear false (PyTorch's default CPU matmul) in each pair",
     )
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="completion cap of both sides")
+    parser.add_argument(
+        "--checkpointing",
+        choices=["default", "both", "on", "off"],
+        default="default",
+        help="activation checkpointing: each side's default, both ways for each side, or on/off for both",
+    )
+    parser.add_argument(
+        "--ours-static-cache",
+        choices=["auto", "true", "false"],
+        default=None,
+        help="ours: training.static_cache (default: true on cuda, auto on cpu)",
+    )
     parser.add_argument("--child", choices=["ours", "ours-default-kernels", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    static_cache = args.ours_static_cache or ("true" if args.device == "cuda" else "auto")
     if args.child:
         import torch
 
         torch.set_num_threads(args.threads)
         if args.child.startswith("ours"):
             onednn = "auto" if args.child == "ours" else False
-            result = child_ours(args.model, Path(args.prompts), args.steps, args.domains, onednn)
+            gc = {"default": "auto", "on": True, "off": False}[args.checkpointing]
+            static = {"auto": "auto", "true": True, "false": False}[static_cache]
+            result = child_ours(
+                args.model, Path(args.prompts), args.steps, args.domains, onednn, args.max_new_tokens, gc, static
+            )
         else:
-            result = child_trl(args.model, Path(args.prompts), args.steps, args.device)
+            result = child_trl(
+                args.model, Path(args.prompts), args.steps, args.device, args.max_new_tokens, args.checkpointing
+            )
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         if torch.cuda.is_available():
             result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -313,44 +415,68 @@ def main() -> None:
         if size == "tiny":
             models["tiny"] = str(ensure_builtin("tiny"))
         else:
-            make_20m(tmp / "m20")
-            models["20m"] = str(tmp / "m20")
+            make_model(tmp / size, size)
+            models[size] = str(tmp / size)
+    gcs = ["on", "off"] if args.checkpointing == "both" else [args.checkpointing]
     report: dict = {
         "sizes": {},
         "settings": {
             "prompts_per_step": PROMPTS_PER_STEP,
             "group_size": GROUP,
-            "max_new_tokens": MAX_NEW,
+            "max_new_tokens": args.max_new_tokens,
             "threads": args.threads,
             "device": args.device,
+            "checkpointing": args.checkpointing,
+            "ours_static_cache": static_cache,
         },
     }
     for name, model in models.items():
-        ours, trl, plain = [], [], []
-        for _ in range(args.pairs):
-            ours.append(run_child("ours", model, prompts, args.steps, args.threads, args.device))
-            trl.append(run_child("trl", model, prompts, args.steps, args.threads, args.device))
-            if args.default_kernels:
-                plain.append(run_child("ours-default-kernels", model, prompts, args.steps, args.threads, args.device))
-        ratios = [o["samples_per_s"] / t["samples_per_s"] for o, t in zip(ours, trl)]
-        report["sizes"][name] = {
-            "ours_samples_per_s": round(statistics.median(o["samples_per_s"] for o in ours), 2),
-            "trl_samples_per_s": round(statistics.median(t["samples_per_s"] for t in trl), 2),
-            "ratio": round(statistics.median(ratios), 3),
-            "ours_peak_rss_mb": max(o["peak_rss_mb"] for o in ours),
-            "trl_peak_rss_mb": max(t["peak_rss_mb"] for t in trl),
-            "ours_breakdown": ours[len(ours) // 2]["breakdown"],
+        runs: dict[tuple[str, str], list[dict]] = {}
+        for _ in range(args.pairs):  # every variant once per pair, alternating
+            for kind in ["ours", "trl"] + (["ours-default-kernels"] if args.default_kernels else []):
+                for gc in gcs:
+                    result = run_child(
+                        kind,
+                        model,
+                        prompts,
+                        args.steps,
+                        args.threads,
+                        args.device,
+                        1,
+                        args.max_new_tokens,
+                        gc,
+                        static_cache,
+                    )
+                    runs.setdefault((kind, gc), []).append(result)
+
+        def label(kind: str, gc: str, rs: list[dict]) -> str:
+            used = "on" if rs[0]["checkpointing"] else "off"
+            return f"{kind} (checkpointing {gc if gc != 'default' else 'default: ' + used})"
+
+        variants = {
+            label(kind, gc, rs): {
+                "kind": kind,
+                "samples_per_s": round(statistics.median(r["samples_per_s"] for r in rs), 2),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+                **({"peak_gpu_mb": max(r["peak_gpu_mb"] for r in rs)} if args.device == "cuda" else {}),
+                **({"breakdown": rs[len(rs) // 2]["breakdown"]} if kind != "trl" else {}),
+            }
+            for (kind, gc), rs in runs.items()
         }
-        if plain:
-            report["sizes"][name].update(
-                ours_default_kernels_samples_per_s=round(statistics.median(p["samples_per_s"] for p in plain), 2),
-                ratio_default_kernels=round(
-                    statistics.median(p["samples_per_s"] / t["samples_per_s"] for p, t in zip(plain, trl)), 3
-                ),
+        keys = dict(zip(runs, variants))  # (kind, gc) -> its label
+        ratios = {  # ours variant / TRL variant, median over pairs of the per-pair ratio
+            f"{keys[o]} / {keys[t]}": round(
+                statistics.median(a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs[o], runs[t])), 3
             )
+            for o in runs
+            if o[0] != "trl"
+            for t in runs
+            if t[0] == "trl"
+        }
+        report["sizes"][name] = {"variants": variants, "ratios": ratios}
         if args.device == "cuda":
-            report["sizes"][name].update(
-                ours_peak_gpu_mb=max(o["peak_gpu_mb"] for o in ours), trl_peak_gpu_mb=max(t["peak_gpu_mb"] for t in trl)
+            report["sizes"][name]["decode_ms_per_token"] = decode_ms_per_token(
+                model, "cuda", new_tokens=args.max_new_tokens
             )
     if args.domains > 1:
         model = str(ensure_builtin("tiny"))
@@ -379,27 +505,27 @@ def main() -> None:
 
 def render(report: dict) -> str:
     """The human-readable table of a report (also used to render a saved ``--json`` report)."""
-    device = report["settings"].get("device", "cpu")
-    lines = [f"device: {device}, {report['settings']['threads']} CPU threads"] if device != "cpu" else []
-    lines += [
-        f"{'size':6} {'ours s/s':>9} {'TRL s/s':>9} {'ratio':>6} {'ours RSS':>9} {'TRL RSS':>8}  ours step breakdown"
+    settings = report["settings"]
+    device = settings.get("device", "cpu")
+    lines = [
+        f"device: {device}, {settings['threads']} CPU threads, {settings['prompts_per_step']} prompts x "
+        f"{settings['group_size']} completions, at most {settings['max_new_tokens']} new tokens"
     ]
+    gpu = device == "cuda"
     for name, r in report["sizes"].items():
-        b = r["ours_breakdown"]
-        lines.append(
-            f"{name:6} {r['ours_samples_per_s']:9.1f} {r['trl_samples_per_s']:9.1f} {r['ratio']:6.2f} "
-            f"{r['ours_peak_rss_mb']:8.0f}M {r['trl_peak_rss_mb']:7.0f}M  rollout {b['rollout']:.0%} "
-            f"reward {b['reward']:.0%} train {b['train']:.0%}"
-        )
-        if "ratio_default_kernels" in r:
+        lines.append(f"{name}:")
+        lines.append(f"  {'variant':48} {'s/s':>7} {'RSS':>7}" + (f" {'GPU peak':>9}" if gpu else "") + "  breakdown")
+        for label, v in r["variants"].items():
+            b = v.get("breakdown")
+            parts = f"rollout {b['rollout']:.0%} reward {b['reward']:.0%} train {b['train']:.0%}" if b else ""
+            gpu_cell = f" {v['peak_gpu_mb']:8.0f}M" if gpu else ""
+            lines.append(f"  {label:48} {v['samples_per_s']:7.1f} {v['peak_rss_mb']:6.0f}M{gpu_cell}  {parts}")
+        for pair, ratio in r["ratios"].items():
+            lines.append(f"  ratio {pair}: {ratio:.2f}")
+        if "decode_ms_per_token" in r:
             lines.append(
-                f"{'':6} ours with training.onednn_linear false: {r['ours_default_kernels_samples_per_s']:.1f} "
-                f"s/s = {r['ratio_default_kernels']:.2f}x TRL"
-            )
-        if "ours_peak_gpu_mb" in r:
-            lines.append(
-                f"{'':6} GPU memory peak (torch.cuda.max_memory_allocated): ours {r['ours_peak_gpu_mb']:.0f}M, "
-                f"TRL {r['trl_peak_gpu_mb']:.0f}M"
+                "  decode, ms per token for 64 rows: "
+                + ", ".join(f"{k} {v}" for k, v in r["decode_ms_per_token"].items())
             )
     if "domains" in report:
         d = report["domains"]

@@ -67,7 +67,13 @@ def _prepare_models(config: Config) -> None:
     from spectrum_rl.bootstrap import ensure_builtin_models
 
     ensure_builtin_models(config)
-    if config.training.reuse_host_memory and not torch.cuda.is_available():
+    if config.training.reuse_host_memory:
+        _reuse_host_memory()
+
+
+def _reuse_host_memory() -> None:
+    """Process-wide: keep freed host memory for reuse on CPU runs (also each study worker's set-up)."""
+    if not torch.cuda.is_available():
         reuse_freed_memory()
 
 
@@ -213,12 +219,17 @@ def cmd_study(args: argparse.Namespace) -> int:
         )
     if args.arms:
         spec = replace(spec, arms=args.arms.split(","))
+    if args.workers is not None:
+        spec = replace(spec, workers=max(1, args.workers))
+    elif not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2:
+        spec = replace(spec, workers=2)
     summary = run_study(
         Path(args.config),
         Path(args.output_dir),
         spec,
         plasticity_domain=args.plasticity_domain,
         overrides=_overrides(args),
+        worker_setup=_reuse_host_memory if config.training.reuse_host_memory else None,
     )
     for cid, claim in summary["claims"].items():
         print(f"{cid}: {claim['verdict']} — {claim['reason']}")
@@ -305,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="override the steps per run")
     p.add_argument("--arms", default=None, help="comma-separated arms (default: all)")
     p.add_argument("--plasticity-domain", default=None, help="domain held out for the plasticity probe")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="runs in parallel, each in its own process with its share of the CPU threads "
+        "(default: 2 on a CPU with 2 or more cores, else 1; use 1 for models that need every core)",
+    )
 
     p = add("analyze", cmd_analyze, "diagnostics of one run directory (phases, drift, sparsity, entropy)")
     p.add_argument("run_dir", help="a run directory written by `train`")

@@ -1,6 +1,8 @@
 """The static-cache decoder gives the tokens of the model's own KV cache (same seed), and its
 log-probs to float rounding: bitwise for Llama with as many K/V heads as heads (the built-in
-model's layout), ~1e-7 where HF's attention takes another kernel path (GQA) or PEFT wraps layers."""
+model's layout), ~1e-7 where HF's attention takes another kernel path (GQA) or PEFT wraps layers.
+The fixed-shape decoder (the step CUDA graphs capture, run eagerly here) gives the static
+decoder's tokens, whatever ran in its buffers before."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 
-from spectrum_rl.models import byte_tokenizer
-from spectrum_rl.trainer.decoder import HFDecoder, StaticDecoder, make_decoder
+from spectrum_rl.models import byte_tokenizer, unwrap_model
+from spectrum_rl.trainer.decoder import _BUCKETS, GraphDecoder, HFDecoder, StaticDecoder, make_decoder
 from spectrum_rl.trainer.rollout import sample
 
 PROMPTS = ["sort: dcba\n", "add: 12+34\n", "x", "reverse: abcdefg\n"]
@@ -46,23 +48,23 @@ def same(fast, plain, bitwise: bool) -> None:
         assert torch.allclose(fast.logprobs, plain.logprobs, rtol=0, atol=1e-5)
 
 
-def both(model, temperature, **kw):
+def rollout(model, temperature, prompts=PROMPTS, **kw):
     tok = byte_tokenizer()
-    ids = [tok(p)["input_ids"] for p in PROMPTS for _ in range(3)]  # groups of 3 rows share a prompt
-    return [
-        sample(
-            model,
-            ids,
-            max_new_tokens=16,
-            eos_id=tok.eos_token_id,
-            pad_id=tok.pad_token_id,
-            temperature=temperature,
-            generator=torch.Generator().manual_seed(0),
-            static_cache=static,
-            **kw,
-        )
-        for static in (True, False)
-    ]
+    ids = [tok(p)["input_ids"] for p in prompts for _ in range(3)]  # groups of 3 rows share a prompt
+    return sample(
+        model,
+        ids,
+        max_new_tokens=16,
+        eos_id=tok.eos_token_id,
+        pad_id=tok.pad_token_id,
+        temperature=temperature,
+        generator=torch.Generator().manual_seed(0),
+        **kw,
+    )
+
+
+def both(model, temperature, **kw):
+    return [rollout(model, temperature, static_cache=static, graphs=False, **kw) for static in (True, False)]
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
@@ -102,3 +104,23 @@ def test_other_models_use_their_own_cache():
     llama = ARCHITECTURES["llama"]()
     assert isinstance(make_decoder(llama, 64, static_cache=False), HFDecoder)
     assert isinstance(make_decoder(llama, 64, static_cache="auto"), StaticDecoder)  # on CPU
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_fixed_shape_decoder_gives_the_static_decoders_samples(arch):
+    model = ARCHITECTURES[arch]()
+    assert isinstance(make_decoder(model, 64, graphs=True), GraphDecoder)
+    assert type(make_decoder(model, 64, graphs="auto")) is StaticDecoder  # graphs: CUDA only by default
+    fixed, static = (rollout(model, 1.0, static_cache=True, graphs=g) for g in (True, False))
+    same(fixed, static, bitwise=False)
+
+
+def test_fixed_shape_decoder_keeps_one_bucket_across_batch_sizes_and_ignores_stale_buffers():
+    model = ARCHITECTURES["llama_gqa"]()
+    long_prompts = ["reverse: abcdefghijklmnop\n", "sort: zyxwvutsrqponm\n"]
+    for prompts in (PROMPTS, long_prompts, PROMPTS[:3], long_prompts[:1] + PROMPTS[:2]):  # 12, 6, 9, 9 rows
+        fixed, static = (rollout(model, 1.0, prompts, static_cache=True, graphs=g) for g in (True, False))
+        same(fixed, static, bitwise=False)  # the longer prompts' K/V stay in the buffers, masked
+    assert len(_BUCKETS[unwrap_model(model)]) == 1  # 16 rows, 64 positions: one shape for all four
+    rollout(model, 1.0, PROMPTS * 2, static_cache=True, graphs=True)  # 24 rows: the next bucket
+    assert len(_BUCKETS[unwrap_model(model)]) == 2

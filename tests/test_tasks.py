@@ -57,6 +57,8 @@ def _answers_correct(row: dict) -> bool:
         return a == q[9:][::-1]
     if q.startswith("first letter: "):
         return a == q[14]
+    if q.startswith("last letter: "):
+        return a == q[-1]
     letter, text = re.fullmatch(r"count (\w): (\w+)", q).groups()
     return int(a) == text.count(letter)
 

@@ -146,7 +146,8 @@ def test_per_domain_override_and_weights(tmp_path, tiny_random_lm_dir):
     m = trainer.train_step()
     assert m["mu/sorting"] == 0.0 and m["mu/acrostic"] == 0.4
     assert m["mixture"] == {"sorting": 0.75, "acrostic": 0.25}
-    assert m["mu"] == pytest.approx(0.1)
+    # the step's mu is the mean over its rows: sorting 3 prompts at 0, acrostic 1 prompt + 2 demonstrations at 0.4
+    assert m["mu"] == pytest.approx(3 * 0.4 / 6)
 
 
 def test_the_planner_gets_typed_signals_and_the_log_is_derived_from_them(tmp_path, tiny_random_lm_dir):
@@ -354,3 +355,66 @@ def test_entropy_is_measured_on_every_rollout_before_weighting(tmp_path, tiny_ra
     assert m["frac_reward_zero_std"] == 1.0  # a random model never sorts: every group scores all 0
     assert "loss/rl" not in m  # ... so no RL row entered the loss
     assert m["entropy/sorting"] > 0 and m["entropy"] == m["entropy/sorting"]
+
+
+def test_an_out_of_memory_micro_batch_is_halved_and_the_step_redone(tmp_path, tiny_random_lm_dir):
+    """A CUDA out-of-memory (simulated: raised for any micro-batch over 6 rows) costs a retry, not
+    the run, and the update is the one that 6-row micro-batches give from the start."""
+    results = {}
+    for size in (12, 6):
+        out = tmp_path / str(size)
+        out.mkdir()
+        trainer = make_trainer(
+            write_config(out, tiny_random_lm_dir, {"steps": 1, "micro_batch_size": size, "micro_batch_tokens": None})
+        )
+        assert trainer._checkpointing is False  # auto: off on CPU
+        real = trainer._micro_loss
+
+        def loss_or_oom(mb, *args, real=real):
+            if mb.completion_ids.shape[0] > 6:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return real(mb, *args)
+
+        trainer._micro_loss = loss_or_oom
+        metrics = trainer.train_step()
+        results[size] = (metrics, [p.detach().clone() for p in trainer.policy.parameters()], trainer._mb_limits)
+    (oom, oom_weights, limits), (plain, plain_weights, _) = results[12], results[6]
+    assert oom["oom_retries"] == 1 and "oom_retries" not in plain and limits[0] == 6  # kept for later steps
+    assert oom["loss/rl"] == pytest.approx(plain["loss/rl"], rel=1e-5)  # statistics of the good pass only
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(oom_weights, plain_weights))
+
+
+def test_no_micro_batch_left_to_halve_lets_the_out_of_memory_through(tmp_path, tiny_random_lm_dir):
+    trainer = make_trainer(write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "micro_batch_size": 1}))
+
+    def oom(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    trainer._micro_loss = oom
+    with pytest.raises(torch.OutOfMemoryError):
+        trainer.train_step()
+
+
+def test_auto_micro_batch_tokens_from_free_memory():
+    from transformers import LlamaConfig
+
+    from spectrum_rl.trainer.memory import MAX_TOKENS, MIN_TOKENS, activation_bytes_per_token, auto_micro_batch_tokens
+
+    shape = LlamaConfig(  # the Qwen2.5-0.5B-class body of issue 15
+        hidden_size=896,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        intermediate_size=4864,
+        vocab_size=259,
+    )
+    full, ckpt = (activation_bytes_per_token(shape, c) for c in (False, True))
+    assert full == 24 * 2 * (9 * 896 + 4 * 4864) + 10 * 259  # per layer 2(9h + 4f) bytes, logits 10 V
+    assert ckpt == 24 * 4 * 896 + 2 * (9 * 896 + 4 * 4864) + 10 * 259 and ckpt < full / 5
+    gib = 1 << 30
+    assert auto_micro_batch_tokens(100 * gib, shape, False) == int(50 * gib // full)  # half the free memory
+    assert auto_micro_batch_tokens(100 * gib, shape, True) == MAX_TOKENS  # checkpointed: the cap
+    assert auto_micro_batch_tokens(10 * gib, shape, False, reserve_bytes=9 * gib) < auto_micro_batch_tokens(
+        10 * gib, shape, False
+    )
+    assert auto_micro_batch_tokens(0, shape, False) == MIN_TOKENS

@@ -11,15 +11,19 @@ used afterwards to probe plasticity. Outputs: ``summary.json`` and ``report.html
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import numpy as np
+import torch
 
 from spectrum_rl.analysis.claims import judge_claims
 from spectrum_rl.analysis.phases import detect_all
@@ -57,6 +61,7 @@ class StudySpec:
     eval_size: int = 50
     plasticity_steps: int = 16
     probe_steps: int = 4
+    workers: int = 1  # runs in parallel, each in its own process with its share of the cores
 
     def seeds_of(self, arm: str) -> int:
         """Seeds run for ``arm``."""
@@ -163,9 +168,12 @@ def run_study(
     plasticity_domain: str | None = None,
     overrides: Sequence[Override | str] = (),
     log: Callable[[str], None] = print,
+    worker_setup: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run every arm x seed, then the diagnostics; write summary.json and report.html. ``overrides``
-    (``--set``) apply to the base config, under each arm's own settings."""
+    (``--set``) apply to the base config, under each arm's own settings. With ``spec.workers`` > 1
+    the runs go to that many processes, each calling ``worker_setup`` (a picklable function: the
+    entry point's process-wide set-up) first."""
     t_start = time.perf_counter()
     config_path = Path(config_path)
     base_dir = config_path.resolve().parent
@@ -187,9 +195,9 @@ def run_study(
     transfer_file.write_text(json.dumps(record, indent=2))
     order = recommend_order(probe_cfg, record)
 
-    base_state = model_state(config.model.name_or_path)
-    plasticity_cfg = Config.model_validate(study_base(config, spec, None))
-    runs: dict[str, list[dict[str, Any]]] = {}
+    base_state = _base_state(config.model.name_or_path)
+    plasticity = {"config": study_base(config, spec, None), "domain": probe, "steps": spec.plasticity_steps}
+    jobs = []  # (arm, seed, run config) in the order the summaries keep: seed k is runs[arm][k]
     for arm in spec.arms:
         run_arm = "rl_only" if arm == "joint" and "rl_only" in spec.arms else arm
         if run_arm != arm:  # joint with rl_only's settings is the same run
@@ -200,24 +208,31 @@ def run_study(
                 arm_overlay(arm, spec, config, domains, str(transfer_file)),
                 {"run": {"name": f"{arm}-s{seed}", "output_dir": str(run_dir), "seed": seed}},
             )
-            cfg = Config.model_validate(merge_config(base, overlay))
-            t0 = time.perf_counter()
-            Trainer(cfg, build_domains(cfg, base_dir), run_dir, base_dir=base_dir).train()
-            summary = run_summary(run_dir)
-            summary["seconds"] = round(time.perf_counter() - t0, 1)
-            summary["sparsity"] = _sparsity(base_state, run_dir / "final")
-            summary["plasticity"] = plasticity_probe(
-                str(run_dir / "final"),
-                plasticity_cfg,
-                probe,
-                steps=spec.plasticity_steps,
-                base_dir=base_dir,
-            )
-            runs.setdefault(arm, []).append(summary)
-            log(
-                f"  {arm} seed {seed}: held-out mean {summary['final_mean']:.3f} "
-                f"(start {summary['eval_mean'][1][0]:.3f}) in {summary['seconds']:.0f}s"
-            )
+            jobs.append((arm, seed, merge_config(base, overlay)))
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def done(arm: str, seed: int, summary: dict[str, Any]) -> None:
+        results[arm, seed] = summary
+        log(
+            f"  {arm} seed {seed}: held-out mean {summary['final_mean']:.3f} "
+            f"(start {summary['eval_mean'][1][0]:.3f}) in {summary['seconds']:.0f}s"
+        )
+
+    if spec.workers <= 1:
+        for arm, seed, data in jobs:
+            done(arm, seed, run_one(data, str(base_dir), plasticity))
+    else:  # independent runs in parallel processes, the cores split between them
+        threads = max(1, torch.get_num_threads() // spec.workers)
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch threads
+        with ProcessPoolExecutor(
+            spec.workers, context, initializer=_worker_init, initargs=(threads, worker_setup)
+        ) as pool:
+            futures = {pool.submit(run_one, data, str(base_dir), plasticity): (arm, seed) for arm, seed, data in jobs}
+            for future in as_completed(futures):
+                done(*futures[future], future.result())
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for arm, seed, _ in jobs:
+        runs.setdefault(arm, []).append(results[arm, seed])
     if "joint" in spec.arms and "rl_only" in runs:
         runs["joint"] = runs["rl_only"]
     masks_overlap = _seed_overlap(base_state, output, ["rl_only", "sft_only"], spec.seeds)
@@ -255,6 +270,39 @@ def run_study(
     (output / "claims.md").write_text(claims_markdown(summary))
     log(f"study done in {summary['seconds']:.0f}s: {output / 'summary.json'}, {output / 'report.html'}")
     return summary
+
+
+def run_one(data: dict[str, Any], base_dir: str, plasticity: dict[str, Any]) -> dict[str, Any]:
+    """One arm x seed (``data``: its full config): train, then its summary, update sparsity and
+    plasticity probe. Runs in the study's process or in a worker."""
+    cfg = Config.model_validate(data)
+    run_dir = Path(cfg.run.output_dir)
+    t0 = time.perf_counter()
+    Trainer(cfg, build_domains(cfg, Path(base_dir)), run_dir, base_dir=Path(base_dir)).train()
+    summary = run_summary(run_dir)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary["sparsity"] = _sparsity(_base_state(cfg.model.name_or_path), run_dir / "final")
+    summary["plasticity"] = plasticity_probe(
+        str(run_dir / "final"),
+        Config.model_validate(plasticity["config"]),
+        plasticity["domain"],
+        steps=plasticity["steps"],
+        base_dir=Path(base_dir),
+    )
+    return summary
+
+
+@functools.lru_cache(maxsize=1)
+def _base_state(name_or_path: str) -> dict:
+    """The start model's weights, loaded once per process (every run's sparsity is measured against them)."""
+    return model_state(name_or_path)
+
+
+def _worker_init(threads: int, setup: Callable[[], None] | None) -> None:
+    """A study worker: its share of the cores, and the entry point's process set-up (``setup``)."""
+    torch.set_num_threads(threads)
+    if setup is not None:
+        setup()
 
 
 def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any]:

@@ -130,13 +130,22 @@ class TrainingConfig(StrictModel):
         "auto",
         description="Most padded tokens per forward/backward; rows are length-bucketed so short "
         "completions are not padded to the longest (null: no token cap; auto: 1024 on CPU, where it keeps peak "
-        "memory low, 16384 on a GPU, where fewer, larger kernels are faster).",
+        "memory low; on a GPU, what fits in half the free memory on the first step, from an estimate of the "
+        "activation bytes per token, trainer/memory.py). A CUDA out-of-memory in a training micro-batch halves "
+        "both caps and redoes the step (logged as `oom_retries`; one process only).",
     )
     static_cache: bool | Literal["auto"] = Field(
         "auto",
         description="Rollouts of Llama-family models (llama, mistral, qwen2; SDPA attention) decode over a "
         "preallocated KV cache: the same samples, 9-18% faster on CPU. false: the model's own cache, for any model; "
         "auto: on CPU only (not yet run on a GPU; true turns it on there).",
+    )
+    decode_graphs: bool | Literal["auto"] = Field(
+        "auto",
+        description="With the static-cache decoder: fixed-shape decode steps (rows padded to a multiple of 16, "
+        "cache length to a multiple of 64), captured once per shape in a CUDA graph on a GPU and replayed every "
+        "token; the capture time is logged once as `time/graph_capture`. auto: on CUDA. On CPU true runs the "
+        "same fixed-shape step eagerly (no gain there).",
     )
     onednn_linear: bool | Literal["auto"] = Field(
         "auto",
@@ -169,7 +178,12 @@ class TrainingConfig(StrictModel):
     )
     sft: SFTConfig = Field(default_factory=SFTConfig)
     bf16: bool | None = Field(None, description="bf16 autocast: null = on when a CUDA GPU is used.")
-    gradient_checkpointing: bool = Field(False, description="Trade compute for memory (GPU runs).")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto",
+        description="Activation checkpointing: each decoder layer is recomputed in the backward instead of "
+        "keeping its activations (less memory, ~30% more compute, and no shared-prompt forward). auto: on for "
+        "CUDA, as TRL's GRPOConfig does by default; off on CPU, where memory is not the limit.",
+    )
     lora: LoraConfig | None = Field(None, description="LoRA adapters (null: full fine-tuning).")
     save_every: int = Field(50, ge=0, description="Checkpoint every N steps (0: only the final model).")
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")

@@ -10,11 +10,20 @@ equal for the built-in model's layout and within ~1e-7 where HF takes another at
 (grouped K/V heads) or PEFT wraps the layers (tested). Measured on the 2-core CPU: rollouts 9%
 (20M) to 18% (built-in tiny) faster (benchmarks/README.md).
 
-Both take distinct prompts ``ids``/``mask`` [U, P] (left-padded), ``group`` [N] (the prompt of each
+``GraphDecoder`` is the static decoder with every shape fixed per (rows bucket, length bucket), so
+that on CUDA its per-token step is captured once in a CUDA graph and replayed (one launch per token
+instead of one per kernel); on CPU the same fixed-shape step runs eagerly.
+
+All take distinct prompts ``ids``/``mask`` [U, P] (left-padded), ``group`` [N] (the prompt of each
 row) and return logits [N, V] for the next token; ``step(tok [N], pos [N, 1])`` feeds one token.
 """
 
 from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -24,13 +33,19 @@ from spectrum_rl.models import cache_kwarg, position_ids, unwrap_model
 _STATIC_TYPES = {"llama", "mistral", "qwen2"}
 
 
-def make_decoder(model, max_len: int, static_cache: bool | str = "auto") -> HFDecoder | StaticDecoder:
+def make_decoder(
+    model, max_len: int, static_cache: bool | str = "auto", graphs: bool | str = "auto"
+) -> HFDecoder | StaticDecoder:
     """The static-cache decoder when allowed and the architecture is known to it, else the generic one.
-    ``"auto"``: on CPU only, for now: on a GPU it has yet to run (``benchmarks/gpu_smoke.sh`` checks it)."""
+    ``static_cache="auto"``: on CPU only, for now: on a GPU it has yet to run (``benchmarks/gpu_smoke.sh``
+    checks it). ``graphs`` (static decoder only): the fixed-shape ``GraphDecoder``; ``"auto"`` = on CUDA."""
+    device = next(model.parameters()).device.type
     if static_cache == "auto":
-        static_cache = next(model.parameters()).device.type == "cpu"
+        static_cache = device == "cpu"
     if static_cache and StaticDecoder.supports(model, max_len):
-        return StaticDecoder(model, max_len)
+        if graphs == "auto":
+            graphs = device == "cuda"
+        return GraphDecoder(model, max_len) if graphs else StaticDecoder(model, max_len)
     return HFDecoder(model)
 
 
@@ -77,6 +92,7 @@ class StaticDecoder:
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
         self.max_len = max_len
+        self.keep_buffers = False  # GraphDecoder: prefill into the buffers set beforehand
 
     @staticmethod
     def supports(model, max_len: int) -> bool:
@@ -92,12 +108,24 @@ class StaticDecoder:
             return False
         return all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb"))
 
+    def _buffer_rows(self, n: int) -> int:
+        """Rows of the K/V buffers for n rows."""
+        return n
+
     def _layers(
-        self, x: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, start: int, rows: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        pos: torch.Tensor,
+        mask: torch.Tensor,
+        start: int,
+        rows: torch.Tensor | None = None,
+        slot: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x [B, S, hidden] at positions pos [B, S] through every layer, writing K/V to buffer slots
-        start..start+S (of the rows ``rows`` selects, for a prefill of distinct prompts); mask
-        [B, 1, S, keys] bool. Returns the final-normed last position [B, 1, hidden]."""
+        start..start+S (of the rows ``rows`` selects, for a prefill of distinct prompts), or, one
+        token at a time with fixed shapes, to the slot held by the tensor ``slot`` [1] and then
+        attending over the whole buffer; mask [B, 1, S, keys] bool. Returns the final-normed last
+        position [B, 1, hidden]."""
         cos, sin = self.inner.rotary_emb(x, pos)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, S, head_dim]
         B, S, _ = x.shape
@@ -110,13 +138,18 @@ class StaticDecoder:
             v = attn.v_proj(h).view(B, S, self.kv_heads, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
-            if rows is not None:  # prefill: buffers sized to k's dtype
+            if rows is not None:  # prefill: buffers sized to k's dtype (unless they exist already)
                 n = rows.shape[0]
-                self.k.append(k.new_zeros(n, self.kv_heads, self.max_len, self.head_dim))
-                self.v.append(torch.zeros_like(self.k[-1]))
-                self.k[i][:, :, start:end] = k[rows]
-                self.v[i][:, :, start:end] = v[rows]
+                if len(self.k) <= i:
+                    self.k.append(k.new_zeros(self._buffer_rows(n), self.kv_heads, self.max_len, self.head_dim))
+                    self.v.append(torch.zeros_like(self.k[-1]))
+                self.k[i][:n, :, start:end] = k[rows]
+                self.v[i][:n, :, start:end] = v[rows]
                 keys, values = k, v  # attend within the prompt
+            elif slot is not None:  # fixed shapes: write by index, attend through the key mask
+                self.k[i].index_copy_(2, slot, k)
+                self.v[i].index_copy_(2, slot, v)
+                keys, values = self.k[i], self.v[i]
             else:
                 self.k[i][:, :, start:end] = k
                 self.v[i][:, :, start:end] = v
@@ -135,7 +168,8 @@ class StaticDecoder:
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         U, P = ids.shape
-        self.k, self.v = [], []
+        if not self.keep_buffers:
+            self.k, self.v = [], []  # allocated by the first layer pass, in k's dtype
         keep = mask.bool()
         causal = torch.ones(P, P, dtype=torch.bool, device=ids.device).tril()
         # a padding position attends to itself only: finite K/V there (never attended to later)
@@ -152,3 +186,118 @@ class StaticDecoder:
         h = self._layers(self.inner.embed_tokens(tok.unsqueeze(1)), pos, self.keys_ok[:, None, None, : t + 1], t)
         self.length = t + 1
         return self.lm.lm_head(h)[:, -1]
+
+
+def bucket(n: int, size: int) -> int:
+    """n rounded up to a multiple of ``size``."""
+    return -(-n // size) * size
+
+
+@dataclass
+class _Bucket:
+    """What one (rows, length, dtype) shape keeps between rollouts: the K/V buffers, the key mask,
+    the step's inputs and, on CUDA, the captured graph and its output. A graph reads and writes
+    fixed addresses, so all of these are allocated once and written in place."""
+
+    k: list[torch.Tensor] = field(default_factory=list)
+    v: list[torch.Tensor] = field(default_factory=list)
+    keys_ok: torch.Tensor | None = None  # [rows, length] bool
+    tok: torch.Tensor | None = None  # [rows]
+    pos: torch.Tensor | None = None  # [rows, 1]
+    slot: torch.Tensor | None = None  # [1]: the position being written
+    graph: torch.cuda.CUDAGraph | None = None
+    out: torch.Tensor | None = None  # [rows, vocab]: the graph's logits
+
+
+_BUCKETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {shape key: _Bucket}
+CAPTURES = {"graphs": 0, "seconds": 0.0}  # CUDA graphs captured in this process, and the time it took
+
+
+class GraphDecoder(StaticDecoder):
+    """The static decoder with fixed shapes, for CUDA graphs (``make_decoder(graphs=True)``).
+
+    Rows are padded to a multiple of ``ROWS`` and the K/V length rounded up to a multiple of
+    ``LENGTH``; the decode step writes its K/V slot by index (a tensor, so one captured graph serves
+    every position) and attends over the whole buffer through the key mask. Per (rows, length,
+    dtype) bucket the buffers live as long as the model, and on CUDA the step is captured in a
+    CUDA graph on its first use (two eager warm-up steps on a side stream, then the capture;
+    ``CAPTURES`` counts them and their seconds) and replayed for every later token and rollout of
+    that bucket, so a run whose batch size changes captures once per bucket, not per step. On CPU
+    the same fixed-shape step runs eagerly. Sampling stays outside the graph (it needs the
+    generator's stream). Weights are read in place, so optimizer steps between rollouts are seen.
+    """
+
+    ROWS, LENGTH = 16, 64
+
+    def __init__(self, model, max_len: int) -> None:
+        super().__init__(model, bucket(max_len, self.LENGTH))
+        self.keep_buffers = True
+
+    def _buffer_rows(self, n: int) -> int:
+        return bucket(n, self.ROWS)
+
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        n, device = group.shape[0], ids.device
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+        key = (self._buffer_rows(n), self.max_len, dtype, device)
+        self.b = _BUCKETS.setdefault(self.lm, {}).setdefault(key, _Bucket())
+        self.k, self.v, self.n = self.b.k, self.b.v, n  # the prefill fills these (allocating them once)
+        logits = super().prefill(ids, mask, group)
+        b, rows, P = self.b, self._buffer_rows(n), ids.shape[1]
+        if b.keys_ok is None:
+            b.keys_ok = torch.zeros(rows, self.max_len, dtype=torch.bool, device=device)
+            b.tok = torch.zeros(rows, dtype=torch.long, device=device)
+            b.pos = torch.zeros(rows, 1, dtype=torch.long, device=device)
+            b.slot = torch.zeros(1, dtype=torch.long, device=device)
+        b.keys_ok.zero_()
+        b.keys_ok[:n, :P] = self.keys_ok[:, :P]
+        b.keys_ok[n:, 0] = True  # padding rows attend to something (finite, and never read)
+        b.tok.zero_()
+        b.pos.zero_()
+        return logits
+
+    def _fixed_step(self) -> torch.Tensor:
+        """The captured step: mark the slot as a key, run the layers on it, return the logits."""
+        b = self.b
+        b.keys_ok.index_fill_(1, b.slot, True)
+        x = self.inner.embed_tokens(b.tok.unsqueeze(1))
+        h = self._layers(x, b.pos, b.keys_ok[:, None, None, :], 0, slot=b.slot)
+        return self.lm.lm_head(h)[:, -1]
+
+    def step(self, tok: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        b, n = self.b, self.n
+        b.tok[:n].copy_(tok)
+        b.pos[:n].copy_(pos)
+        b.slot.fill_(self.length)
+        self.length += 1
+        if b.slot.device.type != "cuda":
+            return self._fixed_step()[:n]
+        if b.graph is None:
+            self._capture()
+        b.graph.replay()
+        return b.out[:n]
+
+    def _capture(self) -> None:
+        b = self.b
+        t0 = time.perf_counter()
+        # Warm-up writes the same slot as the real step, so running it first changes nothing.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), _graph_autocast():
+            for _ in range(2):
+                self._fixed_step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), _graph_autocast():
+            b.out = self._fixed_step()
+        b.graph = graph
+        CAPTURES["graphs"] += 1
+        CAPTURES["seconds"] += time.perf_counter() - t0
+
+
+def _graph_autocast() -> contextlib.AbstractContextManager:
+    """The surrounding autocast without its weight-cast cache: a cached cast would be freed when
+    the rollout's autocast block ends while the graph still reads it, so casts go into the graph."""
+    if not torch.is_autocast_enabled("cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"), cache_enabled=False)

@@ -20,6 +20,7 @@ import copy
 import math
 import random
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -45,9 +46,11 @@ from spectrum_rl.trainer.advantages import group_advantages
 from spectrum_rl.trainer.alignment import GradientSketch, cosine_matrix
 from spectrum_rl.trainer.batch import MicroBatch, Row, micro_batches, token_classes
 from spectrum_rl.trainer.checkpoint import append_jsonl, load_latest, save_checkpoint, truncate_jsonl
+from spectrum_rl.trainer.decoder import CAPTURES
 from spectrum_rl.trainer.evaluate import evaluate
 from spectrum_rl.trainer.interrupt import StopOnSignal
 from spectrum_rl.trainer.loss import aggregate, rl_denominator, rl_token_loss, sft_token_loss, token_logprobs
+from spectrum_rl.trainer.memory import auto_micro_batch_tokens
 from spectrum_rl.trainer.metrics import SignalSums, Sums
 from spectrum_rl.trainer.rollout import Rollouts, sample
 from spectrum_rl.trainer.setup import check_trackers, flat_config, layer_mu_hooks, load_weights, lr_lambda, with_lora
@@ -101,10 +104,13 @@ class Trainer:
         model, self.tokenizer = load_causal_lm(config.model.name_or_path, config.model.dtype)
         needs_base = self.cfg.beta > 0 or config.eval.kl_to_base
         self.base = copy.deepcopy(model).eval().requires_grad_(False) if needs_base else None
-        if self.cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+        checkpointing = self.cfg.gradient_checkpointing
+        self._checkpointing = self.acc.device.type == "cuda" if checkpointing == "auto" else checkpointing
+        if self._checkpointing:  # recompute each layer in the backward instead of keeping its activations
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # Shared-prompt forward (loss.completion_logits) needs a KV cache, which checkpointing turns off.
-        self._share_prefix = not self.cfg.gradient_checkpointing
+        self._share_prefix = not self._checkpointing
+        self._mb_limits: tuple[int, int | None] | None = None  # micro-batch caps, resolved on the first step
         if self.cfg.lora is not None:
             model = with_lora(model, self.cfg.lora)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -286,6 +292,7 @@ class Trainer:
         cfg, G = self.cfg, self.cfg.group_size
         t0 = time.perf_counter()
         prompt_ids = [self._encode_prompt(ex.prompt) for _, ex in local for _ in range(G)]
+        captured = CAPTURES["seconds"]
         with self.acc.autocast(), self._kernels():  # the training precision (bf16 on GPU: ~25% faster decode, H200)
             ro = sample(
                 self.policy,
@@ -298,10 +305,13 @@ class Trainer:
                 stop=self.stop_ids,
                 generator=gen,
                 static_cache=cfg.static_cache,
+                graphs=cfg.decode_graphs,
             )
         completions = [ids[m.bool()].tolist() for ids, m in zip(ro.completion_ids, ro.completion_mask)]
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         timings["rollout"] = time.perf_counter() - t0
+        if CAPTURES["seconds"] > captured:  # a new CUDA graph shape: paid once, logged that step
+            timings["graph_capture"] = CAPTURES["seconds"] - captured
 
         t0 = time.perf_counter()
         group_texts, group_ids, rewards, valid = [], [], [], []
@@ -430,32 +440,37 @@ class Trainer:
             / world
         )
         sft_den = max(sft_tokens, 1.0) / world
+        layer_scales = None
         if self._grad_scale is not None:  # per-layer mu: (1 - mu_l) and mu_l are applied to gradients
             rl_factor, sft_factor = layer_factors(self._layer_depth, plan.mean_mu(), cfg.sft.layer_mu)
             layer_scales = (torch.tensor(rl_factor), torch.tensor(sft_factor))
-        size, budget = cfg.micro_batch_size, cfg.micro_batch_tokens
-        if budget == "auto":
-            budget = 16384 if acc.device.type == "cuda" else 1024
-        batches = [(mb, True) for mb in micro_batches(rl_rows, size, pad, budget)]
-        batches += [(mb, False) for mb in micro_batches(sft_rows, size, pad, budget)]
-        old_logps = None
-        if cfg.num_iterations > 1:
-            with self._kernels():
-                old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl])
-
         for iteration in range(cfg.num_iterations):
-            first = sums if iteration == 0 else None  # statistics of the first pass only
-            with self._kernels():  # one block per optimizer pass: the weights change after it
-                for b, (mb, is_rl) in enumerate(batches):
-                    last = b == len(batches) - 1
-                    if self._grad_scale is not None:
-                        self._grad_scale.copy_(layer_scales[0 if is_rl else 1])
-                    with acc.no_sync(self.model) if not last else contextlib.nullcontext(), acc.autocast():
-                        old = old_logps[b] if old_logps is not None and is_rl else None
-                        loss = self._micro_loss(mb, is_rl, rl_den if is_rl else sft_den, old, first)
-                    acc.backward(loss)
-                if not batches:  # nothing here, but the other processes all-reduce gradients
-                    acc.backward(sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad))
+            while True:
+                try:
+                    if iteration == 0:  # cut (and, with several passes, score) under the current limits
+                        size, budget = self._micro_batch_limits()
+                        batches = [(mb, True) for mb in micro_batches(rl_rows, size, pad, budget)]
+                        batches += [(mb, False) for mb in micro_batches(sft_rows, size, pad, budget)]
+                        old_logps = None
+                        if cfg.num_iterations > 1:
+                            with self._kernels():
+                                old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl])
+                    first = Sums() if iteration == 0 else None  # statistics of the first pass only
+                    self._accumulate(batches, old_logps, rl_den, sft_den, first, layer_scales)
+                    break
+                except torch.OutOfMemoryError:
+                    # Before the step's first update nothing has changed: halve the micro-batches
+                    # and redo the pass. With several processes the others would wait forever in
+                    # the gradient all-reduce, so there the error stands.
+                    if iteration > 0 or acc.num_processes > 1 or not self._halve_micro_batches(batches):
+                        raise
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if acc.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    sums.add("oom_retries", 1.0, 0)
+            if first is not None:
+                for name, (total, count) in first.values.items():
+                    sums.add(name, total, count)
             grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
             finite = math.isfinite(grad_norm)  # NaN/inf anywhere (loss or gradients) makes the norm non-finite
             if finite:  # else skip the update, as AMP's GradScaler does on overflow
@@ -470,6 +485,56 @@ class Trainer:
         for name in ("loss/rl", "loss/sft"):  # each process holds its share; mean over processes
             if name in sums.values:
                 sums.values[name][1] = 1.0
+
+    def _accumulate(self, batches, old_logps, rl_den: float, sft_den: float, first: Sums | None, layer_scales) -> None:
+        """One pass of forward/backward over the micro-batches, gradients accumulated."""
+        acc = self.acc
+        with self._kernels():  # one block per optimizer pass: the weights change after it
+            for b, (mb, is_rl) in enumerate(batches):
+                last = b == len(batches) - 1
+                if self._grad_scale is not None:
+                    self._grad_scale.copy_(layer_scales[0 if is_rl else 1])
+                with acc.no_sync(self.model) if not last else contextlib.nullcontext(), acc.autocast():
+                    old = old_logps[b] if old_logps is not None and is_rl else None
+                    loss = self._micro_loss(mb, is_rl, rl_den if is_rl else sft_den, old, first)
+                acc.backward(loss)
+            if not batches:  # nothing here, but the other processes all-reduce gradients
+                acc.backward(sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad))
+
+    def _micro_batch_limits(self) -> tuple[int, int | None]:
+        """(rows, padded tokens) per micro-batch: ``micro_batch_size`` and ``micro_batch_tokens``,
+        "auto" resolved on the first step (1024 on CPU, where it keeps peak memory low; on a GPU the
+        cap that fits in half the free memory, trainer/memory.py), then kept, halved after each
+        CUDA out-of-memory."""
+        if self._mb_limits is None:
+            budget = self.cfg.micro_batch_tokens
+            if budget == "auto" and self.acc.device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(self.acc.device)
+                trainable = [p for p in self.model.parameters() if p.requires_grad]
+                state = 0 if self.optimizer.state else sum(8 * p.numel() for p in trainable)  # AdamW's, not yet taken
+                config = self.policy.config
+                budget = auto_micro_batch_tokens(free, config, self._checkpointing, reserve_bytes=state)
+            elif budget == "auto":
+                budget = 1024
+            self._mb_limits = (self.cfg.micro_batch_size, budget)
+        return self._mb_limits
+
+    def _halve_micro_batches(self, batches) -> bool:
+        """Halve both micro-batch caps after an out-of-memory; False when a micro-batch is already a
+        single row (nothing left to halve)."""
+        if all(mb.completion_ids.shape[0] == 1 for mb, _ in batches):
+            return False
+        size, budget = self._mb_limits
+        largest = max(mb.prompt_ids.numel() + mb.completion_ids.numel() for mb, _ in batches)
+        self._mb_limits = (max(1, size // 2), max(1, (budget or largest) // 2))
+        if self.is_main:
+            print(
+                f"CUDA out of memory in a training micro-batch: retrying the step with micro-batches of at most "
+                f"{self._mb_limits[0]} rows and {self._mb_limits[1]} padded tokens",
+                file=sys.stderr,
+                flush=True,
+            )
+        return True
 
     @torch.no_grad()
     def _old_logps(self, batches: list[MicroBatch]) -> list[torch.Tensor]:

@@ -92,16 +92,17 @@ def sample(
     stop: Sequence[Sequence[int]] = (),
     generator: torch.Generator | None = None,
     static_cache: bool | str = "auto",
+    graphs: bool | str = "auto",
 ) -> Rollouts:
     """Sample one completion per prompt (token lists). ``temperature == 0`` is greedy;
-    ``static_cache`` picks the decoder (``decoder.make_decoder``)."""
+    ``static_cache`` and ``graphs`` pick the decoder (``decoder.make_decoder``)."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)
     n = prompt_mask.shape[0]
     position = position_ids(prompt_mask.to(device))
     # Prefill each distinct prompt once (a group's G rows share it); the decoder gathers it to rows.
     distinct_ids, distinct_mask, group = (t.to(device) for t in distinct_prompts(prompts, pad_id))
-    decoder = make_decoder(model, prompt_ids.shape[1] + max_new_tokens, static_cache)
+    decoder = make_decoder(model, prompt_ids.shape[1] + max_new_tokens, static_cache, graphs)
     logits = decoder.prefill(distinct_ids, distinct_mask, group)
     next_pos = position[:, -1:] + 1  # [N, 1]
     tokens, logps, entropies, valid = [], [], [], []
