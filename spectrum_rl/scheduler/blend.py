@@ -45,6 +45,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from spectrum_rl.registry import Registry
+from spectrum_rl.scheduler.policies import normalise
 from spectrum_rl.scheduler.step import GroupOutcome, StepPlan
 from spectrum_rl.schema import StrictModel
 
@@ -345,14 +346,9 @@ def allocate_rows(
     """
     rl = {d: w for d, w in mixture.items() if w > 0 and (mu[d] < 1 or d in gate)}
     sft = {d: mu[d] if d in by_need else w for d, w in mixture.items() if w > 0 and mu[d] > 0 and d not in gate}
-    prompts = allocate(_normalised(rl), prompts_per_step) if rl else {}
-    demos = allocate(_normalised(sft), math.ceil(expert_ratio * prompts_per_step)) if sft else {}
+    prompts = allocate(normalise(rl), prompts_per_step) if rl else {}
+    demos = allocate(normalise(sft), math.ceil(expert_ratio * prompts_per_step)) if sft else {}
     return prompts, demos
-
-
-def _normalised(weights: Mapping[str, float]) -> dict[str, float]:
-    total = sum(weights.values())
-    return {d: w / total for d, w in weights.items()}
 
 
 @dataclass(frozen=True)

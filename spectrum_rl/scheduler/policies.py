@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Literal
 
@@ -180,7 +181,8 @@ def softmax_with_floor(scores: dict[str, float], tau: float, floor: float) -> di
     return dict(zip(names, p.tolist()))
 
 
-def _normalise(w: dict[str, float]) -> dict[str, float]:
+def normalise(w: Mapping[str, float]) -> dict[str, float]:
+    """Weights scaled to sum to 1 (uniform when they sum to 0)."""
     total = sum(w.values())
     return {k: v / total for k, v in w.items()} if total > 0 else {k: 1 / len(w) for k in w}
 
@@ -191,7 +193,7 @@ class Joint(Policy):
 
     def decide(self, step: int, view: View) -> Decision:
         weights = self.cfg.weights or {n: 1.0 for n in self.names}
-        return Decision(_normalise({n: float(weights.get(n, 0.0)) for n in self.names}), "joint: fixed weights")
+        return Decision(normalise({n: float(weights.get(n, 0.0)) for n in self.names}), "joint: fixed weights")
 
 
 def phase_mixture(order: list[str], phase: int, replay: float) -> dict[str, float]:
@@ -475,7 +477,7 @@ class Adaptive(TransferBandit):
         if sum(weights.values()) <= 0:  # everything locked: train the unlocked roots
             weights = {n: float(not view.prerequisites.get(n)) for n in self.names}
         reason = "adaptive: " + ("; ".join(notes) if notes else "no signal has moved the mixture yet")
-        return Decision(_normalise(weights), reason, mu_raise)
+        return Decision(normalise(weights), reason, mu_raise)
 
     def state_dict(self) -> dict:
         return {
