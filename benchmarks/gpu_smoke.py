@@ -11,11 +11,14 @@ init) run with the static cache, CUDA graphs and activation checkpointing (peak 
 and (vLLM present) vLLM's greedy completion of the same prompts matches ours. Exit 0 when every
 check passes, 1 on a failed check, 2 when there is no CUDA device. ``--allow-cpu`` runs the same
 checks on the CPU (a dry run of this script, not a GPU check: graphs are not captured there).
+``--fsdp``, run under ``accelerate launch`` with an FSDP config (``gpu_smoke.sh`` does), checks
+sharded training instead (``check_fsdp``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import tempfile
 import time
@@ -35,6 +38,8 @@ def main(argv: list[str]) -> int:
         print("no CUDA device: nothing to check (this script is for GPU machines)")
         return 2
     device = "cuda" if cuda else "cpu"
+    if "--fsdp" in argv:
+        return check_fsdp(device)
     from spectrum_rl.bootstrap import ensure_builtin
     from spectrum_rl.config import Config
     from spectrum_rl.domains import build_domains
@@ -180,27 +185,28 @@ def check_graphs(model, tok, device: str) -> bool:
     return ok
 
 
-def check_half_billion(device: str) -> bool:
-    """Two training steps of the 0.5B-class shape: static cache, CUDA graphs, checkpointing (auto)."""
-    if device != "cuda":
-        print("SKIP  0.5B-class training steps: CUDA only")
-        return True
+def half_billion_model() -> Path:
+    """A Qwen2.5-0.5B-shaped Llama (358M, random init, byte tokenizer) saved to a temporary folder."""
     from transformers import LlamaForCausalLM
 
-    from spectrum_rl.config import Config
-    from spectrum_rl.domains import build_domains
     from spectrum_rl.models import byte_tokenizer, tiny_config
-    from spectrum_rl.trainer.loop import Trainer
 
     folder = Path(tempfile.mkdtemp())
     torch.manual_seed(0)
     shape = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14)
     LlamaForCausalLM(tiny_config(**shape, num_key_value_heads=2, max_position_embeddings=1024)).save_pretrained(folder)
     byte_tokenizer().save_pretrained(folder)
-    config = Config.model_validate(
+    return folder
+
+
+def two_step_config(model: Path | str, overrides: dict | None = None):
+    """2 training steps of 8 prompts x 8 samples, 128 new tokens, on sorting; output in a temporary folder."""
+    from spectrum_rl.config import Config
+
+    return Config.model_validate(
         {
-            "run": {"output_dir": str(folder / "run")},
-            "model": {"name_or_path": str(folder)},
+            "run": {"output_dir": tempfile.mkdtemp()},
+            "model": {"name_or_path": str(model)},
             "tasks": [
                 {
                     "name": "sorting",
@@ -216,13 +222,25 @@ def check_half_billion(device: str) -> bool:
                 "group_size": 8,
                 "max_new_tokens": 128,
                 "static_cache": True,
+                **(overrides or {}),
             },
             "eval": {"kl_to_base": False},
             "logging": {"progress": False},
         }
     )
+
+
+def check_half_billion(device: str) -> bool:
+    """Two training steps of the 0.5B-class shape: static cache, CUDA graphs, checkpointing (auto)."""
+    if device != "cuda":
+        print("SKIP  0.5B-class training steps: CUDA only")
+        return True
+    from spectrum_rl.domains import build_domains
+    from spectrum_rl.trainer.loop import Trainer
+
+    config = two_step_config(half_billion_model())
     torch.cuda.reset_peak_memory_stats()
-    trainer = Trainer(config, build_domains(config, Path.cwd()), folder / "run")
+    trainer = Trainer(config, build_domains(config, Path.cwd()), config.output_path)
     t0 = time.perf_counter()
     metrics = [trainer.train_step() for _ in range(2)]
     torch.cuda.synchronize()
@@ -233,6 +251,43 @@ def check_half_billion(device: str) -> bool:
         f"graph capture {metrics[0].get('time/graph_capture', 0):.2f} s, "
         f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB",
     )
+
+
+def check_fsdp(device: str) -> int:
+    """Under ``accelerate launch --config_file configs/accelerate/fsdp.yaml`` (sharding: auto): the
+    built-in model and the 0.5B-class model train sharded (FSDP2 units on every decoder layer),
+    with a checkpoint and a final/ that loads as a whole Hugging Face model."""
+    from torch.distributed.fsdp import FSDPModule
+    from transformers import AutoModelForCausalLM
+
+    from spectrum_rl.bootstrap import ensure_builtin
+    from spectrum_rl.domains import build_domains
+    from spectrum_rl.trainer.loop import Trainer
+
+    ok = True
+    configs = {"built-in tiny": two_step_config(ensure_builtin("tiny"), {"save_every": 1})}
+    if device == "cuda":
+        configs["0.5B-class"] = two_step_config(half_billion_model(), {"save_every": 1})
+    for name, config in configs.items():
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        trainer = Trainer(config, build_domains(config, Path.cwd()), config.output_path)
+        t0 = time.perf_counter()
+        scores = trainer.train()
+        seconds = (time.perf_counter() - t0) / config.training.steps
+        units = sum(isinstance(m, FSDPModule) for m in trainer.model.modules())
+        metrics = [json.loads(line) for line in (config.output_path / "metrics.jsonl").read_text().splitlines()]
+        final = AutoModelForCausalLM.from_pretrained(config.output_path / "final")
+        peak = f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device == "cuda" else ""
+        ok &= check(
+            f"FSDP under accelerate launch: {name} on {device}",
+            trainer.sharded
+            and units == trainer.policy.config.num_hidden_layers + 1
+            and all(m["nonfinite_skipped"] == 0 for m in metrics)
+            and final.num_parameters() == trainer.policy.num_parameters(),
+            f"{units} FSDP units, {seconds:.1f} s/step (eval and saving included), held-out {scores}{peak}",
+        )
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

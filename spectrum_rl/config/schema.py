@@ -184,6 +184,15 @@ class TrainingConfig(StrictModel):
         "keeping its activations (less memory, ~30% more compute, and no shared-prompt forward). auto: on for "
         "CUDA, as TRL's GRPOConfig does by default; off on CPU, where memory is not the limit.",
     )
+    sharding: Literal["auto", "none", "fsdp"] = Field(
+        "auto",
+        description="fsdp: parameters, gradients and AdamW state split over the processes (PyTorch FSDP2, one unit "
+        "per decoder layer plus the root; each process holds 1/world of them); rollouts and evaluation gather the "
+        "whole policy on every process for their duration. Checkpoints hold each process's shards (PyTorch "
+        "distributed checkpointing); final/ is the whole model. Not with LoRA or gradient alignment. auto: fsdp when "
+        "launched with an accelerate FSDP config (`accelerate launch --use_fsdp`), else none (each process a whole "
+        "copy; several processes: DDP).",
+    )
     lora: LoraConfig | None = Field(None, description="LoRA adapters (null: full fine-tuning).")
     save_every: int = Field(50, ge=0, description="Checkpoint every N steps (0: only the final model).")
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")

@@ -1,7 +1,9 @@
 """Checkpoints and the run directory's JSONL logs.
 
 ``checkpoints/step-N/`` holds the model (Hugging Face ``save_pretrained``; a PEFT adapter with
-LoRA), the tokenizer, and ``trainer_state.pt`` (optimizer, LR schedule, planner state, step).
+LoRA), the tokenizer, and ``trainer_state.pt`` (optimizer, LR schedule, planner state, step). A
+sharded run (trainer/sharding.py) keeps the model and optimizer as each process's shards in
+``sharded/`` (PyTorch distributed checkpointing) instead.
 Sampling and data RNGs are re-derived from (seed, step, rank) at every step, so the step number
 is the whole data position. A checkpoint is written to a temporary folder, fsynced and renamed,
 so a crash never leaves a half-written ``step-N`` (its temporary folder is removed by the next
@@ -31,22 +33,35 @@ def save_checkpoint(
     root: Path, step: int, write_model: Callable[[Path], None], state: dict[str, Any], keep: int
 ) -> Path:
     """Write ``root/step-N`` atomically and delete all but the ``keep`` newest checkpoints."""
-    root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".step-*"):  # left by a crash mid-write (the run lock excludes a live writer)
-        shutil.rmtree(stale, ignore_errors=True)
-    final = root / f"step-{step}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step}.", dir=root))
+    tmp = begin_checkpoint(root, step)
     try:
         write_model(tmp)
-        torch.save(state, tmp / STATE_FILE)
-        for path in tmp.iterdir():
-            _fsync(path)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync(root)
+        return commit_checkpoint(root, step, tmp, state, keep)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def begin_checkpoint(root: Path, step: int) -> Path:
+    """A fresh temporary folder for step N's files (and any left by a crash mid-write removed: the run
+    lock excludes a live writer)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".step-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".step-{step}.", dir=root))
+
+
+def commit_checkpoint(root: Path, step: int, tmp: Path, state: dict[str, Any], keep: int) -> Path:
+    """Add the trainer state to ``tmp``, fsync everything and rename it to ``root/step-N``; then delete
+    all but the ``keep`` newest checkpoints."""
+    final = root / f"step-{step}"
+    torch.save(state, tmp / STATE_FILE)
+    for path in sorted(tmp.rglob("*"), reverse=True):  # files before the folders that list them
+        _fsync(path)
+    _fsync(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync(root)
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

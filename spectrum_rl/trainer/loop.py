@@ -45,7 +45,15 @@ from spectrum_rl.tasks.common import derive_seed
 from spectrum_rl.trainer.advantages import group_advantages
 from spectrum_rl.trainer.alignment import GradientSketch, cosine_matrix
 from spectrum_rl.trainer.batch import MicroBatch, Row, micro_batches, token_classes
-from spectrum_rl.trainer.checkpoint import append_jsonl, load_latest, save_checkpoint, truncate_jsonl
+from spectrum_rl.trainer.checkpoint import (
+    append_jsonl,
+    begin_checkpoint,
+    commit_checkpoint,
+    list_checkpoints,
+    load_latest,
+    save_checkpoint,
+    truncate_jsonl,
+)
 from spectrum_rl.trainer.decoder import CAPTURES
 from spectrum_rl.trainer.evaluate import evaluate
 from spectrum_rl.trainer.interrupt import StopOnSignal
@@ -54,6 +62,20 @@ from spectrum_rl.trainer.memory import auto_micro_batch_tokens
 from spectrum_rl.trainer.metrics import SignalSums, Sums
 from spectrum_rl.trainer.rollout import Rollouts, sample
 from spectrum_rl.trainer.setup import check_trackers, flat_config, layer_mu_hooks, load_weights, lr_lambda, with_lora
+from spectrum_rl.trainer.sharding import (
+    SHARDED_DIR,
+    agree_counts,
+    clip_grad_norm,
+    ensure_process_group,
+    full_state_dict,
+    gathered,
+    launcher_fsdp,
+    load_sharded,
+    local_numel,
+    save_sharded,
+    shard,
+    wants_sharding,
+)
 
 
 @dataclass
@@ -100,30 +122,6 @@ class Trainer:
                 f"must be divisible by the number of processes ({self.acc.num_processes})",
                 field="training.prompts_per_step",
             )
-        torch.manual_seed(config.run.seed)
-        model, self.tokenizer = load_causal_lm(config.model.name_or_path, config.model.dtype)
-        needs_base = self.cfg.beta > 0 or config.eval.kl_to_base
-        self.base = copy.deepcopy(model).eval().requires_grad_(False) if needs_base else None
-        checkpointing = self.cfg.gradient_checkpointing
-        self._checkpointing = self.acc.device.type == "cuda" if checkpointing == "auto" else checkpointing
-        if self._checkpointing:  # recompute each layer in the backward instead of keeping its activations
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        # Shared-prompt forward (loss.completion_logits) needs a KV cache, which checkpointing turns off.
-        self._share_prefix = not self._checkpointing
-        self._mb_limits: tuple[int, int | None] | None = None  # micro-batch caps, resolved on the first step
-        if self.cfg.lora is not None:
-            model = with_lora(model, self.cfg.lora)
-        params = [p for p in model.parameters() if p.requires_grad]
-        # fused: one kernel for the whole update (CPU and CUDA); ~4x faster than the default on CPU
-        optimizer = torch.optim.AdamW(
-            params, lr=self.cfg.learning_rate, betas=self.cfg.adam_betas, fused=True, weight_decay=self.cfg.weight_decay
-        )
-        total_updates = self.cfg.steps * self.cfg.num_iterations
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.cfg, total_updates))
-        self.model, self.optimizer = self.acc.prepare(model, optimizer)
-        self.lr_scheduler = scheduler  # stepped once per update (accelerate's wrapper would step per process)
-        if self.base is not None:
-            self.base.to(self.acc.device)
         sc = config.scheduler
         transfer = (
             load_transfer(Path(base_dir or ".") / sc.transfer_file, config.domain_names) if sc.transfer_file else None
@@ -131,6 +129,45 @@ class Trainer:
         self.planner = Planner(
             config.kinds, config.prerequisites, sc, self.cfg.sft, self.cfg.prompts_per_step, transfer
         )
+        self.sharded = wants_sharding(self.cfg.sharding)
+        if self.sharded:
+            self._check_sharding()
+        launcher = launcher_fsdp() or {}
+        torch.manual_seed(config.run.seed)
+        model, self.tokenizer = load_causal_lm(config.model.name_or_path, config.model.dtype)
+        needs_base = self.cfg.beta > 0 or config.eval.kl_to_base
+        self.base = copy.deepcopy(model).eval().requires_grad_(False) if needs_base else None
+        checkpointing = self.cfg.gradient_checkpointing
+        if checkpointing == "auto":  # on for CUDA (as TRL) or when the accelerate FSDP config asks for it
+            checkpointing = self.acc.device.type == "cuda" or launcher.get("activation_checkpointing", False)
+        self._checkpointing = checkpointing
+        if self._checkpointing:  # recompute each layer in the backward instead of keeping its activations
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # Shared-prompt forward (loss.completion_logits) needs a KV cache, which checkpointing turns off;
+        # it takes one forward or two depending on the rows, and sharded forwards are collectives.
+        self._share_prefix = not self._checkpointing and not self.sharded
+        self._mb_limits: tuple[int, int | None] | None = None  # micro-batch caps, resolved on the first step
+        if self.cfg.lora is not None:
+            model = with_lora(model, self.cfg.lora)
+        if self.sharded:  # before the optimizer exists: it holds the shards (trainer/sharding.py)
+            ensure_process_group(self.acc.device)
+            model = shard(model, self.acc.device, reshard_after_forward=launcher.get("reshard_after_forward", True))
+            if self.base is not None:
+                self.base = shard(self.base, self.acc.device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        # fused: one kernel for the whole update (CPU and CUDA); ~4x faster than the default on CPU
+        optimizer = torch.optim.AdamW(
+            params, lr=self.cfg.learning_rate, betas=self.cfg.adam_betas, fused=True, weight_decay=self.cfg.weight_decay
+        )
+        total_updates = self.cfg.steps * self.cfg.num_iterations
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(self.cfg, total_updates))
+        if self.sharded:  # accelerate would wrap the sharded model again (in DDP on a CPU)
+            self.model, self.optimizer = model, optimizer
+        else:
+            self.model, self.optimizer = self.acc.prepare(model, optimizer)
+            if self.base is not None:
+                self.base.to(self.acc.device)
+        self.lr_scheduler = scheduler  # stepped once per update (accelerate's wrapper would step per process)
         self.sketch = None
         if self.planner.alignment_every and self.acc.num_processes == 1:  # per-domain grads need one process
             self.sketch = GradientSketch(self.policy, sc.alignment_dim, config.run.seed)
@@ -141,13 +178,36 @@ class Trainer:
         self.token_patterns = {n: re.compile(p) for n, p in config.logging.token_classes.items()}
         self._grad_scale = None
         if self.cfg.sft.layer_mu != "uniform":  # per-layer mu scales gradients through hooks
-            self._grad_scale, self._layer_depth = layer_mu_hooks(self.policy)
+            with gathered(self.model):  # sharded: on the whole parameters, which autograd sees (sharding.py)
+                self._grad_scale, self._layer_depth = layer_mu_hooks(self.policy)
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self._resume()
 
     # ----------------------------------------------------------------------------------------
+    def _check_sharding(self) -> None:
+        """What sharded training does not do, named before any model loads."""
+        cfg = self.cfg
+        if cfg.lora is not None:
+            raise ConfigError(
+                "LoRA with sharding is not supported: use training.sharding: none (LoRA's trainable "
+                "weights are small enough to replicate) or full fine-tuning",
+                field="training.lora",
+            )
+        if cfg.decode_graphs is True:
+            raise ConfigError(
+                "CUDA graphs capture weight addresses, which sharding frees after each rollout: use "
+                "decode_graphs: auto (off when sharded) or false",
+                field="training.decode_graphs",
+            )
+        if self.planner.alignment_every:
+            raise ConfigError(
+                "gradient alignment is not measured with sharded training (its per-domain gradients need "
+                "whole parameters): set scheduler.alignment_every: 0",
+                field="scheduler.alignment_every",
+            )
+
     @property
     def is_main(self) -> bool:
         return self.acc.is_main_process
@@ -192,8 +252,7 @@ class Trainer:
                 if signum and self.step < self.cfg.steps:
                     path = self.save_checkpoint()
                     raise TrainingInterrupted(signum, self.step, str(path) if path else None)
-        if self.is_main:
-            self._save_final()
+        self._save_final()
         self.acc.wait_for_everyone()
         if self.config.logging.trackers:
             self.acc.end_training()
@@ -234,7 +293,9 @@ class Trainer:
         local_demos = [(d, ex) for d, ex in demos[acc.process_index :: acc.num_processes] if ex.expert is not None]
 
         # Roll out and score; the blend turns the outcomes into row weights (gate, zero variance).
-        groups = self._rollout_groups(local_prompts, gen, sums, signals, timings) if local_prompts else []
+        # Sharded, every process gathers the weights, with or without prompts of its own.
+        with gathered(self.model):
+            groups = self._rollout_groups(local_prompts, gen, sums, signals, timings) if local_prompts else []
         outcomes = [g.outcome for g in groups]
         switched = gate_switches(plan, outcomes, self.cfg.sft, self.cfg.group_size)
         if plan.gate:  # the gate's mu is the step's fraction of switched prompts, over all processes
@@ -305,7 +366,7 @@ class Trainer:
                 stop=self.stop_ids,
                 generator=gen,
                 static_cache=cfg.static_cache,
-                graphs=cfg.decode_graphs,
+                graphs=False if self.sharded else cfg.decode_graphs,  # gathered weights move between rollouts
             )
         completions = [ids[m.bool()].tolist() for ids, m in zip(ro.completion_ids, ro.completion_mask)]
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
@@ -451,6 +512,8 @@ class Trainer:
                         size, budget = self._micro_batch_limits()
                         batches = [(mb, True) for mb in micro_batches(rl_rows, size, pad, budget)]
                         batches += [(mb, False) for mb in micro_batches(sft_rows, size, pad, budget)]
+                        if self.sharded and acc.num_processes > 1:
+                            batches = self._pad_batches(batches)
                         old_logps = None
                         if cfg.num_iterations > 1:
                             with self._kernels():
@@ -471,7 +534,10 @@ class Trainer:
             if first is not None:
                 for name, (total, count) in first.values.items():
                     sums.add(name, total, count)
-            grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+            if self.sharded:
+                grad_norm = clip_grad_norm(self.model.parameters(), cfg.max_grad_norm)
+            else:
+                grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
             finite = math.isfinite(grad_norm)  # NaN/inf anywhere (loss or gradients) makes the norm non-finite
             if finite:  # else skip the update, as AMP's GradScaler does on overflow
                 for group, lr in zip(self.optimizer.param_groups, self.lr_scheduler.get_last_lr()):
@@ -494,12 +560,26 @@ class Trainer:
                 last = b == len(batches) - 1
                 if self._grad_scale is not None:
                     self._grad_scale.copy_(layer_scales[0 if is_rl else 1])
-                with acc.no_sync(self.model) if not last else contextlib.nullcontext(), acc.autocast():
+                # DDP: one gradient all-reduce per pass; FSDP reduce-scatters each micro-batch's gradients
+                sync = contextlib.nullcontext() if last or self.sharded else acc.no_sync(self.model)
+                with sync, acc.autocast():
                     old = old_logps[b] if old_logps is not None and is_rl else None
                     loss = self._micro_loss(mb, is_rl, rl_den if is_rl else sft_den, old, first)
                 acc.backward(loss)
             if not batches:  # nothing here, but the other processes all-reduce gradients
                 acc.backward(sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad))
+
+    def _pad_batches(self, batches: list[tuple[MicroBatch, bool]]) -> list[tuple[MicroBatch, bool]]:
+        """Sharded, every process runs as many RL and as many SFT micro-batches (each forward and
+        backward is a collective, trainer/sharding.py): the ones short of the most get empty ones,
+        a padding token with no mask and weight 0, which add nothing to the loss or the metrics."""
+        rl = [b for b in batches if b[1]]
+        sft = [b for b in batches if not b[1]]
+        want_rl, want_sft = agree_counts([len(rl), len(sft)], self.acc.device)
+        pad = self.tokenizer.pad_token_id
+        empty = micro_batches([Row([pad], [pad], "rl", "", 0.0)], 1, pad)[0]
+        empty = replace(empty, completion_mask=torch.zeros_like(empty.completion_mask))
+        return rl + [(empty, True)] * (want_rl - len(rl)) + sft + [(empty, False)] * (want_sft - len(sft))
 
     def _micro_batch_limits(self) -> tuple[int, int | None]:
         """(rows, padded tokens) per micro-batch: ``micro_batch_size`` and ``micro_batch_tokens``,
@@ -511,7 +591,7 @@ class Trainer:
             if budget == "auto" and self.acc.device.type == "cuda":
                 free, _ = torch.cuda.mem_get_info(self.acc.device)
                 trainable = [p for p in self.model.parameters() if p.requires_grad]
-                state = 0 if self.optimizer.state else sum(8 * p.numel() for p in trainable)  # AdamW's, not yet taken
+                state = 0 if self.optimizer.state else 8 * local_numel(trainable)  # AdamW's, not yet taken
                 config = self.policy.config
                 budget = auto_micro_batch_tokens(free, config, self._checkpointing, reserve_bytes=state)
             elif budget == "auto":
@@ -566,7 +646,7 @@ class Trainer:
         ref = None
         if cfg.beta > 0:
             with torch.no_grad():
-                ref = token_logprobs(self.base, mb, temperature)
+                ref = token_logprobs(self.base, mb, temperature, share_prefix=self._share_prefix)
         terms = rl_token_loss(
             logp,
             logp.detach() if old_logp is None else old_logp,
@@ -625,7 +705,7 @@ class Trainer:
 
     def evaluate(self):
         """Held-out EvalResult of the current policy on all domains (all processes take part)."""
-        with self._kernels():
+        with self._kernels(), gathered(self.model, self.base):  # sharded: whole weights while decoding
             return evaluate(
                 self.policy,
                 self.tokenizer,
@@ -668,17 +748,28 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoints/step-N`` (trainer/checkpoint.py); every process takes part. Sharded, each
+        process writes its shards of the model and optimizer (trainer/sharding.py) and rank 0 the rest."""
+        root = self.output_dir / "checkpoints"
         state = {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "planner": self.planner.state_dict(),
         }
         path = None
-        if self.is_main:
-            path = save_checkpoint(
-                self.output_dir / "checkpoints", self.step, self._write_model, state, self.cfg.keep_checkpoints
-            )
+        if not self.sharded:
+            state["optimizer"] = self.optimizer.state_dict()
+            if self.is_main:
+                path = save_checkpoint(root, self.step, self._write_model, state, self.cfg.keep_checkpoints)
+        else:
+            folder = [str(begin_checkpoint(root, self.step)) if self.is_main else None]
+            dist.broadcast_object_list(folder, src=0)  # one temporary folder for all processes' shards
+            tmp = Path(folder[0])
+            save_sharded(tmp / SHARDED_DIR, self.model, self.optimizer)
+            self.acc.wait_for_everyone()
+            if self.is_main:
+                self.tokenizer.save_pretrained(tmp)
+                path = commit_checkpoint(root, self.step, tmp, state, self.cfg.keep_checkpoints)
         self.acc.wait_for_everyone()
         return path
 
@@ -687,19 +778,40 @@ class Trainer:
         self.tokenizer.save_pretrained(folder)
 
     def _save_final(self) -> None:
+        """``final/``: the whole model in Hugging Face format, written by rank 0 (sharded, gathered
+        there first: every process takes part); with LoRA the adapters merged."""
         final = self.output_dir / "final"
+        state = full_state_dict(self.model) if self.sharded else None
+        if not self.is_main:
+            return
         model = self.policy
+        if state is not None:  # a tied head comes back as a copy of the embeddings: keep one name per tensor
+            names = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+            state = {k: v for k, v in state.items() if k in names}
         if self.cfg.lora is not None:
             model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(final)
+        model.save_pretrained(final, state_dict=state)
         self.tokenizer.save_pretrained(final)
 
     def _resume(self) -> None:
-        found = load_latest(self.output_dir / "checkpoints", lambda folder: load_weights(self.policy, folder))
+        root = self.output_dir / "checkpoints"
+        if self.sharded:
+            load = lambda folder: load_sharded(folder / SHARDED_DIR, self.model, self.optimizer)  # noqa: E731
+        else:
+            load = lambda folder: load_weights(self.policy, folder)  # noqa: E731
+        newest = list_checkpoints(root)[-1:]
+        if newest and (newest[0] / SHARDED_DIR).is_dir() != self.sharded:
+            raise ConfigError(
+                f"{newest[0]} was written {'without' if self.sharded else 'with'} sharding; resume with the "
+                "same setting",
+                field="training.sharding",
+            )
+        found = load_latest(root, load)
         if found is None:
             return
         path, state = found
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:  # sharded: loaded with the model's shards
+            self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.planner.load_state_dict(state["planner"])
         self.step = int(state["step"])
