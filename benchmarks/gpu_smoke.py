@@ -12,7 +12,9 @@ and (vLLM present) vLLM's greedy completion of the same prompts matches ours. Ex
 check passes, 1 on a failed check, 2 when there is no CUDA device. ``--allow-cpu`` runs the same
 checks on the CPU (a dry run of this script, not a GPU check: graphs are not captured there).
 ``--fsdp``, run under ``accelerate launch`` with an FSDP config (``gpu_smoke.sh`` does), checks
-sharded training instead (``check_fsdp``).
+sharded training instead (``check_fsdp``); its CPU dry run is ``accelerate launch --config_file
+configs/accelerate/fsdp.yaml benchmarks/gpu_smoke.py --fsdp --allow-cpu`` (not ``--cpu``, which
+drops the FSDP settings).
 """
 
 from __future__ import annotations

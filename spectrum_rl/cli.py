@@ -375,6 +375,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Tear down torch.distributed's process group (torchrun's, accelerate's, or a sharded run's own)
+    before the interpreter exits: left to interpreter shutdown, gloo's threads can abort a process
+    whose work is done (SIGABRT, "terminate called without an active exception"; seen with sharded
+    runs)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

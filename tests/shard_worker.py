@@ -62,8 +62,7 @@ if mode == "train":
     if "--probe" in sys.argv:  # `order`'s transfer probes: restore weights and optimizer between domains
         from spectrum_rl.analysis.probe import probe_transfer
 
-        record = probe_transfer(config, domains, steps=1)
-        report["probe_domains"] = sorted(record["after"])
+        probe_transfer(config, domains, steps=1)  # writes transfer.json to the run folder
 elif mode == "rows":
     # The same global batch on any number of processes: process r takes every world-th row.
     gen = torch.Generator().manual_seed(0)
@@ -80,3 +79,5 @@ elif mode == "rows":
     if rank == 0:
         torch.save({k: v.detach().cpu() for k, v in weights.items()}, out / "weights.pt")
 (out / f"rank{rank}.json").write_text(json.dumps(report))
+if torch.distributed.is_initialized():  # as the CLI does: exiting with the group alive can abort
+    torch.distributed.destroy_process_group()
