@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from spectrum_rl.trainer.checkpoint import read_jsonl
+from tests.test_trainer import write_config
 
 WORKER = Path(__file__).parent / "shard_worker.py"
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def free_port() -> int:
 
 
 def command(mode: str, folder: Path, processes: int, *extra: str) -> list[str]:
-    worker = [str(WORKER), mode, str(folder / "config.yaml"), str(folder), *extra]
+    worker = [str(WORKER), mode, str(folder / "run.yaml"), str(folder), *extra]
     if processes == 1:
         return [sys.executable, *worker]
     launch = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", str(free_port())]
@@ -52,41 +52,11 @@ def run(mode: str, folder: Path, processes: int, *extra: str, env: dict | None =
 
 
 def write(folder: Path, model: Path, training: dict) -> Path:
+    """A 4-step run of the trainer tests' two domains, checkpointed every step, with a frozen
+    reference model (beta > 0: sharded too); ``folder/run.yaml``, output in ``folder/run``."""
     folder.mkdir(parents=True, exist_ok=True)
-    task = {"source": {"type": "builtin"}, "eval": {"size": 6}}
-    cfg = {
-        "run": {"name": "shard", "output_dir": str(folder / "run"), "seed": 0},
-        "model": {"name_or_path": str(model)},
-        "tasks": [
-            {
-                **task,
-                "name": "sorting",
-                "kind": "structured",
-                "source": {"type": "builtin", "generator": "sorting"},
-                "reward": [{"type": "exact_match"}, {"type": "similarity", "weight": 0.5}],
-            },
-            {
-                **task,
-                "name": "acrostic",
-                "kind": "creative",
-                "source": {"type": "builtin", "generator": "acrostic"},
-                "reward": [{"type": "constraint"}, {"type": "diversity", "weight": 0.2}],
-            },
-        ],
-        "training": {
-            "steps": 4,
-            "prompts_per_step": 4,
-            "group_size": 3,
-            "max_new_tokens": 6,
-            "learning_rate": 1e-3,
-            "micro_batch_size": 2,
-            "save_every": 1,
-            "beta": 0.05,  # a frozen reference model, sharded too
-            **training,
-        },
-        "eval": {"every": 2, "max_new_tokens": 6},
-    }
-    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    every_step = {"steps": 4, "micro_batch_size": 2, "save_every": 1, "beta": 0.05}
+    write_config(folder, model, {**every_step, **training}, eval={"every": 2, "max_new_tokens": 6})
     return folder
 
 
@@ -188,7 +158,7 @@ def test_kill_9_and_resume_ends_where_the_uninterrupted_run_does(runs, tmp_path,
     assert all(torch.allclose(resumed[k], reference[k], atol=1e-6, rtol=0) for k in reference)
     assert [m["step"] for m in read_jsonl(folder / "run" / "metrics.jsonl")] == [1, 2, 3, 4]
     # a sharded checkpoint is not resumed unsharded: a clear error, not a silent fresh start
-    (folder / "config.yaml").write_text((folder / "config.yaml").read_text().replace("fsdp", "none"))
+    (folder / "run.yaml").write_text((folder / "run.yaml").read_text().replace("fsdp", "none"))
     proc = subprocess.run(command("train", folder, 1, "--resume"), capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "was written with sharding; resume with the same setting" in proc.stderr
 
