@@ -19,11 +19,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from spectrum_rl.config.launcher import wants_sharding
 from spectrum_rl.config.messages import format_path, from_pydantic, kind_of, locate, show, split_path
 from spectrum_rl.config.schema import Config
 from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.models import BUILTIN_PREFIX, check_builtin_name
 from spectrum_rl.scheduler.graph import find_cycle
+from spectrum_rl.scheduler.policies import POLICIES
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,32 @@ def check_cross_fields(config: Config) -> None:
                     f"'{task.name}' comes before its prerequisite '{dep}'",
                     field=f"scheduler.order[{position[task.name]}]",
                 )
+    if wants_sharding(config.training.sharding):
+        check_sharding(config)
     _check_model_path(config.model.name_or_path)
+
+
+def check_sharding(config: Config) -> None:
+    """What sharded training (trainer/sharding.py) does not do, named before any model is built."""
+    training, scheduler = config.training, config.scheduler
+    if training.lora is not None:
+        raise ConfigError(
+            "LoRA with sharding is not supported: use training.sharding: none (LoRA's trainable "
+            "weights are small enough to replicate) or full fine-tuning",
+            field="training.lora",
+        )
+    if training.decode_graphs is True:
+        raise ConfigError(
+            "CUDA graphs capture weight addresses, which sharding frees after each rollout: use "
+            "decode_graphs: auto (off when sharded) or false",
+            field="training.decode_graphs",
+        )
+    if scheduler.alignment_every and POLICIES.get(scheduler.policy).uses_alignment:
+        raise ConfigError(
+            f"the {scheduler.policy} policy's gradient alignment is not measured with sharded training (its "
+            "per-domain gradients need whole parameters): set scheduler.alignment_every: 0",
+            field="scheduler.alignment_every",
+        )
 
 
 def _check_model_path(name: str) -> None:

@@ -33,6 +33,8 @@ import yaml
 from accelerate import Accelerator
 
 from spectrum_rl.config import Config
+from spectrum_rl.config.launcher import launcher_fsdp, wants_sharding
+from spectrum_rl.config.load import check_sharding
 from spectrum_rl.cpu.onednn import onednn_linear
 from spectrum_rl.domains import Domain
 from spectrum_rl.errors import ConfigError, TrainingError, TrainingInterrupted
@@ -69,12 +71,10 @@ from spectrum_rl.trainer.sharding import (
     ensure_process_group,
     full_state_dict,
     gathered,
-    launcher_fsdp,
     load_sharded,
     local_numel,
     save_sharded,
     shard,
-    wants_sharding,
 )
 
 
@@ -130,8 +130,8 @@ class Trainer:
             config.kinds, config.prerequisites, sc, self.cfg.sft, self.cfg.prompts_per_step, transfer
         )
         self.sharded = wants_sharding(self.cfg.sharding)
-        if self.sharded:
-            self._check_sharding()
+        if self.sharded:  # (load_config checks it too, before a built-in model is built)
+            check_sharding(config)
         launcher = launcher_fsdp() or {}
         torch.manual_seed(config.run.seed)
         model, self.tokenizer = load_causal_lm(config.model.name_or_path, config.model.dtype)
@@ -186,28 +186,6 @@ class Trainer:
             self._resume()
 
     # ----------------------------------------------------------------------------------------
-    def _check_sharding(self) -> None:
-        """What sharded training does not do, named before any model loads."""
-        cfg = self.cfg
-        if cfg.lora is not None:
-            raise ConfigError(
-                "LoRA with sharding is not supported: use training.sharding: none (LoRA's trainable "
-                "weights are small enough to replicate) or full fine-tuning",
-                field="training.lora",
-            )
-        if cfg.decode_graphs is True:
-            raise ConfigError(
-                "CUDA graphs capture weight addresses, which sharding frees after each rollout: use "
-                "decode_graphs: auto (off when sharded) or false",
-                field="training.decode_graphs",
-            )
-        if self.planner.alignment_every:
-            raise ConfigError(
-                "gradient alignment is not measured with sharded training (its per-domain gradients need "
-                "whole parameters): set scheduler.alignment_every: 0",
-                field="scheduler.alignment_every",
-            )
-
     @property
     def is_main(self) -> bool:
         return self.acc.is_main_process
