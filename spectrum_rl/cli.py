@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import sys
@@ -379,15 +380,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         _close_process_group()
 
 
+_PROCESS_GROUP = {"closed": False}  # whether this run used torch.distributed (set when it is torn down)
+
+
 def _close_process_group() -> None:
     """Tear down torch.distributed's process group (torchrun's, accelerate's, or a sharded run's own)
-    before the interpreter exits: left to interpreter shutdown, gloo's threads can abort a process
-    whose work is done (SIGABRT, "terminate called without an active exception"; seen with sharded
-    runs)."""
+    once the command is done, so no peer is left waiting on this process."""
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        _PROCESS_GROUP["closed"] = True
+
+
+def entry() -> None:
+    """The ``spectrum-rl`` program (and ``python -m spectrum_rl``): ``main``, then exit with its code.
+
+    A process that used torch.distributed exits without the interpreter's teardown, once its output
+    is flushed: in that teardown a C++ destructor of PyTorch's CPU collective stack aborted about 1 in
+    15 finished sharded processes (SIGABRT, "terminate called without an active exception"), after all
+    work was written and the process group destroyed, which made torchrun report a failed run."""
+    code = main()
+    if _PROCESS_GROUP["closed"]:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

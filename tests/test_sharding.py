@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -152,6 +153,13 @@ def test_kill_9_and_resume_ends_where_the_uninterrupted_run_does(runs, tmp_path,
     os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, mid-run
     proc.wait()
     assert checkpoint.exists() and not (folder / "run" / "final").exists()
+    # the same checkpoint resumed on one process: DCP reshards the 2 processes' shards onto 1
+    one = tmp_path / "one_process"
+    shutil.copytree(folder, one)
+    (one / "run.yaml").write_text((folder / "run.yaml").read_text().replace(str(folder), str(one)))
+    run("train", one, 1, "--resume")
+    assert [m["step"] for m in read_jsonl(one / "run" / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert (one / "run" / "final" / "model.safetensors").exists()
     run("train", folder, 2, "--resume")
     resumed = load_file(folder / "run" / "final" / "model.safetensors")
     reference = load_file(runs["sharded"] / "run" / "final" / "model.safetensors")
