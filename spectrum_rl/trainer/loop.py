@@ -624,7 +624,8 @@ class Trainer:
         ref = None
         if cfg.beta > 0:
             with torch.no_grad():
-                ref = token_logprobs(self.base, mb, temperature, share_prefix=self._share_prefix)
+                # the frozen base keeps its KV cache under the policy's checkpointing; sharded, one forward
+                ref = token_logprobs(self.base, mb, temperature, share_prefix=not self.sharded)
         terms = rl_token_loss(
             logp,
             logp.detach() if old_logp is None else old_logp,
