@@ -124,6 +124,42 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from spectrum_rl.rewards.text import error_summary
+
+    config, domains, _ = _load(args)
+    domain = next((d for d in domains if d.name == args.task), None)
+    if domain is None:
+        raise SpectrumError(
+            f"--task {args.task}: no such task in {args.config}; tasks: {', '.join(config.domain_names)}"
+        )
+    examples = domain.eval_examples()
+    if not 0 <= args.index < len(examples):
+        raise SpectrumError(
+            f"--index {args.index}: task '{domain.name}' has {len(examples)} held-out rows (0 to {len(examples) - 1})"
+        )
+    try:
+        completion = Path(args.completion).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpectrumError(f"--completion {args.completion}: cannot read it ({error_summary(exc)})") from None
+    example = examples[args.index]
+    print(f"task {domain.name}, held-out row {args.index}: {example.prompt.strip()[:200]!r}")
+    total = 0.0
+    for name, component in zip(domain.reward.names, domain.reward.components):
+        try:
+            score, lines = component.explain(completion, example)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - show a failing component, as training would count it
+            score, lines = 0.0, [f"error (on_error: {component.spec.on_error}): {error_summary(exc)}"]
+        total += component.spec.weight * score
+        print(f"{name}: {score:.4f}  (weight {component.spec.weight:g})")
+        for line in lines:
+            print(f"  {line}")
+    print(f"total: {total:.4f}  ({domain.reward.describe()})")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from spectrum_rl.trainer.run import run_training
 
@@ -289,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dot", action="store_true", help="print the task graph in Graphviz DOT instead")
     p.add_argument("--run", default=None, help="with --dot: add a run's scores and transfer edges")
     p.add_argument("--samples", type=int, default=3, help="sample prompts per domain (default 3)")
+
+    p = add("score", cmd_score, "score one completion of a held-out row with the task's reward, component by component")
+    add_config(p)
+    p.add_argument("--task", required=True, help="task (domain) name")
+    p.add_argument("--index", type=int, required=True, help="held-out row (0-based), as evaluation uses them")
+    p.add_argument("--completion", required=True, help="file holding the completion text")
 
     p = add("train", cmd_train, "train on the configured domains (the main job)")
     add_config(p)

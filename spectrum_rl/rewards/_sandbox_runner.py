@@ -1,429 +1,221 @@
-"""Child side of :mod:`spectrum_rl.rewards.sandbox`: runs untrusted Python code against test snippets.
+"""Child side of the code sandbox: runs a model's Python code and reports what it computed as plain data.
 
-The parent starts ``python -I -S <this file>`` (isolated mode, no site-packages) in a fresh temporary
-working directory, with resource limits, capabilities and the network already dropped. Stdlib only.
+:mod:`spectrum_rl.rewards.sandbox` starts ``python -I -S /sandbox/runner.py`` inside bubblewrap (own
+mount, PID, network, IPC and UTS namespaces, an unprivileged user, a seccomp filter, the stdlib
+read-only, a private tmpfs as the only writable place). Stdlib only. The OS is the boundary, so this
+file defends nothing: once the model's code runs it can rewrite any of it. That is why nothing it
+reports is trusted: it only *computes values*, and the parent (:mod:`spectrum_rl.rewards.checks`)
+decides pass/fail. It never receives an expected value.
 
-Protocol: stdin carries one JSON object ``{"nonce", "code", "tests"}``. After the tests the runner
-writes ``<nonce> <passed> <total> <status>`` as the last line of stdout (status ``ok``, or ``memory``
-when user code raised MemoryError) and exits; the parent ignores any line without the right nonce.
-The nonce lives only in a local of :func:`main`, and frame introspection is refused (see below), so
-printed output cannot forge a score.
+Job (stdin, JSON)::
 
-Before any untrusted code runs, :func:`_install_guard` adds a PEP 578 audit hook (hooks cannot be
-removed). On a forbidden event it writes ``sandbox: blocked <event>`` to stderr and ends the process
-at once with exit code ``BLOCKED_EXIT``: nothing can catch it and carry on. Forbidden:
+    {"limits": {"cpu_s": int, "memory_bytes": int, "file_bytes": int, "open_files": int},
+     "code": str, "mode": "expr" | "io", "tests": [...]}
 
-- files: opening for writing, creating, removing, renaming or changing anything outside the working
-  directory (at most ``MAX_WRITE_OPENS`` files opened for writing); opening or listing anything
-  outside it except the stdlib directories (without site-/dist-packages) and /dev/null, /dev/urandom;
-  symlinks, hard links, chdir, extended attributes; paths must be ``str``/``bytes`` without ``..``
-  (``pathlib.Path`` objects are refused: their ``__fspath__`` could answer differently twice);
-- processes: fork, exec, spawn, system, subprocess, pty, kill;
-- network and native code: every ``socket.*`` and ``ctypes.*`` event, and importing the modules in
-  ``BLOCKED_MODULES`` (sockets, ctypes, subprocess, multiprocessing, resource, mmap, fcntl,
-  sub-interpreters, test and C modules that reach files by themselves); extension modules load
-  only from the stdlib directories;
-- escaping the interpreter's rules: tracing and profiling hooks, new audit hooks, ``gc`` object
-  walks, other threads' frames, creating code objects (hand-made bytecode is memory-unsafe), and
-  ``marshal`` (stdlib modules are compiled from source instead of cached bytecode).
+- ``expr``: each test is a list of steps ``["exec", source]`` (statements, e.g. ``x = f(2)``) or
+  ``["eval", source]`` (an expression, e.g. ``f(2)``), run in order in the code's namespace (a module
+  named ``solution``: code under ``if __name__ == "__main__":`` does not run).
+- ``io``: each test is one stdin text; the code runs afresh as ``__main__`` with that input.
 
-Frame introspection is refused without ending the run: ``sys._getframe`` raises ValueError (as if
-the stack were empty, which namedtuple, Enum, TypeVar and logging tolerate) and the ``tb_frame``,
-``gi_frame``, ``cr_frame`` and ``ag_frame`` attributes raise AttributeError. ``signal`` imports (so
-``unittest`` works) but refuses Python handlers, which would receive a frame.
+Reply (JSON, on the stdout the runner kept for itself; the code's own stdout goes to /dev/null)::
 
-Some operations raise no audit event; :func:`_isolate_modules` handles them before the hook goes
-in: it removes posix functions that reach other processes or create files anywhere, and gates
-``_imp.create_builtin`` (a way to build compiled-in modules such as ``_signal`` afresh).
+    {"loaded": bool, "error": str, "memory": bool,
+     "tests": expr: [[null | {"v": value} | {"e": error}, ...] per test]   (stops at a step's error)
+              io:   [{"out": str} | {"e": error}, ...]}
 
-Limits, honestly: this is defence in depth inside one CPython process, not a VM. The hook sees only
-audited operations: ``os.stat`` and friends still reveal whether paths exist, ``pwd``/``grp`` read
-the user database, threads work (as root) and C bugs in the interpreter are not defended against.
-Tests run in the solution's namespace, so a solution can still game them (e.g. return objects whose
-``__eq__`` is always true); that is a property of assert-style tests, not a sandbox escape.
+Values are encoded by exact type: ``None``, ``bool``, ``int``, ``float`` and ``str`` as themselves;
+``{"list": [...]}``, ``{"tuple": [...]}``, ``{"set": [...]}``, ``{"frozenset": [...]}``,
+``{"dict": [[key, value], ...]}``, ``{"bytes": hex}``, ``{"complex": [real, imag]}``; a generator or
+other builtin iterator as ``{"iter": [...]}``, consumed. Any other type,
+a subclass of a plain type included, is an error: no object the code defined reaches the judge.
 """
 
 from __future__ import annotations
 
-import _imp
-import _signal
 import json
 import os
+import resource
+import signal
 import sys
 import types
-from collections.abc import Callable
-from typing import Any
 
-BLOCKED_EXIT = 86
-MAX_WRITE_OPENS = 32
-
-BLOCKED_MODULES = frozenset(
-    {
-        "ctypes",
-        "_ctypes",
-        "_ctypes_test",
-        "socket",
-        "_socket",
-        "ssl",
-        "_ssl",
-        "subprocess",
-        "_posixsubprocess",
-        "multiprocessing",
-        "_multiprocessing",
-        "_posixshmem",
-        "resource",
-        "mmap",
-        "fcntl",
-        "termios",
-        "pty",
-        "_xxsubinterpreters",
-        "_xxinterpchannels",
-        "_interpreters",
-        "_interpchannels",
-        "_interpqueues",
-        "_testcapi",
-        "_testinternalcapi",
-        "_testbuffer",
-        "_testmultiphase",
-        "_testclinic",
-        "_testimportmultiple",
-        "_testsinglephase",
-        "_xxtestfuzz",
-        "xxlimited",
-        "xxlimited_35",
-        "sqlite3",
-        "_sqlite3",
-        "readline",
-        "_curses",
-        "_curses_panel",
-        "_tkinter",
-        "syslog",
-        "spwd",
-        "nis",
-        "_dbm",
-        "_gdbm",
-        "ossaudiodev",
-    }
-)
-# Builtin (compiled-in) modules can also be created through _imp.create_builtin, which raises no
-# audit event: the gate refuses these names, so the pruned and gated modules cannot be made afresh.
-_BLOCKED_BUILTINS = BLOCKED_MODULES | {"posix", "_imp", "_signal"}
-# posix functions that raise no audit event yet act on other processes of the same user (renice,
-# pin, signal), create files anywhere (mknod, mkfifo) or make memory-backed files outside
-# RLIMIT_AS: removed before user code runs.
-_PRUNED_POSIX = (
-    "pidfd_open",
-    "memfd_create",
-    "setpriority",
-    "sched_setaffinity",
-    "sched_setscheduler",
-    "sched_setparam",
-    "mknod",
-    "mkfifo",
+MAX_INT_BITS = 32_000  # ~9,600 digits: below CPython's int<->str limit, so the parent can decode it
+MAX_NODES = 200_000  # containers plus elements in one value
+_PLAIN_CONTAINERS = {list: "list", tuple: "tuple", set: "set", frozenset: "frozenset"}
+# Iterators a function may return instead of a list: sent consumed, as {"iter": [...]}.
+_ITERATORS = frozenset(
+    {types.GeneratorType, map, filter, zip, enumerate, reversed}
+    | {type(iter(x)) for x in ([], (), range(0), "", {}, set())}
 )
 
-_DENIED_EVENTS = frozenset(
-    {
-        "os.fork",
-        "os.forkpty",
-        "os.posix_spawn",
-        "os.exec",
-        "os.spawn",
-        "os.system",
-        "os.startfile",
-        "os.kill",
-        "os.killpg",
-        "subprocess.Popen",
-        "pty.spawn",
-        "os.symlink",
-        "os.link",
-        "os.chdir",
-        "os.setxattr",
-        "os.removexattr",
-        "os.getxattr",
-        "os.listxattr",
-        "sys.settrace",
-        "sys.setprofile",
-        "sys.addaudithook",
-        "sys._current_frames",
-        "sys._current_exceptions",
-        "gc.get_objects",
-        "gc.get_referrers",
-        "gc.get_referents",
-        "code.__new__",
-        "marshal.load",
-        "marshal.loads",
-        "builtins.breakpoint",
-        "webbrowser.open",
-        "cpython.remote_debugger_script",
-    }
-)
-_DENIED_PREFIXES = frozenset({"socket", "ctypes", "fcntl", "mmap", "resource", "signal", "syslog", "sqlite3"})
-_FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
-_LISTING_EVENTS = frozenset({"os.listdir", "os.scandir"})
-# Events that change the file system -> positions of their path arguments (all must be inside the
-# working directory; None means the working directory or an already open directory).
-_MUTATING_EVENTS = {
-    "os.remove": (0,),
-    "os.rmdir": (0,),
-    "os.mkdir": (0,),
-    "os.chmod": (0,),
-    "os.chown": (0,),
-    "os.utime": (0,),
-    "os.truncate": (0,),
-    "os.rename": (0, 1),
-    "shutil.copyfile": (0, 1),
-    "shutil.copymode": (0, 1),
-    "shutil.copystat": (0, 1),
-    "shutil.copytree": (0, 1),
-    "shutil.move": (0, 1),
-    "shutil.rmtree": (0,),
-    "shutil.chown": (0,),
-    "shutil.make_archive": (0, 2),
-    "shutil.unpack_archive": (0, 1),
-    "tempfile.mkstemp": (0,),
-    "tempfile.mkdtemp": (0,),
-}
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_DEVICES = ("/dev/null", "/dev/urandom")
 
-
-def _install_guard(root: str, lib_dirs: tuple[str, ...]) -> None:
-    """Add the audit hook described in the module docstring. ``root``: the working directory
-    (canonical, from getcwd); ``lib_dirs``: the stdlib entries of ``sys.path``.
-
-    Untrusted code can rebind module globals and builtins but not the locals of this function, so
-    everything the hook and its helpers use is bound here (C functions, constants, str methods on
-    exact ``str`` objects). The hook never calls untrusted code: arguments are used only after an
-    exact type check."""
-    type_, str_, bytes_, int_, len_ = type, str, bytes, int, len
-    value_error, attribute_error, recursion_error, memory_error, error = (
-        ValueError,
-        AttributeError,
-        RecursionError,
-        MemoryError,
-        Exception,
-    )
-    write, leave, fs_encoding = os.write, os._exit, sys.getfilesystemencoding()
-    denied, denied_prefixes, frame_attrs = _DENIED_EVENTS, _DENIED_PREFIXES, _FRAME_ATTRS
-    listing, mutating, blocked_modules = _LISTING_EVENTS, _MUTATING_EVENTS, BLOCKED_MODULES
-    write_flags, devices, max_write_opens = _WRITE_FLAGS, _DEVICES, MAX_WRITE_OPENS
-    libs = tuple(d.rstrip("/") for d in lib_dirs if d.startswith("/"))
-    write_opens = [0]
-
-    def resolve(path: object) -> str | None:
-        """The absolute, lexically normalised path, or None when it is not a plain str/bytes path
-        or contains ``..`` (symlinks cannot be made, so inside the working directory lexical
-        normalisation matches the kernel's)."""
-        if type_(path) is bytes_:
-            path = path.decode(fs_encoding, "surrogateescape")
-        elif type_(path) is not str_:
-            return None
-        if not path.startswith("/"):
-            path = root + "/" + path
-        parts = path.split("/")
-        if ".." in parts:
-            return None
-        return "/" + "/".join([p for p in parts if p and p != "."])
-
-    def under(path: str, base: str) -> bool:
-        return path == base or path.startswith(base + "/")
-
-    def writable(path: str | None) -> bool:
-        return path is not None and (under(path, root) or path == "/dev/null")
-
-    def stdlib(path: str | None) -> bool:
-        if path is None or "/site-packages" in path or "/dist-packages" in path:
-            return False
-        for lib in libs:
-            if under(path, lib):
-                return True
-        return False
-
-    def readable(path: str | None) -> bool:
-        return writable(path) or path in devices or stdlib(path)
-
-    def verdict(event: str, args: tuple) -> str | None:
-        """None to allow, "frame" for frame introspection, else the reason to end the run."""
-        if event == "open":
-            path, flags = args[0], args[2]
-            if type_(path) is int_:  # wrapping an already open descriptor
-                return None
-            target = resolve(path)
-            if type_(flags) is int_ and not flags & write_flags:
-                if args[1] is None:  # os.open: its descriptor could anchor dir_fd paths, so not outside
-                    return None if writable(target) or target in devices else "os.open (read)"
-                return None if readable(target) else "open (read)"
-            if not writable(target):
-                return "open (write)"
-            write_opens[0] += 1
-            return None if write_opens[0] <= max_write_opens else "open (too many files written)"
-        if event in listing:
-            return None if readable(resolve("." if args[0] is None else args[0])) else event
-        if event in mutating:
-            for i in mutating[event]:
-                if i < len_(args) and args[i] is not None and not writable(resolve(args[i])):
-                    return event
-            return None
-        if event == "import":
-            name, filename = args[0], args[1]
-            if type_(name) is not str_:
-                return event
-            for part in name.split("."):
-                if part in blocked_modules:
-                    return "import " + part
-            return None if filename is None or stdlib(resolve(filename)) else "import (extension)"
-        if event == "sys._getframe":
-            return "frame"
-        if event == "object.__getattr__":
-            return "frame" if type_(args[1]) is str_ and args[1] in frame_attrs else None
-        if event in denied or event.partition(".")[0] in denied_prefixes:
-            return event
-        return None
-
-    def hook(event: str, args: tuple) -> None:
-        if type_(event) is not str_:
-            reason = "non-string audit event"
-        else:
-            try:
-                reason = verdict(event, args)
-            except (recursion_error, memory_error):
-                raise  # fail closed: the audited operation fails with this error
-            except error:  # noqa: BLE001 - malformed arguments (e.g. a hand-made sys.audit call)
-                reason = event
-        if reason is None:
-            return
-        if reason == "frame":
-            if event == "sys._getframe":
-                raise value_error("call stack is not deep enough (frame access is disabled in the sandbox)")
-            raise attribute_error(f"{args[1]} is not available in the sandbox")
-        try:
-            write(2, ("\nsandbox: blocked " + reason + "\n").encode("utf-8", "replace"))
-        finally:
-            leave(BLOCKED_EXIT)
-
-    sys.addaudithook(hook)
-
-
-def _sealed(real: Callable[..., Any], prepare: Callable[..., tuple]) -> Callable[..., Any]:
-    """``lambda *args: real(*prepare(*args))`` in a form untrusted code cannot take apart: a plain
-    closure would hand ``real`` out through ``__closure__``; here ``real`` and ``prepare`` live only
-    in the frame of a suspended generator, and the guard refuses ``gi_frame``. ``prepare`` may run
-    untrusted code (attribute lookups), which cannot see frames either."""
-    error = Exception
-
-    def gate():  # noqa: ANN202
-        reply = None
-        while True:
-            args = yield reply
-            try:
-                reply = (True, real(*prepare(*args)))
-            except error as exc:  # noqa: BLE001 - raised again in the caller
-                reply = (False, exc)
-
-    send = gate().send
-    send(None)
-
-    def sealed(*args):  # noqa: ANN002, ANN202
-        ok, value = send(args)
-        if not ok:
-            raise value
+def encode(value: object, budget: list[int]) -> object:
+    """``value`` as plain JSON data (see the module docstring); raises TypeError for other types and
+    ValueError past the size limits. ``budget[0]`` counts down the nodes still allowed."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError("value too large")
+    kind = type(value)
+    if value is None or kind is bool or kind is str or kind is float:
         return value
-
-    return sealed
-
-
-def _isolate_modules() -> None:
-    """Before the guard: forget blocked modules loaded at startup, so importing them raises an audit
-    event; prune the posix functions in ``_PRUNED_POSIX`` and ``signal.pidfd_send_signal``; gate
-    ``_imp.create_builtin`` (the import system uses it for compiled-in modules, and it raises no
-    audit event) and ``signal.signal`` (a Python handler would receive the interrupted frame, whose
-    parents hold the nonce: only SIG_DFL, SIG_IGN and the default SIGINT handler are accepted).
-    The checks use only locals bound here, out of reach of untrusted code."""
-    for name in [m for m in sys.modules if m.partition(".")[0] in BLOCKED_MODULES]:
-        del sys.modules[name]
-    for module in (os, sys.modules["posix"]):
-        for name in _PRUNED_POSIX:
-            if hasattr(module, name):
-                delattr(module, name)
-    os.__all__ = [name for name in os.__all__ if name not in _PRUNED_POSIX]  # keeps `from os import *` working
-
-    type_, str_, int_, import_error, permission_error = type, str, int, ImportError, PermissionError
-    blocked, spec_type = _BLOCKED_BUILTINS, types.SimpleNamespace
-
-    def builtin_args(spec: Any) -> tuple:
-        name = spec.name
-        if type_(name) is not str_ or name in blocked:
-            raise import_error(f"module {name!r} is not available in the sandbox")
-        return (spec_type(name=name),)  # a fresh spec: the caller's could answer differently twice
-
-    default_int_handler = _signal.default_int_handler
-
-    def handler_args(signalnum: Any, handler: Any) -> tuple:
-        if not (handler is default_int_handler or type_(handler) is int_ and handler in (0, 1)):
-            raise permission_error("Python signal handlers are not available in the sandbox")
-        return int_(signalnum), handler
-
-    if hasattr(_signal, "pidfd_send_signal"):
-        del _signal.pidfd_send_signal
-    # Before the signal module exists, so its wrapper (and __wrapped__) sees the gated function.
-    _signal.signal = _sealed(_signal.signal, handler_args)
-    _imp.create_builtin = _sealed(_imp.create_builtin, builtin_args)
+    if kind is int:
+        if value.bit_length() > MAX_INT_BITS:
+            raise ValueError("integer too large")
+        return value
+    if kind in _PLAIN_CONTAINERS:
+        return {_PLAIN_CONTAINERS[kind]: [encode(item, budget) for item in value]}
+    if kind in _ITERATORS:
+        return {"iter": [encode(item, budget) for item in value]}
+    if kind is dict:
+        return {"dict": [[encode(k, budget), encode(v, budget)] for k, v in value.items()]}
+    if kind is bytes:
+        return {"bytes": value.hex()}
+    if kind is complex:
+        return {"complex": [value.real, value.imag]}
+    raise TypeError(f"{_name(kind)} is not plain data (None, bool, int, float, str, bytes, list, tuple, dict, ...)")
 
 
-def _compile(source: str, filename: str) -> types.CodeType | None:
+def _name(kind: type) -> str:
     try:
-        return compile(source, filename, "exec")
-    except (SyntaxError, ValueError, MemoryError, RecursionError):  # ValueError: null bytes
-        return None
+        return str(type.__getattribute__(kind, "__qualname__"))[:80]
+    except BaseException:  # noqa: BLE001 - a hostile metaclass
+        return "object"
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, short; the message comes from the code's own objects, so guard it."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except BaseException:  # noqa: BLE001
+        text = type(exc).__name__
+    return text[:300]
+
+
+def _confine(limits: dict) -> None:
+    """Resource limits (soft = hard: the code cannot raise them again) and no inherited descriptors."""
+    for res, value in (
+        (resource.RLIMIT_CPU, int(limits["cpu_s"])),  # then SIGXCPU/SIGKILL: the parent reads "timeout"
+        (resource.RLIMIT_AS, int(limits["memory_bytes"])),  # MemoryError instead of exhausting the host
+        (resource.RLIMIT_FSIZE, int(limits["file_bytes"])),  # one file in the tmpfs
+        (resource.RLIMIT_NOFILE, int(limits["open_files"])),
+        (resource.RLIMIT_NPROC, 0),  # no new processes or threads for this (unprivileged) user
+        (resource.RLIMIT_CORE, 0),
+    ):
+        resource.setrlimit(res, (value, value))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past file_bytes raises OSError instead
+    os.closerange(3, 1 << 20)
+
+
+class _Run:
+    """The state of one job: the reply under construction and the descriptors the runner kept."""
+
+    def __init__(self, reply_fd: int) -> None:
+        self.reply_fd = reply_fd
+        self.memory = False
+
+    def guard(self, exc: BaseException) -> str:
+        self.memory = self.memory or isinstance(exc, MemoryError)
+        return _describe(exc)
+
+    def expr_tests(self, namespace: dict, tests: list) -> list:
+        out = []
+        for steps in tests:
+            results: list = []
+            for kind, source in steps:
+                try:
+                    if kind == "exec":
+                        exec(compile(source, "<test>", "exec"), namespace)  # noqa: S102 - the sandbox's job
+                        results.append(None)
+                    else:
+                        value = eval(compile(source, "<test>", "eval"), namespace)  # noqa: S307
+                        results.append({"v": encode(value, [MAX_NODES])})
+                except BaseException as exc:  # noqa: BLE001 - SystemExit included: the test fails
+                    results.append({"e": self.guard(exc)})
+                    if kind == "exec":
+                        break  # later steps depend on this one
+            out.append(results)
+        return out
+
+    def io_tests(self, program: types.CodeType, inputs: list[str], file_bytes: int) -> list:
+        out = []
+        for i, text in enumerate(inputs):
+            try:
+                out.append(self._io_case(program, text, f"/tmp/.case{i}", file_bytes))
+            except BaseException as exc:  # noqa: BLE001 - e.g. an input past file_bytes
+                out.append({"e": self.guard(exc)})
+        return out
+
+    def _io_case(self, program: types.CodeType, text: str, path: str, file_bytes: int) -> dict:
+        with open(path + ".in", "w", encoding="utf-8") as f:
+            f.write(text)
+        stdin_fd = os.open(path + ".in", os.O_RDONLY)
+        stdout_fd = os.open(path + ".out", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.unlink(path + ".in")
+        os.unlink(path + ".out")
+        os.dup2(stdin_fd, 0)
+        os.dup2(stdout_fd, 1)
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives for this case
+        stdout = sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        module = types.ModuleType("__main__")
+        sys.modules["__main__"] = module
+        error = None
+        try:
+            exec(program, module.__dict__)  # noqa: S102
+        except SystemExit as exc:
+            if exc.code not in (None, 0):
+                error = f"exit status {exc.code!r}"[:300]
+        except BaseException as exc:  # noqa: BLE001
+            error = self.guard(exc)
+        try:
+            stdout.flush()
+        except BaseException as exc:  # noqa: BLE001 - e.g. past file_bytes
+            error = error or self.guard(exc)
+        output = os.pread(stdout_fd, file_bytes, 0)
+        os.close(stdin_fd)
+        os.close(stdout_fd)
+        if error is not None:
+            return {"e": error}
+        return {"out": output.decode("utf-8", "replace")}
+
+    def send(self, reply: dict) -> None:
+        reply["memory"] = self.memory
+        data = json.dumps(reply).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.reply_fd, view) :]
 
 
 def main() -> None:
-    """Read the job, install the guard, run the code and the tests, print the result line."""
     job = json.loads(sys.stdin.buffer.read())
-    nonce, code, tests = str(job["nonce"]), str(job["code"]), tuple(str(t) for t in job["tests"])
-    del job
-    root = os.getcwd()
-    sys.dont_write_bytecode = True
-    # stdin (drained) and stdout become /dev/null: input() sees EOF, and printing cannot push the
-    # result line out of the file-size limit. The line gets a private copy of stdout, which the
-    # parent opened append-only, so untrusted code can add to it but not read the nonce back.
-    result_fd, devnull = os.dup(1), os.open(os.devnull, os.O_RDWR)
+    _confine(job["limits"])
+    # The reply gets a private copy of stdout; the code's stdin and stdout become /dev/null, so its
+    # prints cannot mix with the reply (it can still write to the copy: that only spoils its own reply).
+    run = _Run(os.dup(1))
+    devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
-    # Import stdlib modules from source: cached bytecode would need marshal, which the guard refuses.
-    sys.pycache_prefix = root + "/.no-pycache"
-    _isolate_modules()
-    _install_guard(root, tuple(sys.path))
-
-    total, passed, memory = len(tests), 0, False
-    units = tuple(_compile(test, f"<test {i}>") for i, test in enumerate(tests))  # None: a syntax error
-    program = _compile(code, "<solution>")
-    # From here on untrusted code may rebind builtins and module globals: use only locals.
-    run, base_error, memory_error, isinstance_ = exec, BaseException, MemoryError, isinstance
-    write, leave = os.write, os._exit
-    # A real module (dataclasses and pickle look classes up in sys.modules), not "__main__": code
-    # under `if __name__ == "__main__":` is not run.
-    module = sys.modules["solution"] = types.ModuleType("solution")
-    namespace = module.__dict__
+    sys.dont_write_bytecode = True
+    reply: dict = {"loaded": False, "error": "", "tests": []}
     try:
-        run(program, namespace)  # a None program (syntax error) raises TypeError here
-        loaded = True
-    except base_error as exc:  # SystemExit and KeyboardInterrupt included
-        loaded, memory = False, isinstance_(exc, memory_error)
-    if loaded:
-        for unit in units:
-            try:
-                run(unit, namespace)
-            except base_error as exc:
-                memory = memory or isinstance_(exc, memory_error)
-            else:
-                passed += 1
-    try:
-        write(result_fd, f"\n{nonce} {passed} {total} {'memory' if memory else 'ok'}\n".encode())
-    finally:
-        leave(0)
+        program = compile(job["code"], "<solution>", "exec")
+    except BaseException as exc:  # noqa: BLE001 - SyntaxError, ValueError (null bytes), MemoryError
+        reply["error"] = run.guard(exc)
+        program = None
+    if program is not None and job["mode"] == "io":
+        reply["loaded"] = True
+        reply["tests"] = run.io_tests(program, job["tests"], int(job["limits"]["file_bytes"]))
+    elif program is not None:
+        module = sys.modules["solution"] = types.ModuleType("solution")
+        try:
+            exec(program, module.__dict__)  # noqa: S102
+            reply["loaded"] = True
+        except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+            reply["error"] = run.guard(exc)
+        if reply["loaded"]:
+            reply["tests"] = run.expr_tests(module.__dict__, job["tests"])
+    run.send(reply)
+    os._exit(0)
 
 
 if __name__ == "__main__":

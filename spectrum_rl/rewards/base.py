@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field
@@ -35,6 +36,17 @@ class RewardSpec(StrictModel):
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Scores:
+    """What a component may return instead of a plain list: the scores, and which samples its own
+    machinery failed on (``crashed``, e.g. a code sandbox that broke). A crashed sample scores 0 and
+    is counted in ``reward_errors/<domain>/<component>``, but it is the sample's failure, not the
+    component's: ``on_error`` does not apply, so it never stops training."""
+
+    values: Sequence[float]
+    crashed: Sequence[bool]
+
+
 class RewardComponent(ABC):
     """Scores completions. Subclasses implement ``score`` for one group of the same prompt."""
 
@@ -46,5 +58,11 @@ class RewardComponent(ABC):
         return self.spec.name or self.spec.type  # type: ignore[attr-defined]
 
     @abstractmethod
-    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float] | Scores:
         """Return one float per completion (any scale; the hybrid weights them)."""
+
+    def explain(self, completion: str, example: Example) -> tuple[float, list[str]]:
+        """One completion's score and lines that say how it came about (``spectrum-rl score``)."""
+        scored = self.score([completion], example)
+        values = scored.values if isinstance(scored, Scores) else scored
+        return float(values[0]), []

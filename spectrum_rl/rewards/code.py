@@ -1,27 +1,30 @@
-"""`code_tests`: run each completion's Python code against the row's test snippets in a sandbox.
+"""`code_tests`: run each completion's Python code in the OS sandbox; the trusted judge scores it.
 
-Each completion runs in its own subprocess (see :mod:`spectrum_rl.rewards.sandbox`): isolated
-interpreter without site-packages, scrubbed environment, fresh temporary working directory,
-rlimits on CPU, memory and file size, a network namespace where the kernel allows it, dropped
-capabilities, and an audit hook that ends the run on file access outside the working directory,
-process creation, sockets, ctypes and similar. It is defence in depth against a policy's mistakes
-and reward hacks, not a VM: run hostile code inside a container or VM as well.
+The code runs in :mod:`spectrum_rl.rewards.sandbox` (namespaces, an unprivileged user, seccomp,
+read-only stdlib, a private tmpfs, rlimits). What comes back is plain data: the values of the test
+expressions, or the program's stdout for I/O tests. :mod:`spectrum_rl.rewards.checks` decides in
+this process whether each test passed; the expected values never enter the sandbox.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from spectrum_rl.rewards.base import RewardComponent, RewardSpec
-from spectrum_rl.rewards.sandbox import SandboxResult, run_tests
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.rewards import checks, sandbox
+from spectrum_rl.rewards.base import RewardComponent, RewardSpec, Scores
 from spectrum_rl.rewards.text import row_field
 from spectrum_rl.tasks.base import Example
+
+log = logging.getLogger(__name__)
 
 # A fenced block tagged python/py/python3 or untagged; the lazy body stops at the next fence.
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\r?\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -33,19 +36,139 @@ def extract_code(completion: str) -> str:
     return blocks[-1] if blocks else completion
 
 
-class CodeTestsSpec(RewardSpec):
-    """`code_tests`: fraction of the row's test snippets that the completion's Python code passes, run in a sandbox.
+@dataclass(frozen=True)
+class IOCase:
+    """An I/O test: the program reads ``input`` on stdin and must print ``output``."""
 
-    The code is the last fenced ```python (or untagged ```) block, else the whole completion. Each
-    test (e.g. `assert f(2) == 4`) runs after the code in the same namespace and passes when it does
-    not raise. Timeouts, memory exhaustion, crashes and blocked operations (files outside the
-    sandbox's temporary directory, processes, network, ctypes) score 0.
+    input: str
+    output: str
+
+
+Test = str | IOCase
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """The outcome of one :func:`run_tests` call.
+
+    passed: tests the judge found passed (0 unless status is "ok").
+    total: number of tests.
+    status: "ok" (the code ran and the judge scored it; a code that does not load passes nothing),
+        "timeout" (wall clock or CPU limit), "memory" (MemoryError under the address-space limit) or
+        "crashed" (no valid reply: a signal, os._exit, closed or hijacked channels, a reply too
+        large, or a failure of the sandbox itself).
+    detail: a short reason (the limit hit, the exit status, why the code did not load).
+    notes: one line per test ("passed", or why not) when status is "ok".
+    """
+
+    passed: int
+    total: int
+    status: str
+    detail: str = ""
+    notes: tuple[str, ...] = ()
+
+
+def parse_tests(value: object, field: str = "tests") -> list[Test]:
+    """A row's tests: assert snippets (a list, or one string with one snippet per line) or I/O cases
+    (a list of ``{"input", "output"}`` objects, or ``{"inputs": [...], "outputs": [...]}``)."""
+    if isinstance(value, str):
+        value = value.splitlines()
+    if isinstance(value, Mapping) and {"inputs", "outputs"} <= set(value):
+        inputs, outputs = value["inputs"], value["outputs"]
+        if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs):
+            raise ValueError(f"row field '{field}': 'inputs' and 'outputs' must be lists of the same length")
+        value = [{"input": i, "output": o} for i, o in zip(inputs, outputs)]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(
+            f"row field '{field}' must be a list of test snippets, a string, or I/O cases; found {type(value).__name__}"
+        )
+    tests: list[Test] = []
+    for item in value:
+        if isinstance(item, Mapping):
+            if not {"input", "output"} <= set(item):
+                raise ValueError(f"row field '{field}': an I/O case needs 'input' and 'output'; found {sorted(item)}")
+            tests.append(IOCase(_text(item["input"]), _text(item["output"])))
+        elif str(item).strip():
+            tests.append(str(item))
+    if not tests:
+        raise ValueError(f"row field '{field}' holds no tests")
+    if len({type(t) for t in tests}) > 1:
+        raise ValueError(f"row field '{field}' mixes assert snippets and I/O cases")
+    return tests
+
+
+def _text(value: object) -> str:
+    return "\n".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def run_tests(code: str, tests: Sequence[Test], *, wall_s: float, cpu_s: float, memory_mb: int) -> SandboxResult:
+    """Run ``code`` in the sandbox against ``tests`` (assert snippets, or I/O cases) and judge them
+    here. Limits: ``wall_s`` wall-clock seconds for the whole run, ``cpu_s`` CPU seconds (rounded
+    up), ``memory_mb`` MiB of address space. Raises only :class:`sandbox.SandboxUnavailable` and a
+    reward timeout (TimeoutError); every other failure is a result with status "crashed"."""
+    total = len(tests)
+    io = bool(tests) and isinstance(tests[0], IOCase)
+    plans = [] if io else [checks.plan(t) for t in tests]  # type: ignore[arg-type]
+    if io:
+        job = {"code": code, "mode": "io", "tests": [t.input for t in tests]}  # type: ignore[union-attr]
+    else:
+        job = {"code": code, "mode": "expr", "tests": [[list(s) for s in p.steps] for p in plans]}
+    outcome = sandbox.run(job, wall_s=wall_s, cpu_s=cpu_s, memory_mb=memory_mb)
+    if outcome.status != "ok" or outcome.reply is None:
+        return SandboxResult(0, total, outcome.status, outcome.detail)
+    reply = outcome.reply
+    if not reply["loaded"]:
+        return SandboxResult(0, total, "ok", f"the code does not load: {str(reply.get('error', ''))[:200]}")
+    replies = reply["tests"] + [None] * max(0, total - len(reply["tests"]))
+    if io:
+        notes = [_judge_io(case, r) for case, r in zip(tests, replies)]  # type: ignore[arg-type]
+    else:
+        notes = [_judge(p, r) for p, r in zip(plans, replies)]
+    return SandboxResult(sum(n == "passed" for n in notes), total, "ok", notes=tuple(notes))
+
+
+def _judge(plan: checks.Plan, replies: object) -> str:
+    """ "passed", or why the test did not pass."""
+    if plan.unverifiable:
+        return f"unverifiable: {plan.unverifiable}"
+    if type(replies) is not list or len(replies) != len(plan.steps):
+        failed = replies[-1] if type(replies) is list and replies else None
+        error = failed.get("e") if type(failed) is dict else None
+        return f"set-up failed: {str(error)[:200]}" if error else "the sandbox did not run every step"
+    for (kind, source), reply in zip(plan.steps, replies):
+        if kind == "exec" and reply is not None:
+            return f"set-up `{source[:80]}` failed"
+    for i, judgement in enumerate(plan.asserts):
+        ok, why = checks.holds(judgement, replies)
+        if not ok:
+            return f"assert {i + 1} of {len(plan.asserts)}: {why}"
+    return "passed"
+
+
+def _judge_io(case: IOCase, reply: object) -> str:
+    if type(reply) is not dict:
+        return "no result"
+    if type(reply.get("out")) is not str:
+        return f"the program failed: {str(reply.get('e', ''))[:200]}"
+    return "passed" if checks.same_output(reply["out"], case.output) else "wrong output"
+
+
+class CodeTestsSpec(RewardSpec):
+    """`code_tests`: fraction of the row's tests that the completion's Python code passes, run in an OS sandbox.
+
+    The code is the last fenced ```python (or untagged ```) block, else the whole completion. Tests
+    are assert snippets (e.g. `assert f(2) == 4`): the sandbox computes `f(2)` and this process
+    compares it with `4`, so the code never sees the expected value and cannot fake a pass; or I/O
+    cases (`{input, output}`: the program's stdout must match). Tests the judge cannot check soundly
+    count as failed (docs/reliability.md lists which). Timeouts, memory exhaustion and crashes score
+    0; crashes count in `reward_errors/` and never stop training. Needs Linux and bubblewrap (`bwrap`).
     """
 
     type: Literal["code_tests"] = "code_tests"
     tests_field: str = Field(
         "tests",
-        description="Row field holding the tests: a list of Python snippets, or one string with one snippet per line.",
+        description="Row field holding the tests: a list of assert snippets, a string with one snippet per line, "
+        "a list of {input, output} objects, or {inputs: [...], outputs: [...]}.",
     )
     partial: bool = Field(True, description="Score the fraction of tests passed; false: 1 only when all pass.")
     wall_s: float = Field(
@@ -62,29 +185,32 @@ class CodeTestsSpec(RewardSpec):
         2,
         ge=1,
         description="Completions of a group run concurrently in this many "
-        "subprocesses. A group takes up to ceil(group size / workers) * wall_s seconds: "
+        "sandboxes. A group takes up to ceil(group size / workers) * wall_s seconds: "
         "keep `timeout_s` above that.",
     )
 
     def build(self, base_dir: Path) -> RewardComponent:
+        try:
+            sandbox.check_available()
+        except sandbox.SandboxUnavailable as exc:
+            raise ConfigError(str(exc), field="type") from None
         return CodeTestsReward(self)
 
 
 class CodeTestsReward(RewardComponent):
     spec: CodeTestsSpec
 
-    def _tests(self, example: Example) -> list[str]:
-        field = self.spec.tests_field
-        value = row_field(example, field)
-        if isinstance(value, str):
-            value = value.splitlines()
-        elif not isinstance(value, (list, tuple)):
-            raise ValueError(
-                f"row field '{field}' must be a list of test snippets or a string; found {type(value).__name__}"
-            )
-        tests = [str(t) for t in value if str(t).strip()]
-        if not tests:
-            raise ValueError(f"row field '{field}' holds no tests")
+    def __init__(self, spec: CodeTestsSpec) -> None:
+        super().__init__(spec)
+        self._warned: set[str] = set()
+
+    def _tests(self, example: Example) -> list[Test]:
+        tests = parse_tests(row_field(example, self.spec.tests_field), self.spec.tests_field)
+        for test in tests:
+            reason = "" if isinstance(test, IOCase) else checks.plan(test).unverifiable
+            if reason and reason not in self._warned:
+                self._warned.add(reason)
+                log.warning("code_tests: a test counts as failed, unverifiable (%s): %s", reason, test[:120])
         return tests
 
     def _score(self, result: SandboxResult) -> float:
@@ -94,20 +220,29 @@ class CodeTestsReward(RewardComponent):
             return result.passed / result.total
         return float(result.passed == result.total)
 
-    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
-        tests = self._tests(example)
-        spec = self.spec
+    def _run(self, completions: Sequence[str], example: Example) -> list[SandboxResult]:
+        tests, spec = self._tests(example), self.spec
 
         def run(completion: str) -> SandboxResult:
             return run_tests(
                 extract_code(completion), tests, wall_s=spec.wall_s, cpu_s=spec.cpu_s, memory_mb=spec.memory_mb
             )
 
-        # Subprocess waits release the GIL, so threads are enough to run completions side by side.
+        # Sandbox waits release the GIL, so threads are enough to run completions side by side.
         pool = ThreadPoolExecutor(max_workers=min(spec.workers, max(1, len(completions))))
         try:
-            return [self._score(r) for r in pool.map(run, completions)]
+            return list(pool.map(run, completions))
         finally:
             # After an error (e.g. the reward timeout) start no new sandboxes and do not wait: the
             # running ones end within wall_s on their own threads.
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def score(self, completions: Sequence[str], example: Example) -> Scores:
+        results = self._run(completions, example)
+        return Scores([self._score(r) for r in results], [r.status == "crashed" for r in results])
+
+    def explain(self, completion: str, example: Example) -> tuple[float, list[str]]:
+        (result,) = self._run([completion], example)
+        lines = [f"sandbox: {result.status}" + (f" ({result.detail})" if result.detail else "")]
+        lines += [f"test {i + 1}: {note}" for i, note in enumerate(result.notes)]
+        return self._score(result), lines

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from spectrum_rl.errors import ConfigError, RewardError
-from spectrum_rl.rewards.base import RewardComponent
+from spectrum_rl.rewards.base import RewardComponent, Scores
 from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.rewards.text import error_summary
 from spectrum_rl.rewards.timeout import call_with_timeout
@@ -65,7 +65,9 @@ class HybridReward:
     returns the wrong number of scores or non-numbers (all samples), or returns NaN/inf (that
     sample). Its ``on_error`` then
     decides: ``fail`` raises RewardError, ``zero`` scores the sample 0, ``skip`` marks it invalid.
-    A ConfigError (e.g. a model that cannot be loaded) always propagates.
+    A ConfigError (e.g. a model that cannot be loaded) always propagates. Samples a component reports
+    as crashed (:class:`~spectrum_rl.rewards.base.Scores`) score 0 and are counted as errors, whatever
+    ``on_error`` says.
     """
 
     def __init__(self, domain: str, components: Sequence[RewardComponent]) -> None:
@@ -91,13 +93,13 @@ class HybridReward:
         total, valid = np.zeros(g), np.ones(g, dtype=bool)
         parts, errors = {}, {}
         for name, component in zip(self.names, self.components):
-            scores, failed, sample, reason = self._run(component, completions, example)
+            scores, failed, crashed, sample, reason = self._run(component, completions, example)
             if failed.any() and component.spec.on_error == "fail":
                 raise RewardError(self.domain, name, sample, reason)
             if component.spec.on_error == "skip":
                 valid &= ~failed
             scores[failed] = 0.0
-            parts[name], errors[name] = scores, int(failed.sum())
+            parts[name], errors[name] = scores, int((failed | crashed).sum())
             total += component.spec.weight * scores
         total[~valid] = 0.0
         return RewardResult(total=total, parts=parts, valid=valid, errors=errors)
@@ -105,22 +107,32 @@ class HybridReward:
     @staticmethod
     def _run(
         component: RewardComponent, completions: Sequence[str], example: Example
-    ) -> tuple[np.ndarray, np.ndarray, int, str]:
-        """(scores, failed mask, first failed sample or -1 for all, reason)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, str]:
+        """(scores, failed mask, crashed mask (see Scores), first failed sample or -1 for all, reason)."""
         g = len(completions)
+        crashed = np.zeros(g, dtype=bool)
         try:
-            scores = _as_scores(
-                call_with_timeout(lambda: component.score(completions, example), component.spec.timeout_s), g
-            )
+            scored = call_with_timeout(lambda: component.score(completions, example), component.spec.timeout_s)
+            if isinstance(scored, Scores):
+                crashed = np.asarray(scored.crashed, dtype=bool).reshape(g)
+                scored = scored.values
+            scores = _as_scores(scored, g)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - user code and models may raise anything
-            return np.zeros(g), np.ones(g, dtype=bool), -1, f"all samples: {error_summary(exc)}"
+            return (
+                np.zeros(g),
+                np.ones(g, dtype=bool),
+                np.zeros(g, dtype=bool),
+                -1,
+                f"all samples: {error_summary(exc)}",
+            )
+        scores[crashed] = 0.0
         failed = ~np.isfinite(scores)
         if not failed.any():
-            return scores, failed, -1, ""
+            return scores, failed, crashed, -1, ""
         sample = int(np.argmax(failed))
-        return scores, failed, sample, f"returned {scores[sample]}"
+        return scores, failed, crashed, sample, f"returned {scores[sample]}"
 
 
 def build_hybrid(domain: str, specs: Sequence[RewardComponentSpec], base_dir: Path) -> HybridReward:

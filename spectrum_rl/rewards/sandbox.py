@@ -1,155 +1,235 @@
-"""Run untrusted Python code (a model's completion) against test snippets in a separate process.
+"""Run a model's Python code under OS isolation and bring back what it computed.
 
-One call of :func:`run_tests` starts one ``python -I -S _sandbox_runner.py`` process (isolated mode,
-no site-packages: only the stdlib is importable) and isolates it in layers:
+Threat model: the code is hostile. A policy under RL learns whatever raises its reward, so its code
+may try to read or write outside files, forge its result, stop training or attack the machine. The
+operating system is the boundary (bubblewrap, https://github.com/containers/bubblewrap); the
+code runs in ``python -I -S`` with :mod:`spectrum_rl.rewards._sandbox_runner`, and:
 
-- a fresh temporary working directory (removed afterwards) and a scrubbed environment (PATH, LANG,
-  HOME and TMPDIR only: no API keys or tokens leak from the trainer);
-- before exec (``preexec_fn``): its own network namespace when the kernel allows it (root), so not
-  even loopback is reachable; nice 10; every capability dropped from the bounding set plus
-  ``no_new_privs``, so a root child keeps uid 0 but cannot mount, mknod, ptrace, renice itself up,
-  raise its limits or bypass file permissions; SIGKILL if the trainer thread that started it dies;
-  rlimits on CPU seconds, address space, file size (16 MiB), processes (not enforced for root,
-  hence the audit hook) and core dumps;
-- inside the runner, a PEP 578 audit hook that ends the run on file access outside the working
-  directory, process creation, kill, sockets, ctypes, dangerous modules and tracing, and refuses
-  frame introspection (details in :mod:`spectrum_rl.rewards._sandbox_runner`);
-- a wall-clock timeout that kills the whole process group; the code's stdout is discarded and its
-  stderr goes to an append-only file of which at most 64 KiB are read back.
+- **namespaces**: its own mount, PID, network (no interface but a downed loopback), IPC and UTS
+  namespaces, a cgroup namespace where the kernel has them;
+- **user**: an unprivileged user (uid 65534 when the trainer is root: bubblewrap builds the sandbox
+  as root, then ``setpriv`` drops to that uid with no capabilities and an empty bounding set;
+  otherwise the trainer's own unprivileged uid in a user namespace, with nested user namespaces
+  disabled), ``no_new_privs``, and a seccomp filter (:mod:`spectrum_rl.rewards.seccomp`);
+- **files**: a fresh root where only ``/usr``, ``/bin``, ``/lib*`` (as on the host), the interpreter,
+  its stdlib (site-packages hidden) and the runner are visible, read-only; a private tmpfs of
+  ``SCRATCH_BYTES`` at ``/tmp`` (its working directory, HOME and TMPDIR) is the only writable
+  place. Nothing of the host's ``/etc``, ``/home``, ``/root``, ``/tmp``, ``/proc`` or ``/work`` is
+  there; the kernel drops the tmpfs with the namespace, so no clean-up runs in the trainer;
+- **descriptors**: stdin (the job), stdout (the reply) and stderr (its last 64 KiB are kept); every
+  other descriptor is closed; a new session (no terminal to inject into);
+- **limits** (set by the runner before the code runs): CPU seconds, address space, file size,
+  open files, no new processes or threads, no core dumps; and a wall clock here, which kills
+  bubblewrap, whose PID namespace and ``--die-with-parent`` take everything inside with it.
 
-The result comes back as one stdout line carrying a random nonce, so printed output cannot forge it.
-
-This is defence in depth, not a VM: the code runs in one CPython process under the trainer's uid,
-contained only as far as audit events, rlimits and capabilities reach. Where the kernel refuses a
-network namespace (not root, or a restricted container), the network is closed by the audit hook
-alone. Run hostile code inside a container or VM as well; this layer contains a policy model's
-mistakes and reward hacks (fake result lines, fork bombs, reading secrets, killing the trainer).
+What comes back is *data*, never a verdict: the parent decides pass/fail
+(:mod:`spectrum_rl.rewards.checks`). Where isolation cannot be had (not Linux, no ``bwrap``, user
+namespaces disabled, an architecture without a seccomp table), :func:`check_available` raises
+:class:`SandboxUnavailable` with one line naming what is missing, and code rewards do not run.
+Stdlib only.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import math
 import os
-import resource
-import secrets
+import selectors
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+import sysconfig
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from spectrum_rl.rewards._sandbox_runner import BLOCKED_EXIT
+from spectrum_rl.rewards import seccomp
 
-_RUNNER = str(Path(__file__).with_name("_sandbox_runner.py"))
-_OUTPUT_CAP = 64 * 1024  # bytes of stdout/stderr read back
-_FILE_LIMIT = 16 * 1024 * 1024  # RLIMIT_FSIZE: also caps how much stdout/stderr can grow
-_CLONE_NEWNET = 0x40000000
-_PR_SET_PDEATHSIG, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS = 1, 24, 38
-_CAP_LAST = 63  # dropping a capability the kernel does not know just fails (EINVAL)
+SANDBOX_UID = 65534  # "nobody": the uid the code runs as when the trainer is root
+SCRATCH_BYTES = 64 * 1024 * 1024  # the private tmpfs: tmpfs pages are not counted by RLIMIT_AS
+FILE_BYTES = 16 * 1024 * 1024  # RLIMIT_FSIZE: one file, and the captured stdout of an I/O test
+OPEN_FILES = 64
+REPLY_CAP = 32 * 1024 * 1024  # bytes of reply read back; more ends the run as "crashed"
+STDERR_CAP = 64 * 1024  # the tail of stderr kept for the detail line
+_RUNNER = Path(__file__).with_name("_sandbox_runner.py")
+_RUNNER_INSIDE = "/sandbox/runner.py"
+_CHUNK = 1 << 16
+
+
+class SandboxUnavailable(RuntimeError):
+    """Code cannot be run isolated on this machine; the message says what is missing, in one line."""
 
 
 @dataclass(frozen=True)
-class SandboxResult:
-    """The outcome of one :func:`run_tests` call.
+class Outcome:
+    """One sandbox run.
 
-    passed: tests that ran without raising (0 unless status is "ok").
-    total: number of tests.
-    status: "ok" (the tests ran), "timeout" (wall clock or CPU limit), "memory" (MemoryError under
-        the address-space limit), "blocked" (the audit hook ended the run) or "crashed" (anything
-        else: no valid result line, a signal, os._exit, too much output).
-    detail: a short human-readable reason (the blocked operation, the exit status, stderr's tail).
+    status: "ok" (the runner replied), "timeout" (wall clock or CPU limit), "memory" (MemoryError
+        under the address-space limit) or "crashed" (anything else: no reply, a signal, os._exit,
+        a reply too large, a closed or hijacked channel, a failure of the sandbox itself).
+    reply: the runner's reply when status is "ok" (untrusted data: the caller judges it).
+    detail: a short reason (the limit hit, the exit status, stderr's last line).
     """
 
-    passed: int
-    total: int
     status: str
+    reply: dict | None
     detail: str = ""
 
 
+def _python_mounts() -> tuple[str, list[str], list[str]]:
+    """(interpreter, read-only paths it needs, site-packages folders to hide), real paths.
+
+    A virtual environment's interpreter is a link to its base install's, so the base is what runs:
+    with ``-I -S`` no site-packages is on the path, and hiding them keeps them out of reach too."""
+    exe = os.path.realpath(sys.executable or "")
+    if not os.path.isfile(exe):
+        raise SandboxUnavailable(f"no Python interpreter to run in the sandbox (sys.executable is {exe!r})")
+    base = {"base": sys.base_prefix, "platbase": sys.base_exec_prefix, "installed_base": sys.base_prefix}
+    paths = sysconfig.get_paths(vars=base)
+    needed = [exe, paths["stdlib"], paths["platstdlib"], sysconfig.get_config_var("LIBDIR") or ""]
+    hidden = [paths["purelib"], paths["platlib"]]
+    real = sorted({os.path.realpath(p) for p in needed if p and os.path.exists(p)})
+    # Only outermost paths, and nothing /usr already holds.
+    mounts = [p for p in real if not _within(p, "/usr") and not any(_within(p, q) and p != q for q in real)]
+    return exe, mounts, sorted({os.path.realpath(p) for p in hidden if p and os.path.isdir(p)})
+
+
+def _within(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip("/") + "/")
+
+
 @cache
-def _libc() -> tuple[Callable[..., int], Callable[..., int]] | None:
-    """``(unshare, prctl)`` from libc, prepared once in the parent: the forked child must not load
-    libraries or import modules before exec."""
-    if not sys.platform.startswith("linux"):
-        return None
+def _bwrap_argv(root: bool) -> tuple[str, ...]:
+    """The bubblewrap command line up to (without) the seccomp descriptor and the command."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable(
+            "code rewards run in a bubblewrap sandbox, and 'bwrap' is not on PATH "
+            "(Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap)"
+        )
+    argv = [bwrap]
+    if root:  # bubblewrap builds the sandbox as root; setpriv then drops to SANDBOX_UID
+        argv += ["--cap-drop", "ALL"] + [
+            a for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP") for a in ("--cap-add", cap)
+        ]
+    else:  # an unprivileged trainer: a user namespace of its own, and no nested ones
+        argv += ["--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--disable-userns"]
+    argv += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    argv += ["--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv"]
+    for name, value in (("PATH", "/usr/bin:/bin"), ("LANG", "C.UTF-8"), ("HOME", "/tmp"), ("TMPDIR", "/tmp")):
+        argv += ["--setenv", name, value]
+    argv += ["--perms", "1777", "--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp"]
+    argv += ["--ro-bind", "/usr", "/usr", "--perms", "0755", "--dir", "/etc"]
+    argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]  # the loader's index, nothing else of /etc
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = "/" + name
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    _, mounts, hidden = _python_mounts()
+    targets = [*mounts, _RUNNER_INSIDE]
+    parents = sorted({str(p) for m in targets for p in Path(m).parents if str(p) != "/"}, key=len)
+    for path in parents:  # bubblewrap would make them 0700, out of reach of the unprivileged user
+        argv += ["--perms", "0755", "--dir", path]
+    for path in mounts:
+        argv += ["--ro-bind", path, path]
+    for path in hidden:  # an empty, read-only tmpfs over each site-packages folder
+        argv += ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
+    argv += ["--ro-bind", str(_RUNNER.resolve()), _RUNNER_INSIDE, "--proc", "/proc", "--dev", "/dev"]
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp"]
+    return tuple(argv)
+
+
+@cache
+def _command(root: bool) -> tuple[str, ...]:
+    """What bubblewrap runs: the runner, behind setpriv's drop to SANDBOX_UID for a root trainer."""
+    exe, _, _ = _python_mounts()
+    command = (exe, "-I", "-S", "-B", _RUNNER_INSIDE)
+    if not root:
+        return command
+    if not os.path.exists("/usr/bin/setpriv"):
+        raise SandboxUnavailable(
+            "the trainer runs as root, and dropping the sandbox to an unprivileged user needs "
+            "/usr/bin/setpriv (util-linux), which is missing"
+        )
+    uid = str(SANDBOX_UID)
+    drop = ("/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups")
+    return drop + ("--inh-caps=-all", "--bounding-set=-all", "--") + command
+
+
+def _spawn(root: bool) -> tuple[subprocess.Popen, int]:
+    """Start bubblewrap with the seccomp program on a pipe; returns (process, that pipe's read end)."""
+    program = seccomp.filter_program()
+    read_end, write_end = os.pipe()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        unshare, prctl = libc.unshare, libc.prctl
-    except (OSError, AttributeError):
-        return None
-    unshare.argtypes, unshare.restype = [ctypes.c_int], ctypes.c_int
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    return unshare, prctl
+        os.write(write_end, program)  # a few hundred bytes: fits the pipe's buffer
+    finally:
+        os.close(write_end)
+    try:
+        argv = [*_bwrap_argv(root), "--seccomp", str(read_end), "--", *_command(root)]
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            close_fds=True,
+            pass_fds=(read_end,),
+            start_new_session=True,  # its own process group, killed as one
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    except BaseException:
+        os.close(read_end)
+        raise
+    return proc, read_end
 
 
-def _limits(cpu_s: float, memory_mb: int) -> list[tuple[int, int]]:
-    """(resource, value) pairs for the child, clamped to the parent's hard limits (which an
-    unprivileged process cannot raise)."""
-    wanted = [
-        (resource.RLIMIT_CPU, max(1, math.ceil(cpu_s))),  # soft = hard: SIGKILL, not a catchable SIGXCPU
-        (resource.RLIMIT_FSIZE, _FILE_LIMIT),
-        (resource.RLIMIT_NPROC, 0),  # counts every process of the uid; ignored for root
-        (resource.RLIMIT_CORE, 0),
-        # Last: the forked child still maps the trainer's (possibly huge) address space, so after
-        # this even a small allocation could fail.
-        (resource.RLIMIT_AS, memory_mb * 1024 * 1024),
-    ]
-    clamped = []
-    for res, value in wanted:
-        hard = resource.getrlimit(res)[1]
-        clamped.append((res, value if hard == resource.RLIM_INFINITY else min(value, hard)))
-    return clamped
-
-
-def _confine(limits: list[tuple[int, int]], libc: tuple[Callable[..., int], Callable[..., int]] | None) -> None:
-    """``preexec_fn``: runs in the forked child before exec, so only plain system calls here (no
-    imports, no locks). Failures of the privileged steps are ignored: the audit hook still holds."""
-    if libc is not None:
-        unshare, prctl = libc
-        unshare(_CLONE_NEWNET)  # needs CAP_SYS_ADMIN: before the capabilities go
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        for cap in range(_CAP_LAST + 1):
-            prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
-        prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    os.nice(10)
-    for res, value in limits:
-        resource.setrlimit(res, (value, value))
-
-
-def _tail(path: str) -> bytes:
-    """At most the last ``_OUTPUT_CAP`` bytes of the file at ``path``."""
-    with open(path, "rb") as file:
-        file.seek(max(0, file.seek(0, os.SEEK_END) - _OUTPUT_CAP))
-        return file.read(_OUTPUT_CAP)
-
-
-def _result_line(stdout: bytes, nonce: str, total: int) -> tuple[int, str] | None:
-    """(passed, status) from the last line that starts with the nonce, if it is well formed."""
-    for line in reversed(stdout.splitlines()):
-        fields = line.decode("ascii", "replace").split()
-        if len(fields) == 4 and fields[0] == nonce:
-            _, passed, reported_total, status = fields
-            if (
-                passed.isdigit()
-                and reported_total == str(total)
-                and int(passed) <= total
-                and status in ("ok", "memory")
-            ):
-                return int(passed), status
-            return None
-    return None
+def _exchange(proc: subprocess.Popen, payload: bytes, deadline: float) -> tuple[bytes, bytes, str]:
+    """Send ``payload`` on stdin and read stdout (at most REPLY_CAP bytes) and stderr (its tail)
+    until both close; returns (stdout, stderr tail, problem) with problem "" when they closed,
+    "timeout" at the deadline, "reply too large" past the cap."""
+    out, err, view = bytearray(), bytearray(), memoryview(payload)
+    with selectors.DefaultSelector() as selector:
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            os.set_blocking(stream.fileno(), False)
+        selector.register(proc.stdin, selectors.EVENT_WRITE)
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        selector.register(proc.stderr, selectors.EVENT_READ)
+        while len(selector.get_map()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return bytes(out), bytes(err), "timeout"
+            for key, _ in selector.select(left):
+                stream = key.fileobj
+                if stream is proc.stdin:
+                    try:
+                        written = os.write(stream.fileno(), view[:_CHUNK])
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:  # the runner stopped reading: only its own reply suffers
+                        written = len(view)
+                    view = view[written:]
+                    if not view:
+                        selector.unregister(stream)
+                        stream.close()
+                    continue
+                chunk = os.read(stream.fileno(), _CHUNK)
+                if not chunk:
+                    selector.unregister(stream)
+                elif stream is proc.stdout:
+                    out += chunk
+                    if len(out) > REPLY_CAP:
+                        return bytes(out), bytes(err), "reply too large"
+                else:
+                    err += chunk
+                    del err[:-STDERR_CAP]
+    return bytes(out), bytes(err), ""
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Kill the runner's process group, then reap the runner. The runner leads its own session, so
-    it cannot leave the group, and until it is reaped the group id cannot be reused."""
+    """Kill bubblewrap's process group and reap it; the PID namespace dies with it."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -157,59 +237,91 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def run_tests(code: str, tests: Sequence[str], *, wall_s: float, cpu_s: float, memory_mb: int) -> SandboxResult:
-    """Execute ``code``, then each test snippet (e.g. ``assert f(2) == 4``) in the same namespace,
-    in a sandboxed subprocess; a test passes when it runs without raising. A failure to load the
-    code fails every test. Limits: ``wall_s`` wall-clock seconds, ``cpu_s`` CPU seconds (rounded up
-    to whole seconds), ``memory_mb`` MiB of address space."""
-    tests = [str(t) for t in tests]
-    total = len(tests)
-    nonce = secrets.token_hex(16)
-    payload = json.dumps({"nonce": nonce, "code": code, "tests": tests}).encode()
-    limits, libc = _limits(cpu_s, memory_mb), _libc()
-    with tempfile.TemporaryDirectory(prefix="spectrum-sandbox-") as base:
-        work, out_path, err_path = (os.path.join(base, name) for name in ("work", "stdout", "stderr"))
-        os.mkdir(work)
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": work, "TMPDIR": work}
-        proc = None
-        timed_out = False
-        # Output files sit beside the working directory (out of the code's reach by path) and are
-        # handed over append-only: the code can neither read the result line back nor rewrite it.
-        with open(out_path, "ab", buffering=0) as out, open(err_path, "ab", buffering=0) as err:
+def _parse(stdout: bytes) -> dict | None:
+    try:
+        reply = json.loads(stdout)
+    except (ValueError, RecursionError, MemoryError):
+        return None
+    if type(reply) is not dict or type(reply.get("tests")) is not list or type(reply.get("loaded")) is not bool:
+        return None
+    return reply
+
+
+def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int) -> Outcome:
+    """Run one job (see :mod:`spectrum_rl.rewards._sandbox_runner` for its form) in a fresh sandbox.
+
+    Limits: ``wall_s`` wall-clock seconds for the whole run (start-up included), ``cpu_s`` CPU
+    seconds (rounded up to whole seconds), ``memory_mb`` MiB of address space. Raises
+    :class:`SandboxUnavailable` only when the sandbox cannot be built at all; every other failure
+    is an Outcome with status "crashed"."""
+    root = os.geteuid() == 0
+    limits = {
+        "cpu_s": max(1, math.ceil(cpu_s)),
+        "memory_bytes": memory_mb * 1024 * 1024,
+        "file_bytes": FILE_BYTES,
+        "open_files": OPEN_FILES,
+    }
+    payload = json.dumps({**job, "limits": limits}).encode()
+    deadline = time.monotonic() + wall_s
+    try:
+        proc, seccomp_fd = _spawn(root)
+    except TimeoutError:  # the reward's own time limit (an OSError too): not the sandbox's failure
+        raise
+    except OSError as exc:  # e.g. no process slot left: the sample crashed, training goes on
+        return Outcome("crashed", None, f"the sandbox did not start: {exc}")
+    try:
+        os.close(seccomp_fd)
+        stdout, stderr, problem = _exchange(proc, payload, deadline)
+        if not problem:
             try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-I", "-S", _RUNNER],
-                    stdin=subprocess.PIPE,
-                    stdout=out,
-                    stderr=err,
-                    cwd=work,
-                    env=env,
-                    close_fds=True,
-                    start_new_session=True,
-                    preexec_fn=lambda: _confine(limits, libc),
-                )
-                try:
-                    proc.communicate(payload, timeout=wall_s)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-            finally:
-                # Also on errors, e.g. the reward timeout's exception (SIGALRM) in the middle of the wait.
-                if proc is not None and proc.returncode is None:
-                    _stop(proc)
-        stdout, stderr = _tail(out_path), _tail(err_path)
-    returncode = proc.returncode
-    note = stderr.decode("utf-8", "replace").strip().splitlines()
-    last_note = note[-1][:200] if note else ""
-    if timed_out:
-        return SandboxResult(0, total, "timeout", f"wall clock limit of {wall_s:g} s")
-    if returncode in (-signal.SIGKILL, -signal.SIGXCPU):
-        return SandboxResult(0, total, "timeout", f"killed by signal {-returncode} (CPU limit of {cpu_s:g} s)")
-    if returncode == BLOCKED_EXIT:
-        return SandboxResult(0, total, "blocked", last_note)
-    parsed = _result_line(stdout, nonce, total) if returncode == 0 else None
-    if parsed is None:
-        return SandboxResult(0, total, "crashed", f"exit status {returncode}; {last_note}".rstrip("; "))
-    passed, status = parsed
-    if status == "memory":
-        return SandboxResult(0, total, "memory", f"MemoryError under the {memory_mb} MiB limit")
-    return SandboxResult(passed, total, "ok")
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                problem = "timeout"
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        stdout, stderr, problem = b"", b"", f"sandbox error: {exc}"
+    finally:
+        if proc.returncode is None:
+            _stop(proc)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            stream.close()
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    last = lines[-1][:200] if lines else ""
+    if problem == "timeout":
+        return Outcome("timeout", None, f"wall clock limit of {wall_s:g} s")
+    if problem:
+        return Outcome("crashed", None, problem)
+    code = proc.returncode
+    reply = _parse(stdout) if code == 0 else None
+    if reply is None:
+        if code in (128 + signal.SIGKILL, 128 + signal.SIGXCPU):
+            return Outcome("timeout", None, f"killed by signal {code - 128} (CPU limit of {limits['cpu_s']} s)")
+        return Outcome("crashed", None, f"exit status {code}, no valid reply; {last}".rstrip("; "))
+    if reply.get("memory") is True:
+        return Outcome("memory", None, f"MemoryError under the {memory_mb} MiB limit")
+    return Outcome("ok", reply)
+
+
+@cache
+def _probe() -> str:
+    """Run an empty job once; "" when the sandbox works, else why not (one line)."""
+    if not sys.platform.startswith("linux"):
+        return f"code rewards need Linux namespaces (bubblewrap); this is {sys.platform}"
+    if seccomp.supported_arch() is None:
+        return f"the code sandbox's seccomp filter has no system call table for this CPU ({os.uname().machine})"
+    try:
+        outcome = run({"code": "", "mode": "expr", "tests": [[["eval", "1 + 1"]]]}, wall_s=30, cpu_s=5, memory_mb=256)
+    except SandboxUnavailable as exc:
+        return str(exc)
+    if outcome.status == "ok" and outcome.reply and outcome.reply["tests"] == [[{"v": 2}]]:
+        return ""
+    why = outcome.detail or outcome.status
+    return f"the code sandbox (bubblewrap) does not start here: {why} (are user namespaces disabled?)"
+
+
+def check_available() -> None:
+    """Raise :class:`SandboxUnavailable` (one line) unless code can run isolated here (tried once)."""
+    problem = _probe()
+    if problem:
+        raise SandboxUnavailable(problem)
