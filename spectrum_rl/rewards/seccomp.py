@@ -28,41 +28,23 @@ _OFFSET_NR, _OFFSET_ARCH, _OFFSET_ARG0 = 0, 4, 16
 _CLONE_NEW_NAMESPACES = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
 _X32_BIT = 0x40000000  # x86-64 syscalls with this bit set use the x32 ABI
 
-# Per architecture: AUDIT_ARCH value, then syscall numbers (asm/unistd_64.h; aarch64 uses the
-# generic table asm-generic/unistd.h).
-_DENIED_NAMES = (
-    "unshare setns mount umount2 pivot_root chroot mount_setattr open_tree move_mount fsopen fsconfig fsmount "
-    "fspick ptrace process_vm_readv process_vm_writev add_key request_key keyctl bpf perf_event_open userfaultfd "
-    "io_uring_setup io_uring_enter io_uring_register init_module finit_module delete_module kexec_load "
-    "kexec_file_load acct swapon swapoff reboot syslog quotactl vhangup lookup_dcookie name_to_handle_at "
-    "open_by_handle_at fanotify_init"
-).split()
-_ARCHES = {
-    "x86_64": (
-        0xC000003E,
-        dict(
-            zip(
-                _DENIED_NAMES,
-                (272, 308, 165, 166, 155, 161, 442, 428, 429, 430, 431, 432, 433, 101, 310, 311, 248, 249, 250, 321)
-                + (298, 323, 425, 426, 427, 175, 313, 176, 246, 320, 163, 167, 168, 169, 103, 179, 153, 212, 303)
-                + (304, 300),
-            )
-        ),
-        {"clone": 56, "clone3": 435},
-    ),
-    "aarch64": (
-        0xC00000B7,
-        dict(
-            zip(
-                _DENIED_NAMES,
-                (97, 268, 40, 39, 41, 51, 442, 428, 429, 430, 431, 432, 433, 117, 270, 271, 217, 218, 219, 280)
-                + (241, 282, 425, 426, 427, 105, 273, 106, 104, 294, 89, 224, 225, 142, 116, 60, 58, 18, 264)
-                + (265, 262),
-            )
-        ),
-        {"clone": 220, "clone3": 435},
-    ),
-}
+# System call numbers: x86_64 (asm/unistd_64.h), aarch64 (the generic table, asm-generic/unistd.h).
+_SYSCALLS = {
+    "unshare": (272, 97), "setns": (308, 268), "mount": (165, 40), "umount2": (166, 39), "pivot_root": (155, 41),
+    "chroot": (161, 51), "mount_setattr": (442, 442), "open_tree": (428, 428), "move_mount": (429, 429),
+    "fsopen": (430, 430), "fsconfig": (431, 431), "fsmount": (432, 432), "fspick": (433, 433), "ptrace": (101, 117),
+    "process_vm_readv": (310, 270), "process_vm_writev": (311, 271), "add_key": (248, 217),
+    "request_key": (249, 218), "keyctl": (250, 219), "bpf": (321, 280), "perf_event_open": (298, 241),
+    "userfaultfd": (323, 282), "io_uring_setup": (425, 425), "io_uring_enter": (426, 426),
+    "io_uring_register": (427, 427), "init_module": (175, 105), "finit_module": (313, 273),
+    "delete_module": (176, 106), "kexec_load": (246, 104), "kexec_file_load": (320, 294), "acct": (163, 89),
+    "swapon": (167, 224), "swapoff": (168, 225), "reboot": (169, 142), "syslog": (103, 116), "quotactl": (179, 60),
+    "vhangup": (153, 58), "lookup_dcookie": (212, 18), "name_to_handle_at": (303, 264),
+    "open_by_handle_at": (304, 265), "fanotify_init": (300, 262),
+}  # fmt: skip
+_CLONE, _CLONE3 = {"x86_64": 56, "aarch64": 220}, 435
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_COLUMN = {"x86_64": 0, "aarch64": 1}
 _ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
@@ -70,7 +52,7 @@ def supported_arch() -> str | None:
     """This machine's architecture name when the filter knows its system call table, else None."""
     arch = platform.machine().lower()
     arch = _ALIASES.get(arch, arch)
-    return arch if arch in _ARCHES else None
+    return arch if arch in _AUDIT_ARCH else None
 
 
 def filter_program() -> bytes:
@@ -78,7 +60,7 @@ def filter_program() -> bytes:
     arch = supported_arch()
     if arch is None:
         raise RuntimeError(f"no seccomp system call table for architecture '{platform.machine()}'")
-    audit_arch, denied, special = _ARCHES[arch]
+    audit_arch, denied = _AUDIT_ARCH[arch], [numbers[_COLUMN[arch]] for numbers in _SYSCALLS.values()]
     # (code, jump-if-true label, jump-if-false label, k); labels are resolved to relative offsets.
     program: list[tuple[int, str | None, str | None, int]] = [
         (_LD_W_ABS, None, None, _OFFSET_ARCH),
@@ -87,10 +69,10 @@ def filter_program() -> bytes:
     ]
     if arch == "x86_64":
         program.append((_JGE_K, "kill", None, _X32_BIT))
-    program += [(_JEQ_K, "eperm", None, nr) for nr in sorted(denied.values())]
+    program += [(_JEQ_K, "eperm", None, nr) for nr in sorted(denied)]
     program += [
-        (_JEQ_K, "enosys", None, special["clone3"]),
-        (_JEQ_K, "clone", None, special["clone"]),
+        (_JEQ_K, "enosys", None, _CLONE3),
+        (_JEQ_K, "clone", None, _CLONE[arch]),
         (_RET_K, None, None, _ALLOW),
     ]
     labels = {"clone": len(program)}
