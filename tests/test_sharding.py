@@ -114,6 +114,20 @@ def test_each_process_holds_half_of_the_parameters_and_optimizer_state(runs):
     assert all(not r["sharded"] and r["fsdp_units"] == 0 and r["local_params"] == total for r in ddp)
 
 
+def assert_same_records(a: list[dict], b: list[dict]) -> None:
+    """The same records but for timings, numbers equal up to float summation order: sharded and
+    DDP runs reduce in different orders (on an AVX-512 CPU an entropy differed in the 6th digit)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        keys = sorted(k for k in x if not k.startswith("time/"))
+        assert keys == sorted(k for k in y if not k.startswith("time/"))
+        for k in keys:
+            if isinstance(x[k], float) or isinstance(y[k], float):
+                assert x[k] == pytest.approx(y[k], rel=1e-5, abs=1e-6), (k, x, y)
+            else:
+                assert x[k] == y[k], (k, x, y)
+
+
 def test_sharded_run_matches_ddp_and_writes_a_whole_hf_model(runs):
     """Rollouts, rewards, evaluation, checkpoints and final/: the sharded run ends where DDP does."""
     from transformers import AutoModelForCausalLM
@@ -128,9 +142,8 @@ def test_sharded_run_matches_ddp_and_writes_a_whole_hf_model(runs):
     a, b = (load_file(run / "final" / "model.safetensors") for run in (sharded, ddp))
     assert sorted(a) == sorted(b)
     assert all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
-    strip = lambda records: [{k: v for k, v in m.items() if not k.startswith("time/")} for m in records]  # noqa: E731
-    assert strip(read_jsonl(sharded / "metrics.jsonl")) == strip(read_jsonl(ddp / "metrics.jsonl"))
-    assert strip(read_jsonl(sharded / "eval.jsonl")) == strip(read_jsonl(ddp / "eval.jsonl"))
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert_same_records(read_jsonl(sharded / name), read_jsonl(ddp / name))
     loaded = AutoModelForCausalLM.from_pretrained(sharded / "final")
     assert all(torch.equal(loaded.state_dict()[k], a[k]) for k in a)
     assert (sharded / "checkpoints" / "step-3" / "sharded" / ".metadata").exists()
