@@ -34,12 +34,12 @@ def config_dict(policy: str, n_domains: int, out: str) -> dict:
     tasks = [
         {
             "name": f"{gens[i % len(gens)]}{i}",
-            "kind": GENERATORS[gens[i % len(gens)]].kind,
+            "kind": GENERATORS.get(gens[i % len(gens)]).kind,
             "source": {"type": "builtin", "generator": gens[i % len(gens)]},
             "eval": {"size": 10},
             "reward": [
                 {"type": "exact_match"}
-                if GENERATORS[gens[i % len(gens)]].kind == "structured"
+                if GENERATORS.get(gens[i % len(gens)]).kind == "structured"
                 else {"type": "constraint"}
             ],
         }

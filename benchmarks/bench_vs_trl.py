@@ -79,7 +79,7 @@ def make_prompts(path: Path, n: int) -> None:
     rng = random.Random(0)
     with path.open("w") as f:
         for _ in range(n):
-            row = GENERATORS["sorting"].make(rng)
+            row = GENERATORS.get("sorting").make(rng)
             f.write(json.dumps({"question": row["question"], "answer": row["answer"]}) + "\n")
 
 
@@ -136,7 +136,7 @@ def child_ours(
                 "group_size": GROUP,
                 "max_new_tokens": max_new,
                 "temperature": 1.0,
-                "aggregation": "token_mean",
+                "loss_type": "dapo",
                 "beta": 0.0,
                 "num_iterations": 1,
                 "learning_rate": LR,
@@ -162,7 +162,7 @@ def child_ours(
     return {
         "samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall,
         "breakdown": {k: round(v / wall, 3) for k, v in parts.items()},
-        "checkpointing": trainer._checkpointing,
+        "checkpointing": trainer.state.activation_checkpointing,
     }
 
 

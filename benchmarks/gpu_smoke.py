@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
     last = metrics[-1]
     ok &= check(
         f"bf16 training steps on {device}",
-        next(trainer.policy.parameters()).device.type == device and trainer.acc.mixed_precision == "bf16",
+        next(trainer.policy.parameters()).device.type == device and trainer.state.acc.mixed_precision == "bf16",
         f"{step_s * 1000:.0f} ms/step, {16 * 8 / step_s:.0f} samples/s",
     )
     ok &= check(
@@ -248,8 +248,9 @@ def check_half_billion(device: str) -> bool:
     torch.cuda.synchronize()
     return check(
         "0.5B-class steps (static cache, CUDA graphs, checkpointing auto)",
-        trainer._checkpointing and all(torch.isfinite(torch.tensor(float(m["grad_norm"]))) for m in metrics),
-        f"{(time.perf_counter() - t0) / 2:.1f} s/step, micro-batch caps {trainer._mb_limits}, "
+        trainer.state.activation_checkpointing
+        and all(torch.isfinite(torch.tensor(float(m["grad_norm"]))) for m in metrics),
+        f"{(time.perf_counter() - t0) / 2:.1f} s/step, micro-batch caps {trainer.learner.budget.limits}, "
         f"graph capture {metrics[0].get('time/graph_capture', 0):.2f} s, "
         f"peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB",
     )
@@ -277,13 +278,13 @@ def check_fsdp(device: str) -> int:
         t0 = time.perf_counter()
         scores = trainer.train()
         seconds = (time.perf_counter() - t0) / config.training.steps
-        units = sum(isinstance(m, FSDPModule) for m in trainer.model.modules())
+        units = sum(isinstance(m, FSDPModule) for m in trainer.state.model.modules())
         metrics = [json.loads(line) for line in (config.output_path / "metrics.jsonl").read_text().splitlines()]
         final = AutoModelForCausalLM.from_pretrained(config.output_path / "final")
         peak = f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device == "cuda" else ""
         ok &= check(
             f"FSDP under accelerate launch: {name} on {device}",
-            trainer.sharded
+            trainer.state.sharded
             and units == trainer.policy.config.num_hidden_layers + 1
             and all(m["nonfinite_skipped"] == 0 for m in metrics)
             and final.num_parameters() == trainer.policy.num_parameters(),

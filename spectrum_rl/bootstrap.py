@@ -77,7 +77,7 @@ def _corpus_batch(rng: random.Random, tokenizer, batch_size: int, noise: float) 
     names = sorted(n for n, g in GENERATORS.items() if g.pretrained)
     seqs = []
     for _ in range(batch_size):
-        gen = GENERATORS[rng.choice(names)]
+        gen = GENERATORS.get(rng.choice(names))
         row = gen.make(rng, **gen.defaults)
         answer = row["answer"]
         if rng.random() < noise:

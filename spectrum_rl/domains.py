@@ -13,7 +13,7 @@ from spectrum_rl.config import AUTO_EXPERT, Config, DomainConfig
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards import HybridReward, build_hybrid
 from spectrum_rl.scheduler.blend import mu_rule
-from spectrum_rl.tasks.base import Example, Row, SourceContext, TaskSource
+from spectrum_rl.tasks.base import Example, RowDict, SourceContext, TaskSource
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Domain:
     expert_field: str | None = "expert"
     _eval: list[Example] | None = field(default=None, repr=False)
 
-    def to_example(self, row: Row) -> Example:
+    def to_example(self, row: RowDict) -> Example:
         """Format a raw row into an Example (prompt from the template, answer, expert)."""
         return Example(
             prompt=self.template.format_map(row),
@@ -103,7 +103,7 @@ def build_domains(config: Config, base_dir: Path) -> list[Domain]:
     return domains
 
 
-def _check_fields(domain: Domain, rows: list[Row]) -> None:
+def _check_fields(domain: Domain, rows: list[RowDict]) -> None:
     """Fail early when the template or the answer/expert fields name columns the rows lack."""
     for row in rows:
         available = ", ".join(sorted(row))

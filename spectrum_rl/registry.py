@@ -1,10 +1,16 @@
-"""Named extension points: scheduler policies, mu schedules, reward components, task sources.
+"""Named extension points: scheduler policies, mu schedules, reward components, task sources and
+built-in generators.
 
-A registry maps a config name (``scheduler.policy: adaptive``) to the class that implements it.
+A registry maps a config name (``scheduler.policy: adaptive``) to what implements it.
 Implementations register themselves where they are defined::
 
     @POLICIES.register("joint")
     class Joint(Policy): ...
+
+Each registry lives beside its base class, in the lowest layer that reads it: ``POLICIES``
+(scheduler/policies.py), ``MU_SCHEDULES`` (scheduler/blend.py), ``REWARDS`` (rewards/base.py),
+``SOURCES`` (tasks/base.py), ``GENERATORS`` (tasks/builtin.py). Loss types and advantage
+estimators register the same way, beside the code that computes them.
 
 The config validates a name against the registry at load time (so a class registered by a test or
 a plugin is a valid name too), and an unknown name gets one error that lists the valid ones.
@@ -13,13 +19,16 @@ a plugin is a valid name too), and an unknown name gets one error that lists the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, PydanticKnownError, core_schema
 
 from spectrum_rl.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class Registry(Generic[T]):
@@ -30,7 +39,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Class decorator: make ``name`` resolve to the decorated class."""
+        """Decorator: make ``name`` resolve to the decorated class (or whatever the registry holds)."""
 
         def add(entry: T) -> T:
             if name in self._entries:
@@ -43,6 +52,9 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         """Remove ``name`` (for tests that register a temporary entry)."""
         self._entries.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._entries  # a YAML value may be a list: unhashable
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
@@ -59,12 +71,62 @@ class Registry(Generic[T]):
 
     def check(self, name: str) -> str:
         """``name`` when registered; else a pydantic error (for field validators) with the message."""
-        if name not in self._entries:
-            raise PydanticCustomError("unknown_name", "{message}", {"message": self.unknown(name)})
+        if name not in self:
+            raise _unknown_name(self.unknown(name))
         return name
 
     def get(self, name: str, field: str | None = None) -> T:
         """The entry for ``name``; a ConfigError listing the valid names when there is none."""
-        if name not in self._entries:
+        if name not in self:
             raise ConfigError(self.unknown(name), field=field)
         return self._entries[name]
+
+
+def _unknown_name(message: str) -> PydanticCustomError:
+    """The pydantic error the config loader shows as ``message`` alone (config/messages.py)."""
+    return PydanticCustomError("unknown_name", "{message}", {"message": message})
+
+
+class Registered(Generic[M]):
+    """Pydantic metadata for a config entry chosen by its ``type``: ``Annotated[Base,
+    Registered(REGISTRY)]`` validates a mapping as the class ``REGISTRY`` holds under its ``type``.
+
+    The class is looked up when a config is validated, not when the schema is built (as a
+    discriminated union would), so a class registered later, by a test or a plugin, is valid."""
+
+    def __init__(self, registry: Registry[type[M]]) -> None:
+        self.registry = registry
+
+    def model_for(self, value: object) -> type[M] | None:
+        """The registered class that ``value["type"]`` names, or None."""
+        name = value.get("type") if isinstance(value, dict) else None
+        return self.registry.get(name) if name in self.registry else None
+
+    def __get_pydantic_core_schema__(self, source: type[M], handler: GetCoreSchemaHandler) -> CoreSchema:
+        def validate(value: Any) -> M:
+            if isinstance(value, source):
+                return value
+            if not isinstance(value, dict):
+                raise PydanticKnownError("dict_type")
+            model = self.model_for(value)
+            if model is None:
+                message = (
+                    self.registry.unknown(value["type"])
+                    if "type" in value
+                    else f"missing 'type'; expected one of {', '.join(self.registry)}"
+                )
+                # Raised as a ValidationError so that pydantic locates it at the `type` key.
+                error = {"type": _unknown_name(message), "loc": ("type",), "input": value.get("type")}
+                raise ValidationError.from_exception_data(source.__name__, [error])
+            return model.model_validate(value)
+
+        return core_schema.no_info_plain_validator_function(validate)
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """One alternative per registered name, told apart by the constant ``type``."""
+        return {
+            "oneOf": [
+                {"allOf": [handler(model.__pydantic_core_schema__)], "properties": {"type": {"const": name}}}
+                for name, model in self.registry.items()
+            ]
+        }

@@ -5,13 +5,14 @@ import json
 import sys
 from pathlib import Path
 
+import spectrum_rl.trainer.experience as experience
 import spectrum_rl.trainer.loop as loop
 from spectrum_rl.config import load_config
 from spectrum_rl.domains import build_domains
 
 config_path, out = Path(sys.argv[1]), Path(sys.argv[2])
 sampled = []
-real_sample = loop.sample
+real_sample = experience.sample
 
 
 def counting_sample(model, prompts, **kw):
@@ -19,7 +20,7 @@ def counting_sample(model, prompts, **kw):
     return real_sample(model, prompts, **kw)
 
 
-loop.sample = counting_sample
+experience.sample = counting_sample
 config = load_config(config_path)
 trainer = loop.Trainer(config, build_domains(config, config_path.parent), config.output_path)
 trainer.train()
@@ -27,7 +28,9 @@ digest = hashlib.sha256()
 for name, tensor in sorted(trainer.policy.state_dict().items()):
     digest.update(name.encode())
     digest.update(tensor.detach().cpu().numpy().tobytes())
-rank = trainer.acc.process_index
+rank = trainer.state.acc.process_index
 (out / f"rank{rank}.json").write_text(
-    json.dumps({"rank": rank, "world": trainer.acc.num_processes, "sampled": sampled, "weights": digest.hexdigest()})
+    json.dumps(
+        {"rank": rank, "world": trainer.state.acc.num_processes, "sampled": sampled, "weights": digest.hexdigest()}
+    )
 )

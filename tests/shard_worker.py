@@ -19,7 +19,6 @@ from spectrum_rl.domains import build_domains
 from spectrum_rl.models import load_causal_lm
 from spectrum_rl.trainer.batch import Row
 from spectrum_rl.trainer.loop import Trainer
-from spectrum_rl.trainer.metrics import Sums
 from spectrum_rl.trainer.rollout import sample
 from spectrum_rl.trainer.sharding import full_state_dict, gathered, local_numel
 
@@ -27,16 +26,16 @@ mode, config_path, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 config = load_config(config_path)
 domains = build_domains(config, config_path.parent)
 trainer = Trainer(config, domains, config.output_path, resume="--resume" in sys.argv)
-rank, world = trainer.acc.process_index, trainer.acc.num_processes
-params = [p for p in trainer.model.parameters()]
+rank, world = trainer.state.acc.process_index, trainer.state.acc.num_processes
+params = [p for p in trainer.state.model.parameters()]
 report = {
     "rank": rank,
     "world": world,
-    "sharded": trainer.sharded,
-    "fsdp_units": sum(isinstance(m, FSDPModule) for m in trainer.model.modules()),
+    "sharded": trainer.state.sharded,
+    "fsdp_units": sum(isinstance(m, FSDPModule) for m in trainer.state.model.modules()),
     "local_params": local_numel(params),
     "total_params": sum(p.numel() for p in params),
-    "base_local_params": local_numel(trainer.base.parameters()) if trainer.base is not None else None,
+    "base_local_params": local_numel(trainer.state.base.parameters()) if trainer.state.base is not None else None,
 }
 
 if mode == "train":
@@ -45,7 +44,7 @@ if mode == "train":
     reference, tokenizer = load_causal_lm(config.model.name_or_path)
     prompts = [tokenizer(p)["input_ids"] for p in ("sort: 3 1 2", "reverse: abc", "sort: 9 8")]
     same = {}
-    with gathered(trainer.model):
+    with gathered(trainer.state.model):
         for static in (True, False):
             kw = dict(max_new_tokens=8, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id, temperature=0)
             a = sample(trainer.policy, prompts, static_cache=static, graphs=False, **kw)
@@ -57,9 +56,9 @@ if mode == "train":
     report["greedy_equal"] = same
     trainer.train()
     report["optimizer_local_state"] = local_numel(
-        v for s in trainer.optimizer.state.values() for k, v in s.items() if k != "step"
+        v for s in trainer.state.optimizer.state.values() for k, v in s.items() if k != "step"
     )
-    report["eval"] = trainer._eval()
+    report["eval"] = trainer.evaluate()
     if "--probe" in sys.argv:  # `order`'s transfer probes: restore weights and optimizer between domains
         from spectrum_rl.analysis.probe import probe_transfer
 
@@ -75,8 +74,8 @@ elif mode == "rows":
         rows.append(Row(prompt, completion, role, "sorting", 1.0 - 0.05 * i, (-1.0) ** i * (0.5 + 0.1 * i)))
     plan = trainer.planner.plan(0)
     for _ in range(3):
-        trainer._optimize(rows[rank::world], plan, Sums())
-    weights = full_state_dict(trainer.model) if trainer.sharded else trainer.policy.state_dict()
+        trainer.learner.update(rows[rank::world], plan)
+    weights = full_state_dict(trainer.state.model) if trainer.state.sharded else trainer.policy.state_dict()
     if rank == 0:
         torch.save({k: v.detach().cpu() for k, v in weights.items()}, out / "weights.pt")
 (out / f"rank{rank}.json").write_text(json.dumps(report))

@@ -14,6 +14,7 @@ from spectrum_rl.scheduler.blend import (
     SFTConfig,
     allocate_rows,
     chord_mu,
+    gate_counts,
     gate_mu,
     gate_switches,
     layer_factors,
@@ -95,9 +96,6 @@ def test_adaptive_mu_counts_a_domain_blind_while_its_held_out_score_is_under_the
     again = mu_rule(rule.spec)
     again.load_state_dict(rule.state_dict())
     assert again.mu(17) == rule.mu(17) and again.state_dict() == rule.state_dict()
-    old = mu_rule(rule.spec)  # a checkpoint from before blindness routing kept one mu, the disruption term
-    old.load_state_dict({"baseline": 0.5, "current": 0.3})
-    assert old.mu(0) == pytest.approx(0.3)
 
 
 def test_demonstrations_follow_need_not_the_rl_share():
@@ -190,7 +188,7 @@ def test_row_weights_blend_gate_and_zero_variance():
     ]
     switched = gate_switches(plan, groups, SFTConfig(), group_size=3)
     assert switched == [False, True, False, False, False]  # no demonstration: stays RL
-    fraction = gate_mu(plan, {"g": (1, 3)})
+    fraction = gate_mu(plan, [1, 3])
     assert fraction == {"g": pytest.approx(1 / 3)}
     executed = StepPlan(plan.mixture, {**plan.mu, **fraction}, "", gate=plan.gate)
     w = row_weights(executed, groups, switched, ["a"], SFTConfig())
@@ -211,7 +209,7 @@ def test_gate_gives_every_prompt_one_unit_of_weight():
     for k in range(9):
         groups = [_group("g", (0.0,) * 4 if i < k else (1.0, 0.0, 0.0, 0.0)) for i in range(8)]
         switched = gate_switches(plan, groups, SFTConfig(), group_size=4)
-        mu = gate_mu(plan, {"g": (sum(switched), len(groups))})
+        mu = gate_mu(plan, gate_counts(plan, groups, switched))
         w = row_weights(StepPlan(plan.mixture, mu, "", gate=plan.gate), groups, switched, [], SFTConfig())
         rl_part = max(w.rl)  # every RL row of the step has this weight; the part is a mean over its tokens
         sft_part = max(w.gated)
@@ -273,6 +271,26 @@ def test_a_toy_policy_and_mu_schedule_through_the_registries_alone(tmp_path, toy
     assert plan.mixture == {"a": 0.0, "b": 1.0} and plan.reason == "toy: last domain"
     assert plan.mu == {"a": pytest.approx(0.2), "b": pytest.approx(0.2)}
     assert plan.prompts == {"b": 8} and plan.demos == {"b": 4}
+
+
+def test_a_planner_state_of_the_first_layout_loads_through_its_one_migration(tmp_path):
+    config = load_config(_config(tmp_path, "adaptive", "adaptive"))
+    make = lambda: Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 8)  # noqa: E731
+    state = make().state_dict()
+    assert state["version"] == 2
+    # layout 1: no version, no transfer errors, adaptive's plateau records absent, and the mu rule
+    # from before blindness routing kept one mu (the disruption term) as "current"
+    old = {k: v for k, v in state.items() if k not in ("version", "transfer_stderr")}
+    old["policy"] = {k: v for k, v in state["policy"].items() if k not in ("peak", "stale", "done", "creative")}
+    old["mu"] = {n: {"baseline": 0.5, "current": 0.3} for n in state["mu"]}
+    planner = make()
+    planner.load_state_dict(old)
+    assert planner.mu_rules["a"].mu(0) == pytest.approx(0.3) and planner.mu_rules["a"].baseline == 0.5
+    assert planner.state_dict()["policy"] == state["policy"]
+    without_mu = {k: v for k, v in old.items() if k != "mu"}  # from before per-domain mu rules: fresh ones
+    fresh = make()
+    fresh.load_state_dict(without_mu)
+    assert fresh.state_dict()["mu"] == state["mu"]
 
 
 def test_unknown_names_list_the_registered_ones(tmp_path):

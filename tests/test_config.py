@@ -41,7 +41,7 @@ BAD_CONFIGS = [
     (
         "unknown_reward",
         _cfg(GOOD_TASK.replace("exact_match", "exact")),
-        "tasks[0].reward[0].type: unknown type 'exact'; did you mean 'exact_match'",
+        "tasks[0].reward[0].type: unknown reward type 'exact'; did you mean 'exact_match'",
     ),
     (
         "reward_no_type",
@@ -61,7 +61,7 @@ BAD_CONFIGS = [
     (
         "unknown_source",
         _cfg(GOOD_TASK.replace("type: builtin", "type: web")),
-        "tasks[0].source.type: unknown type 'web'",
+        "tasks[0].source.type: unknown source type 'web'",
     ),
     (
         "unknown_generator",
@@ -267,3 +267,31 @@ def test_recipes_differ_only_in_the_blend():
         cfg = load_config(ROOT / "configs" / f"{name}.yaml")
         assert cfg.tasks == base.tasks and cfg.training.steps == base.training.steps
         assert cfg.training.sft != base.training.sft or name == "rl_only"
+
+
+@pytest.mark.parametrize(
+    "old,loss_type", [("token_mean", "dapo"), ("seq_mean_token_mean", "grpo"), ("seq_mean_token_sum_norm", "dr_grpo")]
+)
+def test_the_old_aggregation_field_names_its_loss_type(tmp_path, old, loss_type):
+    path = tmp_path / "run.yaml"
+    path.write_text(_cfg(extra=f"training: {{aggregation: {old}}}\n"))
+    assert load_config(path).training.loss_type == loss_type
+
+
+@pytest.mark.parametrize(
+    "training,message",
+    [
+        ("{aggregation: token_mean, loss_type: grpo}", "aggregation is the old name of loss_type: give loss_type only"),
+        ("{aggregation: mean}", "aggregation is now loss_type; 'mean' is none of its old values"),
+        ("{loss_type: gspo}", "GSPO is loss_type: grpo with importance_sampling_level: sequence"),
+        ("{loss_type: cipso}", "unknown loss type 'cipso'; did you mean 'cispo'?"),
+    ],
+)
+def test_loss_type_errors_name_the_new_field(tmp_path, training, message):
+    from spectrum_rl.errors import ConfigError
+
+    path = tmp_path / "run.yaml"
+    path.write_text(_cfg(extra=f"training: {training}\n"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "training" in str(err.value) and message in str(err.value)

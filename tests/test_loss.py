@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from spectrum_rl.trainer.advantages import group_advantages
-from spectrum_rl.trainer.loss import TRL_LOSS_TYPE, aggregate, rl_denominator, rl_token_loss, sft_token_loss
+from spectrum_rl.objectives.advantages import group_advantages
+from spectrum_rl.objectives.losses import LOSSES, LossSettings, aggregate, rl_denominator, rl_token_loss
+from spectrum_rl.trainer.loss import sft_token_loss
 
 B, T = 6, 7
 MAX_NEW = 9
@@ -28,7 +29,9 @@ def _tensors(seed: int = 0):
     return logp, old, ref, adv, mask
 
 
-def _trl_loss(loss_type: str, logp, old, ref, adv, mask, eps_low, eps_high, beta) -> torch.Tensor:
+def _trl_loss(
+    loss_type: str, logp, old, ref, adv, mask, eps_low, eps_high, beta, level="token", sapo=(1.0, 1.05)
+) -> torch.Tensor:
     """TRL 1.x GRPOTrainer._compute_loss on our tensors (model forward replaced by `logp`)."""
     trl = pytest.importorskip("trl")
     trainer = object.__new__(trl.GRPOTrainer)
@@ -39,7 +42,7 @@ def _trl_loss(loss_type: str, logp, old, ref, adv, mask, eps_low, eps_high, beta
         beta=beta,
         top_entropy_quantile=1.0,
         off_policy_mask_threshold=None,
-        importance_sampling_level="token",
+        importance_sampling_level=level,
         use_vllm=False,
         aux_loss_enabled=False,
         _entropy_bonus_enabled=False,
@@ -47,7 +50,13 @@ def _trl_loss(loss_type: str, logp, old, ref, adv, mask, eps_low, eps_high, beta
         current_gradient_accumulation_steps=1,
         model=SimpleNamespace(training=True),
         _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
-        args=SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=1),
+        args=SimpleNamespace(
+            delta=None,
+            use_bias_correction_kl=False,
+            steps_per_generation=1,
+            sapo_temperature_pos=sapo[0],
+            sapo_temperature_neg=sapo[1],
+        ),
         accelerator=SimpleNamespace(
             num_processes=1,
             reduce=lambda t, reduction="sum": t,
@@ -72,40 +81,114 @@ def _trl_loss(loss_type: str, logp, old, ref, adv, mask, eps_low, eps_high, beta
     return trainer._compute_loss(None, inputs)
 
 
-@pytest.mark.parametrize("aggregation", list(TRL_LOSS_TYPE))
+def _loss(name: str, eps_low=0.2, eps_high=0.28, **settings):
+    return LOSSES.get(name)(LossSettings(eps_low, eps_high, **settings))
+
+
+def _whole_batch(loss, terms, mask, world=1):
+    """The step loss of one process holding the whole batch (all counts local = global)."""
+    den = rl_denominator(
+        loss.aggregation,
+        tokens=float(mask.sum()),
+        sequences=float(mask.shape[0]),
+        local_tokens=float(mask.sum()),
+        max_new_tokens=MAX_NEW,
+        world=world,
+    )
+    return aggregate(terms.per_token, mask, loss.aggregation, den)
+
+
+# TRL's cispo caps the weight at epsilon_high (its eps_max); sapo has no clip
+_TRL_EPS_HIGH = {"cispo": 5.0}
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"])
+@pytest.mark.parametrize("level", ["token", "sequence"])
 @pytest.mark.parametrize("beta", [0.0, 0.04])
-def test_rl_loss_matches_trl(aggregation, beta):
+def test_rl_loss_matches_trl(loss_type, level, beta):
+    """Every registered TRL loss type, at both importance-sampling levels (sequence: GSPO), equals
+    TRL 1.16's own loss on the same tensors; its gradient too."""
     logp, old, ref, adv, mask = _tensors()
-    terms = rl_token_loss(logp, old, adv, eps_low=0.2, eps_high=0.28, beta=beta, ref_logp=ref)
-    ours = aggregate(terms.per_token, mask, aggregation, rl_denominator(mask, aggregation, MAX_NEW))
-    theirs = _trl_loss(TRL_LOSS_TYPE[aggregation], logp, old, ref, adv, mask, 0.2, 0.28, beta)
+    loss = _loss(loss_type, cispo_eps_max=5.0, sapo_temperature_pos=1.0, sapo_temperature_neg=1.05)
+    leaf = logp.clone().requires_grad_()
+    terms = rl_token_loss(loss, leaf, old, adv, mask, level=level, beta=beta, ref_logp=ref)
+    ours = _whole_batch(loss, terms, mask)
+    trl_leaf = logp.clone().requires_grad_()
+    eps_high = _TRL_EPS_HIGH.get(loss_type, 0.28)
+    theirs = _trl_loss(loss_type, trl_leaf, old, ref, adv, mask, 0.2, eps_high, beta, level=level)
     assert torch.allclose(ours, theirs, atol=1e-6), (float(ours), float(theirs))
+    ours.backward()
+    theirs.backward()
+    assert torch.allclose(leaf.grad, trl_leaf.grad, atol=1e-6)
+
+
+def test_the_trl_loss_family_is_registered():
+    assert {"grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"} <= set(LOSSES)
 
 
 def test_micro_batches_add_up_to_full_batch_loss():
     logp, old, ref, adv, mask = _tensors(1)
-    for aggregation in TRL_LOSS_TYPE:
-        terms = rl_token_loss(logp, old, adv, eps_low=0.2, eps_high=0.2)
-        den = rl_denominator(mask, aggregation, MAX_NEW)
-        full = aggregate(terms.per_token, mask, aggregation, den)
-        parts = sum(aggregate(terms.per_token[i : i + 2], mask[i : i + 2], aggregation, den) for i in range(0, B, 2))
+    for name in LOSSES:
+        loss = _loss(name, eps_high=0.2)
+        terms = rl_token_loss(loss, logp, old, adv, mask)
+        den = rl_denominator(
+            loss.aggregation,
+            tokens=float(mask.sum()),
+            sequences=B,
+            local_tokens=float(mask.sum()),
+            max_new_tokens=MAX_NEW,
+            world=1,
+        )
+        full = aggregate(terms.per_token, mask, loss.aggregation, den)
+        parts = sum(
+            aggregate(terms.per_token[i : i + 2], mask[i : i + 2], loss.aggregation, den) for i in range(0, B, 2)
+        )
         assert torch.allclose(full, parts, atol=1e-6)
+
+
+def test_bnpo_normalises_by_each_process_tokens_and_dapo_by_all():
+    """Two processes with 3 and 1 of 4 rows: dapo's mean over processes of their losses is the
+    token mean of the whole batch; bnpo's is the mean of the two processes' token means (TRL: the
+    local batch)."""
+    logp, old, ref, adv, mask = _tensors(2)
+    parts = [slice(0, 3), slice(3, 4)]
+    tokens = float(mask[:4].sum())
+    for name in ("dapo", "bnpo"):
+        loss = _loss(name)
+        terms = rl_token_loss(loss, logp[:4], old[:4], adv[:4], mask[:4])
+        per_process = []
+        for p in parts:
+            den = rl_denominator(
+                loss.aggregation,
+                tokens=tokens,
+                sequences=4,
+                local_tokens=float(mask[p].sum()),
+                max_new_tokens=MAX_NEW,
+                world=2,
+            )
+            per_process.append(aggregate(terms.per_token[p], mask[p], loss.aggregation, den))
+        mean = sum(per_process) / 2  # DDP's gradient mean
+        lt = terms.per_token * mask[:4]
+        expected = lt.sum() / tokens if name == "dapo" else sum(lt[p].sum() / mask[p].sum() for p in parts) / 2
+        assert torch.allclose(mean, expected, atol=1e-6)
 
 
 def test_clip_objective_by_hand():
     logp = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))  # ratios vs old=0: 1.5, 0.5, 1.0
     old = torch.zeros(1, 3)
-    pos = rl_token_loss(logp, old, torch.tensor([2.0]), eps_low=0.2, eps_high=0.28).per_token
+    clip, mask = _loss("dapo"), torch.ones(1, 3)
+    pos = rl_token_loss(clip, logp, old, torch.tensor([2.0]), mask).per_token
     assert torch.allclose(pos, torch.tensor([[-1.28 * 2, -0.5 * 2, -2.0]]))  # min picks clip only above
-    neg = rl_token_loss(logp, old, torch.tensor([-1.0]), eps_low=0.2, eps_high=0.28).per_token
+    neg = rl_token_loss(clip, logp, old, torch.tensor([-1.0]), mask).per_token
     assert torch.allclose(neg, torch.tensor([[1.5, 0.8, 1.0]]))
 
 
 def test_k1_and_k3_kl():
     logp, ref = torch.tensor([[-1.0]]), torch.tensor([[-2.0]])
     adv = torch.zeros(1)
-    k3 = rl_token_loss(logp, logp, adv, eps_low=0.2, eps_high=0.2, beta=1.0, ref_logp=ref).kl
-    k1 = rl_token_loss(logp, logp, adv, eps_low=0.2, eps_high=0.2, beta=1.0, ref_logp=ref, kl_estimator="k1").kl
+    loss, mask = _loss("dapo"), torch.ones(1, 1)
+    k3 = rl_token_loss(loss, logp, logp, adv, mask, beta=1.0, ref_logp=ref).kl
+    k1 = rl_token_loss(loss, logp, logp, adv, mask, beta=1.0, ref_logp=ref, kl_estimator="k1").kl
     assert torch.allclose(k3, torch.tensor([[math.exp(-1) + 1 - 1]]))
     assert torch.allclose(k1, torch.tensor([[1.0]]))
 
@@ -113,7 +196,13 @@ def test_k1_and_k3_kl():
 def test_luffy_shaped_weight_gradient():
     logp = torch.log(torch.tensor([[0.5]])).requires_grad_()
     terms = rl_token_loss(
-        logp, logp.detach(), torch.tensor([1.0]), eps_low=0.2, eps_high=0.2, luffy=torch.tensor([True]), luffy_gamma=0.1
+        _loss("dapo"),
+        logp,
+        logp.detach(),
+        torch.tensor([1.0]),
+        torch.ones(1, 1),
+        luffy=torch.tensor([True]),
+        luffy_gamma=0.1,
     )
     assert torch.allclose(terms.per_token, torch.tensor([[-0.5 / 0.6]]))
     terms.per_token.sum().backward()

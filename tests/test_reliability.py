@@ -17,23 +17,30 @@ from safetensors.torch import load_file
 from spectrum_rl.cli import main
 from spectrum_rl.errors import TrainingError
 from spectrum_rl.trainer.checkpoint import list_checkpoints, read_jsonl
-from spectrum_rl.trainer.loop import Trainer
+from spectrum_rl.trainer.learner import Learner
 from tests.test_trainer import make_trainer, write_config
 
 
 def _nan_loss_on(monkeypatch, steps: set[int] | None) -> None:
-    """Make the loss NaN on the given steps (None: every step)."""
-    original = Trainer._micro_loss
+    """Make the loss NaN on the given steps (None: every step); the learner's n-th update (from 0)
+    is step n."""
+    update, micro_loss = Learner.update, Learner.micro_loss
+    updates = []
+
+    def counted(self, *args, **kwargs):
+        updates.append(None)
+        return update(self, *args, **kwargs)
 
     def poisoned(self, *args, **kwargs):
-        loss = original(self, *args, **kwargs)
-        return loss * float("nan") if steps is None or self.step in steps else loss
+        loss = micro_loss(self, *args, **kwargs)
+        return loss * float("nan") if steps is None or len(updates) - 1 in steps else loss
 
-    monkeypatch.setattr(Trainer, "_micro_loss", poisoned)
+    monkeypatch.setattr(Learner, "update", counted)
+    monkeypatch.setattr(Learner, "micro_loss", poisoned)
 
 
 def test_a_nonfinite_step_is_skipped_and_logged(tmp_path, tiny_random_lm_dir, monkeypatch):
-    _nan_loss_on(monkeypatch, {1})  # the second step (self.step is 1 while it runs)
+    _nan_loss_on(monkeypatch, {1})  # the second step
     trainer = make_trainer(write_config(tmp_path, tiny_random_lm_dir, {"steps": 3}))
     weights = []
     trainer.train(on_step=lambda m: weights.append([p.detach().clone() for p in trainer.policy.parameters()]))

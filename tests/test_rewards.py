@@ -12,7 +12,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from spectrum_rl.errors import ConfigError, RewardError
-from spectrum_rl.rewards import REWARD_TYPES, HybridReward, RewardComponentSpec, build_hybrid, extract_answer
+from spectrum_rl.rewards import REWARDS, HybridReward, RewardComponentSpec, build_hybrid, extract_answer
 from spectrum_rl.rewards.base import RewardComponent
 from spectrum_rl.rewards.text import last_number, normalize
 from spectrum_rl.tasks.base import Example
@@ -335,7 +335,7 @@ def test_reasoning_gym_verifier():
 
 
 def test_spec_union_and_types():
-    assert len(REWARD_TYPES) == 14 and "exact_match" in REWARD_TYPES and "reasoning_gym" in REWARD_TYPES
+    assert len(list(REWARDS)) == 14 and "exact_match" in REWARDS and "reasoning_gym" in REWARDS
     with pytest.raises(ValidationError):
         spec(type="exact_match", bogus=1)
     with pytest.raises(ValidationError):

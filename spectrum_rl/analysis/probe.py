@@ -24,6 +24,7 @@ from spectrum_rl.scheduler.continual import normalised_transfer
 from spectrum_rl.scheduler.order import best_order
 from spectrum_rl.scheduler.signals import slope
 from spectrum_rl.trainer.checkpoint import load_latest, read_jsonl
+from spectrum_rl.trainer.evaluate import evaluate_state
 from spectrum_rl.trainer.loop import Trainer
 
 TRANSFER_FILE = "transfer.json"
@@ -40,22 +41,22 @@ def probe_transfer(
     """Train ``steps`` steps on each domain alone from the same start; return the transfer record."""
     trainer = Trainer(config, domains, config.output_path, base_dir=base_dir)
     start = copy.deepcopy(trainer.policy.state_dict())
-    opt_state, lr_state = copy.deepcopy(trainer.optimizer.state_dict()), trainer.lr_scheduler.state_dict()
+    opt_state, lr_state = copy.deepcopy(trainer.state.optimizer.state_dict()), trainer.state.lr_scheduler.state_dict()
     names = [d.name for d in domains]
-    before = trainer.evaluate().scores
+    before = evaluate_state(trainer.state, domains, config).scores
     after: dict[str, dict[str, float]] = {}
     entropy: dict[str, dict[str, float]] = {}
     for name in names:
         if on_probe:
             on_probe(name)
         trainer.policy.load_state_dict(start)
-        trainer.optimizer.load_state_dict(opt_state)
-        trainer.lr_scheduler.load_state_dict(lr_state)
+        trainer.state.optimizer.load_state_dict(opt_state)
+        trainer.state.lr_scheduler.load_state_dict(lr_state)
         series = []
         for step in range(steps):
             plan = trainer.planner.plan(step, mixture={n: float(n == name) for n in names})
             series.append(trainer.train_step(plan).get(f"entropy/{name}"))
-        after[name] = trainer.evaluate().scores
+        after[name] = evaluate_state(trainer.state, domains, config).scores
         values = [v for v in series if v is not None]
         if values:
             entropy[name] = {"start": values[0], "end": values[-1], "trend": slope(values)}
@@ -70,7 +71,7 @@ def probe_transfer(
         "entropy": entropy,
         "source": "probe",
     }
-    if trainer.is_main:
+    if trainer.state.is_main:
         config.output_path.mkdir(parents=True, exist_ok=True)
         (config.output_path / TRANSFER_FILE).write_text(json.dumps(record, indent=2))
     return record

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from spectrum_rl.config.schema import Config
 from spectrum_rl.errors import ConfigError, did_you_mean
+from spectrum_rl.registry import Registered
 
 
 def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file: str) -> ConfigError:
@@ -32,15 +33,7 @@ def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file:
         message = f"unknown key '{show_key(key)}'{did_you_mean(key, fields)}; valid keys: {', '.join(fields)}"
     elif kind == "missing":
         message = f"missing required key '{path[-1]}'"
-    elif kind in ("union_tag_invalid", "union_tag_not_found"):
-        tags = re.findall(r"'([^']+)'", (err.get("ctx") or {}).get("expected_tags", "")) or _union_tags(path, data)
-        if kind == "union_tag_not_found" or not isinstance(found, dict) or "type" not in found:
-            message = f"missing 'type'; expected one of {', '.join(tags)}"
-        else:
-            tag = found.get("type")
-            message = f"unknown type {str(tag)!r}{did_you_mean(tag, tags)}; expected one of {', '.join(tags)}"
-        path = [*path, "type"]
-    elif kind == "unknown_name":  # a name checked against a registry (spectrum_rl/registry.py)
+    elif kind == "unknown_name":  # a name or `type` checked against a registry (spectrum_rl/registry.py)
         message = err["msg"]
     elif kind == "literal_error":
         options = re.findall(r"'([^']+)'", err["ctx"]["expected"])
@@ -83,29 +76,23 @@ def _has(container: Any, key: Any) -> bool:
 
 
 def _resolve(tp: Any, value: Any) -> Any:
-    """Unwrap Annotated/Optional and pick the discriminated-union member matching ``value['type']``."""
+    """Unwrap Annotated/Optional; a registered entry (``Registered``) is the class its ``value['type']`` names."""
     while True:
         origin = typing.get_origin(tp)
         if origin is Annotated:
-            tp = typing.get_args(tp)[0]
+            base, *metadata = typing.get_args(tp)
+            named = [m.model_for(value) for m in metadata if isinstance(m, Registered)]
+            tp = next((model for model in named if model), base)
         elif origin in (Union, types.UnionType):
-            members = [a for a in typing.get_args(tp) if a is not type(None)]
-            tag = value.get("type") if isinstance(value, dict) else None
-            tp = ([m for m in members if _tag_of(m) == tag] or members)[0]
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
         else:
             return tp
-
-
-def _tag_of(model: Any) -> str | None:
-    field = getattr(model, "model_fields", {}).get("type")
-    args = typing.get_args(field.annotation) if field else ()
-    return args[0] if args else None
 
 
 def _child_type(tp: Any, part: Any) -> Any:
     if hasattr(tp, "model_fields"):
         field = tp.model_fields.get(part)
-        return None if field is None else field.annotation
+        return None if field is None else field.rebuild_annotation()  # with its metadata (``Registered``)
     origin = typing.get_origin(tp)
     if origin is list:
         return typing.get_args(tp)[0]
@@ -126,14 +113,6 @@ def _raw_type(path: list, data: Any) -> tuple[Any, Any]:
 def _model_fields(path: list, data: Any) -> list[str]:
     tp, cur = _raw_type(path, data)
     return list(getattr(_resolve(tp, cur), "model_fields", {}))
-
-
-def _union_tags(path: list, data: Any) -> list[str]:
-    tp, _ = _raw_type(path, data)
-    while typing.get_origin(tp) is Annotated:
-        tp = typing.get_args(tp)[0]
-    members = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else ()
-    return [t for t in map(_tag_of, members) if t]
 
 
 def locate(node: yaml.Node | None, path: list) -> tuple[int | None, int | None]:

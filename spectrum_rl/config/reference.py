@@ -3,8 +3,6 @@ table per section with each field's default and meaning, then the registered nam
 
 from __future__ import annotations
 
-import typing
-
 from pydantic_core import PydanticUndefined
 
 from spectrum_rl.config.schema import (
@@ -17,12 +15,15 @@ from spectrum_rl.config.schema import (
     RunConfig,
     TrainingConfig,
 )
+from spectrum_rl.objectives.advantages import ADVANTAGES
+from spectrum_rl.objectives.losses import LOSSES
+from spectrum_rl.rewards import REWARDS
 from spectrum_rl.rewards.base import RewardSpec
-from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.scheduler.blend import MU_SCHEDULES, MuSchedule, SFTConfig
 from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig
 from spectrum_rl.schema import StrictModel
-from spectrum_rl.tasks.specs import SourceSpec
+from spectrum_rl.tasks.base import SOURCES
+from spectrum_rl.tasks.builtin import GENERATORS
 
 _SECTIONS: list[tuple[str, type[StrictModel]]] = [
     ("run", RunConfig),
@@ -48,17 +49,20 @@ def reference_markdown() -> str:
     for prefix, model in _SECTIONS:
         parts.append(_field_table(f"`{prefix}`", model, prefix + ".", skip=_SUBSECTIONS.get(model, ())))
     parts.append(_field_table("Every reward component (`tasks[i].reward[j]`)", RewardSpec, "", skip=()))
-    for title, union, skip in (
-        ("Source", SourceSpec, ("type",)),
-        ("Reward", RewardComponentSpec, _COMMON_REWARD_FIELDS),
+    for title, registry, skip in (("Source", SOURCES, ("type",)), ("Reward", REWARDS, _COMMON_REWARD_FIELDS)):
+        for name, spec in registry.items():
+            parts.append(_field_table(f"{title} `type: {name}` — {_first_line(spec)}", spec, "", skip=skip))
+    for title, registry in (
+        ("`scheduler.policy`", POLICIES),
+        ("`training.sft.mu.schedule`", MU_SCHEDULES),
+        ("`training.loss_type`", LOSSES),
+        ("`training.scale_rewards`", ADVANTAGES),
     ):
-        for member in typing.get_args(typing.get_args(union)[0]):
-            tag = member.model_fields["type"].default
-            doc = " ".join((member.__doc__ or "").strip().split("\n\n")[0].split())
-            parts.append(_field_table(f"{title} `type: {tag}` — {doc}", member, "", skip=skip))
-    for title, registry in (("`scheduler.policy`", POLICIES), ("`training.sft.mu.schedule`", MU_SCHEDULES)):
         rows = [f"| `{name}` | {_first_line(cls)} |" for name, cls in registry.items()]
         parts.append("\n".join([f"#### Values of {title}", "", "| name | what it does |", "|---|---|", *rows]))
+    rows = [f"| `{name}` | {gen.kind} | {gen.knob_help()} |" for name, gen in GENERATORS.items()]
+    header = ["#### Values of `tasks[i].source.generator`", "", "| name | kind | difficulty knobs |", "|---|---|---|"]
+    parts.append("\n".join([*header, *rows]))
     return "\n\n".join(parts) + "\n"
 
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from spectrum_rl.objectives.advantages import ADVANTAGES
+from spectrum_rl.objectives.losses import LOSSES
 from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.scheduler.blend import SFTConfig
 from spectrum_rl.scheduler.policies import SchedulerConfig
 from spectrum_rl.schema import StrictModel
-from spectrum_rl.tasks.specs import SourceSpec
+from spectrum_rl.tasks.specs import AnySourceSpec
 
 AUTO_EXPERT = "auto"  # expert_field default: the `expert` field when the rows have one, else none
 
@@ -69,7 +71,7 @@ class DomainConfig(StrictModel):
     kind: Literal["structured", "creative"] = Field(
         ..., description="structured: one verifiable answer; creative: many valid answers."
     )
-    source: SourceSpec
+    source: AnySourceSpec
     prompt: str = Field("{question}\n", description="Prompt template over the row's fields.")
     answer_field: str | None = Field("answer", description="Row field holding the reference answer.")
     expert_field: str | None = Field(
@@ -99,6 +101,9 @@ class LoraConfig(StrictModel):
     alpha: int = Field(16, ge=1, description="LoRA scaling alpha.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
     target_modules: str | list[str] = Field("all-linear", description="Modules to adapt (peft syntax).")
+
+
+_AGGREGATION_LOSS = {"token_mean": "dapo", "seq_mean_token_mean": "grpo", "seq_mean_token_sum_norm": "dr_grpo"}
 
 
 class TrainingConfig(StrictModel):
@@ -137,7 +142,8 @@ class TrainingConfig(StrictModel):
     static_cache: bool | Literal["auto"] = Field(
         "auto",
         description="Rollouts of Llama-family models (llama, mistral, qwen2; SDPA attention) decode over a "
-        "preallocated KV cache: the same samples, 9-18% faster on CPU. false: the model's own cache, for any model; "
+        "preallocated KV cache: the same samples, faster (docs/performance.md). false: the model's own cache, for any "
+        "model; "
         "auto: on CPU only (not yet run on a GPU; true turns it on there).",
     )
     decode_graphs: bool | Literal["auto"] = Field(
@@ -151,28 +157,44 @@ class TrainingConfig(StrictModel):
         "auto",
         description="CPU runs: fp32 linear layers (rollouts, training forward and backward, evaluation) on "
         "oneDNN instead of PyTorch's default BLAS, MKL, which runs AVX2 code on AMD CPUs where oneDNN runs AVX-512: "
-        "results equal to ~1e-6, 2x the matmul rate on the AMD benchmark machine; rollouts and evaluation hold one "
-        "prepacked copy of the weights. auto: on for CPU runs; no effect on a GPU or where this PyTorch build lacks "
-        "oneDNN.",
+        "results equal to float rounding, a faster matmul on AMD CPUs (docs/performance.md); rollouts and "
+        "evaluation hold one prepacked copy of the weights. auto: on for CPU runs; no effect on a GPU or where this "
+        "PyTorch build lacks oneDNN.",
     )
     reuse_host_memory: bool = Field(
         True,
         description="CPU runs: keep freed memory blocks under 32 MiB in the process heap (glibc mallopt) so "
-        "each step reuses the previous step's pages instead of page-faulting them in again (2-5% faster CPU steps); "
+        "each step reuses the previous step's pages instead of page-faulting them in again (docs/performance.md); "
         "process-wide (set by the `train` and `study` commands, not by building a Trainer), and resident memory "
         "stays at its peak. No effect on a GPU or without glibc.",
     )
     num_iterations: int = Field(1, ge=1, description="Optimizer passes per rollout batch (mu in GRPO).")
-    aggregation: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"] = Field(
-        "token_mean",
-        description="RL loss aggregation: token_mean (TRL dapo), seq_mean_token_mean (TRL grpo), "
-        "seq_mean_token_sum_norm (TRL dr_grpo).",
+    loss_type: str = Field(
+        "dapo",
+        description="RL loss, as TRL's GRPOConfig.loss_type: grpo (sequence mean of token means), dr_grpo (sum / "
+        "(sequences x max_new_tokens)), dapo (token mean over all processes), bnpo (token mean per process), cispo "
+        "(clipped, detached importance weight times logp; MiniMax-M1), sapo (soft gate instead of the clip), or any "
+        "registered loss. Formulas: spectrum_rl/objectives/losses.py.",
+    )
+    importance_sampling_level: Literal["token", "sequence"] = Field(
+        "token",
+        description="Importance ratio per token, or one per sequence from the mean log-ratio of its tokens (GSPO, "
+        "with loss_type grpo).",
     )
     eps_low: float = Field(0.2, ge=0, lt=1, description="PPO clip: lower bound 1 - eps_low.")
     eps_high: float = Field(0.28, ge=0, description="PPO clip: upper bound 1 + eps_high (DAPO clip-higher).")
+    cispo_eps_max: float = Field(
+        5.0, gt=0, description="cispo: the importance weight's cap (TRL's epsilon_high under cispo; ScaleRL's value)."
+    )
+    sapo_temperature_pos: float = Field(1.0, gt=0, description="sapo: gate temperature for positive advantages.")
+    sapo_temperature_neg: float = Field(1.05, gt=0, description="sapo: gate temperature for other advantages.")
     beta: float = Field(0.0, ge=0, description="KL-to-reference coefficient (0: no reference model is loaded).")
     kl_estimator: Literal["k1", "k3"] = Field("k3", description="Per-token KL estimator for the beta term.")
-    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Std used in advantages.")
+    scale_rewards: str = Field(
+        "group",
+        description="Advantage estimator: group (std per prompt), batch (one std over the batch), none (no "
+        "division; Dr. GRPO), or any registered one.",
+    )
     drop_zero_variance: bool = Field(
         False, description="DAPO dynamic sampling: give groups whose rewards are all equal no weight in the loss."
     )
@@ -181,7 +203,7 @@ class TrainingConfig(StrictModel):
     gradient_checkpointing: bool | Literal["auto"] = Field(
         "auto",
         description="Activation checkpointing: each decoder layer is recomputed in the backward instead of "
-        "keeping its activations (less memory, ~30% more compute, and no shared-prompt forward). auto: on for "
+        "keeping its activations (less memory, one more forward per layer, and no shared-prompt forward). auto: on for "
         "CUDA, as TRL's GRPOConfig does by default; off on CPU, where memory is not the limit.",
     )
     sharding: Literal["auto", "none", "fsdp"] = Field(
@@ -196,6 +218,34 @@ class TrainingConfig(StrictModel):
     lora: LoraConfig | None = Field(None, description="LoRA adapters (null: full fine-tuning).")
     save_every: int = Field(50, ge=0, description="Checkpoint every N steps (0: only the final model).")
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_aggregation(cls, data: Any) -> Any:
+        """``aggregation`` (before loss types) names the loss type with the same aggregation."""
+        if isinstance(data, dict) and "aggregation" in data:
+            data = dict(data)
+            old = data.pop("aggregation")
+            if old not in _AGGREGATION_LOSS:
+                raise ValueError(
+                    f"aggregation is now loss_type; '{old}' is none of its old values {', '.join(_AGGREGATION_LOSS)}"
+                )
+            if "loss_type" in data and data["loss_type"] != _AGGREGATION_LOSS[old]:
+                raise ValueError("aggregation is the old name of loss_type: give loss_type only")
+            data["loss_type"] = _AGGREGATION_LOSS[old]
+        return data
+
+    @field_validator("loss_type")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        if name == "gspo":  # TRL has no such loss type either: GSPO is a ratio level
+            raise ValueError("GSPO is loss_type: grpo with importance_sampling_level: sequence")
+        return LOSSES.check(name)
+
+    @field_validator("scale_rewards")
+    @classmethod
+    def _known_advantage(cls, name: str) -> str:
+        return ADVANTAGES.check(name)
 
 
 class EvalConfig(StrictModel):

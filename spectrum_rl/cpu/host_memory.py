@@ -8,9 +8,8 @@ PyTorch's CPU tensors come from glibc ``malloc``. glibc serves blocks above its 
 (128 KiB at start, raised as blocks are freed) with fresh pages from the kernel, and hands free
 memory at the top of the heap back to the kernel once it exceeds the trim threshold. A training
 step frees its activations and the next step allocates them again, so every step page-faults them
-back in: ~30-90k minor faults per step of the 20M-parameter benchmark model, ~5% of the step.
-Pinning the mmap threshold at glibc's maximum (32 MiB on 64-bit) and trimming only above 1 GiB lets
-each step reuse the pages the previous one freed (zero faults per step, measured), the same reason
+back in (counts in docs/performance.md). Pinning the mmap threshold at glibc's maximum (32 MiB on
+64-bit) and trimming only above 1 GiB lets each step reuse the pages the previous one freed, the same reason
 CPU tuning guides for PyTorch recommend jemalloc or tcmalloc. The cost: resident memory stays at
 its high-water mark instead of shrinking between steps (peak RSS is unchanged).
 """

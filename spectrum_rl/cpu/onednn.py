@@ -4,9 +4,8 @@ Performance only: results equal PyTorch's default kernels to float rounding. Tur
 ``training.onednn_linear: false``.
 
 PyTorch sends fp32 matrix products on the CPU to MKL, which runs its AVX2 code on AMD processors;
-oneDNN, which ships inside PyTorch too, runs AVX-512 code there. At the benchmark model's layer
-shapes on this 2-core AMD EPYC: ``F.linear`` 185-218 GFLOP/s, oneDNN 390-490 GFLOP/s, the same IEEE
-fp32 arithmetic in another summation order (results agree to ~1e-6 relative). Intel Extension for
+oneDNN, which ships inside PyTorch too, runs AVX-512 code there: the same IEEE fp32 arithmetic
+in another summation order (results agree to float rounding; rates in docs/performance.md). Intel Extension for
 PyTorch (``ipex.optimize``) swaps ``nn.Linear`` for oneDNN kernels for the same reason; here the
 swap lasts one ``with OneDNNLinear(model):`` block (a rollout, an optimizer pass, an evaluation)
 and the model is as it was after it.

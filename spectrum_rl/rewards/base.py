@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from spectrum_rl.registry import Registry
 from spectrum_rl.schema import StrictModel
 from spectrum_rl.tasks.base import Example
 
@@ -16,6 +17,7 @@ from spectrum_rl.tasks.base import Example
 class RewardSpec(StrictModel):
     """Fields shared by every reward component in YAML."""
 
+    type: str = Field(description="Component type (one of the reward types below).")
     weight: float = Field(1.0, ge=0, description="Weight of this component in the hybrid sum.")
     name: str | None = Field(None, description="Name used in logs (default: the component type).")
     on_error: str = Field(
@@ -34,6 +36,11 @@ class RewardSpec(StrictModel):
 
     def build(self, base_dir: Path) -> RewardComponent:  # pragma: no cover - overridden
         raise NotImplementedError
+
+
+REWARDS: Registry[type[RewardSpec]] = Registry("reward type")
+"""``tasks[i].reward[j].type`` -> spec class. A new component: a ``RewardSpec`` subclass with
+``@REWARDS.register("name")`` whose ``build`` returns its ``RewardComponent``, in one file."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class RewardComponent(ABC):
 
     @property
     def name(self) -> str:
-        return self.spec.name or self.spec.type  # type: ignore[attr-defined]
+        return self.spec.name or self.spec.type
 
     @abstractmethod
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float] | Scores:

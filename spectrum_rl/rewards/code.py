@@ -14,13 +14,12 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards import checks, sandbox
-from spectrum_rl.rewards.base import RewardComponent, RewardSpec, Scores
+from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec, Scores
 from spectrum_rl.rewards.text import row_field
 from spectrum_rl.tasks.base import Example
 
@@ -153,6 +152,7 @@ def _judge_io(case: IOCase, reply: object) -> str:
     return "passed" if checks.same_output(reply["out"], case.output) else "wrong output"
 
 
+@REWARDS.register("code_tests")
 class CodeTestsSpec(RewardSpec):
     """`code_tests`: fraction of the row's tests that the completion's Python code passes, run in an OS sandbox.
 
@@ -164,7 +164,6 @@ class CodeTestsSpec(RewardSpec):
     0; crashes count in `reward_errors/` and never stop training. Needs Linux and bubblewrap (`bwrap`).
     """
 
-    type: Literal["code_tests"] = "code_tests"
     tests_field: str = Field(
         "tests",
         description="Row field holding the tests: a list of assert snippets, a string with one snippet per line, "

@@ -9,20 +9,20 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.rewards.base import RewardComponent, RewardSpec
+from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text, error_summary, row_field
 from spectrum_rl.tasks.base import Example
 
 
+@REWARDS.register("python")
 class PythonSpec(RewardSpec):
     """`python`: a user function called like a TRL reward function."""
 
-    type: Literal["python"] = "python"
     function: str = Field(
         ...,
         description="`module:function` (an importable module) or "
@@ -88,10 +88,10 @@ class PythonReward(RewardComponent):
         return [float("nan") if v is None else v for v in result]
 
 
-class ReasoningGymSpec(RewardSpec):
+@REWARDS.register("reasoning_gym")
+class ReasoningGymRewardSpec(RewardSpec):
     """`reasoning_gym`: reasoning_gym's own verifier on the row's original entry (`rg_entry`)."""
 
-    type: Literal["reasoning_gym"] = "reasoning_gym"
     extract: bool = Field(True, description="Verify the extracted answer instead of the whole completion.")
 
     def build(self, base_dir: Path) -> RewardComponent:
@@ -115,7 +115,7 @@ class ReasoningGymReward(RewardComponent):
     """Scores with ``reasoning_gym.get_score_answer_fn(entry["metadata"]["source_dataset"])``
     (Stojanovski et al., 2025, "Reasoning Gym"); the row must carry the original entry in `rg_entry`."""
 
-    spec: ReasoningGymSpec
+    spec: ReasoningGymRewardSpec
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
         entry = row_field(example, "rg_entry")

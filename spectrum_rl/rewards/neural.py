@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.models import BUILTIN_PREFIX, check_builtin_name, hf_call, load_causal_lm, load_tokenizer, position_ids
-from spectrum_rl.rewards.base import RewardComponent, RewardSpec
+from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.tasks.base import Example
 
 _MODEL_DOC = "A local folder (relative to the config file's folder), a Hugging Face hub id"
@@ -68,10 +68,10 @@ def _load_lm(model: str, device: str) -> tuple[Any, Any]:
     return lm.eval(), tok
 
 
+@REWARDS.register("reward_model")
 class RewardModelSpec(RewardSpec):
     """`reward_model`: a Hugging Face sequence-classification model scoring prompt + completion."""
 
-    type: Literal["reward_model"] = "reward_model"
     model: str = Field(..., min_length=1, description=_MODEL_DOC + ".")
     batch_size: int = Field(16, ge=1, description="Texts per forward pass.")
     normalize: Literal["sigmoid", "none"] = Field(
@@ -120,10 +120,10 @@ DEFAULT_RUBRIC = (
 _RUBRIC_FIELDS = {"prompt", "completion", "reference"}
 
 
+@REWARDS.register("judge")
 class JudgeSpec(RewardSpec):
     """`judge`: a local causal LM asked whether the completion is good; reward = P(yes | rubric)."""
 
-    type: Literal["judge"] = "judge"
     model: str = Field(..., min_length=1, description=_MODEL_DOC + ", or builtin:tiny.")
     rubric: str = Field(
         DEFAULT_RUBRIC,

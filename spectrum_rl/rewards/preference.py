@@ -7,13 +7,12 @@ import random
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.rewards.base import RewardComponent, RewardSpec
+from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text
 from spectrum_rl.tasks.base import Example
 from spectrum_rl.tasks.builtin import GENERATORS, LETTERS
@@ -24,10 +23,10 @@ BUILTIN_SEED = 0
 INVERSE_REGULARIZATION = 10.0  # LogisticRegression's C; 1.0 fits the built-in pairs at only 88%
 
 
+@REWARDS.register("preference_model")
 class PreferenceModelSpec(RewardSpec):
     """`preference_model`: P(completion is preferred), from a Bradley–Terry model fit at build time."""
 
-    type: Literal["preference_model"] = "preference_model"
     pairs: str | None = Field(
         None,
         description="JSONL file of preference pairs, one object per line with "
@@ -115,7 +114,7 @@ def builtin_pairs() -> list[Pair]:
     rng = random.Random(BUILTIN_SEED)
     corruptions = (repeat, wrong_initial, truncate)
     pairs = []
-    for gen in (g for g in GENERATORS.values() if g.kind == "creative"):
+    for gen in (g for _, g in GENERATORS.items() if g.kind == "creative"):
         for i in range(BUILTIN_PAIRS_PER_GENERATOR):
             words = gen.make(rng)["answer"].split()
             if len(words) > 1:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from spectrum_rl.rewards.base import RewardComponent, RewardSpec
+from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text, extract_answer, last_number, normalize, references, row_field
 from spectrum_rl.tasks.base import Example
 from spectrum_rl.tasks.builtin import check_constraint
@@ -18,10 +18,10 @@ _FIELD_DOC = "Row field holding the reference (`answer` = the domain's answer fi
 _EXTRACT_DOC = "Score the extracted answer (after the last `answer:`, else the first line) instead of the whole text."
 
 
+@REWARDS.register("exact_match")
 class ExactMatchSpec(RewardSpec):
     """`exact_match`: 1 when the normalised answer equals a normalised reference, else 0."""
 
-    type: Literal["exact_match"] = "exact_match"
     field: str = Field("answer", description=_FIELD_DOC + " A list of strings accepts any of them.")
     extract: bool = Field(True, description=_EXTRACT_DOC)
 
@@ -37,10 +37,10 @@ class ExactMatch(RewardComponent):
         return [float(normalize(answer_text(c, self.spec.extract)) in refs) for c in completions]
 
 
+@REWARDS.register("numeric")
 class NumericSpec(RewardSpec):
     """`numeric`: 1 when the last number of the answer is within tolerance of the reference number."""
 
-    type: Literal["numeric"] = "numeric"
     field: str = Field("answer", description=_FIELD_DOC)
     abs_tol: float = Field(1e-6, ge=0, description="Absolute tolerance.")
     rel_tol: float = Field(0.0, ge=0, description="Relative tolerance (fraction of |reference|).")
@@ -62,10 +62,10 @@ class Numeric(RewardComponent):
         return [float(x is not None and abs(x - y) <= tol) for x in values]
 
 
+@REWARDS.register("format")
 class FormatSpec(RewardSpec):
     """`format`: 1 when the completion matches a regular expression, else 0."""
 
-    type: Literal["format"] = "format"
     pattern: str = Field(..., description="Python regular expression.")
     mode: Literal["search", "fullmatch"] = Field(
         "search", description="search: match anywhere; fullmatch: the whole completion must match."
@@ -95,10 +95,10 @@ class Format(RewardComponent):
         return [float(self._match(c) is not None) for c in completions]
 
 
+@REWARDS.register("contains")
 class ContainsSpec(RewardSpec):
     """`contains`: fraction of the required strings that occur in the completion."""
 
-    type: Literal["contains"] = "contains"
     strings: list[str] = Field(default_factory=list, description="Strings that must occur.")
     field: str | None = Field(None, description="Row field holding more required strings (a string or a list).")
     ignore_case: bool = Field(True, description="Compare case-insensitively.")
@@ -123,10 +123,10 @@ class Contains(RewardComponent):
         return [sum(w in fold(c) for w in wanted) / len(wanted) for c in completions]
 
 
+@REWARDS.register("length")
 class LengthSpec(RewardSpec):
     """`length`: 1 inside [min_chars, max_chars] (stripped completion), linearly less outside."""
 
-    type: Literal["length"] = "length"
     min_chars: int = Field(0, ge=0, description="Shortest length with full reward.")
     max_chars: int = Field(..., ge=0, description="Longest length with full reward.")
     tolerance: int = Field(20, ge=1, description="Characters outside the range at which the reward reaches 0.")
@@ -150,10 +150,10 @@ class Length(RewardComponent):
         return [max(0.0, 1.0 - max(lo - n, n - hi, 0) / tol) for n in lengths]
 
 
+@REWARDS.register("constraint")
 class ConstraintSpec(RewardSpec):
     """`constraint`: degree in [0, 1] to which the answer satisfies the row's creative constraint."""
 
-    type: Literal["constraint"] = "constraint"
     field: str = Field("constraint", description="Row field holding the constraint spec (a dict with a `type`).")
     extract: bool = Field(True, description=_EXTRACT_DOC)
 

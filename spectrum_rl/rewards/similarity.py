@@ -9,15 +9,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from spectrum_rl.rewards.base import RewardComponent, RewardSpec
+from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text, references
 from spectrum_rl.tasks.base import Example
 
 
+@REWARDS.register("similarity")
 class SimilaritySpec(RewardSpec):
     """`similarity`: chrF between the answer and the reference(s), in [0, 1]."""
 
-    type: Literal["similarity"] = "similarity"
     field: str = Field("answer", description="Row field holding the reference: a string or a list of strings.")
     extract: bool = Field(True, description="Score the extracted answer instead of the whole completion.")
 
@@ -37,11 +37,11 @@ class Similarity(RewardComponent):
         return [sentence_chrf(answer_text(c, self.spec.extract), refs).score / 100 for c in completions]
 
 
+@REWARDS.register("diversity")
 class DiversitySpec(RewardSpec):
     """`diversity`: per completion, the fraction of its distinct n-grams no other completion of the
     group contains."""
 
-    type: Literal["diversity"] = "diversity"
     n: int = Field(2, ge=1, description="n-gram order.")
     unit: Literal["word", "char"] = Field("word", description="n-grams over words or over characters.")
 

@@ -3,7 +3,7 @@
 The spectrum loss ``L = (1 - mu) * L_RL + mu * L_SFT`` is decided here; the trainer only applies
 the numbers. Three functions carry a step's decision to the trainer:
 - ``allocate_rows``: how many rollout prompts and expert demonstrations to draw per domain;
-- ``gate_switches``, ``gate_mu`` and ``row_weights``: the weight of each rollout group's rows and
+- ``gate_switches``, ``gate_counts``, ``gate_mu`` and ``row_weights``: the weight of each rollout group's rows and
   of each demonstration, once the rollouts are scored (the gate switches a prompt to SFT here);
 - ``layer_factors``: per-layer mu as gradient factors (``training.sft.layer_mu``).
 
@@ -295,10 +295,6 @@ class Adaptive(MuRule):
 
     def load_state_dict(self, state: dict) -> None:
         self.baseline = state["baseline"]
-        if "need" not in state:  # a checkpoint from before blindness routing: its one mu was the disruption term
-            current = state["current"]
-            self.disruption = self.spec.initial if current is None else current
-            return
         self.under, self.need, self.disruption = state["under"], state["need"], state["disruption"]
 
 
@@ -376,10 +372,23 @@ def gate_switches(plan: StepPlan, groups: Sequence[GroupOutcome], sft: SFTConfig
     return out
 
 
-def gate_mu(plan: StepPlan, counts: Mapping[str, tuple[float, float]]) -> dict[str, float]:
-    """The gate's mu per gate domain: ``switched / prompts`` from ``counts[d] = (switched,
-    prompts)`` summed over every process, so the fraction is the whole step's."""
-    return {d: counts[d][0] / counts[d][1] if counts.get(d, (0, 0))[1] else 0.0 for d in plan.gate}
+def gate_counts(plan: StepPlan, groups: Sequence[GroupOutcome], switched: Sequence[bool]) -> list[float]:
+    """This process's (switched, prompts) per gate domain, flat in ``plan.gate`` order (the trainer
+    sums them over processes for ``gate_mu``)."""
+    counts = []
+    for d in plan.gate:
+        counts += [
+            float(sum(s for g, s in zip(groups, switched) if g.domain == d)),
+            float(sum(g.domain == d for g in groups)),
+        ]
+    return counts
+
+
+def gate_mu(plan: StepPlan, counts: Sequence[float]) -> dict[str, float]:
+    """The gate's mu per gate domain: ``switched / prompts`` from ``gate_counts`` summed over every
+    process, so the fraction is the whole step's."""
+    pairs = dict(zip(plan.gate, zip(counts[::2], counts[1::2])))
+    return {d: switched / prompts if prompts else 0.0 for d, (switched, prompts) in pairs.items()}
 
 
 def row_weights(

@@ -20,6 +20,10 @@ from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig, View
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability, OnlineTransfer
 from spectrum_rl.scheduler.step import StepPlan, StepSignals
 
+STATE_VERSION = 2
+"""Layout of ``Planner.state_dict``. 1 (saved without a version): from before per-domain mu rules,
+blindness routing and plateaued prerequisites; ``Planner.upgrade`` turns it into this one."""
+
 
 class Planner:
     """``scheduler.policy`` + a mu rule per domain + the signals both read.
@@ -105,6 +109,7 @@ class Planner:
     def state_dict(self) -> dict:
         v = self.view
         return {
+            "version": STATE_VERSION,
             "policy": self.policy.state_dict(),
             "mu": {n: r.state_dict() for n, r in self.mu_rules.items()},
             "entropy": v.entropy.state_dict(),
@@ -119,10 +124,29 @@ class Planner:
             "transfer_stderr": None if v.transfer_stderr is None else v.transfer_stderr.tolist(),
         }
 
+    def upgrade(self, state: dict) -> dict:
+        """A state saved by an earlier layout, in this one (the one place that knows old layouts)."""
+        if state.get("version", 1) == 1:
+            state = {"transfer_stderr": None, **state, "version": 2, "mu": dict(state.get("mu", {}))}  # no mu: fresh
+            for name, old in state["mu"].items():
+                if "need" not in old:  # before blindness routing its one mu was the disruption term
+                    initial = self.mu_rules[name].spec.initial
+                    current = initial if old["current"] is None else old["current"]
+                    state["mu"][name] = {
+                        "baseline": old["baseline"],
+                        "under": 0.0,
+                        "need": initial,
+                        "disruption": current,
+                    }
+            if "q" in state["policy"]:  # the bandits; adaptive's plateau records start empty
+                state["policy"] = {"peak": {}, "stale": {}, "done": {}, "creative": [], **state["policy"]}
+        return state
+
     def load_state_dict(self, state: dict) -> None:
+        state = self.upgrade(state)
         v = self.view
         self.policy.load_state_dict(state["policy"])
-        for n, s in state.get("mu", {}).items():  # absent in checkpoints from before the mu rules
+        for n, s in state["mu"].items():
             self.mu_rules[n].load_state_dict(s)
         v.entropy.load_state_dict(state["entropy"])
         v.learnability.load_state_dict(state["learnability"])
@@ -131,7 +155,7 @@ class Planner:
         v.scores, v.start, v.best = state["scores"], state["start"], state["best"]
         v.transfer = None if state["transfer"] is None else np.asarray(state["transfer"])
         self._transfer_online = state["transfer_online"]
-        stderr = state.get("transfer_stderr")
+        stderr = state["transfer_stderr"]
         v.transfer_stderr = None if stderr is None else np.asarray(stderr)
 
 

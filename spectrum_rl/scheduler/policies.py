@@ -490,6 +490,5 @@ class Adaptive(TransferBandit):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        # checkpoints from before prerequisites could plateau hold none of this: start afresh
-        self.peak, self.stale, self.done = state.get("peak", {}), state.get("stale", {}), state.get("done", {})
-        self.creative = list(state.get("creative", []))
+        self.peak, self.stale, self.done = state["peak"], state["stale"], state["done"]
+        self.creative = list(state["creative"])

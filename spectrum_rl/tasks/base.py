@@ -1,4 +1,4 @@
-"""Core task types: a row source and the formatted examples a domain hands to the trainer."""
+"""Core task types: a row source, its YAML spec and the formatted examples a domain hands to the trainer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-Row = dict[str, Any]
+from pydantic import Field
+
+from spectrum_rl.registry import Registry
+from spectrum_rl.schema import StrictModel
+
+RowDict = dict[str, Any]
+"""One raw row of a source: its columns by name (``question``, ``answer``, ...)."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +57,11 @@ class TaskSource(ABC):
     """Rows for one domain: a training stream and a fixed held-out eval set, disjoint by prompt."""
 
     @abstractmethod
-    def eval_rows(self) -> list[Row]:
+    def eval_rows(self) -> list[RowDict]:
         """The held-out rows (same list on every call)."""
 
     @abstractmethod
-    def train_rows(self, n: int, rng: random.Random) -> list[Row]:
+    def train_rows(self, n: int, rng: random.Random) -> list[RowDict]:
         """Draw ``n`` training rows (never one of the eval rows)."""
 
     @property
@@ -66,3 +72,18 @@ class TaskSource(ABC):
     def describe(self) -> str:
         """A short human-readable description, e.g. ``builtin:addition(digits=2)``."""
         return type(self).__name__
+
+
+class SourceSpec(StrictModel):
+    """The ``source:`` section of a domain; a subclass per source type adds its own fields."""
+
+    type: str = Field(description="Source type.")
+
+    @abstractmethod
+    def build(self, ctx: SourceContext) -> TaskSource:
+        """The source this spec describes (raises ConfigError on bad data or paths)."""
+
+
+SOURCES: Registry[type[SourceSpec]] = Registry("source type")
+"""``tasks[i].source.type`` -> spec class. A new source: a ``SourceSpec`` subclass with
+``@SOURCES.register("name")`` whose ``build`` returns its ``TaskSource``."""

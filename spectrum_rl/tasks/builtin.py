@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from spectrum_rl.errors import ConfigError, did_you_mean
-from spectrum_rl.tasks.base import Row
+from spectrum_rl.registry import Registry
+from spectrum_rl.tasks.base import RowDict
 from spectrum_rl.tasks.words import WORDS
 
 LETTERS = string.ascii_lowercase
@@ -38,7 +39,7 @@ class Generator:
     kind: Literal["structured", "creative"]
     defaults: dict[str, int]
     bounds: dict[str, tuple[int, int]]
-    build: Callable[..., Row]
+    build: Callable[..., RowDict]
     pretrained: bool = True
 
     def knobs(self, overrides: Mapping[str, Any]) -> dict[str, int]:
@@ -49,68 +50,87 @@ class Generator:
                 raise ConfigError(
                     f"unknown difficulty knob '{key}' for generator '{self.name}'"
                     f"{did_you_mean(key, self.defaults)}; valid knobs: "
-                    f"{self._knob_help()}",
+                    f"{self.knob_help()}",
                     field=field,
                 )
             lo, hi = self.bounds[key]
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ConfigError(
                     f"expected an integer in [{lo}, {hi}], found {value!r}; "
-                    f"valid knobs for '{self.name}': {self._knob_help()}",
+                    f"valid knobs for '{self.name}': {self.knob_help()}",
                     field=field,
                 )
         return {**self.defaults, **overrides}
 
-    def _knob_help(self) -> str:
+    def knob_help(self) -> str:
+        """Each knob with its default and range, for messages and the reference."""
         return ", ".join(
             f"{k} (default {v}, range {self.bounds[k][0]}-{self.bounds[k][1]})" for k, v in self.defaults.items()
         )
 
-    def make(self, rng: random.Random, **knobs: int) -> Row:
+    def make(self, rng: random.Random, **knobs: int) -> RowDict:
         """One row drawn from ``rng`` (same rng state and knobs give the same row)."""
         return self.build(rng, **self.knobs(knobs))
 
 
-def get_generator(name: str) -> Generator:
-    """Look up a generator by name, with a "did you mean" on typos."""
-    if name not in GENERATORS:
-        raise ConfigError(
-            f"unknown generator '{name}'{did_you_mean(name, GENERATORS)}; available: {', '.join(GENERATORS)}",
-            field="source.generator",
-        )
-    return GENERATORS[name]
+GENERATORS: Registry[Generator] = Registry("generator")
+"""``source.generator`` name -> Generator. A new generator: one row function below with ``@generator``."""
 
 
-def _row(question: str, answer: str, **extra: Any) -> Row:
+def generator(
+    name: str,
+    kind: Literal["structured", "creative"],
+    defaults: dict[str, int],
+    bounds: dict[str, tuple[int, int]],
+    *,
+    pretrained: bool = True,
+) -> Callable[[Callable[..., RowDict]], Generator]:
+    """Decorator: register a row function ``(rng, **knobs) -> row`` as the generator ``name``."""
+
+    def register(build: Callable[..., RowDict]) -> Generator:
+        return GENERATORS.register(name)(Generator(name, kind, defaults, bounds, build, pretrained))
+
+    return register
+
+
+def _row(question: str, answer: str, **extra: Any) -> RowDict:
     return {"question": question, "answer": answer, "expert": answer, **extra}
 
 
-def _addition(rng: random.Random, digits: int) -> Row:
+@generator("addition", "structured", {"digits": 2}, {"digits": (1, 9)})
+def _addition(rng: random.Random, digits: int) -> RowDict:
     a, b = (rng.randint(10 ** (digits - 1), 10**digits - 1) for _ in range(2))
     return _row(f"add: {a}+{b}", str(a + b))
 
 
-def _sorting(rng: random.Random, length: int) -> Row:
+@generator("sorting", "structured", {"length": 4}, {"length": (2, 26)})
+def _sorting(rng: random.Random, length: int) -> RowDict:
     letters = "".join(rng.sample(LETTERS, length))
     return _row(f"sort: {letters}", "".join(sorted(letters)))
 
 
-def _reversal(rng: random.Random, length: int) -> Row:
+@generator("reversal", "structured", {"length": 4}, {"length": (2, 26)})
+def _reversal(rng: random.Random, length: int) -> RowDict:
     letters = "".join(rng.choices(LETTERS, k=length))
     return _row(f"reverse: {letters}", letters[::-1])
 
 
-def _first_letter(rng: random.Random, length: int) -> Row:
+# Not in the built-in model's pretraining corpus: it starts at ~0 and RL alone finds no
+# reward to learn from, while its expert demonstrations teach it (claim C1's setting).
+@generator("first_letter", "structured", {"length": 4}, {"length": (1, 26)}, pretrained=False)
+def _first_letter(rng: random.Random, length: int) -> RowDict:
     letters = "".join(rng.choices(LETTERS, k=length))
     return _row(f"first letter: {letters}", letters[0])
 
 
-def _last_letter(rng: random.Random, length: int) -> Row:
+@generator("last_letter", "structured", {"length": 4}, {"length": (1, 26)}, pretrained=False)
+def _last_letter(rng: random.Random, length: int) -> RowDict:
     letters = "".join(rng.choices(LETTERS, k=length))
     return _row(f"last letter: {letters}", letters[-1])
 
 
-def _counting(rng: random.Random, length: int, letters: int) -> Row:
+@generator("counting", "structured", {"length": 6, "letters": 3}, {"length": (2, 30), "letters": (2, 26)})
+def _counting(rng: random.Random, length: int, letters: int) -> RowDict:
     alphabet = LETTERS[:letters]
     text = "".join(rng.choices(alphabet, k=length))
     target = rng.choice(alphabet)
@@ -120,7 +140,8 @@ def _counting(rng: random.Random, length: int, letters: int) -> Row:
 _BY_INITIAL = {c: words for c in LETTERS if (words := [w for w in WORDS if w[0] == c])}
 
 
-def _acrostic(rng: random.Random, length: int) -> Row:
+@generator("acrostic", "creative", {"length": 3}, {"length": (2, 10)})
+def _acrostic(rng: random.Random, length: int) -> RowDict:
     word = "".join(rng.choices(sorted(_BY_INITIAL), k=length))
     picks = [rng.choice(_BY_INITIAL[c]) for c in word]
     return _row(f"acrostic: {word}", " ".join(picks), constraint={"type": "acrostic", "word": word})
@@ -130,7 +151,10 @@ def _fits_letter_words(word: str, letter: str, banned: list[str]) -> bool:
     return letter in word and not any(b in word for b in banned)
 
 
-def _letter_words(rng: random.Random, count: int, banned: int) -> Row:
+# One banned letter by default: with a single required letter there are only ~25 prompts,
+# too few to hold out an eval set and still train.
+@generator("letter_words", "creative", {"count": 3, "banned": 1}, {"count": (1, 8), "banned": (0, 3)})
+def _letter_words(rng: random.Random, count: int, banned: int) -> RowDict:
     for _ in range(100):
         letter = rng.choice(LETTERS)
         avoid = sorted(rng.sample([c for c in LETTERS if c != letter], banned))
@@ -146,29 +170,6 @@ def _letter_words(rng: random.Random, count: int, banned: int) -> Row:
         " ".join(picks),
         constraint={"type": "letter_words", "letter": letter, "count": count, "banned": avoid},
     )
-
-
-GENERATORS: dict[str, Generator] = {
-    g.name: g
-    for g in (
-        Generator("addition", "structured", {"digits": 2}, {"digits": (1, 9)}, _addition),
-        Generator("sorting", "structured", {"length": 4}, {"length": (2, 26)}, _sorting),
-        Generator("reversal", "structured", {"length": 4}, {"length": (2, 26)}, _reversal),
-        # Not in the built-in model's pretraining corpus: it starts at ~0 and RL alone finds no
-        # reward to learn from, while its expert demonstrations teach it (claim C1's setting).
-        Generator("first_letter", "structured", {"length": 4}, {"length": (1, 26)}, _first_letter, pretrained=False),
-        Generator("last_letter", "structured", {"length": 4}, {"length": (1, 26)}, _last_letter, pretrained=False),
-        Generator(
-            "counting", "structured", {"length": 6, "letters": 3}, {"length": (2, 30), "letters": (2, 26)}, _counting
-        ),
-        Generator("acrostic", "creative", {"length": 3}, {"length": (2, 10)}, _acrostic),
-        # One banned letter by default: with a single required letter there are only ~25 prompts,
-        # too few to hold out an eval set and still train.
-        Generator(
-            "letter_words", "creative", {"count": 3, "banned": 1}, {"count": (1, 8), "banned": (0, 3)}, _letter_words
-        ),
-    )
-}
 
 
 def _words(text: str) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spectrum_rl.errors import ConfigError, did_you_mean
-from spectrum_rl.tasks.base import Row, SourceContext, TaskSource
+from spectrum_rl.tasks.base import RowDict, SourceContext, TaskSource
 from spectrum_rl.tasks.builtin import Generator
 from spectrum_rl.tasks.common import derive_seed
 
@@ -34,7 +34,7 @@ class BuiltinSource(TaskSource):
         self.knobs = generator.knobs(difficulty)
         self._eval_size = ctx.eval_size
         eval_rng = random.Random(derive_seed(ctx.seed, ctx.domain, "eval"))
-        self._eval: list[Row] = []
+        self._eval: list[RowDict] = []
         questions: set[str] = set()
         for _ in range(ctx.eval_size):
             row = self._draw(eval_rng, questions)
@@ -44,7 +44,7 @@ class BuiltinSource(TaskSource):
         # Fail at build time, not mid-training, when eval leaves no training question.
         self._draw(random.Random(derive_seed(ctx.seed, ctx.domain, "probe")), self._eval_questions)
 
-    def _draw(self, rng: random.Random, exclude: set[str] | frozenset[str]) -> Row:
+    def _draw(self, rng: random.Random, exclude: set[str] | frozenset[str]) -> RowDict:
         for _ in range(_MAX_TRIES):
             row = self.generator.make(rng, **self.knobs)
             if row["question"] not in exclude:
@@ -56,10 +56,10 @@ class BuiltinSource(TaskSource):
             field="eval.size",
         )
 
-    def eval_rows(self) -> list[Row]:
+    def eval_rows(self) -> list[RowDict]:
         return self._eval
 
-    def train_rows(self, n: int, rng: random.Random) -> list[Row]:
+    def train_rows(self, n: int, rng: random.Random) -> list[RowDict]:
         return [self._draw(rng, self._eval_questions) for _ in range(n)]
 
     def describe(self) -> str:
@@ -70,13 +70,13 @@ class BuiltinSource(TaskSource):
 class PoolSource(TaskSource):
     """A fixed list of training rows, drawn with replacement, and a fixed list of eval rows."""
 
-    def __init__(self, train: list[Row], held_out: list[Row], description: str) -> None:
+    def __init__(self, train: list[RowDict], held_out: list[RowDict], description: str) -> None:
         self._train, self._eval, self._description = train, held_out, description
 
-    def eval_rows(self) -> list[Row]:
+    def eval_rows(self) -> list[RowDict]:
         return self._eval
 
-    def train_rows(self, n: int, rng: random.Random) -> list[Row]:
+    def train_rows(self, n: int, rng: random.Random) -> list[RowDict]:
         return rng.choices(self._train, k=n)
 
     @property
@@ -87,7 +87,9 @@ class PoolSource(TaskSource):
         return self._description
 
 
-def pool_source(rows: list[Row], eval_rows: list[Row] | None, ctx: SourceContext, description: str) -> PoolSource:
+def pool_source(
+    rows: list[RowDict], eval_rows: list[RowDict] | None, ctx: SourceContext, description: str
+) -> PoolSource:
     """Split ``rows`` into train/eval: hold out ``ctx.eval_size`` rows by a seeded shuffle
     unless a separate eval set is given, then drop training rows whose question is in eval."""
     field = "eval.size" if eval_rows is None else "eval.split"
@@ -110,7 +112,7 @@ def pool_source(rows: list[Row], eval_rows: list[Row] | None, ctx: SourceContext
     return PoolSource(train, eval_rows, description)
 
 
-def map_columns(rows: list[Row], columns: Mapping[str, str], where: str) -> list[Row]:
+def map_columns(rows: list[RowDict], columns: Mapping[str, str], where: str) -> list[RowDict]:
     """Rename columns (source name -> row field) and check that rows have a ``question``."""
     found = list(rows[0])
     for col in columns:
@@ -134,7 +136,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def _read_rows(path: Path, fmt: str, field: str) -> list[Row]:
+def _read_rows(path: Path, fmt: str, field: str) -> list[RowDict]:
     """Rows of the file, parsed here (not by ``datasets``, which costs ~140 MB of imports) so that
     bad text names its line and empty files are reported as such. CSV values stay strings."""
     if fmt == "parquet":
@@ -183,7 +185,7 @@ def _read_rows(path: Path, fmt: str, field: str) -> list[Row]:
     return rows
 
 
-def load_file_rows(path: Path, fmt: str, field: str) -> list[Row]:
+def load_file_rows(path: Path, fmt: str, field: str) -> list[RowDict]:
     """Rows of a jsonl/json/csv/parquet file (``fmt`` "auto" picks by extension)."""
     if not path.is_file():
         raise ConfigError(f"file not found: {path.resolve()}", field=field)
@@ -201,7 +203,7 @@ def load_file_rows(path: Path, fmt: str, field: str) -> list[Row]:
     return rows
 
 
-def load_hub_rows(name: str, config: str | None, split: str, field: str) -> list[Row]:
+def load_hub_rows(name: str, config: str | None, split: str, field: str) -> list[RowDict]:
     """Rows of one split of a hub dataset (or of the local cache when offline)."""
     import datasets
 
@@ -252,7 +254,7 @@ def reasoning_gym_source(name: str, config: Mapping[str, Any], size: int, ctx: S
 
     train = [_rg_row(e) for e in entries("train", size)]
     seen = {r["question"] for r in train}
-    held_out: list[Row] = []
+    held_out: list[RowDict] = []
     for entry in entries("eval", 4 * ctx.eval_size + 100):
         if len(held_out) == ctx.eval_size:
             break
@@ -268,7 +270,7 @@ def reasoning_gym_source(name: str, config: Mapping[str, Any], size: int, ctx: S
     return PoolSource(train, held_out, f"reasoning_gym:{name}(size={size})")
 
 
-def _rg_row(entry: dict[str, Any]) -> Row:
+def _rg_row(entry: dict[str, Any]) -> RowDict:
     answer = entry.get("answer")
     return {
         "question": entry["question"],

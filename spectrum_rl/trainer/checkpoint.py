@@ -13,6 +13,7 @@ skipped with a warning and the previous one is used.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -24,12 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.trainer.setup import TrainState, load_weights
+from spectrum_rl.trainer.sharding import SHARDED_DIR, full_state_dict, load_sharded, save_sharded
 
 STATE_FILE = "trainer_state.pt"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-def save_checkpoint(
+def write_checkpoint(
     root: Path, step: int, write_model: Callable[[Path], None], state: dict[str, Any], keep: int
 ) -> Path:
     """Write ``root/step-N`` atomically and delete all but the ``keep`` newest checkpoints."""
@@ -126,3 +132,76 @@ def truncate_jsonl(path: Path, last_step: int) -> None:
         except (json.JSONDecodeError, KeyError):
             break  # a torn last line from a crash
     path.write_text("".join(k + "\n" for k in kept))
+
+
+def save_run_state(st: TrainState, root: Path, step: int, extra: dict[str, Any], keep: int) -> Path | None:
+    """Write ``root/step-N``: weights, optimizer, LR schedule and ``extra`` (step, planner); every
+    process takes part. Sharded, each process writes its shards of the model and optimizer
+    (trainer/sharding.py) and rank 0 the rest. Returns the folder on rank 0."""
+    state = {**extra, "lr_scheduler": st.lr_scheduler.state_dict()}
+    path = None
+    if not st.sharded:
+        state["optimizer"] = st.optimizer.state_dict()
+        if st.is_main:
+
+            def write_model(folder: Path) -> None:
+                st.policy.save_pretrained(folder)
+                st.tokenizer.save_pretrained(folder)
+
+            path = write_checkpoint(root, step, write_model, state, keep)
+    else:
+        folder = [str(begin_checkpoint(root, step)) if st.is_main else None]
+        dist.broadcast_object_list(folder, src=0)  # one temporary folder for all processes' shards
+        tmp = Path(folder[0])
+        save_sharded(tmp / SHARDED_DIR, st.model, st.optimizer)
+        st.acc.wait_for_everyone()
+        if st.is_main:
+            st.tokenizer.save_pretrained(tmp)
+            path = commit_checkpoint(root, step, tmp, state, keep)
+    st.acc.wait_for_everyone()
+    return path
+
+
+def load_run_state(st: TrainState, output_dir: Path) -> dict[str, Any] | None:
+    """Load the newest readable checkpoint of the run in ``output_dir`` into ``st`` (weights,
+    optimizer, LR schedule) and cut its logs back to that step; returns the rest of its state
+    (step, planner), or None when there is none. Every process takes part."""
+    root = output_dir / "checkpoints"
+    if st.sharded:
+        load = lambda folder: load_sharded(folder / SHARDED_DIR, st.model, st.optimizer)  # noqa: E731
+    else:
+        load = lambda folder: load_weights(st.policy, folder)  # noqa: E731
+    newest = list_checkpoints(root)[-1:]
+    if newest and (newest[0] / SHARDED_DIR).is_dir() != st.sharded:
+        raise ConfigError(
+            f"{newest[0]} was written {'without' if st.sharded else 'with'} sharding; resume with the same setting",
+            field="training.sharding",
+        )
+    found = load_latest(root, load)
+    state = None
+    if found is not None:
+        state = found[1]
+        if "optimizer" in state:  # sharded: loaded with the model's shards
+            st.optimizer.load_state_dict(state.pop("optimizer"))
+        st.lr_scheduler.load_state_dict(state.pop("lr_scheduler"))
+        if st.is_main:  # the logs forget the steps after the checkpoint, as the weights do
+            for name in ("metrics.jsonl", "eval.jsonl"):
+                truncate_jsonl(output_dir / name, int(state["step"]))
+    st.acc.wait_for_everyone()
+    return state
+
+
+def save_final(st: TrainState, folder: Path, merge_lora: bool) -> None:
+    """``final/``: the whole model in Hugging Face format, written by rank 0 (sharded, gathered
+    there first: every process takes part); with LoRA the adapters merged."""
+    weights = full_state_dict(st.model) if st.sharded else None
+    if not st.is_main:
+        return
+    model = st.policy
+    if weights is not None:  # a tied head comes back as a copy of the embeddings: keep one name per tensor
+        names = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+        weights = {k: v for k, v in weights.items() if k in names}
+    if merge_lora:
+        model = copy.deepcopy(model).merge_and_unload()
+    model.save_pretrained(folder, state_dict=weights)
+    st.tokenizer.save_pretrained(folder)

@@ -7,8 +7,8 @@ buffer per layer, written in place and attended through a slice: no cache object
 projections, MLP, rotary embedding), so LoRA-wrapped layers work unchanged, and it runs the same
 operations as the model's SDPA forward: the same greedy and seeded samples, with log-probs bitwise
 equal for the built-in model's layout and within ~1e-7 where HF takes another attention kernel
-(grouped K/V heads) or PEFT wraps the layers (tested). Measured on the 2-core CPU: rollouts 9%
-(20M) to 18% (built-in tiny) faster (benchmarks/README.md).
+(grouped K/V heads) or PEFT wraps the layers (tested). What it saves is measured in
+docs/performance.md.
 
 ``GraphDecoder`` is the static decoder with every shape fixed per (rows bucket, length bucket), so
 that on CUDA its per-token step is captured once in a CUDA graph and replayed (one launch per token
@@ -52,6 +52,8 @@ def make_decoder(
 class HFDecoder:
     """Any causal LM: the model's KV cache, gathered from the U distinct prompts to the N rows."""
 
+    capture_seconds = 0.0  # CUDA-graph capture time spent by this decoder (GraphDecoder only)
+
     def __init__(self, model) -> None:
         self.model, self.cache_kw = model, cache_kwarg(model)
 
@@ -85,6 +87,8 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 class StaticDecoder:
     """Llama-family decode over preallocated K/V buffers [N, kv_heads, max_len, head_dim] per layer."""
+
+    capture_seconds = 0.0  # CUDA-graph capture time spent by this decoder (GraphDecoder only)
 
     def __init__(self, model, max_len: int) -> None:
         self.lm = unwrap_model(model)
@@ -291,8 +295,10 @@ class GraphDecoder(StaticDecoder):
         with torch.cuda.graph(graph), _graph_autocast():
             b.out = self._fixed_step()
         b.graph = graph
+        seconds = time.perf_counter() - t0
+        self.capture_seconds += seconds
         CAPTURES["graphs"] += 1
-        CAPTURES["seconds"] += time.perf_counter() - t0
+        CAPTURES["seconds"] += seconds
 
 
 def _graph_autocast() -> contextlib.AbstractContextManager:

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from spectrum_rl.config import Config
 from spectrum_rl.domains import Domain
 from spectrum_rl.models import apply_prompt_format, position_ids
+from spectrum_rl.trainer.distributed import sum_over_processes
 from spectrum_rl.trainer.generation import complete
 from spectrum_rl.trainer.rollout import Rollouts
+from spectrum_rl.trainer.setup import TrainState
+from spectrum_rl.trainer.sharding import gathered
 
 
 @dataclass
@@ -62,6 +67,39 @@ def evaluate(
     rewards = {name: r / n for name, (_, r, n) in rows if n}
     kl = partial[-2] / partial[-1] if base is not None and partial[-1] else None
     return EvalResult(scores, rewards, kl)
+
+
+def evaluate_state(st: TrainState, domains: Sequence[Domain], config: Config) -> EvalResult:
+    """``evaluate`` for a run's policy: all processes take part (each scores its share), sharded
+    weights are gathered while decoding, and fp32 CPU linear layers run on oneDNN."""
+    with st.kernels(), gathered(st.model, st.base):
+        return evaluate(
+            st.policy,
+            st.tokenizer,
+            domains,
+            max_new_tokens=config.eval.max_new_tokens,
+            batch_size=config.eval.batch_size,
+            chat_template=config.model.chat_template,
+            base=st.base,
+            rank=st.acc.process_index,
+            world=st.acc.num_processes,
+            reduce=lambda values: sum_over_processes(st.acc, values),
+        )
+
+
+def eval_record(step: int, result: EvalResult, seconds: float) -> dict[str, Any]:
+    """The eval.jsonl line of one evaluation."""
+    scores = {name: round(v, 6) for name, v in result.scores.items()}
+    record = {
+        "step": step,
+        **{f"eval/{k}": v for k, v in scores.items()},
+        "eval/mean": round(sum(scores.values()) / len(scores), 6),
+        **{f"eval_reward/{k}": round(v, 6) for k, v in result.rewards.items()},
+        "time/eval": round(seconds, 3),
+    }
+    if result.kl is not None:
+        record["kl_to_base"] = round(result.kl, 6)
+    return record
 
 
 @torch.no_grad()

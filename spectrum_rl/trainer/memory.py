@@ -1,4 +1,5 @@
-"""Training memory on a GPU: micro-batch size from free memory, and what to do on out-of-memory.
+"""Training memory: the micro-batch budget (``MicroBatchBudget``: cutting, sharded padding, halving
+after an out-of-memory) and, on a GPU, its token cap from free memory.
 
 Activation bytes per token of a decoder layer, for 16-bit activations, after the count of Korthikanti
 et al. 2022 (arXiv:2205.05198, "Reducing Activation Recomputation in Large Transformer Models":
@@ -11,10 +12,19 @@ stream under autocast) plus one layer's full set while it is recomputed. The log
 
 ``auto_micro_batch_tokens`` turns this into a token cap that uses half the free memory (the rest
 is headroom for the allocator, the optimizer's temporaries and the estimate's error); the trainer
-halves its micro-batches and retries when a CUDA out-of-memory still happens (``trainer/loop.py``).
+halves its micro-batches and retries when a CUDA out-of-memory still happens (``trainer/learner.py``).
 """
 
 from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+import torch
+
+from spectrum_rl.trainer.batch import MicroBatch, Row, micro_batches
+from spectrum_rl.trainer.setup import TrainState
+from spectrum_rl.trainer.sharding import agree_counts, local_numel
 
 MIN_TOKENS, MAX_TOKENS = 256, 65536
 
@@ -38,3 +48,68 @@ def auto_micro_batch_tokens(
     usable = fraction * max(free_bytes - reserve_bytes, 0)
     tokens = int(usable // activation_bytes_per_token(model_config, checkpointing))
     return max(MIN_TOKENS, min(MAX_TOKENS, tokens))
+
+
+class MicroBatchBudget:
+    """How a step's rows are cut into micro-batches: at most ``rows`` rows and ``tokens`` padded
+    tokens each (``training.micro_batch_size`` / ``micro_batch_tokens``; "auto" resolved on the first
+    step: 1024 on CPU, where it keeps peak memory low; on a GPU the cap that fits in half the free
+    memory). Both caps are kept for later steps and halved after each CUDA out-of-memory."""
+
+    def __init__(self, state: TrainState, rows: int, tokens: int | str | None) -> None:
+        self.state = state
+        self._asked = (rows, tokens)
+        self.limits: tuple[int, int | None] | None = None  # (rows, padded tokens), once resolved
+
+    def _resolve(self) -> tuple[int, int | None]:
+        if self.limits is None:
+            rows, budget = self._asked
+            st = self.state
+            if budget == "auto" and st.device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(st.device)
+                trainable = [p for p in st.model.parameters() if p.requires_grad]
+                reserve = 0 if st.optimizer.state else 8 * local_numel(trainable)  # AdamW's, not yet taken
+                budget = auto_micro_batch_tokens(free, st.policy.config, st.activation_checkpointing, reserve)
+            elif budget == "auto":
+                budget = 1024
+            self.limits = (rows, budget)
+        return self.limits
+
+    def cut(self, rl_rows: list[Row], sft_rows: list[Row]) -> list[tuple[MicroBatch, bool]]:
+        """(micro-batch, is_rl) pairs under the current caps: RL rows first, then SFT rows."""
+        size, budget = self._resolve()
+        pad = self.state.tokenizer.pad_token_id
+        batches = [(mb, True) for mb in micro_batches(rl_rows, size, pad, budget)]
+        batches += [(mb, False) for mb in micro_batches(sft_rows, size, pad, budget)]
+        if self.state.sharded and self.state.acc.num_processes > 1:
+            batches = self._pad(batches)
+        return batches
+
+    def _pad(self, batches: list[tuple[MicroBatch, bool]]) -> list[tuple[MicroBatch, bool]]:
+        """Sharded, every process runs as many RL and as many SFT micro-batches (each forward and
+        backward is a collective, trainer/sharding.py): the ones short of the most get empty ones,
+        a padding token with no mask and weight 0, which add nothing to the loss or the metrics."""
+        rl = [b for b in batches if b[1]]
+        sft = [b for b in batches if not b[1]]
+        want_rl, want_sft = agree_counts([len(rl), len(sft)], self.state.device)
+        pad = self.state.tokenizer.pad_token_id
+        empty = micro_batches([Row([pad], [pad], "rl", "", 0.0)], 1, pad)[0]
+        empty = replace(empty, completion_mask=torch.zeros_like(empty.completion_mask))
+        return rl + [(empty, True)] * (want_rl - len(rl)) + sft + [(empty, False)] * (want_sft - len(sft))
+
+    def halve(self, batches: list[tuple[MicroBatch, bool]]) -> bool:
+        """Halve both caps after an out-of-memory; False when every micro-batch is already a single
+        row (nothing left to halve)."""
+        if all(mb.completion_ids.shape[0] == 1 for mb, _ in batches):
+            return False
+        size, budget = self._resolve()
+        largest = max(mb.prompt_ids.numel() + mb.completion_ids.numel() for mb, _ in batches)
+        self.limits = (max(1, size // 2), max(1, (budget or largest) // 2))
+        if self.state.is_main:
+            print(
+                f"CUDA out of memory in a training micro-batch: retrying the step with micro-batches of at most "
+                f"{self.limits[0]} rows and {self.limits[1]} padded tokens",
+                file=sys.stderr,
+                flush=True,
+            )
+        return True

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from spectrum_rl.scheduler.step import DomainSignals, StepSignals
+from spectrum_rl.scheduler.step import DomainSignals, StepPlan, StepSignals
 
 
 @dataclass
@@ -22,6 +23,11 @@ class Sums:
         slot = self.values.setdefault(name, [0.0, 0.0])
         slot[0] += total
         slot[1] += count
+
+    def merge(self, other: Sums) -> None:
+        """Add every entry of ``other`` (a stage's statistics) into these."""
+        for name, (total, count) in other.values.items():
+            self.add(name, total, count)
 
 
 # per domain: reward sum, rollouts scored, |advantage| sum, valid samples, entropy sum, entropy
@@ -59,3 +65,14 @@ class SignalSums:
                 blind=v["blind_groups"] / v["groups"] if v["groups"] else None,
             )
         return StepSignals(domains, alignment)
+
+
+def plan_metrics(plan: StepPlan, learning_rate: float) -> dict[str, Any]:
+    """The plan as executed, for the step's log line: mean and per-domain mu, mixture, rate, reason."""
+    return {
+        "mu": round(plan.mean_mu(), 6),
+        "mixture": {k: round(v, 6) for k, v in plan.mixture.items()},
+        "learning_rate": learning_rate,
+        "scheduler/reason": plan.reason,
+        **{f"mu/{d}": round(m, 6) for d, m in plan.mu.items()},
+    }

@@ -33,6 +33,7 @@ class Rollouts:
     logprobs: torch.Tensor  # [N, T] sampling log-probs (0 on padding)
     entropy: torch.Tensor  # [N, T] entropy of the sampling distribution (0 on padding)
     finished: torch.Tensor  # [N] bool: ended by EOS/stop (False: hit max_new_tokens)
+    capture_seconds: float = 0.0  # CUDA-graph capture time this rollout paid (a new decode shape)
 
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,4 +149,5 @@ def sample(
         torch.stack(logps, 1).cpu(),
         torch.stack(entropies, 1).cpu(),
         finished.cpu(),
+        decoder.capture_seconds,
     )

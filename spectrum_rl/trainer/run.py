@@ -74,10 +74,10 @@ def run_training(
                 shutil.rmtree(created, ignore_errors=True)
             raise
         console = console or Console(stderr=True)
-        show = config.logging.progress and trainer.is_main
+        show = config.logging.progress and trainer.state.is_main
         with _Progress(config.training.steps, trainer.step, show, console) as bar:
             scores = trainer.train(on_step=bar.update)
-    if trainer.is_main:
+    if trainer.state.is_main:
         mean = sum(scores.values()) / max(len(scores), 1)
         console.print(
             f"done: {trainer.step} steps; held-out mean {mean:.3f} "

@@ -1,19 +1,131 @@
-"""Trainer set-up helpers: LoRA wrapping, LR schedule, trackers, weight loading, per-layer mu hooks
-(the factors themselves come from scheduler/blend.py ``layer_factors``)."""
+"""Building a run: ``build_state`` makes everything the stages share (accelerator, policy, frozen
+base, LoRA, sharding, optimizer, LR schedule) and returns it as one ``TrainState``; plus the helpers
+it uses (LoRA wrapping, LR schedule, trackers, weight loading, per-layer mu hooks; the factors
+themselves come from scheduler/blend.py ``layer_factors``)."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib.util
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from safetensors.torch import load_file
 
+from spectrum_rl.config import Config
+from spectrum_rl.config.launcher import launcher_fsdp, wants_sharding
+from spectrum_rl.config.load import check_sharding
+from spectrum_rl.cpu.onednn import onednn_linear
 from spectrum_rl.errors import ConfigError
+from spectrum_rl.models import load_causal_lm
+from spectrum_rl.trainer.alignment import GradientSketch
+from spectrum_rl.trainer.sharding import ensure_process_group, gathered, shard
+
+
+@dataclass
+class TrainState:
+    """What every stage of a run uses, built once by ``build_state``."""
+
+    acc: Accelerator
+    model: torch.nn.Module  # the trained model as the stages call it (DDP-wrapped, or FSDP-sharded)
+    base: torch.nn.Module | None  # frozen copy of the initial model (KL penalty, kl_to_base)
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LambdaLR  # stepped once per update, not once per process
+    sharded: bool
+    activation_checkpointing: bool
+    onednn: bool | str  # training.onednn_linear
+    grad_scale: torch.Tensor | None = None  # per-layer mu: one gradient factor per parameter (setup hooks)
+    layer_depth: list[float] | None = None  # depth in [0, 1] of each trainable parameter
+    sketch: GradientSketch | None = None  # per-domain gradient sketches (alignment signal)
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        """The model without its distributed wrapper (for decoding and saving)."""
+        return self.acc.unwrap_model(self.model)
+
+    @property
+    def is_main(self) -> bool:
+        return self.acc.is_main_process
+
+    @property
+    def device(self) -> torch.device:
+        return self.acc.device
+
+    @property
+    def share_prefix(self) -> bool:
+        """Shared-prompt forwards (loss.completion_logits) need a KV cache, which activation
+        checkpointing turns off; sharded, a forward is a collective and must not vary in count."""
+        return not self.activation_checkpointing and not self.sharded
+
+    def kernels(self) -> contextlib.AbstractContextManager:
+        """A block with fp32 CPU linear layers on oneDNN (``training.onednn_linear``; cpu/onednn.py)."""
+        return onednn_linear(self.onednn, self.acc.device, self.model, self.base)
+
+
+def build_state(config: Config, output_dir: Path, accelerator: Accelerator | None, *, alignment: bool) -> TrainState:
+    """Accelerator, policy (+ LoRA, + sharding), frozen base, AdamW and LR schedule for ``config``;
+    ``alignment``: the planner reads gradient alignment (per-domain sketches, one process only)."""
+    cfg = config.training
+    check_trackers(config.logging.trackers)
+    cuda = torch.cuda.is_available()
+    bf16 = cfg.bf16 if cfg.bf16 is not None else cuda
+    acc = accelerator or Accelerator(
+        cpu=not cuda,
+        mixed_precision="bf16" if bf16 else "no",
+        log_with=config.logging.trackers or None,
+        project_dir=str(output_dir),
+    )
+    if cfg.prompts_per_step % acc.num_processes:
+        raise ConfigError(
+            f"must be divisible by the number of processes ({acc.num_processes})", field="training.prompts_per_step"
+        )
+    sharded = wants_sharding(cfg.sharding)
+    if sharded:  # (load_config checks it too, before a built-in model is built)
+        check_sharding(config)
+    launcher = launcher_fsdp() or {}
+    torch.manual_seed(config.run.seed)
+    model, tokenizer = load_causal_lm(config.model.name_or_path, config.model.dtype)
+    needs_base = cfg.beta > 0 or config.eval.kl_to_base
+    base = copy.deepcopy(model).eval().requires_grad_(False) if needs_base else None
+    checkpointing = cfg.gradient_checkpointing
+    if checkpointing == "auto":  # on for CUDA (as TRL) or when the accelerate FSDP config asks for it
+        checkpointing = acc.device.type == "cuda" or launcher.get("activation_checkpointing", False)
+    if checkpointing:  # recompute each layer in the backward instead of keeping its activations
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora is not None:
+        model = with_lora(model, cfg.lora)
+    if sharded:  # before the optimizer exists: it holds the shards (trainer/sharding.py)
+        ensure_process_group(acc.device)
+        model = shard(model, acc.device, reshard_after_forward=launcher.get("reshard_after_forward", True))
+        if base is not None:
+            base = shard(base, acc.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    # fused: one kernel for the whole update, on CPU and CUDA
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.learning_rate, betas=cfg.adam_betas, fused=True, weight_decay=cfg.weight_decay
+    )
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, cfg.steps * cfg.num_iterations))
+    if not sharded:  # accelerate would wrap a sharded model again (in DDP on a CPU)
+        model, optimizer = acc.prepare(model, optimizer)
+        if base is not None:
+            base.to(acc.device)
+    state = TrainState(
+        acc, model, base, tokenizer, optimizer, lr_scheduler, sharded, bool(checkpointing), cfg.onednn_linear
+    )
+    if alignment and acc.num_processes == 1:  # per-domain gradients need one process
+        state.sketch = GradientSketch(state.policy, config.scheduler.alignment_dim, config.run.seed)
+    if cfg.sft.layer_mu != "uniform":  # per-layer mu scales gradients through hooks
+        with gathered(model):  # sharded: on the whole parameters, which autograd sees (sharding.py)
+            state.grad_scale, state.layer_depth = layer_mu_hooks(state.policy)
+    return state
 
 
 def layer_mu_hooks(model) -> tuple[torch.Tensor, list[float]]:
@@ -40,8 +152,8 @@ def load_weights(model, folder: Path) -> None:
         set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
         return
     state = {}
-    for shard in sorted(folder.glob("*.safetensors")):
-        state.update(load_file(shard))
+    for part in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(part))
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {k for k in missing if "lm_head" in k}
     if unexpected or set(missing) - tied:

@@ -1,0 +1,213 @@
+"""The experience stage: a step's prompts become scored groups, and groups become loss rows.
+
+    prompts --sample G each--> completions --domain reward--> r [n, G] --group_advantages--> A
+    groups + the blend's weights --rows--> Row(prompt, completion, role, domain, weight, A)
+
+``make`` returns the groups with their statistics (logged metrics, the scheduler's signals and
+timings); ``rows`` returns the rows with theirs. Nothing here decides what to train on: the plan
+chose the prompts, and the blend (scheduler/blend.py) chooses the weights.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from spectrum_rl.config import Config
+from spectrum_rl.domains import Domain
+from spectrum_rl.models import apply_prompt_format
+from spectrum_rl.objectives.advantages import group_advantages
+from spectrum_rl.scheduler.blend import RowWeights
+from spectrum_rl.scheduler.step import GroupOutcome
+from spectrum_rl.tasks.base import Example
+from spectrum_rl.trainer.batch import Row, token_classes
+from spectrum_rl.trainer.metrics import SignalSums, Sums
+from spectrum_rl.trainer.rollout import Rollouts, sample
+from spectrum_rl.trainer.setup import TrainState
+
+
+@dataclass
+class Group:
+    """One rollout group: its prompt, completions (texts and ids; a LUFFY expert last), which are
+    valid, their advantages, and the outcome the blend weighs."""
+
+    domain: str
+    example: Example
+    texts: list[str]
+    completion_ids: list[list[int]]
+    valid: list[bool]
+    advantage: list[float]
+    outcome: GroupOutcome
+
+
+@dataclass
+class Experience:
+    """What ``make`` returns: the groups, and what the step measured while making them."""
+
+    groups: list[Group]
+    stats: Sums = field(default_factory=Sums)
+    signals: SignalSums | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class ExperienceMaker:
+    """Rollouts, rewards and advantages for one run (``state``'s policy, ``domains``' rewards)."""
+
+    def __init__(self, state: TrainState, domains: dict[str, Domain], config: Config) -> None:
+        self.state, self.domains, self.config, self.cfg = state, domains, config, config.training
+        tok = state.tokenizer
+        self.stop_ids = [tok(s, add_special_tokens=False)["input_ids"] for s in self.cfg.stop]
+        self.token_patterns = {n: re.compile(p) for n, p in config.logging.token_classes.items()}
+        self._prompt_cache: dict[str, list[int]] = {}
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Token ids of ``prompt`` in the model's prompt format (cached: prompts repeat)."""
+        if prompt not in self._prompt_cache:
+            text = apply_prompt_format(self.state.tokenizer, prompt, self.config.model.chat_template)
+            self._prompt_cache[prompt] = self.state.tokenizer(text)["input_ids"]
+        return self._prompt_cache[prompt]
+
+    def completion_ids(self, text: str) -> list[int]:
+        """Token ids of an expert completion, EOS-terminated like a sampled one."""
+        tok = self.state.tokenizer
+        return tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+
+    def make(self, local: list[tuple[str, Example]], generator: torch.Generator) -> Experience:
+        """Sample G completions per local prompt, score them, and compute their advantages."""
+        exp = Experience([], signals=SignalSums(list(self.domains)))
+        if not local:
+            return exp
+        ro, texts, completions = self._sample(local, generator, exp)
+        rewards, valid, group_texts, group_ids = self._score(local, texts, completions, exp)
+        width = max(map(len, rewards))
+        r = torch.stack([torch.nn.functional.pad(x, (0, width - len(x))) for x in rewards])  # [n, G(+1)]
+        v = torch.stack([torch.nn.functional.pad(x, (0, width - len(x)), value=False) for x in valid])
+        adv, zero_var = group_advantages(r, v, self.cfg.scale_rewards)
+        self._entropy(local, ro, texts, exp)
+        self._group_statistics(local, r, v, adv, zero_var, ro, exp)
+        exp.groups = [
+            Group(
+                domain,
+                ex,
+                group_texts[i],
+                group_ids[i],
+                v[i].tolist(),
+                adv[i].tolist(),
+                GroupOutcome(domain, tuple(rewards[i].tolist()), bool(zero_var[i]), ex.expert is not None),
+            )
+            for i, (domain, ex) in enumerate(local)
+        ]
+        return exp
+
+    def _sample(self, local, generator, exp: Experience) -> tuple[Rollouts, list[str], list[list[int]]]:
+        cfg, st = self.cfg, self.state
+        t0 = time.perf_counter()
+        prompt_ids = [self.encode_prompt(ex.prompt) for _, ex in local for _ in range(cfg.group_size)]
+        with st.acc.autocast(), st.kernels():  # rollouts in the training precision (bf16 on a GPU)
+            ro = sample(
+                st.policy,
+                prompt_ids,
+                max_new_tokens=cfg.max_new_tokens,
+                eos_id=st.tokenizer.eos_token_id,
+                pad_id=st.tokenizer.pad_token_id,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                stop=self.stop_ids,
+                generator=generator,
+                static_cache=cfg.static_cache,
+                graphs=False if st.sharded else cfg.decode_graphs,  # gathered weights move between rollouts
+            )
+        completions = [ids[m.bool()].tolist() for ids, m in zip(ro.completion_ids, ro.completion_mask)]
+        texts = st.tokenizer.batch_decode(completions, skip_special_tokens=True)
+        exp.timings["rollout"] = time.perf_counter() - t0
+        if ro.capture_seconds:  # a new CUDA graph shape: paid once, logged that step
+            exp.timings["graph_capture"] = ro.capture_seconds
+        return ro, texts, completions
+
+    def _score(self, local, texts: list[str], completions: list[list[int]], exp: Experience):
+        """Each group's rewards (a LUFFY expert completion joins its group, scored last)."""
+        G, stats, signals = self.cfg.group_size, exp.stats, exp.signals
+        t0 = time.perf_counter()
+        group_texts, group_ids, rewards, valid = [], [], [], []
+        for i, (domain, ex) in enumerate(local):
+            g_texts, g_ids = texts[i * G : (i + 1) * G], completions[i * G : (i + 1) * G]
+            if self.cfg.sft.luffy and ex.expert is not None:
+                g_texts, g_ids = g_texts + [ex.expert], g_ids + [self.completion_ids(ex.expert)]
+            result = self.domains[domain].reward.score(g_texts, ex)
+            group_texts.append(g_texts)
+            group_ids.append(g_ids)
+            rewards.append(torch.tensor(result.total, dtype=torch.float32))
+            valid.append(torch.tensor(result.valid))
+            n = min(G, len(result.total))
+            stats.add("reward", float(result.total[:n].sum()), n)
+            signals.add(domain, reward=float(result.total[:n].sum()), rollouts=n)
+            for part, values in result.parts.items():
+                stats.add(f"reward/{domain}/{part}", float(values[:n].sum()), n)
+            for part, count in result.errors.items():
+                if count:
+                    stats.add(f"reward_errors/{domain}/{part}", float(count), 0)
+        exp.timings["reward"] = time.perf_counter() - t0
+        return rewards, valid, group_texts, group_ids
+
+    def _group_statistics(self, local, r, v, adv, zero_var, ro: Rollouts, exp: Experience) -> None:
+        G, stats = self.cfg.group_size, exp.stats
+        for i, (domain, _) in enumerate(local):
+            std = float(r[i][v[i]].std()) if int(v[i].sum()) > 1 else 0.0
+            stats.add("reward_std", std)
+            stats.add("frac_reward_zero_std", float(zero_var[i]))
+            sampled = r[i][:G][v[i][:G]]  # RL is blind to a prompt whose rollouts all score 0 (HPT's switch)
+            blind = sampled.numel() > 0 and float(sampled.max()) <= 0 and float(sampled.min()) == float(sampled.max())
+            exp.signals.add(
+                domain,
+                advantage_abs=float(adv[i][v[i]].abs().sum()),
+                samples=float(v[i].sum()),
+                groups=1.0,
+                blind_groups=float(blind),
+            )
+        finished = ro.finished.float()
+        lengths = ro.completion_mask.sum(1).float()
+        stats.add("completions/mean_length", float(lengths.sum()), len(lengths))
+        stats.add("completions/tokens", float(lengths.sum()), 0)
+        stats.add("completions/clipped_ratio", float((1 - finished).sum()), len(finished))
+
+    def _entropy(self, local, ro: Rollouts, texts: list[str], exp: Experience) -> None:
+        """Entropy of every sampled token, per domain and per token class. Measured on all on-policy
+        rows before any loss weighting: zero-variance and gated groups are often the collapsed ones
+        the entropy monitor exists to see; a LUFFY expert completion is not sampled, so not counted."""
+        G, stats = self.cfg.group_size, exp.stats
+        mask = ro.completion_mask.float()
+        ent = ro.entropy * mask
+        stats.add("entropy", float(ent.sum()), float(mask.sum()))
+        for i, (domain, _) in enumerate(local):
+            rows = slice(i * G, (i + 1) * G)
+            exp.signals.add(domain, entropy=float(ent[rows].sum()), entropy_tokens=float(mask[rows].sum()))
+        for j, text in enumerate(texts):
+            if not any(p.search(text) for p in self.token_patterns.values()):  # cheap check first
+                continue
+            ids = ro.completion_ids[j][ro.completion_mask[j].bool()].tolist()
+            for c, member in token_classes(self.state.tokenizer, ids, self.token_patterns).items():
+                cm = torch.tensor(member, dtype=torch.float32)
+                if cm.sum() > 0:
+                    stats.add(f"entropy_class/{c}", float((ro.entropy[j, : len(member)] * cm).sum()), float(cm.sum()))
+
+    def rows(self, groups: list[Group], demos: list[tuple[str, Any]], weights: RowWeights) -> tuple[list[Row], Sums]:
+        """Loss rows with the blend's weights: each group's valid completions (RL; a LUFFY expert
+        last), then the demonstrations of gated prompts and the drawn demonstrations (SFT)."""
+        G, stats = self.cfg.group_size, Sums()
+        rows: list[Row] = []
+        for g, weight in zip(groups, weights.rl):
+            prompt = self.encode_prompt(g.example.prompt)
+            for j, ids in enumerate(g.completion_ids):
+                if g.valid[j]:
+                    rows.append(Row(prompt, ids, "luffy" if j >= G else "rl", g.domain, weight, g.advantage[j]))
+        sft = [(g.domain, g.example, w) for g, w in zip(groups, weights.gated) if w > 0]
+        sft += [(d, ex, w) for (d, ex), w in zip(demos, weights.sft)]
+        rows += [Row(self.encode_prompt(ex.prompt), self.completion_ids(ex.expert), "sft", d, w) for d, ex, w in sft]
+        stats.add("sft/samples", float(len(sft)), 0)
+        for d in self.domains:  # every domain, every step: where the expert data went
+            stats.add(f"sft/samples/{d}", float(sum(domain == d for domain, _, _ in sft)), 0)
+        return rows, stats
