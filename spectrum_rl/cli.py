@@ -238,14 +238,25 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_study(args: argparse.Namespace) -> int:
-    from spectrum_rl.analysis.study import StudySpec, run_study
+def _print_claims(summary: dict) -> None:
+    for cid, claim in summary["claims"].items():
+        print(f"{cid}: {claim['verdict']} — {claim['reason']}")
 
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from spectrum_rl.analysis.study import StudySpec, reanalyze, run_study
+
+    if (args.reanalyze is None) == (args.config is None):
+        raise ConfigError("give a config to run a study, or --reanalyze DIR to re-analyse one (not both)")
+    if args.reanalyze is not None:
+        summary = reanalyze(Path(args.reanalyze))
+        _print_claims(summary)
+        return 0
     config, _, _ = _load(args)  # fail fast, one line
     _prepare_models(config)
     spec = StudySpec.quick() if args.quick else StudySpec()
     if args.seeds:  # every arm, the C1 arms included
-        spec = replace(spec, seeds=args.seeds, c1_seeds=args.seeds)
+        spec = replace(spec, seeds=args.seeds, claim_seeds=args.seeds)
     if args.max_steps:
         spec = replace(
             spec,
@@ -268,8 +279,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         overrides=_overrides(args),
         worker_setup=_reuse_host_memory if config.training.reuse_host_memory else None,
     )
-    for cid, claim in summary["claims"].items():
-        print(f"{cid}: {claim['verdict']} — {claim['reason']}")
+    _print_claims(summary)
     if spec.smoke:
         print("--quick is a smoke run (a reduced grid of 24-step runs): these verdicts are not evidence")
     return 0
@@ -303,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    def add_config(p: argparse.ArgumentParser, help: str = "path to a run YAML") -> None:
-        p.add_argument("config", help=help)
+    def add_config(p: argparse.ArgumentParser, help: str = "path to a run YAML", optional: bool = False) -> None:
+        p.add_argument("config", help=help, nargs="?" if optional else None)
         p.add_argument(
             "--set",
             action="append",
@@ -347,7 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = add("study", cmd_study, "run the SFT<->RL study (arms x seeds) and write summary.json + report.html")
-    add_config(p, "base run YAML (domains, model, recipe defaults)")
+    add_config(p, "base run YAML (domains, model, recipe defaults); not with --reanalyze", optional=True)
+    p.add_argument(
+        "--reanalyze",
+        metavar="DIR",
+        default=None,
+        help="recompute a study folder's aggregates, comparisons, claims and report from the per-seed runs in its "
+        "summary.json, without training",
+    )
     p.add_argument("--quick", action="store_true", help="reduced grid (6 arms x 2 seeds, 24 steps)")
     add_output_dir(p, "study", "output folder (default: study)")
     p.add_argument(

@@ -205,7 +205,10 @@ def test_spearman_permutation_p():
     assert spearman_permutation_p(x, [3, 1, 6, 2, 5, 4]) > 0.3  # rho = 0.37
     rng = np.random.default_rng(0)
     assert spearman_permutation_p(rng.normal(size=8), rng.normal(size=8)) > 0.2
-    assert 0 < spearman_permutation_p(x, [2 * v for v in x], n_perm=100) <= 1
+    # the observed pairing counts as one of the n_perm + 1, so p is never below 1 / (n_perm + 1);
+    # about 2 of 720 random pairings are as extreme, so 100 of them add a few hits at most
+    p = spearman_permutation_p(x, [2 * v for v in x], n_perm=100)
+    assert 1 / 101 <= p <= 4 / 101
     assert np.isnan(spearman_permutation_p(x, [1.0] * 6))
 
 
@@ -278,3 +281,17 @@ def test_detect_all_eval_sizes_per_domain_and_for_the_mean():
     assert detect_all({"a": flat, "b": flat, "mean": big_dip}, eval_sizes=sizes)["mean"].disruption is not None
     # a domain without a size leaves the mean at the fixed margin
     assert detect_all({"a": flat, "c": flat, "mean": small_dip}, eval_sizes=sizes)["mean"].disruption is not None
+
+
+def test_holm_and_the_paired_t_test():
+    from scipy.stats import ttest_rel
+
+    from spectrum_rl.analysis.stats import holm, paired_p
+
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 with a running maximum: 0.02, 0.03, 0.06, 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, float("nan"), 0.6]) == pytest.approx([1.0, float("nan"), 1.0], nan_ok=True)  # m = 2
+    a, b = [1.0, 2.0, 3.0, 4.5], [0.5, 1.9, 2.2, 3.0]
+    assert paired_p(a, b) == pytest.approx(ttest_rel(a, b).pvalue)
+    assert paired_p([1.0, 2.0], [0.0, 1.0]) == 0.0 and paired_p([1.0, 2.0], [1.0, 2.0]) == 1.0
+    assert np.isnan(paired_p([1.0], [0.0]))

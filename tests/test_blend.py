@@ -3,12 +3,16 @@ rows and row weights, and the registries that make a new schedule or policy one 
 
 from __future__ import annotations
 
+import json
+import random
+
 import pytest
 
 from spectrum_rl.config import Config, load_config
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.blend import (
     MU_SCHEDULES,
+    Credit,
     MuRule,
     MuSchedule,
     SFTConfig,
@@ -173,6 +177,98 @@ def test_rows_are_allocated_by_mixture_and_mu():
     assert sum(prompts.values()) == 8 and demos == {}  # a gated domain takes its demonstrations per prompt
 
 
+SIX = ("addition", "sorting", "first_letter", "acrostic", "haiku", "rhyme")
+
+
+def _six_domain_planner(weights: dict[str, float] | None = None, mu: str = "rl_only") -> Planner:
+    config = Config.model_validate(
+        {
+            "tasks": [
+                {
+                    "name": n,
+                    "kind": "structured",
+                    "source": {"type": "builtin", "generator": "sorting"},
+                    "reward": [{"type": "exact_match"}],
+                }
+                for n in SIX
+            ],
+            "scheduler": {"policy": "joint", "weights": weights},
+            "training": {"prompts_per_step": 8, "sft": {"mu": {"schedule": mu, "value": 0.3}, "expert_ratio": 0.5}},
+        }
+    )
+    return Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 8)
+
+
+def _counts(plans: list[StepPlan], rows: str = "prompts") -> dict[str, int]:
+    return {n: sum(getattr(plan, rows).get(n, 0) for plan in plans) for n in SIX}
+
+
+def test_a_uniform_mixture_is_uniform_over_steps_not_rounded_the_same_way_each_step():
+    planner = _six_domain_planner(mu="constant")
+    plans = [planner.plan(step) for step in range(200)]
+    assert all(sum(plan.prompts.values()) == 8 and sum(plan.demos.values()) == 4 for plan in plans)  # exact
+    for n, count in _counts(plans).items():  # largest remainder alone gave 2 to the first two every step
+        assert abs(count - 200 * 8 / 6) <= 2, n
+    for n, count in _counts(plans, "demos").items():  # ceil(0.5 * 8) = 4 demonstrations a step, by their own credit
+        assert abs(count - 200 * 4 / 6) <= 2, n
+    for start in range(0, 200, 7):  # any window, not only from the start
+        window = plans[start : start + 13]
+        for n, count in _counts(window).items():
+            assert abs(count - len(window) * 8 / 6) < 2, (start, n)
+
+
+def test_a_domain_at_a_2_percent_floor_is_sampled():
+    weights = {n: 0.98 / 5 for n in SIX} | {"rhyme": 0.02}
+    planner = _six_domain_planner(weights)
+    plans = [planner.plan(step) for step in range(200)]
+    assert all(sum(plan.prompts.values()) == 8 for plan in plans)
+    assert abs(_counts(plans)["rhyme"] - 0.02 * 8 * 200) <= 2  # 0.16 of a prompt a step: 0 every step, rounded
+    assert min(step for step, plan in enumerate(plans) if plan.prompts["rhyme"]) < 7
+
+
+def test_a_resumed_planner_allocates_as_an_uninterrupted_one():
+    weights = dict(zip(SIX, (0.3, 0.25, 0.2, 0.13, 0.1, 0.02)))
+    through = _six_domain_planner(weights, mu="constant")
+    first = [through.plan(step) for step in range(57)]
+    state = json.loads(json.dumps(through.state_dict()))  # as a checkpoint keeps it
+    assert state["credit"]["prompts"] and state["credit"]["demos"]
+    resumed = _six_domain_planner(weights, mu="constant")
+    resumed.load_state_dict(state)
+    assert [resumed.plan(step) for step in range(57, 120)] == [through.plan(step) for step in range(57, 120)]
+    restarted = _six_domain_planner(weights, mu="constant")  # without the credit the rounding restarts
+    assert [restarted.plan(step) for step in range(57)] == first
+
+
+def test_credit_meets_a_changing_mixture_and_a_returning_domain_gets_no_burst():
+    rng = random.Random(0)
+    names = list("abcdef")
+    credit, targets, counts = Credit(), [], []
+    for step in range(300):
+        mixture = {n: rng.random() * rng.choice([1.0, 0.02]) for n in names}
+        if 100 <= step < 160:  # a and b leave the mixture for 60 steps
+            mixture |= {"a": 0.0, "b": 0.0}
+        got = credit.allocate(mixture, 8, names)
+        assert sum(got.values()) == 8 and min(got.values()) >= 0
+        norm = sum(mixture.values())
+        targets.append({n: mixture[n] / norm * 8 for n in names})
+        counts.append(got)
+    for lo in range(0, 300, 10):
+        for hi in range(lo + 1, 301, 10):
+            for n in names:
+                given = sum(c[n] for c in counts[lo:hi])
+                assert abs(given - sum(t[n] for t in targets[lo:hi])) < 2, (lo, hi, n)
+    assert all(counts[step]["a"] == counts[step]["b"] == 0 for step in range(100, 160))
+    assert counts[160]["a"] <= targets[160]["a"] + 2  # no debt or credit built up while it was out
+
+
+def test_one_step_alone_is_rounded_by_largest_remainder():
+    assert Credit().allocate(dict.fromkeys(SIX, 1 / 6), 8) == dict(zip(SIX, (2, 2, 1, 1, 1, 1)))
+    credit = Credit()
+    second = [credit.allocate(dict.fromkeys(SIX, 1 / 6), 8) for _ in range(2)][1]
+    assert second == dict(zip(SIX, (1, 1, 2, 2, 1, 1)))  # the next step pays the others first
+    assert credit.allocate({"a": 1.0}, 8, ["a", "b"]) == {"a": 8, "b": 0}
+
+
 def _group(domain: str, rewards: tuple[float, ...], expert: bool = True) -> GroupOutcome:
     return GroupOutcome(domain, rewards, len(set(rewards)) == 1, expert)
 
@@ -277,10 +373,10 @@ def test_a_planner_state_of_the_first_layout_loads_through_its_one_migration(tmp
     config = load_config(_config(tmp_path, "adaptive", "adaptive"))
     make = lambda: Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 8)  # noqa: E731
     state = make().state_dict()
-    assert state["version"] == 2
-    # layout 1: no version, no transfer errors, adaptive's plateau records absent, and the mu rule
-    # from before blindness routing kept one mu (the disruption term) as "current"
-    old = {k: v for k, v in state.items() if k not in ("version", "transfer_stderr")}
+    assert state["version"] == 3
+    # layout 1: no version, no transfer errors, no allocation credit, adaptive's plateau records
+    # absent, and the mu rule from before blindness routing kept one mu (the disruption term) as "current"
+    old = {k: v for k, v in state.items() if k not in ("version", "transfer_stderr", "credit")}
     old["policy"] = {k: v for k, v in state["policy"].items() if k not in ("peak", "stale", "done", "creative")}
     old["mu"] = {n: {"baseline": 0.5, "current": 0.3} for n in state["mu"]}
     planner = make()
@@ -291,6 +387,21 @@ def test_a_planner_state_of_the_first_layout_loads_through_its_one_migration(tmp
     fresh = make()
     fresh.load_state_dict(without_mu)
     assert fresh.state_dict()["mu"] == state["mu"]
+    assert fresh.state_dict()["credit"] == {"prompts": {}, "demos": {}}
+
+
+def test_a_planner_state_of_the_second_layout_loads_with_zero_credit(tmp_path):
+    config = load_config(_config(tmp_path, "joint", "constant"))
+    make = lambda: Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 3)  # noqa: E731
+    planner = make()
+    planner.plan(0)
+    state = planner.state_dict()
+    assert state["version"] == 3 and state["credit"]["prompts"] == {"a": -0.5, "b": 0.5}  # 2 and 1 of 1.5 each
+    layout2 = {**{k: v for k, v in state.items() if k != "credit"}, "version": 2}  # rounded each step: no credit
+    resumed = make()
+    resumed.load_state_dict(layout2)
+    assert resumed.state_dict() == {**state, "credit": {"prompts": {}, "demos": {}}}
+    assert resumed.plan(1) == make().plan(0)  # from zero credit, as a fresh run
 
 
 def test_unknown_names_list_the_registered_ones(tmp_path):

@@ -1,4 +1,5 @@
-"""The study end to end (quick grid, tiny budget), `analyze` on a run, and the claim rules."""
+"""The study end to end (quick grid, tiny budget, --reanalyze), `analyze` on a run, and the family of
+comparisons (the claim rules are in tests/test_claims.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import json
 
 import pytest
 
-from spectrum_rl.analysis.claims import judge_claims
-from spectrum_rl.analysis.study import compare_arms
+from spectrum_rl.analysis.study import compare_family, family_pairs
 from spectrum_rl.cli import main
 from tests.conftest import ROOT
 
@@ -34,9 +34,21 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"spec", "arms", "claims", "transfer", "order", "domains", "plasticity_domain"}
     assert set(summary["arms"]) == {"rl_only", "sft_only", "staged", "chord_mu", "spectrum", "joint"}
-    compared = summary["comparisons"]
-    assert set(compared) == {"spectrum - joint", "spectrum - staged", "spectrum - chord_mu"}
+    family = summary["comparisons"]
+    compared = family["comparisons"]
+    assert set(compared) == {
+        "sft_only - joint",
+        "staged - joint",
+        "chord_mu - joint",
+        "spectrum - joint",
+        "spectrum - staged",
+        "spectrum - chord_mu",
+        "chord_mu - staged",
+    }
+    assert family["primary_family_size"] == 7 and family["secondary_family_size"] == 7 * len(summary["domains"])
     assert all(c["final_mean"]["n"] == 2 and set(c["final"]) == set(summary["domains"]) for c in compared.values())
+    # every seed's run is kept, so the study can be re-analysed without training
+    assert [len(summary["runs"][a]) for a in ("rl_only", "spectrum")] == [2, 2] and "joint" not in summary["runs"]
     for arm in summary["arms"].values():
         assert set(arm) >= {
             "final_mean",
@@ -47,13 +59,18 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys):
             "rank_ratio",
             "phases",
         }
-        assert arm["final_mean"]["n"] == 2 and arm["final_mean"]["ci_low"] <= arm["final_mean"]["ci_high"]
+        assert arm["final_mean"]["n"] == 2
     assert set(summary["claims"]) == {"C1", "C2", "C3", "C4", "C5"}
     assert all(c["verdict"] in VERDICTS and c["rule"] for c in summary["claims"].values())
     assert summary["plasticity_domain"] not in summary["domains"]
     report = (out / "report.html").read_text()
     assert report.count('src="data:image/png;base64,') >= 5 and "<h2>Claims</h2>" in report
     assert "<td>spectrum - staged</td>" in report and "| spectrum - chord_mu |" in (out / "claims.md").read_text()
+    # --reanalyze recomputes the same summary from the kept runs (timings and all)
+    (out / "report.html").unlink()
+    assert main(["study", "--reanalyze", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text()) == summary and (out / "report.html").exists()
+    assert main(["study", str(ROOT / "configs" / "quickstart.yaml"), "--reanalyze", str(out)]) == 2
     assert "http" not in report.split("<body>")[1]  # self-contained: nothing fetched
     printed = capsys.readouterr().out
     assert all(f"C{i}: inconclusive — " in printed for i in range(1, 6))  # 2 seeds are not evidence
@@ -77,66 +94,6 @@ def test_analyze_run_directory(tmp_path, tiny_random_lm_dir, capsys):
     assert result["plasticity"]["domain"] == "sorting" and len(result["plasticity"]["scores"]) >= 2
     assert (run / "analysis" / "held_out.png").exists() and (run / "analysis" / "kl_to_base.png").exists()
     assert main(["analyze", str(tmp_path / "nope")]) == 2
-
-
-def _run(final, start, kl, auc, entropy=None, classes=None, mu=None, unchanged=0.5):
-    return {
-        "sparsity": {"unchanged_fraction": unchanged},
-        "final_mean": final,
-        "eval_mean": ([0, 10], [start, final]),
-        "kl_to_base": {"0": 0.0, "10": kl},
-        "plasticity": {"auc": auc},
-        "entropy": entropy or {},
-        "entropy_class": classes or {},
-        "mu": mu or ([], []),
-    }
-
-
-def test_claim_rules_on_scripted_numbers():
-    from types import SimpleNamespace
-
-    config = SimpleNamespace(
-        tasks=[SimpleNamespace(name="s", kind="structured"), SimpleNamespace(name="c", kind="creative")]
-    )
-    runs = {
-        "staged": [
-            _run(
-                0.40,
-                0.5,
-                0.9,
-                0.01,
-                mu=([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
-                classes={
-                    "execution": (list(range(1, 11)), [2, 2, 2, 1.8, 1.6, 1.4, 1.2, 1.2, 1.2, 1.2]),
-                    "planning": (list(range(1, 11)), [1, 1, 1, 1, 1, 1, 1.1, 1.2, 1.3, 1.4]),
-                },
-            )
-            for _ in range(3)
-        ],
-        "chord_mu": [_run(0.60 + 0.01 * i, 0.5, 0.3, 0.2) for i in range(3)],
-        "rl_only": [_run(0.55, 0.5, 0.2, 0.25, unchanged=0.8 + 0.01 * i) for i in range(3)],
-        "structured_first": [_run(0.70 + 0.01 * i, 0.5, 0.4, 0.15) for i in range(3)],
-    }
-    runs["joint"] = runs["rl_only"]
-    runs["sft_only"] = [_run(0.5, 0.5, 0.5, 0.1, unchanged=0.1 + 0.01 * i) for i in range(3)]
-    arms = {
-        "staged": {"phases": [{"mean": {"disruption": {"start": 1}}}] * 3},
-        "rl_only": {
-            "entropy_slope": {"s": -0.01, "c": 0.02},
-            "sparsity_unchanged": {"mean": 0.8, "ci_low": 0.78, "ci_high": 0.82},
-            "rank_ratio": {"mean": 0.99},
-        },
-        "sft_only": {"sparsity_unchanged": {"mean": 0.1, "ci_low": 0.09, "ci_high": 0.11}},
-    }
-    claims = judge_claims(runs, arms, {"rl_only": 0.6}, config)
-    assert claims["C1"]["verdict"] == "supported"
-    assert claims["C2"]["verdict"] == "supported"  # lower KL, higher plasticity across 9 runs
-    assert claims["C3"]["verdict"] == "supported"
-    assert claims["C4"]["verdict"] == "supported"
-    assert claims["C5"]["verdict"] == "supported"
-    runs["chord_mu"] = [_run(0.30 + 0.01 * i, 0.5, 0.3, 0.2) for i in range(3)]
-    assert judge_claims(runs, arms, {"rl_only": 0.6}, config)["C1"]["verdict"] == "not supported"
-    assert judge_claims({}, {}, {}, config)["C4"]["verdict"] == "inconclusive"
 
 
 def test_continual_metrics_of_a_staged_run(tmp_path):
@@ -173,18 +130,30 @@ def test_continual_metrics_never_use_an_eval_from_before_the_phase(tmp_path):
     assert got["not_measured"] == "no eval inside phase a (steps 1-12)"
 
 
-def test_spectrum_differences_are_paired_by_seed_over_the_seeds_both_ran():
+def test_the_family_is_paired_by_seed_over_the_seeds_both_ran_and_holm_corrected():
     def run(final: float, extra: float) -> dict:
         return {"final_mean": final, "final": {"a": final, "b": extra}}
 
     runs = {
         "spectrum": [run(0.5, 0.1), run(0.7, 0.1), run(0.6, 0.1)],
         "staged": [run(0.4, 0.2), run(0.5, 0.2), run(0.5, 0.2), run(9.0, 9.0), run(9.0, 9.0)],  # seeds 3, 4 unpaired
+        "chord_mu": [run(0.1, 0.1), run(0.3, 0.2), run(0.2, 0.3)],
     }
-    out = compare_arms(runs, "spectrum", ["joint", "staged", "chord_mu"])
-    assert list(out) == ["spectrum - staged"]  # only the arms that ran
-    diff = out["spectrum - staged"]
+    pairs = family_pairs(list(runs))
+    assert pairs == [("spectrum", "staged"), ("spectrum", "chord_mu"), ("chord_mu", "staged")]  # no joint ran
+    family = compare_family(runs, pairs)
+    diff = family["comparisons"]["spectrum - staged"]
     assert diff["final_mean"]["n"] == 3 and diff["final_mean"]["mean"] == pytest.approx(0.1333, abs=1e-4)
     assert "paired by seed" in diff["final_mean"]["method"]
     assert diff["final"]["b"]["mean"] == pytest.approx(-0.1) and diff["final"]["b"]["ci_low"] == pytest.approx(-0.1)
-    assert compare_arms(runs, "absent", ["staged"]) == {}
+    # spectrum - chord_mu is +0.4 in every seed: p = 0 before and after correction; the others
+    # are corrected over the family of 3 (Holm's multiplier for the second smallest p is 2)
+    raw = {name: c["final_mean"]["p"] for name, c in family["comparisons"].items()}
+    holm = {name: c["final_mean"]["p_holm"] for name, c in family["comparisons"].items()}
+    assert raw["spectrum - chord_mu"] == 0.0 and holm["spectrum - chord_mu"] == 0.0
+    second = sorted(raw, key=raw.get)[1]
+    assert holm[second] == pytest.approx(min(1.0, 2 * raw[second]), abs=1e-6)
+    assert family["comparisons"]["spectrum - chord_mu"]["final_mean"]["excludes_0"]
+    assert family["comparisons"]["spectrum - staged"]["final_mean"]["adjusted"]["confidence"] == pytest.approx(
+        1 - 0.05 / 3
+    )

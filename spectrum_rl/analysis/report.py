@@ -210,7 +210,7 @@ def _interval_parts(x: dict | None) -> tuple[float, tuple[float, float] | None, 
     return x["mean"], ((lo, hi) if _finite(lo) and _finite(hi) else None), tail
 
 
-def _ci(x: dict | None) -> str:
+def ci_text(x: dict | None) -> str:
     """``0.590 [0.570, 0.610], n=3, t``; ``0.590, n=1, t, no interval`` when the bounds are undefined."""
     parts = _interval_parts(x)
     if parts is None:
@@ -263,16 +263,28 @@ def _final_domain_table(summary: dict[str, Any]) -> str:
     return f"<table><tr><th>arm</th>{head}</tr>{rows}</table>"
 
 
+def _tested_cell(entry: dict[str, Any]) -> str:
+    """A family entry: the difference with its 95% interval and n, then raw and Holm p; bold when
+    0 is excluded after adjustment."""
+    cell = _interval_cell(entry) + f"<br><small>p {p_text(entry.get('p'))}, Holm {p_text(entry.get('p_holm'))}</small>"
+    return f"<b>{cell}</b>" if entry.get("excludes_0") else cell
+
+
+def p_text(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.3g}"
+
+
 def _comparison_table(summary: dict[str, Any]) -> str:
-    """``spectrum - other`` per compared arm: the final held-out mean and each domain, paired by seed."""
-    comparisons = summary.get("comparisons") or {}
+    """The study's family of paired comparisons: the final held-out mean (primary family) and each
+    domain (secondary family), each with raw and Holm-adjusted p."""
+    comparisons = (summary.get("comparisons") or {}).get("comparisons") or {}
     if not comparisons:
-        return "<p>The study ran without the <code>spectrum</code> arm or the arms it is compared with.</p>"
+        return "<p>The study ran none of the compared pairs of arms.</p>"
     domains = list(next(iter(comparisons.values()))["final"])
     head = "".join(f"<th>{html.escape(d)}</th>" for d in domains)
     rows = "".join(
-        f'<tr><td>{html.escape(name)}</td><td class="num">{_interval_cell(c["final_mean"])}</td>'
-        + "".join(f'<td class="num">{_interval_cell(c["final"][d])}</td>' for d in domains)
+        f'<tr><td>{html.escape(name)}</td><td class="num">{_tested_cell(c["final_mean"])}</td>'
+        + "".join(f'<td class="num">{_tested_cell(c["final"][d])}</td>' for d in domains)
         + "</tr>"
         for name, c in comparisons.items()
     )
@@ -316,9 +328,12 @@ td.num{{white-space:nowrap}}small{{color:#555}}img{{max-width:100%;height:auto;d
 over the seeds at each eval step; the dotted line is the score before training.</p>{figs.get("curves_by_arm", "")}
 <p>All arms overlaid (means only), with the phases detected on staged seed 0.</p>{figs["curves"]}
 <h2>Final held-out score per domain</h2>{_final_domain_table(summary)}
-<h2>The adaptive spectrum against joint, staged and chord_mu</h2>
-<p>Final held-out score of <code>spectrum</code> minus the other arm, paired by seed over the seeds both ran:
-mean difference, its 95% Student-t interval over the per-seed differences, and n.</p>{_comparison_table(summary)}
+<h2>Paired comparisons (one family, Holm-corrected)</h2>
+<p>Final held-out score of one arm minus another, paired by seed over the seeds both ran: mean difference,
+its 95% Student-t interval over the per-seed differences, n, the paired t-test's two-sided p and its
+Holm-adjusted p. The held-out mean is one family (every arm against joint, spectrum against staged,
+chord_mu and adaptive_mu, chord_mu against staged); the per-domain cells are a second family. Bold:
+0 excluded after adjustment (Holm p &lt; 0.05).</p>{_comparison_table(summary)}
 <h2>Entropy</h2>{figs["entropy"]}{figs.get("token_classes", "")}
 <h2>mu and mixture</h2>{figs["mu"]}{figs.get("mixture", "")}
 <h2>Transfer and recommended order</h2>{figs["transfer"]}
@@ -333,7 +348,7 @@ _PROSE = ("verdict", "rule", "reason")  # a claim's keys that are words, not num
 
 def _shown(value: Any) -> str:
     """An interval dict as ``mean [lo, hi], n=..``; anything else as itself."""
-    return _ci(value) if isinstance(value, dict) and "ci_low" in value else str(value)
+    return ci_text(value) if isinstance(value, dict) and "ci_low" in value else str(value)
 
 
 def _seed_counts(summary: dict[str, Any]) -> str:
@@ -357,20 +372,21 @@ def claims_markdown(summary: dict[str, Any]) -> str:
     ]
     for arm, a in summary["arms"].items():
         lines.append(
-            f"| {arm} | {a['start_mean']:.3f} | {_ci(a['final_mean'])} | {_ci(a['kl_to_base'])} | "
-            f"{_ci(a['plasticity_auc'])} | {_ci(a['sparsity_unchanged'])} |"
+            f"| {arm} | {a['start_mean']:.3f} | {ci_text(a['final_mean'])} | {ci_text(a['kl_to_base'])} | "
+            f"{ci_text(a['plasticity_auc'])} | {ci_text(a['sparsity_unchanged'])} |"
         )
-    comparisons = summary.get("comparisons") or {}
+    comparisons = (summary.get("comparisons") or {}).get("comparisons") or {}
     if comparisons:
-        domains = list(next(iter(comparisons.values()))["final"])
         lines += [
             "",
-            "Final held-out score differences, paired by seed (mean [95% CI], n):",
+            "Final held-out mean differences, paired by seed: mean [95% CI], n; the paired t-test's p and its Holm-",
+            "adjusted p over the family of these comparisons; **excludes 0** after adjustment (Holm p < 0.05).",
             "",
-            "| difference | held-out mean | " + " | ".join(domains) + " |",
-            "|---|---|" + "---|" * len(domains),
+            "| difference | held-out mean | p | Holm p | after adjustment |",
+            "|---|---|---|---|---|",
         ]
         for name, c in comparisons.items():
-            cells = " | ".join(_ci(c["final"][d]) for d in domains)
-            lines.append(f"| {name} | {_ci(c['final_mean'])} | {cells} |")
+            m = c["final_mean"]
+            verdict = "**excludes 0**" if m.get("excludes_0") else "contains 0"
+            lines.append(f"| {name} | {ci_text(m)} | {p_text(m.get('p'))} | {p_text(m.get('p_holm'))} | {verdict} |")
     return "\n".join(lines) + "\n"

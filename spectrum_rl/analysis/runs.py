@@ -87,6 +87,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "eval": {d: series(evals, f"eval/{d}") for d in domains},
         "eval_mean": series(evals, "eval/mean"),
         "entropy": {d: series(metrics, f"entropy/{d}") for d in domains},
+        # fraction of the domain's rollout groups whose rewards were all 0 (no RL signal), per step
+        "blind": {d: series(metrics, f"blind/{d}") for d in domains},
         "mu": series(metrics, "mu"),
         "sft_nll": series(metrics, "sft/nll"),
         "mixture": {d: [m.get("mixture", {}).get(d, 0.0) for m in metrics] for d in domains},

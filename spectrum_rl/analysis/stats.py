@@ -9,6 +9,14 @@ deviation (Student 1908; any statistics text). A percentile bootstrap over 3 val
 removes the seed-to-seed variation the two runs share. With ``n < 2`` there is no interval
 (``lo = hi = nan``).
 
+A study compares many pairs of arms; each pair's two-sided p-value (the paired t-test of the
+per-seed differences) is corrected for the whole family by Holm's step-down method (Holm 1979,
+"A simple sequentially rejective multiple test procedure"): sort the m p-values, multiply the
+i-th smallest by (m - i + 1), take the running maximum, cap at 1. Holm controls the family-wise
+error rate at alpha like Bonferroni, and rejects at least as much. The interval reported beside it
+is the Bonferroni interval, at confidence 1 - alpha / m (Holm has no matching interval; this one is
+the conservative bound of its first step).
+
 Spearman's rho is the Pearson correlation of the (average-tie) ranks; its two-sided permutation
 p-value is the fraction of random pairings of ``y`` with ``x`` whose |rho| is at least the
 observed |rho| (Good 2005, *Permutation, Parametric and Bootstrap Tests of Hypotheses*).
@@ -92,6 +100,32 @@ def paired_diff(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
     if xa.shape != xb.shape:
         raise ValueError(f"paired samples need the same seeds, got {xa.size} and {xb.size} values")
     return t_interval(xa - xb, confidence, PAIRED_METHOD)
+
+
+def paired_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of the paired t-test of ``a_k - b_k`` against 0 (NaN below 2 pairs; 1.0
+    when every difference is 0, where the t statistic is undefined)."""
+    d = _as_sample(a, "a") - _as_sample(b, "b")
+    if d.size < 2 or not np.all(np.isfinite(d)):
+        return math.nan
+    sd = d.std(ddof=1)
+    if sd == 0:
+        return 1.0 if d.mean() == 0 else 0.0
+    t = d.mean() / (sd / math.sqrt(d.size))
+    return float(2 * student_t.sf(abs(t), d.size - 1))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in the input order (NaN stays NaN and is not counted in m)."""
+    p = np.asarray(pvalues, dtype=float)
+    ok = np.flatnonzero(np.isfinite(p))
+    out = np.full(p.shape, math.nan)
+    m = ok.size
+    running = 0.0
+    for i, j in enumerate(ok[np.argsort(p[ok], kind="stable")]):
+        running = max(running, min(1.0, (m - i) * p[j]))
+        out[j] = running
+    return out.tolist()
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

@@ -31,27 +31,39 @@ from spectrum_rl.analysis.probe import probe_transfer, recommend_order
 from spectrum_rl.analysis.report import claims_markdown, write_report
 from spectrum_rl.analysis.runs import plasticity_probe, run_summary
 from spectrum_rl.analysis.sparsity import changed_masks, final_state, mask_overlap, model_state, update_sparsity
-from spectrum_rl.analysis.stats import paired_diff, t_interval
+from spectrum_rl.analysis.stats import PAIRED_METHOD, holm, paired_diff, paired_p, t_interval
 from spectrum_rl.config import Config, Override, load_config, merge_config
 from spectrum_rl.domains import build_domains
+from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.graph import prerequisite_graph
 from spectrum_rl.scheduler.signals import slope
 from spectrum_rl.trainer.loop import Trainer
 
 RECIPE_ARMS = ["rl_only", "sft_only", "staged", "chord_mu", "chord_phi", "adaptive_mu", "gate", "layer_mu"]
 ORDER_ARMS = ["joint", "structured_first", "creative_first", "bwt", "transfer", "adaptive"]
-C1_ARMS = ["rl_only", "staged", "chord_mu", "chord_phi", "adaptive_mu", "gate"]  # the blends C1 compares
-SPECTRUM_VS = ["joint", "staged", "chord_mu"]  # the arms `spectrum` is compared with
+# the arms a claim or the key ablation compares: they get ``claim_seeds``
+CLAIM_ARMS = [
+    "rl_only",
+    "staged",
+    "chord_mu",
+    "chord_phi",
+    "adaptive_mu",
+    "gate",
+    "sft_only",
+    "structured_first",
+    "spectrum",
+]
+SPECTRUM_VS = ["joint", "staged", "chord_mu", "adaptive_mu"]  # the arms `spectrum` is compared with
 
 
 @dataclass
 class StudySpec:
     """Grid and budget. ``quick`` is a reduced grid for tests and a first look: a smoke run whose
-    verdicts are not evidence. ``seeds`` per arm; the arms C1 compares get ``c1_seeds``."""
+    verdicts are not evidence. ``seeds`` per arm; the arms a claim compares get ``claim_seeds``."""
 
     arms: list[str] = field(default_factory=lambda: RECIPE_ARMS + ORDER_ARMS + ["spectrum"])
     seeds: int = 3
-    c1_seeds: int = 5
+    claim_seeds: int = 6
     smoke: bool = False  # the quick grid: says so beside every verdict
     steps: int = 90
     prompts_per_step: int = 8
@@ -65,14 +77,14 @@ class StudySpec:
 
     def seeds_of(self, arm: str) -> int:
         """Seeds run for ``arm``."""
-        return self.c1_seeds if arm in C1_ARMS else self.seeds
+        return self.claim_seeds if arm in CLAIM_ARMS else self.seeds
 
     @classmethod
     def quick(cls) -> StudySpec:
         return cls(
             arms=["rl_only", "joint", "sft_only", "staged", "chord_mu", "structured_first"],
             seeds=2,
-            c1_seeds=2,
+            claim_seeds=2,
             smoke=True,
             steps=24,
             eval_every=8,
@@ -233,10 +245,31 @@ def run_study(
     runs: dict[str, list[dict[str, Any]]] = {}
     for arm, seed, _ in jobs:
         runs.setdefault(arm, []).append(results[arm, seed])
-    if "joint" in spec.arms and "rl_only" in runs:
-        runs["joint"] = runs["rl_only"]
-    masks_overlap = _seed_overlap(base_state, output, ["rl_only", "sft_only"], spec.seeds)
+    meta = {
+        "spec": asdict(spec),
+        "config": str(config_path),
+        "plasticity_domain": probe,
+        "domains": domains,
+        "kinds": {t.name: t.kind for t in config.tasks},
+        "eval_sizes": {t["name"]: t["eval"]["size"] for t in base["tasks"]},  # capped at spec.eval_size
+        "transfer": record["transfer"],
+        "order": order,
+        "seed_overlap": _seed_overlap(base_state, output, ["rl_only", "sft_only"]),
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    summary = analyze(runs, meta)
+    write_study(output, summary)
+    log(f"study done in {summary['seconds']:.0f}s: {output / 'summary.json'}, {output / 'report.html'}")
+    return summary
 
+
+def analyze(runs: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> dict[str, Any]:
+    """The study's summary from its per-seed runs (``runs[arm][k]`` is seed k) and what the runs
+    do not hold (``meta``: spec, config, domains, kinds, eval sizes, transfer, order, seed
+    overlaps, seconds): per-arm aggregates, the family of comparisons, the claims. The runs are
+    kept in the summary, so ``reanalyze`` recomputes all of it without training."""
+    if "joint" in meta["spec"]["arms"] and "rl_only" in runs:
+        runs = {**runs, "joint": runs["rl_only"]}  # joint with rl_only's settings is the same run
     arms_summary = {}
     for arm, seeds in runs.items():
         phases = [
@@ -245,31 +278,51 @@ def run_study(
                 for d, p in detect_all(
                     {**s["eval"], "mean": s["eval_mean"]},
                     loss=s["sft_nll"] if s["sft_nll"][0] else None,
-                    eval_sizes={t["name"]: t["eval"]["size"] for t in base["tasks"]},  # capped at spec.eval_size
+                    eval_sizes=meta["eval_sizes"],
                 ).items()
             }
             for s in seeds
         ]
         arms_summary[arm] = _aggregate(seeds, phases)
-    claims = judge_claims(runs, arms_summary, masks_overlap, config)
-    summary = {
-        "spec": asdict(spec),
-        "config": str(config_path),
-        "plasticity_domain": probe,
-        "domains": domains,
-        "arms": arms_summary,
-        "claims": claims,
-        "comparisons": compare_arms(runs, "spectrum", SPECTRUM_VS),
-        "transfer": record["transfer"],
-        "order": order,
-        "seed_overlap": masks_overlap,
-        "seconds": round(time.perf_counter() - t_start, 1),
-    }
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    family = compare_family(runs, family_pairs(list(runs)))
+    claims = judge_claims(runs, arms_summary, meta["seed_overlap"], meta["kinds"], family)
+    stored = {arm: seeds for arm, seeds in runs.items() if arm != "joint" or "rl_only" not in runs}
+    return {**meta, "arms": arms_summary, "claims": claims, "comparisons": family, "runs": stored}
+
+
+def write_study(output: Path, summary: dict[str, Any]) -> None:
+    """summary.json, report.html and claims.md of a study folder."""
+    runs = dict(summary["runs"])
+    if "joint" in summary["arms"] and "joint" not in runs:
+        runs["joint"] = runs["rl_only"]
+    (output / "summary.json").write_text(json.dumps(summary, indent=1))
     write_report(output / "report.html", summary, runs)
     (output / "claims.md").write_text(claims_markdown(summary))
-    log(f"study done in {summary['seconds']:.0f}s: {output / 'summary.json'}, {output / 'report.html'}")
+
+
+def reanalyze(output: Path) -> dict[str, Any]:
+    """Recompute a study folder's aggregates, comparisons, claims and report from the per-seed
+    runs its summary.json keeps (no training)."""
+    path = Path(output) / "summary.json"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", field="--reanalyze") from None
+    if "runs" not in old:
+        raise ConfigError(
+            f"{path} keeps no per-seed runs (written before they were kept): run the study again",
+            field="--reanalyze",
+        )
+    meta = {k: old[k] for k in _META_KEYS}
+    summary = analyze(old["runs"], meta)
+    write_study(Path(output), summary)
     return summary
+
+
+_META_KEYS = (
+    "spec", "config", "plasticity_domain", "domains", "kinds", "eval_sizes", "transfer", "order", "seed_overlap",
+    "seconds",
+)  # fmt: skip
 
 
 def run_one(data: dict[str, Any], base_dir: str, plasticity: dict[str, Any]) -> dict[str, Any]:
@@ -329,24 +382,73 @@ def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any
     }
 
 
-def compare_arms(runs: dict[str, list[dict[str, Any]]], arm: str, others: Sequence[str]) -> dict[str, Any]:
-    """``arm - other`` for each other arm that ran: the final held-out mean and each domain's final
-    score, paired by seed over the seeds both ran (Student t over the per-seed differences)."""
-    out: dict[str, Any] = {}
-    if arm not in runs:
-        return out
-    for other in others:
-        if other not in runs:
-            continue
-        n = min(len(runs[arm]), len(runs[other]))
-        a, b = runs[arm][:n], runs[other][:n]  # seeds 0..n-1 of both, in order
-        out[f"{arm} - {other}"] = {
-            "final_mean": paired_diff([s["final_mean"] for s in a], [s["final_mean"] for s in b]).to_dict(),
-            "final": {
-                d: paired_diff([s["final"][d] for s in a], [s["final"][d] for s in b]).to_dict() for d in a[0]["final"]
-            },
-        }
+def family_pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
+    """The study's family of paired comparisons (a, b) meaning a - b: every arm that ran against
+    ``joint`` (rl_only is joint's run), ``spectrum`` against the blends it competes with and
+    against ``adaptive_mu`` (the same adaptive mu under the joint mixture: the mixture policy's
+    own effect), and ``chord_mu`` against ``staged`` (claim C1)."""
+    ran = set(arms)
+    pairs = [(a, "joint") for a in arms if a not in ("joint", "rl_only")] if "joint" in ran else []
+    pairs += [("spectrum", b) for b in SPECTRUM_VS if b != "joint"]
+    pairs += [("chord_mu", "staged")]
+    return [(a, b) for a, b in dict.fromkeys(pairs) if a in ran and b in ran]
+
+
+def _tested(a: list[float], b: list[float]) -> dict[str, Any]:
+    out = paired_diff(a, b).to_dict()
+    p = paired_p(a, b)
+    out["p"] = None if np.isnan(p) else round(p, 6)
     return out
+
+
+def _adjust(entries: list[dict[str, Any]], diffs: list[list[float]], alpha: float) -> None:
+    """Holm-adjust the entries' p-values as one family, in place; add the Bonferroni interval
+    (confidence 1 - alpha/m) and whether 0 is excluded after adjustment."""
+    adjusted = holm([np.nan if e["p"] is None else e["p"] for e in entries])
+    m = sum(e["p"] is not None for e in entries)
+    level = 1 - alpha / max(m, 1)
+    for e, d, p in zip(entries, diffs, adjusted):
+        iv = t_interval(d, level, PAIRED_METHOD) if np.all(np.isfinite(d)) else None
+        e["p_holm"] = None if np.isnan(p) else round(p, 6)
+        e["adjusted"] = {
+            "ci_low": None if iv is None or not iv.defined else round(iv.lo, 4),
+            "ci_high": None if iv is None or not iv.defined else round(iv.hi, 4),
+            "confidence": round(level, 6),
+            "method": f"Bonferroni interval over the family of {m}",
+        }
+        e["excludes_0"] = e["p_holm"] is not None and e["p_holm"] < alpha
+
+
+def compare_family(runs: dict[str, list[dict[str, Any]]], pairs: Sequence[tuple[str, str]], alpha: float = 0.05):
+    """Every pair's a - b, paired by seed over the seeds both ran: the final held-out mean (the
+    primary family, Holm-corrected over its pairs) and each domain's final score (the secondary
+    family, Holm-corrected over every pair x domain). Each entry: the 95% interval with n and
+    method, the raw two-sided p, the Holm p, the Bonferroni interval, and ``excludes_0`` (after
+    adjustment)."""
+    out: dict[str, Any] = {}
+    primary, primary_d, secondary, secondary_d = [], [], [], []
+    for a_arm, b_arm in pairs:
+        n = min(len(runs[a_arm]), len(runs[b_arm]))
+        a, b = runs[a_arm][:n], runs[b_arm][:n]  # seeds 0..n-1 of both, in order
+        x, y = [s["final_mean"] for s in a], [s["final_mean"] for s in b]
+        entry = {"final_mean": _tested(x, y), "final": {}}
+        primary.append(entry["final_mean"])
+        primary_d.append(np.subtract(x, y))
+        for d in a[0]["final"]:
+            x, y = [s["final"][d] for s in a], [s["final"][d] for s in b]
+            entry["final"][d] = _tested(x, y)
+            secondary.append(entry["final"][d])
+            secondary_d.append(np.subtract(x, y))
+        out[f"{a_arm} - {b_arm}"] = entry
+    _adjust(primary, primary_d, alpha)
+    _adjust(secondary, secondary_d, alpha)
+    return {
+        "alpha": alpha,
+        "method": "paired t-test per pair (seeds as the unit), Holm over the family; Bonferroni intervals",
+        "primary_family_size": len(primary),
+        "secondary_family_size": len(secondary),
+        "comparisons": out,
+    }
 
 
 def _sparsity(base_state: dict, final_dir: Path) -> dict[str, Any]:
@@ -354,12 +456,20 @@ def _sparsity(base_state: dict, final_dir: Path) -> dict[str, Any]:
     return {k: report[k] for k in ("unchanged_fraction", "mean_rank_ratio", "per_layer_density")}
 
 
-def _seed_overlap(base_state: dict, output: Path, arms: list[str], seeds: int) -> dict[str, float]:
-    """|A ∩ B| / |A| of the changed-parameter masks of seeds 0 and 1, per arm (C3)."""
+def _seed_overlap(base_state: dict, output: Path, arms: list[str]) -> dict[str, list[float]]:
+    """|A ∩ B| / |A| of the changed-parameter masks of disjoint seed pairs (0, 1), (2, 3), ... per
+    arm (C3; disjoint, so the pairs are independent units)."""
     out = {}
     for arm in arms:
-        dirs = [output / "runs" / f"{arm}-s{s}" / "final" for s in range(min(seeds, 2))]
-        if len(dirs) == 2 and all(d.exists() for d in dirs):
-            a, b = (changed_masks(base_state, final_state(d)) for d in dirs)
-            out[arm] = round(mask_overlap(a, b), 4)
+        finals = sorted(output.glob(f"runs/{arm}-s*/final"), key=lambda d: int(d.parent.name.rsplit("-s", 1)[1]))
+        pairs = []
+        for a, b in zip(finals[0::2], finals[1::2]):
+            pairs.append(
+                round(
+                    mask_overlap(changed_masks(base_state, final_state(a)), changed_masks(base_state, final_state(b))),
+                    4,
+                )
+            )
+        if pairs:
+            out[arm] = pairs
     return out

@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.scheduler.blend import SFTConfig, allocate_rows, mu_rule
+from spectrum_rl.scheduler.blend import Credit, SFTConfig, allocate_rows, mu_rule
 from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig, View
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability, OnlineTransfer
 from spectrum_rl.scheduler.step import StepPlan, StepSignals
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 """Layout of ``Planner.state_dict``. 1 (saved without a version): from before per-domain mu rules,
-blindness routing and plateaued prerequisites; ``Planner.upgrade`` turns it into this one."""
+blindness routing and plateaued prerequisites; 2: from before the allocation credit (each step's
+rows were rounded on their own). ``Planner.upgrade`` turns either into this one."""
 
 
 class Planner:
@@ -58,10 +59,14 @@ class Planner:
         self.online = OnlineTransfer(names)
         self._transfer_online = False  # True once the online fit has replaced a missing/old estimate
         self.mu_rules = {n: mu_rule(sft.schedule_of(n)) for n in names}
+        self.credit = (Credit(), Credit())  # (rollout prompts, demonstrations): shares owed across steps
         self.alignment_every = sc.alignment_every if policy.uses_alignment else 0
 
     def plan(self, step: int, mixture: Mapping[str, float] | None = None) -> StepPlan:
-        """The plan of ``step``; ``mixture`` replaces the policy's (a transfer probe trains one domain)."""
+        """The plan of ``step``; ``mixture`` replaces the policy's (a transfer probe trains one domain).
+
+        Call it once per step: the rows it allocates carry the mixture's fractional shares to the
+        next call (``Credit``), so each call is the next step's allocation."""
         if mixture is None:
             decision = self.policy.decide(step, self.view)
             mixture, reason, mu_raise = decision.mixture, decision.reason, decision.mu_raise
@@ -71,7 +76,9 @@ class Planner:
         mu = {n: max(rule.mu(step), mu_raise.get(n, 0.0)) for n, rule in self.mu_rules.items()}
         gate = {n: self.sft.schedule_of(n).gamma for n, rule in self.mu_rules.items() if rule.per_prompt}
         by_need = [n for n, rule in self.mu_rules.items() if rule.by_need]
-        prompts, demos = allocate_rows(mixture, mu, gate, self.prompts_per_step, self.sft.expert_ratio, by_need)
+        prompts, demos = allocate_rows(
+            mixture, mu, gate, self.prompts_per_step, self.sft.expert_ratio, by_need, self.credit
+        )
         return StepPlan(dict(mixture), mu, reason, prompts, demos, gate)
 
     def wants_alignment(self, step: int) -> bool:
@@ -112,6 +119,7 @@ class Planner:
             "version": STATE_VERSION,
             "policy": self.policy.state_dict(),
             "mu": {n: r.state_dict() for n, r in self.mu_rules.items()},
+            "credit": {"prompts": self.credit[0].state_dict(), "demos": self.credit[1].state_dict()},
             "entropy": v.entropy.state_dict(),
             "learnability": v.learnability.state_dict(),
             "alignment": v.alignment.state_dict(),
@@ -140,6 +148,8 @@ class Planner:
                     }
             if "q" in state["policy"]:  # the bandits; adaptive's plateau records start empty
                 state["policy"] = {"peak": {}, "stale": {}, "done": {}, "creative": [], **state["policy"]}
+        if state["version"] == 2:  # rows were rounded per step: nothing owed, every credit starts at 0
+            state = {**state, "version": 3, "credit": {"prompts": {}, "demos": {}}}
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -148,6 +158,8 @@ class Planner:
         self.policy.load_state_dict(state["policy"])
         for n, s in state["mu"].items():
             self.mu_rules[n].load_state_dict(s)
+        for credit, kind in zip(self.credit, ("prompts", "demos")):
+            credit.load_state_dict(state["credit"][kind])
         v.entropy.load_state_dict(state["entropy"])
         v.learnability.load_state_dict(state["learnability"])
         v.alignment.load_state_dict(state["alignment"])

@@ -1,0 +1,128 @@
+"""Study numbers in the docs, generated from the committed summaries.
+
+A block in a Markdown file::
+
+    <!-- data: docs/study/summary.json arms -->
+    ...generated text...
+    <!-- /data -->
+
+holds what ``render(summary, kind)`` makes of that summary (path relative to the repository
+root). ``python -m spectrum_rl.analysis.docs_data README.md docs/study.md`` rewrites every block;
+``--check`` lists the stale ones and exits 1 (the docs test runs it), so a number in a block can
+only come from the data. Kinds: ``setup`` (the command's grid and time), ``arms`` (final
+held-out mean per arm), ``domains`` (per-domain final scores), ``claims`` (verdicts and why),
+``comparisons`` (the Holm-corrected family).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from spectrum_rl.analysis.report import ci_text, p_text
+
+BLOCK = re.compile(r"(<!-- data: (\S+) (\w+) -->\n)(.*?)(<!-- /data -->)", re.S)
+
+
+def _setup(s: dict[str, Any]) -> str:
+    spec = s["spec"]
+    counts = sorted({a["final_mean"]["n"] for a in s["arms"].values()})
+    seeds = "/".join(map(str, counts))
+    runs = sum(len(v) for v in s["runs"].values())
+    return (
+        f"{len(s['runs'])} distinct arms ({', '.join(f'`{a}`' for a in s['arms'])}), {seeds} seeds per arm, "
+        f"{runs} runs of {spec['steps']} steps ({spec['prompts_per_step']} prompts x {spec['group_size']} "
+        f"completions); plasticity domain `{s['plasticity_domain']}`; {s['seconds'] / 60:.1f} minutes.\n"
+    )
+
+
+def _arms(s: dict[str, Any]) -> str:
+    lines = ["| arm | start | final held-out mean [95% CI], n |", "|---|---|---|"]
+    lines += [f"| `{arm}` | {a['start_mean']:.3f} | {ci_text(a['final_mean'])} |" for arm, a in s["arms"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _domains(s: dict[str, Any]) -> str:
+    domains = list(next(iter(s["arms"].values()))["final"])
+    lines = ["| arm | " + " | ".join(f"`{d}`" for d in domains) + " |", "|---|" + "---|" * len(domains)]
+    for arm, a in s["arms"].items():
+        lines.append(f"| `{arm}` | " + " | ".join(ci_text(a["final"][d]) for d in domains) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _claims(s: dict[str, Any]) -> str:
+    lines = ["| claim | verdict | why (the rule's branch and its numbers) |", "|---|---|---|"]
+    for cid, c in s["claims"].items():
+        lines.append(f"| {cid} | **{c['verdict']}** | {c['reason'].replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _comparisons(s: dict[str, Any]) -> str:
+    family = s["comparisons"]
+    lines = [
+        f"Family of {family['primary_family_size']} paired comparisons of the final held-out mean "
+        f"({family['method']}):",
+        "",
+        "| difference | mean [95% CI], n | p | Holm p | after adjustment |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in family["comparisons"].items():
+        m = c["final_mean"]
+        verdict = "**excludes 0**" if m["excludes_0"] else "contains 0"
+        lines.append(f"| `{name}` | {ci_text(m)} | {p_text(m['p'])} | {p_text(m['p_holm'])} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "setup": _setup,
+    "arms": _arms,
+    "domains": _domains,
+    "claims": _claims,
+    "comparisons": _comparisons,
+}
+
+
+def render(summary: dict[str, Any], kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown block kind '{kind}'; expected one of {', '.join(KINDS)}")
+    return KINDS[kind](summary)
+
+
+def refresh(path: Path, root: Path, check: bool = False) -> list[str]:
+    """Re-render every block of ``path``; returns the stale ones ('file: summary kind'). Writes
+    the file unless ``check``."""
+    text = Path(path).read_text()
+    stale: list[str] = []
+    cache: dict[str, dict[str, Any]] = {}
+
+    def fresh(m: re.Match) -> str:
+        source, kind = m.group(2), m.group(3)
+        if source not in cache:
+            cache[source] = json.loads((root / source).read_text())
+        body = render(cache[source], kind)
+        if body != m.group(4):
+            stale.append(f"{path}: {source} {kind}")
+        return m.group(1) + body + m.group(5)
+
+    new = BLOCK.sub(fresh, text)
+    if not check and new != text:
+        Path(path).write_text(new)
+    return stale
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    files = [a for a in argv if a != "--check"]
+    root = Path.cwd()
+    stale = [s for f in files for s in refresh(Path(f), root, check)]
+    for s in stale:
+        print(("stale: " if check else "rewrote: ") + s)
+    return 1 if check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
