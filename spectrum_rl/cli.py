@@ -247,7 +247,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from spectrum_rl.analysis.study import StudySpec, reanalyze, run_study
 
     if (args.reanalyze is None) == (args.config is None):
-        raise ConfigError("give a config to run a study, or --reanalyze DIR to re-analyse one (not both)")
+        raise SpectrumError("study: give a config to run a study, or --reanalyze DIR to re-analyse one (not both)")
     if args.reanalyze is not None:
         summary = reanalyze(Path(args.reanalyze))
         _print_claims(summary)

@@ -3,6 +3,7 @@ the architecture page names exists."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from tests.conftest import ROOT
@@ -28,3 +29,45 @@ def test_every_file_the_architecture_page_names_exists():
     for path in named:
         exists = (ROOT / path).exists() or (ROOT / "spectrum_rl" / path).exists()
         assert exists, f"docs/architecture.md names {path}, which does not exist"
+
+
+RESULT_PAGES = [ROOT / "README.md", ROOT / "docs" / "study.md"]
+
+
+def test_study_numbers_in_the_docs_come_from_the_committed_summaries():
+    """Every generated block (README.md, docs/study.md) equals what the committed summary.json
+    renders (`python -m spectrum_rl.analysis.docs_data README.md docs/study.md` rewrites them)."""
+    from spectrum_rl.analysis.docs_data import BLOCK, refresh
+
+    for page in RESULT_PAGES:
+        assert BLOCK.search(page.read_text()), f"{page.name} has no generated study block"
+        assert refresh(page, ROOT, check=True) == [], "stale: run python -m spectrum_rl.analysis.docs_data"
+
+
+def test_no_study_number_is_written_by_hand():
+    """Outside the generated blocks, the results sections hold no score-like number (0.xx, +0.xx),
+    so a number that could disagree with the data cannot be typed in."""
+    from spectrum_rl.analysis.docs_data import BLOCK
+
+    for page in RESULT_PAGES:
+        text = BLOCK.sub("", page.read_text())
+        if page.name == "README.md":  # its results section only
+            text = text.split("## Latest results", 1)[1].split("\n## ", 1)[0]
+        else:
+            text = text.split("## Latest measured results", 1)[1]
+        stray = re.findall(r"[+\-−]?\b0\.\d{2,}\b", text)
+        assert not stray, f"{page.name}: numbers typed outside the generated blocks: {stray[:5]}"
+
+
+def test_a_changed_number_makes_a_block_stale(tmp_path):
+    from spectrum_rl.analysis.docs_data import refresh
+
+    summary = (ROOT / "docs" / "study" / "summary.json").read_text()
+    (tmp_path / "summary.json").write_text(summary)
+    page = tmp_path / "page.md"
+    page.write_text("<!-- data: summary.json arms -->\n<!-- /data -->\n")
+    assert refresh(page, tmp_path) == [f"{page}: summary.json arms"]  # filled in
+    assert refresh(page, tmp_path, check=True) == []
+    first_arm = next(iter(json.loads(summary)["arms"]))
+    page.write_text(page.read_text().replace(f"| `{first_arm}` | ", f"| `{first_arm}` | 9", 1))
+    assert refresh(page, tmp_path, check=True) == [f"{page}: summary.json arms"]

@@ -439,7 +439,7 @@ def _c3(runs, arms, overlap) -> dict[str, Any]:
     ov = as_list(overlap.get("rl_only"))
     chances, kappas = _pair_kappas(runs["rl_only"], ov)
     defined = [k for k in kappas if k is not None]
-    kappa_iv = t_interval(defined) if defined else None
+    kappa_iv = t_interval(defined, method="Student t over disjoint seed pairs") if defined else None
     mean = rl_u.get("mean")
     numbers: dict[str, Any] = {
         "rl_unchanged": rl_u,

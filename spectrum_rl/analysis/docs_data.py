@@ -11,7 +11,8 @@ root). ``python -m spectrum_rl.analysis.docs_data README.md docs/study.md`` rewr
 ``--check`` lists the stale ones and exits 1 (the docs test runs it), so a number in a block can
 only come from the data. Kinds: ``setup`` (the command's grid and time), ``arms`` (final
 held-out mean per arm), ``domains`` (per-domain final scores), ``claims`` (verdicts and why),
-``comparisons`` (the Holm-corrected family).
+``comparisons`` (the Holm-corrected family), ``verdicts`` (one line), ``excluding`` (the
+comparisons that exclude 0 after adjustment, in a sentence).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def _setup(s: dict[str, Any]) -> str:
     seeds = "/".join(map(str, counts))
     runs = sum(len(v) for v in s["runs"].values())
     return (
-        f"{len(s['runs'])} distinct arms ({', '.join(f'`{a}`' for a in s['arms'])}), {seeds} seeds per arm, "
+        f"{len(s['runs'])} distinct arms ({', '.join(f'`{a}`' for a in s['runs'])}"
+        + ("; `joint` is `rl_only`'s runs" if "joint" in s["arms"] and "joint" not in s["runs"] else "")
+        + f"), {seeds} seeds per arm, "
         f"{runs} runs of {spec['steps']} steps ({spec['prompts_per_step']} prompts x {spec['group_size']} "
         f"completions); plasticity domain `{s['plasticity_domain']}`; {s['seconds'] / 60:.1f} minutes.\n"
     )
@@ -77,7 +80,24 @@ def _comparisons(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _verdicts(s: dict[str, Any]) -> str:
+    return "Verdicts: " + ", ".join(f"{cid} **{c['verdict']}**" for cid, c in s["claims"].items()) + ".\n"
+
+
+def _excluding(s: dict[str, Any]) -> str:
+    family = s["comparisons"]["comparisons"]
+    out = [(name, c["final_mean"]) for name, c in family.items() if c["final_mean"]["excludes_0"]]
+    said = "; ".join(f"`{name}` = {ci_text(m)}, Holm p {p_text(m['p_holm'])}" for name, m in out)
+    head = f"Of the {len(family)} paired comparisons of the final held-out mean (Holm-corrected), "
+    if not out:
+        return head + "none excludes 0 after adjustment.\n"
+    verb = "excludes" if len(out) == 1 else "exclude"
+    return head + f"{len(out)} {verb} 0 after adjustment: {said}. The others contain 0.\n"
+
+
 KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "verdicts": _verdicts,
+    "excluding": _excluding,
     "setup": _setup,
     "arms": _arms,
     "domains": _domains,

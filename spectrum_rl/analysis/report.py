@@ -271,7 +271,8 @@ def _tested_cell(entry: dict[str, Any]) -> str:
 
 
 def p_text(p: float | None) -> str:
-    return "n/a" if p is None else f"{p:.3g}"
+    """A p-value as stored (6 decimals): 0 there means below 1e-6."""
+    return "n/a" if p is None else "< 1e-06" if p == 0 else f"{p:.3g}"
 
 
 def _comparison_table(summary: dict[str, Any]) -> str:

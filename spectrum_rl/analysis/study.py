@@ -34,7 +34,7 @@ from spectrum_rl.analysis.sparsity import changed_masks, final_state, mask_overl
 from spectrum_rl.analysis.stats import PAIRED_METHOD, holm, paired_diff, paired_p, t_interval
 from spectrum_rl.config import Config, Override, load_config, merge_config
 from spectrum_rl.domains import build_domains
-from spectrum_rl.errors import ConfigError
+from spectrum_rl.errors import SpectrumError
 from spectrum_rl.scheduler.graph import prerequisite_graph
 from spectrum_rl.scheduler.signals import slope
 from spectrum_rl.trainer.loop import Trainer
@@ -295,7 +295,12 @@ def write_study(output: Path, summary: dict[str, Any]) -> None:
     runs = dict(summary["runs"])
     if "joint" in summary["arms"] and "joint" not in runs:
         runs["joint"] = runs["rl_only"]
-    (output / "summary.json").write_text(json.dumps(summary, indent=1))
+    # readable aggregates, then the per-seed runs on one line each (they are most of the file)
+    head = json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1)
+    lines = [
+        f" {json.dumps(arm)}: {json.dumps(seeds, separators=(',', ':'))}" for arm, seeds in summary["runs"].items()
+    ]
+    (output / "summary.json").write_text(head[:-2] + ',\n "runs": {\n' + ",\n".join(lines) + "\n }\n}\n")
     write_report(output / "report.html", summary, runs)
     (output / "claims.md").write_text(claims_markdown(summary))
 
@@ -307,12 +312,9 @@ def reanalyze(output: Path) -> dict[str, Any]:
     try:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}", field="--reanalyze") from None
+        raise SpectrumError(f"{path}: cannot be read ({exc})") from None
     if "runs" not in old:
-        raise ConfigError(
-            f"{path} keeps no per-seed runs (written before they were kept): run the study again",
-            field="--reanalyze",
-        )
+        raise SpectrumError(f"{path}: keeps no per-seed runs (written before they were kept); run the study again")
     meta = {k: old[k] for k in _META_KEYS}
     summary = analyze(old["runs"], meta)
     write_study(Path(output), summary)
