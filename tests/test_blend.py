@@ -121,18 +121,16 @@ def test_step_mu_is_the_mean_over_the_steps_rows():
     assert StepPlan({"a": 0.5, "b": 0.5}, {"a": 0.2, "b": 0.4}, "").mean_mu() == pytest.approx(0.3)  # no rows
 
 
+def _sorting_tasks(names) -> list[dict]:
+    """Structured domains, each a copy of the built-in sorting generator."""
+    source = {"type": "builtin", "generator": "sorting"}
+    return [{"name": n, "kind": "structured", "source": source, "reward": [{"type": "exact_match"}]} for n in names]
+
+
 def test_planner_routes_sft_to_the_blind_domain_whatever_its_rl_share():
     config = Config.model_validate(
         {
-            "tasks": [
-                {
-                    "name": n,
-                    "kind": "structured",
-                    "source": {"type": "builtin", "generator": "sorting"},
-                    "reward": [{"type": "exact_match"}],
-                }
-                for n in ("seen", "blind")
-            ],
+            "tasks": _sorting_tasks(("seen", "blind")),
             "scheduler": {"policy": "joint", "weights": {"seen": 0.98, "blind": 0.02}},
             "training": {"prompts_per_step": 8, "sft": {"mu": {"schedule": "adaptive"}, "expert_ratio": 2.0}},
         }
@@ -183,15 +181,7 @@ SIX = ("addition", "sorting", "first_letter", "acrostic", "haiku", "rhyme")
 def _six_domain_planner(weights: dict[str, float] | None = None, mu: str = "rl_only") -> Planner:
     config = Config.model_validate(
         {
-            "tasks": [
-                {
-                    "name": n,
-                    "kind": "structured",
-                    "source": {"type": "builtin", "generator": "sorting"},
-                    "reward": [{"type": "exact_match"}],
-                }
-                for n in SIX
-            ],
+            "tasks": _sorting_tasks(SIX),
             "scheduler": {"policy": "joint", "weights": weights},
             "training": {"prompts_per_step": 8, "sft": {"mu": {"schedule": mu, "value": 0.3}, "expert_ratio": 0.5}},
         }
