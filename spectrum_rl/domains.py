@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class Domain:
     template: str = "{question}\n"
     answer_field: str | None = "answer"
     expert_field: str | None = "expert"
+    sampling: str = "uniform"  # or "pass_rate": the scheduler weighs each prompt of the pool
     _eval: list[Example] | None = field(default=None, repr=False)
 
     def to_example(self, row: RowDict) -> Example:
@@ -39,9 +40,22 @@ class Domain:
             fields=row,
         )
 
-    def sample(self, n: int, rng: random.Random) -> list[Example]:
-        """``n`` training examples drawn with ``rng`` (never from the held-out set)."""
-        return [self.to_example(r) for r in self.source.train_rows(n, rng)]
+    def sample(self, n: int, rng: random.Random, weights: list[float] | None = None) -> list[Example]:
+        """``n`` training examples drawn with ``rng`` (never from the held-out set). With ``weights``
+        (one per prompt of a finite pool), prompt i is drawn with probability proportional to
+        ``weights[i]``: without replacement while the pool has enough prompts of positive weight
+        (Efraimidis and Spirakis 2006: the n largest keys u ** (1 / w)), else with replacement."""
+        if weights is None:
+            return [self.to_example(r) for r in self.source.train_rows(n, rng)]
+        positive = [i for i, w in enumerate(weights) if w > 0]
+        if n <= len(positive):
+            keys = sorted(positive, key=lambda i: rng.random() ** (1.0 / weights[i]), reverse=True)
+            return self.examples_at(keys[:n])
+        return self.examples_at(rng.choices(range(len(weights)), weights=weights, k=n))
+
+    def examples_at(self, indices: list[int]) -> list[Example]:
+        """The training rows at ``indices`` of a finite pool, each Example knowing its index."""
+        return [replace(self.to_example(r), index=i) for i, r in zip(indices, self.source.rows_at(indices))]
 
     def eval_examples(self) -> list[Example]:
         """The held-out examples (computed once)."""
@@ -75,7 +89,14 @@ def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> Domain:
         template=cfg.prompt,
         answer_field=cfg.answer_field,
         expert_field=expert_field,
+        sampling=cfg.sampling,
     )
+    if cfg.sampling == "pass_rate" and source.size is None:
+        raise ConfigError(
+            f"pass_rate sampling needs a finite pool of prompts (file, hub, reasoning_gym); {source.describe()} "
+            "is unlimited",
+            field="sampling",
+        )
     _check_fields(domain, rows)
     return domain
 

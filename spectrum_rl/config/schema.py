@@ -82,6 +82,12 @@ class DomainConfig(StrictModel):
     )
     eval: DomainEvalConfig = Field(default_factory=DomainEvalConfig)
     after: list[str] = Field(default_factory=list, description="Prerequisite domain names.")
+    sampling: Literal["uniform", "pass_rate"] = Field(
+        "uniform",
+        description="How training prompts are drawn: uniform (at random from the source), or pass_rate (a finite "
+        "pool only: file, hub, reasoning_gym; each prompt weighted by its learnability p(1-p) from a tracked pass "
+        "rate, solved and hopeless prompts retired and revisited now and then; `scheduler.prompt_sampling`).",
+    )
     reward: list[RewardComponentSpec] = Field(..., min_length=1, description="Weighted reward components.")
 
     @field_validator("prompt")

@@ -17,13 +17,15 @@ import numpy as np
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.blend import Credit, SFTConfig, allocate_rows, mu_rule
 from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig, View
+from spectrum_rl.scheduler.prompts import PassRateTracker
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability, OnlineTransfer
 from spectrum_rl.scheduler.step import StepPlan, StepSignals
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 """Layout of ``Planner.state_dict``. 1 (saved without a version): from before per-domain mu rules,
 blindness routing and plateaued prerequisites; 2: from before the allocation credit (each step's
-rows were rounded on their own). ``Planner.upgrade`` turns either into this one."""
+rows were rounded on their own); 3: from before per-prompt pass rates. ``Planner.upgrade`` turns
+any of them into this one."""
 
 
 class Planner:
@@ -41,7 +43,9 @@ class Planner:
         sft: SFTConfig,
         prompts_per_step: int,
         transfer: np.ndarray | None = None,
+        pools: Mapping[str, int] | None = None,
     ) -> None:
+        """``pools``: domain -> training pool size, for the domains with ``sampling: pass_rate``."""
         names = list(kinds)
         sc = scheduler
         self.names, self.sft, self.prompts_per_step = names, sft, prompts_per_step
@@ -60,6 +64,7 @@ class Planner:
         self._transfer_online = False  # True once the online fit has replaced a missing/old estimate
         self.mu_rules = {n: mu_rule(sft.schedule_of(n)) for n in names}
         self.credit = (Credit(), Credit())  # (rollout prompts, demonstrations): shares owed across steps
+        self.pass_rates = {d: PassRateTracker(n, sc.prompt_sampling) for d, n in (pools or {}).items()}
         self.alignment_every = sc.alignment_every if policy.uses_alignment else 0
 
     def plan(self, step: int, mixture: Mapping[str, float] | None = None) -> StepPlan:
@@ -79,7 +84,9 @@ class Planner:
         prompts, demos = allocate_rows(
             mixture, mu, gate, self.prompts_per_step, self.sft.expert_ratio, by_need, self.credit
         )
-        return StepPlan(dict(mixture), mu, reason, prompts, demos, gate)
+        weights = {d: t.weights() for d, t in self.pass_rates.items() if prompts.get(d)}
+        stats = {f"sampling/{k}/{d}": v for d, t in self.pass_rates.items() for k, v in t.stats().items()}
+        return StepPlan(dict(mixture), mu, reason, prompts, demos, gate, weights, stats)
 
     def wants_alignment(self, step: int) -> bool:
         return bool(self.alignment_every) and step % self.alignment_every == 0
@@ -95,6 +102,9 @@ class Planner:
                 self.view.learnability.update(n, s.advantage_abs, s.samples)
         if signals.alignment is not None:
             self.view.alignment.update(signals.alignment)
+        for domain, index, rewards in signals.prompt_outcomes:
+            if domain in self.pass_rates:
+                self.pass_rates[domain].observe(index, rewards)
 
     def observe_eval(self, step: int, scores: dict[str, float]) -> None:
         """Held-out scores after ``step``: feeds the policy, the mu rules and the online transfer fit."""
@@ -120,6 +130,7 @@ class Planner:
             "policy": self.policy.state_dict(),
             "mu": {n: r.state_dict() for n, r in self.mu_rules.items()},
             "credit": {"prompts": self.credit[0].state_dict(), "demos": self.credit[1].state_dict()},
+            "pass_rates": {d: t.state_dict() for d, t in self.pass_rates.items()},
             "entropy": v.entropy.state_dict(),
             "learnability": v.learnability.state_dict(),
             "alignment": v.alignment.state_dict(),
@@ -150,10 +161,14 @@ class Planner:
                 state["policy"] = {"peak": {}, "stale": {}, "done": {}, "creative": [], **state["policy"]}
         if state["version"] == 2:  # rows were rounded per step: nothing owed, every credit starts at 0
             state = {**state, "version": 3, "credit": {"prompts": {}, "demos": {}}}
+        if state["version"] == 3:  # no prompt was tracked: every pool starts unseen
+            state = {**state, "version": 4, "pass_rates": {}}
         return state
 
     def load_state_dict(self, state: dict) -> None:
         state = self.upgrade(state)
+        for d, tracker in self.pass_rates.items():
+            tracker.load_state_dict(state["pass_rates"].get(d, {"rate": {}, "visits": {}}))
         v = self.view
         self.policy.load_state_dict(state["policy"])
         for n, s in state["mu"].items():

@@ -39,6 +39,7 @@ from pydantic import Field, field_validator
 
 from spectrum_rl.registry import Registry
 from spectrum_rl.scheduler.order import best_order
+from spectrum_rl.scheduler.prompts import PromptSamplingConfig
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability
 from spectrum_rl.schema import StrictModel
 
@@ -130,6 +131,11 @@ class SchedulerConfig(StrictModel):
         ge=1,
         description="`adaptive`: a prerequisite that has not gained more than `plateau_delta` over its best for "
         "this many evals counts as done (plateaued), so a domain it locks cannot starve forever.",
+    )
+
+    prompt_sampling: PromptSamplingConfig = Field(
+        default_factory=PromptSamplingConfig,
+        description="The per-prompt pass-rate sampler of domains with `sampling: pass_rate`.",
     )
 
     @field_validator("policy")

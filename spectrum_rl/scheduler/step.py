@@ -23,6 +23,9 @@ class StepPlan:
     prompts: domain -> rollout prompts to draw this step (all processes together).
     demos: domain -> expert demonstrations to draw this step (all processes together).
     gate: domain -> gamma, for domains whose mu is decided per prompt from its rollouts (HPT).
+    prompt_weights: domain -> a sampling weight per prompt of its training pool, for domains with
+        ``sampling: pass_rate`` (the trainer draws that domain's prompts with these weights).
+    stats: the scheduler's own numbers for the step's log line (name -> value).
     """
 
     mixture: dict[str, float]
@@ -31,6 +34,8 @@ class StepPlan:
     prompts: dict[str, int] = field(default_factory=dict)
     demos: dict[str, int] = field(default_factory=dict)
     gate: dict[str, float] = field(default_factory=dict)
+    prompt_weights: dict[str, list[float]] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
 
     def mean_mu(self) -> float:
         """The step's one mu (logged as ``mu``; it blends the learning rates and sets per-layer mu):
@@ -82,6 +87,8 @@ class StepSignals:
 
     domains: dict[str, DomainSignals] = field(default_factory=dict)
     alignment: dict[str, dict[str, float]] | None = None
+    # (domain, prompt index, rollout rewards) of every group drawn by prompt weights (all processes)
+    prompt_outcomes: tuple[tuple[str, int, tuple[float, ...]], ...] = ()
 
     def metrics(self) -> dict[str, Any]:
         """The logged form: ``reward/<d>``, ``advantage_abs/<d>``, ``entropy/<d>``, ``blind/<d>``,

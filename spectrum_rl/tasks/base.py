@@ -32,6 +32,7 @@ class Example:
     answer: str | None
     expert: str | None
     fields: Mapping[str, Any] = field(default_factory=dict)
+    index: int | None = None  # its position in a finite training pool, when drawn by position
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ class TaskSource(ABC):
     def size(self) -> int | None:
         """Number of distinct training rows, or None when the source is unlimited."""
         return None
+
+    def rows_at(self, indices: list[int]) -> list[RowDict]:
+        """The training rows at ``indices`` (finite pools only)."""
+        raise TypeError(f"{self.describe()} has no fixed pool of training rows")
 
     def describe(self) -> str:
         """A short human-readable description, e.g. ``builtin:addition(digits=2)``."""

@@ -83,6 +83,9 @@ class PoolSource(TaskSource):
     def size(self) -> int:
         return len(self._train)
 
+    def rows_at(self, indices: list[int]) -> list[RowDict]:
+        return [self._train[i] for i in indices]
+
     def describe(self) -> str:
         return self._description
 

@@ -21,6 +21,15 @@ def sum_over_processes(acc: Accelerator, values: Sequence[float]) -> list[float]
     return acc.reduce(torch.tensor(list(values), dtype=torch.float64, device=acc.device), "sum").cpu().tolist()
 
 
+def gather_lists(acc: Accelerator, items: list[Any]) -> list[Any]:
+    """Every process's ``items`` (picklable), concatenated in process order."""
+    if acc.num_processes == 1:
+        return list(items)
+    per_process: list[Any] = [None] * acc.num_processes
+    dist.all_gather_object(per_process, items)
+    return [x for part in per_process for x in part]
+
+
 def agreed_signal(acc: Accelerator, signum: int | None) -> int:
     """The stop signal any process received (0: none), so that all processes stop together."""
     if acc.num_processes == 1:

@@ -29,7 +29,7 @@ from spectrum_rl.scheduler.step import StepPlan
 from spectrum_rl.tasks.common import derive_seed
 from spectrum_rl.trainer.alignment import cosine_matrix
 from spectrum_rl.trainer.checkpoint import append_jsonl, load_run_state, save_final, save_run_state
-from spectrum_rl.trainer.distributed import agreed_signal, reduce_step, sum_over_processes
+from spectrum_rl.trainer.distributed import agreed_signal, gather_lists, reduce_step, sum_over_processes
 from spectrum_rl.trainer.evaluate import eval_record, evaluate_state
 from spectrum_rl.trainer.experience import ExperienceMaker
 from spectrum_rl.trainer.interrupt import StopOnSignal
@@ -58,8 +58,9 @@ class Trainer:
         transfer = (
             load_transfer(Path(base_dir or ".") / sc.transfer_file, config.domain_names) if sc.transfer_file else None
         )
+        pools = {d.name: d.source.size for d in domains if d.sampling == "pass_rate"}
         self.planner = Planner(
-            config.kinds, config.prerequisites, sc, self.cfg.sft, self.cfg.prompts_per_step, transfer
+            config.kinds, config.prerequisites, sc, self.cfg.sft, self.cfg.prompts_per_step, transfer, pools
         )
         self.state = build_state(config, self.output_dir, accelerator, alignment=bool(self.planner.alignment_every))
         self.experience = ExperienceMaker(self.state, self.domains, config)
@@ -134,12 +135,13 @@ class Trainer:
         # 2. Data and sampling streams come from (seed, step[, rank]): the step number is the whole
         #    data position, so a resumed run draws exactly what an uninterrupted one would.
         data_rng = random.Random(derive_seed(self.config.run.seed, "data", self.step))
-        gen = torch.Generator(device=st.device).manual_seed(
-            derive_seed(self.config.run.seed, "sample", self.step, rank)
-        )
+        seed = self.config.run.seed
+        gen = torch.Generator(device=st.device).manual_seed(derive_seed(seed, "sample", self.step, rank))
 
-        # 3. Every process draws the same prompts and keeps every world-th one.
-        prompts = [(d, ex) for d, n in plan.prompts.items() for ex in self.domains[d].sample(n, data_rng)]
+        # 3. Every process draws the same prompts (pass_rate domains: by the plan's weight per prompt)
+        #    and keeps every world-th one.
+        w = plan.prompt_weights
+        prompts = [(d, ex) for d, n in plan.prompts.items() for ex in self.domains[d].sample(n, data_rng, w.get(d))]
         demos = [(d, ex) for d, n in plan.demos.items() for ex in self.domains[d].sample(n, data_rng)]
         local_prompts = prompts[rank::world]
         local_demos = [(d, ex) for d, ex in demos[rank::world] if ex.expert is not None]
@@ -171,7 +173,9 @@ class Trainer:
         exp.stats.merge(learn_stats)
         alignment = cosine_matrix(sketches) if sketches and len(sketches) > 1 else None
         metrics, signals = reduce_step(st.acc, exp.stats, exp.signals, alignment)
-        self.planner.observe_step(signals)
+        drawn = [(g.domain, g.example.index, g.outcome.rewards[: cfg.group_size]) for g in exp.groups]
+        outcomes = tuple(o for o in gather_lists(st.acc, drawn) if o[1] is not None)  # pools drawn by weight
+        self.planner.observe_step(replace(signals, prompt_outcomes=outcomes))
 
         # 8. The step's log line: what was measured, and the plan as executed.
         metrics.update(signals.metrics())

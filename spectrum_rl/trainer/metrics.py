@@ -75,4 +75,5 @@ def plan_metrics(plan: StepPlan, learning_rate: float) -> dict[str, Any]:
         "learning_rate": learning_rate,
         "scheduler/reason": plan.reason,
         **{f"mu/{d}": round(m, 6) for d, m in plan.mu.items()},
+        **{k: round(v, 6) for k, v in plan.stats.items()},
     }

@@ -1,0 +1,94 @@
+"""Prompt-level curriculum for finite pools (``tasks[i].sampling: pass_rate``).
+
+Per prompt of a domain's training pool, a pass-rate tracker: after each step that drew it,
+    p <- (1 - a) p + a s,     s = fraction of its rollouts whose total reward >= success_threshold
+(an exponential moving average, a = ``ema``; an unseen prompt starts at ``prior``). The prompt's
+sampling weight is its learnability p (1 - p), the variance of a Bernoulli(p) reward and so the
+expected share of groups with a learning signal (the pass-rate curricula of online difficulty
+filtering, arXiv:2504.03380, and SEC/DUMP's |A|-based bandits, arXiv:2505.14970,
+arXiv:2504.09710, measured per prompt). A prompt seen at least ``min_visits`` times whose p is
+>= ``solved`` or <= ``hopeless`` is retired: it keeps ``revisit`` of the unseen prompts' weight, so
+it is drawn again now and then and can come back when the policy has changed. Pure Python: the
+trainer draws the prompts with these weights and reports each group's rewards back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from spectrum_rl.schema import StrictModel
+
+
+class PromptSamplingConfig(StrictModel):
+    """`scheduler.prompt_sampling:` — the pass-rate sampler of domains with `sampling: pass_rate`."""
+
+    ema: float = Field(0.5, gt=0, le=1, description="Weight of a step's observed pass rate in the prompt's estimate.")
+    prior: float = Field(0.5, ge=0, le=1, description="Pass rate assumed for a prompt not yet drawn.")
+    success_threshold: float = Field(
+        1.0, description="A rollout passes when its total reward is at least this (exact match: 1.0)."
+    )
+    solved: float = Field(0.95, ge=0, le=1, description="Retire a prompt whose pass rate is at least this.")
+    hopeless: float = Field(0.05, ge=0, le=1, description="Retire a prompt whose pass rate is at most this.")
+    min_visits: int = Field(2, ge=1, description="Draws of a prompt before it may be retired.")
+    revisit: float = Field(
+        0.05, ge=0, le=1, description="A retired prompt's weight, as a fraction of an unseen prompt's weight."
+    )
+
+
+class PassRateTracker:
+    """Pass-rate estimates and sampling weights over one domain's pool of ``size`` prompts."""
+
+    def __init__(self, size: int, cfg: PromptSamplingConfig) -> None:
+        self.size, self.cfg = size, cfg
+        self.rate: dict[int, float] = {}  # prompt index -> pass-rate estimate (drawn prompts only)
+        self.visits: dict[int, int] = {}
+
+    def observe(self, index: int, rewards: Sequence[float]) -> None:
+        """One group of ``index``'s rollouts (total rewards)."""
+        if not rewards:
+            return
+        s = sum(r >= self.cfg.success_threshold for r in rewards) / len(rewards)
+        p = self.rate.get(index, self.cfg.prior)
+        self.rate[index] = (1 - self.cfg.ema) * p + self.cfg.ema * s
+        self.visits[index] = self.visits.get(index, 0) + 1
+
+    def retired(self, index: int) -> bool:
+        c = self.cfg
+        p = self.rate.get(index)
+        return p is not None and self.visits[index] >= c.min_visits and (p >= c.solved or p <= c.hopeless)
+
+    def weights(self) -> list[float]:
+        """Sampling weight of every prompt of the pool: learnability p (1 - p), the prior's for an
+        unseen prompt, ``revisit`` of that for a retired one. Never all zero."""
+        unseen = max(self.cfg.prior * (1 - self.cfg.prior), 1e-3)
+        out = []
+        for i in range(self.size):
+            if i not in self.rate:
+                out.append(unseen)
+            elif self.retired(i):
+                out.append(self.cfg.revisit * unseen)
+            else:
+                p = self.rate[i]
+                out.append(max(p * (1 - p), 1e-3 * unseen))  # an estimate of 0 or 1 not yet retired
+        return out if any(out) else [1.0] * self.size
+
+    def stats(self) -> dict[str, float]:
+        """What is logged: retired prompts, prompts seen, their mean pass rate."""
+        seen = list(self.rate.values())
+        return {
+            "retired": float(sum(self.retired(i) for i in self.rate)),
+            "seen": float(len(seen)),
+            "pass_rate": sum(seen) / len(seen) if seen else self.cfg.prior,
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "rate": {str(i): p for i, p in self.rate.items()},
+            "visits": {str(i): v for i, v in self.visits.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rate = {int(i): float(p) for i, p in state["rate"].items()}
+        self.visits = {int(i): int(v) for i, v in state["visits"].items()}
