@@ -433,3 +433,26 @@ def test_auto_micro_batch_tokens_from_free_memory():
         10 * gib, shape, False
     )
     assert auto_micro_batch_tokens(0, shape, False) == MIN_TOKENS
+
+
+def test_dynamic_sampling_replaces_groups_without_signal(tmp_path, tiny_random_lm_dir):
+    """A random model never sorts: with exact match alone every group scores all 0, so each of the
+    2 rounds draws all 4 prompts again, and every group is still without signal at the end."""
+    task = {
+        "name": "sorting",
+        "kind": "structured",
+        "source": {"type": "builtin", "generator": "sorting"},
+        "eval": {"size": 6},
+        "reward": [{"type": "exact_match"}],
+    }
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "dynamic_sampling": 2}, tasks=[task])
+    trainer = make_trainer(path)
+    made = []
+    make = trainer.experience.make
+    trainer.experience.make = lambda local, gen: made.append(len(local)) or make(local, gen)
+    m = trainer.train_step()
+    assert made == [4, 4, 4] and m["dynamic_sampling/resampled"] == 8 and m["dynamic_sampling/zero_std_left"] == 1.0
+    assert m["samples/sorting"] == 3 * 4 * 3  # every rollout made is measured: 3 rounds x 4 prompts x G=3
+    (tmp_path / "plain").mkdir()
+    plain = make_trainer(write_config(tmp_path / "plain", tiny_random_lm_dir, {"steps": 1}, tasks=[task])).train_step()
+    assert "dynamic_sampling/resampled" not in plain

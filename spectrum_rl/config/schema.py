@@ -204,6 +204,14 @@ class TrainingConfig(StrictModel):
     drop_zero_variance: bool = Field(
         False, description="DAPO dynamic sampling: give groups whose rewards are all equal no weight in the loss."
     )
+    dynamic_sampling: int = Field(
+        0,
+        ge=0,
+        description="DAPO dynamic sampling: up to this many extra rounds per step in which every rollout group whose "
+        "rewards were all equal (no learning signal) is replaced by a fresh prompt of its domain, rolled out and "
+        "scored (0: off). Logged as `dynamic_sampling/resampled` (prompts drawn again) and "
+        "`dynamic_sampling/zero_std_left` (groups still without signal after the last round).",
+    )
     sft: SFTConfig = Field(default_factory=SFTConfig)
     bf16: bool | None = Field(None, description="bf16 autocast: null = on when a CUDA GPU is used.")
     gradient_checkpointing: bool | Literal["auto"] = Field(

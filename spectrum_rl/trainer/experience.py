@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +102,38 @@ class ExperienceMaker:
             )
             for i, (domain, ex) in enumerate(local)
         ]
+        return exp
+
+    def refill(
+        self,
+        exp: Experience,
+        draw: Callable[[str, int], list[tuple[str, Example]]],
+        total: Callable[[list[float]], list[float]],
+        share: Callable[[list], list],
+        generator: torch.Generator,
+    ) -> Experience:
+        """DAPO dynamic sampling (arXiv:2503.14476), ``training.dynamic_sampling`` rounds at most: each
+        round, the groups whose rewards were all equal (over all processes, per domain: ``total``)
+        are dropped and as many fresh prompts of their domains drawn (``draw``: the same on every
+        process, ``share``: this process's part) and rolled out. The statistics and signals keep
+        every rollout made; the groups are the final batch."""
+        resampled = 0.0
+        for _ in range(self.cfg.dynamic_sampling):
+            counts = total([sum(g.outcome.zero_variance and g.domain == d for g in exp.groups) for d in self.domains])
+            if not any(counts):
+                break
+            prompts = share([p for d, n in zip(self.domains, counts) for p in draw(d, int(n))])
+            more = self.make(prompts, generator)
+            kept = [g for g in exp.groups if not g.outcome.zero_variance]
+            exp.stats.merge(more.stats)
+            exp.signals.merge(more.signals)
+            for k, v in more.timings.items():
+                exp.timings[k] = exp.timings.get(k, 0.0) + v
+            exp.groups = kept + more.groups
+            resampled += len(prompts)
+        left = sum(g.outcome.zero_variance for g in exp.groups)
+        exp.stats.add("dynamic_sampling/resampled", resampled, 0)  # this process's share: summed when reduced
+        exp.stats.add("dynamic_sampling/zero_std_left", float(left), float(len(exp.groups)))
         return exp
 
     def _sample(self, local, generator, exp: Experience) -> tuple[Rollouts, list[str], list[list[int]]]:

@@ -1,11 +1,7 @@
-"""The training loop: one StepPlan per step, executed by two stages.
-
-    build (setup.py)  ->  per step:  plan -> experience (experience.py) -> blend -> learner (learner.py)
-                                     -> signals back to the planner, metrics to metrics.jsonl
-
-The trainer decides nothing: what to train on, and how much of it by SFT, comes from the plan
-(scheduler/plan.py) and the blend (scheduler/blend.py); the stages return what they measured.
-"""
+"""The training loop: build (setup.py), then per step plan -> experience (experience.py) -> blend
+-> learner (learner.py) -> signals back to the planner, metrics to metrics.jsonl. The trainer decides
+nothing: what to train on, and how much of it by SFT, comes from the plan (scheduler/plan.py) and the
+blend (scheduler/blend.py); the stages return what they measured."""
 
 from __future__ import annotations
 
@@ -13,6 +9,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +53,11 @@ class Trainer:
         self.config, self.cfg, self.output_dir = config, config.training, Path(output_dir)
         self.domains = {d.name: d for d in domains}
         sc = config.scheduler
-        transfer = (
-            load_transfer(Path(base_dir or ".") / sc.transfer_file, config.domain_names) if sc.transfer_file else None
-        )
-        pools = {d.name: d.source.size for d in domains if d.sampling == "pass_rate"}
-        self.planner = Planner(
-            config.kinds, config.prerequisites, sc, self.cfg.sft, self.cfg.prompts_per_step, transfer, pools
-        )
+        tf = sc.transfer_file
+        transfer = load_transfer(Path(base_dir or ".") / tf, config.domain_names) if tf else None
+        pools = {d.name: d.source.size for d in domains if d.sampling == "pass_rate"}  # per-prompt curriculum
+        args = (config.kinds, config.prerequisites, sc, self.cfg.sft, self.cfg.prompts_per_step, transfer, pools)
+        self.planner = Planner(*args)
         self.state = build_state(config, self.output_dir, accelerator, alignment=bool(self.planner.alignment_every))
         self.experience = ExperienceMaker(self.state, self.domains, config)
         self.learner = Learner(self.state, self.cfg)
@@ -140,16 +136,21 @@ class Trainer:
 
         # 3. Every process draws the same prompts (pass_rate domains: by the plan's weight per prompt)
         #    and keeps every world-th one.
-        w = plan.prompt_weights
-        prompts = [(d, ex) for d, n in plan.prompts.items() for ex in self.domains[d].sample(n, data_rng, w.get(d))]
+        def draw(d: str, n: int) -> list:
+            return [(d, ex) for ex in self.domains[d].sample(n, data_rng, plan.prompt_weights.get(d))]
+
+        prompts = [p for d, n in plan.prompts.items() for p in draw(d, n)]
         demos = [(d, ex) for d, n in plan.demos.items() for ex in self.domains[d].sample(n, data_rng)]
-        local_prompts = prompts[rank::world]
-        local_demos = [(d, ex) for d, ex in demos[rank::world] if ex.expert is not None]
+        share = itemgetter(slice(rank, None, world))
+        local_prompts = share(prompts)
+        local_demos = [(d, ex) for d, ex in share(demos) if ex.expert is not None]
 
         # 4. Experience: roll out, score, group-relative advantages (sharded: every process
         #    gathers the weights, with or without prompts of its own: it is a collective).
         with gathered(st.model):
             exp = self.experience.make(local_prompts, gen)
+            if cfg.dynamic_sampling:  # DAPO: groups without signal are replaced by fresh prompts
+                exp = self.experience.refill(exp, draw, partial(sum_over_processes, st.acc), share, gen)
 
         # 5. The blend turns outcomes into row weights; a gate domain's mu is the step's fraction
         #    of its prompts switched to their demonstration, over all processes.
@@ -184,8 +185,7 @@ class Trainer:
         return metrics
 
     def evaluate(self) -> dict[str, float]:
-        """Held-out scores of the current policy (all processes take part), told to the planner
-        and appended to eval.jsonl."""
+        """Held-out scores of the policy (all processes take part), told to the planner and logged."""
         t0 = time.perf_counter()
         result = evaluate_state(self.state, list(self.domains.values()), self.config)
         scores = {name: round(v, 6) for name, v in result.scores.items()}

@@ -47,6 +47,11 @@ class SignalSums:
         for key, amount in amounts.items():
             self.values[domain][key] += amount
 
+    def merge(self, other: SignalSums) -> None:
+        """Add ``other``'s sums (a further round of rollouts of the same step) into these."""
+        for name, values in other.values.items():
+            self.add(name, **values)
+
     def flat(self) -> list[float]:
         return [self.values[n][f] for n in self.names for f in _FIELDS]
 
