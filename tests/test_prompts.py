@@ -18,7 +18,7 @@ from spectrum_rl.scheduler.plan import Planner
 from spectrum_rl.scheduler.prompts import PassRateTracker, PromptSamplingConfig
 from spectrum_rl.scheduler.step import StepSignals
 from spectrum_rl.trainer.checkpoint import read_jsonl
-from tests.test_trainer import make_trainer, write_config
+from tests.test_trainer import make_trainer, train_until_interrupted, write_config
 
 CFG = PromptSamplingConfig()
 
@@ -108,17 +108,7 @@ def test_a_pass_rate_run_logs_its_sampler_and_resumes_equal(tmp_path, tiny_rando
     assert [m["sampling/seen/pool"] for m in metrics][0] == 0.0 and metrics[-1]["sampling/seen/pool"] > 0
 
     path = write_config(tmp_path / "b", tiny_random_lm_dir, training, tasks=tasks)
-    first = make_trainer(path)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_3(m):
-        if m["step"] == 3:
-            raise Stop
-
-    with pytest.raises(Stop):
-        first.train(on_step=stop_after_3)
+    train_until_interrupted(make_trainer(path), 3)
     resumed = make_trainer(path, resume=True)
     resumed.train()
     again = read_jsonl(tmp_path / "b" / "run" / "metrics.jsonl")

@@ -55,6 +55,29 @@ def write_config(tmp_path: Path, model: Path | str, training: dict | None = None
     return path
 
 
+SORTING_EXACT = {
+    "name": "sorting",
+    "kind": "structured",
+    "source": {"type": "builtin", "generator": "sorting"},
+    "eval": {"size": 6},
+    "reward": [{"type": "exact_match"}],
+}  # a domain a random model scores 0 on in every rollout
+
+
+def train_until_interrupted(trainer: Trainer, step: int) -> None:
+    """Train, leaving the loop by an exception right after ``step`` (as a crash would)."""
+
+    class Stop(Exception):
+        pass
+
+    def stop(metrics: dict) -> None:
+        if metrics["step"] == step:
+            raise Stop
+
+    with pytest.raises(Stop):
+        trainer.train(on_step=stop)
+
+
 def make_trainer(path: Path, **kw) -> Trainer:
     config = load_config(path)
     return Trainer(config, build_domains(config, path.parent), config.output_path, **kw)
@@ -196,17 +219,7 @@ def test_resume_continues_without_losing_or_repeating_steps(tmp_path, tiny_rando
     # An interrupted run: stops after step 3 (checkpoint at 2), then resumes.
     (tmp_path / "b").mkdir()
     path2 = write_config(tmp_path / "b", tiny_random_lm_dir, {"steps": 4, "save_every": 2})
-    first = make_trainer(path2)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_3(m):
-        if m["step"] == 3:
-            raise Stop
-
-    with pytest.raises(Stop):
-        first.train(on_step=stop_after_3)
+    train_until_interrupted(make_trainer(path2), 3)
     resumed = make_trainer(path2, resume=True)
     assert resumed.step == 2
     resumed.train()
@@ -352,13 +365,7 @@ def test_layer_mu_scales_gradients_by_depth(tmp_path, tiny_random_lm_dir):
 def test_entropy_is_measured_on_every_rollout_before_weighting(tmp_path, tiny_random_lm_dir):
     """Groups whose rows all weigh 0 (zero-variance groups dropped, DAPO) still count in the
     rollout entropy: the monitor must see the collapsed groups the loss leaves out."""
-    task = {
-        "name": "sorting",
-        "kind": "structured",
-        "source": {"type": "builtin", "generator": "sorting"},
-        "eval": {"size": 6},
-        "reward": [{"type": "exact_match"}],
-    }
+    task = SORTING_EXACT
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "drop_zero_variance": True}, tasks=[task])
     m = make_trainer(path).train_step()
     assert m["frac_reward_zero_std"] == 1.0  # a random model never sorts: every group scores all 0
@@ -438,13 +445,7 @@ def test_auto_micro_batch_tokens_from_free_memory():
 def test_dynamic_sampling_replaces_groups_without_signal(tmp_path, tiny_random_lm_dir):
     """A random model never sorts: with exact match alone every group scores all 0, so each of the
     2 rounds draws all 4 prompts again, and every group is still without signal at the end."""
-    task = {
-        "name": "sorting",
-        "kind": "structured",
-        "source": {"type": "builtin", "generator": "sorting"},
-        "eval": {"size": 6},
-        "reward": [{"type": "exact_match"}],
-    }
+    task = SORTING_EXACT
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "dynamic_sampling": 2}, tasks=[task])
     trainer = make_trainer(path)
     made = []
