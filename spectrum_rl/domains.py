@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from spectrum_rl.config import AUTO_EXPERT, Config, DomainConfig
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards import HybridReward, build_hybrid
 from spectrum_rl.scheduler.blend import mu_rule
+from spectrum_rl.scheduler.plan import Planner
+from spectrum_rl.scheduler.step import StepPlan
 from spectrum_rl.tasks.base import Example, RowDict, SourceContext, TaskSource
 
 
@@ -40,11 +45,18 @@ class Domain:
             fields=row,
         )
 
-    def sample(self, n: int, rng: random.Random, weights: list[float] | None = None) -> list[Example]:
-        """``n`` training examples drawn with ``rng`` (never from the held-out set). With ``weights``
+    def sample(
+        self, n: int, rng: random.Random, weights: list[float] | None = None, levels: list[int] | None = None
+    ) -> list[Example]:
+        """``n`` training examples drawn with ``rng`` (never from the held-out set). With ``levels``
+        (a source with a difficulty range; one per example), each at its level. With ``weights``
         (one per prompt of a finite pool), prompt i is drawn with probability proportional to
         ``weights[i]``: without replacement while the pool has enough prompts of positive weight
         (Efraimidis and Spirakis 2006: the n largest keys u ** (1 / w)), else with replacement."""
+        if levels is not None:  # one example at each given difficulty level
+            return [
+                replace(self.to_example(r), level=lv) for lv, r in zip(levels, self.source.rows_at_levels(levels, rng))
+            ]
         if weights is None:
             return [self.to_example(r) for r in self.source.train_rows(n, rng)]
         positive = [i for i, w in enumerate(weights) if w > 0]
@@ -62,6 +74,26 @@ class Domain:
         if self._eval is None:
             self._eval = [self.to_example(r) for r in self.source.eval_rows()]
         return self._eval
+
+
+def planner_for(config: Config, domains: Sequence[Domain], transfer: np.ndarray | None = None) -> Planner:
+    """The Planner of ``config`` over ``domains``, with a pass-rate tracker per ``sampling:
+    pass_rate`` pool and a difficulty frontier per range knob."""
+    pools = {d.name: d.source.size for d in domains if d.sampling == "pass_rate"}
+    ladders = {d.name: d.source.ladder for d in domains if d.source.ladder}
+    t = config.training
+    return Planner(
+        config.kinds, config.prerequisites, config.scheduler, t.sft, t.prompts_per_step, transfer, pools, ladders
+    )
+
+
+def draw_for_plan(
+    domains: Mapping[str, Domain], plan: StepPlan, rng: random.Random, name: str, n: int
+) -> list[tuple[str, Example]]:
+    """``n`` (domain, example) pairs of domain ``name`` as ``plan`` asks: at difficulty levels drawn
+    from its level shares, or by its per-prompt weights, else uniformly."""
+    levels = rng.choices(*zip(*plan.levels[name].items()), k=n) if name in plan.levels else None
+    return [(name, ex) for ex in domains[name].sample(n, rng, plan.prompt_weights.get(name), levels)]
 
 
 def _text(value: Any) -> str | None:

@@ -363,10 +363,11 @@ def test_a_planner_state_of_the_first_layout_loads_through_its_one_migration(tmp
     config = load_config(_config(tmp_path, "adaptive", "adaptive"))
     make = lambda: Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 8)  # noqa: E731
     state = make().state_dict()
-    assert state["version"] == 4
+    assert state["version"] == 5
     # layout 1: no version, no transfer errors, no allocation credit, no pass rates, adaptive's plateau records
     # absent, and the mu rule from before blindness routing kept one mu (the disruption term) as "current"
-    old = {k: v for k, v in state.items() if k not in ("version", "transfer_stderr", "credit", "pass_rates")}
+    new_keys = ("version", "transfer_stderr", "credit", "pass_rates", "frontiers")
+    old = {k: v for k, v in state.items() if k not in new_keys}
     old["policy"] = {k: v for k, v in state["policy"].items() if k not in ("peak", "stale", "done", "creative")}
     old["mu"] = {n: {"baseline": 0.5, "current": 0.3} for n in state["mu"]}
     planner = make()
@@ -386,8 +387,9 @@ def test_a_planner_state_of_the_second_layout_loads_with_zero_credit(tmp_path):
     planner = make()
     planner.plan(0)
     state = planner.state_dict()
-    assert state["version"] == 4 and state["credit"]["prompts"] == {"a": -0.5, "b": 0.5}  # 2 and 1 of 1.5 each
-    layout2 = {**{k: v for k, v in state.items() if k not in ("credit", "pass_rates")}, "version": 2}  # no credit
+    assert state["version"] == 5 and state["credit"]["prompts"] == {"a": -0.5, "b": 0.5}  # 2 and 1 of 1.5 each
+    later = ("credit", "pass_rates", "frontiers")
+    layout2 = {**{k: v for k, v in state.items() if k not in later}, "version": 2}  # rounded each step: no credit
     resumed = make()
     resumed.load_state_dict(layout2)
     assert resumed.state_dict() == {**state, "credit": {"prompts": {}, "demos": {}}}

@@ -64,7 +64,7 @@ def test_the_planner_weighs_pass_rate_pools_and_learns_from_outcomes(tmp_path):
     plan = planner.plan(0)
     assert list(plan.prompt_weights) == ["pool"] and len(plan.prompt_weights["pool"]) == 40
     assert plan.stats["sampling/seen/pool"] == 0.0
-    outcomes = tuple(("pool", i, (1.0,) * 6) for i in range(5)) * 4  # 5 prompts solved 4 times: p 0.97
+    outcomes = tuple(("pool", i, None, (1.0,) * 6) for i in range(5)) * 4  # 5 prompts solved 4 times: p 0.97
     planner.observe_step(StepSignals(prompt_outcomes=outcomes))
     plan = planner.plan(1)
     assert (

@@ -16,16 +16,17 @@ import numpy as np
 
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.blend import Credit, SFTConfig, allocate_rows, mu_rule
+from spectrum_rl.scheduler.difficulty import Frontier
 from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig, View
 from spectrum_rl.scheduler.prompts import PassRateTracker
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability, OnlineTransfer
 from spectrum_rl.scheduler.step import StepPlan, StepSignals
 
-STATE_VERSION = 4
+STATE_VERSION = 5
 """Layout of ``Planner.state_dict``. 1 (saved without a version): from before per-domain mu rules,
 blindness routing and plateaued prerequisites; 2: from before the allocation credit (each step's
-rows were rounded on their own); 3: from before per-prompt pass rates. ``Planner.upgrade`` turns
-any of them into this one."""
+rows were rounded on their own); 3: from before per-prompt pass rates; 4: from before difficulty
+frontiers. ``Planner.upgrade`` turns any of them into this one."""
 
 
 class Planner:
@@ -44,8 +45,10 @@ class Planner:
         prompts_per_step: int,
         transfer: np.ndarray | None = None,
         pools: Mapping[str, int] | None = None,
+        ladders: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
-        """``pools``: domain -> training pool size, for the domains with ``sampling: pass_rate``."""
+        """``pools``: domain -> training pool size, for the domains with ``sampling: pass_rate``;
+        ``ladders``: domain -> (easiest, hardest) level, for the domains with a difficulty range."""
         names = list(kinds)
         sc = scheduler
         self.names, self.sft, self.prompts_per_step = names, sft, prompts_per_step
@@ -65,6 +68,7 @@ class Planner:
         self.mu_rules = {n: mu_rule(sft.schedule_of(n)) for n in names}
         self.credit = (Credit(), Credit())  # (rollout prompts, demonstrations): shares owed across steps
         self.pass_rates = {d: PassRateTracker(n, sc.prompt_sampling) for d, n in (pools or {}).items()}
+        self.frontiers = {d: Frontier(lo, hi, sc.difficulty) for d, (lo, hi) in (ladders or {}).items()}
         self.alignment_every = sc.alignment_every if policy.uses_alignment else 0
 
     def plan(self, step: int, mixture: Mapping[str, float] | None = None) -> StepPlan:
@@ -85,8 +89,10 @@ class Planner:
             mixture, mu, gate, self.prompts_per_step, self.sft.expert_ratio, by_need, self.credit
         )
         weights = {d: t.weights() for d, t in self.pass_rates.items() if prompts.get(d)}
+        levels = {d: f.distribution() for d, f in self.frontiers.items() if prompts.get(d)}
         stats = {f"sampling/{k}/{d}": v for d, t in self.pass_rates.items() for k, v in t.stats().items()}
-        return StepPlan(dict(mixture), mu, reason, prompts, demos, gate, weights, stats)
+        stats |= {f"difficulty/frontier/{d}": float(f.frontier) for d, f in self.frontiers.items()}
+        return StepPlan(dict(mixture), mu, reason, prompts, demos, gate, weights, levels, stats)
 
     def wants_alignment(self, step: int) -> bool:
         return bool(self.alignment_every) and step % self.alignment_every == 0
@@ -102,9 +108,11 @@ class Planner:
                 self.view.learnability.update(n, s.advantage_abs, s.samples)
         if signals.alignment is not None:
             self.view.alignment.update(signals.alignment)
-        for domain, index, rewards in signals.prompt_outcomes:
-            if domain in self.pass_rates:
+        for domain, index, level, rewards in signals.prompt_outcomes:
+            if index is not None and domain in self.pass_rates:
                 self.pass_rates[domain].observe(index, rewards)
+            if level is not None and domain in self.frontiers:
+                self.frontiers[domain].observe(level, rewards)
 
     def observe_eval(self, step: int, scores: dict[str, float]) -> None:
         """Held-out scores after ``step``: feeds the policy, the mu rules and the online transfer fit."""
@@ -131,6 +139,7 @@ class Planner:
             "mu": {n: r.state_dict() for n, r in self.mu_rules.items()},
             "credit": {"prompts": self.credit[0].state_dict(), "demos": self.credit[1].state_dict()},
             "pass_rates": {d: t.state_dict() for d, t in self.pass_rates.items()},
+            "frontiers": {d: f.state_dict() for d, f in self.frontiers.items()},
             "entropy": v.entropy.state_dict(),
             "learnability": v.learnability.state_dict(),
             "alignment": v.alignment.state_dict(),
@@ -163,12 +172,16 @@ class Planner:
             state = {**state, "version": 3, "credit": {"prompts": {}, "demos": {}}}
         if state["version"] == 3:  # no prompt was tracked: every pool starts unseen
             state = {**state, "version": 4, "pass_rates": {}}
+        if state["version"] == 4:  # no level was tracked: every ladder starts at its easiest level
+            state = {**state, "version": 5, "frontiers": {}}
         return state
 
     def load_state_dict(self, state: dict) -> None:
         state = self.upgrade(state)
         for d, tracker in self.pass_rates.items():
             tracker.load_state_dict(state["pass_rates"].get(d, {"rate": {}, "visits": {}}))
+        for d, frontier in self.frontiers.items():
+            frontier.load_state_dict(state["frontiers"].get(d, {"rate": {}}))
         v = self.view
         self.policy.load_state_dict(state["policy"])
         for n, s in state["mu"].items():

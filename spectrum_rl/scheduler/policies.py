@@ -38,6 +38,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from spectrum_rl.registry import Registry
+from spectrum_rl.scheduler.difficulty import DifficultyConfig
 from spectrum_rl.scheduler.order import best_order
 from spectrum_rl.scheduler.prompts import PromptSamplingConfig
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability
@@ -133,6 +134,10 @@ class SchedulerConfig(StrictModel):
         "this many evals counts as done (plateaued), so a domain it locks cannot starve forever.",
     )
 
+    difficulty: DifficultyConfig = Field(
+        default_factory=DifficultyConfig,
+        description="The difficulty frontier of domains whose generator knob is a range.",
+    )
     prompt_sampling: PromptSamplingConfig = Field(
         default_factory=PromptSamplingConfig,
         description="The per-prompt pass-rate sampler of domains with `sampling: pass_rate`.",

@@ -25,6 +25,7 @@ class StepPlan:
     gate: domain -> gamma, for domains whose mu is decided per prompt from its rollouts (HPT).
     prompt_weights: domain -> a sampling weight per prompt of its training pool, for domains with
         ``sampling: pass_rate`` (the trainer draws that domain's prompts with these weights).
+    levels: domain -> {difficulty level: share of its prompts}, for domains with a range knob.
     stats: the scheduler's own numbers for the step's log line (name -> value).
     """
 
@@ -35,6 +36,7 @@ class StepPlan:
     demos: dict[str, int] = field(default_factory=dict)
     gate: dict[str, float] = field(default_factory=dict)
     prompt_weights: dict[str, list[float]] = field(default_factory=dict)
+    levels: dict[str, dict[int, float]] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
 
     def mean_mu(self) -> float:
@@ -87,8 +89,9 @@ class StepSignals:
 
     domains: dict[str, DomainSignals] = field(default_factory=dict)
     alignment: dict[str, dict[str, float]] | None = None
-    # (domain, prompt index, rollout rewards) of every group drawn by prompt weights (all processes)
-    prompt_outcomes: tuple[tuple[str, int, tuple[float, ...]], ...] = ()
+    # (domain, prompt index or None, level or None, rollout rewards) of every group drawn by prompt
+    # weights or at a difficulty level (all processes)
+    prompt_outcomes: tuple[tuple[str, int | None, int | None, tuple[float, ...]], ...] = ()
 
     def metrics(self) -> dict[str, Any]:
         """The logged form: ``reward/<d>``, ``advantage_abs/<d>``, ``entropy/<d>``, ``blind/<d>``,

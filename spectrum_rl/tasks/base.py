@@ -33,6 +33,7 @@ class Example:
     expert: str | None
     fields: Mapping[str, Any] = field(default_factory=dict)
     index: int | None = None  # its position in a finite training pool, when drawn by position
+    level: int | None = None  # its difficulty level, when its source has a range knob
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,15 @@ class TaskSource(ABC):
     def rows_at(self, indices: list[int]) -> list[RowDict]:
         """The training rows at ``indices`` (finite pools only)."""
         raise TypeError(f"{self.describe()} has no fixed pool of training rows")
+
+    @property
+    def ladder(self) -> tuple[int, int] | None:
+        """(easiest, hardest) level when a difficulty knob is a range, else None."""
+        return None
+
+    def rows_at_levels(self, levels: list[int], rng: random.Random) -> list[RowDict]:
+        """One training row at each of ``levels`` (sources with a ladder only)."""
+        raise TypeError(f"{self.describe()} has no difficulty range")
 
     def describe(self) -> str:
         """A short human-readable description, e.g. ``builtin:addition(digits=2)``."""

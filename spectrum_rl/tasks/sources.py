@@ -29,9 +29,21 @@ class BuiltinSource(TaskSource):
     """Unlimited rows from a generator. The eval set comes from its own seed, derived from
     (run seed, domain, "eval"); training draws that hit an eval question are redrawn."""
 
-    def __init__(self, generator: Generator, difficulty: Mapping[str, int], ctx: SourceContext) -> None:
+    def __init__(
+        self, generator: Generator, difficulty: Mapping[str, int | tuple[int, int]], ctx: SourceContext
+    ) -> None:
         self.generator = generator
-        self.knobs = generator.knobs(difficulty)
+        ranges = {k: v for k, v in difficulty.items() if not isinstance(v, int)}
+        if len(ranges) > 1:
+            raise ConfigError(f"at most one knob may be a range; {', '.join(ranges)} are", field="source.difficulty")
+        fixed = {k: v for k, v in difficulty.items() if k not in ranges}
+        self._range: tuple[str, int, int] | None = None
+        for knob, (lo, hi) in ranges.items():
+            if lo > hi:
+                raise ConfigError(f"expected [easiest, hardest], found [{lo}, {hi}]", field=f"source.difficulty.{knob}")
+            generator.knobs({**fixed, knob: lo}), generator.knobs({**fixed, knob: hi})  # both ends in bounds
+            self._range = (knob, lo, hi)
+        self.knobs = generator.knobs(fixed)
         self._eval_size = ctx.eval_size
         eval_rng = random.Random(derive_seed(ctx.seed, ctx.domain, "eval"))
         self._eval: list[RowDict] = []
@@ -44,9 +56,13 @@ class BuiltinSource(TaskSource):
         # Fail at build time, not mid-training, when eval leaves no training question.
         self._draw(random.Random(derive_seed(ctx.seed, ctx.domain, "probe")), self._eval_questions)
 
-    def _draw(self, rng: random.Random, exclude: set[str] | frozenset[str]) -> RowDict:
+    def _draw(self, rng: random.Random, exclude: set[str] | frozenset[str], level: int | None = None) -> RowDict:
+        knobs = self.knobs
+        if self._range is not None:  # a level drawn uniformly over the range unless one is given
+            knob, lo, hi = self._range
+            knobs = {**knobs, knob: rng.randint(lo, hi) if level is None else level}
         for _ in range(_MAX_TRIES):
-            row = self.generator.make(rng, **self.knobs)
+            row = self.generator.make(rng, **knobs)
             if row["question"] not in exclude:
                 return row
         raise ConfigError(
@@ -62,9 +78,18 @@ class BuiltinSource(TaskSource):
     def train_rows(self, n: int, rng: random.Random) -> list[RowDict]:
         return [self._draw(rng, self._eval_questions) for _ in range(n)]
 
+    @property
+    def ladder(self) -> tuple[int, int] | None:
+        return None if self._range is None else self._range[1:]
+
+    def rows_at_levels(self, levels: list[int], rng: random.Random) -> list[RowDict]:
+        if self._range is None:
+            return super().rows_at_levels(levels, rng)
+        return [self._draw(rng, self._eval_questions, level) for level in levels]
+
     def describe(self) -> str:
-        knobs = ", ".join(f"{k}={v}" for k, v in self.knobs.items())
-        return f"builtin:{self.generator.name}({knobs})"
+        knobs = {**self.knobs, **({self._range[0]: list(self._range[1:])} if self._range else {})}
+        return f"builtin:{self.generator.name}({', '.join(f'{k}={v}' for k, v in knobs.items())})"
 
 
 class PoolSource(TaskSource):

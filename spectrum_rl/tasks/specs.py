@@ -31,8 +31,11 @@ class BuiltinSpec(SourceSpec):
     """A procedural generator: unlimited seeded rows with a held-out eval set."""
 
     generator: str = Field(description="Generator name (the values of `tasks[i].source.generator` below).")
-    difficulty: dict[str, int] = Field(
-        default_factory=dict, description="Difficulty knobs overriding the generator's defaults, e.g. {digits: 3}."
+    difficulty: dict[str, int | tuple[int, int]] = Field(
+        default_factory=dict,
+        description="Difficulty knobs overriding the generator's defaults, e.g. {digits: 3}. One knob may be a range "
+        "[easiest, hardest], e.g. {length: [2, 8]}: the scheduler then picks each prompt's level (a moving frontier, "
+        "`scheduler.difficulty`), logged as `difficulty/<domain>`; the eval set spans the range.",
     )
 
     @field_validator("generator")

@@ -89,6 +89,9 @@ class ExperienceMaker:
         v = torch.stack([torch.nn.functional.pad(x, (0, width - len(x)), value=False) for x in valid])
         adv, zero_var = group_advantages(r, v, self.cfg.scale_rewards)
         self._entropy(local, ro, texts, exp)
+        for domain, ex in local:
+            if ex.level is not None:  # the mean difficulty level drawn, per domain
+                exp.stats.add(f"difficulty/{domain}", float(ex.level))
         self._group_statistics(local, r, v, adv, zero_var, ro, exp)
         exp.groups = [
             Group(
@@ -226,6 +229,15 @@ class ExperienceMaker:
                 cm = torch.tensor(member, dtype=torch.float32)
                 if cm.sum() > 0:
                     stats.add(f"entropy_class/{c}", float((ro.entropy[j, : len(member)] * cm).sum()), float(cm.sum()))
+
+    def tracked_outcomes(self, groups: list[Group]) -> list[tuple[str, int | None, int | None, tuple[float, ...]]]:
+        """(domain, prompt index, level, rollout rewards) of the groups whose prompt the scheduler
+        tracks (drawn from a pool by weight, or at a difficulty level)."""
+        return [
+            (g.domain, g.example.index, g.example.level, g.outcome.rewards[: self.cfg.group_size])
+            for g in groups
+            if g.example.index is not None or g.example.level is not None
+        ]
 
     def rows(self, groups: list[Group], demos: list[tuple[str, Any]], weights: RowWeights) -> tuple[list[Row], Sums]:
         """Loss rows with the blend's weights: each group's valid completions (RL; a LUFFY expert

@@ -19,10 +19,10 @@ import yaml
 from accelerate import Accelerator
 
 from spectrum_rl.config import Config
-from spectrum_rl.domains import Domain
+from spectrum_rl.domains import Domain, draw_for_plan, planner_for
 from spectrum_rl.errors import TrainingError, TrainingInterrupted
 from spectrum_rl.scheduler.blend import gate_counts, gate_mu, gate_switches, lr_factor, row_weights
-from spectrum_rl.scheduler.plan import Planner, load_transfer
+from spectrum_rl.scheduler.plan import load_transfer
 from spectrum_rl.scheduler.step import StepPlan
 from spectrum_rl.tasks.common import derive_seed
 from spectrum_rl.trainer.alignment import cosine_matrix
@@ -55,9 +55,7 @@ class Trainer:
         sc = config.scheduler
         tf = sc.transfer_file
         transfer = load_transfer(Path(base_dir or ".") / tf, config.domain_names) if tf else None
-        pools = {d.name: d.source.size for d in domains if d.sampling == "pass_rate"}  # per-prompt curriculum
-        args = (config.kinds, config.prerequisites, sc, self.cfg.sft, self.cfg.prompts_per_step, transfer, pools)
-        self.planner = Planner(*args)
+        self.planner = planner_for(config, domains, transfer)
         self.state = build_state(config, self.output_dir, accelerator, alignment=bool(self.planner.alignment_every))
         self.experience = ExperienceMaker(self.state, self.domains, config)
         self.learner = Learner(self.state, self.cfg)
@@ -130,15 +128,13 @@ class Trainer:
 
         # 2. Data and sampling streams come from (seed, step[, rank]): the step number is the whole
         #    data position, so a resumed run draws exactly what an uninterrupted one would.
-        data_rng = random.Random(derive_seed(self.config.run.seed, "data", self.step))
         seed = self.config.run.seed
+        data_rng = random.Random(derive_seed(seed, "data", self.step))
         gen = torch.Generator(device=st.device).manual_seed(derive_seed(seed, "sample", self.step, rank))
 
-        # 3. Every process draws the same prompts (pass_rate domains: by the plan's weight per prompt)
-        #    and keeps every world-th one.
-        def draw(d: str, n: int) -> list:
-            return [(d, ex) for ex in self.domains[d].sample(n, data_rng, plan.prompt_weights.get(d))]
-
+        # 3. Every process draws the same prompts (by the plan's weight per prompt or level where it
+        #    gives them) and keeps every world-th one.
+        draw = partial(draw_for_plan, self.domains, plan, data_rng)
         prompts = [p for d, n in plan.prompts.items() for p in draw(d, n)]
         demos = [(d, ex) for d, n in plan.demos.items() for ex in self.domains[d].sample(n, data_rng)]
         share = itemgetter(slice(rank, None, world))
@@ -174,8 +170,7 @@ class Trainer:
         exp.stats.merge(learn_stats)
         alignment = cosine_matrix(sketches) if sketches and len(sketches) > 1 else None
         metrics, signals = reduce_step(st.acc, exp.stats, exp.signals, alignment)
-        drawn = [(g.domain, g.example.index, g.outcome.rewards[: cfg.group_size]) for g in exp.groups]
-        outcomes = tuple(o for o in gather_lists(st.acc, drawn) if o[1] is not None)  # pools drawn by weight
+        outcomes = tuple(gather_lists(st.acc, self.experience.tracked_outcomes(exp.groups)))
         self.planner.observe_step(replace(signals, prompt_outcomes=outcomes))
 
         # 8. The step's log line: what was measured, and the plan as executed.

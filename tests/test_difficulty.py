@@ -1,0 +1,93 @@
+"""Difficulty curriculum: a generator knob given as a range, the frontier over its levels with
+planted pass rates, and a run that logs the level drawn."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import yaml
+
+from spectrum_rl.config import load_config
+from spectrum_rl.domains import build_domains, planner_for
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.scheduler.difficulty import DifficultyConfig, Frontier
+from spectrum_rl.scheduler.step import StepSignals
+from spectrum_rl.trainer.checkpoint import read_jsonl
+from tests.test_trainer import make_trainer, write_config
+
+CFG = DifficultyConfig()
+
+
+def test_the_frontier_moves_up_when_a_level_is_mastered_and_back_when_forgotten():
+    frontier = Frontier(2, 6, CFG)
+    assert frontier.frontier == 2 and frontier.distribution() == pytest.approx({2: 0.85, 3: 0.15})
+    rng = random.Random(0)
+    planted = {2: 0.95, 3: 0.9, 4: 0.3, 5: 0.0, 6: 0.0}  # the model masters 2 and 3, not 4
+    for _ in range(40):
+        for level, share in frontier.distribution().items():
+            if rng.random() < share:
+                frontier.observe(level, [float(rng.random() < planted[level]) for _ in range(8)])
+    assert frontier.frontier == 4
+    assert frontier.distribution() == pytest.approx({3: 0.15, 4: 0.7, 5: 0.15})
+    for _ in range(4):
+        frontier.observe(3, [0.0] * 8)  # level 3 forgotten: the frontier comes back to it
+    assert frontier.frontier == 3
+    again = Frontier(2, 6, CFG)
+    again.load_state_dict(json.loads(json.dumps(frontier.state_dict())))
+    assert again.distribution() == frontier.distribution()
+
+
+def _config(tmp_path, difficulty: dict):
+    """The test config with its first (sorting) domain's difficulty knobs replaced."""
+    path = write_config(tmp_path, "builtin:tiny")
+    data = yaml.safe_load(path.read_text())
+    data["tasks"][0]["source"]["difficulty"] = difficulty
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_range_knob_gives_a_ladder_and_an_eval_set_across_it(tmp_path):
+    config = load_config(_config(tmp_path, {"length": [2, 6]}))
+    sorting = build_domains(config, tmp_path)[0]
+    assert sorting.source.ladder == (2, 6) and "length=[2, 6]" in sorting.source.describe()
+    lengths = {len(e.answer) for e in sorting.eval_examples()}
+    assert len(lengths) >= 3  # the held-out set spans the range
+    drawn = sorting.sample(3, random.Random(0), levels=[2, 5, 6])
+    assert [len(e.answer) for e in drawn] == [2, 5, 6] and [e.level for e in drawn] == [2, 5, 6]
+    planner = planner_for(config, build_domains(config, tmp_path))
+    plan = planner.plan(0)
+    assert (
+        plan.levels == {"sorting": pytest.approx({2: 0.85, 3: 0.15})} and plan.stats["difficulty/frontier/sorting"] == 2
+    )
+    planner.observe_step(StepSignals(prompt_outcomes=(("sorting", None, 2, (1.0,) * 8),)))
+    assert planner.plan(1).stats["difficulty/frontier/sorting"] == 3
+
+
+@pytest.mark.parametrize(
+    ("difficulty", "message"),
+    [
+        ({"length": [6, 2]}, r"source\.difficulty\.length: expected \[easiest, hardest\], found \[6, 2\]"),
+        ({"length": [2, 99]}, r"source\.difficulty\.length: expected an integer in"),
+        ({"length": [2, 4], "other": [1, 2]}, r"unknown difficulty knob|at most one knob may be a range"),
+    ],
+)
+def test_bad_ranges_are_one_line_errors(tmp_path, difficulty, message):
+    with pytest.raises(ConfigError, match=message):
+        build_domains(load_config(_config(tmp_path, difficulty)), tmp_path)
+
+
+def test_a_run_logs_the_level_drawn(tmp_path, tiny_random_lm_dir):
+    task = {
+        "name": "sorting",
+        "kind": "structured",
+        "source": {"type": "builtin", "generator": "sorting", "difficulty": {"length": [2, 6]}},
+        "eval": {"size": 6},
+        "reward": [{"type": "exact_match"}],
+    }
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2}, tasks=[task])
+    make_trainer(path).train()
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert all(2 <= m["difficulty/sorting"] <= 3 for m in metrics)  # the frontier at the easiest level
+    assert [m["difficulty/frontier/sorting"] for m in metrics] == [2.0, 2.0]  # a random model masters none
