@@ -6,9 +6,12 @@ Prints, for 10 domains (the built-in generators, repeated):
   observe_eval every 25 steps) and its ratio to the step (target < 1%);
 - the extra time of a step that computes gradient alignment (TAC sketches), its ratio to a
   step, and that ratio amortised over the default ``alignment_every`` (target < 5%);
-- the order solver at 16 domains (target < 1 s).
+- the order solver at 16 domains (target < 1 s);
+- the curricula per step (target < 1% with the scheduler): a `sampling: pass_rate` pool of
+  ``--pool`` prompts (plan's weights, the weighted draw of 8 prompts, 8 groups observed) and a
+  difficulty range of 7 levels (plan's level shares, 8 groups observed).
 
-    python benchmarks/bench_scheduler.py [--steps 8] [--json]
+    python benchmarks/bench_scheduler.py [--steps 8] [--pool 10000] [--json]
 """
 
 from __future__ import annotations
@@ -84,9 +87,38 @@ def trainer_for(policy: str, n: int, out: str):
     return Trainer(config, build_domains(config, Path.cwd()), Path(out))
 
 
+def curricula_seconds(pool: int, steps: int = 200) -> float:
+    """Median seconds per step of the pass-rate pool and the difficulty frontier: plan, the
+    weighted draw of the pool's 8 prompts, and observing 8 groups of each."""
+    import random
+
+    from spectrum_rl.domains import Domain, draw_for_plan
+    from spectrum_rl.scheduler.blend import SFTConfig
+    from spectrum_rl.scheduler.plan import Planner
+    from spectrum_rl.scheduler.step import StepSignals
+    from spectrum_rl.tasks.sources import PoolSource
+
+    rows = [{"question": f"q{i}", "answer": str(i)} for i in range(pool)]
+    domains = {"pool": Domain("pool", "structured", PoolSource(rows, [], "pool"), reward=None)}
+    kinds = {"pool": "structured", "ladder": "structured"}
+    planner = Planner(kinds, {}, SchedulerConfig(), SFTConfig(), 16, pools={"pool": pool}, ladders={"ladder": (2, 8)})
+    rng = random.Random(0)
+    times = []
+    for s in range(steps):
+        t0 = time.perf_counter()
+        plan = planner.plan(s)
+        drawn = draw_for_plan(domains, plan, rng, "pool", plan.prompts["pool"])
+        outcomes = [("pool", ex.index, None, (float(rng.random() < 0.3),) * 8) for _, ex in drawn]
+        outcomes += [("ladder", None, level, (1.0, 0.0) * 4) for level in plan.levels["ladder"]]
+        planner.observe_step(StepSignals(prompt_outcomes=tuple(outcomes)))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--pool", type=int, default=10_000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     n = 10
@@ -129,6 +161,8 @@ def main() -> None:
             without.append(time.perf_counter() - t0)
         align_extra = statistics.median(with_align) - statistics.median(without)
 
+    curricula = curricula_seconds(args.pool)
+
     from spectrum_rl.scheduler.order import best_order
 
     rng = np.random.default_rng(0)
@@ -149,6 +183,9 @@ def main() -> None:
         "alignment_every": ALIGN_EVERY,
         "alignment_amortised_fraction": round(align_extra / statistics.median(without) / ALIGN_EVERY, 4),
         "solver16_s": round(statistics.median(solve), 4),
+        "pool": args.pool,
+        "curricula_s": round(curricula, 6),
+        "with_curricula_fraction": round((sched + curricula) / step, 5),
     }
     if args.json:
         print(json.dumps(result))
@@ -165,6 +202,11 @@ def main() -> None:
         f"(target < 5%: {amortised < 0.05})"
     )
     print(f"order solver, 16 domains: {result['solver16_s']:.3f} s (target < 1 s: {result['solver16_s'] < 1})")
+    total = result["with_curricula_fraction"]
+    print(
+        f"curricula per step ({args.pool}-prompt pass_rate pool + a 7-level range): {curricula * 1e3:.3f} ms; with the "
+        f"scheduler {100 * total:.3f}% of a step (target < 1%: {total < 0.01})"
+    )
 
 
 if __name__ == "__main__":

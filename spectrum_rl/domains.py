@@ -7,6 +7,7 @@ import random
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +53,28 @@ class Domain:
         (a source with a difficulty range; one per example), each at its level. With ``weights``
         (one per prompt of a finite pool), prompt i is drawn with probability proportional to
         ``weights[i]``: without replacement while the pool has enough prompts of positive weight
-        (Efraimidis and Spirakis 2006: the n largest keys u ** (1 / w)), else with replacement."""
+        (successive sampling: draws with replacement, each new prompt kept, until n are distinct),
+        else with replacement."""
         if levels is not None:  # one example at each given difficulty level
             return [
                 replace(self.to_example(r), level=lv) for lv, r in zip(levels, self.source.rows_at_levels(levels, rng))
             ]
         if weights is None:
             return [self.to_example(r) for r in self.source.train_rows(n, rng)]
-        positive = [i for i, w in enumerate(weights) if w > 0]
-        if n <= len(positive):
-            keys = sorted(positive, key=lambda i: rng.random() ** (1.0 / weights[i]), reverse=True)
-            return self.examples_at(keys[:n])
-        return self.examples_at(rng.choices(range(len(weights)), weights=weights, k=n))
+        pool = range(len(weights))
+        cumulative = list(accumulate(weights))
+        if n > sum(w > 0 for w in weights):
+            return self.examples_at(rng.choices(pool, cum_weights=cumulative, k=n))
+        chosen: dict[int, None] = {}  # insertion-ordered: the order of first draws
+        for _ in range(100):  # a repeated prompt is drawn again: each new one is weighted among the rest
+            if len(chosen) == n:
+                break
+            chosen.update(dict.fromkeys(rng.choices(pool, cum_weights=cumulative, k=n - len(chosen))))
+        else:  # a few prompts hold nearly all the weight: the rest by keys u ** (1 / w) (Efraimidis-Spirakis)
+            rest = [i for i in pool if weights[i] > 0 and i not in chosen]
+            rest.sort(key=lambda i: rng.random() ** (1.0 / weights[i]), reverse=True)
+            chosen.update(dict.fromkeys(rest[: n - len(chosen)]))
+        return self.examples_at(list(chosen))
 
     def examples_at(self, indices: list[int]) -> list[Example]:
         """The training rows at ``indices`` of a finite pool, each Example knowing its index."""

@@ -44,6 +44,9 @@ class PassRateTracker:
         self.size, self.cfg = size, cfg
         self.rate: dict[int, float] = {}  # prompt index -> pass-rate estimate (drawn prompts only)
         self.visits: dict[int, int] = {}
+        self._unseen = max(cfg.prior * (1 - cfg.prior), 1e-3)
+        self._weights = [self._unseen] * size  # kept up to date prompt by prompt: a step costs O(drawn)
+        self._retired: set[int] = set()
 
     def observe(self, index: int, rewards: Sequence[float]) -> None:
         """One group of ``index``'s rollouts (total rewards)."""
@@ -53,34 +56,36 @@ class PassRateTracker:
         p = self.rate.get(index, self.cfg.prior)
         self.rate[index] = (1 - self.cfg.ema) * p + self.cfg.ema * s
         self.visits[index] = self.visits.get(index, 0) + 1
+        self._weights[index] = self._weight(index)
+        (self._retired.add if self.retired(index) else self._retired.discard)(index)
 
     def retired(self, index: int) -> bool:
         c = self.cfg
         p = self.rate.get(index)
         return p is not None and self.visits[index] >= c.min_visits and (p >= c.solved or p <= c.hopeless)
 
+    def _weight(self, index: int) -> float:
+        if index not in self.rate:
+            return self._unseen
+        if self.retired(index):
+            return self.cfg.revisit * self._unseen
+        p = self.rate[index]
+        return max(p * (1 - p), 1e-3 * self._unseen)  # an estimate of 0 or 1 not yet retired
+
     def weights(self) -> list[float]:
         """Sampling weight of every prompt of the pool: learnability p (1 - p), the prior's for an
-        unseen prompt, ``revisit`` of that for a retired one. Never all zero."""
-        unseen = max(self.cfg.prior * (1 - self.cfg.prior), 1e-3)
-        out = []
-        for i in range(self.size):
-            if i not in self.rate:
-                out.append(unseen)
-            elif self.retired(i):
-                out.append(self.cfg.revisit * unseen)
-            else:
-                p = self.rate[i]
-                out.append(max(p * (1 - p), 1e-3 * unseen))  # an estimate of 0 or 1 not yet retired
-        return out if any(out) else [1.0] * self.size
+        unseen prompt, ``revisit`` of that for a retired one (a copy: the plan keeps it). Never
+        all zero (``revisit: 0`` with every prompt retired draws uniformly)."""
+        w = list(self._weights)
+        return w if any(w) else [1.0] * self.size
 
     def stats(self) -> dict[str, float]:
         """What is logged: retired prompts, prompts seen, their mean pass rate."""
-        seen = list(self.rate.values())
+        seen = len(self.rate)
         return {
-            "retired": float(sum(self.retired(i) for i in self.rate)),
-            "seen": float(len(seen)),
-            "pass_rate": sum(seen) / len(seen) if seen else self.cfg.prior,
+            "retired": float(len(self._retired)),
+            "seen": float(seen),
+            "pass_rate": sum(self.rate.values()) / seen if seen else self.cfg.prior,
         }
 
     def state_dict(self) -> dict:
@@ -92,3 +97,5 @@ class PassRateTracker:
     def load_state_dict(self, state: dict) -> None:
         self.rate = {int(i): float(p) for i, p in state["rate"].items()}
         self.visits = {int(i): int(v) for i, v in state["visits"].items()}
+        self._weights = [self._weight(i) for i in range(self.size)]
+        self._retired = {i for i in self.rate if self.retired(i)}
