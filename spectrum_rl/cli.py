@@ -216,10 +216,7 @@ def cmd_order(args: argparse.Namespace) -> int:
     for i, n in enumerate(result["order"], 1):
         table.add_row(str(i), n, kinds[n], result["rationale"][n])
     Console().print(table)
-    Console().print(
-        f"predicted gain over joint training: {result['predicted_gain']:+.4f} "
-        "(sum of pairwise transfer earned by this order minus a random order's)"
-    )
+    Console(soft_wrap=True).print(escape(result["summary"]))  # one line; its [lo, hi] is not markup
     return 0
 
 

@@ -87,14 +87,30 @@ class Domain:
         return self._eval
 
 
-def planner_for(config: Config, domains: Sequence[Domain], transfer: np.ndarray | None = None) -> Planner:
-    """The Planner of ``config`` over ``domains``, with a pass-rate tracker per ``sampling:
-    pass_rate`` pool and a difficulty frontier per range knob."""
+def planner_for(
+    config: Config,
+    domains: Sequence[Domain],
+    transfer: np.ndarray | None = None,
+    transfer_stderr: np.ndarray | None = None,
+) -> Planner:
+    """The Planner of ``config`` over ``domains`` (with ``transfer`` and its standard errors, as
+    `load_transfer` returns them), with a pass-rate tracker per ``sampling: pass_rate`` pool and
+    a difficulty frontier per range knob."""
     pools = {d.name: d.source.size for d in domains if d.sampling == "pass_rate"}
     ladders = {d.name: d.source.ladder for d in domains if d.source.ladder}
     t = config.training
     return Planner(
-        config.kinds, config.prerequisites, config.scheduler, t.sft, t.prompts_per_step, transfer, pools, ladders
+        config.kinds,
+        config.prerequisites,
+        config.scheduler,
+        t.sft,
+        t.prompts_per_step,
+        transfer,
+        pools,
+        ladders,
+        transfer_stderr=transfer_stderr,
+        steps=t.steps,
+        eval_n={d.name: len(d.eval_examples()) for d in domains},
     )
 
 

@@ -1,15 +1,21 @@
-"""Best training order (subset DP vs brute force, heuristic, ties, errors) and GEM metrics."""
+"""Best training order (subset DP vs brute force, heuristic, ties, errors), the order query's
+standard errors, filter and interval, and GEM metrics."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
 
 import numpy as np
 import pytest
 
+from spectrum_rl.analysis.probe import probe_stderr, recommend_order, score_stderr
+from spectrum_rl.config import Config
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.continual import continual_metrics, normalised_transfer
 from spectrum_rl.scheduler.order import best_order, order_score, pairwise_weights
+from spectrum_rl.scheduler.plan import load_transfer
 
 
 def _instance(D: int, seed: int, with_prereqs: bool):
@@ -86,23 +92,47 @@ def test_structured_before_creative_breaks_ties():
     result = best_order(names, np.zeros((4, 4)), kinds, {})
     assert result.order == ["sort", "add", "poem", "story"]  # then lexicographic by index
     assert result.score - result.joint_score == pytest.approx(0.02)
-    assert all(line == "structured before creative" for line in result.explanations.values())
+    assert set(result.explanations.values()) == {
+        "no transfer: position set by the kind prior (structured before creative) only"
+    }
 
 
 def test_exact_ties_prefer_smallest_index_order():
     names = ["c", "b", "a"]
     result = best_order(names, np.zeros((3, 3)), {}, {"c": ["a"]})
     assert result.order == ["b", "a", "c"]
-    assert result.explanations["a"] == "prerequisite of c; little transfer either way"
+    assert result.explanations["a"] == "prerequisite of c; no transfer: position set by prerequisites only"
+    assert result.explanations["b"] == "no transfer: any position is as good (ties keep the given order)"
 
 
-def test_explanation_names_the_transfer():
+def test_explanation_names_the_transfer_with_its_standard_error():
     T = np.zeros((2, 2))
     T[1, 0] = 0.3  # training "late" helps "early", forward transfer discounted
     result = best_order(["early", "late"], T, {}, {}, forward_weight=0.0)
     assert result.order == ["early", "late"]
-    assert result.explanations["early"] == "later domains help it (+0.30)"
-    assert result.explanations["late"] == "helps earlier domains (+0.30)"
+    assert result.explanations["early"] == "training late raises it by +0.30"
+    assert result.explanations["late"] == "training it raises early by +0.30"
+    result = best_order(["early", "late"], T, {}, {}, stderr=np.full((2, 2), 0.04))
+    assert result.explanations["late"] == "training it raises early by +0.30 ± 0.08 (2 SE)"
+    result = best_order(["early", "late"], T, {}, {}, forward_weight=1.0)  # the sum of transfer is fixed
+    quiet = "its transfer does not depend on the order: any position is as good (ties keep the given order)"
+    assert result.explanations["early"] == quiet
+
+
+def test_explanation_cites_the_two_largest_transfers_then_counts_the_rest():
+    T = np.zeros((4, 4))
+    T[1:, 0] = [0.2, 0.5, 0.3]  # every later domain raises the first
+    result = best_order(["a", "b", "c", "d"], T, {}, {})
+    assert result.order[0] == "a"
+    assert result.explanations["a"] == "training c raises it by +0.50; training d raises it by +0.30; and 1 more"
+
+
+def test_explanation_says_when_a_prerequisite_overrules_the_transfer():
+    T = np.zeros((2, 2))
+    T[0, 1] = -0.4  # training x after y would undo y's progress, but y needs x first
+    result = best_order(["y", "x"], T, {}, {"y": ["x"]})
+    assert result.order == ["x", "y"]
+    assert result.explanations["x"] == "prerequisite of y; overruled: training y lowers it by -0.40"
 
 
 @pytest.mark.parametrize("exact_limit", [16, 0])
@@ -138,3 +168,145 @@ def test_normalised_transfer_floors_small_scores():
     change = normalised_transfer({"a": 0.5, "b": 0.0, "c": -0.2}, {"a": 0.6, "b": 0.01, "c": -0.1})
     assert change == pytest.approx({"a": 0.2, "b": 0.2, "c": 0.5})
     assert normalised_transfer({"a": 0.5}, {"a": 0.6}, scale=1.0) == pytest.approx({"a": 0.1})
+
+
+def _config(tasks) -> Config:
+    """A config with these (name, kind, prerequisites); the order query reads only the tasks."""
+    return Config.model_validate(
+        {
+            "tasks": [
+                {
+                    "name": n,
+                    "kind": k,
+                    "after": after,
+                    "source": {"type": "builtin", "generator": "sorting"},
+                    "reward": [{"type": "exact_match"}],
+                }
+                for n, k, after in tasks
+            ]
+        }
+    )
+
+
+def _nested(matrix, names):
+    return {a: dict(zip(names, map(float, row))) for a, row in zip(names, matrix)}
+
+
+def test_probe_standard_errors_are_binomial_on_the_eval_sizes():
+    assert score_stderr(0.5, 50) == pytest.approx(math.sqrt(0.25 / 50))
+    assert score_stderr(0.0, 20) == pytest.approx(math.sqrt(0.025 * 0.975 / 20))  # p clipped to 1/(2n)
+    assert score_stderr(1.0, 20) == pytest.approx(score_stderr(0.0, 20))
+    names = ["a", "b"]
+    before = {"a": 0.5, "b": 0.0}
+    after = {"a": {"a": 0.7, "b": 0.1}, "b": {"a": 0.4, "b": 1.0}}
+    A, b = probe_stderr(before, after, {"a": 50, "b": 20}, names)
+    se = np.sqrt(A**2 + b**2)
+    se_a, se_b0 = math.sqrt(0.25 / 50), math.sqrt(0.025 * 0.975 / 20)
+    assert se[0, 0] == pytest.approx(math.hypot(se_a, math.sqrt(0.7 * 0.3 / 50)) / 0.5)
+    assert se[0, 1] == pytest.approx(math.hypot(se_b0, math.sqrt(0.1 * 0.9 / 20)) / 0.05)  # floor 0.05
+    assert se[1, 1] == pytest.approx(math.hypot(se_b0, se_b0) / 0.05)  # 1.0 clipped to 1 - 1/(2n)
+    assert b == pytest.approx([se_a / 0.5, se_b0 / 0.05])
+
+
+def test_transfers_within_two_standard_errors_predict_no_gain_over_joint():
+    config = _config([("s1", "structured", []), ("s2", "structured", []), ("s3", "structured", [])])
+    names = config.domain_names
+    T = np.array([[0.1, 0.15, -0.12], [0.05, 0.5, 0.1], [-0.1, 0.0, 0.1]])  # only s2 on itself is certain
+    record = {"transfer": _nested(T, names), "stderr": _nested(np.full((3, 3), 0.1), names), "source": "probe"}
+    out = recommend_order(config, record)
+    assert out["beats_joint"] is False
+    assert out["transfer_used"] == _nested(np.diag([0.0, 0.5, 0.0]), names)  # which orders nothing
+    assert out["transfer"] == _nested(T, names) and out["transfer_stderr"] == _nested(np.full((3, 3), 0.1), names)
+    assert out["predicted_gain"] == 0.0 and out["predicted_gain_interval"] == [0.0, 0.0]
+    assert out["summary"].startswith("no order is predicted to beat joint training: predicted gain +0.000 [")
+    assert "transfers within 2 SE counted as 0" in out["summary"]
+    assert all(why.startswith("no transfer beyond 2 SE") for why in out["rationale"].values())
+    assert out["vs"] == "joint (uniform random order)"
+
+
+def test_one_certain_transfer_beats_joint_by_the_hand_computed_gain():
+    config = _config([("d0", "structured", []), ("d1", "structured", []), ("d2", "structured", [])])
+    names = config.domain_names
+    T = np.array([[0.3, 0.05, -0.1], [0.6, 0.2, 0.0], [0.1, -0.05, 0.0]])
+    se = np.full((3, 3), 0.1)
+    se[1, 0] = 0.05  # training d1 raises d0 by 0.6 ± 0.1 (2 SE): the one entry beyond 2 SE
+    record = {"transfer": _nested(T, names), "stderr": _nested(se, names), "eval_n": dict.fromkeys(names, 50)}
+    out = recommend_order(config, {**record, "probe_steps": 10})
+    assert out["order"] == ["d0", "d1", "d2"]  # d0 before d1; d2 at its tie-broken place
+    # for a before b the order earns 0.5 * (1 - 0.5) * (T[b, a] - T[a, b]) over a random order
+    gain, gain_se = 0.25 * 0.6, 0.25 * 0.05
+    assert out["predicted_gain"] == pytest.approx(gain)
+    assert out["predicted_gain_stderr"] == pytest.approx(gain_se)
+    lo, hi = out["predicted_gain_interval"]
+    assert lo == pytest.approx(gain - 1.96 * gain_se, abs=1e-3) and hi == pytest.approx(gain + 1.96 * gain_se, abs=1e-3)
+    assert lo > 0 and out["beats_joint"] is True
+    assert out["summary"] == (
+        "predicted gain over joint training: +0.150 [+0.126, +0.174] (95% normal interval from the probe's "
+        "standard errors; n = 50 eval prompts per domain, 10 probe steps; transfers within 2 SE counted as 0; "
+        "joint = a uniformly random order)"
+    )
+    assert out["rationale"]["d0"] == "training d1 raises it by +0.60 ± 0.10 (2 SE)"
+    assert out["rationale"]["d2"] == "no transfer beyond 2 SE: any position is as good (ties keep the given order)"
+    assert out["eval_n"] == dict.fromkeys(names, 50) and out["probe_steps"] == 10
+
+
+def test_the_gain_error_counts_each_domains_score_before_training_once():
+    """T[b][a] and T[c][a] share before_a: their errors add in the gain, not in quadrature."""
+    config = _config([("a", "structured", []), ("b", "structured", []), ("c", "structured", [])])
+    names = config.domain_names
+    before = dict.fromkeys(names, 0.5)
+    after = {i: dict(before) for i in names}
+    after["b"]["a"] = after["c"]["a"] = 0.8  # training b or c raises a by 0.6 (relative)
+    eval_n = dict.fromkeys(names, 50)
+    A, b = probe_stderr(before, after, eval_n, names)
+    T = {i: normalised_transfer(before, after[i]) for i in names}
+    record = {"transfer": T, "stderr": _nested(np.sqrt(A**2 + b**2), names), "eval_n": eval_n}
+    out = recommend_order(config, {**record, "before": before, "after": after, "probe_steps": 5})
+    assert out["order"] == ["a", "b", "c"] and out["predicted_gain"] == pytest.approx(0.3)
+    after_se, before_se = math.sqrt(0.8 * 0.2 / 50) / 0.5, math.sqrt(0.25 / 50) / 0.5
+    expected = math.sqrt(2 * (0.25 * after_se) ** 2 + (2 * 0.25 * before_se) ** 2)
+    assert out["predicted_gain_stderr"] == pytest.approx(expected, abs=1e-4)
+    assert recommend_order(config, record)["predicted_gain_stderr"] < expected  # entries taken as independent
+
+
+@pytest.mark.parametrize("forward_weight", [0.0, 0.5, 1.0, 2.0])
+def test_gain_coefficients_reproduce_the_gain_over_joint(forward_weight):
+    for seed in range(5):
+        names, T, kinds, prereqs = _instance(6, seed, with_prereqs=seed % 2 == 1)
+        kinds_list = [kinds[n] for n in names]
+        result = best_order(names, T, kinds, prereqs, forward_weight=forward_weight)
+        idx = [names.index(n) for n in result.order]
+        prior = pairwise_weights(np.zeros_like(T), kinds_list, forward_weight)  # the gain's constant
+        constant = order_score(idx, prior) - 0.5 * prior.sum()
+        gain = float((result.gain_coefficients * T).sum()) + constant
+        assert gain == pytest.approx(result.score - result.joint_score, abs=1e-12)
+        assert np.all(np.diag(result.gain_coefficients) == 0)
+
+
+def test_a_record_without_standard_errors_uses_every_transfer_as_measured():
+    config = _config([("s1", "structured", []), ("c1", "creative", [])])
+    names = config.domain_names
+    T = np.array([[0.0, -0.2], [0.01, 0.0]])  # an old transfer.json: transfer only
+    out = recommend_order(config, {"transfer": _nested(T, names)})
+    assert out["transfer_used"] == out["transfer"] and out["transfer_stderr"] is None
+    assert out["predicted_gain_interval"] is None and out["predicted_gain_stderr"] is None
+    assert out["beats_joint"] is None
+    assert out["predicted_gain"] == pytest.approx(0.25 * (0.2 + 0.01) + 0.5 * 0.01)  # transfer + kind prior
+    assert "no standard errors: every transfer is used as measured" in out["summary"]
+    assert out["rationale"]["s1"] == "training it lowers c1 by -0.20; training c1 raises it by +0.01"
+
+
+def test_load_transfer_round_trip_with_standard_errors(tmp_path):
+    T = np.array([[0.1, -0.2], [0.3, 0.0]])
+    se = np.array([[0.05, 0.01], [0.02, 0.03]])
+    path = tmp_path / "transfer.json"
+    path.write_text(json.dumps({"transfer": _nested(T, ["a", "b"]), "stderr": _nested(se, ["a", "b"])}))
+    got, got_se = load_transfer(path, ["b", "a"])  # reordered to the config's names
+    assert np.array_equal(got, T[::-1, ::-1]) and np.array_equal(got_se, se[::-1, ::-1])
+    path.write_text(json.dumps({"transfer": _nested(T, ["a", "b"])}))  # from before standard errors
+    got, got_se = load_transfer(path, ["a", "b"])
+    assert np.array_equal(got, T) and got_se is None
+    path.write_text(json.dumps({"transfer": _nested(T, ["a", "b"]), "stderr": {"a": {"a": 0.1}}}))
+    with pytest.raises(ConfigError) as err:
+        load_transfer(path, ["a", "b"])
+    assert err.value.field == "scheduler.transfer_file"

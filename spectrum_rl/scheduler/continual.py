@@ -32,16 +32,18 @@ def continual_metrics(R: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"ACC": acc, "BWT": bwt, "FWT": fwt}
 
 
+def transfer_scale(before: float) -> float:
+    """``max(|before|, 0.05)``: what a score change of a domain scored ``before`` is divided by in
+    T. The floor keeps near-zero starting scores from turning small absolute changes into huge
+    ratios."""
+    return max(abs(before), _SCORE_FLOOR)
+
+
 def normalised_transfer(
     before: dict[str, float], after: dict[str, float], scale: float | None = None
 ) -> dict[str, float]:
-    """Relative score change per domain, ``(after - before) / max(|before|, 0.05)``: the entries
-    of one row of the transfer matrix T (docs/design.md, "Transfer matrix and order"). The floor
-    keeps near-zero starting scores from turning small absolute changes into huge ratios. A
-    ``scale`` replaces ``|before|`` for every domain (same floor). Domains missing from ``after``
-    are skipped."""
-    return {
-        d: (after[d] - s) / max(abs(s) if scale is None else scale, _SCORE_FLOOR)
-        for d, s in before.items()
-        if d in after
-    }
+    """Relative score change per domain, ``(after - before) / max(|before|, 0.05)``
+    (`transfer_scale`): the entries of one row of the transfer matrix T (docs/design.md,
+    "Transfer matrix and order"). A ``scale`` replaces ``|before|`` for every domain (same
+    floor). Domains missing from ``after`` are skipped."""
+    return {d: (after[d] - s) / transfer_scale(s if scale is None else scale) for d, s in before.items() if d in after}

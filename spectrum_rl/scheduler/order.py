@@ -22,7 +22,9 @@ creative" (arXiv:2507.14783, C4 in docs/design.md) as a small tie-breaker. The o
 
 A uniformly random order earns each pair in one of its two orientations with probability 1/2, so
 joint (unordered) training is scored ``0.5 * sum_{a != b} w[a, b]``; the predicted gain of the
-order is ``score - joint_score``.
+order is ``score - joint_score``. For a fixed order that gain is affine in T (the kind prior is
+its constant), ``gain = sum_{i, j} c[i, j] T[i, j] + gain(T = 0)``, which is what carries the
+standard errors of T into the gain's (`OrderResult.gain_coefficients`).
 
 Only the antisymmetric part ``w[a, b] - w[b, a] = (1 - forward_weight) (T[b, a] - T[a, b]) +
 kind terms`` depends on the order. With ``forward_weight = 1`` the transfer part vanishes (under
@@ -44,7 +46,7 @@ from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.scheduler.graph import find_cycle, prerequisite_graph
 
 _TIE_TOL = 1e-9  # scores within this (times the scale of w) count as ties
-_NOTABLE = 0.01  # transfer below this (normalised score change) is "little"
+_CITED = 2  # transfers cited per domain in its explanation (then how many more)
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,16 @@ class OrderResult:
     """order: domain names in training order; score: objective of that order; exact: found by
     the subset DP (else heuristic); joint_score: expected score of a random order (the
     predicted gain over joint training is ``score - joint_score``); explanations: one line per
-    domain saying why it sits where it does."""
+    domain saying why it sits where it does; gain_coefficients: ``c`` [D, D] in ``names`` order
+    with ``score - joint_score = sum_{i, j} c[i, j] T[i, j] + gain(T = 0)`` for every T and this
+    order (`gain_coefficients`)."""
 
     order: list[str]
     score: float
     exact: bool
     joint_score: float
     explanations: dict[str, str]
+    gain_coefficients: np.ndarray
 
 
 def pairwise_weights(
@@ -81,12 +86,31 @@ def order_score(order: Sequence[int], w: np.ndarray) -> float:
     return float(np.triu(w[np.ix_(idx, idx)], 1).sum())
 
 
+def gain_coefficients(order: Sequence[int], forward_weight: float = 0.5) -> np.ndarray:
+    """``c = g^T + forward_weight * g`` (zero diagonal), ``g[a, b] = [a before b] - 1/2`` for
+    ``a != b``: the gain ``order_score(order, w) - 0.5 * sum w = sum_{a, b} g[a, b] w[a, b]`` of a
+    fixed order is linear in w, and w is ``L(T) + prior`` with ``L(T) = T^T + forward_weight * T``,
+    so ``gain = <g, L(T)> + gain(T = 0) = <L(g), T> + gain(T = 0)`` (L is its own adjoint):
+    ``c = L(g)``, which is `pairwise_weights` of g without the kind prior."""
+    position = np.argsort(np.asarray(order, dtype=int))
+    g = (position[:, None] < position[None, :]) - 0.5
+    return pairwise_weights(g, [""] * len(g), forward_weight, kind_bonus=0.0)
+
+
+def significant_transfer(T: np.ndarray, stderr: np.ndarray) -> np.ndarray:
+    """``T[i, j] if |T[i, j]| >= 2 stderr[i, j] else 0``: only the transfers the data determine
+    (beyond two standard errors of 0) are used; the rest count as none."""
+    T = np.asarray(T, dtype=float)
+    return np.where(np.abs(T) >= 2 * np.asarray(stderr, dtype=float), T, 0.0)
+
+
 def best_order(
     names: list[str],
     T: np.ndarray,
     kinds: Mapping[str, str],
     prerequisites: Mapping[str, Sequence[str]],
     *,
+    stderr: np.ndarray | None = None,
     forward_weight: float = 0.5,
     kind_bonus: float = 0.01,
     exact_limit: int = 16,
@@ -95,6 +119,8 @@ def best_order(
     subject to every domain coming after its prerequisites. Exact (subset DP) for
     ``len(names) <= exact_limit``, else greedy insertion + local search. Exact ties go to the
     lexicographically smallest order of indices. Domains missing from ``kinds`` get no kind bonus.
+    ``stderr``: the standard errors of T, cited beside each transfer in the explanations (T is
+    used as given: filter it first, `significant_transfer`).
 
     Raises ConfigError (field ``tasks``) for unknown prerequisite names or a prerequisite cycle.
     """
@@ -112,7 +138,8 @@ def best_order(
         score=order_score(idx, w),
         exact=exact,
         joint_score=0.5 * float(w.sum()),
-        explanations=_explain(idx, names, kinds_list, T, pre, forward_weight),
+        explanations=_explain(idx, names, kinds_list, T, stderr, pre, forward_weight),
+        gain_coefficients=gain_coefficients(idx, forward_weight),
     )
 
 
@@ -234,38 +261,77 @@ def _local_search(order: list[int], w: np.ndarray, pre: list[int]) -> list[int]:
 
 
 def _explain(
-    order: list[int], names: list[str], kinds: list[str], T: np.ndarray, pre: list[int], forward_weight: float
+    order: list[int],
+    names: list[str],
+    kinds: list[str],
+    T: np.ndarray,
+    stderr: np.ndarray | None,
+    pre: list[int],
+    forward_weight: float,
 ) -> dict[str, str]:
-    """One line per domain on why it sits where it does. Its placement advantage over the reverse
-    orientation of each of its pairs is, from transfer, ``sum_{b after} n[a, b] + sum_{i before}
-    n[i, a]`` with ``n[x, y] = (1 - forward_weight) * (T[y, x] - T[x, y])`` (the antisymmetric
-    part of w without the kind prior); the larger side names the reason. Prerequisites served
-    come first; the kind prior, "little transfer" or "no transfer preference" when no side is
-    notable."""
-    n = (1.0 - forward_weight) * (T.T - T)
-    backward_first = forward_weight <= 1.0  # which raw term wins when n is positive
+    """One line per domain on why it sits where it does, citing only nonzero entries of T (the
+    used ones), each with ``± 2 stderr`` when given. Training a before b rather than after it
+    earns ``w[a, b] - w[b, a] = (1 - forward_weight) (T[b, a] - T[a, b]) + kind terms``, so an
+    entry ``T[x, y]`` argues for x after y when ``(1 - forward_weight) T[x, y] > 0`` and for x
+    before y when it is < 0. A domain's line names the domains it is a prerequisite of, then the
+    entries involving it that argue for where it sits (largest first; ``_CITED`` of them, then how
+    many more) and the largest that argues against it ("overruled": by prerequisites or by other
+    pairs). With no entry arguing either way, its position is set by prerequisites and the kind
+    prior (structured before creative) only, or, with neither, any position is as good."""
+    position = {a: p for p, a in enumerate(order)}
     explanations = {}
     for p, a in enumerate(order):
         before, after = order[:p], order[p + 1 :]
-        early, late = n[a, after].sum(), n[before, a].sum()
-        others = before + after
-        if max(early, late) >= _NOTABLE and early >= late:
-            line = f"{'later domains help it' if backward_first else 'helps later domains'} ({early:+.2f})"
-        elif late >= _NOTABLE:
-            line = f"{'helps earlier domains' if backward_first else 'builds on earlier domains'} ({late:+.2f})"
-        elif (
-            kinds[a] == "structured"
-            and any(kinds[b] == "creative" for b in after)
-            or kinds[a] == "creative"
-            and any(kinds[i] == "structured" for i in before)
-        ):
-            line = "structured before creative"
-        elif np.abs(T[a, others]).sum() + np.abs(T[others, a]).sum() < _NOTABLE:
-            line = "little transfer either way"
-        else:
-            line = f"no transfer preference here (net {early + late:+.2f})"
+        pros, cons = [], []
+        for b in before + after:
+            for x, y in ((a, b), (b, a)):
+                side = (1.0 - forward_weight) * T[x, y] * (1 if position[x] > position[y] else -1)
+                if side:
+                    (pros if side > 0 else cons).append((-abs(T[x, y]), x, y))
+        parts = [_cite(x, y, a, names, T, stderr) for _, x, y in sorted(pros)[:_CITED]]
+        if len(pros) > _CITED:
+            parts.append(f"and {len(pros) - _CITED} more")
+        if cons:
+            parts.append("overruled: " + _cite(*min(cons)[1:], a, names, T, stderr))
+        if not parts:
+            parts.append(_quiet(a, before, after, kinds, T, stderr, pre))
         dependents = [names[b] for b in after if pre[b] >> a & 1]
         if dependents:
-            line = f"prerequisite of {', '.join(dependents)}; {line}"
-        explanations[names[a]] = line
+            parts.insert(0, f"prerequisite of {', '.join(dependents)}")
+        explanations[names[a]] = "; ".join(parts)
     return explanations
+
+
+def _cite(x: int, y: int, a: int, names: list[str], T: np.ndarray, stderr: np.ndarray | None) -> str:
+    """``T[x, y]`` as seen from domain a, e.g. "training it raises sorting by +0.31 ± 0.08 (2 SE)"."""
+    subject = "training it" if x == a else f"training {names[x]}"
+    target = "it" if y == a else names[y]
+    spread = "" if stderr is None else f" ± {2 * stderr[x, y]:.2f} (2 SE)"
+    return f"{subject} {'raises' if T[x, y] > 0 else 'lowers'} {target} by {T[x, y]:+.2f}{spread}"
+
+
+def _quiet(
+    a: int,
+    before: list[int],
+    after: list[int],
+    kinds: list[str],
+    T: np.ndarray,
+    stderr: np.ndarray | None,
+    pre: list[int],
+) -> str:
+    """The line of a domain no transfer places: what does (prerequisites, the kind prior) or nothing."""
+    others = before + after
+    if np.any(T[a, others]) or np.any(T[others, a]):
+        why = "its transfer does not depend on the order"  # forward_weight = 1: only the sum counts
+    else:
+        why = "no transfer beyond 2 SE" if stderr is not None else "no transfer"
+    setters = []
+    if pre[a] or any(pre[b] >> a & 1 for b in after):
+        setters.append("prerequisites")
+    if (kinds[a] == "structured" and any(kinds[b] == "creative" for b in after)) or (
+        kinds[a] == "creative" and any(kinds[i] == "structured" for i in before)
+    ):
+        setters.append("the kind prior (structured before creative)")
+    if not setters:
+        return f"{why}: any position is as good (ties keep the given order)"
+    return f"{why}: position set by {' and '.join(setters)} only"

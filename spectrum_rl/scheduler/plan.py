@@ -22,18 +22,20 @@ from spectrum_rl.scheduler.prompts import PassRateTracker
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability, OnlineTransfer
 from spectrum_rl.scheduler.step import StepPlan, StepSignals
 
-STATE_VERSION = 5
+STATE_VERSION = 6
 """Layout of ``Planner.state_dict``. 1 (saved without a version): from before per-domain mu rules,
 blindness routing and plateaued prerequisites; 2: from before the allocation credit (each step's
 rows were rounded on their own); 3: from before per-prompt pass rates; 4: from before difficulty
-frontiers. ``Planner.upgrade`` turns any of them into this one."""
+frontiers; 5: learnability was a normalised |advantage|. ``Planner.upgrade`` turns any of them
+into this one."""
 
 
 class Planner:
     """``scheduler.policy`` + a mu rule per domain + the signals both read.
 
     kinds: domain -> structured | creative, in config order; after: domain -> prerequisites;
-    transfer: a transfer matrix in ``kinds`` order (``load_transfer``), or None.
+    transfer: a transfer matrix in ``kinds`` order (``load_transfer``), or None; transfer_stderr:
+    its standard errors, or None.
     """
 
     def __init__(
@@ -46,9 +48,14 @@ class Planner:
         transfer: np.ndarray | None = None,
         pools: Mapping[str, int] | None = None,
         ladders: Mapping[str, tuple[int, int]] | None = None,
+        transfer_stderr: np.ndarray | None = None,
+        steps: int | None = None,
+        eval_n: Mapping[str, int] | None = None,
     ) -> None:
         """``pools``: domain -> training pool size, for the domains with ``sampling: pass_rate``;
-        ``ladders``: domain -> (easiest, hardest) level, for the domains with a difficulty range."""
+        ``ladders``: domain -> (easiest, hardest) level, for the domains with a difficulty range;
+        ``steps``: the run's budget; ``eval_n``: domain -> held-out prompts per eval (for the
+        guards' noise floors)."""
         names = list(kinds)
         sc = scheduler
         self.names, self.sft, self.prompts_per_step = names, sft, prompts_per_step
@@ -59,16 +66,20 @@ class Planner:
             dict(kinds),
             {n: list(after.get(n, ())) for n in names},
             EntropyMonitor(dict(kinds), collapse_fraction=sc.entropy_collapse, window=sc.window),
-            Learnability(sc.window),
+            Learnability(sc.window, sc.success_threshold, sc.discount),
             GradientAlignment(),
+            ladders=dict(ladders or {}),
+            eval_n=dict(eval_n or {}),
+            total_steps=steps,
         )
-        self.view.transfer = transfer
+        self.view.transfer, self.view.transfer_stderr = transfer, transfer_stderr
         self.online = OnlineTransfer(names)
         self._transfer_online = False  # True once the online fit has replaced a missing/old estimate
         self.mu_rules = {n: mu_rule(sft.schedule_of(n)) for n in names}
         self.credit = (Credit(), Credit())  # (rollout prompts, demonstrations): shares owed across steps
-        self.pass_rates = {d: PassRateTracker(n, sc.prompt_sampling) for d, n in (pools or {}).items()}
-        self.frontiers = {d: Frontier(lo, hi, sc.difficulty) for d, (lo, hi) in (ladders or {}).items()}
+        threshold = sc.success_threshold
+        self.pass_rates = {d: PassRateTracker(n, sc.prompt_sampling, threshold) for d, n in (pools or {}).items()}
+        self.frontiers = {d: Frontier(lo, hi, sc.difficulty, threshold) for d, (lo, hi) in (ladders or {}).items()}
         self.alignment_every = sc.alignment_every if policy.uses_alignment else 0
 
     def plan(self, step: int, mixture: Mapping[str, float] | None = None) -> StepPlan:
@@ -76,9 +87,10 @@ class Planner:
 
         Call it once per step: the rows it allocates carry the mixture's fractional shares to the
         next call (``Credit``), so each call is the next step's allocation."""
+        chosen: dict[str, dict[int, float]] = {}  # levels the policy chose (else the frontiers' mode)
         if mixture is None:
             decision = self.policy.decide(step, self.view)
-            mixture, reason, mu_raise = decision.mixture, decision.reason, decision.mu_raise
+            mixture, reason, mu_raise, chosen = decision.mixture, decision.reason, decision.mu_raise, decision.levels
             self.online.observe_mixture(mixture)
         else:
             mixture, reason, mu_raise = dict(mixture), "fixed mixture", {}
@@ -89,9 +101,10 @@ class Planner:
             mixture, mu, gate, self.prompts_per_step, self.sft.expert_ratio, by_need, self.credit
         )
         weights = {d: t.weights() for d, t in self.pass_rates.items() if prompts.get(d)}
-        levels = {d: f.distribution() for d, f in self.frontiers.items() if prompts.get(d)}
+        levels = {d: chosen.get(d) or f.distribution() for d, f in self.frontiers.items() if prompts.get(d)}
         stats = {f"sampling/{k}/{d}": v for d, t in self.pass_rates.items() for k, v in t.stats().items()}
         stats |= {f"difficulty/frontier/{d}": float(f.frontier) for d, f in self.frontiers.items()}
+        stats |= self.view.learnability.metrics()
         return StepPlan(dict(mixture), mu, reason, prompts, demos, gate, weights, levels, stats)
 
     def wants_alignment(self, step: int) -> bool:
@@ -103,9 +116,7 @@ class Planner:
         for n, rule in self.mu_rules.items():
             domain = signals.domains.get(n)
             rule.observe_step(None if domain is None else domain.blind)
-        for n, s in signals.domains.items():
-            if s.advantage_abs is not None:
-                self.view.learnability.update(n, s.advantage_abs, s.samples)
+        self.view.learnability.observe([(d, level, rewards) for d, _, level, rewards in signals.prompt_outcomes])
         if signals.alignment is not None:
             self.view.alignment.update(signals.alignment)
         for domain, index, level, rewards in signals.prompt_outcomes:
@@ -174,6 +185,11 @@ class Planner:
             state = {**state, "version": 4, "pass_rates": {}}
         if state["version"] == 4:  # no level was tracked: every ladder starts at its easiest level
             state = {**state, "version": 5, "frontiers": {}}
+        if state["version"] == 5:  # |A| learnability means something else: measured afresh from success rates
+            policy = {k: v for k, v in state["policy"].items() if k not in ("q", "seen")}
+            if "q" in state["policy"]:
+                policy |= {"q": {}, "seen": {}}
+            state = {**state, "version": 6, "learnability": {"values": {}, "counts": {}}, "policy": policy}
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -199,11 +215,16 @@ class Planner:
         v.transfer_stderr = None if stderr is None else np.asarray(stderr)
 
 
-def load_transfer(path: Path, names: Sequence[str]) -> np.ndarray:
-    """T from a transfer.json written by `spectrum-rl order` (rows/cols reordered to ``names``)."""
+def load_transfer(path: Path, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(T, its standard errors) from a transfer.json written by `spectrum-rl order` (rows/cols
+    reordered to ``names``); the standard errors are None in a file from before they were recorded."""
     try:
         data = json.loads(Path(path).read_text())
-        return np.array([[float(data["transfer"][a][b]) for b in names] for a in names])
+
+        def matrix(key: str) -> np.ndarray:
+            return np.array([[float(data[key][a][b]) for b in names] for a in names])
+
+        return matrix("transfer"), matrix("stderr") if "stderr" in data else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(
             f"cannot read a transfer matrix for these domains from {path} ({type(exc).__name__}: {exc})",

@@ -1,29 +1,45 @@
 """Mixture policies: given the signals (numbers only), which domains to train and how much.
 
-Each policy returns a Decision (mixture summing to 1, a reason, optional mu raises). All
-bandits mix a floor ``min_weight`` into their softmax so no domain stops being measured.
+Each policy returns a Decision (mixture summing to 1, a reason, optional mu raises, and optionally
+the difficulty levels of domains with a range knob; without those the Planner's difficulty mode
+picks them). Learnability is measured from success rates (scheduler/signals.py): a group of
+rollouts with pass fraction s scores 4 s (1 - s). A bandit arm is a domain, or, for the policies
+that choose levels too (``sec``, ``dump``, ``thompson``), one difficulty level of a domain
+(``domain@level``), as in the papers, whose arms are difficulty levels or categories.
 
 - joint: fixed weights.
 - sequential: an explicit order, ``phase_steps`` per phase, ``replay`` share of earlier domains.
 - bwt (Omni-Thinker style, arXiv:2507.14783): order from the transfer matrix and kinds
   (structured before creative unless T says otherwise; prerequisites hard), phases advance on a
   held-out plateau or the step budget, with replay.
-- learnability: SEC (arXiv:2505.14970) ``Q(c) <- alpha r(c) + (1 - alpha) Q(c)``, r = mean |A|,
-  weights softmax(Q / tau); or DUMP (arXiv:2504.09710) UCB ``L(c) + sqrt(2 ln(n+1) / (n_c+1))``
-  over a window of |A|, softmax with tau.
+- learnability: SEC (arXiv:2505.14970) ``Q(c) <- alpha r(c) + (1 - alpha) Q(c)``, r = the arm's
+  learnability, weights softmax(Q / tau); or DUMP (arXiv:2504.09710) UCB
+  ``L(c) + sqrt(2 ln(n+1) / (n_c+1))`` over a window of learnability, softmax with tau; over domains.
+- sec, dump: the same two bandits over (domain, level) arms.
+- thompson (BOTS, arXiv:2510.26374): per arm a Beta posterior of its pass rate (discounted pass and
+  fail counts); each step draws p from each posterior and weights the arm by p (1 - p), so arms
+  whose pass rate is likely near 1/2 get the rollouts and an uncertain arm is drawn again.
+- oracle_static: hand-set weights over domains (``weights``) and levels (``level_weights``),
+  e.g. zero on the slices one knows are saturated or unsolvable.
+- oracle_ladder: hand-set domain weights; each range climbs from its easiest to its hardest level
+  (of ``level_weights``' levels when given) in equal shares of the run, ``replay`` on the levels
+  below.
 - transfer (TAC, arXiv:2606.25178): learnability plus ``transfer_weight`` times the domain's mean
   gradient alignment with the others.
-- adaptive (ours): the mission's scheduler — backward transfer and entropy pick the mix. Each
-  domain's score is ``learnability + transfer_weight * alignment + bwt_weight * b_i`` with
-  ``b_i = mean_{j != i} T[i, j]``, the estimated change of the other domains' held-out scores from
-  training on i (T from the online fit or a probe; entries within two standard errors of 0 count
-  as 0), so domains whose training hurts the rest are damped and those that help are favoured.
-  On top: the entropy monitor's collapse guard (a domain behaving creatively whose entropy
-  collapsed cuts the weight of the structured ones and gets its mu raised; a declared-structured
-  domain whose entropy rises is treated as creative), a forgetting guard (boost a domain whose
-  held-out score fell more than a margin below its best) and prerequisite gating (a lock opens
-  when the prerequisite reaches ``unlock_score`` or plateaus). The reason names every signal
-  that moved a weight by at least ``MOVED`` and every guard that fired.
+- adaptive (ours): the mission's scheduler. Each domain's score is
+  ``UCB learnability + transfer_weight * alignment + bwt_weight * b_i`` with ``b_i = mean_{j != i}
+  T[i, j]``, the estimated change of the other domains' held-out scores from training on i (T from
+  the online fit or a probe; entries within two standard errors of 0 count as 0), and the mixture
+  is proportional to the scores (not a softmax: a noisy lead does not take the whole step), with a
+  floor. Difficulty levels come from the Planner's frontier and prompts from the pass-rate
+  sampler, so it decides at all three levels. On top: the entropy monitor's collapse guard (a
+  domain behaving creatively whose entropy collapsed cuts the weight of the structured ones and
+  gets its mu raised; a declared-structured domain whose entropy rises is treated as creative), a
+  forgetting guard (boost a domain whose held-out score fell below its best by more than the
+  margin or two standard errors of the eval, whichever is larger) and prerequisite gating (a lock
+  opens when the prerequisite reaches ``unlock_score``, plateaus, or ``unlock_share`` of the run
+  has passed). The reason names every signal that moved a weight by at least ``MOVED`` and every
+  guard that fired.
 """
 
 from __future__ import annotations
@@ -39,9 +55,9 @@ from pydantic import Field, field_validator
 
 from spectrum_rl.registry import Registry
 from spectrum_rl.scheduler.difficulty import DifficultyConfig
-from spectrum_rl.scheduler.order import best_order
+from spectrum_rl.scheduler.order import best_order, significant_transfer
 from spectrum_rl.scheduler.prompts import PromptSamplingConfig
-from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability
+from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability, arm
 from spectrum_rl.schema import StrictModel
 
 
@@ -101,6 +117,22 @@ class SchedulerConfig(StrictModel):
     tau: float = Field(0.1, gt=0, description="Softmax temperature of the bandits.")
     window: int = Field(20, ge=1, description="Window (steps) of the learnability and entropy signals.")
     min_weight: float = Field(0.02, ge=0, lt=1, description="Bandits: floor on every domain's weight.")
+    level_weights: dict[str, dict[int, Annotated[float, Field(ge=0)]]] | None = Field(
+        None,
+        description="`oracle_static`/`oracle_ladder`: per domain with a range knob, weight per difficulty level "
+        "(levels not named get 0); null = every level of the range.",
+    )
+    explore: float = Field(
+        0.1, ge=0, description="`adaptive`: weight of the UCB exploration bonus sqrt(2 ln(N+1) / (n_d+1)) (groups)."
+    )
+    success_threshold: float = Field(
+        1.0,
+        description="A rollout passes when its total reward is at least this (exact match: 1.0); learnability, "
+        "the difficulty frontier and the pass-rate sampler all count passes with it.",
+    )
+    discount: float = Field(
+        0.95, gt=0, le=1, description="`thompson`: discount of an arm's past pass/fail counts at each observation."
+    )
     transfer_weight: float = Field(1.0, ge=0, description="`transfer`/`adaptive`: weight of gradient alignment.")
     bwt_weight: float = Field(
         1.0,
@@ -112,7 +144,12 @@ class SchedulerConfig(StrictModel):
         5, ge=0, description="Compute gradient alignment every N steps (`transfer`/`adaptive`; 0 = never)."
     )
     alignment_dim: int = Field(4096, ge=16, description="Dimension of the gradient sketch.")
-    forgetting_margin: float = Field(0.05, ge=0, description="`adaptive`: score drop below best that boosts a domain.")
+    forgetting_margin: float = Field(
+        0.05,
+        ge=0,
+        description="`adaptive`: score drop below best that boosts a domain (at least two standard errors of the "
+        "domain's eval score, sqrt(p (1 - p) / n), so eval noise does not fire it).",
+    )
     forgetting_boost: float = Field(2.0, ge=1, description="`adaptive`: weight multiplier of a forgotten domain.")
     entropy_collapse: float = Field(
         0.5, gt=0, lt=1, description="Entropy below this fraction of its early baseline counts as collapse."
@@ -130,8 +167,14 @@ class SchedulerConfig(StrictModel):
     unlock_patience: int = Field(
         3,
         ge=1,
-        description="`adaptive`: a prerequisite that has not gained more than `plateau_delta` over its best for "
-        "this many evals counts as done (plateaued), so a domain it locks cannot starve forever.",
+        description="`adaptive`: a prerequisite that has not gained more than `plateau_delta` (or two standard "
+        "errors of its eval score) over its best for this many evals counts as done (plateaued).",
+    )
+    unlock_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="`adaptive`: no prerequisite lock holds past this share of `training.steps`.",
     )
 
     difficulty: DifficultyConfig = Field(
@@ -171,7 +214,15 @@ class View:
     start: dict[str, float] = field(default_factory=dict)
     best: dict[str, float] = field(default_factory=dict)
     transfer: np.ndarray | None = None  # T[i, j] in `names` order
-    transfer_stderr: np.ndarray | None = None  # its standard errors (online fit only)
+    transfer_stderr: np.ndarray | None = None  # its standard errors (online fit, or a probe that recorded them)
+    ladders: dict[str, tuple[int, int]] = field(default_factory=dict)  # domain -> (easiest, hardest) level
+    eval_n: dict[str, int] = field(default_factory=dict)  # domain -> held-out prompts per eval
+    total_steps: int | None = None  # the run's budget
+
+    def stderr(self, domain: str, score: float) -> float:
+        """Binomial standard error of an eval score, sqrt(p (1 - p) / n) (0 when n is unknown)."""
+        n = self.eval_n.get(domain)
+        return math.sqrt(max(score * (1 - score), 0.0) / n) if n else 0.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +230,7 @@ class Decision:
     mixture: dict[str, float]
     reason: str
     mu_raise: dict[str, float] = field(default_factory=dict)  # domain -> minimum mu
+    levels: dict[str, dict[int, float]] = field(default_factory=dict)  # domain -> {level: share}; else the Planner's
 
 
 def softmax_with_floor(scores: dict[str, float], tau: float, floor: float) -> dict[str, float]:
@@ -190,6 +242,26 @@ def softmax_with_floor(scores: dict[str, float], tau: float, floor: float) -> di
     p = np.maximum(p, floor)
     p /= p.sum()
     return dict(zip(names, p.tolist()))
+
+
+def proportional_with_floor(scores: dict[str, float], floor: float) -> dict[str, float]:
+    """Weights proportional to the positive part of ``scores``, each at least ``floor`` (uniform
+    when no score is positive)."""
+    w = normalise({n: max(v, 0.0) for n, v in scores.items()})
+    w = {n: max(v, floor) for n, v in w.items()}
+    return normalise(w)
+
+
+def split_arms(weights: Mapping[str, float], names: list[str]) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
+    """Weights over arms (``domain`` or ``domain@level``) -> (domain mixture, per-domain level shares)."""
+    mixture = dict.fromkeys(names, 0.0)
+    levels: dict[str, dict[int, float]] = {}
+    for a, w in weights.items():
+        domain, _, level = a.partition("@")
+        mixture[domain] += w
+        if level:
+            levels.setdefault(domain, {})[int(level)] = w
+    return mixture, {d: normalise(shares) for d, shares in levels.items()}
 
 
 def normalise(w: Mapping[str, float]) -> dict[str, float]:
@@ -250,6 +322,8 @@ class BWT(Policy):
         if self.order is not None and view.transfer is self._planned_from:
             return
         T = view.transfer if view.transfer is not None else np.zeros((len(self.names), len(self.names)))
+        if view.transfer_stderr is not None:  # order only on what the data determine
+            T = significant_transfer(T, view.transfer_stderr)
         best = best_order(self.names, T, view.kinds, view.prerequisites).order
         self._planned_from = view.transfer
         if self.order is None:
@@ -305,45 +379,125 @@ class BWT(Policy):
 
 @POLICIES.register("learnability")
 class LearnabilityBandit(Policy):
-    """SEC or DUMP over domains (``scheduler.bandit``)."""
+    """SEC or DUMP (``scheduler.bandit``) over domains, or over (domain, level) arms."""
+
+    over_levels: ClassVar[bool] = False  # arms are (domain, level) pairs for domains with a range
+    bandit: ClassVar[str | None] = None  # fixed bandit; None = ``scheduler.bandit``
 
     def __init__(self, cfg: SchedulerConfig, names: list[str]) -> None:
         super().__init__(cfg, names)
         self.q: dict[str, float] = {}
         self.seen: dict[str, int] = {}
 
-    def scores(self, view: View) -> dict[str, float]:
-        if self.cfg.bandit == "sec":
-            return {n: self.q.get(n, 0.0) for n in self.names}
-        total = sum(view.learnability.count(n) for n in self.names)
-        out = {}
+    def arms(self, view: View) -> list[str]:
+        """Bandit arms: each domain, or each level of a domain with a range when ``over_levels``."""
+        out = []
         for n in self.names:
-            value = view.learnability.value(n) or 0.0
-            out[n] = value + math.sqrt(2 * math.log(total + 1) / (view.learnability.count(n) + 1))
+            lo_hi = view.ladders.get(n) if self.over_levels else None
+            out += [arm(n, level) for level in range(lo_hi[0], lo_hi[1] + 1)] if lo_hi else [n]
         return out
 
+    def scores(self, view: View) -> dict[str, float]:
+        arms, learn = self.arms(view), view.learnability
+        if (self.bandit or self.cfg.bandit) == "sec":
+            return {a: self.q.get(a, 0.0) for a in arms}
+        total = sum(learn.count(a) for a in arms)
+        return {a: (learn.value(a) or 0.0) + ucb_bonus(total, learn.count(a)) for a in arms}
+
     def update_q(self, view: View) -> None:
-        """SEC's TD update, once per new learnability observation of each domain."""
-        for n in self.names:
-            seen = len(view.learnability.values.get(n, ()))
-            count = view.learnability.count(n)
-            if count != self.seen.get(n, 0) and seen:
-                r = view.learnability.values[n][-1]
-                self.q[n] = self.cfg.alpha * r + (1 - self.cfg.alpha) * self.q.get(n, 0.0)
-                self.seen[n] = count
+        """SEC's TD update, once per new learnability observation of each arm."""
+        for a in self.arms(view):
+            count = view.learnability.count(a)
+            if count != self.seen.get(a, 0) and view.learnability.values.get(a):
+                r = view.learnability.values[a][-1]
+                self.q[a] = self.cfg.alpha * r + (1 - self.cfg.alpha) * self.q.get(a, 0.0)
+                self.seen[a] = count
 
     def decide(self, step: int, view: View) -> Decision:
         self.update_q(view)
         scores = self.scores(view)
-        mixture = softmax_with_floor(scores, self.cfg.tau, self.cfg.min_weight)
+        mixture, levels = split_arms(softmax_with_floor(scores, self.cfg.tau, self.cfg.min_weight), self.names)
         top = max(scores, key=scores.get)
-        return Decision(mixture, f"learnability ({self.cfg.bandit}): highest {top} ({scores[top]:.3f})")
+        label = self.bandit or f"learnability ({self.cfg.bandit})"
+        return Decision(mixture, f"{label}: highest {top} ({scores[top]:.3f})", {}, levels)
 
     def state_dict(self) -> dict:
         return {"q": self.q, "seen": self.seen}
 
     def load_state_dict(self, state: dict) -> None:
         self.q, self.seen = dict(state["q"]), dict(state["seen"])
+
+
+def ucb_bonus(total: int, count: int) -> float:
+    """DUMP's exploration term sqrt(2 ln(N + 1) / (n + 1)): N groups over all arms, n of this arm."""
+    return math.sqrt(2 * math.log(total + 1) / (count + 1))
+
+
+@POLICIES.register("sec")
+class SEC(LearnabilityBandit):
+    """SEC (arXiv:2505.14970) over (domain, level) arms."""
+
+    over_levels, bandit = True, "sec"
+
+
+@POLICIES.register("dump")
+class DUMP(LearnabilityBandit):
+    """DUMP (arXiv:2504.09710) over (domain, level) arms."""
+
+    over_levels, bandit = True, "dump"
+
+
+@POLICIES.register("thompson")
+class Thompson(LearnabilityBandit):
+    """BOTS-style Thompson sampling over (domain, level) arms (module docstring). The draws are
+    seeded by the step, so a resumed run draws what the uninterrupted one did."""
+
+    over_levels = True
+
+    def decide(self, step: int, view: View) -> Decision:
+        rng = np.random.default_rng(step)
+        draws = {a: rng.beta(*view.learnability.posterior(a)) for a in self.arms(view)}
+        scores = {a: p * (1 - p) for a, p in draws.items()}
+        mixture, levels = split_arms(proportional_with_floor(scores, self.cfg.min_weight), self.names)
+        top = max(scores, key=scores.get)
+        return Decision(mixture, f"thompson: drew {top} at pass rate {draws[top]:.2f}", {}, levels)
+
+
+def level_shares(cfg: SchedulerConfig, view: View, domain: str) -> dict[int, float]:
+    """The hand-set level weights of ``domain`` (``level_weights``), else every level of its range."""
+    lo, hi = view.ladders[domain]
+    given = (cfg.level_weights or {}).get(domain)
+    return {lvl: w for lvl, w in given.items() if w > 0} if given else dict.fromkeys(range(lo, hi + 1), 1.0)
+
+
+@POLICIES.register("oracle_static")
+class OracleStatic(Policy):
+    """Hand-set weights over domains (``weights``) and difficulty levels (``level_weights``)."""
+
+    def decide(self, step: int, view: View) -> Decision:
+        weights = self.cfg.weights or {n: 1.0 for n in self.names}
+        mixture = normalise({n: float(weights.get(n, 0.0)) for n in self.names})
+        levels = {d: normalise(level_shares(self.cfg, view, d)) for d in view.ladders}
+        return Decision(mixture, "oracle_static: hand-set weights", {}, levels)
+
+
+@POLICIES.register("oracle_ladder")
+class OracleLadder(Policy):
+    """Hand-set domain weights; every range climbs its levels in equal shares of the run, with
+    ``replay`` spread over the levels below the current one."""
+
+    def decide(self, step: int, view: View) -> Decision:
+        weights = self.cfg.weights or {n: 1.0 for n in self.names}
+        mixture = normalise({n: float(weights.get(n, 0.0)) for n in self.names})
+        total = view.total_steps or 1
+        levels, at = {}, []
+        for d in view.ladders:
+            ladder = sorted(level_shares(self.cfg, view, d))
+            k = min(len(ladder) - 1, step * len(ladder) // total)
+            levels[d] = phase_mixture([str(lvl) for lvl in ladder], k, self.cfg.replay)
+            levels[d] = {int(lvl): w for lvl, w in levels[d].items() if w > 0}
+            at.append(f"{d}@{ladder[k]}")
+        return Decision(mixture, "oracle_ladder: " + (", ".join(at) or "no range"), {}, levels)
 
 
 @POLICIES.register("transfer")
@@ -358,7 +512,7 @@ class TransferBandit(LearnabilityBandit):
 
     def decide(self, step: int, view: View) -> Decision:
         d = super().decide(step, view)
-        return Decision(d.mixture, d.reason.replace("learnability", "transfer", 1))
+        return Decision(d.mixture, d.reason.replace("learnability", "transfer", 1), {}, d.levels)
 
 
 MOVED = 0.02  # a signal "moved the mixture" when some domain's weight differs by this much without it
@@ -371,7 +525,7 @@ def backward_transfer(view: View) -> dict[str, float]:
     if T is None or len(view.names) < 2:
         return dict.fromkeys(view.names, 0.0)
     if view.transfer_stderr is not None:
-        T = np.where(np.abs(T) >= 2 * view.transfer_stderr, T, 0.0)
+        T = significant_transfer(T, view.transfer_stderr)
     off = ~np.eye(len(view.names), dtype=bool)
     return {n: float(T[i][off[i]].mean()) for i, n in enumerate(view.names)}
 
@@ -396,42 +550,64 @@ class Adaptive(TransferBandit):
     def observe_eval(self, step: int, view: View) -> None:
         super().observe_eval(step, view)
         for n, score in view.scores.items():
-            if n not in self.peak or score > self.peak[n] + self.cfg.plateau_delta:
+            gain = max(self.cfg.plateau_delta, 2 * view.stderr(n, score))  # a gain the eval's noise cannot make
+            if n not in self.peak or score > self.peak[n] + gain:
                 self.peak[n], self.stale[n] = max(score, self.peak.get(n, score)), 0
             else:
                 self.stale[n] += 1
             if n in self.done:
                 continue
             if score >= self.cfg.unlock_score:
-                self.done[n] = f"{n} reached {score:.2f} >= unlock_score {self.cfg.unlock_score}"
+                self.done[n] = f"{n} reached {score:.2f} >= unlock_score {self.cfg.unlock_score} at step {step}"
             elif self.stale[n] >= self.cfg.unlock_patience:
                 self.done[n] = (
-                    f"{n} plateaued at {self.peak[n]:.2f} (no gain > {self.cfg.plateau_delta} in {self.stale[n]} evals)"
+                    f"{n} plateaued at {self.peak[n]:.2f} (no gain > {gain:.3f} in {self.stale[n]} evals, step {step})"
                 )
             if n in self.done and any(n in view.prerequisites.get(m, []) for m in self.names):
                 self.news.append(f"prerequisite {self.done[n]}")
 
+    def _unlock_by_budget(self, step: int, view: View) -> None:
+        """No lock holds past ``unlock_share`` of the run: its prerequisites count as done then."""
+        if view.total_steps is None or step < self.cfg.unlock_share * view.total_steps:
+            return
+        for n in self.names:
+            for pre in view.prerequisites.get(n, []):
+                if pre not in self.done:
+                    self.done[pre] = (
+                        f"{pre} held its lock for unlock_share {self.cfg.unlock_share} of the run (step {step})"
+                    )
+                    self.news.append(f"prerequisite {self.done[pre]}")
+
     def _signals(self, view: View) -> tuple[dict[str, float], list[str]]:
-        """The bandit's mixture from the three score terms, and what each term that moved it says."""
-        self.update_q(view)
-        learn = LearnabilityBandit.scores(self, view)
+        """The mixture from the three score terms, and what each term that moved it says."""
+        learn_view = view.learnability
+        total = sum(learn_view.count(n) for n in self.names)
+        learn = {
+            n: (learn_view.value(n) or 0.0) + self.cfg.explore * ucb_bonus(total, learn_view.count(n))
+            for n in self.names
+        }
         align = {n: self.cfg.transfer_weight * (view.alignment.mean_alignment(n) or 0.0) for n in self.names}
         bwt = backward_transfer(view)
         terms = {"learnability": learn, "alignment": align, "bwt": {n: self.cfg.bwt_weight * b for n, b in bwt.items()}}
 
-        def mixture(parts: list[str]) -> dict[str, float]:
-            total = {n: sum(terms[k][n] for k in parts) for n in self.names}
-            return softmax_with_floor(total, self.cfg.tau, self.cfg.min_weight)
+        def mixture(flat: str | None = None) -> dict[str, float]:
+            """The mixture, with term ``flat`` replaced by its mean over domains (it then tells them
+            apart no more, but adds the same mass)."""
+            parts = {
+                k: v if k != flat else dict.fromkeys(v, float(np.mean(list(v.values())))) for k, v in terms.items()
+            }
+            total = {n: sum(part[n] for part in parts.values()) for n in self.names}
+            return proportional_with_floor(total, self.cfg.min_weight)
 
-        weights = mixture(list(terms))
+        weights = mixture()
         notes = []
         for k in terms:
-            without = mixture([t for t in terms if t != k])
+            without = mixture(k)
             if max(abs(weights[n] - without[n]) for n in self.names) < MOVED:
                 continue
             if k == "learnability":
                 top = max(learn, key=learn.get)
-                notes.append(f"learnability ({self.cfg.bandit}) favours {top} ({learn[top]:.3f})")
+                notes.append(f"learnability favours {top} ({learn[top]:.3f} with exploration)")
             elif k == "alignment":
                 top = max(align, key=align.get)
                 notes.append(f"gradient alignment favours {top} ({align[top]:+.3f})")
@@ -459,6 +635,7 @@ class Adaptive(TransferBandit):
         return {n: "creative" if n in self.creative else view.kinds[n] for n in self.names}
 
     def decide(self, step: int, view: View) -> Decision:
+        self._unlock_by_budget(step, view)
         weights, notes = self._signals(view)
         kinds = self._kinds(view)
         notes += self.news
@@ -468,10 +645,14 @@ class Adaptive(TransferBandit):
         for n in locked:
             weights[n] = 0.0
         if locked:
-            notes.append(f"locked until prerequisites reach {self.cfg.unlock_score} or plateau: {', '.join(locked)}")
+            notes.append(
+                f"locked until prerequisites reach {self.cfg.unlock_score}, plateau or {self.cfg.unlock_share:.0%} of "
+                f"the run has passed: {', '.join(locked)}"
+            )
         for n in self.names:
             best, now = view.best.get(n), view.scores.get(n)
-            if n not in locked and best is not None and now is not None and now < best - self.cfg.forgetting_margin:
+            margin = max(self.cfg.forgetting_margin, 2 * view.stderr(n, best or 0.0))
+            if n not in locked and best is not None and now is not None and now < best - margin:
                 weights[n] *= self.cfg.forgetting_boost
                 notes.append(f"forgetting guard: {n} {now:.2f} < best {best:.2f}")
         collapsed = [

@@ -1,7 +1,7 @@
 """Prompt-level curriculum for finite pools (``tasks[i].sampling: pass_rate``).
 
 Per prompt of a domain's training pool, a pass-rate tracker: after each step that drew it,
-    p <- (1 - a) p + a s,     s = fraction of its rollouts whose total reward >= success_threshold
+    p <- (1 - a) p + a s,     s = fraction of its rollouts whose total reward >= scheduler.success_threshold
 (an exponential moving average, a = ``ema``; an unseen prompt starts at ``prior``). The prompt's
 sampling weight is its learnability p (1 - p), the variance of a Bernoulli(p) reward and so the
 expected share of groups with a learning signal (the pass-rate curricula of online difficulty
@@ -26,9 +26,6 @@ class PromptSamplingConfig(StrictModel):
 
     ema: float = Field(0.5, gt=0, le=1, description="Weight of a step's observed pass rate in the prompt's estimate.")
     prior: float = Field(0.5, ge=0, le=1, description="Pass rate assumed for a prompt not yet drawn.")
-    success_threshold: float = Field(
-        1.0, description="A rollout passes when its total reward is at least this (exact match: 1.0)."
-    )
     solved: float = Field(0.95, ge=0, le=1, description="Retire a prompt whose pass rate is at least this.")
     hopeless: float = Field(0.05, ge=0, le=1, description="Retire a prompt whose pass rate is at most this.")
     min_visits: int = Field(2, ge=1, description="Draws of a prompt before it may be retired.")
@@ -40,8 +37,8 @@ class PromptSamplingConfig(StrictModel):
 class PassRateTracker:
     """Pass-rate estimates and sampling weights over one domain's pool of ``size`` prompts."""
 
-    def __init__(self, size: int, cfg: PromptSamplingConfig) -> None:
-        self.size, self.cfg = size, cfg
+    def __init__(self, size: int, cfg: PromptSamplingConfig, threshold: float = 1.0) -> None:
+        self.size, self.cfg, self.threshold = size, cfg, threshold
         self.rate: dict[int, float] = {}  # prompt index -> pass-rate estimate (drawn prompts only)
         self.visits: dict[int, int] = {}
         self._unseen = max(cfg.prior * (1 - cfg.prior), 1e-3)
@@ -52,7 +49,7 @@ class PassRateTracker:
         """One group of ``index``'s rollouts (total rewards)."""
         if not rewards:
             return
-        s = sum(r >= self.cfg.success_threshold for r in rewards) / len(rewards)
+        s = sum(r >= self.threshold for r in rewards) / len(rewards)
         p = self.rate.get(index, self.cfg.prior)
         self.rate[index] = (1 - self.cfg.ema) * p + self.cfg.ema * s
         self.visits[index] = self.visits.get(index, 0) + 1

@@ -5,8 +5,14 @@
   value falls below ``collapse_fraction * baseline`` (R ~ -a exp(H) + b, arXiv:2505.22617: a
   collapsed entropy caps reward). A structured domain is expected to lower entropy under RL and a
   creative one to raise it (Omni-Thinker, arXiv:2507.14783); a trend against that is flagged.
-- Learnability: per-domain mean |advantage| over a window (SEC arXiv:2505.14970, DUMP
-  arXiv:2504.09710): for binary rewards E|A| peaks at success rate 0.5.
+- Learnability: per arm (a domain, or one difficulty level of it), from success rates, not from
+  normalised advantages: a group of rollouts whose pass fraction is s scores ``4 s (1 - s)``
+  (the variance of its pass/fail rewards, scaled to 1 at s = 1/2; SEC's absolute advantage,
+  arXiv:2505.14970, on pass/fail rewards, which is 2 s (1 - s)), averaged over the arm's groups
+  of each step and over a window of steps. A std-normalised |A| is ~0.7-0.9 for any group that is
+  not all-equal, so it only says "some signal / none"; this says how much. Beside it, discounted
+  pass/fail counts per arm (a Beta posterior of its pass rate, for Thompson sampling, BOTS
+  arXiv:2510.26374) and the fraction of informative groups (0 < s < 1).
 - OnlineTransfer: between two evals, regress each domain's score change on the mixture used in
   that window, ``delta_j = sum_i T[i, j] * w_i`` (least squares, no intercept), so T stays
   current without extra runs. Mixtures sum to 1, so an intercept ``c_j`` would be confounded
@@ -21,6 +27,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,29 +99,74 @@ class EntropyMonitor:
         self.history = {k: deque(v, maxlen=self.window) for k, v in state["history"].items()}
 
 
+def arm(domain: str, level: int | None) -> str:
+    """The name of a bandit arm: the domain, or ``domain@level`` for one level of its range."""
+    return domain if level is None else f"{domain}@{level}"
+
+
 class Learnability:
-    def __init__(self, window: int = 20) -> None:
-        self.window = window
-        self.values: dict[str, deque] = {}
-        self.counts: dict[str, int] = {}
+    """Success-rate learnability and Beta pass counts per arm (module docstring). An arm is a
+    domain and, for a domain drawn at difficulty levels, also each ``domain@level``."""
 
-    def update(self, domain: str, mean_abs_advantage: float, samples: int) -> None:
-        self.values.setdefault(domain, deque(maxlen=self.window)).append(mean_abs_advantage)
-        self.counts[domain] = self.counts.get(domain, 0) + samples
+    def __init__(self, window: int = 20, threshold: float = 1.0, discount: float = 0.95) -> None:
+        self.window, self.threshold, self.discount = window, threshold, discount
+        self.values: dict[str, deque] = {}  # arm -> per-step mean 4 s (1 - s)
+        self.counts: dict[str, int] = {}  # arm -> groups observed
+        self.beta: dict[str, list[float]] = {}  # arm -> [discounted passes, discounted fails]
+        self.informative: dict[str, float] = {}  # domain -> last step's share of groups with 0 < s < 1
 
-    def value(self, domain: str) -> float | None:
-        v = self.values.get(domain)
+    def observe(self, groups: Sequence[tuple[str, int | None, Sequence[float]]]) -> None:
+        """One step's groups: (domain, level or None, rollout rewards)."""
+        by_arm: dict[str, list[float]] = {}
+        passes: dict[str, list[int]] = {}
+        for domain, level, rewards in groups:
+            if not rewards:
+                continue
+            k = sum(r >= self.threshold for r in rewards)
+            s = k / len(rewards)
+            for a in {domain, arm(domain, level)}:
+                by_arm.setdefault(a, []).append(4 * s * (1 - s))
+                passes.setdefault(a, [0, 0])
+                passes[a][0] += k
+                passes[a][1] += len(rewards) - k
+        for a, values in by_arm.items():
+            self.values.setdefault(a, deque(maxlen=self.window)).append(float(np.mean(values)))
+            self.counts[a] = self.counts.get(a, 0) + len(values)
+            old = self.beta.get(a, [0.0, 0.0])
+            self.beta[a] = [self.discount * old[0] + passes[a][0], self.discount * old[1] + passes[a][1]]
+            if "@" not in a:
+                self.informative[a] = float(np.mean([v > 0 for v in values]))
+
+    def value(self, arm: str) -> float | None:
+        v = self.values.get(arm)
         return float(np.mean(v)) if v else None
 
-    def count(self, domain: str) -> int:
-        return self.counts.get(domain, 0)
+    def count(self, arm: str) -> int:
+        return self.counts.get(arm, 0)
+
+    def posterior(self, arm: str) -> tuple[float, float]:
+        """Beta(1 + passes, 1 + fails) parameters of the arm's pass rate (discounted counts)."""
+        passes, fails = self.beta.get(arm, (0.0, 0.0))
+        return 1.0 + passes, 1.0 + fails
+
+    def metrics(self) -> dict[str, float]:
+        """``learnability/<domain>`` (window mean) and ``informative/<domain>`` (last step)."""
+        out = {f"learnability/{a}": round(self.value(a) or 0.0, 4) for a in self.values if "@" not in a}
+        return out | {f"informative/{d}": round(v, 4) for d, v in self.informative.items()}
 
     def state_dict(self) -> dict:
-        return {"values": {k: list(v) for k, v in self.values.items()}, "counts": dict(self.counts)}
+        return {
+            "values": {k: list(v) for k, v in self.values.items()},
+            "counts": dict(self.counts),
+            "beta": dict(self.beta),
+            "informative": dict(self.informative),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.values = {k: deque(v, maxlen=self.window) for k, v in state["values"].items()}
         self.counts = dict(state["counts"])
+        self.beta = {k: list(v) for k, v in state.get("beta", {}).items()}
+        self.informative = dict(state.get("informative", {}))
 
 
 class OnlineTransfer:

@@ -89,8 +89,7 @@ class StepSignals:
 
     domains: dict[str, DomainSignals] = field(default_factory=dict)
     alignment: dict[str, dict[str, float]] | None = None
-    # (domain, prompt index or None, level or None, rollout rewards) of every group drawn by prompt
-    # weights or at a difficulty level (all processes)
+    # (domain, prompt index or None, level or None, rollout rewards) of every group (all processes)
     prompt_outcomes: tuple[tuple[str, int | None, int | None, tuple[float, ...]], ...] = ()
 
     def metrics(self) -> dict[str, Any]:

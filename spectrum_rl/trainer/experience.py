@@ -231,13 +231,9 @@ class ExperienceMaker:
                     stats.add(f"entropy_class/{c}", float((ro.entropy[j, : len(member)] * cm).sum()), float(cm.sum()))
 
     def tracked_outcomes(self, groups: list[Group]) -> list[tuple[str, int | None, int | None, tuple[float, ...]]]:
-        """(domain, prompt index, level, rollout rewards) of the groups whose prompt the scheduler
-        tracks (drawn from a pool by weight, or at a difficulty level)."""
-        return [
-            (g.domain, g.example.index, g.example.level, g.outcome.rewards[: self.cfg.group_size])
-            for g in groups
-            if g.example.index is not None or g.example.level is not None
-        ]
+        """(domain, prompt index, level, rollout rewards) of every group: the scheduler's success-rate
+        learnability reads them all; the index and level of the prompts it tracks."""
+        return [(g.domain, g.example.index, g.example.level, g.outcome.rewards[: self.cfg.group_size]) for g in groups]
 
     def rows(self, groups: list[Group], demos: list[tuple[str, Any]], weights: RowWeights) -> tuple[list[Row], Sums]:
         """Loss rows with the blend's weights: each group's valid completions (RL; a LUFFY expert

@@ -54,8 +54,8 @@ class Trainer:
         self.domains = {d.name: d for d in domains}
         sc = config.scheduler
         tf = sc.transfer_file
-        transfer = load_transfer(Path(base_dir or ".") / tf, config.domain_names) if tf else None
-        self.planner = planner_for(config, domains, transfer)
+        transfer, stderr = load_transfer(Path(base_dir or ".") / tf, config.domain_names) if tf else (None, None)
+        self.planner = planner_for(config, domains, transfer, stderr)
         self.state = build_state(config, self.output_dir, accelerator, alignment=bool(self.planner.alignment_every))
         self.experience = ExperienceMaker(self.state, self.domains, config)
         self.learner = Learner(self.state, self.cfg)
