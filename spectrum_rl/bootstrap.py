@@ -1,10 +1,18 @@
-"""Build the built-in tiny model: pretrain a small Llama on a synthetic corpus of the built-in
+"""Build the built-in models: pretrain a small Llama on a synthetic corpus of the built-in
 domains so that it starts with *partial* competence (room for SFT and RL to matter).
 
-Corpus: ``question + "\\n" + short answer + <eos>`` from every built-in generator at its default
-difficulty; a fraction ``noise`` of the answers is replaced by the answer of another random row
-(plausible but wrong), which keeps the model from mastering the tasks. The model never sees the
-worked-steps style of the expert demonstrations, so SFT on them is off-policy (claim C1).
+``builtin:tiny`` — corpus ``question + "\\n" + short answer + <eos>`` from every pretrained
+generator at its default difficulty; a fraction ``noise`` of the answers is replaced by the
+answer of another random row (plausible but wrong), which keeps the model from mastering the
+tasks.
+
+``builtin:ladder`` — the curriculum world (docs/world.md): a few generators over a *range* of
+one knob (``ladders``), a level drawn uniformly per row; at level l of [lo, hi] the answer is
+replaced by the generator's *shortcut* (a plausible wrong answer: the input copied for sorting
+and reversal, the letter next to the asked one for first/last letter) with probability
+``shortcut * (l - lo) / (hi - lo)``. So the pass rate falls with difficulty while the correct
+answer stays in the model's distribution: RL can find it, level by level.
+
 Deterministic for a seed and thread count. Saved in Hugging Face format with ``bootstrap.json``
 (recipe, held-out scores per domain, wall time).
 """
@@ -51,38 +59,80 @@ class BootstrapConfig:
     noise: float = 0.1
     eval_size: int = 100
     model: dict = field(default_factory=dict)  # overrides of tiny_config()
+    # generator -> (knob, easiest, hardest); empty: every pretrained generator at its defaults
+    ladders: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    shortcut: float = 0.0  # probability of the shortcut answer at the hardest level of a ladder
 
 
-def builtin_world_domains(eval_size: int = 100, seed: int = 0) -> list[Domain]:
-    """One domain per built-in generator at default difficulty, scored by exact match
-    (structured) or the constraint checker (creative) — the world the tiny model is built for."""
+RECIPES: dict[str, BootstrapConfig] = {
+    "tiny": BootstrapConfig(),
+    "ladder": BootstrapConfig(
+        steps=1000,
+        noise=0.0,
+        ladders={
+            "sorting": ("length", 2, 4),
+            "reversal": ("length", 2, 4),
+            "first_letter": ("length", 1, 8),
+            "last_letter": ("length", 1, 8),
+        },
+        shortcut=0.97,
+    ),
+}
+"""The recipe of each built-in model (``builtin:<name>``)."""
+
+
+def shortcut_answer(generator: str, question: str) -> str | None:
+    """The plausible wrong answer of a ``ladder`` row (module docstring), or None (no shortcut)."""
+    payload = question.split(": ", 1)[-1]
+    return {"sorting": payload, "reversal": payload, "first_letter": payload[1:2], "last_letter": payload[-2:-1]}.get(
+        generator
+    )
+
+
+def builtin_world_domains(eval_size: int = 100, seed: int = 0, ladders: dict | None = None) -> list[Domain]:
+    """The world a built-in model is built for, one domain per generator scored by exact match
+    (structured) or the constraint checker (creative): every generator at its default difficulty,
+    or, with ``ladders``, each ladder generator over its range (the eval spans the range)."""
     domains = []
     for name, gen in GENERATORS.items():
+        if ladders and name not in ladders:
+            continue
+        source: dict = {"type": "builtin", "generator": name}
+        if ladders:
+            knob, lo, hi = ladders[name]
+            source["difficulty"] = {knob: [lo, hi]}
         reward = [{"type": "exact_match"}] if gen.kind == "structured" else [{"type": "constraint"}]
         cfg = DomainConfig.model_validate(
-            {
-                "name": name,
-                "kind": gen.kind,
-                "source": {"type": "builtin", "generator": name},
-                "eval": {"size": eval_size},
-                "reward": reward,
-            }
+            {"name": name, "kind": gen.kind, "source": source, "eval": {"size": eval_size}, "reward": reward}
         )
         domains.append(build_domain(cfg, base_dir=Path.cwd(), seed=seed))
     return domains
 
 
-def _corpus_batch(rng: random.Random, tokenizer, batch_size: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _corpus_row(rng: random.Random, cfg: BootstrapConfig) -> tuple[str, str]:
+    """One (question, answer) of the corpus (module docstring)."""
+    if not cfg.ladders:
+        gen = GENERATORS.get(rng.choice(sorted(n for n, g in GENERATORS.items() if g.pretrained)))
+        row = gen.make(rng, **gen.defaults)
+        wrong = rng.random() < cfg.noise
+        return row["question"], gen.make(rng, **gen.defaults)["answer"] if wrong else row["answer"]
+    name = rng.choice(sorted(cfg.ladders))
+    knob, lo, hi = cfg.ladders[name]
+    level = rng.randint(lo, hi)
+    row = GENERATORS.get(name).make(rng, **{knob: level})
+    shortcut = shortcut_answer(name, row["question"])
+    if shortcut is not None and rng.random() < cfg.shortcut * (level - lo) / max(1, hi - lo):
+        return row["question"], shortcut
+    return row["question"], row["answer"]
+
+
+def _corpus_batch(rng: random.Random, tokenizer, cfg: BootstrapConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """A padded batch of (input_ids, labels) [B, T]; labels are -100 on padding."""
-    names = sorted(n for n, g in GENERATORS.items() if g.pretrained)
+    batch_size = cfg.batch_size
     seqs = []
     for _ in range(batch_size):
-        gen = GENERATORS.get(rng.choice(names))
-        row = gen.make(rng, **gen.defaults)
-        answer = row["answer"]
-        if rng.random() < noise:
-            answer = gen.make(rng, **gen.defaults)["answer"]
-        prompt = tokenizer(f"{row['question']}\n")["input_ids"]
+        question, answer = _corpus_row(rng, cfg)
+        prompt = tokenizer(f"{question}\n")["input_ids"]
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         seqs.append((prompt, answer_ids))
     width = max(len(p) + len(a) for p, a in seqs)
@@ -95,7 +145,7 @@ def _corpus_batch(rng: random.Random, tokenizer, batch_size: int, noise: float) 
     return input_ids, labels
 
 
-def pretrain(cfg: BootstrapConfig, progress: bool = True):
+def pretrain(cfg: BootstrapConfig, progress: bool = True, name: str = "tiny"):
     """Train the tiny model from scratch; returns (model, tokenizer, seconds)."""
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -112,9 +162,9 @@ def pretrain(cfg: BootstrapConfig, progress: bool = True):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
     start = time.perf_counter()
-    bar = _progress(cfg.steps, progress)
+    bar = _progress(cfg.steps, progress, name)
     for step in range(cfg.steps):
-        input_ids, labels = _corpus_batch(rng, tokenizer, cfg.batch_size, cfg.noise)
+        input_ids, labels = _corpus_batch(rng, tokenizer, cfg)
         attention_mask = (input_ids != tokenizer.pad_token_id).long()
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
@@ -127,7 +177,7 @@ def pretrain(cfg: BootstrapConfig, progress: bool = True):
     return model, tokenizer, time.perf_counter() - start
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, name: str):
     """A tiny progress callback on stderr: ``bar(step, loss)``; ``bar(None, None)`` ends the line."""
     start = time.perf_counter()
 
@@ -141,7 +191,7 @@ def _progress(total: int, enabled: bool):
             done = step + 1
             eta = (time.perf_counter() - start) / done * (total - done)
             print(
-                f"\rbootstrap builtin:tiny  step {done}/{total}  loss {loss:.3f}  eta {eta:4.0f}s",
+                f"\rbootstrap builtin:{name}  step {done}/{total}  loss {loss:.3f}  eta {eta:4.0f}s",
                 end="",
                 file=sys.stderr,
                 flush=True,
@@ -151,14 +201,21 @@ def _progress(total: int, enabled: bool):
 
 
 def bootstrap(
-    cfg: BootstrapConfig = BootstrapConfig(), output: Path | None = None, force: bool = False, progress: bool = True
+    cfg: BootstrapConfig | None = None,
+    output: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+    name: str = "tiny",
 ) -> Path:
-    """Pretrain, evaluate and save the tiny model to ``output`` (default: the cache), atomically."""
-    output = Path(output) if output else builtin_path("tiny")
+    """Pretrain, evaluate and save built-in model ``name`` (recipe ``cfg``, default ``RECIPES[name]``)
+    to ``output`` (default: the cache), atomically."""
+    cfg = cfg or RECIPES[name]
+    output = Path(output) if output else builtin_path(name)
     if (output / "config.json").exists() and not force:
         return output
-    model, tokenizer, seconds = pretrain(cfg, progress)
-    scores = evaluate(model, tokenizer, builtin_world_domains(cfg.eval_size, cfg.seed), max_new_tokens=24).scores
+    model, tokenizer, seconds = pretrain(cfg, progress, name)
+    world = builtin_world_domains(cfg.eval_size, cfg.seed, cfg.ladders)
+    scores = evaluate(model, tokenizer, world, max_new_tokens=24).scores
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
     try:
@@ -185,7 +242,7 @@ def ensure_builtin(name: str) -> Path:
     path = builtin_path(name)
     if not (path / "config.json").exists():
         print(f"building builtin:{name} (first use; cached in {path})", file=sys.stderr)
-        bootstrap(output=path)
+        bootstrap(output=path, name=name)
     return path
 
 

@@ -27,6 +27,7 @@ from spectrum_rl.config import Config, Override, load_config, locate_error, pars
 from spectrum_rl.cpu.host_memory import reuse_freed_memory
 from spectrum_rl.domains import Domain, build_domains
 from spectrum_rl.errors import ConfigError, SpectrumError, TrainingError, TrainingInterrupted
+from spectrum_rl.models import BUILTIN_MODELS
 from spectrum_rl.scheduler.graph import build_task_graph, to_dot
 
 # The modules that train, probe or analyse import torch's training stack and transformers' models
@@ -178,6 +179,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gates(args: argparse.Namespace) -> int:
+    from spectrum_rl.analysis.gates import gate_lines, measure_gates
+
+    config, _, base_dir = _load(args)
+    _prepare_models(config)
+    output = Path(args.output_dir.replace("{name}", config.run.name))
+    result = measure_gates(config, base_dir, output, seeds=args.seeds, prompts=args.prompts, log=print)
+    print("\n".join(gate_lines(result)))
+    print(f"written: {output / 'gates.json'}")
+    return 0
+
+
 def cmd_order(args: argparse.Namespace) -> int:
     from spectrum_rl.analysis.probe import TRANSFER_FILE, probe_transfer, recommend_order, transfer_from_run
 
@@ -238,6 +251,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def _print_claims(summary: dict) -> None:
     for cid, claim in summary["claims"].items():
         print(f"{cid}: {claim['verdict']} — {claim['reason']}")
+    goal = summary.get("curriculum", {}).get("goal")
+    if goal:
+        diff, best = goal["adaptive - joint"], goal["best_baseline"]
+        line = f"curriculum: adaptive - joint {diff['mean']:+.3f} (n={diff['n']}, Holm p {diff['p_holm']})"
+        if best:
+            vs = goal["adaptive - best_baseline"]
+            line += f"; adaptive - {best} (best baseline) {vs['mean']:+.3f} (Holm p {vs['p_holm']})"
+        print(line + f"; goal {'met' if goal['met'] else 'not met'} ({goal['rule']})")
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -251,7 +272,10 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     config, _, _ = _load(args)  # fail fast, one line
     _prepare_models(config)
-    spec = StudySpec.quick() if args.quick else StudySpec()
+    if args.quick:  # the smoke grid; arms the config defines stay resolvable
+        spec = replace(StudySpec.quick(), custom_arms=config.study.custom_arms)
+    else:
+        spec = StudySpec().with_config(config.study)
     if args.seeds:  # every arm, the C1 arms included
         spec = replace(spec, seeds=args.seeds, claim_seeds=args.seeds)
     if args.max_steps:
@@ -283,10 +307,11 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from spectrum_rl.bootstrap import BootstrapConfig, bootstrap
+    from spectrum_rl.bootstrap import RECIPES, bootstrap
 
-    cfg = BootstrapConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
-    out = bootstrap(cfg, output=Path(args.output_dir) if args.output_dir else None, force=args.force)
+    cfg = replace(RECIPES[args.model], seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    output = Path(args.output_dir) if args.output_dir else None
+    out = bootstrap(cfg, output=output, force=args.force, name=args.model)
     print(f"built-in model ready: {out}")
     return 0
 
@@ -353,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default=None, help="use the transfer/entropy estimates of this run directory")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    p = add("gates", cmd_gates, "check that curriculum can matter in a world (headroom, ladders, dead weight, ...)")
+    add_config(p)
+    p.add_argument("--seeds", type=int, default=3, help="seeds of the headroom runs (default 3)")
+    p.add_argument("--prompts", type=int, default=48, help="prompts per difficulty level (default 48)")
+    add_output_dir(p, "runs/gates/{name}", "where the runs and gates.json go")
+
     p = add("study", cmd_study, "run the SFT<->RL study (arms x seeds) and write summary.json + report.html")
     add_config(p, "base run YAML (domains, model, recipe defaults); not with --reanalyze", optional=True)
     p.add_argument(
@@ -388,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("schema", cmd_schema, "print the YAML reference (every field, default and meaning) as Markdown")
 
-    p = add("bootstrap", cmd_bootstrap, "pretrain and cache the built-in tiny model")
+    p = add("bootstrap", cmd_bootstrap, "pretrain and cache a built-in model (builtin:tiny, builtin:ladder)")
+    p.add_argument("--model", choices=BUILTIN_MODELS, default="tiny", help="which built-in model (default tiny)")
     p.add_argument("--force", action="store_true", help="rebuild even when cached")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: built-in recipe)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")

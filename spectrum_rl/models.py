@@ -20,7 +20,7 @@ import torch
 from spectrum_rl.errors import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_MODELS = ("tiny",)
+BUILTIN_MODELS = ("tiny", "ladder")  # recipes: spectrum_rl.bootstrap.RECIPES
 BUILTIN_RECIPE_VERSION = 1  # bump when the bootstrap recipe changes: a new cache folder is built
 CACHE_ENV = "SPECTRUM_RL_CACHE"
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"

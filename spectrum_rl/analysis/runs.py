@@ -92,6 +92,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "mu": series(metrics, "mu"),
         "sft_nll": series(metrics, "sft/nll"),
         "mixture": {d: [m.get("mixture", {}).get(d, 0.0) for m in metrics] for d in domains},
+        # share of the step's rollout groups with a learning signal (rewards not all equal)
+        "informative": round(1 - float(np.mean(series(metrics, "frac_reward_zero_std")[1] or [1.0])), 4),
         "metric_steps": [m["step"] for m in metrics],
     }
     classes = sorted({k.split("/", 1)[1] for m in metrics for k in m if k.startswith("entropy_class/")})

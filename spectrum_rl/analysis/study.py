@@ -17,7 +17,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ CLAIM_ARMS = [
     "spectrum",
 ]
 SPECTRUM_VS = ["joint", "staged", "chord_mu", "adaptive_mu"]  # the arms `spectrum` is compared with
+# the published and oracle curricula `adaptive` must beat (issue 25): compared with it pair by pair
+BASELINE_ARMS = ["sec", "dump", "thompson", "oracle_static", "oracle_ladder", "learnability", "transfer", "bwt"]
 
 
 @dataclass
@@ -74,10 +76,19 @@ class StudySpec:
     plasticity_steps: int = 16
     probe_steps: int = 4
     workers: int = 1  # runs in parallel, each in its own process with its share of the cores
+    custom_arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> config overlay
+    claim_arms: list[str] | None = None  # the arms that get claim_seeds (None: CLAIM_ARMS)
 
     def seeds_of(self, arm: str) -> int:
         """Seeds run for ``arm``."""
-        return self.claim_seeds if arm in CLAIM_ARMS else self.seeds
+        return self.claim_seeds if arm in (CLAIM_ARMS if self.claim_arms is None else self.claim_arms) else self.seeds
+
+    def with_config(self, study) -> StudySpec:
+        """This spec with the fields a config's ``study:`` section sets (its non-null fields)."""
+        given = {k: v for k, v in study.model_dump().items() if v not in (None, {})}
+        if "eval_every" not in given and "steps" in given:
+            given["eval_every"] = max(1, given["steps"] // 6)
+        return replace(self, **given)
 
     @classmethod
     def quick(cls) -> StudySpec:
@@ -110,8 +121,14 @@ def kind_order(config, domains: list[str], first: str) -> list[str]:
     return list(nx.lexicographical_topological_sort(prerequisite_graph(after), key=lambda n: rank[n]))
 
 
-def arm_overlay(arm: str, spec: StudySpec, config, domains: list[str], transfer_file: str | None) -> dict:
-    """The config changes that define ``arm`` (on top of the study's base)."""
+def arm_overlay(
+    arm: str, spec: StudySpec, config, domains: list[str], transfer_file: str | None, order: list[str] | None = None
+) -> dict:
+    """The config changes that define ``arm`` (on top of the study's base): a custom arm's overlay
+    (RL only unless it sets ``training.sft``), else the built-in arm's. ``order``: the recommended
+    order (the ``order`` arm trains it in equal phases)."""
+    if arm in spec.custom_arms:
+        return merge_config({"training": {"sft": {"mu": {"schedule": "rl_only"}}}}, spec.custom_arms[arm])
     steps = spec.steps
     mu = {
         "rl_only": {"schedule": "rl_only"},
@@ -145,8 +162,13 @@ def arm_overlay(arm: str, spec: StudySpec, config, domains: list[str], transfer_
             "phase_steps": phase,
         },
         "bwt": {"policy": "bwt", "phase_steps": phase, "transfer_file": transfer_file},
+        "order": {"policy": "sequential", "order": order or domains, "phase_steps": phase},
+        "sec": {"policy": "sec"},
+        "dump": {"policy": "dump"},
+        "thompson": {"policy": "thompson"},
+        "learnability": {"policy": "learnability"},
         "transfer": {"policy": "transfer"},
-        "adaptive": {"policy": "adaptive", "transfer_file": transfer_file},
+        "adaptive": {"policy": "adaptive", "transfer_file": transfer_file, "difficulty": {"mode": "frontier"}},
     }[arm]
     return {"training": {"sft": {"mu": {"schedule": "rl_only"}}}, "scheduler": scheduler}
 
@@ -159,7 +181,8 @@ def study_base(config, spec: StudySpec, probe_domain: str | None) -> dict:
     for t in data["tasks"]:
         t["after"] = [p for p in t["after"] if p != probe_domain]
         t["eval"]["size"] = min(t["eval"]["size"], spec.eval_size)
-    data["scheduler"] = {"policy": "joint"}
+    # plain: uniform mixture and levels (each arm sets its own); thresholds and sampler settings stay
+    data["scheduler"] |= {"policy": "joint", "difficulty": {**data["scheduler"]["difficulty"], "mode": "uniform"}}
     data["training"].update(
         steps=spec.steps,
         prompts_per_step=spec.prompts_per_step,
@@ -217,7 +240,7 @@ def run_study(
         for seed in range(spec.seeds_of(run_arm)):
             run_dir = output / "runs" / f"{arm}-s{seed}"
             overlay = merge_config(
-                arm_overlay(arm, spec, config, domains, str(transfer_file)),
+                arm_overlay(arm, spec, config, domains, str(transfer_file), order["order"]),
                 {"run": {"name": f"{arm}-s{seed}", "output_dir": str(run_dir), "seed": seed}},
             )
             jobs.append((arm, seed, merge_config(base, overlay)))
@@ -287,7 +310,54 @@ def analyze(runs: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> dict
     family = compare_family(runs, family_pairs(list(runs)))
     claims = judge_claims(runs, arms_summary, meta["seed_overlap"], meta["kinds"], family)
     stored = {arm: seeds for arm, seeds in runs.items() if arm != "joint" or "rl_only" not in runs}
-    return {**meta, "arms": arms_summary, "claims": claims, "comparisons": family, "runs": stored}
+    out = {**meta, "arms": arms_summary, "claims": claims, "comparisons": family, "runs": stored}
+    if "joint" in runs:
+        out["curriculum"] = curriculum_verdict(runs, arms_summary, family, meta.get("order"))
+    return out
+
+
+CURRICULUM_GOAL = 0.05  # adaptive must beat joint by this much (issue 25), and the best baseline
+
+
+def curriculum_verdict(
+    runs: dict[str, list[dict[str, Any]]],
+    arms: dict[str, Any],
+    family: dict[str, Any],
+    order: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Steps each arm needs to reach joint's final mean, the goal (``adaptive`` beats ``joint`` by
+    at least CURRICULUM_GOAL and the best baseline, both excluding 0 after Holm), and the order
+    query's predicted gain beside the ``order`` arm's realised one."""
+    target = arms["joint"]["final_mean"]["mean"]
+    reach = {a: [steps_to_reach(s, target) for s in seeds] for a, seeds in runs.items()}
+    comps = family["comparisons"]
+    out: dict[str, Any] = {"joint_final": target, "steps_to_joint_final": reach}
+    if "adaptive - joint" in comps:
+        vs_joint = comps["adaptive - joint"]["final_mean"]
+        ran = [b for b in BASELINE_ARMS if f"adaptive - {b}" in comps]
+        best = max(ran, key=lambda b: arms[b]["final_mean"]["mean"]) if ran else None
+        vs_best = comps[f"adaptive - {best}"]["final_mean"] if best else None
+        met = (
+            vs_joint["excludes_0"]
+            and vs_joint["mean"] >= CURRICULUM_GOAL
+            and vs_joint["mean"] > 0
+            and (vs_best is None or (vs_best["excludes_0"] and vs_best["mean"] > 0))
+        )
+        out["goal"] = {
+            "adaptive - joint": vs_joint,
+            "best_baseline": best,
+            "adaptive - best_baseline": vs_best,
+            "met": bool(met),
+            "rule": f"adaptive - joint >= {CURRICULUM_GOAL} and adaptive - best baseline > 0, both excluding 0 (Holm)",
+        }
+    if order is not None and "order - joint" in comps:
+        out["order"] = {
+            "predicted_gain": order.get("predicted_gain"),
+            "predicted_interval": order.get("predicted_gain_interval"),
+            "predicted_units": "summed normalised transfer (the order query's objective), not held-out score",
+            "realised": comps["order - joint"]["final_mean"],
+        }
+    return out
 
 
 def write_study(output: Path, summary: dict[str, Any]) -> None:
@@ -371,6 +441,8 @@ def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any
     kl = [list(s["kl_to_base"].values())[-1] for s in seeds if s["kl_to_base"]]
     return {
         "final_mean": ci([s["final_mean"] for s in seeds]),
+        "auc": ci([eval_auc(s) for s in seeds]),
+        "informative": ci([s["informative"] for s in seeds]) if all("informative" in s for s in seeds) else None,
         "final": {d: ci([s["final"][d] for s in seeds]) for d in domains},
         "start_mean": round(float(np.mean([s["eval_mean"][1][0] for s in seeds])), 4),
         "kl_to_base": ci(kl) if kl else None,
@@ -384,13 +456,30 @@ def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any
     }
 
 
+def eval_auc(run: dict[str, Any]) -> float:
+    """Area under the held-out mean's curve divided by the steps it spans (trapezoids): the mean
+    score over the run, so an arm that gets there sooner scores higher at the same final score."""
+    steps, values = run["eval_mean"]
+    if len(steps) < 2:
+        return float(values[-1])
+    area = sum((a + b) / 2 * (t1 - t0) for a, b, t0, t1 in zip(values, values[1:], steps, steps[1:]))
+    return float(area / (steps[-1] - steps[0]))
+
+
+def steps_to_reach(run: dict[str, Any], target: float) -> int | None:
+    """The first eval step whose held-out mean is at least ``target`` (None: never)."""
+    return next((step for step, v in zip(*run["eval_mean"]) if v >= target), None)
+
+
 def family_pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
     """The study's family of paired comparisons (a, b) meaning a - b: every arm that ran against
-    ``joint`` (rl_only is joint's run), ``spectrum`` against the blends it competes with and
-    against ``adaptive_mu`` (the same adaptive mu under the joint mixture: the mixture policy's
-    own effect), and ``chord_mu`` against ``staged`` (claim C1)."""
+    ``joint`` (rl_only is joint's run), ``adaptive`` against every baseline curriculum that ran,
+    ``spectrum`` against the blends it competes with and against ``adaptive_mu`` (the same
+    adaptive mu under the joint mixture: the mixture policy's own effect), and ``chord_mu``
+    against ``staged`` (claim C1)."""
     ran = set(arms)
     pairs = [(a, "joint") for a in arms if a not in ("joint", "rl_only")] if "joint" in ran else []
+    pairs += [("adaptive", b) for b in BASELINE_ARMS]
     pairs += [("spectrum", b) for b in SPECTRUM_VS if b != "joint"]
     pairs += [("chord_mu", "staged")]
     return [(a, b) for a, b in dict.fromkeys(pairs) if a in ran and b in ran]
@@ -428,7 +517,7 @@ def compare_family(runs: dict[str, list[dict[str, Any]]], pairs: Sequence[tuple[
     method, the raw two-sided p, the Holm p, the Bonferroni interval, and ``excludes_0`` (after
     adjustment)."""
     out: dict[str, Any] = {}
-    primary, primary_d, secondary, secondary_d = [], [], [], []
+    primary, primary_d, secondary, secondary_d, areas, areas_d = [], [], [], [], [], []
     for a_arm, b_arm in pairs:
         n = min(len(runs[a_arm]), len(runs[b_arm]))
         a, b = runs[a_arm][:n], runs[b_arm][:n]  # seeds 0..n-1 of both, in order
@@ -436,6 +525,10 @@ def compare_family(runs: dict[str, list[dict[str, Any]]], pairs: Sequence[tuple[
         entry = {"final_mean": _tested(x, y), "final": {}}
         primary.append(entry["final_mean"])
         primary_d.append(np.subtract(x, y))
+        x, y = [eval_auc(s) for s in a], [eval_auc(s) for s in b]
+        entry["auc"] = _tested(x, y)
+        areas.append(entry["auc"])
+        areas_d.append(np.subtract(x, y))
         for d in a[0]["final"]:
             x, y = [s["final"][d] for s in a], [s["final"][d] for s in b]
             entry["final"][d] = _tested(x, y)
@@ -444,9 +537,11 @@ def compare_family(runs: dict[str, list[dict[str, Any]]], pairs: Sequence[tuple[
         out[f"{a_arm} - {b_arm}"] = entry
     _adjust(primary, primary_d, alpha)
     _adjust(secondary, secondary_d, alpha)
+    _adjust(areas, areas_d, alpha)
     return {
         "alpha": alpha,
-        "method": "paired t-test per pair (seeds as the unit), Holm over the family; Bonferroni intervals",
+        "method": "paired t-test per pair (seeds as the unit), Holm over the family; Bonferroni intervals; the "
+        "final mean, each domain's final score and the area under the eval curve are three families",
         "primary_family_size": len(primary),
         "secondary_family_size": len(secondary),
         "comparisons": out,

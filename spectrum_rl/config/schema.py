@@ -299,6 +299,33 @@ class LoggingConfig(StrictModel):
         return v
 
 
+class StudyConfig(StrictModel):
+    """`study:` — what `spectrum-rl study CONFIG` runs for this config (every field: null = the study's
+    default; command-line options win)."""
+
+    arms: list[str] | None = Field(
+        None, description="Arms to run: built-in arm names (docs/study.md) or names defined in `custom_arms`."
+    )
+    custom_arms: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Arm name -> config overlay (e.g. `{scheduler: {policy: sec}}`), applied on the study's base "
+        "config with RL only (mu rl_only) unless the overlay sets `training.sft`.",
+    )
+    seeds: int | None = Field(None, ge=1, description="Seeds per arm.")
+    claim_seeds: int | None = Field(None, ge=1, description="Seeds of the deciding arms (`claim_arms`).")
+    claim_arms: list[str] | None = Field(
+        None, description="The arms a comparison decides on (they get `claim_seeds`); null = the claims' arms."
+    )
+    steps: int | None = Field(None, ge=1, description="Training steps of every run.")
+    prompts_per_step: int | None = Field(None, ge=1, description="Rollout prompts per step.")
+    group_size: int | None = Field(None, ge=2, description="Rollouts per prompt.")
+    max_new_tokens: int | None = Field(None, ge=1, description="Generation cap (rollouts and eval).")
+    eval_every: int | None = Field(None, ge=1, description="Steps between evaluations.")
+    eval_size: int | None = Field(None, ge=1, description="Held-out prompts per domain (cap).")
+    probe_steps: int | None = Field(None, ge=1, description="Steps of each domain's transfer probe.")
+    plasticity_steps: int | None = Field(None, ge=1, description="Steps of the plasticity probe.")
+
+
 class Config(StrictModel):
     """A whole run. Every section is optional except `tasks`."""
 
@@ -309,6 +336,7 @@ class Config(StrictModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    study: StudyConfig = Field(default_factory=StudyConfig)
 
     @property
     def domain_names(self) -> list[str]:

@@ -1,0 +1,249 @@
+"""Validity gates of a world (`spectrum-rl gates CONFIG`): can curriculum matter here at all?
+
+Measured before any arm of a study is compared, at the study's budget (the config's ``study:``
+section, else the study's defaults), from the start model:
+
+- G1 headroom: plain ``joint`` RL raises the held-out mean by at least ``HEADROOM`` within the
+  budget: per seed the final minus the start mean, Student-t interval over ``seeds`` seeds (the
+  seed is the unit); passes when the mean is >= HEADROOM and the interval excludes 0.
+- G2 ladders: per domain with a range knob, the start pass rate of each level (``samples``
+  rollouts at the training temperature on each of ``prompts`` prompts per level, primary reward
+  >= ``scheduler.success_threshold``); passes when the easiest level is >= 0.8 and the hardest
+  <= 0.05.
+- G3 transfer up the ladder: from the start model, train one domain at one level k (the easiest
+  level whose start pass rate is below 0.8) for the budget; the greedy score of level k + 1 on
+  the same ``prompts`` prompts before and after; passes when the gain exceeds two standard
+  errors (binomial, before and after treated as independent: conservative).
+- G4 dead weight: the saturated (start pass rate >= 0.95) and unsolvable (<= 0.05 at the start
+  and after joint's seed-0 run) slices, and the share of a uniform mixture's rollouts they take.
+- G5 interference: a transfer probe (each domain trained alone, ``probe_steps``), the pairs whose
+  T[i][j] is below minus two standard errors (training i lowers j), or a sentence that none is.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spectrum_rl.analysis.phases import binomial_se
+from spectrum_rl.analysis.probe import probe_transfer
+from spectrum_rl.analysis.stats import t_interval
+from spectrum_rl.analysis.study import StudySpec, arm_overlay, study_base
+from spectrum_rl.config import Config, merge_config
+from spectrum_rl.domains import Domain, build_domains
+from spectrum_rl.models import apply_prompt_format, load_causal_lm
+from spectrum_rl.trainer.checkpoint import read_jsonl
+from spectrum_rl.trainer.generation import complete
+from spectrum_rl.trainer.loop import Trainer
+
+HEADROOM = 0.10  # G1: the held-out mean joint RL must gain within the budget
+EASY, HARD = 0.8, 0.05  # G2: pass rate of the easiest level at least, of the hardest at most
+SATURATED = 0.95  # G4: a slice at or above this start pass rate has nothing left to learn
+
+
+def level_scores(
+    model, tokenizer, config: Config, domain: Domain, *, prompts: int, samples: int, seed: int
+) -> dict[int, dict[str, float]]:
+    """Per level of ``domain``'s range: sampled pass rate (``samples`` rollouts per prompt) and greedy
+    score on the same ``prompts`` prompts (the same for a given seed, so before and after compare)."""
+    lo, hi = domain.source.ladder
+    threshold = config.scheduler.success_threshold
+    out = {}
+    for level in range(lo, hi + 1):
+        examples = domain.sample(prompts, random.Random(f"{seed}-{domain.name}-{level}"), levels=[level] * prompts)
+        text = [apply_prompt_format(tokenizer, e.prompt, config.model.chat_template) for e in examples]
+
+        def score(completions: list[str], repeat: int) -> list[float]:
+            rewards = [domain.reward.score([c], examples[i // repeat]) for i, c in enumerate(completions)]
+            return [float(r.parts[domain.reward.primary][0] >= threshold) for r in rewards]
+
+        cap = config.training.max_new_tokens
+        sampled, _ = complete(
+            model, tokenizer, [p for p in text for _ in range(samples)], max_new_tokens=cap,
+            temperature=config.training.temperature,
+        )  # fmt: skip
+        greedy, _ = complete(model, tokenizer, text, max_new_tokens=cap)
+        out[level] = {
+            "pass_rate": round(float(np.mean(score(sampled, samples))), 4),
+            "greedy": round(float(np.mean(score(greedy, 1))), 4),
+            "n": prompts,
+        }
+    return out
+
+
+def _train(data: dict[str, Any], base_dir: Path) -> Path:
+    cfg = Config.model_validate(data)
+    Trainer(cfg, build_domains(cfg, base_dir), cfg.output_path, base_dir=base_dir).train()
+    return cfg.output_path
+
+
+def measure_gates(
+    config: Config,
+    base_dir: Path,
+    output: Path,
+    *,
+    seeds: int = 3,
+    prompts: int = 48,
+    samples: int = 4,
+    log=print,
+) -> dict[str, Any]:
+    """Every gate of the module docstring; written to ``output / "gates.json"``."""
+    spec = replace(StudySpec().with_config(config.study), probe_steps=config.study.probe_steps or 0)
+    base = study_base(config, spec, None)
+    names = [t["name"] for t in base["tasks"]]
+    start_cfg = Config.model_validate(base)
+    domains = {d.name: d for d in build_domains(start_cfg, base_dir)}
+    ladders = [n for n in names if domains[n].source.ladder]
+    model, tokenizer = load_causal_lm(config.model.name_or_path)
+
+    def ladder_scores(m) -> dict[str, dict[int, dict[str, float]]]:
+        return {
+            n: level_scores(m, tokenizer, start_cfg, domains[n], prompts=prompts, samples=samples, seed=0)
+            for n in ladders
+        }
+
+    log(f"G2: pass rate per level at the start ({prompts} prompts x {samples} rollouts per level)")
+    start = ladder_scores(model)
+    g2 = {
+        n: {
+            "levels": levels,
+            "passes": levels[min(levels)]["pass_rate"] >= EASY and levels[max(levels)]["pass_rate"] <= HARD,
+        }
+        for n, levels in start.items()
+    }
+
+    log(f"G1: joint RL, {spec.steps} steps x {seeds} seeds")
+    gains, finals = [], []
+    for seed in range(seeds):
+        run = output / f"joint-s{seed}"
+        overlay = merge_config(
+            arm_overlay("joint", spec, config, names, None),
+            {"run": {"name": f"joint-s{seed}", "output_dir": str(run), "seed": seed}},
+        )
+        evals = read_jsonl(_train(merge_config(base, overlay), base_dir) / "eval.jsonl")
+        gains.append(evals[-1]["eval/mean"] - evals[0]["eval/mean"])
+        finals.append(run / "final")
+        log(f"  seed {seed}: {evals[0]['eval/mean']:.3f} -> {evals[-1]['eval/mean']:.3f}")
+    gain = t_interval(gains).to_dict()
+    g1 = {
+        "gain": gain,
+        "per_seed": [round(g, 4) for g in gains],
+        "passes": bool(gain["mean"] >= HEADROOM and (gain["ci_low"] or 0) > 0),
+    }
+
+    log("G4: saturated and unsolvable slices (after: joint seed 0)")
+    after, _ = load_causal_lm(str(finals[0]))
+    trained = ladder_scores(after)
+    slices = []
+    for n in ladders:
+        share = 1 / len(names) / len(start[n])  # of a uniform mixture over domains and levels
+        for level, s in start[n].items():
+            kind = "saturated" if s["pass_rate"] >= SATURATED else "unsolvable" if s["pass_rate"] <= HARD else None
+            if kind == "unsolvable" and trained[n][level]["pass_rate"] > HARD:
+                kind = None  # joint learned it: not dead weight
+            if kind:
+                slices.append({"slice": f"{n}@{level}", "kind": kind, "start": s["pass_rate"],
+                               "after_joint": trained[n][level]["pass_rate"], "uniform_share": round(share, 4)})  # fmt: skip
+    kinds = {s["kind"] for s in slices}
+    g4 = {
+        "slices": slices,
+        "wasted_share": round(sum(s["uniform_share"] for s in slices), 4),
+        "passes": kinds == {"saturated", "unsolvable"},
+    }
+
+    log("G3: one level trained, the next measured")
+    g3 = {}
+    for n in ladders:
+        below = [lvl for lvl, s in start[n].items() if s["pass_rate"] < EASY and lvl + 1 in start[n]]
+        if not below:
+            g3[n] = {"passes": False, "why": "no level below 0.8 with a harder one above it"}
+            continue
+        k = min(below)
+        run = output / f"ladder-{n}"
+        scheduler = {"policy": "oracle_static", "weights": {m: float(m == n) for m in names}}
+        scheduler["level_weights"] = {n: {k: 1.0}}
+        overlay = {"scheduler": scheduler, "training": {"sft": {"mu": {"schedule": "rl_only"}}}}
+        overlay |= {"run": {"name": f"ladder-{n}", "output_dir": str(run), "seed": 0}}
+        trained_model, _ = load_causal_lm(str(_train(merge_config(base, overlay), base_dir) / "final"))
+        before, now = start[n][k + 1]["greedy"], None
+        now = level_scores(trained_model, tokenizer, start_cfg, domains[n], prompts=prompts, samples=1, seed=0)
+        now = now[k + 1]["greedy"]
+        se = float(np.hypot(binomial_se(before, prompts), binomial_se(now, prompts)))
+        g3[n] = {
+            "trained_level": k,
+            "next_level": k + 1,
+            "before": before,
+            "after": now,
+            "gain": round(now - before, 4),
+            "two_se": round(2 * se, 4),
+            "passes": now - before > 2 * se,
+        }
+        log(f"  {n}: trained level {k}; level {k + 1} {before:.3f} -> {now:.3f} (2 SE {2 * se:.3f})")
+
+    probe_steps = config.study.probe_steps or max(10, spec.steps // 4)
+    log(f"G5: transfer probe, {probe_steps} steps on each domain alone")
+    probe_cfg = Config.model_validate(merge_config(base, {"run": {"output_dir": str(output / "probe")}}))
+    record = probe_transfer(probe_cfg, list(domains.values()), steps=probe_steps, base_dir=base_dir)
+    pairs = [
+        {"trained": i, "hurt": j, "T": round(record["transfer"][i][j], 4), "se": round(record["stderr"][i][j], 4)}
+        for i in names
+        for j in names
+        if i != j and record["transfer"][i][j] < -2 * record["stderr"][i][j]
+    ]
+    g5 = {
+        "probe_steps": probe_steps,
+        "pairs": pairs,
+        "passes": bool(pairs),
+        "sentence": None if pairs else f"no pair interferes beyond 2 SE in {probe_steps}-step probes",
+    }
+    result = {
+        "config": str(config.run.name),
+        "model": config.model.name_or_path,
+        "budget": {"steps": spec.steps, "prompts_per_step": spec.prompts_per_step, "group_size": spec.group_size},
+        "G1": g1,
+        "G2": g2,
+        "G3": g3,
+        "G4": g4,
+        "G5": g5,
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "gates.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def gate_lines(result: dict[str, Any]) -> list[str]:
+    """One line per gate: PASS/FAIL and its numbers."""
+
+    def mark(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    g1 = result["G1"]["gain"]
+    lines = [
+        f"G1 headroom     {mark(result['G1']['passes'])}  joint RL gains {g1['mean']:+.3f} "
+        f"[{g1['ci_low']:+.3f}, {g1['ci_high']:+.3f}] (95% t, n={g1['n']} seeds; needs >= {HEADROOM})"
+        if g1["ci_low"] is not None
+        else f"G1 headroom     {mark(result['G1']['passes'])}  joint RL gains {g1['mean']:+.3f} (n={g1['n']})"
+    ]
+    for n, g in result["G2"].items():
+        rates = " ".join(f"{lvl}:{s['pass_rate']:.2f}" for lvl, s in g["levels"].items())
+        lines.append(f"G2 ladder       {mark(g['passes'])}  {n} pass rate by level {rates}")
+    for n, g in result["G3"].items():
+        if "gain" in g:
+            lines.append(
+                f"G3 transfer up  {mark(g['passes'])}  {n}: training level {g['trained_level']} moves level "
+                f"{g['next_level']} {g['before']:.2f} -> {g['after']:.2f} ({g['gain']:+.2f}, 2 SE {g['two_se']:.2f})"
+            )
+        else:
+            lines.append(f"G3 transfer up  FAIL  {n}: {g['why']}")
+    g4 = result["G4"]
+    said = ", ".join(f"{s['slice']} ({s['kind']}, {s['start']:.2f})" for s in g4["slices"]) or "none"
+    lines.append(f"G4 dead weight  {mark(g4['passes'])}  {said}; {g4['wasted_share']:.0%} of a uniform mixture")
+    g5 = result["G5"]
+    said = ", ".join(f"training {p['trained']} lowers {p['hurt']} ({p['T']:+.2f}, se {p['se']:.2f})" for p in g5["pairs"])
+    lines.append(f"G5 interference {mark(g5['passes'])}  {said or g5['sentence']}")
+    return lines
