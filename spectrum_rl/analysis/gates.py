@@ -58,10 +58,6 @@ def level_scores(
         examples = domain.sample(prompts, random.Random(f"{seed}-{domain.name}-{level}"), levels=[level] * prompts)
         text = [apply_prompt_format(tokenizer, e.prompt, config.model.chat_template) for e in examples]
 
-        def score(completions: list[str], repeat: int) -> list[float]:
-            rewards = [domain.reward.score([c], examples[i // repeat]) for i, c in enumerate(completions)]
-            return [float(r.parts[domain.reward.primary][0] >= threshold) for r in rewards]
-
         cap = config.training.max_new_tokens
         sampled, _ = complete(
             model, tokenizer, [p for p in text for _ in range(samples)], max_new_tokens=cap,
@@ -69,11 +65,17 @@ def level_scores(
         )  # fmt: skip
         greedy, _ = complete(model, tokenizer, text, max_new_tokens=cap)
         out[level] = {
-            "pass_rate": round(float(np.mean(score(sampled, samples))), 4),
-            "greedy": round(float(np.mean(score(greedy, 1))), 4),
+            "pass_rate": _pass_rate(domain, examples, sampled, samples, threshold),
+            "greedy": _pass_rate(domain, examples, greedy, 1, threshold),
             "n": prompts,
         }
     return out
+
+
+def _pass_rate(domain: Domain, examples: list, completions: list[str], repeat: int, threshold: float) -> float:
+    """Share of ``completions`` (``repeat`` per example, in order) whose primary reward passes."""
+    rewards = [domain.reward.score([c], examples[i // repeat]) for i, c in enumerate(completions)]
+    return round(float(np.mean([r.parts[domain.reward.primary][0] >= threshold for r in rewards])), 4)
 
 
 def _train(data: dict[str, Any], base_dir: Path) -> Path:
@@ -147,8 +149,9 @@ def measure_gates(
             if kind == "unsolvable" and trained[n][level]["pass_rate"] > HARD:
                 kind = None  # joint learned it: not dead weight
             if kind:
-                slices.append({"slice": f"{n}@{level}", "kind": kind, "start": s["pass_rate"],
-                               "after_joint": trained[n][level]["pass_rate"], "uniform_share": round(share, 4)})  # fmt: skip
+                after_joint = trained[n][level]["pass_rate"]
+                slice_ = {"slice": f"{n}@{level}", "kind": kind, "start": s["pass_rate"], "after_joint": after_joint}
+                slices.append(slice_ | {"uniform_share": round(share, 4)})
     kinds = {s["kind"] for s in slices}
     g4 = {
         "slices": slices,
@@ -244,6 +247,8 @@ def gate_lines(result: dict[str, Any]) -> list[str]:
     said = ", ".join(f"{s['slice']} ({s['kind']}, {s['start']:.2f})" for s in g4["slices"]) or "none"
     lines.append(f"G4 dead weight  {mark(g4['passes'])}  {said}; {g4['wasted_share']:.0%} of a uniform mixture")
     g5 = result["G5"]
-    said = ", ".join(f"training {p['trained']} lowers {p['hurt']} ({p['T']:+.2f}, se {p['se']:.2f})" for p in g5["pairs"])
+    said = ", ".join(
+        f"training {p['trained']} lowers {p['hurt']} ({p['T']:+.2f}, se {p['se']:.2f})" for p in g5["pairs"]
+    )
     lines.append(f"G5 interference {mark(g5['passes'])}  {said or g5['sentence']}")
     return lines

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from spectrum_rl.config import Config
 from spectrum_rl.domains import Domain
@@ -75,9 +76,18 @@ def run_training(
             raise
         console = console or Console(stderr=True)
         show = config.logging.progress and trainer.state.is_main
+        decisions: list[dict[str, Any]] = []
+
+        def on_step(m: dict[str, Any]) -> None:
+            bar.update(m)
+            kept = ("step", "mu", "mixture")
+            decisions.append({k: v for k, v in m.items() if k in kept or k.startswith("difficulty/")})
+
         with _Progress(config.training.steps, trainer.step, show, console) as bar:
-            scores = trainer.train(on_step=bar.update)
+            scores = trainer.train(on_step=on_step)
     if trainer.state.is_main:
+        if decisions and config.logging.progress:
+            console.print(scheduler_table(decisions, config.domain_names))
         mean = sum(scores.values()) / max(len(scores), 1)
         console.print(
             f"done: {trainer.step} steps; held-out mean {mean:.3f} "
@@ -85,6 +95,24 @@ def run_training(
         )
         console.print(f"run directory: {out} (metrics.jsonl, eval.jsonl, checkpoints/, final/)")
     return scores
+
+
+def scheduler_table(decisions: list[dict[str, Any]], names: list[str], parts: int = 4) -> Table:
+    """What the scheduler did: per quarter of the steps just run, mean mu and each domain's mean
+    share of the rollouts with, for a range knob, the mean difficulty level drawn."""
+    table = Table(title="what the scheduler did (means over each quarter of the run)", title_justify="left")
+    for col in ("steps", "mu", *names):
+        table.add_column(col, justify="right")
+    size = max(1, -(-len(decisions) // parts))
+    for start in range(0, len(decisions), size):
+        chunk = decisions[start : start + size]
+        cells = [f"{chunk[0]['step']}-{chunk[-1]['step']}", f"{sum(m['mu'] for m in chunk) / len(chunk):.2f}"]
+        for n in names:
+            share = sum(m["mixture"].get(n, 0.0) for m in chunk) / len(chunk)
+            levels = [m[f"difficulty/{n}"] for m in chunk if f"difficulty/{n}" in m]
+            cells.append(f"{share:.2f}" + (f" @{sum(levels) / len(levels):.1f}" if levels else ""))
+        table.add_row(*cells)
+    return table
 
 
 class _Progress:

@@ -1,0 +1,129 @@
+"""The curriculum world and its study: the ladder corpus, the study section, the gates, the verdict."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from spectrum_rl.analysis.gates import gate_lines, measure_gates
+from spectrum_rl.analysis.study import (
+    StudySpec,
+    arm_overlay,
+    compare_family,
+    curriculum_verdict,
+    eval_auc,
+    family_pairs,
+    steps_to_reach,
+    study_base,
+)
+from spectrum_rl.bootstrap import RECIPES, _corpus_row, shortcut_answer
+from spectrum_rl.config import Config, load_config
+from spectrum_rl.trainer.run import scheduler_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ladder_corpus_gives_the_shortcut_more_often_as_the_level_rises():
+    cfg = RECIPES["ladder"]
+    rng = random.Random(0)
+    by_level: dict[tuple[str, int], list[bool]] = {}
+    for _ in range(6000):
+        question, answer = _corpus_row(rng, cfg)
+        name = {"sort": "sorting", "reverse": "reversal", "first letter": "first_letter"}.get(
+            question.split(":")[0], "last_letter"
+        )
+        payload = question.split(": ", 1)[1]
+        by_level.setdefault((name, len(payload)), []).append(answer == shortcut_answer(name, question))
+    share = {k: sum(v) / len(v) for k, v in by_level.items()}
+    assert share[("first_letter", 1)] <= 0.05 and share[("last_letter", 1)] <= 0.05  # no shortcut at the bottom
+    assert share[("first_letter", 8)] > 0.85 and share[("sorting", 4)] > 0.85  # ~0.97 at the top
+    assert share[("reversal", 2)] < 0.08  # only where the right answer is the copy (a palindrome)
+    assert shortcut_answer("first_letter", "first letter: qzfb") == "z"
+    assert shortcut_answer("last_letter", "last letter: qzfb") == "f"
+    assert shortcut_answer("counting", "count a: abba") is None
+
+
+def test_curriculum_config_sets_the_study_and_its_custom_arms():
+    config = load_config(ROOT / "configs" / "curriculum.yaml")
+    spec = StudySpec().with_config(config.study)
+    assert (
+        spec.steps == 150 and spec.claim_seeds == 6 and spec.seeds_of("adaptive") == 6 and spec.seeds_of("order") == 3
+    )
+    names = config.domain_names
+    static = arm_overlay("oracle_static", spec, config, names, None)
+    assert static["scheduler"]["level_weights"]["sorting"] == {2: 1, 3: 1}
+    assert static["training"]["sft"]["mu"]["schedule"] == "rl_only"  # custom arms are RL unless they say
+    assert arm_overlay("order", spec, config, names, None, ["b", "a"])["scheduler"]["order"] == ["b", "a"]
+    base = study_base(config, spec, "counting")
+    assert base["scheduler"]["policy"] == "joint" and base["scheduler"]["difficulty"]["mode"] == "uniform"
+    assert [t["name"] for t in base["tasks"]] == names[:-1]
+    for arm in spec.arms:  # every arm's config validates
+        Config.model_validate({**base, **arm_overlay(arm, spec, config, names[:-1], None, names[:-1])})
+
+
+def _run(curve: list[float], steps: list[int] | None = None) -> dict:
+    steps = steps or [0, 10, 20, 30]
+    return {"eval_mean": [steps, curve], "final_mean": curve[-1], "final": {"a": curve[-1]}}
+
+
+def test_auc_and_steps_to_reach():
+    fast, slow = _run([0.2, 0.6, 0.6, 0.6]), _run([0.2, 0.2, 0.2, 0.6])
+    assert eval_auc(fast) == pytest.approx((0.4 + 0.6 + 0.6) / 3)
+    assert eval_auc(fast) > eval_auc(slow)
+    assert steps_to_reach(fast, 0.6) == 10 and steps_to_reach(slow, 0.6) == 30 and steps_to_reach(slow, 0.7) is None
+
+
+def test_curriculum_verdict_needs_the_margin_over_joint_and_a_win_over_the_best_baseline():
+    joint = [_run([0.2, 0.3, 0.4, 0.4 + 0.01 * k]) for k in range(6)]
+    adaptive = [_run([0.2, 0.5, 0.5, 0.5 + 0.01 * k + 0.002 * (k % 2)]) for k in range(6)]
+    sec = [_run([0.2, 0.4, 0.45, 0.45 + 0.01 * k]) for k in range(6)]
+    runs = {"joint": joint, "adaptive": adaptive, "sec": sec}
+    arms = {a: {"final_mean": {"mean": sum(s["final_mean"] for s in r) / len(r)}} for a, r in runs.items()}
+    family = compare_family(runs, family_pairs(list(runs)))
+    verdict = curriculum_verdict(runs, arms, family, None)
+    goal = verdict["goal"]
+    assert goal["best_baseline"] == "sec" and goal["met"]
+    assert goal["adaptive - joint"]["mean"] == pytest.approx(0.1, abs=0.002)
+    assert verdict["steps_to_joint_final"]["adaptive"][0] == 10
+    runs["sec"] = [_run([0.2, 0.5, 0.5, 0.52 + 0.01 * k]) for k in range(6)]  # sec now beats adaptive
+    arms["sec"]["final_mean"]["mean"] = 0.545
+    family = compare_family(runs, family_pairs(list(runs)))
+    assert not curriculum_verdict(runs, arms, family, None)["goal"]["met"]
+
+
+def test_scheduler_table_summarises_mixture_levels_and_mu():
+    decisions = [
+        {"step": s, "mu": 0.0, "mixture": {"a": 1.0 if s <= 2 else 0.5, "b": 0.0 if s <= 2 else 0.5}, "difficulty/a": s}
+        for s in range(1, 5)
+    ]
+    table = scheduler_table(decisions, ["a", "b"], parts=2)
+    rows = [[c._cells[i] for c in table.columns] for i in range(table.row_count)]
+    assert rows == [["1-2", "0.00", "1.00 @1.5", "0.00"], ["3-4", "0.00", "0.50 @3.5", "0.50"]]
+
+
+def test_gates_run_end_to_end_on_a_small_world(builtin_tiny, tmp_path):
+    """Every gate is measured and printed (a 2-step budget: the numbers are not evidence)."""
+    config = Config.model_validate(
+        {
+            "model": {"name_or_path": "builtin:tiny"},
+            "tasks": [
+                {
+                    "name": n,
+                    "kind": "structured",
+                    "source": {"type": "builtin", "generator": n, "difficulty": {"length": [3, 4]}},
+                    "eval": {"size": 8},
+                    "reward": [{"type": "exact_match"}],
+                }
+                for n in ("sorting", "reversal")
+            ],
+            "training": {"max_new_tokens": 8},
+            "study": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "eval_every": 2, "probe_steps": 1},
+        }
+    )
+    result = measure_gates(config, tmp_path, tmp_path / "gates", seeds=2, prompts=4, samples=2, log=lambda _: None)
+    assert set(result) >= {"G1", "G2", "G3", "G4", "G5"} and (tmp_path / "gates" / "gates.json").exists()
+    assert result["G1"]["gain"]["n"] == 2 and set(result["G2"]["sorting"]["levels"]) == {3, 4}
+    lines = gate_lines(result)
+    assert [line.split()[0] for line in lines][:2] == ["G1", "G2"] and lines[-1].startswith("G5")
