@@ -12,7 +12,9 @@ root). ``python -m spectrum_rl.analysis.docs_data README.md docs/study.md`` rewr
 only come from the data. Kinds: ``setup`` (the command's grid and time), ``arms`` (final
 held-out mean per arm), ``domains`` (per-domain final scores), ``claims`` (verdicts and why),
 ``comparisons`` (the Holm-corrected family), ``verdicts`` (one line), ``excluding`` (the
-comparisons that exclude 0 after adjustment, in a sentence).
+comparisons that exclude 0 after adjustment, in a sentence), ``curriculum`` (the curriculum
+study's arms with area, informative share and steps to joint's final, and its goal), ``gates``
+(the lines of `spectrum-rl gates`, from a gates.json).
 """
 
 from __future__ import annotations
@@ -95,7 +97,46 @@ def _excluding(s: dict[str, Any]) -> str:
     return head + f"{len(out)} {verb} 0 after adjustment: {said}. The others contain 0.\n"
 
 
+def _gates(s: dict[str, Any]) -> str:
+    from spectrum_rl.analysis.gates import gate_lines  # the command's own lines (imports the trainer)
+
+    return "```\n" + "\n".join(gate_lines(s)) + "\n```\n"
+
+
+def _curriculum(s: dict[str, Any]) -> str:
+    cur = s["curriculum"]
+    reach = cur["steps_to_joint_final"]
+    lines = [
+        f"| arm | final held-out mean [95% CI], n | area under the eval curve | informative groups | "
+        f"steps to joint's final {cur['joint_final']:.3f} (per seed; - never) |",
+        "|---|---|---|---|---|",
+    ]
+    for arm, a in s["arms"].items():
+        steps = ", ".join("-" if r is None else str(r) for r in reach.get(arm, []))
+        informative = ci_text(a["informative"]) if a.get("informative") else "n/a"
+        lines.append(f"| `{arm}` | {ci_text(a['final_mean'])} | {ci_text(a['auc'])} | {informative} | {steps} |")
+    goal = cur.get("goal")
+    if goal:
+        d, best = goal["adaptive - joint"], goal["best_baseline"]
+        text = f"\n`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
+        if best:
+            b = goal["adaptive - best_baseline"]
+            text += f"; `adaptive - {best}` (the best baseline) = {ci_text(b)}, Holm p {p_text(b['p_holm'])}"
+        lines.append(text + f". Goal ({goal['rule']}): **{'met' if goal['met'] else 'not met'}**.")
+    order = cur.get("order")
+    if order:
+        r = order["realised"]
+        lines.append(
+            f"\nThe recommended order: predicted gain {order['predicted_gain']:+.3f} "
+            f"{order['predicted_interval']} ({order['predicted_units']}); realised `order - joint` = {ci_text(r)}, "
+            f"Holm p {p_text(r['p_holm'])}."
+        )
+    return "\n".join(lines) + "\n"
+
+
 KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "gates": _gates,
+    "curriculum": _curriculum,
     "verdicts": _verdicts,
     "excluding": _excluding,
     "setup": _setup,

@@ -1,7 +1,7 @@
 """Validity gates of a world (`spectrum-rl gates CONFIG`): can curriculum matter here at all?
 
-Measured before any arm of a study is compared, at the study's budget (the config's ``study:``
-section, else the study's defaults), from the start model:
+Measured before any arm of a study is compared, on the study's world (its plasticity domain held
+out) and budget (the config's ``study:`` section, else the study's defaults), from the start model:
 
 - G1 headroom: plain ``joint`` RL raises the held-out mean by at least ``HEADROOM`` within the
   budget: per seed the final minus the start mean, Student-t interval over ``seeds`` seeds (the
@@ -33,7 +33,7 @@ import numpy as np
 from spectrum_rl.analysis.phases import binomial_se
 from spectrum_rl.analysis.probe import probe_transfer
 from spectrum_rl.analysis.stats import t_interval
-from spectrum_rl.analysis.study import StudySpec, arm_overlay, study_base
+from spectrum_rl.analysis.study import StudySpec, arm_overlay, default_plasticity_domain, study_base
 from spectrum_rl.config import Config, merge_config
 from spectrum_rl.domains import Domain, build_domains
 from spectrum_rl.models import apply_prompt_format, load_causal_lm
@@ -96,7 +96,7 @@ def measure_gates(
 ) -> dict[str, Any]:
     """Every gate of the module docstring; written to ``output / "gates.json"``."""
     spec = replace(StudySpec().with_config(config.study), probe_steps=config.study.probe_steps or 0)
-    base = study_base(config, spec, None)
+    base = study_base(config, spec, default_plasticity_domain(config))  # the study's world: its probe domain out
     names = [t["name"] for t in base["tasks"]]
     start_cfg = Config.model_validate(base)
     domains = {d.name: d for d in build_domains(start_cfg, base_dir)}

@@ -292,6 +292,45 @@ def _comparison_table(summary: dict[str, Any]) -> str:
     return f"<table><tr><th>difference</th><th>held-out mean</th>{head}</tr>{rows}</table>"
 
 
+def _curriculum_section(summary: dict[str, Any]) -> str:
+    """The curriculum study: per arm final mean, area under the eval curve, informative share and
+    steps to joint's final score; the goal's verdict; predicted vs realised gain of the order."""
+    cur = summary.get("curriculum")
+    if not cur:
+        return ""
+    esc = html.escape
+    rows = []
+    for arm, a in summary["arms"].items():
+        steps = ", ".join("-" if r is None else str(r) for r in cur["steps_to_joint_final"].get(arm, []))
+        cells = "".join(
+            f'<td class="num">{_interval_cell(a.get(k))}</td>' for k in ("final_mean", "auc", "informative")
+        )
+        rows.append(f"<tr><td>{esc(arm)}</td>{cells}<td>{esc(steps)}</td></tr>")
+    text = ""
+    goal = cur.get("goal")
+    if goal:
+        d = goal["adaptive - joint"]
+        text += f"<p>adaptive - joint = {esc(ci_text(d))}, Holm p {esc(p_text(d['p_holm']))}"
+        if goal["best_baseline"]:
+            b = goal["adaptive - best_baseline"]
+            text += f"; adaptive - {esc(goal['best_baseline'])} (best baseline) = {esc(ci_text(b))}, Holm p {esc(p_text(b['p_holm']))}"
+        text += f". Goal ({esc(goal['rule'])}): <b>{'met' if goal['met'] else 'not met'}</b>.</p>"
+    order = cur.get("order")
+    if order:
+        r = order["realised"]
+        text += (
+            f"<p>Recommended order: predicted gain {order['predicted_gain']:+.3f} {esc(str(order['predicted_interval']))}"
+            f" ({esc(order['predicted_units'])}); realised order - joint = {esc(ci_text(r))}.</p>"
+        )
+    return (
+        "<h2>Curriculum</h2><p>Area: the held-out mean averaged over the run (trapezoids over the eval steps); "
+        "informative: the share of rollout groups whose rewards were not all equal; steps: the first eval step "
+        f"at which each seed reached joint's final mean {cur['joint_final']:.3f} (- never).</p>"
+        "<table><tr><th>arm</th><th>final held-out mean</th><th>area under the eval curve</th>"
+        f"<th>informative groups</th><th>steps to joint's final</th></tr>{''.join(rows)}</table>{text}"
+    )
+
+
 def write_report(path: Path, summary: dict[str, Any], runs: dict[str, list[dict]]) -> None:
     figs = plots(summary, runs)
     esc = html.escape
@@ -324,6 +363,7 @@ td.num{{white-space:nowrap}}small{{color:#555}}img{{max-width:100%;height:auto;d
 <h2>Claims</h2><table><tr><th>id</th><th>claim</th><th>verdict</th><th>why</th><th>numbers</th><th>rule</th></tr>{"".join(rows)}</table>
 <h2>Arms</h2><table><tr><th>arm</th><th>start</th><th>final held-out mean</th><th>KL to base</th><th>plasticity AUC</th>
 <th>unchanged (bf16)</th><th>rank ratio</th><th>s/run</th></tr>{"".join(arm_rows)}</table>
+{_curriculum_section(summary)}
 <h2>Learning curves</h2>
 <p>One panel per arm (joint is rl_only's runs): held-out mean score, mean over seeds with its 95% Student-t interval
 over the seeds at each eval step; the dotted line is the score before training.</p>{figs.get("curves_by_arm", "")}
@@ -338,7 +378,7 @@ chord_mu and adaptive_mu, chord_mu against staged); the per-domain cells are a s
 <h2>Entropy</h2>{figs["entropy"]}{figs.get("token_classes", "")}
 <h2>mu and mixture</h2>{figs["mu"]}{figs.get("mixture", "")}
 <h2>Transfer and recommended order</h2>{figs["transfer"]}
-<p>Recommended order: <b>{esc(" → ".join(order["order"]))}</b> (predicted gain over joint {order["predicted_gain"]:+.4f}).</p>
+<p>Recommended order: <b>{esc(" → ".join(order["order"]))}</b>. {esc(order.get("summary", f"predicted gain over joint {order['predicted_gain']:+.4f}"))}</p>
 <ul>{"".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in order["rationale"].items())}</ul>
 </body></html>"""
     Path(path).write_text(doc)

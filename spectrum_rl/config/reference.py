@@ -13,6 +13,7 @@ from spectrum_rl.config.schema import (
     LoraConfig,
     ModelConfig,
     RunConfig,
+    StudyConfig,
     TrainingConfig,
 )
 from spectrum_rl.objectives.advantages import ADVANTAGES
@@ -20,7 +21,9 @@ from spectrum_rl.objectives.losses import LOSSES
 from spectrum_rl.rewards import REWARDS
 from spectrum_rl.rewards.base import RewardSpec
 from spectrum_rl.scheduler.blend import MU_SCHEDULES, MuSchedule, SFTConfig
+from spectrum_rl.scheduler.difficulty import DifficultyConfig
 from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig
+from spectrum_rl.scheduler.prompts import PromptSamplingConfig
 from spectrum_rl.schema import StrictModel
 from spectrum_rl.tasks.base import SOURCES
 from spectrum_rl.tasks.builtin import GENERATORS
@@ -31,15 +34,23 @@ _SECTIONS: list[tuple[str, type[StrictModel]]] = [
     ("tasks[i]", DomainConfig),
     ("tasks[i].eval", DomainEvalConfig),
     ("scheduler", SchedulerConfig),
+    ("scheduler.difficulty", DifficultyConfig),
+    ("scheduler.prompt_sampling", PromptSamplingConfig),
     ("training", TrainingConfig),
     ("training.sft", SFTConfig),
     ("training.sft.mu", MuSchedule),
     ("training.lora", LoraConfig),
     ("eval", EvalConfig),
     ("logging", LoggingConfig),
+    ("study", StudyConfig),
 ]
 _COMMON_REWARD_FIELDS = ("type", "weight", "name", "on_error")
-_SUBSECTIONS = {DomainConfig: ("source", "reward", "eval"), TrainingConfig: ("sft", "lora"), SFTConfig: ("mu",)}
+_SUBSECTIONS = {
+    DomainConfig: ("source", "reward", "eval"),
+    TrainingConfig: ("sft", "lora"),
+    SFTConfig: ("mu",),
+    SchedulerConfig: ("difficulty", "prompt_sampling"),
+}
 
 
 def reference_markdown() -> str:
