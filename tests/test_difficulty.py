@@ -91,3 +91,46 @@ def test_a_run_logs_the_level_drawn(tmp_path, tiny_random_lm_dir):
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert all(2 <= m["difficulty/sorting"] <= 3 for m in metrics)  # the frontier at the easiest level
     assert [m["difficulty/frontier/sorting"] for m in metrics] == [2.0, 2.0]  # a random model masters none
+
+
+def _file_task(tmp_path, rows: list[dict]) -> dict:
+    (tmp_path / "levels.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return {
+        "name": "sorting",
+        "kind": "structured",
+        "source": {"type": "file", "path": "levels.jsonl", "difficulty_field": "level"},
+        "eval": {"size": 4},
+        "reward": [{"type": "exact_match"}],
+    }
+
+
+def _sorting_rows(lengths: list[int]) -> list[dict]:
+    rng = random.Random(0)
+    rows = []
+    for i, n in enumerate(lengths):
+        letters = "".join(rng.sample("abcdefghijklmnopqrstuvwxyz", n))
+        rows.append({"question": f"sort {i}: {letters}", "answer": "".join(sorted(letters)), "level": n})
+    return rows
+
+
+def test_a_file_source_with_a_difficulty_field_is_a_ladder_and_a_run_logs_its_level(tmp_path, tiny_random_lm_dir):
+    task = _file_task(tmp_path, _sorting_rows([2, 3, 5] * 10))  # no row at level 4
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2}, tasks=[task])
+    config = load_config(path)
+    sorting = build_domains(config, tmp_path)[0]
+    assert sorting.source.ladder == (2, 5)
+    drawn = sorting.sample(3, random.Random(0), levels=[2, 4, 5])
+    assert [e.level for e in drawn] == [2, 4, 5]
+    assert [len(e.answer) for e in drawn] == [2, 3, 5]  # level 4 is not in the data: the nearest below it
+    make_trainer(path).train()
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert all("difficulty/sorting" in m for m in metrics)
+
+
+def test_a_difficulty_field_that_is_not_an_integer_is_a_one_line_error(tmp_path, tiny_random_lm_dir):
+    rows = _sorting_rows([2, 3] * 5)
+    rows[7]["level"] = "hard"
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1}, tasks=[_file_task(tmp_path, rows)])
+    with pytest.raises(ConfigError, match=r"difficulty field 'level' .* found 'hard'") as err:
+        build_domains(load_config(path), tmp_path)
+    assert err.value.field.endswith("source.difficulty_field")

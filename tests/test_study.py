@@ -15,7 +15,8 @@ VERDICTS = {"supported", "not supported", "inconclusive"}
 
 
 @pytest.mark.slow
-def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys):
+def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative output folder: the spectrum arm still finds the probe's transfer.json
     out = tmp_path / "study"
     rc = main(
         [
@@ -25,7 +26,7 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys):
             "--max-steps",
             "3",
             "--output",
-            str(out),
+            "study",
             "--arms",
             "rl_only,sft_only,staged,chord_mu,spectrum,joint",
         ]

@@ -226,7 +226,7 @@ def run_study(
     )
     probe_cfg = Config.model_validate(merge_config(base, {"run": {"output_dir": str(output / "transfer_probe")}}))
     record = probe_transfer(probe_cfg, build_domains(probe_cfg, base_dir), steps=spec.probe_steps, base_dir=base_dir)
-    transfer_file = output / "transfer.json"
+    transfer_file = (output / "transfer.json").resolve()  # arms read it relative to the config's folder
     transfer_file.write_text(json.dumps(record, indent=2))
     order = recommend_order(probe_cfg, record)
 
@@ -264,7 +264,12 @@ def run_study(
         ) as pool:
             futures = {pool.submit(run_one, data, str(base_dir), plasticity): (arm, seed) for arm, seed, data in jobs}
             for future in as_completed(futures):
-                done(*futures[future], future.result())
+                arm, seed = futures[future]
+                try:
+                    done(arm, seed, future.result())
+                except Exception as exc:  # stop at once: the runs still queued cannot make a summary
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise SpectrumError(f"study: arm {arm} seed {seed} failed: {type(exc).__name__}: {exc}") from exc
     runs: dict[str, list[dict[str, Any]]] = {}
     for arm, seed, _ in jobs:
         runs.setdefault(arm, []).append(results[arm, seed])

@@ -93,10 +93,30 @@ class BuiltinSource(TaskSource):
 
 
 class PoolSource(TaskSource):
-    """A fixed list of training rows, drawn with replacement, and a fixed list of eval rows."""
+    """A fixed list of training rows, drawn with replacement, and a fixed list of eval rows; with
+    ``levels`` (one integer difficulty per training row) a ladder from the easiest to the hardest."""
 
-    def __init__(self, train: list[RowDict], held_out: list[RowDict], description: str) -> None:
+    def __init__(
+        self, train: list[RowDict], held_out: list[RowDict], description: str, levels: list[int] | None = None
+    ) -> None:
         self._train, self._eval, self._description = train, held_out, description
+        self._by_level: dict[int, list[int]] = {}
+        for i, level in enumerate(levels or []):
+            self._by_level.setdefault(level, []).append(i)
+
+    @property
+    def ladder(self) -> tuple[int, int] | None:
+        return (min(self._by_level), max(self._by_level)) if self._by_level else None
+
+    def rows_at_levels(self, levels: list[int], rng: random.Random) -> list[RowDict]:
+        if not self._by_level:
+            return super().rows_at_levels(levels, rng)
+        present = sorted(self._by_level)
+        out = []
+        for level in levels:  # a level the data do not have: the nearest one it has
+            nearest = min(present, key=lambda have: (abs(have - level), have))
+            out.append(self._train[rng.choice(self._by_level[nearest])])
+        return out
 
     def eval_rows(self) -> list[RowDict]:
         return self._eval
@@ -116,10 +136,15 @@ class PoolSource(TaskSource):
 
 
 def pool_source(
-    rows: list[RowDict], eval_rows: list[RowDict] | None, ctx: SourceContext, description: str
+    rows: list[RowDict],
+    eval_rows: list[RowDict] | None,
+    ctx: SourceContext,
+    description: str,
+    difficulty_field: str | None = None,
 ) -> PoolSource:
     """Split ``rows`` into train/eval: hold out ``ctx.eval_size`` rows by a seeded shuffle
-    unless a separate eval set is given, then drop training rows whose question is in eval."""
+    unless a separate eval set is given, then drop training rows whose question is in eval. With
+    ``difficulty_field``, every row's integer level in that field makes the pool a ladder."""
     field = "eval.size" if eval_rows is None else "eval.split"
     if eval_rows is None:
         if len(rows) <= ctx.eval_size:
@@ -137,7 +162,27 @@ def pool_source(
     train = [r for r in rows if r["question"] not in questions]
     if not train:
         raise ConfigError(f"every training question of {description} is also an eval question", field=field)
-    return PoolSource(train, eval_rows, description)
+    levels = None
+    if difficulty_field is not None:  # every row checked, the held-out ones too: bad data fail at load
+        levels = [_level(r, difficulty_field, description) for r in [*train, *eval_rows]][: len(train)]
+    return PoolSource(train, eval_rows, description, levels)
+
+
+def _level(row: RowDict, field: str, description: str) -> int:
+    """The integer difficulty level in ``row[field]`` (CSV gives strings such as "3")."""
+    value = row.get(field)
+    try:
+        level = int(value)  # type: ignore[arg-type]
+        if isinstance(value, bool) or level != float(value):  # type: ignore[arg-type]
+            raise ValueError
+    except (TypeError, ValueError):
+        shown = "missing" if field not in row else repr(value)
+        raise ConfigError(
+            f"difficulty field '{field}' of {description} must hold an integer level in every row; "
+            f"found {shown} in the row with question {str(row.get('question'))[:60]!r}",
+            field="source.difficulty_field",
+        ) from None
+    return level
 
 
 def map_columns(rows: list[RowDict], columns: Mapping[str, str], where: str) -> list[RowDict]:

@@ -47,6 +47,13 @@ class BuiltinSpec(SourceSpec):
         return BuiltinSource(GENERATORS.get(self.generator, field="source.generator"), self.difficulty, ctx)
 
 
+_DIFFICULTY_FIELD_HELP = (
+    "A column (after `columns`) holding each row's integer difficulty level: the pool becomes a ladder from its "
+    "easiest to its hardest level and the scheduler picks each prompt's level, as for a built-in range knob "
+    "(`scheduler.difficulty`; logged as `difficulty/<domain>`). Null: no levels."
+)
+
+
 @SOURCES.register("file")
 class FileSpec(SourceSpec):
     """Rows from a local jsonl/json/csv/parquet file. ``eval.split`` may name a separate eval
@@ -57,6 +64,7 @@ class FileSpec(SourceSpec):
         "auto", description="File format; auto picks it from the extension (.jsonl, .json, .csv, .parquet)."
     )
     columns: dict[str, str] = Field(default_factory=dict, description=_COLUMNS_HELP)
+    difficulty_field: str | None = Field(None, description=_DIFFICULTY_FIELD_HELP)
 
     def _read(self, base_dir: Path, path: str, field: str) -> list[RowDict]:
         full = base_dir / path
@@ -65,7 +73,7 @@ class FileSpec(SourceSpec):
     def build(self, ctx: SourceContext) -> TaskSource:
         rows = self._read(ctx.base_dir, self.path, "source.path")
         held_out = self._read(ctx.base_dir, ctx.eval_split, "eval.split") if ctx.eval_split else None
-        return pool_source(rows, held_out, ctx, f"file:{self.path}")
+        return pool_source(rows, held_out, ctx, f"file:{self.path}", self.difficulty_field)
 
 
 @SOURCES.register("hub")
@@ -77,6 +85,7 @@ class HubSpec(SourceSpec):
     config: str | None = Field(None, description="Dataset configuration, e.g. main.")
     split: str = Field("train", description="Split to train on.")
     columns: dict[str, str] = Field(default_factory=dict, description=_COLUMNS_HELP)
+    difficulty_field: str | None = Field(None, description=_DIFFICULTY_FIELD_HELP)
 
     def _read(self, split: str, field: str) -> list[RowDict]:
         rows = load_hub_rows(self.name, self.config, split, field)
@@ -86,7 +95,7 @@ class HubSpec(SourceSpec):
         rows = self._read(self.split, "source.name")
         held_out = self._read(ctx.eval_split, "eval.split") if ctx.eval_split else None
         name = f"{self.name}:{self.config}" if self.config else self.name
-        return pool_source(rows, held_out, ctx, f"hub:{name}[{self.split}]")
+        return pool_source(rows, held_out, ctx, f"hub:{name}[{self.split}]", self.difficulty_field)
 
 
 @SOURCES.register("reasoning_gym")
