@@ -519,3 +519,17 @@ def test_adaptive_forgetting_guard_ignores_a_drop_within_the_eval_noise():
     assert "forgetting guard" not in p.plan(10).reason
     p.observe_eval(20, {"s1": 0.6, "s2": 0.4, "c1": 0.6})  # -0.20: beyond the noise
     assert "forgetting guard: s2" in p.plan(20).reason
+
+
+def test_adaptive_entropy_guard_leaves_a_solved_domain_alone():
+    """Low entropy on a domain that passes >= 90% of its rollouts is convergence, not collapse."""
+    p = planner(make_config("adaptive"))
+    feed(p, 6, {"s1": 0.3, "s2": 0.3, "c1": 1.0}, {"s1": 1.0, "s2": 1.0, "c1": 1.0})
+    feed(p, 20, {"s1": 0.3, "s2": 0.3, "c1": 1.0}, {"s1": 1.0, "s2": 1.0, "c1": 0.05})
+    assert "entropy guard" not in p.plan(26).reason
+
+
+def test_adaptive_measures_an_unseen_domain_first():
+    p = planner(make_config("adaptive"))
+    feed(p, 5, {"s1": 0.5, "s2": 0.5})  # c1 never drawn: its learnability counts as the most
+    assert p.plan(5).mixture["c1"] > p.plan(5).mixture["s1"]

@@ -146,7 +146,7 @@ def arm_overlay(
         sft = {"mu": mu[arm], "phi": arm == "chord_phi", "layer_mu": "increasing" if arm == "layer_mu" else "uniform"}
         return {"training": {"sft": sft}, "scheduler": {"policy": "joint"}}
     if arm == "spectrum":  # backward transfer from the study's probe until the online fit exists
-        scheduler = {"policy": "adaptive", "transfer_file": transfer_file}
+        scheduler = {"policy": "adaptive", "transfer_file": transfer_file, "difficulty": {"mode": "frontier"}}
         return {"training": {"sft": {"mu": {"schedule": "adaptive"}}}, "scheduler": scheduler}
     phase = max(1, steps // len(domains))
     scheduler = {

@@ -27,14 +27,16 @@ that choose levels too (``sec``, ``dump``, ``thompson``), one difficulty level o
 - transfer (TAC, arXiv:2606.25178): learnability plus ``transfer_weight`` times the domain's mean
   gradient alignment with the others.
 - adaptive (ours): the mission's scheduler. Each domain's score is
-  ``UCB learnability + transfer_weight * alignment + bwt_weight * b_i`` with ``b_i = mean_{j != i}
+  ``UCB learnability + transfer_weight * alignment + bwt_weight * b_i`` (an unmeasured domain's
+  learnability counts as 1, the most, so it is measured first) with ``b_i = mean_{j != i}
   T[i, j]``, the estimated change of the other domains' held-out scores from training on i (T from
   the online fit or a probe; entries within two standard errors of 0 count as 0), and the mixture
   is proportional to the scores (not a softmax: a noisy lead does not take the whole step), with a
   floor. Difficulty levels come from the Planner's frontier and prompts from the pass-rate
   sampler, so it decides at all three levels. On top: the entropy monitor's collapse guard (a
   domain behaving creatively whose entropy collapsed cuts the weight of the structured ones and
-  gets its mu raised; a declared-structured domain whose entropy rises is treated as creative), a
+  gets its mu raised, unless its recent pass rate is >= 0.9: solved, not collapsed; a
+  declared-structured domain whose entropy rises is treated as creative), a
   forgetting guard (boost a domain whose held-out score fell below its best by more than the
   margin or two standard errors of the eval, whichever is larger) and prerequisite gating (a lock
   opens when the prerequisite reaches ``unlock_score``, plateaus, or ``unlock_share`` of the run
@@ -516,6 +518,14 @@ class TransferBandit(LearnabilityBandit):
 
 
 MOVED = 0.02  # a signal "moved the mixture" when some domain's weight differs by this much without it
+CONVERGED = 0.9  # a domain whose recent pass rate is this high has converged: low entropy is expected there
+
+
+def converged(view: View, domain: str) -> bool:
+    """Whether ``domain``'s recent pass rate (its discounted Beta posterior mean) is at least CONVERGED:
+    its entropy fell because it is solved, which the collapse guard must not treat as a collapse."""
+    passes, fails = view.learnability.posterior(domain)
+    return passes / (passes + fails) >= CONVERGED
 
 
 def backward_transfer(view: View) -> dict[str, float]:
@@ -582,8 +592,9 @@ class Adaptive(TransferBandit):
         """The mixture from the three score terms, and what each term that moved it says."""
         learn_view = view.learnability
         total = sum(learn_view.count(n) for n in self.names)
-        learn = {
-            n: (learn_view.value(n) or 0.0) + self.cfg.explore * ucb_bonus(total, learn_view.count(n))
+        learn = {  # an unmeasured domain counts as fully learnable (optimism: it is measured first)
+            n: (1.0 if learn_view.value(n) is None else learn_view.value(n))
+            + self.cfg.explore * ucb_bonus(total, learn_view.count(n))
             for n in self.names
         }
         align = {n: self.cfg.transfer_weight * (view.alignment.mean_alignment(n) or 0.0) for n in self.names}
@@ -658,7 +669,11 @@ class Adaptive(TransferBandit):
         collapsed = [
             n
             for n in self.names
-            if kinds[n] == "creative" and n not in locked and (s := view.entropy.state(n)) is not None and s.collapsed
+            if kinds[n] == "creative"
+            and n not in locked
+            and (s := view.entropy.state(n)) is not None
+            and s.collapsed
+            and not converged(view, n)
         ]
         if collapsed:
             for n in self.names:
