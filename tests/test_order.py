@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from spectrum_rl.analysis.probe import probe_stderr, recommend_order, score_stderr
-from spectrum_rl.config import Config
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.continual import continual_metrics, normalised_transfer
 from spectrum_rl.scheduler.order import best_order, order_score, pairwise_weights
 from spectrum_rl.scheduler.plan import load_transfer
+from tests.test_scheduler import make_config
 
 
 def _instance(D: int, seed: int, with_prereqs: bool):
@@ -170,24 +170,6 @@ def test_normalised_transfer_floors_small_scores():
     assert normalised_transfer({"a": 0.5}, {"a": 0.6}, scale=1.0) == pytest.approx({"a": 0.1})
 
 
-def _config(tasks) -> Config:
-    """A config with these (name, kind, prerequisites); the order query reads only the tasks."""
-    return Config.model_validate(
-        {
-            "tasks": [
-                {
-                    "name": n,
-                    "kind": k,
-                    "after": after,
-                    "source": {"type": "builtin", "generator": "sorting"},
-                    "reward": [{"type": "exact_match"}],
-                }
-                for n, k, after in tasks
-            ]
-        }
-    )
-
-
 def _nested(matrix, names):
     return {a: dict(zip(names, map(float, row))) for a, row in zip(names, matrix)}
 
@@ -209,7 +191,7 @@ def test_probe_standard_errors_are_binomial_on_the_eval_sizes():
 
 
 def test_transfers_within_two_standard_errors_predict_no_gain_over_joint():
-    config = _config([("s1", "structured", []), ("s2", "structured", []), ("s3", "structured", [])])
+    config = make_config(tasks=[("s1", "structured", []), ("s2", "structured", []), ("s3", "structured", [])])
     names = config.domain_names
     T = np.array([[0.1, 0.15, -0.12], [0.05, 0.5, 0.1], [-0.1, 0.0, 0.1]])  # only s2 on itself is certain
     record = {"transfer": _nested(T, names), "stderr": _nested(np.full((3, 3), 0.1), names), "source": "probe"}
@@ -225,7 +207,7 @@ def test_transfers_within_two_standard_errors_predict_no_gain_over_joint():
 
 
 def test_one_certain_transfer_beats_joint_by_the_hand_computed_gain():
-    config = _config([("d0", "structured", []), ("d1", "structured", []), ("d2", "structured", [])])
+    config = make_config(tasks=[("d0", "structured", []), ("d1", "structured", []), ("d2", "structured", [])])
     names = config.domain_names
     T = np.array([[0.3, 0.05, -0.1], [0.6, 0.2, 0.0], [0.1, -0.05, 0.0]])
     se = np.full((3, 3), 0.1)
@@ -252,7 +234,7 @@ def test_one_certain_transfer_beats_joint_by_the_hand_computed_gain():
 
 def test_the_gain_error_counts_each_domains_score_before_training_once():
     """T[b][a] and T[c][a] share before_a: their errors add in the gain, not in quadrature."""
-    config = _config([("a", "structured", []), ("b", "structured", []), ("c", "structured", [])])
+    config = make_config(tasks=[("a", "structured", []), ("b", "structured", []), ("c", "structured", [])])
     names = config.domain_names
     before = dict.fromkeys(names, 0.5)
     after = {i: dict(before) for i in names}
@@ -284,7 +266,7 @@ def test_gain_coefficients_reproduce_the_gain_over_joint(forward_weight):
 
 
 def test_a_record_without_standard_errors_uses_every_transfer_as_measured():
-    config = _config([("s1", "structured", []), ("c1", "creative", [])])
+    config = make_config(tasks=[("s1", "structured", []), ("c1", "creative", [])])
     names = config.domain_names
     T = np.array([[0.0, -0.2], [0.01, 0.0]])  # an old transfer.json: transfer only
     out = recommend_order(config, {"transfer": _nested(T, names)})

@@ -13,7 +13,8 @@ only come from the data. Kinds: ``setup`` (the command's grid and time), ``arms`
 held-out mean per arm), ``domains`` (per-domain final scores), ``claims`` (verdicts and why),
 ``comparisons`` (the Holm-corrected family), ``verdicts`` (one line), ``excluding`` (the
 comparisons that exclude 0 after adjustment, in a sentence), ``curriculum`` (the curriculum
-study's arms with area, informative share and steps to joint's final, and its goal), ``gates``
+study's arms with area, informative share and steps to joint's final, and its goal), ``goal``
+(that goal alone), ``gates``
 (the lines of `spectrum-rl gates`, from a gates.json).
 """
 
@@ -115,14 +116,8 @@ def _curriculum(s: dict[str, Any]) -> str:
         steps = ", ".join("-" if r is None else str(r) for r in reach.get(arm, []))
         informative = ci_text(a["informative"]) if a.get("informative") else "n/a"
         lines.append(f"| `{arm}` | {ci_text(a['final_mean'])} | {ci_text(a['auc'])} | {informative} | {steps} |")
-    goal = cur.get("goal")
-    if goal:
-        d, best = goal["adaptive - joint"], goal["best_baseline"]
-        text = f"\n`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
-        if best:
-            b = goal["adaptive - best_baseline"]
-            text += f"; `adaptive - {best}` (the best baseline) = {ci_text(b)}, Holm p {p_text(b['p_holm'])}"
-        lines.append(text + f". Goal ({goal['rule']}): **{'met' if goal['met'] else 'not met'}**.")
+    if cur.get("goal"):
+        lines.append("\n" + _goal(s).rstrip("\n"))
     order = cur.get("order")
     if order:
         r = order["realised"]
@@ -134,7 +129,18 @@ def _curriculum(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _goal(s: dict[str, Any]) -> str:
+    goal = s["curriculum"]["goal"]
+    d, best = goal["adaptive - joint"], goal["best_baseline"]
+    text = f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
+    if best:
+        b = goal["adaptive - best_baseline"]
+        text += f"; `adaptive - {best}` (the best baseline) = {ci_text(b)}, Holm p {p_text(b['p_holm'])}"
+    return text + f". Goal ({goal['rule']}): **{'met' if goal['met'] else 'not met'}**.\n"
+
+
 KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "goal": _goal,
     "gates": _gates,
     "curriculum": _curriculum,
     "verdicts": _verdicts,

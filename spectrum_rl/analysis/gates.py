@@ -191,7 +191,8 @@ def measure_gates(
 
     probe_steps = config.study.probe_steps or max(10, spec.steps // 4)
     log(f"G5: transfer probe, {probe_steps} steps on each domain alone")
-    probe_cfg = Config.model_validate(merge_config(base, {"run": {"output_dir": str(output / "probe")}}))
+    rl_only = {"training": {"sft": {"mu": {"schedule": "rl_only"}}}}  # interference under RL, the recipe's SFT aside
+    probe_cfg = Config.model_validate(merge_config(base, {"run": {"output_dir": str(output / "probe")}, **rl_only}))
     record = probe_transfer(probe_cfg, list(domains.values()), steps=probe_steps, base_dir=base_dir)
     pairs = [
         {"trained": i, "hurt": j, "T": round(record["transfer"][i][j], 4), "se": round(record["stderr"][i][j], 4)}

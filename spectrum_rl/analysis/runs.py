@@ -68,6 +68,12 @@ def plasticity_probe(
     }
 
 
+def _informative(metrics: list[dict[str, Any]]) -> float | None:
+    """Mean share of a step's rollout groups whose rewards are not all equal (None: no rollouts)."""
+    zero_std = series(metrics, "frac_reward_zero_std")[1]
+    return round(1 - float(np.mean(zero_std)), 4) if zero_std else None
+
+
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """Per-run numbers from its files: final held-out scores, KL series, entropy and class series."""
     run_dir = Path(run_dir)
@@ -93,7 +99,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "sft_nll": series(metrics, "sft/nll"),
         "mixture": {d: [m.get("mixture", {}).get(d, 0.0) for m in metrics] for d in domains},
         # share of the step's rollout groups with a learning signal (rewards not all equal)
-        "informative": round(1 - float(np.mean(series(metrics, "frac_reward_zero_std")[1] or [1.0])), 4),
+        "informative": _informative(metrics),
         "metric_steps": [m["step"] for m in metrics],
     }
     classes = sorted({k.split("/", 1)[1] for m in metrics for k in m if k.startswith("entropy_class/")})

@@ -447,7 +447,9 @@ def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any
     return {
         "final_mean": ci([s["final_mean"] for s in seeds]),
         "auc": ci([eval_auc(s) for s in seeds]),
-        "informative": ci([s["informative"] for s in seeds]) if all("informative" in s for s in seeds) else None,
+        "informative": ci(shares)
+        if (shares := [s["informative"] for s in seeds if s.get("informative") is not None])
+        else None,
         "final": {d: ci([s["final"][d] for s in seeds]) for d in domains},
         "start_mean": round(float(np.mean([s["eval_mean"][1][0] for s in seeds])), 4),
         "kl_to_base": ci(kl) if kl else None,
@@ -479,13 +481,15 @@ def steps_to_reach(run: dict[str, Any], target: float) -> int | None:
 def family_pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
     """The study's family of paired comparisons (a, b) meaning a - b: every arm that ran against
     ``joint`` (rl_only is joint's run), ``adaptive`` against every baseline curriculum that ran,
-    ``spectrum`` against the blends it competes with and against ``adaptive_mu`` (the same
-    adaptive mu under the joint mixture: the mixture policy's own effect), and ``chord_mu``
-    against ``staged`` (claim C1)."""
+    ``spectrum`` against the blends it competes with, against ``adaptive_mu`` (the same
+    adaptive mu under the joint mixture: the mixture policy's own effect) and against
+    ``adaptive`` (the same policy without SFT: mu's own effect), and ``chord_mu`` against
+    ``staged`` (claim C1)."""
     ran = set(arms)
     pairs = [(a, "joint") for a in arms if a not in ("joint", "rl_only")] if "joint" in ran else []
     pairs += [("adaptive", b) for b in BASELINE_ARMS]
     pairs += [("spectrum", b) for b in SPECTRUM_VS if b != "joint"]
+    pairs += [("spectrum", "adaptive")]  # the same scheduler with and without its mu: what SFT adds
     pairs += [("chord_mu", "staged")]
     return [(a, b) for a, b in dict.fromkeys(pairs) if a in ran and b in ran]
 
