@@ -58,10 +58,18 @@ def config_dict(policy: str, n_domains: int, out: str) -> dict:
     }
 
 
-def signals_of(metrics: dict, names: list[str]):
-    """The StepSignals behind a step's logged metrics (what the trainer handed its planner)."""
+def signals_of(metrics: dict, names: list[str], groups: int = 16, group_size: int = 8):
+    """The StepSignals behind a step's logged metrics (what the trainer handed its planner), with
+    ``groups`` rollout groups of pass/fail rewards spread over the domains (the learnability feed)."""
+    import random
+
     from spectrum_rl.scheduler.step import DomainSignals, StepSignals
 
+    rng = random.Random(0)
+    outcomes = tuple(
+        (names[g % len(names)], None, None, tuple(float(rng.random() < 0.4) for _ in range(group_size)))
+        for g in range(groups)
+    )
     return StepSignals(
         {
             d: DomainSignals(
@@ -72,8 +80,43 @@ def signals_of(metrics: dict, names: list[str]):
             )
             for d in names
             if f"samples/{d}" in metrics
-        }
+        },
+        prompt_outcomes=outcomes,
     )
+
+
+def level_bandit_seconds(policy: str, n: int = 10, steps: int = 200) -> float:
+    """Median seconds per step of a (domain, level) bandit (``sec``, ``dump``, ``thompson``) over
+    ``n`` domains with 7 levels each: plan and observing the step's 16 groups of 8."""
+    import random
+
+    from spectrum_rl.scheduler.blend import SFTConfig
+    from spectrum_rl.scheduler.plan import Planner
+    from spectrum_rl.scheduler.step import StepSignals
+
+    names = [f"d{i}" for i in range(n)]
+    planner = Planner(
+        dict.fromkeys(names, "structured"),
+        {},
+        SchedulerConfig(policy=policy),
+        SFTConfig(),
+        16,
+        ladders=dict.fromkeys(names, (2, 8)),
+        steps=steps,
+    )
+    rng = random.Random(0)
+    times = []
+    for s in range(steps):
+        t0 = time.perf_counter()
+        plan = planner.plan(s)
+        outcomes = [
+            (d, None, rng.choices(*zip(*plan.levels[d].items()))[0], tuple(float(rng.random() < 0.4) for _ in range(8)))
+            for d, k in plan.prompts.items()
+            for _ in range(k)
+        ]
+        planner.observe_step(StepSignals(prompt_outcomes=tuple(outcomes)))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def trainer_for(policy: str, n: int, out: str):
@@ -162,6 +205,7 @@ def main() -> None:
         align_extra = statistics.median(with_align) - statistics.median(without)
 
     curricula = curricula_seconds(args.pool)
+    bandits = {policy: level_bandit_seconds(policy) for policy in ("sec", "dump", "thompson")}
 
     from spectrum_rl.scheduler.order import best_order
 
@@ -186,6 +230,8 @@ def main() -> None:
         "pool": args.pool,
         "curricula_s": round(curricula, 6),
         "with_curricula_fraction": round((sched + curricula) / step, 5),
+        "level_bandits_s": {k: round(v, 6) for k, v in bandits.items()},
+        "level_bandits_fraction": {k: round(v / step, 5) for k, v in bandits.items()},
     }
     if args.json:
         print(json.dumps(result))
@@ -207,6 +253,11 @@ def main() -> None:
         f"curricula per step ({args.pool}-prompt pass_rate pool + a 7-level range): {curricula * 1e3:.3f} ms; with the "
         f"scheduler {100 * total:.3f}% of a step (target < 1%: {total < 0.01})"
     )
+    for policy, fraction in result["level_bandits_fraction"].items():
+        print(
+            f"{policy} over 10 domains x 7 levels per step: {bandits[policy] * 1e3:.3f} ms = {100 * fraction:.3f}% of "
+            f"a step (target < 1%: {fraction < 0.01})"
+        )
 
 
 if __name__ == "__main__":
