@@ -363,7 +363,7 @@ def test_a_planner_state_of_the_first_layout_loads_through_its_one_migration(tmp
     config = load_config(_config(tmp_path, "adaptive", "adaptive"))
     make = lambda: Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 8)  # noqa: E731
     state = make().state_dict()
-    assert state["version"] == 5
+    assert state["version"] == 6
     # layout 1: no version, no transfer errors, no allocation credit, no pass rates, adaptive's plateau records
     # absent, and the mu rule from before blindness routing kept one mu (the disruption term) as "current"
     new_keys = ("version", "transfer_stderr", "credit", "pass_rates", "frontiers")
@@ -387,7 +387,7 @@ def test_a_planner_state_of_the_second_layout_loads_with_zero_credit(tmp_path):
     planner = make()
     planner.plan(0)
     state = planner.state_dict()
-    assert state["version"] == 5 and state["credit"]["prompts"] == {"a": -0.5, "b": 0.5}  # 2 and 1 of 1.5 each
+    assert state["version"] == 6 and state["credit"]["prompts"] == {"a": -0.5, "b": 0.5}  # 2 and 1 of 1.5 each
     later = ("credit", "pass_rates", "frontiers")
     layout2 = {**{k: v for k, v in state.items() if k not in later}, "version": 2}  # rounded each step: no credit
     resumed = make()
@@ -437,3 +437,16 @@ def test_sft_learning_rate_blends_with_mu():
     assert lr_factor(1.0, sft, 1e-4) == pytest.approx(5.0)  # pure SFT: the SFT rate
     assert lr_factor(0.25, sft, 1e-4) * 1e-4 == pytest.approx(0.75 * 1e-4 + 0.25 * 5e-4)
     assert lr_factor(0.7, SFTConfig(), 1e-4) == 1.0  # unset: one rate
+
+
+def test_a_planner_state_of_layout_5_forgets_its_advantage_learnability(tmp_path):
+    """Layout 5 kept learnability as normalised |A|: it means something else now, so it is measured afresh."""
+    config = load_config(_config(tmp_path, "adaptive", "adaptive"))
+    make = lambda: Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 8)  # noqa: E731
+    state = make().state_dict()
+    old = {**state, "version": 5, "learnability": {"values": {"a": [0.8, 0.9]}, "counts": {"a": 16}}}
+    old["policy"] = {**state["policy"], "q": {"a": 0.85}, "seen": {"a": 16}}
+    planner = make()
+    planner.load_state_dict(old)
+    assert planner.view.learnability.value("a") is None and planner.policy.q == {}
+    assert planner.state_dict() == state

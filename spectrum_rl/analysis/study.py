@@ -534,10 +534,11 @@ def compare_family(runs: dict[str, list[dict[str, Any]]], pairs: Sequence[tuple[
         entry = {"final_mean": _tested(x, y), "final": {}}
         primary.append(entry["final_mean"])
         primary_d.append(np.subtract(x, y))
-        x, y = [eval_auc(s) for s in a], [eval_auc(s) for s in b]
-        entry["auc"] = _tested(x, y)
-        areas.append(entry["auc"])
-        areas_d.append(np.subtract(x, y))
+        if all("eval_mean" in s for s in a + b):  # runs kept before curves were stored have no area
+            x, y = [eval_auc(s) for s in a], [eval_auc(s) for s in b]
+            entry["auc"] = _tested(x, y)
+            areas.append(entry["auc"])
+            areas_d.append(np.subtract(x, y))
         for d in a[0]["final"]:
             x, y = [s["final"][d] for s in a], [s["final"][d] for s in b]
             entry["final"][d] = _tested(x, y)
