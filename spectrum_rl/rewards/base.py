@@ -68,6 +68,14 @@ class RewardComponent(ABC):
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float] | Scores:
         """Return one float per completion (any scale; the hybrid weights them)."""
 
+    def prefetch(self, groups: Sequence[tuple[Sequence[str], Example]]) -> None:
+        """Called with a step's groups before they are scored one by one: a component that calls
+        a server sends them concurrently here (default: nothing)."""
+
+    def events(self) -> dict[str, int]:
+        """Counts of this component's own failure classes since the last call (default: none)."""
+        return {}
+
     def explain(self, completion: str, example: Example) -> tuple[float, list[str]]:
         """One completion's score and lines that say how it came about (``spectrum-rl score``)."""
         scored = self.score([completion], example)

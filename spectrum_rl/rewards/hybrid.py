@@ -87,6 +87,15 @@ class HybridReward:
         """A one-line summary such as ``1*exact_match + 0.2*format``."""
         return " + ".join(f"{c.spec.weight:g}*{name}" for name, c in zip(self.names, self.components))
 
+    def prefetch(self, groups: Sequence[tuple[Sequence[str], Example]]) -> None:
+        """Hand a step's groups to the components that score remotely (they send them concurrently)."""
+        for component in self.components:
+            component.prefetch(groups)
+
+    def events(self) -> dict[str, int]:
+        """``<component>/<class>`` -> count of each component's own failure classes since the last call."""
+        return {f"{name}/{kind}": n for name, c in zip(self.names, self.components) for kind, n in c.events().items()}
+
     def score(self, completions: Sequence[str], example: Example) -> RewardResult:
         """Score one group of completions of ``example``."""
         g = len(completions)

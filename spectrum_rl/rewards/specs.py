@@ -10,7 +10,7 @@ from spectrum_rl.rewards.base import REWARDS, RewardSpec
 # The built-in components register themselves when their modules are imported, in this order (that of
 # the reference and of error messages); a new module joins the list.
 # isort: off
-from spectrum_rl.rewards import rules, similarity, preference, neural, external, code  # noqa: F401
+from spectrum_rl.rewards import rules, similarity, preference, neural, external, code, http  # noqa: F401
 # isort: on
 
 RewardComponentSpec = Annotated[RewardSpec, Registered(REWARDS)]

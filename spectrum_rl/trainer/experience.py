@@ -169,10 +169,15 @@ class ExperienceMaker:
         G, stats, signals = self.cfg.group_size, exp.stats, exp.signals
         t0 = time.perf_counter()
         group_texts, group_ids, rewards, valid = [], [], [], []
+        groups = []
         for i, (domain, ex) in enumerate(local):
             g_texts, g_ids = texts[i * G : (i + 1) * G], completions[i * G : (i + 1) * G]
             if self.cfg.sft.luffy and ex.expert is not None:
                 g_texts, g_ids = g_texts + [ex.expert], g_ids + [self.completion_ids(ex.expert)]
+            groups.append((domain, ex, g_texts, g_ids))
+        for domain in dict.fromkeys(d for d, _ in local):  # remote components: the step's groups at once
+            self.domains[domain].reward.prefetch([(t, ex) for d, ex, t, _ in groups if d == domain])
+        for domain, ex, g_texts, g_ids in groups:
             result = self.domains[domain].reward.score(g_texts, ex)
             group_texts.append(g_texts)
             group_ids.append(g_ids)
@@ -186,6 +191,9 @@ class ExperienceMaker:
             for part, count in result.errors.items():
                 if count:
                     stats.add(f"reward_errors/{domain}/{part}", float(count), 0)
+        for domain in dict.fromkeys(d for d, _ in local):
+            for event, count in self.domains[domain].reward.events().items():
+                stats.add(f"reward_events/{domain}/{event}", float(count), 0)
         exp.timings["reward"] = time.perf_counter() - t0
         return rewards, valid, group_texts, group_ids
 

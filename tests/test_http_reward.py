@@ -1,0 +1,205 @@
+"""The `http` reward component against a loopback server with fault injection (127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from spectrum_rl.config import load_config
+from spectrum_rl.errors import ConfigError
+from spectrum_rl.rewards.http import HttpSpec, RemoteError, score_list
+from spectrum_rl.tasks.base import Example
+from spectrum_rl.trainer.checkpoint import read_jsonl
+from tests.test_trainer import make_trainer, write_config
+
+KEY = "sk-planted-0123456789abcdef"
+
+
+class Server:
+    """A reward server whose path picks the behaviour; ``fail_first[path]`` requests fail first."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict, dict]] = []  # (path, body, headers)
+        self.fail_first: dict[str, int] = {}
+        self.failed = 0  # 500s sent by /half
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append((self.path, body, dict(self.headers)))
+                n = len(body["completions"])
+                scores = [float(len(c)) for c in body["completions"]]
+                if self.path == "/half" and len(server.requests) % 2:  # every other request fails
+                    server.failed += 1
+                    return self._send(500, b"{}")
+                if server.fail_first.get(self.path, 0) > 0:
+                    server.fail_first[self.path] -= 1
+                    status = 429 if "429" in self.path else 500
+                    return self._send(status, b"{}")
+                if self.path.startswith("/slow"):
+                    time.sleep(1.0)
+                if self.path.startswith("/drop"):
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return None
+                payload = {
+                    "/rewards": {"rewards": scores},
+                    "/garbage": None,
+                    "/nan": {"scores": [math.nan, "x"] + scores[2:]},
+                    "/short": {"scores": scores[: n - 1]},
+                    "/big": {"scores": scores, "pad": "x" * 4096},
+                }.get(self.path, {"scores": scores})
+                return self._send(200, b"not json{" if payload is None else json.dumps(payload).encode())
+
+            def _send(self, status: int, data: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+
+
+def component(url: str, **fields):
+    spec = HttpSpec.model_validate({"type": "http", "url": url, "backoff_s": 0.01, **fields})
+    return spec.build(Path("."))
+
+
+EXAMPLE = Example(prompt="sort: cba", answer="abc", expert=None, fields={"question": "sort: cba", "level": 3})
+
+
+def test_a_group_is_posted_with_the_python_reward_names_and_scored(server):
+    reward = component(server.url + "/ok")
+    assert reward.score(["a", "bb", "ccc"], EXAMPLE) == [1.0, 2.0, 3.0]
+    path, body, _ = server.requests[-1]
+    assert path == "/ok" and body["prompts"] == ["sort: cba"] * 3 and body["completions"] == ["a", "bb", "ccc"]
+    assert body["answer"] == ["abc"] * 3 and body["level"] == [3] * 3 and body["question"] == ["sort: cba"] * 3
+    assert component(server.url + "/rewards").score(["a", "bb"], EXAMPLE) == [1.0, 2.0]  # OpenRLHF's shape
+
+
+def test_prefetch_sends_the_groups_concurrently_or_as_one_step_batch(server):
+    groups = [([f"{'x' * k}"] * 2, EXAMPLE) for k in range(1, 6)]
+    before = len(server.requests)
+    reward = component(server.url + "/ok", concurrency=3)
+    reward.prefetch(groups)
+    assert len(server.requests) - before == 5
+    assert [reward.score(c, ex) for c, ex in groups] == [[float(k)] * 2 for k in range(1, 6)]
+    assert len(server.requests) - before == 5  # answered from the prefetch
+    step = component(server.url + "/ok", batch="step")
+    step.prefetch(groups)
+    assert len(server.requests) - before == 6 and step.score(groups[2][0], EXAMPLE) == [3.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/slow", "timeout"),
+        ("/drop", "connection"),
+        ("/garbage", "malformed"),
+        ("/short", "malformed"),
+        ("/big", "malformed"),
+    ],
+)
+def test_each_failure_class_is_a_remote_error_and_counted(server, path, kind):
+    reward = component(server.url + path, timeout_s=0.3, retries=1, max_response_bytes=1024)
+    with pytest.raises(RemoteError) as err:
+        reward.score(["a", "b"], EXAMPLE)
+    assert err.value.kind == kind
+    assert reward.events()[kind] >= 1 and reward.events() == {}  # counted once, then reset
+
+
+def test_non_numeric_scores_fail_only_their_samples(server):
+    reward = component(server.url + "/nan")
+    scores = reward.score(["a", "b", "ccc"], EXAMPLE)
+    assert math.isnan(scores[0]) and math.isnan(scores[1]) and scores[2] == 3.0
+    assert reward.events() == {"non_numeric": 2}
+
+
+@pytest.mark.parametrize("path", ["/flaky500", "/flaky429"])
+def test_5xx_and_429_are_retried_with_backoff(server, path):
+    server.fail_first[path] = 2
+    reward = component(server.url + path, retries=2)
+    assert reward.score(["ab"], EXAMPLE) == [2.0]
+    assert reward.events() == {f"http_{429 if '429' in path else 500}": 2}
+
+
+def test_the_breaker_stops_calling_a_dead_server_for_its_cooldown(server):
+    server.fail_first["/dead"] = 100
+    reward = component(server.url + "/dead", retries=0, breaker_failures=2, breaker_cooldown_s=60)
+    before = len(server.requests)
+    for _ in range(5):
+        with pytest.raises(RemoteError):
+            reward.score(["a"], EXAMPLE)
+    assert len(server.requests) - before == 2  # then the circuit is open
+    assert reward.events() == {"http_500": 2, "circuit_open": 3}
+
+
+def test_the_key_comes_from_the_environment_and_is_never_in_a_message(server, monkeypatch):
+    monkeypatch.setenv("REWARD_KEY", KEY)
+    component(server.url + "/ok", api_key_env="REWARD_KEY").score(["a"], EXAMPLE)
+    assert server.requests[-1][2]["Authorization"] == f"Bearer {KEY}"
+    with pytest.raises(RemoteError) as err:
+        component(server.url + "/garbage", api_key_env="REWARD_KEY").score(["a"], EXAMPLE)
+    assert KEY not in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://host/x", "localhost:8000", "http://"])
+def test_a_url_that_is_not_http_is_a_config_error(tmp_path, tiny_random_lm_dir, url):
+    task = _task(url)
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1}, tasks=[task])
+    with pytest.raises(ConfigError, match="expected an http:// or https:// URL"):
+        load_config(path)
+
+
+def test_score_list_shapes():
+    assert score_list({"scores": [1, 2]}, 2) == [1.0, 2.0] and score_list([0.5], 1) == [0.5]
+    with pytest.raises(RemoteError, match="2 scores for 3"):
+        score_list({"rewards": [1, 2]}, 3)
+    assert math.isnan(score_list([True], 1)[0])  # a boolean is not a score
+
+
+def _task(url: str, **fields) -> dict:
+    return {
+        "name": "sorting",
+        "kind": "structured",
+        "source": {"type": "builtin", "generator": "sorting"},
+        "eval": {"size": 4},
+        "reward": [{"type": "exact_match"}, {"type": "http", "url": url, "backoff_s": 0.01, **fields}],
+    }
+
+
+def test_a_run_with_a_failing_server_goes_on_counts_each_class_and_never_writes_the_key(
+    server, tmp_path, tiny_random_lm_dir, monkeypatch
+):
+    monkeypatch.setenv("REWARD_KEY", KEY)
+    task = _task(server.url + "/half", retries=0, api_key_env="REWARD_KEY", breaker_failures=1000)
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 3, "save_every": 1}, tasks=[task])
+    make_trainer(path).train()
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert len(metrics) == 3  # no step lost
+    counted = sum(m.get("reward_events/sorting/http/http_500", 0) for m in metrics)
+    assert 0 < counted <= server.failed  # each 500 counted once (the final eval's come after the last step)
+    assert sum(m.get("reward_errors/sorting/http", 0) for m in metrics) > 0  # scored by on_error: zero
+    for file in (tmp_path / "run").rglob("*"):
+        if file.is_file():
+            assert KEY.encode() not in file.read_bytes(), f"the key leaked into {file}"
