@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
+from spectrum_rl.cli import main
 from spectrum_rl.config import load_config
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards.http import HttpSpec, RemoteError, score_list
@@ -39,6 +48,14 @@ class Server:
                 server.requests.append((self.path, body, dict(self.headers)))
                 n = len(body["completions"])
                 scores = [float(len(c)) for c in body["completions"]]
+                if self.path == "/soak":  # a fault schedule seeded by the request itself, whatever the order
+                    u = int(hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8], 16) / 16**8
+                    if u < 0.20:
+                        return self._send(500, b"{}")
+                    if u < 0.25:
+                        time.sleep(0.5)
+                    elif u < 0.30:
+                        return self._send(200, b"<html>oops</html>")
                 if self.path == "/half" and len(server.requests) % 2:  # every other request fails
                     server.failed += 1
                     return self._send(500, b"{}")
@@ -203,3 +220,54 @@ def test_a_run_with_a_failing_server_goes_on_counts_each_class_and_never_writes_
     for file in (tmp_path / "run").rglob("*"):
         if file.is_file():
             assert KEY.encode() not in file.read_bytes(), f"the key leaked into {file}"
+
+
+@pytest.mark.slow
+def test_soak_30_steps_against_a_failing_server_and_kill_9_resume_gives_the_same_weights(
+    server, tmp_path, tiny_random_lm_dir
+):
+    """20% of requests answer 500, 5% time out, 5% answer garbage (a schedule seeded by each request's
+    body): the run completes every step, counts each class, and a kill -9 + --resume ends with the
+    weights of an uninterrupted run against the same schedule."""
+    steps = 30
+    training = {"steps": steps, "save_every": 3}
+    http = {"timeout_s": 0.2, "retries": 1, "breaker_failures": 1000}
+    (tmp_path / "ref").mkdir()
+    task = _task(server.url + "/soak", **http)
+    reference = write_config(tmp_path / "ref", tiny_random_lm_dir, training, tasks=[task])
+    reference_cfg = load_config(reference).model_dump(mode="json")
+    assert main(["train", str(reference), "--set", "eval.every=10"]) == 0
+    metrics = read_jsonl(tmp_path / "ref" / "run" / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == list(range(1, steps + 1))
+    counted = {k.rsplit("/", 1)[1]: 0.0 for m in metrics for k in m if k.startswith("reward_events/sorting/http/")}
+    for m in metrics:
+        for k, v in m.items():
+            if k.startswith("reward_events/sorting/http/"):
+                counted[k.rsplit("/", 1)[1]] += v
+    print(f"soak failure classes over {steps} steps: {counted}")
+    assert counted.get("http_500", 0) > 0 and counted.get("timeout", 0) > 0 and counted.get("malformed", 0) > 0
+    assert reference_cfg["tasks"][0]["reward"][1]["url"].endswith("/soak")
+
+    path = write_config(tmp_path, tiny_random_lm_dir, training, tasks=[task])
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spectrum_rl", "train", str(path), "--set", "eval.every=10"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    target = random.Random(os.getpid()).randint(8, steps - 8)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline:
+        done = (run / "metrics.jsonl").read_text().count("\n") if (run / "metrics.jsonl").exists() else 0
+        if done >= target and any((run / "checkpoints").glob("step-*")):
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(read_jsonl(run / "metrics.jsonl")) < steps, "finished before the kill"
+    with pytest.warns(UserWarning, match=r"taking over the lock"):
+        assert main(["train", str(path), "--resume", "--set", "eval.every=10"]) == 0
+    assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == list(range(1, steps + 1))
+    ours = load_file(run / "final" / "model.safetensors")
+    theirs = load_file(tmp_path / "ref" / "run" / "final" / "model.safetensors")
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
