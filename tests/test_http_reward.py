@@ -28,6 +28,7 @@ from spectrum_rl.trainer.checkpoint import read_jsonl
 from tests.test_trainer import make_trainer, write_config
 
 KEY = "sk-planted-0123456789abcdef"
+VERDICTS = {"GOOD": " Yes.", "BAD": "no", "SEVEN": "7/10"}
 
 
 class Server:
@@ -46,6 +47,10 @@ class Server:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append((self.path, body, dict(self.headers)))
+                if self.path.endswith("/chat/completions"):  # an OpenAI-compatible judge
+                    rubric = body["messages"][0]["content"]
+                    said = next((v for k, v in VERDICTS.items() if k in rubric), "maybe")
+                    return self._send(200, json.dumps({"choices": [{"message": {"content": said}}]}).encode())
                 n = len(body["completions"])
                 scores = [float(len(c)) for c in body["completions"]]
                 if self.path == "/soak":  # a fault schedule seeded by the request itself, whatever the order
@@ -64,7 +69,7 @@ class Server:
                     status = 429 if "429" in self.path else 500
                     return self._send(status, b"{}")
                 if self.path.startswith("/slow"):
-                    time.sleep(1.0)
+                    time.sleep(0.5 if self.path == "/slowok" else 1.0)
                 if self.path.startswith("/drop"):
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -271,3 +276,54 @@ def test_soak_30_steps_against_a_failing_server_and_kill_9_resume_gives_the_same
     ours = load_file(run / "final" / "model.safetensors")
     theirs = load_file(tmp_path / "ref" / "run" / "final" / "model.safetensors")
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_a_judge_endpoint_asks_an_openai_compatible_server_and_reads_its_verdict(server, monkeypatch):
+    from spectrum_rl.rewards.neural import JudgeSpec
+
+    monkeypatch.setenv("JUDGE_KEY", KEY)
+    spec = JudgeSpec.model_validate(
+        {
+            "type": "judge",
+            "model": "served-judge",
+            "endpoint": {"base_url": server.url + "/v1", "api_key_env": "JUDGE_KEY", "concurrency": 4},
+        }
+    )
+    judge = spec.build(Path("."))
+    completions = ["GOOD", "BAD", "SEVEN", "??"]
+    judge.prefetch([(completions, EXAMPLE)])
+    scores = judge.score(completions, EXAMPLE)
+    assert scores[:3] == [1.0, 0.0, pytest.approx(6 / 9)] and math.isnan(scores[3])
+    path, body, headers = server.requests[-1]
+    assert path == "/v1/chat/completions" and body["model"] == "served-judge" and body["temperature"] == 0
+    assert headers["Authorization"] == f"Bearer {KEY}" and judge.events() == {"non_numeric": 1}
+
+
+@pytest.mark.slow
+def test_sigterm_while_a_request_is_pending_still_checkpoints_and_exits_143(server, tmp_path, tiny_random_lm_dir):
+    from spectrum_rl.trainer.checkpoint import list_checkpoints
+
+    task = _task(server.url + "/slowok", timeout_s=5)
+    eval_rare = {"every": 1000, "max_new_tokens": 6}
+    path = write_config(
+        tmp_path, tiny_random_lm_dir, {"steps": 200, "prompts_per_step": 2}, tasks=[task], eval=eval_rare
+    )
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spectrum_rl", "train", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while len(read_jsonl(run / "metrics.jsonl")) < 1 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    seen = len(server.requests)
+    while len(server.requests) == seen and time.time() < deadline:  # a request of the next step is pending
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    done = [m["step"] for m in read_jsonl(run / "metrics.jsonl")]
+    assert [p.name for p in list_checkpoints(run / "checkpoints")][-1] == f"step-{done[-1]}"
+    assert "Traceback" not in err

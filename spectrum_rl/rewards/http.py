@@ -30,6 +30,7 @@ import json
 import math
 import os
 import random
+import re
 import ssl
 import threading
 import time
@@ -42,9 +43,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
+from spectrum_rl.schema import StrictModel
 from spectrum_rl.tasks.base import Example
 
 RETRIED = ("timeout", "connection", "http_429")  # and every http_5xx
@@ -62,7 +64,7 @@ class HttpClient:
     """POSTs JSON with a timeout, bounded retries with jittered exponential backoff, and a circuit
     breaker; counts every failure class (``events``). Thread-safe."""
 
-    def __init__(self, spec: HttpSpec) -> None:
+    def __init__(self, spec: RemoteFields) -> None:
         self.spec = spec
         self._lock = threading.Lock()
         self._failures_in_row = 0
@@ -161,20 +163,11 @@ def score_list(answer: Any, n: int) -> list[float]:
     return out
 
 
-@REWARDS.register("http")
-class HttpSpec(RewardSpec):
-    """`http`: POST each group (or each step's groups) to a reward server; one score per completion."""
+class RemoteFields(StrictModel):
+    """How a server is called: the transport settings of `http` and of a judge's `endpoint`."""
 
     url: str = Field(..., description="The endpoint, http:// or https:// (module docstring of rewards/http.py).")
-    on_error: str = Field(
-        "zero",
-        pattern="^(fail|zero|skip)$",
-        description="As for every component; `zero` by default here: a request that fails for good scores 0.",
-    )
     timeout_s: float | None = Field(5.0, gt=0, description="Seconds one request may take (each retry again).")
-    batch: Literal["group", "step"] = Field(
-        "group", description="One request per group of completions, or one per step for all of a domain's groups."
-    )
     concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
     retries: int = Field(2, ge=0, description="Retries of a timed-out, refused, 429 or 5xx request.")
     backoff_s: float = Field(0.1, ge=0, description="First backoff; doubled each retry, times a uniform jitter.")
@@ -194,6 +187,21 @@ class HttpSpec(RewardSpec):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http:// or https:// URL with a host; found {v!r}")
         return v
+
+
+@REWARDS.register("http")
+class HttpSpec(RemoteFields, RewardSpec):
+    """`http`: POST each group (or each step's groups) to a reward server; one score per completion."""
+
+    on_error: str = Field(
+        "zero",
+        pattern="^(fail|zero|skip)$",
+        description="As for every component; `zero` by default here: a request that fails for good scores 0.",
+    )
+    timeout_s: float | None = Field(5.0, gt=0, description="Seconds one request may take (each retry again).")
+    batch: Literal["group", "step"] = Field(
+        "group", description="One request per group of completions, or one per step for all of a domain's groups."
+    )
 
     def build(self, base_dir: Path) -> RewardComponent:
         return HttpReward(self)
@@ -265,3 +273,90 @@ class HttpReward(RewardComponent):
         if isinstance(answer, RemoteError):
             raise answer
         return answer
+
+
+class JudgeEndpoint(RemoteFields):
+    """`judge.endpoint`: an OpenAI-compatible chat server (vLLM, SGLang, TGI, llama.cpp) asked the
+    judge's rubric, one request per completion, with the transport settings of `http`."""
+
+    base_url: str | None = Field(None, description="The server's base URL, e.g. http://host:8000/v1.")
+    url: str = Field("", description="The chat-completions URL (default: base_url + /chat/completions).")
+    max_tokens: int = Field(8, ge=1, description="Tokens of the verdict the server may write.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_base_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("base_url") and not data.get("url"):
+            data = {**data, "url": str(data["base_url"]).rstrip("/") + "/chat/completions"}
+        return data
+
+
+def verdict_score(text: str, yes: str, no: str) -> float:
+    """A judge's answer as a score: the yes word 1, the no word 0, a number n in 1-10 (n - 1) / 9;
+    anything else NaN (the sample fails)."""
+    word = text.strip().lower()
+    if word.startswith(yes.strip().lower()):
+        return 1.0
+    if word.startswith(no.strip().lower()):
+        return 0.0
+    number = re.match(r"\d+(?:\.\d+)?", word)  # "7", "7/10", "8.5 out of 10"
+    if number is None:
+        return math.nan
+    n = float(number.group())
+    return (n - 1) / 9 if 1 <= n <= 10 else math.nan
+
+
+class RemoteJudge(RewardComponent):
+    """The judge's rubric sent to ``endpoint`` (an OpenAI-compatible ``/chat/completions``) at
+    temperature 0; the answer is read by ``verdict_score``. A step's completions are sent
+    concurrently by ``prefetch``."""
+
+    def __init__(self, spec: Any, endpoint: JudgeEndpoint) -> None:
+        super().__init__(spec)
+        self.endpoint = endpoint
+        self.client = HttpClient(endpoint)
+        self._ready: dict[tuple[int, str], float | RemoteError] = {}
+
+    def events(self) -> dict[str, int]:
+        return self.client.events()
+
+    def _ask(self, item: tuple[str, Example]) -> float | RemoteError:
+        completion, ex = item
+        rubric = self.spec.rubric.format(prompt=ex.prompt, completion=completion, reference=ex.answer or "")
+        body = {
+            "model": self.spec.model,
+            "messages": [{"role": "user", "content": rubric}],
+            "max_tokens": self.endpoint.max_tokens,
+            "temperature": 0,
+        }
+        try:
+            answer = self.client.post(body)
+        except RemoteError as err:
+            return err
+        try:
+            text = answer["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            self.client.count("malformed")
+            self.client.failed()
+            return RemoteError("malformed", "no choices[0].message.content in the response")
+        score = verdict_score(str(text), self.spec.yes, self.spec.no)
+        if math.isnan(score):
+            self.client.count("non_numeric")
+        return score
+
+    def prefetch(self, groups: Sequence[tuple[Sequence[str], Example]]) -> None:
+        self._ready.clear()
+        items = [(c, ex) for completions, ex in groups for c in completions]
+        with ThreadPoolExecutor(max_workers=min(self.endpoint.concurrency, max(1, len(items)))) as pool:
+            for (c, ex), answer in zip(items, pool.map(self._ask, items)):
+                self._ready[id(ex), c] = answer
+
+    def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
+        out = []
+        for c in completions:
+            answer = self._ready.pop((id(example), c), None)
+            answer = self._ask((c, example)) if answer is None else answer
+            if isinstance(answer, RemoteError):
+                raise answer
+            out.append(answer)
+        return out

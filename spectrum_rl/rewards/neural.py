@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.models import BUILTIN_PREFIX, check_builtin_name, hf_call, load_causal_lm, load_tokenizer, position_ids
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
+from spectrum_rl.rewards.http import JudgeEndpoint, RemoteJudge
 from spectrum_rl.tasks.base import Example
 
 _MODEL_DOC = "A local folder (relative to the config file's folder), a Hugging Face hub id"
@@ -135,6 +136,12 @@ class JudgeSpec(RewardSpec):
     no: str = Field(" no", min_length=1, description="Verdict text for a bad completion.")
     batch_size: int = Field(8, ge=1, description="Rubric prompts per forward pass.")
     device: str = Field("auto", description=_DEVICE_DOC)
+    endpoint: JudgeEndpoint | None = Field(
+        None,
+        description="Ask an OpenAI-compatible chat server instead of a local model (`model` is then the served "
+        "model's name): {base_url, api_key_env, timeout_s, retries, concurrency, ...}; the answer's yes/no word "
+        "scores 1/0, a number 1-10 scores (n - 1) / 9 (docs/reliability.md).",
+    )
 
     @field_validator("rubric")
     @classmethod
@@ -151,6 +158,8 @@ class JudgeSpec(RewardSpec):
     def build(self, base_dir: Path) -> RewardComponent:
         if self.yes == self.no:
             raise ConfigError("yes and no must differ", field="no")
+        if self.endpoint is not None:
+            return RemoteJudge(self, self.endpoint)
         return Judge(self, _model_ref(self.model, base_dir))
 
 
