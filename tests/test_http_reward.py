@@ -25,6 +25,7 @@ from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards.http import HttpSpec, RemoteError, score_list
 from spectrum_rl.tasks.base import Example
 from spectrum_rl.trainer.checkpoint import read_jsonl
+from tests.test_reliability import train_until
 from tests.test_trainer import make_trainer, write_config
 
 KEY = "sk-planted-0123456789abcdef"
@@ -309,15 +310,8 @@ def test_sigterm_while_a_request_is_pending_still_checkpoints_and_exits_143(serv
         tmp_path, tiny_random_lm_dir, {"steps": 200, "prompts_per_step": 2}, tasks=[task], eval=eval_rare
     )
     run = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spectrum_rl", "train", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = train_until(path, run, steps=1)
     deadline = time.time() + 120
-    while len(read_jsonl(run / "metrics.jsonl")) < 1 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
     seen = len(server.requests)
     while len(server.requests) == seen and time.time() < deadline:  # a request of the next step is pending
         time.sleep(0.01)

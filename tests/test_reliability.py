@@ -94,20 +94,27 @@ def test_a_live_run_locks_its_directory_and_a_dead_ones_lock_is_taken_over(tmp_p
     assert (run / ".lock").read_text() == ""  # released on exit
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_finishes_the_step_writes_a_checkpoint_and_exits(tmp_path, tiny_random_lm_dir, sig, code):
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 500})
-    run = tmp_path / "run"
+def train_until(path: Path, run: Path, steps: int, timeout: float = 120) -> subprocess.Popen:
+    """`spectrum-rl train path` in a subprocess (stderr piped, as text), returned once ``steps``
+    steps are in ``run``'s metrics.jsonl (or it ended, or ``timeout`` passed)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "spectrum_rl", "train", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 120
-    while len(read_jsonl(run / "metrics.jsonl")) < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    deadline = time.time() + timeout
+    while len(read_jsonl(run / "metrics.jsonl")) < steps and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_finishes_the_step_writes_a_checkpoint_and_exits(tmp_path, tiny_random_lm_dir, sig, code):
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 500})
+    run = tmp_path / "run"
+    proc = train_until(path, run, steps=2)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
