@@ -174,9 +174,9 @@ def measure_gates(
         overlay = {"scheduler": scheduler, "training": {"sft": {"mu": {"schedule": "rl_only"}}}}
         overlay |= {"run": {"name": f"ladder-{n}", "output_dir": str(run), "seed": 0}}
         trained_model, _ = load_causal_lm(str(_train(merge_config(base, overlay), base_dir) / "final"))
-        before, now = start[n][k + 1]["greedy"], None
-        now = level_scores(trained_model, tokenizer, start_cfg, domains[n], prompts=prompts, samples=1, seed=0)
-        now = now[k + 1]["greedy"]
+        before = start[n][k + 1]["greedy"]
+        after = level_scores(trained_model, tokenizer, start_cfg, domains[n], prompts=prompts, samples=1, seed=0)
+        now = after[k + 1]["greedy"]
         se = float(np.hypot(binomial_se(before, prompts), binomial_se(now, prompts)))
         g3[n] = {
             "trained_level": k,

@@ -345,7 +345,6 @@ def curriculum_verdict(
         met = (
             vs_joint["excludes_0"]
             and vs_joint["mean"] >= CURRICULUM_GOAL
-            and vs_joint["mean"] > 0
             and (vs_best is None or (vs_best["excludes_0"] and vs_best["mean"] > 0))
         )
         out["goal"] = {

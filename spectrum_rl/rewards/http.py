@@ -37,10 +37,10 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -50,6 +50,7 @@ from spectrum_rl.schema import StrictModel
 from spectrum_rl.tasks.base import Example
 
 RETRIED = ("timeout", "connection", "http_429")  # and every http_5xx
+T, R = TypeVar("T"), TypeVar("R")
 
 
 class RemoteError(Exception):
@@ -130,14 +131,11 @@ class HttpClient:
                 raw = response.read(self.spec.max_response_bytes + 1)
         except urllib.error.HTTPError as err:
             raise RemoteError(f"http_{err.code}", f"{self._where()} answered {err.code}") from None
-        except TimeoutError:
-            raise RemoteError("timeout", f"{self._where()} did not answer within {self.spec.timeout_s:g} s") from None
-        except (urllib.error.URLError, ConnectionError, OSError) as err:
+        except OSError as err:  # URLError, a refused or dropped connection, TimeoutError
             reason = getattr(err, "reason", err)
             if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-                raise RemoteError(
-                    "timeout", f"{self._where()} did not answer within {self.spec.timeout_s:g} s"
-                ) from None
+                late = f"{self._where()} did not answer within {self.spec.timeout_s:g} s"
+                raise RemoteError("timeout", late) from None
             raise RemoteError("connection", f"{self._where()}: {type(reason).__name__}") from None
         if len(raw) > self.spec.max_response_bytes:
             raise RemoteError("malformed", f"response larger than {self.spec.max_response_bytes} bytes")
@@ -145,6 +143,12 @@ class HttpClient:
             return json.loads(raw)
         except ValueError:
             raise RemoteError("malformed", "response is not JSON") from None
+
+
+def concurrently(fn: Callable[[T], R], items: Sequence[T], limit: int) -> list[R]:
+    """``[fn(x) for x in items]``, at most ``limit`` calls in flight (threads: the calls wait on I/O)."""
+    with ThreadPoolExecutor(max_workers=min(limit, max(1, len(items)))) as pool:
+        return list(pool.map(fn, items))
 
 
 def score_list(answer: Any, n: int) -> list[float]:
@@ -198,7 +202,6 @@ class HttpSpec(RemoteFields, RewardSpec):
         pattern="^(fail|zero|skip)$",
         description="As for every component; `zero` by default here: a request that fails for good scores 0.",
     )
-    timeout_s: float | None = Field(5.0, gt=0, description="Seconds one request may take (each retry again).")
     batch: Literal["group", "step"] = Field(
         "group", description="One request per group of completions, or one per step for all of a domain's groups."
     )
@@ -259,9 +262,7 @@ class HttpReward(RewardComponent):
     def prefetch(self, groups: Sequence[tuple[Sequence[str], Example]]) -> None:
         self._ready.clear()  # answers nobody asked for (a failed step) are not kept
         batches = [list(groups)] if self.spec.batch == "step" else [[g] for g in groups]
-        with ThreadPoolExecutor(max_workers=min(self.spec.concurrency, max(1, len(batches)))) as pool:
-            answers = list(pool.map(self._request, batches))
-        for batch, answer in zip(batches, answers):
+        for batch, answer in zip(batches, concurrently(self._request, batches, self.spec.concurrency)):
             for i, (completions, ex) in enumerate(batch):
                 self._ready[id(ex), tuple(completions)] = answer if isinstance(answer, RemoteError) else answer[i]
 
@@ -347,9 +348,8 @@ class RemoteJudge(RewardComponent):
     def prefetch(self, groups: Sequence[tuple[Sequence[str], Example]]) -> None:
         self._ready.clear()
         items = [(c, ex) for completions, ex in groups for c in completions]
-        with ThreadPoolExecutor(max_workers=min(self.endpoint.concurrency, max(1, len(items)))) as pool:
-            for (c, ex), answer in zip(items, pool.map(self._ask, items)):
-                self._ready[id(ex), c] = answer
+        for (c, ex), answer in zip(items, concurrently(self._ask, items, self.endpoint.concurrency)):
+            self._ready[id(ex), c] = answer
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
         out = []
