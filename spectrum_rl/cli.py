@@ -192,30 +192,19 @@ def cmd_gates(args: argparse.Namespace) -> int:
 
 
 def cmd_order(args: argparse.Namespace) -> int:
-    from spectrum_rl.analysis.probe import TRANSFER_FILE, probe_transfer, recommend_order, transfer_from_run
+    from spectrum_rl.api import recommend_order
 
-    config, domains, base_dir = _load(args)
-    names = config.domain_names
+    config = load_config(args.config, _overrides(args))
+    if config.training.reuse_host_memory and not args.run:
+        _reuse_host_memory()
     console = Console(stderr=True)
-    try:
-        if args.run:
-            record = transfer_from_run(Path(args.run), names)
-        else:
-            cached = config.output_path / TRANSFER_FILE
-            record = json.loads(cached.read_text()) if cached.exists() else None
-            if record is None or record.get("domains") != names or record.get("probe_steps") != args.probe_steps:
-                console.print(f"probing transfer: {args.probe_steps} steps on each of {len(names)} domains")
-                _prepare_models(config)
-                record = probe_transfer(
-                    config,
-                    domains,
-                    steps=args.probe_steps,
-                    base_dir=base_dir,
-                    on_probe=lambda n: console.print(f"  probe {n}"),
-                )
-    except ConfigError as err:
-        raise locate_error(err, args.config, _overrides(args)) from None
-    result = recommend_order(config, record)
+    result = recommend_order(
+        args.config,
+        probe_steps=args.probe_steps,
+        run_dir=args.run,
+        overrides=args.set or [],
+        log=console.print,
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

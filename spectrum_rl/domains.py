@@ -11,25 +11,24 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from spectrum_rl.config import AUTO_EXPERT, Config, DomainConfig
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards import HybridReward, build_hybrid
 from spectrum_rl.scheduler.blend import mu_rule
-from spectrum_rl.scheduler.plan import Planner
+from spectrum_rl.scheduler.plan import Planner, load_transfer
 from spectrum_rl.scheduler.step import StepPlan
 from spectrum_rl.tasks.base import Example, RowDict, SourceContext, TaskSource
 
 
 @dataclass
 class Domain:
-    """One task domain: where prompts come from, how they are formatted, how answers are scored."""
+    """One task domain: where prompts come from, how they are formatted, how answers are scored
+    (``reward``; None where another trainer scores them: spectrum_rl/integrations/trl.py)."""
 
     name: str
     kind: str
     source: TaskSource
-    reward: HybridReward
+    reward: HybridReward | None
     after: tuple[str, ...] = ()
     template: str = "{question}\n"
     answer_field: str | None = "answer"
@@ -87,15 +86,12 @@ class Domain:
         return self._eval
 
 
-def planner_for(
-    config: Config,
-    domains: Sequence[Domain],
-    transfer: np.ndarray | None = None,
-    transfer_stderr: np.ndarray | None = None,
-) -> Planner:
-    """The Planner of ``config`` over ``domains`` (with ``transfer`` and its standard errors, as
-    `load_transfer` returns them), with a pass-rate tracker per ``sampling: pass_rate`` pool and
-    a difficulty frontier per range knob."""
+def planner_for(config: Config, domains: Sequence[Domain], base_dir: Path | None = None) -> Planner:
+    """The Planner of ``config`` over ``domains``: with the transfer matrix of
+    ``scheduler.transfer_file`` (relative to ``base_dir``, the config's folder) when it names one, a
+    pass-rate tracker per ``sampling: pass_rate`` pool and a difficulty frontier per range knob."""
+    tf = config.scheduler.transfer_file
+    transfer, stderr = load_transfer(Path(base_dir or ".") / tf, config.domain_names) if tf else (None, None)
     pools = {d.name: d.source.size for d in domains if d.sampling == "pass_rate"}
     ladders = {d.name: d.source.ladder for d in domains if d.source.ladder}
     t = config.training
@@ -108,7 +104,7 @@ def planner_for(
         transfer,
         pools,
         ladders,
-        transfer_stderr=transfer_stderr,
+        transfer_stderr=stderr,
         steps=t.steps,
         eval_n={d.name: len(d.eval_examples()) for d in domains},
     )

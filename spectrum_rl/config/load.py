@@ -11,7 +11,7 @@ and what was found.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,16 +133,20 @@ def read_yaml(path: str | Path) -> tuple[Any, yaml.Node | None]:
     return data, node
 
 
-def load_config(path: str | Path, overrides: Sequence[Override | str] = ()) -> Config:
-    """Read, validate and cross-check a run config. Raises ConfigError (one line) on any problem.
+def load_config(path: str | Path | Mapping[str, Any], overrides: Sequence[Override | str] = ()) -> Config:
+    """Read, validate and cross-check a run config (a YAML file, or its sections as a mapping).
+    Raises ConfigError (one line) on any problem.
 
     A top-level ``extends: other.yaml`` (relative to this file) loads that config first and
     merges this one over it: mappings merge key by key, everything else (lists included) replaces.
     ``overrides`` (``"training.steps=50"`` or ``Override``) are applied last and validated like
     the file; an error in a field an override set names the override instead of a line.
     """
-    shown = str(path)
-    data, node = _read_mapping(Path(path), seen=())
+    if isinstance(path, Mapping):  # errors name the field; there is no file or line
+        shown, data, node = "<config mapping>", copy.deepcopy(dict(path)), None
+    else:
+        shown = str(path)
+        data, node = _read_mapping(Path(path), seen=())
     overrides = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
     for override in overrides:
         override.apply(data)
@@ -152,6 +156,8 @@ def load_config(path: str | Path, overrides: Sequence[Override | str] = ()) -> C
     except ValidationError as exc:
         raise blame(from_pydantic(exc, data, node, shown), overrides) from None
     except ConfigError as exc:
+        if node is None:
+            raise blame(exc.located(file=shown), overrides) from None
         raise locate_error(exc, path, overrides, node) from None
     return config
 

@@ -22,7 +22,6 @@ from spectrum_rl.config import Config
 from spectrum_rl.domains import Domain, draw_for_plan, planner_for
 from spectrum_rl.errors import TrainingError, TrainingInterrupted
 from spectrum_rl.scheduler.blend import gate_counts, gate_mu, gate_switches, lr_factor, row_weights
-from spectrum_rl.scheduler.plan import load_transfer
 from spectrum_rl.scheduler.step import StepPlan
 from spectrum_rl.tasks.common import derive_seed
 from spectrum_rl.trainer.alignment import cosine_matrix
@@ -52,10 +51,7 @@ class Trainer:
     ) -> None:
         self.config, self.cfg, self.output_dir = config, config.training, Path(output_dir)
         self.domains = {d.name: d for d in domains}
-        sc = config.scheduler
-        tf = sc.transfer_file
-        transfer, stderr = load_transfer(Path(base_dir or ".") / tf, config.domain_names) if tf else (None, None)
-        self.planner = planner_for(config, domains, transfer, stderr)
+        self.planner = planner_for(config, domains, base_dir)
         self.state = build_state(config, self.output_dir, accelerator, alignment=bool(self.planner.alignment_every))
         self.experience = ExperienceMaker(self.state, self.domains, config)
         self.learner = Learner(self.state, self.cfg)

@@ -1,0 +1,124 @@
+"""The scheduler inside TRL's GRPOTrainer (spectrum_rl/integrations/trl.py), on a tiny random Llama:
+each generation batch holds the rows the scheduler planned, and the scheduler hears TRL's rewards."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+pytest.importorskip("trl")
+
+from datasets import Dataset  # noqa: E402
+from trl import GRPOConfig  # noqa: E402
+
+import spectrum_rl as srl  # noqa: E402
+from spectrum_rl.integrations.trl import ScheduledGRPOTrainer  # noqa: E402
+from spectrum_rl.models import load_tokenizer  # noqa: E402
+
+G = 4  # completions per prompt
+
+
+def _dataset() -> Dataset:
+    rows = [
+        {"prompt": f"{d} {i}:", "domain": d, "level": 1 + i % 3} for d in ("math", "code", "poems") for i in range(12)
+    ]
+    return Dataset.from_list(rows)
+
+
+def _args(tmp_path, steps: int) -> GRPOConfig:
+    return GRPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        per_device_train_batch_size=4 * G,  # 4 prompts x G completions per step
+        num_generations=G,
+        max_completion_length=6,
+        max_steps=steps,
+        learning_rate=1e-3,
+        beta=0.0,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        seed=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def test_grpo_batches_follow_the_plan_and_the_scheduler_hears_trl_rewards(tmp_path, tiny_random_lm_dir):
+    batches: list[list[tuple[str, int]]] = []
+
+    def reward(completions, domain, level, **kwargs):
+        batches.append(list(zip(domain, level)))
+        # math: half the completions pass (learnable); code: always; poems: never
+        return [float(len(c) % 2) if d == "math" else float(d == "code") for c, d in zip(completions, domain)]
+
+    scheduler = srl.Scheduler(
+        [srl.Task("math", levels=(1, 3)), srl.Task("code", pool=12), srl.Task("poems", kind="creative")],
+        prompts_per_step=4,
+        policy="adaptive",
+        steps=10,
+    )
+    heard = []
+    observe = scheduler.observe
+    scheduler.observe = lambda outcomes, entropy=None: heard.append(list(outcomes)) or observe(outcomes, entropy)
+    trainer = ScheduledGRPOTrainer(
+        model=str(tiny_random_lm_dir),
+        reward_funcs=reward,
+        args=_args(tmp_path, 10),
+        train_dataset=_dataset(),
+        processing_class=load_tokenizer(str(tiny_random_lm_dir)),
+        scheduler=scheduler,
+        difficulty_column="level",
+    )
+    trainer.train()
+    plans = trainer.sampler.plans
+    assert len(batches) == len(heard) == 10 and len(plans) >= 10
+    logged = [h for h in trainer.state.log_history if "reward" in h]
+    for step, (plan, batch, outcomes, log) in enumerate(zip(plans, batches, heard, logged)):
+        # the batch TRL generated for is the plan: each planned prompt G times, at a planned level
+        assert Counter(d for d, _ in batch) == {d: n * G for d, n in plan.prompts.items() if n}, step
+        assert all(lv in plan.levels["math"] for d, lv in batch if d == "math"), step
+        # the scheduler heard one group per prompt, with TRL's rewards (their mean is TRL's logged reward)
+        assert [o.domain for o in outcomes] == [d for d, _ in batch[::G]]
+        rewards = [r for o in outcomes for r in o.rewards]
+        assert len(rewards) == len(batch) and sum(rewards) / len(rewards) == pytest.approx(log["reward"], abs=1e-6)
+        assert all(o.level is not None for o in outcomes if o.domain == "math")
+        assert all(o.index is not None and 0 <= o.index < 12 for o in outcomes)
+        assert log[f"spectrum/share/{outcomes[0].domain}"] > 0
+    assert any(p.reason.startswith("adaptive: learnability") for p in plans)  # the rewards moved the mixture
+
+
+def test_mismatched_settings_are_clear_errors(tmp_path, tiny_random_lm_dir):
+    kw = dict(
+        model=str(tiny_random_lm_dir),
+        reward_funcs=lambda completions, **_: [0.0] * len(completions),
+        processing_class=load_tokenizer(str(tiny_random_lm_dir)),
+    )
+    tasks = [srl.Task("math"), srl.Task("code"), srl.Task("poems")]
+    with pytest.raises(ValueError, match="prompts_per_step=4"):
+        ScheduledGRPOTrainer(
+            **kw, args=_args(tmp_path, 2), train_dataset=_dataset(), scheduler=srl.Scheduler(tasks, prompts_per_step=3)
+        )
+    with pytest.raises(ValueError, match=r"no rows of \['art'\]"):
+        ScheduledGRPOTrainer(
+            **kw,
+            args=_args(tmp_path, 2),
+            train_dataset=_dataset(),
+            scheduler=srl.Scheduler([*tasks, srl.Task("art")], prompts_per_step=4),
+        )
+    with pytest.raises(ValueError, match="no column 'topic'"):
+        ScheduledGRPOTrainer(
+            **kw,
+            args=_args(tmp_path, 2),
+            train_dataset=_dataset(),
+            scheduler=srl.Scheduler(tasks, prompts_per_step=4),
+            domain_column="topic",
+        )
+    with pytest.raises(ValueError, match="no SFT term"):
+        ScheduledGRPOTrainer(
+            **kw,
+            args=_args(tmp_path, 2),
+            train_dataset=_dataset(),
+            scheduler=srl.Scheduler(tasks, prompts_per_step=4, sft={"mu": {"schedule": "constant"}}),
+        )
