@@ -71,3 +71,15 @@ def test_a_changed_number_makes_a_block_stale(tmp_path):
     first_arm = next(iter(json.loads(summary)["arms"]))
     page.write_text(page.read_text().replace(f"| `{first_arm}` | ", f"| `{first_arm}` | 9", 1))
     assert refresh(page, tmp_path, check=True) == [f"{page}: summary.json arms"]
+
+
+def test_scheduler_costs_in_the_docs_come_from_the_benchmarks():
+    """docs/scheduler.md quotes the scheduler's cost only in a block generated from the latest run
+    that benchmarks/README.md records (issue 27); no timing is typed by hand beside it."""
+    from spectrum_rl.analysis.docs_data import BLOCK, refresh
+
+    page = ROOT / "docs" / "scheduler.md"
+    assert "benchmarks/README.md#bench_scheduler.py latest" in page.read_text()
+    assert refresh(page, ROOT, check=True) == [], "stale: run python -m spectrum_rl.analysis.docs_data"
+    stray = re.findall(r"\b\d+(?:\.\d+)?\s?ms\b|\d% of a", BLOCK.sub("", page.read_text()))
+    assert not stray, f"docs/scheduler.md: timings typed outside the generated block: {stray}"

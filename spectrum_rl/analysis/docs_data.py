@@ -15,7 +15,8 @@ held-out mean per arm), ``domains`` (per-domain final scores), ``claims`` (verdi
 comparisons that exclude 0 after adjustment, in a sentence), ``curriculum`` (the curriculum
 study's arms with area, informative share and steps to joint's final, and its goal), ``goal``
 (that goal alone), ``gates``
-(the lines of `spectrum-rl gates`, from a gates.json).
+(the lines of `spectrum-rl gates`, from a gates.json), ``latest`` (the last text block of a
+benchmark's section of benchmarks/README.md, named ``benchmarks/README.md#bench_name.py``).
 """
 
 from __future__ import annotations
@@ -139,7 +140,17 @@ def _goal(s: dict[str, Any]) -> str:
     return text + f". Goal ({goal['rule']}): **{'met' if goal['met'] else 'not met'}**.\n"
 
 
+def _latest(s: dict[str, Any]) -> str:
+    """The last ```text block of the Markdown section whose heading starts with the benchmark's name."""
+    text, name = s["markdown"], s["section"]
+    start = text.index(f"## `{name}`")
+    end = text.find("\n## ", start + 1)
+    blocks = re.findall(r"```text\n(.*?)```", text[start : None if end < 0 else end], re.S)
+    return "```text\n" + blocks[-1] + "```\n"
+
+
 KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "latest": _latest,
     "goal": _goal,
     "gates": _gates,
     "curriculum": _curriculum,
@@ -169,7 +180,9 @@ def refresh(path: Path, root: Path, check: bool = False) -> list[str]:
     def fresh(m: re.Match) -> str:
         source, kind = m.group(2), m.group(3)
         if source not in cache:
-            cache[source] = json.loads((root / source).read_text())
+            file, _, section = source.partition("#")
+            text = (root / file).read_text()
+            cache[source] = {"markdown": text, "section": section} if section else json.loads(text)
         body = render(cache[source], kind)
         if body != m.group(4):
             stale.append(f"{path}: {source} {kind}")
