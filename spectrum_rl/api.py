@@ -20,24 +20,12 @@ from typing import Any
 from spectrum_rl.config import Config, load_config, locate_error, parse_override
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler import driver
-from spectrum_rl.scheduler.driver import Outcome, Task
-from spectrum_rl.scheduler.step import StepPlan
+from spectrum_rl.scheduler.driver import Outcome as Outcome  # re-exported: the public names
+from spectrum_rl.scheduler.driver import Task as Task
+from spectrum_rl.scheduler.step import StepPlan as StepPlan
 
 ConfigSource = Config | str | Path | Mapping[str, Any]
 """A run config: loaded (``Config``), a YAML path, or its sections as a mapping."""
-
-__all__ = [
-    "Config",
-    "Outcome",
-    "RunResult",
-    "Scheduler",
-    "StepPlan",
-    "Task",
-    "builtin_model",
-    "load_config",
-    "recommend_order",
-    "train",
-]
 
 
 @dataclass(frozen=True)
