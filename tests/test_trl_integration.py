@@ -4,6 +4,7 @@ each generation batch holds the rows the scheduler planned, and the scheduler he
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -26,10 +27,10 @@ def _dataset() -> Dataset:
     return Dataset.from_list(rows)
 
 
-def _args(tmp_path, steps: int) -> GRPOConfig:
+def _args(tmp_path, steps: int, processes: int = 1) -> GRPOConfig:
     return GRPOConfig(
         output_dir=str(tmp_path / "trl"),
-        per_device_train_batch_size=4 * G,  # 4 prompts x G completions per step
+        per_device_train_batch_size=4 * G // processes,  # 4 prompts x G completions per step
         num_generations=G,
         max_completion_length=6,
         max_steps=steps,
@@ -122,3 +123,31 @@ def test_mismatched_settings_are_clear_errors(tmp_path, tiny_random_lm_dir):
             train_dataset=_dataset(),
             scheduler=srl.Scheduler(tasks, prompts_per_step=4, sft={"mu": {"schedule": "constant"}}),
         )
+
+
+@pytest.mark.slow
+def test_two_processes_draw_the_same_plans_and_split_each_batch(tmp_path, tiny_random_lm_dir):
+    """Under torchrun (2 CPU processes, gloo), both ranks' schedulers hear the same gathered rewards,
+    so they plan the same batches; the two halves of each generation batch make up the plan."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_sharding import free_port
+
+    worker = Path(__file__).parent / "trl_worker.py"
+    launch = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
+    proc = subprocess.run(
+        [sys.executable, *launch, str(worker), str(tiny_random_lm_dir), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert a["plans"] == b["plans"] and a["scheduler"] == b["scheduler"]
+    assert len(a["seen"]) == len(b["seen"]) == 6
+    for plan, mine, theirs in zip(a["plans"], a["seen"], b["seen"]):
+        assert Counter(mine + theirs) == {d: n * G for d, n in plan.items() if n}
