@@ -157,32 +157,26 @@ class Scheduler:
         optionally, each domain's mean token entropy of its rollouts."""
         if isinstance(outcomes, Mapping):
             outcomes = [Outcome(d, tuple(g)) for d, groups in outcomes.items() for g in groups]
-        groups: dict[str, list[tuple[float, ...]]] = {}
-        for o in outcomes:
-            rewards = tuple(float(r) for r in o.rewards)
-            if o.domain not in self._planner.names:
-                raise ValueError(f"outcome of unknown domain '{o.domain}'; domains: {', '.join(self.domains)}")
-            if not all(math.isfinite(r) for r in rewards):
-                raise ValueError(f"domain '{o.domain}': rewards must be finite numbers, got {list(rewards)}")
-            groups.setdefault(o.domain, []).append(rewards)
-        for d in entropy or {}:
+        entropy = dict(entropy or {})
+        for d in [o.domain for o in outcomes] + list(entropy):
             if d not in self._planner.names:
-                raise ValueError(f"entropy of unknown domain '{d}'; domains: {', '.join(self.domains)}")
+                raise ValueError(f"signals of unknown domain '{d}'; domains: {', '.join(self.domains)}")
+        outcomes = [Outcome(o.domain, tuple(float(r) for r in o.rewards), o.index, o.level) for o in outcomes]
+        for o in outcomes:
+            if not all(math.isfinite(r) for r in o.rewards):
+                raise ValueError(f"domain '{o.domain}': rewards must be finite numbers, got {list(o.rewards)}")
         signals = {}
         for d in self._planner.names:
-            ent = (entropy or {}).get(d)
-            if d not in groups:
-                signals[d] = DomainSignals(entropy=None if ent is None else float(ent))
-                continue
-            flat = [r for g in groups[d] for r in g]
-            blind = [bool(g) and max(g) <= 0 and min(g) == max(g) for g in groups[d]]
+            groups = [o.rewards for o in outcomes if o.domain == d]
+            flat = [r for g in groups for r in g]
+            blind = [bool(g) and max(g) <= 0 and min(g) == max(g) for g in groups]  # no RL signal at reward 0
             signals[d] = DomainSignals(
                 reward=float(np.mean(flat)) if flat else None,
-                entropy=None if ent is None else float(ent),
+                entropy=float(entropy[d]) if d in entropy else None,
                 samples=len(flat),
-                blind=float(np.mean(blind)),
+                blind=float(np.mean(blind)) if blind else None,
             )
-        prompt_outcomes = tuple((o.domain, o.index, o.level, tuple(float(r) for r in o.rewards)) for o in outcomes)
+        prompt_outcomes = tuple((o.domain, o.index, o.level, o.rewards) for o in outcomes)
         self._planner.observe_step(StepSignals(signals, prompt_outcomes=prompt_outcomes))
 
     def observe_eval(self, scores: Mapping[str, float]) -> None:
