@@ -8,6 +8,7 @@ field, nothing written); 1 training could not go on (e.g. NaN/inf losses several
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from spectrum_rl.cpu.host_memory import reuse_freed_memory
 from spectrum_rl.domains import Domain, build_domains
 from spectrum_rl.errors import ConfigError, SpectrumError, TrainingError, TrainingInterrupted
 from spectrum_rl.models import BUILTIN_MODELS
+from spectrum_rl.rewards.text import printable
 from spectrum_rl.scheduler.graph import build_task_graph, to_dot
 
 # The modules that train, probe or analyse import torch's training stack and transformers' models
@@ -127,6 +129,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from spectrum_rl.rewards.text import error_summary
+    from spectrum_rl.rewards.timeout import call_with_timeout
 
     config, domains, _ = _load(args)
     domain = next((d for d in domains if d.name == args.task), None)
@@ -147,16 +150,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"task {domain.name}, held-out row {args.index}: {example.prompt.strip()[:200]!r}")
     total = 0.0
     for name, component in zip(domain.reward.names, domain.reward.components):
-        try:
-            score, lines = component.explain(completion, example)
+        try:  # within the component's own time limit, as training would score it
+            explain = functools.partial(component.explain, completion, example)
+            score, lines = call_with_timeout(explain, component.spec.timeout_s)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - show a failing component, as training would count it
             score, lines = 0.0, [f"error (on_error: {component.spec.on_error}): {error_summary(exc)}"]
         total += component.spec.weight * score
         print(f"{name}: {score:.4f}  (weight {component.spec.weight:g})")
-        for line in lines:
-            print(f"  {line}")
+        for line in lines:  # model output (its code's errors) is shown escaped, never interpreted
+            print(f"  {printable(line)}")
     print(f"total: {total:.4f}  ({domain.reward.describe()})")
     return 0
 
@@ -443,12 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         return 1
     except SpectrumError as err:
         if args.debug:
             raise
-        print("error: " + str(err).replace("\n", "\\n"), file=sys.stderr)  # always one line
+        print(f"error: {printable(str(err))}", file=sys.stderr)  # always one line, control characters escaped
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

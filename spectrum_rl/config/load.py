@@ -276,9 +276,27 @@ def check_cross_fields(config: Config) -> None:
                     f"'{task.name}' comes before its prerequisite '{dep}'",
                     field=f"scheduler.order[{position[task.name]}]",
                 )
+    _check_reward_timeouts(config)
     if wants_sharding(config.training.sharding):
         check_sharding(config)
     _check_model_path(config.model.name_or_path)
+
+
+def _check_reward_timeouts(config: Config) -> None:
+    """A reward's `timeout_s` must leave time for a whole group (LUFFY's expert joins it) within the
+    component's own limits, or groups that are only running their course would fail."""
+    group = config.training.group_size + int(config.training.sft.luffy)
+    for i, task in enumerate(config.tasks):
+        for j, spec in enumerate(task.reward):
+            slowest = spec.slowest_group(group)
+            if slowest is not None and spec.timeout_s is not None and spec.timeout_s < slowest[0]:
+                need, how = slowest
+                raise ConfigError(
+                    f"timeout_s {spec.timeout_s:g} is shorter than a group of {group} completions may take by "
+                    f"this component's own limits, {how} = {need:g} s; raise timeout_s to at least {need:g}, "
+                    "or raise workers",
+                    field=f"tasks[{i}].reward[{j}].timeout_s",
+                )
 
 
 def check_sharding(config: Config) -> None:

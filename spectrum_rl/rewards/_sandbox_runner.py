@@ -23,7 +23,8 @@ Reply (JSON, on the stdout the runner kept for itself; the code's own stdout goe
      "tests": expr: [[null | {"v": value} | {"e": error}, ...] per test]   (stops at a step's error)
               io:   [{"out": str} | {"e": error}, ...]}
 
-Values are encoded by exact type: ``None``, ``bool``, ``int``, ``float`` and ``str`` as themselves;
+Values are encoded by exact type: ``None``, ``bool``, ``int``, ``float`` and ``str`` as themselves
+(an int of more than ``JSON_INT_BITS`` bits as ``{"int": hex}``);
 ``{"list": [...]}``, ``{"tuple": [...]}``, ``{"set": [...]}``, ``{"frozenset": [...]}``,
 ``{"dict": [[key, value], ...]}``, ``{"bytes": hex}``, ``{"complex": [real, imag]}``; a generator or
 other builtin iterator as ``{"iter": [...]}``, consumed. Any other type,
@@ -39,7 +40,8 @@ import signal
 import sys
 import types
 
-MAX_INT_BITS = 32_000  # ~9,600 digits: below CPython's int<->str limit, so the parent can decode it
+MAX_INT_BITS = 32_000  # ~9,600 digits
+JSON_INT_BITS = 10_000  # ~3,000 digits: larger ints travel as hex, past CPython's 4,300-digit str limit
 MAX_NODES = 200_000  # containers plus elements in one value
 _PLAIN_CONTAINERS = {list: "list", tuple: "tuple", set: "set", frozenset: "frozenset"}
 # Iterators a function may return instead of a list: sent consumed, as {"iter": [...]}.
@@ -59,9 +61,10 @@ def encode(value: object, budget: list[int]) -> object:
     if value is None or kind is bool or kind is str or kind is float:
         return value
     if kind is int:
-        if value.bit_length() > MAX_INT_BITS:
+        bits = value.bit_length()
+        if bits > MAX_INT_BITS:
             raise ValueError("integer too large")
-        return value
+        return value if bits <= JSON_INT_BITS else {"int": format(value, "x")}
     if kind in _PLAIN_CONTAINERS:
         return {_PLAIN_CONTAINERS[kind]: [encode(item, budget) for item in value]}
     if kind in _ITERATORS:
@@ -100,6 +103,7 @@ def _confine(limits: dict) -> None:
         (resource.RLIMIT_NOFILE, int(limits["open_files"])),
         (resource.RLIMIT_NPROC, 0),  # no new processes or threads for this (unprivileged) user
         (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_MSGQUEUE, 0),  # POSIX message queues are kernel memory outside the address space
     ):
         resource.setrlimit(res, (value, value))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past file_bytes raises OSError instead

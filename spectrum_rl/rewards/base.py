@@ -37,6 +37,12 @@ class RewardSpec(StrictModel):
     def build(self, base_dir: Path) -> RewardComponent:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def slowest_group(self, group_size: int) -> tuple[float, str] | None:
+        """(seconds, how they add up): the longest one call on ``group_size`` completions may take by
+        this component's own limits; None when it sets none. A `timeout_s` below it is a config
+        error, since it would fail groups that are only running their course."""
+        return None
+
 
 REWARDS: Registry[type[RewardSpec]] = Registry("reward type")
 """``tasks[i].reward[j].type`` -> spec class. A new component: a ``RewardSpec`` subclass with

@@ -49,11 +49,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from spectrum_rl.rewards.values import check_clock, decode
+
 MAX_UNROLL = 1000  # iterations of an unrolled loop or comprehension
 MAX_ITEMS = 10_000_000  # elements (or characters) of a value the judge builds
 MAX_POW_BITS = 100_000
 JUDGE_STEPS = 2_000_000  # expression nodes the judge evaluates for one test
-_MAX_DEPTH = 200  # nesting of a decoded value
 
 SAFE_FUNCTIONS: dict[str, Callable] = {
     name: getattr(builtins, name)
@@ -563,56 +564,6 @@ def _bind(target: ast.expr, value: object, out: dict[str, ast.expr]) -> None:
         raise Unverifiable("a loop target other than names")
 
 
-# --- values from the sandbox ---------------------------------------------------------------------
-
-
-class Iterated:
-    """An iterator the code returned, consumed in the sandbox: iterable here, equal to nothing else
-    (as a generator is not equal to a list)."""
-
-    __slots__ = ("items",)
-
-    def __init__(self, items: list) -> None:
-        self.items = items
-
-    def __iter__(self) -> Iterator:
-        return iter(self.items)
-
-
-def decode(data: object, depth: int = 0) -> object:
-    """A sandbox value (see :mod:`spectrum_rl.rewards._sandbox_runner`) as a Python value; ValueError
-    when it is not well-formed plain data."""
-    if depth > _MAX_DEPTH:
-        raise ValueError("value nested too deeply")
-    kind = type(data)
-    if data is None or kind in (bool, int, float, str):
-        return data
-    if kind is dict and len(data) == 1:
-        ((tag, body),) = data.items()
-        try:
-            if tag == "dict" and type(body) is list and all(type(p) is list and len(p) == 2 for p in body):
-                return {decode(k, depth + 1): decode(v, depth + 1) for k, v in body}
-            if tag in _CONTAINERS and type(body) is list:
-                return _CONTAINERS[tag]([decode(item, depth + 1) for item in body])
-            if tag == "bytes" and type(body) is str:
-                return bytes.fromhex(body)
-            if tag == "complex" and type(body) is list and len(body) == 2:
-                if all(type(x) in (int, float) for x in body):
-                    return complex(*body)
-        except TypeError as exc:  # an unhashable set element or dict key
-            raise ValueError(str(exc)) from None
-    raise ValueError("not plain data")
-
-
-_CONTAINERS: dict[str, Callable[[list], object]] = {
-    "list": list,
-    "tuple": tuple,
-    "set": set,
-    "frozenset": frozenset,
-    "iter": Iterated,
-}
-
-
 # --- the judge -----------------------------------------------------------------------------------
 
 
@@ -621,8 +572,9 @@ class _Judge:
     or ``{"e": error}``; a hole's error is raised only when the judgement reaches it (as Python's
     ``and``/``or`` would not evaluate it otherwise)."""
 
-    def __init__(self, holes: Sequence[object]) -> None:
+    def __init__(self, holes: Sequence[object], deadline: float | None = None) -> None:
         self.holes = holes
+        self.deadline = deadline
         self.steps = JUDGE_STEPS
         self.decoded: dict[int, object] = {}
 
@@ -630,6 +582,8 @@ class _Judge:
         self.steps -= 1
         if self.steps < 0:
             raise _Refused("the judgement takes too long")
+        if self.steps % 256 == 0:
+            check_clock(self.deadline)
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise _Refused(f"the judge does not evaluate {type(node).__name__}")
@@ -652,7 +606,7 @@ class _Judge:
             reply = self.holes[index] if index < len(self.holes) else None
             if type(reply) is dict and "v" in reply:
                 try:
-                    self.decoded[index] = decode(reply["v"])
+                    self.decoded[index] = decode(reply["v"], self.deadline)
                 except ValueError as exc:
                     self.decoded[index] = _Refused(f"the sandbox sent {exc}")
             else:
@@ -857,10 +811,12 @@ def _guard_method(receiver: object, name: str, args: list) -> None:
             raise _Refused("a replace too large to compute")
 
 
-def holds(judgement: ast.expr, replies: Sequence[object]) -> tuple[bool, str]:
-    """(whether the judgement is true over the sandbox's replies, a reason when not)."""
+def holds(judgement: ast.expr, replies: Sequence[object], deadline: float | None = None) -> tuple[bool, str]:
+    """(whether the judgement is true over the sandbox's replies, a reason when not); raises
+    :class:`~spectrum_rl.rewards.values.Unjudgeable` for values shaped to slow the judge down and
+    once ``time.monotonic()`` passes ``deadline``."""
     try:
-        return (True, "") if _Judge(replies).value(judgement, {}) else (False, "does not hold")
+        return (True, "") if _Judge(replies, deadline).value(judgement, {}) else (False, "does not hold")
     except _Refused as exc:
         return False, str(exc)
     except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError, AttributeError) as exc:

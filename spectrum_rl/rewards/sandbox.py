@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from spectrum_rl.rewards import seccomp
+from spectrum_rl.rewards import cgroup, seccomp
 
 SANDBOX_UID = 65534  # "nobody": the uid the code runs as when the trainer is root
 SCRATCH_BYTES = 64 * 1024 * 1024  # the private tmpfs: tmpfs pages are not counted by RLIMIT_AS
@@ -56,6 +56,7 @@ STDERR_CAP = 64 * 1024  # the tail of stderr kept for the detail line
 _RUNNER = Path(__file__).with_name("_sandbox_runner.py")
 _RUNNER_INSIDE = "/sandbox/runner.py"
 _CHUNK = 1 << 16
+CPU_SLACK_S = 0.1  # CPU accounting is coarse: a kill this close to the CPU limit may be the limit's
 
 
 class SandboxUnavailable(RuntimeError):
@@ -66,9 +67,10 @@ class SandboxUnavailable(RuntimeError):
 class Outcome:
     """One sandbox run.
 
-    status: "ok" (the runner replied), "timeout" (wall clock or CPU limit), "memory" (MemoryError
-        under the address-space limit) or "crashed" (anything else: no reply, a signal, os._exit,
-        a reply too large, a closed or hijacked channel, a failure of the sandbox itself).
+    status: "ok" (the runner replied), "timeout" (wall clock, or killed at the CPU limit), "memory"
+        (MemoryError under the address-space limit, or killed by the kernel over the cgroup's memory
+        limit) or "crashed" (anything else: no reply, a signal or exit status of the code's own
+        doing, a reply too large, a closed or hijacked channel, a failure of the sandbox itself).
     reply: the runner's reply when status is "ok" (untrusted data: the caller judges it).
     detail: a short reason (the limit hit, the exit status, stderr's last line).
     """
@@ -138,7 +140,7 @@ def _bwrap_argv(root: bool) -> tuple[str, ...]:
         argv += ["--ro-bind", path, path]
     for path in hidden:  # an empty, read-only tmpfs over each site-packages folder
         argv += ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
-    argv += ["--ro-bind", str(_RUNNER.resolve()), _RUNNER_INSIDE, "--proc", "/proc", "--dev", "/dev"]
+    argv += ["--ro-bind", str(_RUNNER.resolve()), _RUNNER_INSIDE, "--dev", "/dev"]  # no /proc: nothing needs it
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp"]
     return tuple(argv)
 
@@ -160,16 +162,18 @@ def _command(root: bool) -> tuple[str, ...]:
     return drop + ("--inh-caps=-all", "--bounding-set=-all", "--") + command
 
 
-def _spawn(root: bool) -> tuple[subprocess.Popen, int]:
-    """Start bubblewrap with the seccomp program on a pipe; returns (process, that pipe's read end)."""
-    program = seccomp.filter_program()
+def _spawn(root: bool, cage: cgroup.Cage | None) -> tuple[subprocess.Popen, int]:
+    """Start bubblewrap in ``cage`` with the seccomp program on a pipe; returns (process, that pipe's
+    read end). Without a cage, the filter also refuses memfds, System V shared memory and sockets,
+    whose memory the address-space limit does not count."""
+    program = seccomp.filter_program(counted_memory=cage is not None)
     read_end, write_end = os.pipe()
     try:
         os.write(write_end, program)  # a few hundred bytes: fits the pipe's buffer
     finally:
         os.close(write_end)
     try:
-        argv = [*_bwrap_argv(root), "--seccomp", str(read_end), "--", *_command(root)]
+        argv = cgroup.join_command(cage, [*_bwrap_argv(root), "--seccomp", str(read_end), "--", *_command(root)])
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -251,10 +255,10 @@ def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int) -> Outcome:
     """Run one job (see :mod:`spectrum_rl.rewards._sandbox_runner` for its form) in a fresh sandbox.
 
     Limits: ``wall_s`` wall-clock seconds for the whole run (start-up included), ``cpu_s`` CPU
-    seconds (rounded up to whole seconds), ``memory_mb`` MiB of address space. Raises
-    :class:`SandboxUnavailable` only when the sandbox cannot be built at all; every other failure
-    is an Outcome with status "crashed"."""
-    root = os.geteuid() == 0
+    seconds (rounded up to whole seconds), ``memory_mb`` MiB of address space and, where the machine
+    has cgroups (:mod:`spectrum_rl.rewards.cgroup`), of all memory the code makes the kernel hold.
+    Raises :class:`SandboxUnavailable` only when the sandbox cannot be built at all; every other
+    failure is an Outcome with status "crashed"."""
     limits = {
         "cpu_s": max(1, math.ceil(cpu_s)),
         "memory_bytes": memory_mb * 1024 * 1024,
@@ -263,12 +267,28 @@ def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int) -> Outcome:
     }
     payload = json.dumps({**job, "limits": limits}).encode()
     deadline = time.monotonic() + wall_s
+    where = cgroup.layout()
     try:
-        proc, seccomp_fd = _spawn(root)
+        cage = cgroup.Cage(where, limits["memory_bytes"]) if where is not None else None
+    except OSError as exc:
+        return Outcome("crashed", None, f"the sandbox's cgroup could not be made: {exc}")
+    try:
+        return _run(payload, limits, deadline, cage, wall_s, memory_mb)
+    finally:
+        if cage is not None:
+            cage.close()
+
+
+def _run(
+    payload: bytes, limits: dict, deadline: float, cage: cgroup.Cage | None, wall_s: float, memory_mb: int
+) -> Outcome:
+    try:
+        proc, seccomp_fd = _spawn(os.geteuid() == 0, cage)
     except TimeoutError:  # the reward's own time limit (an OSError too): not the sandbox's failure
         raise
     except OSError as exc:  # e.g. no process slot left: the sample crashed, training goes on
         return Outcome("crashed", None, f"the sandbox did not start: {exc}")
+    started = time.monotonic()
     try:
         os.close(seccomp_fd)
         stdout, stderr, problem = _exchange(proc, payload, deadline)
@@ -295,8 +315,15 @@ def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int) -> Outcome:
     code = proc.returncode
     reply = _parse(stdout) if code == 0 else None
     if reply is None:
-        if code in (128 + signal.SIGKILL, 128 + signal.SIGXCPU):
-            return Outcome("timeout", None, f"killed by signal {code - 128} (CPU limit of {limits['cpu_s']} s)")
+        if cage is not None and cage.oom_killed():
+            return Outcome("memory", None, f"over the {memory_mb} MiB memory limit (stopped by the kernel)")
+        if cage is not None and code == cgroup.JOIN_FAILED:
+            return Outcome("crashed", None, "the sandbox could not enter its cgroup")
+        # A kill at the CPU limit comes after at least that long: one thread cannot use CPU seconds
+        # faster than wall seconds, so a quicker SIGKILL or exit status 137 is the code's own doing.
+        ran_s = time.monotonic() - started
+        if code in (128 + signal.SIGKILL, 128 + signal.SIGXCPU) and ran_s >= limits["cpu_s"] - CPU_SLACK_S:
+            return Outcome("timeout", None, f"killed at the CPU limit of {limits['cpu_s']} s")
         return Outcome("crashed", None, f"exit status {code}, no valid reply; {last}".rstrip("; "))
     if reply.get("memory") is True:
         return Outcome("memory", None, f"MemoryError under the {memory_mb} MiB limit")

@@ -4,7 +4,9 @@ has no use for and that widen the kernel's attack surface.
 The filter is a classic BPF program over ``struct seccomp_data`` (seccomp(2)):
 
     arch != this machine's        -> kill the process (no 32-bit or x32 detours)
-    nr in DENIED                  -> EPERM   (namespaces, mounts, ptrace, keyrings, bpf, io_uring, modules, ...)
+    nr in DENIED                  -> EPERM   (namespaces, mounts, ptrace, keyrings, bpf, io_uring, modules, ...;
+                                              memfds, System V shared memory and sockets where no cgroup
+                                              counts the memory they hold)
     nr == clone and flags & NEW*  -> EPERM   (no nested user/mount/pid/net/ipc/uts/cgroup namespace)
     nr == clone3                  -> ENOSYS  (its flags sit in memory BPF cannot read; libc falls back to clone)
     otherwise                     -> allow
@@ -42,6 +44,12 @@ _SYSCALLS = {
     "vhangup": (153, 58), "lookup_dcookie": (212, 18), "name_to_handle_at": (303, 264),
     "open_by_handle_at": (304, 265), "fanotify_init": (300, 262),
 }  # fmt: skip
+# Ways to make the kernel hold memory outside the address space (RLIMIT_AS does not count it):
+# refused where no cgroup counts it (rewards/cgroup.py). Socket buffers reach 8 MiB per socket.
+_UNCOUNTED_MEMORY = {
+    "memfd_create": (319, 279), "memfd_secret": (447, 447), "shmget": (29, 194), "shmat": (30, 196),
+    "shmctl": (31, 195), "socket": (41, 198), "socketpair": (53, 199),
+}  # fmt: skip
 _CLONE, _CLONE3 = {"x86_64": 56, "aarch64": 220}, 435
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 _COLUMN = {"x86_64": 0, "aarch64": 1}
@@ -55,12 +63,14 @@ def supported_arch() -> str | None:
     return arch if arch in _AUDIT_ARCH else None
 
 
-def filter_program() -> bytes:
-    """The filter as an array of ``struct sock_filter`` (what ``bwrap --seccomp`` reads)."""
+def filter_program(counted_memory: bool = True) -> bytes:
+    """The filter as an array of ``struct sock_filter`` (what ``bwrap --seccomp`` reads);
+    ``counted_memory=False`` (no cgroup) also refuses memfds, System V shared memory and sockets."""
     arch = supported_arch()
     if arch is None:
         raise RuntimeError(f"no seccomp system call table for architecture '{platform.machine()}'")
-    audit_arch, denied = _AUDIT_ARCH[arch], [numbers[_COLUMN[arch]] for numbers in _SYSCALLS.values()]
+    table = _SYSCALLS if counted_memory else _SYSCALLS | _UNCOUNTED_MEMORY
+    audit_arch, denied = _AUDIT_ARCH[arch], [numbers[_COLUMN[arch]] for numbers in table.values()]
     # (code, jump-if-true label, jump-if-false label, k); labels are resolved to relative offsets.
     program: list[tuple[int, str | None, str | None, int]] = [
         (_LD_W_ABS, None, None, _OFFSET_ARCH),

@@ -64,6 +64,16 @@ def references(example: Example, name: str) -> list[str]:
     return refs
 
 
+def printable(text: str) -> str:
+    """``text`` safe to show on a terminal: every character that is not printable (control
+    characters such as ANSI escapes and carriage returns, line breaks, bidirectional overrides,
+    lone surrogates) is shown as its escape (``\\x1b``, ``\\n``, ``\\u202e``, ``\\ud800``), never
+    interpreted. Model output reaches messages this way: through errors its code raised."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def error_summary(exc: BaseException) -> str:
     """``TypeName: first line of the message``, for one-line error reports."""
     lines = str(exc).strip().splitlines()
