@@ -1,11 +1,13 @@
-"""Per-sample cost of the code sandbox: the OS-isolated sandbox (bubblewrap + the trusted judge)
-against the audit-hook sandbox it replaced (issue 22), measured side by side in one run.
+"""Per-sample cost of the code sandbox and its judge: this tree against an earlier revision,
+measured side by side in one run.
 
-The old implementation is read from git (``--baseline-rev``, default the last commit before the
-change) into a temporary folder and imported from there, so both run on this machine, in this
-process, on the same completions and tests (the ``add`` row of configs/data/python_functions.jsonl):
-a correct solution, a wrong one, and one that does not load. Each sample is one ``run_tests`` call
-(one sandbox start, the code, three tests); runs alternate old/new to share the machine's state.
+The earlier ``spectrum_rl`` package is read from git (``--baseline-rev``, default the revision
+before the hardening of security round 2: a cgroup per run, the judge's collision and deadline
+checks) into a temporary folder and its ``run_tests`` imported from there, so both run on this
+machine, in this process, on the same completions and tests (the ``add`` row of
+configs/data/python_functions.jsonl): a correct solution, a wrong one, and one that does not load.
+Each sample is one ``run_tests`` call (one sandbox start, the code, three tests); runs alternate
+old/new to share the machine's state.
 
     python benchmarks/bench_sandbox.py            # --runs N, --baseline-rev REV, --json
 """
@@ -13,11 +15,13 @@ a correct solution, a wrong one, and one that does not load. Each sample is one 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
+import io
 import json
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -37,41 +41,35 @@ LIMITS = {"wall_s": 10.0, "cpu_s": 5.0, "memory_mb": 256}
 
 
 def load_baseline(rev: str, folder: Path):
-    """The old ``run_tests`` (sandbox.py + _sandbox_runner.py at ``rev``) as a module."""
-    package = folder / "spectrum_rl" / "rewards"
-    package.mkdir(parents=True)
-    for init in (folder / "spectrum_rl" / "__init__.py", package / "__init__.py"):
-        init.write_text("")
-    for name in ("sandbox.py", "_sandbox_runner.py"):
-        source = subprocess.run(
-            ["git", "show", f"{rev}:spectrum_rl/rewards/{name}"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout
-        (package / name).write_text(source)
+    """``run_tests`` of the ``spectrum_rl`` package at ``rev``, imported from ``folder``; the
+    package's modules are swapped back out of ``sys.modules`` afterwards (the function keeps its own)."""
+    archive = subprocess.run(["git", "archive", rev, "spectrum_rl"], cwd=ROOT, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
     saved = {k: v for k, v in sys.modules.items() if k == "spectrum_rl" or k.startswith("spectrum_rl.")}
     for key in saved:
         del sys.modules[key]
     sys.path.insert(0, str(folder))
     try:
-        spec = importlib.util.spec_from_file_location("baseline_sandbox", package / "sandbox.py")
-        module = sys.modules["baseline_sandbox"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = importlib.import_module("spectrum_rl.rewards.code")
+        assert Path(module.__file__).is_relative_to(folder), module.__file__
+        return module.run_tests
     finally:
         sys.path.remove(str(folder))
         for key in [k for k in sys.modules if k == "spectrum_rl" or k.startswith("spectrum_rl.")]:
             del sys.modules[key]
         sys.modules.update(saved)
-    return module.run_tests
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=40, help="samples per completion and sandbox (default 40)")
-    parser.add_argument("--baseline-rev", default="c0c571a", help="git revision of the old sandbox")
+    parser.add_argument("--baseline-rev", default="3cf00e3", help="git revision of the old sandbox and judge")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         old = load_baseline(args.baseline_rev, Path(folder))
-        sides = {"audit hook (old)": old, "OS sandbox + judge (new)": run_tests}
+        sides = {f"{args.baseline_rev} (old)": old, "this tree (new)": run_tests}
         for fn in sides.values():  # warm-up: start-up caches, the availability probe
             fn(CODES["correct"], TESTS, **LIMITS)
         times: dict[str, dict[str, list[float]]] = {side: {c: [] for c in CODES} for side in sides}

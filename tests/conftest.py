@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -17,6 +18,41 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Tests of code rewards need the OS sandbox (bubblewrap). Without it they are skipped, with one line
+# at the end of the run saying so; under CI (CI=true, where .ci/run installs bubblewrap) they fail.
+needs_sandbox = pytest.mark.needs_sandbox
+_SANDBOX_SKIPS: list[str] = []
+
+
+@functools.cache
+def sandbox_problem() -> str:
+    """Why code cannot run isolated here ("" when it can)."""
+    from spectrum_rl.rewards import sandbox
+
+    try:
+        sandbox.check_available()
+    except sandbox.SandboxUnavailable as exc:
+        return str(exc)
+    return ""
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("needs_sandbox") is None or not sandbox_problem():
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"needs the code sandbox, which CI must provide: {sandbox_problem()}", pytrace=False)
+    _SANDBOX_SKIPS.append(item.nodeid)
+    pytest.skip(f"needs the code sandbox: {sandbox_problem()}")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _SANDBOX_SKIPS:
+        terminalreporter.write_line(
+            f"{len(_SANDBOX_SKIPS)} code-sandbox tests SKIPPED: {sandbox_problem()}; under CI they fail instead",
+            yellow=True,
+            bold=True,
+        )
 
 
 def _tiny_cfg():

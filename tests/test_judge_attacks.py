@@ -24,7 +24,8 @@ from spectrum_rl.rewards.code import extract_code, run_tests
 from spectrum_rl.rewards.text import extract_answer, last_number, normalize, printable
 from spectrum_rl.tasks.base import Example
 from spectrum_rl.tasks.builtin import check_constraint
-from tests.test_sandbox import LIMITS, RIGHT_ADD, needs_sandbox
+from tests.conftest import needs_sandbox
+from tests.test_sandbox import LIMITS, RIGHT_ADD
 
 FLOOD = 2**61 - 1  # hash(k * FLOOD) == 0 for every int k: CPython does not randomise int hashes
 # A solution that rewrites the runner it shares an interpreter with, so that its list goes out tagged

@@ -26,6 +26,7 @@ from spectrum_rl.rewards import RewardComponentSpec, build_hybrid, sandbox
 from spectrum_rl.rewards.base import RewardSpec
 from spectrum_rl.rewards.code import CodeTestsSpec, IOCase, extract_code, parse_tests, run_tests
 from spectrum_rl.tasks.base import Example
+from tests.conftest import needs_sandbox
 
 LIMITS = {"wall_s": 3.0, "cpu_s": 2.0, "memory_mb": 256}
 MARGIN_S = 1.5  # start-up and scheduling slack on a loaded machine
@@ -33,17 +34,6 @@ ADD_TESTS = ["assert add(12000, 345) == 12345", "assert add(-7, 20) == 13"]  # n
 WRONG_ADD = "def add(a, b):\n    return a - b\n"
 RIGHT_ADD = "def add(a, b):\n    return a + b\n"
 FORGERY_TRIES = 30
-
-
-def _available() -> str:
-    try:
-        sandbox.check_available()
-    except sandbox.SandboxUnavailable as exc:
-        return str(exc)
-    return ""
-
-
-needs_sandbox = pytest.mark.skipif(bool(_available()), reason=_available() or "sandbox available")
 
 
 def run(code: str, tests=("assert True",), **limits):

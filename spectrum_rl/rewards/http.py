@@ -1,5 +1,5 @@
 """`http`: a reward served by another process (a reward model behind vLLM/SGLang/TGI, a verifier
-service), called over HTTP with retries, backoff and a circuit breaker.
+service), called over HTTP with deadlines, retries, backoff and a circuit breaker.
 
 Request (``POST url``, JSON): the same names a ``python`` reward receives, one value per
 completion: ``{"prompts": [...], "completions": [...], "answer": [...], "<column>": [...]}`` —
@@ -7,49 +7,69 @@ one request per group of G completions of a prompt (``batch: group``) or one per
 a domain's groups (``batch: step``). Response: ``{"scores": [...]}``, OpenRLHF's
 ``{"rewards": [...]}``, or a bare list: one number per completion, in order.
 
+Deadlines: ``timeout_s`` is a hard limit on one request, from connecting to the last byte of the
+answer (connect, TLS handshake, sending, status line, headers and body together; each retry has
+its own): a watchdog shuts the socket down when it passes, so a server that sends its answer a
+byte at a time cannot stretch it. ``step_timeout_s`` (default 60 s) bounds a step's whole
+``prefetch``: no request or retry starts after it, no backoff sleeps past it, every request in
+flight is cut at it (each request ends at the earlier of its own deadline and the step's), and the
+groups still without an answer fail as ``timeout``. ``prefetch`` never raises: a group's failure is
+kept and raised by ``score`` for that group. A group that was not prefetched (evaluation) is sent
+on its own, with ``timeout_s`` per attempt. Name resolution is bounded by the system resolver's
+own timeout only; a prefetch waits for it at most ``GRACE_S`` (0.5 s) past its deadline.
+
 Failure classes (counted per step in ``reward_events/<domain>/<component>/<class>``): ``timeout``
-(no answer within ``timeout_s``), ``http_<status>`` (an error status), ``connection`` (refused,
-dropped), ``malformed`` (not JSON, too large, no score list, wrong length), ``non_numeric``
-(a score that is not a finite number: that sample fails), ``circuit_open`` (the server failed
-``breaker_failures`` requests in a row: it is not called for ``breaker_cooldown_s``). Timeouts,
-connection errors, 429 and 5xx are retried up to ``retries`` times after an exponential backoff
-with full jitter (``backoff_s * 2**k``, at most ``max_backoff_s``, times a uniform draw in [0, 1]).
-A request that still fails makes every sample of it a failure, which ``on_error`` (default ``zero``
-here: a remote failure scores 0 and training goes on) turns into a score, and
-``reward_errors/<domain>/<component>`` counts.
+(past a deadline), ``http_<status>`` (an error status), ``http_3xx`` (any redirect: never
+followed), ``connection`` (refused, dropped, TLS failure), ``malformed`` (not HTTP, not JSON —
+anything decoding raises, too deep a nesting and invalid UTF-8 included —, too large, no score
+list, wrong length), ``non_numeric`` (a score that is not a finite number: that sample fails),
+``circuit_open`` (the server failed ``breaker_failures`` requests in a row: it is not called for
+``breaker_cooldown_s``). Timeouts, connection errors, 429 and 5xx are retried up to ``retries``
+times after an exponential backoff with full jitter (``backoff_s * 2**k``, at most
+``max_backoff_s``, times a uniform draw in [0, 1]). A request that still fails makes every sample
+of it a failure, which ``on_error`` (default ``zero`` here: a remote failure scores 0 and training
+goes on) turns into a score, and ``reward_errors/<domain>/<component>`` counts.
 
 Security: a key comes only from the environment variable ``api_key_env`` names, read when a
 request is made and sent as ``Authorization: Bearer``; it is never stored in the config, logged or
-put in an error message. TLS certificates are verified unless ``verify_tls: false``. Only http(s)
-URLs are accepted; a response larger than ``max_response_bytes`` is a failure.
+put in an error message. It goes to the configured host only: redirects are never followed (a 3xx
+is the failure ``http_3xx``), and requests go straight to the host (proxy environment variables
+are not used). Only http(s) URLs are accepted, and a URL carrying user info (``user:password@``)
+is a config error: a credential belongs in the environment. TLS certificates are verified unless
+``verify_tls: false``. A response larger than ``max_response_bytes`` is a failure.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import http.client
 import json
 import math
 import os
 import random
 import re
+import selectors
+import socket
 import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.schema import StrictModel
 from spectrum_rl.tasks.base import Example
 
 RETRIED = ("timeout", "connection", "http_429")  # and every http_5xx
+GRACE_S = 0.5  # how long a prefetch waits past its deadline for the requests being cut at it
 T, R = TypeVar("T"), TypeVar("R")
 
 
@@ -61,9 +81,110 @@ class RemoteError(Exception):
         self.kind = kind
 
 
+class _Deadline:
+    """The hard end of one request, at ``at`` (``time.monotonic()``; inf: none): a timer then shuts
+    down the socket being used, which wakes a blocked connect, TLS handshake, send or read. The
+    sockets have no timeouts of their own: those bound each read, not the request (a server sending
+    a byte at a time restarts them with every byte), and a TimeoutError is then always the caller's
+    (``call_with_timeout``'s alarm), never mistaken for this deadline."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        if math.isfinite(at):
+            self._timer = threading.Timer(max(0.0, at - time.monotonic()), self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    @property
+    def passed(self) -> bool:
+        return self.expired or time.monotonic() >= self.at
+
+    def remaining(self) -> float | None:
+        """Seconds left, None without a deadline."""
+        return max(0.0, self.at - time.monotonic()) if math.isfinite(self.at) else None
+
+    def watch(self, sock: socket.socket | None = None) -> None:
+        """Shut ``sock`` down at the deadline (None: the one watched); ConnectionAbortedError once
+        it has passed. A shutdown does nothing to a socket that has not started connecting, so a
+        connect checks again once it has."""
+        with self._lock:
+            if self.passed:
+                raise ConnectionAbortedError("the request's deadline passed")
+            self._sock = self._sock if sock is None else sock
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                # socket.socket's own shutdown, also for an SSLSocket: it only wakes the blocked
+                # call, without tearing down the TLS state under the thread that is reading.
+                # OSError: not connected yet (see watch) or already closed.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+
+
+class _Connection(http.client.HTTPConnection):
+    """One HTTP(S) connection whose every socket ``deadline`` watches from before it connects."""
+
+    def __init__(self, url: SplitResult, deadline: _Deadline, context: ssl.SSLContext | None) -> None:
+        super().__init__(url.hostname, url.port or (443 if context else 80))
+        self.default_port = 443 if context else 80  # the Host header names other ports only
+        self.deadline, self.context = deadline, context
+
+    def connect(self) -> None:
+        error = OSError(f"no address for {self.host}")
+        for family, kind, proto, _, address in socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            try:
+                self._connect(sock, address)
+                break
+            except OSError as err:
+                sock.close()
+                if isinstance(err, TimeoutError) or self.deadline.passed:  # the caller's alarm, or no time left
+                    raise
+                error = err
+        else:
+            raise error
+        if self.context is None:
+            self.sock = sock
+            return
+        # kept before the handshake, so that closing the connection closes it when that fails
+        self.sock = self.context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+        self.deadline.watch(self.sock)
+        self.sock.do_handshake()
+
+    def _connect(self, sock: socket.socket, address: Any) -> None:
+        """Connect without blocking, then wait for it: a connect that has started is one the
+        deadline's shutdown can abort."""
+        self.deadline.watch(sock)
+        sock.setblocking(False)
+        code = sock.connect_ex(address)
+        if code in (errno.EINPROGRESS, errno.EWOULDBLOCK):
+            self.deadline.watch()
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_WRITE)
+                selector.select(self.deadline.remaining())
+            self.deadline.watch()
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            error = OSError(code, os.strerror(code))  # ConnectionRefusedError, ...
+            # the kernel's own connect timeout is a ConnectionError here: a TimeoutError is the caller's alarm
+            raise ConnectionError(code, os.strerror(code)) if isinstance(error, TimeoutError) else error
+        sock.setblocking(True)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # http.client sends headers and body apart
+
+
 class HttpClient:
-    """POSTs JSON with a timeout, bounded retries with jittered exponential backoff, and a circuit
-    breaker; counts every failure class (``events``). Thread-safe."""
+    """POSTs JSON under a deadline, with bounded retries with jittered exponential backoff, and a
+    circuit breaker; counts every failure class (``events``). Thread-safe."""
 
     def __init__(self, spec: RemoteFields) -> None:
         self.spec = spec
@@ -83,21 +204,27 @@ class HttpClient:
         with self._lock:
             self._events[kind] += n
 
-    def post(self, payload: dict[str, Any]) -> Any:
-        """The decoded JSON answer, or RemoteError after the retries."""
+    def post(self, payload: dict[str, Any], deadline: float = math.inf) -> Any:
+        """The decoded JSON answer, or RemoteError after the retries. No attempt starts and no
+        backoff sleeps past ``deadline`` (``time.monotonic()``), and every attempt ends by it."""
         with self._lock:
             if time.monotonic() < self._open_until:
                 self._events["circuit_open"] += 1
                 raise RemoteError("circuit_open", f"not calling {self._where()} for a while after repeated failures")
         body = json.dumps(payload).encode()
+        if time.monotonic() >= deadline:  # queued behind the step's other requests until its end
+            self.count("timeout")
+            raise RemoteError("timeout", f"the step's deadline passed before {self._where()} was called")
         for attempt in range(self.spec.retries + 1):
+            own = math.inf if self.spec.timeout_s is None else time.monotonic() + self.spec.timeout_s
             try:
-                answer = self._once(body)
+                answer = self._once(body, min(own, deadline))
             except RemoteError as err:
                 self.count(err.kind)
                 retry = err.kind in RETRIED or err.kind.startswith("http_5")
-                if retry and attempt < self.spec.retries:
-                    time.sleep(random.random() * min(self.spec.max_backoff_s, self.spec.backoff_s * 2**attempt))
+                pause = random.random() * min(self.spec.max_backoff_s, self.spec.backoff_s * 2**attempt)
+                if retry and attempt < self.spec.retries and time.monotonic() + pause < deadline:
+                    time.sleep(pause)
                     continue
                 self.failed()
                 raise
@@ -105,6 +232,29 @@ class HttpClient:
                 self._failures_in_row = 0
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def gather(self, fn: Callable[[T, float], R], items: Sequence[T]) -> list[R | BaseException]:
+        """``fn(item, deadline)`` for every item, at most ``concurrency`` at once, all under one
+        deadline ``step_timeout_s`` from now. Never raises: what an item raises is its answer, and
+        an item without an answer by the deadline is a ``timeout`` RemoteError."""
+        deadline = time.monotonic() + self.spec.step_timeout_s
+        pool = ThreadPoolExecutor(max_workers=min(self.spec.concurrency, max(1, len(items))))
+        try:
+            futures = [pool.submit(fn, item, deadline) for item in items]
+            # every request ends at the deadline; the grace is for the watchdog to cut them
+            wait(futures, timeout=max(0.0, deadline - time.monotonic()) + GRACE_S)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # a call stuck in name resolution is left behind
+        out: list[R | BaseException] = []
+        for future in futures:
+            if not future.done() or future.cancelled():
+                if future.cancelled():  # never started; a running one counts its own failure
+                    self.count("timeout")
+                out.append(RemoteError("timeout", f"no answer from {self._where()} by the step's deadline"))
+                continue
+            error = future.exception()
+            out.append(future.result() if error is None else error)
+        return out
 
     def failed(self) -> None:
         """One request failed for good: the breaker opens after ``breaker_failures`` in a row."""
@@ -118,37 +268,50 @@ class HttpClient:
         parts = urlsplit(self.spec.url)
         return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"  # no credentials, no query
 
-    def _once(self, body: bytes) -> Any:
-        headers = {"Content-Type": "application/json"}
+    def _once(self, body: bytes, deadline: float) -> Any:
+        """One POST that ends by ``deadline``: the decoded answer, or RemoteError."""
+        url = urlsplit(self.spec.url)
+        headers = {"Content-Type": "application/json", "Connection": "close"}
         if self.spec.api_key_env:
             key = os.environ.get(self.spec.api_key_env)
             if key:
                 headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(self.spec.url, data=body, headers=headers, method="POST")
+        limit = deadline - time.monotonic()
+        watchdog = _Deadline(deadline)
+        connection = _Connection(url, watchdog, self._context if url.scheme == "https" else None)
         try:
-            context = self._context if self.spec.url.startswith("https") else None
-            with urllib.request.urlopen(request, timeout=self.spec.timeout_s, context=context) as response:
-                raw = response.read(self.spec.max_response_bytes + 1)
-        except urllib.error.HTTPError as err:
-            raise RemoteError(f"http_{err.code}", f"{self._where()} answered {err.code}") from None
-        except OSError as err:  # URLError, a refused or dropped connection, TimeoutError
-            reason = getattr(err, "reason", err)
-            if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-                late = f"{self._where()} did not answer within {self.spec.timeout_s:g} s"
-                raise RemoteError("timeout", late) from None
-            raise RemoteError("connection", f"{self._where()}: {type(reason).__name__}") from None
+            connection.request("POST", (url.path or "/") + (f"?{url.query}" if url.query else ""), body, headers)
+            response = connection.getresponse()
+            status = response.status
+            raw = response.read(self.spec.max_response_bytes + 1) if 200 <= status < 300 else b""
+        except (OSError, http.client.HTTPException) as err:
+            if isinstance(err, TimeoutError):  # not this deadline (see _Deadline) but the caller's: it stands
+                self.count("timeout")
+                raise
+            if watchdog.passed:
+                raise RemoteError("timeout", f"{self._where()} did not answer within {limit:.3g} s") from None
+            if isinstance(err, (OSError, http.client.IncompleteRead)):  # refused, reset, cut (or TLS)
+                raise RemoteError("connection", f"{self._where()}: {type(err).__name__}") from None
+            raise RemoteError("malformed", f"{self._where()} did not answer in HTTP ({type(err).__name__})") from None
+        finally:
+            watchdog.cancel()
+            connection.close()
+        if watchdog.expired:  # shut down while the body was read: what came may be truncated
+            raise RemoteError("timeout", f"{self._where()} did not answer within {limit:.3g} s")
+        if 300 <= status < 400:  # following it could take the key to another host
+            raise RemoteError("http_3xx", f"{self._where()} answered {status}, a redirect, which is not followed")
+        if not 200 <= status < 300:
+            raise RemoteError(f"http_{status}", f"{self._where()} answered {status}")
         if len(raw) > self.spec.max_response_bytes:
             raise RemoteError("malformed", f"response larger than {self.spec.max_response_bytes} bytes")
+        if response.length:  # fewer bytes than its Content-Length: the connection dropped
+            raise RemoteError("connection", f"{self._where()}: the response was cut short")
         try:
             return json.loads(raw)
-        except ValueError:
-            raise RemoteError("malformed", "response is not JSON") from None
-
-
-def concurrently(fn: Callable[[T], R], items: Sequence[T], limit: int) -> list[R]:
-    """``[fn(x) for x in items]``, at most ``limit`` calls in flight (threads: the calls wait on I/O)."""
-    with ThreadPoolExecutor(max_workers=min(limit, max(1, len(items)))) as pool:
-        return list(pool.map(fn, items))
+        except TimeoutError:  # the caller's alarm, not a decoding error
+            raise
+        except Exception as err:  # noqa: BLE001 - ValueError, UnicodeError, RecursionError (deep nesting), MemoryError
+            raise RemoteError("malformed", f"response is not JSON ({type(err).__name__})") from None
 
 
 def score_list(answer: Any, n: int) -> list[float]:
@@ -170,8 +333,24 @@ def score_list(answer: Any, n: int) -> list[float]:
 class RemoteFields(StrictModel):
     """How a server is called: the transport settings of `http` and of a judge's `endpoint`."""
 
-    url: str = Field(..., description="The endpoint, http:// or https:// (module docstring of rewards/http.py).")
-    timeout_s: float | None = Field(5.0, gt=0, description="Seconds one request may take (each retry again).")
+    model_config = ConfigDict(hide_input_in_errors=True)  # a rejected URL may hold a password
+
+    url: str = Field(
+        ...,
+        description="The endpoint, http:// or https://, without user info (module docstring of rewards/http.py).",
+    )
+    timeout_s: float | None = Field(
+        5.0,
+        gt=0,
+        description="Seconds one request may take, from connecting to the answer's last byte (each retry "
+        "again). null: no limit of its own.",
+    )
+    step_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a step's requests may take together (all its groups, retries and backoffs): "
+        "no request or retry starts later, and the groups not answered by then fail as `timeout`.",
+    )
     concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
     retries: int = Field(2, ge=0, description="Retries of a timed-out, refused, 429 or 5xx request.")
     backoff_s: float = Field(0.1, ge=0, description="First backoff; doubled each retry, times a uniform jitter.")
@@ -188,7 +367,19 @@ class RemoteFields(StrictModel):
     @classmethod
     def _http_only(cls, v: str) -> str:
         parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if "@" in parts.netloc:
+            # "unknown_name" errors are shown as their message alone (config/messages.py), not
+            # with the value, which holds the credential
+            message = (
+                "a URL must not carry user info (user:password@); "
+                "put the key in the environment variable that api_key_env names"
+            )
+            raise PydanticCustomError("unknown_name", "{message}", {"message": message})
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise ValueError(f"expected an http:// or https:// URL with a host; found {v!r}")
         return v
 
@@ -236,15 +427,17 @@ class HttpReward(RewardComponent):
     def __init__(self, spec: HttpSpec) -> None:
         super().__init__(spec)
         self.client = HttpClient(spec)
-        self._ready: dict[tuple[int, tuple[str, ...]], list[float] | RemoteError] = {}
+        self._ready: dict[tuple[int, tuple[str, ...]], list[float] | BaseException] = {}
 
     def events(self) -> dict[str, int]:
         return self.client.events()
 
-    def _request(self, groups: Sequence[tuple[Sequence[str], Example]]) -> list[list[float]] | RemoteError:
+    def _request(
+        self, groups: Sequence[tuple[Sequence[str], Example]], deadline: float = math.inf
+    ) -> list[list[float]] | RemoteError:
         n = [len(c) for c, _ in groups]
         try:
-            answer = self.client.post(_payload(groups))
+            answer = self.client.post(_payload(groups), deadline)
         except RemoteError as err:
             return err
         try:
@@ -262,16 +455,16 @@ class HttpReward(RewardComponent):
     def prefetch(self, groups: Sequence[tuple[Sequence[str], Example]]) -> None:
         self._ready.clear()  # answers nobody asked for (a failed step) are not kept
         batches = [list(groups)] if self.spec.batch == "step" else [[g] for g in groups]
-        for batch, answer in zip(batches, concurrently(self._request, batches, self.spec.concurrency)):
+        for batch, answer in zip(batches, self.client.gather(self._request, batches)):
             for i, (completions, ex) in enumerate(batch):
-                self._ready[id(ex), tuple(completions)] = answer if isinstance(answer, RemoteError) else answer[i]
+                self._ready[id(ex), tuple(completions)] = answer[i] if isinstance(answer, list) else answer
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
         answer = self._ready.pop((id(example), tuple(completions)), None)
         if answer is None:
             answer = self._request([(completions, example)])
-            answer = answer if isinstance(answer, RemoteError) else answer[0]
-        if isinstance(answer, RemoteError):
+            answer = answer[0] if isinstance(answer, list) else answer
+        if isinstance(answer, BaseException):
             raise answer
         return answer
 
@@ -316,12 +509,12 @@ class RemoteJudge(RewardComponent):
         super().__init__(spec)
         self.endpoint = endpoint
         self.client = HttpClient(endpoint)
-        self._ready: dict[tuple[int, str], float | RemoteError] = {}
+        self._ready: dict[tuple[int, str], float | BaseException] = {}
 
     def events(self) -> dict[str, int]:
         return self.client.events()
 
-    def _ask(self, item: tuple[str, Example]) -> float | RemoteError:
+    def _ask(self, item: tuple[str, Example], deadline: float = math.inf) -> float | RemoteError:
         completion, ex = item
         rubric = self.spec.rubric.format(prompt=ex.prompt, completion=completion, reference=ex.answer or "")
         body = {
@@ -331,16 +524,18 @@ class RemoteJudge(RewardComponent):
             "temperature": 0,
         }
         try:
-            answer = self.client.post(body)
+            answer = self.client.post(body, deadline)
         except RemoteError as err:
             return err
         try:
             text = answer["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
+            text = None
+        if not isinstance(text, str):  # missing, null, or a structure (which could nest too deep to print)
             self.client.count("malformed")
             self.client.failed()
-            return RemoteError("malformed", "no choices[0].message.content in the response")
-        score = verdict_score(str(text), self.spec.yes, self.spec.no)
+            return RemoteError("malformed", "no text at choices[0].message.content in the response")
+        score = verdict_score(text, self.spec.yes, self.spec.no)
         if math.isnan(score):
             self.client.count("non_numeric")
         return score
@@ -348,7 +543,7 @@ class RemoteJudge(RewardComponent):
     def prefetch(self, groups: Sequence[tuple[Sequence[str], Example]]) -> None:
         self._ready.clear()
         items = [(c, ex) for completions, ex in groups for c in completions]
-        for (c, ex), answer in zip(items, concurrently(self._ask, items, self.endpoint.concurrency)):
+        for (c, ex), answer in zip(items, self.client.gather(self._ask, items)):
             self._ready[id(ex), c] = answer
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
@@ -356,7 +551,7 @@ class RemoteJudge(RewardComponent):
         for c in completions:
             answer = self._ready.pop((id(example), c), None)
             answer = self._ask((c, example)) if answer is None else answer
-            if isinstance(answer, RemoteError):
+            if isinstance(answer, BaseException):
                 raise answer
             out.append(answer)
         return out

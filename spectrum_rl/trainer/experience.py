@@ -10,6 +10,7 @@ chose the prompts, and the blend (scheduler/blend.py) chooses the weights.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from spectrum_rl.config import Config
 from spectrum_rl.domains import Domain
 from spectrum_rl.models import apply_prompt_format
 from spectrum_rl.objectives.advantages import group_advantages
+from spectrum_rl.rewards.text import error_summary
 from spectrum_rl.scheduler.blend import RowWeights
 from spectrum_rl.scheduler.step import GroupOutcome
 from spectrum_rl.tasks.base import Example
@@ -29,6 +31,8 @@ from spectrum_rl.trainer.batch import Row, token_classes
 from spectrum_rl.trainer.metrics import SignalSums, Sums
 from spectrum_rl.trainer.rollout import Rollouts, sample
 from spectrum_rl.trainer.setup import TrainState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +68,7 @@ class ExperienceMaker:
         self.stop_ids = [tok(s, add_special_tokens=False)["input_ids"] for s in self.cfg.stop]
         self.token_patterns = {n: re.compile(p) for n, p in config.logging.token_classes.items()}
         self._prompt_cache: dict[str, list[int]] = {}
+        self._prefetch_failed: set[str] = set()  # domains whose prefetch raised (warned once)
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of ``prompt`` in the model's prompt format (cached: prompts repeat)."""
@@ -176,7 +181,12 @@ class ExperienceMaker:
                 g_texts, g_ids = g_texts + [ex.expert], g_ids + [self.completion_ids(ex.expert)]
             groups.append((domain, ex, g_texts, g_ids))
         for domain in dict.fromkeys(d for d, _ in local):  # remote components: the step's groups at once
-            self.domains[domain].reward.prefetch([(t, ex) for d, ex, t, _ in groups if d == domain])
+            try:
+                self.domains[domain].reward.prefetch([(t, ex) for d, ex, t, _ in groups if d == domain])
+            except Exception as exc:  # noqa: BLE001 - a component's prefetch is only a head start: score() answers
+                if domain not in self._prefetch_failed:
+                    self._prefetch_failed.add(domain)
+                    log.warning("reward prefetch of %s failed (%s); scoring group by group", domain, error_summary(exc))
         for domain, ex, g_texts, g_ids in groups:
             result = self.domains[domain].reward.score(g_texts, ex)
             group_texts.append(g_texts)
