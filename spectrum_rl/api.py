@@ -116,7 +116,7 @@ def recommend_order(
         record = probe.transfer_from_run(Path(run_dir), names)
     else:
         cached = loaded.output_path / probe.TRANSFER_FILE
-        record = json.loads(cached.read_text()) if cached.exists() else None
+        record = _cached_probe(cached)
         if record is None or record.get("domains") != names or record.get("probe_steps") != probe_steps:
             from spectrum_rl.bootstrap import ensure_builtin_models
 
@@ -132,6 +132,16 @@ def recommend_order(
                 on_probe=None if log is None else (lambda n: log(f"  probe {n}")),
             )
     return probe.recommend_order(loaded, record)
+
+
+def _cached_probe(path: Path) -> dict[str, Any] | None:
+    """A probe's transfer.json, or None when there is none or it is not a JSON object (probed again).
+    It is only ever parsed as JSON: nothing in a run folder is unpickled."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 class Scheduler(driver.Scheduler):

@@ -185,7 +185,7 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ti
     assert [p.name for p in list_checkpoints(root)] == ["step-2", "step-3"]  # keep_checkpoints: last 2 (4 is final)
     (root / ".step-9.crashed").mkdir()  # a temporary folder left by a crash mid-write: never a checkpoint
     latest = root / "step-3"
-    target = latest / ("trainer_state.pt" if damage == "truncate_state" else "model.safetensors")
+    target = latest / ("trainer_state.json" if damage == "truncate_state" else "model.safetensors")
     if damage == "delete_weights":
         target.unlink()
     else:

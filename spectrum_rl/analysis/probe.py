@@ -30,7 +30,7 @@ from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.continual import normalised_transfer, transfer_scale
 from spectrum_rl.scheduler.order import best_order, significant_transfer
 from spectrum_rl.scheduler.signals import slope
-from spectrum_rl.trainer.checkpoint import load_latest, read_jsonl
+from spectrum_rl.trainer.checkpoint import load_latest, read_json, read_jsonl
 from spectrum_rl.trainer.evaluate import evaluate_state
 from spectrum_rl.trainer.loop import Trainer
 
@@ -97,7 +97,13 @@ def transfer_from_run(run_dir: Path, names: list[str]) -> dict[str, Any]:
     run_dir = Path(run_dir)
     path = run_dir / TRANSFER_FILE
     if path.exists():
-        record = json.loads(path.read_text())
+        redo = "delete it, or run `spectrum-rl order CONFIG` to probe again"
+        try:
+            record = read_json(path, redo)
+        except ValueError as exc:
+            raise ConfigError(
+                f"not a transfer record ({type(exc).__name__}: {str(exc)[:80]}); {redo}", file=str(path)
+            ) from None
     else:
         found = load_latest(run_dir / "checkpoints")
         planner = found[1]["planner"] if found else {}

@@ -370,13 +370,14 @@ class BWT(Policy):
             "phase": self.phase,
             "phase_start": self.phase_start,
             "stale": self.stale,
-            "phase_best": self.phase_best,
+            "phase_best": None if self.phase_best == -math.inf else self.phase_best,  # JSON has no -inf
             "why": self.why,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.order, self.phase, self.phase_start = state["order"], state["phase"], state["phase_start"]
-        self.stale, self.phase_best, self.why = state["stale"], state["phase_best"], state["why"]
+        best = state["phase_best"]
+        self.stale, self.phase_best, self.why = state["stale"], -math.inf if best is None else best, state["why"]
 
 
 @POLICIES.register("learnability")

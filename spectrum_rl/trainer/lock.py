@@ -23,7 +23,7 @@ class RunLock:
         self._file = None
 
     def __enter__(self) -> RunLock:
-        handle = open(self.path, "a+")
+        handle = open(self.path, "a+", encoding="utf-8", errors="replace")  # whatever a copied folder holds
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

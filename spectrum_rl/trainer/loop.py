@@ -20,7 +20,7 @@ from accelerate import Accelerator
 
 from spectrum_rl.config import Config
 from spectrum_rl.domains import Domain, draw_for_plan, planner_for
-from spectrum_rl.errors import TrainingError, TrainingInterrupted
+from spectrum_rl.errors import ConfigError, TrainingError, TrainingInterrupted
 from spectrum_rl.scheduler.blend import gate_counts, gate_mu, gate_switches, lr_factor, row_weights
 from spectrum_rl.scheduler.step import StepPlan
 from spectrum_rl.tasks.common import derive_seed
@@ -59,7 +59,15 @@ class Trainer:
         if self.state.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         if resume and (saved := load_run_state(self.state, self.output_dir)) is not None:
-            self.planner.load_state_dict(saved["planner"])
+            try:
+                self.planner.load_state_dict(saved["planner"])
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ConfigError(
+                    f"the scheduler state of the newest checkpoint does not fit this config's scheduler "
+                    f"({type(exc).__name__}: {str(exc)[:80]}); resume with the config it was written with, or "
+                    "start afresh with `train --overwrite`",
+                    file=str(self.output_dir / "checkpoints"),
+                ) from None
             self.step = int(saved["step"])
 
     @property

@@ -17,8 +17,12 @@ What that asks of the trainer:
   ``agree_counts`` says how many; the trainer pads with empty micro-batches of weight 0. The
   shared-prompt forward is off, since it takes one or two forwards depending on the rows.
 - **State.** State dicts hold shards (DTensors). Checkpoints go through
-  ``torch.distributed.checkpoint``: each process writes its own shards. ``full_state_dict`` gathers
-  the whole model on rank 0 for ``final/``.
+  ``torch.distributed.checkpoint`` (DCP): each process writes its own shards. ``full_state_dict``
+  gathers the whole model on rank 0 for ``final/``. DCP's reader unpickles a checkpoint's
+  ``.metadata`` with plain ``pickle`` and its non-tensor values (learning rates, betas) with
+  ``torch.load(weights_only=False)``, either of which runs whatever a crafted file names; here the
+  metadata goes through a restricted unpickler (``read_metadata``) and those values through torch's
+  weights-only loader, so loading a checkpoint runs no code from it (trainer/checkpoint.py).
 
 On GPUs, ``accelerate launch`` with an FSDP config (``--use_fsdp``) turns sharding on
 (``sharding: auto``). Its ``reshard_after_forward`` and ``activation_checkpointing`` settings are
@@ -29,15 +33,22 @@ plugin quietly gives DDP instead, and this way CPU and GPU runs take the same co
 from __future__ import annotations
 
 import contextlib
+import io
+import pickle
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
+from torch.distributed.checkpoint.planner import ReadItem
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -51,6 +62,26 @@ from torch.distributed.tensor import DTensor
 from spectrum_rl.errors import ConfigError
 
 SHARDED_DIR = "sharded"  # a checkpoint's torch.distributed.checkpoint folder (model and optimizer shards)
+METADATA_FILE = ".metadata"  # DCP's index of the shards: a pickle
+
+# All that DCP's .metadata pickle names (PyTorch 2.13), besides torch dtypes: its own
+# dataclasses, tensor sizes and layouts, and the path it was saved to.
+_METADATA_GLOBALS = {
+    "torch.distributed.checkpoint.metadata": {
+        "BytesStorageMetadata",
+        "ChunkStorageMetadata",
+        "Metadata",
+        "MetadataIndex",
+        "StorageMeta",
+        "TensorProperties",
+        "TensorStorageMetadata",
+        "_MEM_FORMAT_ENCODING",
+    },
+    "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
+    "torch.serialization": {"_get_layout"},  # a lookup of torch.strided etc. by name
+    "torch": {"Size"},
+    "pathlib": {"PosixPath"},
+}
 
 # Each unit's reshard_after_forward as configured: restored after a ``gathered`` block.
 _RESHARD: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
@@ -146,8 +177,106 @@ def save_sharded(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Op
 
 def load_sharded(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Load ``save_sharded``'s folder into the sharded model and optimizer in place. Collective; a
-    missing or unreadable shard on any process raises on every process."""
+    missing or unreadable shard on any process raises on every process: a ConfigError for content
+    refused as unsafe (`read_metadata`, `_WeightsOnlyPlanner`), else a RuntimeError."""
+    reader = _CheckedReader(folder, read_metadata(folder))
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optimizer": optim_state}
-    dcp.load(state, checkpoint_id=folder)
+    try:
+        dcp.load(state, storage_reader=reader, planner=_WeightsOnlyPlanner(folder))
+    except CheckpointException as exc:  # every process's failures, as a BaseException: unwrapped here
+        failures = [failure for failure, _ in exc.failures.values()]
+        for failure in failures:
+            if isinstance(failure, ConfigError):
+                raise failure from None
+        if any(isinstance(failure, pickle.UnpicklingError) for failure in failures):  # DCP reads tensors weights-only
+            raise ConfigError(
+                "a shard holds more than tensors, so the weights-only loader refuses it (loading it could run code)",
+                file=str(folder),
+            ) from None
+        raise RuntimeError("; ".join(f"{type(f).__name__}: {f}" for f in failures)[:300]) from None
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
+class _MetadataRefused(pickle.UnpicklingError):
+    """The metadata names something it is not made of (a damaged pickle raises other errors)."""
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Builds only what DCP's metadata is made of (``_METADATA_GLOBALS`` and torch dtypes): a
+    function to call or a class to build that is not among them is refused before it is looked up."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        dtype = module == "torch" and isinstance(torch.__dict__.get(name), torch.dtype)
+        if dtype or name in _METADATA_GLOBALS.get(module, ()):
+            return super().find_class(module, name)
+        raise _MetadataRefused(f"{module}.{name}")
+
+
+def read_metadata(folder: Path) -> Metadata:
+    """The DCP metadata of ``folder``, unpickled by `_MetadataUnpickler` (DCP's own reader uses plain
+    ``pickle.load``). Content that names anything else, or that points at files outside ``folder``,
+    is a ConfigError naming the file; a missing or damaged file raises OSError or another error."""
+    file = folder / METADATA_FILE
+    with file.open("rb") as f:
+        try:
+            metadata = _MetadataUnpickler(f).load()
+        except _MetadataRefused as exc:
+            raise ConfigError(
+                f"names {exc}, which is not part of a sharded checkpoint's metadata, so it is not loaded "
+                "(loading it could run code); delete that checkpoint folder to resume from an older one, or start "
+                "afresh with `train --overwrite`",
+                file=str(file),
+            ) from None
+    storage = getattr(metadata, "storage_data", None)
+    if not isinstance(metadata, Metadata) or not isinstance(storage, dict):
+        raise ConfigError("not the metadata of a sharded checkpoint", file=str(file))
+    if not all(_inside(getattr(info, "relative_path", None)) for info in storage.values()):
+        raise ConfigError("names shard files outside its folder, so it is not loaded", file=str(file))
+    return metadata
+
+
+def _inside(name: Any) -> bool:
+    """Whether ``name`` is a plain file name (no folder, so it stays in the checkpoint's folder)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
+
+
+class _CheckedReader(dcp.FileSystemReader):
+    """DCP's file reader, handed the metadata `read_metadata` checked (it would unpickle it again)."""
+
+    def __init__(self, folder: Path, metadata: Metadata) -> None:
+        super().__init__(folder)
+        self._metadata = metadata
+
+    def read_metadata(self, *args: Any, **kwargs: Any) -> Metadata:
+        if getattr(self._metadata, "storage_meta", None) is None:  # as FileSystemReader.read_metadata
+            self._metadata.storage_meta = StorageMeta()
+        self._metadata.storage_meta.load_id = self.load_id
+        return self._metadata
+
+
+class _WeightsOnlyPlanner(DefaultLoadPlanner):
+    """DCP's load planner, but a checkpoint's non-tensor values are unpickled by torch's weights-only
+    loader: DCP's own ``load_bytes`` uses ``torch.load(weights_only=False)``. ``folder``: the
+    checkpoint's, for the error."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def load_bytes(self, read_item: ReadItem, value: io.BytesIO) -> None:
+        try:
+            loaded = torch.load(value, weights_only=True)
+        except pickle.UnpicklingError:
+            info = self.metadata.storage_data.get(read_item.storage_index) if self.metadata else None
+            shard = Path(self.folder, getattr(info, "relative_path", "?"))
+            raise ConfigError(
+                f"{read_item.dest_index.fqn} holds more than plain values, so the weights-only loader refuses it "
+                "(loading it could run code)",
+                file=str(shard),
+            ) from None
+        # The parent unpickles with weights_only=False: it gets a fresh pickle of what was accepted.
+        again = io.BytesIO()
+        torch.save(loaded, again)
+        again.seek(0)
+        super().load_bytes(read_item, again)
