@@ -15,6 +15,7 @@ old/new to share the machine's state.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import io
 import json
@@ -29,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from spectrum_rl.rewards import cgroup  # noqa: E402
 from spectrum_rl.rewards.code import run_tests  # noqa: E402
 
 TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(0, 0) == 0"]
@@ -69,7 +71,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         old = load_baseline(args.baseline_rev, Path(folder))
-        sides = {f"{args.baseline_rev} (old)": old, "this tree (new)": run_tests}
+        sides = {"old": old, "new": run_tests}
+        if cgroup.layout() is not None:  # the opt-in memory cgroup, where this machine allows one
+            sides["new, memory_cgroup"] = functools.partial(run_tests, memory_cgroup=True)
         for fn in sides.values():  # warm-up: start-up caches, the availability probe
             fn(CODES["correct"], TESTS, **LIMITS)
         times: dict[str, dict[str, list[float]]] = {side: {c: [] for c in CODES} for side in sides}
@@ -81,27 +85,24 @@ def main() -> None:
                     result = fn(code, TESTS, **LIMITS)
                     times[side][case].append(time.perf_counter() - start)
                     passed[side][case] = result.passed
+    median = {s: {c: round(1000 * statistics.median(t), 2) for c, t in d.items()} for s, d in times.items()}
+    ratio = {s: {c: round(median[s][c] / median["old"][c], 3) for c in CODES} for s in sides if s != "old"}
     report = {
         "runs": args.runs,
         "baseline_rev": args.baseline_rev,
-        "median_ms": {s: {c: round(1000 * statistics.median(t), 2) for c, t in d.items()} for s, d in times.items()},
+        "median_ms": median,
         "passed": passed,
-    }
-    old_name, new_name = sides
-    report["ratio_new_over_old"] = {
-        c: round(report["median_ms"][new_name][c] / report["median_ms"][old_name][c], 3) for c in CODES
+        "ratio_over_old": ratio,
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"per-sample wall time, median of {args.runs} (one sandbox start, the code, {len(TESTS)} tests):")
+    print(f"per-sample wall time, median of {args.runs} (one sandbox start, the code, {len(TESTS)} tests);")
+    print(f"old = {args.baseline_rev}, new = this tree:")
     for case in CODES:
-        old_ms, new_ms = (report["median_ms"][s][case] for s in sides)
-        ratio = report["ratio_new_over_old"][case]
-        print(
-            f"  {case:13s} old {old_ms:7.1f} ms   new {new_ms:7.1f} ms   new/old {ratio:.2f}"
-            f"   (passed: old {passed[old_name][case]}, new {passed[new_name][case]})"
-        )
+        cells = [f"{s} {median[s][case]:6.1f} ms" for s in sides]
+        ratios = [f"{s}/old {report['ratio_over_old'][s][case]:.2f}" for s in sides if s != "old"]
+        print(f"  {case:13s} " + "   ".join(cells + ratios) + f"   (passed: {[passed[s][case] for s in sides]})")
 
 
 if __name__ == "__main__":

@@ -129,19 +129,32 @@ ADD = ["assert add(2, 3) == 5"]
 @needs_sandbox
 @pytest.mark.skipif(cgroup.layout() is None, reason="this machine lets the trainer create no memory cgroup")
 @pytest.mark.parametrize("payload", [MEMFD, TMPFS, SOCKETS], ids=["memfd", "tmpfs", "sockets"])
-def test_memory_the_address_space_does_not_hold_counts_against_the_limit(payload):
-    result = run_tests(payload, ADD, **LIMITS)
+def test_with_a_memory_cgroup_what_the_address_space_does_not_hold_counts_against_the_limit(payload):
+    result = run_tests(payload, ADD, **LIMITS, memory_cgroup=True)
     assert (result.passed, result.status) == (0, "memory"), result
-    assert run_tests(RIGHT_ADD, ADD, **LIMITS).passed == 1  # and the limit leaves room for honest code
+    assert run_tests(RIGHT_ADD, ADD, **LIMITS, memory_cgroup=True).passed == 1  # room left for honest code
+    assert cgroup.layout() is not None and not list(cgroup.layout().memory.glob("spectrum-rl-*-probe"))
 
 
 @needs_sandbox
 @pytest.mark.parametrize("payload", [MEMFD, SOCKETS], ids=["memfd", "sockets"])
-def test_without_cgroups_memfds_and_sockets_are_refused(payload, monkeypatch):
-    monkeypatch.setattr(cgroup, "layout", lambda: None)
+def test_without_a_memory_cgroup_memfds_and_sockets_are_refused(payload):
     result = run_tests(payload, ADD, **LIMITS)
     assert result.passed == 0 and "Operation not permitted" in result.detail, result
     assert run_tests(RIGHT_ADD, ADD, **LIMITS).passed == 1
+
+
+def test_asking_for_a_memory_cgroup_where_none_can_be_made_is_a_config_error(monkeypatch, tmp_path):
+    from pydantic import TypeAdapter
+
+    from spectrum_rl.errors import ConfigError
+    from spectrum_rl.rewards import RewardComponentSpec, sandbox
+
+    monkeypatch.setattr(sandbox, "check_available", lambda: None)
+    monkeypatch.setattr(cgroup, "layout", lambda: None)
+    spec = TypeAdapter(RewardComponentSpec).validate_python({"type": "code_tests", "memory_cgroup": True})
+    with pytest.raises(ConfigError, match="memory_cgroup: false"):
+        spec.build(tmp_path)
 
 
 @needs_sandbox

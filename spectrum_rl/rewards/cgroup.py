@@ -1,34 +1,40 @@
 """A control group per sandbox run: a memory cap that counts everything the code makes the kernel
-hold, and a process cap.
+hold.
 
 The address-space limit (RLIMIT_AS) bounds what the code maps, not what the kernel holds on its
 behalf outside its address space: tmpfs files, memfds, shared memory, pipe and socket buffers (48
 memfds of 16 MiB held 768 MiB under a 256 MiB limit). A memory cgroup charges all of it to the
-code. Each run gets a fresh cgroup, ``spectrum-rl-<trainer pid>-<n>``, under the trainer's own,
-with the run's memory limit, no swap and ``PIDS_MAX`` processes; the sandbox joins it before
+code. Each run gets a cgroup of its own, ``spectrum-rl-<trainer pid>-<n>``, under the trainer's
+own (:func:`cage`: made once, lent again when its run has left it empty), with the run's memory
+limit and no swap; the sandbox joins it before
 bubblewrap starts (:func:`join_command`: ``/bin/sh`` writes itself into ``cgroup.procs`` and then
 executes bubblewrap), so nothing of the sandbox ever runs outside it. cgroup v2 (``memory.max``,
-``memory.swap.max``, ``pids.max``; ``memory.events`` counts OOM kills) and v1 (the ``memory`` and
-``pids`` hierarchies: ``memory.limit_in_bytes``, ``memory.memsw.limit_in_bytes``, ``pids.max``;
-``memory.oom_control``) are both used.
+``memory.swap.max``; ``memory.events`` counts OOM kills) and v1 (the ``memory`` hierarchy:
+``memory.limit_in_bytes``, ``memory.memsw.limit_in_bytes``; ``memory.oom_control``) are both used.
+Processes need no cgroup cap: the code cannot make any (RLIMIT_NPROC 0), and bubblewrap's own
+exited processes may wait to be reaped by the machine's init, still counted by a ``pids`` cgroup.
 
-Where the trainer may not create cgroups (a non-root trainer without a delegated subtree, a v2
-cgroup whose controllers cannot be enabled below it, no memory controller), :func:`layout` is None
-and the sandbox falls back to a stated bound (docs/reliability.md). Stdlib only.
+It is opt-in (``memory_cgroup`` of `code_tests`): on cgroup v1 a sandbox run in a memory cgroup
+costs about 12 ms more (benchmarks/README.md), half a sample again. Without it the sandbox refuses
+memfds, shared memory and sockets, and a bound holds (docs/reliability.md). Where the trainer may
+not create cgroups (a non-root trainer without a delegated subtree, a v2 cgroup whose controllers
+cannot be enabled below it, no memory controller), :func:`layout` is None. Stdlib only.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-PIDS_MAX = 8  # sh, bubblewrap and the runner need 3; the runner cannot create processes anyway
 _PREFIX = "spectrum-rl-"
 _JOIN = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; exec "$@"'
 JOIN_FAILED = 125  # the exit status of join_command when it cannot enter the cgroup
@@ -40,8 +46,7 @@ class Layout:
     """Where this trainer creates its sandboxes' cgroups: the parent folder per hierarchy."""
 
     version: int  # 1 or 2
-    memory: Path  # v2: the one parent; v1: the memory hierarchy's
-    pids: Path | None  # v1 only: the pids hierarchy's (None: not mounted or not writable)
+    memory: Path  # the parent folder in the (v2: unified; v1: memory) hierarchy
 
 
 def _own_paths() -> dict[str, str]:
@@ -113,63 +118,55 @@ def layout() -> Layout | None:
             parent = point / own[""].lstrip("/")
             if _enable_v2(parent) and _writable_child(parent, "memory.max"):
                 _sweep(parent)
-                return Layout(2, parent, None)
-    v1: dict[str, Path] = {}
+                return Layout(2, parent)
     for point, kind, options in mounts:
-        for name in ("memory", "pids"):
-            if kind == "cgroup" and name in options and name in own:
-                v1[name] = point / own[name].lstrip("/")
-    if "memory" in v1 and _writable_child(v1["memory"], "memory.limit_in_bytes"):
-        pids = v1.get("pids")
-        pids = pids if pids is not None and _writable_child(pids, "pids.max") else None
-        for parent in (v1["memory"], pids):
-            if parent is not None:
+        if kind == "cgroup" and "memory" in options and "memory" in own:
+            parent = point / own["memory"].lstrip("/")
+            if _writable_child(parent, "memory.limit_in_bytes"):
                 _sweep(parent)
-        return Layout(1, v1["memory"], pids)
+                return Layout(1, parent)
     return None
 
 
 def _enable_v2(parent: Path) -> bool:
-    """Whether the memory controller is (or could be made) available to cgroups under ``parent``;
-    pids too where the kernel has it."""
+    """Whether the memory controller is (or could be made) available to cgroups under ``parent``."""
     try:
-        available = set((parent / "cgroup.controllers").read_text().split())
-        wanted = {"memory", "pids"} & available
-        if "memory" not in wanted:
+        if "memory" not in (parent / "cgroup.controllers").read_text().split():
             return False
-        missing = wanted - set((parent / "cgroup.subtree_control").read_text().split())
-        if missing:  # EBUSY when the trainer's own cgroup holds processes: v2 allows none beside children
-            (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in sorted(missing)))
+        if "memory" not in (parent / "cgroup.subtree_control").read_text().split():
+            # EBUSY when the trainer's own cgroup holds processes: v2 allows none beside children
+            (parent / "cgroup.subtree_control").write_text("+memory")
         return True
     except OSError:
         return False
 
 
 class Cage:
-    """One sandbox run's cgroup(s): made with the limits, joined by :func:`join_command`, asked
-    whether the kernel killed something for memory, removed by :meth:`close`."""
+    """One memory cgroup for one sandbox run at a time: armed with a run's limit, joined by
+    :func:`join_command`, asked whether the kernel killed something for memory. :func:`cage` lends
+    them out and takes them back."""
 
-    def __init__(self, where: Layout, memory_bytes: int) -> None:
+    def __init__(self, where: Layout) -> None:
         self.where = where
-        name = f"{_PREFIX}{os.getpid()}-{next(_counter)}"
-        self.memory = where.memory / name
-        self.pids = where.pids / name if where.pids is not None else None
-        self.folders = [f for f in (self.memory, self.pids) if f is not None]
-        try:
-            for folder in self.folders:
-                folder.mkdir()
-            if where.version == 2:
-                self._write(self.memory / "memory.max", memory_bytes)
+        self.memory = where.memory / f"{_PREFIX}{os.getpid()}-{next(_counter)}"
+        self._ooms = 0
+        self.memory.mkdir()
+        if where.version == 2:
+            try:
                 self._write(self.memory / "memory.swap.max", 0, optional=True)
-                self._write(self.memory / "pids.max", PIDS_MAX, optional=True)
-            else:
-                self._write(self.memory / "memory.limit_in_bytes", memory_bytes)
-                self._write(self.memory / "memory.memsw.limit_in_bytes", memory_bytes, optional=True)
-                if self.pids is not None:
-                    self._write(self.pids / "pids.max", PIDS_MAX)
-        except OSError:
-            self.close()
-            raise
+            except OSError:
+                self.close()
+                raise
+
+    def arm(self, memory_bytes: int) -> None:
+        """Set the memory limit for the next run (no swap) and note the OOM kills so far."""
+        if self.where.version == 2:
+            self._write(self.memory / "memory.max", memory_bytes)
+        else:  # memory + swap may never be set below memory alone: lift it, set memory, then cap it
+            self._write(self.memory / "memory.memsw.limit_in_bytes", -1, optional=True)
+            self._write(self.memory / "memory.limit_in_bytes", memory_bytes)
+            self._write(self.memory / "memory.memsw.limit_in_bytes", memory_bytes, optional=True)
+        self._ooms = self._oom_count()
 
     @staticmethod
     def _write(path: Path, value: int, optional: bool = False) -> None:
@@ -179,26 +176,80 @@ class Cage:
             if not optional:  # e.g. swap accounting off: there is no swap to cap
                 raise
 
-    def procs(self) -> list[str]:
-        return [str(folder / "cgroup.procs") for folder in self.folders]
+    def procs(self) -> str:
+        return str(self.memory / "cgroup.procs")
 
-    def oom_killed(self) -> bool:
-        """Whether the kernel killed a process of this cgroup for going over its memory limit."""
+    def empty(self) -> bool:
+        """No process left in it (it may be lent again)."""
+        try:
+            return not Path(self.procs()).read_text().strip()
+        except OSError:
+            return False
+
+    def _oom_count(self) -> int:
         name = "memory.events" if self.where.version == 2 else "memory.oom_control"
         with contextlib.suppress(OSError, ValueError):
             for line in (self.memory / name).read_text().splitlines():
                 key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
-        return False
+                if key == "oom_kill":
+                    return int(value)
+        return 0
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process of this run for going over its memory limit."""
+        return self._oom_count() > self._ooms
 
     def close(self) -> None:
-        for folder in self.folders:
-            _remove(folder)
+        _remove(self.memory)
+
+
+# A fresh memory cgroup slows its first process down by ~12 ms (v1): cages are kept and lent again
+# once empty, and removed at exit.
+_idle: list[Cage] = []
+_idle_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def cage(memory_bytes: int) -> Iterator[Cage]:
+    """A cage armed with ``memory_bytes`` for one run; OSError when none can be made (``layout()``
+    is None, or the kernel refuses)."""
+    where = layout()
+    if where is None:
+        raise OSError("this machine lets the trainer create no memory cgroup")
+    with _idle_lock:
+        lent = _idle.pop() if _idle else None
+    try:
+        if lent is None:
+            raise OSError("none idle")
+        lent.arm(memory_bytes)
+    except OSError:  # none idle, or its limit cannot be set (usage left above it): a fresh one
+        if lent is not None:
+            lent.close()
+        lent = Cage(where)
+        try:
+            lent.arm(memory_bytes)
+        except OSError:
+            lent.close()
+            raise
+    try:
+        yield lent
+    finally:
+        if lent.empty():
+            with _idle_lock:
+                _idle.append(lent)
+        else:  # something outlived the run: never lend it again (removed by a later sweep if not now)
+            lent.close()
+
+
+@atexit.register
+def _close_idle() -> None:
+    with _idle_lock:
+        while _idle:
+            _idle.pop().close()
 
 
 def join_command(cage: Cage | None, argv: list[str]) -> list[str]:
     """``argv`` run inside ``cage`` (unchanged when None): a shell enters the cgroup, then executes it."""
     if cage is None:
         return argv
-    return ["/bin/sh", "-c", _JOIN, "sh", *cage.procs(), "--", *argv]
+    return ["/bin/sh", "-c", _JOIN, "sh", cage.procs(), "--", *argv]

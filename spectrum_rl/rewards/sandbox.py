@@ -251,14 +251,15 @@ def _parse(stdout: bytes) -> dict | None:
     return reply
 
 
-def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int) -> Outcome:
+def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int, memory_cgroup: bool = False) -> Outcome:
     """Run one job (see :mod:`spectrum_rl.rewards._sandbox_runner` for its form) in a fresh sandbox.
 
     Limits: ``wall_s`` wall-clock seconds for the whole run (start-up included), ``cpu_s`` CPU
-    seconds (rounded up to whole seconds), ``memory_mb`` MiB of address space and, where the machine
-    has cgroups (:mod:`spectrum_rl.rewards.cgroup`), of all memory the code makes the kernel hold.
-    Raises :class:`SandboxUnavailable` only when the sandbox cannot be built at all; every other
-    failure is an Outcome with status "crashed"."""
+    seconds (rounded up to whole seconds), ``memory_mb`` MiB of address space and, with
+    ``memory_cgroup`` (:mod:`spectrum_rl.rewards.cgroup`), of all the memory the code makes the
+    kernel hold (without it, memfds, shared memory and sockets are refused). Raises
+    :class:`SandboxUnavailable` only when the sandbox cannot be built at all; every other failure
+    is an Outcome with status "crashed"."""
     limits = {
         "cpu_s": max(1, math.ceil(cpu_s)),
         "memory_bytes": memory_mb * 1024 * 1024,
@@ -267,16 +268,15 @@ def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int) -> Outcome:
     }
     payload = json.dumps({**job, "limits": limits}).encode()
     deadline = time.monotonic() + wall_s
-    where = cgroup.layout()
+    if not memory_cgroup:
+        return _run(payload, limits, deadline, None, wall_s, memory_mb)
     try:
-        cage = cgroup.Cage(where, limits["memory_bytes"]) if where is not None else None
-    except OSError as exc:
+        with cgroup.cage(limits["memory_bytes"]) as cage:
+            return _run(payload, limits, deadline, cage, wall_s, memory_mb)
+    except TimeoutError:  # the reward's own time limit (an OSError too): not the sandbox's failure
+        raise
+    except OSError as exc:  # the cgroup could not be made (an OSError from the run is an Outcome)
         return Outcome("crashed", None, f"the sandbox's cgroup could not be made: {exc}")
-    try:
-        return _run(payload, limits, deadline, cage, wall_s, memory_mb)
-    finally:
-        if cage is not None:
-            cage.close()
 
 
 def _run(
