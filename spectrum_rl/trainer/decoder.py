@@ -80,6 +80,15 @@ class HFDecoder:
         return out.logits[:, -1]
 
 
+def _kv_dtype(k: torch.Tensor) -> torch.dtype:
+    """The dtype of the K/V buffers: the autocast dtype when autocast is on (attention runs in it:
+    SDPA casts its inputs, so keeping K/V there rounds them once, as the model's own cache path
+    does at every step, and halves the buffers), else that of the keys. Under autocast the rotary
+    product leaves K in fp32 and V in the autocast dtype, so one dtype for both is chosen here."""
+    device = k.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else k.dtype
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
@@ -142,17 +151,18 @@ class StaticDecoder:
             v = attn.v_proj(h).view(B, S, self.kv_heads, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             k = k * cos + _rotate_half(k) * sin
-            if rows is not None:  # prefill: buffers sized to k's dtype (unless they exist already)
+            if rows is not None:  # prefill: buffers in the compute dtype (unless they exist already)
                 n = rows.shape[0]
                 if len(self.k) <= i:
-                    self.k.append(k.new_zeros(self._buffer_rows(n), self.kv_heads, self.max_len, self.head_dim))
+                    shape = (self._buffer_rows(n), self.kv_heads, self.max_len, self.head_dim)
+                    self.k.append(k.new_zeros(shape, dtype=_kv_dtype(k)))
                     self.v.append(torch.zeros_like(self.k[-1]))
                 self.k[i][:n, :, start:end] = k[rows]
                 self.v[i][:n, :, start:end] = v[rows]
                 keys, values = k, v  # attend within the prompt
             elif slot is not None:  # fixed shapes: write by index, attend through the key mask
-                self.k[i].index_copy_(2, slot, k)
-                self.v[i].index_copy_(2, slot, v)
+                self.k[i].index_copy_(2, slot, k.to(self.k[i].dtype))  # index_copy_ does not cast
+                self.v[i].index_copy_(2, slot, v.to(self.v[i].dtype))
                 keys, values = self.k[i], self.v[i]
             else:
                 self.k[i][:, :, start:end] = k
