@@ -194,6 +194,7 @@ def _truncate_all(run: Path, marker: Path) -> None:
         state = folder / "trainer_state.json"
         state.write_bytes(state.read_bytes()[:10])
 
+
 _DRIVER = """
 import contextlib, io, json, sys, traceback
 from spectrum_rl.cli import main

@@ -430,16 +430,14 @@ def test_auto_micro_batch_tokens_from_free_memory():
         intermediate_size=4864,
         vocab_size=259,
     )
-    full, ckpt = (activation_bytes_per_token(shape, c) for c in (False, True))
+    full = activation_bytes_per_token(shape)
     assert full == 24 * 2 * (9 * 896 + 4 * 4864) + 10 * 259  # per layer 2(9h + 4f) bytes, logits 10 V
-    assert ckpt == 24 * 4 * 896 + 2 * (9 * 896 + 4 * 4864) + 10 * 259 and ckpt < full / 5
     gib = 1 << 30
-    assert auto_micro_batch_tokens(100 * gib, shape, False) == int(50 * gib // full)  # half the free memory
-    assert auto_micro_batch_tokens(100 * gib, shape, True) == MAX_TOKENS  # checkpointed: the cap
-    assert auto_micro_batch_tokens(10 * gib, shape, False, reserve_bytes=9 * gib) < auto_micro_batch_tokens(
-        10 * gib, shape, False
-    )
-    assert auto_micro_batch_tokens(0, shape, False) == MIN_TOKENS
+    assert auto_micro_batch_tokens(100 * gib, shape) == int(50 * gib // full)  # half the free memory
+    assert auto_micro_batch_tokens(100 * gib, shape, fraction=0.25) == int(25 * gib // full)  # a lower cap
+    assert auto_micro_batch_tokens(10 * gib, shape, reserve_bytes=9 * gib) < auto_micro_batch_tokens(10 * gib, shape)
+    assert auto_micro_batch_tokens(0, shape) == MIN_TOKENS
+    assert auto_micro_batch_tokens(1 << 50, shape) == MAX_TOKENS
 
 
 def test_dynamic_sampling_replaces_groups_without_signal(tmp_path, tiny_random_lm_dir):

@@ -139,11 +139,20 @@ class TrainingConfig(StrictModel):
     micro_batch_size: int = Field(64, ge=1, description="Most sequences per forward/backward (gradient accumulation).")
     micro_batch_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         "auto",
-        description="Most padded tokens per forward/backward; rows are length-bucketed so short "
-        "completions are not padded to the longest (null: no token cap; auto: 1024 on CPU, where it keeps peak "
-        "memory low; on a GPU, what fits in half the free memory on the first step, from an estimate of the "
-        "activation bytes per token, trainer/memory.py). A CUDA out-of-memory in a training micro-batch halves "
-        "both caps and redoes the step (logged as `oom_retries`; one process only).",
+        description="Most padded tokens per forward/backward, counted as the forward processes them (each "
+        "distinct prompt once, plus every completion); rows are length-bucketed so short completions are not "
+        "padded to the longest (null: no token cap; auto: 1024 on CPU, where it keeps peak memory low; on a GPU, "
+        "the tokens whose activations, kept whole, fit in `memory_fraction` of the free memory on the first step, "
+        "from an estimate of the activation bytes per token, trainer/memory.py; the same with or without "
+        "checkpointing, so that checkpointing lowers the peak). A CUDA out-of-memory in a training micro-batch "
+        "halves both caps and redoes the step (logged as `oom_retries`; one process only).",
+    )
+    memory_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="On a GPU, the share of the free memory (at the first step, after the model and AdamW's "
+        "state) that `micro_batch_tokens: auto` plans training activations for: lower it to cap the peak.",
     )
     static_cache: bool | Literal["auto"] = Field(
         "auto",
@@ -216,9 +225,10 @@ class TrainingConfig(StrictModel):
     bf16: bool | None = Field(None, description="bf16 autocast: null = on when a CUDA GPU is used.")
     gradient_checkpointing: bool | Literal["auto"] = Field(
         "auto",
-        description="Activation checkpointing: each decoder layer is recomputed in the backward instead of "
-        "keeping its activations (less memory, one more forward per layer, and no shared-prompt forward). auto: on for "
-        "CUDA, as TRL's GRPOConfig does by default; off on CPU, where memory is not the limit.",
+        description="Activation checkpointing: each decoder layer keeps only its input for the backward and is "
+        "recomputed there (less memory, one more forward per layer). Llama-family models keep the "
+        "shared-prompt forward under it (trainer/shared_prefix.py); others then forward every row's prompt. "
+        "auto: on for CUDA, as TRL's GRPOConfig does by default; off on CPU, where memory is not the limit.",
     )
     sharding: Literal["auto", "none", "fsdp"] = Field(
         "auto",

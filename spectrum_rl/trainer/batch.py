@@ -101,36 +101,36 @@ def token_classes(tokenizer, ids: Sequence[int], patterns: dict[str, re.Pattern]
     return out
 
 
-def micro_batches(rows: Sequence[Row], size: int, pad_id: int, max_tokens: int | None = None) -> list[MicroBatch]:
+def micro_batches(
+    rows: Sequence[Row], size: int, pad_id: int, max_tokens: int | None = None, prompts_once: bool = True
+) -> list[MicroBatch]:
     """Length-bucketed micro-batches: rows sorted by prompt length, then prompt (so a group's rows
     sit together and share one prompt forward), then completion length; cut so that each holds at
-    most ``size`` rows and (when given) at most ``max_tokens`` padded tokens, U * P + B * T (each
-    distinct prompt once plus every completion), with the rows spread evenly over as few
+    most ``size`` rows and (when given) at most ``max_tokens`` padded tokens as the forward will
+    process them: U * P + B * T (each distinct prompt once plus every completion) with
+    ``prompts_once``, else B * (P + T); with the rows spread evenly over as few
     micro-batches as the caps allow (64 rows under a cap that fits 30 become 22 + 22 + 20, not
     30 + 30 + 4: a sliver of a micro-batch costs a weight pass for little compute). Each is collated
     with its own minimal padding; the step's loss is unchanged (denominators are global)."""
     order = sorted(rows, key=lambda r: (len(r.prompt), r.prompt, len(r.completion)))
-    chunks = _cut(order, size, max_tokens)
+    chunks = _cut(order, size, max_tokens, prompts_once)
     if len(chunks) > 1:
-        even = _cut(order, math.ceil(len(order) / len(chunks)), max_tokens)
+        even = _cut(order, math.ceil(len(order) / len(chunks)), max_tokens, prompts_once)
         chunks = even if len(even) == len(chunks) else chunks
     return [collate(c, pad_id) for c in chunks]
 
 
-def _cut(order: Sequence[Row], size: int, max_tokens: int | None) -> list[list[Row]]:
+def _cut(order: Sequence[Row], size: int, max_tokens: int | None, prompts_once: bool) -> list[list[Row]]:
     """Greedy cut of sorted rows: fill each chunk up to ``size`` rows and ``max_tokens`` padded tokens."""
     chunks: list[list[Row]] = []
     prompts: set[tuple[int, ...]] = set()
     width_p = width_t = 0
     for row in order:
         key = tuple(row.prompt)
-        n_prompts = len(prompts) + (key not in prompts)
+        n_rows = len(chunks[-1]) + 1 if chunks else 1  # with this row
+        n_prompts = len(prompts) + (key not in prompts) if prompts_once else n_rows
         p, t = max(width_p, len(row.prompt)), max(width_t, len(row.completion))
-        if (
-            chunks
-            and len(chunks[-1]) < size
-            and (max_tokens is None or n_prompts * p + (len(chunks[-1]) + 1) * t <= max_tokens)
-        ):
+        if chunks and len(chunks[-1]) < size and (max_tokens is None or n_prompts * p + n_rows * t <= max_tokens):
             chunks[-1].append(row)
         else:
             chunks.append([row])

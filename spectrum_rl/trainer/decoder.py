@@ -89,7 +89,7 @@ def _kv_dtype(k: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else k.dtype
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
 
@@ -149,8 +149,8 @@ class StaticDecoder:
             q = attn.q_proj(h).view(B, S, self.heads, self.head_dim).transpose(1, 2)
             k = attn.k_proj(h).view(B, S, self.kv_heads, self.head_dim).transpose(1, 2)
             v = attn.v_proj(h).view(B, S, self.kv_heads, self.head_dim).transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
             if rows is not None:  # prefill: buffers in the compute dtype (unless they exist already)
                 n = rows.shape[0]
                 if len(self.k) <= i:

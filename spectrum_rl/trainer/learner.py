@@ -39,7 +39,7 @@ class Learner:
                 cfg.eps_low, cfg.eps_high, cfg.cispo_eps_max, cfg.sapo_temperature_pos, cfg.sapo_temperature_neg
             )
         )
-        self.budget = MicroBatchBudget(state, cfg.micro_batch_size, cfg.micro_batch_tokens)
+        self.budget = MicroBatchBudget(state, cfg.micro_batch_size, cfg.micro_batch_tokens, cfg.memory_fraction)
 
     def update(
         self, rows: list[Row], plan: StepPlan, lr_scale: float = 1.0, sketches: dict[str, torch.Tensor] | None = None
@@ -159,7 +159,9 @@ class Learner:
         mb = mb.to(st.device)
         mask, weight = mb.completion_mask, mb.weight
         temperature = cfg.temperature if is_rl else 1.0
-        logp = token_logprobs(st.model, mb, temperature, share_prefix=st.share_prefix)
+        logp = token_logprobs(
+            st.model, mb, temperature, share_prefix=st.share_prefix, checkpointed=st.activation_checkpointing
+        )
         if not is_rl:
             loss = aggregate(sft_token_loss(logp, phi=cfg.sft.phi), mask, "token_mean", denominator, weight)
             if stats is not None:
@@ -169,8 +171,8 @@ class Learner:
         ref = None
         if cfg.beta > 0:
             with torch.no_grad():
-                # the frozen base keeps its KV cache under the policy's checkpointing; sharded, one forward
-                ref = token_logprobs(st.base, mb, temperature, share_prefix=not st.sharded)
+                # no gradients, so no checkpointing; sharded, one forward per micro-batch
+                ref = token_logprobs(st.base, mb, temperature, share_prefix=st.share_prefix)
         terms = rl_token_loss(
             self.loss,
             logp,

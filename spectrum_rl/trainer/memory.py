@@ -6,13 +6,14 @@ et al. 2022 (arXiv:2205.05198, "Reducing Activation Recomputation in Large Trans
 ``34 h`` per token and layer for a 4h GeLU MLP, attention scores left out as SDPA does not store
 them), adapted to a SwiGLU MLP of width f: ``2 * (9 h + 4 f)`` (attention ~18h bytes: norm input,
 q/k/v, attention output, o_proj input; MLP: norm input, gate and up outputs, activation, product).
-With activation checkpointing only each layer's input is kept (4h bytes: the fp32 residual
-stream under autocast) plus one layer's full set while it is recomputed. The logits add
-``10 V`` (16-bit logits, fp32 log-softmax and its gradient).
+The logits add ``10 V`` (16-bit logits, fp32 log-softmax and its gradient).
 
-``auto_micro_batch_tokens`` turns this into a token cap that uses half the free memory (the rest
-is headroom for the allocator, the optimizer's temporaries and the estimate's error); the trainer
-halves its micro-batches and retries when a CUDA out-of-memory still happens (``trainer/learner.py``).
+``auto_micro_batch_tokens`` turns this into a token cap that uses ``training.memory_fraction`` (half)
+of the free memory for activations kept whole (the rest is headroom for the allocator, the
+optimizer's temporaries and the estimate's error). The cap does not grow with activation
+checkpointing: checkpointing keeps each layer's input only (4h bytes a token), so it lowers the
+peak at the same micro-batches instead of being spent on larger ones. The trainer halves its
+micro-batches and retries when a CUDA out-of-memory still happens (``trainer/learner.py``).
 """
 
 from __future__ import annotations
@@ -29,24 +30,20 @@ from spectrum_rl.trainer.sharding import agree_counts, local_numel
 MIN_TOKENS, MAX_TOKENS = 256, 65536
 
 
-def activation_bytes_per_token(model_config, checkpointing: bool) -> float:
-    """Estimated bytes of saved activations per token of a training forward (see module docstring)."""
+def activation_bytes_per_token(model_config) -> float:
+    """Estimated bytes of activations a training forward keeps per token, without checkpointing
+    (see module docstring)."""
     h = model_config.hidden_size
     f = getattr(model_config, "intermediate_size", None) or 4 * h
-    layers = model_config.num_hidden_layers
-    full_layer = 2 * (9 * h + 4 * f)
-    per_layer = layers * 4 * h + full_layer if checkpointing else layers * full_layer
-    return per_layer + 10 * model_config.vocab_size
+    return model_config.num_hidden_layers * 2 * (9 * h + 4 * f) + 10 * model_config.vocab_size
 
 
-def auto_micro_batch_tokens(
-    free_bytes: int, model_config, checkpointing: bool, reserve_bytes: int = 0, fraction: float = 0.5
-) -> int:
-    """Padded tokens per micro-batch that fit in ``fraction`` of ``free_bytes - reserve_bytes``
-    (``reserve_bytes``: memory about to be taken, e.g. AdamW's state before its first step),
-    clamped to [MIN_TOKENS, MAX_TOKENS]."""
+def auto_micro_batch_tokens(free_bytes: int, model_config, reserve_bytes: int = 0, fraction: float = 0.5) -> int:
+    """Padded tokens per micro-batch whose activations fit in ``fraction`` of ``free_bytes -
+    reserve_bytes`` (``reserve_bytes``: memory about to be taken, e.g. AdamW's state before its
+    first step), clamped to [MIN_TOKENS, MAX_TOKENS]."""
     usable = fraction * max(free_bytes - reserve_bytes, 0)
-    tokens = int(usable // activation_bytes_per_token(model_config, checkpointing))
+    tokens = int(usable // activation_bytes_per_token(model_config))
     return max(MIN_TOKENS, min(MAX_TOKENS, tokens))
 
 
@@ -56,9 +53,10 @@ class MicroBatchBudget:
     step: 1024 on CPU, where it keeps peak memory low; on a GPU the cap that fits in half the free
     memory). Both caps are kept for later steps and halved after each CUDA out-of-memory."""
 
-    def __init__(self, state: TrainState, rows: int, tokens: int | str | None) -> None:
+    def __init__(self, state: TrainState, rows: int, tokens: int | str | None, memory_fraction: float = 0.5) -> None:
         self.state = state
         self._asked = (rows, tokens)
+        self.memory_fraction = memory_fraction
         self.limits: tuple[int, int | None] | None = None  # (rows, padded tokens), once resolved
 
     def _resolve(self) -> tuple[int, int | None]:
@@ -69,7 +67,7 @@ class MicroBatchBudget:
                 free, _ = torch.cuda.mem_get_info(st.device)
                 trainable = [p for p in st.model.parameters() if p.requires_grad]
                 reserve = 0 if st.optimizer.state else 8 * local_numel(trainable)  # AdamW's, not yet taken
-                budget = auto_micro_batch_tokens(free, st.policy.config, st.activation_checkpointing, reserve)
+                budget = auto_micro_batch_tokens(free, st.policy.config, reserve, self.memory_fraction)
             elif budget == "auto":
                 budget = 1024
             self.limits = (rows, budget)
@@ -79,8 +77,9 @@ class MicroBatchBudget:
         """(micro-batch, is_rl) pairs under the current caps: RL rows first, then SFT rows."""
         size, budget = self._resolve()
         pad = self.state.tokenizer.pad_token_id
-        batches = [(mb, True) for mb in micro_batches(rl_rows, size, pad, budget)]
-        batches += [(mb, False) for mb in micro_batches(sft_rows, size, pad, budget)]
+        once = self.state.prompts_once  # the tokens the forward will process, as the cap counts them
+        batches = [(mb, True) for mb in micro_batches(rl_rows, size, pad, budget, prompts_once=once)]
+        batches += [(mb, False) for mb in micro_batches(sft_rows, size, pad, budget, prompts_once=once)]
         if self.state.sharded and self.state.acc.num_processes > 1:
             batches = self._pad(batches)
         return batches

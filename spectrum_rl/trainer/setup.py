@@ -25,6 +25,7 @@ from spectrum_rl.config.load import check_sharding
 from spectrum_rl.cpu.onednn import onednn_linear
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.models import load_causal_lm
+from spectrum_rl.trainer import shared_prefix
 from spectrum_rl.trainer.alignment import GradientSketch
 from spectrum_rl.trainer.sharding import ensure_process_group, gathered, shard
 
@@ -61,9 +62,16 @@ class TrainState:
 
     @property
     def share_prefix(self) -> bool:
-        """Shared-prompt forwards (loss.completion_logits) need a KV cache, which activation
-        checkpointing turns off; sharded, a forward is a collective and must not vary in count."""
-        return not self.activation_checkpointing and not self.sharded
+        """Whether each distinct prompt goes through the training forward once (loss.completion_logits);
+        not sharded, where a forward is a collective and must not vary in count."""
+        return not self.sharded
+
+    @property
+    def prompts_once(self) -> bool:
+        """Whether the training forward processes U * P + B * T tokens (prompts once) rather than
+        B * (P + T): with a shared prefix, unless checkpointing rules out the model's own KV cache and
+        the model is not one ``trainer/shared_prefix.py`` runs itself."""
+        return self.share_prefix and (not self.activation_checkpointing or shared_prefix.supports(self.model, 0))
 
     def kernels(self) -> contextlib.AbstractContextManager:
         """A block with fp32 CPU linear layers on oneDNN (``training.onednn_linear``; cpu/onednn.py)."""
