@@ -146,3 +146,15 @@ def test_static_decoders_run_under_bf16_autocast_and_sample_as_the_models_own_ca
     if graphs:
         (key,) = [k for k in _BUCKETS[unwrap_model(model)] if k[2] == torch.bfloat16]
         assert _BUCKETS[unwrap_model(model)][key].k[0].dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("ending", [3, 128, 259], ids=["late", "mixed", "at_once"])
+def test_a_lagged_stop_check_gives_the_same_rollouts(ending):
+    """On a GPU the decode loop reads "has every row ended?" a token late, so that the host never
+    waits for the device inside the loop; the extra column is cut off: the same tokens, log-probs
+    and lengths as the check at once (rows end at various steps through single-token stops)."""
+    model = ARCHITECTURES["llama"]()
+    stop = [[token] for token in range(ending)]
+    now, late = (rollout(model, 1.0, static_cache=True, stop=stop, lagged_stop=lag) for lag in (False, True))
+    same(late, now, bitwise=True)
+    assert now.completion_ids.shape == late.completion_ids.shape

@@ -157,7 +157,7 @@ def rl_token_loss(
     luffy_gamma: float = 0.1,
 ) -> RLTerms:
     """Per-token loss of ``loss`` (+ beta * KL). advantages: [B]; mask: [B, T]; luffy: [B] bool
-    marks expert rows."""
+    marks expert rows (None: there are none; the caller knows without asking the device)."""
     adv = advantages.unsqueeze(1)  # [B, 1]
     log_weight = logp - old_logp  # [B, T]
     if level == "sequence":
@@ -166,7 +166,7 @@ def rl_token_loss(
     terms = loss.surrogate(torch.exp(log_weight), logp, adv)
     shape = logp.shape
     per_token = terms.per_token.expand(shape)
-    if luffy is not None and luffy.any():
+    if luffy is not None:
         pi = logp.exp()
         per_token = torch.where(luffy.unsqueeze(1), -(pi / (pi + luffy_gamma)) * adv, per_token)
     kl = None

@@ -162,7 +162,8 @@ class ExperienceMaker:
                 static_cache=cfg.static_cache,
                 graphs=False if st.sharded else cfg.decode_graphs,  # gathered weights move between rollouts
             )
-        completions = [ids[m.bool()].tolist() for ids, m in zip(ro.completion_ids, ro.completion_mask)]
+        lengths = ro.completion_mask.sum(1).tolist()  # a completion's tokens are a prefix of its row
+        completions = [ids[:n] for ids, n in zip(ro.completion_ids.tolist(), lengths)]
         texts = st.tokenizer.batch_decode(completions, skip_special_tokens=True)
         exp.timings["rollout"] = time.perf_counter() - t0
         if ro.capture_seconds:  # a new CUDA graph shape: paid once, logged that step
@@ -208,20 +209,29 @@ class ExperienceMaker:
         return rewards, valid, group_texts, group_ids
 
     def _group_statistics(self, local, r, v, adv, zero_var, ro: Rollouts, exp: Experience) -> None:
+        """Per-group statistics, computed for all groups at once (r, v, adv: [n, G(+1)])."""
         G, stats = self.cfg.group_size, exp.stats
-        for i, (domain, _) in enumerate(local):
-            std = float(r[i][v[i]].std()) if int(v[i].sum()) > 1 else 0.0
-            stats.add("reward_std", std)
-            stats.add("frac_reward_zero_std", float(zero_var[i]))
-            sampled = r[i][:G][v[i][:G]]  # RL is blind to a prompt whose rollouts all score 0 (HPT's switch)
-            blind = sampled.numel() > 0 and float(sampled.max()) <= 0 and float(sampled.min()) == float(sampled.max())
-            exp.signals.add(
-                domain,
-                advantage_abs=float(adv[i][v[i]].abs().sum()),
-                samples=float(v[i].sum()),
-                groups=1.0,
-                blind_groups=float(blind),
-            )
+        r = torch.where(v, r, torch.zeros_like(r))
+        count = v.float().sum(1)
+        mean = r.sum(1) / count.clamp(min=1)
+        spread = torch.where(v, r - mean[:, None], torch.zeros_like(r))
+        std = ((spread**2).sum(1) / (count - 1).clamp(min=1)).sqrt()  # as torch.std
+        std = torch.where(count > 1, std, torch.zeros_like(std))
+        sampled = v[:, :G]  # RL is blind to a prompt whose rollouts all score 0 (HPT's switch)
+        high = torch.where(sampled, r[:, :G], torch.full_like(r[:, :G], -torch.inf)).amax(1)
+        low = torch.where(sampled, r[:, :G], torch.full_like(r[:, :G], torch.inf)).amin(1)
+        blind = sampled.any(1) & (high <= 0) & (low == high)
+        columns = zip(
+            std.tolist(),
+            zero_var.float().tolist(),
+            torch.where(v, adv.abs(), torch.zeros_like(adv)).sum(1).tolist(),
+            count.tolist(),
+            blind.tolist(),
+        )
+        for (domain, _), (s, zero, adv_abs, n, is_blind) in zip(local, columns):
+            stats.add("reward_std", s)
+            stats.add("frac_reward_zero_std", zero)
+            exp.signals.add(domain, advantage_abs=adv_abs, samples=n, groups=1.0, blind_groups=float(is_blind))
         finished = ro.finished.float()
         lengths = ro.completion_mask.sum(1).float()
         stats.add("completions/mean_length", float(lengths.sum()), len(lengths))
@@ -236,9 +246,9 @@ class ExperienceMaker:
         mask = ro.completion_mask.float()
         ent = ro.entropy * mask
         stats.add("entropy", float(ent.sum()), float(mask.sum()))
-        for i, (domain, _) in enumerate(local):
-            rows = slice(i * G, (i + 1) * G)
-            exp.signals.add(domain, entropy=float(ent[rows].sum()), entropy_tokens=float(mask[rows].sum()))
+        per_group = zip(ent.sum(1).view(-1, G).sum(1).tolist(), mask.sum(1).view(-1, G).sum(1).tolist())
+        for (domain, _), (total, tokens) in zip(local, per_group):
+            exp.signals.add(domain, entropy=total, entropy_tokens=tokens)
         for j, text in enumerate(texts):
             if not any(p.search(text) for p in self.token_patterns.values()):  # cheap check first
                 continue

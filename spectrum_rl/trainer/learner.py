@@ -24,7 +24,7 @@ from spectrum_rl.trainer.batch import MicroBatch, Row
 from spectrum_rl.trainer.distributed import sum_over_processes
 from spectrum_rl.trainer.loss import sft_token_loss, token_logprobs
 from spectrum_rl.trainer.memory import MicroBatchBudget
-from spectrum_rl.trainer.metrics import Sums
+from spectrum_rl.trainer.metrics import DeviceSums, Sums
 from spectrum_rl.trainer.setup import TrainState
 from spectrum_rl.trainer.sharding import clip_grad_norm
 
@@ -116,8 +116,10 @@ class Learner:
         st.optimizer.zero_grad(set_to_none=True)
 
     def _pass(self, batches, old_logps, rl_den: float, sft_den: float, stats: Sums | None, layer_scales, sketches):
-        """One pass of forward/backward over the micro-batches, gradients accumulated."""
+        """One pass of forward/backward over the micro-batches, gradients accumulated; its statistics
+        stay on the device until the pass ends (one transfer, not one wait per micro-batch)."""
         st = self.state
+        pending = DeviceSums() if stats is not None else None
         with st.kernels():  # one block per optimizer pass: the weights change after it
             for b, (mb, is_rl) in enumerate(batches):
                 last = b == len(batches) - 1
@@ -127,10 +129,12 @@ class Learner:
                 sync = contextlib.nullcontext() if last or st.sharded else st.acc.no_sync(st.model)
                 with sync, st.acc.autocast():
                     old = old_logps[b] if old_logps is not None and is_rl else None
-                    loss = self.micro_loss(mb, is_rl, rl_den if is_rl else sft_den, old, stats, sketches)
+                    loss = self.micro_loss(mb, is_rl, rl_den if is_rl else sft_den, old, pending, sketches)
                 st.acc.backward(loss)
             if not batches:  # nothing here, but the other processes all-reduce gradients
                 st.acc.backward(sum(p.sum() * 0.0 for p in st.model.parameters() if p.requires_grad))
+        if stats is not None:
+            stats.merge(pending.to_sums())
 
     @torch.no_grad()
     def _old_logps(self, batches: list[MicroBatch]) -> list[torch.Tensor] | None:
@@ -150,13 +154,15 @@ class Learner:
         is_rl: bool,
         denominator: float,
         old_logp: torch.Tensor | None,
-        stats: Sums | None,
+        stats: DeviceSums | None,
         sketches: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """This micro-batch's share of the step loss (RL rows or SFT rows); records into ``stats``
         and, on the first pass, each domain's gradient sketch into ``sketches``."""
         cfg, st = self.cfg, self.state
+        luffy = mb.luffy if bool(mb.luffy.any()) else None  # asked of the host copy: no wait on the device
         mb = mb.to(st.device)
+        luffy = None if luffy is None else mb.luffy
         mask, weight = mb.completion_mask, mb.weight
         temperature = cfg.temperature if is_rl else 1.0
         logp = token_logprobs(
@@ -165,8 +171,8 @@ class Learner:
         if not is_rl:
             loss = aggregate(sft_token_loss(logp, phi=cfg.sft.phi), mask, "token_mean", denominator, weight)
             if stats is not None:
-                stats.add("loss/sft", float(loss.detach()), 0)
-                stats.add("sft/nll", float((-logp.detach() * mask).sum()), float(mask.sum()))
+                stats.add("loss/sft", loss, 0)
+                stats.add("sft/nll", (-logp.detach() * mask).sum(), mask.sum())
             return loss
         ref = None
         if cfg.beta > 0:
@@ -183,7 +189,7 @@ class Learner:
             beta=cfg.beta,
             ref_logp=ref,
             kl_estimator=cfg.kl_estimator,
-            luffy=mb.luffy,
+            luffy=luffy,
             luffy_gamma=cfg.sft.luffy_gamma,
         )
         loss = aggregate(terms.per_token, mask, self.loss.aggregation, denominator, weight)
@@ -191,13 +197,13 @@ class Learner:
             self._sketch_domains(terms.per_token, mask, mb.domains, sketches)
         if stats is not None:
             m = mask.float()
-            n_tok = float(m.sum())
-            stats.add("loss/rl", float(loss.detach()), 0)
-            stats.add("clip_ratio/low_mean", float((terms.clipped_low * m).sum()), n_tok)
-            stats.add("clip_ratio/high_mean", float((terms.clipped_high * m).sum()), n_tok)
-            stats.add("clip_ratio/region_mean", float(((terms.clipped_low | terms.clipped_high) * m).sum()), n_tok)
+            n_tok = m.sum()
+            stats.add("loss/rl", loss, 0)
+            stats.add("clip_ratio/low_mean", (terms.clipped_low * m).sum(), n_tok)
+            stats.add("clip_ratio/high_mean", (terms.clipped_high * m).sum(), n_tok)
+            stats.add("clip_ratio/region_mean", ((terms.clipped_low | terms.clipped_high) * m).sum(), n_tok)
             if terms.kl is not None:
-                stats.add("kl", float((terms.kl.detach() * m).sum()), n_tok)
+                stats.add("kl", (terms.kl.detach() * m).sum(), n_tok)
         return loss
 
     def _sketch_domains(

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from spectrum_rl.scheduler.step import DomainSignals, StepPlan, StepSignals
 
 
@@ -28,6 +30,30 @@ class Sums:
         """Add every entry of ``other`` (a stage's statistics) into these."""
         for name, (total, count) in other.values.items():
             self.add(name, total, count)
+
+
+class DeviceSums:
+    """Like ``Sums``, for values still on the device: adding one does not wait for it (a ``float()``
+    of a GPU tensor drains the launch queue); ``to_sums`` reads them all in one transfer."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[torch.Tensor | float]] = {}
+
+    def add(self, name: str, total: torch.Tensor, count: torch.Tensor | float = 1.0) -> None:
+        slot = self.values.setdefault(name, [0.0, 0.0])
+        slot[0] = slot[0] + total.detach().float()
+        slot[1] = slot[1] + (count.detach().float() if isinstance(count, torch.Tensor) else count)
+
+    def to_sums(self) -> Sums:
+        out = Sums()
+        if not self.values:
+            return out
+        device = next(v for pair in self.values.values() for v in pair if isinstance(v, torch.Tensor)).device
+        flat = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device) for pair in self.values.values()
+                            for v in pair]).tolist()  # fmt: skip
+        for i, name in enumerate(self.values):
+            out.add(name, flat[2 * i], flat[2 * i + 1])
+        return out
 
 
 # per domain: reward sum, rollouts scored, |advantage| sum, valid samples, entropy sum, entropy

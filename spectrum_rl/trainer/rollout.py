@@ -80,6 +80,39 @@ def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
 
 
+class _AllEnded:
+    """Whether every row has ended, as the decode loop asks after each token. On a GPU, reading a
+    device value waits for everything queued before it: asked each token, the host would drain the
+    launch queue every step. So there the loop reads the previous token's answer, copied to pinned
+    host memory without waiting (``lagged``): it decodes at most one token past the end, a column
+    of padding that ``sample`` cuts off. On a CPU the value is there at once (not lagged)."""
+
+    def __init__(self, device: torch.device, lagged: bool | None = None) -> None:
+        self.lagged = device.type == "cuda" if lagged is None else lagged
+        self.cuda = device.type == "cuda"
+        self.pending: torch.Tensor | None = None
+        if self.cuda and self.lagged:
+            self.flag = torch.zeros((), dtype=torch.bool, pin_memory=True)
+            self.copied = torch.cuda.Event()
+
+    def __call__(self, done: torch.Tensor) -> bool:
+        if not self.lagged:
+            return bool(done.all())
+        previous = self.pending is not None and self._read()
+        if self.cuda:
+            self.flag.copy_(done.all(), non_blocking=True)
+            self.copied.record()
+            self.pending = self.flag
+        else:
+            self.pending = done.all()
+        return previous
+
+    def _read(self) -> bool:
+        if self.cuda:
+            self.copied.synchronize()  # the copy queued a token ago: the work queued since keeps running
+        return bool(self.pending)
+
+
 @torch.no_grad()
 def sample(
     model,
@@ -94,9 +127,11 @@ def sample(
     generator: torch.Generator | None = None,
     static_cache: bool | str = "auto",
     graphs: bool | str = "auto",
+    lagged_stop: bool | None = None,
 ) -> Rollouts:
     """Sample one completion per prompt (token lists). ``temperature == 0`` is greedy;
-    ``static_cache`` and ``graphs`` pick the decoder (``decoder.make_decoder``)."""
+    ``static_cache`` and ``graphs`` pick the decoder (``decoder.make_decoder``); ``lagged_stop``:
+    read whether every row has ended a token late (``_AllEnded``; None: on a GPU)."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)
     n = prompt_mask.shape[0]
@@ -110,6 +145,7 @@ def sample(
     done = torch.zeros(n, dtype=torch.bool, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     stop_tensors = [torch.tensor(s, device=device) for s in stop if len(s)]
+    all_ended = _AllEnded(device, lagged_stop)
     for t in range(max_new_tokens):
         logits = logits.float()
         if temperature > 0:
@@ -135,19 +171,20 @@ def sample(
                     ended |= (recent[:, -len(s) :] == s).all(1)
         finished |= ended & ~done
         done |= ended
-        if done.all() or t == max_new_tokens - 1:
+        if all_ended(done) or t == max_new_tokens - 1:
             break
         logits = decoder.step(tok, next_pos)
         next_pos = next_pos + 1
-    completion_ids = torch.stack(tokens, 1)  # [N, T]
-    completion_mask = torch.stack(valid, 1).long()  # [N, T]
+    completion_mask = torch.stack(valid, 1).cpu()  # [N, T]
+    # a lagged stop decodes one column past the end: all padding, cut off
+    width = int(completion_mask.any(0).nonzero().max()) + 1 if completion_mask.any() else 1
     return Rollouts(
         prompt_ids,
         prompt_mask,
-        completion_ids.cpu(),
-        completion_mask.cpu(),
-        torch.stack(logps, 1).cpu(),
-        torch.stack(entropies, 1).cpu(),
+        torch.stack(tokens, 1).cpu()[:, :width],
+        completion_mask[:, :width].long(),
+        torch.stack(logps, 1).cpu()[:, :width],
+        torch.stack(entropies, 1).cpu()[:, :width],
         finished.cpu(),
         decoder.capture_seconds,
     )
