@@ -184,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_gates(args: argparse.Namespace) -> int:
-    from spectrum_rl.analysis.gates import gate_lines, measure_gates
+    from spectrum_rl.study.gates import gate_lines, measure_gates
 
     config, _, base_dir = _load(args)
     _prepare_models(config)
@@ -255,7 +255,9 @@ def _print_claims(summary: dict) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from spectrum_rl.analysis.study import StudySpec, reanalyze, run_study
+    from spectrum_rl.study.arms import StudySpec
+    from spectrum_rl.study.runner import run_study
+    from spectrum_rl.study.summary import reanalyze
 
     if (args.reanalyze is None) == (args.config is None):
         raise SpectrumError("study: give a config to run a study, or --reanalyze DIR to re-analyse one (not both)")

@@ -14,7 +14,7 @@ from typing import Any
 from spectrum_rl.config import AUTO_EXPERT, Config, DomainConfig
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards import HybridReward, build_hybrid
-from spectrum_rl.scheduler.blend import mu_rule
+from spectrum_rl.scheduler.mu import mu_schedule
 from spectrum_rl.scheduler.plan import Planner, load_transfer
 from spectrum_rl.scheduler.step import StepPlan
 from spectrum_rl.tasks.base import Example, RowDict, SourceContext, TaskSource
@@ -115,8 +115,9 @@ def draw_for_plan(
 ) -> list[tuple[str, Example]]:
     """``n`` (domain, example) pairs of domain ``name`` as ``plan`` asks: at difficulty levels drawn
     from its level shares, or by its per-prompt weights, else uniformly."""
-    levels = rng.choices(*zip(*plan.levels[name].items()), k=n) if name in plan.levels else None
-    return [(name, ex) for ex in domains[name].sample(n, rng, plan.prompt_weights.get(name), levels)]
+    part = plan.domains[name]
+    levels = rng.choices(*zip(*part.levels.items()), k=n) if part.levels else None
+    return [(name, ex) for ex in domains[name].sample(n, rng, part.prompt_weights, levels)]
 
 
 def _text(value: Any) -> str | None:
@@ -167,12 +168,12 @@ def build_domains(config: Config, base_dir: Path) -> list[Domain]:
         except ConfigError as err:
             raise err.under(f"tasks[{i}].") from None
         schedule = config.training.sft.schedule_of(domain.name)
-        if domain.expert_field is None and mu_rule(schedule).max_mu() > 0:
+        if domain.expert_field is None and mu_schedule(schedule).max_mu() > 0:
             raise ConfigError(
                 f"domain '{domain.name}' has no expert demonstrations, but its mu schedule "
-                f"'{schedule.schedule}' trains on them; set expert_field to the row field that holds them "
+                f"'{schedule.type}' trains on them; set expert_field to the row field that holds them "
                 "(expert_field: answer to imitate the reference answers), or give the domain an RL-only "
-                f"schedule (training.sft.per_domain.{domain.name}: {{schedule: rl_only}})",
+                f"schedule (training.sft.per_domain.{domain.name}: rl_only)",
                 field=f"tasks[{i}].expert_field",
             )
         domains.append(domain)

@@ -1,16 +1,18 @@
 """Named extension points: scheduler policies, mu schedules, reward components, task sources and
 built-in generators.
 
-A registry maps a config name (``scheduler.policy: adaptive``) to what implements it.
+A registry maps a config name (``scheduler.policy: {type: adaptive}``) to what implements it.
 Implementations register themselves where they are defined::
 
     @POLICIES.register("joint")
     class Joint(Policy): ...
 
 Each registry lives beside its base class, in the lowest layer that reads it: ``POLICIES``
-(scheduler/policies.py), ``MU_SCHEDULES`` (scheduler/blend.py), ``REWARDS`` (rewards/base.py),
-``SOURCES`` (tasks/base.py), ``GENERATORS`` (tasks/builtin.py). Loss types and advantage
-estimators register the same way, beside the code that computes them.
+(scheduler/policies/), ``MU_SCHEDULES`` (scheduler/mu.py), ``LOSSES`` (objectives/losses.py),
+``ADVANTAGES`` (objectives/advantages.py), ``REWARDS`` (rewards/base.py), ``SOURCES``
+(tasks/base.py), ``GENERATORS`` (tasks/builtin.py). Every registered class declares its own
+parameters beside it (a pydantic model: the class itself for rewards and sources, its ``Params``
+for the others), chosen in a config by ``type``.
 
 The config validates a name against the registry at load time (so a class registered by a test or
 a plugin is a valid name too), and an unknown name gets one error that lists the valid ones.
@@ -89,25 +91,34 @@ def _unknown_name(message: str) -> PydanticCustomError:
 
 class Registered(Generic[M]):
     """Pydantic metadata for a config entry chosen by its ``type``: ``Annotated[Base,
-    Registered(REGISTRY)]`` validates a mapping as the class ``REGISTRY`` holds under its ``type``.
+    Registered(REGISTRY)]`` validates a mapping as the model of the entry ``REGISTRY`` holds under
+    its ``type``: the entry itself when it is a model (reward components, sources), else its
+    ``Params`` (policies, mu schedules, losses, advantage estimators: each declares its own
+    parameters beside its code). With ``shorthand`` a bare name stands for ``{type: name}``.
 
     The class is looked up when a config is validated, not when the schema is built (as a
     discriminated union would), so a class registered later, by a test or a plugin, is valid."""
 
-    def __init__(self, registry: Registry[type[M]]) -> None:
+    def __init__(self, registry: Registry, shorthand: bool = False, formerly: str | None = None) -> None:
         self.registry = registry
+        self.shorthand = shorthand
+        self.formerly = formerly  # the key that named the entry before `type` did
 
     def model_for(self, value: object) -> type[M] | None:
-        """The registered class that ``value["type"]`` names, or None."""
+        """The model of the registered entry that ``value["type"]`` names, or None."""
         name = value.get("type") if isinstance(value, dict) else None
-        return self.registry.get(name) if name in self.registry else None
+        return params_model(self.registry.get(name)) if name in self.registry else None
 
     def __get_pydantic_core_schema__(self, source: type[M], handler: GetCoreSchemaHandler) -> CoreSchema:
         def validate(value: Any) -> M:
             if isinstance(value, source):
                 return value
+            if self.shorthand and isinstance(value, str):
+                value = {"type": value}
             if not isinstance(value, dict):
                 raise PydanticKnownError("dict_type")
+            if self.formerly is not None and "type" not in value:
+                renamed(value, self.formerly, f"write type: {value.get(self.formerly)}")
             model = self.model_for(value)
             if model is None:
                 message = (
@@ -124,9 +135,21 @@ class Registered(Generic[M]):
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         """One alternative per registered name, told apart by the constant ``type``."""
-        return {
-            "oneOf": [
-                {"allOf": [handler(model.__pydantic_core_schema__)], "properties": {"type": {"const": name}}}
-                for name, model in self.registry.items()
-            ]
-        }
+        alternatives = []
+        for name, entry in self.registry.items():
+            schema = handler(params_model(entry).__pydantic_core_schema__)
+            alternatives.append({"allOf": [schema], "properties": {"type": {"const": name}}})
+        return {"oneOf": alternatives}
+
+
+def params_model(entry: Any) -> type[BaseModel]:
+    """The model that validates an entry's config: the entry when it is one, else its ``Params``."""
+    return entry if isinstance(entry, type) and issubclass(entry, BaseModel) else entry.Params
+
+
+def renamed(data: Any, old: str, new: str) -> None:
+    """A located config error when ``data`` (a section's raw mapping) still uses the key ``old``,
+    saying how it is spelled now (``new``)."""
+    if isinstance(data, dict) and old in data:
+        error = {"type": _unknown_name(f"'{old}' is gone: {new}"), "loc": (old,), "input": data[old]}
+        raise ValidationError.from_exception_data("renamed", [error])

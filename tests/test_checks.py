@@ -1,5 +1,5 @@
-"""The trusted judge (spectrum_rl.rewards.checks) on its own: how tests are split, and how plain
-values from the sandbox are judged. No sandbox runs here: replies are written by hand, as hostile
+"""The trusted judge (spectrum_rl.rewards.splitting and .judgement) on its own: how tests are split,
+and how plain values from the sandbox are judged. No sandbox runs here: replies are written by hand, as hostile
 code could write them."""
 
 from __future__ import annotations
@@ -12,24 +12,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spectrum_rl.rewards import checks
 from spectrum_rl.rewards._sandbox_runner import encode
+from spectrum_rl.rewards.judgement import holds, same_output
+from spectrum_rl.rewards.splitting import split_test
+from spectrum_rl.rewards.values import decode
 
 
 def judged(test: str, *values: object) -> tuple[bool, str]:
     """Judge a one-assert test whose eval steps return ``values`` (exec steps succeed)."""
-    plan = checks.plan(test)
-    assert not plan.unverifiable, plan.unverifiable
+    split = split_test(test)
+    assert not split.unverifiable, split.unverifiable
     supplied = iter(values)
-    replies = [None if kind == "exec" else {"v": encode(next(supplied), [10**6])} for kind, _ in plan.steps]
-    results = [checks.holds(a, replies) for a in plan.asserts]
+    replies = [None if kind == "exec" else {"v": encode(next(supplied), [10**6])} for kind, _ in split.steps]
+    results = [holds(a, replies) for a in split.asserts]
     return all(ok for ok, _ in results), "; ".join(why for _, why in results)
 
 
 def steps(test: str) -> list[tuple[str, str]]:
-    plan = checks.plan(test)
-    assert not plan.unverifiable, plan.unverifiable
-    return list(plan.steps)
+    split = split_test(test)
+    assert not split.unverifiable, split.unverifiable
+    return list(split.steps)
 
 
 def test_the_sandbox_gets_the_call_and_never_the_expected_value():
@@ -84,10 +86,10 @@ def test_loops_comprehensions_and_check_functions_are_unrolled():
 
 
 def test_a_hole_error_counts_only_where_python_would_reach_it():
-    plan = checks.plan("assert f(1) is None or f(2) == 3")
+    split = split_test("assert f(1) is None or f(2) == 3")
     replies = [{"v": None}, {"e": "ZeroDivisionError: division by zero"}]
-    assert checks.holds(plan.asserts[0], replies) == (True, "")
-    assert checks.holds(plan.asserts[0], [{"v": 1}, replies[1]]) == (False, "ZeroDivisionError: division by zero")
+    assert holds(split.asserts[0], replies) == (True, "")
+    assert holds(split.asserts[0], [{"v": 1}, replies[1]]) == (False, "ZeroDivisionError: division by zero")
 
 
 @pytest.mark.parametrize(
@@ -105,7 +107,7 @@ def test_a_hole_error_counts_only_where_python_would_reach_it():
     ],
 )
 def test_tests_the_judge_cannot_check_soundly_are_unverifiable(test, reason):
-    assert reason in checks.plan(test).unverifiable
+    assert reason in split_test(test).unverifiable
 
 
 @pytest.mark.parametrize(
@@ -131,14 +133,14 @@ def test_hostile_values_cannot_make_the_judge_slow(test):
 
 def test_decoding_accepts_only_plain_data():
     value = {"list": [1, {"tuple": [2.5, "x"]}, {"set": [{"frozenset": [1]}]}, {"dict": [[{"tuple": []}, None]]}]}
-    assert checks.decode(value) == [1, (2.5, "x"), {frozenset({1})}, {(): None}]
-    assert checks.decode({"bytes": "6869"}) == b"hi" and checks.decode({"complex": [1, 2]}) == 1 + 2j
+    assert decode(value) == [1, (2.5, "x"), {frozenset({1})}, {(): None}]
+    assert decode({"bytes": "6869"}) == b"hi" and decode({"complex": [1, 2]}) == 1 + 2j
     deep: object = 0
     for _ in range(300):
         deep = {"list": [deep]}
     for bad in ({"object": "x"}, {"set": [{"list": []}]}, {"dict": [[{"list": []}, 1]]}, {"a": 1, "b": 2}, deep):
         with pytest.raises(ValueError):
-            checks.decode(bad)
+            decode(bad)
 
 
 class _Hostile:
@@ -181,17 +183,17 @@ def typed(value: object) -> object:
 
 @given(plain)
 def test_plain_values_survive_the_round_trip_with_their_types(value):
-    back = checks.decode(json.loads(json.dumps(encode(value, [10**6]))))
+    back = decode(json.loads(json.dumps(encode(value, [10**6]))))
     assert back == value and typed(back) == typed(value)
 
 
 def test_same_output_ignores_only_trailing_white_space():
-    assert checks.same_output("3  \n\n\n", "3")
-    assert checks.same_output("a\r\nb", "a\nb")
-    assert not checks.same_output(" 3", "3") and not checks.same_output("3\n\n4", "3\n4")
+    assert same_output("3  \n\n\n", "3")
+    assert same_output("a\r\nb", "a\nb")
+    assert not same_output(" 3", "3") and not same_output("3\n\n4", "3\n4")
 
 
-def test_plans_are_cached_and_judgements_name_their_holes():
-    assert checks.plan("assert f(1) == 2") is checks.plan("assert f(1) == 2")
-    (judgement,) = checks.plan("assert f(1) == 2").asserts
+def test_splits_are_cached_and_judgements_name_their_holes():
+    assert split_test("assert f(1) == 2") is split_test("assert f(1) == 2")
+    (judgement,) = split_test("assert f(1) == 2").asserts
     assert ast.unparse(judgement) == "\0hole0 == 2"

@@ -1,4 +1,4 @@
-"""The claim rules (analysis/claims.py) on synthetic study numbers: every branch of every rule,
+"""The claim rules (study/claims/) on synthetic study numbers: every branch of every rule,
 including ties, a single seed and two seeds. Pure dicts, no training."""
 
 from __future__ import annotations
@@ -9,20 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from spectrum_rl.analysis.claims import (
-    ALPHA,
-    EQUIVALENCE_MARGIN,
-    INCONCLUSIVE,
-    MIN_KAPPA,
-    NOT_SUPPORTED,
-    SUPPORTED,
-    judge_claims,
-    mean_within_spearman,
-    stratified_spearman_permutation_p,
-)
-from spectrum_rl.analysis.report import claims_markdown
 from spectrum_rl.analysis.stats import spearman, spearman_permutation_p, t_interval
-from spectrum_rl.analysis.study import compare_family
+from spectrum_rl.study.claims import judge_claims
+from spectrum_rl.study.claims.disruption import EQUIVALENCE_MARGIN
+from spectrum_rl.study.claims.plasticity import mean_within_spearman, stratified_spearman_permutation_p
+from spectrum_rl.study.claims.sparsity import MIN_KAPPA
+from spectrum_rl.study.claims.verdicts import ALPHA, INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from spectrum_rl.study.comparisons import compare_family
+from spectrum_rl.study.report import claims_markdown
 
 KINDS = {"s": "structured", "s2": "structured", "c": "creative", "c2": "creative"}
 PAIRS = [("chord_mu", "staged"), ("structured_first", "joint")]

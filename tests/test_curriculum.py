@@ -7,19 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from spectrum_rl.analysis.gates import gate_lines, measure_gates
-from spectrum_rl.analysis.study import (
-    StudySpec,
-    arm_overlay,
-    compare_family,
-    curriculum_verdict,
-    eval_auc,
-    family_pairs,
-    steps_to_reach,
-    study_base,
-)
 from spectrum_rl.bootstrap import RECIPES, _corpus_row, shortcut_answer
 from spectrum_rl.config import Config, load_config
+from spectrum_rl.study.arms import StudySpec, arm_overlay, study_base
+from spectrum_rl.study.comparisons import compare_family, eval_auc, family_pairs
+from spectrum_rl.study.curriculum import curriculum_verdict, steps_to_reach
+from spectrum_rl.study.gates import gate_lines, measure_gates
 from spectrum_rl.trainer.run import scheduler_table
 
 ROOT = Path(__file__).resolve().parents[1]

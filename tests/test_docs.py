@@ -36,18 +36,18 @@ RESULT_PAGES = [ROOT / "README.md", ROOT / "docs" / "study.md"]
 
 def test_study_numbers_in_the_docs_come_from_the_committed_summaries():
     """Every generated block (README.md, docs/study.md) equals what the committed summary.json
-    renders (`python -m spectrum_rl.analysis.docs_data README.md docs/study.md` rewrites them)."""
-    from spectrum_rl.analysis.docs_data import BLOCK, refresh
+    renders (`python -m spectrum_rl.study.docs_data README.md docs/study.md` rewrites them)."""
+    from spectrum_rl.study.docs_data import BLOCK, refresh
 
     for page in RESULT_PAGES:
         assert BLOCK.search(page.read_text()), f"{page.name} has no generated study block"
-        assert refresh(page, ROOT, check=True) == [], "stale: run python -m spectrum_rl.analysis.docs_data"
+        assert refresh(page, ROOT, check=True) == [], "stale: run python -m spectrum_rl.study.docs_data"
 
 
 def test_no_study_number_is_written_by_hand():
     """Outside the generated blocks, the results sections hold no score-like number (0.xx, +0.xx),
     so a number that could disagree with the data cannot be typed in."""
-    from spectrum_rl.analysis.docs_data import BLOCK
+    from spectrum_rl.study.docs_data import BLOCK
 
     for page in RESULT_PAGES:
         text = BLOCK.sub("", page.read_text())
@@ -60,7 +60,7 @@ def test_no_study_number_is_written_by_hand():
 
 
 def test_a_changed_number_makes_a_block_stale(tmp_path):
-    from spectrum_rl.analysis.docs_data import refresh
+    from spectrum_rl.study.docs_data import refresh
 
     summary = (ROOT / "docs" / "study" / "summary.json").read_text()
     (tmp_path / "summary.json").write_text(summary)
@@ -76,10 +76,10 @@ def test_a_changed_number_makes_a_block_stale(tmp_path):
 def test_scheduler_costs_in_the_docs_come_from_the_benchmarks():
     """docs/scheduler.md quotes the scheduler's cost only in a block generated from the latest run
     that benchmarks/README.md records (issue 27); no timing is typed by hand beside it."""
-    from spectrum_rl.analysis.docs_data import BLOCK, refresh
+    from spectrum_rl.study.docs_data import BLOCK, refresh
 
     page = ROOT / "docs" / "scheduler.md"
     assert "benchmarks/README.md#bench_scheduler.py latest" in page.read_text()
-    assert refresh(page, ROOT, check=True) == [], "stale: run python -m spectrum_rl.analysis.docs_data"
+    assert refresh(page, ROOT, check=True) == [], "stale: run python -m spectrum_rl.study.docs_data"
     stray = re.findall(r"\b\d+(?:\.\d+)?\s?ms\b|\d% of a", BLOCK.sub("", page.read_text()))
     assert not stray, f"docs/scheduler.md: timings typed outside the generated block: {stray}"

@@ -28,8 +28,9 @@ from safetensors.torch import load_file
 from spectrum_rl.cli import main
 from spectrum_rl.config import load_config
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.rewards.http import HttpSpec, RemoteError, score_list
+from spectrum_rl.rewards.http import HttpSpec, score_list
 from spectrum_rl.rewards.hybrid import HybridReward
+from spectrum_rl.rewards.remote import RemoteError
 from spectrum_rl.tasks.base import Example
 from spectrum_rl.trainer.checkpoint import read_jsonl
 from tests.test_reliability import train_until

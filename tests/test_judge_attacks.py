@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spectrum_rl.rewards import build_hybrid, cgroup, checks, values
+from spectrum_rl.rewards import build_hybrid, cgroup, judgement, splitting, values
 from spectrum_rl.rewards.code import extract_code, run_tests
 from spectrum_rl.rewards.text import extract_answer, last_number, normalize, printable
 from spectrum_rl.tasks.base import Example
@@ -73,10 +73,10 @@ def test_the_judge_refuses_more_nodes_than_the_runner_sends_and_runs_under_a_dea
         deep = {"list": [deep]}
     with pytest.raises(ValueError, match="nested"):
         values.decode(deep)
-    (judgement,) = checks.plan("assert sorted(f(1)) == [1]").asserts
+    (assertion,) = splitting.split_test("assert sorted(f(1)) == [1]").asserts
     big = {"v": {"list": list(range(199_000))}}
     with pytest.raises(values.JudgeTimeout):
-        checks.holds(judgement, [big], deadline=time.monotonic() - 1)
+        judgement.holds(assertion, [big], deadline=time.monotonic() - 1)
 
 
 @needs_sandbox

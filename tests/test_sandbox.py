@@ -1,4 +1,4 @@
-"""The code sandbox (rewards/sandbox.py), the trusted judge (rewards/checks.py) and `code_tests`.
+"""The code sandbox (rewards/sandbox.py), the trusted judge (rewards/splitting.py, judgement.py) and `code_tests`.
 
 Each attack the security audit (issue 22) tried, and each class that held before, is a regression
 test here: markers outside stay untouched, the score is 0, the trainer process lives. There is no

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from spectrum_rl.analysis.study import compare_family, family_pairs
 from spectrum_rl.cli import main
+from spectrum_rl.study.comparisons import compare_family, family_pairs
 from tests.conftest import ROOT
 
 VERDICTS = {"supported", "not supported", "inconclusive"}

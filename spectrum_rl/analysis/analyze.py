@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from spectrum_rl.analysis.phases import detect_all
-from spectrum_rl.analysis.report import PHASE_COLORS
+from spectrum_rl.analysis.phases import PHASE_COLORS, detect_all
 from spectrum_rl.analysis.runs import plasticity_probe, run_summary
 from spectrum_rl.analysis.sparsity import final_state, model_state, update_sparsity
 from spectrum_rl.config import load_config

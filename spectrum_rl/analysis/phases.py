@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 LossSeries = tuple[Sequence[int], Sequence[float]]
+# each phase's shade where a plot marks it (`analyze`'s held-out plot, the study report's curves)
+PHASE_COLORS = {"disruption": "#f4a6a6", "readaptation": "#a6d8f4", "overfitting": "#f4dca6"}
 
 
 @dataclass(frozen=True)

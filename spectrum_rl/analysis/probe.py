@@ -200,7 +200,7 @@ def recommend_order(config: Config, record: dict[str, Any]) -> dict[str, Any]:
         rationale[n] = why
     return {
         "order": result.order,
-        "phases": [{"domain": n, "steps": config.scheduler.phase_steps} for n in result.order],
+        "phases": [{"domain": n, "steps": getattr(config.scheduler.policy, "phase_steps", None)} for n in result.order],
         "transfer": _nested(T.round(4), names),
         "transfer_stderr": None if se is None else _nested(se.round(4), names),
         "transfer_used": _nested(used.round(4), names),

@@ -47,7 +47,7 @@ def plasticity_probe(
         t["after"] = []
     data["scheduler"] = {"policy": "joint"}
     data["training"].update(steps=steps, save_every=0)
-    data["training"]["sft"] = {"mu": {"schedule": "rl_only"}}
+    data["training"]["sft"] = {"mu": "rl_only"}
     data["eval"].update(every=max(1, steps // evals), kl_to_base=False)
     data["logging"].update(progress=False, trackers=[])
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,7 @@ from spectrum_rl.config.schema import (
     RunConfig,
     TrainingConfig,
 )
-from spectrum_rl.scheduler.blend import MuSchedule, SFTConfig
+from spectrum_rl.scheduler.blend import SFTConfig
 from spectrum_rl.scheduler.policies import SchedulerConfig
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "LoggingConfig",
     "LoraConfig",
     "ModelConfig",
-    "MuSchedule",
     "Override",
     "RunConfig",
     "SFTConfig",

@@ -191,14 +191,20 @@ def _read_mapping(path: Path, seen: tuple[Path, ...]) -> tuple[dict, yaml.Node |
 
 
 def merge_config(base: dict, over: dict) -> dict:
-    """``over`` laid over ``base`` (a new dict): mappings merge key by key, other values replace."""
+    """``over`` laid over ``base`` (a new dict): mappings merge key by key, other values replace. A
+    registered entry (a policy, mu schedule, loss, ...) given as another ``type``, or by its bare
+    name, replaces the one below: another type's parameters would not fit it."""
     out = copy.deepcopy(base)
     for key, value in over.items():
-        out[key] = (
-            merge_config(out[key], value)
-            if isinstance(value, dict) and isinstance(out.get(key), dict)
-            else copy.deepcopy(value)
-        )
+        below = out.get(key)
+        if (
+            isinstance(value, dict)
+            and isinstance(below, dict)
+            and value.get("type", below.get("type")) == below.get("type")
+        ):
+            out[key] = merge_config(below, value)
+        else:
+            out[key] = copy.deepcopy(value)
     return out
 
 
@@ -255,18 +261,23 @@ def check_cross_fields(config: Config) -> None:
             raise ConfigError(
                 f"unknown domain '{key}'{did_you_mean(key, names)}", field=f"training.sft.per_domain.{key}"
             )
-    for key in config.scheduler.weights or {}:
+    policy = config.scheduler.policy
+    for key in getattr(policy, "weights", None) or {}:
         if key not in first:
-            raise ConfigError(f"unknown domain '{key}'{did_you_mean(key, names)}", field=f"scheduler.weights.{key}")
-    order = config.scheduler.order or []
+            raise ConfigError(
+                f"unknown domain '{key}'{did_you_mean(key, names)}", field=f"scheduler.policy.weights.{key}"
+            )
+    order = getattr(policy, "order", None) or []
     for j, name in enumerate(order):
         if name not in first:
-            raise ConfigError(f"unknown domain '{name}'{did_you_mean(name, names)}", field=f"scheduler.order[{j}]")
+            raise ConfigError(
+                f"unknown domain '{name}'{did_you_mean(name, names)}", field=f"scheduler.policy.order[{j}]"
+            )
     if order and sorted(order) != sorted(names):
         raise ConfigError(
             f"must list every domain once; missing or repeated: "
             f"{', '.join(sorted(set(names) ^ set(order)) or sorted(n for n in order if order.count(n) > 1))}",
-            field="scheduler.order",
+            field="scheduler.policy.order",
         )
     position = {n: i for i, n in enumerate(order)}
     for task in config.tasks if order else []:
@@ -274,7 +285,7 @@ def check_cross_fields(config: Config) -> None:
             if position[dep] > position[task.name]:
                 raise ConfigError(
                     f"'{task.name}' comes before its prerequisite '{dep}'",
-                    field=f"scheduler.order[{position[task.name]}]",
+                    field=f"scheduler.policy.order[{position[task.name]}]",
                 )
     _check_reward_timeouts(config)
     if wants_sharding(config.training.sharding):
@@ -314,9 +325,9 @@ def check_sharding(config: Config) -> None:
             "decode_graphs: auto (off when sharded) or false",
             field="training.decode_graphs",
         )
-    if scheduler.alignment_every and POLICIES.get(scheduler.policy).uses_alignment:
+    if scheduler.alignment_every and POLICIES.get(scheduler.policy.type).uses_alignment:
         raise ConfigError(
-            f"the {scheduler.policy} policy's gradient alignment is not measured with sharded training (its "
+            f"the {scheduler.policy.type} policy's gradient alignment is not measured with sharded training (its "
             "per-domain gradients need whole parameters): set scheduler.alignment_every: 0",
             field="scheduler.alignment_every",
         )

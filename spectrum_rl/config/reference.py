@@ -1,5 +1,6 @@
 """The YAML reference (docs/reference.md; `spectrum-rl schema`), generated from the schema: one
-table per section with each field's default and meaning, then the registered names."""
+table per section with each field's default and meaning, then every registered name (policies,
+mu schedules, losses, advantage estimators, sources, rewards) with its own parameters."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from spectrum_rl.config.schema import (
 )
 from spectrum_rl.objectives.advantages import ADVANTAGES
 from spectrum_rl.objectives.losses import LOSSES
+from spectrum_rl.registry import params_model
 from spectrum_rl.rewards import REWARDS
 from spectrum_rl.rewards.base import RewardSpec
-from spectrum_rl.scheduler.blend import MU_SCHEDULES, MuSchedule, SFTConfig
+from spectrum_rl.scheduler.blend import SFTConfig
 from spectrum_rl.scheduler.difficulty import DifficultyConfig
+from spectrum_rl.scheduler.mu import MU_SCHEDULES
 from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig
 from spectrum_rl.scheduler.prompts import PromptSamplingConfig
 from spectrum_rl.schema import StrictModel
@@ -38,7 +41,6 @@ _SECTIONS: list[tuple[str, type[StrictModel]]] = [
     ("scheduler.prompt_sampling", PromptSamplingConfig),
     ("training", TrainingConfig),
     ("training.sft", SFTConfig),
-    ("training.sft.mu", MuSchedule),
     ("training.lora", LoraConfig),
     ("eval", EvalConfig),
     ("logging", LoggingConfig),
@@ -48,7 +50,6 @@ _COMMON_REWARD_FIELDS = ("type", "weight", "name", "on_error")
 _SUBSECTIONS = {
     DomainConfig: ("source", "reward", "eval"),
     TrainingConfig: ("sft", "lora"),
-    SFTConfig: ("mu",),
     SchedulerConfig: ("difficulty", "prompt_sampling"),
 }
 
@@ -63,14 +64,15 @@ def reference_markdown() -> str:
     for title, registry, skip in (("Source", SOURCES, ("type",)), ("Reward", REWARDS, _COMMON_REWARD_FIELDS)):
         for name, spec in registry.items():
             parts.append(_field_table(f"{title} `type: {name}` — {_first_line(spec)}", spec, "", skip=skip))
-    for title, registry in (
-        ("`scheduler.policy`", POLICIES),
-        ("`training.sft.mu.schedule`", MU_SCHEDULES),
-        ("`training.loss_type`", LOSSES),
-        ("`training.scale_rewards`", ADVANTAGES),
+    for key, registry in (
+        ("scheduler.policy", POLICIES),
+        ("training.sft.mu", MU_SCHEDULES),
+        ("training.loss", LOSSES),
+        ("training.advantage", ADVANTAGES),
     ):
-        rows = [f"| `{name}` | {_first_line(cls)} |" for name, cls in registry.items()]
-        parts.append("\n".join([f"#### Values of {title}", "", "| name | what it does |", "|---|---|", *rows]))
+        for name, entry in registry.items():
+            title = f"`{key}: {{type: {name}}}` — {_first_line(entry)}"
+            parts.append(_field_table(title, params_model(entry), f"{key}.", skip=("type",)))
     rows = [f"| `{name}` | {gen.kind} | {gen.knob_help()} |" for name, gen in GENERATORS.items()]
     header = ["#### Values of `tasks[i].source.generator`", "", "| name | kind | difficulty knobs |", "|---|---|---|"]
     parts.append("\n".join([*header, *rows]))

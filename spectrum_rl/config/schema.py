@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from spectrum_rl.objectives.advantages import ADVANTAGES
-from spectrum_rl.objectives.losses import LOSSES
+from spectrum_rl.objectives.advantages import ADVANTAGES, AdvantageParams
+from spectrum_rl.objectives.losses import LOSSES, LossParams
+from spectrum_rl.registry import Registered, renamed
 from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.scheduler.blend import SFTConfig
 from spectrum_rl.scheduler.policies import SchedulerConfig
@@ -109,7 +110,18 @@ class LoraConfig(StrictModel):
     target_modules: str | list[str] = Field("all-linear", description="Modules to adapt (peft syntax).")
 
 
-_AGGREGATION_LOSS = {"token_mean": "dapo", "seq_mean_token_mean": "grpo", "seq_mean_token_sum_norm": "dr_grpo"}
+LossField = Annotated[LossParams, Registered(LOSSES, shorthand=True)]
+AdvantageField = Annotated[AdvantageParams, Registered(ADVANTAGES, shorthand=True)]
+_MOVED = {  # training keys of the flat layout -> how they are written now
+    "loss_type": "write loss: NAME (or loss: {type: NAME, ...its parameters})",
+    "aggregation": "write loss: dapo (token_mean), grpo (seq_mean_token_mean) or dr_grpo (seq_mean_token_sum_norm)",
+    "eps_low": "write loss: {type: NAME, eps_low: ...}",
+    "eps_high": "write loss: {type: NAME, eps_high: ...}",
+    "cispo_eps_max": "write loss: {type: cispo, eps_max: ...}",
+    "sapo_temperature_pos": "write loss: {type: sapo, temperature_pos: ...}",
+    "sapo_temperature_neg": "write loss: {type: sapo, temperature_neg: ...}",
+    "scale_rewards": "write advantage: NAME",
+}
 
 
 class TrainingConfig(StrictModel):
@@ -183,32 +195,28 @@ class TrainingConfig(StrictModel):
         "process-wide (set by the `train` and `study` commands, not by building a Trainer), and resident memory "
         "stays at its peak. No effect on a GPU or without glibc.",
     )
-    num_iterations: int = Field(1, ge=1, description="Optimizer passes per rollout batch (mu in GRPO).")
-    loss_type: str = Field(
-        "dapo",
-        description="RL loss, as TRL's GRPOConfig.loss_type: grpo (sequence mean of token means), dr_grpo (sum / "
-        "(sequences x max_new_tokens)), dapo (token mean over all processes), bnpo (token mean per process), cispo "
-        "(clipped, detached importance weight times logp; MiniMax-M1), sapo (soft gate instead of the clip), or any "
-        "registered loss. Formulas: spectrum_rl/objectives/losses.py.",
+    num_iterations: int = Field(
+        1,
+        ge=1,
+        description="Optimizer passes over each rollout batch (PPO epochs: after the first the importance ratio "
+        "is off-policy).",
+    )
+    loss: LossField = Field(
+        default_factory=lambda: LOSSES.get("dapo").Params(type="dapo"),
+        description="The RL loss: `{type: NAME, ...its parameters}` or a bare NAME; TRL's GRPOConfig.loss_type "
+        "family (each loss and its parameters: below; formulas: spectrum_rl/objectives/losses.py).",
     )
     importance_sampling_level: Literal["token", "sequence"] = Field(
         "token",
         description="Importance ratio per token, or one per sequence from the mean log-ratio of its tokens (GSPO, "
-        "with loss_type grpo).",
+        "with loss grpo).",
     )
-    eps_low: float = Field(0.2, ge=0, lt=1, description="PPO clip: lower bound 1 - eps_low.")
-    eps_high: float = Field(0.28, ge=0, description="PPO clip: upper bound 1 + eps_high (DAPO clip-higher).")
-    cispo_eps_max: float = Field(
-        5.0, gt=0, description="cispo: the importance weight's cap (TRL's epsilon_high under cispo; ScaleRL's value)."
-    )
-    sapo_temperature_pos: float = Field(1.0, gt=0, description="sapo: gate temperature for positive advantages.")
-    sapo_temperature_neg: float = Field(1.05, gt=0, description="sapo: gate temperature for other advantages.")
     beta: float = Field(0.0, ge=0, description="KL-to-reference coefficient (0: no reference model is loaded).")
     kl_estimator: Literal["k1", "k3"] = Field("k3", description="Per-token KL estimator for the beta term.")
-    scale_rewards: str = Field(
-        "group",
-        description="Advantage estimator: group (std per prompt), batch (one std over the batch), none (no "
-        "division; Dr. GRPO), or any registered one.",
+    advantage: AdvantageField = Field(
+        default_factory=lambda: ADVANTAGES.get("group").Params(type="group"),
+        description="How centred group rewards become advantages: `{type: NAME}` or a bare NAME (group: divided by "
+        "the group's std, GRPO; batch: by one std over the batch; none: not divided, Dr. GRPO; or any registered).",
     )
     drop_zero_variance: bool = Field(
         False, description="DAPO dynamic sampling: give groups whose rewards are all equal no weight in the loss."
@@ -245,31 +253,17 @@ class TrainingConfig(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _old_aggregation(cls, data: Any) -> Any:
-        """``aggregation`` (before loss types) names the loss type with the same aggregation."""
-        if isinstance(data, dict) and "aggregation" in data:
-            data = dict(data)
-            old = data.pop("aggregation")
-            if old not in _AGGREGATION_LOSS:
-                raise ValueError(
-                    f"aggregation is now loss_type; '{old}' is none of its old values {', '.join(_AGGREGATION_LOSS)}"
-                )
-            if "loss_type" in data and data["loss_type"] != _AGGREGATION_LOSS[old]:
-                raise ValueError("aggregation is the old name of loss_type: give loss_type only")
-            data["loss_type"] = _AGGREGATION_LOSS[old]
+    def _moved(cls, data: Any) -> Any:
+        for old, now in _MOVED.items():
+            renamed(data, old, now)
         return data
 
-    @field_validator("loss_type")
+    @field_validator("loss")
     @classmethod
-    def _known_loss(cls, name: str) -> str:
-        if name == "gspo":  # TRL has no such loss type either: GSPO is a ratio level
-            raise ValueError("GSPO is loss_type: grpo with importance_sampling_level: sequence")
-        return LOSSES.check(name)
-
-    @field_validator("scale_rewards")
-    @classmethod
-    def _known_advantage(cls, name: str) -> str:
-        return ADVANTAGES.check(name)
+    def _not_gspo(cls, loss: LossParams) -> LossParams:
+        if loss.type == "gspo":  # TRL has no such loss type either: GSPO is a ratio level
+            raise ValueError("GSPO is loss: grpo with importance_sampling_level: sequence")
+        return loss
 
 
 class EvalConfig(StrictModel):

@@ -2,53 +2,81 @@
 
 For a group of G completions of one prompt with rewards r:
     A_i = (r_i - mean(r)) / (std(r) + eps)
-``training.scale_rewards`` names the registered estimator that scales the centred rewards:
+``training.advantage`` (``{type: NAME}`` or a bare NAME) names the registered estimator that
+scales the centred rewards:
 ``group`` (std per prompt, GRPO), ``batch`` (one std over the whole batch, as TRL's
 ``scale_rewards="batch"``), or ``none`` (no division: Dr. GRPO, arXiv:2503.20783).
 std is the unbiased estimate and eps = 1e-4, as in TRL. Samples marked invalid (a reward
 component's ``on_error: skip``) are left out of mean/std and get advantage 0.
-A new estimator: one function with ``@ADVANTAGES.register("name")``.
+A new estimator: one ``AdvantageEstimator`` subclass with ``@ADVANTAGES.register("name")`` (and a
+``Params`` model when it has parameters).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import ClassVar
 
 import torch
+from pydantic import Field
+from torch import Tensor
 
 from spectrum_rl.registry import Registry
+from spectrum_rl.schema import StrictModel
 
 EPS = 1e-4
 
-Scale = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-"""(centred [N, G], group variance [N, 1], rewards [N, G], valid [N, G]) -> advantages [N, G]."""
 
-ADVANTAGES: Registry[Scale] = Registry("advantage estimator")
-"""``training.scale_rewards`` name -> how centred rewards become advantages."""
+class AdvantageParams(StrictModel):
+    """What every advantage estimator's parameters hold: its registered name."""
+
+    type: str = Field(..., description="The estimator (a name registered in ADVANTAGES).")
+
+
+class AdvantageEstimator:
+    """How centred rewards become advantages: ``scale(centred [N, G], group variance [N, 1],
+    rewards [N, G], valid [N, G]) -> advantages [N, G]``; ``Params``, its parameters."""
+
+    Params: ClassVar[type[AdvantageParams]] = AdvantageParams
+
+    def __init__(self, params: AdvantageParams) -> None:
+        self.params = params
+
+    def scale(self, centered: Tensor, var: Tensor, rewards: Tensor, valid: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+ADVANTAGES: Registry[type[AdvantageEstimator]] = Registry("advantage estimator")
+"""``training.advantage.type`` -> how centred rewards become advantages."""
 
 
 @ADVANTAGES.register("group")
-def _per_group(centered: torch.Tensor, var: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+class GroupStd(AdvantageEstimator):
     """Divided by the group's std (GRPO)."""
-    return centered / (var.sqrt() + EPS)
+
+    def scale(self, centered: Tensor, var: Tensor, rewards: Tensor, valid: Tensor) -> Tensor:
+        return centered / (var.sqrt() + EPS)
 
 
 @ADVANTAGES.register("batch")
-def _per_batch(centered: torch.Tensor, var: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+class BatchStd(AdvantageEstimator):
     """Divided by one std over the whole batch (TRL's scale_rewards: batch)."""
-    flat = rewards[valid]
-    std = flat.std() if flat.numel() > 1 else flat.new_tensor(0.0)
-    return centered / (std + EPS)
+
+    def scale(self, centered: Tensor, var: Tensor, rewards: Tensor, valid: Tensor) -> Tensor:
+        flat = rewards[valid]
+        std = flat.std() if flat.numel() > 1 else flat.new_tensor(0.0)
+        return centered / (std + EPS)
 
 
 @ADVANTAGES.register("none")
-def _unscaled(centered: torch.Tensor, var: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+class Unscaled(AdvantageEstimator):
     """Not divided (Dr. GRPO)."""
-    return centered
+
+    def scale(self, centered: Tensor, var: Tensor, rewards: Tensor, valid: Tensor) -> Tensor:
+        return centered
 
 
 def group_advantages(
-    rewards: torch.Tensor, valid: torch.Tensor | None = None, scale: str = "group"
+    rewards: torch.Tensor, valid: torch.Tensor | None = None, estimator: str | AdvantageParams = "group"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """rewards, valid: [N, G] -> (advantages [N, G], zero_variance [N] bool).
 
@@ -62,4 +90,6 @@ def group_advantages(
     centered = (rewards - mean) * w  # [N, G]
     var = (centered**2).sum(1, keepdim=True) / (n - 1).clamp(min=1)  # [N, 1]
     zero_variance = (var.squeeze(1) <= 0) | (n.squeeze(1) < 2)
-    return ADVANTAGES.get(scale, field="training.scale_rewards")(centered, var, rewards, valid), zero_variance
+    params = AdvantageParams(type=estimator) if isinstance(estimator, str) else estimator
+    scaler = ADVANTAGES.get(params.type, field="training.advantage.type")
+    return scaler(scaler.Params.model_validate(params.model_dump())).scale(centered, var, rewards, valid), zero_variance

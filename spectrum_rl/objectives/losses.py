@@ -1,4 +1,5 @@
-"""RL policy losses: TRL 1.16's ``GRPOConfig.loss_type`` family, one registered class each.
+"""RL policy losses: TRL 1.16's ``GRPOConfig.loss_type`` family, one registered class each, with
+its parameters beside it.
 
 Per completion token t of sequence i, with advantage A_i and completion mask m:
     s_t = logp_t - logp_old_t
@@ -17,7 +18,8 @@ Aggregation over the step's RL rows (see ``aggregate``):
 LUFFY (arXiv:2504.14945): an expert completion in the group gets the regularised importance weight
 f = pi / (pi + gamma) instead of the loss's weight: l_t = -f_t A_i, no clipping.
 
-A new loss: one class with ``@LOSSES.register("name")``, an ``aggregation`` and a ``surrogate``.
+``training.loss: {type: NAME, ...its parameters}`` (or a bare NAME) chooses one. A new loss: one
+class with ``@LOSSES.register("name")``, an ``aggregation``, a ``surrogate`` and its ``Params``.
 """
 
 from __future__ import annotations
@@ -26,22 +28,39 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 
 from spectrum_rl.registry import Registry
+from spectrum_rl.schema import StrictModel
 
 Aggregation = Literal["token_mean", "local_token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"]
 ImportanceLevel = Literal["token", "sequence"]
 
 
-@dataclass(frozen=True)
-class LossSettings:
-    """The knobs the registered losses read (``training.*``; defaults as TRL's GRPOConfig where it has one)."""
+class LossParams(StrictModel):
+    """What every loss's parameters hold: its registered name."""
 
-    eps_low: float = 0.2
-    eps_high: float = 0.28
-    cispo_eps_max: float = 5.0
-    sapo_temperature_pos: float = 1.0
-    sapo_temperature_neg: float = 1.05
+    type: str = Field(..., description="The loss (a name registered in LOSSES).")
+
+
+class ClipParams(LossParams):
+    """PPO's clip of the importance weight (defaults as TRL's GRPOConfig)."""
+
+    eps_low: float = Field(0.2, ge=0, lt=1, description="Lower bound of the clip: 1 - eps_low.")
+    eps_high: float = Field(0.28, ge=0, description="Upper bound of the clip: 1 + eps_high (DAPO clip-higher).")
+
+
+class CISPOParams(LossParams):
+    """CISPO's cap on the detached importance weight."""
+
+    eps_max: float = Field(5.0, gt=0, description="The weight's cap (TRL's epsilon_high under cispo; ScaleRL's value).")
+
+
+class SAPOParams(LossParams):
+    """SAPO's sigmoid gate."""
+
+    temperature_pos: float = Field(1.0, gt=0, description="Gate temperature for positive advantages.")
+    temperature_neg: float = Field(1.05, gt=0, description="Gate temperature for other advantages.")
 
 
 @dataclass
@@ -52,26 +71,34 @@ class Surrogate:
 
 
 class PolicyLoss:
-    """A loss type: ``surrogate`` turns importance weights into per-token losses; ``aggregation``
-    says how the trainer sums them into the step loss."""
+    """A loss: ``surrogate`` turns importance weights into per-token losses; ``aggregation`` says
+    how the trainer sums them into the step loss; ``Params``, its parameters."""
 
+    Params: ClassVar[type[LossParams]] = LossParams
     aggregation: ClassVar[Aggregation] = "token_mean"
 
-    def __init__(self, settings: LossSettings) -> None:
-        self.settings = settings
+    def __init__(self, params: LossParams) -> None:
+        self.params = params
 
     def surrogate(self, weight: torch.Tensor, logp: torch.Tensor, adv: torch.Tensor) -> Surrogate:
         """weight: [B, T] or [B, 1] importance weights; logp: [B, T]; adv: [B, 1]."""
         raise NotImplementedError
 
 
-LOSSES: Registry[type[PolicyLoss]] = Registry("loss type")
-"""``training.loss_type`` name -> PolicyLoss class."""
+LOSSES: Registry[type[PolicyLoss]] = Registry("loss")
+"""``training.loss.type`` -> PolicyLoss class."""
+
+
+def policy_loss(params: LossParams) -> PolicyLoss:
+    """The loss ``params`` name, built with them."""
+    return LOSSES.get(params.type, field="training.loss.type")(params)
 
 
 class _Clipped(PolicyLoss):
+    Params = ClipParams
+
     def surrogate(self, weight: torch.Tensor, logp: torch.Tensor, adv: torch.Tensor) -> Surrogate:
-        s = self.settings
+        s = self.params
         clipped = torch.clamp(weight, 1 - s.eps_low, 1 + s.eps_high)
         return Surrogate(
             -torch.min(weight * adv, clipped * adv),
@@ -113,10 +140,11 @@ class CISPO(PolicyLoss):
     """Clipped, detached importance weight times logp; token mean (MiniMax-M1). The gradient flows
     through logp (REINFORCE-like), so clipped tokens still contribute instead of being dropped."""
 
+    Params = CISPOParams
     aggregation = "token_mean"
 
     def surrogate(self, weight: torch.Tensor, logp: torch.Tensor, adv: torch.Tensor) -> Surrogate:
-        cap = self.settings.cispo_eps_max
+        cap = self.params.eps_max
         high = weight > cap
         return Surrogate(-torch.clamp(weight, max=cap).detach() * adv * logp, torch.zeros_like(high), high & (adv > 0))
 
@@ -125,11 +153,12 @@ class CISPO(PolicyLoss):
 class SAPO(PolicyLoss):
     """A smooth sigmoid gate in place of the clip: off-policy tokens are attenuated, not cut; as grpo."""
 
+    Params = SAPOParams
     aggregation = "seq_mean_token_mean"
 
     def surrogate(self, weight: torch.Tensor, logp: torch.Tensor, adv: torch.Tensor) -> Surrogate:
-        s = self.settings
-        tau = torch.where(adv > 0, s.sapo_temperature_pos, s.sapo_temperature_neg)
+        p = self.params
+        tau = torch.where(adv > 0, p.temperature_pos, p.temperature_neg)
         none = torch.zeros_like(weight, dtype=torch.bool)
         return Surrogate(-torch.sigmoid(tau * (weight - 1)) * 4 / tau * adv, none, none)
 

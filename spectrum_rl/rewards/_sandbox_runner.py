@@ -4,7 +4,7 @@
 mount, PID, network, IPC and UTS namespaces, an unprivileged user, a seccomp filter, the stdlib
 read-only, a private tmpfs as the only writable place). Stdlib only. The OS is the boundary, so this
 file defends nothing: once the model's code runs it can rewrite any of it. That is why nothing it
-reports is trusted: it only *computes values*, and the parent (:mod:`spectrum_rl.rewards.checks`)
+reports is trusted: it only *computes values*, and the parent (:mod:`spectrum_rl.rewards.judgement`)
 decides pass/fail. It never receives an expected value.
 
 Job (stdin, JSON)::

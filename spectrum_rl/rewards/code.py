@@ -2,8 +2,10 @@
 
 The code runs in :mod:`spectrum_rl.rewards.sandbox` (namespaces, an unprivileged user, seccomp,
 read-only stdlib, a private tmpfs, rlimits). What comes back is plain data: the values of the test
-expressions, or the program's stdout for I/O tests. :mod:`spectrum_rl.rewards.checks` decides in
-this process whether each test passed; the expected values never enter the sandbox.
+expressions, or the program's stdout for I/O tests. The trusted judge decides in this process
+whether each test passed (:mod:`spectrum_rl.rewards.splitting` splits a test into sandbox steps and
+judgements, :mod:`spectrum_rl.rewards.judgement` evaluates them); the expected values never enter
+the sandbox.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from pydantic import Field
 
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.rewards import cgroup, checks, sandbox
+from spectrum_rl.rewards import cgroup, judgement, sandbox, splitting
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec, Scores
 from spectrum_rl.rewards.text import row_field
 from spectrum_rl.rewards.values import JudgeTimeout, Unjudgeable
@@ -148,11 +150,11 @@ def run_tests(
     failure is a result with status "crashed"."""
     total = len(tests)
     io = bool(tests) and isinstance(tests[0], IOCase)
-    plans = [] if io else [checks.plan(t) for t in tests]  # type: ignore[arg-type]
+    splits = [] if io else [splitting.split_test(t) for t in tests]  # type: ignore[arg-type]
     if io:
         job = {"code": code, "mode": "io", "tests": [t.input for t in tests]}  # type: ignore[union-attr]
     else:
-        job = {"code": code, "mode": "expr", "tests": [[list(s) for s in p.steps] for p in plans]}
+        job = {"code": code, "mode": "expr", "tests": [[list(s) for s in t.steps] for t in splits]}
     outcome = sandbox.run(job, wall_s=wall_s, cpu_s=cpu_s, memory_mb=memory_mb, memory_cgroup=memory_cgroup)
     if outcome.status != "ok" or outcome.reply is None:
         return SandboxResult(0, total, outcome.status, outcome.detail)
@@ -165,7 +167,7 @@ def run_tests(
         if io:
             notes = [_judge_io(case, r) for case, r in zip(tests, replies)]  # type: ignore[arg-type]
         else:
-            notes = [_judge(p, r, deadline) for p, r in zip(plans, replies)]
+            notes = [_judge(t, r, deadline) for t, r in zip(splits, replies)]
     except JudgeTimeout:
         return SandboxResult(0, total, "crashed", f"judging its results took longer than {judge_s:g} s")
     except Unjudgeable as exc:
@@ -173,21 +175,21 @@ def run_tests(
     return SandboxResult(sum(n == "passed" for n in notes), total, "ok", notes=tuple(notes))
 
 
-def _judge(plan: checks.Plan, replies: object, deadline: float) -> str:
+def _judge(split: splitting.SplitTest, replies: object, deadline: float) -> str:
     """ "passed", or why the test did not pass."""
-    if plan.unverifiable:
-        return f"unverifiable: {plan.unverifiable}"
-    if type(replies) is not list or len(replies) != len(plan.steps):
+    if split.unverifiable:
+        return f"unverifiable: {split.unverifiable}"
+    if type(replies) is not list or len(replies) != len(split.steps):
         failed = replies[-1] if type(replies) is list and replies else None
         error = failed.get("e") if type(failed) is dict else None
         return f"set-up failed: {str(error)[:200]}" if error else "the sandbox did not run every step"
-    for (kind, source), reply in zip(plan.steps, replies):
+    for (kind, source), reply in zip(split.steps, replies):
         if kind == "exec" and reply is not None:
             return f"set-up `{source[:80]}` failed"
-    for i, judgement in enumerate(plan.asserts):
-        ok, why = checks.holds(judgement, replies, deadline)
+    for i, assertion in enumerate(split.asserts):
+        ok, why = judgement.holds(assertion, replies, deadline)
         if not ok:
-            return f"assert {i + 1} of {len(plan.asserts)}: {why}"
+            return f"assert {i + 1} of {len(split.asserts)}: {why}"
     return "passed"
 
 
@@ -196,7 +198,7 @@ def _judge_io(case: IOCase, reply: object) -> str:
         return "no result"
     if type(reply.get("out")) is not str:
         return f"the program failed: {str(reply.get('e', ''))[:200]}"
-    return "passed" if checks.same_output(reply["out"], case.output) else "wrong output"
+    return "passed" if judgement.same_output(reply["out"], case.output) else "wrong output"
 
 
 @REWARDS.register("code_tests")
@@ -286,7 +288,7 @@ class CodeTestsReward(RewardComponent):
     def _tests(self, example: Example) -> list[Test]:
         tests = parse_tests(row_field(example, self.spec.tests_field), self.spec.tests_field)
         for test in tests:
-            reason = "" if isinstance(test, IOCase) else checks.plan(test).unverifiable
+            reason = "" if isinstance(test, IOCase) else splitting.split_test(test).unverifiable
             if reason and reason not in self._warned:
                 self._warned.add(reason)
                 log.warning("code_tests: a test counts as failed, unverifiable (%s): %s", reason, test[:120])

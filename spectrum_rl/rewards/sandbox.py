@@ -23,7 +23,7 @@ code runs in ``python -I -S`` with :mod:`spectrum_rl.rewards._sandbox_runner`, a
   bubblewrap, whose PID namespace and ``--die-with-parent`` take everything inside with it.
 
 What comes back is *data*, never a verdict: the parent decides pass/fail
-(:mod:`spectrum_rl.rewards.checks`). Where isolation cannot be had (not Linux, no ``bwrap``, user
+(:mod:`spectrum_rl.rewards.judgement`). Where isolation cannot be had (not Linux, no ``bwrap``, user
 namespaces disabled, an architecture without a seccomp table), :func:`check_available` raises
 :class:`SandboxUnavailable` with one line naming what is missing, and code rewards do not run.
 Stdlib only.

@@ -89,9 +89,8 @@ class Scheduler:
         if not names or len(set(names)) != len(names):
             raise ValueError(f"tasks need distinct names, at least one; got {names}")
         sc = scheduler if isinstance(scheduler, SchedulerConfig) else SchedulerConfig.model_validate(scheduler or {})
-        if policy is not None:
-            sc = sc.model_copy(update={"policy": policy})
-            SchedulerConfig.model_validate(sc.model_dump())  # an unknown policy names the valid ones
+        if policy is not None:  # a name or a mapping, validated as in a config (an unknown name lists the valid ones)
+            sc = SchedulerConfig.model_validate({**sc.model_dump(), "policy": policy})
         sft = sft if isinstance(sft, SFTConfig) else SFTConfig.model_validate(sft or {})
         planner = Planner(
             {t.name: t.kind for t in tasks},
@@ -137,7 +136,7 @@ class Scheduler:
     @property
     def uses_demonstrations(self) -> bool:
         """Whether some domain's mu schedule can train on demonstrations (mu > 0)."""
-        return any(rule.max_mu() > 0 for rule in self._planner.mu_rules.values())
+        return any(schedule.max_mu() > 0 for schedule in self._planner.mu_schedules.values())
 
     def plan(self) -> StepPlan:
         """The next step's plan, and the step counter moves on. ``plan.prompts``: domain -> prompts to

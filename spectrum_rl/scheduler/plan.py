@@ -1,7 +1,8 @@
-"""The Planner: each step, a mixture from the policy and mu from the blend, as one StepPlan.
+"""The Planner: each step, a mixture from the policy and mu from the mu schedules, as one StepPlan.
 
-The Planner combines a mixture policy (which domains, how much; scheduler/policies.py) with the
-mu schedules (how much SFT per domain; scheduler/blend.py) and keeps the signals they read
+The Planner combines a mixture policy (which domains, how much; scheduler/policies/) with the
+mu schedules (how much SFT per domain; scheduler/mu.py), allocates whole rows
+(scheduler/blend.py ``allocate_rows``) and keeps the signals they read
 (scheduler/signals.py). It sees only numbers — held-out scores and the trainer's StepSignals —
 never tensors; the trainer executes the plan and reports back (scheduler/step.py).
 """
@@ -15,23 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.scheduler.blend import Credit, SFTConfig, allocate_rows, mu_rule
+from spectrum_rl.scheduler.blend import SFTConfig, allocate_rows
 from spectrum_rl.scheduler.difficulty import Frontier
+from spectrum_rl.scheduler.mu import mu_schedule
 from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig, View
 from spectrum_rl.scheduler.prompts import PassRateTracker
+from spectrum_rl.scheduler.shares import Credit
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability, OnlineTransfer
-from spectrum_rl.scheduler.step import StepPlan, StepSignals
+from spectrum_rl.scheduler.step import DomainPlan, StepPlan, StepSignals
 
-STATE_VERSION = 6
-"""Layout of ``Planner.state_dict``. 1 (saved without a version): from before per-domain mu rules,
-blindness routing and plateaued prerequisites; 2: from before the allocation credit (each step's
-rows were rounded on their own); 3: from before per-prompt pass rates; 4: from before difficulty
-frontiers; 5: learnability was a normalised |advantage|. ``Planner.upgrade`` turns any of them
-into this one."""
+STATE_LAYOUT = 7
+"""The layout of ``Planner.state_dict``; a state of another layout is refused (``load_state_dict``)."""
 
 
 class Planner:
-    """``scheduler.policy`` + a mu rule per domain + the signals both read.
+    """``scheduler.policy`` + a mu schedule per domain + the signals both read.
 
     kinds: domain -> structured | creative, in config order; after: domain -> prerequisites;
     transfer: a transfer matrix in ``kinds`` order (``load_transfer``), or None; transfer_stderr:
@@ -59,8 +58,8 @@ class Planner:
         names = list(kinds)
         sc = scheduler
         self.names, self.sft, self.prompts_per_step = names, sft, prompts_per_step
-        policy = POLICIES.get(sc.policy, field="scheduler.policy")
-        self.policy = policy(sc, names)
+        policy = POLICIES.get(sc.policy.type, field="scheduler.policy.type")
+        self.policy = policy(sc.policy, names)
         self.view = View(
             names,
             dict(kinds),
@@ -75,7 +74,7 @@ class Planner:
         self.view.transfer, self.view.transfer_stderr = transfer, transfer_stderr
         self.online = OnlineTransfer(names)
         self._transfer_online = False  # True once the online fit has replaced a missing/old estimate
-        self.mu_rules = {n: mu_rule(sft.schedule_of(n)) for n in names}
+        self.mu_schedules = {n: mu_schedule(sft.schedule_of(n)) for n in names}
         self.credit = (Credit(), Credit())  # (rollout prompts, demonstrations): shares owed across steps
         threshold = sc.success_threshold
         self.pass_rates = {d: PassRateTracker(n, sc.prompt_sampling, threshold) for d, n in (pools or {}).items()}
@@ -94,18 +93,29 @@ class Planner:
             self.online.observe_mixture(mixture)
         else:
             mixture, reason, mu_raise = dict(mixture), "fixed mixture", {}
-        mu = {n: max(rule.mu(step), mu_raise.get(n, 0.0)) for n, rule in self.mu_rules.items()}
-        gate = {n: self.sft.schedule_of(n).gamma for n, rule in self.mu_rules.items() if rule.per_prompt}
-        by_need = [n for n, rule in self.mu_rules.items() if rule.by_need]
+        mu = {n: max(schedule.mu(step), mu_raise.get(n, 0.0)) for n, schedule in self.mu_schedules.items()}
+        gated = [n for n, schedule in self.mu_schedules.items() if schedule.per_prompt]
+        by_need = [n for n, schedule in self.mu_schedules.items() if schedule.by_need]
         prompts, demos = allocate_rows(
-            mixture, mu, gate, self.prompts_per_step, self.sft.expert_ratio, by_need, self.credit
+            mixture, mu, gated, self.prompts_per_step, self.sft.expert_ratio, by_need, self.credit
         )
-        weights = {d: t.weights() for d, t in self.pass_rates.items() if prompts.get(d)}
-        levels = {d: chosen.get(d) or f.distribution() for d, f in self.frontiers.items() if prompts.get(d)}
+        domains = {}
+        for n in self.names:
+            tracker, frontier = self.pass_rates.get(n), self.frontiers.get(n)
+            drawn = prompts.get(n, 0) > 0
+            domains[n] = DomainPlan(
+                share=float(mixture.get(n, 0.0)),
+                mu=mu[n],
+                prompts=prompts.get(n, 0),
+                demos=demos.get(n, 0),
+                gated=n in gated,
+                prompt_weights=tracker.weights() if tracker is not None and drawn else None,
+                levels=(chosen.get(n) or frontier.distribution()) if frontier is not None and drawn else None,
+            )
         stats = {f"sampling/{k}/{d}": v for d, t in self.pass_rates.items() for k, v in t.stats().items()}
         stats |= {f"difficulty/frontier/{d}": float(f.frontier) for d, f in self.frontiers.items()}
         stats |= self.view.learnability.metrics()
-        return StepPlan(dict(mixture), mu, reason, prompts, demos, gate, weights, levels, stats)
+        return StepPlan(domains, reason, stats)
 
     def wants_alignment(self, step: int) -> bool:
         return bool(self.alignment_every) and step % self.alignment_every == 0
@@ -113,9 +123,9 @@ class Planner:
     def observe_step(self, signals: StepSignals) -> None:
         """What the step just taken measured (entropy, |A|, samples, blindness, alignment)."""
         self.view.entropy.update({n: s.entropy for n, s in signals.domains.items() if s.entropy is not None})
-        for n, rule in self.mu_rules.items():
+        for n, schedule in self.mu_schedules.items():
             domain = signals.domains.get(n)
-            rule.observe_step(None if domain is None else domain.blind)
+            schedule.observe_step(None if domain is None else domain.blind)
         self.view.learnability.observe([(d, level, rewards) for d, _, level, rewards in signals.prompt_outcomes])
         if signals.alignment is not None:
             self.view.alignment.update(signals.alignment)
@@ -132,8 +142,8 @@ class Planner:
         for n, s in scores.items():
             v.start.setdefault(n, s)
             v.best[n] = max(v.best.get(n, s), s)
-            if n in self.mu_rules:
-                self.mu_rules[n].observe(s)
+            if n in self.mu_schedules:
+                self.mu_schedules[n].observe(s)
         self.online.observe_eval(scores)
         if self.view.transfer is None or self._transfer_online:
             estimate = self.online.estimate()
@@ -145,9 +155,9 @@ class Planner:
     def state_dict(self) -> dict:
         v = self.view
         return {
-            "version": STATE_VERSION,
+            "layout": STATE_LAYOUT,
             "policy": self.policy.state_dict(),
-            "mu": {n: r.state_dict() for n, r in self.mu_rules.items()},
+            "mu": {n: r.state_dict() for n, r in self.mu_schedules.items()},
             "credit": {"prompts": self.credit[0].state_dict(), "demos": self.credit[1].state_dict()},
             "pass_rates": {d: t.state_dict() for d, t in self.pass_rates.items()},
             "frontiers": {d: f.state_dict() for d, f in self.frontiers.items()},
@@ -163,37 +173,15 @@ class Planner:
             "transfer_stderr": None if v.transfer_stderr is None else v.transfer_stderr.tolist(),
         }
 
-    def upgrade(self, state: dict) -> dict:
-        """A state saved by an earlier layout, in this one (the one place that knows old layouts)."""
-        if state.get("version", 1) == 1:
-            state = {"transfer_stderr": None, **state, "version": 2, "mu": dict(state.get("mu", {}))}  # no mu: fresh
-            for name, old in state["mu"].items():
-                if "need" not in old:  # before blindness routing its one mu was the disruption term
-                    initial = self.mu_rules[name].spec.initial
-                    current = initial if old["current"] is None else old["current"]
-                    state["mu"][name] = {
-                        "baseline": old["baseline"],
-                        "under": 0.0,
-                        "need": initial,
-                        "disruption": current,
-                    }
-            if "q" in state["policy"]:  # the bandits; adaptive's plateau records start empty
-                state["policy"] = {"peak": {}, "stale": {}, "done": {}, "creative": [], **state["policy"]}
-        if state["version"] == 2:  # rows were rounded per step: nothing owed, every credit starts at 0
-            state = {**state, "version": 3, "credit": {"prompts": {}, "demos": {}}}
-        if state["version"] == 3:  # no prompt was tracked: every pool starts unseen
-            state = {**state, "version": 4, "pass_rates": {}}
-        if state["version"] == 4:  # no level was tracked: every ladder starts at its easiest level
-            state = {**state, "version": 5, "frontiers": {}}
-        if state["version"] == 5:  # |A| learnability means something else: measured afresh from success rates
-            policy = {k: v for k, v in state["policy"].items() if k not in ("q", "seen")}
-            if "q" in state["policy"]:
-                policy |= {"q": {}, "seen": {}}
-            state = {**state, "version": 6, "learnability": {"values": {}, "counts": {}}, "policy": policy}
-        return state
-
     def load_state_dict(self, state: dict) -> None:
-        state = self.upgrade(state)
+        """The state ``state_dict`` gave; ConfigError for a state of another layout."""
+        if state.get("layout") != STATE_LAYOUT:
+            raise ConfigError(
+                f"the scheduler state has layout {state.get('layout', state.get('version'))!r}, and this version of "
+                f"spectrum-rl reads layout {STATE_LAYOUT}: resume with the version that wrote it, or start afresh "
+                "with `train --overwrite`",
+                field="--resume",
+            )
         for d, tracker in self.pass_rates.items():
             tracker.load_state_dict(state["pass_rates"].get(d, {"rate": {}, "visits": {}}))
         for d, frontier in self.frontiers.items():
@@ -201,7 +189,7 @@ class Planner:
         v = self.view
         self.policy.load_state_dict(state["policy"])
         for n, s in state["mu"].items():
-            self.mu_rules[n].load_state_dict(s)
+            self.mu_schedules[n].load_state_dict(s)
         for credit, kind in zip(self.credit, ("prompts", "demos")):
             credit.load_state_dict(state["credit"][kind])
         v.entropy.load_state_dict(state["entropy"])

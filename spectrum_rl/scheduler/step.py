@@ -1,7 +1,8 @@
 """The two messages between scheduler and trainer, once per step.
 
-- ``StepPlan`` (scheduler -> trainer): which domains, how many prompts and demonstrations of each,
-  and how much SFT (mu) each domain gets. The trainer executes it and decides nothing.
+- ``StepPlan`` (scheduler -> trainer): one ``DomainPlan`` per domain: its share, how many prompts
+  and demonstrations, how much SFT (mu). The trainer executes it and decides nothing; the weight
+  of every row follows from it and the scored rollouts by one call (scheduler/blend.py ``weigh``).
 - ``StepSignals`` (trainer -> scheduler): what the step measured, per domain. The scheduler reads
   only these numbers (and held-out scores), never tensors; the step's logged metrics are derived
   from the same object (``StepSignals.metrics``), so a metric name is not part of this contract.
@@ -14,42 +15,53 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class StepPlan:
-    """What to train on in one step.
+class DomainPlan:
+    """One domain's part of a step.
 
-    mixture: domain -> RL share of the step (sums to 1).
-    mu: domain -> SFT weight in [0, 1] of the spectrum loss ``(1 - mu) L_RL + mu L_SFT``.
-    reason: why, in words (logged as ``scheduler/reason``).
-    prompts: domain -> rollout prompts to draw this step (all processes together).
-    demos: domain -> expert demonstrations to draw this step (all processes together).
-    gate: domain -> gamma, for domains whose mu is decided per prompt from its rollouts (HPT).
-    prompt_weights: domain -> a sampling weight per prompt of its training pool, for domains with
-        ``sampling: pass_rate`` (the trainer draws that domain's prompts with these weights).
-    levels: domain -> {difficulty level: share of its prompts}, for domains with a range knob.
-    stats: the scheduler's own numbers for the step's log line (name -> value).
+    share: its RL share of the step (the mixture's weight; shares sum to 1 over the plan).
+    mu: its SFT weight in the spectrum loss ``(1 - mu) L_RL + mu L_SFT``; a gated domain's is
+        decided per prompt once its rollouts are scored (``gated``).
+    prompts: rollout prompts to draw this step (all processes together).
+    demos: expert demonstrations to draw this step (all processes together).
+    gated: mu is decided per prompt from the prompt's rollouts (the ``gate`` schedule, HPT).
+    prompt_weights: a sampling weight per prompt of its training pool (``sampling: pass_rate``).
+    levels: {difficulty level: share of its prompts}, for a domain with a range knob.
     """
 
-    mixture: dict[str, float]
-    mu: dict[str, float]
+    share: float
+    mu: float
+    prompts: int = 0
+    demos: int = 0
+    gated: bool = False
+    prompt_weights: list[float] | None = None
+    levels: dict[int, float] | None = None
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What to train on in one step: one record per domain, why, and the scheduler's own numbers
+    for the step's log line (``stats``: name -> value). ``mixture``, ``mu``, ``prompts`` and
+    ``demos`` read one field of every record (domain -> value)."""
+
+    domains: dict[str, DomainPlan]
     reason: str
-    prompts: dict[str, int] = field(default_factory=dict)
-    demos: dict[str, int] = field(default_factory=dict)
-    gate: dict[str, float] = field(default_factory=dict)
-    prompt_weights: dict[str, list[float]] = field(default_factory=dict)
-    levels: dict[str, dict[int, float]] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
 
-    def mean_mu(self) -> float:
-        """The step's one mu (logged as ``mu``; it blends the learning rates and sets per-layer mu):
-        the mean of mu over the step's rows by domain, each rollout prompt and each demonstration
-        one unit, ``sum_d (prompts_d + demos_d) mu_d / sum_d (prompts_d + demos_d)``. So it is the
-        schedule's mu when every domain has the same, and the SFT-heavy domain counts by the
-        demonstrations it gets when SFT is routed by need; mixture-weighted for a plan without rows."""
-        units = {d: self.prompts.get(d, 0) + self.demos.get(d, 0) for d in self.mu}
-        total = sum(units.values())
-        if not total:
-            return sum(self.mixture[d] * self.mu[d] for d in self.mixture)
-        return sum(units[d] * self.mu[d] for d in units) / total
+    @property
+    def mixture(self) -> dict[str, float]:
+        return {d: p.share for d, p in self.domains.items()}
+
+    @property
+    def mu(self) -> dict[str, float]:
+        return {d: p.mu for d, p in self.domains.items()}
+
+    @property
+    def prompts(self) -> dict[str, int]:
+        return {d: p.prompts for d, p in self.domains.items() if p.prompts}
+
+    @property
+    def demos(self) -> dict[str, int]:
+        return {d: p.demos for d, p in self.domains.items() if p.demos}
 
 
 @dataclass(frozen=True)

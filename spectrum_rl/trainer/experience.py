@@ -24,7 +24,7 @@ from spectrum_rl.domains import Domain
 from spectrum_rl.models import apply_prompt_format
 from spectrum_rl.objectives.advantages import group_advantages
 from spectrum_rl.rewards.text import error_summary
-from spectrum_rl.scheduler.blend import RowWeights
+from spectrum_rl.scheduler.blend import StepWeights
 from spectrum_rl.scheduler.step import GroupOutcome
 from spectrum_rl.tasks.base import Example
 from spectrum_rl.trainer.batch import Row, token_classes
@@ -92,7 +92,7 @@ class ExperienceMaker:
         width = max(map(len, rewards))
         r = torch.stack([torch.nn.functional.pad(x, (0, width - len(x))) for x in rewards])  # [n, G(+1)]
         v = torch.stack([torch.nn.functional.pad(x, (0, width - len(x)), value=False) for x in valid])
-        adv, zero_var = group_advantages(r, v, self.cfg.scale_rewards)
+        adv, zero_var = group_advantages(r, v, self.cfg.advantage)
         self._entropy(local, ro, texts, exp)
         for domain, ex in local:
             if ex.level is not None:  # the mean difficulty level drawn, per domain
@@ -263,7 +263,7 @@ class ExperienceMaker:
         learnability reads them all; the index and level of the prompts it tracks."""
         return [(g.domain, g.example.index, g.example.level, g.outcome.rewards[: self.cfg.group_size]) for g in groups]
 
-    def rows(self, groups: list[Group], demos: list[tuple[str, Any]], weights: RowWeights) -> tuple[list[Row], Sums]:
+    def rows(self, groups: list[Group], demos: list[tuple[str, Any]], weights: StepWeights) -> tuple[list[Row], Sums]:
         """Loss rows with the blend's weights: each group's valid completions (RL; a LUFFY expert
         last), then the demonstrations of gated prompts and the drawn demonstrations (SFT)."""
         G, stats = self.cfg.group_size, Sums()

@@ -6,7 +6,8 @@ D_rl and D_sft are the step's denominators over all processes, so that micro-bat
 ``MicroBatchBudget``) add up to one loss. Rows of weight 0 (mu = 1, gated prompts, dropped
 zero-variance groups) are left out. Every process runs exactly one gradient-synchronising backward
 per pass (a zero loss when it has no rows), so processes with different row counts stay in step.
-``update`` returns the step's statistics; it decides nothing (weights and mu come from the plan).
+``update`` returns the step's statistics; it decides nothing (the weights, the learning-rate scale
+and the per-layer factors come from the blend, scheduler/blend.py ``weigh``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ import math
 import torch
 
 from spectrum_rl.config.schema import TrainingConfig
-from spectrum_rl.objectives.losses import LOSSES, LossSettings, aggregate, rl_denominator, rl_token_loss
-from spectrum_rl.scheduler.blend import layer_factors
-from spectrum_rl.scheduler.step import StepPlan
+from spectrum_rl.objectives.losses import aggregate, policy_loss, rl_denominator, rl_token_loss
 from spectrum_rl.trainer.batch import MicroBatch, Row
 from spectrum_rl.trainer.distributed import sum_over_processes
 from spectrum_rl.trainer.loss import sft_token_loss, token_logprobs
@@ -34,17 +33,18 @@ class Learner:
 
     def __init__(self, state: TrainState, cfg: TrainingConfig) -> None:
         self.state, self.cfg = state, cfg
-        self.loss = LOSSES.get(cfg.loss_type, field="training.loss_type")(
-            LossSettings(
-                cfg.eps_low, cfg.eps_high, cfg.cispo_eps_max, cfg.sapo_temperature_pos, cfg.sapo_temperature_neg
-            )
-        )
+        self.loss = policy_loss(cfg.loss)
         self.budget = MicroBatchBudget(state, cfg.micro_batch_size, cfg.micro_batch_tokens, cfg.memory_fraction)
 
     def update(
-        self, rows: list[Row], plan: StepPlan, lr_scale: float = 1.0, sketches: dict[str, torch.Tensor] | None = None
+        self,
+        rows: list[Row],
+        lr_scale: float = 1.0,
+        layer_scales: tuple[list[float], list[float]] | None = None,
+        sketches: dict[str, torch.Tensor] | None = None,
     ) -> Sums:
-        """Train on ``rows``; ``lr_scale`` multiplies the scheduled rate (the blend's SFT rate);
+        """Train on ``rows`` (weighted by the blend); ``lr_scale`` multiplies the scheduled rate;
+        ``layer_scales``: per-parameter gradient factors of the RL and SFT parts (per-layer mu);
         ``sketches``, when given, collects each domain's gradient sketch of the first pass."""
         cfg, st = self.cfg, self.state
         stats = Sums()
@@ -66,10 +66,9 @@ class Learner:
             world=world,
         )
         sft_den = max(sft_tokens, 1.0) / world
-        layer_scales = None
-        if st.grad_scale is not None:  # per-layer mu: (1 - mu_l) and mu_l are applied to gradients
-            rl_factor, sft_factor = layer_factors(st.layer_depth, plan.mean_mu(), cfg.sft.layer_mu)
-            layer_scales = (torch.tensor(rl_factor), torch.tensor(sft_factor))
+        scales = None
+        if st.grad_scale is not None and layer_scales is not None:  # per-layer mu, applied to gradients
+            scales = (torch.tensor(layer_scales[0]), torch.tensor(layer_scales[1]))
         for iteration in range(cfg.num_iterations):
             while True:
                 try:
@@ -77,7 +76,7 @@ class Learner:
                         batches = self.budget.cut(rl_rows, sft_rows)
                         old_logps = self._old_logps([mb for mb, is_rl in batches if is_rl])
                     first = Sums() if iteration == 0 else None  # statistics of the first pass only
-                    self._pass(batches, old_logps, rl_den, sft_den, first, layer_scales, sketches)
+                    self._pass(batches, old_logps, rl_den, sft_den, first, scales, sketches)
                     break
                 except torch.OutOfMemoryError:
                     # Before the step's first update nothing has changed: halve the micro-batches

@@ -21,7 +21,7 @@ from accelerate import Accelerator
 from spectrum_rl.config import Config
 from spectrum_rl.domains import Domain, draw_for_plan, planner_for
 from spectrum_rl.errors import ConfigError, TrainingError, TrainingInterrupted
-from spectrum_rl.scheduler.blend import gate_counts, gate_mu, gate_switches, lr_factor, row_weights
+from spectrum_rl.scheduler.blend import weigh
 from spectrum_rl.scheduler.step import StepPlan
 from spectrum_rl.tasks.common import derive_seed
 from spectrum_rl.trainer.alignment import cosine_matrix
@@ -152,21 +152,26 @@ class Trainer:
             if cfg.dynamic_sampling:  # DAPO: groups without signal are replaced by fresh prompts
                 exp = self.experience.refill(exp, draw, partial(sum_over_processes, st.acc), share, gen)
 
-        # 5. The blend turns outcomes into row weights; a gate domain's mu is the step's fraction
-        #    of its prompts switched to their demonstration, over all processes.
-        outcomes = [g.outcome for g in exp.groups]
-        switched = gate_switches(plan, outcomes, cfg.sft, cfg.group_size)
-        if plan.gate:
-            totals = sum_over_processes(st.acc, gate_counts(plan, outcomes, switched))
-            plan = replace(plan, mu={**plan.mu, **gate_mu(plan, totals)})
-        weights = row_weights(plan, outcomes, switched, [d for d, _ in local_demos], cfg.sft, cfg.drop_zero_variance)
+        # 5. The blend: every row's weight from the plan and the scored rollouts (a gate domain's mu
+        #    is the step's fraction of its prompts switched to their demonstration, over all
+        #    processes), the learning-rate scale and the per-layer factors: one call.
+        weights = weigh(
+            plan,
+            [g.outcome for g in exp.groups],
+            [d for d, _ in local_demos],
+            cfg.sft,
+            group_size=cfg.group_size,
+            learning_rate=cfg.learning_rate,
+            drop_zero_variance=cfg.drop_zero_variance,
+            layer_depth=st.layer_depth,
+            total=partial(sum_over_processes, st.acc),
+        )
         rows, row_stats = self.experience.rows(exp.groups, local_demos, weights)
 
-        # 6. Learner: num_iterations passes over the rows, SFT and RL rates blended by the mean mu.
+        # 6. Learner: num_iterations passes over the rows; it receives numbers, not the plan.
         t0 = time.perf_counter()
-        lr_scale = lr_factor(plan.mean_mu(), cfg.sft, cfg.learning_rate)
-        lr = st.lr_scheduler.get_last_lr()[0] * lr_scale
-        learn_stats = self.learner.update(rows, plan, lr_scale, sketches)
+        lr = st.lr_scheduler.get_last_lr()[0] * weights.lr_scale
+        learn_stats = self.learner.update(rows, weights.lr_scale, weights.layer_scales, sketches)
         timings = {"rollout": 0.0, "reward": 0.0, **exp.timings, "train": time.perf_counter() - t0}
 
         # 7. One all-reduce for metrics and signals; the planner hears what the step measured.
@@ -180,7 +185,7 @@ class Trainer:
         # 8. The step's log line: what was measured, and the plan as executed.
         metrics.update(signals.metrics())
         metrics.update({f"time/{k}": round(v, 4) for k, v in timings.items()})
-        metrics.update(plan_metrics(plan, lr))
+        metrics.update(plan_metrics(plan, weights, lr))
         return metrics
 
     def evaluate(self) -> dict[str, float]:

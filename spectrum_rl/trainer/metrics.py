@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from spectrum_rl.scheduler.blend import StepWeights
 from spectrum_rl.scheduler.step import DomainSignals, StepPlan, StepSignals
 
 
@@ -98,13 +99,13 @@ class SignalSums:
         return StepSignals(domains, alignment)
 
 
-def plan_metrics(plan: StepPlan, learning_rate: float) -> dict[str, Any]:
+def plan_metrics(plan: StepPlan, weights: StepWeights, learning_rate: float) -> dict[str, Any]:
     """The plan as executed, for the step's log line: mean and per-domain mu, mixture, rate, reason."""
     return {
-        "mu": round(plan.mean_mu(), 6),
+        "mu": round(weights.mean_mu, 6),
         "mixture": {k: round(v, 6) for k, v in plan.mixture.items()},
         "learning_rate": learning_rate,
         "scheduler/reason": plan.reason,
-        **{f"mu/{d}": round(m, 6) for d, m in plan.mu.items()},
+        **{f"mu/{d}": round(m, 6) for d, m in weights.mu.items()},
         **{k: round(v, 6) for k, v in plan.stats.items()},
     }

@@ -34,10 +34,10 @@ import numpy as np
 from spectrum_rl.analysis.phases import binomial_se
 from spectrum_rl.analysis.probe import probe_transfer
 from spectrum_rl.analysis.stats import t_interval
-from spectrum_rl.analysis.study import StudySpec, arm_overlay, default_plasticity_domain, study_base
 from spectrum_rl.config import Config, merge_config
 from spectrum_rl.domains import Domain, build_domains
 from spectrum_rl.models import apply_prompt_format, load_causal_lm
+from spectrum_rl.study.arms import StudySpec, arm_overlay, default_plasticity_domain, study_base
 from spectrum_rl.trainer.checkpoint import read_jsonl
 from spectrum_rl.trainer.generation import complete
 from spectrum_rl.trainer.loop import Trainer
@@ -169,9 +169,8 @@ def measure_gates(
             continue
         k = min(below)
         run = output / f"ladder-{n}"
-        scheduler = {"policy": "oracle_static", "weights": {m: float(m == n) for m in names}}
-        scheduler["level_weights"] = {n: {k: 1.0}}
-        overlay = {"scheduler": scheduler, "training": {"sft": {"mu": {"schedule": "rl_only"}}}}
+        policy = {"type": "oracle_static", "weights": {m: float(m == n) for m in names}, "level_weights": {n: {k: 1.0}}}
+        overlay = {"scheduler": {"policy": policy}, "training": {"sft": {"mu": "rl_only"}}}
         overlay |= {"run": {"name": f"ladder-{n}", "output_dir": str(run), "seed": 0}}
         trained_model, _ = load_causal_lm(str(_train(merge_config(base, overlay), base_dir) / "final"))
         before = start[n][k + 1]["greedy"]
@@ -191,7 +190,7 @@ def measure_gates(
 
     probe_steps = config.study.probe_steps or max(10, spec.steps // 4)
     log(f"G5: transfer probe, {probe_steps} steps on each domain alone")
-    rl_only = {"training": {"sft": {"mu": {"schedule": "rl_only"}}}}  # interference under RL, the recipe's SFT aside
+    rl_only = {"training": {"sft": {"mu": "rl_only"}}}  # interference under RL, the recipe's SFT aside
     probe_cfg = Config.model_validate(merge_config(base, {"run": {"output_dir": str(output / "probe")}, **rl_only}))
     record = probe_transfer(probe_cfg, list(domains.values()), steps=probe_steps, base_dir=base_dir)
     pairs = [

@@ -1,9 +1,10 @@
 """The trusted judge of code tests: what the sandbox computes, and what only this process decides.
 
 A test ``assert add(2, 3) == 5`` is split into a *hole*, ``add(2, 3)``, that the sandboxed code
-evaluates, and a *judgement*, ``<hole> == 5``, that this process evaluates over the hole's value.
-Values come back as plain data (None, bool, int, float, str, bytes, complex, and lists, tuples,
-sets, frozensets and dicts of them; iterators the code returns arrive consumed). So:
+evaluates, and a *judgement*, ``<hole> == 5``, that this process evaluates over the hole's value
+(:mod:`spectrum_rl.rewards.judgement`). Values come back as plain data (None, bool, int, float,
+str, bytes, complex, and lists, tuples, sets, frozensets and dicts of them; iterators the code
+returns arrive consumed; :mod:`spectrum_rl.rewards.values`). So:
 
 - the sandbox never sees the expected value ``5``;
 - no object the code defined is ever compared: an ``add`` returning an object whose ``__eq__`` is
@@ -11,12 +12,10 @@ sets, frozensets and dicts of them; iterators the code returns arrive consumed).
 - a code that tampers with the runner can only lie about *its own* values, which it cannot fit to
   expected values it never sees.
 
-**What the judge evaluates itself**: literals; operators (arithmetic, comparisons, ``and``/``or``/
-``not``, ``in``, ``is``); conditional expressions; subscripts of plain values; the builtins in
-``SAFE_FUNCTIONS``, the names in ``MATH`` (``math.isclose``, ...), the methods in ``SAFE_METHODS`` on
-plain values; comprehensions. Size guards keep hostile values from making the judge slow
-(``x ** y``, ``s * n``, ``range``, ``str.join``, ...). Everything else is a hole: a call of the
-solution's functions, an attribute, a name the solution defined.
+This module does the splitting. What the judge evaluates itself (operators, safe builtins,
+``math``, methods of plain values, comprehensions) is listed in
+:mod:`~spectrum_rl.rewards.judgement`; everything else is a hole: a call of the solution's
+functions, an attribute, a name the solution defined.
 
 **Statements**: an ``assert`` is judged. A set-up statement runs in the sandbox, except ``NAME = <a
 value the judge can compute>``, which the judge keeps and substitutes (the sandbox never sees it).
@@ -31,93 +30,43 @@ A test passes when its set-up ran, it has at least one assert, and every assert 
 would be computed where the code can forge it); or a hole that reads data the test's set-up
 computed in the sandbox (``x = random.randint(...)`` ... ``== x + 1``: the judge would take ``x``
 on the code's word). Names bound to the solution's results (``r = f(3)``; ``obj = Solution()``) may
-be read. Write such tests with the call in the assert (``assert f(3) == 9``) or as I/O tests.
-
-**I/O tests** (``{"input": ..., "output": ...}``): the sandbox returns the program's stdout; a
-test passes when its lines, trailing white space and trailing empty lines removed, equal the
-expected output's.
+be read. Write such tests with the call in the assert (``assert f(3) == 9``) or as I/O tests
+(:func:`~spectrum_rl.rewards.judgement.same_output`).
 """
 
 from __future__ import annotations
 
 import ast
-import builtins
 import copy
-import math
-import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from spectrum_rl.rewards.values import check_clock, decode
+from spectrum_rl.rewards.judgement import (
+    MATH,
+    METHOD_NAMES,
+    NOT_CONSTANT,
+    SAFE_FUNCTIONS,
+    SAFE_METHODS,
+    UnrolledComprehension,
+    bounded,
+    constant,
+    hole_name,
+)
 
 MAX_UNROLL = 1000  # iterations of an unrolled loop or comprehension
-MAX_ITEMS = 10_000_000  # elements (or characters) of a value the judge builds
-MAX_POW_BITS = 100_000
-JUDGE_STEPS = 2_000_000  # expression nodes the judge evaluates for one test
-
-SAFE_FUNCTIONS: dict[str, Callable] = {
-    name: getattr(builtins, name)
-    for name in (
-        "abs all any bool bytes chr complex dict divmod enumerate float frozenset hex bin oct int isinstance len "
-        "list max min ord pow range repr reversed round set sorted str sum tuple type zip"
-    ).split()
-}
-MATH = {
-    name: getattr(math, name)
-    for name in (
-        "isclose isnan isinf isfinite fabs floor ceil trunc sqrt exp log log2 log10 gcd hypot pi e tau inf nan"
-    ).split()
-}
-_TEXT = (
-    "lower upper strip lstrip rstrip split rsplit splitlines startswith endswith count find rfind index rindex "
-    "join replace isdigit isalpha isalnum isspace islower isupper isnumeric isdecimal istitle title capitalize "
-    "casefold swapcase partition rpartition removeprefix removesuffix"
-).split()
-_SETS = "issubset issuperset isdisjoint union intersection difference symmetric_difference".split()
-SAFE_METHODS: dict[type, frozenset[str]] = {
-    str: frozenset(_TEXT + ["encode"]),
-    bytes: frozenset(_TEXT + ["decode", "hex"]),
-    list: frozenset({"count", "index"}),
-    tuple: frozenset({"count", "index"}),
-    dict: frozenset({"keys", "values", "items", "get"}),
-    set: frozenset(_SETS),
-    frozenset: frozenset(_SETS),
-    int: frozenset({"bit_length"}),
-    float: frozenset({"is_integer"}),
-}
-_METHOD_NAMES = frozenset().union(*SAFE_METHODS.values())
-_BINARY = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow, ast.LShift: operator.lshift,
-    ast.RShift: operator.rshift, ast.BitOr: operator.or_, ast.BitXor: operator.xor, ast.BitAnd: operator.and_,
-}  # fmt: skip
-_UNARY = {ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}
-_COMPARE = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
-    ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-    ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
-}  # fmt: skip
-_HOLE = "\0hole"  # prefix of the Name that stands for a hole (not an identifier: never clashes)
 
 
 class Unverifiable(Exception):
     """The judge cannot split this test soundly; the message says why."""
 
 
-class _Refused(Exception):
-    """The judge will not compute this (unsupported, or too large): the assert does not hold."""
-
-
 class _NeedsUnroll(Exception):
     """A hole would depend on a comprehension's variable: unroll the comprehension."""
 
 
-# --- plans ---------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class Plan:
+class SplitTest:
     """One test, split. ``steps`` go to the sandbox in order (``("exec", statements)`` or
     ``("eval", expression)``); ``asserts`` are judgements whose holes name the eval steps they take
     their values from. ``unverifiable`` is the reason the test cannot be judged ("" when it can)."""
@@ -128,22 +77,22 @@ class Plan:
 
 
 @lru_cache(maxsize=4096)
-def plan(test: str) -> Plan:
+def split_test(test: str) -> SplitTest:
     """Split one assert-style test (Python source) into sandbox steps and judgements."""
     try:
         tree = ast.parse(test)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        return Plan(unverifiable=f"the test does not parse ({type(exc).__name__})")
-    planner = _Planner()
+        return SplitTest(unverifiable=f"the test does not parse ({type(exc).__name__})")
+    splitter = _Splitter()
     try:
-        planner.statements(tree.body)
-        if not planner.asserts:
+        splitter.statements(tree.body)
+        if not splitter.asserts:
             raise Unverifiable("the test has no assert the judge can check")
     except Unverifiable as exc:
-        return Plan(unverifiable=str(exc))
+        return SplitTest(unverifiable=str(exc))
     except RecursionError:
-        return Plan(unverifiable="the test is nested too deeply")
-    return Plan(tuple(planner.steps), tuple(planner.asserts))
+        return SplitTest(unverifiable="the test is nested too deeply")
+    return SplitTest(tuple(splitter.steps), tuple(splitter.asserts))
 
 
 def _bound_names(stmt: ast.stmt) -> set[str]:
@@ -225,7 +174,7 @@ def literal(value: object) -> ast.expr:
     raise TypeError(f"not plain data: {type(value).__name__}")
 
 
-class _Planner:
+class _Splitter:
     """Walks a test's statements, building sandbox steps and judgements (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -277,7 +226,7 @@ class _Planner:
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
             name = stmt.targets[0].id
             value = constant(stmt.value)
-            if value is not _NOT_CONSTANT and _is_plain(value):
+            if value is not NOT_CONSTANT and _is_plain(value):
                 self.constants[name] = literal(value)
                 self.data.discard(name)
                 self.answers.discard(name)
@@ -339,9 +288,9 @@ class _Planner:
             if self.steps[index][0] == "exec":
                 break
             if self.steps[index][1] == source:
-                return ast.Name(f"{_HOLE}{index}", ast.Load())
+                return hole_name(index)
         self.steps.append(("eval", source))
-        return ast.Name(f"{_HOLE}{len(self.steps) - 1}", ast.Load())
+        return hole_name(len(self.steps) - 1)
 
     def split(self, node: ast.expr, bound: frozenset[str]) -> ast.expr:
         """``node`` with every part the judge cannot evaluate replaced by a hole."""
@@ -376,7 +325,7 @@ class _Planner:
             new_func: ast.expr = func
         elif isinstance(func, ast.Attribute) and _judged_attribute(func, bound):
             new_func = func
-        elif isinstance(func, ast.Attribute) and func.attr in _METHOD_NAMES:
+        elif isinstance(func, ast.Attribute) and func.attr in METHOD_NAMES:
             new_func = ast.Attribute(self.split(func.value, bound), func.attr, ast.Load())
         else:
             return self.hole(node, bound)
@@ -447,9 +396,9 @@ class _Planner:
         items = []
         for conds, value in rows:
             known = [constant(c) for c in conds]  # conditions the judge settles now need no sandbox work
-            if any(k is not _NOT_CONSTANT and not k for k in known):
+            if any(k is not NOT_CONSTANT and not k for k in known):
                 continue
-            conds = [c for c, k in zip(conds, known) if k is _NOT_CONSTANT]
+            conds = [c for c, k in zip(conds, known) if k is NOT_CONSTANT]
             split_value = (
                 tuple(self.split(v, bound) for v in value) if isinstance(value, tuple) else self.split(value, bound)
             )
@@ -500,36 +449,13 @@ _JUDGED = (
 )  # fmt: skip
 
 
-class UnrolledComprehension(ast.expr):
-    """An unrolled comprehension: ``items`` are (conditions, element) per iteration; the judge keeps
-    the elements whose conditions hold, lazily for a generator (``kind`` "iter")."""
-
-    _fields = ("kind", "items")
-
-    def __init__(self, kind: str, items: list) -> None:
-        super().__init__()
-        self.kind, self.items = kind, items
-
-
-_NOT_CONSTANT = object()
-
-
-def constant(node: ast.expr) -> object:
-    """The value of ``node`` when the judge can compute it without the sandbox (literals, safe
-    builtins, math, comprehensions over those), else _NOT_CONSTANT."""
-    try:
-        return _Judge(()).value(node, {})
-    except Exception:  # noqa: BLE001 - _Refused, or anything the judge cannot compute
-        return _NOT_CONSTANT
-
-
 def _iterations(target: ast.expr, iterable: ast.expr) -> list[dict[str, ast.expr]]:
     """One name -> literal mapping per iteration of ``for target in iterable`` (judge-computed)."""
     values = constant(iterable)
-    if values is _NOT_CONSTANT:
+    if values is NOT_CONSTANT:
         raise Unverifiable("a loop over a value computed in the sandbox")
     try:
-        values = list(_bounded(values, MAX_UNROLL + 1))
+        values = list(bounded(values, MAX_UNROLL + 1))
     except TypeError as exc:
         raise Unverifiable(f"a loop over a value that is not iterable ({exc})") from None
     if len(values) > MAX_UNROLL:
@@ -540,13 +466,6 @@ def _iterations(target: ast.expr, iterable: ast.expr) -> list[dict[str, ast.expr
         _bind(target, value, binding)
         out.append(binding)
     return out
-
-
-def _bounded(values: object, limit: int) -> Iterator:
-    for i, value in enumerate(values):  # type: ignore[call-overload]
-        if i >= limit:
-            return
-        yield value
 
 
 def _bind(target: ast.expr, value: object, out: dict[str, ast.expr]) -> None:
@@ -562,274 +481,3 @@ def _bind(target: ast.expr, value: object, out: dict[str, ast.expr]) -> None:
             _bind(t, v, out)
     else:
         raise Unverifiable("a loop target other than names")
-
-
-# --- the judge -----------------------------------------------------------------------------------
-
-
-class _Judge:
-    """Evaluates a judgement over plain values. ``holes[i]`` is the reply to step i: ``{"v": value}``
-    or ``{"e": error}``; a hole's error is raised only when the judgement reaches it (as Python's
-    ``and``/``or`` would not evaluate it otherwise)."""
-
-    def __init__(self, holes: Sequence[object], deadline: float | None = None) -> None:
-        self.holes = holes
-        self.deadline = deadline
-        self.steps = JUDGE_STEPS
-        self.decoded: dict[int, object] = {}
-
-    def value(self, node: ast.AST, scope: dict[str, object]) -> object:
-        self.steps -= 1
-        if self.steps < 0:
-            raise _Refused("the judgement takes too long")
-        if self.steps % 256 == 0:
-            check_clock(self.deadline)
-        method = getattr(self, "_" + type(node).__name__, None)
-        if method is None:
-            raise _Refused(f"the judge does not evaluate {type(node).__name__}")
-        return method(node, scope)
-
-    def _Constant(self, node: ast.Constant, scope: dict) -> object:
-        return node.value
-
-    def _Name(self, node: ast.Name, scope: dict) -> object:
-        if node.id in scope:
-            return scope[node.id]
-        if node.id.startswith(_HOLE):
-            return self.hole(int(node.id[len(_HOLE) :]))
-        if node.id in SAFE_FUNCTIONS:
-            return SAFE_FUNCTIONS[node.id]
-        raise _Refused(f"unknown name {node.id}")
-
-    def hole(self, index: int) -> object:
-        if index not in self.decoded:
-            reply = self.holes[index] if index < len(self.holes) else None
-            if type(reply) is dict and "v" in reply:
-                try:
-                    self.decoded[index] = decode(reply["v"], self.deadline)
-                except ValueError as exc:
-                    self.decoded[index] = _Refused(f"the sandbox sent {exc}")
-            else:
-                error = reply.get("e") if type(reply) is dict else None
-                self.decoded[index] = _Refused(str(error)[:300] if error else "no value")
-        value = self.decoded[index]
-        if isinstance(value, _Refused):
-            raise value
-        return value
-
-    def _Attribute(self, node: ast.Attribute, scope: dict) -> object:
-        if isinstance(node.value, ast.Name) and node.value.id == "math" and node.attr in MATH:
-            return MATH[node.attr]
-        if isinstance(node.value, ast.Name) and node.value.id in SAFE_FUNCTIONS:
-            owner = SAFE_FUNCTIONS[node.value.id]
-            if owner in SAFE_METHODS and node.attr in SAFE_METHODS[owner]:  # e.g. key=str.lower
-                return getattr(owner, node.attr)
-        raise _Refused(f"attribute {node.attr}")
-
-    def _List(self, node: ast.List, scope: dict) -> object:
-        return self.items(node.elts, scope)
-
-    def _Tuple(self, node: ast.Tuple, scope: dict) -> object:
-        return tuple(self.items(node.elts, scope))
-
-    def _Set(self, node: ast.Set, scope: dict) -> object:
-        return set(self.items(node.elts, scope))
-
-    def _Dict(self, node: ast.Dict, scope: dict) -> object:
-        out: dict = {}
-        for key, value in zip(node.keys, node.values):
-            if key is None:
-                out.update(self.value(value, scope))  # type: ignore[call-overload]
-            else:
-                out[self.value(key, scope)] = self.value(value, scope)
-        return out
-
-    def items(self, nodes: Sequence[ast.expr], scope: dict) -> list:
-        out: list = []
-        for node in nodes:
-            if isinstance(node, ast.Starred):
-                out.extend(_bounded(self.value(node.value, scope), MAX_ITEMS))
-            else:
-                out.append(self.value(node, scope))
-        return out
-
-    def _UnaryOp(self, node: ast.UnaryOp, scope: dict) -> object:
-        return _UNARY[type(node.op)](self.value(node.operand, scope))
-
-    def _BinOp(self, node: ast.BinOp, scope: dict) -> object:
-        left, right = self.value(node.left, scope), self.value(node.right, scope)
-        _guard_binary(node.op, left, right)
-        return _BINARY[type(node.op)](left, right)
-
-    def _BoolOp(self, node: ast.BoolOp, scope: dict) -> object:
-        result: object = None
-        for operand in node.values:
-            result = self.value(operand, scope)
-            if bool(result) != isinstance(node.op, ast.And):
-                return result
-        return result
-
-    def _Compare(self, node: ast.Compare, scope: dict) -> object:
-        left = self.value(node.left, scope)
-        for op, comparator in zip(node.ops, node.comparators):
-            right = self.value(comparator, scope)
-            if not _COMPARE[type(op)](left, right):
-                return False
-            left = right
-        return True
-
-    def _IfExp(self, node: ast.IfExp, scope: dict) -> object:
-        return self.value(node.body if self.value(node.test, scope) else node.orelse, scope)
-
-    def _JoinedStr(self, node: ast.JoinedStr, scope: dict) -> object:
-        return "".join(str(self.value(part, scope)) for part in node.values)
-
-    def _FormattedValue(self, node: ast.FormattedValue, scope: dict) -> object:
-        value = self.value(node.value, scope)
-        value = {115: str, 114: repr, 97: ascii}.get(node.conversion, lambda v: v)(value)
-        spec = "" if node.format_spec is None else str(self.value(node.format_spec, scope))
-        if any(len(run) > 4 for run in "".join(c if c.isdigit() else " " for c in spec).split()):
-            raise _Refused("a format width too large to compute")
-        return format(value, spec)
-
-    def _Subscript(self, node: ast.Subscript, scope: dict) -> object:
-        return self.value(node.value, scope)[self.value(node.slice, scope)]  # type: ignore[index]
-
-    def _Slice(self, node: ast.Slice, scope: dict) -> object:
-        parts = (node.lower, node.upper, node.step)
-        return slice(*(None if p is None else self.value(p, scope) for p in parts))
-
-    def _Call(self, node: ast.Call, scope: dict) -> object:
-        args = self.items(node.args, scope)
-        kwargs: dict = {}
-        for keyword in node.keywords:
-            value = self.value(keyword.value, scope)
-            kwargs.update(value if keyword.arg is None else {keyword.arg: value})  # type: ignore[arg-type]
-        func = node.func
-        if isinstance(func, ast.Name) and func.id in SAFE_FUNCTIONS and func.id not in scope:
-            _guard_call(func.id, args, kwargs)
-            return SAFE_FUNCTIONS[func.id](*args, **kwargs)
-        if isinstance(func, ast.Attribute):
-            if isinstance(func.value, ast.Name) and func.value.id == "math" and func.attr in MATH:
-                return MATH[func.attr](*args, **kwargs)
-            receiver = self.value(func.value, scope)
-            if func.attr in SAFE_METHODS.get(type(receiver), ()):
-                _guard_method(receiver, func.attr, args)
-                return getattr(receiver, func.attr)(*args, **kwargs)
-            raise _Refused(f"a {type(receiver).__name__} has no method {func.attr} the judge calls")
-        raise _Refused("a call the judge does not make")
-
-    def _comprehension(self, node: ast.expr, scope: dict) -> object:
-        def rows(generators: list[ast.comprehension], inner: dict) -> Iterator[dict]:
-            if not generators:
-                yield inner
-                return
-            first = generators[0]
-            for item in _bounded(self.value(first.iter, inner), MAX_ITEMS):
-                here = dict(inner)
-                _assign(first.target, item, here)
-                if all(self.value(c, here) for c in first.ifs):
-                    yield from rows(generators[1:], here)
-
-        if isinstance(node, ast.DictComp):
-            return {self.value(node.key, s): self.value(node.value, s) for s in rows(node.generators, dict(scope))}
-        values = (self.value(node.elt, s) for s in rows(node.generators, dict(scope)))
-        if isinstance(node, ast.GeneratorExp):
-            return values
-        return list(values) if isinstance(node, ast.ListComp) else set(values)
-
-    _ListComp = _SetComp = _GeneratorExp = _DictComp = _comprehension
-
-    def _UnrolledComprehension(self, node: UnrolledComprehension, scope: dict) -> object:
-        def kept() -> Iterator:
-            for conditions, value in node.items:
-                if all(self.value(c, scope) for c in conditions):
-                    yield (
-                        tuple(self.value(v, scope) for v in value)
-                        if isinstance(value, tuple)
-                        else self.value(value, scope)
-                    )
-
-        if node.kind == "iter":
-            return kept()
-        return {"list": list, "set": set, "dict": dict}[node.kind](kept())
-
-
-def _assign(target: ast.expr, value: object, scope: dict) -> None:
-    if isinstance(target, ast.Name):
-        scope[target.id] = value
-        return
-    items = list(_bounded(value, MAX_ITEMS))
-    if not isinstance(target, (ast.Tuple, ast.List)) or len(items) != len(target.elts):
-        raise _Refused("a comprehension target that does not unpack")
-    for t, v in zip(target.elts, items):
-        _assign(t, v, scope)
-
-
-def _size(value: object) -> int:
-    return len(value) if isinstance(value, (str, bytes, list, tuple)) else 0
-
-
-def _guard_binary(op: ast.operator, left: object, right: object) -> None:
-    """Refuse operations whose result would be huge (the operands may come from hostile code)."""
-    if isinstance(op, ast.Pow) and type(left) is int and type(right) is int and right > 0 and abs(left) > 1:
-        if right * left.bit_length() > MAX_POW_BITS:
-            raise _Refused("a power too large to compute")
-    if isinstance(op, ast.Mult):
-        for seq, times in ((left, right), (right, left)):
-            if isinstance(times, int) and _size(seq) * times > MAX_ITEMS:
-                raise _Refused("a repetition too large to compute")
-    if isinstance(op, ast.LShift) and isinstance(right, int) and right > MAX_POW_BITS:
-        raise _Refused("a shift too large to compute")
-    if isinstance(op, ast.Mod) and isinstance(left, (str, bytes)) and "*" in str(left):
-        raise _Refused("%-formatting with a computed width")
-
-
-def _guard_call(name: str, args: list, kwargs: dict) -> None:
-    if name in ("range", "bytes") and sum(isinstance(a, int) and abs(a) > MAX_ITEMS for a in args):
-        raise _Refused(f"{name}() too large")
-    if name == "pow" and len(args) == 2:
-        _guard_binary(ast.Pow(), *args)
-    if name == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 10_000:
-        raise _Refused("round() to too many digits")
-    if name == "type" and len(args) != 1:
-        raise _Refused("type() with more than one argument")
-    if name == "sum" and len(args) == 2 and not isinstance(args[1], (int, float, complex)):
-        raise _Refused("sum() with a non-numeric start")
-
-
-def _guard_method(receiver: object, name: str, args: list) -> None:
-    if name == "join":
-        parts = list(_bounded(args[0], MAX_ITEMS + 1)) if args else []
-        args[0:1] = [parts]
-        if len(receiver) * len(parts) + sum(_size(p) for p in parts) > MAX_ITEMS:  # type: ignore[arg-type]
-            raise _Refused("a join too large to compute")
-    if name == "replace" and len(args) >= 2:
-        old, new = args[0], args[1]
-        occurrences = receiver.count(old) if old else len(receiver) + 1  # type: ignore[attr-defined]
-        if _size(receiver) + occurrences * _size(new) > MAX_ITEMS:
-            raise _Refused("a replace too large to compute")
-
-
-def holds(judgement: ast.expr, replies: Sequence[object], deadline: float | None = None) -> tuple[bool, str]:
-    """(whether the judgement is true over the sandbox's replies, a reason when not); raises
-    :class:`~spectrum_rl.rewards.values.Unjudgeable` for values shaped to slow the judge down and
-    once ``time.monotonic()`` passes ``deadline``."""
-    try:
-        return (True, "") if _Judge(replies, deadline).value(judgement, {}) else (False, "does not hold")
-    except _Refused as exc:
-        return False, str(exc)
-    except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError, MemoryError, AttributeError) as exc:
-        return False, f"{type(exc).__name__}: {exc}"[:300]
-
-
-def same_output(got: str, expected: str) -> bool:
-    """Program output equals the expected output, up to trailing white space and trailing empty lines."""
-
-    def lines(text: str) -> list[str]:
-        out = [line.rstrip() for line in text.splitlines()]
-        while out and not out[-1]:
-            out.pop()
-        return out
-
-    return lines(got) == lines(expected)

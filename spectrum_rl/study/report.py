@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from spectrum_rl.analysis.phases import PHASE_COLORS
 from spectrum_rl.analysis.stats import t_interval
 
 CLAIMS = {
@@ -23,7 +24,6 @@ CLAIMS = {
     "C5": "Execution-token entropy drops first, then planning-token entropy rises (arXiv:2509.03646).",
 }
 SMOKE_NOTE = "**A smoke run (`--quick`): a reduced grid of 24-step runs. These verdicts are not evidence.**"
-PHASE_COLORS = {"disruption": "#f4a6a6", "readaptation": "#a6d8f4", "overfitting": "#f4dca6"}
 
 
 def _png(fig) -> str:
@@ -126,6 +126,7 @@ def _curves_by_arm(runs: dict[str, list[dict]]) -> str | None:
 
 
 def plots(summary: dict[str, Any], runs: dict[str, list[dict]]) -> dict[str, str]:
+    """The report's figures as ``<img>`` tags, by name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -332,6 +333,7 @@ def _curriculum_section(summary: dict[str, Any]) -> str:
 
 
 def write_report(path: Path, summary: dict[str, Any], runs: dict[str, list[dict]]) -> None:
+    """``report.html`` of a study summary (``runs``: its per-seed runs, ``joint`` included)."""
     figs = plots(summary, runs)
     esc = html.escape
     rows = []

@@ -7,7 +7,7 @@ A block in a Markdown file::
     <!-- /data -->
 
 holds what ``render(summary, kind)`` makes of that summary (path relative to the repository
-root). ``python -m spectrum_rl.analysis.docs_data README.md docs/study.md`` rewrites every block;
+root). ``python -m spectrum_rl.study.docs_data README.md docs/study.md`` rewrites every block;
 ``--check`` lists the stale ones and exits 1 (the docs test runs it), so a number in a block can
 only come from the data. Kinds: ``setup`` (the command's grid and time), ``arms`` (final
 held-out mean per arm), ``domains`` (per-domain final scores), ``claims`` (verdicts and why),
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spectrum_rl.analysis.report import ci_text, p_text
+from spectrum_rl.study.report import ci_text, p_text
 
 BLOCK = re.compile(r"(<!-- data: (\S+) (\w+) -->\n)(.*?)(<!-- /data -->)", re.S)
 
@@ -100,7 +100,7 @@ def _excluding(s: dict[str, Any]) -> str:
 
 
 def _gates(s: dict[str, Any]) -> str:
-    from spectrum_rl.analysis.gates import gate_lines  # the command's own lines (imports the trainer)
+    from spectrum_rl.study.gates import gate_lines  # the command's own lines (imports the trainer)
 
     return "```\n" + "\n".join(gate_lines(s)) + "\n```\n"
 

@@ -1,0 +1,255 @@
+"""adaptive (ours): the mission's scheduler.
+
+Each domain's score is ``UCB learnability + transfer_weight * alignment + bwt_weight * b_i`` (an
+unmeasured domain's learnability counts as 1, the most, so it is measured first) with ``b_i =
+mean_{j != i} T[i, j]``, the estimated change of the other domains' held-out scores from training
+on i (T from the online fit or a probe; entries within two standard errors of 0 count as 0), and
+the mixture is proportional to the scores (not a softmax: a noisy lead does not take the whole
+step), with a floor. Difficulty levels come from the Planner's frontier and prompts from the
+pass-rate sampler, so it decides at all three levels. On top: the entropy monitor's collapse guard
+(a domain behaving creatively whose entropy collapsed cuts the weight of the structured ones and
+gets its mu raised, unless its recent pass rate is >= 0.9: solved, not collapsed; a
+declared-structured domain whose entropy rises is treated as creative), a forgetting guard (boost
+a domain whose held-out score fell below its best by more than the margin or two standard errors
+of the eval, whichever is larger) and prerequisite gating (a lock opens when the prerequisite
+reaches ``unlock_score``, plateaus, or ``unlock_share`` of the run has passed). The reason names
+every signal that moved a weight by at least ``MOVED`` and every guard that fired.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from spectrum_rl.scheduler.order import significant_transfer
+from spectrum_rl.scheduler.policies.base import (
+    POLICIES,
+    Decision,
+    MinWeight,
+    Policy,
+    View,
+    proportional_with_floor,
+    ucb_bonus,
+)
+from spectrum_rl.scheduler.shares import normalise
+
+
+class AdaptiveParams(MinWeight):
+    """The adaptive policy's weights of its signals and its guards."""
+
+    explore: float = Field(
+        0.1, ge=0, description="Weight of the UCB exploration bonus sqrt(2 ln(N+1) / (n_d+1)) (groups)."
+    )
+    transfer_weight: float = Field(1.0, ge=0, description="Weight of the domain's mean gradient alignment.")
+    bwt_weight: float = Field(
+        1.0,
+        ge=0,
+        description="Weight of a domain's estimated backward transfer (the mean change of the other domains' "
+        "held-out scores per window of training on it; needs a transfer estimate).",
+    )
+    plateau_delta: float = Field(0.01, ge=0, description="Held-out gain that resets a domain's plateau count.")
+    forgetting_margin: float = Field(
+        0.05,
+        ge=0,
+        description="Score drop below best that boosts a domain (at least two standard errors of the domain's "
+        "eval score, sqrt(p (1 - p) / n), so eval noise does not fire it).",
+    )
+    forgetting_boost: float = Field(2.0, ge=1, description="Weight multiplier of a forgotten domain.")
+    entropy_guard_cut: float = Field(
+        0.5, ge=0, le=1, description="Structured weight multiplier while a creative domain's entropy has collapsed."
+    )
+    entropy_guard_mu: float = Field(0.3, ge=0, le=1, description="Minimum mu of a collapsed creative domain.")
+    unlock_score: float = Field(0.3, description="Held-out score prerequisites must reach.")
+    unlock_patience: int = Field(
+        3,
+        ge=1,
+        description="A prerequisite that has not gained more than `plateau_delta` (or two standard errors of its "
+        "eval score) over its best for this many evals counts as done (plateaued).",
+    )
+    unlock_share: float = Field(0.25, ge=0, le=1, description="No prerequisite lock holds past this share of the run.")
+
+
+MOVED = 0.02  # a signal "moved the mixture" when some domain's weight differs by this much without it
+CONVERGED = 0.9  # a domain whose recent pass rate is this high has converged: low entropy is expected there
+
+
+def converged(view: View, domain: str) -> bool:
+    """Whether ``domain``'s recent pass rate (its discounted Beta posterior mean) is at least CONVERGED:
+    its entropy fell because it is solved, which the collapse guard must not treat as a collapse."""
+    passes, fails = view.learnability.posterior(domain)
+    return passes / (passes + fails) >= CONVERGED
+
+
+def backward_transfer(view: View) -> dict[str, float]:
+    """``b_i = mean_{j != i} T[i, j]`` per domain (0 without a transfer estimate); entries within
+    two standard errors of 0 count as 0, so only what the data determine can move the mixture."""
+    T = view.transfer
+    if T is None or len(view.names) < 2:
+        return dict.fromkeys(view.names, 0.0)
+    if view.transfer_stderr is not None:
+        T = significant_transfer(T, view.transfer_stderr)
+    off = ~np.eye(len(view.names), dtype=bool)
+    return {n: float(T[i][off[i]].mean()) for i, n in enumerate(view.names)}
+
+
+@POLICIES.register("adaptive")
+class AdaptivePolicy(Policy):
+    """Learnability + backward transfer + gradient alignment, with the entropy, forgetting and
+    prerequisite guards (module docstring).
+
+    A domain is locked while a prerequisite is not done; a prerequisite is done once its held-out
+    score reaches ``unlock_score`` or it has plateaued (no gain above ``plateau_delta`` over its
+    best for ``unlock_patience`` evals). An unlock is permanent and its reason is logged once."""
+
+    Params = AdaptiveParams
+    uses_alignment = True
+
+    def __init__(self, params: AdaptiveParams, names: list[str]) -> None:
+        super().__init__(params, names)
+        self.peak: dict[str, float] = {}  # best held-out score so far, per domain
+        self.stale: dict[str, int] = {}  # evals since the last gain above plateau_delta
+        self.done: dict[str, str] = {}  # prerequisite -> why it counts as done
+        self.news: list[str] = []  # unlock and re-kind reasons not reported yet
+        self.creative: list[str] = []  # declared structured, but their entropy rose under training
+
+    def observe_eval(self, step: int, view: View) -> None:
+        super().observe_eval(step, view)
+        for n, score in view.scores.items():
+            gain = max(self.params.plateau_delta, 2 * view.stderr(n, score))  # a gain the eval's noise cannot make
+            if n not in self.peak or score > self.peak[n] + gain:
+                self.peak[n], self.stale[n] = max(score, self.peak.get(n, score)), 0
+            else:
+                self.stale[n] += 1
+            if n in self.done:
+                continue
+            if score >= self.params.unlock_score:
+                self.done[n] = f"{n} reached {score:.2f} >= unlock_score {self.params.unlock_score} at step {step}"
+            elif self.stale[n] >= self.params.unlock_patience:
+                self.done[n] = (
+                    f"{n} plateaued at {self.peak[n]:.2f} (no gain > {gain:.3f} in {self.stale[n]} evals, step {step})"
+                )
+            if n in self.done and any(n in view.prerequisites.get(m, []) for m in self.names):
+                self.news.append(f"prerequisite {self.done[n]}")
+
+    def _unlock_by_budget(self, step: int, view: View) -> None:
+        """No lock holds past ``unlock_share`` of the run: its prerequisites count as done then."""
+        if view.total_steps is None or step < self.params.unlock_share * view.total_steps:
+            return
+        for n in self.names:
+            for pre in view.prerequisites.get(n, []):
+                if pre not in self.done:
+                    self.done[pre] = (
+                        f"{pre} held its lock for unlock_share {self.params.unlock_share} of the run (step {step})"
+                    )
+                    self.news.append(f"prerequisite {self.done[pre]}")
+
+    def _signals(self, view: View) -> tuple[dict[str, float], list[str]]:
+        """The mixture from the three score terms, and what each term that moved it says."""
+        learn_view = view.learnability
+        total = sum(learn_view.count(n) for n in self.names)
+        learn = {  # an unmeasured domain counts as fully learnable (optimism: it is measured first)
+            n: (1.0 if learn_view.value(n) is None else learn_view.value(n))
+            + self.params.explore * ucb_bonus(total, learn_view.count(n))
+            for n in self.names
+        }
+        align = {n: self.params.transfer_weight * (view.alignment.mean_alignment(n) or 0.0) for n in self.names}
+        bwt = backward_transfer(view)
+        bwt_term = {n: self.params.bwt_weight * b for n, b in bwt.items()}
+        terms = {"learnability": learn, "alignment": align, "bwt": bwt_term}
+
+        def mixture(flat: str | None = None) -> dict[str, float]:
+            """The mixture, with term ``flat`` replaced by its mean over domains (it then tells them
+            apart no more, but adds the same mass)."""
+            parts = {
+                k: v if k != flat else dict.fromkeys(v, float(np.mean(list(v.values())))) for k, v in terms.items()
+            }
+            total = {n: sum(part[n] for part in parts.values()) for n in self.names}
+            return proportional_with_floor(total, self.params.min_weight)
+
+        weights = mixture()
+        notes = []
+        for k in terms:
+            without = mixture(k)
+            if max(abs(weights[n] - without[n]) for n in self.names) < MOVED:
+                continue
+            if k == "learnability":
+                top = max(learn, key=learn.get)
+                notes.append(f"learnability favours {top} ({learn[top]:.3f} with exploration)")
+            elif k == "alignment":
+                top = max(align, key=align.get)
+                notes.append(f"gradient alignment favours {top} ({align[top]:+.3f})")
+            else:
+                low, high = min(bwt, key=bwt.get), max(bwt, key=bwt.get)
+                said = [f"damps {low} ({bwt[low]:+.3f})"] if bwt[low] < 0 else []
+                said += [f"favours {high} ({bwt[high]:+.3f})"] if bwt[high] > 0 else []
+                notes.append("backward transfer " + ", ".join(said))
+        return weights, notes
+
+    def _kinds(self, view: View) -> dict[str, str]:
+        """The kinds the entropy monitor observed: a declared-structured domain whose entropy rises
+        under training (the monitor's ``contradicts_kind``) behaves creatively and is treated as
+        creative from then on (its collapse is guarded, the guard does not cut it)."""
+        for n in self.names:
+            state = view.entropy.state(n)
+            if (
+                view.kinds[n] == "structured"
+                and n not in self.creative
+                and state is not None
+                and state.contradicts_kind
+            ):
+                self.creative.append(n)
+                self.news.append(f"entropy: {n} is declared structured but its entropy rises; treated as creative")
+        return {n: "creative" if n in self.creative else view.kinds[n] for n in self.names}
+
+    def decide(self, step: int, view: View) -> Decision:
+        self._unlock_by_budget(step, view)
+        weights, notes = self._signals(view)
+        kinds = self._kinds(view)
+        notes += self.news
+        self.news = []
+        mu_raise: dict[str, float] = {}
+        locked = [n for n in self.names if any(p not in self.done for p in view.prerequisites.get(n, []))]
+        for n in locked:
+            weights[n] = 0.0
+        if locked:
+            notes.append(
+                f"locked until prerequisites reach {self.params.unlock_score}, plateau or "
+                f"{self.params.unlock_share:.0%} of the run has passed: {', '.join(locked)}"
+            )
+        for n in self.names:
+            best, now = view.best.get(n), view.scores.get(n)
+            margin = max(self.params.forgetting_margin, 2 * view.stderr(n, best or 0.0))
+            if n not in locked and best is not None and now is not None and now < best - margin:
+                weights[n] *= self.params.forgetting_boost
+                notes.append(f"forgetting guard: {n} {now:.2f} < best {best:.2f}")
+        collapsed = [
+            n
+            for n in self.names
+            if kinds[n] == "creative"
+            and n not in locked
+            and (s := view.entropy.state(n)) is not None
+            and s.collapsed
+            and not converged(view, n)
+        ]
+        if collapsed:
+            for n in self.names:
+                if kinds[n] == "structured":
+                    weights[n] *= self.params.entropy_guard_cut
+            mu_raise = {n: self.params.entropy_guard_mu for n in collapsed}
+            notes.append(f"entropy guard: {', '.join(collapsed)} collapsed; structured weight cut, mu raised")
+        if sum(weights.values()) <= 0:  # everything locked: train the unlocked roots
+            weights = {n: float(not view.prerequisites.get(n)) for n in self.names}
+        reason = "adaptive: " + ("; ".join(notes) if notes else "no signal has moved the mixture yet")
+        return Decision(normalise(weights), reason, mu_raise)
+
+    def state_dict(self) -> dict:
+        return {
+            "peak": self.peak,
+            "stale": self.stale,
+            "done": self.done,
+            "creative": self.creative,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.peak, self.stale, self.done = state["peak"], state["stale"], state["done"]
+        self.creative = list(state["creative"])
