@@ -62,7 +62,7 @@ def make_config(folder: Path, model: Path, checkpointing: bool, shape: argparse.
     config = {
         "run": {"name": "ckpt", "output_dir": str(folder / "run"), "seed": 0},
         "model": {"name_or_path": str(model)},
-        "tasks": [
+        "domains": [
             {
                 "name": "count",
                 "kind": "structured",

@@ -80,7 +80,7 @@ def shares(model: str, url: str, concurrency: int, steps: int, out: str) -> dict
         {
             "run": {"name": f"http-c{concurrency}", "output_dir": out, "seed": 0},
             "model": {"name_or_path": model},
-            "tasks": [
+            "domains": [
                 {
                     "name": "sorting",
                     "kind": "structured",

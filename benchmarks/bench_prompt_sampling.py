@@ -26,7 +26,7 @@ from spectrum_rl.analysis.stats import paired_diff
 from spectrum_rl.bootstrap import ensure_builtin
 from spectrum_rl.config import load_config
 from spectrum_rl.domains import build_domains
-from spectrum_rl.tasks.builtin import GENERATORS
+from spectrum_rl.sources.builtin import GENERATORS
 from spectrum_rl.trainer.checkpoint import read_jsonl
 from spectrum_rl.trainer.loop import Trainer
 
@@ -43,7 +43,7 @@ def run(tmp: Path, sampling: str, seed: int, steps: int) -> tuple[float, float]:
     cfg = {
         "run": {"name": out.name, "output_dir": str(out), "seed": seed},
         "model": {"name_or_path": "builtin:tiny"},
-        "tasks": [
+        "domains": [
             {
                 "name": "pool",
                 "kind": "structured",

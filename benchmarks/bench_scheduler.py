@@ -31,7 +31,7 @@ ALIGN_EVERY = SchedulerConfig().alignment_every
 
 
 def config_dict(policy: str, n_domains: int, out: str) -> dict:
-    from spectrum_rl.tasks.builtin import GENERATORS
+    from spectrum_rl.sources.builtin import GENERATORS
 
     gens = list(GENERATORS)
     tasks = [
@@ -51,7 +51,7 @@ def config_dict(policy: str, n_domains: int, out: str) -> dict:
     return {
         "run": {"output_dir": out},
         "model": {"name_or_path": "builtin:tiny"},
-        "tasks": tasks,
+        "domains": tasks,
         "scheduler": {"policy": policy, "alignment_every": 1},
         "training": {"prompts_per_step": 16, "group_size": 8, "max_new_tokens": 32, "learning_rate": 1e-4},
         "logging": {"progress": False},
@@ -135,14 +135,14 @@ def curricula_seconds(pool: int, steps: int = 200) -> float:
     weighted draw of the pool's 8 prompts, and observing 8 groups of each."""
     import random
 
-    from spectrum_rl.domains import Domain, draw_for_plan
+    from spectrum_rl.domains import BuiltDomain, draw_for_plan
     from spectrum_rl.scheduler.blend import SFTConfig
     from spectrum_rl.scheduler.plan import Planner
     from spectrum_rl.scheduler.step import StepSignals
-    from spectrum_rl.tasks.sources import PoolSource
+    from spectrum_rl.sources.pools import PoolSource
 
     rows = [{"question": f"q{i}", "answer": str(i)} for i in range(pool)]
-    domains = {"pool": Domain("pool", "structured", PoolSource(rows, [], "pool"), reward=None)}
+    domains = {"pool": BuiltDomain("pool", "structured", PoolSource(rows, [], "pool"), reward=None)}
     kinds = {"pool": "structured", "ladder": "structured"}
     planner = Planner(kinds, {}, SchedulerConfig(), SFTConfig(), 16, pools={"pool": pool}, ladders={"ladder": (2, 8)})
     rng = random.Random(0)

@@ -74,7 +74,7 @@ def reward_exact(prompts, completions, answer, **_):
 def make_prompts(path: Path, n: int) -> None:
     import random
 
-    from spectrum_rl.tasks.builtin import GENERATORS
+    from spectrum_rl.sources.builtin import GENERATORS
 
     rng = random.Random(0)
     with path.open("w") as f:
@@ -120,7 +120,7 @@ def child_ours(
         {
             "run": {"output_dir": out},
             "model": {"name_or_path": model},
-            "tasks": [
+            "domains": [
                 {
                     "name": f"sorting{i}",
                     "kind": "structured",

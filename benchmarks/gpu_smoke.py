@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
         {
             "run": {"output_dir": out},
             "model": {"name_or_path": model_dir},
-            "tasks": [
+            "domains": [
                 {
                     "name": "sorting",
                     "kind": "structured",
@@ -209,7 +209,7 @@ def two_step_config(model: Path | str, overrides: dict | None = None):
         {
             "run": {"output_dir": tempfile.mkdtemp()},
             "model": {"name_or_path": str(model)},
-            "tasks": [
+            "domains": [
                 {
                     "name": "sorting",
                     "kind": "structured",

@@ -1,10 +1,15 @@
 """The public Python API (``import spectrum_rl as srl``; ``srl.__all__`` lists it; docs/api.md).
 
-- ``load_config``: a run config from a YAML file or a mapping, with ``--set``-style overrides.
-- ``train``: scheduled training, as `spectrum-rl train`; returns a ``RunResult``.
-- ``recommend_order``: the order query, as `spectrum-rl order --json`.
-- ``Scheduler`` (with ``Task``, ``Outcome``, ``StepPlan``): the scheduler without our trainer.
+- ``train``: scheduled training, as `spectrum-rl train`, from a config (a YAML file, a mapping,
+  ``load_config``'s result) and/or Python objects: a model name or ``PreTrainedModel``,
+  ``Domain`` objects holding a ``datasets.Dataset`` (or a list of rows) and a TRL-style reward
+  function; returns a ``RunResult``.
+- ``recommend_order``: the order query, as `spectrum-rl order`; returns an ``OrderRecommendation``.
+- ``Scheduler`` (with ``Domain``, ``Outcome``, ``StepPlan``): the scheduler without our trainer.
+- ``load_config``, ``Config``: a run config from YAML or a mapping, validated.
 - ``builtin_model``: the folder of a built-in model (built on first use).
+- The extension points: a base class and a ``register_*`` decorator for policies, mu schedules,
+  losses, advantage estimators, reward components and row sources.
 
 Everything else in the package is internal and may change.
 """
@@ -17,15 +22,54 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spectrum_rl.config import Config, load_config, locate_error, parse_override
+from spectrum_rl.config import Config, load_config, locate_error, merge_config, parse_override
 from spectrum_rl.errors import ConfigError
+from spectrum_rl.models import OBJECT_PREFIX
+from spectrum_rl.objectives.advantages import ADVANTAGES
+from spectrum_rl.objectives.advantages import AdvantageEstimator as AdvantageEstimator  # re-exported: public
+from spectrum_rl.objectives.advantages import AdvantageParams as AdvantageParams
+from spectrum_rl.objectives.losses import LOSSES
+from spectrum_rl.objectives.losses import LossParams as LossParams
+from spectrum_rl.objectives.losses import PolicyLoss as PolicyLoss
+from spectrum_rl.objectives.losses import Surrogate as Surrogate
+from spectrum_rl.objects import hold
+from spectrum_rl.rewards.base import REWARDS
+from spectrum_rl.rewards.base import RewardComponent as RewardComponent
+from spectrum_rl.rewards.base import RewardSpec as RewardSpec
+from spectrum_rl.rewards.base import Scores as Scores
 from spectrum_rl.scheduler import driver
-from spectrum_rl.scheduler.driver import Outcome as Outcome  # re-exported: the public names
-from spectrum_rl.scheduler.driver import Task as Task
+from spectrum_rl.scheduler.driver import Domain as Domain
+from spectrum_rl.scheduler.driver import Outcome as Outcome
+from spectrum_rl.scheduler.mu import MU_SCHEDULES
+from spectrum_rl.scheduler.mu import MuParams as MuParams
+from spectrum_rl.scheduler.mu import MuSchedule as MuSchedule
+from spectrum_rl.scheduler.policies import POLICIES
+from spectrum_rl.scheduler.policies import Decision as Decision
+from spectrum_rl.scheduler.policies import Policy as Policy
+from spectrum_rl.scheduler.policies import PolicyParams as PolicyParams
+from spectrum_rl.scheduler.policies import View as View
 from spectrum_rl.scheduler.step import StepPlan as StepPlan
+from spectrum_rl.sources.base import SOURCES
+from spectrum_rl.sources.base import Example as Example
+from spectrum_rl.sources.base import RowSource as RowSource
+from spectrum_rl.sources.base import SourceContext as SourceContext
+from spectrum_rl.sources.base import SourceSpec as SourceSpec
 
 ConfigSource = Config | str | Path | Mapping[str, Any]
 """A run config: loaded (``Config``), a YAML path, or its sections as a mapping."""
+
+register_policy = POLICIES.register
+"""``@register_policy("name")`` on a ``Policy`` subclass (with its ``Params``): ``scheduler.policy: name``."""
+register_mu_schedule = MU_SCHEDULES.register
+"""``@register_mu_schedule("name")`` on a ``MuSchedule`` subclass: ``training.sft.mu: name``."""
+register_loss = LOSSES.register
+"""``@register_loss("name")`` on a ``PolicyLoss`` subclass: ``training.loss: name``."""
+register_advantage = ADVANTAGES.register
+"""``@register_advantage("name")`` on an ``AdvantageEstimator`` subclass: ``training.advantage: name``."""
+register_reward = REWARDS.register
+"""``@register_reward("name")`` on a ``RewardSpec`` subclass: ``{type: name}`` in a domain's ``reward``."""
+register_source = SOURCES.register
+"""``@register_source("name")`` on a ``SourceSpec`` subclass: ``{type: name}`` as a domain's ``source``."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +85,42 @@ class RunResult:
     def mean(self) -> float:
         """The mean held-out score over domains."""
         return sum(self.scores.values()) / max(len(self.scores), 1)
+
+
+@dataclass(frozen=True)
+class PredictedGain:
+    """The predicted gain of an order over joint training: ``mean`` and its 95% interval [``low``,
+    ``high``] (None without standard errors), in ``unit``."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    unit: str
+
+
+@dataclass(frozen=True)
+class OrderRecommendation:
+    """What ``recommend_order`` returns (``as_dict``: what `spectrum-rl order --json` prints).
+
+    order: the domains in the recommended order; rationale: why each sits where it does.
+    predicted_gain: over joint training (a uniformly random order); beats_joint: whether its
+    interval lies above 0 on transfers the data determine (None without standard errors).
+    summary: all of that as one sentence. transfer: the estimate it rests on ({a: {b: T_ab}});
+    source: ``probe`` or ``online``; exact: whether every order was scored (else a heuristic).
+    """
+
+    order: list[str]
+    rationale: dict[str, str]
+    predicted_gain: PredictedGain
+    beats_joint: bool | None
+    summary: str
+    transfer: dict[str, dict[str, float]]
+    source: str
+    exact: bool
+    record: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.record
 
 
 def _resolve(config: ConfigSource, overrides: Sequence[str], base_dir: str | Path | None) -> tuple[Config, Path]:
@@ -67,25 +147,101 @@ def _domains(config: Config, source: ConfigSource, base_dir: Path, overrides: Se
         raise
 
 
+def _domain_section(domain: Domain) -> dict[str, Any]:
+    """The `domains[i]` entry of a ``Domain`` given as Python objects: its rows and reward are held in
+    this process (spectrum_rl/objects.py) and named by key."""
+    if domain.data is None or domain.reward is None:
+        raise ValueError(f"domain '{domain.name}': train needs its data and its reward")
+    rows = domain.data.to_list() if hasattr(domain.data, "to_list") else [dict(r) for r in domain.data]
+    prompt_column = bool(rows) and "prompt" in rows[0] and "question" not in rows[0]
+    source: dict[str, Any] = {"type": "rows", "key": hold("rows", rows, domain.name)}
+    if prompt_column:  # TRL's column name; the sources call it question
+        source["columns"] = {"prompt": "question"}
+    reward = domain.reward
+    if callable(reward):
+        reward = [{"type": "function", "key": hold("function", reward, domain.name)}]
+    return {
+        "name": domain.name,
+        "kind": domain.kind,
+        "after": list(domain.after),
+        "source": source,
+        "prompt": domain.prompt or ("{question}" if prompt_column else "{question}\n"),
+        "answer_field": domain.answer_field,
+        "expert_field": domain.expert_field,
+        "eval": {"size": domain.eval_size or max(1, min(100, len(rows) // 5))},
+        "reward": list(reward),
+    }
+
+
+def _with_objects(
+    data: dict[str, Any],
+    model: Any,
+    tokenizer: Any,
+    domains: Sequence[Domain] | None,
+    sections: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The config mapping ``data`` with the objects and sections ``train`` was given laid over it."""
+    if model is not None:
+        if not isinstance(model, str):
+            if tokenizer is None:
+                raise ValueError("a model object needs its tokenizer: train(model=..., tokenizer=...)")
+            model = OBJECT_PREFIX + hold("model", (model, tokenizer))
+        data = merge_config(data, {"model": {"name_or_path": model}})
+    if domains is not None:
+        data = {**data, "domains": [_domain_section(d) for d in domains]}
+    return merge_config(data, {k: v for k, v in sections.items() if v})
+
+
 def train(
-    config: ConfigSource,
+    config: ConfigSource | None = None,
     *,
+    model: Any = None,
+    tokenizer: Any = None,
+    domains: Sequence[Domain] | None = None,
+    steps: int | None = None,
+    prompts_per_step: int | None = None,
+    group_size: int | None = None,
+    output_dir: str | Path | None = None,
+    scheduler: Mapping[str, Any] | None = None,
+    sft: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
     overrides: Sequence[str] = (),
     resume: bool = False,
     overwrite: bool = False,
     base_dir: str | Path | None = None,
 ) -> RunResult:
     """Train as `spectrum-rl train` does (progress bar and summary when ``logging.progress``) and
-    return the run's folder and final held-out scores. ``overrides``: ``"training.steps=50"``-style
-    strings; ``resume``/``overwrite``: continue or replace a run already in ``run.output_dir``."""
+    return the run's folder and final held-out scores.
+
+    ``config``: a run config (YAML path, mapping, ``Config``), or None to build one from the rest.
+    ``model``: a model name (``builtin:tiny``, a hub id, a folder) or a ``PreTrainedModel`` (with
+    ``tokenizer``; trained in place). ``domains``: ``Domain`` objects with ``data`` and ``reward``
+    (in place of the config's). ``steps``, ``prompts_per_step``, ``group_size``: `training:` fields;
+    ``output_dir``: the run folder; ``scheduler``, ``sft``, ``training``: those sections as
+    mappings (any YAML field), laid over the config. ``overrides``: ``"training.steps=50"``-style
+    strings; ``resume``/``overwrite``: continue or replace a run already in the run folder."""
     from spectrum_rl.bootstrap import ensure_builtin_models
     from spectrum_rl.trainer.run import run_training
 
-    loaded, base = _resolve(config, overrides, base_dir)
-    domains = _domains(loaded, config, base, overrides)
+    if isinstance(config, (str, Path)) and base_dir is None:
+        base_dir = Path(config).resolve().parent  # the YAML's relative paths start from its folder
+    fields = {"steps": steps, "prompts_per_step": prompts_per_step, "group_size": group_size}
+    over = {
+        "training": {**(training or {}), **{k: v for k, v in fields.items() if v is not None}},
+        "scheduler": dict(scheduler or {}),
+        "run": {} if output_dir is None else {"output_dir": str(output_dir)},
+    }
+    if sft:
+        over["training"]["sft"] = dict(sft)
+    source = config
+    if model is not None or domains is not None or config is None or any(over.values()):
+        data = _resolve(config, (), base_dir)[0].model_dump(mode="json") if config is not None else {}
+        source = _with_objects(data, model, tokenizer, domains, over)
+    loaded, base = _resolve(source, overrides, base_dir)
+    built = _domains(loaded, source, base, overrides)
     scores = run_training(
         loaded,
-        domains,
+        built,
         resume=resume,
         overwrite=overwrite,
         base_dir=base,
@@ -102,10 +258,9 @@ def recommend_order(
     overrides: Sequence[str] = (),
     base_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """The recommended order of the config's domains (the dict `spectrum-rl order --json` prints:
-    ``order``, ``summary``, ``beats_joint``, ``predicted_gain`` and its interval, ``transfer``,
-    ``rationale``). Transfer comes from ``run_dir``'s training log when given, else from
+) -> OrderRecommendation:
+    """The recommended order of the config's domains (``as_dict()``: what `spectrum-rl order --json`
+    prints). Transfer comes from ``run_dir``'s training log when given, else from
     ``run.output_dir/transfer.json`` when it holds a probe of these domains with ``probe_steps``,
     else from a new probe: ``probe_steps`` steps on each domain alone from the same start."""
     from spectrum_rl.analysis import probe
@@ -131,7 +286,23 @@ def recommend_order(
                 base_dir=base,
                 on_probe=None if log is None else (lambda n: log(f"  probe {n}")),
             )
-    return probe.recommend_order(loaded, record)
+    return _recommendation(probe.recommend_order(loaded, record))
+
+
+def _recommendation(record: dict[str, Any]) -> OrderRecommendation:
+    gain, interval = record["predicted_gain"], record["predicted_gain_interval"]
+    low, high = interval if interval is not None else (None, None)
+    return OrderRecommendation(
+        order=list(record["order"]),
+        rationale=dict(record["rationale"]),
+        predicted_gain=PredictedGain(gain, low, high, record.get("predicted_gain_unit", "relative")),
+        beats_joint=record["beats_joint"],
+        summary=record["summary"],
+        transfer=record["transfer"],
+        source=record["source"],
+        exact=record["exact"],
+        record=record,
+    )
 
 
 def _cached_probe(path: Path) -> dict[str, Any] | None:
@@ -151,7 +322,7 @@ class Scheduler(driver.Scheduler):
     def from_config(
         cls, config: ConfigSource, *, overrides: Sequence[str] = (), base_dir: str | Path | None = None
     ) -> Scheduler:
-        """The scheduler a run of ``config`` would use (its tasks, pools, difficulty ranges,
+        """The scheduler a run of ``config`` would use (its domains, pools, difficulty ranges,
         `scheduler:` and `training.sft:` sections, and `scheduler.transfer_file`)."""
         from spectrum_rl.domains import planner_for
 

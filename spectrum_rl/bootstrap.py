@@ -34,7 +34,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from spectrum_rl.config import Config, DomainConfig
-from spectrum_rl.domains import Domain, build_domain
+from spectrum_rl.domains import BuiltDomain, build_domain
 from spectrum_rl.models import (
     BUILTIN_MODELS,
     BUILTIN_PREFIX,
@@ -43,7 +43,7 @@ from spectrum_rl.models import (
     byte_tokenizer,
     tiny_config,
 )
-from spectrum_rl.tasks.builtin import GENERATORS
+from spectrum_rl.sources.builtin import GENERATORS
 from spectrum_rl.trainer.evaluate import evaluate
 
 
@@ -89,7 +89,7 @@ def shortcut_answer(generator: str, question: str) -> str | None:
     )
 
 
-def builtin_world_domains(eval_size: int = 100, seed: int = 0, ladders: dict | None = None) -> list[Domain]:
+def builtin_world_domains(eval_size: int = 100, seed: int = 0, ladders: dict | None = None) -> list[BuiltDomain]:
     """The world a built-in model is built for, one domain per generator scored by exact match
     (structured) or the constraint checker (creative): every generator at its default difficulty,
     or, with ``ladders``, each ladder generator over its range (the eval spans the range)."""
@@ -250,7 +250,7 @@ def ensure_builtin_models(config: Config) -> None:
     """Build every built-in model ``config`` names (the policy, and reward or judge models) that is
     not cached yet. The entry points call this; loading a model never builds one."""
     names = {config.model.name_or_path}
-    names |= {getattr(r, "model", None) for t in config.tasks for r in t.reward}
+    names |= {getattr(r, "model", None) for t in config.domains for r in t.reward}
     for name in sorted(n for n in names if isinstance(n, str) and n.startswith(BUILTIN_PREFIX)):
         if name[len(BUILTIN_PREFIX) :] in BUILTIN_MODELS:  # an unknown name is reported where it is used
             ensure_builtin(name[len(BUILTIN_PREFIX) :])

@@ -26,14 +26,14 @@ from rich.table import Table
 
 from spectrum_rl.config import Config, Override, load_config, locate_error, parse_override, reference_markdown
 from spectrum_rl.cpu.host_memory import reuse_freed_memory
-from spectrum_rl.domains import Domain, build_domains
+from spectrum_rl.domains import BuiltDomain, build_domains
 from spectrum_rl.errors import ConfigError, SpectrumError, TrainingError, TrainingInterrupted
 from spectrum_rl.models import BUILTIN_MODELS
 from spectrum_rl.rewards.text import printable
-from spectrum_rl.scheduler.graph import build_task_graph, to_dot
+from spectrum_rl.scheduler.graph import build_domain_graph, to_dot
 
 # The modules that train, probe or analyse import torch's training stack and transformers' models
-# (seconds); each command imports them when it runs, so `--help`, `validate` and `tasks` stay quick.
+# (seconds); each command imports them when it runs, so `--help`, `validate` and `domains` stay quick.
 
 EXIT_USER_ERROR = 2
 
@@ -54,7 +54,7 @@ def _overrides(args: argparse.Namespace) -> list[Override]:
     return out
 
 
-def _load(args: argparse.Namespace) -> tuple[Config, list[Domain], Path]:
+def _load(args: argparse.Namespace) -> tuple[Config, list[BuiltDomain], Path]:
     """Config (with overrides) + built domains + the config's folder; errors located in the file."""
     overrides = _overrides(args)
     config = load_config(args.config, overrides)
@@ -83,7 +83,7 @@ def _reuse_host_memory() -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config, domains, _ = _load(args)
-    graph = build_task_graph(domains)
+    graph = build_domain_graph(domains)
     table = Table(title=f"{args.config}: {len(domains)} domains", title_justify="left")
     for col in ("domain", "kind", "source", "reward", "after"):
         table.add_column(col, overflow="fold")
@@ -97,7 +97,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tasks(args: argparse.Namespace) -> int:
+def cmd_domains(args: argparse.Namespace) -> int:
     config, domains, _ = _load(args)
     if args.dot:
         scores, transfer = {}, None
@@ -108,7 +108,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             evals = read_jsonl(Path(args.run) / "eval.jsonl")
             scores = {k[5:]: v for k, v in (evals[-1] if evals else {}).items() if k.startswith("eval/")}
             transfer = transfer_from_run(Path(args.run), config.domain_names)["transfer"]
-        print(to_dot(build_task_graph(domains, scores, transfer=transfer)))
+        print(to_dot(build_domain_graph(domains, scores, transfer=transfer)))
         return 0
     console = Console(soft_wrap=True)
     rng = random.Random(config.run.seed)
@@ -132,22 +132,22 @@ def cmd_score(args: argparse.Namespace) -> int:
     from spectrum_rl.rewards.timeout import call_with_timeout
 
     config, domains, _ = _load(args)
-    domain = next((d for d in domains if d.name == args.task), None)
+    domain = next((d for d in domains if d.name == args.domain), None)
     if domain is None:
         raise SpectrumError(
-            f"--task {args.task}: no such task in {args.config}; tasks: {', '.join(config.domain_names)}"
+            f"--domain {args.domain}: no such domain in {args.config}; domains: {', '.join(config.domain_names)}"
         )
     examples = domain.eval_examples()
     if not 0 <= args.index < len(examples):
         raise SpectrumError(
-            f"--index {args.index}: task '{domain.name}' has {len(examples)} held-out rows (0 to {len(examples) - 1})"
+            f"--index {args.index}: domain '{domain.name}' has {len(examples)} held-out rows (0 to {len(examples) - 1})"
         )
     try:
         completion = Path(args.completion).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpectrumError(f"--completion {args.completion}: cannot read it ({error_summary(exc)})") from None
     example = examples[args.index]
-    print(f"task {domain.name}, held-out row {args.index}: {example.prompt.strip()[:200]!r}")
+    print(f"domain {domain.name}, held-out row {args.index}: {example.prompt.strip()[:200]!r}")
     total = 0.0
     for name, component in zip(domain.reward.names, domain.reward.components):
         try:  # within the component's own time limit, as training would score it
@@ -210,19 +210,19 @@ def cmd_order(args: argparse.Namespace) -> int:
         log=console.print,
     )
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.as_dict(), indent=2))
         return 0
-    kinds = {t.name: t.kind for t in config.tasks}
+    kinds = {t.name: t.kind for t in config.domains}
     table = Table(
-        title=f"recommended order ({'exact' if result['exact'] else 'heuristic'}; transfer from {result['source']})",
+        title=f"recommended order ({'exact' if result.exact else 'heuristic'}; transfer from {result.source})",
         title_justify="left",
     )
     for col in ("#", "domain", "kind", "why"):
         table.add_column(col, overflow="fold")
-    for i, n in enumerate(result["order"], 1):
-        table.add_row(str(i), n, kinds[n], result["rationale"][n])
+    for i, n in enumerate(result.order, 1):
+        table.add_row(str(i), n, kinds[n], result.rationale[n])
     Console().print(table)
-    Console(soft_wrap=True).print(escape(result["summary"]))  # one line; its [lo, hi] is not markup
+    Console(soft_wrap=True).print(escape(result.summary))  # one line; its [lo, hi] is not markup
     return 0
 
 
@@ -347,15 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "check a config and print a summary (writes nothing)")
     add_config(p)
 
-    p = add("tasks", cmd_tasks, "list the configured domains with sample prompts")
+    p = add("domains", cmd_domains, "list the configured domains with sample prompts")
     add_config(p)
-    p.add_argument("--dot", action="store_true", help="print the task graph in Graphviz DOT instead")
+    p.add_argument("--dot", action="store_true", help="print the domain graph in Graphviz DOT instead")
     p.add_argument("--run", default=None, help="with --dot: add a run's scores and transfer edges")
     p.add_argument("--samples", type=int, default=3, help="sample prompts per domain (default 3)")
 
-    p = add("score", cmd_score, "score one completion of a held-out row with the task's reward, component by component")
+    p = add(
+        "score", cmd_score, "score one completion of a held-out row with the domain's reward, component by component"
+    )
     add_config(p)
-    p.add_argument("--task", required=True, help="task (domain) name")
+    p.add_argument("--domain", required=True, help="domain name")
     p.add_argument("--index", type=int, required=True, help="held-out row (0-based), as evaluation uses them")
     p.add_argument("--completion", required=True, help="file holding the completion text")
 

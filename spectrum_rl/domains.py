@@ -1,5 +1,5 @@
 """A domain at run time: its row source (tasks/), prompt formatting and hybrid reward (rewards/),
-built from one `tasks[i]` entry of the config."""
+built from one `domains[i]` entry of the config."""
 
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards import HybridReward, build_hybrid
 from spectrum_rl.scheduler.mu import mu_schedule
 from spectrum_rl.scheduler.plan import Planner, load_transfer
-from spectrum_rl.scheduler.step import StepPlan
-from spectrum_rl.tasks.base import Example, RowDict, SourceContext, TaskSource
+from spectrum_rl.scheduler.step import DomainPlan, StepPlan
+from spectrum_rl.sources.base import Example, RowDict, RowSource, SourceContext
 
 
 @dataclass
-class Domain:
+class BuiltDomain:
     """One task domain: where prompts come from, how they are formatted, how answers are scored
     (``reward``; None where another trainer scores them: spectrum_rl/integrations/trl.py)."""
 
     name: str
     kind: str
-    source: TaskSource
+    source: RowSource
     reward: HybridReward | None
     after: tuple[str, ...] = ()
     template: str = "{question}\n"
@@ -48,32 +48,12 @@ class Domain:
     def sample(
         self, n: int, rng: random.Random, weights: list[float] | None = None, levels: list[int] | None = None
     ) -> list[Example]:
-        """``n`` training examples drawn with ``rng`` (never from the held-out set). With ``levels``
-        (a source with a difficulty range; one per example), each at its level. With ``weights``
-        (one per prompt of a finite pool), prompt i is drawn with probability proportional to
-        ``weights[i]``: without replacement while the pool has enough prompts of positive weight
-        (successive sampling: draws with replacement, each new prompt kept, until n are distinct),
-        else with replacement."""
-        if levels is not None:  # one example at each given difficulty level
-            return [
-                replace(self.to_example(r), level=lv) for lv, r in zip(levels, self.source.rows_at_levels(levels, rng))
-            ]
-        if weights is None:
-            return [self.to_example(r) for r in self.source.train_rows(n, rng)]
-        pool = range(len(weights))
-        cumulative = list(accumulate(weights))
-        if n > sum(w > 0 for w in weights):
-            return self.examples_at(rng.choices(pool, cum_weights=cumulative, k=n))
-        chosen: dict[int, None] = {}  # insertion-ordered: the order of first draws
-        for _ in range(100):  # a repeated prompt is drawn again: each new one is weighted among the rest
-            if len(chosen) == n:
-                break
-            chosen.update(dict.fromkeys(rng.choices(pool, cum_weights=cumulative, k=n - len(chosen))))
-        else:  # a few prompts hold nearly all the weight: the rest by keys u ** (1 / w) (Efraimidis-Spirakis)
-            rest = [i for i in pool if weights[i] > 0 and i not in chosen]
-            rest.sort(key=lambda i: rng.random() ** (1.0 / weights[i]), reverse=True)
-            chosen.update(dict.fromkeys(rest[: n - len(chosen)]))
-        return self.examples_at(list(chosen))
+        """``n`` training examples drawn with ``rng`` (never from the held-out set), as
+        ``draw_rows`` draws them; a pool's examples know their index, a ladder's their level."""
+        out = []
+        for index, level, row in draw_rows(self.source, n, rng, weights, levels):
+            out.append(replace(self.to_example(row), index=index, level=level))
+        return out
 
     def examples_at(self, indices: list[int]) -> list[Example]:
         """The training rows at ``indices`` of a finite pool, each Example knowing its index."""
@@ -86,7 +66,38 @@ class Domain:
         return self._eval
 
 
-def planner_for(config: Config, domains: Sequence[Domain], base_dir: Path | None = None) -> Planner:
+def draw_rows(
+    source: RowSource, n: int, rng: random.Random, weights: list[float] | None = None, levels: list[int] | None = None
+) -> list[tuple[int | None, int | None, RowDict]]:
+    """``n`` (pool index or None, level or None, row) training draws from ``source``. With ``levels``
+    (a source with a difficulty range; one per draw), each at its level. With ``weights`` (one per
+    prompt of a finite pool), prompt i is drawn with probability proportional to ``weights[i]``:
+    without replacement while the pool has enough prompts of positive weight (successive sampling:
+    draws with replacement, each new prompt kept, until n are distinct), else with replacement.
+    Otherwise uniformly, as the source draws."""
+    if levels is not None:  # one row at each given difficulty level
+        return [(None, lv, r) for lv, r in zip(levels, source.rows_at_levels(levels, rng))]
+    if weights is None:
+        return [(None, None, r) for r in source.train_rows(n, rng)]
+    pool = range(len(weights))
+    cumulative = list(accumulate(weights))
+    if n > sum(w > 0 for w in weights):
+        indices = rng.choices(pool, cum_weights=cumulative, k=n)
+    else:
+        chosen: dict[int, None] = {}  # insertion-ordered: the order of first draws
+        for _ in range(100):  # a repeated prompt is drawn again: each new one is weighted among the rest
+            if len(chosen) == n:
+                break
+            chosen.update(dict.fromkeys(rng.choices(pool, cum_weights=cumulative, k=n - len(chosen))))
+        else:  # a few prompts hold nearly all the weight: the rest by keys u ** (1 / w) (Efraimidis-Spirakis)
+            rest = [i for i in pool if weights[i] > 0 and i not in chosen]
+            rest.sort(key=lambda i: rng.random() ** (1.0 / weights[i]), reverse=True)
+            chosen.update(dict.fromkeys(rest[: n - len(chosen)]))
+        indices = list(chosen)
+    return [(i, None, r) for i, r in zip(indices, source.rows_at(indices))]
+
+
+def planner_for(config: Config, domains: Sequence[BuiltDomain], base_dir: Path | None = None) -> Planner:
     """The Planner of ``config`` over ``domains``: with the transfer matrix of
     ``scheduler.transfer_file`` (relative to ``base_dir``, the config's folder) when it names one, a
     pass-rate tracker per ``sampling: pass_rate`` pool and a difficulty frontier per range knob."""
@@ -111,20 +122,25 @@ def planner_for(config: Config, domains: Sequence[Domain], base_dir: Path | None
 
 
 def draw_for_plan(
-    domains: Mapping[str, Domain], plan: StepPlan, rng: random.Random, name: str, n: int
+    domains: Mapping[str, BuiltDomain], plan: StepPlan, rng: random.Random, name: str, n: int
 ) -> list[tuple[str, Example]]:
-    """``n`` (domain, example) pairs of domain ``name`` as ``plan`` asks: at difficulty levels drawn
-    from its level shares, or by its per-prompt weights, else uniformly."""
-    part = plan.domains[name]
+    """``n`` (domain, example) pairs of domain ``name`` as ``plan`` asks (``plan_draws``)."""
+    weights, levels = plan_draws(plan.domains[name], rng, n)
+    return [(name, ex) for ex in domains[name].sample(n, rng, weights, levels)]
+
+
+def plan_draws(part: DomainPlan, rng: random.Random, n: int) -> tuple[list[float] | None, list[int] | None]:
+    """(per-prompt weights, one level per draw) for ``n`` draws of a domain as its plan asks: at
+    difficulty levels drawn from its level shares, or by its per-prompt weights, else uniformly."""
     levels = rng.choices(*zip(*part.levels.items()), k=n) if part.levels else None
-    return [(name, ex) for ex in domains[name].sample(n, rng, part.prompt_weights, levels)]
+    return part.prompt_weights, levels
 
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> Domain:
+def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> BuiltDomain:
     """Build one domain; ConfigErrors carry field paths relative to the domain (``source.path``).
 
     ``expert_field: auto`` becomes ``expert`` when the rows have that field, else None."""
@@ -136,7 +152,7 @@ def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> Domain:
     expert_field = cfg.expert_field
     if expert_field == AUTO_EXPERT:
         expert_field = "expert" if all("expert" in row for row in rows) else None
-    domain = Domain(
+    domain = BuiltDomain(
         name=cfg.name,
         kind=cfg.kind,
         source=source,
@@ -157,16 +173,16 @@ def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> Domain:
     return domain
 
 
-def build_domains(config: Config, base_dir: Path) -> list[Domain]:
-    """Build every configured domain; errors are nested under ``tasks[i].``.
+def build_domains(config: Config, base_dir: Path) -> list[BuiltDomain]:
+    """Build every configured domain; errors are nested under ``domains[i].``.
 
     A domain whose mu schedule trains on demonstrations must have them (an expert field)."""
     domains = []
-    for i, cfg in enumerate(config.tasks):
+    for i, cfg in enumerate(config.domains):
         try:
             domain = build_domain(cfg, base_dir=base_dir, seed=config.run.seed)
         except ConfigError as err:
-            raise err.under(f"tasks[{i}].") from None
+            raise err.under(f"domains[{i}].") from None
         schedule = config.training.sft.schedule_of(domain.name)
         if domain.expert_field is None and mu_schedule(schedule).max_mu() > 0:
             raise ConfigError(
@@ -174,13 +190,13 @@ def build_domains(config: Config, base_dir: Path) -> list[Domain]:
                 f"'{schedule.type}' trains on them; set expert_field to the row field that holds them "
                 "(expert_field: answer to imitate the reference answers), or give the domain an RL-only "
                 f"schedule (training.sft.per_domain.{domain.name}: rl_only)",
-                field=f"tasks[{i}].expert_field",
+                field=f"domains[{i}].expert_field",
             )
         domains.append(domain)
     return domains
 
 
-def _check_fields(domain: Domain, rows: list[RowDict]) -> None:
+def _check_fields(domain: BuiltDomain, rows: list[RowDict]) -> None:
     """Fail early when the template or the answer/expert fields name columns the rows lack."""
     for row in rows:
         available = ", ".join(sorted(row))

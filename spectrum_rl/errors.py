@@ -46,7 +46,7 @@ class ConfigError(SpectrumError):
         )
 
     def under(self, prefix: str) -> ConfigError:
-        """The same error with its field path nested under ``prefix`` (e.g. ``tasks[2].``)."""
+        """The same error with its field path nested under ``prefix`` (e.g. ``domains[2].``)."""
         field = prefix + self.field if self.field else prefix.rstrip(".")
         return ConfigError(self.message, file=self.file, field=field, line=self.line, column=self.column)
 

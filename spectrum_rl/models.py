@@ -18,8 +18,10 @@ from typing import Any
 import torch
 
 from spectrum_rl.errors import ConfigError
+from spectrum_rl.objects import held
 
 BUILTIN_PREFIX = "builtin:"
+OBJECT_PREFIX = "object:"  # a model object given to spectrum_rl.train (spectrum_rl/objects.py)
 BUILTIN_MODELS = ("tiny", "ladder")  # recipes: spectrum_rl.bootstrap.RECIPES
 BUILTIN_RECIPE_VERSION = 1  # bump when the bootstrap recipe changes: a new cache folder is built
 CACHE_ENV = "SPECTRUM_RL_CACHE"
@@ -137,9 +139,13 @@ def load_tokenizer(name_or_path: str):
 
 
 def load_causal_lm(name_or_path: str, dtype: str = "float32", device: str | torch.device = "cpu"):
-    """Load ``(model, tokenizer)`` for a Hugging Face id, local folder, or ``builtin:tiny``."""
+    """Load ``(model, tokenizer)`` for a Hugging Face id, local folder, or ``builtin:tiny``; or the
+    ``object:KEY`` a Python caller handed over (spectrum_rl/objects.py), as given: trained in place."""
     from transformers import AutoModelForCausalLM
 
+    if name_or_path.startswith(OBJECT_PREFIX):
+        model, tok = held("model", name_or_path[len(OBJECT_PREFIX) :], "model.name_or_path")
+        return model.to(device), tok
     path = resolve_model_path(name_or_path)
     tok = load_tokenizer(name_or_path)
     kwargs = {} if dtype == "auto" else {"dtype": DTYPES[dtype]}

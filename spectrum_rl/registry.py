@@ -10,7 +10,7 @@ Implementations register themselves where they are defined::
 Each registry lives beside its base class, in the lowest layer that reads it: ``POLICIES``
 (scheduler/policies/), ``MU_SCHEDULES`` (scheduler/mu.py), ``LOSSES`` (objectives/losses.py),
 ``ADVANTAGES`` (objectives/advantages.py), ``REWARDS`` (rewards/base.py), ``SOURCES``
-(tasks/base.py), ``GENERATORS`` (tasks/builtin.py). Every registered class declares its own
+(sources/base.py), ``GENERATORS`` (sources/builtin.py). Every registered class declares its own
 parameters beside it (a pydantic model: the class itself for rewards and sources, its ``Params``
 for the others), chosen in a config by ``type``.
 

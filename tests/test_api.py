@@ -37,7 +37,7 @@ def test_public_surface_is_listed_and_loads_lazily():
 def test_load_config_from_a_mapping_with_overrides(tmp_path):
     data = {
         "model": {"name_or_path": "builtin:tiny"},
-        "tasks": [
+        "domains": [
             {
                 "name": "sorting",
                 "kind": "structured",
@@ -52,7 +52,7 @@ def test_load_config_from_a_mapping_with_overrides(tmp_path):
     with pytest.raises(ConfigError, match=r"--set training.steps=-1.*training.steps"):
         srl.load_config(data, ["training.steps=-1"])
     with pytest.raises(ConfigError, match=r"<config mapping>.*tasks\[0\].kind"):
-        srl.load_config({**data, "tasks": [{**data["tasks"][0], "kind": "poetic"}]})
+        srl.load_config({**data, "domains": [{**data["domains"][0], "kind": "poetic"}]})
 
 
 def _learn(scheduler: srl.Scheduler, pass_rate: dict[str, float], steps: int, rng: random.Random) -> list:

@@ -1,5 +1,6 @@
-"""The SFT/RL blend (scheduler/blend.py): mu schedules against their formulas, how a plan becomes
-rows and row weights, and the registries that make a new schedule or policy one class."""
+"""The SFT/RL blend (scheduler/mu.py, scheduler/blend.py): mu schedules against their formulas, how
+a plan becomes rows and, by one call (``weigh``), row weights; and the registries that make a new
+schedule or policy one class with its own parameters."""
 
 from __future__ import annotations
 
@@ -10,29 +11,29 @@ import pytest
 
 from spectrum_rl.config import Config, load_config
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.scheduler.blend import (
-    MU_SCHEDULES,
-    Credit,
-    MuRule,
-    MuSchedule,
-    SFTConfig,
-    allocate_rows,
-    chord_mu,
-    gate_counts,
-    gate_mu,
-    gate_switches,
-    layer_factors,
-    lr_factor,
-    mu_rule,
-    row_weights,
-)
+from spectrum_rl.scheduler.blend import SFTConfig, allocate_rows, layer_factors, lr_factor, mean_mu, weigh
+from spectrum_rl.scheduler.mu import MU_SCHEDULES, ConstantParams, MuParams, MuSchedule, chord_mu, mu_schedule
 from spectrum_rl.scheduler.plan import Planner
 from spectrum_rl.scheduler.policies import POLICIES, Decision, Policy
-from spectrum_rl.scheduler.step import DomainSignals, GroupOutcome, StepPlan, StepSignals
+from spectrum_rl.scheduler.shares import Credit
+from spectrum_rl.scheduler.step import DomainPlan, DomainSignals, GroupOutcome, StepPlan, StepSignals
 
 
-def mu_at(spec: MuSchedule, step: int) -> float:
-    return mu_rule(spec).mu(step)
+def params(name: str, **fields) -> MuParams:
+    """A mu schedule's parameters, validated as a config's."""
+    return MU_SCHEDULES.get(name).Params(type=name, **fields)
+
+
+def mu_at(spec: MuParams, step: int) -> float:
+    return mu_schedule(spec).mu(step)
+
+
+def step_plan(mixture, mu, prompts=None, demos=None, gated=()) -> StepPlan:
+    """A StepPlan from per-domain mappings (one DomainPlan record per domain)."""
+    prompts, demos = prompts or {}, demos or {}
+    return StepPlan(
+        {d: DomainPlan(w, mu[d], prompts.get(d, 0), demos.get(d, 0), gated=d in gated) for d, w in mixture.items()}, ""
+    )
 
 
 def test_chord_mu_published_points():
@@ -42,22 +43,22 @@ def test_chord_mu_published_points():
     assert chord_mu(W, peak, valley, W, D) == pytest.approx(peak)
     assert chord_mu(W + D // 2, peak, valley, W, D) == pytest.approx((peak + valley) / 2)
     assert chord_mu(W + D, peak, valley, W, D) == pytest.approx(valley)
-    spec = MuSchedule(schedule="cosine", warmup=W, decay_steps=D)
+    spec = params("cosine", warmup=W, decay_steps=D)
     assert mu_at(spec, W + D // 2) == pytest.approx(0.475)
 
 
 def test_staged_and_other_schedules():
-    staged = MuSchedule(schedule="staged", sft_steps=3)
+    staged = params("staged", sft_steps=3)
     assert [mu_at(staged, s) for s in range(5)] == [1, 1, 1, 0, 0]
-    lin = MuSchedule(schedule="linear", start=1.0, end=0.0, steps=4)
+    lin = params("linear", start=1.0, end=0.0, steps=4)
     assert [mu_at(lin, s) for s in (0, 2, 4, 9)] == [1.0, 0.5, 0.0, 0.0]
-    assert mu_at(MuSchedule(schedule="sft_only"), 7) == 1.0
-    assert mu_at(MuSchedule(schedule="rl_only"), 7) == 0.0
-    assert mu_at(MuSchedule(schedule="constant", value=0.3), 7) == 0.3
+    assert mu_at(params("sft_only"), 7) == 1.0
+    assert mu_at(params("rl_only"), 7) == 0.0
+    assert mu_at(params("constant", value=0.3), 7) == 0.3
 
 
 def test_adaptive_mu_rises_on_disruption_and_decays_on_recovery():
-    rule = mu_rule(MuSchedule(schedule="adaptive", up=0.3, decay=0.5, valley=0.05, peak=0.9, margin=0.02))
+    rule = mu_schedule(params("adaptive", up=0.3, decay=0.5, valley=0.05, peak=0.9, margin=0.02))
     rule.observe(0.5)  # baseline
     assert rule.mu(1) == 0.0
     rule.observe(0.3)  # disruption
@@ -66,14 +67,13 @@ def test_adaptive_mu_rises_on_disruption_and_decays_on_recovery():
     assert rule.mu(3) == pytest.approx(0.6)
     rule.observe(0.55)  # recovered
     assert rule.mu(4) == pytest.approx(0.3)
-    again = mu_rule(rule.spec)
+    again = mu_schedule(rule.params)
     again.load_state_dict(rule.state_dict())
     assert again.mu(5) == rule.mu(5)
 
 
 def test_adaptive_mu_climbs_where_rl_is_blind_and_decays_as_its_signal_appears():
-    spec = MuSchedule(schedule="adaptive", peak=0.9, valley=0.05, smoothing=0.5, blind_below=0.05)
-    rule = mu_rule(spec)
+    rule = mu_schedule(params("adaptive", peak=0.9, valley=0.05, smoothing=0.5, blind_below=0.05))
     rule.observe(0.3)  # held-out score above blind_below: only the rollouts can say it is blind
     rule.observe_step(1.0)  # every group's rewards all 0
     assert rule.mu(1) == pytest.approx(0.5 * 0.9)  # half way to peak: smoothed, not a jump
@@ -88,7 +88,7 @@ def test_adaptive_mu_climbs_where_rl_is_blind_and_decays_as_its_signal_appears()
 
 
 def test_adaptive_mu_counts_a_domain_blind_while_its_held_out_score_is_under_the_threshold():
-    rule = mu_rule(MuSchedule(schedule="adaptive", blind_below=0.05))
+    rule = mu_schedule(params("adaptive", blind_below=0.05))
     rule.observe(0.0)
     for _ in range(8):  # partial rewards give its groups variance, but its accuracy is 0
         rule.observe_step(0.0)
@@ -97,7 +97,7 @@ def test_adaptive_mu_counts_a_domain_blind_while_its_held_out_score_is_under_the
     for _ in range(8):  # no rollouts of it (the mixture skipped it): the held-out score decides
         rule.observe_step(None)
     assert rule.mu(16) < 0.06
-    again = mu_rule(rule.spec)
+    again = mu_schedule(rule.params)
     again.load_state_dict(rule.state_dict())
     assert again.mu(17) == rule.mu(17) and again.state_dict() == rule.state_dict()
 
@@ -114,11 +114,12 @@ def test_demonstrations_follow_need_not_the_rl_share():
 
 
 def test_step_mu_is_the_mean_over_the_steps_rows():
-    uniform = StepPlan({"a": 0.9, "b": 0.1}, {"a": 0.3, "b": 0.3}, "", {"a": 7, "b": 1}, {"a": 3, "b": 1})
-    assert uniform.mean_mu() == pytest.approx(0.3)
-    routed = StepPlan({"a": 0.9, "b": 0.1}, {"a": 0.05, "b": 0.9}, "", {"a": 8}, {"a": 2, "b": 14})
-    assert routed.mean_mu() == pytest.approx((10 * 0.05 + 14 * 0.9) / 24)
-    assert StepPlan({"a": 0.5, "b": 0.5}, {"a": 0.2, "b": 0.4}, "").mean_mu() == pytest.approx(0.3)  # no rows
+    uniform = step_plan({"a": 0.9, "b": 0.1}, {"a": 0.3, "b": 0.3}, {"a": 7, "b": 1}, {"a": 3, "b": 1})
+    assert mean_mu(uniform, uniform.mu) == pytest.approx(0.3)
+    routed = step_plan({"a": 0.9, "b": 0.1}, {"a": 0.05, "b": 0.9}, {"a": 8}, {"a": 2, "b": 14})
+    assert mean_mu(routed, routed.mu) == pytest.approx((10 * 0.05 + 14 * 0.9) / 24)
+    no_rows = step_plan({"a": 0.5, "b": 0.5}, {"a": 0.2, "b": 0.4})
+    assert mean_mu(no_rows, no_rows.mu) == pytest.approx(0.3)
 
 
 def _sorting_tasks(names) -> list[dict]:
@@ -130,9 +131,9 @@ def _sorting_tasks(names) -> list[dict]:
 def test_planner_routes_sft_to_the_blind_domain_whatever_its_rl_share():
     config = Config.model_validate(
         {
-            "tasks": _sorting_tasks(("seen", "blind")),
-            "scheduler": {"policy": "joint", "weights": {"seen": 0.98, "blind": 0.02}},
-            "training": {"prompts_per_step": 8, "sft": {"mu": {"schedule": "adaptive"}, "expert_ratio": 2.0}},
+            "domains": _sorting_tasks(("seen", "blind")),
+            "scheduler": {"policy": {"type": "joint", "weights": {"seen": 0.98, "blind": 0.02}}},
+            "training": {"prompts_per_step": 8, "sft": {"mu": "adaptive", "expert_ratio": 2.0}},
         }
     )
     sc = config.scheduler
@@ -142,17 +143,17 @@ def test_planner_routes_sft_to_the_blind_domain_whatever_its_rl_share():
         p.plan(step)
         p.observe_step(StepSignals({"seen": DomainSignals(samples=48, blind=0.0)}))  # blind had no rollouts
     plan = p.plan(6)
-    assert plan.prompts == {"seen": 8, "blind": 0} and plan.mu["blind"] > 0.85 and plan.mu["seen"] < 0.06
+    assert plan.prompts == {"seen": 8} and plan.mu["blind"] > 0.85 and plan.mu["seen"] < 0.06
     assert plan.demos["blind"] >= 14
 
 
 def test_valley_above_peak_is_rejected():
     with pytest.raises(ValueError, match="valley"):
-        MuSchedule(schedule="cosine", peak=0.1, valley=0.5)
+        params("cosine", peak=0.1, valley=0.5)
 
 
 def test_which_schedules_need_demonstrations():
-    needs = {name: mu_rule(MuSchedule(schedule=name)).max_mu() > 0 for name in MU_SCHEDULES}
+    needs = {name: mu_schedule(params(name)).max_mu() > 0 for name in MU_SCHEDULES}
     assert needs == {
         "constant": True,
         "linear": True,
@@ -163,7 +164,7 @@ def test_which_schedules_need_demonstrations():
         "adaptive": True,
         "gate": True,
     }
-    assert mu_rule(MuSchedule(schedule="constant", value=0.0)).max_mu() == 0
+    assert mu_schedule(params("constant", value=0.0)).max_mu() == 0
 
 
 def test_rows_are_allocated_by_mixture_and_mu():
@@ -171,7 +172,7 @@ def test_rows_are_allocated_by_mixture_and_mu():
     prompts, demos = allocate_rows(mixture, {"a": 0.0, "b": 1.0, "c": 0.5}, {}, 8, 0.5)
     assert prompts == {"a": 5, "c": 3}  # b is SFT only: no rollouts
     assert demos == {"b": 2, "c": 2}  # ceil(0.5 * 8) = 4 demonstrations, by mixture weight
-    prompts, demos = allocate_rows(mixture, {"a": 0.0, "b": 0.0, "c": 0.0}, {"c": 0.0}, 8, 0.5)
+    prompts, demos = allocate_rows(mixture, {"a": 0.0, "b": 0.0, "c": 0.0}, ["c"], 8, 0.5)
     assert sum(prompts.values()) == 8 and demos == {}  # a gated domain takes its demonstrations per prompt
 
 
@@ -181,12 +182,16 @@ SIX = ("addition", "sorting", "first_letter", "acrostic", "haiku", "rhyme")
 def _six_domain_planner(weights: dict[str, float] | None = None, mu: str = "rl_only") -> Planner:
     config = Config.model_validate(
         {
-            "tasks": _sorting_tasks(SIX),
-            "scheduler": {"policy": "joint", "weights": weights},
-            "training": {"prompts_per_step": 8, "sft": {"mu": {"schedule": mu, "value": 0.3}, "expert_ratio": 0.5}},
+            "domains": _sorting_tasks(SIX),
+            "scheduler": {"policy": {"type": "joint", "weights": weights}},
+            "training": {"prompts_per_step": 8, "sft": {"mu": {"type": mu, **_value(mu)}, "expert_ratio": 0.5}},
         }
     )
     return Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 8)
+
+
+def _value(mu: str) -> dict:
+    return {"value": 0.3} if mu == "constant" else {}
 
 
 def _counts(plans: list[StepPlan], rows: str = "prompts") -> dict[str, int]:
@@ -213,7 +218,7 @@ def test_a_domain_at_a_2_percent_floor_is_sampled():
     plans = [planner.plan(step) for step in range(200)]
     assert all(sum(plan.prompts.values()) == 8 for plan in plans)
     assert abs(_counts(plans)["rhyme"] - 0.02 * 8 * 200) <= 2  # 0.16 of a prompt a step: 0 every step, rounded
-    assert min(step for step, plan in enumerate(plans) if plan.prompts["rhyme"]) < 7
+    assert min(step for step, plan in enumerate(plans) if plan.prompts.get("rhyme")) < 7
 
 
 def test_a_resumed_planner_allocates_as_an_uninterrupted_one():
@@ -263,43 +268,49 @@ def _group(domain: str, rewards: tuple[float, ...], expert: bool = True) -> Grou
     return GroupOutcome(domain, rewards, len(set(rewards)) == 1, expert)
 
 
-def test_row_weights_blend_gate_and_zero_variance():
-    plan = StepPlan({"a": 0.5, "g": 0.5}, {"a": 0.3, "g": 0.0}, "", gate={"g": 0.0})
+GATE = SFTConfig(per_domain={"g": {"type": "gate", "gamma": 0.0}})
+
+
+def _weigh(plan: StepPlan, groups, demos, sft: SFTConfig = GATE, **kw):
+    return weigh(plan, groups, demos, sft, group_size=kw.pop("group_size", 3), learning_rate=1e-4, **kw)
+
+
+def test_one_call_weighs_every_row_blend_gate_and_zero_variance():
+    plan = step_plan({"a": 0.5, "g": 0.5}, {"a": 0.3, "g": 0.0}, gated=["g"])
     groups = [
         _group("a", (1.0, 0.0, 0.0)),
         _group("g", (0.0, 0.0, 0.0)),
-        _group("g", (0.0, 0.0, 0.0), expert=False),
+        _group("g", (0.0, 0.0, 0.0), expert=False),  # no demonstration: stays RL
         _group("g", (1.0, 0.0, 0.0)),
         _group("a", (1.0, 1.0, 1.0)),
     ]
-    switched = gate_switches(plan, groups, SFTConfig(), group_size=3)
-    assert switched == [False, True, False, False, False]  # no demonstration: stays RL
-    fraction = gate_mu(plan, [1, 3])
-    assert fraction == {"g": pytest.approx(1 / 3)}
-    executed = StepPlan(plan.mixture, {**plan.mu, **fraction}, "", gate=plan.gate)
-    w = row_weights(executed, groups, switched, ["a"], SFTConfig())
+    # this process switched 1 of 3 gate prompts; with another process's counts the fraction is the step's
+    w = _weigh(plan, groups, ["a"])
+    assert w.mu == {"a": 0.3, "g": pytest.approx(1 / 3)}
     # 1 - mu; the gate domain's RL groups weigh 1 - f, its switched prompt's demonstration f
     assert w.rl == pytest.approx([0.7, 0.0, 2 / 3, 2 / 3, 0.7])
     assert w.gated == pytest.approx([0.0, 1 / 3, 0.0, 0.0, 0.0])
-    assert w.sft == [0.3]
-    w = row_weights(executed, groups, switched, ["a"], SFTConfig(), drop_zero_variance=True)
+    assert w.sft == [0.3] and w.lr_scale == 1.0 and w.layer_scales is None
+    everywhere = _weigh(plan, groups, ["a"], total=lambda counts: [c * 2 + x for c, x in zip(counts, (0, 2))])
+    assert everywhere.mu["g"] == pytest.approx(2 / 8)  # 2 switched of 8 prompts over all processes
+    w = _weigh(plan, groups, ["a"], drop_zero_variance=True)
     assert w.rl[4] == 0.0 and w.rl[0] == pytest.approx(0.7)
-    w = row_weights(executed, groups, switched, ["a"], SFTConfig(layer_mu="increasing"))
+    layered = SFTConfig(per_domain={"g": {"type": "gate"}}, layer_mu="increasing")
+    w = _weigh(plan, groups, ["a"], layered, layer_depth=[0.0, 0.5, 1.0])
     assert w.rl == [1.0, 0.0, 1.0, 1.0, 1.0] and w.sft == [1.0] and w.gated == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert w.layer_scales == layer_factors([0.0, 0.5, 1.0], w.mean_mu, "increasing")
 
 
 def test_gate_gives_every_prompt_one_unit_of_weight():
     """HPT as a per-prompt switch: with k of n prompts switched, the SFT part carries k/n of the
     step's weight and the RL part (n-k)/n, whatever k is (one failed prompt is not half the step)."""
-    plan = StepPlan({"g": 1.0}, {"g": 0.0}, "", gate={"g": 0.0})
+    plan = step_plan({"g": 1.0}, {"g": 0.0}, gated=["g"])
     for k in range(9):
         groups = [_group("g", (0.0,) * 4 if i < k else (1.0, 0.0, 0.0, 0.0)) for i in range(8)]
-        switched = gate_switches(plan, groups, SFTConfig(), group_size=4)
-        mu = gate_mu(plan, gate_counts(plan, groups, switched))
-        w = row_weights(StepPlan(plan.mixture, mu, "", gate=plan.gate), groups, switched, [], SFTConfig())
+        w = _weigh(plan, groups, [], group_size=4)
         rl_part = max(w.rl)  # every RL row of the step has this weight; the part is a mean over its tokens
         sft_part = max(w.gated)
-        assert sum(switched) == k and mu["g"] == pytest.approx(k / 8)
+        assert sum(g > 0 for g in w.gated) == k and w.mu["g"] == pytest.approx(k / 8)
         assert rl_part == pytest.approx(1 - k / 8) and sft_part == pytest.approx(k / 8)
 
 
@@ -315,11 +326,13 @@ def test_layer_factors_keep_the_average_mu():
     assert layer_factors(depth, 0.3, "increasing")[1][1] == pytest.approx(2 * 0.3 * 0.125)  # mu_l = 2 mu f
 
 
-class _Half(MuRule):
+class _Half(MuSchedule):
     """mu = value / 2 (a toy schedule for the test)."""
 
+    Params = ConstantParams
+
     def mu(self, step: int) -> float:
-        return self.spec.value / 2
+        return self.params.value / 2
 
 
 class _Last(Policy):
@@ -342,8 +355,8 @@ def _config(tmp_path, policy: str, schedule: str):
     path = tmp_path / "c.yaml"
     path.write_text(f"""
 scheduler: {{policy: {policy}}}
-training: {{sft: {{mu: {{schedule: {schedule}, value: 0.4}}}}}}
-tasks:
+training: {{sft: {{mu: {{type: {schedule}{", value: 0.4" if schedule in ("toy_half", "constant") else ""}}}}}}}
+domains:
   - {{name: a, kind: structured, source: {{type: builtin, generator: sorting}}, reward: [{{type: exact_match}}]}}
   - {{name: b, kind: creative, source: {{type: builtin, generator: acrostic}}, reward: [{{type: constraint}}]}}
 """)
@@ -359,43 +372,6 @@ def test_a_toy_policy_and_mu_schedule_through_the_registries_alone(tmp_path, toy
     assert plan.prompts == {"b": 8} and plan.demos == {"b": 4}
 
 
-def test_a_planner_state_of_the_first_layout_loads_through_its_one_migration(tmp_path):
-    config = load_config(_config(tmp_path, "adaptive", "adaptive"))
-    make = lambda: Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 8)  # noqa: E731
-    state = make().state_dict()
-    assert state["version"] == 6
-    # layout 1: no version, no transfer errors, no allocation credit, no pass rates, adaptive's plateau records
-    # absent, and the mu rule from before blindness routing kept one mu (the disruption term) as "current"
-    new_keys = ("version", "transfer_stderr", "credit", "pass_rates", "frontiers")
-    old = {k: v for k, v in state.items() if k not in new_keys}
-    old["policy"] = {k: v for k, v in state["policy"].items() if k not in ("peak", "stale", "done", "creative")}
-    old["mu"] = {n: {"baseline": 0.5, "current": 0.3} for n in state["mu"]}
-    planner = make()
-    planner.load_state_dict(old)
-    assert planner.mu_rules["a"].mu(0) == pytest.approx(0.3) and planner.mu_rules["a"].baseline == 0.5
-    assert planner.state_dict()["policy"] == state["policy"]
-    without_mu = {k: v for k, v in old.items() if k != "mu"}  # from before per-domain mu rules: fresh ones
-    fresh = make()
-    fresh.load_state_dict(without_mu)
-    assert fresh.state_dict()["mu"] == state["mu"]
-    assert fresh.state_dict()["credit"] == {"prompts": {}, "demos": {}}
-
-
-def test_a_planner_state_of_the_second_layout_loads_with_zero_credit(tmp_path):
-    config = load_config(_config(tmp_path, "joint", "constant"))
-    make = lambda: Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 3)  # noqa: E731
-    planner = make()
-    planner.plan(0)
-    state = planner.state_dict()
-    assert state["version"] == 6 and state["credit"]["prompts"] == {"a": -0.5, "b": 0.5}  # 2 and 1 of 1.5 each
-    later = ("credit", "pass_rates", "frontiers")
-    layout2 = {**{k: v for k, v in state.items() if k not in later}, "version": 2}  # rounded each step: no credit
-    resumed = make()
-    resumed.load_state_dict(layout2)
-    assert resumed.state_dict() == {**state, "credit": {"prompts": {}, "demos": {}}}
-    assert resumed.plan(1) == make().plan(0)  # from zero credit, as a fresh run
-
-
 def test_unknown_names_list_the_registered_ones(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(_config(tmp_path, "adaptve", "rl_only"))
@@ -404,7 +380,7 @@ def test_unknown_names_list_the_registered_ones(tmp_path):
     )
     with pytest.raises(ConfigError) as err:
         load_config(_config(tmp_path, "joint", "cosin"))
-    assert "training.sft.mu.schedule: unknown mu schedule 'cosin'; did you mean 'cosine'?" in str(err.value)
+    assert "training.sft.mu.type: unknown mu schedule 'cosin'; did you mean 'cosine'?" in str(err.value)
     assert "rl_only, adaptive, gate" in str(err.value)
 
 
@@ -412,11 +388,12 @@ def test_the_reference_lists_the_registered_names(toys):
     from spectrum_rl.config import reference_markdown
 
     text = reference_markdown()
-    assert "| `toy_last` | All weight on the last domain" in text and "| `toy_half` | mu = value / 2" in text
+    assert "`scheduler.policy: {type: toy_last}` — All weight on the last domain" in text
+    assert "`training.sft.mu: {type: toy_half}` — mu = value / 2" in text and "`training.sft.mu.value`" in text
     assert (
         Config.model_validate(
             {
-                "tasks": [
+                "domains": [
                     {
                         "name": "a",
                         "kind": "structured",
@@ -426,7 +403,7 @@ def test_the_reference_lists_the_registered_names(toys):
                 ],
                 "scheduler": {"policy": "toy_last"},
             }
-        ).scheduler.policy
+        ).scheduler.policy.type
         == "toy_last"
     )
 
@@ -439,14 +416,19 @@ def test_sft_learning_rate_blends_with_mu():
     assert lr_factor(0.7, SFTConfig(), 1e-4) == 1.0  # unset: one rate
 
 
-def test_a_planner_state_of_layout_5_forgets_its_advantage_learnability(tmp_path):
-    """Layout 5 kept learnability as normalised |A|: it means something else now, so it is measured afresh."""
+def test_a_planner_state_of_another_layout_is_refused(tmp_path):
     config = load_config(_config(tmp_path, "adaptive", "adaptive"))
     make = lambda: Planner(config.kinds, config.prerequisites, config.scheduler, config.training.sft, 8)  # noqa: E731
     state = make().state_dict()
-    old = {**state, "version": 5, "learnability": {"values": {"a": [0.8, 0.9]}, "counts": {"a": 16}}}
-    old["policy"] = {**state["policy"], "q": {"a": 0.85}, "seen": {"a": 16}}
-    planner = make()
-    planner.load_state_dict(old)
-    assert planner.view.learnability.value("a") is None and planner.policy.q == {}
-    assert planner.state_dict() == state
+    make().load_state_dict(json.loads(json.dumps(state)))  # its own layout loads
+    for other in ({**state, "layout": 1}, {k: v for k, v in state.items() if k != "layout"} | {"version": 6}):
+        with pytest.raises(ConfigError, match="layout"):
+            make().load_state_dict(other)
+
+
+def test_each_schedule_takes_only_its_own_parameters():
+    with pytest.raises(ValueError, match="peak"):
+        SFTConfig(mu={"type": "constant", "peak": 0.9})
+    assert SFTConfig(mu="cosine").mu == params("cosine")  # a bare name: its defaults
+    with pytest.raises(ValueError, match="'schedule' is gone: write type: cosine"):
+        SFTConfig(mu={"schedule": "cosine"})

@@ -169,11 +169,11 @@ CASES = [
     ("order-old-layout", "order", "plain", _plant_old_layout, "checkpoints/step-2/trainer_state.pt"),
     ("order-transfer", "order", "plain", _replace("transfer.json"), "transfer.json"),
     ("order-metrics", "order", "plain", _replace("metrics.jsonl"), "metrics.jsonl"),
-    ("tasks-state", "tasks", "plain", _replace(STATE), STATE),
+    ("domains-state", "domains", "plain", _replace(STATE), STATE),
     ("tasks-old-layout", "tasks", "plain", _plant_old_layout, "checkpoints/step-2/trainer_state.pt"),
-    ("tasks-transfer", "tasks", "plain", _replace("transfer.json"), "transfer.json"),
-    ("tasks-metrics", "tasks", "plain", _replace("metrics.jsonl"), "metrics.jsonl"),
-    ("tasks-eval", "tasks", "plain", _replace("eval.jsonl"), "eval.jsonl"),
+    ("domains-transfer", "domains", "plain", _replace("transfer.json"), "transfer.json"),
+    ("domains-metrics", "domains", "plain", _replace("metrics.jsonl"), "metrics.jsonl"),
+    ("domains-eval", "domains", "plain", _replace("eval.jsonl"), "eval.jsonl"),
 ]
 
 
@@ -217,7 +217,7 @@ def _command(command: str, config: Path, run: Path) -> list[str]:
         return ["train", str(config), "--resume", "--set", f"run.output_dir={run}"]
     if command == "order":
         return ["order", str(config), "--run", str(run), "--json"]
-    return ["tasks", str(config), "--dot", "--run", str(run)]
+    return ["domains", str(config), "--dot", "--run", str(run)]
 
 
 @pytest.fixture(scope="module")

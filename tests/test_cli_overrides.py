@@ -39,12 +39,12 @@ def test_set_overrides_fields_and_is_validated_like_the_file(tmp_path, capsys):
         [
             "training.steps=7",
             "scheduler.policy=adaptive",
-            "tasks[0].eval.size=3",
+            "domains[0].eval.size=3",
             "training.sft.per_domain={capitals: {schedule: rl_only}}",
         ],
     )
     assert config.training.steps == 7 and config.scheduler.policy == "adaptive"
-    assert config.tasks[0].eval.size == 3 and config.training.sft.per_domain["capitals"].schedule == "rl_only"
+    assert config.domains[0].eval.size == 3 and config.training.sft.per_domain["capitals"].schedule == "rl_only"
 
     assert main(["validate", path, "--set", "training.steps=abc"]) == 2
     assert one_line_error(capsys).startswith(
@@ -60,8 +60,8 @@ def test_set_overrides_fields_and_is_validated_like_the_file(tmp_path, capsys):
     assert main(["validate", path, "--set", "training.steps"]) == 2
     assert "--set training.steps: expected FIELD=VALUE" in one_line_error(capsys)
     # an error found later, while the domains are built, names the override that set the field
-    assert main(["validate", path, "--set", "training.steps=5", "--set", "tasks[0].source.path=nope.jsonl"]) == 2
-    assert "--set tasks[0].source.path=nope.jsonl: tasks[0].source.path: file not found" in one_line_error(capsys)
+    assert main(["validate", path, "--set", "training.steps=5", "--set", "domains[0].source.path=nope.jsonl"]) == 2
+    assert "--set domains[0].source.path=nope.jsonl: domains[0].source.path: file not found" in one_line_error(capsys)
 
 
 def test_a_question_answer_file_trains_rl_only_without_an_expert_field(tmp_path, capsys):
@@ -71,10 +71,10 @@ def test_a_question_answer_file_trains_rl_only_without_an_expert_field(tmp_path,
     # a schedule that trains on demonstrations, on a domain that has none: one error with the fix
     assert main(["validate", path, "--set", "training.sft.mu.schedule=cosine"]) == 2
     line = one_line_error(capsys)
-    assert "tasks[0].expert_field: domain 'capitals' has no expert demonstrations" in line
+    assert "domains[0].expert_field: domain 'capitals' has no expert demonstrations" in line
     assert "expert_field: answer" in line
     assert (
-        main(["validate", path, "--set", "training.sft.mu.schedule=cosine", "--set", "tasks[0].expert_field=answer"])
+        main(["validate", path, "--set", "training.sft.mu.schedule=cosine", "--set", "domains[0].expert_field=answer"])
         == 0
     )
 
@@ -90,7 +90,7 @@ def test_expert_field_auto_uses_the_expert_column_when_present(tmp_path):
         "     eval: {size: 4}, reward: [{type: exact_match}]}\n"
     )
     config = load_config(path)
-    assert config.tasks[0].expert_field == "auto"
+    assert config.domains[0].expert_field == "auto"
     (domain,) = build_domains(config, tmp_path)
     assert domain.expert_field == "expert" and domain.eval_examples()[0].expert.startswith("the answer is")
 
@@ -122,7 +122,7 @@ def test_bad_input_fails_before_the_builtin_model_is_built(tmp_path, monkeypatch
     path = tmp_path / "c.yaml"
     path.write_text(
         f"run: {{output_dir: {tmp_path / 'taken'}}}\n"
-        "tasks: [{name: a, kind: structured, source: {type: builtin, generator: sorting},\n"
+        "domains: [{name: a, kind: structured, source: {type: builtin, generator: sorting},\n"
         "         reward: [{type: exact_match}]}]\n"
     )
     assert main(["train", str(path)]) == 2

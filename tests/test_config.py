@@ -27,7 +27,7 @@ def _cfg(tasks: str = GOOD_TASK, extra: str = "") -> str:
 
 # (case id, YAML text, substring that must be in the one-line error)
 BAD_CONFIGS = [
-    ("yaml_syntax", "tasks: [\n  {name: a\n", "YAML syntax error"),
+    ("yaml_syntax", "domains: [\n  {name: a\n", "YAML syntax error"),
     ("empty_file", "", "empty"),
     ("top_level_list", "- a\n- b\n", "expected a mapping"),
     ("missing_tasks", "run: {name: x}\n", "tasks: missing required key 'tasks'"),
@@ -36,22 +36,22 @@ BAD_CONFIGS = [
     (
         "bad_kind",
         _cfg(GOOD_TASK.replace("structured", "struct")),
-        "tasks[0].kind: expected one of structured, creative",
+        "domains[0].kind: expected one of structured, creative",
     ),
     (
         "unknown_reward",
         _cfg(GOOD_TASK.replace("exact_match", "exact")),
-        "tasks[0].reward[0].type: unknown reward type 'exact'; did you mean 'exact_match'",
+        "domains[0].reward[0].type: unknown reward type 'exact'; did you mean 'exact_match'",
     ),
     (
         "reward_no_type",
         _cfg(GOOD_TASK.replace("{type: exact_match}", "{weight: 1}")),
-        "tasks[0].reward[0].type: missing 'type'",
+        "domains[0].reward[0].type: missing 'type'",
     ),
     (
         "negative_weight",
         _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: exact_match, weight: -1}")),
-        "tasks[0].reward[0].weight",
+        "domains[0].reward[0].weight",
     ),
     ("group_size_1", _cfg(extra="training: {group_size: 1}\n"), "training.group_size"),
     ("steps_0", _cfg(extra="training: {steps: 0}\n"), "training.steps"),
@@ -61,32 +61,32 @@ BAD_CONFIGS = [
     (
         "unknown_source",
         _cfg(GOOD_TASK.replace("type: builtin", "type: web")),
-        "tasks[0].source.type: unknown source type 'web'",
+        "domains[0].source.type: unknown source type 'web'",
     ),
     (
         "unknown_generator",
         _cfg(GOOD_TASK.replace("generator: addition", "generator: additon")),
-        "tasks[0].source.generator",
+        "domains[0].source.generator",
     ),
     (
         "bad_knob",
         _cfg(GOOD_TASK.replace("generator: addition}", "generator: addition, difficulty: {digitz: 2}}")),
-        "tasks[0].source.difficulty",
+        "domains[0].source.difficulty",
     ),
-    ("duplicate_domain", _cfg(GOOD_TASK + GOOD_TASK), "tasks[1].name: duplicate domain name 'add'"),
+    ("duplicate_domain", _cfg(GOOD_TASK + GOOD_TASK), "domains[1].name: duplicate domain name 'add'"),
     (
         "unknown_prereq",
         _cfg(GOOD_TASK + "    after: [ad]\n"),
-        "tasks[0].after[0]: unknown domain 'ad'; did you mean 'add'",
+        "domains[0].after[0]: unknown domain 'ad'; did you mean 'add'",
     ),
-    ("self_prereq", _cfg(GOOD_TASK + "    after: [add]\n"), "tasks[0].after[0]"),
+    ("self_prereq", _cfg(GOOD_TASK + "    after: [add]\n"), "domains[0].after[0]"),
     (
         "cycle",
         _cfg(GOOD_TASK + "    after: [b]\n" + GOOD_TASK.replace("name: add", "name: b") + "    after: [add]\n"),
         "prerequisite cycle",
     ),
-    ("empty_reward", _cfg(GOOD_TASK.replace("[{type: exact_match}]", "[]")), "tasks[0].reward"),
-    ("bad_name", _cfg(GOOD_TASK.replace("name: add", "name: my domain")), "tasks[0].name"),
+    ("empty_reward", _cfg(GOOD_TASK.replace("[{type: exact_match}]", "[]")), "domains[0].reward"),
+    ("bad_name", _cfg(GOOD_TASK.replace("name: add", "name: my domain")), "domains[0].name"),
     (
         "builtin_model",
         _cfg(extra="model: {name_or_path: 'builtin:huge'}\n"),
@@ -97,27 +97,27 @@ BAD_CONFIGS = [
     (
         "bad_regex",
         _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: format, pattern: '(['}")),
-        "tasks[0].reward[0].pattern",
+        "domains[0].reward[0].pattern",
     ),
     (
         "python_no_import",
         _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: python, function: 'no_such_mod_xyz:fn'}")),
-        "tasks[0].reward[0].function",
+        "domains[0].reward[0].function",
     ),
     ("weights_unknown", _cfg(extra="scheduler: {weights: {ad: 1}}\n"), "scheduler.weights.ad: unknown domain"),
     ("weights_negative", _cfg(extra="scheduler: {weights: {add: -1}}\n"), "scheduler.weights"),
-    ("bad_template", _cfg(GOOD_TASK + "    prompt: '{problem}'\n"), "tasks[0].prompt: template field '{problem}'"),
+    ("bad_template", _cfg(GOOD_TASK + "    prompt: '{problem}'\n"), "domains[0].prompt: template field '{problem}'"),
     (
         "missing_answer_col",
         _cfg(GOOD_TASK + "    answer_field: solution\n"),
-        "tasks[0].answer_field: row field 'solution'",
+        "domains[0].answer_field: row field 'solution'",
     ),
-    ("eval_size_0", _cfg(GOOD_TASK + "    eval: {size: 0}\n"), "tasks[0].eval.size"),
-    ("task_not_mapping", "tasks: [3]\n", "tasks[0]"),
+    ("eval_size_0", _cfg(GOOD_TASK + "    eval: {size: 0}\n"), "domains[0].eval.size"),
+    ("task_not_mapping", "domains: [3]\n", "domains[0]"),
     (
         "missing_file",
         _cfg(GOOD_TASK.replace("{type: builtin, generator: addition}", "{type: file, path: nope.jsonl}")),
-        "tasks[0].source.path",
+        "domains[0].source.path",
     ),
     (
         "corrupt_jsonl",
@@ -200,19 +200,19 @@ def test_example_configs_validate(name, capsys):
 
 def test_quickstart_has_structured_and_creative_hybrid_domains():
     cfg = load_config(ROOT / "configs" / "quickstart.yaml")
-    kinds = [t.kind for t in cfg.tasks]
+    kinds = [t.kind for t in cfg.domains]
     assert kinds.count("structured") >= 4 and kinds.count("creative") >= 2
-    assert all(len(t.reward) >= 1 for t in cfg.tasks)
-    assert sum(len(t.reward) > 1 for t in cfg.tasks) >= 5  # hybrid rewards
+    assert all(len(t.reward) >= 1 for t in cfg.domains)
+    assert sum(len(t.reward) > 1 for t in cfg.domains) >= 5  # hybrid rewards
 
 
 def test_tasks_command_lists_samples_and_dot(capsys):
     path = str(ROOT / "configs" / "quickstart.yaml")
-    assert main(["tasks", path]) == 0
+    assert main(["domains", path]) == 0
     out = capsys.readouterr().out
     for name in ("addition", "sorting", "acrostic", "letter_words"):
         assert name in out
-    assert main(["tasks", path, "--dot"]) == 0
+    assert main(["domains", path, "--dot"]) == 0
     dot = capsys.readouterr().out
     assert dot.startswith("digraph") and '"sorting" -> "counting"' in dot
 
@@ -252,7 +252,7 @@ def test_extends_merges_over_base(tmp_path, capsys):
     child = tmp_path / "child.yaml"
     child.write_text("extends: base.yaml\ntraining: {steps: 3}\n")
     cfg = load_config(child)
-    assert (cfg.training.steps, cfg.training.group_size, cfg.tasks[0].name) == (3, 4, "add")
+    assert (cfg.training.steps, cfg.training.group_size, cfg.domains[0].name) == (3, 4, "add")
     child.write_text("extends: child.yaml\n")
     assert main(["validate", str(child)]) == 2
     assert "extends: " in capsys.readouterr().err
@@ -265,7 +265,7 @@ def test_recipes_differ_only_in_the_blend():
     base = load_config(ROOT / "configs" / "quickstart.yaml")
     for name in ("rl_only", "staged", "chord_mu", "chord_phi", "adaptive", "gate"):
         cfg = load_config(ROOT / "configs" / f"{name}.yaml")
-        assert cfg.tasks == base.tasks and cfg.training.steps == base.training.steps
+        assert cfg.domains == base.tasks and cfg.training.steps == base.training.steps
         assert cfg.training.sft != base.training.sft or name == "rl_only"
 
 

@@ -51,7 +51,7 @@ def test_curriculum_config_sets_the_study_and_its_custom_arms():
     assert arm_overlay("order", spec, config, names, None, ["b", "a"])["scheduler"]["order"] == ["b", "a"]
     base = study_base(config, spec, "counting")
     assert base["scheduler"]["policy"] == "joint" and base["scheduler"]["difficulty"]["mode"] == "uniform"
-    assert [t["name"] for t in base["tasks"]] == names[:-1]
+    assert [t["name"] for t in base["domains"]] == names[:-1]
     for arm in spec.arms:  # every arm's config validates
         Config.model_validate({**base, **arm_overlay(arm, spec, config, names[:-1], None, names[:-1])})
 
@@ -101,7 +101,7 @@ def test_gates_run_end_to_end_on_a_small_world(builtin_tiny, tmp_path):
     config = Config.model_validate(
         {
             "model": {"name_or_path": "builtin:tiny"},
-            "tasks": [
+            "domains": [
                 {
                     "name": n,
                     "kind": "structured",

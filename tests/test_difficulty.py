@@ -43,7 +43,7 @@ def _config(tmp_path, difficulty: dict):
     """The test config with its first (sorting) domain's difficulty knobs replaced."""
     path = write_config(tmp_path, "builtin:tiny")
     data = yaml.safe_load(path.read_text())
-    data["tasks"][0]["source"]["difficulty"] = difficulty
+    data["domains"][0]["source"]["difficulty"] = difficulty
     path.write_text(yaml.safe_dump(data))
     return path
 

@@ -31,7 +31,7 @@ from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards.http import HttpSpec, score_list
 from spectrum_rl.rewards.hybrid import HybridReward
 from spectrum_rl.rewards.remote import RemoteError
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 from spectrum_rl.trainer.checkpoint import read_jsonl
 from tests.test_reliability import train_until
 from tests.test_trainer import make_trainer, write_config
@@ -319,7 +319,7 @@ def test_soak_30_steps_against_a_failing_server_and_kill_9_resume_gives_the_same
                 counted[k.rsplit("/", 1)[1]] += v
     print(f"soak failure classes over {steps} steps: {counted}")
     assert counted.get("http_500", 0) > 0 and counted.get("timeout", 0) > 0 and counted.get("malformed", 0) > 0
-    assert reference_cfg["tasks"][0]["reward"][1]["url"].endswith("/soak")
+    assert reference_cfg["domains"][0]["reward"][1]["url"].endswith("/soak")
 
     path = write_config(tmp_path, tiny_random_lm_dir, training, tasks=[task])
     run = tmp_path / "run"
@@ -427,7 +427,7 @@ def test_a_url_with_user_info_is_a_config_error_that_does_not_repeat_it(tmp_path
     with pytest.raises(ConfigError, match="must not carry user info") as err:
         load_config(path)
     message = str(err.value)
-    assert "tasks[0].reward[1].url" in message and "api_key_env" in message
+    assert "domains[0].reward[1].url" in message and "api_key_env" in message
     assert "hunter2" not in message and "\n" not in message
     with pytest.raises(ValueError) as direct:  # validated outside a config file too
         HttpSpec.model_validate({"type": "http", "url": url})

@@ -22,8 +22,8 @@ import yaml
 from spectrum_rl.rewards import build_hybrid, cgroup, judgement, splitting, values
 from spectrum_rl.rewards.code import extract_code, run_tests
 from spectrum_rl.rewards.text import extract_answer, last_number, normalize, printable
-from spectrum_rl.tasks.base import Example
-from spectrum_rl.tasks.builtin import check_constraint
+from spectrum_rl.sources.base import Example
+from spectrum_rl.sources.builtin import check_constraint
 from tests.conftest import needs_sandbox
 from tests.test_sandbox import LIMITS, RIGHT_ADD
 
@@ -223,7 +223,7 @@ def _config(tmp_path: Path, model: Path | str, task: dict, training: dict) -> Pa
     cfg = {
         "run": {"name": "t", "output_dir": str(tmp_path / "run"), "seed": 0},
         "model": {"name_or_path": str(model)},
-        "tasks": [task],
+        "domains": [task],
         "training": {"max_new_tokens": 8, "learning_rate": 1e-3, "save_every": 0, **training},
         "eval": {"every": 1000, "max_new_tokens": 8},
     }
@@ -254,7 +254,7 @@ def test_score_escapes_model_output_and_keeps_the_reward_timeout(tmp_path, tiny_
     completion.write_text("raise ValueError('\\x1b[2J\\rtest 1: passed\\ntotal: 1.0000 \\ud800')\n")
     start = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-m", "spectrum_rl", "score", str(config), "--task", "code", "--index", "0"]
+        [sys.executable, "-m", "spectrum_rl", "score", str(config), "--domain", "code", "--index", "0"]
         + ["--completion", str(completion)],
         capture_output=True,
         timeout=120,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from spectrum_rl.objectives.advantages import group_advantages
-from spectrum_rl.objectives.losses import LOSSES, LossSettings, aggregate, rl_denominator, rl_token_loss
+from spectrum_rl.objectives.losses import LOSSES, aggregate, policy_loss, rl_denominator, rl_token_loss
 from spectrum_rl.trainer.loss import sft_token_loss
 
 B, T = 6, 7
@@ -81,8 +81,9 @@ def _trl_loss(
     return trainer._compute_loss(None, inputs)
 
 
-def _loss(name: str, eps_low=0.2, eps_high=0.28, **settings):
-    return LOSSES.get(name)(LossSettings(eps_low, eps_high, **settings))
+def _loss(name: str, **fields):
+    """The loss ``name`` with its parameters (its own defaults for those not given)."""
+    return policy_loss(LOSSES.get(name).Params(type=name, **fields))
 
 
 def _whole_batch(loss, terms, mask, world=1):
@@ -109,7 +110,7 @@ def test_rl_loss_matches_trl(loss_type, level, beta):
     """Every registered TRL loss type, at both importance-sampling levels (sequence: GSPO), equals
     TRL 1.16's own loss on the same tensors; its gradient too."""
     logp, old, ref, adv, mask = _tensors()
-    loss = _loss(loss_type, cispo_eps_max=5.0, sapo_temperature_pos=1.0, sapo_temperature_neg=1.05)
+    loss = _loss(loss_type)  # their defaults: TRL's clip (0.2, 0.28), cispo's cap 5, sapo's (1.0, 1.05)
     leaf = logp.clone().requires_grad_()
     terms = rl_token_loss(loss, leaf, old, adv, mask, level=level, beta=beta, ref_logp=ref)
     ours = _whole_batch(loss, terms, mask)
@@ -129,7 +130,7 @@ def test_the_trl_loss_family_is_registered():
 def test_micro_batches_add_up_to_full_batch_loss():
     logp, old, ref, adv, mask = _tensors(1)
     for name in LOSSES:
-        loss = _loss(name, eps_high=0.2)
+        loss = _loss(name, **({"eps_high": 0.2} if "eps_high" in LOSSES.get(name).Params.model_fields else {}))
         terms = rl_token_loss(loss, logp, old, adv, mask)
         den = rl_denominator(
             loss.aggregation,
@@ -223,9 +224,9 @@ def test_group_advantages():
     std = torch.tensor([1.0, 0.0, 0.0, 1.0]).std()
     assert torch.allclose(adv[0], (r[0] - 0.5) / (std + 1e-4))
     assert torch.equal(adv[1], torch.zeros(4)) and zero.tolist() == [False, True]
-    none, _ = group_advantages(r, scale="none")
+    none, _ = group_advantages(r, estimator="none")
     assert torch.allclose(none[0], r[0] - 0.5)
-    batch, _ = group_advantages(r, scale="batch")
+    batch, _ = group_advantages(r, estimator="batch")
     assert torch.allclose(batch[0], (r[0] - 0.5) / (r.std() + 1e-4))
     valid = torch.tensor([[True, True, True, False], [True, True, True, True]])
     masked, _ = group_advantages(torch.tensor([[1.0, 0.0, 0.0, 100.0], [0.0] * 4]), valid)

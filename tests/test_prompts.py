@@ -1,4 +1,4 @@
-"""Prompt-level curriculum (``tasks[i].sampling: pass_rate``): the pass-rate tracker with planted
+"""Prompt-level curriculum (``domains[i].sampling: pass_rate``): the pass-rate tracker with planted
 pass rates, the planner's weights and state, weighted drawing, and a training run on a file pool
 (resumed equal to uninterrupted)."""
 
@@ -90,7 +90,7 @@ def test_weighted_drawing_without_replacement_follows_the_weights(tmp_path):
 def test_pass_rate_needs_a_finite_pool(tmp_path):
     path = write_config(tmp_path, "builtin:tiny")
     data = yaml.safe_load(path.read_text())
-    data["tasks"][0]["sampling"] = "pass_rate"  # a built-in generator: unlimited rows
+    data["domains"][0]["sampling"] = "pass_rate"  # a built-in generator: unlimited rows
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"tasks\[0\]\.sampling: pass_rate sampling needs a finite pool"):
         build_domains(load_config(path), tmp_path)
@@ -135,7 +135,7 @@ def _pool_tasks(tmp_path) -> list[dict]:
 
 def _pool_config(tmp_path):
     path = tmp_path / "pool.yaml"
-    path.write_text(json.dumps({"tasks": _pool_tasks(tmp_path)}))
+    path.write_text(json.dumps({"domains": _pool_tasks(tmp_path)}))
     return path
 
 

@@ -1,4 +1,4 @@
-"""One extension mechanism (spectrum_rl/registry.py): a reward component, a task source, a built-in
+"""One extension mechanism (spectrum_rl/registry.py): a reward component, a row source, a built-in
 generator, a scheduler policy, a mu schedule, an RL loss and an advantage estimator, each added
 from this file alone through its registry, are valid in a config, built and used; an unknown name
 in any of them gets one line with a "did you mean" and the valid names."""
@@ -16,15 +16,15 @@ from pydantic import Field
 from spectrum_rl.config import Config, load_config, reference_markdown
 from spectrum_rl.domains import build_domains
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.objectives.advantages import ADVANTAGES
-from spectrum_rl.objectives.losses import LOSSES, PolicyLoss, Surrogate
+from spectrum_rl.objectives.advantages import ADVANTAGES, AdvantageEstimator
+from spectrum_rl.objectives.losses import LOSSES, LossParams, PolicyLoss, Surrogate
 from spectrum_rl.rewards import REWARDS
 from spectrum_rl.rewards.base import RewardComponent, RewardSpec
-from spectrum_rl.scheduler.blend import MU_SCHEDULES, MuRule
+from spectrum_rl.scheduler.mu import MU_SCHEDULES, MuSchedule
 from spectrum_rl.scheduler.plan import Planner
 from spectrum_rl.scheduler.policies import POLICIES, Decision, Policy, View
-from spectrum_rl.tasks.base import SOURCES, Example, RowDict, SourceContext, SourceSpec, TaskSource
-from spectrum_rl.tasks.builtin import GENERATORS, generator
+from spectrum_rl.sources.base import SOURCES, Example, RowDict, RowSource, SourceContext, SourceSpec
+from spectrum_rl.sources.builtin import GENERATORS, generator
 from spectrum_rl.trainer.loop import Trainer
 
 
@@ -49,11 +49,11 @@ class CountdownSpec(SourceSpec):
 
     start: int = Field(20, ge=2, description="Largest n.")
 
-    def build(self, ctx: SourceContext) -> TaskSource:
+    def build(self, ctx: SourceContext) -> RowSource:
         return Countdown(self.start, ctx.eval_size)
 
 
-class Countdown(TaskSource):
+class Countdown(RowSource):
     def __init__(self, start: int, eval_size: int) -> None:
         rows = [{"question": f"before {n}", "answer": str(n - 1), "expert": str(n - 1)} for n in range(1, start + 1)]
         self._eval, self._train = rows[:eval_size], rows[eval_size:]
@@ -78,28 +78,37 @@ class First(Policy):
         return Decision({n: float(n == self.names[0]) for n in self.names}, "toy: first domain")
 
 
-class Quarter(MuRule):
+class Quarter(MuSchedule):
     """mu = 1/4 (a toy schedule)."""
 
     def mu(self, step: int) -> float:
         return 0.25
 
 
+class ReinforceParams(LossParams):
+    """The toy loss's one parameter."""
+
+    scale: float = Field(1.0, gt=0, description="Multiplies the loss.")
+
+
 class Reinforce(PolicyLoss):
     """Plain REINFORCE, -A logp per token (a toy loss); counts its calls."""
 
+    Params = ReinforceParams
     aggregation = "token_mean"
     calls = 0
 
     def surrogate(self, weight: torch.Tensor, logp: torch.Tensor, adv: torch.Tensor) -> Surrogate:
         Reinforce.calls += 1
         none = torch.zeros_like(logp, dtype=torch.bool)
-        return Surrogate(-adv * logp, none, none)
+        return Surrogate(-self.params.scale * adv * logp, none, none)
 
 
-def signs(centered: torch.Tensor, var: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+class Signs(AdvantageEstimator):
     """Advantage = the sign of the centred reward (a toy estimator)."""
-    return torch.sign(centered)
+
+    def scale(self, centered, var, rewards, valid) -> torch.Tensor:
+        return torch.sign(centered)
 
 
 @pytest.fixture
@@ -111,7 +120,7 @@ def toys():
     POLICIES.register("toy_first")(First)
     MU_SCHEDULES.register("toy_quarter")(Quarter)
     LOSSES.register("toy_reinforce")(Reinforce)
-    ADVANTAGES.register("toy_signs")(signs)
+    ADVANTAGES.register("toy_signs")(Signs)
     yield
     for registry, name in (
         (REWARDS, "toy_upper"),
@@ -127,8 +136,8 @@ def toys():
 
 TOY_CONFIG = """
 scheduler: {policy: toy_first}
-training: {prompts_per_step: 8, loss_type: toy_reinforce, scale_rewards: toy_signs, sft: {mu: {schedule: toy_quarter}}}
-tasks:
+training: {prompts_per_step: 8, loss: {type: toy_reinforce, scale: 2.0}, advantage: toy_signs, sft: {mu: toy_quarter}}
+domains:
   - name: echo
     kind: structured
     source: {type: builtin, generator: toy_echo, difficulty: {length: 6}}
@@ -149,8 +158,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_toys_registered_from_a_test_file_are_loaded_built_and_used(tmp_path, toys):
     config = load_config(_write(tmp_path, TOY_CONFIG))
-    assert isinstance(config.tasks[0].reward[0], UpperSpec) and config.tasks[0].reward[0].bonus == 0.5
-    assert isinstance(config.tasks[1].source, CountdownSpec) and config.tasks[1].source.start == 30
+    assert isinstance(config.domains[0].reward[0], UpperSpec) and config.domains[0].reward[0].bonus == 0.5
+    assert isinstance(config.domains[1].source, CountdownSpec) and config.domains[1].source.start == 30
     assert Config.model_validate(config.model_dump(mode="json")) == config  # type survives a dump
 
     echo_domain, countdown = build_domains(config, tmp_path)
@@ -180,7 +189,7 @@ def test_a_training_step_runs_on_the_toys_alone(tmp_path, toys, tiny_random_lm_d
     text = TOY_CONFIG + f"model: {{name_or_path: {tiny_random_lm_dir}}}\nrun: {{output_dir: {tmp_path / 'run'}}}\n"
     config = load_config(_write(tmp_path, text))
     trainer = Trainer(config, build_domains(config, tmp_path), config.output_path)
-    assert isinstance(trainer.learner.loss, Reinforce)
+    assert isinstance(trainer.learner.loss, Reinforce) and trainer.learner.loss.params.scale == 2.0
     groups = []
     make = trainer.experience.make
     trainer.experience.make = lambda *a: groups.append(make(*a)) or groups[-1]
@@ -193,16 +202,18 @@ def test_a_training_step_runs_on_the_toys_alone(tmp_path, toys, tiny_random_lm_d
 
 
 def test_toy_fields_get_the_same_errors_and_reference_as_built_in_ones(tmp_path, toys):
-    with pytest.raises(ConfigError, match=r"tasks\[0\]\.reward\[0\]\.bonu: unknown key 'bonu'; did you mean 'bonus'"):
+    with pytest.raises(ConfigError, match=r"domains\[0\]\.reward\[0\]\.bonu: unknown key 'bonu'; did you mean 'bonus'"):
         load_config(_write(tmp_path, TOY_CONFIG.replace("bonus: 0.5", "bonu: 0.5")))
-    with pytest.raises(ConfigError, match=r"tasks\[1\]\.source\.start: expected greater than or equal to 2"):
+    with pytest.raises(ConfigError, match=r"domains\[1\]\.source\.start: expected greater than or equal to 2"):
         load_config(_write(tmp_path, TOY_CONFIG.replace("start: 30", "start: 1")))
     text = reference_markdown()
     assert "#### Reward `type: toy_upper` — `toy_upper`: 1 for an all-capitals completion" in text
     assert "| `bonus` | `0.0` | Added to every score. |" in text
     assert "#### Source `type: toy_countdown`" in text and "| `start` | `20` | Largest n. |" in text
     assert "| `toy_echo` | structured | length (default 3, range 1-8) |" in text
-    assert "| `toy_first` | All weight on the first domain" in text and "| `toy_quarter` | mu = 1/4" in text
+    assert "`scheduler.policy: {type: toy_first}` — All weight on the first domain" in text
+    assert "`training.sft.mu: {type: toy_quarter}` — mu = 1/4" in text
+    assert "`training.loss: {type: toy_reinforce}`" in text and "| `training.loss.scale` | `1.0` | Multiplies" in text
     schema = str(Config.model_json_schema())
     assert "{'const': 'toy_upper'}" in schema and "{'const': 'toy_countdown'}" in schema
 
@@ -223,8 +234,8 @@ GOOD = {
 }
 CONFIG = """
 scheduler: {{policy: {policy}}}
-training: {{loss_type: {loss}, scale_rewards: {advantage}, sft: {{mu: {{schedule: {schedule}}}}}}}
-tasks:
+training: {{loss: {loss}, advantage: {advantage}, sft: {{mu: {{type: {schedule}}}}}}}
+domains:
   - name: a
     kind: structured
     source: {{type: {source}, generator: {generator}}}
@@ -238,14 +249,14 @@ tasks:
         (
             "reward",
             "exact_mach",
-            "tasks[0].reward[0].type: unknown reward type 'exact_mach'; did you mean 'exact_match'?",
+            "domains[0].reward[0].type: unknown reward type 'exact_mach'; did you mean 'exact_match'?",
         ),
-        ("source", "bultin", "tasks[0].source.type: unknown source type 'bultin'; did you mean 'builtin'?"),
-        ("generator", "additon", "tasks[0].source.generator: unknown generator 'additon'; did you mean 'addition'?"),
+        ("source", "bultin", "domains[0].source.type: unknown source type 'bultin'; did you mean 'builtin'?"),
+        ("generator", "additon", "domains[0].source.generator: unknown generator 'additon'; did you mean 'addition'?"),
         ("policy", "adaptve", "scheduler.policy: unknown policy 'adaptve'; did you mean 'adaptive'?"),
-        ("schedule", "cosin", "training.sft.mu.schedule: unknown mu schedule 'cosin'; did you mean 'cosine'?"),
-        ("loss", "dapoo", "training.loss_type: unknown loss type 'dapoo'; did you mean 'dapo'?"),
-        ("advantage", "grop", "training.scale_rewards: unknown advantage estimator 'grop'; did you mean 'group'?"),
+        ("schedule", "cosin", "training.sft.mu.type: unknown mu schedule 'cosin'; did you mean 'cosine'?"),
+        ("loss", "dapoo", "training.loss: unknown loss 'dapoo'; did you mean 'dapo'?"),
+        ("advantage", "grop", "training.advantage: unknown advantage estimator 'grop'; did you mean 'group'?"),
     ],
 )
 def test_an_unknown_name_in_each_registry_gets_did_you_mean_and_the_valid_names(tmp_path, key, typo, expected):

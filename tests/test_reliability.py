@@ -209,8 +209,8 @@ def test_failing_rewards_follow_their_policy_and_are_counted(tmp_path, tiny_rand
     )
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2, "prompts_per_step": 2, "group_size": 4})
     config = yaml.safe_load(path.read_text())
-    config["tasks"] = config["tasks"][:1]
-    config["tasks"][0]["reward"] = [
+    config["domains"] = config["domains"][:1]
+    config["domains"][0]["reward"] = [
         {"type": "exact_match"},
         {"type": "python", "name": "flaky", "function": "bad_rewards.py:flaky", "on_error": "zero"},
         {"type": "python", "name": "hang", "function": "bad_rewards.py:hang", "on_error": "zero", "timeout_s": 0.2},
@@ -224,7 +224,7 @@ def test_failing_rewards_follow_their_policy_and_are_counted(tmp_path, tiny_rand
     for m in metrics:  # 2 prompts x 4 completions per step
         assert m["reward_errors/sorting/flaky"] == 4 and m["reward_errors/sorting/hang"] == 8
         assert m["reward_errors/sorting/boom"] == 8
-    config["tasks"][0]["reward"][3]["on_error"] = "fail"
+    config["domains"][0]["reward"][3]["on_error"] = "fail"
     path.write_text(yaml.safe_dump(config))
     capsys.readouterr()
     assert main(["train", str(path), "--overwrite"]) == 2

@@ -15,7 +15,7 @@ from spectrum_rl.errors import ConfigError, RewardError
 from spectrum_rl.rewards import REWARDS, HybridReward, RewardComponentSpec, build_hybrid, extract_answer
 from spectrum_rl.rewards.base import RewardComponent
 from spectrum_rl.rewards.text import last_number, normalize
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 
 SPEC = TypeAdapter(RewardComponentSpec)
 

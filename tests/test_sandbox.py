@@ -25,7 +25,7 @@ from pydantic import TypeAdapter
 from spectrum_rl.rewards import RewardComponentSpec, build_hybrid, cgroup, sandbox
 from spectrum_rl.rewards.base import RewardSpec
 from spectrum_rl.rewards.code import CodeTestsSpec, IOCase, extract_code, parse_tests, run_tests
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 from tests.conftest import needs_sandbox
 
 LIMITS = {"wall_s": 3.0, "cpu_s": 2.0, "memory_mb": 256}
@@ -523,7 +523,7 @@ def test_score_command(tmp_path):
     completion = tmp_path / "completion.py"
     completion.write_text(example.expert)
     out = subprocess.run(
-        [sys.executable, "-m", "spectrum_rl", "score", config, "--task", "python_functions", "--index", "0"]
+        [sys.executable, "-m", "spectrum_rl", "score", config, "--domain", "python_functions", "--index", "0"]
         + ["--completion", str(completion)],
         capture_output=True,
         text=True,
@@ -533,7 +533,7 @@ def test_score_command(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[1:4] == ["code_tests: 1.0000  (weight 1)", "  sandbox: ok", "  test 1: passed"], out.stdout
     assert lines[-1] == "total: 1.0000  (1*code_tests)"
-    args = [config, "--task", "python_functions", "--completion", str(completion)]
+    args = [config, "--domain", "python_functions", "--completion", str(completion)]
     assert main(["score", *args, "--index", "99"]) == 2
     assert main(["score", *args[:2], "nope", *args[3:], "--index", "0"]) == 2
     assert main(["score", *args[:4], str(tmp_path / "missing.py"), "--index", "0"]) == 2

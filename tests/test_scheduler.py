@@ -22,7 +22,7 @@ def make_config(policy: str = "joint", tasks=None, **scheduler) -> Config:
     tasks = tasks or [("s1", "structured", []), ("s2", "structured", []), ("c1", "creative", [])]
     return Config.model_validate(
         {
-            "tasks": [
+            "domains": [
                 {
                     "name": n,
                     "kind": k,
@@ -383,21 +383,21 @@ def test_order_command_probe_and_run(tmp_path, tiny_random_lm_dir, capsys):
     capsys.readouterr()
     assert main(["train", str(path)]) == 0
     capsys.readouterr()
-    assert main(["tasks", str(path), "--dot", "--run", str(tmp_path / "run")]) == 0
+    assert main(["domains", str(path), "--dot", "--run", str(tmp_path / "run")]) == 0
     assert "score" in capsys.readouterr().out  # annotated with the run's held-out scores
 
 
 def test_task_graph_attributes_and_transfer_edges():
     from types import SimpleNamespace
 
-    from spectrum_rl.scheduler.graph import build_task_graph, to_dot
+    from spectrum_rl.scheduler.graph import build_domain_graph, to_dot
 
     src = SimpleNamespace(describe=lambda: "builtin:x")
     doms = [
         SimpleNamespace(name="a", kind="structured", after=[], source=src),
         SimpleNamespace(name="b", kind="creative", after=["a"], source=src),
     ]
-    g = build_task_graph(doms, {"a": 0.4}, {"b": 1.2}, {"b": {"a": -0.3, "b": 0.5}, "a": {"b": 0.01}})
+    g = build_domain_graph(doms, {"a": 0.4}, {"b": 1.2}, {"b": {"a": -0.3, "b": 0.5}, "a": {"b": 0.01}})
     assert g.nodes["a"]["score"] == 0.4 and g.nodes["b"]["entropy"] == 1.2
     assert g.edges["a", "b"]["kind"] == "prerequisite"
     assert g.edges["b", "a"] == {"kind": "transfer", "weight": -0.3}

@@ -20,7 +20,7 @@ def write_config(tmp_path: Path, model: Path | str, training: dict | None = None
     cfg = {
         "run": {"name": "t", "output_dir": str(tmp_path / "run"), "seed": 0},
         "model": {"name_or_path": str(model)},
-        "tasks": [
+        "domains": [
             {
                 "name": "sorting",
                 "kind": "structured",
@@ -274,7 +274,7 @@ def test_rl_improves_held_out_score_beyond_noise(tmp_path, builtin_tiny):
         cfg = {
             "run": {"name": "learn", "output_dir": str(tmp_path / f"run{seed}"), "seed": seed},
             "model": {"name_or_path": "builtin:tiny"},
-            "tasks": [
+            "domains": [
                 {
                     "name": n,
                     "kind": "structured",

@@ -28,7 +28,7 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
     s = run_summary(run_dir)
     loss = s["sft_nll"] if s["sft_nll"][0] else None
     config = load_config(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
-    sizes = {t.name: t.eval.size for t in config.tasks} if config is not None else None
+    sizes = {t.name: t.eval.size for t in config.domains} if config is not None else None
     phases = detect_all({**s["eval"], "mean": s["eval_mean"]}, loss=loss, eval_sizes=sizes)
     out: dict[str, Any] = {
         "final": s["final"],

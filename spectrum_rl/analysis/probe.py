@@ -25,7 +25,7 @@ import numpy as np
 
 from spectrum_rl.analysis.phases import binomial_se
 from spectrum_rl.config import Config
-from spectrum_rl.domains import Domain
+from spectrum_rl.domains import BuiltDomain
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.continual import normalised_transfer, transfer_scale
 from spectrum_rl.scheduler.order import best_order, significant_transfer
@@ -40,7 +40,7 @@ _Z95 = 1.959964  # two-sided 95% quantile of the standard normal
 
 def probe_transfer(
     config: Config,
-    domains: list[Domain],
+    domains: list[BuiltDomain],
     *,
     steps: int,
     base_dir: Path | None = None,
@@ -172,11 +172,11 @@ def recommend_order(config: Config, record: dict[str, Any]) -> dict[str, Any]:
     on the order (None without standard errors). ``summary`` is that as one sentence.
     """
     names = config.domain_names
-    kinds = {t.name: t.kind for t in config.tasks}
+    kinds = {t.name: t.kind for t in config.domains}
     T = _matrix(record["transfer"], names)
     se = _matrix(record["stderr"], names) if "stderr" in record else None
     used = T if se is None else significant_transfer(T, se)
-    result = best_order(names, used, kinds, {t.name: list(t.after) for t in config.tasks}, stderr=se)
+    result = best_order(names, used, kinds, {t.name: list(t.after) for t in config.domains}, stderr=se)
     gain = result.score - result.joint_score
     interval, gain_se, beats = None, None, None  # unknown without standard errors
     if se is not None:

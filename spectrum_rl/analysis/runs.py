@@ -42,8 +42,8 @@ def plasticity_probe(
     """Train ``steps`` RL steps on ``probe_domain`` alone from ``model_path``; learning-curve summary."""
     data = base_config.model_dump(mode="json")
     data["model"]["name_or_path"] = str(model_path)
-    data["tasks"] = [t for t in data["tasks"] if t["name"] == probe_domain]
-    for t in data["tasks"]:
+    data["domains"] = [t for t in data["domains"] if t["name"] == probe_domain]
+    for t in data["domains"]:
         t["after"] = []
     data["scheduler"] = {"policy": "joint"}
     data["training"].update(steps=steps, save_every=0)

@@ -23,7 +23,7 @@ from spectrum_rl.config.launcher import wants_sharding
 from spectrum_rl.config.messages import format_path, from_pydantic, kind_of, locate, show, split_path
 from spectrum_rl.config.schema import Config
 from spectrum_rl.errors import ConfigError, did_you_mean
-from spectrum_rl.models import BUILTIN_PREFIX, check_builtin_name
+from spectrum_rl.models import BUILTIN_PREFIX, OBJECT_PREFIX, check_builtin_name
 from spectrum_rl.scheduler.graph import find_cycle
 from spectrum_rl.scheduler.policies import POLICIES
 
@@ -167,7 +167,7 @@ def _read_mapping(path: Path, seen: tuple[Path, ...]) -> tuple[dict, yaml.Node |
     shown = str(path)
     data, node = read_yaml(path)
     if data is None:
-        raise ConfigError("the file is empty; a config needs at least a `tasks:` list", file=shown)
+        raise ConfigError("the file is empty; a config needs at least a `domains:` list", file=shown)
     if not isinstance(data, dict):
         raise ConfigError(
             f"expected a mapping of sections at the top level; found {kind_of(data)}", file=shown, line=1, column=1
@@ -240,21 +240,23 @@ def check_cross_fields(config: Config) -> None:
     first: dict[str, int] = {}
     for i, name in enumerate(names):
         if name in first:
-            raise ConfigError(f"duplicate domain name '{name}' (also tasks[{first[name]}])", field=f"tasks[{i}].name")
+            raise ConfigError(
+                f"duplicate domain name '{name}' (also domains[{first[name]}])", field=f"domains[{i}].name"
+            )
         first[name] = i
-    for i, task in enumerate(config.tasks):
+    for i, task in enumerate(config.domains):
         for j, dep in enumerate(task.after):
             if dep == task.name:
-                raise ConfigError(f"domain '{dep}' cannot be its own prerequisite", field=f"tasks[{i}].after[{j}]")
+                raise ConfigError(f"domain '{dep}' cannot be its own prerequisite", field=f"domains[{i}].after[{j}]")
             if dep not in first:
                 raise ConfigError(
                     f"unknown domain '{dep}'{did_you_mean(dep, names)}; expected one of {', '.join(names)}",
-                    field=f"tasks[{i}].after[{j}]",
+                    field=f"domains[{i}].after[{j}]",
                 )
-    cycle = find_cycle({t.name: t.after for t in config.tasks})
+    cycle = find_cycle({t.name: t.after for t in config.domains})
     if cycle:
         raise ConfigError(
-            "prerequisite cycle " + " -> ".join(cycle + [cycle[0]]), field=f"tasks[{first[cycle[0]]}].after"
+            "prerequisite cycle " + " -> ".join(cycle + [cycle[0]]), field=f"domains[{first[cycle[0]]}].after"
         )
     for key in config.training.sft.per_domain:
         if key not in first:
@@ -280,7 +282,7 @@ def check_cross_fields(config: Config) -> None:
             field="scheduler.policy.order",
         )
     position = {n: i for i, n in enumerate(order)}
-    for task in config.tasks if order else []:
+    for task in config.domains if order else []:
         for dep in task.after:
             if position[dep] > position[task.name]:
                 raise ConfigError(
@@ -297,7 +299,7 @@ def _check_reward_timeouts(config: Config) -> None:
     """A reward's `timeout_s` must leave time for a whole group (LUFFY's expert joins it) within the
     component's own limits, or groups that are only running their course would fail."""
     group = config.training.group_size + int(config.training.sft.luffy)
-    for i, task in enumerate(config.tasks):
+    for i, task in enumerate(config.domains):
         for j, spec in enumerate(task.reward):
             slowest = spec.slowest_group(group)
             if slowest is not None and spec.timeout_s is not None and spec.timeout_s < slowest[0]:
@@ -306,7 +308,7 @@ def _check_reward_timeouts(config: Config) -> None:
                     f"timeout_s {spec.timeout_s:g} is shorter than a group of {group} completions may take by "
                     f"this component's own limits, {how} = {need:g} s; raise timeout_s to at least {need:g}, "
                     "or raise workers",
-                    field=f"tasks[{i}].reward[{j}].timeout_s",
+                    field=f"domains[{i}].reward[{j}].timeout_s",
                 )
 
 
@@ -337,6 +339,8 @@ def _check_model_path(name: str) -> None:
     """Fail early on a local model path that does not exist (hub ids are checked at load time)."""
     if name.startswith(BUILTIN_PREFIX):
         check_builtin_name(name)
+        return
+    if name.startswith(OBJECT_PREFIX):  # a model object, looked up when the run is built
         return
     looks_local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
     if looks_local and not Path(name).expanduser().exists():

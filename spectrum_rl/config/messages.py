@@ -1,7 +1,7 @@
 """Configuration errors as one line: a pydantic ValidationError, located in the YAML file.
 
 ``from_pydantic`` picks the error a user should fix first (an unknown key before the "missing"
-error it causes), names the field as a YAML path (``tasks[2].reward[0].type``), finds its line and
+error it causes), names the field as a YAML path (``domains[2].reward[0].type``), finds its line and
 column in the composed YAML node tree, and phrases it as "expected ...; found ..." with a
 "did you mean" for near-miss names.
 """

@@ -28,14 +28,14 @@ from spectrum_rl.scheduler.mu import MU_SCHEDULES
 from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig
 from spectrum_rl.scheduler.prompts import PromptSamplingConfig
 from spectrum_rl.schema import StrictModel
-from spectrum_rl.tasks.base import SOURCES
-from spectrum_rl.tasks.builtin import GENERATORS
+from spectrum_rl.sources.base import SOURCES
+from spectrum_rl.sources.builtin import GENERATORS
 
 _SECTIONS: list[tuple[str, type[StrictModel]]] = [
     ("run", RunConfig),
     ("model", ModelConfig),
-    ("tasks[i]", DomainConfig),
-    ("tasks[i].eval", DomainEvalConfig),
+    ("domains[i]", DomainConfig),
+    ("domains[i].eval", DomainEvalConfig),
     ("scheduler", SchedulerConfig),
     ("scheduler.difficulty", DifficultyConfig),
     ("scheduler.prompt_sampling", PromptSamplingConfig),
@@ -60,7 +60,7 @@ def reference_markdown() -> str:
     parts = []
     for prefix, model in _SECTIONS:
         parts.append(_field_table(f"`{prefix}`", model, prefix + ".", skip=_SUBSECTIONS.get(model, ())))
-    parts.append(_field_table("Every reward component (`tasks[i].reward[j]`)", RewardSpec, "", skip=()))
+    parts.append(_field_table("Every reward component (`domains[i].reward[j]`)", RewardSpec, "", skip=()))
     for title, registry, skip in (("Source", SOURCES, ("type",)), ("Reward", REWARDS, _COMMON_REWARD_FIELDS)):
         for name, spec in registry.items():
             parts.append(_field_table(f"{title} `type: {name}` — {_first_line(spec)}", spec, "", skip=skip))
@@ -74,7 +74,7 @@ def reference_markdown() -> str:
             title = f"`{key}: {{type: {name}}}` — {_first_line(entry)}"
             parts.append(_field_table(title, params_model(entry), f"{key}.", skip=("type",)))
     rows = [f"| `{name}` | {gen.kind} | {gen.knob_help()} |" for name, gen in GENERATORS.items()]
-    header = ["#### Values of `tasks[i].source.generator`", "", "| name | kind | difficulty knobs |", "|---|---|---|"]
+    header = ["#### Values of `domains[i].source.generator`", "", "| name | kind | difficulty knobs |", "|---|---|---|"]
     parts.append("\n".join([*header, *rows]))
     return "\n\n".join(parts) + "\n"
 

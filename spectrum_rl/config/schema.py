@@ -1,8 +1,8 @@
 """The YAML schema of a run: one class per section, each field with its documented default.
 
 Sections read only by a lower layer are defined there and assembled here: `scheduler:`
-(scheduler/policies.py), `training.sft:` (scheduler/blend.py), `tasks[i].source` (tasks/specs.py)
-and `tasks[i].reward[j]` (rewards/specs.py).
+(scheduler/policies.py), `training.sft:` (scheduler/blend.py), `domains[i].source` (sources/specs.py)
+and `domains[i].reward[j]` (rewards/specs.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.scheduler.blend import SFTConfig
 from spectrum_rl.scheduler.policies import SchedulerConfig
 from spectrum_rl.schema import StrictModel
-from spectrum_rl.tasks.specs import AnySourceSpec
+from spectrum_rl.sources.specs import AnySourceSpec
 
 AUTO_EXPERT = "auto"  # expert_field default: the `expert` field when the rows have one, else none
 
@@ -55,7 +55,7 @@ class ModelConfig(StrictModel):
 
 
 class DomainEvalConfig(StrictModel):
-    """`tasks[i].eval:` — the held-out set of a domain."""
+    """`domains[i].eval:` — the held-out set of a domain."""
 
     size: int = Field(100, ge=1, description="Number of held-out prompts.")
     split: str | None = Field(
@@ -66,7 +66,7 @@ class DomainEvalConfig(StrictModel):
 
 
 class DomainConfig(StrictModel):
-    """`tasks[i]:` — one task domain and its hybrid reward."""
+    """`domains[i]:` — one task domain and its hybrid reward."""
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Unique domain name.")
     kind: Literal["structured", "creative"] = Field(
@@ -331,30 +331,36 @@ class StudyConfig(StrictModel):
 
 
 class Config(StrictModel):
-    """A whole run. Every section is optional except `tasks`."""
+    """A whole run. Every section is optional except `domains`."""
 
     run: RunConfig = Field(default_factory=RunConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    tasks: list[DomainConfig] = Field(..., min_length=1, description="The task domains (at least one).")
+    domains: list[DomainConfig] = Field(..., min_length=1, description="The domains (at least one).")
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     study: StudyConfig = Field(default_factory=StudyConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        renamed(data, "tasks", "write domains:")
+        return data
+
     @property
     def domain_names(self) -> list[str]:
-        return [t.name for t in self.tasks]
+        return [t.name for t in self.domains]
 
     @property
     def kinds(self) -> dict[str, str]:
         """Domain -> structured | creative, in config order."""
-        return {t.name: t.kind for t in self.tasks}
+        return {t.name: t.kind for t in self.domains}
 
     @property
     def prerequisites(self) -> dict[str, list[str]]:
         """Domain -> the domains it comes after."""
-        return {t.name: list(t.after) for t in self.tasks}
+        return {t.name: list(t.after) for t in self.domains}
 
     @property
     def output_path(self) -> Path:

@@ -1,6 +1,6 @@
 """TRL's GRPOTrainer with the spectrum-rl scheduler composing every generation batch (docs/api.md).
 
-    scheduler = spectrum_rl.Scheduler([Task("math"), Task("code")], prompts_per_step=4, policy="adaptive")
+    scheduler = spectrum_rl.Scheduler([Domain("math"), Domain("code")], prompts_per_step=4, policy="adaptive")
     trainer = ScheduledGRPOTrainer(model=..., reward_funcs=..., args=GRPOConfig(..., max_steps=100),
                                    train_dataset=dataset, scheduler=scheduler, domain_column="domain")
 
@@ -8,8 +8,8 @@ Two hooks, nothing else of TRL changes:
 
 - the train sampler (``ScheduledSampler``, in place of TRL's ``RepeatSampler``): for each generation
   batch it asks the scheduler for a plan and draws ``plan.prompts[d]`` rows of each domain ``d``
-  from the dataset (by ``plan.levels`` where a task has a difficulty column, by
-  ``plan.prompt_weights`` where it tracks per-prompt pass rates, else uniformly), then lays them
+  from the dataset (by its level shares where a domain has a difficulty column, by its
+  per-prompt weights where it tracks pass rates, else uniformly), then lays them
   out as ``RepeatSampler`` does (each prompt ``num_generations`` times, each batch
   ``num_iterations x steps_per_generation`` times);
 - ``_calculate_rewards``: TRL's rewards of the batch (all processes, weighted and summed over
@@ -33,9 +33,9 @@ from torch.utils.data import Sampler
 from trl import GRPOTrainer
 
 from spectrum_rl.api import Scheduler, StepPlan
-from spectrum_rl.domains import Domain, draw_for_plan
+from spectrum_rl.domains import draw_rows, plan_draws
 from spectrum_rl.scheduler.driver import Outcome
-from spectrum_rl.tasks.sources import PoolSource
+from spectrum_rl.sources.pools import PoolSource
 
 ROW_COLUMN = "spectrum_row"
 
@@ -61,10 +61,9 @@ class ScheduledSampler(Sampler[int]):
         self.scheduler, self.rows = scheduler, rows
         self.num_generations, self.repeat_count, self.batches, self.seed = num_generations, repeat_count, batches, seed
         # each domain's rows as a pool, so that draws by level or weight are the trainer's own (domains.py)
-        pools = {
+        self.pools = {
             d: PoolSource([{ROW_COLUMN: i} for i in r], [], f"rows of {d}", levels.get(d)) for d, r in rows.items()
         }
-        self.domains = {d: Domain(d, "structured", pool, None, template="") for d, pool in pools.items()}
         self.plans: list[StepPlan] = []  # every plan drawn, in order
 
     def __iter__(self) -> Iterator[int]:
@@ -72,12 +71,10 @@ class ScheduledSampler(Sampler[int]):
         for _ in range(self.batches):
             plan = self.scheduler.plan()
             self.plans.append(plan)
-            chosen = [
-                ex.fields[ROW_COLUMN]
-                for d, n in plan.prompts.items()
-                if n
-                for _, ex in draw_for_plan(self.domains, plan, rng, d, n)
-            ]
+            chosen = []
+            for d, n in plan.prompts.items():
+                weights, levels = plan_draws(plan.domains[d], rng, n)
+                chosen += [row[ROW_COLUMN] for _, _, row in draw_rows(self.pools[d], n, rng, weights, levels)]
             for _ in range(self.repeat_count):
                 for row in chosen:
                     yield from [row] * self.num_generations
@@ -92,7 +89,7 @@ class ScheduledGRPOTrainer(GRPOTrainer):
     scheduler: a ``spectrum_rl.Scheduler`` over the dataset's domains, its ``prompts_per_step``
         equal to the prompts of one generation batch (``generation_batch_size // num_generations``).
     domain_column: the dataset column naming each row's domain.
-    difficulty_column: the column holding each row's integer difficulty level, for the tasks the
+    difficulty_column: the column holding each row's integer difficulty level, for the domains the
         scheduler was given ``levels`` for; None: no difficulty curriculum.
     Every other argument is GRPOTrainer's; ``args.max_steps`` must be set (there are no epochs).
     """
@@ -117,7 +114,7 @@ class ScheduledGRPOTrainer(GRPOTrainer):
         if unknown or missing:
             raise ValueError(
                 f"the scheduler's domains ({', '.join(scheduler.domains)}) and column '{domain_column}' differ: "
-                + (f"no task for {unknown}" if unknown else f"no rows of {missing}")
+                + (f"no domain for {unknown}" if unknown else f"no rows of {missing}")
             )
         if scheduler.uses_demonstrations:
             raise ValueError("TRL's GRPOTrainer has no SFT term: give the scheduler an rl_only mu schedule")

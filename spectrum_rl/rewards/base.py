@@ -11,7 +11,7 @@ from pydantic import Field
 
 from spectrum_rl.registry import Registry
 from spectrum_rl.schema import StrictModel
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 
 
 class RewardSpec(StrictModel):
@@ -45,7 +45,7 @@ class RewardSpec(StrictModel):
 
 
 REWARDS: Registry[type[RewardSpec]] = Registry("reward type")
-"""``tasks[i].reward[j].type`` -> spec class. A new component: a ``RewardSpec`` subclass with
+"""``domains[i].reward[j].type`` -> spec class. A new component: a ``RewardSpec`` subclass with
 ``@REWARDS.register("name")`` whose ``build`` returns its ``RewardComponent``, in one file."""
 
 

@@ -25,7 +25,7 @@ from spectrum_rl.rewards import cgroup, judgement, sandbox, splitting
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec, Scores
 from spectrum_rl.rewards.text import row_field
 from spectrum_rl.rewards.values import JudgeTimeout, Unjudgeable
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from spectrum_rl.errors import ConfigError
+from spectrum_rl.objects import held
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text, error_summary, row_field
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 
 
 @REWARDS.register("python")
@@ -66,15 +67,24 @@ def _import_file(path: Path) -> Any:
     return module
 
 
+@REWARDS.register("function")
+class FunctionSpec(RewardSpec):
+    """`function`: a Python function given to `spectrum_rl.train` (`srl.Domain(reward=fn)`), called
+    like a TRL reward function; held in this process under `key` (spectrum_rl/objects.py)."""
+
+    key: str = Field(..., description="The key the function is held under in this process.")
+
+    def build(self, base_dir: Path) -> RewardComponent:
+        return PythonReward(self, held("function", self.key, "key"))
+
+
 class PythonReward(RewardComponent):
     """Calls ``fn(prompts=[...], completions=[...], answer=[...], **columns)`` as TRL's GRPOTrainer
     does: every row column becomes a keyword argument holding one value per completion. The
     function must accept ``**kwargs`` and return one number per completion (None counts as NaN).
     """
 
-    spec: PythonSpec
-
-    def __init__(self, spec: PythonSpec, fn: Callable[..., Sequence[float | None]]) -> None:
+    def __init__(self, spec: PythonSpec | FunctionSpec, fn: Callable[..., Sequence[float | None]]) -> None:
         super().__init__(spec)
         self.fn = fn
 
@@ -84,7 +94,8 @@ class PythonReward(RewardComponent):
         columns.update(answer=[example.answer] * g, prompts=[example.prompt] * g, completions=list(completions))
         result = self.fn(**columns)
         if isinstance(result, (str, bytes)) or not isinstance(result, Sequence):
-            raise TypeError(f"{self.spec.function} must return a list of numbers; returned {type(result).__name__}")
+            name = getattr(self.fn, "__qualname__", "the reward function")
+            raise TypeError(f"{name} must return a list of numbers; returned {type(result).__name__}")
         return [float("nan") if v is None else v for v in result]
 
 

@@ -34,7 +34,7 @@ from pydantic import Field, model_validator
 
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.remote import HttpClient, RemoteError, RemoteFields
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 
 
 @REWARDS.register("http")

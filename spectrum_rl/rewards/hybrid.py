@@ -14,7 +14,7 @@ from spectrum_rl.rewards.base import RewardComponent, Scores
 from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.rewards.text import error_summary
 from spectrum_rl.rewards.timeout import call_with_timeout
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 
 
 @dataclass

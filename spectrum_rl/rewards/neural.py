@@ -20,7 +20,7 @@ from spectrum_rl.errors import ConfigError
 from spectrum_rl.models import BUILTIN_PREFIX, check_builtin_name, hf_call, load_causal_lm, load_tokenizer, position_ids
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.http import JudgeEndpoint, RemoteJudge
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 
 _MODEL_DOC = "A local folder (relative to the config file's folder), a Hugging Face hub id"
 _DEVICE_DOC = "auto (cuda when available, else cpu), cpu, or a torch device such as cuda:1."

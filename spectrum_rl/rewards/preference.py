@@ -14,8 +14,8 @@ from pydantic import Field
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text
-from spectrum_rl.tasks.base import Example
-from spectrum_rl.tasks.builtin import GENERATORS, LETTERS
+from spectrum_rl.sources.base import Example
+from spectrum_rl.sources.builtin import GENERATORS, LETTERS
 
 Pair = tuple[str, str]
 BUILTIN_PAIRS_PER_GENERATOR = 150

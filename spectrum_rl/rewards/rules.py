@@ -11,8 +11,8 @@ from pydantic import Field, field_validator, model_validator
 
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text, extract_answer, last_number, normalize, references, row_field
-from spectrum_rl.tasks.base import Example
-from spectrum_rl.tasks.builtin import check_constraint
+from spectrum_rl.sources.base import Example
+from spectrum_rl.sources.builtin import check_constraint
 
 _FIELD_DOC = "Row field holding the reference (`answer` = the domain's answer field)."
 _EXTRACT_DOC = "Score the extracted answer (after the last `answer:`, else the first line) instead of the whole text."

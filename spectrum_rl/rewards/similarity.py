@@ -11,7 +11,7 @@ from pydantic import Field
 
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text, references
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 
 
 @REWARDS.register("similarity")

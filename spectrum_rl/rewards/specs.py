@@ -14,4 +14,4 @@ from spectrum_rl.rewards import rules, similarity, preference, neural, external,
 # isort: on
 
 RewardComponentSpec = Annotated[RewardSpec, Registered(REWARDS)]
-"""One entry of ``tasks[i].reward``: the spec class registered under its ``type``."""
+"""One entry of ``domains[i].reward``: the spec class registered under its ``type``."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 
 _ANSWER_TAG = re.compile(r"answer:", re.IGNORECASE)
 # A number: comma-grouped thousands (1,234.5) first, else plain digits; optional sign and decimals.

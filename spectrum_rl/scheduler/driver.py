@@ -1,6 +1,6 @@
 """The scheduler as a library object, for a training loop that is not ours.
 
-    scheduler = Scheduler([Task("math"), Task("poems", kind="creative")], prompts_per_step=8, policy="adaptive")
+    scheduler = Scheduler([Domain("math"), Domain("poems", kind="creative")], prompts_per_step=8, policy="adaptive")
     plan = scheduler.plan()                          # domain -> prompts to draw, levels, mu
     ...roll out plan.prompts[d] prompts of each domain d, score them...
     scheduler.observe({"math": [[1, 0, 1, 1], ...], "poems": [[0.2, 0.7, 0.4, 0.1], ...]})
@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,25 +29,45 @@ from spectrum_rl.scheduler.step import DomainSignals, StepPlan, StepSignals
 
 
 @dataclass(frozen=True)
-class Task:
-    """One domain as the scheduler sees it.
+class Domain:
+    """One domain: a named set of prompts with its reward. What the scheduler reads of it (``name``,
+    ``kind``, ``after``, ``pool``, ``levels``, ``eval_size``), and what `spectrum_rl.train` trains on
+    (``data``, ``reward`` and how rows become prompts).
 
     name: the domain's name (the key of every mapping in plans and signals).
+    data: its rows, for `train`: a ``datasets.Dataset`` or a list of mappings, each with the prompt
+        (column ``prompt`` or ``question``) and whatever the reward reads (e.g. ``answer``).
+    reward: for `train`: a TRL-style function ``fn(prompts, completions, **columns) -> list[float]``
+        (every row column arrives as a keyword, one value per completion), or a list of reward
+        components as in YAML (``[{"type": "exact_match"}, ...]``).
     kind: ``structured`` (one verifiable answer) or ``creative`` (many valid answers).
-    after: prerequisite domains (the task graph's edges; a prerequisite locks the domain for a while).
+    after: prerequisite domains (the domain graph's edges; a prerequisite locks the domain for a while).
+    prompt: the prompt template over a row's fields; None: ``{prompt}`` when the rows have a
+        ``prompt`` column, else ``{question}\n``.
+    answer_field / expert_field: the row fields holding the reference answer and an expert
+        demonstration (``auto``: ``expert`` when the rows have one).
+    eval_size: rows held out for evaluation (`train`: default a fifth of the rows, at most 100); for
+        the scheduler, held-out prompts per evaluation (the noise floor of its guards).
     pool: rows in the domain's training pool, to weigh each prompt by its pass rate
         (``sampling: pass_rate``): the plan then gives one weight per row; None: uniform draws.
     levels: (easiest, hardest) difficulty level, for a domain drawn at levels: the plan then gives
         each level's share of the domain's prompts; None: no difficulty curriculum.
-    eval_size: held-out prompts per evaluation (the noise floor of the eval guards); None: unknown.
     """
 
     name: str
+    data: Any = field(default=None, repr=False)
+    reward: Any = field(default=None, repr=False)
     kind: Literal["structured", "creative"] = "structured"
     after: tuple[str, ...] = ()
+    prompt: str | None = None
+    answer_field: str | None = "answer"
+    expert_field: str | None = "auto"
+    eval_size: int | None = None
     pool: int | None = None
     levels: tuple[int, int] | None = None
-    eval_size: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "after", tuple(self.after))  # a list is accepted; the domain stays hashable
 
 
 @dataclass(frozen=True)
@@ -65,7 +85,7 @@ class Scheduler:
     """Plans each step's domain mixture, difficulty levels, prompt weights and mu; learns from
     the outcomes it is told. ``plan()`` once per step, ``observe(...)`` with what that step scored.
 
-    tasks: the domains (``Task`` or a mapping of its fields), in order.
+    domains: the domains (``Domain`` or a mapping of its fields), in order.
     prompts_per_step: rollout prompts a step draws, over all domains (a plan's counts sum to it).
     steps: the run's budget in steps (prerequisite locks open at ``unlock_share`` of it); None: unknown.
     policy: a registered mixture policy (``joint``, ``adaptive``, ``sec``, ``thompson``, ...); it
@@ -76,7 +96,7 @@ class Scheduler:
 
     def __init__(
         self,
-        tasks: Sequence[Task | Mapping[str, Any]],
+        domains: Sequence[Domain | Mapping[str, Any]],
         *,
         prompts_per_step: int,
         steps: int | None = None,
@@ -84,24 +104,24 @@ class Scheduler:
         scheduler: SchedulerConfig | Mapping[str, Any] | None = None,
         sft: SFTConfig | Mapping[str, Any] | None = None,
     ) -> None:
-        tasks = [t if isinstance(t, Task) else Task(**{**t, "after": tuple(t.get("after", ()))}) for t in tasks]
-        names = [t.name for t in tasks]
+        domains = [d if isinstance(d, Domain) else Domain(**d) for d in domains]
+        names = [d.name for d in domains]
         if not names or len(set(names)) != len(names):
-            raise ValueError(f"tasks need distinct names, at least one; got {names}")
+            raise ValueError(f"domains need distinct names, at least one; got {names}")
         sc = scheduler if isinstance(scheduler, SchedulerConfig) else SchedulerConfig.model_validate(scheduler or {})
         if policy is not None:  # a name or a mapping, validated as in a config (an unknown name lists the valid ones)
             sc = SchedulerConfig.model_validate({**sc.model_dump(), "policy": policy})
         sft = sft if isinstance(sft, SFTConfig) else SFTConfig.model_validate(sft or {})
         planner = Planner(
-            {t.name: t.kind for t in tasks},
-            {t.name: t.after for t in tasks},
+            {d.name: d.kind for d in domains},
+            {d.name: d.after for d in domains},
             sc,
             sft,
             prompts_per_step,
-            pools={t.name: t.pool for t in tasks if t.pool is not None},
-            ladders={t.name: t.levels for t in tasks if t.levels is not None},
+            pools={d.name: d.pool for d in domains if d.pool is not None},
+            ladders={d.name: d.levels for d in domains if d.levels is not None},
             steps=steps,
-            eval_n={t.name: t.eval_size for t in tasks if t.eval_size is not None},
+            eval_n={d.name: d.eval_size for d in domains if d.eval_size is not None},
         )
         self._setup(planner)
 
@@ -125,12 +145,12 @@ class Scheduler:
 
     @property
     def pools(self) -> dict[str, int]:
-        """Domain -> pool size, for the tasks whose prompts are weighed by pass rate."""
+        """Domain -> pool size, for the domains whose prompts are weighed by pass rate."""
         return {d: t.size for d, t in self._planner.pass_rates.items()}
 
     @property
     def ladders(self) -> dict[str, tuple[int, int]]:
-        """Domain -> (easiest, hardest) level, for the tasks with a difficulty range."""
+        """Domain -> (easiest, hardest) level, for the domains with a difficulty range."""
         return {d: (f.lo, f.hi) for d, f in self._planner.frontiers.items()}
 
     @property
@@ -199,5 +219,5 @@ class Scheduler:
         Path(path).write_text(json.dumps(self.state_dict()))
 
     def load(self, path: str | Path) -> None:
-        """Continue from a state ``save`` wrote (a scheduler built with the same tasks and settings)."""
+        """Continue from a state ``save`` wrote (a scheduler built with the same domains and settings)."""
         self.load_state_dict(json.loads(Path(path).read_text()))

@@ -1,4 +1,4 @@
-"""The task graph: domains as nodes, prerequisites (`after`) as edges ``prereq -> domain``."""
+"""The domain graph: domains as nodes, prerequisites (`after`) as edges ``prereq -> domain``."""
 
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ def find_cycle(after: Mapping[str, Iterable[str]]) -> list[str]:
     return [u for u, _ in edges]
 
 
-def build_task_graph(
+def build_domain_graph(
     domains: Iterable,
     scores: Mapping[str, float] | None = None,
     entropy: Mapping[str, float] | None = None,
     transfer: Mapping[str, Mapping[str, float]] | None = None,
     threshold: float = 0.05,
 ) -> nx.DiGraph:
-    """Task graph: nodes carry ``kind``, ``source`` and, when known, ``score`` and ``entropy``;
+    """Domain graph: nodes carry ``kind``, ``source`` and, when known, ``score`` and ``entropy``;
     prerequisite edges ``p -> d`` have ``kind="prerequisite"``; estimated transfer edges ``i -> j``
     (|T[i][j]| >= threshold, i != j) have ``kind="transfer"`` and ``weight=T[i][j]``."""
     domains = list(domains)
@@ -53,7 +53,7 @@ def build_task_graph(
 
 def to_dot(graph: nx.DiGraph) -> str:
     """Graphviz DOT text: structured domains as boxes, creative ones as ellipses."""
-    lines = ["digraph tasks {", "  rankdir=LR;"]
+    lines = ["digraph domains {", "  rankdir=LR;"]
     for name, attrs in graph.nodes(data=True):
         shape = "box" if attrs.get("kind") == "structured" else "ellipse"
         score = f"\\nscore {attrs['score']:.2f}" if "score" in attrs else ""

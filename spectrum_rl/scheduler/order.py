@@ -151,11 +151,11 @@ def _prerequisite_masks(names: list[str], prerequisites: Mapping[str, Sequence[s
             if name not in index:
                 raise ConfigError(
                     f"unknown domain '{name}' in the prerequisites of '{domain}'" + did_you_mean(name, names),
-                    field="tasks",
+                    field="domains",
                 )
     cycle = find_cycle(prerequisites)
     if cycle:
-        raise ConfigError("prerequisite cycle: " + " -> ".join([*cycle, cycle[0]]), field="tasks")
+        raise ConfigError("prerequisite cycle: " + " -> ".join([*cycle, cycle[0]]), field="domains")
     masks = [0] * len(names)
     for domain, prereqs in prerequisites.items():
         for p in prereqs:

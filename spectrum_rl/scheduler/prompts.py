@@ -1,4 +1,4 @@
-"""Prompt-level curriculum for finite pools (``tasks[i].sampling: pass_rate``).
+"""Prompt-level curriculum for finite pools (``domains[i].sampling: pass_rate``).
 
 Per prompt of a domain's training pool, a pass-rate tracker: after each step that drew it,
     p <- (1 - a) p + a s,     s = fraction of its rollouts whose total reward >= scheduler.success_threshold

@@ -89,16 +89,16 @@ class StudySpec:
 
 def default_plasticity_domain(config: Config) -> str:
     """The last structured domain that no other domain depends on (else the last domain)."""
-    needed = {p for t in config.tasks for p in t.after}
-    free = [t.name for t in config.tasks if t.name not in needed]
-    structured = [t.name for t in config.tasks if t.kind == "structured" and t.name in free]
+    needed = {p for t in config.domains for p in t.after}
+    free = [t.name for t in config.domains if t.name not in needed]
+    structured = [t.name for t in config.domains if t.kind == "structured" and t.name in free]
     return (structured or free or config.domain_names)[-1]
 
 
 def kind_order(config: Config, domains: list[str], first: str) -> list[str]:
     """Topological order of ``domains`` that puts ``first``-kind domains as early as prerequisites allow."""
-    kinds = {t.name: t.kind for t in config.tasks}
-    after = {t.name: [p for p in t.after if p in domains] for t in config.tasks if t.name in domains}
+    kinds = {t.name: t.kind for t in config.domains}
+    after = {t.name: [p for p in t.after if p in domains] for t in config.domains if t.name in domains}
     rank = {n: (kinds[n] != first, domains.index(n)) for n in domains}
     return list(nx.lexicographical_topological_sort(prerequisite_graph(after), key=lambda n: rank[n]))
 
@@ -164,8 +164,8 @@ def study_base(config: Config, spec: StudySpec, probe_domain: str | None) -> dic
     """The base config of every arm: the study budget, ``probe_domain`` left out (None keeps every
     domain: the plasticity probe's config, so it trains at the study's batch and eval size)."""
     data = config.model_dump(mode="json")
-    data["tasks"] = [t for t in data["tasks"] if t["name"] != probe_domain]
-    for t in data["tasks"]:
+    data["domains"] = [t for t in data["domains"] if t["name"] != probe_domain]
+    for t in data["domains"]:
         t["after"] = [p for p in t["after"] if p != probe_domain]
         t["eval"]["size"] = min(t["eval"]["size"], spec.eval_size)
     # plain: uniform mixture and levels (each arm sets its own); thresholds and sampler settings stay

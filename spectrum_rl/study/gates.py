@@ -35,7 +35,7 @@ from spectrum_rl.analysis.phases import binomial_se
 from spectrum_rl.analysis.probe import probe_transfer
 from spectrum_rl.analysis.stats import t_interval
 from spectrum_rl.config import Config, merge_config
-from spectrum_rl.domains import Domain, build_domains
+from spectrum_rl.domains import BuiltDomain, build_domains
 from spectrum_rl.models import apply_prompt_format, load_causal_lm
 from spectrum_rl.study.arms import StudySpec, arm_overlay, default_plasticity_domain, study_base
 from spectrum_rl.trainer.checkpoint import read_jsonl
@@ -48,7 +48,7 @@ SATURATED = 0.95  # G4: a slice at or above this start pass rate has nothing lef
 
 
 def level_scores(
-    model, tokenizer, config: Config, domain: Domain, *, prompts: int, samples: int, seed: int
+    model, tokenizer, config: Config, domain: BuiltDomain, *, prompts: int, samples: int, seed: int
 ) -> dict[int, dict[str, float]]:
     """Per level of ``domain``'s range: sampled pass rate (``samples`` rollouts per prompt) and greedy
     score on the same ``prompts`` prompts (the same for a given seed, so before and after compare)."""
@@ -73,7 +73,7 @@ def level_scores(
     return out
 
 
-def _pass_rate(domain: Domain, examples: list, completions: list[str], repeat: int, threshold: float) -> float:
+def _pass_rate(domain: BuiltDomain, examples: list, completions: list[str], repeat: int, threshold: float) -> float:
     """Share of ``completions`` (``repeat`` per example, in order) whose primary reward passes."""
     rewards = [domain.reward.score([c], examples[i // repeat]) for i, c in enumerate(completions)]
     return round(float(np.mean([r.parts[domain.reward.primary][0] >= threshold for r in rewards])), 4)
@@ -98,7 +98,7 @@ def measure_gates(
     """Every gate of the module docstring; written to ``output / "gates.json"``."""
     spec = replace(StudySpec().with_config(config.study), probe_steps=config.study.probe_steps or 0)
     base = study_base(config, spec, default_plasticity_domain(config))  # the study's world: its probe domain out
-    names = [t["name"] for t in base["tasks"]]
+    names = [t["name"] for t in base["domains"]]
     start_cfg = Config.model_validate(base)
     domains = {d.name: d for d in build_domains(start_cfg, base_dir)}
     ladders = [n for n in names if domains[n].source.ladder]

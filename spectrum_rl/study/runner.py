@@ -50,7 +50,7 @@ def run_study(
     probe = plasticity_domain or default_plasticity_domain(config)
     output.mkdir(parents=True, exist_ok=True)
     base = study_base(config, spec, probe)
-    domains = [t["name"] for t in base["tasks"]]
+    domains = [t["name"] for t in base["domains"]]
 
     seeds = sorted({spec.seeds_of(a) for a in spec.arms})
     log(
@@ -112,8 +112,8 @@ def run_study(
         "config": str(config_path),
         "plasticity_domain": probe,
         "domains": domains,
-        "kinds": {t.name: t.kind for t in config.tasks},
-        "eval_sizes": {t["name"]: t["eval"]["size"] for t in base["tasks"]},  # capped at spec.eval_size
+        "kinds": {t.name: t.kind for t in config.domains},
+        "eval_sizes": {t["name"]: t["eval"]["size"] for t in base["domains"]},  # capped at spec.eval_size
         "transfer": record["transfer"],
         "order": order,
         "seed_overlap": _seed_overlap(base_state, output, ["rl_only", "sft_only"]),

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from spectrum_rl.config import Config
-from spectrum_rl.domains import Domain
+from spectrum_rl.domains import BuiltDomain
 from spectrum_rl.models import apply_prompt_format, position_ids
 from spectrum_rl.trainer.distributed import sum_over_processes
 from spectrum_rl.trainer.generation import complete
@@ -34,7 +34,7 @@ class EvalResult:
 def evaluate(
     model,
     tokenizer,
-    domains: Sequence[Domain],
+    domains: Sequence[BuiltDomain],
     *,
     max_new_tokens: int,
     batch_size: int = 64,
@@ -69,7 +69,7 @@ def evaluate(
     return EvalResult(scores, rewards, kl)
 
 
-def evaluate_state(st: TrainState, domains: Sequence[Domain], config: Config) -> EvalResult:
+def evaluate_state(st: TrainState, domains: Sequence[BuiltDomain], config: Config) -> EvalResult:
     """``evaluate`` for a run's policy: all processes take part (each scores its share), sharded
     weights are gathered while decoding, and fp32 CPU linear layers run on oneDNN."""
     with st.kernels(), gathered(st.model, st.base):

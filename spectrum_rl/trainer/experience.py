@@ -20,13 +20,13 @@ from typing import Any
 import torch
 
 from spectrum_rl.config import Config
-from spectrum_rl.domains import Domain
+from spectrum_rl.domains import BuiltDomain
 from spectrum_rl.models import apply_prompt_format
 from spectrum_rl.objectives.advantages import group_advantages
 from spectrum_rl.rewards.text import error_summary
 from spectrum_rl.scheduler.blend import StepWeights
 from spectrum_rl.scheduler.step import GroupOutcome
-from spectrum_rl.tasks.base import Example
+from spectrum_rl.sources.base import Example
 from spectrum_rl.trainer.batch import Row, token_classes
 from spectrum_rl.trainer.metrics import SignalSums, Sums
 from spectrum_rl.trainer.rollout import Rollouts, sample
@@ -62,7 +62,7 @@ class Experience:
 class ExperienceMaker:
     """Rollouts, rewards and advantages for one run (``state``'s policy, ``domains``' rewards)."""
 
-    def __init__(self, state: TrainState, domains: dict[str, Domain], config: Config) -> None:
+    def __init__(self, state: TrainState, domains: dict[str, BuiltDomain], config: Config) -> None:
         self.state, self.domains, self.config, self.cfg = state, domains, config, config.training
         tok = state.tokenizer
         self.stop_ids = [tok(s, add_special_tokens=False)["input_ids"] for s in self.cfg.stop]

@@ -19,11 +19,11 @@ import yaml
 from accelerate import Accelerator
 
 from spectrum_rl.config import Config
-from spectrum_rl.domains import Domain, draw_for_plan, planner_for
+from spectrum_rl.domains import BuiltDomain, draw_for_plan, planner_for
 from spectrum_rl.errors import ConfigError, TrainingError, TrainingInterrupted
 from spectrum_rl.scheduler.blend import weigh
 from spectrum_rl.scheduler.step import StepPlan
-from spectrum_rl.tasks.common import derive_seed
+from spectrum_rl.sources.common import derive_seed
 from spectrum_rl.trainer.alignment import cosine_matrix
 from spectrum_rl.trainer.checkpoint import append_jsonl, load_run_state, save_final, save_run_state
 from spectrum_rl.trainer.distributed import agreed_signal, gather_lists, reduce_step, sum_over_processes
@@ -42,7 +42,7 @@ class Trainer:
     def __init__(
         self,
         config: Config,
-        domains: list[Domain],
+        domains: list[BuiltDomain],
         output_dir: Path,
         *,
         resume: bool = False,

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from spectrum_rl.config import Config
-from spectrum_rl.domains import Domain
+from spectrum_rl.domains import BuiltDomain
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.trainer.checkpoint import list_checkpoints
 from spectrum_rl.trainer.lock import RunLock
@@ -46,7 +46,7 @@ def prepare_output_dir(path: Path, *, resume: bool, overwrite: bool, main: bool)
 
 def run_training(
     config: Config,
-    domains: list[Domain],
+    domains: list[BuiltDomain],
     *,
     resume: bool = False,
     overwrite: bool = False,

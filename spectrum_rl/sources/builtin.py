@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.registry import Registry
-from spectrum_rl.tasks.base import RowDict
-from spectrum_rl.tasks.words import WORDS
+from spectrum_rl.sources.base import RowDict
+from spectrum_rl.sources.words import WORDS
 
 LETTERS = string.ascii_lowercase
 

@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from spectrum_rl.errors import ConfigError, did_you_mean
-from spectrum_rl.tasks.base import RowDict, SourceContext, TaskSource
-from spectrum_rl.tasks.builtin import Generator
-from spectrum_rl.tasks.common import derive_seed
+from spectrum_rl.sources.base import RowDict, RowSource, SourceContext
+from spectrum_rl.sources.builtin import Generator
+from spectrum_rl.sources.common import derive_seed
 
 _MAX_TRIES = 1000
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _FORMATS = ("jsonl", "json", "csv", "parquet")
 
 
-class BuiltinSource(TaskSource):
+class BuiltinSource(RowSource):
     """Unlimited rows from a generator. The eval set comes from its own seed, derived from
     (run seed, domain, "eval"); training draws that hit an eval question are redrawn."""
 
@@ -92,7 +92,7 @@ class BuiltinSource(TaskSource):
         return f"builtin:{self.generator.name}({', '.join(f'{k}={v}' for k, v in knobs.items())})"
 
 
-class PoolSource(TaskSource):
+class PoolSource(RowSource):
     """A fixed list of training rows, drawn with replacement, and a fixed list of eval rows; with
     ``levels`` (one integer difficulty per training row) a ladder from the easiest to the hardest."""
 

@@ -13,10 +13,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from spectrum_rl.config.schema import LoggingConfig
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.tasks.base import SourceContext
-from spectrum_rl.tasks.builtin import GENERATORS, check_constraint
-from spectrum_rl.tasks.common import derive_seed
-from spectrum_rl.tasks.specs import AnySourceSpec
+from spectrum_rl.sources.base import SourceContext
+from spectrum_rl.sources.builtin import GENERATORS, check_constraint
+from spectrum_rl.sources.common import derive_seed
+from spectrum_rl.sources.specs import AnySourceSpec
 
 SPEC = TypeAdapter(AnySourceSpec)
 ROWS = [{"problem": f"q{i}", "solution": str(i)} for i in range(12)]

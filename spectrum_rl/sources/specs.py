@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
+from spectrum_rl.objects import held
 from spectrum_rl.registry import Registered
-from spectrum_rl.tasks.base import SOURCES, RowDict, SourceContext, SourceSpec, TaskSource
-from spectrum_rl.tasks.builtin import GENERATORS
-from spectrum_rl.tasks.sources import (
+from spectrum_rl.sources.base import SOURCES, RowDict, RowSource, SourceContext, SourceSpec
+from spectrum_rl.sources.builtin import GENERATORS
+from spectrum_rl.sources.pools import (
     BuiltinSource,
     load_file_rows,
     load_hub_rows,
@@ -30,7 +31,7 @@ _COLUMNS_HELP = (
 class BuiltinSpec(SourceSpec):
     """A procedural generator: unlimited seeded rows with a held-out eval set."""
 
-    generator: str = Field(description="Generator name (the values of `tasks[i].source.generator` below).")
+    generator: str = Field(description="Generator name (the values of `domains[i].source.generator` below).")
     difficulty: dict[str, int | tuple[int, int]] = Field(
         default_factory=dict,
         description="Difficulty knobs overriding the generator's defaults, e.g. {digits: 3}. One knob may be a range "
@@ -43,7 +44,7 @@ class BuiltinSpec(SourceSpec):
     def _registered(cls, v: str) -> str:
         return GENERATORS.check(v)
 
-    def build(self, ctx: SourceContext) -> TaskSource:
+    def build(self, ctx: SourceContext) -> RowSource:
         return BuiltinSource(GENERATORS.get(self.generator, field="source.generator"), self.difficulty, ctx)
 
 
@@ -70,10 +71,25 @@ class FileSpec(SourceSpec):
         full = base_dir / path
         return map_columns(load_file_rows(full, self.format, field), self.columns, str(full))
 
-    def build(self, ctx: SourceContext) -> TaskSource:
+    def build(self, ctx: SourceContext) -> RowSource:
         rows = self._read(ctx.base_dir, self.path, "source.path")
         held_out = self._read(ctx.base_dir, ctx.eval_split, "eval.split") if ctx.eval_split else None
         return pool_source(rows, held_out, ctx, f"file:{self.path}", self.difficulty_field)
+
+
+@SOURCES.register("rows")
+class RowsSpec(SourceSpec):
+    """Rows given to `spectrum_rl.train` as Python objects (`srl.Domain(data=...)`: a list of
+    mappings or a `datasets.Dataset`), held in this process under `key` (spectrum_rl/objects.py).
+    ``eval.size`` rows are held out by a seeded shuffle."""
+
+    key: str = Field(description="The key the rows are held under in this process.")
+    columns: dict[str, str] = Field(default_factory=dict, description=_COLUMNS_HELP)
+    difficulty_field: str | None = Field(None, description=_DIFFICULTY_FIELD_HELP)
+
+    def build(self, ctx: SourceContext) -> RowSource:
+        rows = map_columns([dict(r) for r in held("rows", self.key, "source.key")], self.columns, f"rows {self.key}")
+        return pool_source(rows, None, ctx, f"rows {self.key}", self.difficulty_field)
 
 
 @SOURCES.register("hub")
@@ -91,7 +107,7 @@ class HubSpec(SourceSpec):
         rows = load_hub_rows(self.name, self.config, split, field)
         return map_columns(rows, self.columns, f"hub dataset '{self.name}' split '{split}'")
 
-    def build(self, ctx: SourceContext) -> TaskSource:
+    def build(self, ctx: SourceContext) -> RowSource:
         rows = self._read(self.split, "source.name")
         held_out = self._read(ctx.eval_split, "eval.split") if ctx.eval_split else None
         name = f"{self.name}:{self.config}" if self.config else self.name
@@ -108,7 +124,7 @@ class ReasoningGymSourceSpec(SourceSpec):
     )
     size: int = Field(1000, ge=1, description="Number of distinct training entries.")
 
-    def build(self, ctx: SourceContext) -> TaskSource:
+    def build(self, ctx: SourceContext) -> RowSource:
         return reasoning_gym_source(self.name, self.config, self.size, ctx)
 
 

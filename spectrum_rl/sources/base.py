@@ -55,7 +55,7 @@ class SourceContext:
     eval_split: str | None = None
 
 
-class TaskSource(ABC):
+class RowSource(ABC):
     """Rows for one domain: a training stream and a fixed held-out eval set, disjoint by prompt."""
 
     @abstractmethod
@@ -95,10 +95,10 @@ class SourceSpec(StrictModel):
     type: str = Field(description="Source type.")
 
     @abstractmethod
-    def build(self, ctx: SourceContext) -> TaskSource:
+    def build(self, ctx: SourceContext) -> RowSource:
         """The source this spec describes (raises ConfigError on bad data or paths)."""
 
 
 SOURCES: Registry[type[SourceSpec]] = Registry("source type")
-"""``tasks[i].source.type`` -> spec class. A new source: a ``SourceSpec`` subclass with
-``@SOURCES.register("name")`` whose ``build`` returns its ``TaskSource``."""
+"""``domains[i].source.type`` -> spec class. A new source: a ``SourceSpec`` subclass with
+``@SOURCES.register("name")`` whose ``build`` returns its ``RowSource``."""
