@@ -11,7 +11,7 @@ clock. Runs alternate (old off, old on, new off, new on, ...) so the sides share
 The earlier revision's package is read from git (``--baseline-rev``) into a temporary folder and
 put first on that process's ``PYTHONPATH``.
 
-    python benchmarks/bench_checkpointing.py      # --pairs N, --baseline-rev REV, --json, the shape: --help
+    python benchmarks/bench_checkpointing.py --baseline-rev REV   # --pairs N, --json, the shape: --help
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def run(config: Path, pythonpath: str) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=2, help="runs per side and setting (default 2)")
-    parser.add_argument("--baseline-rev", default="3cf00e3", help="git revision of the old side")
+    parser.add_argument("--baseline-rev", required=True, help="git revision of the old side")
     parser.add_argument("--prompts", type=int, default=2, help="prompts per step (default 2)")
     parser.add_argument("--group", type=int, default=8, help="completions per prompt (default 8)")
     parser.add_argument("--max-new-tokens", type=int, default=32)

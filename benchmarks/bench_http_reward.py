@@ -1,6 +1,6 @@
 """Share of a training step spent on an `http` reward whose server takes 50 ms per request, with
 concurrent requests (`concurrency: 8`, the default) against one at a time (`concurrency: 1`),
-measured side by side in one run (issue 26, item 6).
+measured side by side in one run.
 
 Both sides: one `sorting` domain scored by exact match plus the http component, 8 prompts x 8
 completions per step, one request per group (`batch: group`), RL only, the same seed; a loopback

@@ -1,6 +1,6 @@
 """Prompt-level curriculum on a finite pool: how many rollout groups carry no learning signal
 (every rollout scored the same: ``frac_reward_zero_std``) with ``sampling: uniform`` and with
-``sampling: pass_rate``, on the same pool, model, budget and seeds (issue 25, item 4).
+``sampling: pass_rate``, on the same pool, model, budget and seeds.
 
 The pool: ``--pool`` (default 150) `sorting` prompts of lengths 2-6 from the built-in generator (the built-in model
 was pretrained at one length only, so some prompts it always solves, many it never does, a few

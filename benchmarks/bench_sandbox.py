@@ -1,15 +1,14 @@
 """Per-sample cost of the code sandbox and its judge: this tree against an earlier revision,
 measured side by side in one run.
 
-The earlier ``spectrum_rl`` package is read from git (``--baseline-rev``, default the revision
-before the hardening of security round 2: a cgroup per run, the judge's collision and deadline
-checks) into a temporary folder and its ``run_tests`` imported from there, so both run on this
+The earlier ``spectrum_rl`` package is read from git (``--baseline-rev``; benchmarks/README.md
+names the revision each record was measured against) into a temporary folder and its ``run_tests`` imported from there, so both run on this
 machine, in this process, on the same completions and tests (the ``add`` row of
 configs/data/python_functions.jsonl): a correct solution, a wrong one, and one that does not load.
 Each sample is one ``run_tests`` call (one sandbox start, the code, three tests); runs alternate
 old/new to share the machine's state.
 
-    python benchmarks/bench_sandbox.py            # --runs N, --baseline-rev REV, --json
+    python benchmarks/bench_sandbox.py --baseline-rev REV   # --runs N, --json
 """
 
 from __future__ import annotations
@@ -66,7 +65,7 @@ def load_baseline(rev: str, folder: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=40, help="samples per completion and sandbox (default 40)")
-    parser.add_argument("--baseline-rev", default="3cf00e3", help="git revision of the old sandbox and judge")
+    parser.add_argument("--baseline-rev", required=True, help="git revision of the old sandbox and judge")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:

@@ -34,7 +34,7 @@ def config_dict(policy: str, n_domains: int, out: str) -> dict:
     from spectrum_rl.sources.builtin import GENERATORS
 
     gens = list(GENERATORS)
-    tasks = [
+    domains = [
         {
             "name": f"{gens[i % len(gens)]}{i}",
             "kind": GENERATORS.get(gens[i % len(gens)]).kind,
@@ -51,7 +51,7 @@ def config_dict(policy: str, n_domains: int, out: str) -> dict:
     return {
         "run": {"output_dir": out},
         "model": {"name_or_path": "builtin:tiny"},
-        "domains": tasks,
+        "domains": domains,
         "scheduler": {"policy": policy, "alignment_every": 1},
         "training": {"prompts_per_step": 16, "group_size": 8, "max_new_tokens": 32, "learning_rate": 1e-4},
         "logging": {"progress": False},

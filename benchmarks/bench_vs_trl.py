@@ -1,4 +1,4 @@
-"""Our trainer vs TRL's GRPOTrainer at identical settings, measured side by side (issue 6).
+"""Our trainer vs TRL's GRPOTrainer at identical settings, measured side by side.
 
 Same model weights, prompts (the built-in sorting domain), reward (exact match of the extracted
 answer), group size 8, 8 prompts per step, at most 32 new tokens, temperature 1.0, loss dapo /
@@ -136,7 +136,7 @@ def child_ours(
                 "group_size": GROUP,
                 "max_new_tokens": max_new,
                 "temperature": 1.0,
-                "loss_type": "dapo",
+                "loss": "dapo",
                 "beta": 0.0,
                 "num_iterations": 1,
                 "learning_rate": LR,

@@ -1,4 +1,4 @@
-"""GPU smoke test (issue 6): a few bf16 training steps of our trainer on CUDA, and a vLLM rollout
+"""GPU smoke test: a few bf16 training steps of our trainer on CUDA, and a vLLM rollout
 of the same model when vLLM is installed. Not part of CI; run by `benchmarks/gpu_smoke.sh`.
 
 Checks: the trainer runs on CUDA with bf16 autocast, its loss and grad norm are finite, the

@@ -154,6 +154,7 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
         raise ValueError(f"domain '{domain.name}': train needs its data and its reward")
     rows = domain.data.to_list() if hasattr(domain.data, "to_list") else [dict(r) for r in domain.data]
     prompt_column = bool(rows) and "prompt" in rows[0] and "question" not in rows[0]
+    distinct = {str(r.get("prompt" if prompt_column else "question")) for r in rows}  # eval holds out questions
     source: dict[str, Any] = {"type": "rows", "key": hold("rows", rows, domain.name)}
     if prompt_column:  # TRL's column name; the sources call it question
         source["columns"] = {"prompt": "question"}
@@ -168,7 +169,7 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
         "prompt": domain.prompt or ("{question}" if prompt_column else "{question}\n"),
         "answer_field": domain.answer_field,
         "expert_field": domain.expert_field,
-        "eval": {"size": domain.eval_size or max(1, min(100, len(rows) // 5))},
+        "eval": {"size": domain.eval_size or max(1, min(100, len(distinct) // 5))},
         "reward": list(reward),
     }
 
@@ -315,8 +316,8 @@ def _cached_probe(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-class Scheduler(driver.Scheduler):
-    __doc__ = driver.Scheduler.__doc__
+class Scheduler(driver.SchedulerBase):
+    __doc__ = driver.SchedulerBase.__doc__
 
     @classmethod
     def from_config(

@@ -57,7 +57,12 @@ class ConfigError(SpectrumError):
             if self.column is not None:
                 where += f":{self.column}"
         field = f" {self.field}:" if self.field else ""
-        return f"{where}:{field} {self.message}"
+        # One line whatever the config held: a key or value with a newline is shown escaped.
+        return f"{where}:{field} {self.message}".translate(_ESCAPES)
+
+
+# control characters as escapes (\n, \t, \x1b, ...), so an error message stays one line
+_ESCAPES = {c: repr(chr(c))[1:-1] for c in [*range(32), 127]}
 
 
 class RewardError(SpectrumError):

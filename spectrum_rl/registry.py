@@ -151,5 +151,11 @@ def renamed(data: Any, old: str, new: str) -> None:
     """A located config error when ``data`` (a section's raw mapping) still uses the key ``old``,
     saying how it is spelled now (``new``)."""
     if isinstance(data, dict) and old in data:
-        error = {"type": _unknown_name(f"'{old}' is gone: {new}"), "loc": (old,), "input": data[old]}
-        raise ValidationError.from_exception_data("renamed", [error])
+        refuse(old, f"'{old}' is gone: {new}", data[old])
+
+
+def refuse(key: str, message: str, value: Any) -> None:
+    """Raise a config error located at ``key`` of the section being validated (from a ``before``
+    validator, which would otherwise locate it at the section)."""
+    error = {"type": _unknown_name(message), "loc": (key,), "input": value}
+    raise ValidationError.from_exception_data("refused", [error])

@@ -15,11 +15,12 @@ from spectrum_rl.errors import ConfigError
 from tests.test_docs import ROOT
 from tests.test_trainer import make_trainer, write_config
 
-TASKS = [srl.Task("easy"), srl.Task("hard"), srl.Task("poems", kind="creative")]
+DOMAINS = [srl.Domain("easy"), srl.Domain("hard"), srl.Domain("poems", kind="creative")]
 
 
 def test_public_surface_is_listed_and_loads_lazily():
-    documented = re.findall(r"^\| `(\w+)[(`]", (ROOT / "docs" / "api.md").read_text(), re.M)
+    first_cells = re.findall(r"^\| (`.*?) \| ", (ROOT / "docs" / "api.md").read_text(), re.M)
+    documented = [name for cell in first_cells for name in re.findall(r"`(\w+)[(`]", cell)]
     assert sorted(srl.__all__) == sorted(documented)  # the public surface is docs/api.md's table
     assert {"load_config", "train", "recommend_order", "Scheduler"} <= set(srl.__all__)
     for name in srl.__all__:
@@ -51,7 +52,7 @@ def test_load_config_from_a_mapping_with_overrides(tmp_path):
     assert "training" not in data  # the caller's mapping is left alone
     with pytest.raises(ConfigError, match=r"--set training.steps=-1.*training.steps"):
         srl.load_config(data, ["training.steps=-1"])
-    with pytest.raises(ConfigError, match=r"<config mapping>.*tasks\[0\].kind"):
+    with pytest.raises(ConfigError, match=r"<config mapping>.*domains\[0\].kind"):
         srl.load_config({**data, "domains": [{**data["domains"][0], "kind": "poetic"}]})
 
 
@@ -72,7 +73,7 @@ def _learn(scheduler: srl.Scheduler, pass_rate: dict[str, float], steps: int, rn
 def test_scheduler_without_a_trainer_moves_prompts_to_the_learnable_domain():
     """Planted pass rates: `easy` is half solved (the most learnable), `hard` never, `poems` always.
     The adaptive scheduler's plans sum to prompts_per_step and give `easy` most prompts."""
-    scheduler = srl.Scheduler(TASKS, prompts_per_step=12, policy="adaptive", steps=60)
+    scheduler = srl.Scheduler(DOMAINS, prompts_per_step=12, policy="adaptive", steps=60)
     plans = _learn(scheduler, {"easy": 0.5, "hard": 0.0, "poems": 1.0}, 60, random.Random(0))
     assert all(sum(p.prompts.values()) == 12 for p in plans) and scheduler.step == 60
     late = {d: sum(p.prompts.get(d, 0) for p in plans[30:]) for d in scheduler.domains}
@@ -84,13 +85,13 @@ def test_scheduler_without_a_trainer_moves_prompts_to_the_learnable_domain():
     with pytest.raises(ValueError, match="finite"):
         scheduler.observe({"easy": [[float("nan")]]})
     with pytest.raises(ValueError, match="registered|expected one of|unknown"):
-        srl.Scheduler(TASKS, prompts_per_step=4, policy="no_such_policy")
+        srl.Scheduler(DOMAINS, prompts_per_step=4, policy="no_such_policy")
 
 
 def test_scheduler_state_round_trip(tmp_path):
     """A scheduler saved after 20 steps and loaded into a fresh one plans exactly what the original
     plans next (the draws are the same given the same outcomes)."""
-    make = lambda: srl.Scheduler(TASKS, prompts_per_step=8, policy="thompson", steps=40)  # noqa: E731
+    make = lambda: srl.Scheduler(DOMAINS, prompts_per_step=8, policy="thompson", steps=40)  # noqa: E731
     a = make()
     _learn(a, {"easy": 0.5, "hard": 0.1, "poems": 0.9}, 20, random.Random(1))
     a.save(tmp_path / "scheduler.json")
@@ -103,21 +104,23 @@ def test_scheduler_state_round_trip(tmp_path):
 
 
 def test_scheduler_plans_levels_and_prompt_weights():
-    """A task with `levels` gets a level distribution that moves up once its easy level is solved;
+    """A domain with `levels` gets a level distribution that moves up once its easy level is solved;
     one with `pool` gets a weight per row, higher on half-solved rows than on solved ones."""
     scheduler = srl.Scheduler(
-        [srl.Task("ladder", levels=(1, 4)), srl.Task("pool", pool=6)], prompts_per_step=8, scheduler={"policy": "joint"}
+        [srl.Domain("ladder", levels=(1, 4)), srl.Domain("pool", pool=6)],
+        prompts_per_step=8,
+        scheduler={"policy": "joint"},
     )
     first = scheduler.plan()
-    assert min(first.levels["ladder"]) == 1 and len(first.prompt_weights["pool"]) == 6
+    assert min(first.domains["ladder"].levels) == 1 and len(first.domains["pool"].prompt_weights) == 6
     for _ in range(10):
         scheduler.observe(
             [srl.Outcome("ladder", (1.0,) * 8, level=1)]
             + [srl.Outcome("pool", (1.0,) * 8, index=0), srl.Outcome("pool", (1.0, 0.0) * 4, index=1)]
         )
         plan = scheduler.plan()
-    assert max(plan.levels["ladder"], key=plan.levels["ladder"].get) > 1
-    assert plan.prompt_weights["pool"][1] > plan.prompt_weights["pool"][0]
+    levels, weights = plan.domains["ladder"].levels, plan.domains["pool"].prompt_weights
+    assert max(levels, key=levels.get) > 1 and weights[1] > weights[0]
 
 
 def test_scheduler_from_config_plans_as_the_trainer(tmp_path, tiny_random_lm_dir):
@@ -126,3 +129,98 @@ def test_scheduler_from_config_plans_as_the_trainer(tmp_path, tiny_random_lm_dir
     trainer = make_trainer(path)
     assert scheduler.domains == ["sorting", "acrostic"]
     assert [scheduler.plan().prompts for _ in range(3)] == [trainer.planner.plan(s).prompts for s in range(3)]
+
+
+def test_train_takes_python_objects_without_yaml(tmp_path, monkeypatch):
+    """docs/api.md's first example, verbatim: a built-in model name, a datasets.Dataset and a list of
+    rows, a TRL-style reward function; two domains, one after the other."""
+    monkeypatch.chdir(tmp_path)
+    from datasets import Dataset
+
+    import spectrum_rl as srl
+
+    def exact(prompts, completions, answer, **columns):
+        return [float(c.strip() == a) for c, a in zip(completions, answer)]
+
+    words = ["dcba", "cab", "fed", "hgfe", "zyx", "qpo"]
+    sorting = Dataset.from_list([{"prompt": f"sort: {w}\n", "answer": "".join(sorted(w))} for w in words * 10])
+    reversal = [{"prompt": f"reverse: {w}\n", "answer": w[::-1]} for w in words * 10]
+    result = srl.train(
+        model="builtin:tiny",
+        domains=[
+            srl.Domain("sorting", data=sorting, reward=exact),
+            srl.Domain("reversal", data=reversal, reward=exact, after=["sorting"]),
+        ],
+        steps=3,
+        prompts_per_step=4,
+        group_size=4,
+        output_dir="runs/objects",
+    )
+    print(result.scores)
+    assert set(result.scores) == {"sorting", "reversal"} and result.steps == 3
+    assert (tmp_path / "runs" / "objects" / "final").is_dir()
+
+
+def test_train_takes_a_loaded_model_and_every_yaml_section(tmp_path, tiny_random_lm_dir):
+    from spectrum_rl.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(str(tiny_random_lm_dir))
+    before = next(model.parameters()).detach().clone()
+    rows = [{"question": f"echo {w}", "answer": w} for w in ["ab", "cd", "ef", "gh", "ij", "kl", "mn"]]
+    result = srl.train(
+        model=model,
+        tokenizer=tokenizer,
+        domains=[srl.Domain("echo", data=rows, reward=lambda completions, **_: [len(c) % 3 for c in completions])],
+        steps=2,
+        prompts_per_step=2,
+        group_size=2,
+        output_dir=tmp_path / "run",
+        scheduler={"policy": {"type": "joint"}},
+        sft={"mu": "rl_only"},
+        training={
+            "max_new_tokens": 4,
+            "learning_rate": 1e-2,
+            "save_every": 0,
+            "loss": {"type": "grpo", "eps_high": 0.2},
+        },
+        overrides=["eval.max_new_tokens=4"],
+    )
+    assert result.steps == 2 and not torch_equal(before, next(model.parameters()))  # trained in place
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "object:" in saved and "type: rows" in saved and "type: grpo" in saved
+    with pytest.raises(ValueError, match="tokenizer"):
+        srl.train(model=model, domains=[srl.Domain("echo", data=rows, reward=[{"type": "exact_match"}])])
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
+def test_a_run_of_objects_resumed_in_another_process_says_to_pass_them_again(tmp_path):
+    from spectrum_rl.config import load_config
+
+    config = load_config(
+        {
+            "domains": [
+                {
+                    "name": "d",
+                    "kind": "structured",
+                    "source": {"type": "rows", "key": "rows-999"},
+                    "reward": [{"type": "exact_match"}],
+                }
+            ]
+        }
+    )
+    from spectrum_rl.domains import build_domains
+
+    with pytest.raises(ConfigError, match="rows-999.*another process.*again"):
+        build_domains(config, tmp_path)
+
+
+def test_recommend_order_returns_a_typed_result(tmp_path, tiny_random_lm_dir):
+    path = write_config(tmp_path, tiny_random_lm_dir)
+    result = srl.recommend_order(path, probe_steps=1)
+    assert isinstance(result, srl.OrderRecommendation) and isinstance(result.predicted_gain, srl.PredictedGain)
+    assert sorted(result.order) == ["acrostic", "sorting"] and result.as_dict()["order"] == result.order

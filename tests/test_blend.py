@@ -122,7 +122,7 @@ def test_step_mu_is_the_mean_over_the_steps_rows():
     assert mean_mu(no_rows, no_rows.mu) == pytest.approx(0.3)
 
 
-def _sorting_tasks(names) -> list[dict]:
+def _sorting_domains(names) -> list[dict]:
     """Structured domains, each a copy of the built-in sorting generator."""
     source = {"type": "builtin", "generator": "sorting"}
     return [{"name": n, "kind": "structured", "source": source, "reward": [{"type": "exact_match"}]} for n in names]
@@ -131,7 +131,7 @@ def _sorting_tasks(names) -> list[dict]:
 def test_planner_routes_sft_to_the_blind_domain_whatever_its_rl_share():
     config = Config.model_validate(
         {
-            "domains": _sorting_tasks(("seen", "blind")),
+            "domains": _sorting_domains(("seen", "blind")),
             "scheduler": {"policy": {"type": "joint", "weights": {"seen": 0.98, "blind": 0.02}}},
             "training": {"prompts_per_step": 8, "sft": {"mu": "adaptive", "expert_ratio": 2.0}},
         }
@@ -182,7 +182,7 @@ SIX = ("addition", "sorting", "first_letter", "acrostic", "haiku", "rhyme")
 def _six_domain_planner(weights: dict[str, float] | None = None, mu: str = "rl_only") -> Planner:
     config = Config.model_validate(
         {
-            "domains": _sorting_tasks(SIX),
+            "domains": _sorting_domains(SIX),
             "scheduler": {"policy": {"type": "joint", "weights": weights}},
             "training": {"prompts_per_step": 8, "sft": {"mu": {"type": mu, **_value(mu)}, "expert_ratio": 0.5}},
         }

@@ -3,7 +3,7 @@
 Unpickling a file runs whatever the file names, and checkpoints are shared and downloaded like
 models. A tiny run and a tiny sharded run are trained once (module fixture). Then, in a copy of
 the run per case, a pickle that creates a marker file when it is unpickled replaces one file that
-`train --resume`, `order CONFIG --run DIR` or `tasks CONFIG --dot --run DIR` reads. Each command
+`train --resume`, `order CONFIG --run DIR` or `domains CONFIG --dot --run DIR` reads. Each command
 must refuse it with exit code 2 and one line on stderr naming the file, and the marker must not
 exist. The commands run through the CLI's ``main`` in one separate interpreter (one per case
 would take a minute in imports alone). The planner's state must come back from JSON exactly.
@@ -67,7 +67,7 @@ def write_run_config(folder: Path, model: Path, training: dict, **sections) -> P
     (folder / "transfer.json").write_text(
         json.dumps({"transfer": {a: {b: 0.1 * (a == b) for b in DOMAINS} for a in DOMAINS}})
     )
-    tasks = [
+    domains = [
         {
             "name": "sorting",
             "kind": "structured",
@@ -94,7 +94,7 @@ def write_run_config(folder: Path, model: Path, training: dict, **sections) -> P
     ]
     scheduler = {"policy": "adaptive", "alignment_every": 1, "transfer_file": "transfer.json"}
     training = {"prompts_per_step": 3, "save_every": 1, **training}
-    return write_config(folder, model, training, tasks=tasks, scheduler=scheduler, **sections)
+    return write_config(folder, model, training, domains=domains, scheduler=scheduler, **sections)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ CASES = [
     ("order-transfer", "order", "plain", _replace("transfer.json"), "transfer.json"),
     ("order-metrics", "order", "plain", _replace("metrics.jsonl"), "metrics.jsonl"),
     ("domains-state", "domains", "plain", _replace(STATE), STATE),
-    ("tasks-old-layout", "tasks", "plain", _plant_old_layout, "checkpoints/step-2/trainer_state.pt"),
+    ("domains-old-layout", "domains", "plain", _plant_old_layout, "checkpoints/step-2/trainer_state.pt"),
     ("domains-transfer", "domains", "plain", _replace("transfer.json"), "transfer.json"),
     ("domains-metrics", "domains", "plain", _replace("metrics.jsonl"), "metrics.jsonl"),
     ("domains-eval", "domains", "plain", _replace("eval.jsonl"), "eval.jsonl"),
@@ -228,7 +228,7 @@ def outcomes(runs, tmp_path_factory) -> dict[str, dict]:
     todo = [(name, command, which, plant) for name, command, which, plant, _ in CASES]
     todo += [(name, "train", "plain", damage) for name, damage in DAMAGE]
     todo += [("damaged-all", "train", "plain", _truncate_all)]
-    todo += [(f"clean-{c}", c, "plain", None) for c in ("train", "order", "tasks")]
+    todo += [(f"clean-{c}", c, "plain", None) for c in ("train", "order", "domains")]
     todo += [("clean-sharded", "train", "sharded", None)]
     argvs, found = [], {}
     for name, command, which, plant in todo:
@@ -293,7 +293,7 @@ def test_a_run_whose_every_checkpoint_is_damaged_is_not_restarted_over_its_logs(
     assert (outcome["run"] / "metrics.jsonl").read_text() == original.read_text()  # the run asked to continue
 
 
-@pytest.mark.parametrize("command", ["clean-train", "clean-order", "clean-tasks", "clean-sharded"])
+@pytest.mark.parametrize("command", ["clean-train", "clean-order", "clean-domains", "clean-sharded"])
 def test_an_intact_run_loads(outcomes, command):
     """The cases fail for their planted file: the same commands on an unchanged copy succeed."""
     outcome = outcomes[command]
@@ -320,7 +320,7 @@ def test_every_policy_and_mu_rule_round_trips_through_json(runs):
     estimated = []
     for policy in POLICIES:
         for mu in MU_SCHEDULES:
-            overrides = [f"scheduler.policy={policy}", f"training.sft.mu.schedule={mu}", "scheduler.transfer_file=null"]
+            overrides = [f"scheduler.policy={policy}", f"training.sft.mu={mu}", "scheduler.transfer_file=null"]
             config = load_config(path, [parse_override(o) for o in overrides])
             planner = planner_for(config, domains, path.parent)
             planner.observe_eval(0, heard["evals"][0])

@@ -20,7 +20,7 @@ def qa_config(tmp_path, extra: str = "") -> str:
     (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in QA_ROWS))
     path = tmp_path / "qa.yaml"
     path.write_text(
-        "tasks:\n  - {name: capitals, kind: structured, source: {type: file, path: qa.jsonl},\n"
+        "domains:\n  - {name: capitals, kind: structured, source: {type: file, path: qa.jsonl},\n"
         "     eval: {size: 4}, reward: [{type: exact_match}]}\n" + extra
     )
     return str(path)
@@ -40,11 +40,11 @@ def test_set_overrides_fields_and_is_validated_like_the_file(tmp_path, capsys):
             "training.steps=7",
             "scheduler.policy=adaptive",
             "domains[0].eval.size=3",
-            "training.sft.per_domain={capitals: {schedule: rl_only}}",
+            "training.sft.per_domain={capitals: {type: rl_only}}",
         ],
     )
-    assert config.training.steps == 7 and config.scheduler.policy == "adaptive"
-    assert config.domains[0].eval.size == 3 and config.training.sft.per_domain["capitals"].schedule == "rl_only"
+    assert config.training.steps == 7 and config.scheduler.policy.type == "adaptive"
+    assert config.domains[0].eval.size == 3 and config.training.sft.per_domain["capitals"].type == "rl_only"
 
     assert main(["validate", path, "--set", "training.steps=abc"]) == 2
     assert one_line_error(capsys).startswith(
@@ -69,12 +69,12 @@ def test_a_question_answer_file_trains_rl_only_without_an_expert_field(tmp_path,
     assert main(["validate", path]) == 0
     capsys.readouterr()
     # a schedule that trains on demonstrations, on a domain that has none: one error with the fix
-    assert main(["validate", path, "--set", "training.sft.mu.schedule=cosine"]) == 2
+    assert main(["validate", path, "--set", "training.sft.mu=cosine"]) == 2
     line = one_line_error(capsys)
     assert "domains[0].expert_field: domain 'capitals' has no expert demonstrations" in line
     assert "expert_field: answer" in line
     assert (
-        main(["validate", path, "--set", "training.sft.mu.schedule=cosine", "--set", "domains[0].expert_field=answer"])
+        main(["validate", path, "--set", "training.sft.mu=cosine", "--set", "domains[0].expert_field=answer"])
         == 0
     )
 
@@ -86,7 +86,7 @@ def test_expert_field_auto_uses_the_expert_column_when_present(tmp_path):
     (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = tmp_path / "qa.yaml"
     path.write_text(
-        "tasks:\n  - {name: capitals, kind: structured, source: {type: file, path: qa.jsonl},\n"
+        "domains:\n  - {name: capitals, kind: structured, source: {type: file, path: qa.jsonl},\n"
         "     eval: {size: 4}, reward: [{type: exact_match}]}\n"
     )
     config = load_config(path)

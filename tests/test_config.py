@@ -21,8 +21,8 @@ GOOD_TASK = """
 """
 
 
-def _cfg(tasks: str = GOOD_TASK, extra: str = "") -> str:
-    return "tasks:" + textwrap.dedent(tasks).rstrip() + "\n" + textwrap.dedent(extra)
+def _cfg(domains: str = GOOD_TASK, extra: str = "") -> str:
+    return "domains:" + textwrap.dedent(domains).rstrip() + "\n" + textwrap.dedent(extra)
 
 
 # (case id, YAML text, substring that must be in the one-line error)
@@ -30,7 +30,7 @@ BAD_CONFIGS = [
     ("yaml_syntax", "domains: [\n  {name: a\n", "YAML syntax error"),
     ("empty_file", "", "empty"),
     ("top_level_list", "- a\n- b\n", "expected a mapping"),
-    ("missing_tasks", "run: {name: x}\n", "tasks: missing required key 'tasks'"),
+    ("missing_domains", "run: {name: x}\n", "domains: missing required key 'domains'"),
     ("unknown_section", _cfg(extra="trainig: {steps: 3}\n"), "did you mean 'training'"),
     ("unknown_key", _cfg(extra="training: {lerning_rate: 0.1}\n"), "training.lerning_rate: unknown key"),
     (
@@ -104,8 +104,8 @@ BAD_CONFIGS = [
         _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: python, function: 'no_such_mod_xyz:fn'}")),
         "domains[0].reward[0].function",
     ),
-    ("weights_unknown", _cfg(extra="scheduler: {weights: {ad: 1}}\n"), "scheduler.weights.ad: unknown domain"),
-    ("weights_negative", _cfg(extra="scheduler: {weights: {add: -1}}\n"), "scheduler.weights"),
+    ("weights_unknown", _cfg(extra="scheduler: {policy: {type: joint, weights: {ad: 1}}}\n"), "scheduler.policy.weights.ad: unknown domain"),
+    ("weights_negative", _cfg(extra="scheduler: {policy: {type: joint, weights: {add: -1}}}\n"), "scheduler.policy.weights"),
     ("bad_template", _cfg(GOOD_TASK + "    prompt: '{problem}'\n"), "domains[0].prompt: template field '{problem}'"),
     (
         "missing_answer_col",
@@ -158,7 +158,7 @@ def test_error_points_at_line_and_column(tmp_path, capsys):
 
 def test_non_utf8_config(tmp_path, capsys):
     path = tmp_path / "run.yaml"
-    path.write_bytes(b"tasks: \xff\xfe\n")
+    path.write_bytes(b"domains: \xff\xfe\n")
     assert main(["validate", str(path)]) == 2
     assert "UTF-8" in capsys.readouterr().err
 
@@ -206,7 +206,7 @@ def test_quickstart_has_structured_and_creative_hybrid_domains():
     assert sum(len(t.reward) > 1 for t in cfg.domains) >= 5  # hybrid rewards
 
 
-def test_tasks_command_lists_samples_and_dot(capsys):
+def test_domains_command_lists_samples_and_dot(capsys):
     path = str(ROOT / "configs" / "quickstart.yaml")
     assert main(["domains", path]) == 0
     out = capsys.readouterr().out
@@ -229,7 +229,7 @@ def test_overrides_are_validated(tmp_path):
 
 def test_yaml_is_loaded_safely(tmp_path, capsys):
     path = tmp_path / "run.yaml"
-    path.write_text("tasks: !!python/object/apply:os.system ['echo pwned']\n")
+    path.write_text("domains: !!python/object/apply:os.system ['echo pwned']\n")
     assert main(["validate", str(path)]) == 2
     assert "pwned" not in capsys.readouterr().out
 
@@ -265,33 +265,36 @@ def test_recipes_differ_only_in_the_blend():
     base = load_config(ROOT / "configs" / "quickstart.yaml")
     for name in ("rl_only", "staged", "chord_mu", "chord_phi", "adaptive", "gate"):
         cfg = load_config(ROOT / "configs" / f"{name}.yaml")
-        assert cfg.domains == base.tasks and cfg.training.steps == base.training.steps
+        assert cfg.domains == base.domains and cfg.training.steps == base.training.steps
         assert cfg.training.sft != base.training.sft or name == "rl_only"
-
-
-@pytest.mark.parametrize(
-    "old,loss_type", [("token_mean", "dapo"), ("seq_mean_token_mean", "grpo"), ("seq_mean_token_sum_norm", "dr_grpo")]
-)
-def test_the_old_aggregation_field_names_its_loss_type(tmp_path, old, loss_type):
-    path = tmp_path / "run.yaml"
-    path.write_text(_cfg(extra=f"training: {{aggregation: {old}}}\n"))
-    assert load_config(path).training.loss_type == loss_type
 
 
 @pytest.mark.parametrize(
     "training,message",
     [
-        ("{aggregation: token_mean, loss_type: grpo}", "aggregation is the old name of loss_type: give loss_type only"),
-        ("{aggregation: mean}", "aggregation is now loss_type; 'mean' is none of its old values"),
-        ("{loss_type: gspo}", "GSPO is loss_type: grpo with importance_sampling_level: sequence"),
-        ("{loss_type: cipso}", "unknown loss type 'cipso'; did you mean 'cispo'?"),
+        ("{loss_type: grpo}", "training.loss_type: 'loss_type' is gone"),
+        ("{aggregation: token_mean}", "training.aggregation: 'aggregation' is gone"),
+        ("{eps_high: 0.3}", "training.eps_high: 'eps_high' is gone"),
+        ("{scale_rewards: batch}", "training.scale_rewards: 'scale_rewards' is gone"),
+        ("{loss: gspo}", "GSPO is loss: grpo with importance_sampling_level: sequence"),
+        ("{loss: cipso}", "unknown loss 'cipso'; did you mean 'cispo'?"),
+        ("{loss: {type: dapo, eps_max: 5}}", "training.loss.eps_max"),
     ],
 )
-def test_loss_type_errors_name_the_new_field(tmp_path, training, message):
+def test_old_and_wrong_loss_fields_are_one_line_errors(tmp_path, training, message):
     from spectrum_rl.errors import ConfigError
 
     path = tmp_path / "run.yaml"
     path.write_text(_cfg(extra=f"training: {training}\n"))
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert "training" in str(err.value) and message in str(err.value)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_each_loss_takes_its_own_parameters(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(_cfg(extra="training: {loss: {type: cispo, eps_max: 3}, advantage: none}\n"))
+    training = load_config(path).training
+    assert (training.loss.type, training.loss.eps_max, training.advantage.type) == ("cispo", 3, "none")
+    path.write_text(_cfg(extra="training: {loss: sapo}\n"))
+    assert load_config(path).training.loss.temperature_neg == 1.05

@@ -46,9 +46,9 @@ def test_curriculum_config_sets_the_study_and_its_custom_arms():
     )
     names = config.domain_names
     static = arm_overlay("oracle_static", spec, config, names, None)
-    assert static["scheduler"]["level_weights"]["sorting"] == {2: 1, 3: 1}
-    assert static["training"]["sft"]["mu"]["schedule"] == "rl_only"  # custom arms are RL unless they say
-    assert arm_overlay("order", spec, config, names, None, ["b", "a"])["scheduler"]["order"] == ["b", "a"]
+    assert static["scheduler"]["policy"]["level_weights"]["sorting"] == {2: 1, 3: 1}
+    assert static["training"]["sft"]["mu"]["type"] == "rl_only"  # custom arms are RL unless they say
+    assert arm_overlay("order", spec, config, names, None, ["b", "a"])["scheduler"]["policy"]["order"] == ["b", "a"]
     base = study_base(config, spec, "counting")
     assert base["scheduler"]["policy"] == "joint" and base["scheduler"]["difficulty"]["mode"] == "uniform"
     assert [t["name"] for t in base["domains"]] == names[:-1]

@@ -86,7 +86,7 @@ def test_a_run_logs_the_level_drawn(tmp_path, tiny_random_lm_dir):
         "eval": {"size": 6},
         "reward": [{"type": "exact_match"}],
     }
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2}, tasks=[task])
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2}, domains=[task])
     make_trainer(path).train()
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert all(2 <= m["difficulty/sorting"] <= 3 for m in metrics)  # the frontier at the easiest level
@@ -115,7 +115,7 @@ def _sorting_rows(lengths: list[int]) -> list[dict]:
 
 def test_a_file_source_with_a_difficulty_field_is_a_ladder_and_a_run_logs_its_level(tmp_path, tiny_random_lm_dir):
     task = _file_task(tmp_path, _sorting_rows([2, 3, 5] * 10))  # no row at level 4
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2}, tasks=[task])
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2}, domains=[task])
     config = load_config(path)
     sorting = build_domains(config, tmp_path)[0]
     assert sorting.source.ladder == (2, 5)
@@ -130,7 +130,7 @@ def test_a_file_source_with_a_difficulty_field_is_a_ladder_and_a_run_logs_its_le
 def test_a_difficulty_field_that_is_not_an_integer_is_a_one_line_error(tmp_path, tiny_random_lm_dir):
     rows = _sorting_rows([2, 3] * 5)
     rows[7]["level"] = "hard"
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1}, tasks=[_file_task(tmp_path, rows)])
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1}, domains=[_file_task(tmp_path, rows)])
     with pytest.raises(ConfigError, match=r"difficulty field 'level' .* found 'hard'") as err:
         build_domains(load_config(path), tmp_path)
     assert err.value.field.endswith("source.difficulty_field")

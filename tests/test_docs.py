@@ -75,7 +75,7 @@ def test_a_changed_number_makes_a_block_stale(tmp_path):
 
 def test_scheduler_costs_in_the_docs_come_from_the_benchmarks():
     """docs/scheduler.md quotes the scheduler's cost only in a block generated from the latest run
-    that benchmarks/README.md records (issue 27); no timing is typed by hand beside it."""
+    that benchmarks/README.md records; no timing is typed by hand beside it."""
     from spectrum_rl.study.docs_data import BLOCK, refresh
 
     page = ROOT / "docs" / "scheduler.md"

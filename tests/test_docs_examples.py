@@ -1,4 +1,4 @@
-"""Every Python example in the docs runs (issue 27): the ```python blocks of each page, in order, as
+"""Every Python example in the docs runs: the ```python blocks of each page, in order, as
 one script, from a folder that holds the repository's configs/; and they use only public names."""
 
 from __future__ import annotations

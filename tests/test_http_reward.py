@@ -256,7 +256,7 @@ def test_the_key_comes_from_the_environment_and_is_never_in_a_message(server, mo
 )
 def test_a_url_that_is_not_http_is_a_config_error(tmp_path, tiny_random_lm_dir, url):
     task = _task(url)
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1}, tasks=[task])
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1}, domains=[task])
     with pytest.raises(ConfigError, match="expected an http:// or https:// URL"):
         load_config(path)
 
@@ -283,7 +283,7 @@ def test_a_run_with_a_failing_server_goes_on_counts_each_class_and_never_writes_
 ):
     monkeypatch.setenv("REWARD_KEY", KEY)
     task = _task(server.url + "/half", retries=0, api_key_env="REWARD_KEY", breaker_failures=1000)
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 3, "save_every": 1}, tasks=[task])
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 3, "save_every": 1}, domains=[task])
     make_trainer(path).train()
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert len(metrics) == 3  # no step lost
@@ -307,7 +307,7 @@ def test_soak_30_steps_against_a_failing_server_and_kill_9_resume_gives_the_same
     http = {"timeout_s": 0.2, "retries": 1, "breaker_failures": 1000}
     (tmp_path / "ref").mkdir()
     task = _task(server.url + "/soak", **http)
-    reference = write_config(tmp_path / "ref", tiny_random_lm_dir, training, tasks=[task])
+    reference = write_config(tmp_path / "ref", tiny_random_lm_dir, training, domains=[task])
     reference_cfg = load_config(reference).model_dump(mode="json")
     assert main(["train", str(reference), "--set", "eval.every=10"]) == 0
     metrics = read_jsonl(tmp_path / "ref" / "run" / "metrics.jsonl")
@@ -321,7 +321,7 @@ def test_soak_30_steps_against_a_failing_server_and_kill_9_resume_gives_the_same
     assert counted.get("http_500", 0) > 0 and counted.get("timeout", 0) > 0 and counted.get("malformed", 0) > 0
     assert reference_cfg["domains"][0]["reward"][1]["url"].endswith("/soak")
 
-    path = write_config(tmp_path, tiny_random_lm_dir, training, tasks=[task])
+    path = write_config(tmp_path, tiny_random_lm_dir, training, domains=[task])
     run = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "spectrum_rl", "train", str(path), "--set", "eval.every=10"],
@@ -374,7 +374,7 @@ def test_sigterm_while_a_request_is_pending_still_checkpoints_and_exits_143(serv
     task = _task(server.url + "/slowok", timeout_s=5)
     eval_rare = {"every": 1000, "max_new_tokens": 6}
     path = write_config(
-        tmp_path, tiny_random_lm_dir, {"steps": 200, "prompts_per_step": 2}, tasks=[task], eval=eval_rare
+        tmp_path, tiny_random_lm_dir, {"steps": 200, "prompts_per_step": 2}, domains=[task], eval=eval_rare
     )
     run = tmp_path / "run"
     proc = train_until(path, run, steps=1)
@@ -423,7 +423,7 @@ def test_a_redirect_is_never_followed_so_the_key_never_reaches_another_host(
 
 @pytest.mark.parametrize("url", ["http://user:hunter2@127.0.0.1:8000/score", "https://hunter2@example.com/score"])
 def test_a_url_with_user_info_is_a_config_error_that_does_not_repeat_it(tmp_path, tiny_random_lm_dir, url):
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1}, tasks=[_task(url)])
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1}, domains=[_task(url)])
     with pytest.raises(ConfigError, match="must not carry user info") as err:
         load_config(path)
     message = str(err.value)

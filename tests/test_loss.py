@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from spectrum_rl.objectives.advantages import group_advantages
-from spectrum_rl.objectives.losses import LOSSES, aggregate, policy_loss, rl_denominator, rl_token_loss
-from spectrum_rl.trainer.loss import sft_token_loss
+from spectrum_rl.objectives.losses import LOSSES, aggregate, policy_loss, rl_denominator, rl_token_loss, sft_token_loss
 
 B, T = 6, 7
 MAX_NEW = 9

@@ -67,7 +67,7 @@ def test_onednn_linear_is_a_no_op_when_off_or_on_a_gpu():
 def test_rollouts_and_the_training_loss_match_the_default_kernels(tiny_random_lm_dir):
     from spectrum_rl.models import load_causal_lm
     from spectrum_rl.trainer.batch import Row, micro_batches
-    from spectrum_rl.trainer.loss import token_logprobs
+    from spectrum_rl.trainer.logprobs import token_logprobs
     from spectrum_rl.trainer.rollout import sample
 
     model, tok = load_causal_lm(str(tiny_random_lm_dir))

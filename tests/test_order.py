@@ -142,7 +142,7 @@ def test_cycle_is_a_config_error(exact_limit):
         best_order(
             names, np.zeros((4, 4)), {}, {"a": ["c"], "b": ["a"], "c": ["b"], "d": ["a"]}, exact_limit=exact_limit
         )
-    assert err.value.field == "tasks"
+    assert err.value.field == "domains"
     assert "cycle" in err.value.message
     assert all(n in err.value.message for n in "abc") and "d" not in err.value.message
 
@@ -150,7 +150,7 @@ def test_cycle_is_a_config_error(exact_limit):
 def test_unknown_prerequisite_is_a_config_error():
     with pytest.raises(ConfigError) as err:
         best_order(["sorting", "addition"], np.zeros((2, 2)), {}, {"addition": ["sortng"]})
-    assert err.value.field == "tasks"
+    assert err.value.field == "domains"
     assert "'sortng'" in err.value.message and "did you mean 'sorting'" in err.value.message
 
 
@@ -191,7 +191,7 @@ def test_probe_standard_errors_are_binomial_on_the_eval_sizes():
 
 
 def test_transfers_within_two_standard_errors_predict_no_gain_over_joint():
-    config = make_config(tasks=[("s1", "structured", []), ("s2", "structured", []), ("s3", "structured", [])])
+    config = make_config(domains=[("s1", "structured", []), ("s2", "structured", []), ("s3", "structured", [])])
     names = config.domain_names
     T = np.array([[0.1, 0.15, -0.12], [0.05, 0.5, 0.1], [-0.1, 0.0, 0.1]])  # only s2 on itself is certain
     record = {"transfer": _nested(T, names), "stderr": _nested(np.full((3, 3), 0.1), names), "source": "probe"}
@@ -207,7 +207,7 @@ def test_transfers_within_two_standard_errors_predict_no_gain_over_joint():
 
 
 def test_one_certain_transfer_beats_joint_by_the_hand_computed_gain():
-    config = make_config(tasks=[("d0", "structured", []), ("d1", "structured", []), ("d2", "structured", [])])
+    config = make_config(domains=[("d0", "structured", []), ("d1", "structured", []), ("d2", "structured", [])])
     names = config.domain_names
     T = np.array([[0.3, 0.05, -0.1], [0.6, 0.2, 0.0], [0.1, -0.05, 0.0]])
     se = np.full((3, 3), 0.1)
@@ -234,7 +234,7 @@ def test_one_certain_transfer_beats_joint_by_the_hand_computed_gain():
 
 def test_the_gain_error_counts_each_domains_score_before_training_once():
     """T[b][a] and T[c][a] share before_a: their errors add in the gain, not in quadrature."""
-    config = make_config(tasks=[("a", "structured", []), ("b", "structured", []), ("c", "structured", [])])
+    config = make_config(domains=[("a", "structured", []), ("b", "structured", []), ("c", "structured", [])])
     names = config.domain_names
     before = dict.fromkeys(names, 0.5)
     after = {i: dict(before) for i in names}
@@ -266,7 +266,7 @@ def test_gain_coefficients_reproduce_the_gain_over_joint(forward_weight):
 
 
 def test_a_record_without_standard_errors_uses_every_transfer_as_measured():
-    config = make_config(tasks=[("s1", "structured", []), ("c1", "creative", [])])
+    config = make_config(domains=[("s1", "structured", []), ("c1", "creative", [])])
     names = config.domain_names
     T = np.array([[0.0, -0.2], [0.01, 0.0]])  # an old transfer.json: transfer only
     out = recommend_order(config, {"transfer": _nested(T, names)})

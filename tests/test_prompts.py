@@ -92,22 +92,22 @@ def test_pass_rate_needs_a_finite_pool(tmp_path):
     data = yaml.safe_load(path.read_text())
     data["domains"][0]["sampling"] = "pass_rate"  # a built-in generator: unlimited rows
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=r"tasks\[0\]\.sampling: pass_rate sampling needs a finite pool"):
+    with pytest.raises(ConfigError, match=r"domains\[0\]\.sampling: pass_rate sampling needs a finite pool"):
         build_domains(load_config(path), tmp_path)
 
 
 def test_a_pass_rate_run_logs_its_sampler_and_resumes_equal(tmp_path, tiny_random_lm_dir):
-    tasks = _pool_tasks(tmp_path)
+    domains = _pool_domains(tmp_path)
     training = {"steps": 4, "save_every": 2}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    full_path = write_config(tmp_path / "a", tiny_random_lm_dir, training, tasks=tasks)
+    full_path = write_config(tmp_path / "a", tiny_random_lm_dir, training, domains=domains)
     full = make_trainer(full_path)
     full.train()
     metrics = read_jsonl(tmp_path / "a" / "run" / "metrics.jsonl")
     assert [m["sampling/seen/pool"] for m in metrics][0] == 0.0 and metrics[-1]["sampling/seen/pool"] > 0
 
-    path = write_config(tmp_path / "b", tiny_random_lm_dir, training, tasks=tasks)
+    path = write_config(tmp_path / "b", tiny_random_lm_dir, training, domains=domains)
     train_until_interrupted(make_trainer(path), 3)
     resumed = make_trainer(path, resume=True)
     resumed.train()
@@ -118,7 +118,7 @@ def test_a_pass_rate_run_logs_its_sampler_and_resumes_equal(tmp_path, tiny_rando
     assert all(torch.allclose(reference[k], final[k], atol=1e-6) for k in reference)
 
 
-def _pool_tasks(tmp_path) -> list[dict]:
+def _pool_domains(tmp_path) -> list[dict]:
     rows = [{"question": f"sort: {w}", "answer": "".join(sorted(w))} for w in _words(46)]
     (tmp_path / "pool.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return [
@@ -135,7 +135,7 @@ def _pool_tasks(tmp_path) -> list[dict]:
 
 def _pool_config(tmp_path):
     path = tmp_path / "pool.yaml"
-    path.write_text(json.dumps({"domains": _pool_tasks(tmp_path)}))
+    path.write_text(json.dumps({"domains": _pool_domains(tmp_path)}))
     return path
 
 

@@ -7,7 +7,7 @@ import torch
 
 from spectrum_rl.models import load_causal_lm
 from spectrum_rl.trainer.batch import Row, collate
-from spectrum_rl.trainer.loss import token_logprobs
+from spectrum_rl.trainer.logprobs import token_logprobs
 from spectrum_rl.trainer.rollout import sample
 
 PROMPTS = ["sort: dcba\n", "add: 12+34\n", "x", "reverse: abcdefg\n"]

@@ -1,6 +1,6 @@
 """The code sandbox (rewards/sandbox.py), the trusted judge (rewards/splitting.py, judgement.py) and `code_tests`.
 
-Each attack the security audit (issue 22) tried, and each class that held before, is a regression
+Each attack the first security audit tried, and each class that held before, is a regression
 test here: markers outside stay untouched, the score is 0, the trainer process lives. There is no
 in-process audit hook any more: the OS (bubblewrap namespaces, an unprivileged user, seccomp, a
 read-only view, a private tmpfs, rlimits) is the boundary, and the trusted judge decides pass/fail.

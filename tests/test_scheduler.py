@@ -13,13 +13,14 @@ from spectrum_rl.cli import main
 from spectrum_rl.config import Config
 from spectrum_rl.scheduler.order import best_order
 from spectrum_rl.scheduler.plan import Planner, load_transfer
+from spectrum_rl.scheduler.policies import POLICIES
 from spectrum_rl.scheduler.signals import EntropyMonitor, OnlineTransfer
 from spectrum_rl.scheduler.step import DomainSignals, StepSignals
 from spectrum_rl.trainer.alignment import GradientSketch, cosine_matrix
 
 
-def make_config(policy: str = "joint", tasks=None, **scheduler) -> Config:
-    tasks = tasks or [("s1", "structured", []), ("s2", "structured", []), ("c1", "creative", [])]
+def make_config(policy: str = "joint", domains=None, **scheduler) -> Config:
+    domains = domains or [("s1", "structured", []), ("s2", "structured", []), ("c1", "creative", [])]
     return Config.model_validate(
         {
             "domains": [
@@ -30,11 +31,18 @@ def make_config(policy: str = "joint", tasks=None, **scheduler) -> Config:
                     "source": {"type": "builtin", "generator": "sorting"},
                     "reward": [{"type": "exact_match"}],
                 }
-                for n, k, after in tasks
+                for n, k, after in domains
             ],
-            "scheduler": {"policy": policy, **scheduler},
+            "scheduler": scheduler_section(policy, scheduler),
         }
     )
+
+
+def scheduler_section(policy: str, settings: dict) -> dict:
+    """A `scheduler:` mapping: the settings that are ``policy``'s parameters go under `policy`."""
+    own = POLICIES.get(policy).Params.model_fields
+    params = {k: v for k, v in settings.items() if k in own}
+    return {"policy": {"type": policy, **params}, **{k: v for k, v in settings.items() if k not in own}}
 
 
 def planner(config: Config, base_dir=None) -> Planner:
@@ -80,7 +88,7 @@ def test_sequential_phases_with_replay():
 
 
 def test_bwt_orders_structured_first_without_transfer_and_follows_transfer_when_given(tmp_path):
-    p = planner(make_config("bwt", tasks=[("c1", "creative", []), ("s1", "structured", [])], phase_steps=5))
+    p = planner(make_config("bwt", domains=[("c1", "creative", []), ("s1", "structured", [])], phase_steps=5))
     first = p.plan(0)
     assert first.mixture["s1"] == 1.0 and "kinds" in first.reason
     # T: training s1 hurts c1 badly, training c1 helps s1 -> protect c1 by training it... last? No:
@@ -88,14 +96,14 @@ def test_bwt_orders_structured_first_without_transfer_and_follows_transfer_when_
     (tmp_path / "t.json").write_text(
         json.dumps({"transfer": {"c1": {"c1": 0.1, "s1": 0.5}, "s1": {"c1": -0.5, "s1": 0.1}}})
     )
-    cfg = make_config("bwt", tasks=[("c1", "creative", []), ("s1", "structured", [])], transfer_file="t.json")
+    cfg = make_config("bwt", domains=[("c1", "creative", []), ("s1", "structured", [])], transfer_file="t.json")
     p2 = planner(cfg, tmp_path)
     assert p2.plan(0).mixture["s1"] == 1.0 and "transfer matrix" in p2.plan(0).reason
 
 
 def test_bwt_replans_the_phases_not_started_when_a_transfer_estimate_arrives():
-    tasks = [("s1", "structured", []), ("s2", "structured", []), ("s3", "structured", [])]
-    p = planner(make_config("bwt", tasks=tasks, phase_steps=10, replay=0.0))
+    domains = [("s1", "structured", []), ("s2", "structured", []), ("s3", "structured", [])]
+    p = planner(make_config("bwt", domains=domains, phase_steps=10, replay=0.0))
     assert p.plan(0).mixture["s1"] == 1.0 and "kinds" in p.plan(0).reason  # no estimate yet: s1, s2, s3
     T = np.zeros((3, 3))
     T[0, 2] = T[2, 1] = -0.5  # training s1 hurts s3, training s3 hurts s2: s1 before s3 before s2
@@ -235,7 +243,7 @@ def test_adaptive_treats_a_structured_domain_whose_entropy_rises_as_creative():
 
 
 def test_adaptive_prerequisite_gating():
-    cfg = make_config("adaptive", tasks=[("s1", "structured", []), ("c1", "creative", ["s1"])], unlock_score=0.5)
+    cfg = make_config("adaptive", domains=[("s1", "structured", []), ("c1", "creative", ["s1"])], unlock_score=0.5)
     p = planner(cfg)
     p.observe_eval(0, {"s1": 0.2, "c1": 0.0})
     plan = p.plan(0)
@@ -251,7 +259,7 @@ def test_adaptive_prerequisite_gating():
 def test_adaptive_unlocks_a_domain_whose_prerequisite_plateaus_below_the_score():
     cfg = make_config(
         "adaptive",
-        tasks=[("s1", "structured", []), ("c1", "creative", ["s1"])],
+        domains=[("s1", "structured", []), ("c1", "creative", ["s1"])],
         unlock_score=0.9,
         unlock_patience=3,
         plateau_delta=0.01,
@@ -407,7 +415,7 @@ def test_task_graph_attributes_and_transfer_edges():
 def test_adaptive_mu_run_routes_demonstrations_to_the_domain_rl_is_blind_on(tmp_path, tiny_random_lm_dir):
     from tests.test_trainer import read_jsonl, write_config
 
-    def task(name: str, generator: str, reward: list[dict]) -> dict:
+    def domain(name: str, generator: str, reward: list[dict]) -> dict:
         return {
             "name": name,
             "kind": "structured",
@@ -416,16 +424,16 @@ def test_adaptive_mu_run_routes_demonstrations_to_the_domain_rl_is_blind_on(tmp_
             "reward": reward,
         }
 
-    tasks = [  # a random model never sorts exactly: every group scores all 0 on "blind"
-        task("blind", "sorting", [{"type": "exact_match"}]),
-        task("seen", "reversal", [{"type": "similarity"}]),
+    domains = [  # a random model never sorts exactly: every group scores all 0 on "blind"
+        domain("blind", "sorting", [{"type": "exact_match"}]),
+        domain("seen", "reversal", [{"type": "similarity"}]),
     ]
     sft = {
-        "mu": {"schedule": "adaptive"},
-        "per_domain": {"seen": {"schedule": "adaptive", "blind_below": 0.0}},  # its accuracy never counts as blind
+        "mu": {"type": "adaptive"},
+        "per_domain": {"seen": {"type": "adaptive", "blind_below": 0.0}},  # its accuracy never counts as blind
         "expert_ratio": 1.0,
     }
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 3, "sft": sft}, tasks=tasks)
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 3, "sft": sft}, domains=domains)
     assert main(["train", str(path)]) == 0
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     for m in metrics:  # every step, every domain
@@ -439,7 +447,7 @@ def test_adaptive_mu_run_routes_demonstrations_to_the_domain_rl_is_blind_on(tmp_
 
 def ladder_planner(policy: str, steps: int = 100, **scheduler) -> Planner:
     """s1 with levels 2..5, c1 without a range."""
-    config = make_config(policy, tasks=[("s1", "structured", []), ("c1", "creative", [])], **scheduler)
+    config = make_config(policy, domains=[("s1", "structured", []), ("c1", "creative", [])], **scheduler)
     sc = config.scheduler
     return Planner(config.kinds, config.prerequisites, sc, config.training.sft, 8, ladders={"s1": (2, 5)}, steps=steps)
 
@@ -501,7 +509,7 @@ def test_a_domain_at_the_floor_is_still_drawn():
 
 
 def test_adaptive_lock_opens_after_its_share_of_the_budget():
-    config = make_config("adaptive", tasks=[("s1", "structured", []), ("c1", "creative", ["s1"])], unlock_share=0.25)
+    config = make_config("adaptive", domains=[("s1", "structured", []), ("c1", "creative", ["s1"])], unlock_share=0.25)
     sc = config.scheduler
     p = Planner(config.kinds, config.prerequisites, sc, config.training.sft, 8, steps=100)
     p.observe_eval(0, {"s1": 0.0, "c1": 0.0})

@@ -84,7 +84,7 @@ def test_analyze_run_directory(tmp_path, tiny_random_lm_dir, capsys):
     from tests.test_trainer import write_config
 
     path = write_config(
-        tmp_path, tiny_random_lm_dir, {"steps": 3, "sft": {"mu": {"schedule": "staged", "sft_steps": 1}}}
+        tmp_path, tiny_random_lm_dir, {"steps": 3, "sft": {"mu": {"type": "staged", "sft_steps": 1}}}
     )
     assert main(["train", str(path)]) == 0
     run = tmp_path / "run"

@@ -123,7 +123,7 @@ def test_rl_only_run_writes_run_directory(tmp_path, tiny_random_lm_dir):
 
 def test_staged_gives_mu_one_then_zero(tmp_path, tiny_random_lm_dir):
     path = write_config(
-        tmp_path, tiny_random_lm_dir, {"steps": 4, "sft": {"mu": {"schedule": "staged", "sft_steps": 2}}}
+        tmp_path, tiny_random_lm_dir, {"steps": 4, "sft": {"mu": {"type": "staged", "sft_steps": 2}}}
     )
     trainer = make_trainer(path)
     trainer.train()
@@ -136,10 +136,10 @@ def test_staged_gives_mu_one_then_zero(tmp_path, tiny_random_lm_dir):
 @pytest.mark.parametrize(
     "sft",
     [
-        {"mu": {"schedule": "cosine", "decay_steps": 2}, "phi": True},
-        {"mu": {"schedule": "gate", "gamma": 0.9}},
-        {"mu": {"schedule": "constant", "value": 0.5}, "luffy": True},
-        {"mu": {"schedule": "adaptive"}},
+        {"mu": {"type": "cosine", "decay_steps": 2}, "phi": True},
+        {"mu": {"type": "gate", "gamma": 0.9}},
+        {"mu": {"type": "constant", "value": 0.5}, "luffy": True},
+        {"mu": {"type": "adaptive"}},
     ],
 )
 def test_each_recipe_runs(tmp_path, tiny_random_lm_dir, sft):
@@ -151,7 +151,7 @@ def test_each_recipe_runs(tmp_path, tiny_random_lm_dir, sft):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert all(torch.isfinite(torch.tensor(m["grad_norm"])) for m in metrics)
-    if sft["mu"]["schedule"] == "gate":  # a random model never succeeds -> every prompt gated to SFT
+    if sft["mu"]["type"] == "gate":  # a random model never succeeds -> every prompt gated to SFT
         assert all(m["mu"] == 1.0 and "loss/sft" in m and "loss/rl" not in m for m in metrics)
         assert all(m[k] == 1.0 for m in metrics for k in m if k.startswith("mu/"))
     if sft.get("luffy"):
@@ -162,8 +162,8 @@ def test_per_domain_override_and_weights(tmp_path, tiny_random_lm_dir):
     path = write_config(
         tmp_path,
         tiny_random_lm_dir,
-        {"sft": {"mu": {"schedule": "rl_only"}, "per_domain": {"acrostic": {"schedule": "constant", "value": 0.4}}}},
-        scheduler={"policy": "joint", "weights": {"sorting": 3, "acrostic": 1}},
+        {"sft": {"mu": {"type": "rl_only"}, "per_domain": {"acrostic": {"type": "constant", "value": 0.4}}}},
+        scheduler={"policy": {"type": "joint", "weights": {"sorting": 3, "acrostic": 1}}},
     )
     trainer = make_trainer(path)
     m = trainer.train_step()
@@ -354,7 +354,7 @@ def test_layer_mu_scales_gradients_by_depth(tmp_path, tiny_random_lm_dir):
     path = write_config(
         tmp_path,
         tiny_random_lm_dir,
-        {"steps": 2, "sft": {"mu": {"schedule": "constant", "value": 0.5}, "layer_mu": "increasing"}},
+        {"steps": 2, "sft": {"mu": {"type": "constant", "value": 0.5}, "layer_mu": "increasing"}},
     )
     trainer = make_trainer(path)
     before = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
@@ -366,7 +366,7 @@ def test_entropy_is_measured_on_every_rollout_before_weighting(tmp_path, tiny_ra
     """Groups whose rows all weigh 0 (zero-variance groups dropped, DAPO) still count in the
     rollout entropy: the monitor must see the collapsed groups the loss leaves out."""
     task = SORTING_EXACT
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "drop_zero_variance": True}, tasks=[task])
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "drop_zero_variance": True}, domains=[task])
     m = make_trainer(path).train_step()
     assert m["frac_reward_zero_std"] == 1.0  # a random model never sorts: every group scores all 0
     assert "loss/rl" not in m  # ... so no RL row entered the loss
@@ -422,7 +422,7 @@ def test_auto_micro_batch_tokens_from_free_memory():
 
     from spectrum_rl.trainer.memory import MAX_TOKENS, MIN_TOKENS, activation_bytes_per_token, auto_micro_batch_tokens
 
-    shape = LlamaConfig(  # the Qwen2.5-0.5B-class body of issue 15
+    shape = LlamaConfig(  # a Qwen2.5-0.5B-class body
         hidden_size=896,
         num_hidden_layers=24,
         num_attention_heads=14,
@@ -444,7 +444,7 @@ def test_dynamic_sampling_replaces_groups_without_signal(tmp_path, tiny_random_l
     """A random model never sorts: with exact match alone every group scores all 0, so each of the
     2 rounds draws all 4 prompts again, and every group is still without signal at the end."""
     task = SORTING_EXACT
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "dynamic_sampling": 2}, tasks=[task])
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "dynamic_sampling": 2}, domains=[task])
     trainer = make_trainer(path)
     made = []
     make = trainer.experience.make
@@ -453,5 +453,5 @@ def test_dynamic_sampling_replaces_groups_without_signal(tmp_path, tiny_random_l
     assert made == [4, 4, 4] and m["dynamic_sampling/resampled"] == 8 and m["dynamic_sampling/zero_std_left"] == 1.0
     assert m["samples/sorting"] == 3 * 4 * 3  # every rollout made is measured: 3 rounds x 4 prompts x G=3
     (tmp_path / "plain").mkdir()
-    plain = make_trainer(write_config(tmp_path / "plain", tiny_random_lm_dir, {"steps": 1}, tasks=[task])).train_step()
+    plain = make_trainer(write_config(tmp_path / "plain", tiny_random_lm_dir, {"steps": 1}, domains=[task])).train_step()
     assert "dynamic_sampling/resampled" not in plain

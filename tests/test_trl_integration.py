@@ -55,7 +55,7 @@ def test_grpo_batches_follow_the_plan_and_the_scheduler_hears_trl_rewards(tmp_pa
         return [float(len(c) % 2) if d == "math" else float(d == "code") for c, d in zip(completions, domain)]
 
     scheduler = srl.Scheduler(
-        [srl.Task("math", levels=(1, 3)), srl.Task("code", pool=12), srl.Task("poems", kind="creative")],
+        [srl.Domain("math", levels=(1, 3)), srl.Domain("code", pool=12), srl.Domain("poems", kind="creative")],
         prompts_per_step=4,
         policy="adaptive",
         steps=10,
@@ -96,24 +96,24 @@ def test_mismatched_settings_are_clear_errors(tmp_path, tiny_random_lm_dir):
         reward_funcs=lambda completions, **_: [0.0] * len(completions),
         processing_class=load_tokenizer(str(tiny_random_lm_dir)),
     )
-    tasks = [srl.Task("math"), srl.Task("code"), srl.Task("poems")]
+    domains = [srl.Domain("math"), srl.Domain("code"), srl.Domain("poems")]
     with pytest.raises(ValueError, match="prompts_per_step=4"):
         ScheduledGRPOTrainer(
-            **kw, args=_args(tmp_path, 2), train_dataset=_dataset(), scheduler=srl.Scheduler(tasks, prompts_per_step=3)
+            **kw, args=_args(tmp_path, 2), train_dataset=_dataset(), scheduler=srl.Scheduler(domains, prompts_per_step=3)
         )
     with pytest.raises(ValueError, match=r"no rows of \['art'\]"):
         ScheduledGRPOTrainer(
             **kw,
             args=_args(tmp_path, 2),
             train_dataset=_dataset(),
-            scheduler=srl.Scheduler([*tasks, srl.Task("art")], prompts_per_step=4),
+            scheduler=srl.Scheduler([*domains, srl.Domain("art")], prompts_per_step=4),
         )
     with pytest.raises(ValueError, match="no column 'topic'"):
         ScheduledGRPOTrainer(
             **kw,
             args=_args(tmp_path, 2),
             train_dataset=_dataset(),
-            scheduler=srl.Scheduler(tasks, prompts_per_step=4),
+            scheduler=srl.Scheduler(domains, prompts_per_step=4),
             domain_column="topic",
         )
     with pytest.raises(ValueError, match="no SFT term"):
@@ -121,7 +121,7 @@ def test_mismatched_settings_are_clear_errors(tmp_path, tiny_random_lm_dir):
             **kw,
             args=_args(tmp_path, 2),
             train_dataset=_dataset(),
-            scheduler=srl.Scheduler(tasks, prompts_per_step=4, sft={"mu": {"schedule": "constant"}}),
+            scheduler=srl.Scheduler(domains, prompts_per_step=4, sft={"mu": {"type": "constant"}}),
         )
 
 

@@ -21,8 +21,8 @@ def reward(completions, domain, **kwargs):
     return [float(len(c) % 2) if d == "math" else float(d == "code") for c, d in zip(completions, domain)]
 
 
-tasks = [srl.Task("math"), srl.Task("code"), srl.Task("poems")]
-scheduler = srl.Scheduler(tasks, prompts_per_step=4, policy="adaptive")
+domains = [srl.Domain("math"), srl.Domain("code"), srl.Domain("poems")]
+scheduler = srl.Scheduler(domains, prompts_per_step=4, policy="adaptive")
 trainer = ScheduledGRPOTrainer(
     model=model,
     reward_funcs=reward,

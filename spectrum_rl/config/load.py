@@ -153,6 +153,7 @@ def load_config(path: str | Path | Mapping[str, Any], overrides: Sequence[Overri
     try:
         config = Config.model_validate(data)
         check_cross_fields(config)
+        _check_custom_arms(data, config)
     except ValidationError as exc:
         raise blame(from_pydantic(exc, data, node, shown), overrides) from None
     except ConfigError as exc:
@@ -293,6 +294,20 @@ def check_cross_fields(config: Config) -> None:
     if wants_sharding(config.training.sharding):
         check_sharding(config)
     _check_model_path(config.model.name_or_path)
+
+
+def _check_custom_arms(data: dict, config: Config) -> None:
+    """Each of the study's custom arms, laid over this config, is a valid config: an old spelling or
+    a typo in an arm fails when the config loads, not when the study reaches the arm."""
+    for name, overlay in config.study.custom_arms.items():
+        merged = merge_config(data, overlay)
+        try:
+            check_cross_fields(Config.model_validate(merged))
+        except ValidationError as exc:
+            err = from_pydantic(exc, merged, None, "")
+            raise ConfigError(err.message, field=f"study.custom_arms.{name}.{err.field}") from None
+        except ConfigError as err:
+            raise err.under(f"study.custom_arms.{name}.") from None
 
 
 def _check_reward_timeouts(config: Config) -> None:

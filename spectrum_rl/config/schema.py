@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from spectrum_rl.objectives.advantages import ADVANTAGES, AdvantageParams
 from spectrum_rl.objectives.losses import LOSSES, LossParams
-from spectrum_rl.registry import Registered, renamed
+from spectrum_rl.registry import Registered, refuse, renamed
 from spectrum_rl.rewards.specs import RewardComponentSpec
 from spectrum_rl.scheduler.blend import SFTConfig
 from spectrum_rl.scheduler.policies import SchedulerConfig
@@ -256,14 +256,11 @@ class TrainingConfig(StrictModel):
     def _moved(cls, data: Any) -> Any:
         for old, now in _MOVED.items():
             renamed(data, old, now)
+        loss = data.get("loss") if isinstance(data, dict) else None
+        if "gspo" in (loss, loss.get("type") if isinstance(loss, dict) else None):
+            # TRL has no such loss type either: GSPO is a ratio level
+            refuse("loss", "GSPO is loss: grpo with importance_sampling_level: sequence", loss)
         return data
-
-    @field_validator("loss")
-    @classmethod
-    def _not_gspo(cls, loss: LossParams) -> LossParams:
-        if loss.type == "gspo":  # TRL has no such loss type either: GSPO is a ratio level
-            raise ValueError("GSPO is loss: grpo with importance_sampling_level: sequence")
-        return loss
 
 
 class EvalConfig(StrictModel):

@@ -32,9 +32,8 @@ from accelerate.utils import gather_object
 from torch.utils.data import Sampler
 from trl import GRPOTrainer
 
-from spectrum_rl.api import Scheduler, StepPlan
+from spectrum_rl.api import Outcome, Scheduler, StepPlan
 from spectrum_rl.domains import draw_rows, plan_draws
-from spectrum_rl.scheduler.driver import Outcome
 from spectrum_rl.sources.pools import PoolSource
 
 ROW_COLUMN = "spectrum_row"

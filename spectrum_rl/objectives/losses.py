@@ -242,3 +242,14 @@ def aggregate(
         per_seq = (per_token * m).sum(-1) / mask.sum(-1).clamp(min=1)
         return per_seq.sum() / denominator
     return (per_token * m).sum() / denominator
+
+
+def sft_token_loss(logp: torch.Tensor, phi: bool = False) -> torch.Tensor:
+    """The SFT part's per-token NLL [B, T]: ``-logp``; with ``phi`` (CHORD-phi, arXiv:2508.11408)
+    each token is weighted by ``p (1 - p)``, ``p = exp(logp)`` detached, so tokens the model is sure
+    of or finds very unlikely count less."""
+    nll = -logp
+    if phi:
+        p = logp.detach().exp()
+        nll = nll * p * (1 - p)
+    return nll

@@ -64,7 +64,7 @@ class SandboxUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SandboxOutcome:
     """One sandbox run.
 
     status: "ok" (the runner replied), "timeout" (wall clock, or killed at the CPU limit), "memory"
@@ -251,7 +251,7 @@ def _parse(stdout: bytes) -> dict | None:
     return reply
 
 
-def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int, memory_cgroup: bool = False) -> Outcome:
+def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int, memory_cgroup: bool = False) -> SandboxOutcome:
     """Run one job (see :mod:`spectrum_rl.rewards._sandbox_runner` for its form) in a fresh sandbox.
 
     Limits: ``wall_s`` wall-clock seconds for the whole run (start-up included), ``cpu_s`` CPU
@@ -259,7 +259,7 @@ def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int, memory_cgroup
     ``memory_cgroup`` (:mod:`spectrum_rl.rewards.cgroup`), of all the memory the code makes the
     kernel hold (without it, memfds, shared memory and sockets are refused). Raises
     :class:`SandboxUnavailable` only when the sandbox cannot be built at all; every other failure
-    is an Outcome with status "crashed"."""
+    is an SandboxOutcome with status "crashed"."""
     limits = {
         "cpu_s": max(1, math.ceil(cpu_s)),
         "memory_bytes": memory_mb * 1024 * 1024,
@@ -275,19 +275,19 @@ def run(job: dict, *, wall_s: float, cpu_s: float, memory_mb: int, memory_cgroup
             return _run(payload, limits, deadline, cage, wall_s, memory_mb)
     except TimeoutError:  # the reward's own time limit (an OSError too): not the sandbox's failure
         raise
-    except OSError as exc:  # the cgroup could not be made (an OSError from the run is an Outcome)
-        return Outcome("crashed", None, f"the sandbox's cgroup could not be made: {exc}")
+    except OSError as exc:  # the cgroup could not be made (an OSError from the run is an SandboxOutcome)
+        return SandboxOutcome("crashed", None, f"the sandbox's cgroup could not be made: {exc}")
 
 
 def _run(
     payload: bytes, limits: dict, deadline: float, cage: cgroup.Cage | None, wall_s: float, memory_mb: int
-) -> Outcome:
+) -> SandboxOutcome:
     try:
         proc, seccomp_fd = _spawn(os.geteuid() == 0, cage)
     except TimeoutError:  # the reward's own time limit (an OSError too): not the sandbox's failure
         raise
     except OSError as exc:  # e.g. no process slot left: the sample crashed, training goes on
-        return Outcome("crashed", None, f"the sandbox did not start: {exc}")
+        return SandboxOutcome("crashed", None, f"the sandbox did not start: {exc}")
     started = time.monotonic()
     try:
         os.close(seccomp_fd)
@@ -309,25 +309,25 @@ def _run(
     lines = stderr.decode("utf-8", "replace").strip().splitlines()
     last = lines[-1][:200] if lines else ""
     if problem == "timeout":
-        return Outcome("timeout", None, f"wall clock limit of {wall_s:g} s")
+        return SandboxOutcome("timeout", None, f"wall clock limit of {wall_s:g} s")
     if problem:
-        return Outcome("crashed", None, problem)
+        return SandboxOutcome("crashed", None, problem)
     code = proc.returncode
     reply = _parse(stdout) if code == 0 else None
     if reply is None:
         if cage is not None and cage.oom_killed():
-            return Outcome("memory", None, f"over the {memory_mb} MiB memory limit (stopped by the kernel)")
+            return SandboxOutcome("memory", None, f"over the {memory_mb} MiB memory limit (stopped by the kernel)")
         if cage is not None and code == cgroup.JOIN_FAILED:
-            return Outcome("crashed", None, "the sandbox could not enter its cgroup")
+            return SandboxOutcome("crashed", None, "the sandbox could not enter its cgroup")
         # A kill at the CPU limit comes after at least that long: one thread cannot use CPU seconds
         # faster than wall seconds, so a quicker SIGKILL or exit status 137 is the code's own doing.
         ran_s = time.monotonic() - started
         if code in (128 + signal.SIGKILL, 128 + signal.SIGXCPU) and ran_s >= limits["cpu_s"] - CPU_SLACK_S:
-            return Outcome("timeout", None, f"killed at the CPU limit of {limits['cpu_s']} s")
-        return Outcome("crashed", None, f"exit status {code}, no valid reply; {last}".rstrip("; "))
+            return SandboxOutcome("timeout", None, f"killed at the CPU limit of {limits['cpu_s']} s")
+        return SandboxOutcome("crashed", None, f"exit status {code}, no valid reply; {last}".rstrip("; "))
     if reply.get("memory") is True:
-        return Outcome("memory", None, f"MemoryError under the {memory_mb} MiB limit")
-    return Outcome("ok", reply)
+        return SandboxOutcome("memory", None, f"MemoryError under the {memory_mb} MiB limit")
+    return SandboxOutcome("ok", reply)
 
 
 @cache

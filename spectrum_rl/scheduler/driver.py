@@ -5,7 +5,8 @@
     ...roll out plan.prompts[d] prompts of each domain d, score them...
     scheduler.observe({"math": [[1, 0, 1, 1], ...], "poems": [[0.2, 0.7, 0.4, 0.1], ...]})
 
-``Scheduler`` wraps the same Planner our trainer uses (plan.py), so a policy behaves the same
+``SchedulerBase`` (public as ``spectrum_rl.Scheduler``, which adds ``from_config``) wraps the
+same Planner our trainer uses (plan.py), so a policy behaves the same
 inside and outside it. It reads only numbers: each group's rewards (its success rate gives
 learnability, the difficulty frontier and the per-prompt pass rates), optionally each domain's
 mean token entropy (the collapse guard) and held-out scores (forgetting, plateaus, the mu rules).
@@ -46,8 +47,9 @@ class Domain:
         ``prompt`` column, else ``{question}\n``.
     answer_field / expert_field: the row fields holding the reference answer and an expert
         demonstration (``auto``: ``expert`` when the rows have one).
-    eval_size: rows held out for evaluation (`train`: default a fifth of the rows, at most 100); for
-        the scheduler, held-out prompts per evaluation (the noise floor of its guards).
+    eval_size: rows held out for evaluation (`train`: default a fifth of the distinct prompts, at
+        most 100; a held-out prompt is never trained on); for the scheduler, held-out prompts per
+        evaluation (the noise floor of its guards).
     pool: rows in the domain's training pool, to weigh each prompt by its pass rate
         (``sampling: pass_rate``): the plan then gives one weight per row; None: uniform draws.
     levels: (easiest, hardest) difficulty level, for a domain drawn at levels: the plan then gives
@@ -81,7 +83,7 @@ class Outcome:
     level: int | None = None
 
 
-class Scheduler:
+class SchedulerBase:
     """Plans each step's domain mixture, difficulty levels, prompt weights and mu; learns from
     the outcomes it is told. ``plan()`` once per step, ``observe(...)`` with what that step scored.
 
@@ -126,7 +128,7 @@ class Scheduler:
         self._setup(planner)
 
     @classmethod
-    def from_planner(cls, planner: Planner) -> Scheduler:
+    def from_planner(cls, planner: Planner) -> SchedulerBase:
         """A Scheduler around a Planner already built (``spectrum_rl.Scheduler.from_config``)."""
         scheduler = cls.__new__(cls)
         scheduler._setup(planner)

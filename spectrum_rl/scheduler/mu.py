@@ -278,7 +278,7 @@ class GateParams(MuParams):
 
 @MU_SCHEDULES.register("gate")
 class Gate(MuSchedule):
-    """HPT: per prompt, SFT when the group's success rate <= gamma, else RL (scheduler/blend.py)."""
+    """HPT: per prompt, SFT when the group's success rate <= gamma, else RL (the switch: scheduler/blend.py weigh)."""
 
     Params = GateParams
     per_prompt = True

@@ -40,8 +40,9 @@ class DomainPlan:
 @dataclass(frozen=True)
 class StepPlan:
     """What to train on in one step: one record per domain, why, and the scheduler's own numbers
-    for the step's log line (``stats``: name -> value). ``mixture``, ``mu``, ``prompts`` and
-    ``demos`` read one field of every record (domain -> value)."""
+    for the step's log line (``stats``: name -> value). ``mixture``, ``mu``, ``prompts``, ``demos``,
+    ``levels`` and ``prompt_weights`` read one field of every record (domain -> value; all but the
+    first two only where it is set)."""
 
     domains: dict[str, DomainPlan]
     reason: str
@@ -62,6 +63,14 @@ class StepPlan:
     @property
     def demos(self) -> dict[str, int]:
         return {d: p.demos for d, p in self.domains.items() if p.demos}
+
+    @property
+    def levels(self) -> dict[str, dict[int, float]]:
+        return {d: p.levels for d, p in self.domains.items() if p.levels is not None}
+
+    @property
+    def prompt_weights(self) -> dict[str, list[float]]:
+        return {d: p.prompt_weights for d, p in self.domains.items() if p.prompt_weights is not None}
 
 
 @dataclass(frozen=True)

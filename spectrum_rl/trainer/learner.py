@@ -1,6 +1,6 @@
 """The learner stage: a step's weighted rows become ``num_iterations`` optimizer updates.
 
-    L = sum_rl w_i l_t / D_rl + sum_sft w_i nll_t / D_sft        (trainer/loss.py, objectives/losses.py)
+    L = sum_rl w_i l_t / D_rl + sum_sft w_i nll_t / D_sft        (trainer/logprobs.py, objectives/losses.py)
 
 D_rl and D_sft are the step's denominators over all processes, so that micro-batches (cut by the
 ``MicroBatchBudget``) add up to one loss. Rows of weight 0 (mu = 1, gated prompts, dropped
@@ -18,10 +18,10 @@ import math
 import torch
 
 from spectrum_rl.config.schema import TrainingConfig
-from spectrum_rl.objectives.losses import aggregate, policy_loss, rl_denominator, rl_token_loss
+from spectrum_rl.objectives.losses import aggregate, policy_loss, rl_denominator, rl_token_loss, sft_token_loss
 from spectrum_rl.trainer.batch import MicroBatch, Row
 from spectrum_rl.trainer.distributed import sum_over_processes
-from spectrum_rl.trainer.loss import sft_token_loss, token_logprobs
+from spectrum_rl.trainer.logprobs import token_logprobs
 from spectrum_rl.trainer.memory import MicroBatchBudget
 from spectrum_rl.trainer.metrics import DeviceSums, Sums
 from spectrum_rl.trainer.setup import TrainState

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from spectrum_rl.config import Config
@@ -78,6 +79,15 @@ class TrainState:
         return onednn_linear(self.onednn, self.acc.device, self.model, self.base)
 
 
+def _release_precision(precision: str) -> None:
+    """Let a second run in one process choose its own mixed precision: accelerate keeps one
+    process-wide state and refuses a new precision once an earlier ``Accelerator`` (ours, or TRL's
+    with its bf16 default) set another; the process group (``PartialState``) is kept."""
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", precision) != precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def build_state(config: Config, output_dir: Path, accelerator: Accelerator | None, *, alignment: bool) -> TrainState:
     """Accelerator, policy (+ LoRA, + sharding), frozen base, AdamW and LR schedule for ``config``;
     ``alignment``: the planner reads gradient alignment (per-domain sketches, one process only)."""
@@ -85,9 +95,12 @@ def build_state(config: Config, output_dir: Path, accelerator: Accelerator | Non
     check_trackers(config.logging.trackers)
     cuda = torch.cuda.is_available()
     bf16 = cfg.bf16 if cfg.bf16 is not None else cuda
+    precision = "bf16" if bf16 else "no"
+    if accelerator is None:
+        _release_precision(precision)
     acc = accelerator or Accelerator(
         cpu=not cuda,
-        mixed_precision="bf16" if bf16 else "no",
+        mixed_precision=precision,
         log_with=config.logging.trackers or None,
         project_dir=str(output_dir),
     )

@@ -58,7 +58,7 @@ class Joint(Policy):
         return Decision(hand_set(self.params.weights, self.names), "joint: fixed weights")
 
 
-class Phases(PolicyParams):
+class SequentialParams(PolicyParams):
     """Domains one after another, with replay of the earlier ones."""
 
     order: list[str] | None = Field(None, description="The domain order (null: the config's order).")
@@ -70,7 +70,7 @@ class Phases(PolicyParams):
 class Sequential(Policy):
     """An explicit `order`, `phase_steps` per phase, a `replay` share for earlier domains."""
 
-    Params = Phases
+    Params = SequentialParams
 
     def decide(self, step: int, view: View) -> Decision:
         p = self.params

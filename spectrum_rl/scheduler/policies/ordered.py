@@ -11,10 +11,10 @@ from pydantic import Field
 
 from spectrum_rl.scheduler.order import best_order, significant_transfer
 from spectrum_rl.scheduler.policies.base import POLICIES, Decision, Policy, View, phase_mixture
-from spectrum_rl.scheduler.policies.fixed import Phases
+from spectrum_rl.scheduler.policies.fixed import SequentialParams
 
 
-class BWTParams(Phases):
+class BWTParams(SequentialParams):
     """Phases ordered from transfer, ended by a plateau or their budget."""
 
     order: list[str] | None = Field(None, description="An explicit domain order (null: computed from transfer).")

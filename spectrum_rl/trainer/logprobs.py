@@ -1,15 +1,9 @@
-"""The spectrum loss: ``L = (1 - mu) * L_RL + mu * L_SFT``, each part a mean over its own tokens.
+"""Log-probs of completion tokens under the policy: what both parts of the spectrum loss read.
 
-RL part: the configured policy loss (``training.loss_type``: TRL's grpo, dr_grpo, dapo, bnpo,
-cispo, sapo; GSPO's sequence-level ratio), its formulas in ``objectives/losses.py``. The
-per-sequence weight (1 - mu_d) of the sequence's domain multiplies the per-token loss before
-aggregation, so a batch that mixes domains with different mu is still one loss.
-
-SFT part: mean NLL over expert tokens, each sequence weighted by mu_d; CHORD-phi
-(arXiv:2508.11408) further weights each token by phi = p (1 - p), p = exp(logp) detached.
-
-This module computes the log-probs both parts read. Denominators are passed in so that
-micro-batches of one step add up to the full-batch loss.
+The loss itself, ``L = (1 - mu) * L_RL + mu * L_SFT`` with each part a mean over its own tokens,
+is summed in ``trainer/learner.py`` from the formulas in ``objectives/losses.py``. Here: the
+training forward (each distinct prompt once, its keys and values gathered to the G rows that
+share it) and ``log softmax(logits / T)`` at the sampled tokens.
 """
 
 from __future__ import annotations
@@ -78,12 +72,3 @@ def token_logprobs(
     logits = completion_logits(model, mb, share_prefix, checkpointed).float() / temperature  # [B, T, V]
     logz = torch.logsumexp(logits, dim=-1)  # [B, T]
     return logits.gather(-1, mb.completion_ids.unsqueeze(-1)).squeeze(-1) - logz  # [B, T]
-
-
-def sft_token_loss(logp: torch.Tensor, phi: bool = False) -> torch.Tensor:
-    """Per-token NLL [B, T]; with ``phi`` each token is weighted by p(1-p) (CHORD-phi)."""
-    nll = -logp
-    if phi:
-        p = logp.detach().exp()
-        nll = nll * p * (1 - p)
-    return nll
