@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
 from pydantic import Field
 
 import spectrum_rl as srl
@@ -31,14 +32,10 @@ class Short(srl.RewardComponent):
         return [float(len(c.strip()) <= self.spec.limit) for c in completions]
 
 
-srl.register_reward("user_short")(ShortSpec)
-
-
 class FirstParams(srl.PolicyParams):
     share: float = Field(0.75, gt=0, lt=1, description="The first domain's share.")
 
 
-@srl.register_policy("user_first")
 class First(srl.Policy):
     """`share` to the first domain, the rest to the others."""
 
@@ -55,7 +52,6 @@ class StepwiseParams(srl.MuParams):
     value: float = Field(0.3, ge=0, le=1, description="mu on even steps; 0 on odd ones.")
 
 
-@srl.register_mu_schedule("user_stepwise")
 class Stepwise(srl.MuSchedule):
     Params = StepwiseParams
 
@@ -68,7 +64,6 @@ class ScaledParams(srl.LossParams):
     scale: float = Field(1.0, gt=0, description="Multiplies the loss.")
 
 
-@srl.register_loss("user_reinforce")
 class Reinforce(srl.PolicyLoss):
     Params = ScaledParams
     aggregation = "token_mean"
@@ -79,7 +74,6 @@ class Reinforce(srl.PolicyLoss):
         return srl.Surrogate(-self.params.scale * adv * logp, none, none)
 
 
-@srl.register_advantage("user_signs")
 class Signs(srl.AdvantageEstimator):
     def scale(self, centered, var, rewards, valid):
         CALLS["advantage"] += 1
@@ -108,10 +102,36 @@ class Echo(srl.RowSource):
         return rng.choices(self.rows, k=n)
 
 
-srl.register_source("user_echo")(EchoSpec)
+EXTENSIONS = [
+    (srl.register_reward, "user_short", ShortSpec),
+    (srl.register_policy, "user_first", First),
+    (srl.register_mu_schedule, "user_stepwise", Stepwise),
+    (srl.register_loss, "user_reinforce", Reinforce),
+    (srl.register_advantage, "user_signs", Signs),
+    (srl.register_source, "user_echo", EchoSpec),
+]
 
 
-def test_registered_extensions_train_for_two_steps(tmp_path, tiny_random_lm_dir):
+@pytest.fixture
+def registered():
+    """Register the extensions as a user would; remove them afterwards, so that the rest of the suite
+    (the reference page, the registries' listings) sees only the built-in entries."""
+    from spectrum_rl.objectives.advantages import ADVANTAGES
+    from spectrum_rl.objectives.losses import LOSSES
+    from spectrum_rl.rewards.base import REWARDS
+    from spectrum_rl.scheduler.mu import MU_SCHEDULES
+    from spectrum_rl.scheduler.policies import POLICIES
+    from spectrum_rl.sources.base import SOURCES
+
+    for register, name, cls in EXTENSIONS:
+        register(name)(cls)
+    CALLS.clear()
+    yield
+    for registry, (_, name, _) in zip((REWARDS, POLICIES, MU_SCHEDULES, LOSSES, ADVANTAGES, SOURCES), EXTENSIONS):
+        registry.unregister(name)
+
+
+def test_registered_extensions_train_for_two_steps(tmp_path, tiny_random_lm_dir, registered):
     def domain(name, source):
         return {
             "name": name,
