@@ -2,7 +2,8 @@
 measured side by side in one run.
 
 The earlier ``spectrum_rl`` package is read from git (``--baseline-rev``; benchmarks/README.md
-names the revision each record was measured against) into a temporary folder and its ``run_tests`` imported from there, so both run on this
+names the revision each record was measured against) into a temporary folder and its ``run_tests``
+imported from there, so both run on this
 machine, in this process, on the same completions and tests (the ``add`` row of
 configs/data/python_functions.jsonl): a correct solution, a wrong one, and one that does not load.
 Each sample is one ``run_tests`` call (one sandbox start, the code, three tests); runs alternate

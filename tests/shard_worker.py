@@ -72,9 +72,8 @@ elif mode == "rows":
         completion = torch.randint(3, 200, (2 + i % 5,), generator=gen).tolist()
         role = "sft" if i % 4 == 0 else "rl"  # rank 0 of 2 gets 3 SFT rows, rank 1 none: padding needed
         rows.append(Row(prompt, completion, role, "sorting", 1.0 - 0.05 * i, (-1.0) ** i * (0.5 + 0.1 * i)))
-    plan = trainer.planner.plan(0)
     for _ in range(3):
-        trainer.learner.update(rows[rank::world], plan)
+        trainer.learner.update(rows[rank::world])
     weights = full_state_dict(trainer.state.model) if trainer.state.sharded else trainer.policy.state_dict()
     if rank == 0:
         torch.save({k: v.detach().cpu() for k, v in weights.items()}, out / "weights.pt")

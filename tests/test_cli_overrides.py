@@ -73,10 +73,7 @@ def test_a_question_answer_file_trains_rl_only_without_an_expert_field(tmp_path,
     line = one_line_error(capsys)
     assert "domains[0].expert_field: domain 'capitals' has no expert demonstrations" in line
     assert "expert_field: answer" in line
-    assert (
-        main(["validate", path, "--set", "training.sft.mu=cosine", "--set", "domains[0].expert_field=answer"])
-        == 0
-    )
+    assert main(["validate", path, "--set", "training.sft.mu=cosine", "--set", "domains[0].expert_field=answer"]) == 0
 
 
 def test_expert_field_auto_uses_the_expert_column_when_present(tmp_path):

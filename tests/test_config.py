@@ -104,8 +104,16 @@ BAD_CONFIGS = [
         _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: python, function: 'no_such_mod_xyz:fn'}")),
         "domains[0].reward[0].function",
     ),
-    ("weights_unknown", _cfg(extra="scheduler: {policy: {type: joint, weights: {ad: 1}}}\n"), "scheduler.policy.weights.ad: unknown domain"),
-    ("weights_negative", _cfg(extra="scheduler: {policy: {type: joint, weights: {add: -1}}}\n"), "scheduler.policy.weights"),
+    (
+        "weights_unknown",
+        _cfg(extra="scheduler: {policy: {type: joint, weights: {ad: 1}}}\n"),
+        "scheduler.policy.weights.ad: unknown domain",
+    ),
+    (
+        "weights_negative",
+        _cfg(extra="scheduler: {policy: {type: joint, weights: {add: -1}}}\n"),
+        "scheduler.policy.weights",
+    ),
     ("bad_template", _cfg(GOOD_TASK + "    prompt: '{problem}'\n"), "domains[0].prompt: template field '{problem}'"),
     (
         "missing_answer_col",

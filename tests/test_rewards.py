@@ -335,7 +335,8 @@ def test_reasoning_gym_verifier():
 
 
 def test_spec_union_and_types():
-    assert len(list(REWARDS)) == 16 and "function" in REWARDS and "exact_match" in REWARDS and "reasoning_gym" in REWARDS and "http" in REWARDS
+    assert len(list(REWARDS)) == 16
+    assert {"exact_match", "reasoning_gym", "http", "function"} <= set(REWARDS)
     with pytest.raises(ValidationError):
         spec(type="exact_match", bogus=1)
     with pytest.raises(ValidationError):

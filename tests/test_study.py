@@ -83,9 +83,7 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys, monkeypatch):
 def test_analyze_run_directory(tmp_path, tiny_random_lm_dir, capsys):
     from tests.test_trainer import write_config
 
-    path = write_config(
-        tmp_path, tiny_random_lm_dir, {"steps": 3, "sft": {"mu": {"type": "staged", "sft_steps": 1}}}
-    )
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 3, "sft": {"mu": {"type": "staged", "sft_steps": 1}}})
     assert main(["train", str(path)]) == 0
     run = tmp_path / "run"
     assert main(["analyze", str(run), "--plasticity", "sorting", "--plasticity-steps", "2"]) == 0

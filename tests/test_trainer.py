@@ -122,9 +122,7 @@ def test_rl_only_run_writes_run_directory(tmp_path, tiny_random_lm_dir):
 
 
 def test_staged_gives_mu_one_then_zero(tmp_path, tiny_random_lm_dir):
-    path = write_config(
-        tmp_path, tiny_random_lm_dir, {"steps": 4, "sft": {"mu": {"type": "staged", "sft_steps": 2}}}
-    )
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 4, "sft": {"mu": {"type": "staged", "sft_steps": 2}}})
     trainer = make_trainer(path)
     trainer.train()
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
@@ -453,5 +451,6 @@ def test_dynamic_sampling_replaces_groups_without_signal(tmp_path, tiny_random_l
     assert made == [4, 4, 4] and m["dynamic_sampling/resampled"] == 8 and m["dynamic_sampling/zero_std_left"] == 1.0
     assert m["samples/sorting"] == 3 * 4 * 3  # every rollout made is measured: 3 rounds x 4 prompts x G=3
     (tmp_path / "plain").mkdir()
-    plain = make_trainer(write_config(tmp_path / "plain", tiny_random_lm_dir, {"steps": 1}, domains=[task])).train_step()
+    plain_config = write_config(tmp_path / "plain", tiny_random_lm_dir, {"steps": 1}, domains=[task])
+    plain = make_trainer(plain_config).train_step()
     assert "dynamic_sampling/resampled" not in plain

@@ -99,7 +99,10 @@ def test_mismatched_settings_are_clear_errors(tmp_path, tiny_random_lm_dir):
     domains = [srl.Domain("math"), srl.Domain("code"), srl.Domain("poems")]
     with pytest.raises(ValueError, match="prompts_per_step=4"):
         ScheduledGRPOTrainer(
-            **kw, args=_args(tmp_path, 2), train_dataset=_dataset(), scheduler=srl.Scheduler(domains, prompts_per_step=3)
+            **kw,
+            args=_args(tmp_path, 2),
+            train_dataset=_dataset(),
+            scheduler=srl.Scheduler(domains, prompts_per_step=3),
         )
     with pytest.raises(ValueError, match=r"no rows of \['art'\]"):
         ScheduledGRPOTrainer(

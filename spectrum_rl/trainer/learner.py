@@ -122,8 +122,11 @@ class Learner:
         with st.kernels():  # one block per optimizer pass: the weights change after it
             for b, (mb, is_rl) in enumerate(batches):
                 last = b == len(batches) - 1
-                if st.grad_scale is not None:
-                    st.grad_scale.copy_(layer_scales[0 if is_rl else 1])
+                if st.grad_scale is not None:  # per-layer mu; none given: every layer at 1
+                    if layer_scales is None:
+                        st.grad_scale.fill_(1.0)
+                    else:
+                        st.grad_scale.copy_(torch.as_tensor(layer_scales[0 if is_rl else 1]))
                 # DDP: one gradient all-reduce per pass; FSDP reduce-scatters each micro-batch's gradients
                 sync = contextlib.nullcontext() if last or st.sharded else st.acc.no_sync(st.model)
                 with sync, st.acc.autocast():
