@@ -118,6 +118,7 @@ def planner_for(config: Config, domains: Sequence[BuiltDomain], base_dir: Path |
         transfer_stderr=stderr,
         steps=t.steps,
         eval_n={d.name: len(d.eval_examples()) for d in domains},
+        seed=config.run.seed,
     )
 
 

@@ -39,6 +39,55 @@ def test_the_frontier_moves_up_when_a_level_is_mastered_and_back_when_forgotten(
     assert again.distribution() == frontier.distribution()
 
 
+def _plant(frontier: Frontier, level: int, rate: float, groups: int, rng: random.Random) -> None:
+    for _ in range(groups):
+        frontier.observe(level, [float(rng.random() < rate) for _ in range(8)])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_level_whose_sampled_pass_rate_plateaus_below_promote_is_passed(seed):
+    """Greedy right, sampled pass rate flat at 0.65 (< promote 0.8): without the plateau rule the
+    frontier stays there most of the time (a lucky group lifts the estimate for a moment); with it,
+    the frontier moves on within 2 k + 32 groups (k = 8; the slowest of 200 seeds took 33) and stays."""
+    rng = random.Random(seed)
+    stalled, at_2 = Frontier(2, 5, DifficultyConfig(plateau_groups=10**6)), 0
+    for _ in range(200):
+        _plant(stalled, 2, 0.65, 1, rng)
+        at_2 += stalled.frontier == 2
+    assert at_2 > 140
+    frontier = Frontier(2, 5, CFG)
+    _plant(frontier, 2, 0.65, 2 * CFG.plateau_groups + 32, rng)
+    after = []
+    for _ in range(100):
+        _plant(frontier, 2, 0.65, 1, rng)
+        after.append(frontier.frontier)
+    assert set(after) == {3}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_level_flat_below_the_floor_or_rising_is_not_passed(seed):
+    """Flat at 0.3: its groups still teach, so it stays the frontier; rising 0.05 -> 0.45 likewise."""
+    rng = random.Random(seed)
+    flat = Frontier(2, 5, CFG)
+    _plant(flat, 2, 0.3, 200, rng)
+    rising = Frontier(2, 5, CFG)
+    for g in range(100):
+        _plant(rising, 2, 0.05 + 0.004 * g, 1, rng)
+    assert flat.frontier == 2 and rising.frontier == 2
+
+
+def test_a_plateau_passed_level_that_is_forgotten_is_the_frontier_again():
+    rng = random.Random(0)
+    frontier = Frontier(2, 5, CFG)
+    _plant(frontier, 2, 0.65, 40, rng)
+    assert frontier.frontier == 3
+    again = Frontier(2, 5, CFG)
+    again.load_state_dict(json.loads(json.dumps(frontier.state_dict())))
+    assert again.frontier == 3 and again.distribution() == frontier.distribution()
+    _plant(frontier, 2, 0.0, CFG.plateau_groups, rng)
+    assert frontier.frontier == 2
+
+
 def _config(tmp_path, difficulty: dict):
     """The test config with its first (sorting) domain's difficulty knobs replaced."""
     path = write_config(tmp_path, "builtin:tiny")

@@ -481,6 +481,19 @@ def test_thompson_draws_an_unmeasured_arm_again_and_is_reproducible():
     assert again.plan(45) == p.plan(45)
 
 
+def test_a_drawing_policy_draws_from_the_run_seed():
+    """Two seeds' thompson plans differ (their draws are independent); one seed's plans repeat."""
+    import spectrum_rl as srl
+
+    def plans(seed: int) -> list[dict]:
+        domains = [srl.Domain("a", levels=(1, 4)), srl.Domain("b"), srl.Domain("c")]
+        scheduler = srl.Scheduler(domains, prompts_per_step=8, policy="thompson", seed=seed)
+        return [scheduler.plan().mixture for _ in range(5)]
+
+    assert plans(0) == plans(0) and plans(1) == plans(1)
+    assert plans(0) != plans(1)
+
+
 def test_oracle_static_and_ladder_follow_the_hand_set_weights():
     weights, level_weights = {"s1": 3.0, "c1": 1.0}, {"s1": {3: 1.0, 4: 1.0}}
     static = ladder_planner("oracle_static", weights=weights, level_weights=level_weights).plan(0)

@@ -94,6 +94,7 @@ class SchedulerBase:
         overrides ``scheduler``'s.
     scheduler: the `scheduler:` section of a run config (a mapping or ``SchedulerConfig``).
     sft: the `training.sft:` section (mu schedules; default: RL only, mu = 0).
+    seed: the run's seed; a policy that draws (``thompson``) derives its draws from it and the step.
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class SchedulerBase:
         policy: str | None = None,
         scheduler: SchedulerConfig | Mapping[str, Any] | None = None,
         sft: SFTConfig | Mapping[str, Any] | None = None,
+        seed: int = 0,
     ) -> None:
         domains = [d if isinstance(d, Domain) else Domain(**d) for d in domains]
         names = [d.name for d in domains]
@@ -124,6 +126,7 @@ class SchedulerBase:
             ladders={d.name: d.levels for d in domains if d.levels is not None},
             steps=steps,
             eval_n={d.name: d.eval_size for d in domains if d.eval_size is not None},
+            seed=seed,
         )
         self._setup(planner)
 

@@ -25,7 +25,7 @@ from spectrum_rl.scheduler.shares import Credit
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability, OnlineTransfer
 from spectrum_rl.scheduler.step import DomainPlan, StepPlan, StepSignals
 
-STATE_LAYOUT = 7
+STATE_LAYOUT = 8
 """The layout of ``Planner.state_dict``; a state of another layout is refused (``load_state_dict``)."""
 
 
@@ -50,11 +50,12 @@ class Planner:
         transfer_stderr: np.ndarray | None = None,
         steps: int | None = None,
         eval_n: Mapping[str, int] | None = None,
+        seed: int = 0,
     ) -> None:
         """``pools``: domain -> training pool size, for the domains with ``sampling: pass_rate``;
         ``ladders``: domain -> (easiest, hardest) level, for the domains with a difficulty range;
         ``steps``: the run's budget; ``eval_n``: domain -> held-out prompts per eval (for the
-        guards' noise floors)."""
+        guards' noise floors); ``seed``: the run's seed, from which a policy's draws derive."""
         names = list(kinds)
         sc = scheduler
         self.names, self.sft, self.prompts_per_step = names, sft, prompts_per_step
@@ -70,6 +71,7 @@ class Planner:
             ladders=dict(ladders or {}),
             eval_n=dict(eval_n or {}),
             total_steps=steps,
+            seed=seed,
         )
         self.view.transfer, self.view.transfer_stderr = transfer, transfer_stderr
         self.online = OnlineTransfer(names)

@@ -124,12 +124,13 @@ class DUMP(LearnabilityBandit):
 @POLICIES.register("thompson")
 class Thompson(Policy):
     """BOTS-style Thompson sampling over (domain, level) arms (module docstring). The draws are
-    seeded by the step, so a resumed run draws what the uninterrupted one did."""
+    seeded by (run seed, step): a resumed run draws what the uninterrupted one did, and runs of
+    different seeds draw independently."""
 
     Params = MinWeight
 
     def decide(self, step: int, view: View) -> Decision:
-        rng = np.random.default_rng(step)
+        rng = np.random.default_rng([view.seed, step])
         arms = [arm(n, level) for n in self.names for level in _levels(view, n)]
         draws = {a: rng.beta(*view.learnability.posterior(a)) for a in arms}
         scores = {a: p * (1 - p) for a, p in draws.items()}

@@ -137,6 +137,7 @@ class View:
     ladders: dict[str, tuple[int, int]] = field(default_factory=dict)  # domain -> (easiest, hardest) level
     eval_n: dict[str, int] = field(default_factory=dict)  # domain -> held-out prompts per eval
     total_steps: int | None = None  # the run's budget
+    seed: int = 0  # the run's seed: a policy that draws derives its stream from (seed, step)
 
     def stderr(self, domain: str, score: float) -> float:
         """Binomial standard error of an eval score, sqrt(p (1 - p) / n) (0 when n is unknown)."""
