@@ -295,3 +295,27 @@ def test_holm_and_the_paired_t_test():
     assert paired_p(a, b) == pytest.approx(ttest_rel(a, b).pvalue)
     assert paired_p([1.0, 2.0], [0.0, 1.0]) == 0.0 and paired_p([1.0, 2.0], [1.0, 2.0]) == 1.0
     assert np.isnan(paired_p([1.0], [0.0]))
+
+
+def test_held_out_course_flags_a_drop_beyond_two_standard_errors():
+    from spectrum_rl.scheduler.continual import held_out_course
+    from spectrum_rl.trainer.run import held_out_table
+
+    evals = [
+        {"step": 0, "eval/a": 0.70, "eval/b": 0.70, "eval/c": 0.10},
+        {"step": 10, "eval/a": 0.75, "eval/b": 0.72, "eval/c": 0.50},
+        {"step": 20, "eval/a": 0.40, "eval/b": 0.62, "eval/c": 0.60},
+    ]
+    course, bwt, se = held_out_course(evals, ["a", "b", "c"], {"a": 64, "b": 64, "c": 64})
+    # a: 0.70 -> 0.40 on 64 prompts, 2 SE of the difference ~0.16: fell; b: -0.08, within the noise
+    assert course["a"].fell and course["a"].forgot and not course["b"].fell and not course["c"].fell
+    assert (course["c"].start, course["c"].best, course["c"].end) == (0.10, 0.60, 0.60)
+    assert bwt == pytest.approx(((0.40 - 0.75) + (0.62 - 0.72) + 0.0) / 3)
+    assert 0 < se < 0.1
+    from rich.console import Console
+
+    console = Console(width=120, record=True)
+    console.print(held_out_table(evals, ["a", "b", "c"], {"a": 64, "b": 64, "c": 64}))
+    text = console.export_text()
+    assert "! fell" in text.splitlines()[[i for i, line in enumerate(text.splitlines()) if " a " in line][0]]
+    assert "BWT (mean of end - best) -0.150" in text

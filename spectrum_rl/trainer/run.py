@@ -16,7 +16,8 @@ from rich.table import Table
 from spectrum_rl.config import Config
 from spectrum_rl.domains import BuiltDomain
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.trainer.checkpoint import list_checkpoints
+from spectrum_rl.scheduler.continual import held_out_course
+from spectrum_rl.trainer.checkpoint import list_checkpoints, read_jsonl
 from spectrum_rl.trainer.lock import RunLock
 from spectrum_rl.trainer.loop import Trainer
 
@@ -88,13 +89,34 @@ def run_training(
     if trainer.state.is_main:
         if decisions and config.logging.progress:
             console.print(scheduler_table(decisions, config.domain_names))
+        evals = read_jsonl(out / "eval.jsonl")
+        sizes = {d.name: len(d.eval_examples()) for d in trainer.domains.values()}
+        console.print(held_out_table(evals, config.domain_names, sizes))
         mean = sum(scores.values()) / max(len(scores), 1)
-        console.print(
-            f"done: {trainer.step} steps; held-out mean {mean:.3f} "
-            + " ".join(f"{k}={v:.2f}" for k, v in scores.items())
-        )
+        console.print(f"done: {trainer.step} steps; held-out mean {mean:.3f}")
         console.print(f"run directory: {out} (metrics.jsonl, eval.jsonl, checkpoints/, final/)")
     return scores
+
+
+def held_out_table(evals: list[dict[str, Any]], names: list[str], sizes: dict[str, int]) -> Table:
+    """Each domain's held-out score at the run's first evaluation, its best and its last, flagged
+    where the end is below the start (or the best) by more than two standard errors; the run's BWT
+    (mean of end - best) below (scheduler/continual.py ``held_out_course``)."""
+    course, bwt, se = held_out_course(evals, names, sizes)
+    first, last = (evals[0]["step"], evals[-1]["step"]) if evals else (0, 0)
+    table = Table(
+        title=f"held-out score per domain, step {first} -> best -> step {last} (! = more than 2 SE below)",
+        title_justify="left",
+        caption=f"BWT (mean of end - best) {bwt:+.3f} ± {2 * se:.3f}" + (" !" if -bwt > 2 * se else ""),
+        caption_justify="left",
+    )
+    for col in ("domain", "n", "start", "best", "end", "end - start", ""):
+        table.add_column(col, justify="left" if col == "domain" else "right")
+    for d, c in course.items():
+        flags = ("! fell" if c.fell else "") + (" ! forgot" if c.forgot and not c.fell else "")
+        cells = (f"{c.start:.2f}", f"{c.best:.2f}", f"{c.end:.2f}", f"{c.end - c.start:+.2f}")
+        table.add_row(d, str(c.n), *cells, flags.strip())
+    return table
 
 
 def scheduler_table(decisions: list[dict[str, Any]], names: list[str], parts: int = 4) -> Table:
