@@ -283,8 +283,8 @@ def test_detect_all_eval_sizes_per_domain_and_for_the_mean():
     assert detect_all({"a": flat, "c": flat, "mean": small_dip}, eval_sizes=sizes)["mean"].disruption is not None
 
 
-def test_holm_and_the_paired_t_test():
-    from scipy.stats import ttest_rel
+def test_holm_and_the_paired_sign_flip_test():
+    import itertools
 
     from spectrum_rl.analysis.stats import holm, paired_p
 
@@ -292,8 +292,22 @@ def test_holm_and_the_paired_t_test():
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, float("nan"), 0.6]) == pytest.approx([1.0, float("nan"), 1.0], nan_ok=True)  # m = 2
     a, b = [1.0, 2.0, 3.0, 4.5], [0.5, 1.9, 2.2, 3.0]
-    assert paired_p(a, b) == pytest.approx(ttest_rel(a, b).pvalue)
-    assert paired_p([1.0, 2.0], [0.0, 1.0]) == 0.0 and paired_p([1.0, 2.0], [1.0, 2.0]) == 1.0
+    # by hand: the differences 0.5, 0.1, 0.8, 1.5 under all 16 sign assignments; |sum| >= 2.9 only
+    # for all-plus and all-minus, and 2.7 (0.1 flipped) falls short: p = 2/16
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    flips = [abs(sum(s * x for s, x in zip(signs, d, strict=True))) for signs in itertools.product((1, -1), repeat=4)]
+    exact = sum(f >= abs(sum(d)) - 1e-12 for f in flips) / len(flips)
+    assert exact == pytest.approx(2 / 16)
+    assert paired_p(a, b) == pytest.approx(exact)
+    # differences -0.3, 0.8, -0.4, 0.9, 0.5 (sum 1.5): 10 of the 32 assignments reach |sum| >= 1.5
+    a2, b2 = [1.0, 2.0, 3.0, 4.0, 5.0], [1.3, 1.2, 3.4, 3.1, 4.5]
+    d2 = [x - y for x, y in zip(a2, b2, strict=True)]
+    flips2 = [abs(sum(s * x for s, x in zip(signs, d2, strict=True))) for signs in itertools.product((1, -1), repeat=5)]
+    exact2 = sum(f >= abs(sum(d2)) - 1e-12 for f in flips2) / len(flips2)
+    assert exact2 == pytest.approx(10 / 32) and paired_p(a2, b2) == pytest.approx(exact2)
+    assert paired_p(b2, a2) == pytest.approx(exact2)  # two-sided: the order of the arms does not matter
+    # two equal differences: only the two unanimous signs (of 4) reach it; no difference: p = 1
+    assert paired_p([1.0, 2.0], [0.0, 1.0]) == pytest.approx(0.5) and paired_p([1.0, 2.0], [1.0, 2.0]) == 1.0
     assert np.isnan(paired_p([1.0], [0.0]))
 
 
@@ -319,3 +333,19 @@ def test_held_out_course_flags_a_drop_beyond_two_standard_errors():
     text = console.export_text()
     assert "! fell" in text.splitlines()[[i for i, line in enumerate(text.splitlines()) if " a " in line][0]]
     assert "BWT (mean of end - best) -0.150" in text
+
+
+def test_a_zero_variance_paired_difference_has_no_t_interval_and_an_exact_p():
+    """Three seeds whose differences are all 7/256: no t interval (a zero-width one would claim
+    certainty), and the exact sign-flip p is 2/8 = 0.25, not the t-test's 0."""
+    from spectrum_rl.analysis.stats import paired_diff, paired_p, sign_flip_p
+
+    a, b = [0.5 + 7 / 256, 0.6 + 7 / 256, 0.4 + 7 / 256], [0.5, 0.6, 0.4]
+    d = paired_diff(a, b)
+    assert not d.defined and d.to_dict()["ci_low"] is None and d.mean == pytest.approx(7 / 256)
+    assert paired_p(a, b) == pytest.approx(0.25)
+    assert sign_flip_p([0.1] * 8) == pytest.approx(2 / 256)  # the smallest p at n = 8
+    assert sign_flip_p([1.0, -1.0, 1.0, -1.0]) == 1.0
+    # above the exact range: seeded random flips, close to the exact value
+    many = [0.05 * (k % 5) - 0.04 for k in range(20)]
+    assert sign_flip_p(many) == pytest.approx(sign_flip_p(many, exact_up_to=20), abs=0.01)

@@ -454,3 +454,20 @@ def test_dynamic_sampling_replaces_groups_without_signal(tmp_path, tiny_random_l
     plain_config = write_config(tmp_path / "plain", tiny_random_lm_dir, {"steps": 1}, domains=[task])
     plain = make_trainer(plain_config).train_step()
     assert "dynamic_sampling/resampled" not in plain
+
+
+def test_a_rollout_budget_counts_every_completion_generated_and_ends_the_run(tmp_path, tiny_random_lm_dir):
+    """Exact match alone on a random model: every group is without signal, so dynamic sampling
+    generates 3 rounds x 4 prompts x G=3 = 36 completions a step. A budget of 80 ends the run after
+    the step that reaches it (3 steps, 108 generated), with a last evaluation there; a resumed run
+    continues the count."""
+    training = {"steps": 10, "dynamic_sampling": 2, "max_rollouts": 80, "save_every": 1}
+    path = write_config(tmp_path, tiny_random_lm_dir, training, domains=[SORTING_EXACT], eval={"every": 2})
+    assert main(["train", str(path)]) == 0
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [m["rollouts/generated"] for m in metrics] == [36, 36, 36]
+    assert [m["rollouts/total"] for m in metrics] == [36, 72, 108]
+    evals = read_jsonl(tmp_path / "run" / "eval.jsonl")
+    assert [(e["step"], e["rollouts"]) for e in evals] == [(0, 0), (2, 72), (3, 108)]
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step-2" / "trainer_state.json").read_text())
+    assert state["rollouts"] == 72

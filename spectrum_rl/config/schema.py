@@ -229,6 +229,13 @@ class TrainingConfig(StrictModel):
         "scored (0: off). Logged as `dynamic_sampling/resampled` (prompts drawn again) and "
         "`dynamic_sampling/zero_std_left` (groups still without signal after the last round).",
     )
+    max_rollouts: int | None = Field(
+        None,
+        ge=1,
+        description="A compute budget: stop after the step at which this many completions have been generated "
+        "(all processes; every completion sampled, those dynamic sampling replaces included; `steps` stays the "
+        "cap). Logged as `rollouts/generated` (per step) and `rollouts/total`; eval.jsonl records `rollouts`.",
+    )
     sft: SFTConfig = Field(default_factory=SFTConfig)
     bf16: bool | None = Field(None, description="bf16 autocast: null = on when a CUDA GPU is used.")
     gradient_checkpointing: bool | Literal["auto"] = Field(

@@ -1,5 +1,5 @@
-"""The study's family of paired comparisons: which pairs of arms are compared, each pair's paired
-t-test over seeds, and Holm's correction over the family with Bonferroni intervals (the
+"""The study's family of paired comparisons: which pairs of arms are compared, each pair's exact
+sign-flip test over seeds, and Holm's correction over the family with Bonferroni intervals (the
 statistics are in ``analysis/stats.py``). The claims C1 and C4 and the curriculum goal read their
 verdicts from this family.
 """
@@ -99,7 +99,8 @@ def compare_family(
     _adjust(areas, areas_d, alpha)
     return {
         "alpha": alpha,
-        "method": "paired t-test per pair (seeds as the unit), Holm over the family; Bonferroni intervals; the "
+        "method": "exact sign-flip test per pair (seeds as the unit), Holm over the family; Bonferroni t intervals "
+        "(none where every per-seed difference is equal); the "
         "final mean, each domain's final score and the area under the eval curve are three families",
         "primary_family_size": len(primary),
         "secondary_family_size": len(secondary),

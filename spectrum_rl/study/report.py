@@ -205,7 +205,15 @@ def _interval_parts(x: dict | None) -> tuple[float, tuple[float, float] | None, 
     if not x or not _finite(x.get("mean")):
         return None
     method = str(x.get("method") or "")
-    short = "paired t" if "paired" in method else "t" if method.startswith("Student t") else method
+    short = (
+        "paired, sign-flip p"
+        if "sign-flip" in method
+        else "paired t"
+        if "paired" in method
+        else "t"
+        if method.startswith("Student t")
+        else method
+    )
     tail = f"n={x.get('n', '?')}" + (f", {short}" if short else "")
     lo, hi = x.get("ci_low"), x.get("ci_high")
     return x["mean"], ((lo, hi) if _finite(lo) and _finite(hi) else None), tail
@@ -373,7 +381,7 @@ over the seeds at each eval step; the dotted line is the score before training.<
 <h2>Final held-out score per domain</h2>{_final_domain_table(summary)}
 <h2>Paired comparisons (one family, Holm-corrected)</h2>
 <p>Final held-out score of one arm minus another, paired by seed over the seeds both ran: mean difference,
-its 95% Student-t interval over the per-seed differences, n, the paired t-test's two-sided p and its
+its 95% Student-t interval over the per-seed differences, n, the exact sign-flip test's two-sided p and its
 Holm-adjusted p. The held-out mean is one family (every arm against joint, spectrum against staged,
 chord_mu and adaptive_mu, chord_mu against staged); the per-domain cells are a second family. Bold:
 0 excluded after adjustment (Holm p &lt; 0.05).</p>{_comparison_table(summary)}
@@ -422,7 +430,7 @@ def claims_markdown(summary: dict[str, Any]) -> str:
     if comparisons:
         lines += [
             "",
-            "Final held-out mean differences, paired by seed: mean [95% CI], n; the paired t-test's p and its Holm-",
+            "Final held-out mean differences, paired by seed: mean [95% CI], n; the exact sign-flip test's p and its Holm-",
             "adjusted p over the family of these comparisons; **excludes 0** after adjustment (Holm p < 0.05).",
             "",
             "| difference | held-out mean | p | Holm p | after adjustment |",

@@ -47,7 +47,7 @@ from spectrum_rl.trainer.sharding import SHARDED_DIR, full_state_dict, load_shar
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 OLD_STATE_FILE = "trainer_state.pt"  # the layout before FORMAT 1: everything in one pickle, never loaded
-FORMAT = 1  # the layout of trainer_state.json; a newer one is refused
+FORMAT = 2  # the layout of trainer_state.json (2: with the rollouts generated); another one is refused
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _TO_PROCEED = "delete that checkpoint folder to resume from an older one, or start afresh with `train --overwrite`"
 
@@ -156,10 +156,16 @@ def read_state(folder: Path, *, optimizer: bool = False) -> dict[str, Any]:
             "spectrum-rl to resume it",
             file=str(file),
         )
-    kinds = {"step": int, "planner": dict, "lr_scheduler": dict}
+    if isinstance(version, int) and 0 < version < FORMAT:
+        raise ConfigError(
+            f"written by an older spectrum-rl (checkpoint format {version}; this one reads {FORMAT}); resume it "
+            "with that version, or start afresh with `train --overwrite`",
+            file=str(file),
+        )
+    kinds = {"step": int, "rollouts": int, "planner": dict, "lr_scheduler": dict}
     if version != FORMAT or any(not isinstance(state.get(k), t) for k, t in kinds.items()):
         raise ConfigError(
-            f"not a trainer state of spectrum-rl (format {FORMAT} with step, planner, lr_scheduler); {_TO_PROCEED}",
+            f"not a trainer state of spectrum-rl (format {FORMAT} with {', '.join(kinds)}); {_TO_PROCEED}",
             file=str(file),
         )
     del state["format"]

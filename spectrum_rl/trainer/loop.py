@@ -55,7 +55,7 @@ class Trainer:
         self.state = build_state(config, self.output_dir, accelerator, alignment=bool(self.planner.alignment_every))
         self.experience = ExperienceMaker(self.state, self.domains, config)
         self.learner = Learner(self.state, self.cfg)
-        self.step = 0
+        self.step, self.rollouts = 0, 0  # optimizer steps and completions generated so far
         if self.state.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         if resume and (saved := load_run_state(self.state, self.output_dir)) is not None:
@@ -69,13 +69,14 @@ class Trainer:
                     file=str(self.output_dir / "checkpoints"),
                 ) from None
             self.step = int(saved["step"])
+            self.rollouts = int(saved["rollouts"])
 
     @property
     def policy(self) -> torch.nn.Module:
         return self.state.policy
 
     def train(self, on_step: Callable[[dict[str, Any]], None] | None = None) -> dict[str, float]:
-        """Run until ``training.steps``; returns the last held-out scores."""
+        """Run until ``training.steps`` (or ``training.max_rollouts``); returns the last held-out scores."""
         st, log = self.state, self.config.logging
         if st.is_main and self.step == 0:
             (self.output_dir / "config.yaml").write_text(
@@ -88,17 +89,19 @@ class Trainer:
         scores = self.evaluate() if self.step == 0 else {}
         nonfinite_run = 0
         with StopOnSignal() as stop:
-            while self.step < self.cfg.steps:
+            while self.step < self.cfg.steps and not self.budget_spent:
                 metrics = self.train_step()
                 self.step += 1
-                metrics["step"] = self.step
+                self.rollouts += int(metrics.get("rollouts/generated", 0))
+                metrics["step"], metrics["rollouts/total"] = self.step, self.rollouts
+                last = self.step == self.cfg.steps or self.budget_spent
                 if st.is_main:
                     append_jsonl(self.output_dir / "metrics.jsonl", metrics)
                 if log.trackers:
                     st.acc.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=self.step)
-                if self.step % self.config.eval.every == 0 or self.step == self.cfg.steps:
+                if self.step % self.config.eval.every == 0 or last:
                     scores = self.evaluate()
-                if self.cfg.save_every and self.step % self.cfg.save_every == 0 and self.step < self.cfg.steps:
+                if self.cfg.save_every and self.step % self.cfg.save_every == 0 and not last:
                     self.save_checkpoint()
                 if on_step is not None:
                     on_step(metrics)
@@ -112,7 +115,7 @@ class Trainer:
                     )
                 # A signal on any process stops all of them, after a checkpoint to resume from.
                 signum = agreed_signal(st.acc, stop.signum)
-                if signum and self.step < self.cfg.steps:
+                if signum and not last:
                     path = self.save_checkpoint()
                     raise TrainingInterrupted(signum, self.step, str(path) if path else None)
         save_final(st, self.output_dir / "final", merge_lora=self.cfg.lora is not None)
@@ -120,6 +123,11 @@ class Trainer:
         if log.trackers:
             st.acc.end_training()
         return scores
+
+    @property
+    def budget_spent(self) -> bool:
+        """Whether ``training.max_rollouts`` completions have been generated."""
+        return self.cfg.max_rollouts is not None and self.rollouts >= self.cfg.max_rollouts
 
     def train_step(self, plan: StepPlan | None = None) -> dict[str, Any]:
         """One rollout batch and num_iterations optimizer steps; tells the planner what the step
@@ -195,10 +203,11 @@ class Trainer:
         scores = {name: round(v, 6) for name, v in result.scores.items()}
         self.planner.observe_eval(self.step, scores)
         if self.state.is_main:
-            append_jsonl(self.output_dir / "eval.jsonl", eval_record(self.step, result, time.perf_counter() - t0))
+            record = eval_record(self.step, result, time.perf_counter() - t0)
+            append_jsonl(self.output_dir / "eval.jsonl", {**record, "rollouts": self.rollouts})
         return scores
 
     def save_checkpoint(self) -> Path | None:
         """Write ``checkpoints/step-N`` (trainer/checkpoint.py); every process takes part."""
-        extra = {"step": self.step, "planner": self.planner.state_dict()}
+        extra = {"step": self.step, "rollouts": self.rollouts, "planner": self.planner.state_dict()}
         return save_run_state(self.state, self.output_dir / "checkpoints", self.step, extra, self.cfg.keep_checkpoints)
