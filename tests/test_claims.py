@@ -20,8 +20,10 @@ from spectrum_rl.study.report import claims_markdown
 
 KINDS = {"s": "structured", "s2": "structured", "c": "creative", "c2": "creative"}
 PAIRS = [("chord_mu", "staged"), ("structured_first", "joint")]
-BASE = [0.2, 0.5, 0.8]  # seeds differ a lot: only a paired comparison sees a steady gain
-GAIN = [0.10, 0.12, 0.11]
+# 8 seeds: the sign-flip test's smallest p is 2/2^8 = 0.0078, so a steady gain survives Holm over
+# the family (3 seeds never can: 2/2^3 = 0.25)
+BASE = [0.2, 0.5, 0.8, 0.3, 0.6, 0.4, 0.7, 0.35]  # seeds differ a lot: only a paired comparison sees a steady gain
+GAIN = [0.10, 0.12, 0.11, 0.13, 0.09, 0.11, 0.12, 0.10]  # mean 0.11, positive in every seed
 FEW = "at least 3 are needed for evidence"
 
 
@@ -72,10 +74,12 @@ def c1(staged, chord, disrupted, family=None) -> dict:
 
 
 def test_c1_supported_paired_by_seed():
-    got = c1(BASE, plus(BASE, GAIN), [True, True, False])
-    assert got["verdict"] == SUPPORTED and got["staged_disruption_seeds"] == "2/3"
+    got = c1(BASE, plus(BASE, GAIN), [True] * 5 + [False] * 3)
+    assert got["verdict"] == SUPPORTED and got["staged_disruption_seeds"] == "5/8"
     diff = got["chord_mu_minus_staged"]
-    assert diff["mean"] == pytest.approx(0.11) and diff["n"] == 3 and diff["excludes_0"]
+    assert diff["mean"] == pytest.approx(0.11) and diff["n"] == 8 and diff["excludes_0"]
+    # a family of 1: Holm leaves the exact p (stored to 6 decimals) as it is
+    assert diff["p"] == pytest.approx(2 / 2**8, abs=1e-6) and diff["p_holm"] == diff["p"]
     assert diff["adjusted"]["ci_low"] > 0 and "above 0" in got["reason"] and "Holm p" in got["reason"]
     # Unpaired, the seed-to-seed spread (0.2 .. 0.8) would swamp the 0.11 gain.
     assert t_interval(BASE).hi > t_interval(plus(BASE, GAIN)).lo
@@ -84,49 +88,54 @@ def test_c1_supported_paired_by_seed():
 @pytest.mark.parametrize(
     ("gain", "words"),
     [
-        ([-0.10, -0.12, -0.11], "below 0 after adjustment"),
-        ([0.001, -0.002, 0.0005], "within"),  # straddles 0, inside the margin
-        ([0.005, 0.006, 0.007], "within"),  # above 0 but surely below the margin
+        ([-g for g in GAIN], "below 0 after adjustment"),
+        ([0.001, -0.002, 0.0005, 0.002, -0.001, 0.0015, -0.0005, 0.001], "within"),  # straddles 0, inside the margin
+        ([0.005, 0.006, 0.007, 0.006, 0.005, 0.007, 0.006, 0.005], "within"),  # above 0 but surely below the margin
     ],
 )
 def test_c1_not_supported(gain, words):
-    got = c1(BASE, plus(BASE, gain), [True] * 3)
+    got = c1(BASE, plus(BASE, gain), [True] * 8)
     assert got["verdict"] == NOT_SUPPORTED and words in got["reason"]
     assert got["equivalence_margin"] == EQUIVALENCE_MARGIN
 
 
 def test_c1_no_disruption_is_inconclusive_not_a_refutation():
-    got = c1(BASE, plus(BASE, GAIN), [False] * 3)
-    assert got["verdict"] == INCONCLUSIVE and "no staged seed (0/3)" in got["reason"]
+    got = c1(BASE, plus(BASE, GAIN), [False] * 8)
+    assert got["verdict"] == INCONCLUSIVE and "no staged seed (0/8)" in got["reason"]
     assert "not evidence of none" in got["reason"] and "sensitivity" in got["reason"]
 
 
 @pytest.mark.parametrize(
     ("gain", "disrupted", "words"),
     [
-        ([0.15, -0.10, 0.05], [True] * 3, "0 not excluded"),
-        (GAIN, [True, False, False], "only 1/3"),
+        ([0.15, -0.10, 0.05], [True] * 3, "0 not excluded"),  # 3 seeds
+        (GAIN, [True] * 3 + [False] * 5, "only 3/8"),  # the difference is above 0: the disruption decides
         ([0.15, -0.10, 0.05], [False, True, False], "not excluded after adjustment; staged disrupted in only 1/3"),
-        (GAIN + [0.1], [True, True, False, False], "only 2/4"),  # a tie is not most
+        (GAIN, [True] * 4 + [False] * 4, "only 4/8"),  # a tie is not most
     ],
 )
 def test_c1_inconclusive(gain, disrupted, words):
-    base = (BASE + [0.4])[: len(gain)]
+    base = BASE[: len(gain)]
     got = c1(base, plus(base, gain), disrupted)
     assert got["verdict"] == INCONCLUSIVE and words in got["reason"]
+    if gain == GAIN:
+        assert got["chord_mu_minus_staged"]["excludes_0"] and "0 not excluded" not in got["reason"]
 
 
 def test_c1_reads_the_adjusted_comparison():
-    gain = [0.10, 0.20, 0.15]  # raw paired p ~ 0.035: above 0 alone, not after Holm over two such pairs
-    assert c1(BASE, plus(BASE, gain), [True] * 3)["verdict"] == SUPPORTED
+    # 6 seeds, all gains positive: raw sign-flip p = 2/2^6 = 0.031, above 0 alone, but Holm over two
+    # such pairs makes it 0.0625
+    base, gain = BASE[:6], [0.10, 0.20, 0.15, 0.12, 0.18, 0.14]
+    assert c1(base, plus(base, gain), [True] * 6)["verdict"] == SUPPORTED
     runs = {
-        "staged": [run(f) for f in BASE],
-        "chord_mu": [run(f) for f in plus(BASE, gain)],
-        "joint": [run(f) for f in BASE],
-        "structured_first": [run(f) for f in plus(BASE, gain)],
+        "staged": [run(f) for f in base],
+        "chord_mu": [run(f) for f in plus(base, gain)],
+        "joint": [run(f) for f in base],
+        "structured_first": [run(f) for f in plus(base, gain)],
     }
-    got = c1(BASE, plus(BASE, gain), [True] * 3, family=family_of(runs))
+    got = c1(base, plus(base, gain), [True] * 6, family=family_of(runs))
     entry = got["chord_mu_minus_staged"]
+    assert entry["p"] == pytest.approx(2 / 2**6) and entry["p_holm"] == pytest.approx(2 * 2 / 2**6)
     assert entry["p"] < ALPHA <= entry["p_holm"] and not entry["excludes_0"]
     assert got["verdict"] == INCONCLUSIVE and "0 not excluded" in got["reason"]
 
@@ -137,23 +146,25 @@ def test_c1_too_few_seeds(n):
     assert got["verdict"] == INCONCLUSIVE
     assert got["reason"].startswith(f"only n={n} seed") and FEW in got["reason"]
     assert got["chord_mu_minus_staged"] is None
-    assert "only n=2 seeds; at least 3 are needed for evidence" in c1(BASE, BASE[:2], [True] * 3)["reason"]
+    assert "only n=2 seeds; at least 3 are needed for evidence" in c1(BASE, BASE[:2], [True] * 8)["reason"]
 
 
 def test_c1_pairs_over_the_common_seeds():
-    # staged ran 4 seeds, chord_mu 3: seeds 0-2 are compared; seed 3 (a wild 5.0) is not.
-    got = c1(BASE + [5.0], plus(BASE, GAIN), [True] * 4)
-    assert got["verdict"] == SUPPORTED and got["chord_mu_minus_staged"]["n"] == 3
+    # staged ran 9 seeds, chord_mu 8: seeds 0-7 are compared; seed 8 (a wild 5.0) is not.
+    got = c1(BASE + [5.0], plus(BASE, GAIN), [True] * 9)
+    assert got["verdict"] == SUPPORTED and got["chord_mu_minus_staged"]["n"] == 8
 
 
 def test_c1_missing_arm_comparison_or_value():
     staged = [run(f) for f in BASE]
-    phases = {"staged": {"phases": [{"mean": {"disruption": {"start": 1}}}] * 3}}
+    phases = {"staged": {"phases": [{"mean": {"disruption": {"start": 1}}}] * 8}}
     assert "chord_mu was not run" in judge({"staged": staged}, phases)["C1"]["reason"]
     assert "staged was not run" in judge({"staged": staged, "chord_mu": staged})["C1"]["reason"]
-    got = c1(BASE, plus(BASE, GAIN), [True] * 3, family={})
+    got = c1(BASE, plus(BASE, GAIN), [True] * 8, family={})
     assert got["verdict"] == INCONCLUSIVE and "no chord_mu - staged" in got["reason"]
-    got = c1(BASE, [0.3, math.nan, 0.9], [True] * 3)  # a missing score: no test, no interval
+    chord = plus(BASE, GAIN)
+    chord[1] = math.nan
+    got = c1(BASE, chord, [True] * 8)  # a missing score: no test, no interval
     assert got["verdict"] == INCONCLUSIVE and "no adjusted interval" in got["reason"]
 
 
@@ -354,8 +365,8 @@ def c4(domains, sf=None, joint=BASE, family=None) -> dict:
 MATCH = {"s": (-0.01, 0.0), "c": (0.02, 0.1)}
 REVERSED = {"s": (0.01, 0.0), "c": (-0.02, 0.0)}
 TIE = {"s": (-0.01, 0.0), "c": (-0.02, 0.0)}
-WORSE = plus(BASE, [-0.10, -0.12, -0.11])
-STRADDLE = plus(BASE, [0.15, -0.10, 0.05])
+WORSE = plus(BASE, [-g for g in GAIN])
+STRADDLE = plus(BASE, [0.15, -0.10, 0.05, -0.08, 0.12, -0.06, 0.02, -0.04])  # sign-flip p = 0.84
 
 
 def test_c4_supported():
@@ -369,7 +380,7 @@ def test_c4_supported():
 def test_c4_counts_only_domains_with_rl_signal_and_a_clear_slope():
     domains = MATCH | {
         "s2": (0.5, 1.0),  # steep and reversed, but every group was blind: no RL signal
-        "c2": ([-0.05, 0.04, -0.01], 0.0),  # reversed on average, interval contains 0
+        "c2": ([-0.05, 0.04, -0.01, 0.03, -0.04, 0.02, -0.03, 0.01], 0.0),  # reversed on average, interval contains 0
         "probe": (0.5, 0.0),  # no kind
     }
     got = c4(domains)
@@ -425,7 +436,7 @@ def test_c4_too_few_seeds(n):
 
 
 def test_c4_unequal_seeds_and_missing_arms():
-    assert c4(MATCH, sf=plus(BASE, GAIN) + [9.0])["structured_first_minus_joint"]["n"] == 3
+    assert c4(MATCH, sf=plus(BASE, GAIN) + [9.0])["structured_first_minus_joint"]["n"] == 8
     rl = [run(f) for f in BASE]
     assert "structured_first was not run" in judge({"rl_only": rl, "joint": rl})["C4"]["reason"]
     assert "rl_only was not run" in judge({"joint": rl, "structured_first": rl})["C4"]["reason"]
@@ -511,27 +522,36 @@ def test_everything_supported_and_printed_with_n():
     def drift(k, j):  # C2: arm k drifts k and keeps plasticity -k; runs inside arms likewise
         return {"kl": k + 0.01 * j, "auc": -k - 0.01 * j}
 
-    rl = [rl_seed(j, MATCH, 0.55 + 0.01 * j, unchanged=u, **drift(2, j)) for j, u in enumerate(RL_SPARSE)]
+    rl_sparse, sft_dense = RL_SPARSE + [0.81, 0.82], SFT_DENSE + [0.11, 0.12]  # 8 seeds, like BASE and GAIN
+    rl = [rl_seed(j, MATCH, 0.55 + 0.01 * j, unchanged=u, **drift(2, j)) for j, u in enumerate(rl_sparse)]
     runs = {
         "staged": [staged_seed(-1, +1, final=f, **drift(0, j)) for j, f in enumerate(BASE)],
         "chord_mu": [run(f, **drift(1, j)) for j, f in enumerate(plus(BASE, GAIN))],
         "rl_only": rl,
         "joint": rl,
-        "sft_only": [run(unchanged=u, **drift(3, j)) for j, u in enumerate(SFT_DENSE)],
-        "structured_first": [run(r["final_mean"] + g, **drift(4, j)) for j, (r, g) in enumerate(zip(rl, GAIN))],
+        "sft_only": [run(unchanged=u, **drift(3, j)) for j, u in enumerate(sft_dense)],
+        "structured_first": [
+            run(r["final_mean"] + g, **drift(4, j)) for j, (r, g) in enumerate(zip(rl, GAIN, strict=True))
+        ],
         "gate": [run(**drift(5, j)) for j in range(3)],
     }
     arms = {
-        "staged": {"phases": [{"mean": {"disruption": {"start": 1}}}] * 3},
+        "staged": {"phases": [{"mean": {"disruption": {"start": 1}}}] * 8},
         "rl_only": {
-            "sparsity_unchanged": t_interval(RL_SPARSE).to_dict(),
+            "sparsity_unchanged": t_interval(rl_sparse).to_dict(),
             "rank_ratio": t_interval([0.99, 0.98, 0.99]).to_dict(),
         },
-        "sft_only": {"sparsity_unchanged": t_interval(SFT_DENSE).to_dict()},
+        "sft_only": {"sparsity_unchanged": t_interval(sft_dense).to_dict()},
     }
     claims = judge(runs, arms, {"rl_only": PAIR_OVERLAP})
     assert {c: v["verdict"] for c, v in claims.items()} == dict.fromkeys(claims, SUPPORTED)
 
     md = claims_markdown({"claims": claims, "arms": {}})
-    assert "chord_mu_minus_staged: 0.110 [" in md and "n=3, paired t" in md
+    assert "chord_mu_minus_staged: 0.110 [" in md and "n=8, paired, sign-flip p" in md
     assert claims["C1"]["reason"] in md and claims["C2"]["reason"] in md
+
+
+def test_c2_is_not_measurable_when_the_probe_moves_nothing():
+    """AUC 0 in every run (the probe domain never learned): C2 says so instead of testing noise."""
+    got = c2(SIX, [0.0] * 6, within=0)
+    assert got["verdict"] == INCONCLUSIVE and got["reason"].startswith("not measurable here")

@@ -554,3 +554,14 @@ def test_adaptive_measures_an_unseen_domain_first():
     p = planner(make_config("adaptive"))
     feed(p, 5, {"s1": 0.5, "s2": 0.5})  # c1 never drawn: its learnability counts as the most
     assert p.plan(5).mixture["c1"] > p.plan(5).mixture["s1"]
+
+
+def test_target_pass_follows_a_target_that_moves_from_easy_to_hard():
+    """Planted pass rates 0.9 (s1@2), 0.5 (s1@3), 0.1 (s1@4, s1@5, c1): early the target 0.7 puts
+    the most weight on the easy level, late the target 0.3 moves it to the harder ones."""
+    p = ladder_planner("target_pass", steps=100)
+    feed_levels(p, 40, {("s1", 2): 0.9, ("s1", 3): 0.5, ("s1", 4): 0.1, ("s1", 5): 0.1, ("c1", None): 0.1})
+    early, late = p.plan(0), p.plan(99)
+    assert max(early.levels["s1"], key=early.levels["s1"].get) == 2
+    assert max(late.levels["s1"], key=late.levels["s1"].get) in (3, 4, 5) and late.levels["s1"][2] < 0.2
+    assert "target_pass 0.70" in early.reason and "target_pass 0.30" in late.reason

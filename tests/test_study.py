@@ -133,26 +133,42 @@ def test_the_family_is_paired_by_seed_over_the_seeds_both_ran_and_holm_corrected
     def run(final: float, extra: float) -> dict:
         return {"final_mean": final, "final": {"a": final, "b": extra}}
 
+    # 7 seeds: the sign-flip test's smallest p is 2/2^7 = 0.0156, which survives Holm over 3 pairs
+    staged = [0.4, 0.5, 0.5, 0.5, 0.6, 0.4, 0.45]
+    spectrum = [0.7, 0.7, 0.6, 0.45, 0.85, 0.45, 0.6]  # - staged: +0.3 +0.2 +0.1 -0.05 +0.25 +0.05 +0.15
+    chord_mu = [0.45, 0.4, 0.3, 0.2, 0.7, 0.15, 0.55]  # below spectrum in every seed, around staged
     runs = {
-        "spectrum": [run(0.5, 0.1), run(0.7, 0.1), run(0.6, 0.1)],
-        "staged": [run(0.4, 0.2), run(0.5, 0.2), run(0.5, 0.2), run(9.0, 9.0), run(9.0, 9.0)],  # seeds 3, 4 unpaired
-        "chord_mu": [run(0.1, 0.1), run(0.3, 0.2), run(0.2, 0.3)],
+        "spectrum": [run(x, 0.1) for x in spectrum],
+        "staged": [run(x, 0.2) for x in staged] + [run(9.0, 9.0), run(9.0, 9.0)],  # seeds 7, 8 unpaired
+        "chord_mu": [run(x, b) for x, b in zip(chord_mu, [0.1, 0.2, 0.3, 0.1, 0.2, 0.3, 0.1], strict=True)],
     }
     pairs = family_pairs(list(runs))
     assert pairs == [("spectrum", "staged"), ("spectrum", "chord_mu"), ("chord_mu", "staged")]  # no joint ran
     family = compare_family(runs, pairs)
+    assert "sign-flip" in family["method"] and "Holm" in family["method"]
+    assert family["primary_family_size"] == 3 and family["secondary_family_size"] == 6
     diff = family["comparisons"]["spectrum - staged"]
-    assert diff["final_mean"]["n"] == 3 and diff["final_mean"]["mean"] == pytest.approx(0.1333, abs=1e-4)
-    assert "paired by seed" in diff["final_mean"]["method"]
-    assert diff["final"]["b"]["mean"] == pytest.approx(-0.1) and diff["final"]["b"]["ci_low"] == pytest.approx(-0.1)
-    # spectrum - chord_mu is +0.4 in every seed: p = 0 before and after correction; the others
-    # are corrected over the family of 3 (Holm's multiplier for the second smallest p is 2)
+    assert diff["final_mean"]["n"] == 7 and diff["final_mean"]["mean"] == pytest.approx(1.0 / 7, abs=1e-4)
+    assert "paired by seed" in diff["final_mean"]["method"] and "sign-flip" in diff["final_mean"]["method"]
+    # domain b differs by -0.1 in every seed: no t interval (zero spread), but an exact p of 2/2^7
+    b = diff["final"]["b"]
+    assert b["mean"] == pytest.approx(-0.1) and b["ci_low"] is None and b["ci_high"] is None
+    assert b["p"] == pytest.approx(2 / 2**7) and b["adjusted"]["ci_low"] is None and not b["excludes_0"]
+    # spectrum - chord_mu is positive in every seed: the smallest p, 2/2^7, x3 by Holm = 0.047 < 0.05.
+    # spectrum - staged has one negative seed: 6 of the 128 sign assignments reach its |mean|, so
+    # p = 0.047 < 0.05 raw, but Holm's multiplier for the second smallest p is 2: 0.094, not excluded
     raw = {name: c["final_mean"]["p"] for name, c in family["comparisons"].items()}
     holm = {name: c["final_mean"]["p_holm"] for name, c in family["comparisons"].items()}
-    assert raw["spectrum - chord_mu"] == 0.0 and holm["spectrum - chord_mu"] == 0.0
+    assert raw["spectrum - chord_mu"] == pytest.approx(2 / 128)
+    assert holm["spectrum - chord_mu"] == pytest.approx(6 / 128)
+    assert raw["spectrum - staged"] == pytest.approx(6 / 128) and raw["spectrum - staged"] < 0.05
     second = sorted(raw, key=raw.get)[1]
-    assert holm[second] == pytest.approx(min(1.0, 2 * raw[second]), abs=1e-6)
+    assert second == "spectrum - staged"
+    assert holm[second] == pytest.approx(min(1.0, 2 * raw[second]), abs=1e-6) and holm[second] > 0.05
+    assert holm["chord_mu - staged"] == pytest.approx(raw["chord_mu - staged"])  # the largest: x1 (running max)
     assert family["comparisons"]["spectrum - chord_mu"]["final_mean"]["excludes_0"]
+    assert not diff["final_mean"]["excludes_0"]
+    assert not family["comparisons"]["chord_mu - staged"]["final_mean"]["excludes_0"]
     assert family["comparisons"]["spectrum - staged"]["final_mean"]["adjusted"]["confidence"] == pytest.approx(
         1 - 0.05 / 3
     )

@@ -74,6 +74,10 @@ def _informative(metrics: list[dict[str, Any]]) -> float | None:
     return round(1 - float(np.mean(zero_std)), 4) if zero_std else None
 
 
+def _mean_or_none(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None
+
+
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """Per-run numbers from its files: final held-out scores, KL series, entropy and class series."""
     run_dir = Path(run_dir)
@@ -92,6 +96,12 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "kl_to_base": dict(zip(*series(evals, "kl_to_base"))) if "kl_to_base" in final else {},
         "eval": {d: series(evals, f"eval/{d}") for d in domains},
         "eval_mean": series(evals, "eval/mean"),
+        # completions generated when each evaluation ran (the compute axis), and in all
+        "eval_rollouts": [e.get("rollouts") for e in evals],
+        "rollouts": final.get("rollouts"),
+        # dynamic sampling: prompts drawn again, and the share of groups still without signal
+        "resampled": float(sum(series(metrics, "dynamic_sampling/resampled")[1])),
+        "zero_std_left": _mean_or_none(series(metrics, "dynamic_sampling/zero_std_left")[1]),
         "entropy": {d: series(metrics, f"entropy/{d}") for d in domains},
         # fraction of the domain's rollout groups whose rewards were all 0 (no RL signal), per step
         "blind": {d: series(metrics, f"blind/{d}") for d in domains},

@@ -16,7 +16,8 @@ difference is as likely positive as negative, so p = the fraction of the 2^n sig
 t-test leans on normality, and defined where every difference is equal, where it is not: three
 equal differences give p = 2/8 = 0.25, never p < 1e-6). With n seeds no p is below 2 / 2^n
 (n = 6: 0.031, n = 8: 0.0078), which bounds what a family can reject. A t interval needs a
-spread: when every difference is equal there is no interval. The p-values are corrected for the whole family by Holm's step-down method (Holm 1979,
+spread: when every difference is equal there is no interval. The p-values are corrected for the
+whole family by Holm's step-down method (Holm 1979,
 "A simple sequentially rejective multiple test procedure"): sort the m p-values, multiply the
 i-th smallest by (m - i + 1), take the running maximum, cap at 1. Holm controls the family-wise
 error rate at alpha like Bonferroni, and rejects at least as much. The interval reported beside it
@@ -39,7 +40,8 @@ from scipy.stats import rankdata
 from scipy.stats import t as student_t
 
 METHOD = "Student t over seeds"
-PAIRED_METHOD = "Student t interval of the per-seed differences (paired by seed); exact sign-flip test"
+PAIRED_INTERVAL = "Student t over per-seed differences (paired by seed)"
+PAIRED_METHOD = PAIRED_INTERVAL + "; exact sign-flip test"  # an interval and a test
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def paired_diff(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
     xa, xb = _as_sample(a, "a"), _as_sample(b, "b")
     if xa.shape != xb.shape:
         raise ValueError(f"paired samples need the same seeds, got {xa.size} and {xb.size} values")
-    return t_interval(xa - xb, confidence, PAIRED_METHOD)
+    return t_interval(xa - xb, confidence, PAIRED_INTERVAL)
 
 
 def paired_p(a: Sequence[float], b: Sequence[float]) -> float:

@@ -324,7 +324,21 @@ class StudyConfig(StrictModel):
     claim_arms: list[str] | None = Field(
         None, description="The arms a comparison decides on (they get `claim_seeds`); null = the claims' arms."
     )
-    steps: int | None = Field(None, ge=1, description="Training steps of every run.")
+    steps: int | None = Field(None, ge=1, description="Training steps of every run (with `max_rollouts`: the cap).")
+    max_rollouts: int | None = Field(
+        None,
+        ge=1,
+        description="The budget of every run in completions generated (`training.max_rollouts`): arms are "
+        "compared at equal compute, curves are read against rollouts, and each arm's rollouts to reach joint's "
+        "final score are reported. null: the budget is `steps`.",
+    )
+    primary: str | None = Field(
+        None,
+        pattern=r"^\w+ - \w+$",
+        description="The one pre-registered comparison `a - b` (e.g. `adaptive - joint`), tested alone at alpha "
+        "0.05 by the exact sign-flip test; both arms need at least 8 seeds. Every other comparison is secondary "
+        "(Holm over its family).",
+    )
     prompts_per_step: int | None = Field(None, ge=1, description="Rollout prompts per step.")
     group_size: int | None = Field(None, ge=2, description="Rollouts per prompt.")
     max_new_tokens: int | None = Field(None, ge=1, description="Generation cap (rollouts and eval).")

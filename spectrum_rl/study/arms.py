@@ -36,7 +36,17 @@ CLAIM_ARMS = [
 ]
 SPECTRUM_VS = ["joint", "staged", "chord_mu", "adaptive_mu"]  # the arms `spectrum` is compared with
 # the published and oracle curricula `adaptive` must beat: compared with it pair by pair
-BASELINE_ARMS = ["sec", "dump", "thompson", "oracle_static", "oracle_ladder", "learnability", "transfer", "bwt"]
+BASELINE_ARMS = [
+    "sec",
+    "dump",
+    "thompson",
+    "target_pass",
+    "oracle_static",
+    "oracle_ladder",
+    "learnability",
+    "transfer",
+    "bwt",
+]
 
 
 @dataclass
@@ -49,6 +59,8 @@ class StudySpec:
     claim_seeds: int = 6
     smoke: bool = False  # the quick grid: says so beside every verdict
     steps: int = 90
+    max_rollouts: int | None = None  # the compute budget per run (completions generated); None: steps
+    primary: str | None = None  # the pre-registered comparison "a - b"
     prompts_per_step: int = 8
     group_size: int = 6
     max_new_tokens: int = 32  # the longest built-in answer (and demonstration) is 22 tokens
@@ -148,6 +160,7 @@ def arm_overlay(
         "sec": "sec",
         "dump": "dump",
         "thompson": "thompson",
+        "target_pass": "target_pass",
         "learnability": "learnability",
         "transfer": "transfer",
         "adaptive": "adaptive",
@@ -175,6 +188,7 @@ def study_base(config: Config, spec: StudySpec, probe_domain: str | None) -> dic
         prompts_per_step=spec.prompts_per_step,
         group_size=spec.group_size,
         max_new_tokens=spec.max_new_tokens,
+        max_rollouts=spec.max_rollouts,
         save_every=0,
     )
     data["eval"].update(every=spec.eval_every, max_new_tokens=spec.max_new_tokens)

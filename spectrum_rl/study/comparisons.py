@@ -6,10 +6,12 @@ verdicts from this family.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from spectrum_rl.analysis.stats import PAIRED_METHOD, holm, paired_diff, paired_p, t_interval
 from spectrum_rl.study.arms import BASELINE_ARMS, SPECTRUM_VS
@@ -42,7 +44,7 @@ def family_pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def _tested(a: list[float], b: list[float]) -> dict[str, Any]:
-    out = paired_diff(a, b).to_dict()
+    out = {**paired_diff(a, b).to_dict(), "method": PAIRED_METHOD}
     p = paired_p(a, b)
     out["p"] = None if np.isnan(p) else round(p, 6)
     return out
@@ -66,23 +68,56 @@ def _adjust(entries: list[dict[str, Any]], diffs: list[list[float]], alpha: floa
         e["excludes_0"] = e["p_holm"] is not None and e["p_holm"] < alpha
 
 
+def _alone(entry: dict[str, Any], d: np.ndarray, alpha: float) -> None:
+    """The pre-registered comparison, in place: tested alone (no correction), its 95% interval, and
+    the smallest difference it could detect with 80% power at this n and the observed spread
+    (``(t_{1-alpha/2} + t_{0.8}) s / sqrt(n)``, df n - 1) beside the exact test's smallest p."""
+    n = len(d)
+    sd = float(np.std(d, ddof=1)) if n > 1 else float("nan")
+    mde = (student_t.ppf(1 - alpha / 2, n - 1) + student_t.ppf(0.8, n - 1)) * sd / math.sqrt(n) if n > 1 else None
+    entry["p_holm"] = entry["p"]
+    entry["adjusted"] = {
+        "ci_low": entry["ci_low"],
+        "ci_high": entry["ci_high"],
+        "confidence": 0.95,
+        "method": "the pre-registered comparison, tested alone",
+    }
+    entry["excludes_0"] = entry["p"] is not None and entry["p"] < alpha
+    entry["role"] = "primary"
+    entry["power"] = {
+        "detectable_at_80pct": None if mde is None or not math.isfinite(mde) else round(float(mde), 4),
+        "sd_of_differences": None if not math.isfinite(sd) else round(sd, 4),
+        "smallest_p": round(2 / 2**n, 6),
+        "rule": "(t(1 - alpha/2) + t(0.8)) * sd / sqrt(n), df n - 1; the exact test's smallest p is 2 / 2^n",
+    }
+
+
 def compare_family(
-    runs: dict[str, list[dict[str, Any]]], pairs: Sequence[tuple[str, str]], alpha: float = 0.05
+    runs: dict[str, list[dict[str, Any]]],
+    pairs: Sequence[tuple[str, str]],
+    alpha: float = 0.05,
+    primary: str | None = None,
 ) -> dict[str, Any]:
-    """Every pair's a - b, paired by seed over the seeds both ran: the final held-out mean (the
-    primary family, Holm-corrected over its pairs) and each domain's final score (the secondary
-    family, Holm-corrected over every pair x domain). Each entry: the 95% interval with n and
-    method, the raw two-sided p, the Holm p, the Bonferroni interval, and ``excludes_0`` (after
-    adjustment)."""
+    """Every pair's a - b, paired by seed over the seeds both ran: the final held-out mean (one
+    family, Holm-corrected over its pairs) and each domain's final score (another family,
+    Holm-corrected over every pair x domain). Each entry: the 95% interval with n and method, the
+    raw two-sided p, the Holm p, the Bonferroni interval, and ``excludes_0`` (after adjustment).
+    ``primary`` (``"a - b"``, pre-registered): its final mean is tested alone at ``alpha``, outside
+    the family, and reported with the smallest effect its n could detect."""
     out: dict[str, Any] = {}
+    primary_entry = None
     primary, primary_d, secondary, secondary_d, areas, areas_d = [], [], [], [], [], []
     for a_arm, b_arm in pairs:
         n = min(len(runs[a_arm]), len(runs[b_arm]))
         a, b = runs[a_arm][:n], runs[b_arm][:n]  # seeds 0..n-1 of both, in order
         x, y = [s["final_mean"] for s in a], [s["final_mean"] for s in b]
         entry = {"final_mean": _tested(x, y), "final": {}}
-        primary.append(entry["final_mean"])
-        primary_d.append(np.subtract(x, y))
+        if f"{a_arm} - {b_arm}" == primary:
+            primary_entry = entry["final_mean"]
+            _alone(primary_entry, np.subtract(x, y), alpha)
+        else:
+            primary.append(entry["final_mean"])
+            primary_d.append(np.subtract(x, y))
         if all("eval_mean" in s for s in a + b):  # runs kept before curves were stored have no area
             x, y = [eval_auc(s) for s in a], [eval_auc(s) for s in b]
             entry["auc"] = _tested(x, y)
@@ -98,6 +133,7 @@ def compare_family(
     _adjust(secondary, secondary_d, alpha)
     _adjust(areas, areas_d, alpha)
     return {
+        "primary": None if primary_entry is None else {"comparison": primary, **primary_entry},
         "alpha": alpha,
         "method": "exact sign-flip test per pair (seeds as the unit), Holm over the family; Bonferroni t intervals "
         "(none where every per-seed difference is equal); the "

@@ -23,7 +23,7 @@ from spectrum_rl.analysis.runs import plasticity_probe, run_summary
 from spectrum_rl.analysis.sparsity import changed_masks, final_state, mask_overlap, model_state, update_sparsity
 from spectrum_rl.config import Config, Override, load_config, merge_config
 from spectrum_rl.domains import build_domains
-from spectrum_rl.errors import SpectrumError
+from spectrum_rl.errors import ConfigError, SpectrumError
 from spectrum_rl.study.arms import StudySpec, arm_overlay, default_plasticity_domain, study_base
 from spectrum_rl.study.summary import summarize, write_study
 from spectrum_rl.trainer.loop import Trainer
@@ -52,6 +52,7 @@ def run_study(
     base = study_base(config, spec, probe)
     domains = [t["name"] for t in base["domains"]]
 
+    check_primary(spec)
     seeds = sorted({spec.seeds_of(a) for a in spec.arms})
     log(
         f"study: {len(spec.arms)} arms x {'/'.join(map(str, seeds))} seeds, {spec.steps} steps each; "
@@ -123,6 +124,26 @@ def run_study(
     write_study(output, summary)
     log(f"study done in {summary['seconds']:.0f}s: {output / 'summary.json'}, {output / 'report.html'}")
     return summary
+
+
+PRIMARY_SEEDS = 8  # a pre-registered comparison rests on at least this many seeds per arm
+
+
+def check_primary(spec: StudySpec) -> None:
+    """The pre-registered comparison names two arms that run, each with at least PRIMARY_SEEDS seeds."""
+    if spec.primary is None or spec.smoke:
+        return
+    for arm in spec.primary.split(" - "):
+        ran = arm in spec.arms or (arm == "joint" and "rl_only" in spec.arms)
+        if not ran:
+            raise ConfigError(f"arm '{arm}' does not run in this study", field="study.primary")
+        n = spec.seeds_of("rl_only" if arm == "joint" and "rl_only" in spec.arms else arm)
+        if n < PRIMARY_SEEDS:
+            raise ConfigError(
+                f"arm '{arm}' runs {n} seeds; the primary comparison needs at least {PRIMARY_SEEDS} (put it in "
+                "study.claim_arms with claim_seeds >= 8)",
+                field="study.primary",
+            )
 
 
 def run_one(data: dict[str, Any], base_dir: str, plasticity: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,11 @@ def summarize(runs: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> di
             for s in seeds
         ]
         arms_summary[arm] = _aggregate(seeds, phases)
-    family = compare_family(runs, family_pairs(list(runs)))
+    primary = meta["spec"].get("primary")
+    pairs = family_pairs(list(runs))
+    if primary and tuple(primary.split(" - ")) not in pairs and all(a in runs for a in primary.split(" - ")):
+        pairs.append(tuple(primary.split(" - ")))
+    family = compare_family(runs, pairs, primary=primary)
     claims = judge_claims(runs, arms_summary, meta["seed_overlap"], meta["kinds"], family)
     stored = {arm: seeds for arm, seeds in runs.items() if arm != "joint" or "rl_only" not in runs}
     out = {**meta, "arms": arms_summary, "claims": claims, "comparisons": family, "runs": stored}

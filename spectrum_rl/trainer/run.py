@@ -105,12 +105,12 @@ def held_out_table(evals: list[dict[str, Any]], names: list[str], sizes: dict[st
     course, bwt, se = held_out_course(evals, names, sizes)
     first, last = (evals[0]["step"], evals[-1]["step"]) if evals else (0, 0)
     table = Table(
-        title=f"held-out score per domain, step {first} -> best -> step {last} (! = more than 2 SE below)",
+        title="held-out score per domain (! = more than 2 SE below)",
         title_justify="left",
         caption=f"BWT (mean of end - best) {bwt:+.3f} ± {2 * se:.3f}" + (" !" if -bwt > 2 * se else ""),
         caption_justify="left",
     )
-    for col in ("domain", "n", "start", "best", "end", "end - start", ""):
+    for col in ("domain", "n", f"step {first}", "best", f"step {last}", "change", ""):
         table.add_column(col, justify="left" if col == "domain" else "right")
     for d, c in course.items():
         flags = ("! fell" if c.fell else "") + (" ! forgot" if c.forgot and not c.fell else "")

@@ -12,6 +12,10 @@ level of a domain (``domain@level``), as in the papers, whose arms are difficult
   whose pass rate is likely near 1/2 get the rollouts and an uncertain arm is drawn again.
 - transfer (TAC, arXiv:2606.25178): learnability plus ``transfer_weight`` times the domain's mean
   gradient alignment with the others.
+- target_pass (as NVIDIA's Nemotron 3 Nano RL data blend samples by target pass rate per domain,
+  with a schedule): each arm's weight is ``exp(-(p - target(t))^2 / (2 width^2))``, p its posterior
+  mean pass rate, the target moving linearly from ``start`` to ``end`` over the run, so training
+  goes where the pass rate is near the target: easy arms first, harder ones later.
 """
 
 from __future__ import annotations
@@ -166,3 +170,33 @@ class TransferBandit(LearnabilityBandit):
     def decide(self, step: int, view: View) -> Decision:
         d = super().decide(step, view)
         return Decision(d.mixture, d.reason.replace("learnability", "transfer", 1), {}, d.levels)
+
+
+class TargetPassParams(MinWeight):
+    """A pass-rate target that moves over the run."""
+
+    start: float = Field(0.7, ge=0, le=1, description="Target pass rate at the first step.")
+    end: float = Field(0.3, ge=0, le=1, description="Target pass rate at the last step (the run's budget).")
+    width: float = Field(0.15, gt=0, description="How far from the target an arm's pass rate may be and still draw.")
+
+
+@POLICIES.register("target_pass")
+class TargetPass(Policy):
+    """Weights by closeness of each (domain, level) arm's pass rate to a target that moves from
+    ``start`` to ``end`` over the run (module docstring)."""
+
+    Params = TargetPassParams
+
+    def decide(self, step: int, view: View) -> Decision:
+        p = self.params
+        progress = min(step / max(view.total_steps - 1, 1), 1.0) if view.total_steps else 0.0
+        target = p.start + (p.end - p.start) * progress
+        rates = {}
+        for n in self.names:
+            for level in _levels(view, n):
+                a, b = view.learnability.posterior(arm(n, level))
+                rates[arm(n, level)] = a / (a + b)
+        scores = {a: float(np.exp(-((r - target) ** 2) / (2 * p.width**2))) for a, r in rates.items()}
+        mixture, levels = split_arms(proportional_with_floor(scores, p.min_weight), self.names)
+        top = max(scores, key=scores.get)
+        return Decision(mixture, f"target_pass {target:.2f}: nearest {top} at {rates[top]:.2f}", {}, levels)

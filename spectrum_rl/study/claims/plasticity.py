@@ -138,6 +138,12 @@ def judge_c2(runs: dict[str, list[dict]]) -> dict[str, Any]:
         if left_out:
             reason += f" (left out: {', '.join(left_out)}; at least {MIN_SEEDS} seeds per arm are needed)"
         return claim(INCONCLUSIVE, rule, reason, **numbers)
+    if all(auc == 0 for _, aucs in groups for auc in aucs):  # validity gate: the probe must move something
+        reason = (
+            "not measurable here: the plasticity probe moved the held-out domain in no run (AUC 0 in all "
+            f"{numbers['runs']}); it needs a probe domain or budget that learns"
+        )
+        return claim(INCONCLUSIVE, rule, reason, **numbers)
     if math.isnan(between):
         return claim(INCONCLUSIVE, rule, f"between-arm rho is undefined over {n_arms} arms (constant)", **numbers)
 
