@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from pathlib import Path
 from typing import Any
 
-from spectrum_rl.analysis.phases import PHASE_COLORS
-from spectrum_rl.analysis.stats import t_interval
+from spectrum_rl.study.plots import plots
 
 CLAIMS = {
     "C1": "SFT-then-RL goes through disruption, readaptation, overfitting; blending SFT inside RL with a "
@@ -24,179 +21,6 @@ CLAIMS = {
     "C5": "Execution-token entropy drops first, then planning-token entropy rises (arXiv:2509.03646).",
 }
 SMOKE_NOTE = "**A smoke run (`--quick`): a reduced grid of 24-step runs. These verdicts are not evidence.**"
-
-
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
-def _seed_band(seeds: list[dict], key: str = "eval_mean") -> dict[str, list]:
-    """Per eval step, the mean over seeds of ``seeds[k][key] == (steps, values)`` and its 95%
-    Student-t interval over the seeds logged at that step (``lo``/``hi`` NaN where n < 2)."""
-    at: dict[int, list[float]] = {}
-    for s in seeds:
-        for step, v in zip(*s[key]):
-            if math.isfinite(v):
-                at.setdefault(int(step), []).append(float(v))
-    band: dict[str, list] = {"steps": [], "mean": [], "lo": [], "hi": [], "n": []}
-    for step in sorted(at):
-        iv = t_interval(at[step])
-        for k, v in zip(band, (step, iv.mean, iv.lo, iv.hi, iv.n)):
-            band[k].append(v)
-    return band
-
-
-def _n_label(ns: list[int]) -> str:
-    return f"n = {min(ns)}" if min(ns) == max(ns) else f"n = {min(ns)}–{max(ns)}"
-
-
-def _curve_arms(runs: dict[str, list[dict]]) -> list[str]:
-    """Arms with a held-out curve; ``joint`` is skipped (the same runs as ``rl_only``)."""
-    return [a for a, seeds in runs.items() if a != "joint" and seeds and any(s["eval_mean"][0] for s in seeds)]
-
-
-def _curves_overview(runs: dict[str, list[dict]], summary: dict[str, Any]) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
-    ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])  # 10 dark colours, then light
-    for arm in _curve_arms(runs):
-        band = _seed_band(runs[arm])
-        ax.plot(band["steps"], band["mean"], marker="o", ms=3, label=arm)
-    staged = (summary["arms"].get("staged") or {}).get("phases") or [{}]
-    for name, phase in staged[0].get("mean", {}).items():
-        if phase:
-            ax.axvspan(phase["start"], phase["end"], color=PHASE_COLORS[name], alpha=0.5, label=f"staged: {name}")
-    ax.set(xlabel="step", ylabel="held-out mean score", title="All arms: mean over seeds (phases of staged seed 0)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    return _png(fig)
-
-
-def _curves_by_arm(runs: dict[str, list[dict]]) -> str | None:
-    """Small multiples: one panel per arm, shared axes, mean ± 95% t-interval over seeds, start dotted."""
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    arms = _curve_arms(runs)
-    if not arms:
-        return None
-    ncols = min(4, len(arms))
-    nrows = math.ceil(len(arms) / ncols)
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(3.2 * ncols, 2.4 * nrows + 0.8),
-        sharex=True,
-        sharey=True,
-        squeeze=False,
-        constrained_layout=True,
-    )
-    all_ns: list[int] = []
-    color = "tab:blue"  # one colour: each panel holds one arm, its title names it
-    for ax, arm in zip(axes.flat, arms):
-        band = _seed_band(runs[arm])
-        all_ns += band["n"]
-        ax.plot(band["steps"], band["mean"], color=color, marker="o", ms=3, lw=1.5)
-        ax.fill_between(band["steps"], band["lo"], band["hi"], color=color, alpha=0.25, lw=0)
-        ax.axhline(band["mean"][0], color="0.3", ls=":", lw=1)
-        ax.set_title(f"{arm} ({_n_label(band['n'])})", fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[len(arms) :]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("held-out mean score", fontsize=8)
-    for ax in axes.flat[len(arms) - ncols : len(arms)]:  # the lowest visible panel of each column
-        ax.xaxis.set_tick_params(labelbottom=True)
-        ax.set_xlabel("step", fontsize=8)
-    handles = [
-        Line2D([], [], color=color, marker="o", ms=3, label="mean over seeds"),
-        Patch(color=color, alpha=0.25, label="95% t-interval over seeds (none where n < 2)"),
-        Line2D([], [], color="0.3", ls=":", label="start score (first eval, mean over seeds)"),
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=9, frameon=False)
-    fig.suptitle(f"Held-out mean score per arm: mean ± 95% t-interval over {_n_label(all_ns)} seeds", fontsize=11)
-    return _png(fig)
-
-
-def plots(summary: dict[str, Any], runs: dict[str, list[dict]]) -> dict[str, str]:
-    """The report's figures as ``<img>`` tags, by name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out: dict[str, str] = {"curves": _curves_overview(runs, summary)}
-    by_arm = _curves_by_arm(runs)
-    if by_arm:
-        out["curves_by_arm"] = by_arm
-
-    staged = runs.get("staged") or next(iter(runs.values()))
-    base = runs.get("rl_only") or staged
-    fig, ax = plt.subplots(figsize=(8, 3.5), constrained_layout=True)
-    for d, (steps, values) in base[0]["entropy"].items():
-        if steps:
-            ax.plot(steps, values, label=d)
-    ax.set(xlabel="step", ylabel="token entropy (nats)", title="Rollout entropy per domain (rl_only, seed 0)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    out["entropy"] = _png(fig)
-
-    fig, ax = plt.subplots(figsize=(8, 3.5), constrained_layout=True)
-    for arm, seeds in runs.items():
-        steps, mu = seeds[0]["mu"]
-        if steps and any(mu):
-            ax.plot(steps, mu, label=arm)
-    ax.set(xlabel="step", ylabel="mu (SFT weight)", title="mu over time (seed 0)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-    out["mu"] = _png(fig)
-
-    order_arms = [a for a in ("structured_first", "creative_first", "bwt", "transfer", "adaptive") if a in runs]
-    if order_arms:
-        fig, axes = plt.subplots(
-            len(order_arms),
-            1,
-            figsize=(8, 1.9 * len(order_arms) + 0.6),
-            sharex=True,
-            squeeze=False,
-            constrained_layout=True,
-        )
-        for ax, arm in zip(axes[:, 0], order_arms):
-            s = runs[arm][0]
-            ax.stackplot(s["metric_steps"], *s["mixture"].values(), labels=list(s["mixture"]))
-            ax.set_ylim(0, 1)
-            ax.set_ylabel("weight", fontsize=8)
-            ax.set_title(f"{arm} (seed 0)", fontsize=9, loc="left")
-            ax.tick_params(labelsize=8)
-        axes[-1, 0].set_xlabel("step")
-        axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-        fig.suptitle("Domain mixture over steps (ordering arms)", fontsize=11)
-        out["mixture"] = _png(fig)
-
-    names = summary["domains"]
-    T = [[summary["transfer"][a][b] for b in names] for a in names]
-    fig, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
-    im = ax.imshow(T, cmap="RdBu", vmin=-max(map(abs, sum(T, []))) or -1, vmax=max(map(abs, sum(T, []))) or 1)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set(xlabel="evaluated domain j", ylabel="probe-trained domain i", title="Transfer T[i][j]")
-    fig.colorbar(im)
-    out["transfer"] = _png(fig)
-
-    classes = staged[0].get("entropy_class", {}) if staged else {}
-    if classes:
-        fig, ax = plt.subplots(figsize=(8, 3.5), constrained_layout=True)
-        for c, (steps, values) in classes.items():
-            ax.plot(steps, values, label=c)
-        ax.set(xlabel="step", ylabel="entropy (nats)", title="Token-class entropy (staged, seed 0)")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
-        out["token_classes"] = _png(fig)
-    return out
 
 
 def _interval_parts(x: dict | None) -> tuple[float, tuple[float, float] | None, str] | None:
@@ -340,6 +164,28 @@ def _curriculum_section(summary: dict[str, Any]) -> str:
     )
 
 
+def _primary_section(summary: dict[str, Any], figs: dict[str, str]) -> str:
+    """The report's lead: the pre-registered comparison with its n, test, p and the smallest effect
+    its n could detect, then the forest plot of every comparison against joint."""
+    esc = html.escape
+    primary = (summary.get("comparisons") or {}).get("primary")
+    text = ""
+    if primary:
+        power = primary["power"]
+        verdict = "0 excluded" if primary["excludes_0"] else "0 not excluded"
+        detectable = power["detectable_at_80pct"]
+        text = (
+            f"<p><b>Primary comparison (pre-registered): {esc(primary['comparison'])} = {esc(ci_text(primary))}, "
+            f"exact sign-flip p {esc(p_text(primary['p']))}: {verdict} at alpha "
+            f"{summary['comparisons']['alpha']}.</b> At n = {primary['n']} and the observed spread of the "
+            f"per-seed differences (sd {power['sd_of_differences']}), the smallest difference detectable with 80% "
+            f"power is {'-' if detectable is None else f'{detectable:.3f}'}; the exact test's smallest p is "
+            f"{power['smallest_p']:.4g}.</p>"
+        )
+    forest = figs.get("forest", "")
+    return f"<h2>Every arm against joint</h2>{text}{forest}" if text or forest else ""
+
+
 def write_report(path: Path, summary: dict[str, Any], runs: dict[str, list[dict]]) -> None:
     """``report.html`` of a study summary (``runs``: its per-seed runs, ``joint`` included)."""
     figs = plots(summary, runs)
@@ -370,6 +216,7 @@ td.num{{white-space:nowrap}}small{{color:#555}}img{{max-width:100%;height:auto;d
 {spec["prompts_per_step"]} prompts x {spec["group_size"]} completions per step; plasticity domain
 <code>{esc(summary["plasticity_domain"])}</code>; total {summary["seconds"]:.0f} s. Numbers are means over seeds; below each, its 95% interval over seeds
 ({esc(_interval_methods(summary))}) and n, the number of seeds it rests on (no interval where n &lt; 2).</p>
+{_primary_section(summary, figs)}
 <h2>Claims</h2><table><tr><th>id</th><th>claim</th><th>verdict</th><th>why</th><th>numbers</th><th>rule</th></tr>{"".join(rows)}</table>
 <h2>Arms</h2><table><tr><th>arm</th><th>start</th><th>final held-out mean</th><th>KL to base</th><th>plasticity AUC</th>
 <th>unchanged (bf16)</th><th>rank ratio</th><th>s/run</th></tr>{"".join(arm_rows)}</table>
@@ -378,6 +225,7 @@ td.num{{white-space:nowrap}}small{{color:#555}}img{{max-width:100%;height:auto;d
 <p>One panel per arm (joint is rl_only's runs): held-out mean score, mean over seeds with its 95% Student-t interval
 over the seeds at each eval step; the dotted line is the score before training.</p>{figs.get("curves_by_arm", "")}
 <p>All arms overlaid (means only), with the phases detected on staged seed 0.</p>{figs["curves"]}
+{figs.get("rollouts", "")}
 <h2>Final held-out score per domain</h2>{_final_domain_table(summary)}
 <h2>Paired comparisons (one family, Holm-corrected)</h2>
 <p>Final held-out score of one arm minus another, paired by seed over the seeds both ran: mean difference,
