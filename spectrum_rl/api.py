@@ -7,7 +7,7 @@
 - ``recommend_order``: the order query, as `spectrum-rl order`; returns an ``OrderRecommendation``.
 - ``Scheduler`` (with ``Domain``, ``Outcome``, ``StepPlan``): the scheduler without our trainer.
 - ``load_config``, ``Config``: a run config from YAML or a mapping, validated.
-- ``builtin_model``: the folder of a built-in model (built on first use).
+- ``builtin_model``: the folder of a built-in model (shipped with the package).
 - The extension points: a base class and a ``register_*`` decorator for policies, mu schedules,
   losses, advantage estimators, reward components and row sources.
 
@@ -332,8 +332,8 @@ class Scheduler(driver.SchedulerBase):
 
 
 def builtin_model(name: str = "tiny") -> Path:
-    """The folder of built-in model ``name`` (``tiny``, ``ladder``), an HF model and tokenizer;
-    built on first use (1.5 to 2.5 minutes on 2 CPU cores), then cached."""
+    """The folder of built-in model ``name`` (``tiny``, ``ladder``), an HF model and tokenizer,
+    shipped with the package."""
     from spectrum_rl.bootstrap import ensure_builtin
     from spectrum_rl.models import BUILTIN_MODELS
 

@@ -41,6 +41,8 @@ from spectrum_rl.models import (
     BUILTIN_RECIPE_VERSION,
     builtin_path,
     byte_tokenizer,
+    cache_path,
+    shipped_path,
     tiny_config,
 )
 from spectrum_rl.sources.builtin import GENERATORS
@@ -210,7 +212,7 @@ def bootstrap(
     """Pretrain, evaluate and save built-in model ``name`` (recipe ``cfg``, default ``RECIPES[name]``)
     to ``output`` (default: the cache), atomically."""
     cfg = cfg or RECIPES[name]
-    output = Path(output) if output else builtin_path(name)
+    output = Path(output) if output else cache_path(name)
     if (output / "config.json").exists() and not force:
         return output
     model, tokenizer, seconds = pretrain(cfg, progress, name)
@@ -238,12 +240,35 @@ def bootstrap(
 
 
 def ensure_builtin(name: str) -> Path:
-    """The cached folder of a built-in model, building it on first use."""
+    """The folder of a built-in model: the shipped one, else the cache, built there on first use."""
     path = builtin_path(name)
     if not (path / "config.json").exists():
         print(f"building builtin:{name} (first use; cached in {path})", file=sys.stderr)
         bootstrap(output=path, name=name)
     return path
+
+
+SHIPPED_TOLERANCE = 0.10  # per-domain exact-match difference a rebuild may show (CPUs round differently)
+
+
+def compare_with_shipped(built: Path, name: str) -> tuple[list[str], bool]:
+    """Lines comparing a rebuilt model's held-out exact match (its bootstrap.json) with the shipped
+    model's, per domain, and whether every difference is within SHIPPED_TOLERANCE. Pretraining is
+    seeded but not bitwise the same on every CPU (kernels round differently), so the check is on
+    what the model can do, not on its bytes."""
+    shipped = shipped_path(name) / "bootstrap.json"
+    if not shipped.exists():
+        return [f"no shipped builtin:{name} to compare with"], True
+    ours = json.loads((built / "bootstrap.json").read_text())["eval_exact"]
+    theirs = json.loads(shipped.read_text())["eval_exact"]
+    lines, ok = [f"held-out exact match, shipped builtin:{name} vs this build (tolerance {SHIPPED_TOLERANCE}):"], True
+    for domain in theirs:
+        diff = ours.get(domain, float("nan")) - theirs[domain]
+        close = abs(diff) <= SHIPPED_TOLERANCE
+        ok &= close
+        lines.append(f"  {domain:<14} {theirs[domain]:.2f}  {ours.get(domain, float('nan')):.2f}  {diff:+.2f}")
+    lines.append("matches the shipped model" if ok else "DIFFERS from the shipped model beyond the tolerance")
+    return lines, ok
 
 
 def ensure_builtin_models(config: Config) -> None:

@@ -302,12 +302,16 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from spectrum_rl.bootstrap import RECIPES, bootstrap
+    from spectrum_rl.bootstrap import RECIPES, bootstrap, compare_with_shipped
 
     cfg = replace(RECIPES[args.model], seed=args.seed, **({"steps": args.steps} if args.steps else {}))
     output = Path(args.output_dir) if args.output_dir else None
     out = bootstrap(cfg, output=output, force=args.force, name=args.model)
     print(f"built-in model ready: {out}")
+    if cfg == RECIPES[args.model]:  # the shipped recipe: the rebuild should do what the shipped model does
+        lines, ok = compare_with_shipped(out, args.model)
+        print("\n".join(lines))
+        return 0 if ok else 1
     return 0
 
 
@@ -416,7 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("schema", cmd_schema, "print the YAML reference (every field, default and meaning) as Markdown")
 
-    p = add("bootstrap", cmd_bootstrap, "pretrain and cache a built-in model (builtin:tiny, builtin:ladder)")
+    p = add(
+        "bootstrap",
+        cmd_bootstrap,
+        "rebuild a built-in model (builtin:tiny, builtin:ladder) in the cache and compare it with the shipped one",
+    )
     p.add_argument("--model", choices=BUILTIN_MODELS, default="tiny", help="which built-in model (default tiny)")
     p.add_argument("--force", action="store_true", help="rebuild even when cached")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: built-in recipe)")

@@ -2,9 +2,11 @@
 
 ``builtin:tiny`` is a small Llama-architecture model over a byte-level tokenizer (259 ids: the
 256 bytes, then <pad>, <bos>, <eos>). It is pretrained by the project itself on a synthetic corpus
-(see ``spectrum_rl.bootstrap``) and cached; both parts are saved in plain Hugging Face format, so
-``AutoModelForCausalLM``/``AutoTokenizer`` load the cached folder without custom code.
-Loading a ``builtin:`` name reads that cache; it never builds the model (see ``resolve_model_path``).
+(see ``spectrum_rl.bootstrap``), and its weights ship with the package (``spectrum_rl/builtin/``), so
+every machine starts from the same model (pretraining differs between CPUs); ``spectrum-rl
+bootstrap`` reproduces it in the cache and compares it with the shipped one. Both parts are plain
+Hugging Face files: ``AutoModelForCausalLM``/``AutoTokenizer`` load the folder without custom code.
+Loading a ``builtin:`` name never builds the model (see ``resolve_model_path``).
 transformers is imported inside the functions that use it, so that reading a config stays quick.
 """
 
@@ -93,9 +95,24 @@ def tiny_config(**overrides: Any):
     return LlamaConfig(**cfg)
 
 
-def builtin_path(name: str) -> Path:
-    """The cache folder of built-in model ``name`` (``tiny`` -> ``<cache>/tiny-r1``)."""
+SHIPPED_DIR = Path(__file__).parent / "builtin"  # the built-in models' weights, shipped with the package
+
+
+def cache_path(name: str) -> Path:
+    """Where ``spectrum-rl bootstrap`` builds built-in model ``name`` (``tiny`` -> ``<cache>/tiny-r1``)."""
     return cache_dir() / f"{name}-r{BUILTIN_RECIPE_VERSION}"
+
+
+def shipped_path(name: str) -> Path:
+    """The folder of built-in model ``name`` as shipped with the package (``spectrum_rl/builtin/tiny-r1``)."""
+    return SHIPPED_DIR / f"{name}-r{BUILTIN_RECIPE_VERSION}"
+
+
+def builtin_path(name: str) -> Path:
+    """The folder ``builtin:NAME`` loads: the shipped weights, so every machine starts from the same
+    model; the cache (``spectrum-rl bootstrap``) only where the package ships none."""
+    shipped = shipped_path(name)
+    return shipped if (shipped / "config.json").exists() else cache_path(name)
 
 
 def check_builtin_name(name_or_path: str, field: str = "model.name_or_path") -> None:

@@ -92,14 +92,39 @@ def test_bootstrap_writes_hf_folder_used_by_builtin(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM
 
     monkeypatch.setenv("SPECTRUM_RL_CACHE", str(tmp_path))
-    from spectrum_rl.models import builtin_path
+    from spectrum_rl.models import cache_path
 
     out = bootstrap(BootstrapConfig(steps=2, batch_size=4, eval_size=3, model=TINY), progress=False)
-    assert out == builtin_path("tiny") and out.parent == tmp_path
+    assert out == cache_path("tiny") and out.parent == tmp_path
     meta = json.loads((out / "bootstrap.json").read_text())
     assert set(meta["eval_exact"]) >= {"addition", "sorting", "acrostic"}
     assert all(0.0 <= v <= 1.0 for v in meta["eval_exact"].values())
     assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size == 259
-    model, tok = load_causal_lm("builtin:tiny")  # resolves to the cached folder, no rebuild
+    model, tok = load_causal_lm(str(out))
     assert model.config.hidden_size == TINY["hidden_size"] and tok.eos_token_id == 258
     assert not list(tmp_path.glob("tiny-r*.*"))  # no temp folders left behind
+
+
+def test_builtin_names_load_the_shipped_weights_and_a_rebuild_is_compared_with_them(tmp_path, monkeypatch):
+    """builtin:tiny and builtin:ladder are the package's own files (no cache, no pretraining); a
+    rebuild's held-out exact match is compared with the shipped model's, domain by domain."""
+    from spectrum_rl.bootstrap import compare_with_shipped, ensure_builtin
+    from spectrum_rl.models import SHIPPED_DIR, resolve_model_path
+
+    monkeypatch.setenv("SPECTRUM_RL_CACHE", str(tmp_path))  # an empty cache: nothing is built
+    for name in ("tiny", "ladder"):
+        folder = ensure_builtin(name)
+        assert folder.parent == SHIPPED_DIR and resolve_model_path(f"builtin:{name}") == str(folder)
+        assert (folder / "model.safetensors").stat().st_size > 1_000_000
+    assert not list(tmp_path.iterdir())
+    shipped = json.loads((SHIPPED_DIR / "tiny-r1" / "bootstrap.json").read_text())
+    rebuilt = tmp_path / "rebuilt"
+    rebuilt.mkdir()
+    close = {d: v + 0.05 for d, v in shipped["eval_exact"].items()}
+    (rebuilt / "bootstrap.json").write_text(json.dumps({**shipped, "eval_exact": close}))
+    lines, ok = compare_with_shipped(rebuilt, "tiny")
+    assert ok and lines[-1] == "matches the shipped model"
+    far = {**close, "sorting": shipped["eval_exact"]["sorting"] - 0.3}
+    (rebuilt / "bootstrap.json").write_text(json.dumps({**shipped, "eval_exact": far}))
+    lines, ok = compare_with_shipped(rebuilt, "tiny")
+    assert not ok and "DIFFERS" in lines[-1] and any("sorting" in line and "-0.30" in line for line in lines)
