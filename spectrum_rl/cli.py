@@ -247,11 +247,13 @@ def _print_claims(summary: dict) -> None:
     goal = summary.get("curriculum", {}).get("goal")
     if goal:
         diff, best = goal["adaptive - joint"], goal["best_baseline"]
-        line = f"curriculum: adaptive - joint {diff['mean']:+.3f} (n={diff['n']}, Holm p {diff['p_holm']})"
+        test = f"primary, sign-flip p {diff['p']}" if diff.get("role") == "primary" else f"Holm p {diff['p_holm']}"
+        line = f"curriculum: adaptive - joint {diff['mean']:+.3f} (n={diff['n']}, {test})"
         if best:
             vs = goal["adaptive - best_baseline"]
             line += f"; adaptive - {best} (best baseline) {vs['mean']:+.3f} (Holm p {vs['p_holm']})"
-        print(line + f"; goal {'met' if goal['met'] else 'not met'} ({goal['rule']})")
+        void = " (void: the oracle leaves less than the goal's margin)" if goal.get("void") else ""
+        print(line + f"; goal {'met' if goal['met'] else 'not met'}{void} ({goal['rule']})")
 
 
 def cmd_study(args: argparse.Namespace) -> int:

@@ -13,6 +13,10 @@ replacements included). Two endpoints:
   survival time of survival analysis); an arm's ratio to joint is the ratio of the two restricted
   means, and the paired per-seed difference of ``min(R, B) / B`` gives its interval and test.
 
+Gate G6 first (study/gates.py): when the oracle arm ran, ``oracle_static - joint`` must reach the
+goal's margin, else the comparison is void (the world leaves less to win than the goal asks of
+adaptive), and the verdict says so with the numbers.
+
 Also the order query's predicted gain beside the ``order`` arm's realised one.
 """
 
@@ -61,12 +65,16 @@ def curriculum_verdict(
             and faster
             and (vs_best is None or vs_best["mean"] >= 0)
         )
+        room = comps.get("oracle_static - joint", {}).get("final_mean")
+        void = room is not None and room["mean"] < CURRICULUM_GOAL  # gate G6 on the study's own runs
         out["goal"] = {
+            "room": room,
+            "void": void,
             "adaptive - joint": vs_joint,
             "best_baseline": best,
             "adaptive - best_baseline": vs_best,
             "rollouts_ratio": None if speed is None else speed["ratio_to_joint"],
-            "met": bool(met),
+            "met": bool(met) and not void,
             "rule": f"adaptive - joint >= {CURRICULUM_GOAL} excluding 0 (the primary test, or Holm), adaptive "
             f"reaches joint's final score in <= {ROLLOUT_GOAL}x joint's rollouts (restricted means; the paired "
             "interval of the difference below 0), and adaptive not below the best non-oracle baseline",

@@ -107,16 +107,31 @@ def _gates(s: dict[str, Any]) -> str:
 
 def _curriculum(s: dict[str, Any]) -> str:
     cur = s["curriculum"]
-    reach = cur["steps_to_joint_final"]
-    lines = [
-        f"| arm | final held-out mean [95% CI], n | area under the eval curve | informative groups | "
-        f"steps to joint's final {cur['joint_final']:.3f} (per seed; - never) |",
-        "|---|---|---|---|---|",
-    ]
-    for arm, a in s["arms"].items():
-        steps = ", ".join("-" if r is None else str(r) for r in reach.get(arm, []))
-        informative = ci_text(a["informative"]) if a.get("informative") else "n/a"
-        lines.append(f"| `{arm}` | {ci_text(a['final_mean'])} | {ci_text(a['auc'])} | {informative} | {steps} |")
+    reach, spent = cur["steps_to_joint_final"], cur.get("rollouts_to_joint_final")
+    if spent:  # a budget in rollouts: the compute endpoints
+        lines = [
+            f"| arm | final held-out mean [95% CI], n | informative groups | prompts resampled per run | "
+            f"rollouts to joint's final {cur['joint_final']:.3f}: reached, restricted mean, ratio to joint |",
+            "|---|---|---|---|---|",
+        ]
+        for arm, a in s["arms"].items():
+            r, info = spent[arm], cur["informative"][arm]
+            informative = ci_text(a["informative"]) if a.get("informative") else "n/a"
+            ratio = "-" if r["ratio_to_joint"] is None else f"{r['ratio_to_joint']:.2f}x"
+            lines.append(
+                f"| `{arm}` | {ci_text(a['final_mean'])} | {informative} | {info['resampled_per_run']:.0f} | "
+                f"{r['reached']}, {r['restricted_mean']:.0f} of {r['budget']}, {ratio} |"
+            )
+    else:
+        lines = [
+            f"| arm | final held-out mean [95% CI], n | area under the eval curve | informative groups | "
+            f"steps to joint's final {cur['joint_final']:.3f} (per seed; - never) |",
+            "|---|---|---|---|---|",
+        ]
+        for arm, a in s["arms"].items():
+            steps = ", ".join("-" if r is None else str(r) for r in reach.get(arm, []))
+            informative = ci_text(a["informative"]) if a.get("informative") else "n/a"
+            lines.append(f"| `{arm}` | {ci_text(a['final_mean'])} | {ci_text(a['auc'])} | {informative} | {steps} |")
     if cur.get("goal"):
         lines.append("\n" + _goal(s).rstrip("\n"))
     order = cur.get("order")
@@ -132,11 +147,21 @@ def _curriculum(s: dict[str, Any]) -> str:
 
 def _goal(s: dict[str, Any]) -> str:
     goal = s["curriculum"]["goal"]
-    d, best = goal["adaptive - joint"], goal["best_baseline"]
-    text = f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
+    d, best, room = goal["adaptive - joint"], goal["best_baseline"], goal.get("room")
+    text = ""
+    if room is not None:
+        text = f"Room (gate G6): `oracle_static - joint` = {ci_text(room)}" + (
+            ", below the goal's margin: **the comparison is void**. " if goal.get("void") else ". "
+        )
+    if d.get("role") == "primary":
+        text += f"`adaptive - joint` = {ci_text(d)}, exact sign-flip p {p_text(d['p'])} (the primary comparison)"
+    else:
+        text += f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
+    if goal.get("rollouts_ratio") is not None:
+        text += f"; adaptive reaches joint's final score with {goal['rollouts_ratio']:.2f}x joint's rollouts"
     if best:
         b = goal["adaptive - best_baseline"]
-        text += f"; `adaptive - {best}` (the best baseline) = {ci_text(b)}, Holm p {p_text(b['p_holm'])}"
+        text += f"; `adaptive - {best}` (the best non-oracle baseline) = {ci_text(b)}, Holm p {p_text(b['p_holm'])}"
     return text + f". Goal ({goal['rule']}): **{'met' if goal['met'] else 'not met'}**.\n"
 
 

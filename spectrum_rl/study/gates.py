@@ -19,6 +19,11 @@ out) and budget (the config's ``study:`` section, else the study's defaults), fr
 - G5 interference: a transfer probe (each domain trained alone, ``probe_steps``), the pairs whose
   T[i][j] is below minus two standard errors (training i lowers j), or a sentence that none is
   (printed NONE: a world without interference is a finding, not a failure).
+- G6 room for a curriculum: the config's oracle arm (``study.custom_arms.oracle_static``, weights
+  set by someone who knows the world) against joint at the budget, paired by seed over the same
+  ``seeds``; passes when the mean difference reaches the curriculum goal's margin
+  (``study/curriculum.py CURRICULUM_GOAL``). If even the oracle cannot win that much, a study of
+  curricula on this world is void, whatever its arms show.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from spectrum_rl.config import Config, merge_config
 from spectrum_rl.domains import BuiltDomain, build_domains
 from spectrum_rl.models import apply_prompt_format, load_causal_lm
 from spectrum_rl.study.arms import StudySpec, arm_overlay, default_plasticity_domain, study_base
+from spectrum_rl.study.curriculum import CURRICULUM_GOAL
 from spectrum_rl.trainer.checkpoint import read_jsonl
 from spectrum_rl.trainer.generation import complete
 from spectrum_rl.trainer.loop import Trainer
@@ -120,18 +126,25 @@ def measure_gates(
         for n, levels in start.items()
     }
 
-    log(f"G1: joint RL, {spec.steps} steps x {seeds} seeds")
-    gains, finals = [], []
-    for seed in range(seeds):
-        run = output / f"joint-s{seed}"
-        overlay = merge_config(
-            arm_overlay("joint", spec, config, names, None),
-            {"run": {"name": f"joint-s{seed}", "output_dir": str(run), "seed": seed}},
-        )
-        evals = read_jsonl(_train(merge_config(base, overlay), base_dir) / "eval.jsonl")
-        gains.append(evals[-1]["eval/mean"] - evals[0]["eval/mean"])
-        finals.append(run / "final")
-        log(f"  seed {seed}: {evals[0]['eval/mean']:.3f} -> {evals[-1]['eval/mean']:.3f}")
+    def final_means(arm: str) -> tuple[list[float], list[float], list[Path]]:
+        starts, ends, folders = [], [], []
+        for seed in range(seeds):
+            run = output / f"{arm}-s{seed}"
+            overlay = merge_config(
+                arm_overlay(arm, spec, config, names, None),
+                {"run": {"name": f"{arm}-s{seed}", "output_dir": str(run), "seed": seed}},
+            )
+            evals = read_jsonl(_train(merge_config(base, overlay), base_dir) / "eval.jsonl")
+            starts.append(evals[0]["eval/mean"])
+            ends.append(evals[-1]["eval/mean"])
+            folders.append(run / "final")
+            log(f"  {arm} seed {seed}: {starts[-1]:.3f} -> {ends[-1]:.3f}")
+        return starts, ends, folders
+
+    budget = f"{spec.max_rollouts} completions" if spec.max_rollouts else f"{spec.steps} steps"
+    log(f"G1: joint RL, {budget} x {seeds} seeds")
+    starts, joint_ends, finals = final_means("joint")
+    gains = [e - s for s, e in zip(starts, joint_ends)]
     gain = t_interval(gains).to_dict()
     g1 = {
         "gain": gain,
@@ -188,6 +201,14 @@ def measure_gates(
         }
         log(f"  {n}: trained level {k}; level {k + 1} {before:.3f} -> {now:.3f} (2 SE {2 * se:.3f})")
 
+    log(f"G6: the oracle against joint, {budget} x {seeds} seeds")
+    if "oracle_static" in spec.custom_arms:
+        _, oracle_ends, _ = final_means("oracle_static")
+        diff = t_interval([o - j for o, j in zip(oracle_ends, joint_ends)]).to_dict()
+        g6 = {"oracle_minus_joint": diff, "margin": CURRICULUM_GOAL, "passes": bool(diff["mean"] >= CURRICULUM_GOAL)}
+    else:
+        g6 = {"passes": False, "why": "the config defines no study.custom_arms.oracle_static to measure the room with"}
+
     probe_steps = config.study.probe_steps or max(10, spec.steps // 4)
     log(f"G5: transfer probe, {probe_steps} steps on each domain alone")
     rl_only = {"training": {"sft": {"mu": "rl_only"}}}  # interference under RL, the recipe's SFT aside
@@ -208,12 +229,18 @@ def measure_gates(
     result = {
         "config": str(config.run.name),
         "model": config.model.name_or_path,
-        "budget": {"steps": spec.steps, "prompts_per_step": spec.prompts_per_step, "group_size": spec.group_size},
+        "budget": {
+            "steps": spec.steps,
+            "max_rollouts": spec.max_rollouts,
+            "prompts_per_step": spec.prompts_per_step,
+            "group_size": spec.group_size,
+        },
         "G1": g1,
         "G2": g2,
         "G3": g3,
         "G4": g4,
         "G5": g5,
+        "G6": g6,
     }
     output.mkdir(parents=True, exist_ok=True)
     (output / "gates.json").write_text(json.dumps(result, indent=1))
@@ -252,4 +279,15 @@ def gate_lines(result: dict[str, Any]) -> list[str]:
         f"training {p['trained']} lowers {p['hurt']} ({p['T']:+.2f}, se {p['se']:.2f})" for p in g5["pairs"]
     )
     lines.append(f"G5 interference {'PASS' if g5['passes'] else 'NONE'}  {said or g5['sentence']}")
+    g6 = result.get("G6")
+    if g6 is not None:
+        if "oracle_minus_joint" in g6:
+            d = g6["oracle_minus_joint"]
+            bounds = f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d["ci_low"] is not None else ""
+            lines.append(
+                f"G6 room         {mark(g6['passes'])}  oracle_static - joint {d['mean']:+.3f}{bounds} (95% t, paired, "
+                f"n={d['n']} seeds; needs >= {g6['margin']}: else a curriculum study here is void)"
+            )
+        else:
+            lines.append(f"G6 room         FAIL  {g6['why']}")
     return lines
