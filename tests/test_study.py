@@ -46,7 +46,7 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys, monkeypatch):
         "spectrum - chord_mu",
         "chord_mu - staged",
     }
-    assert family["primary_family_size"] == 7 and family["secondary_family_size"] == 7 * len(summary["domains"])
+    assert family["family_size"] == 7 and family["domain_family_size"] == 7 * len(summary["domains"])
     assert all(c["final_mean"]["n"] == 2 and set(c["final"]) == set(summary["domains"]) for c in compared.values())
     # every seed's run is kept, so the study can be re-analysed without training
     assert [len(summary["runs"][a]) for a in ("rl_only", "spectrum")] == [2, 2] and "joint" not in summary["runs"]
@@ -146,7 +146,7 @@ def test_the_family_is_paired_by_seed_over_the_seeds_both_ran_and_holm_corrected
     assert pairs == [("spectrum", "staged"), ("spectrum", "chord_mu"), ("chord_mu", "staged")]  # no joint ran
     family = compare_family(runs, pairs)
     assert "sign-flip" in family["method"] and "Holm" in family["method"]
-    assert family["primary_family_size"] == 3 and family["secondary_family_size"] == 6
+    assert family["family_size"] == 3 and family["domain_family_size"] == 6
     diff = family["comparisons"]["spectrum - staged"]
     assert diff["final_mean"]["n"] == 7 and diff["final_mean"]["mean"] == pytest.approx(1.0 / 7, abs=1e-4)
     assert "paired by seed" in diff["final_mean"]["method"] and "sign-flip" in diff["final_mean"]["method"]
@@ -172,3 +172,14 @@ def test_the_family_is_paired_by_seed_over_the_seeds_both_ran_and_holm_corrected
     assert family["comparisons"]["spectrum - staged"]["final_mean"]["adjusted"]["confidence"] == pytest.approx(
         1 - 0.05 / 3
     )
+    # The same runs with "spectrum - staged" pre-registered: tested alone (its raw p 6/128 < 0.05
+    # now excludes 0), out of the family, which Holm-corrects the two others over 2
+    pre = compare_family(runs, pairs, primary="spectrum - staged")
+    primary = pre["primary"]
+    assert primary["comparison"] == "spectrum - staged" and primary["role"] == "primary"
+    assert primary["p"] == primary["p_holm"] == pytest.approx(6 / 128) and primary["excludes_0"]
+    assert pre["family_size"] == 2 and pre["comparisons"]["spectrum - chord_mu"]["final_mean"][
+        "p_holm"
+    ] == pytest.approx(4 / 128)
+    power = primary["power"]
+    assert power["smallest_p"] == pytest.approx(2 / 128) and 0 < power["detectable_at_80pct"] < 1

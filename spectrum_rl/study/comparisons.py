@@ -106,7 +106,7 @@ def compare_family(
     the family, and reported with the smallest effect its n could detect."""
     out: dict[str, Any] = {}
     primary_entry = None
-    primary, primary_d, secondary, secondary_d, areas, areas_d = [], [], [], [], [], []
+    means, means_d, secondary, secondary_d, areas, areas_d = [], [], [], [], [], []
     for a_arm, b_arm in pairs:
         n = min(len(runs[a_arm]), len(runs[b_arm]))
         a, b = runs[a_arm][:n], runs[b_arm][:n]  # seeds 0..n-1 of both, in order
@@ -116,8 +116,8 @@ def compare_family(
             primary_entry = entry["final_mean"]
             _alone(primary_entry, np.subtract(x, y), alpha)
         else:
-            primary.append(entry["final_mean"])
-            primary_d.append(np.subtract(x, y))
+            means.append(entry["final_mean"])
+            means_d.append(np.subtract(x, y))
         if all("eval_mean" in s for s in a + b):  # runs kept before curves were stored have no area
             x, y = [eval_auc(s) for s in a], [eval_auc(s) for s in b]
             entry["auc"] = _tested(x, y)
@@ -129,7 +129,7 @@ def compare_family(
             secondary.append(entry["final"][d])
             secondary_d.append(np.subtract(x, y))
         out[f"{a_arm} - {b_arm}"] = entry
-    _adjust(primary, primary_d, alpha)
+    _adjust(means, means_d, alpha)
     _adjust(secondary, secondary_d, alpha)
     _adjust(areas, areas_d, alpha)
     return {
@@ -138,7 +138,7 @@ def compare_family(
         "method": "exact sign-flip test per pair (seeds as the unit), Holm over the family; Bonferroni t intervals "
         "(none where every per-seed difference is equal); the "
         "final mean, each domain's final score and the area under the eval curve are three families",
-        "primary_family_size": len(primary),
-        "secondary_family_size": len(secondary),
+        "family_size": len(means),
+        "domain_family_size": len(secondary),
         "comparisons": out,
     }

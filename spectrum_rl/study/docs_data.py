@@ -71,8 +71,7 @@ def _claims(s: dict[str, Any]) -> str:
 def _comparisons(s: dict[str, Any]) -> str:
     family = s["comparisons"]
     lines = [
-        f"Family of {family['primary_family_size']} paired comparisons of the final held-out mean "
-        f"({family['method']}):",
+        f"Family of {family['family_size']} paired comparisons of the final held-out mean ({family['method']}):",
         "",
         "| difference | mean [95% CI], n | p | Holm p | after adjustment |",
         "|---|---|---|---|---|",
