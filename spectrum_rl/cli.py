@@ -247,7 +247,7 @@ def _print_claims(summary: dict) -> None:
     goal = summary.get("curriculum", {}).get("goal")
     if goal:
         diff, best = goal["adaptive - joint"], goal["best_baseline"]
-        test = f"primary, sign-flip p {diff['p']}" if diff.get("role") == "primary" else f"Holm p {diff['p_holm']}"
+        test = f"primary, p {diff['p']}" if diff.get("role") == "primary" else f"Holm p {diff['p_holm']}"
         line = f"curriculum: adaptive - joint {diff['mean']:+.3f} (n={diff['n']}, {test})"
         if best:
             vs = goal["adaptive - best_baseline"]

@@ -78,8 +78,8 @@ def test_c1_supported_paired_by_seed():
     assert got["verdict"] == SUPPORTED and got["staged_disruption_seeds"] == "5/8"
     diff = got["chord_mu_minus_staged"]
     assert diff["mean"] == pytest.approx(0.11) and diff["n"] == 8 and diff["excludes_0"]
-    # a family of 1: Holm leaves the exact p (stored to 6 decimals) as it is
-    assert diff["p"] == pytest.approx(2 / 2**8, abs=1e-6) and diff["p_holm"] == diff["p"]
+    # a family of 1: Holm leaves the paired t-test's p as it is
+    assert diff["p"] < 0.001 and diff["p_holm"] == diff["p"] and "paired t-test" in diff["method"]
     assert diff["adjusted"]["ci_low"] > 0 and "above 0" in got["reason"] and "Holm p" in got["reason"]
     # Unpaired, the seed-to-seed spread (0.2 .. 0.8) would swamp the 0.11 gain.
     assert t_interval(BASE).hi > t_interval(plus(BASE, GAIN)).lo
@@ -123,9 +123,8 @@ def test_c1_inconclusive(gain, disrupted, words):
 
 
 def test_c1_reads_the_adjusted_comparison():
-    # 6 seeds, all gains positive: raw sign-flip p = 2/2^6 = 0.031, above 0 alone, but Holm over two
-    # such pairs makes it 0.0625
-    base, gain = BASE[:6], [0.10, 0.20, 0.15, 0.12, 0.18, 0.14]
+    # 6 seeds: the paired t-test's raw p = 0.035, above 0 alone, but Holm over two such pairs: 0.07
+    base, gain = BASE[:6], [-0.01, 0.24, 0.22, 0.20, 0.09, 0.02]
     assert c1(base, plus(base, gain), [True] * 6)["verdict"] == SUPPORTED
     runs = {
         "staged": [run(f) for f in base],
@@ -135,7 +134,7 @@ def test_c1_reads_the_adjusted_comparison():
     }
     got = c1(base, plus(base, gain), [True] * 6, family=family_of(runs))
     entry = got["chord_mu_minus_staged"]
-    assert entry["p"] == pytest.approx(2 / 2**6) and entry["p_holm"] == pytest.approx(2 * 2 / 2**6)
+    assert entry["p"] == pytest.approx(0.0349, abs=1e-4) and entry["p_holm"] == pytest.approx(2 * entry["p"], abs=1e-6)
     assert entry["p"] < ALPHA <= entry["p_holm"] and not entry["excludes_0"]
     assert got["verdict"] == INCONCLUSIVE and "0 not excluded" in got["reason"]
 
@@ -547,7 +546,7 @@ def test_everything_supported_and_printed_with_n():
     assert {c: v["verdict"] for c, v in claims.items()} == dict.fromkeys(claims, SUPPORTED)
 
     md = claims_markdown({"claims": claims, "arms": {}})
-    assert "chord_mu_minus_staged: 0.110 [" in md and "n=8, paired, sign-flip p" in md
+    assert "chord_mu_minus_staged: 0.110 [" in md and "n=8, paired t" in md
     assert claims["C1"]["reason"] in md and claims["C2"]["reason"] in md
 
 

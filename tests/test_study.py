@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from scipy.stats import ttest_rel
 
 from spectrum_rl.cli import main
 from spectrum_rl.study.comparisons import compare_family, family_pairs
@@ -133,9 +134,10 @@ def test_the_family_is_paired_by_seed_over_the_seeds_both_ran_and_holm_corrected
     def run(final: float, extra: float) -> dict:
         return {"final_mean": final, "final": {"a": final, "b": extra}}
 
-    # 7 seeds: the sign-flip test's smallest p is 2/2^7 = 0.0156, which survives Holm over 3 pairs
+    # 7 seeds: continuous differences get the paired t-test (checked against scipy's), a domain whose
+    # difference is the same in every seed the exact sign-flip test
     staged = [0.4, 0.5, 0.5, 0.5, 0.6, 0.4, 0.45]
-    spectrum = [0.7, 0.7, 0.6, 0.45, 0.85, 0.45, 0.6]  # - staged: +0.3 +0.2 +0.1 -0.05 +0.25 +0.05 +0.15
+    spectrum = [0.7, 0.7, 0.6, 0.4, 0.85, 0.45, 0.6]  # - staged: +0.3 +0.2 +0.1 -0.1 +0.25 +0.05 +0.15
     chord_mu = [0.45, 0.4, 0.3, 0.2, 0.7, 0.15, 0.55]  # below spectrum in every seed, around staged
     runs = {
         "spectrum": [run(x, 0.1) for x in spectrum],
@@ -145,23 +147,26 @@ def test_the_family_is_paired_by_seed_over_the_seeds_both_ran_and_holm_corrected
     pairs = family_pairs(list(runs))
     assert pairs == [("spectrum", "staged"), ("spectrum", "chord_mu"), ("chord_mu", "staged")]  # no joint ran
     family = compare_family(runs, pairs)
-    assert "sign-flip" in family["method"] and "Holm" in family["method"]
+    assert "t-test" in family["method"] and "sign-flip" in family["method"] and "Holm" in family["method"]
     assert family["family_size"] == 3 and family["domain_family_size"] == 6
     diff = family["comparisons"]["spectrum - staged"]
-    assert diff["final_mean"]["n"] == 7 and diff["final_mean"]["mean"] == pytest.approx(1.0 / 7, abs=1e-4)
-    assert "paired by seed" in diff["final_mean"]["method"] and "sign-flip" in diff["final_mean"]["method"]
+    assert diff["final_mean"]["n"] == 7 and diff["final_mean"]["mean"] == pytest.approx(0.95 / 7, abs=1e-4)
+    assert "paired by seed" in diff["final_mean"]["method"] and "paired t-test" in diff["final_mean"]["method"]
     # domain b differs by -0.1 in every seed: no t interval (zero spread), but an exact p of 2/2^7
     b = diff["final"]["b"]
     assert b["mean"] == pytest.approx(-0.1) and b["ci_low"] is None and b["ci_high"] is None
     assert b["p"] == pytest.approx(2 / 2**7) and b["adjusted"]["ci_low"] is None and not b["excludes_0"]
-    # spectrum - chord_mu is positive in every seed: the smallest p, 2/2^7, x3 by Holm = 0.047 < 0.05.
-    # spectrum - staged has one negative seed: 6 of the 128 sign assignments reach its |mean|, so
-    # p = 0.047 < 0.05 raw, but Holm's multiplier for the second smallest p is 2: 0.094, not excluded
+    assert "sign-flip" in b["method"]
+    # spectrum - chord_mu: the smallest p, x3 by Holm, still < 0.05. spectrum - staged: p = 0.037 < 0.05
+    # raw, but Holm's multiplier for the second smallest p is 2: 0.074, not excluded
     raw = {name: c["final_mean"]["p"] for name, c in family["comparisons"].items()}
     holm = {name: c["final_mean"]["p_holm"] for name, c in family["comparisons"].items()}
-    assert raw["spectrum - chord_mu"] == pytest.approx(2 / 128)
-    assert holm["spectrum - chord_mu"] == pytest.approx(6 / 128)
-    assert raw["spectrum - staged"] == pytest.approx(6 / 128) and raw["spectrum - staged"] < 0.05
+    expected = {"spectrum - staged": (spectrum, staged), "spectrum - chord_mu": (spectrum, chord_mu)}
+    for name, (x, y) in expected.items():
+        assert raw[name] == pytest.approx(ttest_rel(x, y).pvalue, abs=1e-6)
+    assert holm["spectrum - chord_mu"] == pytest.approx(3 * raw["spectrum - chord_mu"], abs=1e-6)
+    assert holm["spectrum - chord_mu"] < 0.05
+    assert raw["spectrum - staged"] < 0.05
     second = sorted(raw, key=raw.get)[1]
     assert second == "spectrum - staged"
     assert holm[second] == pytest.approx(min(1.0, 2 * raw[second]), abs=1e-6) and holm[second] > 0.05
@@ -172,14 +177,13 @@ def test_the_family_is_paired_by_seed_over_the_seeds_both_ran_and_holm_corrected
     assert family["comparisons"]["spectrum - staged"]["final_mean"]["adjusted"]["confidence"] == pytest.approx(
         1 - 0.05 / 3
     )
-    # The same runs with "spectrum - staged" pre-registered: tested alone (its raw p 6/128 < 0.05
+    # The same runs with "spectrum - staged" pre-registered: tested alone (its raw p 0.037 < 0.05
     # now excludes 0), out of the family, which Holm-corrects the two others over 2
     pre = compare_family(runs, pairs, primary="spectrum - staged")
     primary = pre["primary"]
     assert primary["comparison"] == "spectrum - staged" and primary["role"] == "primary"
-    assert primary["p"] == primary["p_holm"] == pytest.approx(6 / 128) and primary["excludes_0"]
-    assert pre["family_size"] == 2 and pre["comparisons"]["spectrum - chord_mu"]["final_mean"][
-        "p_holm"
-    ] == pytest.approx(4 / 128)
+    assert primary["p"] == primary["p_holm"] == pytest.approx(raw["spectrum - staged"]) and primary["excludes_0"]
+    chord = pre["comparisons"]["spectrum - chord_mu"]["final_mean"]
+    assert pre["family_size"] == 2 and chord["p_holm"] == pytest.approx(2 * raw["spectrum - chord_mu"], abs=1e-6)
     power = primary["power"]
     assert power["smallest_p"] == pytest.approx(2 / 128) and 0 < power["detectable_at_80pct"] < 1

@@ -9,14 +9,15 @@ deviation (Student 1908; any statistics text). A percentile bootstrap over 3 val
 removes the seed-to-seed variation the two runs share. With ``n < 2`` there is no interval
 (``lo = hi = nan``).
 
-A study compares many pairs of arms; each pair's two-sided p-value is that of the exact sign-flip
-test of the per-seed differences (Fisher's randomisation test, paired: under "no difference" each
-difference is as likely positive as negative, so p = the fraction of the 2^n sign assignments whose
-|mean| reaches the observed one; exact and assumption-free at the study's 3-10 seeds, where a
-t-test leans on normality, and defined where every difference is equal, where it is not: three
-equal differences give p = 2/8 = 0.25, never p < 1e-6). With n seeds no p is below 2 / 2^n
-(n = 6: 0.031, n = 8: 0.0078), which bounds what a family can reject. A t interval needs a
-spread: when every difference is equal there is no interval. The p-values are corrected for the
+A study compares many pairs of arms; each pair's two-sided p-value is the paired t-test's of the
+per-seed differences, except where n is small (fewer than 6 pairs) or the differences are
+discrete (fewer than 3 distinct values): there it is the exact sign-flip test (Fisher's
+randomisation test, paired: under "no difference" each difference is as likely positive as
+negative, so p = the fraction of the 2^n sign assignments whose |mean| reaches the observed one),
+which needs no normality and is defined where every difference is equal, where a t statistic is
+not: three equal differences give p = 2/8 = 0.25, not p < 1e-6. With n seeds no sign-flip p is
+below 2 / 2^n (n = 3: 0.25, n = 5: 0.0625), so such a comparison cannot reject at 0.05. A t
+interval needs a spread: when every difference is equal there is no interval. The p-values are corrected for the
 whole family by Holm's step-down method (Holm 1979,
 "A simple sequentially rejective multiple test procedure"): sort the m p-values, multiply the
 i-th smallest by (m - i + 1), take the running maximum, cap at 1. Holm controls the family-wise
@@ -41,7 +42,8 @@ from scipy.stats import t as student_t
 
 METHOD = "Student t over seeds"
 PAIRED_INTERVAL = "Student t over per-seed differences (paired by seed)"
-PAIRED_METHOD = PAIRED_INTERVAL + "; exact sign-flip test"  # an interval and a test
+PAIRED_T, SIGN_FLIP = "paired t-test", "exact sign-flip test"
+SMALL_N = 6  # below this many pairs, or with fewer than 3 distinct differences, the test is exact
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,23 @@ def paired_diff(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
     return t_interval(xa - xb, confidence, PAIRED_INTERVAL)
 
 
-def paired_p(a: Sequence[float], b: Sequence[float]) -> float:
-    """Two-sided p-value of the sign-flip test of ``a_k - b_k`` against 0 (NaN below 2 pairs)."""
+def paired_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, str]:
+    """Two-sided p-value of ``a_k - b_k`` against 0 and the test that gave it: the paired t-test,
+    or the exact sign-flip test where the t-test's normal approximation has nothing to stand on
+    (fewer than SMALL_N pairs, or differences that take fewer than 3 distinct values: discrete or
+    degenerate). NaN below 2 pairs."""
     d = _as_sample(a, "a") - _as_sample(b, "b")
     if d.size < 2 or not np.all(np.isfinite(d)):
-        return math.nan
-    return sign_flip_p(d)
+        return math.nan, PAIRED_T
+    if d.size < SMALL_N or np.unique(np.round(d, 12)).size < 3:
+        return sign_flip_p(d), SIGN_FLIP
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(d.size))
+    return float(2 * student_t.sf(abs(t), d.size - 1)), PAIRED_T
+
+
+def paired_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """The p-value of ``paired_test``."""
+    return paired_test(a, b)[0]
 
 
 def sign_flip_p(d: Sequence[float], exact_up_to: int = 16, draws: int = 200_000) -> float:

@@ -1,5 +1,6 @@
-"""The study's family of paired comparisons: which pairs of arms are compared, each pair's exact
-sign-flip test over seeds, and Holm's correction over the family with Bonferroni intervals (the
+"""The study's family of paired comparisons: which pairs of arms are compared, each pair's paired
+test over seeds (t, or exact sign-flip where n is small or the differences discrete), and Holm's
+correction over the family with Bonferroni intervals (the
 statistics are in ``analysis/stats.py``). The claims C1 and C4 and the curriculum goal read their
 verdicts from this family.
 """
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
-from spectrum_rl.analysis.stats import PAIRED_METHOD, holm, paired_diff, paired_p, t_interval
+from spectrum_rl.analysis.stats import PAIRED_INTERVAL, holm, paired_diff, paired_test, t_interval
 from spectrum_rl.study.arms import BASELINE_ARMS, SPECTRUM_VS
 
 
@@ -44,8 +45,8 @@ def family_pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def _tested(a: list[float], b: list[float]) -> dict[str, Any]:
-    out = {**paired_diff(a, b).to_dict(), "method": PAIRED_METHOD}
-    p = paired_p(a, b)
+    p, test = paired_test(a, b)
+    out = {**paired_diff(a, b).to_dict(), "method": f"{PAIRED_INTERVAL}; {test}"}
     out["p"] = None if np.isnan(p) else round(p, 6)
     return out
 
@@ -57,7 +58,7 @@ def _adjust(entries: list[dict[str, Any]], diffs: list[list[float]], alpha: floa
     m = sum(e["p"] is not None for e in entries)
     level = 1 - alpha / max(m, 1)
     for e, d, p in zip(entries, diffs, adjusted):
-        iv = t_interval(d, level, PAIRED_METHOD) if np.all(np.isfinite(d)) else None
+        iv = t_interval(d, level, PAIRED_INTERVAL) if np.all(np.isfinite(d)) else None
         e["p_holm"] = None if np.isnan(p) else round(p, 6)
         e["adjusted"] = {
             "ci_low": None if iv is None or not iv.defined else round(iv.lo, 4),
@@ -88,7 +89,7 @@ def _alone(entry: dict[str, Any], d: np.ndarray, alpha: float) -> None:
         "detectable_at_80pct": None if mde is None or not math.isfinite(mde) else round(float(mde), 4),
         "sd_of_differences": None if not math.isfinite(sd) else round(sd, 4),
         "smallest_p": round(2 / 2**n, 6),
-        "rule": "(t(1 - alpha/2) + t(0.8)) * sd / sqrt(n), df n - 1; the exact test's smallest p is 2 / 2^n",
+        "rule": "(t(1 - alpha/2) + t(0.8)) * sd / sqrt(n), df n - 1; an exact sign-flip test's smallest p is 2 / 2^n",
     }
 
 
@@ -135,8 +136,9 @@ def compare_family(
     return {
         "primary": None if primary_entry is None else {"comparison": primary, **primary_entry},
         "alpha": alpha,
-        "method": "exact sign-flip test per pair (seeds as the unit), Holm over the family; Bonferroni t intervals "
-        "(none where every per-seed difference is equal); the "
+        "method": "paired t-test per pair (seeds as the unit; the exact sign-flip test below 6 seeds or for "
+        "discrete differences), Holm over the family; Bonferroni t intervals (none where every per-seed "
+        "difference is equal); the "
         "final mean, each domain's final score and the area under the eval curve are three families",
         "family_size": len(means),
         "domain_family_size": len(secondary),

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from spectrum_rl.analysis.stats import PAIRED_METHOD, paired_diff, paired_p
+from spectrum_rl.analysis.stats import PAIRED_INTERVAL, paired_diff, paired_test
 from spectrum_rl.study.arms import BASELINE_ARMS
 
 CURRICULUM_GOAL = 0.03  # adaptive must beat joint by this much (held-out mean at equal compute)
@@ -110,10 +110,14 @@ def rollouts_to_target(seeds: list[dict[str, Any]], joint: list[dict[str, Any]],
     mean, joint_mean = float(np.mean(capped)), float(np.mean(joint_capped))
     n = min(len(capped), len(joint_capped))
     x, y = [c / budget for c in capped[:n]], [c / budget for c in joint_capped[:n]]
-    vs = {**paired_diff(x, y).to_dict(), "method": PAIRED_METHOD} if n else None
-    if vs is not None:
-        p = paired_p(x, y)
-        vs["p"] = None if np.isnan(p) else round(p, 6)
+    vs = None
+    if n:
+        p, test = paired_test(x, y)
+        vs = {
+            **paired_diff(x, y).to_dict(),
+            "method": f"{PAIRED_INTERVAL}; {test}",
+            "p": None if np.isnan(p) else round(p, 6),
+        }
     return {
         "per_seed": at,
         "budget": budget,

@@ -153,7 +153,7 @@ def _goal(s: dict[str, Any]) -> str:
             ", below the goal's margin: **the comparison is void**. " if goal.get("void") else ". "
         )
     if d.get("role") == "primary":
-        text += f"`adaptive - joint` = {ci_text(d)}, exact sign-flip p {p_text(d['p'])} (the primary comparison)"
+        text += f"`adaptive - joint` = {ci_text(d)}, p {p_text(d['p'])} (the primary comparison, tested alone)"
     else:
         text += f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
     if goal.get("rollouts_ratio") is not None:

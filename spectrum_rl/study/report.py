@@ -30,7 +30,7 @@ def _interval_parts(x: dict | None) -> tuple[float, tuple[float, float] | None, 
         return None
     method = str(x.get("method") or "")
     short = (
-        "paired, sign-flip p"
+        "paired, sign-flip"
         if "sign-flip" in method
         else "paired t"
         if "paired" in method
@@ -176,11 +176,10 @@ def _primary_section(summary: dict[str, Any], figs: dict[str, str]) -> str:
         detectable = power["detectable_at_80pct"]
         text = (
             f"<p><b>Primary comparison (pre-registered): {esc(primary['comparison'])} = {esc(ci_text(primary))}, "
-            f"exact sign-flip p {esc(p_text(primary['p']))}: {verdict} at alpha "
+            f"p {esc(p_text(primary['p']))} ({esc(primary['method'].split('; ')[-1])}): {verdict} at alpha "
             f"{summary['comparisons']['alpha']}.</b> At n = {primary['n']} and the observed spread of the "
             f"per-seed differences (sd {power['sd_of_differences']}), the smallest difference detectable with 80% "
-            f"power is {'-' if detectable is None else f'{detectable:.3f}'}; the exact test's smallest p is "
-            f"{power['smallest_p']:.4g}.</p>"
+            f"power is {'-' if detectable is None else f'{detectable:.3f}'}.</p>"
         )
     forest = figs.get("forest", "")
     return f"<h2>Every arm against joint</h2>{text}{forest}" if text or forest else ""
@@ -229,7 +228,8 @@ over the seeds at each eval step; the dotted line is the score before training.<
 <h2>Final held-out score per domain</h2>{_final_domain_table(summary)}
 <h2>Paired comparisons (one family, Holm-corrected)</h2>
 <p>Final held-out score of one arm minus another, paired by seed over the seeds both ran: mean difference,
-its 95% Student-t interval over the per-seed differences, n, the exact sign-flip test's two-sided p and its
+its 95% Student-t interval over the per-seed differences, n, the paired test's two-sided p (t; exact sign-flip
+below 6 seeds or for discrete differences) and its
 Holm-adjusted p. The held-out mean is one family (every arm against joint, spectrum against staged,
 chord_mu and adaptive_mu, chord_mu against staged); the per-domain cells are a second family. Bold:
 0 excluded after adjustment (Holm p &lt; 0.05).</p>{_comparison_table(summary)}
@@ -278,7 +278,7 @@ def claims_markdown(summary: dict[str, Any]) -> str:
     if comparisons:
         lines += [
             "",
-            "Final held-out mean differences, paired by seed: mean [95% CI], n; the exact sign-flip test's p and its Holm-",
+            "Final held-out mean differences, paired by seed: mean [95% CI], n; the paired test's p and its Holm-",
             "adjusted p over the family of these comparisons; **excludes 0** after adjustment (Holm p < 0.05).",
             "",
             "| difference | held-out mean | p | Holm p | after adjustment |",

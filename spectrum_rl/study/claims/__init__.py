@@ -6,7 +6,8 @@ Every rule can reach all three verdicts.
 
 Evidence. Arms run with seeds 0..n-1 and ``runs[arm][k]`` is seed k. C1 and C4 compare two arms
 through the study's family of comparisons (``study/comparisons.py``): a - b paired by seed over
-the seeds both ran, an exact sign-flip test per pair, Holm-adjusted over the family, with a Bonferroni
+the seeds both ran, a paired test per pair (t; exact sign-flip below 6 seeds or for discrete
+differences), Holm-adjusted over the family, with a Bonferroni
 interval. "Above 0" means 0 is excluded after adjustment (``excludes_0``: Holm p < the family's
 alpha) and the mean is positive; "below 0" likewise with a negative mean. A verdict that rests on
 seeds needs at least ``MIN_SEEDS`` of them in every arm it uses; with fewer it is inconclusive
