@@ -103,9 +103,11 @@ def test_study_and_bootstrap_take_output_dir_and_keep_the_old_spelling():
 
 
 def test_loading_a_builtin_model_never_builds_it(tmp_path, monkeypatch):
+    """Where the package ships no weights (a trimmed install), loading names the fix, builds nothing."""
     from spectrum_rl import models
 
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(models, "SHIPPED_DIR", tmp_path / "not-shipped")
     with pytest.raises(ConfigError, match="not built yet"):
         models.load_causal_lm("builtin:tiny")
     assert list(tmp_path.iterdir()) == []

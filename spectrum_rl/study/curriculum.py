@@ -58,7 +58,9 @@ def curriculum_verdict(
         vs_best = comps[f"adaptive - {best}"]["final_mean"] if best else None
         speed = out.get("rollouts_to_joint_final", {}).get("adaptive")
         faster = speed is not None and speed["ratio_to_joint"] is not None and speed["ratio_to_joint"] <= ROLLOUT_GOAL
-        faster = faster and speed["vs_joint"]["ci_high"] is not None and speed["vs_joint"]["ci_high"] < 0
+        if faster:  # beyond the noise: the paired interval below 0 (without one, equal differences: the test)
+            vs, high = speed["vs_joint"], speed["vs_joint"]["ci_high"]
+            faster = high < 0 if high is not None else vs["p"] is not None and vs["p"] < family["alpha"]
         met = (
             vs_joint["excludes_0"]
             and vs_joint["mean"] >= CURRICULUM_GOAL
