@@ -90,7 +90,7 @@ def test_curriculum_verdict_needs_the_margin_over_joint_and_a_win_over_the_best_
     # seed, by joint itself only at its last (1440) in 3 of 6 seeds: the others are censored there
     spent = verdict["rollouts_to_joint_final"]
     assert spent["adaptive"]["per_seed"] == [480] * 6 and spent["joint"]["reached"] == "3/6"
-    assert spent["adaptive"]["ratio_to_joint"] == pytest.approx(480 / 1440) and goal["rollouts_ratio"] < 0.7
+    assert spent["adaptive"]["ratio_to_joint"] == pytest.approx(480 / 1440, abs=1e-4) and goal["rollouts_ratio"] < 0.7
     runs["sec"] = [_run([0.2, 0.5, 0.5, 0.52 + 0.01 * k]) for k in range(6)]  # sec now beats adaptive
     arms["sec"]["final_mean"]["mean"] = 0.545
     family = compare_family(runs, family_pairs(list(runs)))
