@@ -20,12 +20,13 @@ from spectrum_rl.scheduler.blend import SFTConfig, allocate_rows
 from spectrum_rl.scheduler.difficulty import Frontier
 from spectrum_rl.scheduler.mu import mu_schedule
 from spectrum_rl.scheduler.policies import POLICIES, SchedulerConfig, View
+from spectrum_rl.scheduler.progress import Falling, LearningProgress
 from spectrum_rl.scheduler.prompts import PassRateTracker
 from spectrum_rl.scheduler.shares import Credit
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability, OnlineTransfer
 from spectrum_rl.scheduler.step import DomainPlan, StepPlan, StepSignals
 
-STATE_LAYOUT = 8
+STATE_LAYOUT = 9
 """The layout of ``Planner.state_dict``; a state of another layout is refused (``load_state_dict``)."""
 
 
@@ -68,6 +69,8 @@ class Planner:
             EntropyMonitor(dict(kinds), collapse_fraction=sc.entropy_collapse, window=sc.window),
             Learnability(sc.window, sc.success_threshold, sc.discount),
             GradientAlignment(),
+            LearningProgress(sc.window // 2),
+            Falling(threshold=sc.success_threshold),
             ladders=dict(ladders or {}),
             eval_n=dict(eval_n or {}),
             total_steps=steps,
@@ -128,7 +131,10 @@ class Planner:
         for n, schedule in self.mu_schedules.items():
             domain = signals.domains.get(n)
             schedule.observe_step(None if domain is None else domain.blind)
-        self.view.learnability.observe([(d, level, rewards) for d, _, level, rewards in signals.prompt_outcomes])
+        groups = [(d, level, rewards) for d, _, level, rewards in signals.prompt_outcomes]
+        self.view.learnability.observe(groups)
+        self.view.falling.observe_groups(groups)
+        self.view.progress.observe({d: s.reward for d, s in signals.domains.items() if s.reward is not None})
         if signals.alignment is not None:
             self.view.alignment.update(signals.alignment)
         for domain, index, level, rewards in signals.prompt_outcomes:
@@ -141,6 +147,7 @@ class Planner:
         """Held-out scores after ``step``: feeds the policy, the mu rules and the online transfer fit."""
         v = self.view
         v.scores = dict(scores)
+        v.falling.observe_eval(scores, {n: k for n, k in v.eval_n.items() if n in scores})
         for n, s in scores.items():
             v.start.setdefault(n, s)
             v.best[n] = max(v.best.get(n, s), s)
@@ -166,6 +173,8 @@ class Planner:
             "entropy": v.entropy.state_dict(),
             "learnability": v.learnability.state_dict(),
             "alignment": v.alignment.state_dict(),
+            "progress": v.progress.state_dict(),
+            "falling": v.falling.state_dict(),
             "online": self.online.state_dict(),
             "scores": v.scores,
             "start": v.start,
@@ -185,9 +194,9 @@ class Planner:
                 field="--resume",
             )
         for d, tracker in self.pass_rates.items():
-            tracker.load_state_dict(state["pass_rates"].get(d, {"rate": {}, "visits": {}}))
+            tracker.load_state_dict(state["pass_rates"][d])
         for d, frontier in self.frontiers.items():
-            frontier.load_state_dict(state["frontiers"].get(d, {"rate": {}}))
+            frontier.load_state_dict(state["frontiers"][d])
         v = self.view
         self.policy.load_state_dict(state["policy"])
         for n, s in state["mu"].items():
@@ -197,6 +206,8 @@ class Planner:
         v.entropy.load_state_dict(state["entropy"])
         v.learnability.load_state_dict(state["learnability"])
         v.alignment.load_state_dict(state["alignment"])
+        v.progress.load_state_dict(state["progress"])
+        v.falling.load_state_dict(state["falling"])
         self.online.load_state_dict(state["online"])
         v.scores, v.start, v.best = state["scores"], state["start"], state["best"]
         v.transfer = None if state["transfer"] is None else np.asarray(state["transfer"])

@@ -1,17 +1,23 @@
 """adaptive (ours): the mission's scheduler.
 
-Each domain's score is ``UCB learnability + transfer_weight * alignment + bwt_weight * b_i`` (an
-unmeasured domain's learnability counts as 1, the most, so it is measured first) with ``b_i =
-mean_{j != i} T[i, j]``, the estimated change of the other domains' held-out scores from training
+Each domain's score is ``learnability * g(LP) + explore * UCB + transfer_weight * alignment +
+bwt_weight * b_i``. Learnability (4 s (1 - s) of its groups' pass fractions: is there signal?) is
+gated by learning progress (scheduler/progress.py: is the signal turning into a rising reward?),
+``g(LP) = LP / (LP + progress_half)``, 1 until LP is measured: a domain whose reward varies but
+does not rise, or sits at its ceiling, keeps only its exploration share (reward variance is not
+headroom). An unmeasured domain's learnability counts as 1, the most, so it is measured first.
+``b_i = mean_{j != i} T[i, j]``, the estimated change of the other domains' held-out scores from training
 on i (T from the online fit or a probe; entries within two standard errors of 0 count as 0), and
 the mixture is proportional to the scores (not a softmax: a noisy lead does not take the whole
 step), with a floor. Difficulty levels come from the Planner's frontier and prompts from the
 pass-rate sampler, so it decides at all three levels. On top: the entropy monitor's collapse guard
 (a domain behaving creatively whose entropy collapsed cuts the weight of the structured ones and
 gets its mu raised, unless its recent pass rate is >= 0.9: solved, not collapsed; a
-declared-structured domain whose entropy rises is treated as creative), a forgetting guard (boost
-a domain whose held-out score fell below its best by more than the margin or two standard errors
-of the eval, whichever is larger) and prerequisite gating (a lock opens when the prerequisite
+declared-structured domain whose entropy rises is treated as creative), a forgetting guard (a
+domain the pooled detector of scheduler/progress.py finds falling gets ``forgetting_boost`` times
+its weight (replay) and mu at least ``forgetting_mu`` (SFT, where it has demonstrations); a domain
+whose training the transfer estimate blames for it, T[i, j] below 0 beyond two standard errors,
+gets ``blame_cut`` times its weight) and prerequisite gating (a lock opens when the prerequisite
 reaches ``unlock_score``, plateaus, or ``unlock_share`` of the run has passed). The reason names
 every signal that moved a weight by at least ``MOVED`` and every guard that fired.
 """
@@ -47,14 +53,23 @@ class AdaptiveParams(MinWeight):
         description="Weight of a domain's estimated backward transfer (the mean change of the other domains' "
         "held-out scores per window of training on it; needs a transfer estimate).",
     )
-    plateau_delta: float = Field(0.01, ge=0, description="Held-out gain that resets a domain's plateau count.")
-    forgetting_margin: float = Field(
-        0.05,
-        ge=0,
-        description="Score drop below best that boosts a domain (at least two standard errors of the domain's "
-        "eval score, sqrt(p (1 - p) / n), so eval noise does not fire it).",
+    progress_half: float = Field(
+        0.02,
+        gt=0,
+        description="Learning progress (noise-adjusted reward gain per window) at which a domain keeps half its "
+        "learnability weight; none keeps none of it.",
     )
-    forgetting_boost: float = Field(2.0, ge=1, description="Weight multiplier of a forgotten domain.")
+    plateau_delta: float = Field(0.01, ge=0, description="Held-out gain that resets a domain's plateau count.")
+    forgetting_boost: float = Field(2.0, ge=1, description="Weight multiplier of a domain found falling (replay).")
+    forgetting_mu: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Minimum mu of a domain found falling (SFT on its demonstrations, where it has them).",
+    )
+    blame_cut: float = Field(
+        0.5, ge=0, le=1, description="Weight multiplier of a domain whose training lowers a falling one (transfer)."
+    )
     entropy_guard_cut: float = Field(
         0.5, ge=0, le=1, description="Structured weight multiplier while a creative domain's entropy has collapsed."
     )
@@ -148,7 +163,7 @@ class AdaptivePolicy(Policy):
         learn_view = view.learnability
         total = sum(learn_view.count(n) for n in self.names)
         learn = {  # an unmeasured domain counts as fully learnable (optimism: it is measured first)
-            n: (1.0 if learn_view.value(n) is None else learn_view.value(n))
+            n: (1.0 if learn_view.value(n) is None else learn_view.value(n)) * self._progress_gate(view, n)
             + self.params.explore * ucb_bonus(total, learn_view.count(n))
             for n in self.names
         }
@@ -185,6 +200,33 @@ class AdaptivePolicy(Policy):
                 notes.append("backward transfer " + ", ".join(said))
         return weights, notes
 
+    def _progress_gate(self, view: View, domain: str) -> float:
+        """``LP / (LP + progress_half)``: how much of its learnability a domain keeps; 1 until measured."""
+        lp = view.progress.value(domain)
+        return 1.0 if lp is None else lp / (lp + self.params.progress_half)
+
+    def _forgetting(self, view: View, weights: dict[str, float], locked: list[str]) -> tuple[dict, list[str]]:
+        """Replay and SFT for the domains found falling; less weight on those whose training the
+        transfer estimate blames for it. Returns (mu floors, reasons)."""
+        mu_raise, notes = {}, []
+        T = view.transfer
+        if T is not None and view.transfer_stderr is not None:
+            T = significant_transfer(T, view.transfer_stderr)
+        for j, n in enumerate(self.names):
+            why = None if n in locked else view.falling.falling(n)
+            if why is None:
+                continue
+            weights[n] *= self.params.forgetting_boost
+            mu_raise[n] = self.params.forgetting_mu
+            blamed = [m for i, m in enumerate(self.names) if T is not None and i != j and T[i][j] < 0]
+            for m in blamed:
+                weights[m] *= self.params.blame_cut
+            note = (
+                f"forgetting guard: {why}; replay x{self.params.forgetting_boost:g}, mu >= {self.params.forgetting_mu}"
+            )
+            notes.append(note + (f"; training {', '.join(blamed)} lowers it (transfer): cut" if blamed else ""))
+        return mu_raise, notes
+
     def _kinds(self, view: View) -> dict[str, str]:
         """The kinds the entropy monitor observed: a declared-structured domain whose entropy rises
         under training (the monitor's ``contradicts_kind``) behaves creatively and is treated as
@@ -207,7 +249,6 @@ class AdaptivePolicy(Policy):
         kinds = self._kinds(view)
         notes += self.news
         self.news = []
-        mu_raise: dict[str, float] = {}
         locked = [n for n in self.names if any(p not in self.done for p in view.prerequisites.get(n, []))]
         for n in locked:
             weights[n] = 0.0
@@ -216,12 +257,8 @@ class AdaptivePolicy(Policy):
                 f"locked until prerequisites reach {self.params.unlock_score}, plateau or "
                 f"{self.params.unlock_share:.0%} of the run has passed: {', '.join(locked)}"
             )
-        for n in self.names:
-            best, now = view.best.get(n), view.scores.get(n)
-            margin = max(self.params.forgetting_margin, 2 * view.stderr(n, best or 0.0))
-            if n not in locked and best is not None and now is not None and now < best - margin:
-                weights[n] *= self.params.forgetting_boost
-                notes.append(f"forgetting guard: {n} {now:.2f} < best {best:.2f}")
+        mu_raise, forgetting = self._forgetting(view, weights, locked)
+        notes += forgetting
         collapsed = [
             n
             for n in self.names
@@ -235,7 +272,7 @@ class AdaptivePolicy(Policy):
             for n in self.names:
                 if kinds[n] == "structured":
                     weights[n] *= self.params.entropy_guard_cut
-            mu_raise = {n: self.params.entropy_guard_mu for n in collapsed}
+            mu_raise |= {n: max(mu_raise.get(n, 0.0), self.params.entropy_guard_mu) for n in collapsed}
             notes.append(f"entropy guard: {', '.join(collapsed)} collapsed; structured weight cut, mu raised")
         if sum(weights.values()) <= 0:  # everything locked: train the unlocked roots
             weights = {n: float(not view.prerequisites.get(n)) for n in self.names}

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from spectrum_rl.registry import Registered, Registry, renamed
 from spectrum_rl.scheduler.difficulty import DifficultyConfig
+from spectrum_rl.scheduler.progress import Falling, LearningProgress
 from spectrum_rl.scheduler.prompts import PromptSamplingConfig
 from spectrum_rl.scheduler.shares import normalise
 from spectrum_rl.scheduler.signals import EntropyMonitor, GradientAlignment, Learnability
@@ -62,7 +63,7 @@ PolicyField = Annotated[PolicyParams, Registered(POLICIES, shorthand=True)]
 # Keys that were `scheduler:` fields before each policy held its own parameters.
 _POLICY_KEYS = (
     "weights order phase_steps replay plateau_patience plateau_delta bandit alpha tau min_weight level_weights "
-    "explore transfer_weight bwt_weight forgetting_margin forgetting_boost entropy_guard_cut entropy_guard_mu "
+    "explore transfer_weight bwt_weight forgetting_boost entropy_guard_cut entropy_guard_mu "
     "unlock_score unlock_patience unlock_share"
 ).split()
 
@@ -129,6 +130,8 @@ class View:
     entropy: EntropyMonitor
     learnability: Learnability
     alignment: GradientAlignment
+    progress: LearningProgress
+    falling: Falling
     scores: dict[str, float] = field(default_factory=dict)
     start: dict[str, float] = field(default_factory=dict)
     best: dict[str, float] = field(default_factory=dict)
