@@ -291,12 +291,11 @@ def recommend_order(
 
 
 def _recommendation(record: dict[str, Any]) -> OrderRecommendation:
-    gain, interval = record["predicted_gain"], record["predicted_gain_interval"]
-    low, high = interval if interval is not None else (None, None)
+    gain = record["predicted_gain"]
     return OrderRecommendation(
         order=list(record["order"]),
         rationale=dict(record["rationale"]),
-        predicted_gain=PredictedGain(gain, low, high, record.get("predicted_gain_unit", "relative")),
+        predicted_gain=PredictedGain(gain["mean"], gain["low"], gain["high"], gain["unit"]),
         beats_joint=record["beats_joint"],
         summary=record["summary"],
         transfer=record["transfer"],

@@ -199,8 +199,8 @@ def test_transfers_within_two_standard_errors_predict_no_gain_over_joint():
     assert out["beats_joint"] is False
     assert out["transfer_used"] == _nested(np.diag([0.0, 0.5, 0.0]), names)  # which orders nothing
     assert out["transfer"] == _nested(T, names) and out["transfer_stderr"] == _nested(np.full((3, 3), 0.1), names)
-    assert out["predicted_gain"] == 0.0 and out["predicted_gain_interval"] == [0.0, 0.0]
-    assert out["summary"].startswith("no order is predicted to beat joint training: predicted gain +0.000 [")
+    assert out["predicted_gain"] == {"mean": 0.0, "low": 0.0, "high": 0.0, "stderr": 0.0, "unit": "relative"}
+    assert out["summary"].startswith("no order is predicted to beat joint training: predicted gain +0.000 relative")
     assert "transfers within 2 SE counted as 0" in out["summary"]
     assert all(why.startswith("no transfer beyond 2 SE") for why in out["rationale"].values())
     assert out["vs"] == "joint (uniform random order)"
@@ -215,17 +215,19 @@ def test_one_certain_transfer_beats_joint_by_the_hand_computed_gain():
     record = {"transfer": _nested(T, names), "stderr": _nested(se, names), "eval_n": dict.fromkeys(names, 50)}
     out = recommend_order(config, {**record, "probe_steps": 10})
     assert out["order"] == ["d0", "d1", "d2"]  # d0 before d1; d2 at its tie-broken place
-    # for a before b the order earns 0.5 * (1 - 0.5) * (T[b, a] - T[a, b]) over a random order
-    gain, gain_se = 0.25 * 0.6, 0.25 * 0.05
-    assert out["predicted_gain"] == pytest.approx(gain)
-    assert out["predicted_gain_stderr"] == pytest.approx(gain_se)
-    lo, hi = out["predicted_gain_interval"]
+    # for a before b the order earns 0.5 * (1 - 0.5) * (T[b, a] - T[a, b]) over a random order; a
+    # record without the probe's scores stays in T's units, averaged over the 3 domains
+    gain, gain_se = 0.25 * 0.6 / 3, 0.25 * 0.05 / 3
+    predicted = out["predicted_gain"]
+    assert predicted["unit"] == "relative" and predicted["mean"] == pytest.approx(gain, abs=1e-4)
+    assert predicted["stderr"] == pytest.approx(gain_se, abs=1e-4)
+    lo, hi = predicted["low"], predicted["high"]
     assert lo == pytest.approx(gain - 1.96 * gain_se, abs=1e-3) and hi == pytest.approx(gain + 1.96 * gain_se, abs=1e-3)
     assert lo > 0 and out["beats_joint"] is True
     assert out["summary"] == (
-        "predicted gain over joint training: +0.150 [+0.126, +0.174] (95% normal interval from the probe's "
-        "standard errors; n = 50 eval prompts per domain, 10 probe steps; transfers within 2 SE counted as 0; "
-        "joint = a uniformly random order)"
+        "predicted gain over joint training: +0.050 relative transfer units [+0.042, +0.058] (95% normal "
+        "interval from the probe's standard errors; n = 50 eval prompts per domain, 10 probe steps x 1 seed; "
+        "transfers within 2 SE counted as 0; joint = a uniformly random order)"
     )
     assert out["rationale"]["d0"] == "training d1 raises it by +0.60 ± 0.10 (2 SE)"
     assert out["rationale"]["d2"] == "no transfer beyond 2 SE: any position is as good (ties keep the given order)"
@@ -244,11 +246,14 @@ def test_the_gain_error_counts_each_domains_score_before_training_once():
     T = {i: normalised_transfer(before, after[i]) for i in names}
     record = {"transfer": T, "stderr": _nested(np.sqrt(A**2 + b**2), names), "eval_n": eval_n}
     out = recommend_order(config, {**record, "before": before, "after": after, "probe_steps": 5})
-    assert out["order"] == ["a", "b", "c"] and out["predicted_gain"] == pytest.approx(0.3)
-    after_se, before_se = math.sqrt(0.8 * 0.2 / 50) / 0.5, math.sqrt(0.25 / 50) / 0.5
-    expected = math.sqrt(2 * (0.25 * after_se) ** 2 + (2 * 0.25 * before_se) ** 2)
-    assert out["predicted_gain_stderr"] == pytest.approx(expected, abs=1e-4)
-    assert recommend_order(config, record)["predicted_gain_stderr"] < expected  # entries taken as independent
+    # in held-out mean units: each transfer is 0.6 x s_a = 0.3 of a's score, c = 0.25, over 3 domains
+    assert out["order"] == ["a", "b", "c"] and out["predicted_gain"]["mean"] == pytest.approx(0.05, abs=1e-4)
+    assert out["predicted_gain"]["unit"] == "held_out_mean"
+    after_se, before_se = math.sqrt(0.8 * 0.2 / 50), math.sqrt(0.25 / 50)  # score units
+    expected = math.sqrt(2 * (0.25 * after_se) ** 2 + (2 * 0.25 * before_se) ** 2) / 3
+    assert out["predicted_gain"]["stderr"] == pytest.approx(expected, abs=1e-4)
+    independent = recommend_order(config, record)["predicted_gain"]  # no scores: entries independent
+    assert independent["unit"] == "relative" and independent["stderr"] * 0.5 < expected
 
 
 @pytest.mark.parametrize("forward_weight", [0.0, 0.5, 1.0, 2.0])
@@ -271,9 +276,9 @@ def test_a_record_without_standard_errors_uses_every_transfer_as_measured():
     T = np.array([[0.0, -0.2], [0.01, 0.0]])  # an old transfer.json: transfer only
     out = recommend_order(config, {"transfer": _nested(T, names)})
     assert out["transfer_used"] == out["transfer"] and out["transfer_stderr"] is None
-    assert out["predicted_gain_interval"] is None and out["predicted_gain_stderr"] is None
+    assert out["predicted_gain"]["low"] is None and out["predicted_gain"]["stderr"] is None
     assert out["beats_joint"] is None
-    assert out["predicted_gain"] == pytest.approx(0.25 * (0.2 + 0.01) + 0.5 * 0.01)  # transfer + kind prior
+    assert out["predicted_gain"]["mean"] == pytest.approx(0.25 * (0.2 + 0.01) / 2, abs=1e-4)  # no kind prior
     assert "no standard errors: every transfer is used as measured" in out["summary"]
     assert out["rationale"]["s1"] == "training it lowers c1 by -0.20; training c1 raises it by +0.01"
 

@@ -1,15 +1,16 @@
 """Transfer probes and the recommended order (`spectrum-rl order`).
 
 Probe mode: from the start model, train ``steps`` steps on one domain at a time (weights and
-optimizer restored before each probe) and evaluate every domain before and after, giving
-``T[i][j] = (after_i[j] - before[j]) / max(|before[j]|, 0.05)``, and its standard error from the
-number of eval prompts behind each score (`probe_stderr`). The result, with the scores it came
+optimizer restored before each probe), with ``seeds`` data and sampling seeds, and evaluate every
+domain before and after, giving ``T[i][j] = (mean after_i[j] - before[j]) / max(|before[j]|, 0.05)``
+and its standard error: the eval noise of the scores behind it (`probe_stderr`) and the training
+noise, the spread of T[i][j] between the seeds (its standard error over them). The result, with the scores it came
 from, the eval sizes and each domain's entropy trend during its own probe, is cached as
 ``transfer.json`` in the run directory. With an existing run, its transfer estimate (the online
 fit's standard errors with it) and entropy are used instead.
 
 The order (`recommend_order`) uses only the transfers beyond two standard errors of 0 and states
-its predicted gain over joint training with a 95% normal interval.
+its predicted gain over joint training in held-out mean units with a 95% normal interval.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from spectrum_rl.config import Config
 from spectrum_rl.domains import BuiltDomain
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.scheduler.continual import normalised_transfer, transfer_scale
-from spectrum_rl.scheduler.order import best_order, significant_transfer
+from spectrum_rl.scheduler.order import best_order, gain_coefficients, significant_transfer
 from spectrum_rl.scheduler.signals import slope
 from spectrum_rl.trainer.checkpoint import load_latest, read_json, read_jsonl
 from spectrum_rl.trainer.evaluate import evaluate_state
@@ -43,36 +44,45 @@ def probe_transfer(
     domains: list[BuiltDomain],
     *,
     steps: int,
+    seeds: int = 2,
     base_dir: Path | None = None,
     on_probe: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``steps`` steps on each domain alone from the same start; return the transfer record:
-    ``before``, ``after``, ``transfer`` and its ``stderr`` ({a: {b: value}}, `probe_stderr`),
-    ``eval_n`` (eval prompts per domain), ``probe_steps``, ``entropy``."""
+    """Train ``steps`` steps on each domain alone from the same start, once per seed; return the
+    transfer record: ``before``, ``after`` (mean over seeds) and ``after_seeds``, ``transfer`` and
+    its ``stderr`` ({a: {b: value}}: eval and training noise), ``eval_n`` (eval prompts per domain),
+    ``probe_steps``, ``probe_seeds``, ``entropy``."""
     trainer = Trainer(config, domains, config.output_path, base_dir=base_dir)
     start = copy.deepcopy(trainer.policy.state_dict())
     opt_state, lr_state = copy.deepcopy(trainer.state.optimizer.state_dict()), trainer.state.lr_scheduler.state_dict()
     names = [d.name for d in domains]
     before = evaluate_state(trainer.state, domains, config).scores
-    after: dict[str, dict[str, float]] = {}
+    after_seeds: list[dict[str, dict[str, float]]] = []
     entropy: dict[str, dict[str, float]] = {}
-    for name in names:
-        if on_probe:
-            on_probe(name)
-        trainer.policy.load_state_dict(start)
-        trainer.state.optimizer.load_state_dict(opt_state)
-        trainer.state.lr_scheduler.load_state_dict(lr_state)
-        series = []
-        for step in range(steps):
-            plan = trainer.planner.plan(step, mixture={n: float(n == name) for n in names})
-            series.append(trainer.train_step(plan).get(f"entropy/{name}"))
-        after[name] = evaluate_state(trainer.state, domains, config).scores
-        values = [v for v in series if v is not None]
-        if values:
-            entropy[name] = {"start": values[0], "end": values[-1], "trend": slope(values)}
+    for k in range(seeds):
+        trainer.seed = config.run.seed + k
+        after_seeds.append({})
+        for name in names:
+            if on_probe:
+                on_probe(name if seeds == 1 else f"{name} (seed {k})")
+            trainer.policy.load_state_dict(start)
+            trainer.state.optimizer.load_state_dict(opt_state)
+            trainer.state.lr_scheduler.load_state_dict(lr_state)
+            series = []
+            for step in range(steps):
+                trainer.step = step  # each step draws its own prompts
+                plan = trainer.planner.plan(step, mixture={n: float(n == name) for n in names})
+                series.append(trainer.train_step(plan).get(f"entropy/{name}"))
+            after_seeds[k][name] = evaluate_state(trainer.state, domains, config).scores
+            values = [v for v in series if v is not None]
+            if values and k == 0:
+                entropy[name] = {"start": values[0], "end": values[-1], "trend": slope(values)}
+    trainer.step = 0
+    after = {i: {j: float(np.mean([a[i][j] for a in after_seeds])) for j in names} for i in names}
     transfer = {i: normalised_transfer(before, after[i]) for i in names}
     eval_n = {d.name: len(d.eval_examples()) for d in domains}  # evaluate_state scores all of them
     A, b = probe_stderr(before, after, eval_n, names)
+    training = _training_noise({"before": before, "after_seeds": after_seeds}, names)
     record = {
         "domains": names,
         "kinds": {d.name: d.kind for d in domains},
@@ -80,8 +90,10 @@ def probe_transfer(
         "eval_n": eval_n,
         "before": before,
         "after": after,
+        "after_seeds": after_seeds,
+        "probe_seeds": seeds,
         "transfer": transfer,
-        "stderr": _nested(np.sqrt(A**2 + b**2), names),
+        "stderr": _nested(np.sqrt(A**2 + b**2 + training**2), names),
         "entropy": entropy,
         "source": "probe",
     }
@@ -154,41 +166,34 @@ def probe_stderr(
     return A, b
 
 
+SATURATES = 0.9  # a domain its own probe lifts to this held-out score is saturated by any order
+
+
 def recommend_order(config: Config, record: dict[str, Any]) -> dict[str, Any]:
-    """The best order for ``config``'s domains from a transfer record, on the transfers it determines.
+    """The best order for ``config``'s domains from a transfer record, on the transfers it
+    determines, and its predicted gain over joint training in held-out mean units.
 
-    ``used = T`` where ``|T| >= 2 se``, else 0 (`significant_transfer`; all of T when the record has
-    no standard errors). The predicted gain is ``score - joint_score`` of `best_order` on ``used``,
-    joint training being a uniformly random order. For that order it is affine in T,
-    ``gain = sum_ij c_ij used_ij + gain(0)`` (`OrderResult.gain_coefficients`; gain(0) is the
-    kind prior), so with every evaluation an independent binomial sample (`probe_stderr`)
-
-        var(gain) = sum_ij c_ij^2 A_ij^2 + sum_j (sum_i c_ij)^2 b_j^2     (over used entries)
-
-    ``before_j`` enters every used entry of column j, hence the second sum; a record without
-    the scores (an online fit) gives ``sum_ij c_ij^2 se_ij^2``. The interval is
-    ``gain ± 1.96 sqrt(var)``, conditional on the order (chosen on the same probe, so the gain
-    leans optimistic); ``beats_joint`` when its lower end is above 0 and some used transfer bears
-    on the order (None without standard errors). ``summary`` is that as one sentence.
+    ``used = T`` where ``|T| >= 2 se`` (eval and training noise), else 0 (`significant_transfer`;
+    all of T without standard errors). In score units, ``U[i, j] = used[i, j] * s_j`` (``s_j =
+    max(|before_j|, 0.05)`` undoes T's normalisation: the change of domain j's held-out score from
+    training i), with column j set to 0 where domain j's own probe lifts it to ``SATURATES``: every
+    order (joint too) gets there, so no order gains on it. The order maximises the pairwise value
+    of `best_order` on U; its gain over a uniformly random order (joint) is affine in U,
+    ``sum_ij c_ij U_ij`` (`OrderResult.gain_coefficients`, without the kind prior), and divided by
+    the number of domains it is the predicted change of the held-out mean. Its standard error is
+    ``sqrt(sum_ij (c_ij se_ij s_j)^2) / D`` over the used entries (the entries taken as
+    independent), the interval ``gain ± 1.96 se``, conditional on the order (chosen on the same
+    probe, so it leans optimistic). A record without the probe's scores (an online fit) has no
+    ``before``: its gain stays in T's relative units (``unit`` says which).
     """
     names = config.domain_names
     kinds = {t.name: t.kind for t in config.domains}
     T = _matrix(record["transfer"], names)
     se = _matrix(record["stderr"], names) if "stderr" in record else None
     used = T if se is None else significant_transfer(T, se)
-    result = best_order(names, used, kinds, {t.name: list(t.after) for t in config.domains}, stderr=se)
-    gain = result.score - result.joint_score
-    interval, gain_se, beats = None, None, None  # unknown without standard errors
-    if se is not None:
-        c = np.where(used != 0, result.gain_coefficients, 0.0)
-        eval_n = record.get("eval_n")
-        if eval_n is not None and "before" in record and "after" in record:
-            A, b = probe_stderr(record["before"], record["after"], eval_n, names)
-            gain_se = math.sqrt(((c * A) ** 2).sum() + ((c.sum(axis=0) * b) ** 2).sum())
-        else:
-            gain_se = math.sqrt(((c * se) ** 2).sum())
-        interval = (gain - _Z95 * gain_se, gain + _Z95 * gain_se)
-        beats = bool(np.any(c)) and interval[0] > 0  # c is 0 on the diagonal: self-transfer orders nothing
+    U, se_scores, saturated, unit = _score_units(record, names, used, se)
+    result = best_order(names, U, kinds, {t.name: list(t.after) for t in config.domains}, stderr=se)
+    prediction = predicted_gain(result.gain_coefficients, U, se_scores, record, names)
     rationale = {}
     for n in result.order:
         why = result.explanations[n]
@@ -198,34 +203,110 @@ def recommend_order(config: Config, record: dict[str, Any]) -> dict[str, Any]:
             expected = (direction == "falls") == (kinds[n] == "structured")
             why += f"; entropy {direction} under training" + ("" if expected else f" (unusual for {kinds[n]})")
         rationale[n] = why
+    gain = {**prediction, "unit": unit}
+    beats = None if prediction["low"] is None else bool(np.any(U)) and prediction["low"] > 0
     return {
         "order": result.order,
         "phases": [{"domain": n, "steps": getattr(config.scheduler.policy, "phase_steps", None)} for n in result.order],
         "transfer": _nested(T.round(4), names),
         "transfer_stderr": None if se is None else _nested(se.round(4), names),
         "transfer_used": _nested(used.round(4), names),
+        "saturated": saturated,
         "rationale": rationale,
-        "predicted_gain": round(gain, 4),
-        "predicted_gain_interval": None if interval is None else [round(v, 4) for v in interval],
-        "predicted_gain_stderr": None if gain_se is None else round(gain_se, 4),
+        "predicted_gain": gain,
         "vs": "joint (uniform random order)",
         "beats_joint": beats,
-        "summary": _gain_summary(gain, interval, beats, record, names),
+        "summary": _gain_summary(gain, beats, record, names),
         "eval_n": record.get("eval_n"),
         "probe_steps": record.get("probe_steps"),
+        "probe_seeds": record.get("probe_seeds"),
         "exact": result.exact,
         "source": record.get("source", "probe"),
     }
 
 
-def _gain_summary(
-    gain: float, interval: tuple[float, float] | None, beats: bool | None, record: dict[str, Any], names: list[str]
-) -> str:
-    """The predicted gain as one sentence: against what, with its interval and what that rests on."""
-    if interval is None:
+def predicted_gain(
+    c: np.ndarray, U: np.ndarray, se: np.ndarray | None, record: dict[str, Any], names: list[str]
+) -> dict[str, float | None]:
+    """``{mean, low, high, stderr}`` of an order's gain over joint, ``sum_ij c_ij U_ij / D``, from
+    its gain coefficients ``c`` and the score-unit transfers ``U`` (their standard errors ``se``;
+    None: no interval), over the entries in use (``U != 0``). With the probe's scores the variance
+    counts each part of the error where it enters:
+
+        var = sum_ij (c_ij A_ij)^2 + sum_j (sum_i c_ij)^2 b_j^2 + sum_ij (c_ij t_ij)^2      (/ D^2)
+
+    A the eval error of an after-score, b that of domain j's score before training, which every
+    used entry of column j shares (so it adds in the sum, not in quadrature), t the training noise
+    (the spread between probe seeds), all in score units; without them the entries count as
+    independent, ``sum_ij (c_ij se_ij)^2``."""
+    D = len(U)
+    c = np.where(U != 0, c, 0.0)
+    gain = float((c * U).sum() / D)
+    if se is None:
+        return {"mean": round(gain, 4), "low": None, "high": None, "stderr": None}
+    if {"before", "after", "eval_n"} <= set(record):
+        A, b = probe_stderr(record["before"], record["after"], record["eval_n"], names)
+        scale = np.array([transfer_scale(record["before"][j]) for j in names])
+        t = _training_noise(record, names) * scale[None, :]
+        var = ((c * A * scale) ** 2).sum() + ((c.sum(axis=0) * b * scale) ** 2).sum() + ((c * t) ** 2).sum()
+    else:
+        var = ((c * se) ** 2).sum()
+    gain_se = math.sqrt(float(var)) / D
+    return {
+        "mean": round(gain, 4),
+        "low": round(gain - _Z95 * gain_se, 4),
+        "high": round(gain + _Z95 * gain_se, 4),
+        "stderr": round(gain_se, 4),
+    }
+
+
+def _training_noise(record: dict[str, Any], names: list[str]) -> np.ndarray:
+    """The standard error over probe seeds of each T[i][j] (0 with one seed)."""
+    seeds = record.get("after_seeds") or []
+    if len(seeds) < 2:
+        return np.zeros((len(names), len(names)))
+    per_seed = np.array(
+        [_matrix({i: normalised_transfer(record["before"], a[i]) for i in names}, names) for a in seeds]
+    )
+    return per_seed.std(axis=0, ddof=1) / math.sqrt(len(seeds))
+
+
+def order_prediction(config: Config, record: dict[str, Any], order: list[str]) -> dict[str, Any]:
+    """The predicted gain of any ``order`` of ``config``'s domains over joint training, on the same
+    score-unit transfers `recommend_order` uses (to set a prediction beside another order's
+    realised gain)."""
+    names = config.domain_names
+    se = _matrix(record["stderr"], names) if "stderr" in record else None
+    T = _matrix(record["transfer"], names)
+    U, se_scores, _, unit = _score_units(record, names, T if se is None else significant_transfer(T, se), se)
+    c = gain_coefficients([names.index(n) for n in order])
+    return {**predicted_gain(c, U, se_scores, record, names), "unit": unit, "order": list(order)}
+
+
+def _score_units(
+    record: dict[str, Any], names: list[str], used: np.ndarray, se: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None, list[str], str]:
+    """(U, its standard errors, the saturated domains, the unit): the used transfers in held-out
+    score units (``used[i, j] * s_j``), the columns of saturated domains zeroed; T's own relative
+    units when the record has no probe scores."""
+    if "before" not in record or "after" not in record:
+        return used.copy(), se, [], "relative"
+    scale = np.array([transfer_scale(record["before"][j]) for j in names])[None, :]
+    saturated = [j for j in names if record["after"][j][j] >= SATURATES]
+    U = used * scale
+    for j in saturated:
+        U[:, names.index(j)] = 0.0
+    return U, None if se is None else se * scale, saturated, "held_out_mean"
+
+
+def _gain_summary(gain: dict[str, Any], beats: bool | None, record: dict[str, Any], names: list[str]) -> str:
+    """The predicted gain as one sentence: in what unit, against what, with its interval and what
+    that rests on."""
+    unit = "held-out mean" if gain["unit"] == "held_out_mean" else "relative transfer units"
+    if gain["low"] is None:
         return (
-            f"predicted gain over joint training: {gain:+.3f} (no standard errors: every transfer is used as "
-            "measured, so no interval; joint = a uniformly random order)"
+            f"predicted gain over joint training: {gain['mean']:+.3f} {unit} (no standard errors: every transfer is "
+            "used as measured, so no interval; joint = a uniformly random order)"
         )
     basis = f"95% normal interval from the {'online fit' if record.get('source') == 'online' else 'probe'}'s"
     basis += " standard errors"
@@ -237,15 +318,15 @@ def _gain_summary(
         else:
             basis += "; n = " + ", ".join(f"{eval_n[n]} ({n})" for n in names) + " eval prompts"
         if "probe_steps" in record:
-            steps = record["probe_steps"]
-            basis += f", {steps} probe step{'' if steps == 1 else 's'}"
+            steps, seeds = record["probe_steps"], record.get("probe_seeds", 1)
+            basis += f", {steps} probe step{'' if steps == 1 else 's'} x {seeds} seed{'' if seeds == 1 else 's'}"
     basis += "; transfers within 2 SE counted as 0; joint = a uniformly random order"
     head = (
         "predicted gain over joint training: "
         if beats
         else "no order is predicted to beat joint training: predicted gain "
     )
-    return f"{head}{gain:+.3f} [{interval[0]:+.3f}, {interval[1]:+.3f}] ({basis})"
+    return f"{head}{gain['mean']:+.3f} {unit} [{gain['low']:+.3f}, {gain['high']:+.3f}] ({basis})"
 
 
 def _matrix(nested: dict[str, dict[str, float]], names: list[str]) -> np.ndarray:

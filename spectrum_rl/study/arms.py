@@ -152,6 +152,7 @@ def arm_overlay(
         "structured_first": kind_order(config, domains, "structured"),
         "creative_first": kind_order(config, domains, "creative"),
         "order": order or domains,
+        "order_reverse": list(reversed(order or domains)),  # the prediction's other test
     }
     policy = {
         **{name: {"type": "sequential", "order": o, "phase_steps": phase} for name, o in orders.items()},

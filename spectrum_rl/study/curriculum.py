@@ -81,14 +81,22 @@ def curriculum_verdict(
             f"reaches joint's final score in <= {ROLLOUT_GOAL}x joint's rollouts (restricted means; the paired "
             "interval of the difference below 0), and adaptive not below the best non-oracle baseline",
         }
-    if order is not None and "order - joint" in comps:
+    if order is not None:
+        checks = {"order": order.get("predicted_gain"), "order_reverse": order.get("reverse")}
         out["order"] = {
-            "predicted_gain": order.get("predicted_gain"),
-            "predicted_interval": order.get("predicted_gain_interval"),
-            "predicted_units": "summed normalised transfer (the order query's objective), not held-out score",
-            "realised": comps["order - joint"]["final_mean"],
+            arm: _calibration(predicted, comps[f"{arm} - joint"]["final_mean"])
+            for arm, predicted in checks.items()
+            if predicted is not None and f"{arm} - joint" in comps and isinstance(predicted, dict)
         }
     return out
+
+
+def _calibration(predicted: dict[str, Any], realised: dict[str, Any]) -> dict[str, Any]:
+    """An order's predicted gain over joint (the order query, in held-out mean units) beside the
+    realised ``arm - joint``; calibrated when the realised mean lies inside the predicted interval."""
+    low, high = predicted.get("low"), predicted.get("high")
+    inside = None if low is None else bool(low <= realised["mean"] <= high)
+    return {"predicted": predicted, "realised": realised, "calibrated": inside}
 
 
 def steps_to_reach(run: dict[str, Any], target: float) -> int | None:

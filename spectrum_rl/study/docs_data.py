@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spectrum_rl.study.report import ci_text, p_text
+from spectrum_rl.study.report import calibration_text, ci_text, p_text
 
 BLOCK = re.compile(r"(<!-- data: (\S+) (\w+) -->\n)(.*?)(<!-- /data -->)", re.S)
 
@@ -133,14 +133,8 @@ def _curriculum(s: dict[str, Any]) -> str:
             lines.append(f"| `{arm}` | {ci_text(a['final_mean'])} | {ci_text(a['auc'])} | {informative} | {steps} |")
     if cur.get("goal"):
         lines.append("\n" + _goal(s).rstrip("\n"))
-    order = cur.get("order")
-    if order:
-        r = order["realised"]
-        lines.append(
-            f"\nThe recommended order: predicted gain {order['predicted_gain']:+.3f} "
-            f"{order['predicted_interval']} ({order['predicted_units']}); realised `order - joint` = {ci_text(r)}, "
-            f"Holm p {p_text(r['p_holm'])}."
-        )
+    if cur.get("order"):
+        lines.append("\n" + calibration_text(cur["order"]))
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from spectrum_rl.analysis.stats import t_interval
 from spectrum_rl.study.plots import plots
 
 CLAIMS = {
@@ -148,13 +151,8 @@ def _curriculum_section(summary: dict[str, Any]) -> str:
             b = goal["adaptive - best_baseline"]
             text += f"; adaptive - {esc(goal['best_baseline'])} (best baseline) = {esc(ci_text(b))}, Holm p {esc(p_text(b['p_holm']))}"
         text += f". Goal ({esc(goal['rule'])}): <b>{'met' if goal['met'] else 'not met'}</b>.</p>"
-    order = cur.get("order")
-    if order:
-        r = order["realised"]
-        text += (
-            f"<p>Recommended order: predicted gain {order['predicted_gain']:+.3f} {esc(str(order['predicted_interval']))}"
-            f" ({esc(order['predicted_units'])}); realised order - joint = {esc(ci_text(r))}.</p>"
-        )
+    if cur.get("order"):
+        text += f"<p>{esc(calibration_text(cur['order']))}</p>"
     return (
         "<h2>Curriculum</h2><p>Area: the held-out mean averaged over the run (trapezoids over the eval steps); "
         "informative: the share of rollout groups whose rewards were not all equal; steps: the first eval step "
@@ -183,6 +181,51 @@ def _primary_section(summary: dict[str, Any], figs: dict[str, str]) -> str:
         )
     forest = figs.get("forest", "")
     return f"<h2>Every arm against joint</h2>{text}{forest}" if text or forest else ""
+
+
+def _course_table(runs: dict[str, list[dict]]) -> str:
+    """Per arm and domain the held-out score at the start, its best and its end (means over seeds),
+    and the run's BWT (mean over domains of end - best, per seed; its t interval over seeds),
+    flagged where the interval lies below 0: the arm lost what it had reached."""
+    esc = html.escape
+    rows = []
+    for arm, seeds in runs.items():
+        if arm == "joint" or not seeds:
+            continue
+        domains = sorted(seeds[0]["eval"])
+        cells, bwt = [], []
+        for s in seeds:
+            bwt.append(float(np.mean([s["eval"][d][1][-1] - max(s["eval"][d][1]) for d in domains])))
+        for d in domains:
+            start = np.mean([s["eval"][d][1][0] for s in seeds])
+            best = np.mean([max(s["eval"][d][1]) for s in seeds])
+            end = np.mean([s["eval"][d][1][-1] for s in seeds])
+            cells.append(f"{esc(d)} {start:.2f} → {best:.2f} → {end:.2f}")
+        iv = t_interval(bwt)
+        flag = " <b>(lost beyond the noise)</b>" if iv.below(0) else ""
+        bwt_cell = _interval_cell(iv.to_dict()) + flag
+        rows.append(f"<tr><td>{esc(arm)}</td><td><small>{'<br>'.join(cells)}</small></td><td>{bwt_cell}</td></tr>")
+    return (
+        "<h2>What each arm reached and kept</h2><p>Held-out score per domain at the start → its best → the end "
+        "(means over seeds), and BWT = mean over domains of (end - best), per seed, with its 95% t interval "
+        "over seeds (Lopez-Paz & Ranzato 2017's final-minus-best, over evaluations).</p>"
+        f"<table><tr><th>arm</th><th>start → best → end</th><th>BWT</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def calibration_text(checks: dict[str, Any]) -> str:
+    """The order query's predictions beside the realised gains, one sentence per order."""
+    said = []
+    for arm, c in checks.items():
+        p, r = c["predicted"], c["realised"]
+        bounds = "" if p["low"] is None else f" [{p['low']:+.3f}, {p['high']:+.3f}]"
+        verdict = {True: "inside: calibrated", False: "outside: not calibrated", None: "no interval"}[c["calibrated"]]
+        name = "the recommended order" if arm == "order" else "its reverse"
+        said.append(
+            f"{name} (`{arm}`): predicted {p['mean']:+.3f}{bounds} ({p['unit']}), realised `{arm} - joint` = "
+            f"{ci_text(r)}, {verdict}"
+        )
+    return "Order query, predicted against realised gain over joint: " + "; ".join(said) + "."
 
 
 def write_report(path: Path, summary: dict[str, Any], runs: dict[str, list[dict]]) -> None:
@@ -226,6 +269,7 @@ over the seeds at each eval step; the dotted line is the score before training.<
 <p>All arms overlaid (means only), with the phases detected on staged seed 0.</p>{figs["curves"]}
 {figs.get("rollouts", "")}
 <h2>Final held-out score per domain</h2>{_final_domain_table(summary)}
+{_course_table(runs)}
 <h2>Paired comparisons (one family, Holm-corrected)</h2>
 <p>Final held-out score of one arm minus another, paired by seed over the seeds both ran: mean difference,
 its 95% Student-t interval over the per-seed differences, n, the paired test's two-sided p (t; exact sign-flip

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from spectrum_rl.analysis.probe import probe_transfer, recommend_order
+from spectrum_rl.analysis.probe import order_prediction, probe_transfer, recommend_order
 from spectrum_rl.analysis.runs import plasticity_probe, run_summary
 from spectrum_rl.analysis.sparsity import changed_masks, final_state, mask_overlap, model_state, update_sparsity
 from spectrum_rl.config import Config, Override, load_config, merge_config
@@ -64,6 +64,7 @@ def run_study(
     transfer_file = (output / "transfer.json").resolve()  # arms read it relative to the config's folder
     transfer_file.write_text(json.dumps(record, indent=2))
     order = recommend_order(probe_cfg, record)
+    order["reverse"] = order_prediction(probe_cfg, record, list(reversed(order["order"])))
 
     base_state = _base_state(config.model.name_or_path)
     plasticity = {"config": study_base(config, spec, None), "domain": probe, "steps": spec.plasticity_steps}

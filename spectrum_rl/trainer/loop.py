@@ -56,6 +56,7 @@ class Trainer:
         self.experience = ExperienceMaker(self.state, self.domains, config)
         self.learner = Learner(self.state, self.cfg)
         self.step, self.rollouts = 0, 0  # optimizer steps and completions generated so far
+        self.seed = config.run.seed  # data and sampling streams derive from (seed, step); probes vary it
         if self.state.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         if resume and (saved := load_run_state(self.state, self.output_dir)) is not None:
@@ -140,7 +141,7 @@ class Trainer:
 
         # 2. Data and sampling streams come from (seed, step[, rank]): the step number is the whole
         #    data position, so a resumed run draws exactly what an uninterrupted one would.
-        seed = self.config.run.seed
+        seed = self.seed
         data_rng = random.Random(derive_seed(seed, "data", self.step))
         gen = torch.Generator(device=st.device).manual_seed(derive_seed(seed, "sample", self.step, rank))
 

@@ -3,9 +3,9 @@
 Each domain's score is ``learnability * g(LP) + explore * UCB + transfer_weight * alignment +
 bwt_weight * b_i``. Learnability (4 s (1 - s) of its groups' pass fractions: is there signal?) is
 gated by learning progress (scheduler/progress.py: is the signal turning into a rising reward?),
-``g(LP) = LP / (LP + progress_half)``, 1 until LP is measured: a domain whose reward varies but
-does not rise, or sits at its ceiling, keeps only its exploration share (reward variance is not
-headroom). An unmeasured domain's learnability counts as 1, the most, so it is measured first.
+``g(LP) = floor + (1 - floor) LP / (LP + progress_half)``, 1 until LP is measured: a domain whose
+reward varies but does not rise, or sits at its ceiling, keeps a quarter of its learnability weight
+(reward variance is not headroom). An unmeasured domain's learnability counts as 1, the most, so it is measured first.
 ``b_i = mean_{j != i} T[i, j]``, the estimated change of the other domains' held-out scores from training
 on i (T from the online fit or a probe; entries within two standard errors of 0 count as 0), and
 the mixture is proportional to the scores (not a softmax: a noisy lead does not take the whole
@@ -58,6 +58,9 @@ class AdaptiveParams(MinWeight):
         gt=0,
         description="Learning progress (noise-adjusted reward gain per window) at which a domain keeps half its "
         "learnability weight; none keeps none of it.",
+    )
+    progress_floor: float = Field(
+        0.25, ge=0, le=1, description="Share of its learnability weight a domain keeps without learning progress."
     )
     plateau_delta: float = Field(0.01, ge=0, description="Held-out gain that resets a domain's plateau count.")
     forgetting_boost: float = Field(2.0, ge=1, description="Weight multiplier of a domain found falling (replay).")
@@ -201,9 +204,10 @@ class AdaptivePolicy(Policy):
         return weights, notes
 
     def _progress_gate(self, view: View, domain: str) -> float:
-        """``LP / (LP + progress_half)``: how much of its learnability a domain keeps; 1 until measured."""
-        lp = view.progress.value(domain)
-        return 1.0 if lp is None else lp / (lp + self.params.progress_half)
+        """``floor + (1 - floor) LP / (LP + progress_half)``: how much of its learnability a domain
+        keeps; 1 until measured."""
+        lp, p = view.progress.value(domain), self.params
+        return 1.0 if lp is None else p.progress_floor + (1 - p.progress_floor) * lp / (lp + p.progress_half)
 
     def _forgetting(self, view: View, weights: dict[str, float], locked: list[str]) -> tuple[dict, list[str]]:
         """Replay and SFT for the domains found falling; less weight on those whose training the
