@@ -127,3 +127,24 @@ def test_bad_input_fails_before_the_builtin_model_is_built(tmp_path, monkeypatch
     assert main(["train", str(path)]) == 2
     assert "run.output_dir" in one_line_error(capsys)
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_users_file_domain_gets_the_start_to_end_table_and_the_adaptive_guards(tmp_path, capsys, tiny_random_lm_dir):
+    """A local question/answer file under the adaptive policy: the run ends with the held-out table
+    (start, best, end, the flag column) and the run's BWT, as for the built-in world."""
+    path = qa_config(tmp_path)
+    sets = [
+        f"model.name_or_path={tiny_random_lm_dir}",
+        "scheduler.policy=adaptive",
+        "training.steps=2",
+        "training.prompts_per_step=2",
+        "training.group_size=2",
+        "training.max_new_tokens=4",
+        "training.save_every=0",
+        "eval.every=1",
+        "eval.max_new_tokens=4",
+        f"run.output_dir={tmp_path / 'run'}",
+    ]
+    assert main(["train", path, *[a for s in sets for a in ("--set", s)]]) == 0
+    err = capsys.readouterr().err
+    assert "held-out score per domain" in err and "capitals" in err and "BWT (mean of end - best)" in err
