@@ -228,6 +228,15 @@ def calibration_text(checks: dict[str, Any]) -> str:
     return "Order query, predicted against realised gain over joint: " + "; ".join(said) + "."
 
 
+def _order_summary(order: dict[str, Any]) -> str:
+    """The order query's one-line verdict; a summary written before the query spoke in held-out
+    units holds only a bare number, shown as such."""
+    if "summary" in order:
+        return order["summary"]
+    gain = order["predicted_gain"]
+    return f"predicted gain over joint {gain['mean'] if isinstance(gain, dict) else gain:+.4f}"
+
+
 def write_report(path: Path, summary: dict[str, Any], runs: dict[str, list[dict]]) -> None:
     """``report.html`` of a study summary (``runs``: its per-seed runs, ``joint`` included)."""
     figs = plots(summary, runs)
@@ -280,7 +289,7 @@ chord_mu and adaptive_mu, chord_mu against staged); the per-domain cells are a s
 <h2>Entropy</h2>{figs["entropy"]}{figs.get("token_classes", "")}
 <h2>mu and mixture</h2>{figs["mu"]}{figs.get("mixture", "")}
 <h2>Transfer and recommended order</h2>{figs["transfer"]}
-<p>Recommended order: <b>{esc(" → ".join(order["order"]))}</b>. {esc(order.get("summary", f"predicted gain over joint {order['predicted_gain']:+.4f}"))}</p>
+<p>Recommended order: <b>{esc(" → ".join(order["order"]))}</b>. {esc(_order_summary(order))}</p>
 <ul>{"".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in order["rationale"].items())}</ul>
 </body></html>"""
     Path(path).write_text(doc)
