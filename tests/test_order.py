@@ -199,7 +199,12 @@ def test_transfers_within_two_standard_errors_predict_no_gain_over_joint():
     assert out["beats_joint"] is False
     assert out["transfer_used"] == _nested(np.diag([0.0, 0.5, 0.0]), names)  # which orders nothing
     assert out["transfer"] == _nested(T, names) and out["transfer_stderr"] == _nested(np.full((3, 3), 0.1), names)
-    assert out["predicted_gain"] == {"mean": 0.0, "low": 0.0, "high": 0.0, "stderr": 0.0, "unit": "relative"}
+    # each transfer counted as 0 is still an estimate with its noise: |c_ij| = 1/4 off the diagonal,
+    # se 0.1 each, so the gain's SE is 0.25 * sqrt(6 * 0.1^2) / 3 (a [0, 0] interval would be false certainty)
+    gain_se = 0.25 * math.sqrt(6 * 0.1**2) / 3
+    predicted = out["predicted_gain"]
+    assert predicted["mean"] == 0.0 and predicted["stderr"] == pytest.approx(gain_se, abs=1e-4)
+    assert predicted["low"] == pytest.approx(-1.96 * gain_se, abs=1e-3) and predicted["high"] == -predicted["low"]
     assert out["summary"].startswith("no order is predicted to beat joint training: predicted gain +0.000 relative")
     assert "transfers within 2 SE counted as 0" in out["summary"]
     assert all(why.startswith("no transfer beyond 2 SE") for why in out["rationale"].values())
@@ -216,8 +221,9 @@ def test_one_certain_transfer_beats_joint_by_the_hand_computed_gain():
     out = recommend_order(config, {**record, "probe_steps": 10})
     assert out["order"] == ["d0", "d1", "d2"]  # d0 before d1; d2 at its tie-broken place
     # for a before b the order earns 0.5 * (1 - 0.5) * (T[b, a] - T[a, b]) over a random order; a
-    # record without the probe's scores stays in T's units, averaged over the 3 domains
-    gain, gain_se = 0.25 * 0.6 / 3, 0.25 * 0.05 / 3
+    # record without the probe's scores stays in T's units, averaged over the 3 domains; the error
+    # counts every off-diagonal estimate (|c_ij| = 1/4 each): five at se 0.1 and the used one at 0.05
+    gain, gain_se = 0.25 * 0.6 / 3, 0.25 * math.sqrt(5 * 0.1**2 + 0.05**2) / 3
     predicted = out["predicted_gain"]
     assert predicted["unit"] == "relative" and predicted["mean"] == pytest.approx(gain, abs=1e-4)
     assert predicted["stderr"] == pytest.approx(gain_se, abs=1e-4)
@@ -225,7 +231,7 @@ def test_one_certain_transfer_beats_joint_by_the_hand_computed_gain():
     assert lo == pytest.approx(gain - 1.96 * gain_se, abs=1e-3) and hi == pytest.approx(gain + 1.96 * gain_se, abs=1e-3)
     assert lo > 0 and out["beats_joint"] is True
     assert out["summary"] == (
-        "predicted gain over joint training: +0.050 relative transfer units [+0.042, +0.058] (95% normal "
+        "predicted gain over joint training: +0.050 relative transfer units [+0.013, +0.087] (95% normal "
         "interval from the probe's standard errors; n = 50 eval prompts per domain, 10 probe steps x 1 seed; "
         "transfers within 2 SE counted as 0; joint = a uniformly random order)"
     )
@@ -250,7 +256,10 @@ def test_the_gain_error_counts_each_domains_score_before_training_once():
     assert out["order"] == ["a", "b", "c"] and out["predicted_gain"]["mean"] == pytest.approx(0.05, abs=1e-4)
     assert out["predicted_gain"]["unit"] == "held_out_mean"
     after_se, before_se = math.sqrt(0.8 * 0.2 / 50), math.sqrt(0.25 / 50)  # score units
-    expected = math.sqrt(2 * (0.25 * after_se) ** 2 + (2 * 0.25 * before_se) ** 2) / 3
+    # every off-diagonal entry counts (|c| = 0.25): the two raised ones with after_se, the four
+    # unchanged ones with an after-score at 0.5; column a's shared before-error enters with
+    # sum_i c_ia = 0.5 and column c's with -0.5 (column b's cancel): in the sum, not in quadrature
+    expected = math.sqrt(2 * (0.25 * after_se) ** 2 + 4 * (0.25 * before_se) ** 2 + 2 * (0.5 * before_se) ** 2) / 3
     assert out["predicted_gain"]["stderr"] == pytest.approx(expected, abs=1e-4)
     independent = recommend_order(config, record)["predicted_gain"]  # no scores: entries independent
     assert independent["unit"] == "relative" and independent["stderr"] * 0.5 < expected

@@ -181,9 +181,10 @@ def recommend_order(config: Config, record: dict[str, Any]) -> dict[str, Any]:
     of `best_order` on U; its gain over a uniformly random order (joint) is affine in U,
     ``sum_ij c_ij U_ij`` (`OrderResult.gain_coefficients`, without the kind prior), and divided by
     the number of domains it is the predicted change of the held-out mean. Its standard error is
-    ``sqrt(sum_ij (c_ij se_ij s_j)^2) / D`` over the used entries (the entries taken as
-    independent), the interval ``gain ± 1.96 se``, conditional on the order (chosen on the same
-    probe, so it leans optimistic). A record without the probe's scores (an online fit) has no
+    ``sqrt(sum_ij (c_ij se_ij s_j)^2) / D`` over every entry of a column that is not saturated
+    (the entries taken as independent; `predicted_gain` splits the error by where it enters), the
+    interval ``gain ± 1.96 se``, conditional on the order (chosen on the same probe, so it leans
+    optimistic). A record without the probe's scores (an online fit) has no
     ``before``: its gain stays in T's relative units (``unit`` says which).
     """
     names = config.domain_names
@@ -193,7 +194,7 @@ def recommend_order(config: Config, record: dict[str, Any]) -> dict[str, Any]:
     used = T if se is None else significant_transfer(T, se)
     U, se_scores, saturated, unit = _score_units(record, names, used, se)
     result = best_order(names, U, kinds, {t.name: list(t.after) for t in config.domains}, stderr=se)
-    prediction = predicted_gain(result.gain_coefficients, U, se_scores, record, names)
+    prediction = predicted_gain(result.gain_coefficients, U, se_scores, record, names, _live(names, saturated))
     rationale = {}
     for n in result.order:
         why = result.explanations[n]
@@ -226,12 +227,15 @@ def recommend_order(config: Config, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def predicted_gain(
-    c: np.ndarray, U: np.ndarray, se: np.ndarray | None, record: dict[str, Any], names: list[str]
+    c: np.ndarray, U: np.ndarray, se: np.ndarray | None, record: dict[str, Any], names: list[str], live: np.ndarray
 ) -> dict[str, float | None]:
     """``{mean, low, high, stderr}`` of an order's gain over joint, ``sum_ij c_ij U_ij / D``, from
     its gain coefficients ``c`` and the score-unit transfers ``U`` (their standard errors ``se``;
-    None: no interval), over the entries in use (``U != 0``). With the probe's scores the variance
-    counts each part of the error where it enters:
+    None: no interval). The variance runs over every ``live`` entry (all but saturated columns),
+    not only those in use: a transfer within 2 SE is counted as 0 in the mean but is an estimate
+    of 0 with its own noise (with none in use the interval would otherwise be [0, 0], which a
+    study found wrong). With the probe's scores the variance counts each part of the error where
+    it enters:
 
         var = sum_ij (c_ij A_ij)^2 + sum_j (sum_i c_ij)^2 b_j^2 + sum_ij (c_ij t_ij)^2      (/ D^2)
 
@@ -240,8 +244,8 @@ def predicted_gain(
     (the spread between probe seeds), all in score units; without them the entries count as
     independent, ``sum_ij (c_ij se_ij)^2``."""
     D = len(U)
-    c = np.where(U != 0, c, 0.0)
     gain = float((c * U).sum() / D)
+    c = np.where(live, c, 0.0)
     if se is None:
         return {"mean": round(gain, 4), "low": None, "high": None, "stderr": None}
     if {"before", "after", "eval_n"} <= set(record):
@@ -278,9 +282,15 @@ def order_prediction(config: Config, record: dict[str, Any], order: list[str]) -
     names = config.domain_names
     se = _matrix(record["stderr"], names) if "stderr" in record else None
     T = _matrix(record["transfer"], names)
-    U, se_scores, _, unit = _score_units(record, names, T if se is None else significant_transfer(T, se), se)
+    U, se_scores, saturated, unit = _score_units(record, names, T if se is None else significant_transfer(T, se), se)
     c = gain_coefficients([names.index(n) for n in order])
-    return {**predicted_gain(c, U, se_scores, record, names), "unit": unit, "order": list(order)}
+    gain = predicted_gain(c, U, se_scores, record, names, _live(names, saturated))
+    return {**gain, "unit": unit, "order": list(order)}
+
+
+def _live(names: list[str], saturated: list[str]) -> np.ndarray:
+    """The transfer entries that can move an order's gain: every column but a saturated domain's."""
+    return np.array([[j not in saturated for j in names] for _ in names])
 
 
 def _score_units(

@@ -158,6 +158,16 @@ def _goal(s: dict[str, Any]) -> str:
     return text + f". Goal ({goal['rule']}): **{'met' if goal['met'] else 'not met'}**.\n"
 
 
+def _order(s: dict[str, Any]) -> str:
+    """The order query's recommendation and each trained order's prediction beside its realised gain."""
+    order = s["order"]
+    return (
+        f"Recommended order: {' -> '.join(order['order'])}; {order['summary']}.\n\n"
+        + calibration_text(s["curriculum"]["order"])
+        + "\n"
+    )
+
+
 def _latest(s: dict[str, Any]) -> str:
     """The last ```text block of the Markdown section whose heading starts with the benchmark's name."""
     text, name = s["markdown"], s["section"]
@@ -172,6 +182,7 @@ KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "goal": _goal,
     "gates": _gates,
     "curriculum": _curriculum,
+    "order": _order,
     "verdicts": _verdicts,
     "excluding": _excluding,
     "setup": _setup,
