@@ -1,37 +1,46 @@
-"""Our trainer vs TRL's GRPOTrainer at identical settings, measured side by side.
+"""Our trainer vs TRL's GRPOTrainer, measured side by side: as each ships, and at equal settings.
 
 Same model weights, prompts (the built-in sorting domain), reward (exact match of the extracted
 answer), group size 8, 8 prompts per step, at most 32 new tokens, temperature 1.0, loss dapo /
-token_mean, beta 0, one optimizer pass per rollout, float32, same thread count. Each measurement
-runs in its own process (so peak RSS is its own); ours and TRL alternate in pairs and the ratio
-is the median over pairs. Sizes: the built-in tiny model and a ~20M-parameter Llama (random init).
-At the 20M size it also measures the fraction of this machine's dense matmul throughput at the
-model's own layer shapes (the faster of torch.mm and oneDNN's linear) that our training
-forward+backward reaches.
+token_mean, beta 0, one optimizer pass per rollout, same thread count. Each measurement runs in
+its own process (so peak RSS is its own); ours and TRL alternate in pairs and each ratio is the
+median over pairs of ours / TRL in the same pair. Sizes: the built-in tiny model and a
+~20M-parameter Llama (random init).
+
+Settings (``--compare``):
+- ``ships``: each side as it ships. TRL 1.16's GRPOConfig defaults to ``bf16=True`` (on a CPU
+  too, ``use_cpu=True``) and ``gradient_checkpointing=True``; nothing of either is passed, and the
+  table prints what TRL's config resolved them to. Ours runs its defaults, ``training.bf16: auto``
+  (bf16 autocast on a CUDA GPU or a CPU with bf16 matmul units; cpu/precision.py) and
+  ``training.gradient_checkpointing: auto`` (on for CUDA only).
+- ``equal``: both sides fp32 and both bf16 autocast, each with activation checkpointing off and
+  on: four settings, the same on both sides.
+- ``all`` (the default): both.
+
+The header names the CPU, its bf16 units (AMX, AVX512-BF16 or none, from its flags) and the
+fp32 and bf16 matmul rates measured here at each model's own MLP shape (a rollout batch's tokens x
+hidden x intermediate; fp32 the faster of torch.mm and oneDNN's linear). At the 20M size it also
+measures our training forward+backward rate (6 x params x tokens per second) in fp32 and in bf16,
+each as a fraction of that precision's matmul rate.
 
 It also runs ours with 16 identically defined domains vs 1 domain on the tiny model (same work;
 more scheduling and reward dispatch) and prints their throughput ratio.
 
-    python benchmarks/bench_vs_trl.py [--pairs 3] [--steps 5] [--sizes tiny,20m] [--domains 16] [--json]
-                                      [--default-kernels]
+    python benchmarks/bench_vs_trl.py [--pairs 3] [--steps 5] [--sizes tiny,20m] [--compare all|ships|equal]
+                                      [--domains 16] [--json] [--default-kernels]
 
 ``--default-kernels`` also runs ours with ``training.onednn_linear: false`` (PyTorch's default CPU
-matmul, as TRL uses) in every pair, to show how much of the ratio the oneDNN kernels give.
+matmul, as TRL uses) in every pair and setting, to show how much of the ratio the oneDNN kernels give.
 
-``--device cuda`` runs both on the GPU with bf16 autocast (fp32 weights) instead (no matmul
-fraction: that target is for the CPU machine), ours with ``--ours-static-cache`` (default true
-there: the static-cache decoder, its steps in CUDA graphs) and, per size, our decode rate: ms per
-token for 64 rows with each decoder (the model's own cache, static eager, static in CUDA graphs).
+``--device cuda`` runs both on the GPU instead (no matmul rates: those are for the CPU), ours with
+``--ours-static-cache`` (default true there: the static-cache decoder, its steps in CUDA graphs)
+and, per size, our decode rate: ms per token for 64 rows with each decoder (the model's own
+cache, static eager, static in CUDA graphs), under bf16 autocast.
 ``--json`` prints the figures as one JSON object on stdout (the table goes to stderr).
 
 Sizes: ``tiny`` (built-in, 1.8M), ``20m`` (hidden 512, 6 layers), ``0.5b`` (the shape of
 Qwen2.5-0.5B with a byte vocabulary: hidden 896, 24 layers, 14 heads, 2 K/V heads, intermediate
 4864; 358M parameters, random init). ``--max-new-tokens`` sets the completion cap of both sides.
-
-Activation checkpointing: TRL's GRPOConfig turns ``gradient_checkpointing`` on by default (CPU
-too); ours turns it on for CUDA only (``training.gradient_checkpointing: auto``). ``--checkpointing
-both`` runs each side with it on and with it off in every pair and reports every ratio, so the
-table compares settings, not defaults; ``default`` runs each side as it ships.
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ import time
 from pathlib import Path
 
 PROMPTS_PER_STEP, GROUP, LR = 8, 8, 1e-4
+SHIPS = ("default", "default")  # (precision, checkpointing) as each side ships
+EQUAL = [(precision, gc) for precision in ("fp32", "bf16") for gc in ("off", "on")]
 SHAPES = {  # tiny_config overrides per size
     "20m": dict(
         hidden_size=512, intermediate_size=1408, num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=8
@@ -104,10 +115,12 @@ def child_ours(
     max_new: int = 32,
     checkpointing: bool | str = "auto",
     static_cache: bool | str = "auto",
+    bf16: bool | str = "auto",
 ) -> dict:
     """Our trainer; ``domains`` > 1 splits the same prompts over that many identically defined
-    domains (same work, more scheduling and reward dispatch); ``onednn``, ``checkpointing`` and
-    ``static_cache`` are training.onednn_linear, gradient_checkpointing and static_cache."""
+    domains (same work, more scheduling and reward dispatch); ``onednn``, ``checkpointing``,
+    ``static_cache`` and ``bf16`` are training.onednn_linear, gradient_checkpointing, static_cache
+    and bf16."""
     import torch
 
     from spectrum_rl.config import Config
@@ -143,6 +156,7 @@ def child_ours(
                 "onednn_linear": onednn,
                 "gradient_checkpointing": checkpointing,
                 "static_cache": static_cache,
+                "bf16": bf16,
             },
             "eval": {"kl_to_base": False},
             "logging": {"progress": False},
@@ -163,12 +177,21 @@ def child_ours(
         "samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall,
         "breakdown": {k: round(v / wall, 3) for k, v in parts.items()},
         "checkpointing": trainer.state.activation_checkpointing,
+        "bf16": trainer.state.acc.mixed_precision == "bf16",
     }
 
 
 def child_trl(
-    model: str, prompts: Path, steps: int, device: str, max_new: int = 32, checkpointing: str = "default"
+    model: str,
+    prompts: Path,
+    steps: int,
+    device: str,
+    max_new: int = 32,
+    checkpointing: str = "default",
+    precision: str = "default",
 ) -> dict:
+    """TRL's GRPOTrainer; ``checkpointing`` on/off and ``precision`` fp32/bf16 are passed to its
+    GRPOConfig, "default" passes nothing (TRL's own defaults: bf16 and checkpointing on)."""
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -199,11 +222,11 @@ def child_trl(
         report_to=[],
         use_cpu=device == "cpu",
         save_strategy="no",
-        bf16=device == "cuda",
         seed=0,
         disable_tqdm=True,
         dataloader_num_workers=0,
         **({} if checkpointing == "default" else {"gradient_checkpointing": checkpointing == "on"}),
+        **({} if precision == "default" else {"bf16": precision == "bf16"}),
     )
     trainer = GRPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(model),
@@ -215,7 +238,11 @@ def child_trl(
     )
     trainer.train()
     wall = stamps[-1] - stamps[0]  # the first step is the warm-up
-    return {"samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall, "checkpointing": args.gradient_checkpointing}
+    return {
+        "samples_per_s": steps * PROMPTS_PER_STEP * GROUP / wall,
+        "checkpointing": args.gradient_checkpointing,
+        "bf16": bool(args.bf16),
+    }
 
 
 def decode_ms_per_token(model_dir: str, device: str, rows: int = 64, new_tokens: int = 128) -> dict:
@@ -275,9 +302,11 @@ def run_child(
     max_new: int = 32,
     gc: str = "default",
     static_cache: str = "auto",
+    precision: str = "default",
 ) -> dict:
     """One measurement in a fresh process; ``kind``: ours, ours-default-kernels (onednn_linear
-    false) or trl; ``gc``: activation checkpointing on, off or the side's default."""
+    false) or trl; ``gc``: activation checkpointing on, off or the side's default; ``precision``:
+    fp32, bf16 or the side's default."""
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
@@ -290,61 +319,92 @@ def run_child(
     cmd = [sys.executable, __file__, "--child", kind, "--model", model, "--prompts", str(prompts)]
     cmd += ["--device", device, "--steps", str(steps), "--threads", str(threads), "--domains", str(domains)]
     cmd += ["--max-new-tokens", str(max_new), "--checkpointing", gc, "--ours-static-cache", static_cache]
+    cmd += ["--precision", precision]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def matmul_fraction(model_dir: str, threads: int) -> dict:
-    """Our training fwd+bwd FLOP rate (6 * params * tokens) over the machine's matmul rate at the layer
-    shapes: the faster of torch.mm (PyTorch's BLAS, MKL) and oneDNN's linear, both measured here (on an
-    AMD CPU, MKL runs AVX2 code and oneDNN AVX-512). Also the rate of a plain HF fwd+bwd (MKL)."""
+def cpu_header(models: dict[str, str], threads: int) -> dict:
+    """The CPU's name, its bf16 units (from its flags) and, per model, the fp32 and bf16 matmul
+    rates at its MLP shape (a rollout batch's tokens x hidden x intermediate), ``threads`` threads."""
+    import torch
+    from transformers import AutoConfig
+
+    from spectrum_rl.cpu.precision import bf16_units, cpu_flags, cpu_name, matmul_gflops
+
+    torch.set_num_threads(threads)
+    rates = {}
+    for size, model in models.items():
+        cfg = AutoConfig.from_pretrained(model)
+        shape = (PROMPTS_PER_STEP * GROUP * 48, cfg.hidden_size, cfg.intermediate_size)
+        fp32, bf16 = matmul_gflops(torch.float32, shape, 0.2), matmul_gflops(torch.bfloat16, shape, 0.2)
+        rates[size] = {"shape": list(shape), "fp32_gflops": round(fp32, 1), "bf16_gflops": round(bf16, 1)}
+    return {"cpu": cpu_name(), "bf16_units": bf16_units(cpu_flags()), "matmul": rates}
+
+
+def training_rates(model_dir: str, threads: int, matmul: dict) -> dict:
+    """Our training forward+backward FLOP rate in fp32 and under bf16 autocast, each over that
+    precision's matmul rate at the layer shapes (``matmul``: this model's entry of `cpu_header`):
+    the trainer's own log-prob pass (`token_logprobs`: 8 prompts of 16 tokens once, 64 completions
+    of 32 attending to them) with our kernels, 6 x params x tokens per second; also a plain HF
+    fwd+bwd in fp32 over the same 64 rows of 48 tokens (PyTorch's default kernels)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from spectrum_rl.cpu.onednn import onednn_available, onednn_linear
+    from spectrum_rl.cpu.onednn import onednn_linear
+    from spectrum_rl.trainer.batch import Row, collate
+    from spectrum_rl.trainer.logprobs import token_logprobs
 
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    cfg = model.config
-    batch, seq = PROMPTS_PER_STEP * GROUP, 48  # a rollout batch: prompt + completion tokens
-    tokens = batch * seq
-    a, b = torch.randn(tokens, cfg.hidden_size), torch.randn(cfg.hidden_size, cfg.intermediate_size)
-    w = b.t().contiguous()  # [out, in], a linear layer's weight
+    vocab, n_params = model.config.vocab_size, sum(p.numel() for p in model.parameters())
+    gen = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, vocab, (16,), generator=gen).tolist() for _ in range(PROMPTS_PER_STEP)]
+    rows = [
+        Row(p, torch.randint(3, vocab, (32,), generator=gen).tolist(), "rl", "d", 1.0)
+        for p in prompts
+        for _ in range(GROUP)
+    ]
+    mb = collate(rows, 0)
+    tokens = PROMPTS_PER_STEP * 16 + len(rows) * 32  # each prompt once (shared prefix), every completion
 
-    def rate(flops: float, fn, runs: int) -> float:
-        fn()
+    def timed(step, flops: float, runs: int = 3) -> float:
+        step()
         t0 = time.perf_counter()
         for _ in range(runs):
-            fn()
-        return runs * flops / (time.perf_counter() - t0)
+            step()
+        return runs * flops / (time.perf_counter() - t0) / 1e9
 
-    mm_flops = 2 * tokens * cfg.hidden_size * cfg.intermediate_size
-    mm_rate = rate(mm_flops, lambda: torch.mm(a, b), 20)
-    onednn_rate = (
-        rate(mm_flops, lambda: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], ""), 20)
-        if onednn_available()
-        else 0.0
-    )
-    ids = torch.randint(0, cfg.vocab_size, (batch, seq))
-    n_params = sum(p.numel() for p in model.parameters())
+    def ours(bf16: bool) -> float:
+        def step() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                token_logprobs(model, mb).mean().backward()
 
-    def step() -> None:
-        model(input_ids=ids).logits.float().mean().backward()
+        with onednn_linear("auto", torch.device("cpu"), model):
+            return timed(step, 6 * n_params * tokens)
 
-    plain_rate = rate(6 * n_params * tokens, step, 3)
-    with onednn_linear("auto", torch.device("cpu"), model):  # our trainer's kernels
-        train_rate = rate(6 * n_params * tokens, step, 3)
-    machine = max(mm_rate, onednn_rate)
+    ids = torch.cat([mb.prompt_ids[mb.group], mb.completion_ids], 1)
+    fp32, bf16 = ours(False), ours(True)
+    plain = timed(lambda: model(input_ids=ids).logits.float().mean().backward(), 6 * n_params * ids.numel())
     return {
-        "mm_gflops": round(mm_rate / 1e9, 1),
-        "onednn_gflops": round(onednn_rate / 1e9, 1),
-        "train_gflops": round(train_rate / 1e9, 1),
-        "plain_train_gflops": round(plain_rate / 1e9, 1),
-        "fraction": round(train_rate / machine, 3),
         "params_m": round(n_params / 1e6, 1),
+        "fp32_gflops": round(fp32, 1),
+        "fp32_fraction": round(fp32 / matmul["fp32_gflops"], 3),
+        "bf16_gflops": round(bf16, 1),
+        "bf16_fraction": round(bf16 / matmul["bf16_gflops"], 3),
+        "plain_fp32_gflops": round(plain, 1),
     }
+
+
+def setting_label(kind: str, setting: tuple[str, str], result: dict) -> str:
+    """A variant's row label: the side, its setting, and for a default what it resolved to."""
+    side = "TRL" if kind == "trl" else ("ours, default kernels" if kind == "ours-default-kernels" else "ours")
+    resolved = f"{'bf16' if result['bf16'] else 'fp32'}, ckpt {'on' if result['checkpointing'] else 'off'}"
+    if setting == SHIPS:
+        return f"{side} as it ships ({resolved})"
+    return f"{side} {setting[0]}, ckpt {setting[1]}"
 
 
 def main() -> None:
@@ -355,6 +415,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--compare",
+        choices=["all", "ships", "equal"],
+        default="all",
+        help="each side as it ships, both at four equal settings (fp32/bf16 x checkpointing off/on), or both",
+    )
     parser.add_argument(
         "--domains",
         type=int,
@@ -368,12 +434,6 @@ def main() -> None:
     )
     parser.add_argument("--max-new-tokens", type=int, default=32, help="completion cap of both sides")
     parser.add_argument(
-        "--checkpointing",
-        choices=["default", "both", "on", "off"],
-        default="default",
-        help="activation checkpointing: each side's default, both ways for each side, or on/off for both",
-    )
-    parser.add_argument(
         "--ours-static-cache",
         choices=["auto", "true", "false"],
         default=None,
@@ -382,6 +442,8 @@ def main() -> None:
     parser.add_argument("--child", choices=["ours", "ours-default-kernels", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpointing", default="default", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="default", help=argparse.SUPPRESS)
     args = parser.parse_args()
     static_cache = args.ours_static_cache or ("true" if args.device == "cuda" else "auto")
     if args.child:
@@ -392,12 +454,19 @@ def main() -> None:
             onednn = "auto" if args.child == "ours" else False
             gc = {"default": "auto", "on": True, "off": False}[args.checkpointing]
             static = {"auto": "auto", "true": True, "false": False}[static_cache]
+            bf16 = {"default": "auto", "bf16": True, "fp32": False}[args.precision]
             result = child_ours(
-                args.model, Path(args.prompts), args.steps, args.domains, onednn, args.max_new_tokens, gc, static
+                args.model, Path(args.prompts), args.steps, args.domains, onednn, args.max_new_tokens, gc, static, bf16
             )
         else:
             result = child_trl(
-                args.model, Path(args.prompts), args.steps, args.device, args.max_new_tokens, args.checkpointing
+                args.model,
+                Path(args.prompts),
+                args.steps,
+                args.device,
+                args.max_new_tokens,
+                args.checkpointing,
+                args.precision,
             )
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         if torch.cuda.is_available():
@@ -417,7 +486,7 @@ def main() -> None:
         else:
             make_model(tmp / size, size)
             models[size] = str(tmp / size)
-    gcs = ["on", "off"] if args.checkpointing == "both" else [args.checkpointing]
+    settings = {"all": [SHIPS, *EQUAL], "ships": [SHIPS], "equal": EQUAL}[args.compare]
     report: dict = {
         "sizes": {},
         "settings": {
@@ -426,15 +495,20 @@ def main() -> None:
             "max_new_tokens": args.max_new_tokens,
             "threads": args.threads,
             "device": args.device,
-            "checkpointing": args.checkpointing,
+            "compare": args.compare,
             "ours_static_cache": static_cache,
+            "pairs": args.pairs,
+            "steps": args.steps,
         },
     }
+    if args.device == "cpu":
+        report["header"] = cpu_header(models, args.threads)
+    kinds = ["ours", "trl"] + (["ours-default-kernels"] if args.default_kernels else [])
     for name, model in models.items():
-        runs: dict[tuple[str, str], list[dict]] = {}
+        runs: dict[tuple[str, tuple[str, str]], list[dict]] = {}
         for _ in range(args.pairs):  # every variant once per pair, alternating
-            for kind in ["ours", "trl"] + (["ours-default-kernels"] if args.default_kernels else []):
-                for gc in gcs:
+            for setting in settings:
+                for kind in kinds:
                     result = run_child(
                         kind,
                         model,
@@ -444,34 +518,30 @@ def main() -> None:
                         args.device,
                         1,
                         args.max_new_tokens,
-                        gc,
+                        setting[1],
                         static_cache,
+                        setting[0],
                     )
-                    runs.setdefault((kind, gc), []).append(result)
-
-        def label(kind: str, gc: str, rs: list[dict]) -> str:
-            used = "on" if rs[0]["checkpointing"] else "off"
-            return f"{kind} (checkpointing {gc if gc != 'default' else 'default: ' + used})"
-
+                    runs.setdefault((kind, setting), []).append(result)
+        labels = {key: setting_label(key[0], key[1], rs[0]) for key, rs in runs.items()}
         variants = {
-            label(kind, gc, rs): {
-                "kind": kind,
+            labels[key]: {
+                "kind": key[0],
+                "setting": list(key[1]),
                 "samples_per_s": round(statistics.median(r["samples_per_s"] for r in rs), 2),
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
                 **({"peak_gpu_mb": max(r["peak_gpu_mb"] for r in rs)} if args.device == "cuda" else {}),
-                **({"breakdown": rs[len(rs) // 2]["breakdown"]} if kind != "trl" else {}),
+                **({"breakdown": rs[len(rs) // 2]["breakdown"]} if key[0] != "trl" else {}),
             }
-            for (kind, gc), rs in runs.items()
+            for key, rs in runs.items()
         }
-        keys = dict(zip(runs, variants))  # (kind, gc) -> its label
-        ratios = {  # ours variant / TRL variant, median over pairs of the per-pair ratio
-            f"{keys[o]} / {keys[t]}": round(
-                statistics.median(a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs[o], runs[t])), 3
+        ratios = {  # ours / TRL at the same setting, median over pairs of the per-pair ratio
+            f"{labels[key]} / {labels['trl', key[1]]}": round(
+                statistics.median(a["samples_per_s"] / b["samples_per_s"] for a, b in zip(rs, runs["trl", key[1]])),
+                3,
             )
-            for o in runs
-            if o[0] != "trl"
-            for t in runs
-            if t[0] == "trl"
+            for key, rs in runs.items()
+            if key[0] != "trl"
         }
         report["sizes"][name] = {"variants": variants, "ratios": ratios}
         if args.device == "cuda":
@@ -494,7 +564,7 @@ def main() -> None:
             "ratio": round(statistics.median(m / o for m, o in zip(many, one)), 3),
         }
     if "20m" in models and args.device == "cpu":
-        report["matmul_fraction"] = matmul_fraction(models["20m"], args.threads)
+        report["training_rates"] = training_rates(models["20m"], args.threads, report["header"]["matmul"]["20m"])
     table = render(report)
     if args.json:  # the JSON object on stdout, the table on stderr
         print(table, file=sys.stderr)
@@ -509,17 +579,28 @@ def render(report: dict) -> str:
     device = settings.get("device", "cpu")
     lines = [
         f"device: {device}, {settings['threads']} CPU threads, {settings['prompts_per_step']} prompts x "
-        f"{settings['group_size']} completions, at most {settings['max_new_tokens']} new tokens"
+        f"{settings['group_size']} completions, at most {settings['max_new_tokens']} new tokens, "
+        f"{settings.get('pairs', '?')} pairs x {settings.get('steps', '?')} steps"
     ]
+    if "header" in report:
+        h = report["header"]
+        units = {"amx": "AMX", "avx512_bf16": "AVX512-BF16", "arm_bf16": "Arm BF16", None: "none"}[h["bf16_units"]]
+        lines.append(f"CPU: {h['cpu']}; bf16 matmul units: {units}")
+        for size, m in h["matmul"].items():
+            shape = "x".join(map(str, m["shape"]))
+            lines.append(
+                f"  matmul at {size}'s MLP shape ({shape}): fp32 {m['fp32_gflops']} GFLOP/s, bf16 "
+                f"{m['bf16_gflops']} GFLOP/s ({m['bf16_gflops'] / m['fp32_gflops']:.1f}x)"
+            )
     gpu = device == "cuda"
     for name, r in report["sizes"].items():
         lines.append(f"{name}:")
-        lines.append(f"  {'variant':48} {'s/s':>7} {'RSS':>7}" + (f" {'GPU peak':>9}" if gpu else "") + "  breakdown")
+        lines.append(f"  {'variant':52} {'s/s':>7} {'RSS':>7}" + (f" {'GPU peak':>9}" if gpu else "") + "  breakdown")
         for label, v in r["variants"].items():
             b = v.get("breakdown")
             parts = f"rollout {b['rollout']:.0%} reward {b['reward']:.0%} train {b['train']:.0%}" if b else ""
             gpu_cell = f" {v['peak_gpu_mb']:8.0f}M" if gpu else ""
-            lines.append(f"  {label:48} {v['samples_per_s']:7.1f} {v['peak_rss_mb']:6.0f}M{gpu_cell}  {parts}")
+            lines.append(f"  {label:52} {v['samples_per_s']:7.1f} {v['peak_rss_mb']:6.0f}M{gpu_cell}  {parts}")
         for pair, ratio in r["ratios"].items():
             lines.append(f"  ratio {pair}: {ratio:.2f}")
         if "decode_ms_per_token" in r:
@@ -533,13 +614,12 @@ def render(report: dict) -> str:
             f"tiny, ours with {d['n']} domains vs 1: {d['many_samples_per_s']:.1f} vs "
             f"{d['one_samples_per_s']:.1f} samples/s = {d['ratio']:.2f} (target >= 0.95)"
         )
-    if "matmul_fraction" in report:
-        m = report["matmul_fraction"]
+    if "training_rates" in report:
+        t = report["training_rates"]
         lines.append(
-            f"20M training fwd+bwd: {m['train_gflops']} GFLOP/s = {m['fraction']:.0%} of the matmul rate at the "
-            f"layer shapes, the faster of oneDNN {m['onednn_gflops']} and torch.mm {m['mm_gflops']} GFLOP/s "
-            f"({m['train_gflops'] / m['mm_gflops']:.0%} of torch.mm's); "
-            f"a plain HF fwd+bwd {m['plain_train_gflops']} GFLOP/s"
+            f"20M training fwd+bwd (our kernels): fp32 {t['fp32_gflops']} GFLOP/s = {t['fp32_fraction']:.0%} of the "
+            f"fp32 matmul rate, bf16 autocast {t['bf16_gflops']} GFLOP/s = {t['bf16_fraction']:.0%} of the bf16 "
+            f"matmul rate; a plain HF fwd+bwd in fp32 {t['plain_fp32_gflops']} GFLOP/s"
         )
     return "\n".join(lines)
 

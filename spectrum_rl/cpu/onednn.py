@@ -44,7 +44,8 @@ def onednn_available() -> bool:
         gen = torch.Generator().manual_seed(0)
         x, w, b = (torch.randn(*s, generator=gen) for s in ((5, 3, 16), (24, 16), (24,)))
         packed = torch.ops.mkldnn._reorder_linear_weight(w, 15)
-        want = F.linear(x, w, b)
+        with torch.autocast("cpu", enabled=False):  # first asked inside a bf16 block: compare in fp32
+            want = F.linear(x, w, b)
         return all(torch.allclose(y, want, rtol=1e-5, atol=1e-5) for y in (_onednn(x, w, b), _onednn(x, packed, b)))
     except (RuntimeError, AttributeError):
         return False
@@ -82,7 +83,9 @@ class OneDNNLinear:
         self.layers = [
             m for model in models if model is not None for m in model.modules() if type(m) is torch.nn.Linear
         ]
-        self._packed: dict[int, tuple[torch.Tensor, int, torch.Tensor]] = {}  # id -> (weight, version, pack)
+        self._packed: dict[
+            tuple[int, torch.dtype], tuple[torch.Tensor, int, torch.Tensor]
+        ] = {}  # -> (weight, version, pack)
 
     def __enter__(self) -> OneDNNLinear:
         for layer in self.layers:  # an instance attribute shadows nn.Linear.forward; hooks still run
@@ -94,29 +97,40 @@ class OneDNNLinear:
             layer.__dict__.pop("forward", None)
         self._packed.clear()
 
-    def packed(self, weight: torch.Tensor, rows: int) -> torch.Tensor:
-        """``weight`` in oneDNN's layout (``rows``: the expected batch rows), packed once per block."""
-        hit = self._packed.get(id(weight))
+    def packed(self, weight: torch.Tensor, rows: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``weight`` in ``dtype`` and oneDNN's layout (``rows``: the expected batch rows), packed once per block."""
+        key = (id(weight), dtype)
+        hit = self._packed.get(key)
         if hit is None or hit[0] is not weight or hit[1] != weight._version:
-            hit = (weight, weight._version, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows))
-            self._packed[id(weight)] = hit
+            pack = torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype), rows)
+            hit = (weight, weight._version, pack)
+            self._packed[key] = hit
         return hit[2]
 
     def linear(self, layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
         weight, bias = layer.weight, layer.bias
+        autocast = torch.is_autocast_enabled("cpu")
         if not (
-            x.dtype == weight.dtype == torch.float32
+            weight.dtype == torch.float32
+            and x.dtype in ((torch.float32, torch.bfloat16) if autocast else (torch.float32,))
             and x.device.type == weight.device.type == "cpu"
             and x.numel()
-            and not torch.is_autocast_enabled("cpu")
         ):
             return F.linear(x, weight, bias)
-        x = x.contiguous()
-        if torch.is_grad_enabled() and (
+        grad = torch.is_grad_enabled() and (
             x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
-        ):
+        )
+        rows = x.numel() // x.shape[-1]
+        if autocast:
+            if grad or torch.get_autocast_dtype("cpu") != torch.bfloat16:
+                return F.linear(x, weight, bias)  # autocast's own path (its weight casts are cached)
+            # a bf16 rollout: the weight cast and packed once per block, not cast again at every token
+            x = x.to(torch.bfloat16).contiguous()
+            return _onednn(x, self.packed(weight, rows, torch.bfloat16), None if bias is None else bias.bfloat16())
+        x = x.contiguous()
+        if grad:
             return _Linear.apply(x, weight, bias)
-        return _onednn(x, self.packed(weight, x.numel() // x.shape[-1]), bias)  # reused by every decode token
+        return _onednn(x, self.packed(weight, rows), bias)  # reused by every decode token
 
 
 def onednn_linear(enabled: bool | str, device: torch.device, *models) -> contextlib.AbstractContextManager:

@@ -26,8 +26,8 @@ import weakref
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
+from spectrum_rl.cpu.attention import kv_dtype, sdpa
 from spectrum_rl.models import cache_kwarg, position_ids, unwrap_model
 
 _STATIC_TYPES = {"llama", "mistral", "qwen2"}
@@ -78,15 +78,6 @@ class HFDecoder:
         )
         self.cache = getattr(out, self.cache_kw)
         return out.logits[:, -1]
-
-
-def _kv_dtype(k: torch.Tensor) -> torch.dtype:
-    """The dtype of the K/V buffers: the autocast dtype when autocast is on (attention runs in it:
-    SDPA casts its inputs, so keeping K/V there rounds them once, as the model's own cache path
-    does at every step, and halves the buffers), else that of the keys. Under autocast the rotary
-    product leaves K in fp32 and V in the autocast dtype, so one dtype for both is chosen here."""
-    device = k.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else k.dtype
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +146,7 @@ class StaticDecoder:
                 n = rows.shape[0]
                 if len(self.k) <= i:
                     shape = (self._buffer_rows(n), self.kv_heads, self.max_len, self.head_dim)
-                    self.k.append(k.new_zeros(shape, dtype=_kv_dtype(k)))
+                    self.k.append(k.new_zeros(shape, dtype=kv_dtype(k)))
                     self.v.append(torch.zeros_like(self.k[-1]))
                 self.k[i][:n, :, start:end] = k[rows]
                 self.v[i][:n, :, start:end] = v[rows]
@@ -168,14 +159,7 @@ class StaticDecoder:
                 self.k[i][:, :, start:end] = k
                 self.v[i][:, :, start:end] = v
                 keys, values = self.k[i][:, :, :end], self.v[i][:, :, :end]
-            o = F.scaled_dot_product_attention(
-                q,
-                keys,
-                values,
-                attn_mask=mask,
-                scale=getattr(attn, "scaling", None),
-                enable_gqa=self.kv_heads != self.heads,
-            )
+            o = sdpa(q, keys, values, mask, getattr(attn, "scaling", None), self.kv_heads != self.heads)
             x = x + attn.o_proj(o.transpose(1, 2).reshape(B, S, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return self.inner.norm(x[:, -1:])
@@ -252,7 +236,7 @@ class GraphDecoder(StaticDecoder):
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         n, device = group.shape[0], ids.device
-        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+        dtype = kv_dtype(torch.empty(0, device=device)) if torch.is_autocast_enabled(device.type) else None
         key = (self._buffer_rows(n), self.max_len, dtype, device)
         self.b = _BUCKETS.setdefault(self.lm, {}).setdefault(key, _Bucket())
         self.k, self.v, self.n = self.b.k, self.b.v, n  # the prefill fills these (allocating them once)

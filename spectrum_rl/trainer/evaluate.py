@@ -71,8 +71,9 @@ def evaluate(
 
 def evaluate_state(st: TrainState, domains: Sequence[BuiltDomain], config: Config) -> EvalResult:
     """``evaluate`` for a run's policy: all processes take part (each scores its share), sharded
-    weights are gathered while decoding, and fp32 CPU linear layers run on oneDNN."""
-    with st.kernels(), gathered(st.model, st.base):
+    weights are gathered while decoding, in the training precision (training.bf16), and fp32 CPU
+    linear layers run on oneDNN."""
+    with st.acc.autocast(), st.kernels(), gathered(st.model, st.base):
         return evaluate(
             st.policy,
             st.tokenizer,

@@ -149,7 +149,7 @@ class ExperienceMaker:
         t0 = time.perf_counter()
         prompt_ids = [self.encode_prompt(ex.prompt) for _, ex in local for _ in range(cfg.group_size)]
         exp.stats.add("rollouts/generated", float(len(prompt_ids)), 0)  # the compute budget's unit
-        with st.acc.autocast(), st.kernels():  # rollouts in the training precision (bf16 on a GPU)
+        with st.acc.autocast(), st.kernels():  # rollouts in the training precision (training.bf16)
             ro = sample(
                 st.policy,
                 prompt_ids,

@@ -144,7 +144,7 @@ class Learner:
         if self.cfg.num_iterations == 1:
             return None
         st = self.state
-        with st.kernels():
+        with st.acc.autocast(), st.kernels():  # the precision the passes will compare them in
             return [
                 token_logprobs(st.model, mb.to(st.device), self.cfg.temperature, share_prefix=st.share_prefix)
                 for mb in batches

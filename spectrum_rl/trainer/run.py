@@ -77,6 +77,8 @@ def run_training(
             raise
         console = console or Console(stderr=True)
         show = config.logging.progress and trainer.state.is_main
+        if show:
+            console.print(f"precision: {trainer.state.precision}")
         decisions: list[dict[str, Any]] = []
 
         def on_step(m: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from spectrum_rl.config import Config
 from spectrum_rl.config.launcher import launcher_fsdp, wants_sharding
 from spectrum_rl.config.load import check_sharding
 from spectrum_rl.cpu.onednn import onednn_linear
+from spectrum_rl.cpu.precision import cpu_bf16
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.models import load_causal_lm
 from spectrum_rl.trainer import shared_prefix
@@ -44,6 +45,7 @@ class TrainState:
     sharded: bool
     activation_checkpointing: bool
     onednn: bool | str  # training.onednn_linear
+    precision: str  # what training.bf16 resolved to, and why (printed at the start of `train`)
     grad_scale: torch.Tensor | None = None  # per-layer mu: one gradient factor per parameter (setup hooks)
     layer_depth: list[float] | None = None  # depth in [0, 1] of each trainable parameter
     sketch: GradientSketch | None = None  # per-domain gradient sketches (alignment signal)
@@ -88,13 +90,26 @@ def _release_precision(precision: str) -> None:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
+def resolve_bf16(setting: bool | str, cuda: bool) -> tuple[bool, str]:
+    """``training.bf16`` as a decision and the sentence that says why: auto is on for a CUDA GPU and
+    for a CPU with bf16 matmul units (cpu/precision.py), off elsewhere."""
+    if setting != "auto":
+        return bool(setting), f"{'bf16 autocast' if setting else 'fp32'} (training.bf16: {str(setting).lower()})"
+    if cuda:
+        return True, "bf16 autocast (training.bf16: auto, a CUDA GPU)"
+    support = cpu_bf16()
+    if support.native:
+        return True, f"bf16 autocast (training.bf16: auto, CPU: {support.describe()})"
+    return False, f"fp32 (training.bf16: auto, CPU: {support.describe()})"
+
+
 def build_state(config: Config, output_dir: Path, accelerator: Accelerator | None, *, alignment: bool) -> TrainState:
     """Accelerator, policy (+ LoRA, + sharding), frozen base, AdamW and LR schedule for ``config``;
     ``alignment``: the planner reads gradient alignment (per-domain sketches, one process only)."""
     cfg = config.training
     check_trackers(config.logging.trackers)
     cuda = torch.cuda.is_available()
-    bf16 = cfg.bf16 if cfg.bf16 is not None else cuda
+    bf16, precision_note = resolve_bf16(cfg.bf16, cuda)
     precision = "bf16" if bf16 else "no"
     if accelerator is None:
         _release_precision(precision)
@@ -139,7 +154,16 @@ def build_state(config: Config, output_dir: Path, accelerator: Accelerator | Non
         if base is not None:
             base.to(acc.device)
     state = TrainState(
-        acc, model, base, tokenizer, optimizer, lr_scheduler, sharded, bool(checkpointing), cfg.onednn_linear
+        acc,
+        model,
+        base,
+        tokenizer,
+        optimizer,
+        lr_scheduler,
+        sharded,
+        bool(checkpointing),
+        cfg.onednn_linear,
+        precision_note,
     )
     if alignment and acc.num_processes == 1:  # per-domain gradients need one process
         state.sketch = GradientSketch(state.policy, config.scheduler.alignment_dim, config.run.seed)

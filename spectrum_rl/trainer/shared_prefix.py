@@ -15,9 +15,9 @@ the same keys, so the log-probs are those of the plain forward to float rounding
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from spectrum_rl.cpu.attention import sdpa
 from spectrum_rl.models import position_ids, unwrap_model
 from spectrum_rl.trainer.batch import MicroBatch
 from spectrum_rl.trainer.decoder import StaticDecoder, rotate_half
@@ -65,9 +65,7 @@ def shared_prefix_logits(model, mb: MicroBatch, checkpointed: bool) -> torch.Ten
             return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v
 
         def attend(q, k, v, mask):
-            return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, scale=getattr(attn, "scaling", None), enable_gqa=kv_heads != heads
-            )
+            return sdpa(q, k, v, mask, getattr(attn, "scaling", None), kv_heads != heads)
 
         def finish(x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
             b, s, _ = x.shape

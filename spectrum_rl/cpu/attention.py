@@ -1,0 +1,45 @@
+"""Attention in fp32 on a CPU under bf16 autocast.
+
+Autocast sends ``scaled_dot_product_attention`` to bf16 on the CPU, and PyTorch's CPU flash
+kernel is slower in bf16 than in fp32 (it widens every block to fp32 inside): on a 2-core AMD EPYC
+with AVX512-BF16, a decode step (64 rows, 8 heads, one query over 60 keys) takes 2.1 ms in bf16
+against 0.44 ms in fp32, and its backward at training shapes 2.7x as long. Attention is a small
+share of the FLOPs and the matmuls around it (the projections) keep bf16, so here it runs in fp32:
+the inputs are widened (a no-op for the decoders' fp32 K/V buffers) and autocast is off for the
+call. Benchmarks: benchmarks/README.md (``bench_vs_trl.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    scale: float | None,
+    gqa: bool,
+) -> torch.Tensor:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)``; on a
+    CPU under autocast in fp32 (the output fp32; the next projection casts it back)."""
+    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=mask, scale=scale, enable_gqa=gqa
+            )
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
+
+
+def kv_dtype(k: torch.Tensor) -> torch.dtype:
+    """The dtype a decoder keeps its K/V buffers in: fp32 on a CPU under autocast (attention runs
+    in fp32 there, `sdpa`), the autocast dtype on a GPU under autocast (attention runs in it: one
+    rounding per key, as the model's own cache path does, and half the memory), else the keys'.
+    Under autocast the rotary product leaves K in fp32 and V in the autocast dtype, so one dtype
+    for both is chosen here."""
+    device = k.device.type
+    if not torch.is_autocast_enabled(device):
+        return k.dtype
+    return torch.float32 if device == "cpu" else torch.get_autocast_dtype(device)
