@@ -103,3 +103,34 @@ def test_onednn_is_found_when_first_asked_inside_a_bf16_block_and_runs_bf16_roll
             assert len(block._packed) == 1 and next(iter(block._packed))[1] == torch.bfloat16
     assert got.dtype == want.dtype == torch.bfloat16
     assert torch.allclose(got.float(), want.float(), atol=0.03)
+
+
+def test_the_models_own_attention_runs_in_fp32_inside_the_block(monkeypatch, tiny_random_lm_dir):
+    """Architectures our decoders do not run (and DDP) use the model's own forward: inside a
+    `hf_attention_fp32` block transformers' sdpa attention gets fp32 inputs under CPU autocast;
+    outside it, bf16; the mapping is restored after the block."""
+    from transformers.modeling_utils import AttentionInterface
+
+    from spectrum_rl.cpu.attention import hf_attention_fp32
+    from spectrum_rl.models import load_causal_lm
+
+    model, tok = load_causal_lm(str(tiny_random_lm_dir))
+    model.config._attn_implementation = "sdpa"
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):  # what the op will compute in: autocast casts inside it
+        seen.append(torch.bfloat16 if torch.is_autocast_enabled("cpu") else {q.dtype, k.dtype, v.dtype})
+        return sdpa(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    ids = torch.tensor([tok("sort: dcba\n")["input_ids"]])
+    original = AttentionInterface._global_mapping["sdpa"]
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        with hf_attention_fp32():
+            inside = model(input_ids=ids).logits
+        n = len(seen)
+        outside = model(input_ids=ids).logits
+    assert n > 0 and all(d == {torch.float32} for d in seen[:n]) and set(seen[n:]) == {torch.bfloat16}
+    assert AttentionInterface._global_mapping["sdpa"] is original
+    assert torch.allclose(inside.float(), outside.float(), atol=0.1)

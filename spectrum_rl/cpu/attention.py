@@ -6,10 +6,15 @@ with AVX512-BF16, a decode step (64 rows, 8 heads, one query over 60 keys) takes
 against 0.44 ms in fp32, and its backward at training shapes 2.7x as long. Attention is a small
 share of the FLOPs and the matmuls around it (the projections) keep bf16, so here it runs in fp32:
 the inputs are widened (a no-op for the decoders' fp32 K/V buffers) and autocast is off for the
-call. Benchmarks: benchmarks/README.md (``bench_vs_trl.py``).
+call: in our decoders and shared-prefix pass (`sdpa`), and inside a `hf_attention_fp32` block in
+the models' own forward (transformers' "sdpa" attention, for architectures our decoders do not
+run and for DDP). Benchmarks: benchmarks/README.md (``bench_vs_trl.py``).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -43,3 +48,33 @@ def kv_dtype(k: torch.Tensor) -> torch.dtype:
     if not torch.is_autocast_enabled(device):
         return k.dtype
     return torch.float32 if device == "cpu" else torch.get_autocast_dtype(device)
+
+
+@contextlib.contextmanager
+def hf_attention_fp32() -> Iterator[None]:
+    """Within the block, transformers' "sdpa" attention (every model's, unless it overrides it
+    locally) runs in fp32 when called on a CPU under autocast, as `sdpa` does; restored after."""
+    try:
+        from transformers.modeling_utils import AttentionInterface
+    except ImportError:  # a transformers without the interface: its own attention, unchanged
+        yield
+        return
+    mapping = AttentionInterface._global_mapping
+    original = mapping.get("sdpa")
+    if original is None:
+        yield
+        return
+
+    def widened(module, query, key, value, attention_mask, *args, **kwargs):
+        if not (query.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
+            return original(module, query, key, value, attention_mask, *args, **kwargs)
+        if attention_mask is not None and attention_mask.is_floating_point():
+            attention_mask = attention_mask.float()
+        with torch.autocast("cpu", enabled=False):
+            return original(module, query.float(), key.float(), value.float(), attention_mask, *args, **kwargs)
+
+    mapping["sdpa"] = widened
+    try:
+        yield
+    finally:
+        mapping["sdpa"] = original

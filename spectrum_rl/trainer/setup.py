@@ -10,7 +10,7 @@ import copy
 import importlib.util
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from spectrum_rl.config import Config
 from spectrum_rl.config.launcher import launcher_fsdp, wants_sharding
 from spectrum_rl.config.load import check_sharding
+from spectrum_rl.cpu.attention import hf_attention_fp32
 from spectrum_rl.cpu.onednn import onednn_linear
 from spectrum_rl.cpu.precision import cpu_bf16
 from spectrum_rl.errors import ConfigError
@@ -76,9 +77,14 @@ class TrainState:
         the model is not one ``trainer/shared_prefix.py`` runs itself."""
         return self.share_prefix and (not self.activation_checkpointing or shared_prefix.supports(self.model, 0))
 
-    def kernels(self) -> contextlib.AbstractContextManager:
-        """A block with fp32 CPU linear layers on oneDNN (``training.onednn_linear``; cpu/onednn.py)."""
-        return onednn_linear(self.onednn, self.acc.device, self.model, self.base)
+    @contextlib.contextmanager
+    def kernels(self) -> Iterator[None]:
+        """A block with CPU linear layers on oneDNN (``training.onednn_linear``; cpu/onednn.py) and,
+        on a CPU, the models' own attention in fp32 under autocast (cpu/attention.py)."""
+        cpu = self.acc.device.type == "cpu"
+        with onednn_linear(self.onednn, self.acc.device, self.model, self.base):
+            with hf_attention_fp32() if cpu else contextlib.nullcontext():
+                yield
 
 
 def _release_precision(precision: str) -> None:
