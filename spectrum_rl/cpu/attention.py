@@ -1,14 +1,12 @@
 """Attention in fp32 on a CPU under bf16 autocast.
 
 Autocast sends ``scaled_dot_product_attention`` to bf16 on the CPU, and PyTorch's CPU flash
-kernel is slower in bf16 than in fp32 (it widens every block to fp32 inside): on a 2-core AMD EPYC
-with AVX512-BF16, a decode step (64 rows, 8 heads, one query over 60 keys) takes 2.1 ms in bf16
-against 0.44 ms in fp32, and its backward at training shapes 2.7x as long. Attention is a small
-share of the FLOPs and the matmuls around it (the projections) keep bf16, so here it runs in fp32:
-the inputs are widened (a no-op for the decoders' fp32 K/V buffers) and autocast is off for the
-call: in our decoders and shared-prefix pass (`sdpa`), and inside a `hf_attention_fp32` block in
-the models' own forward (transformers' "sdpa" attention, for architectures our decoders do not
-run and for DDP). Benchmarks: benchmarks/README.md (``bench_vs_trl.py``).
+kernel is slower in bf16 than in fp32 (it widens every block to fp32 inside; forward and backward
+measured in benchmarks/README.md). Attention is a small share of the FLOPs and the matmuls around
+it (the projections) keep bf16, so here it runs in fp32: the inputs are widened (a no-op for the
+decoders' fp32 K/V buffers) and autocast is off for the call: in our decoders and shared-prefix
+pass (`sdpa`), and inside a `hf_attention_fp32` block in the models' own forward (transformers'
+"sdpa" attention, for architectures our decoders do not run and for DDP).
 """
 
 from __future__ import annotations

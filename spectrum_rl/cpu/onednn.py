@@ -22,9 +22,9 @@ a packed weight is keyed by tensor version too, but the optimizer's fused step d
 versions, so a block's packs are dropped when it ends.
 
 Under bf16 autocast (``training.bf16``) a rollout's layers run the same way on bf16: each weight
-is cast and packed once per block instead of cast by autocast at every token (391-416 vs 228-310
-GFLOP/s at 64 rows on an AMD EPYC with AVX512-BF16); a pass with gradients keeps autocast's own
-path, whose weight casts are cached within the pass.
+is cast and packed once per block instead of cast by autocast at every token (rates in
+benchmarks/README.md); a pass with gradients keeps autocast's own path, whose weight casts are
+cached within the pass.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from spectrum_rl.cpu.onednn import onednn_available
 
-NATIVE_SPEEDUP = 1.3  # emulated bf16 runs below 1x fp32, native units at 2-8x (docs/performance.md)
+NATIVE_SPEEDUP = 1.3  # emulated bf16 runs below 1x fp32, native units well above (docs/performance.md)
 SHAPE = (256, 512, 1408)  # rows x in x out: a 20M model's MLP layer over a short rollout batch
 
 
