@@ -78,17 +78,17 @@ def test_attention_runs_in_fp32_on_a_cpu_under_autocast():
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = sdpa(q, k.bfloat16(), v.bfloat16(), mask, None, False)
-        assert kv_dtype(k.bfloat16()) == torch.float32
+        assert kv_dtype(k.device, torch.bfloat16) == torch.float32
     assert got.dtype == torch.float32
     assert torch.allclose(got, want, atol=0.05)  # only K and V's bf16 rounding differs
-    assert kv_dtype(k.bfloat16()) == torch.bfloat16  # without autocast: the keys' own dtype
+    assert kv_dtype(k.device, torch.bfloat16) == torch.bfloat16  # without autocast: the keys' own dtype
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this PyTorch build")
 def test_onednn_is_found_when_first_asked_inside_a_bf16_block_and_runs_bf16_rollouts():
-    """The oneDNN check used to compare in bf16 when first called under autocast, fail, and turn the
-    kernels off for the whole process; a bf16 rollout's linear layers run on prepacked bf16 weights
-    with autocast's result (to bf16 rounding)."""
+    """The oneDNN check compares in fp32 even when first called inside a bf16 block (compared in bf16
+    it fails and turns the kernels off for the whole process); a bf16 rollout's linear layers run
+    on prepacked bf16 weights with autocast's result (to bf16 rounding)."""
     from spectrum_rl.cpu.onednn import OneDNNLinear, onednn_available
 
     onednn_available.cache_clear()

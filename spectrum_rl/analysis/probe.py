@@ -232,9 +232,9 @@ def predicted_gain(
     """``{mean, low, high, stderr}`` of an order's gain over joint, ``sum_ij c_ij U_ij / D``, from
     its gain coefficients ``c`` and the score-unit transfers ``U`` (their standard errors ``se``;
     None: no interval). The variance runs over every ``live`` entry (all but saturated columns),
-    not only those in use: a transfer within 2 SE is counted as 0 in the mean but is an estimate
-    of 0 with its own noise (with none in use the interval would otherwise be [0, 0], which a
-    study found wrong). With the probe's scores the variance counts each part of the error where
+    not only those in use: a transfer within 2 SE is counted as 0 in the mean but is still an
+    estimate with its own noise, so an order built on no usable transfer gets a wide interval
+    around 0, not [0, 0]. With the probe's scores the variance counts each part of the error where
     it enters:
 
         var = sum_ij (c_ij A_ij)^2 + sum_j (sum_i c_ij)^2 b_j^2 + sum_ij (c_ij t_ij)^2      (/ D^2)

@@ -36,16 +36,15 @@ def sdpa(
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
 
 
-def kv_dtype(k: torch.Tensor) -> torch.dtype:
-    """The dtype a decoder keeps its K/V buffers in: fp32 on a CPU under autocast (attention runs
-    in fp32 there, `sdpa`), the autocast dtype on a GPU under autocast (attention runs in it: one
-    rounding per key, as the model's own cache path does, and half the memory), else the keys'.
-    Under autocast the rotary product leaves K in fp32 and V in the autocast dtype, so one dtype
-    for both is chosen here."""
-    device = k.device.type
-    if not torch.is_autocast_enabled(device):
-        return k.dtype
-    return torch.float32 if device == "cpu" else torch.get_autocast_dtype(device)
+def kv_dtype(device: torch.device, default: torch.dtype | None) -> torch.dtype | None:
+    """The dtype a decoder keeps its K/V buffers in on ``device``: fp32 on a CPU under autocast
+    (attention runs in fp32 there, `sdpa`), the autocast dtype on a GPU under autocast (attention
+    runs in it: one rounding per key, as the model's own cache path does, and half the memory),
+    else ``default`` (the keys' own dtype). Under autocast the rotary product leaves K in fp32 and
+    V in the autocast dtype, so one dtype for both is chosen here."""
+    if not torch.is_autocast_enabled(device.type):
+        return default
+    return torch.float32 if device.type == "cpu" else torch.get_autocast_dtype(device.type)
 
 
 @contextlib.contextmanager

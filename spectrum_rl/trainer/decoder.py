@@ -146,7 +146,7 @@ class StaticDecoder:
                 n = rows.shape[0]
                 if len(self.k) <= i:
                     shape = (self._buffer_rows(n), self.kv_heads, self.max_len, self.head_dim)
-                    self.k.append(k.new_zeros(shape, dtype=kv_dtype(k)))
+                    self.k.append(k.new_zeros(shape, dtype=kv_dtype(k.device, k.dtype)))
                     self.v.append(torch.zeros_like(self.k[-1]))
                 self.k[i][:n, :, start:end] = k[rows]
                 self.v[i][:n, :, start:end] = v[rows]
@@ -236,7 +236,7 @@ class GraphDecoder(StaticDecoder):
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         n, device = group.shape[0], ids.device
-        dtype = kv_dtype(torch.empty(0, device=device)) if torch.is_autocast_enabled(device.type) else None
+        dtype = kv_dtype(device, None)  # None: no autocast, the keys' own dtype
         key = (self._buffer_rows(n), self.max_len, dtype, device)
         self.b = _BUCKETS.setdefault(self.lm, {}).setdefault(key, _Bucket())
         self.k, self.v, self.n = self.b.k, self.b.v, n  # the prefill fills these (allocating them once)
