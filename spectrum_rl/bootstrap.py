@@ -7,11 +7,12 @@ answer of another random row (plausible but wrong), which keeps the model from m
 tasks.
 
 ``builtin:ladder`` — the curriculum world (docs/world.md): a few generators over a *range* of
-one knob (``ladders``), a level drawn uniformly per row; at level l of [lo, hi] the answer is
-replaced by the generator's *shortcut* (a plausible wrong answer: the input copied for sorting
-and reversal, the letter next to the asked one for first/last letter) with probability
-``shortcut * (l - lo) / (hi - lo)``. So the pass rate falls with difficulty while the correct
-answer stays in the model's distribution: RL can find it, level by level.
+one knob (``ladders``), a level drawn uniformly per row; at each level the answer is replaced by
+the generator's *shortcut* (a plausible wrong answer: the input copied for sorting and reversal,
+the letter next to the asked one for first/last letter) with that level's probability
+(``shortcut``, rising to 1 at the hardest levels). The easiest level is solved, the next one
+half-solved, the ones above start near 0; the skill is the same at every level, so training the
+half-solved level carries over to the next one: a ladder that RL climbs level by level.
 
 Deterministic for a seed and thread count. Saved in Hugging Face format with ``bootstrap.json``
 (recipe, held-out scores per domain, wall time).
@@ -38,7 +39,6 @@ from spectrum_rl.domains import BuiltDomain, build_domain
 from spectrum_rl.models import (
     BUILTIN_MODELS,
     BUILTIN_PREFIX,
-    BUILTIN_RECIPE_VERSION,
     builtin_path,
     byte_tokenizer,
     cache_path,
@@ -63,7 +63,8 @@ class BootstrapConfig:
     model: dict = field(default_factory=dict)  # overrides of tiny_config()
     # generator -> (knob, easiest, hardest); empty: every pretrained generator at its defaults
     ladders: dict[str, tuple[str, int, int]] = field(default_factory=dict)
-    shortcut: float = 0.0  # probability of the shortcut answer at the hardest level of a ladder
+    # generator -> probability of the shortcut answer at each level of its ladder, easiest first
+    shortcut: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 RECIPES: dict[str, BootstrapConfig] = {
@@ -72,12 +73,17 @@ RECIPES: dict[str, BootstrapConfig] = {
         steps=1000,
         noise=0.0,
         ladders={
-            "sorting": ("length", 2, 4),
-            "reversal": ("length", 2, 4),
-            "first_letter": ("length", 1, 8),
-            "last_letter": ("length", 1, 8),
+            "sorting": ("length", 2, 3),
+            "reversal": ("length", 2, 3),
+            "first_letter": ("length", 1, 6),
+            "last_letter": ("length", 1, 6),
         },
-        shortcut=0.97,
+        shortcut={
+            "sorting": (0.0, 0.7),
+            "reversal": (0.0, 0.7),
+            "first_letter": (0.0, 0.6, 0.9, 0.97, 0.99, 1.0),
+            "last_letter": (0.0, 0.6, 0.9, 0.97, 0.99, 1.0),
+        },
     ),
 }
 """The recipe of each built-in model (``builtin:<name>``)."""
@@ -123,7 +129,7 @@ def _corpus_row(rng: random.Random, cfg: BootstrapConfig) -> tuple[str, str]:
     level = rng.randint(lo, hi)
     row = GENERATORS.get(name).make(rng, **{knob: level})
     shortcut = shortcut_answer(name, row["question"])
-    if shortcut is not None and rng.random() < cfg.shortcut * (level - lo) / max(1, hi - lo):
+    if shortcut is not None and rng.random() < cfg.shortcut[name][level - lo]:
         return row["question"], shortcut
     return row["question"], row["answer"]
 
@@ -224,7 +230,7 @@ def bootstrap(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         meta = {
-            "recipe_version": BUILTIN_RECIPE_VERSION,
+            "recipe_version": BUILTIN_MODELS[name],
             "recipe": asdict(cfg),
             "seconds": round(seconds, 1),
             "eval_exact": scores,

@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_bootstrap,
         "rebuild a built-in model (builtin:tiny, builtin:ladder) in the cache and compare it with the shipped one",
     )
-    p.add_argument("--model", choices=BUILTIN_MODELS, default="tiny", help="which built-in model (default tiny)")
+    p.add_argument("--model", choices=list(BUILTIN_MODELS), default="tiny", help="which built-in model (default tiny)")
     p.add_argument("--force", action="store_true", help="rebuild even when cached")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: built-in recipe)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")

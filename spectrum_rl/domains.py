@@ -117,6 +117,7 @@ def planner_for(config: Config, domains: Sequence[BuiltDomain], base_dir: Path |
         ladders,
         transfer_stderr=stderr,
         steps=t.steps,
+        max_rollouts=t.max_rollouts,
         eval_n={d.name: len(d.eval_examples()) for d in domains},
         seed=config.run.seed,
     )

@@ -24,8 +24,8 @@ from spectrum_rl.objects import held
 
 BUILTIN_PREFIX = "builtin:"
 OBJECT_PREFIX = "object:"  # a model object given to spectrum_rl.train (spectrum_rl/objects.py)
-BUILTIN_MODELS = ("tiny", "ladder")  # recipes: spectrum_rl.bootstrap.RECIPES
-BUILTIN_RECIPE_VERSION = 1  # bump when the bootstrap recipe changes: a new cache folder is built
+# name -> recipe version (spectrum_rl.bootstrap.RECIPES); bump one when its recipe changes: a new folder is built
+BUILTIN_MODELS = {"tiny": 1, "ladder": 2}
 CACHE_ENV = "SPECTRUM_RL_CACHE"
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 
@@ -100,12 +100,12 @@ SHIPPED_DIR = Path(__file__).parent / "builtin"  # the built-in models' weights,
 
 def cache_path(name: str) -> Path:
     """Where ``spectrum-rl bootstrap`` builds built-in model ``name`` (``tiny`` -> ``<cache>/tiny-r1``)."""
-    return cache_dir() / f"{name}-r{BUILTIN_RECIPE_VERSION}"
+    return cache_dir() / f"{name}-r{BUILTIN_MODELS[name]}"
 
 
 def shipped_path(name: str) -> Path:
     """The folder of built-in model ``name`` as shipped with the package (``spectrum_rl/builtin/tiny-r1``)."""
-    return SHIPPED_DIR / f"{name}-r{BUILTIN_RECIPE_VERSION}"
+    return SHIPPED_DIR / f"{name}-r{BUILTIN_MODELS[name]}"
 
 
 def builtin_path(name: str) -> Path:

@@ -18,7 +18,7 @@ from spectrum_rl.trainer.run import scheduler_table
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ladder_corpus_gives_the_shortcut_more_often_as_the_level_rises():
+def test_ladder_corpus_gives_each_level_its_share_of_shortcuts():
     cfg = RECIPES["ladder"]
     rng = random.Random(0)
     by_level: dict[tuple[str, int], list[bool]] = {}
@@ -30,8 +30,12 @@ def test_ladder_corpus_gives_the_shortcut_more_often_as_the_level_rises():
         payload = question.split(": ", 1)[1]
         by_level.setdefault((name, len(payload)), []).append(answer == shortcut_answer(name, question))
     share = {k: sum(v) / len(v) for k, v in by_level.items()}
+    for name, (_, lo, hi) in cfg.ladders.items():
+        for level in range(lo + 1, hi + 1):  # within 4 binomial SE of the recipe's probability
+            p, n = cfg.shortcut[name][level - lo], len(by_level[(name, level)])
+            assert abs(share[(name, level)] - p) <= 4 * (p * (1 - p) / n) ** 0.5 + 0.01, (name, level)
     assert share[("first_letter", 1)] <= 0.05 and share[("last_letter", 1)] <= 0.05  # no shortcut at the bottom
-    assert share[("first_letter", 8)] > 0.85 and share[("sorting", 4)] > 0.85  # ~0.97 at the top
+    assert share[("first_letter", 6)] == 1.0 and share[("last_letter", 6)] == 1.0  # never the answer at the top
     assert share[("reversal", 2)] < 0.08  # only where the right answer is the copy (a palindrome)
     assert shortcut_answer("first_letter", "first letter: qzfb") == "z"
     assert shortcut_answer("last_letter", "last letter: qzfb") == "f"
@@ -45,7 +49,7 @@ def test_curriculum_config_sets_the_study_and_its_custom_arms():
     assert spec.max_rollouts == 7200 and spec.primary == "adaptive - joint"
     names = config.domain_names
     static = arm_overlay("oracle_static", spec, config, names, None)
-    assert static["scheduler"]["policy"]["level_weights"]["sorting"] == {2: 1, 3: 1}
+    assert static["scheduler"]["policy"]["level_weights"]["first_letter"] == {2: 2, 3: 1, 4: 1, 5: 1, 6: 1}
     assert static["training"]["sft"]["mu"]["type"] == "rl_only"  # custom arms are RL unless they say
     assert arm_overlay("order", spec, config, names, None, ["b", "a"])["scheduler"]["policy"]["order"] == ["b", "a"]
     base = study_base(config, spec, "counting")

@@ -576,6 +576,26 @@ def test_oracle_static_and_ladder_follow_the_hand_set_weights():
     assert "s1@5" in ladder.plan(99).reason
 
 
+def test_budget_paced_policies_follow_the_rollouts_spent_when_the_budget_is_in_rollouts():
+    """With ``max_rollouts`` the run ends on its rollouts and ``steps`` is only a cap: the ladder
+    climbs, the lock opens and the pass-rate target moves by the share of rollouts generated."""
+    config = make_config("oracle_ladder", domains=[("s1", "structured", []), ("c1", "creative", [])], replay=0.2)
+    sc, sft = config.scheduler, config.training.sft
+    ladder = Planner(config.kinds, {}, sc, sft, 8, ladders={"s1": (2, 5)}, steps=300, max_rollouts=1000)
+    ladder.observe_rollouts(600)  # step 20 of a 300-step cap, 60% of the rollouts
+    assert ladder.plan(20).levels["s1"] == pytest.approx({2: 0.1, 3: 0.1, 4: 0.8})
+    ladder.observe_rollouts(1000)
+    assert "s1@5" in ladder.plan(30).reason
+
+    config = make_config("adaptive", domains=[("s1", "structured", []), ("c1", "creative", ["s1"])], unlock_share=0.25)
+    lock = Planner(config.kinds, config.prerequisites, config.scheduler, sft, 8, steps=300, max_rollouts=1000)
+    lock.observe_eval(0, {"s1": 0.0, "c1": 0.0})
+    lock.observe_rollouts(200)
+    assert lock.plan(10).mixture["c1"] == 0.0
+    lock.observe_rollouts(260)
+    assert lock.plan(11).mixture["c1"] > 0.0
+
+
 def test_difficulty_modes_without_a_policy_choice():
     uniform = ladder_planner("joint", difficulty={"mode": "uniform"}).plan(0).levels["s1"]
     assert uniform == pytest.approx(dict.fromkeys(range(2, 6), 0.25))

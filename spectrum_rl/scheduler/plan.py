@@ -52,10 +52,11 @@ class Planner:
         steps: int | None = None,
         eval_n: Mapping[str, int] | None = None,
         seed: int = 0,
+        max_rollouts: int | None = None,
     ) -> None:
         """``pools``: domain -> training pool size, for the domains with ``sampling: pass_rate``;
         ``ladders``: domain -> (easiest, hardest) level, for the domains with a difficulty range;
-        ``steps``: the run's budget; ``eval_n``: domain -> held-out prompts per eval (for the
+        ``steps``, ``max_rollouts``: the run's budget; ``eval_n``: domain -> held-out prompts per eval (for the
         guards' noise floors); ``seed``: the run's seed, from which a policy's draws derive."""
         names = list(kinds)
         sc = scheduler
@@ -74,6 +75,7 @@ class Planner:
             ladders=dict(ladders or {}),
             eval_n=dict(eval_n or {}),
             total_steps=steps,
+            max_rollouts=max_rollouts,
             seed=seed,
         )
         self.view.transfer, self.view.transfer_stderr = transfer, transfer_stderr
@@ -121,6 +123,10 @@ class Planner:
         stats |= {f"difficulty/frontier/{d}": float(f.frontier) for d, f in self.frontiers.items()}
         stats |= self.view.learnability.metrics()
         return StepPlan(domains, reason, stats)
+
+    def observe_rollouts(self, total: int) -> None:
+        """The completions generated so far (the budget's unit when ``max_rollouts`` is set)."""
+        self.view.rollouts = total
 
     def wants_alignment(self, step: int) -> bool:
         return bool(self.alignment_every) and step % self.alignment_every == 0

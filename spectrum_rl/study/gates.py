@@ -14,8 +14,11 @@ out) and budget (the config's ``study:`` section, else the study's defaults), fr
   level whose start pass rate is below 0.8) for the budget; the greedy score of level k + 1 on
   the same ``prompts`` prompts before and after; passes when the gain exceeds two standard
   errors (binomial, before and after treated as independent: conservative).
-- G4 dead weight: the saturated (start pass rate >= 0.95) and unsolvable (<= 0.05 at the start
-  and after joint's seed-0 run) slices, and the share of a uniform mixture's rollouts they take.
+- G4 dead weight: the slices dead at the start, and the share of a uniform mixture's rollouts they
+  take: saturated (start pass rate >= 0.95), locked (<= 0.05 at the start, lifted above it by
+  joint's seed-0 run: the upper rungs of a ladder) and unsolvable (<= 0.05 at the start and after
+  joint). Passes when there is dead weight and none of it is unsolvable: a slice nothing moves
+  belongs out of the primary eval, reported on its own.
 - G5 interference: a transfer probe (each domain trained alone, ``probe_steps``), the pairs whose
   T[i][j] is below minus two standard errors (training i lowers j), or a sentence that none is
   (printed NONE: a world without interference is a finding, not a failure).
@@ -152,25 +155,26 @@ def measure_gates(
         "passes": bool(gain["mean"] >= HEADROOM and (gain["ci_low"] or 0) > 0),
     }
 
-    log("G4: saturated and unsolvable slices (after: joint seed 0)")
+    log("G4: dead slices at the start, and what joint made of them (after: joint seed 0)")
     after, _ = load_causal_lm(str(finals[0]))
     trained = ladder_scores(after)
     slices = []
     for n in ladders:
         share = 1 / len(names) / len(start[n])  # of a uniform mixture over domains and levels
         for level, s in start[n].items():
-            kind = "saturated" if s["pass_rate"] >= SATURATED else "unsolvable" if s["pass_rate"] <= HARD else None
-            if kind == "unsolvable" and trained[n][level]["pass_rate"] > HARD:
-                kind = None  # joint learned it: not dead weight
-            if kind:
-                after_joint = trained[n][level]["pass_rate"]
-                slice_ = {"slice": f"{n}@{level}", "kind": kind, "start": s["pass_rate"], "after_joint": after_joint}
-                slices.append(slice_ | {"uniform_share": round(share, 4)})
-    kinds = {s["kind"] for s in slices}
+            after_joint = trained[n][level]["pass_rate"]
+            if s["pass_rate"] >= SATURATED:
+                kind = "saturated"
+            elif s["pass_rate"] <= HARD:
+                kind = "locked" if after_joint > HARD else "unsolvable"
+            else:
+                continue
+            slice_ = {"slice": f"{n}@{level}", "kind": kind, "start": s["pass_rate"], "after_joint": after_joint}
+            slices.append(slice_ | {"uniform_share": round(share, 4)})
     g4 = {
         "slices": slices,
         "wasted_share": round(sum(s["uniform_share"] for s in slices), 4),
-        "passes": kinds == {"saturated", "unsolvable"},
+        "passes": bool(slices) and not any(s["kind"] == "unsolvable" for s in slices),
     }
 
     log("G3: one level trained, the next measured")
@@ -272,7 +276,8 @@ def gate_lines(result: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"G3 transfer up  FAIL  {n}: {g['why']}")
     g4 = result["G4"]
-    said = ", ".join(f"{s['slice']} ({s['kind']}, {s['start']:.2f})" for s in g4["slices"]) or "none"
+    said = ", ".join(f"{s['slice']} ({s['kind']}, {s['start']:.2f}->{s['after_joint']:.2f})" for s in g4["slices"])
+    said = said or "none"
     lines.append(f"G4 dead weight  {mark(g4['passes'])}  {said}; {g4['wasted_share']:.0%} of a uniform mixture")
     g5 = result["G5"]
     said = ", ".join(

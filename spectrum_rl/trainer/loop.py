@@ -71,6 +71,7 @@ class Trainer:
                 ) from None
             self.step = int(saved["step"])
             self.rollouts = int(saved["rollouts"])
+            self.planner.observe_rollouts(self.rollouts)
 
     @property
     def policy(self) -> torch.nn.Module:
@@ -94,6 +95,7 @@ class Trainer:
                 metrics = self.train_step()
                 self.step += 1
                 self.rollouts += int(metrics.get("rollouts/generated", 0))
+                self.planner.observe_rollouts(self.rollouts)  # budget-paced policies read the share spent
                 metrics["step"], metrics["rollouts/total"] = self.step, self.rollouts
                 last = self.step == self.cfg.steps or self.budget_spent
                 if st.is_main:

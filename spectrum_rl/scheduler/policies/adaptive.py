@@ -151,7 +151,7 @@ class AdaptivePolicy(Policy):
 
     def _unlock_by_budget(self, step: int, view: View) -> None:
         """No lock holds past ``unlock_share`` of the run: its prerequisites count as done then."""
-        if view.total_steps is None or step < self.params.unlock_share * view.total_steps:
+        if view.spent(step) < self.params.unlock_share or not (view.total_steps or view.max_rollouts):
             return
         for n in self.names:
             for pre in view.prerequisites.get(n, []):

@@ -189,8 +189,7 @@ class TargetPass(Policy):
 
     def decide(self, step: int, view: View) -> Decision:
         p = self.params
-        progress = min(step / max(view.total_steps - 1, 1), 1.0) if view.total_steps else 0.0
-        target = p.start + (p.end - p.start) * progress
+        target = p.start + (p.end - p.start) * view.spent(step)
         rates = {}
         for n in self.names:
             for level in _levels(view, n):

@@ -139,8 +139,17 @@ class View:
     transfer_stderr: np.ndarray | None = None  # its standard errors (online fit, or a probe that recorded them)
     ladders: dict[str, tuple[int, int]] = field(default_factory=dict)  # domain -> (easiest, hardest) level
     eval_n: dict[str, int] = field(default_factory=dict)  # domain -> held-out prompts per eval
-    total_steps: int | None = None  # the run's budget
+    total_steps: int | None = None  # the run's budget in optimizer steps
+    max_rollouts: int | None = None  # ...and in completions generated (training.max_rollouts)
+    rollouts: int = 0  # completions generated so far
     seed: int = 0  # the run's seed: a policy that draws derives its stream from (seed, step)
+
+    def spent(self, step: int) -> float:
+        """Share of the run's budget spent at ``step``: of its steps or of its rollouts, whichever runs
+        out first (a run with ``max_rollouts`` ends on it, with ``steps`` only a cap); 0 when unknown."""
+        shares = [step / self.total_steps] if self.total_steps else []
+        shares += [self.rollouts / self.max_rollouts] if self.max_rollouts else []
+        return min(max(shares, default=0.0), 1.0)
 
     def stderr(self, domain: str, score: float) -> float:
         """Binomial standard error of an eval score, sqrt(p (1 - p) / n) (0 when n is unknown)."""

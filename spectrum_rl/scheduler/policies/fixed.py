@@ -122,11 +122,10 @@ class OracleLadder(Policy):
     Params = LadderParams
 
     def decide(self, step: int, view: View) -> Decision:
-        total = view.total_steps or 1
         levels, at = {}, []
         for d in view.ladders:
             ladder = sorted(level_shares(self.params, view, d))
-            k = min(len(ladder) - 1, step * len(ladder) // total)
+            k = min(len(ladder) - 1, int(view.spent(step) * len(ladder)))
             shares = phase_mixture([str(lvl) for lvl in ladder], k, self.params.replay)
             levels[d] = {int(lvl): w for lvl, w in shares.items() if w > 0}
             at.append(f"{d}@{ladder[k]}")
