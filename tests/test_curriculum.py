@@ -12,7 +12,7 @@ from spectrum_rl.config import Config, load_config
 from spectrum_rl.study.arms import StudySpec, arm_overlay, study_base
 from spectrum_rl.study.comparisons import compare_family, eval_auc, family_pairs
 from spectrum_rl.study.curriculum import curriculum_verdict, steps_to_reach
-from spectrum_rl.study.gates import gate_lines, measure_gates
+from spectrum_rl.study.gates import dead_weight, gate_lines, measure_gates
 from spectrum_rl.trainer.run import scheduler_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,3 +136,20 @@ def test_gates_run_end_to_end_on_a_small_world(builtin_tiny, tmp_path):
     lines = gate_lines(result)
     assert [line.split()[0] for line in lines][:2] == ["G1", "G2"] and lines[-2].startswith("G5")
     assert lines[-1].startswith("G6 room         FAIL") and "oracle_static" in lines[-1]  # the config has no oracle
+
+
+def test_dead_weight_tells_the_rungs_joint_climbs_from_the_slices_nothing_moves():
+    def rates(*values):
+        return {level: {"pass_rate": v} for level, v in enumerate(values, start=1)}
+
+    start = {"a": rates(1.0, 0.5, 0.02, 0.0)}
+    climbed = dead_weight(start, {"a": rates(1.0, 0.9, 0.6, 0.3)}, n_domains=2)
+    assert [(s["slice"], s["kind"]) for s in climbed["slices"]] == [
+        ("a@1", "saturated"),
+        ("a@3", "locked"),
+        ("a@4", "locked"),
+    ]
+    assert climbed["passes"] and climbed["wasted_share"] == pytest.approx(3 / 8)
+    stuck = dead_weight(start, {"a": rates(1.0, 0.9, 0.6, 0.0)}, n_domains=2)
+    assert stuck["slices"][-1]["kind"] == "unsolvable" and not stuck["passes"]  # out of the primary eval
+    assert not dead_weight({"a": rates(0.5, 0.4)}, {"a": rates(0.9, 0.8)}, n_domains=1)["passes"]  # nothing to save

@@ -82,6 +82,29 @@ def level_scores(
     return out
 
 
+def dead_weight(start: dict, trained: dict, n_domains: int) -> dict[str, Any]:
+    """G4 from the pass rates per ladder and level at the start and after joint's run (``start``,
+    ``trained``: domain -> level -> {"pass_rate": ...}); ``n_domains`` for the uniform shares."""
+    slices = []
+    for n, levels in start.items():
+        share = 1 / n_domains / len(levels)  # of a uniform mixture over domains and levels
+        for level, s in levels.items():
+            after_joint = trained[n][level]["pass_rate"]
+            if s["pass_rate"] >= SATURATED:
+                kind = "saturated"
+            elif s["pass_rate"] <= HARD:
+                kind = "locked" if after_joint > HARD else "unsolvable"
+            else:
+                continue
+            slice_ = {"slice": f"{n}@{level}", "kind": kind, "start": s["pass_rate"], "after_joint": after_joint}
+            slices.append(slice_ | {"uniform_share": round(share, 4)})
+    return {
+        "slices": slices,
+        "wasted_share": round(sum(s["uniform_share"] for s in slices), 4),
+        "passes": bool(slices) and not any(s["kind"] == "unsolvable" for s in slices),
+    }
+
+
 def _pass_rate(domain: BuiltDomain, examples: list, completions: list[str], repeat: int, threshold: float) -> float:
     """Share of ``completions`` (``repeat`` per example, in order) whose primary reward passes."""
     rewards = [domain.reward.score([c], examples[i // repeat]) for i, c in enumerate(completions)]
@@ -158,24 +181,7 @@ def measure_gates(
     log("G4: dead slices at the start, and what joint made of them (after: joint seed 0)")
     after, _ = load_causal_lm(str(finals[0]))
     trained = ladder_scores(after)
-    slices = []
-    for n in ladders:
-        share = 1 / len(names) / len(start[n])  # of a uniform mixture over domains and levels
-        for level, s in start[n].items():
-            after_joint = trained[n][level]["pass_rate"]
-            if s["pass_rate"] >= SATURATED:
-                kind = "saturated"
-            elif s["pass_rate"] <= HARD:
-                kind = "locked" if after_joint > HARD else "unsolvable"
-            else:
-                continue
-            slice_ = {"slice": f"{n}@{level}", "kind": kind, "start": s["pass_rate"], "after_joint": after_joint}
-            slices.append(slice_ | {"uniform_share": round(share, 4)})
-    g4 = {
-        "slices": slices,
-        "wasted_share": round(sum(s["uniform_share"] for s in slices), 4),
-        "passes": bool(slices) and not any(s["kind"] == "unsolvable" for s in slices),
-    }
+    g4 = dead_weight(start, trained, len(names))
 
     log("G3: one level trained, the next measured")
     g3 = {}

@@ -1,0 +1,89 @@
+"""The trials behind world v2 (docs/world.md): pretrain a ladder recipe, measure each level's start
+pass rate (48 prompts x 4 samples at temperature 1) and greedy score, then for each ladder train
+its easiest level below 0.8 alone (RL, configs/curriculum.yaml's budget) and measure every level
+again. One seed: a trial picks a recipe, the gates (`spectrum-rl gates`) check the one chosen.
+
+    python docs/world_trials/trials.py '{"name": "graded", "ladders": {...}, "shortcut": {...}}'
+
+writes /tmp/worlds/NAME/result.json (the JSON files beside this one)."""
+
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from spectrum_rl.bootstrap import BootstrapConfig, bootstrap
+from spectrum_rl.config import Config, merge_config
+from spectrum_rl.domains import build_domains
+from spectrum_rl.models import load_causal_lm
+from spectrum_rl.study.gates import _train, level_scores
+
+
+def main(spec: dict) -> None:
+    name, out = spec["name"], Path("/tmp/worlds") / spec["name"]
+    torch.set_num_threads(spec.get("threads", 1))
+    ladders = {g: tuple(v) for g, v in spec["ladders"].items()}
+    recipe = BootstrapConfig(
+        steps=spec.get("steps", 1000),
+        noise=0.0,
+        ladders=ladders,
+        shortcut={g: tuple(v) for g, v in spec["shortcut"].items()},
+    )
+    start = time.time()
+    bootstrap(recipe, output=out / "model", progress=False, name=name)
+    print(name, "pretrained in", round(time.time() - start), "s", flush=True)
+
+    base = yaml.safe_load(Path("configs/curriculum.yaml").read_text())
+    base.pop("study")
+    base["model"]["name_or_path"] = str(out / "model")
+    base["domains"] = [
+        {
+            "name": g,
+            "kind": "structured",
+            "source": {"type": "builtin", "generator": g, "difficulty": {knob: [lo, hi]}},
+            "eval": {"size": 64},
+            "reward": [{"type": "exact_match"}],
+        }
+        for g, (knob, lo, hi) in ladders.items()
+    ]
+    base["eval"]["every"] = 1000
+    config = Config.model_validate(base)
+    domains = {d.name: d for d in build_domains(config, Path.cwd())}
+    model, tokenizer = load_causal_lm(str(out / "model"))
+
+    def scores(m, n: str) -> dict:
+        return level_scores(m, tokenizer, config, domains[n], prompts=48, samples=4, seed=0)
+
+    def show(tag: str, n: str, by_level: dict) -> None:
+        rates = " ".join(f"{lvl}:{s['pass_rate']:.2f}/{s['greedy']:.2f}" for lvl, s in by_level.items())
+        print(f"{name} {tag:>10} {n:<13} {rates}", flush=True)
+
+    result = {"spec": spec, "start": {}, "after": {}}
+    for n in ladders:
+        result["start"][n] = scores(model, n)
+        show("start", n, result["start"][n])
+    for n in ladders:
+        levels = result["start"][n]
+        below = [lvl for lvl, s in levels.items() if s["pass_rate"] < 0.8 and lvl + 1 in levels]
+        if not below:
+            print(name, n, "no level below 0.8 with a harder one above it")
+            continue
+        k = min(below)
+        policy = {"type": "oracle_static", "weights": {m: float(m == n) for m in ladders}, "level_weights": {n: {k: 1}}}
+        overlay = {
+            "scheduler": {"policy": policy},
+            "training": {"sft": {"mu": "rl_only"}},
+            "run": {"name": f"t-{n}", "output_dir": str(out / f"train-{n}-{k}"), "seed": 0},
+        }
+        trained, _ = load_causal_lm(str(_train(merge_config(copy.deepcopy(base), overlay), Path.cwd()) / "final"))
+        result["after"][n] = {"k": k, "scores": scores(trained, n)}
+        show(f"after@{k}", n, result["after"][n]["scores"])
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))
