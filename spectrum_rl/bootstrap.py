@@ -92,9 +92,10 @@ RECIPES: dict[str, BootstrapConfig] = {
 def shortcut_answer(generator: str, question: str) -> str | None:
     """The plausible wrong answer of a ``ladder`` row (module docstring), or None (no shortcut)."""
     payload = question.split(": ", 1)[-1]
-    return {"sorting": payload, "reversal": payload, "first_letter": payload[1:2], "last_letter": payload[-2:-1]}.get(
-        generator
-    )
+    n = int(question.split(" ")[1]) if generator in ("prefix", "suffix") else 1  # "first 2 letters: ..."
+    shifted = {"first_letter": payload[1:2], "last_letter": payload[-2:-1], "prefix": payload[1 : n + 1]}
+    shifted["suffix"] = payload[-n - 1 : -1]
+    return ({"sorting": payload, "reversal": payload} | shifted).get(generator)
 
 
 def builtin_world_domains(eval_size: int = 100, seed: int = 0, ladders: dict | None = None) -> list[BuiltDomain]:
@@ -230,7 +231,7 @@ def bootstrap(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         meta = {
-            "recipe_version": BUILTIN_MODELS[name],
+            "recipe_version": BUILTIN_MODELS.get(name),  # None: a trial recipe, not a built-in model
             "recipe": asdict(cfg),
             "seconds": round(seconds, 1),
             "eval_exact": scores,

@@ -59,6 +59,9 @@ def _answers_correct(row: dict) -> bool:
         return a == q[14]
     if q.startswith("last letter: "):
         return a == q[-1]
+    if m := re.fullmatch(r"(first|last) (\d+) letters: (\w+)", q):
+        end, n, text = m.group(1), int(m.group(2)), m.group(3)
+        return a == (text[:n] if end == "first" else text[-n:]) and len(a) == n
     letter, text = re.fullmatch(r"count (\w): (\w+)", q).groups()
     return int(a) == text.count(letter)
 
@@ -71,7 +74,16 @@ def test_structured_answers_are_correct(name):
 
 
 def test_only_the_letter_position_domains_are_left_out_of_pretraining():
-    assert [n for n, g in GENERATORS.items() if not g.pretrained] == ["first_letter", "last_letter"]
+    left_out = [n for n, g in GENERATORS.items() if not g.pretrained]
+    assert left_out == ["first_letter", "last_letter", "prefix", "suffix"]
+
+
+def test_prefix_and_suffix_take_count_letters_and_reject_a_count_above_the_length():
+    row = GENERATORS.get("suffix").make(random.Random(0), length=6, count=3)
+    assert row["question"].startswith("last 3 letters: ") and row["answer"] == row["question"][-3:]
+    with pytest.raises(ConfigError, match="count 4 is more than the length 3") as info:
+        GENERATORS.get("prefix").make(random.Random(0), length=3, count=4)
+    assert info.value.field == "source.difficulty.count"
 
 
 @pytest.mark.parametrize("name", [n for n, g in GENERATORS.items() if g.kind == "creative"])

@@ -66,7 +66,7 @@ def main(spec: dict) -> None:
     for n in ladders:
         result["start"][n] = scores(model, n)
         show("start", n, result["start"][n])
-    for n in ladders:
+    for n in spec.get("train", ladders):  # the ladders to climb one rung of (default: every one)
         levels = result["start"][n]
         below = [lvl for lvl, s in levels.items() if s["pass_rate"] < 0.8 and lvl + 1 in levels]
         if not below:

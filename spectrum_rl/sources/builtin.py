@@ -129,6 +129,26 @@ def _last_letter(rng: random.Random, length: int) -> RowDict:
     return _row(f"last letter: {letters}", letters[-1])
 
 
+def _letters_with_count(rng: random.Random, length: int, count: int) -> str:
+    if count > length:
+        raise ConfigError(f"count {count} is more than the length {length}", field="source.difficulty.count")
+    return "".join(rng.choices(LETTERS, k=length))
+
+
+# Multi-letter answers: a guess is right far more rarely than one letter out of the input's few,
+# so a rung the model has not learned passes well under 5% of the time (the curriculum world).
+@generator("prefix", "structured", {"length": 5, "count": 2}, {"length": (1, 26), "count": (1, 26)}, pretrained=False)
+def _prefix(rng: random.Random, length: int, count: int) -> RowDict:
+    letters = _letters_with_count(rng, length, count)
+    return _row(f"first {count} letters: {letters}", letters[:count])
+
+
+@generator("suffix", "structured", {"length": 5, "count": 2}, {"length": (1, 26), "count": (1, 26)}, pretrained=False)
+def _suffix(rng: random.Random, length: int, count: int) -> RowDict:
+    letters = _letters_with_count(rng, length, count)
+    return _row(f"last {count} letters: {letters}", letters[-count:])
+
+
 @generator("counting", "structured", {"length": 6, "letters": 3}, {"length": (2, 30), "letters": (2, 26)})
 def _counting(rng: random.Random, length: int, letters: int) -> RowDict:
     alphabet = LETTERS[:letters]
