@@ -111,6 +111,26 @@ def _pass_rate(domain: BuiltDomain, examples: list, completions: list[str], repe
     return round(float(np.mean([r.parts[domain.reward.primary][0] >= threshold for r in rewards])), 4)
 
 
+def run_record(run: Path) -> dict[str, Any]:
+    """What a gate's training run did, per domain: held-out score at the start and the end, and the
+    share of its groups that were blind (all rewards equal: no signal), averaged over its steps.
+    Under dynamic sampling blind groups cost generation, so this is where a uniform mixture pays."""
+    evals, steps = read_jsonl(run / "eval.jsonl"), read_jsonl(run / "metrics.jsonl")
+    domains = [k.split("/", 1)[1] for k in evals[0] if k.startswith("eval/") and k != "eval/mean"]
+
+    def mean_blind(name: str) -> float | None:
+        values = [m[f"blind/{name}"] for m in steps if f"blind/{name}" in m]
+        return round(float(np.mean(values)), 4) if values else None
+
+    return {
+        "start": {d: evals[0][f"eval/{d}"] for d in domains},
+        "end": {d: evals[-1][f"eval/{d}"] for d in domains},
+        "steps": len(steps),
+        "rollouts": evals[-1].get("rollouts"),
+        "blind": {d: mean_blind(d) for d in domains},
+    }
+
+
 def _train(data: dict[str, Any], base_dir: Path) -> Path:
     cfg = Config.model_validate(data)
     Trainer(cfg, build_domains(cfg, base_dir), cfg.output_path, base_dir=base_dir).train()
@@ -152,6 +172,8 @@ def measure_gates(
         for n, levels in start.items()
     }
 
+    runs: dict[str, dict[str, Any]] = {}
+
     def final_means(arm: str) -> tuple[list[float], list[float], list[Path]]:
         starts, ends, folders = [], [], []
         for seed in range(seeds):
@@ -161,6 +183,7 @@ def measure_gates(
                 {"run": {"name": f"{arm}-s{seed}", "output_dir": str(run), "seed": seed}},
             )
             evals = read_jsonl(_train(merge_config(base, overlay), base_dir) / "eval.jsonl")
+            runs[f"{arm}-s{seed}"] = run_record(run)
             starts.append(evals[0]["eval/mean"])
             ends.append(evals[-1]["eval/mean"])
             folders.append(run / "final")
@@ -251,6 +274,7 @@ def measure_gates(
         "G4": g4,
         "G5": g5,
         "G6": g6,
+        "runs": runs,
     }
     output.mkdir(parents=True, exist_ok=True)
     (output / "gates.json").write_text(json.dumps(result, indent=1))
