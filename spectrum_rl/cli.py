@@ -270,7 +270,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     config, _, _ = _load(args)  # fail fast, one line
     _prepare_models(config)
     if args.quick:  # the smoke grid; arms the config defines stay resolvable
-        spec = replace(StudySpec.quick(), custom_arms=config.study.custom_arms)
+        spec = replace(StudySpec.quick(), custom_arms=config.study.custom_arms, first_seed=config.study.first_seed or 0)
     else:
         spec = StudySpec().with_config(config.study)
     if args.seeds:  # every arm, the C1 arms included

@@ -133,7 +133,7 @@ def test_gates_run_end_to_end_on_a_small_world(builtin_tiny, tmp_path):
     result = measure_gates(config, tmp_path, tmp_path / "gates", seeds=2, prompts=4, samples=2, log=lambda _: None)
     assert set(result) >= {"G1", "G2", "G3", "G4", "G5", "G6"} and (tmp_path / "gates" / "gates.json").exists()
     assert result["G1"]["gain"]["n"] == 2 and set(result["G2"]["sorting"]["levels"]) == {3, 4}
-    run = result["runs"]["joint-s1"]  # each run's per-domain record: what uniform spends where
+    run = result["runs"]["joint-s1"]  # each run's per-domain record: where uniform's generation goes
     assert set(run["start"]) == set(run["blind"]) == {"sorting"} and run["steps"] == 2  # reversal: the probe
     assert all(0 <= b <= 1 for b in run["blind"].values())
     lines = gate_lines(result)

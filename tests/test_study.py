@@ -9,6 +9,7 @@ import pytest
 from scipy.stats import ttest_rel
 
 from spectrum_rl.cli import main
+from spectrum_rl.study import docs_data
 from spectrum_rl.study.comparisons import compare_family, family_pairs
 from tests.conftest import ROOT
 
@@ -30,6 +31,8 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys, monkeypatch):
             "study",
             "--arms",
             "rl_only,sft_only,staged,chord_mu,spectrum,joint",
+            "--set",
+            "study.first_seed=5",
         ]
     )
     assert rc == 0
@@ -51,6 +54,8 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys, monkeypatch):
     assert all(c["final_mean"]["n"] == 2 and set(c["final"]) == set(summary["domains"]) for c in compared.values())
     # every seed's run is kept, so the study can be re-analysed without training
     assert [len(summary["runs"][a]) for a in ("rl_only", "spectrum")] == [2, 2] and "joint" not in summary["runs"]
+    assert sorted(p.name for p in (out / "runs").glob("spectrum-s*")) == ["spectrum-s5", "spectrum-s6"]  # first_seed
+    assert "run seeds from 5" in docs_data.render(summary, "setup")
     for arm in summary["arms"].values():
         assert set(arm) >= {
             "final_mean",

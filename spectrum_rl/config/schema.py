@@ -326,6 +326,12 @@ class StudyConfig(StrictModel):
         "config with RL only (mu rl_only) unless the overlay sets `training.sft`.",
     )
     seeds: int | None = Field(None, ge=1, description="Seeds per arm.")
+    first_seed: int | None = Field(
+        None,
+        ge=0,
+        description="Run seed of each arm's first run; the others count up from it. A confirmatory study sets it "
+        "past an earlier study's seeds, so its runs (and eval sets, drawn per seed) are fresh. null: 0.",
+    )
     claim_seeds: int | None = Field(None, ge=1, description="Seeds of the deciding arms (`claim_arms`).")
     claim_arms: list[str] | None = Field(
         None, description="The arms a comparison decides on (they get `claim_seeds`); null = the claims' arms."

@@ -57,6 +57,7 @@ class StudySpec:
     arms: list[str] = field(default_factory=lambda: RECIPE_ARMS + ORDER_ARMS + ["spectrum"])
     seeds: int = 3
     claim_seeds: int = 6
+    first_seed: int = 0  # run seed of each arm's first run
     smoke: bool = False  # the quick grid: says so beside every verdict
     steps: int = 90
     max_rollouts: int | None = None  # the compute budget per run (completions generated); None: steps

@@ -43,7 +43,9 @@ def _setup(s: dict[str, Any]) -> str:
         + ("; `joint` is `rl_only`'s runs" if "joint" in s["arms"] and "joint" not in s["runs"] else "")
         + f"), {seeds} seeds per arm, "
         f"{runs} runs of {spec['steps']} steps ({spec['prompts_per_step']} prompts x {spec['group_size']} "
-        f"completions); plasticity domain `{s['plasticity_domain']}`; {s['seconds'] / 60:.1f} minutes.\n"
+        f"completions)"
+        + (f"; run seeds from {spec['first_seed']}" if spec.get("first_seed") else "")
+        + f"; plasticity domain `{s['plasticity_domain']}`; {s['seconds'] / 60:.1f} minutes.\n"
     )
 
 

@@ -113,8 +113,8 @@ def _pass_rate(domain: BuiltDomain, examples: list, completions: list[str], repe
 
 def run_record(run: Path) -> dict[str, Any]:
     """What a gate's training run did, per domain: held-out score at the start and the end, and the
-    share of its groups that were blind (all rewards equal: no signal), averaged over its steps.
-    Under dynamic sampling blind groups cost generation, so this is where a uniform mixture pays."""
+    share of its groups that were blind (every reward 0: no signal), averaged over its steps. Under
+    dynamic sampling blind groups cost generation, so this is where a uniform mixture pays."""
     evals, steps = read_jsonl(run / "eval.jsonl"), read_jsonl(run / "metrics.jsonl")
     domains = [k.split("/", 1)[1] for k in evals[0] if k.startswith("eval/") and k != "eval/mean"]
 

@@ -73,7 +73,7 @@ def run_study(
         run_arm = "rl_only" if arm == "joint" and "rl_only" in spec.arms else arm
         if run_arm != arm:  # joint with rl_only's settings is the same run
             continue
-        for seed in range(spec.seeds_of(run_arm)):
+        for seed in range(spec.first_seed, spec.first_seed + spec.seeds_of(run_arm)):
             run_dir = output / "runs" / f"{arm}-s{seed}"
             overlay = merge_config(
                 arm_overlay(arm, spec, config, domains, str(transfer_file), order["order"]),
