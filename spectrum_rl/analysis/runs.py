@@ -107,6 +107,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "blind": {d: series(metrics, f"blind/{d}") for d in domains},
         "mu": series(metrics, "mu"),
         "sft_nll": series(metrics, "sft/nll"),
+        # demonstrations trained on: the blend's data beside the completions it generated
+        "sft_samples": float(sum(series(metrics, "sft/samples")[1])),
         "mixture": {d: [m.get("mixture", {}).get(d, 0.0) for m in metrics] for d in domains},
         # share of the step's rollout groups with a learning signal (rewards not all equal)
         "informative": _informative(metrics),

@@ -142,11 +142,12 @@ def rollouts_to_target(seeds: list[dict[str, Any]], joint: list[dict[str, Any]],
 
 def _informative_per_step(seeds: list[dict[str, Any]]) -> dict[str, float | None]:
     """Mean share of a step's groups with signal, prompts drawn again by dynamic sampling per run,
-    and the share of groups still without signal after it."""
+    the share of groups still without signal after it, and demonstrations trained on per run."""
     informative = [s["informative"] for s in seeds if s.get("informative") is not None]
     left = [s["zero_std_left"] for s in seeds if s.get("zero_std_left") is not None]
     return {
         "informative": round(float(np.mean(informative)), 4) if informative else None,
         "resampled_per_run": round(float(np.mean([s.get("resampled", 0.0) for s in seeds])), 1),
         "zero_std_left": round(float(np.mean(left)), 4) if left else None,
+        "demonstrations_per_run": round(float(np.mean([s.get("sft_samples", 0.0) for s in seeds])), 1),
     }

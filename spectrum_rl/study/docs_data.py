@@ -112,8 +112,9 @@ def _curriculum(s: dict[str, Any]) -> str:
     if spent:  # a budget in rollouts: the compute endpoints
         lines = [
             f"| arm | final held-out mean [95% CI], n | informative groups | prompts resampled per run | "
-            f"rollouts to joint's final {cur['joint_final']:.3f}: reached, restricted mean, ratio to joint |",
-            "|---|---|---|---|---|",
+            f"rollouts to joint's final {cur['joint_final']:.3f}: reached, restricted mean, ratio to joint | "
+            "demonstrations trained on per run |",
+            "|---|---|---|---|---|---|",
         ]
         for arm, a in s["arms"].items():
             r, info = spent[arm], cur["informative"][arm]
@@ -121,7 +122,8 @@ def _curriculum(s: dict[str, Any]) -> str:
             ratio = "-" if r["ratio_to_joint"] is None else f"{r['ratio_to_joint']:.2f}x"
             lines.append(
                 f"| `{arm}` | {ci_text(a['final_mean'])} | {informative} | {info['resampled_per_run']:.0f} | "
-                f"{r['reached']}, {r['restricted_mean']:.0f} of {r['budget']}, {ratio} |"
+                f"{r['reached']}, {r['restricted_mean']:.0f} of {r['budget']}, {ratio} | "
+                f"{info.get('demonstrations_per_run', 0):.0f} |"
             )
     else:
         lines = [
