@@ -151,7 +151,11 @@ def _goal(s: dict[str, Any]) -> str:
             ", below the goal's margin: **the comparison is void**. " if goal.get("void") else ". "
         )
     if d.get("role") == "primary":
-        text += f"`adaptive - joint` = {ci_text(d)}, p {p_text(d['p'])} (the primary comparison, tested alone)"
+        text += f"`adaptive - joint` = {ci_text(d)}, p {p_text(d['p'])} (the primary comparison, tested alone"
+        power = d.get("power") or {}
+        if power.get("detectable_at_80pct") is not None:
+            text += f"; detectable with 80% power at this n: {power['detectable_at_80pct']:.3f}"
+        text += ")"
     else:
         text += f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
     if goal.get("rollouts_ratio") is not None:
