@@ -83,3 +83,16 @@ def test_scheduler_costs_in_the_docs_come_from_the_benchmarks():
     assert refresh(page, ROOT, check=True) == [], "stale: run python -m spectrum_rl.study.docs_data"
     stray = re.findall(r"\b\d+(?:\.\d+)?\s?ms\b|\d% of a", BLOCK.sub("", page.read_text()))
     assert not stray, f"docs/scheduler.md: timings typed outside the generated block: {stray}"
+
+
+def test_the_primary_comparison_is_marked_and_kept_out_of_the_holm_family():
+    from spectrum_rl.study.docs_data import render
+
+    summary = json.loads((ROOT / "docs" / "study_blend" / "summary.json").read_text())
+    primary = summary["comparisons"]["primary"]["comparison"]
+    table = render(summary, "comparisons")
+    row = next(line for line in table.splitlines() if line.startswith(f"| `{primary}`"))
+    assert "(primary)" in row and "tested alone" in row and f"`{primary}`, is tested alone" in table
+    others = [line for line in table.splitlines() if line.startswith("| `") and "(primary)" not in line]
+    assert len(others) == summary["comparisons"]["family_size"]
+    assert render(summary, "primary").startswith(f"`{primary}` = ") and "pre-registered" in render(summary, "primary")

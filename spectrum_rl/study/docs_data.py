@@ -72,8 +72,11 @@ def _claims(s: dict[str, Any]) -> str:
 
 def _comparisons(s: dict[str, Any]) -> str:
     family = s["comparisons"]
+    primary = (family.get("primary") or {}).get("comparison")
     lines = [
-        f"Family of {family['family_size']} paired comparisons of the final held-out mean ({family['method']}):",
+        f"Family of {family['family_size']} paired comparisons of the final held-out mean ({family['method']})"
+        + (f"; the pre-registered primary comparison, `{primary}`, is tested alone, outside it" if primary else "")
+        + ":",
         "",
         "| difference | mean [95% CI], n | p | Holm p | after adjustment |",
         "|---|---|---|---|---|",
@@ -81,8 +84,15 @@ def _comparisons(s: dict[str, Any]) -> str:
     for name, c in family["comparisons"].items():
         m = c["final_mean"]
         verdict = "**excludes 0**" if m["excludes_0"] else "contains 0"
-        lines.append(f"| `{name}` | {ci_text(m)} | {p_text(m['p'])} | {p_text(m['p_holm'])} | {verdict} |")
+        label, holm = (f"`{name}` (primary)", "tested alone") if name == primary else (f"`{name}`", p_text(m["p_holm"]))
+        lines.append(f"| {label} | {ci_text(m)} | {p_text(m['p'])} | {holm} | {verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def _primary(s: dict[str, Any]) -> str:
+    """The pre-registered comparison in one line."""
+    m = s["comparisons"]["primary"]
+    return f"`{m['comparison']}` = {ci_text(m)}, p {p_text(m['p'])} (pre-registered, tested alone).\n"
 
 
 def _verdicts(s: dict[str, Any]) -> str:
@@ -191,6 +201,7 @@ KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "gates": _gates,
     "curriculum": _curriculum,
     "order": _order,
+    "primary": _primary,
     "verdicts": _verdicts,
     "excluding": _excluding,
     "setup": _setup,
