@@ -39,6 +39,16 @@ def test_the_frontier_moves_up_when_a_level_is_mastered_and_back_when_forgotten(
     assert again.distribution() == frontier.distribution()
 
 
+def test_a_uniform_share_keeps_every_level_in_training_while_the_frontier_sits_low():
+    frontier = Frontier(1, 6, DifficultyConfig(uniform_share=0.4))  # frontier at 1: replay has no level below
+    expected = {1: 0.6 * 0.85 + 0.4 / 6, 2: 0.6 * 0.15 + 0.4 / 6} | {lv: 0.4 / 6 for lv in (3, 4, 5, 6)}
+    assert frontier.distribution() == pytest.approx(expected)
+    assert sum(frontier.distribution().values()) == pytest.approx(1.0)
+    assert Frontier(1, 6, DifficultyConfig(uniform_share=1.0)).distribution() == pytest.approx(
+        {lv: 1 / 6 for lv in range(1, 7)}
+    )
+
+
 def _plant(frontier: Frontier, level: int, rate: float, groups: int, rng: random.Random) -> None:
     for _ in range(groups):
         frontier.observe(level, [float(rng.random() < rate) for _ in range(8)])

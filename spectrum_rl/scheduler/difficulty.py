@@ -14,7 +14,10 @@ s = 1/2) and the next level is harder. A passed level whose pass rate falls belo
 not passed again (forgetting brings the frontier back). An unseen level counts as not passed, so
 the frontier starts at the easiest level. Each step's prompts take level f
 with the remaining weight, f - 1 with ``replay`` (against forgetting) and f + 1 with ``probe``
-(so the next level is measured before it becomes the frontier). This is the moving difficulty
+(so the next level is measured before it becomes the frontier); with ``uniform_share`` u, that
+distribution gets weight 1 - u and the uniform one over the range u (every level keeps at least
+u / L of the prompts: a frontier that climbs slowly does not starve levels that already give
+signal). This is the moving difficulty
 frontier of online difficulty filtering (arXiv:2504.03380) and of SEC's bandit over difficulty
 levels (arXiv:2505.14970), in its simplest deterministic form. Pure Python.
 """
@@ -50,6 +53,14 @@ class DifficultyConfig(StrictModel):
         le=1,
         description="A plateau passes a level only at or above this pass rate, and only while its pass rate stays "
         "there (below it the level still has signal to learn from).",
+    )
+    uniform_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="`mode: frontier`: share of the prompts drawn uniformly over the whole range, the rest around the "
+        "frontier, so that no level goes untrained while the frontier climbs (on a ladder whose upper levels already "
+        "give signal, training them early pays).",
     )
     mode: Literal["frontier", "uniform", "fixed"] = Field(
         "frontier",
@@ -103,8 +114,9 @@ class Frontier:
 
     def distribution(self) -> dict[int, float]:
         """Level -> share of the step's prompts (sums to 1), by ``mode``."""
+        uniform = {level: 1 / (self.hi - self.lo + 1) for level in range(self.lo, self.hi + 1)}
         if self.cfg.mode == "uniform":
-            return {level: 1 / (self.hi - self.lo + 1) for level in range(self.lo, self.hi + 1)}
+            return uniform
         if self.cfg.mode == "fixed":
             return {self.lo + int(self.cfg.fixed_level * (self.hi - self.lo)): 1.0}
         f, c = self.frontier, self.cfg
@@ -112,7 +124,10 @@ class Frontier:
         out = {level: w for level, w in shares.items() if self.lo <= level <= self.hi and w > 0}
         out[f] = max(0.0, 1.0 - sum(out.values()))
         total = sum(out.values())
-        return {level: w / total for level, w in sorted(out.items())} if total else {f: 1.0}
+        around = {level: w / total for level, w in out.items()} if total else {f: 1.0}
+        u = c.uniform_share
+        mixed = {level: (1 - u) * around.get(level, 0.0) + u * share for level, share in uniform.items()}
+        return {level: w for level, w in mixed.items() if w > 0}
 
     def state_dict(self) -> dict:
         return {
