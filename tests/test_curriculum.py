@@ -12,7 +12,7 @@ from spectrum_rl.config import Config, load_config
 from spectrum_rl.study.arms import StudySpec, arm_overlay, study_base
 from spectrum_rl.study.comparisons import compare_family, eval_auc, family_pairs
 from spectrum_rl.study.curriculum import curriculum_verdict, steps_to_reach
-from spectrum_rl.study.gates import dead_weight, gate_lines, measure_gates
+from spectrum_rl.study.gates import dead_weight, gate_lines, measure_gates, transfer_passes
 from spectrum_rl.trainer.run import scheduler_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,6 +139,13 @@ def test_gates_run_end_to_end_on_a_small_world(builtin_tiny, tmp_path):
     lines = gate_lines(result)
     assert [line.split()[0] for line in lines][:2] == ["G1", "G2"] and lines[-2].startswith("G5")
     assert lines[-1].startswith("G6 room         FAIL") and "oracle_static" in lines[-1]  # the config has no oracle
+
+
+def test_transfer_up_the_ladder_needs_a_rung_near_0_lifted_clearly():
+    assert transfer_passes(0.02, 0.40, 0.15)
+    assert not transfer_passes(0.10, 1.00, 0.09)  # lifted, but it was not a rung still to climb
+    assert not transfer_passes(0.00, 0.15, 0.10)  # beyond the noise, but not lifted far enough
+    assert not transfer_passes(0.04, 0.25, 0.25)  # within the noise
 
 
 def test_dead_weight_tells_the_rungs_joint_climbs_from_the_slices_nothing_moves():

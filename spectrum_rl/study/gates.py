@@ -12,7 +12,8 @@ out) and budget (the config's ``study:`` section, else the study's defaults), fr
   <= 0.05.
 - G3 transfer up the ladder: from the start model, train one domain at one level k (the easiest
   level whose start pass rate is below 0.8) for the budget; the greedy score of level k + 1 on
-  the same ``prompts`` prompts before and after; passes when the gain exceeds two standard
+  the same ``prompts`` prompts before and after; passes when level k + 1 starts below ``HARD``
+  (near 0: it is a rung still to climb), ends above ``LIFTED`` and the gain exceeds two standard
   errors (binomial, before and after treated as independent: conservative).
 - G4 dead weight: the slices dead at the start, and the share of a uniform mixture's rollouts they
   take: saturated (start pass rate >= 0.95), locked (<= 0.05 at the start, lifted above it by
@@ -53,6 +54,7 @@ from spectrum_rl.trainer.loop import Trainer
 
 HEADROOM = 0.10  # G1: the held-out mean joint RL must gain within the budget
 EASY, HARD = 0.8, 0.05  # G2: pass rate of the easiest level at least, of the hardest at most
+LIFTED = 0.2  # G3: the next level's greedy score after training the one below, at least
 SATURATED = 0.95  # G4: a slice at or above this start pass rate has nothing left to learn
 
 
@@ -109,6 +111,12 @@ def _pass_rate(domain: BuiltDomain, examples: list, completions: list[str], repe
     """Share of ``completions`` (``repeat`` per example, in order) whose primary reward passes."""
     rewards = [domain.reward.score([c], examples[i // repeat]) for i, c in enumerate(completions)]
     return round(float(np.mean([r.parts[domain.reward.primary][0] >= threshold for r in rewards])), 4)
+
+
+def transfer_passes(before: float, after: float, two_se: float) -> bool:
+    """G3's rule (module docstring): the next level starts near 0 and training the one below
+    lifts it clearly, beyond the noise."""
+    return before < HARD and after > LIFTED and after - before > two_se
 
 
 def run_record(run: Path) -> dict[str, Any]:
@@ -230,7 +238,7 @@ def measure_gates(
             "after": now,
             "gain": round(now - before, 4),
             "two_se": round(2 * se, 4),
-            "passes": now - before > 2 * se,
+            "passes": transfer_passes(before, now, 2 * se),
         }
         log(f"  {n}: trained level {k}; level {k + 1} {before:.3f} -> {now:.3f} (2 SE {2 * se:.3f})")
 
@@ -301,7 +309,8 @@ def gate_lines(result: dict[str, Any]) -> list[str]:
         if "gain" in g:
             lines.append(
                 f"G3 transfer up  {mark(g['passes'])}  {n}: training level {g['trained_level']} moves level "
-                f"{g['next_level']} {g['before']:.2f} -> {g['after']:.2f} ({g['gain']:+.2f}, 2 SE {g['two_se']:.2f})"
+                f"{g['next_level']} {g['before']:.2f} -> {g['after']:.2f} ({g['gain']:+.2f}, 2 SE {g['two_se']:.2f}; "
+                f"needs < {HARD} -> > {LIFTED})"
             )
         else:
             lines.append(f"G3 transfer up  FAIL  {n}: {g['why']}")
