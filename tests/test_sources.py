@@ -59,6 +59,8 @@ def _answers_correct(row: dict) -> bool:
         return a == q[14]
     if q.startswith("last letter: "):
         return a == q[-1]
+    if q.startswith("ends: "):
+        return a == q[6] + q[-1]
     if m := re.fullmatch(r"(first|last) (\d+) letters: (\w+)", q):
         end, n, text = m.group(1), int(m.group(2)), m.group(3)
         return a == (text[:n] if end == "first" else text[-n:]) and len(a) == n
@@ -75,7 +77,7 @@ def test_structured_answers_are_correct(name):
 
 def test_only_the_letter_position_domains_are_left_out_of_pretraining():
     left_out = [n for n, g in GENERATORS.items() if not g.pretrained]
-    assert left_out == ["first_letter", "last_letter", "prefix", "suffix"]
+    assert left_out == ["first_letter", "last_letter", "ends", "prefix", "suffix"]
 
 
 def test_prefix_and_suffix_take_count_letters_and_reject_a_count_above_the_length():

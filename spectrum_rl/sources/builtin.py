@@ -129,6 +129,14 @@ def _last_letter(rng: random.Random, length: int) -> RowDict:
     return _row(f"last letter: {letters}", letters[-1])
 
 
+# Two skills at once (first and last letter): a guess must hit both, so a rung the model has not
+# learned passes about the square of what one letter would.
+@generator("ends", "structured", {"length": 5}, {"length": (2, 26)}, pretrained=False)
+def _ends(rng: random.Random, length: int) -> RowDict:
+    letters = "".join(rng.choices(LETTERS, k=length))
+    return _row(f"ends: {letters}", letters[0] + letters[-1])
+
+
 def _letters_with_count(rng: random.Random, length: int, count: int) -> str:
     if count > length:
         raise ConfigError(f"count {count} is more than the length {length}", field="source.difficulty.count")
