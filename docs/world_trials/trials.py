@@ -72,7 +72,7 @@ def main(spec: dict) -> None:
         if not below:
             print(name, n, "no level below 0.8 with a harder one above it")
             continue
-        k = min(below)
+        k = spec.get("level", {}).get(n) or min(below)  # the rung to train: given, else the easiest below 0.8
         policy = {"type": "oracle_static", "weights": {m: float(m == n) for m in ladders}, "level_weights": {n: {k: 1}}}
         overlay = {
             "scheduler": {"policy": policy},
