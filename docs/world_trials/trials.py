@@ -32,6 +32,7 @@ def main(spec: dict) -> None:
         noise=0.0,
         ladders=ladders,
         shortcut={g: tuple(v) for g, v in spec["shortcut"].items()},
+        model=spec.get("model", {}),  # overrides of the built-in network's size (models.tiny_config)
     )
     start = time.time()
     bootstrap(recipe, output=out / "model", progress=False, name=name)
