@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from spectrum_rl.models import (
     shipped_path,
     tiny_config,
 )
-from spectrum_rl.sources.builtin import GENERATORS
+from spectrum_rl.sources.builtin import GENERATORS, LETTERS
 from spectrum_rl.trainer.evaluate import evaluate
 
 
@@ -65,6 +66,9 @@ class BootstrapConfig:
     ladders: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     # generator -> probability of the shortcut answer at each level of its ladder, easiest first
     shortcut: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # generators whose wrong answer is a decoy (letters not in the input, one per question) instead
+    # of the neighbouring letters: a diffuse wrong habit rather than one confident rule
+    decoy: tuple[str, ...] = ()
 
 
 RECIPES: dict[str, BootstrapConfig] = {
@@ -89,9 +93,15 @@ RECIPES: dict[str, BootstrapConfig] = {
 """The recipe of each built-in model (``builtin:<name>``)."""
 
 
-def shortcut_answer(generator: str, question: str) -> str | None:
-    """The plausible wrong answer of a ``ladder`` row (module docstring), or None (no shortcut)."""
+def shortcut_answer(generator: str, question: str, decoy: bool = False) -> str | None:
+    """The plausible wrong answer of a ``ladder`` row (module docstring), or None (no shortcut);
+    with ``decoy``, as many letters as the answer has, none of them in the input, fixed per question."""
     payload = question.split(": ", 1)[-1]
+    if decoy:
+        n = len(shortcut_answer(generator, question) or "")
+        outside = [c for c in LETTERS if c not in payload]
+        pick = random.Random(zlib.crc32(question.encode()))
+        return "".join(pick.choice(outside) for _ in range(n)) or None
     n = int(question.split(" ")[1]) if generator in ("prefix", "suffix") else 1  # "first 2 letters: ..."
     shifted = {"first_letter": payload[1:2], "last_letter": payload[-2:-1], "prefix": payload[1 : n + 1]}
     shifted["suffix"] = payload[-n - 1 : -1]
@@ -130,7 +140,7 @@ def _corpus_row(rng: random.Random, cfg: BootstrapConfig) -> tuple[str, str]:
     knob, lo, hi = cfg.ladders[name]
     level = rng.randint(lo, hi)
     row = GENERATORS.get(name).make(rng, **{knob: level})
-    shortcut = shortcut_answer(name, row["question"])
+    shortcut = shortcut_answer(name, row["question"], decoy=name in cfg.decoy)
     if shortcut is not None and rng.random() < cfg.shortcut[name][level - lo]:
         return row["question"], shortcut
     return row["question"], row["answer"]

@@ -42,6 +42,17 @@ def test_ladder_corpus_gives_each_level_its_share_of_shortcuts():
     assert shortcut_answer("counting", "count a: abba") is None
 
 
+def test_a_decoy_shortcut_is_fixed_per_question_and_never_a_letter_of_the_input():
+    for question, generator in [("first letter: qzfb", "first_letter"), ("last 2 letters: qzfbx", "suffix")]:
+        decoy = shortcut_answer(generator, question, decoy=True)
+        assert decoy == shortcut_answer(generator, question, decoy=True)  # the same wrong answer each time
+        assert len(decoy) == len(shortcut_answer(generator, question))
+        assert not set(decoy) & set(question.split(": ")[1])
+    decoys = {shortcut_answer("first_letter", f"first letter: ab{c}", decoy=True) for c in "cdefghij"}
+    assert len(decoys) > 1  # one per question, not one for all
+    assert shortcut_answer("counting", "count a: abba", decoy=True) is None
+
+
 def test_curriculum_config_sets_the_study_and_its_custom_arms():
     config = load_config(ROOT / "configs" / "curriculum.yaml")
     spec = StudySpec().with_config(config.study)

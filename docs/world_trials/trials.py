@@ -33,6 +33,7 @@ def main(spec: dict) -> None:
         ladders=ladders,
         shortcut={g: tuple(v) for g, v in spec["shortcut"].items()},
         model=spec.get("model", {}),  # overrides of the built-in network's size (models.tiny_config)
+        decoy=tuple(spec.get("decoy", ())),
     )
     start = time.time()
     bootstrap(recipe, output=out / "model", progress=False, name=name)
