@@ -42,13 +42,13 @@ import numpy as np
 
 from spectrum_rl.analysis.phases import binomial_se
 from spectrum_rl.analysis.probe import probe_transfer
+from spectrum_rl.analysis.runs import run_summary
 from spectrum_rl.analysis.stats import t_interval
 from spectrum_rl.config import Config, merge_config
 from spectrum_rl.domains import BuiltDomain, build_domains
 from spectrum_rl.models import apply_prompt_format, load_causal_lm
 from spectrum_rl.study.arms import StudySpec, arm_overlay, default_plasticity_domain, study_base
 from spectrum_rl.study.curriculum import CURRICULUM_GOAL
-from spectrum_rl.trainer.checkpoint import read_jsonl
 from spectrum_rl.trainer.generation import complete
 from spectrum_rl.trainer.loop import Trainer
 
@@ -119,23 +119,18 @@ def transfer_passes(before: float, after: float, two_se: float) -> bool:
     return before < HARD and after > LIFTED and after - before > two_se
 
 
-def run_record(run: Path) -> dict[str, Any]:
-    """What a gate's training run did, per domain: held-out score at the start and the end, and the
-    share of its groups that were blind (every reward 0: no signal), averaged over its steps. Under
-    dynamic sampling blind groups cost generation, so this is where a uniform mixture pays."""
-    evals, steps = read_jsonl(run / "eval.jsonl"), read_jsonl(run / "metrics.jsonl")
-    domains = [k.split("/", 1)[1] for k in evals[0] if k.startswith("eval/") and k != "eval/mean"]
-
-    def mean_blind(name: str) -> float | None:
-        values = [m[f"blind/{name}"] for m in steps if f"blind/{name}" in m]
-        return round(float(np.mean(values)), 4) if values else None
-
+def run_record(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a gate's training run did (its ``run_summary``), per domain: held-out score at the start
+    and the end, and the share of its groups that were blind (every reward 0: no signal), averaged
+    over its steps. Under dynamic sampling blind groups cost generation, so this is where a uniform
+    mixture pays."""
+    blind = {d: values for d, (_, values) in summary["blind"].items()}
     return {
-        "start": {d: evals[0][f"eval/{d}"] for d in domains},
-        "end": {d: evals[-1][f"eval/{d}"] for d in domains},
-        "steps": len(steps),
-        "rollouts": evals[-1].get("rollouts"),
-        "blind": {d: mean_blind(d) for d in domains},
+        "start": summary["start"],
+        "end": summary["final"],
+        "steps": len(summary["metric_steps"]),
+        "rollouts": summary["rollouts"],
+        "blind": {d: round(float(np.mean(v)), 4) if v else None for d, v in blind.items()},
     }
 
 
@@ -190,10 +185,10 @@ def measure_gates(
                 arm_overlay(arm, spec, config, names, None),
                 {"run": {"name": f"{arm}-s{seed}", "output_dir": str(run), "seed": seed}},
             )
-            evals = read_jsonl(_train(merge_config(base, overlay), base_dir) / "eval.jsonl")
-            runs[f"{arm}-s{seed}"] = run_record(run)
-            starts.append(evals[0]["eval/mean"])
-            ends.append(evals[-1]["eval/mean"])
+            summary = run_summary(_train(merge_config(base, overlay), base_dir))
+            runs[f"{arm}-s{seed}"] = run_record(summary)
+            starts.append(summary["eval_mean"][1][0])
+            ends.append(summary["final_mean"])
             folders.append(run / "final")
             log(f"  {arm} seed {seed}: {starts[-1]:.3f} -> {ends[-1]:.3f}")
         return starts, ends, folders
