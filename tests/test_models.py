@@ -105,6 +105,17 @@ def test_bootstrap_writes_hf_folder_used_by_builtin(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("tiny-r*.*"))  # no temp folders left behind
 
 
+def test_a_trial_recipe_under_its_own_name_builds_without_a_recipe_version(tmp_path):
+    """World trials (docs/world_trials/trials.py) pretrain recipes that are no built-in model."""
+    out = bootstrap(
+        BootstrapConfig(steps=2, batch_size=4, eval_size=3, model=TINY),
+        output=tmp_path / "m",
+        progress=False,
+        name="trial",
+    )
+    assert json.loads((out / "bootstrap.json").read_text())["recipe_version"] is None
+
+
 def test_builtin_names_load_the_shipped_weights_and_a_rebuild_is_compared_with_them(tmp_path, monkeypatch):
     """builtin:tiny and builtin:ladder are the package's own files (no cache, no pretraining); a
     rebuild's held-out exact match is compared with the shipped model's, domain by domain."""
