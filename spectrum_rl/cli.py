@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
@@ -31,6 +32,9 @@ from spectrum_rl.errors import ConfigError, SpectrumError, TrainingError, Traini
 from spectrum_rl.models import BUILTIN_MODELS
 from spectrum_rl.rewards.text import printable
 from spectrum_rl.scheduler.graph import build_domain_graph, to_dot
+
+if TYPE_CHECKING:
+    from spectrum_rl.study.arms import StudySpec
 
 # The modules that train, probe or analyse import torch's training stack and transformers' models
 # (seconds); each command imports them when it runs, so `--help`, `validate` and `domains` stay quick.
@@ -83,6 +87,10 @@ def _reuse_host_memory() -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config, domains, _ = _load(args)
+    if config.study.arms or config.study.primary:  # the study section too, as `study` would check it
+        from spectrum_rl.study.arms import StudySpec
+
+        _check_study(StudySpec().with_config(config.study), args)
     graph = build_domain_graph(domains)
     table = Table(title=f"{args.config}: {len(domains)} domains", title_justify="left")
     for col in ("domain", "kind", "source", "reward", "after"):
@@ -256,6 +264,21 @@ def _print_claims(summary: dict) -> None:
         print(line + f"; goal {'met' if goal['met'] else 'not met'}{void} ({goal['rule']})")
 
 
+def _check_study(spec: StudySpec, args: argparse.Namespace) -> None:
+    """The study's arms and primary comparison, before anything runs: an error names the field in
+    the config, or ``--arms`` when the flag chose the arms."""
+    from spectrum_rl.study.arms import check_arms
+    from spectrum_rl.study.runner import check_primary
+
+    try:
+        check_arms(spec.arms, spec.custom_arms)
+        check_primary(spec)
+    except ConfigError as err:
+        if getattr(args, "arms", None) and err.field.startswith("study.arms"):
+            raise SpectrumError(f"--arms: {err.message}") from None
+        raise locate_error(err, args.config, _overrides(args)) from None
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from spectrum_rl.study.arms import StudySpec
     from spectrum_rl.study.runner import run_study
@@ -285,6 +308,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         )
     if args.arms:
         spec = replace(spec, arms=args.arms.split(","))
+    _check_study(spec, args)
     if args.workers is not None:
         spec = replace(spec, workers=max(1, args.workers))
     elif not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2:

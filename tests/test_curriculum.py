@@ -6,9 +6,11 @@ import random
 from pathlib import Path
 
 import pytest
+import yaml
 
 from spectrum_rl.bootstrap import RECIPES, _corpus_row, shortcut_answer
 from spectrum_rl.config import Config, load_config
+from spectrum_rl.errors import ConfigError
 from spectrum_rl.study.arms import StudySpec, arm_overlay, study_base
 from spectrum_rl.study.comparisons import compare_family, eval_auc, family_pairs
 from spectrum_rl.study.curriculum import curriculum_verdict, steps_to_reach
@@ -68,6 +70,35 @@ def test_curriculum_config_sets_the_study_and_its_custom_arms():
     assert [t["name"] for t in base["domains"]] == names[:-1]
     for arm in spec.arms:  # every arm's config validates
         Config.model_validate({**base, **arm_overlay(arm, spec, config, names[:-1], None, names[:-1])})
+
+
+def test_every_built_in_arm_builds_and_an_unknown_arm_is_a_located_error(tmp_path, capsys):
+    from spectrum_rl.cli import main
+    from spectrum_rl.study.arms import BUILTIN_ARMS
+
+    config = load_config(ROOT / "configs" / "curriculum.yaml")
+    spec = StudySpec().with_config(config.study)
+    names = config.domain_names[:-1]
+    base = study_base(config, spec, "counting")
+    for arm in BUILTIN_ARMS:  # the list the check trusts is the list arm_overlay builds
+        Config.model_validate({**base, **arm_overlay(arm, spec, config, names, None, names)})
+    with pytest.raises(ConfigError, match="unknown arm 'sft_then_rl'"):
+        arm_overlay("sft_then_rl", spec, config, names, None)
+
+    data = yaml.safe_load((ROOT / "configs" / "curriculum.yaml").read_text())
+    data["study"]["arms"] = ["joint", "sft_then_rl"]
+    data["study"].pop("primary")
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    for argv in (["validate", str(path)], ["study", str(path), "--output-dir", str(out)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {path}:") and "study.arms[1]: unknown arm 'sft_then_rl'" in err, err
+        assert "'staged'" in err and "\n" not in err and "Traceback" not in err
+    assert main(["study", str(path), "--output-dir", str(out), "--arms", "joint,spectrm"]) == 2
+    assert "--arms: unknown arm 'spectrm'; did you mean 'spectrum'?" in capsys.readouterr().err
+    assert not out.exists()  # nothing written
 
 
 def _run(curve: list[float], steps: list[int] | None = None) -> dict:

@@ -18,10 +18,16 @@ import networkx as nx
 
 from spectrum_rl.config import Config, merge_config
 from spectrum_rl.config.schema import StudyConfig
+from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.scheduler.graph import prerequisite_graph
 
 RECIPE_ARMS = ["rl_only", "sft_only", "staged", "chord_mu", "chord_phi", "adaptive_mu", "gate", "layer_mu"]
 ORDER_ARMS = ["joint", "structured_first", "creative_first", "bwt", "transfer", "adaptive"]
+# sequential phases in a fixed order: by kind, or the recommended order and its reverse
+PHASED_ARMS = ["structured_first", "creative_first", "order", "order_reverse"]
+# a scheduler policy of that name (registry), RL only
+POLICY_ARMS = ["joint", "bwt", "sec", "dump", "thompson", "target_pass", "learnability", "transfer", "adaptive"]
+BUILTIN_ARMS = RECIPE_ARMS + ["spectrum"] + PHASED_ARMS + POLICY_ARMS  # what `arm_overlay` builds by name
 # the arms a claim or the key ablation compares: they get ``claim_seeds``
 CLAIM_ARMS = [
     "rl_only",
@@ -155,17 +161,12 @@ def arm_overlay(
         "order": order or domains,
         "order_reverse": list(reversed(order or domains)),  # the prediction's other test
     }
+    if arm not in BUILTIN_ARMS:
+        raise ConfigError(f"unknown arm '{arm}'{did_you_mean(arm, BUILTIN_ARMS)}", field="study.arms")
     policy = {
         **{name: {"type": "sequential", "order": o, "phase_steps": phase} for name, o in orders.items()},
-        "joint": "joint",
+        **{name: name for name in POLICY_ARMS},
         "bwt": {"type": "bwt", "phase_steps": phase},
-        "sec": "sec",
-        "dump": "dump",
-        "thompson": "thompson",
-        "target_pass": "target_pass",
-        "learnability": "learnability",
-        "transfer": "transfer",
-        "adaptive": "adaptive",
     }[arm]
     scheduler: dict = {"policy": policy}
     if arm in ("bwt", "adaptive"):  # backward transfer from the study's probe until the online fit exists
@@ -173,6 +174,19 @@ def arm_overlay(
     if arm == "adaptive":
         scheduler["difficulty"] = {"mode": "frontier"}
     return {"training": {"sft": {"mu": {"type": "rl_only"}}}, "scheduler": scheduler}
+
+
+def check_arms(arms: list[str], custom_arms: dict[str, Any], field: str = "study.arms") -> None:
+    """Every arm is built in (`BUILTIN_ARMS`) or defined in ``custom_arms``; else a ConfigError at
+    ``field[i]`` naming the valid arms."""
+    for i, arm in enumerate(arms):
+        if arm not in BUILTIN_ARMS and arm not in custom_arms:
+            known = BUILTIN_ARMS + list(custom_arms)
+            raise ConfigError(
+                f"unknown arm '{arm}'{did_you_mean(arm, known)}; built-in arms: {', '.join(BUILTIN_ARMS)} "
+                "(docs/study.md; SFT then RL is 'staged'), or define it under study.custom_arms",
+                field=f"{field}[{i}]",
+            )
 
 
 def study_base(config: Config, spec: StudySpec, probe_domain: str | None) -> dict:

@@ -24,7 +24,7 @@ from spectrum_rl.analysis.sparsity import changed_masks, final_state, mask_overl
 from spectrum_rl.config import Config, Override, load_config, merge_config
 from spectrum_rl.domains import build_domains
 from spectrum_rl.errors import ConfigError, SpectrumError
-from spectrum_rl.study.arms import StudySpec, arm_overlay, default_plasticity_domain, study_base
+from spectrum_rl.study.arms import StudySpec, arm_overlay, check_arms, default_plasticity_domain, study_base
 from spectrum_rl.study.summary import summarize, write_study
 from spectrum_rl.trainer.loop import Trainer
 
@@ -47,12 +47,13 @@ def run_study(
     config_path = Path(config_path)
     base_dir = config_path.resolve().parent
     config = load_config(config_path, overrides)
+    check_arms(spec.arms, spec.custom_arms)
+    check_primary(spec)
     probe = plasticity_domain or default_plasticity_domain(config)
     output.mkdir(parents=True, exist_ok=True)
     base = study_base(config, spec, probe)
     domains = [t["name"] for t in base["domains"]]
 
-    check_primary(spec)
     seeds = sorted({spec.seeds_of(a) for a in spec.arms})
     log(
         f"study: {len(spec.arms)} arms x {'/'.join(map(str, seeds))} seeds, {spec.steps} steps each; "
