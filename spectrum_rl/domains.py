@@ -182,9 +182,19 @@ def build_domains(config: Config, base_dir: Path) -> list[BuiltDomain]:
     domains = []
     for i, cfg in enumerate(config.domains):
         try:
-            domain = build_domain(cfg, base_dir=base_dir, seed=config.run.seed)
+            domains.append(build_domain(cfg, base_dir=base_dir, seed=config.run.seed))
         except ConfigError as err:
             raise err.under(f"domains[{i}].") from None
+    check_demonstrations(config, domains)
+    return domains
+
+
+def check_demonstrations(config: Config, domains: Sequence[BuiltDomain], index: Sequence[str] | None = None) -> None:
+    """A domain whose mu schedule under ``config`` trains on demonstrations has them (an expert
+    field). ``index``: the domain names in the order of the file the error should point into
+    (default: ``config``'s own)."""
+    names = list(index or config.domain_names)
+    for domain in domains:
         schedule = config.training.sft.schedule_of(domain.name)
         if domain.expert_field is None and mu_schedule(schedule).max_mu() > 0:
             raise ConfigError(
@@ -192,10 +202,8 @@ def build_domains(config: Config, base_dir: Path) -> list[BuiltDomain]:
                 f"'{schedule.type}' trains on them; set expert_field to the row field that holds them "
                 "(expert_field: answer to imitate the reference answers), or give the domain an RL-only "
                 f"schedule (training.sft.per_domain.{domain.name}: rl_only)",
-                field=f"domains[{i}].expert_field",
+                field=f"domains[{names.index(domain.name)}].expert_field",
             )
-        domains.append(domain)
-    return domains
 
 
 def _check_fields(domain: BuiltDomain, rows: list[RowDict]) -> None:

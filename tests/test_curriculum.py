@@ -72,7 +72,7 @@ def test_curriculum_config_sets_the_study_and_its_custom_arms():
         Config.model_validate({**base, **arm_overlay(arm, spec, config, names[:-1], None, names[:-1])})
 
 
-def test_every_built_in_arm_builds_and_an_unknown_arm_is_a_located_error(tmp_path, capsys):
+def test_a_study_checks_its_arms_before_anything_runs(tmp_path, capsys):
     from spectrum_rl.cli import main
     from spectrum_rl.study.arms import BUILTIN_ARMS
 
@@ -98,7 +98,14 @@ def test_every_built_in_arm_builds_and_an_unknown_arm_is_a_located_error(tmp_pat
         assert "'staged'" in err and "\n" not in err and "Traceback" not in err
     assert main(["study", str(path), "--output-dir", str(out), "--arms", "joint,spectrm"]) == 2
     assert "--arms: unknown arm 'spectrm'; did you mean 'spectrum'?" in capsys.readouterr().err
-    assert not out.exists()  # nothing written
+    data["study"]["arms"] = ["joint", "staged"]  # staged trains on demonstrations; sorting has none
+    data["domains"][0]["expert_field"] = None
+    data["training"]["sft"]["mu"] = {"type": "rl_only"}  # the base config is RL only: only the arm needs them
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["study", str(path), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{path}:" in err and "domains[0].expert_field: arm 'staged': domain 'sorting' has no expert" in err, err
+    assert not out.exists()  # nothing written, no run started
 
 
 def _run(curve: list[float], steps: list[int] | None = None) -> dict:

@@ -21,8 +21,8 @@ import torch
 from spectrum_rl.analysis.probe import order_prediction, probe_transfer, recommend_order
 from spectrum_rl.analysis.runs import plasticity_probe, run_summary
 from spectrum_rl.analysis.sparsity import changed_masks, final_state, mask_overlap, model_state, update_sparsity
-from spectrum_rl.config import Config, Override, load_config, merge_config
-from spectrum_rl.domains import build_domains
+from spectrum_rl.config import Config, Override, load_config, locate_error, merge_config, parse_override
+from spectrum_rl.domains import build_domains, check_demonstrations
 from spectrum_rl.errors import ConfigError, SpectrumError
 from spectrum_rl.study.arms import StudySpec, arm_overlay, check_arms, default_plasticity_domain, study_base
 from spectrum_rl.study.summary import summarize, write_study
@@ -47,12 +47,24 @@ def run_study(
     config_path = Path(config_path)
     base_dir = config_path.resolve().parent
     config = load_config(config_path, overrides)
-    check_arms(spec.arms, spec.custom_arms)
-    check_primary(spec)
     probe = plasticity_domain or default_plasticity_domain(config)
-    output.mkdir(parents=True, exist_ok=True)
     base = study_base(config, spec, probe)
     domains = [t["name"] for t in base["domains"]]
+    probe_cfg = Config.model_validate(merge_config(base, {"run": {"output_dir": str(output / "transfer_probe")}}))
+    built = build_domains(probe_cfg, base_dir)
+    try:  # before anything runs or is written: every arm's settings hold for these domains
+        check_arms(spec.arms, spec.custom_arms)
+        check_primary(spec)
+        for arm in spec.arms:
+            arm_cfg = Config.model_validate(merge_config(base, arm_overlay(arm, spec, config, domains, None)))
+            try:
+                check_demonstrations(arm_cfg, built, config.domain_names)
+            except ConfigError as err:
+                raise ConfigError(f"arm '{arm}': {err.message}", field=err.field) from None
+    except ConfigError as err:
+        parsed = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
+        raise locate_error(err, config_path, parsed) from None
+    output.mkdir(parents=True, exist_ok=True)
 
     seeds = sorted({spec.seeds_of(a) for a in spec.arms})
     log(
@@ -60,8 +72,7 @@ def run_study(
         f"plasticity domain '{probe}'"
         + ("; a smoke run (--quick): its verdicts are not evidence" if spec.smoke else "")
     )
-    probe_cfg = Config.model_validate(merge_config(base, {"run": {"output_dir": str(output / "transfer_probe")}}))
-    record = probe_transfer(probe_cfg, build_domains(probe_cfg, base_dir), steps=spec.probe_steps, base_dir=base_dir)
+    record = probe_transfer(probe_cfg, built, steps=spec.probe_steps, base_dir=base_dir)
     transfer_file = (output / "transfer.json").resolve()  # arms read it relative to the config's folder
     transfer_file.write_text(json.dumps(record, indent=2))
     order = recommend_order(probe_cfg, record)
