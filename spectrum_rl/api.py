@@ -152,10 +152,18 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
     this process (spectrum_rl/objects.py) and named by key."""
     if domain.data is None or domain.reward is None:
         raise ValueError(f"domain '{domain.name}': train needs its data and its reward")
+    if domain.levels is not None or domain.pool is not None:  # the Scheduler's view; train reads the rows
+        raise ValueError(
+            f"domain '{domain.name}': levels and pool describe a domain to the Scheduler alone; train takes "
+            "them from the data: difficulty_field='COLUMN' names the rows' level column (a ladder), and every "
+            "row is in the pool"
+        )
     rows = domain.data.to_list() if hasattr(domain.data, "to_list") else [dict(r) for r in domain.data]
     prompt_column = bool(rows) and "prompt" in rows[0] and "question" not in rows[0]
     distinct = {str(r.get("prompt" if prompt_column else "question")) for r in rows}  # eval holds out questions
     source: dict[str, Any] = {"type": "rows", "key": hold("rows", rows, domain.name)}
+    if domain.difficulty_field is not None:
+        source["difficulty_field"] = domain.difficulty_field
     if prompt_column:  # TRL's column name; the sources call it question
         source["columns"] = {"prompt": "question"}
     reward = domain.reward

@@ -192,6 +192,31 @@ def test_train_takes_a_loaded_model_and_every_yaml_section(tmp_path, tiny_random
         srl.train(model=model, domains=[srl.Domain("echo", data=rows, reward=[{"type": "exact_match"}])])
 
 
+def test_train_makes_a_ladder_of_rows_with_a_level_column(tmp_path, tiny_random_lm_dir):
+    import json
+
+    from spectrum_rl.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(str(tiny_random_lm_dir))
+    rows = [{"question": f"add {'1+' * k}1 #{i}", "answer": str(k + 1), "level": k} for i in range(8) for k in (1, 2)]
+    reward = [{"type": "exact_match"}]
+    result = srl.train(
+        model=model,
+        tokenizer=tokenizer,
+        domains=[srl.Domain("add", data=rows, reward=reward, difficulty_field="level")],
+        steps=2,
+        prompts_per_step=2,
+        group_size=2,
+        output_dir=tmp_path / "run",
+        training={"max_new_tokens": 4, "save_every": 0},
+        overrides=["eval.max_new_tokens=4"],
+    )
+    logged = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(1 <= m["difficulty/add"] <= 2 for m in logged)  # the scheduler drew levels of the rows' range
+    with pytest.raises(ValueError, match="difficulty_field='COLUMN'"):  # the Scheduler's fields are not train's
+        srl.train(model=model, tokenizer=tokenizer, domains=[srl.Domain("a", data=rows, reward=reward, levels=(1, 2))])
+
+
 def torch_equal(a, b) -> bool:
     import torch
 

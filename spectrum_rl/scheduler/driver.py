@@ -54,6 +54,9 @@ class Domain:
         (``sampling: pass_rate``): the plan then gives one weight per row; None: uniform draws.
     levels: (easiest, hardest) difficulty level, for a domain drawn at levels: the plan then gives
         each level's share of the domain's prompts; None: no difficulty curriculum.
+    difficulty_field: for `train`: the row column holding each row's integer difficulty level (as
+        YAML's ``difficulty_field``): the rows become a ladder from their easiest level to their
+        hardest and the scheduler picks each prompt's level; `train` derives ``levels`` from it.
     """
 
     name: str
@@ -67,6 +70,7 @@ class Domain:
     eval_size: int | None = None
     pool: int | None = None
     levels: tuple[int, int] | None = None
+    difficulty_field: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))  # a list is accepted; the domain stays hashable
