@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from functools import cache
@@ -47,7 +48,25 @@ class PythonSpec(RewardSpec):
         fn = getattr(loaded, name, None)
         if not callable(fn):
             raise ConfigError(f"'{module}' has no function '{name}'", field="function")
+        check_trl_signature(fn, "function")
         return PythonReward(self, fn)
+
+
+def check_trl_signature(fn: Callable[..., Any], field: str) -> None:
+    """A ConfigError at ``field`` unless ``fn`` can be called as TRL calls a reward function: every
+    argument by keyword, the row's columns among them, so it must take ``**kwargs``."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): the call will tell
+        return
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise ConfigError(
+            f"{name}{inspect.signature(fn)} takes no **kwargs; a reward function is called like TRL's, "
+            "fn(prompts, completions, **columns) -> one number per completion, every row column (answer "
+            "included) passed by keyword",
+            field=field,
+        )
 
 
 def _import_file(path: Path) -> Any:
@@ -75,7 +94,9 @@ class FunctionSpec(RewardSpec):
     key: str = Field(..., description="The key the function is held under in this process.")
 
     def build(self, base_dir: Path) -> RewardComponent:
-        return PythonReward(self, held("function", self.key, "key"))
+        fn = held("function", self.key, "key")
+        check_trl_signature(fn, "key")
+        return PythonReward(self, fn)
 
 
 class PythonReward(RewardComponent):
