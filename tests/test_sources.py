@@ -295,6 +295,23 @@ def test_hub_offline_fails_fast_with_a_hint():  # conftest sets HF_HUB_OFFLINE=1
     assert "HF_HUB_OFFLINE" in e.value.message and "`file` source" in e.value.message
 
 
+def test_an_unreachable_hub_prints_one_line_not_its_retry_warnings(monkeypatch, caplog):
+    import logging
+
+    import datasets
+
+    def unreachable(*args, **kwargs):  # what huggingface_hub does online without a network
+        logging.getLogger("huggingface_hub.utils._http").warning("'Name or service not known' thrown while requesting")
+        raise ConnectionError("Couldn't reach the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    level = logging.getLogger("huggingface_hub").level
+    with caplog.at_level(logging.WARNING), pytest.raises(ConfigError, match="Couldn't reach the Hub"):
+        build({"type": "hub", "name": "owner/dataset"}, ctx())
+    assert not [r for r in caplog.records if r.name.startswith("huggingface_hub")]
+    assert logging.getLogger("huggingface_hub").level == level  # restored after the load
+
+
 # --- reasoning_gym source ---------------------------------------------------------------------
 
 

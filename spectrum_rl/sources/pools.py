@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import random
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -280,6 +281,9 @@ def load_hub_rows(name: str, config: str | None, split: str, field: str) -> list
     """Rows of one split of a hub dataset (or of the local cache when offline)."""
     import datasets
 
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its per-request retry warnings: a failure is reported below, in one line
     try:
         rows = datasets.load_dataset(name, config, split=split).to_list()
     except Exception as e:  # offline, missing, gated, bad config or split: all the user's to fix
@@ -289,6 +293,8 @@ def load_hub_rows(name: str, config: str | None, split: str, field: str) -> list
             "a copy cached while online, or use a local `file` source",
             field=field,
         ) from e
+    finally:
+        hub_log.setLevel(level)
     if not rows:
         raise ConfigError(f"split '{split}' of '{name}' has no rows", field=field)
     return rows
