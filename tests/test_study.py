@@ -192,3 +192,14 @@ def test_the_family_is_paired_by_seed_over_the_seeds_both_ran_and_holm_corrected
     assert pre["family_size"] == 2 and chord["p_holm"] == pytest.approx(2 * raw["spectrum - chord_mu"], abs=1e-6)
     power = primary["power"]
     assert power["smallest_p"] == pytest.approx(2 / 128) and 0 < power["detectable_at_80pct"] < 1
+
+
+def test_a_joint_arm_that_ran_on_its_own_is_in_the_curves_and_tables():
+    from spectrum_rl.study.plots import _curve_arms, own_runs
+    from spectrum_rl.study.report import _course_table
+
+    run = {"eval_mean": [[0, 5], [0.1, 0.3]], "eval": {"a": [[0, 5], [0.1, 0.3]]}}
+    assert list(own_runs({"joint": [run], "adaptive": [run]})) == ["joint", "adaptive"]  # no rl_only: its own runs
+    assert list(own_runs({"rl_only": [run], "joint": [run]})) == ["rl_only"]  # rl_only's runs under another name
+    assert _curve_arms({"joint": [run, run], "adaptive": [run, run]}) == ["joint", "adaptive"]
+    assert "<td>joint</td>" in _course_table({"joint": [run, run], "adaptive": [run, run]})

@@ -44,9 +44,21 @@ def _n_label(ns: list[int]) -> str:
     return f"n = {min(ns)}" if min(ns) == max(ns) else f"n = {min(ns)}–{max(ns)}"
 
 
+def _unflatten(ax, values: list[float]) -> None:
+    """A readable y range where every value is the same (matplotlib would zoom into float noise)."""
+    if values and max(values) - min(values) < 1e-6:
+        ax.set_ylim(min(values) - 0.05, max(values) + 0.05)
+
+
+def own_runs(runs: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """``runs`` with each run once: ``joint`` dropped where it is ``rl_only``'s runs under another
+    name (a study that runs both trains them once), kept where it ran on its own."""
+    return {arm: seeds for arm, seeds in runs.items() if arm != "joint" or "rl_only" not in runs}
+
+
 def _curve_arms(runs: dict[str, list[dict]]) -> list[str]:
-    """Arms with a held-out curve; ``joint`` is skipped (the same runs as ``rl_only``)."""
-    return [a for a, seeds in runs.items() if a != "joint" and seeds and any(s["eval_mean"][0] for s in seeds)]
+    """Arms with a held-out curve, each run once (`own_runs`)."""
+    return [a for a, seeds in own_runs(runs).items() if seeds and any(s["eval_mean"][0] for s in seeds)]
 
 
 def _curves_overview(runs: dict[str, list[dict]], summary: dict[str, Any]) -> str:
@@ -54,9 +66,12 @@ def _curves_overview(runs: dict[str, list[dict]], summary: dict[str, Any]) -> st
 
     fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
     ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])  # 10 dark colours, then light
+    shown: list[float] = []
     for arm in _curve_arms(runs):
         band = _seed_band(runs[arm])
         ax.plot(band["steps"], band["mean"], marker="o", ms=3, label=arm)
+        shown += band["mean"]
+    _unflatten(ax, shown)
     staged = (summary["arms"].get("staged") or {}).get("phases") or [{}]
     for name, phase in staged[0].get("mean", {}).items():
         if phase:
@@ -87,16 +102,19 @@ def _curves_by_arm(runs: dict[str, list[dict]]) -> str | None:
         constrained_layout=True,
     )
     all_ns: list[int] = []
+    shown: list[float] = []
     color = "tab:blue"  # one colour: each panel holds one arm, its title names it
     for ax, arm in zip(axes.flat, arms):
         band = _seed_band(runs[arm])
         all_ns += band["n"]
         ax.plot(band["steps"], band["mean"], color=color, marker="o", ms=3, lw=1.5)
         ax.fill_between(band["steps"], band["lo"], band["hi"], color=color, alpha=0.25, lw=0)
+        shown += [v for v in band["lo"] + band["hi"] + band["mean"] if v is not None and math.isfinite(v)]
         ax.axhline(band["mean"][0], color="0.3", ls=":", lw=1)
         ax.set_title(f"{arm} ({_n_label(band['n'])})", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
+    _unflatten(axes.flat[0], shown)  # shared y axis
     for ax in axes.flat[len(arms) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from spectrum_rl.analysis.stats import t_interval
-from spectrum_rl.study.plots import plots
+from spectrum_rl.study.plots import own_runs, plots
 
 CLAIMS = {
     "C1": "SFT-then-RL goes through disruption, readaptation, overfitting; blending SFT inside RL with a "
@@ -189,8 +189,8 @@ def _course_table(runs: dict[str, list[dict]]) -> str:
     flagged where the interval lies below 0: the arm lost what it had reached."""
     esc = html.escape
     rows = []
-    for arm, seeds in runs.items():
-        if arm == "joint" or not seeds:
+    for arm, seeds in own_runs(runs).items():
+        if not seeds:
             continue
         domains = sorted(seeds[0]["eval"])
         cells, bwt = [], []
@@ -273,7 +273,7 @@ td.num{{white-space:nowrap}}small{{color:#555}}img{{max-width:100%;height:auto;d
 <th>unchanged (bf16)</th><th>rank ratio</th><th>s/run</th></tr>{"".join(arm_rows)}</table>
 {_curriculum_section(summary)}
 <h2>Learning curves</h2>
-<p>One panel per arm (joint is rl_only's runs): held-out mean score, mean over seeds with its 95% Student-t interval
+<p>One panel per arm{" (joint is rl_only's runs)" if "rl_only" in runs and "joint" in runs else ""}: held-out mean score, mean over seeds with its 95% Student-t interval
 over the seeds at each eval step; the dotted line is the score before training.</p>{figs.get("curves_by_arm", "")}
 <p>All arms overlaid (means only), with the phases detected on staged seed 0.</p>{figs["curves"]}
 {figs.get("rollouts", "")}

@@ -19,6 +19,7 @@ from spectrum_rl.scheduler.signals import slope
 from spectrum_rl.study.claims import judge_claims
 from spectrum_rl.study.comparisons import compare_family, eval_auc, family_pairs
 from spectrum_rl.study.curriculum import curriculum_verdict
+from spectrum_rl.study.plots import own_runs
 from spectrum_rl.study.report import claims_markdown, write_report
 
 
@@ -49,7 +50,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> di
         pairs.append(tuple(primary.split(" - ")))
     family = compare_family(runs, pairs, primary=primary)
     claims = judge_claims(runs, arms_summary, meta["seed_overlap"], meta["kinds"], family)
-    stored = {arm: seeds for arm, seeds in runs.items() if arm != "joint" or "rl_only" not in runs}
+    stored = own_runs(runs)
     out = {**meta, "arms": arms_summary, "claims": claims, "comparisons": family, "runs": stored}
     if "joint" in runs:
         out["curriculum"] = curriculum_verdict(runs, arms_summary, family, meta.get("order"))
