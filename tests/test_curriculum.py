@@ -72,6 +72,24 @@ def test_curriculum_config_sets_the_study_and_its_custom_arms():
         Config.model_validate({**base, **arm_overlay(arm, spec, config, names[:-1], None, names[:-1])})
 
 
+def test_along_budget_reads_every_curve_at_equal_compute_paired_by_seed():
+    from spectrum_rl.study.curriculum import along_budget
+
+    def run(rollouts: list[int], curve: list[float]) -> dict:
+        return {"eval_rollouts": rollouts, "eval_mean": [list(range(len(curve))), curve]}
+
+    joint = [run([0, 400, 800], [0.1, 0.3, 0.5]), run([0, 400, 800], [0.2, 0.4, 0.6])]
+    # faster per completion but evaluated at other rollouts; one seed more than joint (left unpaired)
+    fast = [run([0, 500, 1000], [0.1, 0.6, 0.6]), run([0, 500, 1000], [0.2, 0.7, 0.7]), run([0, 9], [0.0, 0.0])]
+    read = along_budget({"rl_only": joint, "joint": joint, "fast": fast}, shares=(0.5, 1.0))
+    assert read["rollouts"] == [4, 9]  # the least any run reached at its last evaluation: nothing extrapolated
+    read = along_budget({"joint": joint, "fast": fast[:2]}, shares=(0.5, 1.0))
+    assert read["rollouts"] == [400, 800] and list(read["arms"]) == ["fast"]
+    half, full = read["arms"]["fast"]
+    assert half["n"] == 2 and half["mean"] == pytest.approx(0.2)  # 0.1 + 0.5 * 0.8 = 0.5 against 0.3
+    assert full["mean"] == pytest.approx(0.1) and full["ci_low"] is None  # equal differences: no interval
+
+
 def test_a_study_checks_its_arms_before_anything_runs(tmp_path, capsys):
     from spectrum_rl.cli import main
     from spectrum_rl.study.arms import BUILTIN_ARMS

@@ -151,3 +151,30 @@ def _informative_per_step(seeds: list[dict[str, Any]]) -> dict[str, float | None
         "zero_std_left": round(float(np.mean(left)), 4) if left else None,
         "demonstrations_per_run": round(float(np.mean([s.get("sft_samples", 0.0) for s in seeds])), 1),
     }
+
+
+def along_budget(
+    runs: dict[str, list[dict[str, Any]]], shares: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+) -> dict[str, Any]:
+    """``arm - joint`` of the held-out mean at equal compute before the budget too: each run's eval
+    curve read at ``shares`` of the budget (linear between its evaluations; the budget is the least
+    any run reached at its last evaluation, so nothing is extrapolated), paired by seed (t interval
+    over per-seed differences). A reading of the curves, not a registered endpoint: it tells whether
+    another budget would have changed an answer (an oracle's room, G6, included)."""
+    joint = runs["joint"]
+    budget = min(s["eval_rollouts"][-1] for seeds in runs.values() for s in seeds)
+    points = [round(share * budget) for share in shares]
+
+    def read(run: dict[str, Any]) -> np.ndarray:
+        return np.interp(points, run["eval_rollouts"], run["eval_mean"][1])
+
+    out: dict[str, Any] = {"rollouts": points, "method": PAIRED_INTERVAL, "arms": {}}
+    for arm, seeds in runs.items():
+        if arm in ("joint", "rl_only"):
+            continue
+        n = min(len(seeds), len(joint))
+        diffs = [read(a) for a in seeds[:n]], [read(j) for j in joint[:n]]
+        out["arms"][arm] = [
+            paired_diff([a[i] for a in diffs[0]], [j[i] for j in diffs[1]]).to_dict() for i in range(len(points))
+        ]
+    return out

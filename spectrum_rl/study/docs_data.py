@@ -14,7 +14,8 @@ held-out mean per arm), ``domains`` (per-domain final scores), ``claims`` (verdi
 ``comparisons`` (the Holm-corrected family), ``verdicts`` (one line), ``excluding`` (the
 comparisons that exclude 0 after adjustment, in a sentence), ``curriculum`` (the curriculum
 study's arms with area, informative share and steps to joint's final, and its goal), ``goal``
-(that goal alone), ``gates``
+(that goal alone), ``budget`` (every arm against joint at shares of the budget, read off the
+curves), ``gates``
 (the lines of `spectrum-rl gates`, from a gates.json), ``latest`` (the last text block of a
 benchmark's section of benchmarks/README.md, named ``benchmarks/README.md#bench_name.py``).
 """
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spectrum_rl.study.curriculum import along_budget
 from spectrum_rl.study.report import calibration_text, ci_text, p_text
 
 BLOCK = re.compile(r"(<!-- data: (\S+) (\w+) -->\n)(.*?)(<!-- /data -->)", re.S)
@@ -176,6 +178,21 @@ def _goal(s: dict[str, Any]) -> str:
     return text + f". Goal ({goal['rule']}): **{'met' if goal['met'] else 'not met'}**.\n"
 
 
+def _budget(s: dict[str, Any]) -> str:
+    """Every arm against joint at shares of the budget (`curriculum.along_budget`), as a table."""
+    runs = dict(s["runs"])
+    runs.setdefault("joint", runs.get("rl_only"))
+    read = along_budget(runs)
+    lines = [
+        "| arm - joint | " + " | ".join(f"at {r} completions" for r in read["rollouts"]) + " |",
+        "|---|" + "---|" * len(read["rollouts"]),
+    ]
+    lines += [
+        f"| `{arm} - joint` | " + " | ".join(ci_text(d) for d in diffs) + " |" for arm, diffs in read["arms"].items()
+    ]
+    return "\n".join(lines) + f"\n\n(held-out mean read off each run's curve; {read['method']}; uncorrected)\n"
+
+
 def _order(s: dict[str, Any]) -> str:
     """The order query's recommendation and each trained order's prediction beside its realised gain."""
     order = s["order"]
@@ -200,6 +217,7 @@ KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "goal": _goal,
     "gates": _gates,
     "curriculum": _curriculum,
+    "budget": _budget,
     "order": _order,
     "primary": _primary,
     "verdicts": _verdicts,
