@@ -151,9 +151,12 @@ def cmd_score(args: argparse.Namespace) -> int:
             f"--index {args.index}: domain '{domain.name}' has {len(examples)} held-out rows (0 to {len(examples) - 1})"
         )
     try:
-        completion = Path(args.completion).read_text(encoding="utf-8")
+        completion = sys.stdin.read() if args.completion == "-" else Path(args.completion).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpectrumError(f"--completion {args.completion}: cannot read it ({error_summary(exc)})") from None
+        raise SpectrumError(
+            f"--completion {args.completion!r}: cannot read it ({error_summary(exc)}); it takes a file holding "
+            "the completion, or - to read it from stdin"
+        ) from None
     example = examples[args.index]
     print(f"domain {domain.name}, held-out row {args.index}: {example.prompt.strip()[:200]!r}")
     total = 0.0
@@ -389,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config(p)
     p.add_argument("--domain", required=True, help="domain name")
     p.add_argument("--index", type=int, required=True, help="held-out row (0-based), as evaluation uses them")
-    p.add_argument("--completion", required=True, help="file holding the completion text")
+    p.add_argument("--completion", required=True, help="file holding the completion text (-: read it from stdin)")
 
     p = add("train", cmd_train, "train on the configured domains (the main job)")
     add_config(p)

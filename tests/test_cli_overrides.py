@@ -148,3 +148,18 @@ def test_a_users_file_domain_gets_the_start_to_end_table_and_the_adaptive_guards
     assert main(["train", path, *[a for s in sets for a in ("--set", s)]]) == 0
     err = capsys.readouterr().err
     assert "held-out score per domain" in err and "capitals" in err and "BWT (mean of end - best)" in err
+
+
+def test_score_reads_the_completion_from_stdin_or_says_what_it_takes(capsys, monkeypatch):
+    import io
+
+    from spectrum_rl.domains import build_domains
+    from tests.conftest import ROOT
+
+    config = ROOT / "configs" / "quickstart.yaml"
+    example = build_domains(load_config(config), ROOT / "configs")[1].eval_examples()[0]  # sorting
+    monkeypatch.setattr("sys.stdin", io.StringIO(example.answer + "\n"))
+    assert main(["score", str(config), "--domain", "sorting", "--index", "0", "--completion", "-"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("total: 1.1000  (1*exact_match")  # + its format term
+    assert main(["score", str(config), "--domain", "sorting", "--index", "0", "--completion", example.answer]) == 2
+    assert "it takes a file holding the completion, or - to read it from stdin" in capsys.readouterr().err

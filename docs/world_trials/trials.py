@@ -29,6 +29,7 @@ def main(spec: dict) -> None:
     ladders = {g: tuple(v) for g, v in spec["ladders"].items()}
     recipe = BootstrapConfig(
         steps=spec.get("steps", 1000),
+        seed=spec.get("seed", 0),  # the pretraining seed
         noise=0.0,
         ladders=ladders,
         shortcut={g: tuple(v) for g, v in spec["shortcut"].items()},
