@@ -90,6 +90,16 @@ def test_along_budget_reads_every_curve_at_equal_compute_paired_by_seed():
     assert full["mean"] == pytest.approx(0.1) and full["ci_low"] is None  # equal differences: no interval
 
 
+def test_runs_stopped_by_the_step_cap_before_the_budget_are_named():
+    from spectrum_rl.study.curriculum import short_of_budget
+
+    runs = {"joint": [{"rollouts": 7200}, {"rollouts": 6100}], "adaptive": [{"rollouts": 7250}, {"rollouts": 7210}]}
+    spec = {"max_rollouts": 7200, "first_seed": 100}
+    assert short_of_budget(runs, spec) == ["joint seed 101"]  # joint ran on its own: its runs count
+    assert short_of_budget({**runs, "rl_only": runs["joint"]}, spec) == ["rl_only seed 101"]  # named once
+    assert short_of_budget(runs, {"max_rollouts": None}) == []  # a budget in steps: nothing to fall short of
+
+
 def test_a_study_checks_its_arms_before_anything_runs(tmp_path, capsys):
     from spectrum_rl.cli import main
     from spectrum_rl.study.arms import BUILTIN_ARMS

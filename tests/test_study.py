@@ -203,3 +203,21 @@ def test_a_joint_arm_that_ran_on_its_own_is_in_the_curves_and_tables():
     assert list(own_runs({"rl_only": [run], "joint": [run]})) == ["rl_only"]  # rl_only's runs under another name
     assert _curve_arms({"joint": [run, run], "adaptive": [run, run]}) == ["joint", "adaptive"]
     assert "<td>joint</td>" in _course_table({"joint": [run, run], "adaptive": [run, run]})
+
+
+def test_a_report_of_rl_only_arms_says_so_instead_of_an_empty_legend():
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from spectrum_rl.study.plots import _legend_or_note
+
+    fig, ax = plt.subplots()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns when a legend has nothing to show
+        _legend_or_note(ax, "mu is 0 throughout")
+    assert [t.get_text() for t in ax.texts] == ["mu is 0 throughout"] and ax.get_legend() is None
+    ax.plot([0, 1], [0, 1], label="staged")
+    _legend_or_note(ax, "unused")
+    assert ax.get_legend() is not None
+    plt.close(fig)

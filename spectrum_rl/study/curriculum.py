@@ -28,6 +28,7 @@ import numpy as np
 
 from spectrum_rl.analysis.stats import PAIRED_INTERVAL, paired_diff, paired_test
 from spectrum_rl.study.arms import BASELINE_ARMS
+from spectrum_rl.study.plots import own_runs
 
 CURRICULUM_GOAL = 0.03  # adaptive must beat joint by this much (held-out mean at equal compute)
 ROLLOUT_GOAL = 0.7  # ... and reach joint's final score in at most this share of joint's rollouts
@@ -178,3 +179,18 @@ def along_budget(
             paired_diff([a[i] for a in diffs[0]], [j[i] for j in diffs[1]]).to_dict() for i in range(len(points))
         ]
     return out
+
+
+def short_of_budget(runs: dict[str, list[dict[str, Any]]], spec: dict[str, Any]) -> list[str]:
+    """The runs (``arm seed k``) that stopped at the step cap before the study's budget of completions:
+    where there are any, those arms are not compared at equal compute (raise ``study.steps``)."""
+    budget = spec.get("max_rollouts")
+    if not budget:
+        return []
+    first = spec.get("first_seed") or 0
+    return [
+        f"{arm} seed {first + k}"
+        for arm, seeds in own_runs(runs).items()
+        for k, s in enumerate(seeds)
+        if (s.get("rollouts") or 0) < budget
+    ]

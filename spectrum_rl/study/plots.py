@@ -50,6 +50,14 @@ def _unflatten(ax, values: list[float]) -> None:
         ax.set_ylim(min(values) - 0.05, max(values) + 0.05)
 
 
+def _legend_or_note(ax, note: str) -> None:
+    """The legend beside the axes, or ``note`` across them when nothing was drawn."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    else:
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
 def own_runs(runs: dict[str, list[dict]]) -> dict[str, list[dict]]:
     """``runs`` with each run once: ``joint`` dropped where it is ``rl_only``'s runs under another
     name (a study that runs both trains them once), kept where it ran on its own."""
@@ -229,7 +237,7 @@ def plots(summary: dict[str, Any], runs: dict[str, list[dict]]) -> dict[str, str
         if steps:
             ax.plot(steps, values, label=d)
     ax.set(xlabel="step", ylabel="token entropy (nats)", title="Rollout entropy per domain (rl_only, seed 0)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    _legend_or_note(ax, "no rollout entropy logged")
     out["entropy"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(8, 3.5), constrained_layout=True)
@@ -238,7 +246,7 @@ def plots(summary: dict[str, Any], runs: dict[str, list[dict]]) -> dict[str, str
         if steps and any(mu):
             ax.plot(steps, mu, label=arm)
     ax.set(xlabel="step", ylabel="mu (SFT weight)", title="mu over time (seed 0)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+    _legend_or_note(ax, "mu is 0 throughout in every arm (RL only)")
     out["mu"] = _png(fig)
 
     order_arms = [a for a in ("structured_first", "creative_first", "bwt", "transfer", "adaptive") if a in runs]

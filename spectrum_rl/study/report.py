@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from spectrum_rl.analysis.stats import t_interval
+from spectrum_rl.study.curriculum import short_of_budget
 from spectrum_rl.study.plots import own_runs, plots
 
 CLAIMS = {
@@ -162,6 +163,18 @@ def _curriculum_section(summary: dict[str, Any]) -> str:
     )
 
 
+def _budget_warning(summary: dict[str, Any]) -> str:
+    """A warning at the top when runs stopped at the step cap before the budget of completions."""
+    short = short_of_budget(summary.get("runs", {}), summary["spec"])
+    if not short:
+        return ""
+    spec = summary["spec"]
+    return (
+        f"<p><b>Not at equal compute: {len(short)} runs stopped at the step cap ({spec['steps']} steps) before the "
+        f"budget of {spec['max_rollouts']} completions</b> ({html.escape(', '.join(short))}); raise study.steps.</p>"
+    )
+
+
 def _primary_section(summary: dict[str, Any], figs: dict[str, str]) -> str:
     """The report's lead: the pre-registered comparison with its n, test, p and the smallest effect
     its n could detect, then the forest plot of every comparison against joint."""
@@ -267,7 +280,7 @@ td.num{{white-space:nowrap}}small{{color:#555}}img{{max-width:100%;height:auto;d
 {spec["prompts_per_step"]} prompts x {spec["group_size"]} completions per step; plasticity domain
 <code>{esc(summary["plasticity_domain"])}</code>; total {summary["seconds"]:.0f} s. Numbers are means over seeds; below each, its 95% interval over seeds
 ({esc(_interval_methods(summary))}) and n, the number of seeds it rests on (no interval where n &lt; 2).</p>
-{_primary_section(summary, figs)}
+{_budget_warning(summary)}{_primary_section(summary, figs)}
 <h2>Claims</h2><table><tr><th>id</th><th>claim</th><th>verdict</th><th>why</th><th>numbers</th><th>rule</th></tr>{"".join(rows)}</table>
 <h2>Arms</h2><table><tr><th>arm</th><th>start</th><th>final held-out mean</th><th>KL to base</th><th>plasticity AUC</th>
 <th>unchanged (bf16)</th><th>rank ratio</th><th>s/run</th></tr>{"".join(arm_rows)}</table>

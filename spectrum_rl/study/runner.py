@@ -25,6 +25,7 @@ from spectrum_rl.config import Config, Override, load_config, locate_error, merg
 from spectrum_rl.domains import build_domains, check_demonstrations
 from spectrum_rl.errors import ConfigError, SpectrumError
 from spectrum_rl.study.arms import StudySpec, arm_overlay, check_arms, default_plasticity_domain, study_base
+from spectrum_rl.study.curriculum import short_of_budget
 from spectrum_rl.study.summary import summarize, write_study
 from spectrum_rl.trainer.loop import Trainer
 
@@ -135,6 +136,13 @@ def run_study(
     }
     summary = summarize(runs, meta)
     write_study(output, summary)
+    short = short_of_budget(runs, meta["spec"])
+    if short:
+        log(
+            f"warning: {len(short)} runs stopped at the step cap ({spec.steps} steps) before the budget of "
+            f"{spec.max_rollouts} completions ({', '.join(short[:4])}{', ...' if len(short) > 4 else ''}): those arms "
+            "are not compared at equal compute; raise study.steps"
+        )
     log(f"study done in {summary['seconds']:.0f}s: {output / 'summary.json'}, {output / 'report.html'}")
     return summary
 
