@@ -453,6 +453,14 @@ def test_order_command_probe_and_run(tmp_path, tiny_random_lm_dir, capsys):
     assert np.all(stderr >= np.sqrt(A**2 + b**2) - 1e-9)  # eval noise, and the training noise on top
     assert main(["order", str(path), "--run", str(tmp_path / "run")]) == 0
     text = capsys.readouterr().out
+    for run, said in [("nope", "no such run folder"), ("empty", "no transfer estimate in this run")]:
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        assert main(["order", str(path), "--run", str(tmp_path / run)]) == 2
+        assert capsys.readouterr().err.strip() == f"error: --run {tmp_path / run}: " + said + (
+            ""
+            if run == "nope"
+            else " (no transfer.json, no online estimate in its checkpoints); run `spectrum-rl order CONFIG` to probe"
+        )
     assert "recommended order" in text
     line = "predicted gain over joint training: " if out["beats_joint"] else "no order is predicted to beat joint"
     assert (

@@ -27,7 +27,7 @@ import numpy as np
 from spectrum_rl.analysis.phases import binomial_se
 from spectrum_rl.config import Config
 from spectrum_rl.domains import BuiltDomain
-from spectrum_rl.errors import ConfigError
+from spectrum_rl.errors import ConfigError, SpectrumError
 from spectrum_rl.scheduler.continual import normalised_transfer, transfer_scale
 from spectrum_rl.scheduler.order import best_order, gain_coefficients, significant_transfer
 from spectrum_rl.scheduler.signals import slope
@@ -107,6 +107,8 @@ def transfer_from_run(run_dir: Path, names: list[str]) -> dict[str, Any]:
     """The transfer record of an existing run: its transfer.json, else the online estimate in its
     newest checkpoint; entropy trends from its metrics.jsonl."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SpectrumError(f"--run {run_dir}: no such run folder")
     path = run_dir / TRANSFER_FILE
     if path.exists():
         redo = "delete it, or run `spectrum-rl order CONFIG` to probe again"
@@ -121,10 +123,9 @@ def transfer_from_run(run_dir: Path, names: list[str]) -> dict[str, Any]:
         planner = found[1]["planner"] if found else {}
         matrix = planner.get("transfer")
         if matrix is None:
-            raise ConfigError(
-                f"run '{run_dir}' has no transfer estimate (no {TRANSFER_FILE}, no online estimate "
-                "in its checkpoints); run `spectrum-rl order CONFIG` to probe",
-                field="--run",
+            raise SpectrumError(
+                f"--run {run_dir}: no transfer estimate in this run (no {TRANSFER_FILE}, no online estimate "
+                "in its checkpoints); run `spectrum-rl order CONFIG` to probe"
             )
         record = {"transfer": _nested(matrix, names), "source": "online"}
         if planner.get("transfer_stderr") is not None:
@@ -139,7 +140,7 @@ def transfer_from_run(run_dir: Path, names: list[str]) -> dict[str, Any]:
                 record["entropy"][n] = {"start": series[0], "end": series[-1], "trend": slope(series)}
     missing = [n for n in names if n not in record["transfer"]]
     if missing:
-        raise ConfigError(f"run '{run_dir}' has no transfer estimate for {', '.join(missing)}", field="--run")
+        raise SpectrumError(f"--run {run_dir}: this run has no transfer estimate for {', '.join(missing)}")
     return record
 
 
