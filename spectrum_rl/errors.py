@@ -14,7 +14,7 @@ class SpectrumError(Exception):
 class ConfigError(SpectrumError):
     """A configuration problem, located by file, YAML field path and (when known) line/column.
 
-    Rendered as ``file:line:col: field.path: message``.
+    Rendered as ``file:line:col: field.path: message`` (without a file: ``field.path: message``).
     """
 
     def __init__(
@@ -51,14 +51,14 @@ class ConfigError(SpectrumError):
         return ConfigError(self.message, file=self.file, field=field, line=self.line, column=self.column)
 
     def __str__(self) -> str:
-        where = self.file or "<config>"
-        if self.line is not None:
-            where += f":{self.line}"
-            if self.column is not None:
-                where += f":{self.column}"
-        field = f" {self.field}:" if self.field else ""
+        where = ""  # no file: an argument (RUN_DIR, --resume) or a config given as objects; the field says which
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line is not None else "")
+            where += f":{self.column}" if self.line is not None and self.column is not None else ""
+            where += ": "
+        field = f"{self.field}: " if self.field else ""
         # One line whatever the config held: a key or value with a newline is shown escaped.
-        return f"{where}:{field} {self.message}".translate(_ESCAPES)
+        return f"{where}{field}{self.message}".translate(_ESCAPES)
 
 
 # control characters as escapes (\n, \t, \x1b, ...), so an error message stays one line

@@ -306,3 +306,16 @@ def test_each_loss_takes_its_own_parameters(tmp_path):
     assert (training.loss.type, training.loss.eps_max, training.advantage.type) == ("cispo", 3, "none")
     path.write_text(_cfg(extra="training: {loss: sapo}\n"))
     assert load_config(path).training.loss.temperature_neg == 1.05
+
+
+def test_an_error_without_a_file_names_only_its_field():
+    from spectrum_rl.errors import ConfigError
+
+    assert str(ConfigError("no eval.jsonl", field="RUN_DIR")) == "RUN_DIR: no eval.jsonl"
+    assert str(ConfigError("bad", file="a.yaml", field="x", line=3, column=5)) == "a.yaml:3:5: x: bad"
+    assert str(ConfigError("bad", file="a.yaml")) == "a.yaml: bad"
+
+
+def test_analyze_of_a_folder_that_is_no_run_is_one_line_about_the_argument(capsys):
+    assert main(["analyze", "no/such/run"]) == 2
+    assert capsys.readouterr().err.startswith("error: RUN_DIR: 'no/such/run' has no eval.jsonl")
