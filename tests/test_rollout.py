@@ -253,3 +253,18 @@ def test_rollout_and_training_logprobs_agree_under_bf16(tiny_random_lm_dir):
     assert gap.abs().mean() < 1e-4
     mixed = _logprob_gap(model, tok, rollout_bf16=True, training_bf16=False)
     assert mixed.abs().mean() > 1e-4
+
+
+def test_a_prompt_longer_than_the_model_positions_is_one_clear_error_before_decoding():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from spectrum_rl.errors import SpectrumError
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=16))
+    args = dict(max_new_tokens=8, eos_id=1, pad_id=0)
+    assert sample(model, [[5] * 8], **args).completion_ids.shape[0] == 1  # 8 + 8 fits in 16 positions
+    with pytest.raises(
+        SpectrumError, match="a prompt of 12 tokens plus max_new_tokens 8 is longer than the model's 16"
+    ):
+        sample(model, [[5] * 12, [6] * 3], **args)  # learned positions: an IndexError deep in torch otherwise

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from spectrum_rl.models import position_ids
+from spectrum_rl.errors import SpectrumError
+from spectrum_rl.models import position_ids, unwrap_model
 from spectrum_rl.trainer.decoder import make_decoder
 
 
@@ -113,6 +114,22 @@ class _AllEnded:
         return bool(self.pending)
 
 
+_POSITION_LIMITS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def check_context(model, prompt_tokens: int, max_new_tokens: int) -> None:
+    """A one-line error when the longest prompt plus the completion budget is longer than the
+    positions the model's config declares (a model with learned positions fails with an index error
+    there, one with rotary ones runs outside its training), before anything is generated."""
+    config = getattr(unwrap_model(model), "config", None)
+    limit = next((v for a in _POSITION_LIMITS if isinstance(v := getattr(config, a, None), int)), None)
+    if limit is not None and prompt_tokens + max_new_tokens > limit:
+        raise SpectrumError(
+            f"a prompt of {prompt_tokens} tokens plus max_new_tokens {max_new_tokens} is longer than the model's "
+            f"{limit} positions; shorten the prompts or lower training.max_new_tokens (eval.max_new_tokens)"
+        )
+
+
 @torch.no_grad()
 def sample(
     model,
@@ -134,6 +151,7 @@ def sample(
     read whether every row has ended a token late (``_AllEnded``; None: on a GPU)."""
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = left_pad(prompts, pad_id)
+    check_context(model, prompt_ids.shape[1], max_new_tokens)
     n = prompt_mask.shape[0]
     position = position_ids(prompt_mask.to(device))
     # Prefill each distinct prompt once (a group's G rows share it); the decoder gathers it to rows.
