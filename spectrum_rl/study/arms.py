@@ -176,16 +176,16 @@ def arm_overlay(
     return {"training": {"sft": {"mu": {"type": "rl_only"}}}, "scheduler": scheduler}
 
 
-def check_arms(arms: list[str], custom_arms: dict[str, Any], field: str = "study.arms") -> None:
+def check_arms(arms: list[str], custom_arms: dict[str, Any]) -> None:
     """Every arm is built in (`BUILTIN_ARMS`) or defined in ``custom_arms``; else a ConfigError at
-    ``field[i]`` naming the valid arms."""
+    ``study.arms[i]`` naming the valid arms."""
     for i, arm in enumerate(arms):
         if arm not in BUILTIN_ARMS and arm not in custom_arms:
             known = BUILTIN_ARMS + list(custom_arms)
             raise ConfigError(
                 f"unknown arm '{arm}'{did_you_mean(arm, known)}; built-in arms: {', '.join(BUILTIN_ARMS)} "
                 "(docs/study.md; SFT then RL is 'staged'), or define it under study.custom_arms",
-                field=f"{field}[{i}]",
+                field=f"study.arms[{i}]",
             )
 
 

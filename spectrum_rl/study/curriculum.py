@@ -173,10 +173,10 @@ def along_budget(
     for arm, seeds in runs.items():
         if arm in ("joint", "rl_only"):
             continue
-        n = min(len(seeds), len(joint))
-        diffs = [read(a) for a in seeds[:n]], [read(j) for j in joint[:n]]
+        n = min(len(seeds), len(joint))  # seed k is run k of every arm
+        mine, theirs = [read(a) for a in seeds[:n]], [read(j) for j in joint[:n]]
         out["arms"][arm] = [
-            paired_diff([a[i] for a in diffs[0]], [j[i] for j in diffs[1]]).to_dict() for i in range(len(points))
+            paired_diff([a[i] for a in mine], [j[i] for j in theirs]).to_dict() for i in range(len(points))
         ]
     return out
 
