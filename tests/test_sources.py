@@ -233,6 +233,18 @@ def test_file_source_formats_and_columns(tmp_path, fmt):
     assert source.describe() == f"file:data.{fmt}"
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_file_with_a_byte_order_mark_and_windows_line_ends_reads_as_without(tmp_path, fmt):
+    _write(tmp_path / f"plain.{fmt}", fmt, ROWS)
+    text = (tmp_path / f"plain.{fmt}").read_text()
+    (tmp_path / f"excel.{fmt}").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())  # as Excel saves
+    columns = {"problem": "question", "solution": "answer"}
+    plain, excel = (
+        build({"type": "file", "path": f"{n}.{fmt}", "columns": columns}, ctx(tmp_path)) for n in ("plain", "excel")
+    )
+    assert excel.eval_rows() == plain.eval_rows() and excel.size == plain.size == 8
+
+
 def test_file_source_separate_eval_file(tmp_path):
     _write(tmp_path / "train.jsonl", "jsonl", ROWS)
     _write(tmp_path / "eval.jsonl", "jsonl", ROWS[:3])

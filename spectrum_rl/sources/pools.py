@@ -222,7 +222,7 @@ def _read_rows(path: Path, fmt: str, field: str) -> list[RowDict]:
             raise ConfigError(f"could not read {path} as parquet: {_one_line(e)}", field=field) from e
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8", Windows editors) is dropped
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise ConfigError(
