@@ -217,6 +217,15 @@ def unwrap_model(model):
     return inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # PEFT wrapper
 
 
+def end_token_ids(model, tokenizer) -> list[int]:
+    """The ids that end a completion: the tokenizer's EOS and each EOS the model's generation config
+    lists, as ``generate`` stops on them (chat models list their end-of-turn token there: Gemma's
+    ``<end_of_turn>``, Llama 3's ``<|eot_id|>``, which their tokenizer's EOS may not be)."""
+    listed = getattr(getattr(unwrap_model(model), "generation_config", None), "eos_token_id", None)
+    ids = [tokenizer.eos_token_id, *(listed if isinstance(listed, (list, tuple)) else [listed])]
+    return list(dict.fromkeys(i for i in ids if isinstance(i, int)))
+
+
 def cache_kwarg(model) -> str:
     """transformers >= 5.2x renamed ``past_key_values`` to ``cache`` (input and output)."""
     inner = unwrap_model(model)

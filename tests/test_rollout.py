@@ -268,3 +268,29 @@ def test_a_prompt_longer_than_the_model_positions_is_one_clear_error_before_deco
         SpectrumError, match="a prompt of 12 tokens plus max_new_tokens 8 is longer than the model's 16"
     ):
         sample(model, [[5] * 12, [6] * 3], **args)  # learned positions: an IndexError deep in torch otherwise
+
+
+def test_a_row_ends_at_any_end_token_the_generation_config_lists():
+    from types import SimpleNamespace
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from spectrum_rl.models import end_token_ids
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=12, n_embd=16, n_layer=1, n_head=2, n_positions=64))
+
+    def run(eos) -> object:
+        seeded = torch.Generator().manual_seed(0)
+        return sample(model, [[5, 6, 7]] * 16, max_new_tokens=20, eos_id=eos, pad_id=0, generator=seeded)
+
+    free = run(11)
+    row = next(r for r in range(16) if free.completion_ids[r, 0] != 11)
+    turn_end = int(free.completion_ids[row, 0])  # a token the model does emit: say it ends a chat turn
+    model.generation_config.eos_token_id = [11, turn_end]  # as Gemma's lists <eos> and <end_of_turn>
+    ids = end_token_ids(model, SimpleNamespace(eos_token_id=11))
+    assert ids == [11, turn_end]
+    ro = run(ids)
+    assert ro.completion_mask[row].sum() == 1 and ro.finished[row]  # ended on the turn's end, not 20 tokens on
+    for tokens, mask in zip(ro.completion_ids, ro.completion_mask):
+        assert all(t not in ids for t in tokens[mask.bool()].tolist()[:-1])  # nothing decoded past an end token

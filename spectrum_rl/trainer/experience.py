@@ -21,7 +21,7 @@ import torch
 
 from spectrum_rl.config import Config
 from spectrum_rl.domains import BuiltDomain
-from spectrum_rl.models import apply_prompt_format
+from spectrum_rl.models import apply_prompt_format, end_token_ids
 from spectrum_rl.objectives.advantages import group_advantages
 from spectrum_rl.rewards.text import error_summary
 from spectrum_rl.scheduler.blend import StepWeights
@@ -66,6 +66,7 @@ class ExperienceMaker:
         self.state, self.domains, self.config, self.cfg = state, domains, config, config.training
         tok = state.tokenizer
         self.stop_ids = [tok(s, add_special_tokens=False)["input_ids"] for s in self.cfg.stop]
+        self.end_ids = end_token_ids(state.policy, tok)
         self.token_patterns = {n: re.compile(p) for n, p in config.logging.token_classes.items()}
         self._prompt_cache: dict[str, list[int]] = {}
         self._prefetch_failed: set[str] = set()  # domains whose prefetch raised (warned once)
@@ -154,7 +155,7 @@ class ExperienceMaker:
                 st.policy,
                 prompt_ids,
                 max_new_tokens=cfg.max_new_tokens,
-                eos_id=st.tokenizer.eos_token_id,
+                eos_id=self.end_ids,
                 pad_id=st.tokenizer.pad_token_id,
                 temperature=cfg.temperature,
                 top_p=cfg.top_p,

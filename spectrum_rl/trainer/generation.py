@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from spectrum_rl.models import end_token_ids
 from spectrum_rl.trainer.rollout import Rollouts, sample
 
 
@@ -27,7 +28,7 @@ def complete(
             model,
             ids,
             max_new_tokens=max_new_tokens,
-            eos_id=tokenizer.eos_token_id,
+            eos_id=end_token_ids(model, tokenizer),
             pad_id=tokenizer.pad_token_id,
             temperature=temperature,
         )

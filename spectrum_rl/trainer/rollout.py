@@ -136,7 +136,7 @@ def sample(
     prompts: Sequence[Sequence[int]],
     *,
     max_new_tokens: int,
-    eos_id: int,
+    eos_id: int | Sequence[int],
     pad_id: int,
     temperature: float = 1.0,
     top_p: float = 1.0,
@@ -146,7 +146,8 @@ def sample(
     graphs: bool | str = "auto",
     lagged_stop: bool | None = None,
 ) -> Rollouts:
-    """Sample one completion per prompt (token lists). ``temperature == 0`` is greedy;
+    """Sample one completion per prompt (token lists). ``temperature == 0`` is greedy; a row ends at
+    any of ``eos_id`` (one id, or several: `models.end_token_ids`) or ``stop`` sequence;
     ``static_cache`` and ``graphs`` pick the decoder (``decoder.make_decoder``); ``lagged_stop``:
     read whether every row has ended a token late (``_AllEnded``; None: on a GPU)."""
     device = next(model.parameters()).device
@@ -162,6 +163,7 @@ def sample(
     tokens, logps, entropies, valid = [], [], [], []
     done = torch.zeros(n, dtype=torch.bool, device=device)
     finished = torch.zeros(n, dtype=torch.bool, device=device)
+    end_ids = torch.tensor([eos_id] if isinstance(eos_id, int) else list(eos_id), device=device)
     stop_tensors = [torch.tensor(s, device=device) for s in stop if len(s)]
     all_ended = _AllEnded(device, lagged_stop)
     for t in range(max_new_tokens):
@@ -181,7 +183,7 @@ def sample(
         logps.append(torch.where(done, torch.zeros_like(lp), lp))
         entropy = -(log_probs.exp() * log_probs).nan_to_num().sum(-1)  # 0·log 0 = 0 for masked tokens
         entropies.append(torch.where(done, torch.zeros_like(entropy), entropy))
-        ended = tok == eos_id
+        ended = torch.isin(tok, end_ids)
         if stop_tensors:
             recent = torch.stack(tokens, 1)
             for s in stop_tensors:
