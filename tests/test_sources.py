@@ -245,6 +245,22 @@ def test_a_file_with_a_byte_order_mark_and_windows_line_ends_reads_as_without(tm
     assert excel.eval_rows() == plain.eval_rows() and excel.size == plain.size == 8
 
 
+def test_a_conversational_prompt_is_read_as_its_user_message(tmp_path):
+    def turns(*roles: str, i: int) -> list[dict]:
+        return [{"role": role, "content": f"{role} {i}"} for role in roles]
+
+    rows = [{"prompt": turns("user", i=i), "solution": str(i)} for i in range(10)]  # TRL's conversational format
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"type": "file", "path": "chat.jsonl", "columns": {"prompt": "question", "solution": "answer"}}
+    source = build(spec, ctx(tmp_path))
+    held_out, train = source.eval_rows(), source.train_rows(20, random.Random(0))
+    assert len(held_out) == 4 and all(r["question"] == f"user {r['answer']}" for r in held_out + train)
+    rows[4]["prompt"] = turns("system", "user", i=4)
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ConfigError, match=r"found the turns \['system', 'user'\]: put the text of a system"):
+        build(spec, ctx(tmp_path))
+
+
 def test_file_source_separate_eval_file(tmp_path):
     _write(tmp_path / "train.jsonl", "jsonl", ROWS)
     _write(tmp_path / "eval.jsonl", "jsonl", ROWS[:3])

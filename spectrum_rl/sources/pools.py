@@ -202,7 +202,29 @@ def map_columns(rows: list[RowDict], columns: Mapping[str, str], where: str) -> 
             "; map one with columns: {<column>: question}",
             field="source.columns",
         )
-    return rows
+    return [_text_question(row, where) for row in rows]
+
+
+def _text_question(row: RowDict, where: str) -> RowDict:
+    """``row`` with its question as text: a conversational prompt (TRL's list of messages) is read as
+    its one user message, the chat template being the trainer's to apply (``model.chat_template``)."""
+    question = row["question"]
+    if isinstance(question, (list, tuple)):
+        first = question[0] if len(question) == 1 else None
+        if isinstance(first, Mapping) and first.get("role") == "user" and isinstance(first.get("content"), str):
+            return {**row, "question": first["content"]}
+        roles = [m.get("role") if isinstance(m, Mapping) else type(m).__name__ for m in question]
+        raise ConfigError(
+            f"a conversational prompt in {where} is read as its one user message (the trainer applies the model's "
+            f"chat template); found the turns {roles}: put the text of a system message or of earlier turns into "
+            "the user message",
+            field="source.columns",
+        )
+    if question is None or isinstance(question, Mapping):
+        raise ConfigError(
+            f"every row of {where} needs a question as text; found {question!r:.60}", field="source.columns"
+        )
+    return row
 
 
 def _one_line(exc: BaseException) -> str:
