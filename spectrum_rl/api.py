@@ -159,6 +159,12 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
             "row is in the pool"
         )
     rows = domain.data.to_list() if hasattr(domain.data, "to_list") else [dict(r) for r in domain.data]
+    if rows and domain.answer_field is not None and domain.answer_field not in rows[0]:
+        raise ValueError(
+            f"domain '{domain.name}': the rows have no '{domain.answer_field}' column (columns: {', '.join(rows[0])}); "
+            "name the reference answer's column with answer_field='COLUMN', or answer_field=None when the reward "
+            "needs none (a reward function gets every column)"
+        )
     prompt_column = bool(rows) and "prompt" in rows[0] and "question" not in rows[0]
     distinct = {str(r.get("prompt" if prompt_column else "question")) for r in rows}  # eval holds out questions
     source: dict[str, Any] = {"type": "rows", "key": hold("rows", rows, domain.name)}
