@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from spectrum_rl.config import AUTO_EXPERT, Config, DomainConfig
-from spectrum_rl.errors import ConfigError
+from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.rewards import HybridReward, build_hybrid
 from spectrum_rl.scheduler.mu import mu_schedule
 from spectrum_rl.scheduler.plan import Planner, load_transfer
@@ -172,7 +172,31 @@ def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> BuiltDomain
             field="sampling",
         )
     _check_fields(domain, rows)
+    _check_reward_fields(cfg, domain, rows)
     return domain
+
+
+def _check_reward_fields(cfg: DomainConfig, domain: BuiltDomain, rows: list[RowDict]) -> None:
+    """Fail at load, not at the first step, when a reward component reads a row field (its ``field``
+    or ``tests_field``) that the rows lack; ``answer`` is the domain's answer column."""
+    for j, spec in enumerate(cfg.reward):
+        for attr in ("field", "tests_field"):
+            name = getattr(spec, attr, None)
+            if not isinstance(name, str):
+                continue
+            for row in rows:
+                if name == "answer" and domain.answer_field is None and "answer" not in row:
+                    raise ConfigError(
+                        f"{spec.type} reads the row's answer, but the domain has none (answer_field is null); set "
+                        "answer_field to the column holding it",
+                        field=f"reward[{j}].{attr}",
+                    )
+                if name != "answer" and name not in row:
+                    raise ConfigError(
+                        f"{spec.type} reads row field '{name}', which the data lack{did_you_mean(name, row)}; "
+                        f"available: {', '.join(sorted(row))}",
+                        field=f"reward[{j}].{attr}",
+                    )
 
 
 def build_domains(config: Config, base_dir: Path) -> list[BuiltDomain]:
