@@ -178,12 +178,25 @@ def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> BuiltDomain
 
 def _check_reward_fields(cfg: DomainConfig, domain: BuiltDomain, rows: list[RowDict]) -> None:
     """Fail at load, not at the first step, when a reward component reads a row field (its ``field``
-    or ``tests_field``) that the rows lack; ``answer`` is the domain's answer column."""
+    or ``tests_field``) that the rows lack, or that is null in some row of a finite pool (the run
+    would stop at whichever step drew it); ``answer`` is the domain's answer column."""
+    size = domain.source.size
+    pool = None if size is None else domain.source.rows_at(list(range(size))) + domain.source.eval_rows()
     for j, spec in enumerate(cfg.reward):
         for attr in ("field", "tests_field"):
             name = getattr(spec, attr, None)
             if not isinstance(name, str):
                 continue
+            column = domain.answer_field if name == "answer" and domain.answer_field else name
+            checked = pool if spec.on_error == "fail" else None  # skip/zero: a null row is handled when drawn
+            empty = [r for r in checked or [] if column in r and r[column] is None]
+            if empty:
+                raise ConfigError(
+                    f"{spec.type} reads row field '{column}', which is null in {len(empty)} of {len(pool)} rows "
+                    f"(the first with question {str(empty[0].get('question'))[:60]!r}); drop those rows, or set "
+                    "this component's on_error: skip to leave them out of the loss",
+                    field=f"reward[{j}].{attr}",
+                )
             for row in rows:
                 if name == "answer" and domain.answer_field is None and "answer" not in row:
                     raise ConfigError(

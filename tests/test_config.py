@@ -319,3 +319,25 @@ def test_an_error_without_a_file_names_only_its_field():
 def test_analyze_of_a_folder_that_is_no_run_is_one_line_about_the_argument(capsys):
     assert main(["analyze", "no/such/run"]) == 2
     assert capsys.readouterr().err.startswith("error: RUN_DIR: 'no/such/run' has no eval.jsonl")
+
+
+def test_a_null_answer_is_allowed_where_the_reward_skips_or_zeroes_failures():
+    from spectrum_rl.domains import build_domains
+    from spectrum_rl.errors import ConfigError
+
+    data = ROOT / "tests" / "bad_inputs" / "data"
+    domain = {
+        "name": "capitals",
+        "kind": "structured",
+        "source": {"type": "file", "path": str(data / "null_answer.jsonl")},
+        "eval": {"size": 4},
+    }
+
+    def config(**reward):
+        rewards = [{"type": "exact_match", **reward}]
+        return load_config({"model": {"name_or_path": "builtin:tiny"}, "domains": [{**domain, "reward": rewards}]})
+
+    for on_error in ("skip", "zero"):  # the row is left out of the loss, or scores 0, when drawn
+        assert build_domains(config(on_error=on_error), ROOT)[0].source.size == 8
+    with pytest.raises(ConfigError, match="null in 1 of 12 rows"):
+        build_domains(config(), ROOT)
