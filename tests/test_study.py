@@ -195,7 +195,8 @@ def test_the_family_is_paired_by_seed_over_the_seeds_both_ran_and_holm_corrected
 
 
 def test_a_joint_arm_that_ran_on_its_own_is_in_the_curves_and_tables():
-    from spectrum_rl.study.plots import _curve_arms, own_runs
+    from spectrum_rl.study.arms import own_runs
+    from spectrum_rl.study.plots import _curve_arms
     from spectrum_rl.study.report import _course_table
 
     run = {"eval_mean": [[0, 5], [0.1, 0.3]], "eval": {"a": [[0, 5], [0.1, 0.3]]}}

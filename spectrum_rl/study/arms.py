@@ -176,6 +176,17 @@ def arm_overlay(
     return {"training": {"sft": {"mu": {"type": "rl_only"}}}, "scheduler": scheduler}
 
 
+def own_runs(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """``runs`` with each run once: ``joint`` dropped where it is ``rl_only``'s runs under another
+    name (a study that runs both trains them once), kept where it ran on its own."""
+    return {arm: seeds for arm, seeds in runs.items() if arm != "joint" or "rl_only" not in runs}
+
+
+def with_joint(runs: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """``runs`` with ``joint`` as ``rl_only``'s runs where it did not run on its own (`own_runs` undone)."""
+    return runs if "joint" in runs or "rl_only" not in runs else {**runs, "joint": runs["rl_only"]}
+
+
 def check_arms(arms: list[str], custom_arms: dict[str, Any]) -> None:
     """Every arm is built in (`BUILTIN_ARMS`) or defined in ``custom_arms``; else a ConfigError at
     ``study.arms[i]`` naming the valid arms."""

@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from spectrum_rl.analysis.stats import PAIRED_INTERVAL, paired_diff, paired_test
-from spectrum_rl.study.arms import BASELINE_ARMS
-from spectrum_rl.study.plots import own_runs
+from spectrum_rl.study.arms import BASELINE_ARMS, own_runs
 
 CURRICULUM_GOAL = 0.03  # adaptive must beat joint by this much (held-out mean at equal compute)
 ROLLOUT_GOAL = 0.7  # ... and reach joint's final score in at most this share of joint's rollouts

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spectrum_rl.study.arms import with_joint
 from spectrum_rl.study.curriculum import along_budget
 from spectrum_rl.study.report import calibration_text, ci_text, p_text
 
@@ -180,9 +181,7 @@ def _goal(s: dict[str, Any]) -> str:
 
 def _budget(s: dict[str, Any]) -> str:
     """Every arm against joint at shares of the budget (`curriculum.along_budget`), as a table."""
-    runs = dict(s["runs"])
-    runs.setdefault("joint", runs.get("rl_only"))
-    read = along_budget(runs)
+    read = along_budget(with_joint(s["runs"]))
     lines = [
         "| arm - joint | " + " | ".join(f"at {r} completions" for r in read["rollouts"]) + " |",
         "|---|" + "---|" * len(read["rollouts"]),

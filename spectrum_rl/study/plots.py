@@ -13,6 +13,7 @@ import numpy as np
 
 from spectrum_rl.analysis.phases import PHASE_COLORS
 from spectrum_rl.analysis.stats import t_interval
+from spectrum_rl.study.arms import own_runs
 
 
 def _png(fig) -> str:
@@ -56,12 +57,6 @@ def _legend_or_note(ax, note: str) -> None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     else:
         ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color="0.4")
-
-
-def own_runs(runs: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """``runs`` with each run once: ``joint`` dropped where it is ``rl_only``'s runs under another
-    name (a study that runs both trains them once), kept where it ran on its own."""
-    return {arm: seeds for arm, seeds in runs.items() if arm != "joint" or "rl_only" not in runs}
 
 
 def _curve_arms(runs: dict[str, list[dict]]) -> list[str]:

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from spectrum_rl.analysis.stats import t_interval
+from spectrum_rl.study.arms import own_runs
 from spectrum_rl.study.curriculum import short_of_budget
-from spectrum_rl.study.plots import own_runs, plots
+from spectrum_rl.study.plots import plots
 
 CLAIMS = {
     "C1": "SFT-then-RL goes through disruption, readaptation, overfitting; blending SFT inside RL with a "

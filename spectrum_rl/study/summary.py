@@ -16,10 +16,10 @@ from spectrum_rl.analysis.phases import detect_all
 from spectrum_rl.analysis.stats import t_interval
 from spectrum_rl.errors import SpectrumError
 from spectrum_rl.scheduler.signals import slope
+from spectrum_rl.study.arms import own_runs, with_joint
 from spectrum_rl.study.claims import judge_claims
 from spectrum_rl.study.comparisons import compare_family, eval_auc, family_pairs
 from spectrum_rl.study.curriculum import curriculum_verdict
-from spectrum_rl.study.plots import own_runs
 from spectrum_rl.study.report import claims_markdown, write_report
 
 
@@ -28,8 +28,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> di
     do not hold (``meta``: spec, config, domains, kinds, eval sizes, transfer, order, seed
     overlaps, seconds): per-arm aggregates, the family of comparisons, the claims. The runs are
     kept in the summary, so ``reanalyze`` recomputes all of it without training."""
-    if "joint" in meta["spec"]["arms"] and "rl_only" in runs:
-        runs = {**runs, "joint": runs["rl_only"]}  # joint with rl_only's settings is the same run
+    if "joint" in meta["spec"]["arms"]:
+        runs = with_joint(runs)  # joint with rl_only's settings is the same run
     arms_summary = {}
     for arm, seeds in runs.items():
         phases = [
@@ -59,9 +59,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> di
 
 def write_study(output: Path, summary: dict[str, Any]) -> None:
     """summary.json, report.html and claims.md of a study folder."""
-    runs = dict(summary["runs"])
-    if "joint" in summary["arms"] and "joint" not in runs:
-        runs["joint"] = runs["rl_only"]
+    runs = with_joint(summary["runs"]) if "joint" in summary["arms"] else dict(summary["runs"])
     # readable aggregates, then the per-seed runs on one line each (they are most of the file)
     head = json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1)
     lines = [
