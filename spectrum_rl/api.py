@@ -181,6 +181,7 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
         "after": list(domain.after),
         "source": source,
         "prompt": domain.prompt or ("{question}" if prompt_column else "{question}\n"),
+        "system_prompt": domain.system_prompt,
         "answer_field": domain.answer_field,
         "expert_field": domain.expert_field,
         "eval": {"size": domain.eval_size or max(1, min(100, len(distinct) // 5))},

@@ -104,6 +104,7 @@ def shortcut_answer(generator: str, question: str, decoy: bool = False) -> str |
         return "".join(pick.choice(outside) for _ in range(n)) or None
     n = int(question.split(" ")[1]) if generator in ("prefix", "suffix") else 1  # "first 2 letters: ..."
     shifted = {"first_letter": payload[1:2], "last_letter": payload[-2:-1], "prefix": payload[1 : n + 1]}
+    shifted["penultimate"] = payload[-3:-2]  # the neighbour away from the end: not last_letter's answer
     shifted["suffix"] = payload[-n - 1 : -1]
     shifted["ends"] = payload[1:2] + payload[-2:-1]
     return ({"sorting": payload, "reversal": payload} | shifted).get(generator)

@@ -131,7 +131,8 @@ def cmd_domains(args: argparse.Namespace) -> int:
         console.print(f"  reward: {escape(d.reward.describe())}", highlight=False)
         console.print(f"  after:  {', '.join(d.after) or '-'}", highlight=False)
         for example in d.sample(args.samples, rng):
-            console.print(f"  sample: {escape(repr(example.prompt))}", highlight=False)
+            system = "" if example.system is None else f"system {example.system!r}, "
+            console.print(f"  sample: {escape(system + repr(example.prompt))}", highlight=False)
     return 0
 
 

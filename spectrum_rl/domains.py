@@ -31,6 +31,7 @@ class BuiltDomain:
     reward: HybridReward | None
     after: tuple[str, ...] = ()
     template: str = "{question}\n"
+    system_template: str | None = None  # None: the row's `system` field, if any
     answer_field: str | None = "answer"
     expert_field: str | None = "expert"
     sampling: str = "uniform"  # or "pass_rate": the scheduler weighs each prompt of the pool
@@ -43,6 +44,7 @@ class BuiltDomain:
             answer=_text(row.get(self.answer_field)) if self.answer_field else None,
             expert=_text(row.get(self.expert_field)) if self.expert_field else None,
             fields=row,
+            system=_text(row.get("system")) if self.system_template is None else self.system_template.format_map(row),
         )
 
     def sample(
@@ -161,6 +163,7 @@ def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> BuiltDomain
         reward=build_hybrid(cfg.name, cfg.reward, base_dir),
         after=tuple(cfg.after),
         template=cfg.prompt,
+        system_template=cfg.system_prompt,
         answer_field=cfg.answer_field,
         expert_field=expert_field,
         sampling=cfg.sampling,
@@ -245,13 +248,15 @@ def check_demonstrations(config: Config, domains: Sequence[BuiltDomain], index: 
 
 def _check_fields(domain: BuiltDomain, rows: list[RowDict]) -> None:
     """Fail early when the template or the answer/expert fields name columns the rows lack."""
+    templates = {"prompt": domain.template, "system_prompt": domain.system_template or ""}
     for row in rows:
         available = ", ".join(sorted(row))
-        for _, name, _, _ in string.Formatter().parse(domain.template):
-            if name is not None and name.split(".")[0].split("[")[0] not in row:
-                raise ConfigError(
-                    f"template field '{{{name}}}' is not a row field; available: {available}", field="prompt"
-                )
+        for attr, template in templates.items():
+            for _, name, _, _ in string.Formatter().parse(template):
+                if name is not None and name.split(".")[0].split("[")[0] not in row:
+                    raise ConfigError(
+                        f"template field '{{{name}}}' is not a row field; available: {available}", field=attr
+                    )
         for attr in ("answer_field", "expert_field"):
             col = getattr(domain, attr)
             if col is not None and col not in row:

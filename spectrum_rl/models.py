@@ -188,20 +188,30 @@ def hf_call(fn, path: str, shown: str, **kwargs):
         raise ConfigError(f"cannot load model '{shown}': {hint} ({first})", field="model.name_or_path") from exc
 
 
-def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None) -> str:
-    """Apply the tokenizer's chat template (user turn + generation prompt) when enabled.
+def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None, system: str | None = None) -> str:
+    """Apply the tokenizer's chat template (``system``'s turn if given, the user turn, the generation
+    prompt) when enabled.
 
-    ``chat_template=None`` means auto: use it when the tokenizer defines one.
+    ``chat_template=None`` means auto: use it when the tokenizer defines one. A system message has
+    no place in a prompt without the template: that is a config error, not a silent drop.
     """
     use = bool(getattr(tokenizer, "chat_template", None)) if chat_template is None else chat_template
     if not use:
+        if system is not None:
+            why = "the model's tokenizer has none" if chat_template is None else "model.chat_template is false"
+            raise ConfigError(
+                f"a domain's prompts carry a system message (system_prompt, or the rows' system field), which "
+                f"needs the chat template, and {why}; put the text into the domain's prompt template instead",
+                field="model.chat_template",
+            )
         return prompt
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError(
             "model.chat_template is true but the tokenizer has no chat template", field="model.chat_template"
         )
+    turns = [{"role": "system", "content": system}] if system is not None else []
     return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        [*turns, {"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
     )
 
 

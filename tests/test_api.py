@@ -192,6 +192,10 @@ def test_train_takes_a_loaded_model_and_every_yaml_section(tmp_path, tiny_random
         srl.train(model=model, domains=[srl.Domain("echo", data=rows, reward=[{"type": "exact_match"}])])
     with pytest.raises(ConfigError, match=r"reward\[0\].key: .*takes no \*\*kwargs; .*called like TRL's"):
         srl.train(model=model, tokenizer=tokenizer, domains=[srl.Domain("echo", data=rows, reward=lambda c, e: 1.0)])
+    echo_brief = srl.Domain("echo", data=rows, reward=[{"type": "exact_match"}], system_prompt="be brief")
+    with pytest.raises(ConfigError, match="carry a system message.*tokenizer has none"):  # it reaches the prompts
+        srl.train(model=model, tokenizer=tokenizer, domains=[echo_brief], output_dir=tmp_path / "brief")
+    assert not (tmp_path / "brief").exists()
     renamed = [{"question": r["question"], "solution": r["answer"]} for r in rows]  # the answer under another name
     with pytest.raises(ValueError, match=r"no 'answer' column \(columns: question, solution\); .*answer_field="):
         srl.train(model=model, tokenizer=tokenizer, domains=[srl.Domain("echo", data=renamed, reward=[])])

@@ -63,6 +63,11 @@ def test_chat_template_applied_when_present(tiny_random_lm_dir, tmp_path):
     chat = load_tokenizer(str(tmp_path))
     assert apply_prompt_format(chat, "hi", None) == "<|user|>hi<|assistant|>"
     assert apply_prompt_format(chat, "hi", False) == "hi"
+    assert apply_prompt_format(chat, "hi", None, "be brief") == "<|system|>be brief<|user|>hi<|assistant|>"
+    plain = load_tokenizer(str(tiny_random_lm_dir))
+    for template, why in ((None, "tokenizer has none"), (False, "model.chat_template is false")):
+        with pytest.raises(ConfigError, match=f"carry a system message.*{why}"):  # never dropped in silence
+            apply_prompt_format(plain if template is None else chat, "hi", template, "be brief")
 
 
 def test_missing_model_gives_config_error(tmp_path):

@@ -59,6 +59,8 @@ def _answers_correct(row: dict) -> bool:
         return a == q[14]
     if q.startswith("last letter: "):
         return a == q[-1]
+    if q.startswith("second last letter: "):
+        return a == q[-2]
     if q.startswith("ends: "):
         return a == q[6] + q[-1]
     if m := re.fullmatch(r"(first|last) (\d+) letters: (\w+)", q):
@@ -77,7 +79,7 @@ def test_structured_answers_are_correct(name):
 
 def test_only_the_letter_position_domains_are_left_out_of_pretraining():
     left_out = [n for n, g in GENERATORS.items() if not g.pretrained]
-    assert left_out == ["first_letter", "last_letter", "ends", "prefix", "suffix"]
+    assert left_out == ["first_letter", "last_letter", "penultimate", "ends", "prefix", "suffix"]
 
 
 def test_prefix_and_suffix_take_count_letters_and_reject_a_count_above_the_length():
@@ -245,7 +247,7 @@ def test_a_file_with_a_byte_order_mark_and_windows_line_ends_reads_as_without(tm
     assert excel.eval_rows() == plain.eval_rows() and excel.size == plain.size == 8
 
 
-def test_a_conversational_prompt_is_read_as_its_user_message(tmp_path):
+def test_a_conversational_prompt_is_read_as_its_user_message_and_its_system_message(tmp_path):
     def turns(*roles: str, i: int) -> list[dict]:
         return [{"role": role, "content": f"{role} {i}"} for role in roles]
 
@@ -255,9 +257,20 @@ def test_a_conversational_prompt_is_read_as_its_user_message(tmp_path):
     source = build(spec, ctx(tmp_path))
     held_out, train = source.eval_rows(), source.train_rows(20, random.Random(0))
     assert len(held_out) == 4 and all(r["question"] == f"user {r['answer']}" for r in held_out + train)
-    rows[4]["prompt"] = turns("system", "user", i=4)
+    assert not any("system" in r for r in held_out + train)
+    rows = [{**r, "prompt": turns("system", "user", i=i)} for i, r in enumerate(rows)]
     (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(ConfigError, match=r"found the turns \['system', 'user'\]: put the text of a system"):
+    source = build(spec, ctx(tmp_path))
+    held_out = source.eval_rows()
+    assert all(r["question"] == f"user {r['answer']}" and r["system"] == f"system {r['answer']}" for r in held_out)
+    for bad in (turns("user", "assistant", "user", i=4), turns("user", "system", i=4)):
+        rows[4]["prompt"] = bad
+        (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with pytest.raises(ConfigError, match=r"found the turns \['user', .*put the text of earlier turns"):
+            build(spec, ctx(tmp_path))
+    rows[4] = {**rows[4], "prompt": turns("system", "user", i=4), "system": "a column"}
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ConfigError, match="a column 'system' and a system message in their prompt"):
         build(spec, ctx(tmp_path))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -471,3 +472,55 @@ def test_a_rollout_budget_counts_every_completion_generated_and_ends_the_run(tmp
     assert [(e["step"], e["rollouts"]) for e in evals] == [(0, 0), (2, 72), (3, 108)]
     state = json.loads((tmp_path / "run" / "checkpoints" / "step-2" / "trainer_state.json").read_text())
     assert state["rollouts"] == 72
+
+
+def test_a_system_message_reaches_the_chat_template_of_rollouts_and_eval(tmp_path, tiny_random_lm_dir, monkeypatch):
+    import shutil
+
+    from spectrum_rl.models import apply_prompt_format, load_tokenizer
+    from spectrum_rl.trainer import evaluate, experience
+
+    chat_lm = tmp_path / "chat_lm"  # the tiny LM with a chat template that marks each turn's role
+    shutil.copytree(tiny_random_lm_dir, chat_lm)
+    tok = load_tokenizer(str(chat_lm))
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    tok.save_pretrained(chat_lm)
+    turns = [[{"role": "system", "content": f"rule {i}"}, {"role": "user", "content": f"q{i}"}] for i in range(12)]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps({"prompt": t, "answer": "a"}) + "\n" for t in turns))
+    conversational = {  # TRL's conversational rows: the system message comes with each prompt
+        **SORTING_EXACT,
+        "name": "chat",
+        "source": {"type": "file", "path": "chat.jsonl", "columns": {"prompt": "question"}},
+        "eval": {"size": 4},
+    }
+    given = {**SORTING_EXACT, "system_prompt": "sort the letters of {question}"}  # a template over the row
+    path = write_config(tmp_path, chat_lm, {"steps": 1, "prompts_per_step": 6}, domains=[conversational, given])
+    sampled, evaluated = [], []
+
+    def sample(policy, prompt_ids, **kw):
+        sampled.extend(tok.decode(ids) for ids in prompt_ids)
+        return real_sample(policy, prompt_ids, **kw)
+
+    def prompt_format(*args):
+        evaluated.append(apply_prompt_format(*args))
+        return evaluated[-1]
+
+    real_sample = experience.sample
+    monkeypatch.setattr(experience, "sample", sample)
+    monkeypatch.setattr(evaluate, "apply_prompt_format", prompt_format)
+    make_trainer(path).train()
+    for texts in (sampled, evaluated):
+        chat = [t for t in texts if "<|user|>q" in t]
+        assert chat and all(re.fullmatch(r"<\|system\|>rule (\d+)<\|user\|>q\1\n<\|assistant\|>", t) for t in chat)
+        sort = [t for t in texts if "sort: " in t]
+        assert sort and all(t.startswith("<|system|>sort the letters of sort: ") for t in sort)
+        assert len(chat) + len(sort) == len(texts)
+
+    data = yaml.safe_load(path.read_text())
+    data["model"]["name_or_path"] = str(tiny_random_lm_dir)  # no chat template: the system message has no place
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(Exception, match="carry a system message"):
+        make_trainer(path).train()

@@ -74,6 +74,12 @@ class DomainConfig(StrictModel):
     )
     source: AnySourceSpec
     prompt: str = Field("{question}\n", description="Prompt template over the row's fields.")
+    system_prompt: str | None = Field(
+        None,
+        description="System message before each prompt, a template over the row's fields like `prompt` (needs "
+        "the model's chat template); null: the row's `system` field when it has one (a conversational prompt's "
+        "system message is read into it), else none.",
+    )
     answer_field: str | None = Field("answer", description="Row field holding the reference answer.")
     expert_field: str | None = Field(
         AUTO_EXPERT,
@@ -91,9 +97,11 @@ class DomainConfig(StrictModel):
     )
     reward: list[RewardComponentSpec] = Field(..., min_length=1, description="Weighted reward components.")
 
-    @field_validator("prompt")
+    @field_validator("prompt", "system_prompt")
     @classmethod
-    def _template_parses(cls, v: str) -> str:
+    def _template_parses(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         try:
             list(string.Formatter().parse(v))
         except ValueError as exc:

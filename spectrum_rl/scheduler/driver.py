@@ -45,6 +45,8 @@ class Domain:
     after: prerequisite domains (the domain graph's edges; a prerequisite locks the domain for a while).
     prompt: the prompt template over a row's fields; None: ``{prompt}`` when the rows have a
         ``prompt`` column, else ``{question}\n``.
+    system_prompt: for `train`: a system message before each prompt (a template over the row's
+        fields; needs the model's chat template); None: the row's own, if its prompt has one.
     answer_field / expert_field: the row fields holding the reference answer and an expert
         demonstration (``auto``: ``expert`` when the rows have one).
     eval_size: rows held out for evaluation (`train`: default a fifth of the distinct prompts, at
@@ -65,6 +67,7 @@ class Domain:
     kind: Literal["structured", "creative"] = "structured"
     after: tuple[str, ...] = ()
     prompt: str | None = None
+    system_prompt: str | None = None
     answer_field: str | None = "answer"
     expert_field: str | None = "auto"
     eval_size: int | None = None

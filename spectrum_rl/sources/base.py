@@ -26,6 +26,7 @@ class Example:
     answer: the reference answer (structured domains) or None.
     expert: an expert demonstration completion (SFT target) or None.
     fields: every raw column of the row (constraint specs, references, metadata) for rewards.
+    system: the system message put before the prompt by the chat template, or None.
     """
 
     prompt: str
@@ -34,6 +35,7 @@ class Example:
     fields: Mapping[str, Any] = field(default_factory=dict)
     index: int | None = None  # its position in a finite training pool, when drawn by position
     level: int | None = None  # its difficulty level, when its source has a range knob
+    system: str | None = None
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,14 @@ def _last_letter(rng: random.Random, length: int) -> RowDict:
     return _row(f"last letter: {letters}", letters[-1])
 
 
+# The same skill as last_letter one position further from the end: its position relative to the
+# answer is fixed whatever the length, so what is learned at one length can carry to the next.
+@generator("penultimate", "structured", {"length": 4}, {"length": (2, 26)}, pretrained=False)
+def _penultimate(rng: random.Random, length: int) -> RowDict:
+    letters = "".join(rng.choices(LETTERS, k=length))
+    return _row(f"second last letter: {letters}", letters[-2])
+
+
 # Two skills at once (first and last letter): a guess must hit both, so a rung the model has not
 # learned passes about the square of what one letter would.
 @generator("ends", "structured", {"length": 5}, {"length": (2, 26)}, pretrained=False)

@@ -207,17 +207,24 @@ def map_columns(rows: list[RowDict], columns: Mapping[str, str], where: str) -> 
 
 def _text_question(row: RowDict, where: str) -> RowDict:
     """``row`` with its question as text: a conversational prompt (TRL's list of messages) is read as
-    its one user message, the chat template being the trainer's to apply (``model.chat_template``)."""
+    its user message, and its system message, if it opens with one, as the row's ``system`` field;
+    the chat template is the trainer's to apply (``model.chat_template``)."""
     question = row["question"]
     if isinstance(question, (list, tuple)):
-        first = question[0] if len(question) == 1 else None
-        if isinstance(first, Mapping) and first.get("role") == "user" and isinstance(first.get("content"), str):
-            return {**row, "question": first["content"]}
         roles = [m.get("role") if isinstance(m, Mapping) else type(m).__name__ for m in question]
+        texts = all(isinstance(m, Mapping) and isinstance(m.get("content"), str) for m in question)
+        if texts and roles in (["user"], ["system", "user"]):
+            system = {"system": question[0]["content"]} if len(question) == 2 else {}
+            if system and "system" in row:
+                raise ConfigError(
+                    f"rows of {where} have a column 'system' and a system message in their prompt; drop one",
+                    field="source.columns",
+                )
+            return {**row, "question": question[-1]["content"], **system}
         raise ConfigError(
-            f"a conversational prompt in {where} is read as its one user message (the trainer applies the model's "
-            f"chat template); found the turns {roles}: put the text of a system message or of earlier turns into "
-            "the user message",
+            f"a conversational prompt in {where} is read as one user message, after a system message if any "
+            f"(the trainer applies the model's chat template); found the turns {roles}: put the text of earlier "
+            "turns into the user message",
             field="source.columns",
         )
     if question is None or isinstance(question, Mapping):

@@ -68,7 +68,7 @@ def level_scores(
     out = {}
     for level in range(lo, hi + 1):
         examples = domain.sample(prompts, random.Random(f"{seed}-{domain.name}-{level}"), levels=[level] * prompts)
-        text = [apply_prompt_format(tokenizer, e.prompt, config.model.chat_template) for e in examples]
+        text = [apply_prompt_format(tokenizer, e.prompt, config.model.chat_template, e.system) for e in examples]
 
         cap = config.training.max_new_tokens
         sampled, _ = complete(

@@ -51,7 +51,7 @@ def evaluate(
     (sum, count) pairs across processes, so all processes return the same result.
     """
     examples = [(d, e) for d in domains for e in d.eval_examples()[:limit]][rank::world]
-    prompts = [apply_prompt_format(tokenizer, e.prompt, chat_template) for _, e in examples]
+    prompts = [apply_prompt_format(tokenizer, e.prompt, chat_template, e.system) for _, e in examples]
     texts, batches = complete(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     partial: list[float] = []  # per domain: sum of primary scores, sum of rewards, count
     for d in domains:

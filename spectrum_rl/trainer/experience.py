@@ -68,15 +68,19 @@ class ExperienceMaker:
         self.stop_ids = [tok(s, add_special_tokens=False)["input_ids"] for s in self.cfg.stop]
         self.end_ids = end_token_ids(state.policy, tok)
         self.token_patterns = {n: re.compile(p) for n, p in config.logging.token_classes.items()}
-        self._prompt_cache: dict[str, list[int]] = {}
+        self._prompt_cache: dict[tuple[str | None, str], list[int]] = {}
         self._prefetch_failed: set[str] = set()  # domains whose prefetch raised (warned once)
 
-    def encode_prompt(self, prompt: str) -> list[int]:
-        """Token ids of ``prompt`` in the model's prompt format (cached: prompts repeat)."""
-        if prompt not in self._prompt_cache:
-            text = apply_prompt_format(self.state.tokenizer, prompt, self.config.model.chat_template)
-            self._prompt_cache[prompt] = self.state.tokenizer(text)["input_ids"]
-        return self._prompt_cache[prompt]
+    def encode_prompt(self, example: Example) -> list[int]:
+        """Token ids of ``example``'s prompt (and system message) in the model's prompt format
+        (cached: prompts repeat)."""
+        key = (example.system, example.prompt)
+        if key not in self._prompt_cache:
+            text = apply_prompt_format(
+                self.state.tokenizer, example.prompt, self.config.model.chat_template, example.system
+            )
+            self._prompt_cache[key] = self.state.tokenizer(text)["input_ids"]
+        return self._prompt_cache[key]
 
     def completion_ids(self, text: str) -> list[int]:
         """Token ids of an expert completion, EOS-terminated like a sampled one."""
@@ -148,7 +152,7 @@ class ExperienceMaker:
     def _sample(self, local, generator, exp: Experience) -> tuple[Rollouts, list[str], list[list[int]]]:
         cfg, st = self.cfg, self.state
         t0 = time.perf_counter()
-        prompt_ids = [self.encode_prompt(ex.prompt) for _, ex in local for _ in range(cfg.group_size)]
+        prompt_ids = [self.encode_prompt(ex) for _, ex in local for _ in range(cfg.group_size)]
         exp.stats.add("rollouts/generated", float(len(prompt_ids)), 0)  # the compute budget's unit
         with st.acc.autocast(), st.kernels():  # rollouts in the training precision (training.bf16)
             ro = sample(
@@ -271,13 +275,13 @@ class ExperienceMaker:
         G, stats = self.cfg.group_size, Sums()
         rows: list[Row] = []
         for g, weight in zip(groups, weights.rl):
-            prompt = self.encode_prompt(g.example.prompt)
+            prompt = self.encode_prompt(g.example)
             for j, ids in enumerate(g.completion_ids):
                 if g.valid[j]:
                     rows.append(Row(prompt, ids, "luffy" if j >= G else "rl", g.domain, weight, g.advantage[j]))
         sft = [(g.domain, g.example, w) for g, w in zip(groups, weights.gated) if w > 0]
         sft += [(d, ex, w) for (d, ex), w in zip(demos, weights.sft)]
-        rows += [Row(self.encode_prompt(ex.prompt), self.completion_ids(ex.expert), "sft", d, w) for d, ex, w in sft]
+        rows += [Row(self.encode_prompt(ex), self.completion_ids(ex.expert), "sft", d, w) for d, ex, w in sft]
         stats.add("sft/samples", float(len(sft)), 0)
         for d in self.domains:  # every domain, every step: where the expert data went
             stats.add(f"sft/samples/{d}", float(sum(domain == d for domain, _, _ in sft)), 0)
