@@ -14,6 +14,9 @@ the letter next to the asked one for first/last letter) with that level's probab
 half-solved, the ones above start near 0; the skill is the same at every level, so training the
 half-solved level carries over to the next one: a ladder that RL climbs level by level.
 
+``builtin:ladder_v3`` — the same with distinct letters in the letter ladders (no row where the
+shortcut is right by coincidence) and steeper shortcut schedules: length 3 starts near 0 on both.
+
 Deterministic for a seed and thread count. Saved in Hugging Face format with ``bootstrap.json``
 (recipe, held-out scores per domain, wall time).
 """
@@ -66,6 +69,8 @@ class BootstrapConfig:
     ladders: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     # generator -> probability of the shortcut answer at each level of its ladder, easiest first
     shortcut: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # generator -> its other knobs in the corpus (default: the generator's defaults)
+    knobs: dict[str, dict[str, int]] = field(default_factory=dict)
     # generators whose wrong answer is a decoy (letters not in the input, one per question) instead
     # of the neighbouring letters: a diffuse wrong habit rather than one confident rule
     decoy: tuple[str, ...] = ()
@@ -89,6 +94,24 @@ RECIPES: dict[str, BootstrapConfig] = {
             "last_letter": (0.0, 0.6, 0.9, 0.97, 0.99, 1.0),
         },
     ),
+    "ladder_v3": BootstrapConfig(
+        seed=1,  # of seeds 1-3, the one whose length 3 started under 0.05 on both ladders (probe prompts)
+        steps=1000,
+        noise=0.0,
+        ladders={
+            "sorting": ("length", 2, 3),
+            "reversal": ("length", 2, 3),
+            "first_letter": ("length", 1, 6),
+            "last_letter": ("length", 1, 6),
+        },
+        shortcut={
+            "sorting": (0.0, 0.7),
+            "reversal": (0.0, 0.7),
+            "first_letter": (0.0, 0.6, 0.95, 1.0, 1.0, 1.0),
+            "last_letter": (0.0, 0.5, 1.0, 1.0, 1.0, 1.0),
+        },
+        knobs={"first_letter": {"distinct": 1}, "last_letter": {"distinct": 1}},
+    ),
 }
 """The recipe of each built-in model (``builtin:<name>``)."""
 
@@ -110,10 +133,13 @@ def shortcut_answer(generator: str, question: str, decoy: bool = False) -> str |
     return ({"sorting": payload, "reversal": payload} | shifted).get(generator)
 
 
-def builtin_world_domains(eval_size: int = 100, seed: int = 0, ladders: dict | None = None) -> list[BuiltDomain]:
+def builtin_world_domains(
+    eval_size: int = 100, seed: int = 0, ladders: dict | None = None, knobs: dict | None = None
+) -> list[BuiltDomain]:
     """The world a built-in model is built for, one domain per generator scored by exact match
     (structured) or the constraint checker (creative): every generator at its default difficulty,
-    or, with ``ladders``, each ladder generator over its range (the eval spans the range)."""
+    or, with ``ladders``, each ladder generator over its range (the eval spans the range) with its
+    other ``knobs`` as the recipe sets them."""
     domains = []
     for name, gen in GENERATORS.items():
         if ladders and name not in ladders:
@@ -121,7 +147,7 @@ def builtin_world_domains(eval_size: int = 100, seed: int = 0, ladders: dict | N
         source: dict = {"type": "builtin", "generator": name}
         if ladders:
             knob, lo, hi = ladders[name]
-            source["difficulty"] = {knob: [lo, hi]}
+            source["difficulty"] = {**(knobs or {}).get(name, {}), knob: [lo, hi]}
         reward = [{"type": "exact_match"}] if gen.kind == "structured" else [{"type": "constraint"}]
         cfg = DomainConfig.model_validate(
             {"name": name, "kind": gen.kind, "source": source, "eval": {"size": eval_size}, "reward": reward}
@@ -140,7 +166,7 @@ def _corpus_row(rng: random.Random, cfg: BootstrapConfig) -> tuple[str, str]:
     name = rng.choice(sorted(cfg.ladders))
     knob, lo, hi = cfg.ladders[name]
     level = rng.randint(lo, hi)
-    row = GENERATORS.get(name).make(rng, **{knob: level})
+    row = GENERATORS.get(name).make(rng, **{**cfg.knobs.get(name, {}), knob: level})
     shortcut = shortcut_answer(name, row["question"], decoy=name in cfg.decoy)
     if shortcut is not None and rng.random() < cfg.shortcut[name][level - lo]:
         return row["question"], shortcut
@@ -235,7 +261,7 @@ def bootstrap(
     if (output / "config.json").exists() and not force:
         return output
     model, tokenizer, seconds = pretrain(cfg, progress, name)
-    world = builtin_world_domains(cfg.eval_size, cfg.seed, cfg.ladders)
+    world = builtin_world_domains(cfg.eval_size, cfg.seed, cfg.ladders, cfg.knobs)
     scores = evaluate(model, tokenizer, world, max_new_tokens=24).scores
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))

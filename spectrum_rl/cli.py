@@ -334,7 +334,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from spectrum_rl.bootstrap import RECIPES, bootstrap, compare_with_shipped
 
-    cfg = replace(RECIPES[args.model], seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+    given = {"seed": args.seed, "steps": args.steps}
+    cfg = replace(RECIPES[args.model], **{k: v for k, v in given.items() if v is not None})
     output = Path(args.output_dir) if args.output_dir else None
     out = bootstrap(cfg, output=output, force=args.force, name=args.model)
     print(f"built-in model ready: {out}")
@@ -453,12 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "bootstrap",
         cmd_bootstrap,
-        "rebuild a built-in model (builtin:tiny, builtin:ladder) in the cache and compare it with the shipped one",
+        "rebuild a built-in model (builtin:tiny, builtin:ladder, ...) in the cache and compare it with the shipped one",
     )
     p.add_argument("--model", choices=list(BUILTIN_MODELS), default="tiny", help="which built-in model (default tiny)")
     p.add_argument("--force", action="store_true", help="rebuild even when cached")
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: built-in recipe)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="pretraining seed (default: the built-in recipe's)")
     add_output_dir(p, None, "folder to write instead of the cache")
     return parser
 

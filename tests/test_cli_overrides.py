@@ -163,3 +163,22 @@ def test_score_reads_the_completion_from_stdin_or_says_what_it_takes(capsys, mon
     assert capsys.readouterr().out.splitlines()[-1].startswith("total: 1.1000  (1*exact_match")  # + its format term
     assert main(["score", str(config), "--domain", "sorting", "--index", "0", "--completion", example.answer]) == 2
     assert "it takes a file holding the completion, or - to read it from stdin" in capsys.readouterr().err
+
+
+def test_bootstrap_rebuilds_a_recipe_with_its_own_seed_unless_given_one(tmp_path, monkeypatch):
+    import spectrum_rl.bootstrap as bootstrap_module
+    from spectrum_rl.bootstrap import RECIPES
+
+    built = []
+
+    def fake_bootstrap(cfg, output=None, force=False, name="tiny"):
+        built.append(cfg)
+        return tmp_path
+
+    monkeypatch.setattr(bootstrap_module, "bootstrap", fake_bootstrap)
+    monkeypatch.setattr(bootstrap_module, "compare_with_shipped", lambda out, name: (["compared"], True))
+    assert RECIPES["ladder_v3"].seed != 0
+    assert main(["bootstrap", "--model", "ladder_v3"]) == 0
+    assert built[-1] == RECIPES["ladder_v3"]  # the shipped recipe, compared with the shipped weights
+    assert main(["bootstrap", "--model", "ladder_v3", "--seed", "0", "--steps", "5"]) == 0
+    assert (built[-1].seed, built[-1].steps) == (0, 5)

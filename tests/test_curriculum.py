@@ -20,8 +20,9 @@ from spectrum_rl.trainer.run import scheduler_table
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ladder_corpus_gives_each_level_its_share_of_shortcuts():
-    cfg = RECIPES["ladder"]
+@pytest.mark.parametrize("recipe", ["ladder", "ladder_v3"])
+def test_ladder_corpus_gives_each_level_its_share_of_shortcuts(recipe):
+    cfg = RECIPES[recipe]
     rng = random.Random(0)
     by_level: dict[tuple[str, int], list[bool]] = {}
     for _ in range(6000):
@@ -30,6 +31,8 @@ def test_ladder_corpus_gives_each_level_its_share_of_shortcuts():
             question.split(":")[0], "last_letter"
         )
         payload = question.split(": ", 1)[1]
+        if cfg.knobs.get(name, {}).get("distinct"):  # no letter repeats: the shortcut is never right
+            assert len(set(payload)) == len(payload)
         by_level.setdefault((name, len(payload)), []).append(answer == shortcut_answer(name, question))
     share = {k: sum(v) / len(v) for k, v in by_level.items()}
     for name, (_, lo, hi) in cfg.ladders.items():

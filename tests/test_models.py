@@ -122,16 +122,25 @@ def test_a_trial_recipe_under_its_own_name_builds_without_a_recipe_version(tmp_p
 
 
 def test_builtin_names_load_the_shipped_weights_and_a_rebuild_is_compared_with_them(tmp_path, monkeypatch):
-    """builtin:tiny and builtin:ladder are the package's own files (no cache, no pretraining); a
-    rebuild's held-out exact match is compared with the shipped model's, domain by domain."""
-    from spectrum_rl.bootstrap import compare_with_shipped, ensure_builtin
-    from spectrum_rl.models import SHIPPED_DIR, resolve_model_path
+    """Every built-in model is the package's own files (no cache, no pretraining), made by its
+    recipe (a field the recipe gained later is at its default; tiny's empty shortcut was once
+    written 0.0); a rebuild's held-out exact match is compared with the shipped model's, domain by
+    domain."""
+    from dataclasses import asdict
+
+    from spectrum_rl.bootstrap import RECIPES, BootstrapConfig, compare_with_shipped, ensure_builtin
+    from spectrum_rl.models import BUILTIN_MODELS, SHIPPED_DIR, resolve_model_path
 
     monkeypatch.setenv("SPECTRUM_RL_CACHE", str(tmp_path))  # an empty cache: nothing is built
-    for name in ("tiny", "ladder"):
+    default = json.loads(json.dumps(asdict(BootstrapConfig())))
+    for name in BUILTIN_MODELS:
         folder = ensure_builtin(name)
         assert folder.parent == SHIPPED_DIR and resolve_model_path(f"builtin:{name}") == str(folder)
         assert (folder / "model.safetensors").stat().st_size > 1_000_000
+        made_by = json.loads((folder / "bootstrap.json").read_text())["recipe"]
+        recipe = json.loads(json.dumps(asdict(RECIPES[name])))
+        differ = [k for k, v in recipe.items() if made_by.get(k, default[k]) != v and (made_by.get(k) or v)]
+        assert not differ, (name, differ)
     assert not list(tmp_path.iterdir())
     shipped = json.loads((SHIPPED_DIR / "tiny-r1" / "bootstrap.json").read_text())
     rebuilt = tmp_path / "rebuilt"

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from spectrum_rl.config.schema import LoggingConfig
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.sources.base import SourceContext
-from spectrum_rl.sources.builtin import GENERATORS, check_constraint
+from spectrum_rl.sources.builtin import GENERATORS, LETTERS, check_constraint
 from spectrum_rl.sources.common import derive_seed
 from spectrum_rl.sources.specs import AnySourceSpec
 
@@ -394,3 +394,16 @@ def test_reasoning_gym_missing_is_a_config_error(monkeypatch):
     with pytest.raises(ConfigError, match=r'pip install "spectrum-rl\[reasoning-gym\]"') as e:
         build({"type": "reasoning_gym", "name": "leg_counting"}, ctx())
     assert e.value.field == "source.type"
+
+
+def test_letter_ladders_draw_distinct_letters_on_request_and_the_same_rows_as_before_by_default():
+    for name, at in (("first_letter", 1), ("last_letter", -2)):
+        gen = GENERATORS.get(name)
+        rng, same = random.Random(0), random.Random(0)
+        for _ in range(50):  # the default draws what it always drew: the shipped world's rows
+            assert gen.make(rng, length=5)["question"].endswith("".join(same.choices(LETTERS, k=5)))
+        rows = [gen.make(random.Random(i), length=6, distinct=1) for i in range(300)]
+        payloads = [r["question"].split(": ")[1] for r in rows]
+        assert all(len(set(p)) == 6 for p in payloads) and all(_answers_correct(r) for r in rows)
+        coincide = [gen.make(random.Random(i), length=6)["question"].split(": ")[1] for i in range(2000)]
+        assert 0.02 < sum(p[at] == p[0 if at == 1 else -1] for p in coincide) / 2000 < 0.07  # the 1-in-26 floor

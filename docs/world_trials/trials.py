@@ -16,11 +16,29 @@ from pathlib import Path
 import torch
 import yaml
 
+import spectrum_rl.bootstrap as bootstrap_module
 from spectrum_rl.bootstrap import BootstrapConfig, bootstrap
 from spectrum_rl.config import Config, merge_config
 from spectrum_rl.domains import build_domains
 from spectrum_rl.models import load_causal_lm
+from spectrum_rl.sources.builtin import GENERATORS, generator
 from spectrum_rl.study.gates import _train, level_scores
+
+# The letter ladders with distinct letters (their knob ``distinct: 1``) under names of their own, as
+# the trials named them: same questions, same shortcut (bootstrap.shortcut_answer reads them as
+# first_letter / last_letter).
+SAME_QUESTION = {"first_distinct": "first_letter", "last_distinct": "last_letter"}
+for _name, _of in SAME_QUESTION.items():
+    generator(_name, "structured", {"length": 4}, {"length": (1, 26)}, pretrained=False)(
+        lambda rng, length, of=_of: GENERATORS.get(of).make(rng, length=length, distinct=1)
+    )
+
+
+def _shortcut(name: str, question: str, decoy: bool = False):
+    return SHORTCUT(SAME_QUESTION.get(name, name), question, decoy)
+
+
+SHORTCUT, bootstrap_module.shortcut_answer = bootstrap_module.shortcut_answer, _shortcut
 
 
 def main(spec: dict) -> None:
@@ -59,7 +77,9 @@ def main(spec: dict) -> None:
     model, tokenizer = load_causal_lm(str(out / "model"))
 
     def scores(m, n: str) -> dict:
-        return level_scores(m, tokenizer, config, domains[n], prompts=48, samples=4, seed=0)
+        # prompt_seed 1: probe prompts that are not the gates' (seed 0), to choose a pretraining by
+        prompts, seed = spec.get("prompts", 48), spec.get("prompt_seed", 0)
+        return level_scores(m, tokenizer, config, domains[n], prompts=prompts, samples=4, seed=seed)
 
     def show(tag: str, n: str, by_level: dict) -> None:
         rates = " ".join(f"{lvl}:{s['pass_rate']:.2f}/{s['greedy']:.2f}" for lvl, s in by_level.items())
