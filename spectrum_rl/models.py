@@ -115,6 +115,20 @@ def builtin_path(name: str) -> Path:
     return shipped if (shipped / "config.json").exists() else cache_path(name)
 
 
+def looks_local(name: str) -> bool:
+    """Whether a model name can only be a local folder (a hub id is ``org/name``)."""
+    return Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def resolve_local(name: str, base_dir: Path) -> str:
+    """``name`` as a folder under ``base_dir`` (the config file's folder) when one is there, else
+    unchanged: a built-in or object name, a hub id, or a folder the current directory holds."""
+    if name.startswith((BUILTIN_PREFIX, OBJECT_PREFIX)):
+        return name
+    local = base_dir / Path(name).expanduser()
+    return str(local) if local.exists() else name
+
+
 def check_builtin_name(name_or_path: str, field: str = "model.name_or_path") -> None:
     """Raise a ConfigError when ``builtin:NAME`` names no built-in model."""
     if name_or_path.startswith(BUILTIN_PREFIX) and name_or_path[len(BUILTIN_PREFIX) :] not in BUILTIN_MODELS:

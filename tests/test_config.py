@@ -11,6 +11,7 @@ import pytest
 
 from spectrum_rl.cli import main
 from spectrum_rl.config import Config, load_config
+from spectrum_rl.errors import ConfigError
 from tests.conftest import ROOT
 
 GOOD_TASK = """
@@ -341,3 +342,23 @@ def test_a_null_answer_is_allowed_where_the_reward_skips_or_zeroes_failures():
         assert build_domains(config(on_error=on_error), ROOT)[0].source.size == 8
     with pytest.raises(ConfigError, match="null in 1 of 12 rows"):
         build_domains(config(), ROOT)
+
+
+def test_a_relative_model_folder_is_the_config_files_then_the_current_directorys(tmp_path, monkeypatch):
+    """As a data file or a reward model is: a config beside its model runs from any directory."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    for folder in (project / "model", elsewhere / "cwd_model"):
+        folder.mkdir(parents=True)
+    path = project / "run.yaml"
+    monkeypatch.chdir(elsewhere)
+    for name, expected in [
+        ("./model", str(project / "model")),  # the config's folder
+        ("model", str(project / "model")),
+        ("./cwd_model", "./cwd_model"),  # not there: the current directory, as before
+        ("org/name", "org/name"),  # a hub id
+    ]:
+        path.write_text(_cfg(extra=f"model: {{name_or_path: {name}}}\n"))
+        assert load_config(path).model.name_or_path == expected, name
+    path.write_text(_cfg(extra="model: {name_or_path: ./missing}\n"))
+    with pytest.raises(ConfigError, match=r"'./missing' does not exist \(a relative one is looked for next to"):
+        load_config(path)

@@ -23,7 +23,7 @@ from spectrum_rl.config.launcher import wants_sharding
 from spectrum_rl.config.messages import format_path, from_pydantic, kind_of, locate, show, split_path
 from spectrum_rl.config.schema import Config
 from spectrum_rl.errors import ConfigError, did_you_mean
-from spectrum_rl.models import BUILTIN_PREFIX, OBJECT_PREFIX, check_builtin_name
+from spectrum_rl.models import BUILTIN_PREFIX, OBJECT_PREFIX, check_builtin_name, looks_local, resolve_local
 from spectrum_rl.scheduler.graph import find_cycle
 from spectrum_rl.scheduler.policies import POLICIES
 
@@ -150,6 +150,10 @@ def load_config(path: str | Path | Mapping[str, Any], overrides: Sequence[Overri
     overrides = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
     for override in overrides:
         override.apply(data)
+    model = data.get("model")
+    if node is not None and isinstance(model, dict) and isinstance(model.get("name_or_path"), str):
+        # a relative model folder is the config file's, as a data file or a reward model is
+        model["name_or_path"] = resolve_local(model["name_or_path"], Path(path).resolve().parent)
     try:
         config = Config.model_validate(data)
         check_cross_fields(config)
@@ -357,6 +361,9 @@ def _check_model_path(name: str) -> None:
         return
     if name.startswith(OBJECT_PREFIX):  # a model object, looked up when the run is built
         return
-    looks_local = name.startswith(("/", "./", "../", "~")) or name.count("/") > 1
-    if looks_local and not Path(name).expanduser().exists():
-        raise ConfigError(f"model folder '{name}' does not exist", field="model.name_or_path")
+    if looks_local(name) and not Path(name).expanduser().exists():
+        raise ConfigError(
+            f"model folder '{name}' does not exist (a relative one is looked for next to the config file, then in "
+            "the current directory)",
+            field="model.name_or_path",
+        )

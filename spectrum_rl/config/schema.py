@@ -42,7 +42,10 @@ class ModelConfig(StrictModel):
     """`model:` — which causal LM to train."""
 
     name_or_path: str = Field(
-        "builtin:tiny", min_length=1, description="`builtin:tiny`, a Hugging Face hub id, or a local folder."
+        "builtin:tiny",
+        min_length=1,
+        description="`builtin:tiny`, a Hugging Face hub id, or a local folder (a relative one is looked for next "
+        "to the config file, then in the current directory).",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "float32", description="Weight dtype at load time (`auto` keeps the checkpoint's)."

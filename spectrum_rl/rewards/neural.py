@@ -17,7 +17,16 @@ import torch
 from pydantic import Field, field_validator
 
 from spectrum_rl.errors import ConfigError
-from spectrum_rl.models import BUILTIN_PREFIX, check_builtin_name, hf_call, load_causal_lm, load_tokenizer, position_ids
+from spectrum_rl.models import (
+    BUILTIN_PREFIX,
+    check_builtin_name,
+    hf_call,
+    load_causal_lm,
+    load_tokenizer,
+    looks_local,
+    position_ids,
+    resolve_local,
+)
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.http import JudgeEndpoint, RemoteJudge
 from spectrum_rl.sources.base import Example
@@ -31,12 +40,10 @@ def _model_ref(model: str, base_dir: Path) -> str:
     if model.startswith(BUILTIN_PREFIX):
         check_builtin_name(model, field="model")
         return model
-    local = base_dir / Path(model).expanduser()
-    if local.exists():
-        return str(local)
-    if Path(model).is_absolute() or model.startswith((".", "~")) or model.count("/") > 1 or "\\" in model:
-        raise ConfigError(f"model folder not found: {local}", field="model")
-    return model  # a hub id such as "org/name"
+    resolved = resolve_local(model, base_dir)  # the config's folder, then the current directory
+    if looks_local(resolved) and not Path(resolved).expanduser().exists():
+        raise ConfigError(f"model folder not found: {base_dir / Path(model).expanduser()}", field="model")
+    return resolved  # a local folder, or a hub id such as "org/name"
 
 
 def _device(name: str) -> str:
