@@ -263,15 +263,42 @@ def test_a_conversational_prompt_is_read_as_its_user_message_and_its_system_mess
     source = build(spec, ctx(tmp_path))
     held_out = source.eval_rows()
     assert all(r["question"] == f"user {r['answer']}" and r["system"] == f"system {r['answer']}" for r in held_out)
-    for bad in (turns("user", "assistant", "user", i=4), turns("user", "system", i=4)):
+    for bad in (turns("user", "assistant", "user", i=4), turns("user", "system", i=4), turns("system", i=4)):
         rows[4]["prompt"] = bad
         (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        with pytest.raises(ConfigError, match=r"found the turns \['user', .*put the text of earlier turns"):
+        with pytest.raises(ConfigError, match=r"found the turns \[.*\]: put the text of other turns into the user"):
             build(spec, ctx(tmp_path))
     rows[4] = {**rows[4], "prompt": turns("system", "user", i=4), "system": "a column"}
     (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(ConfigError, match="a column 'system' and a system message in their prompt"):
         build(spec, ctx(tmp_path))
+
+
+def test_an_sft_conversation_gives_its_assistant_message_as_the_demonstration(tmp_path):
+    """TRL's SFT formats: a `messages` column ending with the assistant's turn, or a prompt and a
+    `completion` of one assistant message; either is the row's expert demonstration."""
+    convo = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(10)
+    ]
+    pairs = [
+        {"prompt": [{"role": "user", "content": f"q{i}"}], "completion": [{"role": "assistant", "content": f"a{i}"}]}
+        for i in range(10)
+    ]
+    for name, rows, columns in (
+        ("convo", convo, {"messages": "question"}),
+        ("pairs", pairs, {"prompt": "question", "completion": "expert"}),
+    ):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        source = build({"type": "file", "path": f"{name}.jsonl", "columns": columns}, ctx(tmp_path))
+        assert all(r["expert"] == "a" + r["question"][1:] for r in source.eval_rows()), name
+    pairs[3]["completion"] = [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs))
+    with pytest.raises(ConfigError, match="the expert of a row of .* must be one assistant message"):
+        build(
+            {"type": "file", "path": "pairs.jsonl", "columns": {"prompt": "question", "completion": "expert"}},
+            ctx(tmp_path),
+        )
 
 
 def test_file_source_separate_eval_file(tmp_path):

@@ -206,31 +206,47 @@ def map_columns(rows: list[RowDict], columns: Mapping[str, str], where: str) -> 
 
 
 def _text_question(row: RowDict, where: str) -> RowDict:
-    """``row`` with its question as text: a conversational prompt (TRL's list of messages) is read as
-    its user message, and its system message, if it opens with one, as the row's ``system`` field;
-    the chat template is the trainer's to apply (``model.chat_template``)."""
+    """``row`` with its question as text. A conversational prompt (TRL's list of messages) is read as
+    its user message; a system message it opens with becomes the row's ``system`` field and an
+    assistant message it ends with (an SFT conversation) its ``expert`` demonstration; the chat
+    template is the trainer's to apply (``model.chat_template``). An ``expert`` or ``answer`` given
+    as one assistant message (TRL's conversational completion) is read as its text."""
     question = row["question"]
     if isinstance(question, (list, tuple)):
         roles = [m.get("role") if isinstance(m, Mapping) else type(m).__name__ for m in question]
         texts = all(isinstance(m, Mapping) and isinstance(m.get("content"), str) for m in question)
-        if texts and roles in (["user"], ["system", "user"]):
-            system = {"system": question[0]["content"]} if len(question) == 2 else {}
-            if system and "system" in row:
-                raise ConfigError(
-                    f"rows of {where} have a column 'system' and a system message in their prompt; drop one",
-                    field="source.columns",
-                )
-            return {**row, "question": question[-1]["content"], **system}
-        raise ConfigError(
-            f"a conversational prompt in {where} is read as one user message, after a system message if any "
-            f"(the trainer applies the model's chat template); found the turns {roles}: put the text of earlier "
-            "turns into the user message",
-            field="source.columns",
-        )
-    if question is None or isinstance(question, Mapping):
+        inner = roles[1 if roles[:1] == ["system"] else 0 : -1 if roles[-1:] == ["assistant"] else None]
+        if not texts or inner != ["user"]:
+            raise ConfigError(
+                f"a conversational prompt in {where} is read as one user message, after a system message and "
+                f"before an assistant message if any (the trainer applies the model's chat template); found the "
+                f"turns {roles}: put the text of other turns into the user message",
+                field="source.columns",
+            )
+        turns = dict(zip(roles, (m["content"] for m in question)))
+        extra = {k: turns[r] for k, r in (("system", "system"), ("expert", "assistant")) if r in turns}
+        for key in extra.keys() & row.keys():
+            raise ConfigError(
+                f"rows of {where} have a column '{key}' and a {key if key == 'system' else 'assistant'} message "
+                "in their prompt; drop one",
+                field="source.columns",
+            )
+        row = {**row, "question": turns["user"], **extra}
+    elif row["question"] is None or isinstance(question, Mapping):
         raise ConfigError(
             f"every row of {where} needs a question as text; found {question!r:.60}", field="source.columns"
         )
+    for key in ("expert", "answer"):
+        value = row.get(key)
+        if isinstance(value, (list, tuple)):
+            said = [m.get("content") for m in value if isinstance(m, Mapping) and m.get("role") == "assistant"]
+            if len(value) != 1 or len(said) != 1 or not isinstance(said[0], str):
+                raise ConfigError(
+                    f"the {key} of a row of {where} is a list; as a conversation it must be one assistant message "
+                    f"(TRL's conversational completion); found {value!r:.80}",
+                    field="source.columns",
+                )
+            row = {**row, key: said[0]}
     return row
 
 
