@@ -380,6 +380,28 @@ def test_an_unreachable_hub_prints_one_line_not_its_retry_warnings(monkeypatch, 
     assert logging.getLogger("huggingface_hub").level == level  # restored after the load
 
 
+def test_a_local_dataset_folder_is_read_as_load_from_disk_or_load_dataset_would(tmp_path):
+    """A hub source naming a folder (next to the config): one `save_to_disk` wrote, a Dataset or a
+    DatasetDict, or a folder of data files."""
+    from datasets import Dataset, DatasetDict
+
+    rows = [{"question": f"q{i}", "answer": str(i)} for i in range(12)]
+    Dataset.from_list(rows).save_to_disk(tmp_path / "one")
+    DatasetDict({"train": Dataset.from_list(rows), "test": Dataset.from_list(rows[:3])}).save_to_disk(tmp_path / "two")
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name in ("one", "two", "files"):
+        source = build({"type": "hub", "name": name}, ctx(tmp_path))
+        assert source.size == 8 and len(source.eval_rows()) == 4, name
+    split = build({"type": "hub", "name": "two"}, ctx(tmp_path, eval_split="test"))
+    assert [r["question"] for r in split.eval_rows()] == ["q0", "q1", "q2"]
+    with pytest.raises(ConfigError, match="no split 'valid' in the dataset saved at .*two; its splits: train, test"):
+        build({"type": "hub", "name": "two", "split": "valid"}, ctx(tmp_path))
+    with pytest.raises(ConfigError, match="one split, so eval.split 'test' names nothing") as info:
+        build({"type": "hub", "name": "one"}, ctx(tmp_path, eval_split="test"))
+    assert info.value.field == "eval.split"
+
+
 # --- reasoning_gym source ---------------------------------------------------------------------
 
 

@@ -322,10 +322,14 @@ def load_file_rows(path: Path, fmt: str, field: str) -> list[RowDict]:
     return rows
 
 
-def load_hub_rows(name: str, config: str | None, split: str, field: str) -> list[RowDict]:
-    """Rows of one split of a hub dataset (or of the local cache when offline)."""
+def load_hub_rows(name: str, config: str | None, split: str, field: str, base_dir: Path) -> list[RowDict]:
+    """Rows of one split of a hub dataset (or of the local cache when offline), or of a local folder
+    (relative to ``base_dir``): one written by ``save_to_disk``, or data files / a clone of a repo."""
     import datasets
 
+    local = base_dir / Path(name).expanduser()
+    if local.is_dir():
+        return _load_local_dataset(local, config, split, field)
     hub_log = logging.getLogger("huggingface_hub")
     level = hub_log.level
     hub_log.setLevel(logging.ERROR)  # its per-request retry warnings: a failure is reported below, in one line
@@ -342,6 +346,40 @@ def load_hub_rows(name: str, config: str | None, split: str, field: str) -> list
         hub_log.setLevel(level)
     if not rows:
         raise ConfigError(f"split '{split}' of '{name}' has no rows", field=field)
+    return rows
+
+
+def _load_local_dataset(folder: Path, config: str | None, split: str, field: str) -> list[RowDict]:
+    import datasets
+
+    saved = (folder / "dataset_dict.json").exists() or (folder / "state.json").exists()
+    try:
+        if not saved:  # data files, or a clone of a hub repo: as load_dataset reads them
+            data = datasets.load_dataset(str(folder), config, split=split)
+        else:
+            data = datasets.load_from_disk(str(folder))
+            if isinstance(data, datasets.DatasetDict):
+                if split not in data:
+                    raise ConfigError(
+                        f"no split '{split}' in the dataset saved at {folder}; its splits: {', '.join(data)}",
+                        field="eval.split" if field == "eval.split" else "source.split",
+                    )
+                data = data[split]
+            elif field == "eval.split":
+                raise ConfigError(
+                    f"the dataset saved at {folder} is one split, so eval.split '{split}' names nothing; save a "
+                    "DatasetDict, or hold out eval.size rows (eval.split: null)",
+                    field=field,
+                )
+        rows = data.to_list()
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(
+            f"could not load the dataset folder {folder} (split {split}): {_one_line(e)}", field=field
+        ) from e
+    if not rows:
+        raise ConfigError(f"split '{split}' of {folder} has no rows", field=field)
     return rows
 
 

@@ -97,19 +97,22 @@ class HubSpec(SourceSpec):
     """Rows from a Hugging Face hub dataset (needs network, or the local cache when offline).
     ``eval.split`` may name the eval split; otherwise ``eval.size`` rows are held out."""
 
-    name: str = Field(description="Dataset name on the hub, e.g. openai/gsm8k.")
+    name: str = Field(
+        description="Dataset name on the hub, e.g. openai/gsm8k, or a local folder (relative to the config file's "
+        "folder): one written by `save_to_disk`, or data files or a clone of a hub repo, as `load_dataset` reads them."
+    )
     config: str | None = Field(None, description="Dataset configuration, e.g. main.")
     split: str = Field("train", description="Split to train on.")
     columns: dict[str, str] = Field(default_factory=dict, description=_COLUMNS_HELP)
     difficulty_field: str | None = Field(None, description=_DIFFICULTY_FIELD_HELP)
 
-    def _read(self, split: str, field: str) -> list[RowDict]:
-        rows = load_hub_rows(self.name, self.config, split, field)
+    def _read(self, split: str, field: str, base_dir: Path) -> list[RowDict]:
+        rows = load_hub_rows(self.name, self.config, split, field, base_dir)
         return map_columns(rows, self.columns, f"hub dataset '{self.name}' split '{split}'")
 
     def build(self, ctx: SourceContext) -> RowSource:
-        rows = self._read(self.split, "source.name")
-        held_out = self._read(ctx.eval_split, "eval.split") if ctx.eval_split else None
+        rows = self._read(self.split, "source.name", ctx.base_dir)
+        held_out = self._read(ctx.eval_split, "eval.split", ctx.base_dir) if ctx.eval_split else None
         name = f"{self.name}:{self.config}" if self.config else self.name
         return pool_source(rows, held_out, ctx, f"hub:{name}[{self.split}]", self.difficulty_field)
 
