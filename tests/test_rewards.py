@@ -462,3 +462,45 @@ def test_a_hanging_component_times_out_under_its_policy(busy):
     worker.start()
     worker.join(5)
     assert out and not out[0].valid.any() and out[0].errors["hang"] == 1
+
+
+def test_a_reward_function_sees_conversational_rows_as_trl_passes_them(tmp_path):
+    """On conversational data TRL calls a reward function with the prompt's messages and each
+    completion as one assistant message; TRL's own rewards index them so (completion[0]["content"])."""
+    pytest.importorskip("trl")
+    from spectrum_rl.config import DomainConfig
+    from spectrum_rl.domains import build_domain
+
+    (tmp_path / "r.py").write_text(
+        "def seen(prompts, completions, solution, **kwargs):\n"
+        "    assert 'prompt' not in kwargs and prompts[0][-1]['role'] == 'user'\n"
+        "    return [float(c[0]['content'] == s) for c, s in zip(completions, solution)]\n"
+    )
+    rows = [
+        {"prompt": [{"role": "system", "content": "Think."}, {"role": "user", "content": f"q{i}"}], "solution": f"a{i}"}
+        for i in range(8)
+    ]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DomainConfig.model_validate(
+        {
+            "name": "chat",
+            "kind": "structured",
+            "source": {"type": "file", "path": "chat.jsonl", "columns": {"prompt": "question"}},
+            "answer_field": "solution",
+            "eval": {"size": 2},
+            "reward": [
+                {"type": "python", "function": "r.py:seen"},
+                {"type": "python", "function": "trl.rewards:think_format_reward"},
+            ],
+        }
+    )
+    domain = build_domain(cfg, base_dir=tmp_path, seed=0)
+    ex = domain.eval_examples()[0]
+    assert ex.fields["prompt"] == [
+        {"role": "system", "content": "Think."},
+        {"role": "user", "content": ex.prompt.strip()},
+    ]
+    right = ex.fields["solution"]
+    seen, think = (c.score([right, "no"], ex) for c in domain.reward.components)
+    assert list(seen) == [1.0, 0.0]
+    assert list(think) == [0.0, 0.0] and list(domain.reward.components[1].score(["<think>x</think>y"], ex)) == [1.0]

@@ -101,8 +101,10 @@ class FunctionSpec(RewardSpec):
 
 class PythonReward(RewardComponent):
     """Calls ``fn(prompts=[...], completions=[...], answer=[...], **columns)`` as TRL's GRPOTrainer
-    does: every row column becomes a keyword argument holding one value per completion. The
-    function must accept ``**kwargs`` and return one number per completion (None counts as NaN).
+    does: every row column becomes a keyword argument holding one value per completion. On
+    conversational rows (a ``prompt`` of messages, sources/pools.py) the prompts are those messages
+    and each completion is ``[{"role": "assistant", "content": text}]``, as TRL passes them there.
+    The function must accept ``**kwargs`` and return one number per completion (None counts as NaN).
     """
 
     def __init__(self, spec: PythonSpec | FunctionSpec, fn: Callable[..., Sequence[float | None]]) -> None:
@@ -111,8 +113,12 @@ class PythonReward(RewardComponent):
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
         g = len(completions)
-        columns = {key: [value] * g for key, value in example.fields.items()}
-        columns.update(answer=[example.answer] * g, prompts=[example.prompt] * g, completions=list(completions))
+        messages = example.fields.get("prompt")
+        chat = isinstance(messages, (list, tuple))  # conversational data: TRL passes messages, not text
+        prompts = [list(messages)] * g if chat else [example.prompt] * g
+        said = [[{"role": "assistant", "content": c}] for c in completions] if chat else list(completions)
+        columns = {key: [value] * g for key, value in example.fields.items() if not (chat and key == "prompt")}
+        columns.update(answer=[example.answer] * g, prompts=prompts, completions=said)
         result = self.fn(**columns)
         if isinstance(result, (str, bytes)) or not isinstance(result, Sequence):
             name = getattr(self.fn, "__qualname__", "the reward function")

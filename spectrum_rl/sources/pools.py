@@ -209,8 +209,10 @@ def _text_question(row: RowDict, where: str) -> RowDict:
     """``row`` with its question as text. A conversational prompt (TRL's list of messages) is read as
     its user message; a system message it opens with becomes the row's ``system`` field and an
     assistant message it ends with (an SFT conversation) its ``expert`` demonstration; the chat
-    template is the trainer's to apply (``model.chat_template``). An ``expert`` or ``answer`` given
-    as one assistant message (TRL's conversational completion) is read as its text."""
+    template is the trainer's to apply (``model.chat_template``). The messages before any assistant
+    turn stay in the row as ``prompt`` (unless it has such a column), so that a reward function is
+    called as TRL calls it on conversational data. An ``expert`` or ``answer`` given as one
+    assistant message (TRL's conversational completion) is read as its text."""
     question = row["question"]
     if isinstance(question, (list, tuple)):
         roles = [m.get("role") if isinstance(m, Mapping) else type(m).__name__ for m in question]
@@ -231,7 +233,8 @@ def _text_question(row: RowDict, where: str) -> RowDict:
                 "in their prompt; drop one",
                 field="source.columns",
             )
-        row = {**row, "question": turns["user"], **extra}
+        prompt = {} if "prompt" in row else {"prompt": [dict(m) for m in question if m["role"] != "assistant"]}
+        row = {**row, "question": turns["user"], **extra, **prompt}
     elif row["question"] is None or isinstance(question, Mapping):
         raise ConfigError(
             f"every row of {where} needs a question as text; found {question!r:.60}", field="source.columns"
