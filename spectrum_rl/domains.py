@@ -17,7 +17,7 @@ from spectrum_rl.rewards import HybridReward, build_hybrid
 from spectrum_rl.scheduler.mu import mu_schedule
 from spectrum_rl.scheduler.plan import Planner, load_transfer
 from spectrum_rl.scheduler.step import DomainPlan, StepPlan
-from spectrum_rl.sources.base import Example, RowDict, RowSource, SourceContext
+from spectrum_rl.sources.base import Example, RowDict, RowSource, SourceContext, conversation
 
 
 @dataclass
@@ -31,7 +31,7 @@ class BuiltDomain:
     reward: HybridReward | None
     after: tuple[str, ...] = ()
     template: str = "{question}\n"
-    system_template: str | None = None  # None: the row's `system` field, if any
+    system_template: str | None = None  # None: a conversational row's own system message, if any
     answer_field: str | None = "answer"
     expert_field: str | None = "expert"
     sampling: str = "uniform"  # or "pass_rate": the scheduler weighs each prompt of the pool
@@ -44,7 +44,7 @@ class BuiltDomain:
             answer=_text(row.get(self.answer_field)) if self.answer_field else None,
             expert=_text(row.get(self.expert_field)) if self.expert_field else None,
             fields=row,
-            system=_text(row.get("system")) if self.system_template is None else self.system_template.format_map(row),
+            system=_system_message(row) if self.system_template is None else self.system_template.format_map(row),
         )
 
     def sample(
@@ -138,6 +138,11 @@ def plan_draws(part: DomainPlan, rng: random.Random, n: int) -> tuple[list[float
     difficulty levels drawn from its level shares, or by its per-prompt weights, else uniformly."""
     levels = rng.choices(*zip(*part.levels.items()), k=n) if part.levels else None
     return part.prompt_weights, levels
+
+
+def _system_message(row: RowDict) -> str | None:
+    messages = conversation(row) or [{}]
+    return messages[0].get("content") if messages[0].get("role") == "system" else None
 
 
 def _text(value: Any) -> str | None:

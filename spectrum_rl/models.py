@@ -214,7 +214,7 @@ def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None, syst
         if system is not None:
             why = "the model's tokenizer has none" if chat_template is None else "model.chat_template is false"
             raise ConfigError(
-                f"a domain's prompts carry a system message (system_prompt, or the rows' system field), which "
+                f"a domain's prompts carry a system message (system_prompt, or one in its conversational rows), which "
                 f"needs the chat template, and {why}; put the text into the domain's prompt template instead",
                 field="model.chat_template",
             )

@@ -247,7 +247,7 @@ def test_a_file_with_a_byte_order_mark_and_windows_line_ends_reads_as_without(tm
     assert excel.eval_rows() == plain.eval_rows() and excel.size == plain.size == 8
 
 
-def test_a_conversational_prompt_is_read_as_its_user_message_and_its_system_message(tmp_path):
+def test_a_conversational_prompt_is_read_as_its_user_message_and_keeps_its_messages(tmp_path):
     def turns(*roles: str, i: int) -> list[dict]:
         return [{"role": role, "content": f"{role} {i}"} for role in roles]
 
@@ -257,21 +257,20 @@ def test_a_conversational_prompt_is_read_as_its_user_message_and_its_system_mess
     source = build(spec, ctx(tmp_path))
     held_out, train = source.eval_rows(), source.train_rows(20, random.Random(0))
     assert len(held_out) == 4 and all(r["question"] == f"user {r['answer']}" for r in held_out + train)
-    assert not any("system" in r for r in held_out + train)
+    assert all(r["prompt"] == turns("user", i=int(r["answer"])) for r in held_out + train)  # TRL's prompt
     rows = [{**r, "prompt": turns("system", "user", i=i)} for i, r in enumerate(rows)]
     (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    source = build(spec, ctx(tmp_path))
-    held_out = source.eval_rows()
-    assert all(r["question"] == f"user {r['answer']}" and r["system"] == f"system {r['answer']}" for r in held_out)
+    held_out = build(spec, ctx(tmp_path)).eval_rows()
+    assert all(r["question"] == f"user {r['answer']}" and r["prompt"][0]["role"] == "system" for r in held_out)
     for bad in (turns("user", "assistant", "user", i=4), turns("user", "system", i=4), turns("system", i=4)):
         rows[4]["prompt"] = bad
         (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         with pytest.raises(ConfigError, match=r"found the turns \[.*\]: put the text of other turns into the user"):
             build(spec, ctx(tmp_path))
-    rows[4] = {**rows[4], "prompt": turns("system", "user", i=4), "system": "a column"}
-    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(ConfigError, match="a column 'system' and a system message in their prompt"):
-        build(spec, ctx(tmp_path))
+    rows[4] = {"messages": turns("system", "user", i=4), "prompt": "a column", "solution": "4"}
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[4:5] * 6))
+    with pytest.raises(ConfigError, match="a column 'prompt' besides the conversation read as their question"):
+        build({**spec, "columns": {"messages": "question"}}, ctx(tmp_path))
 
 
 def test_an_sft_conversation_gives_its_assistant_message_as_the_demonstration(tmp_path):
@@ -456,3 +455,28 @@ def test_letter_ladders_draw_distinct_letters_on_request_and_the_same_rows_as_be
         assert all(len(set(p)) == 6 for p in payloads) and all(_answers_correct(r) for r in rows)
         coincide = [gen.make(random.Random(i), length=6)["question"].split(": ")[1] for i in range(2000)]
         assert 0.02 < sum(p[at] == p[0 if at == 1 else -1] for p in coincide) / 2000 < 0.07  # the 1-in-26 floor
+
+
+def test_a_system_message_comes_from_the_conversation_or_system_prompt_never_from_a_plain_column(tmp_path):
+    from spectrum_rl.config import DomainConfig
+    from spectrum_rl.domains import build_domain
+
+    rows = [{"question": f"q{i}", "answer": "a", "system": "linux"} for i in range(8)]  # a column of that name
+    (tmp_path / "plain.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    chat = [
+        {"prompt": [{"role": "system", "content": f"s{i}"}, {"role": "user", "content": f"q{i}"}]} for i in range(8)
+    ]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps({**r, "answer": "a"}) + "\n" for r in chat))
+
+    def first_system(path: str, **extra) -> str | None:
+        columns = {"prompt": "question"} if path == "chat.jsonl" else {}
+        cfg = {"name": "d", "kind": "structured", "source": {"type": "file", "path": path, "columns": columns}}
+        cfg = DomainConfig.model_validate({**cfg, "eval": {"size": 2}, "reward": [{"type": "exact_match"}], **extra})
+        example = build_domain(cfg, base_dir=tmp_path, seed=0).eval_examples()[0]
+        return example.system if path == "plain.jsonl" else (example.system, example.prompt.strip()[1:])
+
+    assert first_system("plain.jsonl") is None  # not a system message unless asked for
+    assert first_system("plain.jsonl", system_prompt="Run on {system}.") == "Run on linux."
+    system, index = first_system("chat.jsonl")
+    assert system == f"s{index}"
+    assert first_system("chat.jsonl", system_prompt="mine")[0] == "mine"

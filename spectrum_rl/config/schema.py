@@ -80,8 +80,8 @@ class DomainConfig(StrictModel):
     system_prompt: str | None = Field(
         None,
         description="System message before each prompt, a template over the row's fields like `prompt` (needs "
-        "the model's chat template); null: the row's `system` field when it has one (a conversational prompt's "
-        "system message is read into it), else none.",
+        "the model's chat template; a column: `{system}`); null: a conversational prompt's own system message, if "
+        "any, else none.",
     )
     answer_field: str | None = Field("answer", description="Row field holding the reference answer.")
     expert_field: str | None = Field(

@@ -18,7 +18,7 @@ from spectrum_rl.errors import ConfigError
 from spectrum_rl.objects import held
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
 from spectrum_rl.rewards.text import answer_text, error_summary, row_field
-from spectrum_rl.sources.base import Example
+from spectrum_rl.sources.base import Example, conversation
 
 
 @REWARDS.register("python")
@@ -113,8 +113,8 @@ class PythonReward(RewardComponent):
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
         g = len(completions)
-        messages = example.fields.get("prompt")
-        chat = isinstance(messages, (list, tuple))  # conversational data: TRL passes messages, not text
+        messages = conversation(example.fields)
+        chat = messages is not None  # conversational data: TRL passes messages, not text
         prompts = [list(messages)] * g if chat else [example.prompt] * g
         said = [[{"role": "assistant", "content": c}] for c in completions] if chat else list(completions)
         columns = {key: [value] * g for key, value in example.fields.items() if not (chat and key == "prompt")}

@@ -38,6 +38,13 @@ class Example:
     system: str | None = None
 
 
+def conversation(row: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+    """The messages of a conversational row's prompt (kept as ``prompt`` when a source reads a
+    conversation as its question: sources/pools.py), or None for a text row."""
+    messages = row.get("prompt")
+    return messages if isinstance(messages, list) and all(isinstance(m, Mapping) for m in messages) else None
+
+
 @dataclass(frozen=True)
 class SourceContext:
     """What a source needs besides its own spec.

@@ -207,12 +207,11 @@ def map_columns(rows: list[RowDict], columns: Mapping[str, str], where: str) -> 
 
 def _text_question(row: RowDict, where: str) -> RowDict:
     """``row`` with its question as text. A conversational prompt (TRL's list of messages) is read as
-    its user message; a system message it opens with becomes the row's ``system`` field and an
-    assistant message it ends with (an SFT conversation) its ``expert`` demonstration; the chat
-    template is the trainer's to apply (``model.chat_template``). The messages before any assistant
-    turn stay in the row as ``prompt`` (unless it has such a column), so that a reward function is
-    called as TRL calls it on conversational data. An ``expert`` or ``answer`` given as one
-    assistant message (TRL's conversational completion) is read as its text."""
+    its user message, and an assistant message it ends with (an SFT conversation) as the row's
+    ``expert`` demonstration; the messages before that stay in the row as ``prompt`` (TRL's name):
+    the trainer applies the chat template with their system message, if any (``conversation``), and
+    a reward function is called as TRL calls it on conversational data. An ``expert`` or ``answer``
+    given as one assistant message (TRL's conversational completion) is read as its text."""
     question = row["question"]
     if isinstance(question, (list, tuple)):
         roles = [m.get("role") if isinstance(m, Mapping) else type(m).__name__ for m in question]
@@ -226,15 +225,16 @@ def _text_question(row: RowDict, where: str) -> RowDict:
                 field="source.columns",
             )
         turns = dict(zip(roles, (m["content"] for m in question)))
-        extra = {k: turns[r] for k, r in (("system", "system"), ("expert", "assistant")) if r in turns}
+        extra = {"prompt": [dict(m) for m in question if m["role"] != "assistant"]}
+        if "assistant" in turns:
+            extra["expert"] = turns["assistant"]
         for key in extra.keys() & row.keys():
             raise ConfigError(
-                f"rows of {where} have a column '{key}' and a {key if key == 'system' else 'assistant'} message "
-                "in their prompt; drop one",
+                f"rows of {where} have a column '{key}' besides the conversation read as their question"
+                f"{' (its assistant message is the demonstration)' if key == 'expert' else ''}; rename or drop one",
                 field="source.columns",
             )
-        prompt = {} if "prompt" in row else {"prompt": [dict(m) for m in question if m["role"] != "assistant"]}
-        row = {**row, "question": turns["user"], **extra, **prompt}
+        row = {**row, "question": turns["user"], **extra}
     elif row["question"] is None or isinstance(question, Mapping):
         raise ConfigError(
             f"every row of {where} needs a question as text; found {question!r:.60}", field="source.columns"
