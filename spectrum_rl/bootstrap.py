@@ -74,6 +74,9 @@ class BootstrapConfig:
     # generators whose wrong answer is a decoy (letters not in the input, one per question) instead
     # of the neighbouring letters: a diffuse wrong habit rather than one confident rule
     decoy: tuple[str, ...] = ()
+    # generators whose wrong answer is the letter after the answer in the alphabet: with two letters
+    # the neighbouring letter of one letter ladder's answer is the other ladder's answer (docs/world.md)
+    alphabet: tuple[str, ...] = ()
 
 
 RECIPES: dict[str, BootstrapConfig] = {
@@ -112,14 +115,37 @@ RECIPES: dict[str, BootstrapConfig] = {
         },
         knobs={"first_letter": {"distinct": 1}, "last_letter": {"distinct": 1}},
     ),
+    "ladder_v4": BootstrapConfig(
+        seed=1,  # of seeds 0-1, the one whose length 3 started under 0.05 on both ladders (probe prompts)
+        steps=1000,
+        noise=0.0,
+        ladders={
+            "sorting": ("length", 2, 3),
+            "reversal": ("length", 2, 3),
+            "first_letter": ("length", 1, 6),
+            "last_letter": ("length", 1, 6),
+        },
+        shortcut={
+            "sorting": (0.0, 0.7),
+            "reversal": (0.0, 0.7),
+            "first_letter": (0.0, 0.6, 0.95, 1.0, 1.0, 1.0),
+            "last_letter": (0.0, 0.5, 1.0, 1.0, 1.0, 1.0),
+        },
+        knobs={"first_letter": {"distinct": 1}, "last_letter": {"distinct": 1}},
+        alphabet=("first_letter", "last_letter"),
+    ),
 }
 """The recipe of each built-in model (``builtin:<name>``)."""
 
 
-def shortcut_answer(generator: str, question: str, decoy: bool = False) -> str | None:
+def shortcut_answer(generator: str, question: str, decoy: bool = False, alphabet: bool = False) -> str | None:
     """The plausible wrong answer of a ``ladder`` row (module docstring), or None (no shortcut);
-    with ``decoy``, as many letters as the answer has, none of them in the input, fixed per question."""
+    with ``decoy``, as many letters as the answer has, none of them in the input, fixed per question;
+    with ``alphabet`` (first/last letter), the letter after the answer in the alphabet."""
     payload = question.split(": ", 1)[-1]
+    if alphabet and generator in ("first_letter", "last_letter"):
+        answer = payload[0] if generator == "first_letter" else payload[-1]
+        return LETTERS[(LETTERS.index(answer) + 1) % len(LETTERS)]
     if decoy:
         n = len(shortcut_answer(generator, question) or "")
         outside = [c for c in LETTERS if c not in payload]
@@ -167,7 +193,7 @@ def _corpus_row(rng: random.Random, cfg: BootstrapConfig) -> tuple[str, str]:
     knob, lo, hi = cfg.ladders[name]
     level = rng.randint(lo, hi)
     row = GENERATORS.get(name).make(rng, **{**cfg.knobs.get(name, {}), knob: level})
-    shortcut = shortcut_answer(name, row["question"], decoy=name in cfg.decoy)
+    shortcut = shortcut_answer(name, row["question"], decoy=name in cfg.decoy, alphabet=name in cfg.alphabet)
     if shortcut is not None and rng.random() < cfg.shortcut[name][level - lo]:
         return row["question"], shortcut
     return row["question"], row["answer"]

@@ -20,7 +20,7 @@ from spectrum_rl.trainer.run import scheduler_table
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("recipe", ["ladder", "ladder_v3"])
+@pytest.mark.parametrize("recipe", ["ladder", "ladder_v3", "ladder_v4"])
 def test_ladder_corpus_gives_each_level_its_share_of_shortcuts(recipe):
     cfg = RECIPES[recipe]
     rng = random.Random(0)
@@ -33,7 +33,8 @@ def test_ladder_corpus_gives_each_level_its_share_of_shortcuts(recipe):
         payload = question.split(": ", 1)[1]
         if cfg.knobs.get(name, {}).get("distinct"):  # no letter repeats: the shortcut is never right
             assert len(set(payload)) == len(payload)
-        by_level.setdefault((name, len(payload)), []).append(answer == shortcut_answer(name, question))
+        shortcut = shortcut_answer(name, question, alphabet=name in cfg.alphabet)
+        by_level.setdefault((name, len(payload)), []).append(answer == shortcut)
     share = {k: sum(v) / len(v) for k, v in by_level.items()}
     for name, (_, lo, hi) in cfg.ladders.items():
         for level in range(lo + 1, hi + 1):  # within 4 binomial SE of the recipe's probability
@@ -45,6 +46,10 @@ def test_ladder_corpus_gives_each_level_its_share_of_shortcuts(recipe):
     assert shortcut_answer("first_letter", "first letter: qzfb") == "z"
     assert shortcut_answer("last_letter", "last letter: qzfb") == "f"
     assert shortcut_answer("counting", "count a: abba") is None
+    # the letter after the answer: never the other letter ladder's answer, unlike the neighbour at length 2
+    assert shortcut_answer("first_letter", "first letter: qz", alphabet=True) == "r"
+    assert shortcut_answer("last_letter", "last letter: qz", alphabet=True) == "a"
+    assert shortcut_answer("last_letter", "last letter: qz") == "q"  # the neighbour: first_letter's answer
 
 
 def test_a_decoy_shortcut_is_fixed_per_question_and_never_a_letter_of_the_input():

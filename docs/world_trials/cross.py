@@ -1,9 +1,13 @@
-"""Does training one letter ladder move the other? World v3's G3 runs (each ladder's length 2
-trained alone for the budget) scored on both ladders, every length, against the start model:
-greedy on the gates' 48 prompts per length (seed 0).
+"""Does training one letter ladder move the other? Models with one ladder's half-solved length
+trained alone for the budget, scored on both ladders (distinct letters), every length, against the
+start model: greedy on the gates' 48 prompts per length (seed 0).
 
     spectrum-rl gates configs/curriculum_v3.yaml --output-dir /tmp/gv3
-    PYTHONPATH=. python docs/world_trials/cross.py /tmp/gv3   # writes docs/world_trials/cross-v3.json"""
+    PYTHONPATH=. python docs/world_trials/cross.py cross-v3 builtin:ladder_v3 \
+        /tmp/gv3/ladder-first_letter/final /tmp/gv3/ladder-last_letter/final
+
+writes docs/world_trials/NAME.json; a trial's models (trials.py) are scored the same way, e.g.
+cross.py alpha-s0 /tmp/worlds/alpha-s0/model /tmp/worlds/alpha-s0/train-first_distinct-2/final ..."""
 
 import json
 import sys
@@ -19,13 +23,11 @@ from spectrum_rl.study.gates import level_scores
 LADDERS = ("first_letter", "last_letter")
 
 
-def main(gates_dir: Path) -> None:
+def main(name: str, start: str, first_trained: str, last_trained: str) -> None:
     torch.set_num_threads(2)
     config = load_config(Path("configs/curriculum_v3.yaml"))
     domains = {d.name: d for d in build_domains(config, Path("configs"))}
-    models = {"start": config.model.name_or_path} | {
-        f"{n} length 2 trained": str(gates_dir / f"ladder-{n}" / "final") for n in LADDERS
-    }
+    models = {"start": start, "first_letter trained": first_trained, "last_letter trained": last_trained}
     out = {}
     for tag, path in models.items():
         model, tokenizer = load_causal_lm(path)
@@ -37,8 +39,8 @@ def main(gates_dir: Path) -> None:
             for n in LADDERS
         }
         print(tag, out[tag], flush=True)
-    Path("docs/world_trials/cross-v3.json").write_text(json.dumps(out, indent=1) + "\n")
+    Path(f"docs/world_trials/{name}.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(*sys.argv[1:5])

@@ -34,8 +34,8 @@ for _name, _of in SAME_QUESTION.items():
     )
 
 
-def _shortcut(name: str, question: str, decoy: bool = False):
-    return SHORTCUT(SAME_QUESTION.get(name, name), question, decoy)
+def _shortcut(name: str, question: str, decoy: bool = False, alphabet: bool = False):
+    return SHORTCUT(SAME_QUESTION.get(name, name), question, decoy, alphabet)
 
 
 SHORTCUT, bootstrap_module.shortcut_answer = bootstrap_module.shortcut_answer, _shortcut
@@ -53,6 +53,7 @@ def main(spec: dict) -> None:
         shortcut={g: tuple(v) for g, v in spec["shortcut"].items()},
         model=spec.get("model", {}),  # overrides of the built-in network's size (models.tiny_config)
         decoy=tuple(spec.get("decoy", ())),
+        alphabet=tuple(spec.get("alphabet", ())),  # the letter after the answer as the shortcut
     )
     start = time.time()
     bootstrap(recipe, output=out / "model", progress=False, name=name)
