@@ -147,6 +147,34 @@ def _domains(config: Config, source: ConfigSource, base_dir: Path, overrides: Se
         raise
 
 
+def _rows_of(domain: Domain) -> list[dict[str, Any]]:
+    """``domain.data`` as a list of row dicts: a ``datasets.Dataset``, a pandas DataFrame, a dict of
+    columns (``Dataset.from_dict``'s form), or an iterable of mappings; a ``DatasetDict`` is refused
+    with its splits named (which one trains?)."""
+    data = domain.data
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas.DataFrame
+        return data.to_dict("records")
+    if hasattr(data, "to_list"):  # datasets.Dataset
+        return data.to_list()
+    if isinstance(data, Mapping) and data and all(hasattr(v, "to_list") for v in data.values()):  # DatasetDict
+        raise ValueError(
+            f"domain '{domain.name}': data is a dict of splits ({', '.join(data)}); pass one, e.g. data=ds['train']"
+        )
+    if isinstance(data, Mapping) and data and all(isinstance(v, (list, tuple)) for v in data.values()):  # columns
+        if len({len(v) for v in data.values()}) > 1:
+            sizes = ", ".join(f"{k} {len(v)}" for k, v in data.items())
+            raise ValueError(f"domain '{domain.name}': data's columns differ in length ({sizes})")
+        return [dict(zip(data, values)) for values in zip(*data.values())]
+    rows = list(data)
+    if not all(isinstance(r, Mapping) for r in rows):
+        bad = next(r for r in rows if not isinstance(r, Mapping))
+        raise ValueError(
+            f"domain '{domain.name}': data must be a datasets.Dataset, a pandas DataFrame, a dict of columns or a "
+            f"list of mappings (one per row); found a {type(bad).__name__} row"
+        )
+    return [dict(r) for r in rows]
+
+
 def _domain_section(domain: Domain) -> dict[str, Any]:
     """The `domains[i]` entry of a ``Domain`` given as Python objects: its rows and reward are held in
     this process (spectrum_rl/objects.py) and named by key."""
@@ -158,7 +186,7 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
             "them from the data: difficulty_field='COLUMN' names the rows' level column (a ladder), and every "
             "row is in the pool"
         )
-    rows = domain.data.to_list() if hasattr(domain.data, "to_list") else [dict(r) for r in domain.data]
+    rows = _rows_of(domain)
     if rows and domain.answer_field is not None and domain.answer_field not in rows[0]:
         raise ValueError(
             f"domain '{domain.name}': the rows have no '{domain.answer_field}' column (columns: {', '.join(rows[0])}); "

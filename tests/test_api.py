@@ -192,6 +192,27 @@ def test_train_takes_a_loaded_model_and_every_yaml_section(tmp_path, tiny_random
         srl.train(model=model, domains=[srl.Domain("echo", data=rows, reward=[{"type": "exact_match"}])])
     with pytest.raises(ConfigError, match=r"reward\[0\].key: .*takes no \*\*kwargs; .*called like TRL's"):
         srl.train(model=model, tokenizer=tokenizer, domains=[srl.Domain("echo", data=rows, reward=lambda c, e: 1.0)])
+    import pandas as pd
+    from datasets import Dataset, DatasetDict
+
+    frame = srl.Domain("echo", data=pd.DataFrame(rows), reward=[{"type": "exact_match"}])  # pandas, as users have it
+    assert srl.train(model=model, tokenizer=tokenizer, domains=[frame], steps=1, output_dir=tmp_path / "df").steps == 1
+    splits = DatasetDict({"train": Dataset.from_list(rows), "test": Dataset.from_list(rows)})
+    with pytest.raises(
+        ValueError, match=r"data is a dict of splits \(train, test\); pass one, e.g. data=ds\['train'\]"
+    ):
+        srl.train(model=model, tokenizer=tokenizer, domains=[srl.Domain("echo", data=splits, reward=[])])
+    columns = {"question": [r["question"] for r in rows], "answer": [r["answer"] for r in rows]}
+    by_column = srl.Domain("echo", data=columns, reward=[{"type": "exact_match"}])  # Dataset.from_dict's form
+    assert (
+        srl.train(model=model, tokenizer=tokenizer, domains=[by_column], steps=1, output_dir=tmp_path / "co").steps == 1
+    )
+    with pytest.raises(ValueError, match="data's columns differ in length"):
+        srl.train(
+            model=model, tokenizer=tokenizer, domains=[srl.Domain("echo", data={**columns, "answer": []}, reward=[])]
+        )
+    with pytest.raises(ValueError, match="a dict of columns or a list of mappings .*; found a str row"):
+        srl.train(model=model, tokenizer=tokenizer, domains=[srl.Domain("echo", data=["echo ab"], reward=[])])
     echo_brief = srl.Domain("echo", data=rows, reward=[{"type": "exact_match"}], system_prompt="be brief")
     with pytest.raises(ConfigError, match="carry a system message.*tokenizer has none"):  # it reaches the prompts
         srl.train(model=model, tokenizer=tokenizer, domains=[echo_brief], output_dir=tmp_path / "brief")

@@ -36,7 +36,8 @@ class Domain:
     (``data``, ``reward`` and how rows become prompts).
 
     name: the domain's name (the key of every mapping in plans and signals).
-    data: its rows, for `train`: a ``datasets.Dataset`` or a list of mappings, each with the prompt
+    data: its rows, for `train`: a ``datasets.Dataset``, a pandas DataFrame, a dict of columns or a
+        list of mappings, each with the prompt
         (column ``prompt`` or ``question``) and whatever the reward reads (e.g. ``answer``).
     reward: for `train`: a TRL-style function ``fn(prompts, completions, **columns) -> list[float]``
         (every row column arrives as a keyword, one value per completion), or a list of reward
