@@ -147,6 +147,12 @@ def _domains(config: Config, source: ConfigSource, base_dir: Path, overrides: Se
         raise
 
 
+def _function_component(fn: Callable[..., Any], domain: str) -> dict[str, Any]:
+    """A reward function as a `function` component, logged under its name as TRL logs it."""
+    name = getattr(fn, "__name__", "")
+    return {"type": "function", "key": hold("function", fn, domain)} | ({"name": name} if name.isidentifier() else {})
+
+
 def _rows_of(domain: Domain) -> list[dict[str, Any]]:
     """``domain.data`` as a list of row dicts: a ``datasets.Dataset``, a pandas DataFrame, a dict of
     columns (``Dataset.from_dict``'s form), or an iterable of mappings; a ``DatasetDict`` is refused
@@ -200,9 +206,9 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
         source["difficulty_field"] = domain.difficulty_field
     if prompt_column:  # TRL's column name; the sources call it question
         source["columns"] = {"prompt": "question"}
-    reward = domain.reward
-    if callable(reward):
-        reward = [{"type": "function", "key": hold("function", reward, domain.name)}]
+    reward = [domain.reward] if callable(domain.reward) else list(domain.reward)
+    # TRL's reward_funcs: functions, summed with weight 1 each; YAML components may sit beside them
+    reward = [_function_component(r, domain.name) if callable(r) else r for r in reward]
     return {
         "name": domain.name,
         "kind": domain.kind,

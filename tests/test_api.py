@@ -202,6 +202,15 @@ def test_train_takes_a_loaded_model_and_every_yaml_section(tmp_path, tiny_random
         ValueError, match=r"data is a dict of splits \(train, test\); pass one, e.g. data=ds\['train'\]"
     ):
         srl.train(model=model, tokenizer=tokenizer, domains=[srl.Domain("echo", data=splits, reward=[])])
+
+    def brevity(completions, **_):
+        return [float(len(c) < 3) for c in completions]
+
+    funcs = [brevity, lambda completions, **_: [1.0] * len(completions), {"type": "exact_match", "weight": 0.5}]
+    mixed = srl.Domain("echo", data=rows, reward=funcs)  # TRL's reward_funcs list, a YAML component beside it
+    run = srl.train(model=model, tokenizer=tokenizer, domains=[mixed], steps=1, output_dir=tmp_path / "mix")
+    logged = (tmp_path / "mix" / "metrics.jsonl").read_text()
+    assert run.steps == 1 and all(f'"reward/echo/{n}"' in logged for n in ("brevity", "function", "exact_match"))
     columns = {"question": [r["question"] for r in rows], "answer": [r["answer"] for r in rows]}
     by_column = srl.Domain("echo", data=columns, reward=[{"type": "exact_match"}])  # Dataset.from_dict's form
     assert (

@@ -40,7 +40,8 @@ class Domain:
         list of mappings, each with the prompt
         (column ``prompt`` or ``question``) and whatever the reward reads (e.g. ``answer``).
     reward: for `train`: a TRL-style function ``fn(prompts, completions, **columns) -> list[float]``
-        (every row column arrives as a keyword, one value per completion), or a list of reward
+        (every row column arrives as a keyword, one value per completion), or a list of such
+        functions (TRL's ``reward_funcs``: summed, each logged under its name) and reward
         components as in YAML (``[{"type": "exact_match"}, ...]``).
     kind: ``structured`` (one verifiable answer) or ``creative`` (many valid answers).
     after: prerequisite domains (the domain graph's edges; a prerequisite locks the domain for a while).
