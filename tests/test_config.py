@@ -362,3 +362,17 @@ def test_a_relative_model_folder_is_the_config_files_then_the_current_directorys
     path.write_text(_cfg(extra="model: {name_or_path: ./missing}\n"))
     with pytest.raises(ConfigError, match=r"'./missing' does not exist \(a relative one is looked for next to"):
         load_config(path)
+
+
+def test_a_reward_type_named_alone_stands_for_the_component_with_its_defaults(tmp_path):
+    """As open-r1 lists its reward_funcs: `reward: exact_match`, or names beside full components."""
+    path = tmp_path / "run.yaml"
+    for reward, types in [
+        ("exact_match", ["exact_match"]),
+        ("[numeric, {type: format, pattern: 'x', weight: 0.2}]", ["numeric", "format"]),
+    ]:
+        path.write_text(_cfg(GOOD_TASK.replace("[{type: exact_match}]", reward)))
+        assert [c.type for c in load_config(path).domains[0].reward] == types
+    path.write_text(_cfg(GOOD_TASK.replace("[{type: exact_match}]", "[exact_mach]")))
+    with pytest.raises(ConfigError, match=r"reward\[0\]: unknown reward type 'exact_mach'; did you mean 'exact_match'"):
+        load_config(path)

@@ -98,7 +98,19 @@ class DomainConfig(StrictModel):
         "pool only: file, hub, reasoning_gym; each prompt weighted by its learnability p(1-p) from a tracked pass "
         "rate, solved and hopeless prompts retired and revisited now and then; `scheduler.prompt_sampling`).",
     )
-    reward: list[RewardComponentSpec] = Field(..., min_length=1, description="Weighted reward components.")
+    reward: list[RewardComponentSpec] = Field(
+        ...,
+        min_length=1,
+        description="Weighted reward components; a type's name alone stands for `{type: NAME}` with its "
+        "defaults (`reward: exact_match`, `reward: [exact_match, {type: format, weight: 0.2}]`).",
+    )
+
+    @field_validator("reward", mode="before")
+    @classmethod
+    def _names_stand_for_components(cls, v: Any) -> Any:
+        """A component named by its type alone, as open-r1 lists its `reward_funcs`."""
+        items = [v] if isinstance(v, str) else v
+        return [{"type": c} if isinstance(c, str) else c for c in items] if isinstance(items, list) else v
 
     @field_validator("prompt", "system_prompt")
     @classmethod
