@@ -480,3 +480,21 @@ def test_a_system_message_comes_from_the_conversation_or_system_prompt_never_fro
     system, index = first_system("chat.jsonl")
     assert system == f"s{index}"
     assert first_system("chat.jsonl", system_prompt="mine")[0] == "mine"
+
+
+def test_a_dotted_column_reads_a_field_of_a_nested_column_as_verl_data_hold_answers(tmp_path):
+    rows = [
+        {"prompt": [{"role": "user", "content": f"q{i}"}], "reward_model": {"style": "rule", "ground_truth": str(i)}}
+        for i in range(10)
+    ]
+    (tmp_path / "verl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    columns = {"prompt": "question", "reward_model.ground_truth": "answer"}
+    source = build({"type": "file", "path": "verl.jsonl", "columns": columns}, ctx(tmp_path))
+    assert all(r["answer"] == r["question"][1:] and r["reward_model"]["style"] == "rule" for r in source.eval_rows())
+    with pytest.raises(ConfigError, match="column 'reward_model.truth' not in") as info:
+        build({"type": "file", "path": "verl.jsonl", "columns": {**columns, "reward_model.truth": "x"}}, ctx(tmp_path))
+    assert info.value.field == "source.columns.reward_model.truth"
+    rows[5]["reward_model"] = {"style": "rule"}
+    (tmp_path / "verl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ConfigError, match="a row of .* has no 'reward_model.ground_truth' \\(the first row has it\\)"):
+        build({"type": "file", "path": "verl.jsonl", "columns": columns}, ctx(tmp_path))

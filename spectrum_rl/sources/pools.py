@@ -187,15 +187,30 @@ def _level(row: RowDict, field: str, description: str) -> int:
 
 
 def map_columns(rows: list[RowDict], columns: Mapping[str, str], where: str) -> list[RowDict]:
-    """Rename columns (source name -> row field) and check that rows have a ``question``."""
+    """Rename columns (source name -> row field) and check that rows have a ``question``. A dotted
+    name reads a field inside a nested column (verl's ``reward_model.ground_truth``) into a row
+    field of its own, the column staying as it is."""
     found = list(rows[0])
+    nested = {col: new for col, new in columns.items() if col not in found and "." in col}
     for col in columns:
-        if col not in found:
+        if col not in found and (col not in nested or _nested(rows[0], col) is _MISSING):
             raise ConfigError(
                 f"column '{col}' not in {where}{did_you_mean(col, found)}; columns: {', '.join(found)}",
                 field=f"source.columns.{col}",
             )
-    rows = [{columns.get(k, k): v for k, v in row.items()} for row in rows]
+    renamed = []
+    for row in rows:
+        out = {columns.get(k, k): v for k, v in row.items()}
+        for col, new in nested.items():
+            value = _nested(row, col)
+            if value is _MISSING:
+                raise ConfigError(
+                    f"a row of {where} has no '{col}' (the first row has it): {str(row)[:80]}",
+                    field=f"source.columns.{col}",
+                )
+            out[new] = value
+        renamed.append(out)
+    rows = renamed
     if "question" not in rows[0]:
         raise ConfigError(
             f"rows of {where} need a 'question' field; columns: {', '.join(found)}"
@@ -203,6 +218,19 @@ def map_columns(rows: list[RowDict], columns: Mapping[str, str], where: str) -> 
             field="source.columns",
         )
     return [_text_question(row, where) for row in rows]
+
+
+_MISSING = object()
+
+
+def _nested(row: RowDict, path: str) -> Any:
+    """The value at dotted ``path`` inside ``row``'s nested mappings, or ``_MISSING``."""
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
 
 
 def _text_question(row: RowDict, where: str) -> RowDict:

@@ -21,7 +21,8 @@ from spectrum_rl.sources.pools import (
 )
 
 _COLUMNS_HELP = (
-    "Rename source columns to row fields, e.g. {problem: question, solution: answer}. "
+    "Rename source columns to row fields, e.g. {problem: question, solution: answer}; a dotted name reads a "
+    "field of a nested column, e.g. {reward_model.ground_truth: answer} (verl's data). "
     "Rows need a `question`; `answer`, `expert` and `constraint` are used when "
     "present."
 )
