@@ -262,6 +262,12 @@ def _check_fields(domain: BuiltDomain, rows: list[RowDict]) -> None:
                     raise ConfigError(
                         f"template field '{{{name}}}' is not a row field; available: {available}", field=attr
                     )
+                if name == "prompt" and conversation(row) is not None:
+                    raise ConfigError(
+                        "template field '{prompt}' holds the conversation's messages, not text; its user message is "
+                        "'{question}' (the chat template adds the rest)",
+                        field=attr,
+                    )
         for attr in ("answer_field", "expert_field"):
             col = getattr(domain, attr)
             if col is not None and col not in row:

@@ -498,3 +498,18 @@ def test_a_dotted_column_reads_a_field_of_a_nested_column_as_verl_data_hold_answ
     (tmp_path / "verl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(ConfigError, match="a row of .* has no 'reward_model.ground_truth' \\(the first row has it\\)"):
         build({"type": "file", "path": "verl.jsonl", "columns": columns}, ctx(tmp_path))
+
+
+def test_a_template_naming_a_conversation_is_told_to_name_its_user_message(tmp_path):
+    from spectrum_rl.config import DomainConfig
+    from spectrum_rl.domains import build_domain
+
+    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "answer": "a"} for i in range(8)]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {"name": "d", "kind": "structured", "source": {"type": "file", "path": "chat.jsonl"}, "prompt": "{prompt}"}
+    cfg["source"]["columns"] = {"prompt": "question"}
+    cfg = DomainConfig.model_validate({**cfg, "eval": {"size": 2}, "reward": ["exact_match"]})
+    with pytest.raises(
+        ConfigError, match=r"'\{prompt\}' holds the conversation's messages, not text; .*'\{question\}'"
+    ):
+        build_domain(cfg, base_dir=tmp_path, seed=0)
