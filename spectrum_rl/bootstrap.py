@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -79,61 +79,39 @@ class BootstrapConfig:
     alphabet: tuple[str, ...] = ()
 
 
+_LADDER = BootstrapConfig(  # world v2: two letter ladders over lengths 1-6, sorting and reversal at 2-3
+    steps=1000,
+    noise=0.0,
+    ladders={
+        "sorting": ("length", 2, 3),
+        "reversal": ("length", 2, 3),
+        "first_letter": ("length", 1, 6),
+        "last_letter": ("length", 1, 6),
+    },
+    shortcut={
+        "sorting": (0.0, 0.7),
+        "reversal": (0.0, 0.7),
+        "first_letter": (0.0, 0.6, 0.9, 0.97, 0.99, 1.0),
+        "last_letter": (0.0, 0.6, 0.9, 0.97, 0.99, 1.0),
+    },
+)
+_LADDER_V3 = replace(  # distinct letters, steeper schedules
+    _LADDER,
+    seed=1,  # of seeds 1-3, the one whose length 3 started under 0.05 on both ladders (probe prompts)
+    shortcut={
+        **_LADDER.shortcut,
+        "first_letter": (0.0, 0.6, 0.95, 1.0, 1.0, 1.0),
+        "last_letter": (0.0, 0.5, 1.0, 1.0, 1.0, 1.0),
+    },
+    knobs={"first_letter": {"distinct": 1}, "last_letter": {"distinct": 1}},
+)
 RECIPES: dict[str, BootstrapConfig] = {
     "tiny": BootstrapConfig(),
-    "ladder": BootstrapConfig(
-        steps=1000,
-        noise=0.0,
-        ladders={
-            "sorting": ("length", 2, 3),
-            "reversal": ("length", 2, 3),
-            "first_letter": ("length", 1, 6),
-            "last_letter": ("length", 1, 6),
-        },
-        shortcut={
-            "sorting": (0.0, 0.7),
-            "reversal": (0.0, 0.7),
-            "first_letter": (0.0, 0.6, 0.9, 0.97, 0.99, 1.0),
-            "last_letter": (0.0, 0.6, 0.9, 0.97, 0.99, 1.0),
-        },
-    ),
-    "ladder_v3": BootstrapConfig(
-        seed=1,  # of seeds 1-3, the one whose length 3 started under 0.05 on both ladders (probe prompts)
-        steps=1000,
-        noise=0.0,
-        ladders={
-            "sorting": ("length", 2, 3),
-            "reversal": ("length", 2, 3),
-            "first_letter": ("length", 1, 6),
-            "last_letter": ("length", 1, 6),
-        },
-        shortcut={
-            "sorting": (0.0, 0.7),
-            "reversal": (0.0, 0.7),
-            "first_letter": (0.0, 0.6, 0.95, 1.0, 1.0, 1.0),
-            "last_letter": (0.0, 0.5, 1.0, 1.0, 1.0, 1.0),
-        },
-        knobs={"first_letter": {"distinct": 1}, "last_letter": {"distinct": 1}},
-    ),
-    "ladder_v4": BootstrapConfig(
-        seed=1,  # of seeds 0-1, the one whose length 3 started under 0.05 on both ladders (probe prompts)
-        steps=1000,
-        noise=0.0,
-        ladders={
-            "sorting": ("length", 2, 3),
-            "reversal": ("length", 2, 3),
-            "first_letter": ("length", 1, 6),
-            "last_letter": ("length", 1, 6),
-        },
-        shortcut={
-            "sorting": (0.0, 0.7),
-            "reversal": (0.0, 0.7),
-            "first_letter": (0.0, 0.6, 0.95, 1.0, 1.0, 1.0),
-            "last_letter": (0.0, 0.5, 1.0, 1.0, 1.0, 1.0),
-        },
-        knobs={"first_letter": {"distinct": 1}, "last_letter": {"distinct": 1}},
-        alphabet=("first_letter", "last_letter"),
-    ),
+    "ladder": _LADDER,
+    "ladder_v3": _LADDER_V3,
+    # v3's letter ladders with the next letter of the alphabet as their shortcut; seed 1 of seeds 0-1,
+    # again the one whose length 3 started under 0.05 on both ladders (probe prompts)
+    "ladder_v4": replace(_LADDER_V3, alphabet=("first_letter", "last_letter")),
 }
 """The recipe of each built-in model (``builtin:<name>``)."""
 
