@@ -256,10 +256,11 @@ def _text_question(row: RowDict, where: str) -> RowDict:
         extra = {"prompt": [dict(m) for m in question if m["role"] != "assistant"]}
         if "assistant" in turns:
             extra["expert"] = turns["assistant"]
-        for key in extra.keys() & row.keys():
+        if clash := sorted(extra.keys() & row.keys()):
             raise ConfigError(
-                f"rows of {where} have a column '{key}' besides the conversation read as their question"
-                f"{' (its assistant message is the demonstration)' if key == 'expert' else ''}; rename or drop one",
+                f"rows of {where} have a column '{clash[0]}' besides the conversation read as their question"
+                f"{' (its assistant message is the demonstration)' if clash[0] == 'expert' else ''}; rename or "
+                "drop one",
                 field="source.columns",
             )
         row = {**row, "question": turns["user"], **extra}
