@@ -49,7 +49,7 @@ from spectrum_rl.models import (
     shipped_path,
     tiny_config,
 )
-from spectrum_rl.sources.builtin import GENERATORS, LETTERS
+from spectrum_rl.sources.builtin import GENERATORS, LETTERS, moved
 from spectrum_rl.trainer.evaluate import evaluate
 
 
@@ -77,6 +77,10 @@ class BootstrapConfig:
     # generators whose wrong answer is the letter after the answer in the alphabet: with two letters
     # the neighbouring letter of one letter ladder's answer is the other ladder's answer (docs/world.md)
     alphabet: tuple[str, ...] = ()
+    # generator -> probability that the j-th letter of an answer is the shortcut's j-th letter, drawn
+    # per letter (instead of ``shortcut``'s whole answer per level): a rung is right only when every
+    # letter is, so each length starts at about the product of the letters' chances (world v5)
+    per_letter: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 _LADDER = BootstrapConfig(  # world v2: two letter ladders over lengths 1-6, sorting and reversal at 2-3
@@ -112,6 +116,14 @@ RECIPES: dict[str, BootstrapConfig] = {
     # v3's letter ladders with the next letter of the alphabet as their shortcut; seed 1 of seeds 0-1,
     # again the one whose length 3 started under 0.05 on both ladders (probe prompts)
     "ladder_v4": replace(_LADDER_V3, alphabet=("first_letter", "last_letter")),
+    # world v5: one ladder whose rungs teach in order, `shift` over lengths 1-6, each letter after the
+    # first right a quarter of the time (its shortcut: moved on by 1, as the first letter is)
+    "ladder_v5": BootstrapConfig(
+        steps=1000,
+        noise=0.0,
+        ladders={"shift": ("length", 1, 6)},
+        per_letter={"shift": (0.0, 0.7, 0.75, 0.75, 0.75, 0.75)},
+    ),
 }
 """The recipe of each built-in model (``builtin:<name>``)."""
 
@@ -134,6 +146,7 @@ def shortcut_answer(generator: str, question: str, decoy: bool = False, alphabet
     shifted["penultimate"] = payload[-3:-2]  # the neighbour away from the end: not last_letter's answer
     shifted["suffix"] = payload[-n - 1 : -1]
     shifted["ends"] = payload[1:2] + payload[-2:-1]
+    shifted["shift"] = moved(payload, lambda j: 1)  # every letter moved as the first one is
     return ({"sorting": payload, "reversal": payload} | shifted).get(generator)
 
 
@@ -171,6 +184,10 @@ def _corpus_row(rng: random.Random, cfg: BootstrapConfig) -> tuple[str, str]:
     knob, lo, hi = cfg.ladders[name]
     level = rng.randint(lo, hi)
     row = GENERATORS.get(name).make(rng, **{**cfg.knobs.get(name, {}), knob: level})
+    if name in cfg.per_letter:
+        short, odds = shortcut_answer(name, row["question"]), cfg.per_letter[name]
+        letters = (s if rng.random() < odds[j] else a for j, (a, s) in enumerate(zip(row["answer"], short)))
+        return row["question"], "".join(letters)
     shortcut = shortcut_answer(name, row["question"], decoy=name in cfg.decoy, alphabet=name in cfg.alphabet)
     if shortcut is not None and rng.random() < cfg.shortcut[name][level - lo]:
         return row["question"], shortcut

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import pytest
 import yaml
 
-from spectrum_rl.bootstrap import RECIPES, _corpus_row, shortcut_answer
+from spectrum_rl.bootstrap import RECIPES, BootstrapConfig, _corpus_row, shortcut_answer
 from spectrum_rl.config import Config, load_config
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.study.arms import StudySpec, arm_overlay, study_base
@@ -50,6 +51,29 @@ def test_ladder_corpus_gives_each_level_its_share_of_shortcuts(recipe):
     assert shortcut_answer("first_letter", "first letter: qz", alphabet=True) == "r"
     assert shortcut_answer("last_letter", "last letter: qz", alphabet=True) == "a"
     assert shortcut_answer("last_letter", "last letter: qz") == "q"  # the neighbour: first_letter's answer
+
+
+def test_a_per_letter_shortcut_takes_each_letter_on_its_own_odds():
+    odds = (0.0, 0.5, 0.9)
+    cfg = BootstrapConfig(ladders={"shift": ("length", 1, 3)}, per_letter={"shift": odds})
+    rng, taken, both_wrong = random.Random(0), {2: [], 3: []}, []
+    for _ in range(3000):
+        question, answer = _corpus_row(rng, cfg)
+        payload = question.split(": ")[1]
+        short = shortcut_answer("shift", question)
+        assert short == "".join(chr((ord(c) - 96) % 26 + 97) for c in payload)  # every letter moved by one
+        right = "".join(chr((ord(c) - 97 + j) % 26 + 97) for j, c in enumerate(payload, 1))
+        assert answer[0] == right[0] and all(a in (r, s) for a, r, s in zip(answer, right, short))
+        for j in range(2, len(answer) + 1):
+            taken[j].append(answer[j - 1] == short[j - 1])
+        if len(answer) == 3:
+            both_wrong.append(answer[1:] == short[1:])
+    for j in (2, 3):  # within 4 binomial SE of the recipe's odds
+        p, n = odds[j - 1], len(taken[j])
+        assert abs(sum(taken[j]) / n - p) <= 4 * (p * (1 - p) / n) ** 0.5, j
+    # drawn letter by letter, independently: at length 3 both take the shortcut as often as the product
+    n = len(both_wrong)
+    assert abs(sum(both_wrong) / n - 0.45) <= 4 * (0.45 * 0.55 / n) ** 0.5
 
 
 def test_a_decoy_shortcut_is_fixed_per_question_and_never_a_letter_of_the_input():
@@ -184,6 +208,28 @@ def test_curriculum_verdict_needs_the_margin_over_joint_and_a_win_over_the_best_
     arms["sec"]["final_mean"]["mean"] = 0.545
     family = compare_family(runs, family_pairs(list(runs)))
     assert not curriculum_verdict(runs, arms, family, None)["goal"]["met"]
+
+
+def test_the_room_is_measured_by_the_oracle_the_config_names():
+    joint = [_run([0.2, 0.3, 0.4, 0.4 + 0.01 * k]) for k in range(4)]
+    climbs = [_run([0.2, 0.3, 0.5, 0.5 + 0.01 * k]) for k in range(4)]  # +0.1 over joint
+    flat = [_run([0.2, 0.3, 0.4, 0.39 + 0.01 * k]) for k in range(4)]  # -0.01: no room
+    runs = {"joint": joint, "adaptive": climbs, "oracle_static": flat, "oracle_ladder": climbs}
+    arms = {a: {"final_mean": {"mean": sum(s["final_mean"] for s in r) / len(r)}} for a, r in runs.items()}
+    family = compare_family(runs, family_pairs(list(runs)))
+    assert curriculum_verdict(runs, arms, family, None)["goal"]["void"]  # the default: oracle_static
+    goal = curriculum_verdict(runs, arms, family, None, room_oracle="oracle_ladder")["goal"]
+    assert not goal["void"] and goal["room_oracle"] == "oracle_ladder"
+    assert goal["room"]["mean"] == pytest.approx(0.1)
+    world = yaml.safe_load((ROOT / "configs" / "curriculum_v5.yaml").read_text())
+    world["study"]["room_oracle"] = "oracle_ladr"
+    with pytest.raises(ValueError, match="'oracle_ladr' is not an arm of study.custom_arms"):
+        Config.model_validate(world)
+    gates = json.loads((ROOT / "docs" / "world_trials" / "gates-v4.json").read_text())
+    room = {"mean": 0.1, "ci_low": 0.05, "ci_high": 0.15, "n": 3}
+    g6 = {"oracle": "oracle_ladder", "passes": True, "margin": 0.03, "oracle_minus_joint": room}
+    lines = gate_lines({**gates, "G6": g6})
+    assert lines[-1].startswith("G6 room         PASS  oracle_ladder - joint +0.100 [+0.050, +0.150]")
 
 
 def test_scheduler_table_summarises_mixture_levels_and_mu():

@@ -66,6 +66,8 @@ def _answers_correct(row: dict) -> bool:
     if m := re.fullmatch(r"(first|last) (\d+) letters: (\w+)", q):
         end, n, text = m.group(1), int(m.group(2)), m.group(3)
         return a == (text[:n] if end == "first" else text[-n:]) and len(a) == n
+    if q.startswith("shift: "):  # each letter moved on by its position, by hand
+        return a == "".join(chr((ord(c) - 97 + j) % 26 + 97) for j, c in enumerate(q[7:], 1))
     letter, text = re.fullmatch(r"count (\w): (\w+)", q).groups()
     return int(a) == text.count(letter)
 
@@ -79,7 +81,14 @@ def test_structured_answers_are_correct(name):
 
 def test_only_the_letter_position_domains_are_left_out_of_pretraining():
     left_out = [n for n, g in GENERATORS.items() if not g.pretrained]
-    assert left_out == ["first_letter", "last_letter", "penultimate", "ends", "prefix", "suffix"]
+    assert left_out == ["first_letter", "last_letter", "penultimate", "ends", "shift", "prefix", "suffix"]
+
+
+def test_shift_moves_each_letter_on_by_its_position_wrapping_at_z():
+    row = GENERATORS.get("shift").make(random.Random(0), length=26)
+    word = row["question"].split(": ")[1]
+    assert sorted(word) == list(LETTERS) and _answers_correct(row)  # distinct letters, every one moved
+    assert row["answer"][word.index("z")] == LETTERS[word.index("z")]  # z at position j: the j-th letter
 
 
 def test_prefix_and_suffix_take_count_letters_and_reject_a_count_above_the_length():

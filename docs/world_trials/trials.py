@@ -50,7 +50,8 @@ def main(spec: dict) -> None:
         seed=spec.get("seed", 0),  # the pretraining seed
         noise=0.0,
         ladders=ladders,
-        shortcut={g: tuple(v) for g, v in spec["shortcut"].items()},
+        shortcut={g: tuple(v) for g, v in spec.get("shortcut", {}).items()},
+        per_letter={g: tuple(v) for g, v in spec.get("per_letter", {}).items()},  # the shortcut letter by letter
         model=spec.get("model", {}),  # overrides of the built-in network's size (models.tiny_config)
         decoy=tuple(spec.get("decoy", ())),
         alphabet=tuple(spec.get("alphabet", ())),  # the letter after the answer as the shortcut

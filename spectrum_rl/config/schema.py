@@ -12,7 +12,7 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from spectrum_rl.objectives.advantages import ADVANTAGES, AdvantageParams
 from spectrum_rl.objectives.losses import LOSSES, LossParams
@@ -374,6 +374,13 @@ class StudyConfig(StrictModel):
         "0.05 by the exact sign-flip test; both arms need at least 8 seeds. Every other comparison is secondary "
         "(Holm over its family).",
     )
+    room_oracle: str | None = Field(
+        None,
+        pattern=r"^\w+$",
+        description="The custom arm that measures the room for a curriculum (gate G6 of `spectrum-rl gates`, and the "
+        "study's void check): an oracle set by someone who knows the world, e.g. `oracle_static` with weights off "
+        "the dead slices, or `oracle_ladder` climbing a ladder whose rungs teach in order. null: `oracle_static`.",
+    )
     prompts_per_step: int | None = Field(None, ge=1, description="Rollout prompts per step.")
     group_size: int | None = Field(None, ge=2, description="Rollouts per prompt.")
     max_new_tokens: int | None = Field(None, ge=1, description="Generation cap (rollouts and eval).")
@@ -381,6 +388,14 @@ class StudyConfig(StrictModel):
     eval_size: int | None = Field(None, ge=1, description="Held-out prompts per domain (cap).")
     probe_steps: int | None = Field(None, ge=1, description="Steps of each domain's transfer probe.")
     plasticity_steps: int | None = Field(None, ge=1, description="Steps of the plasticity probe.")
+
+    @field_validator("room_oracle")
+    @classmethod
+    def _room_oracle_is_defined(cls, v: str | None, info: ValidationInfo) -> str | None:
+        defined = info.data.get("custom_arms") or {}
+        if v is not None and v not in defined:
+            raise ValueError(f"'{v}' is not an arm of study.custom_arms (defined: {', '.join(defined) or 'none'})")
+        return v
 
 
 class Config(StrictModel):

@@ -155,6 +155,20 @@ def _ends(rng: random.Random, length: int) -> RowDict:
     return _row(f"ends: {letters}", letters[0] + letters[-1])
 
 
+def moved(word: str, by: Callable[[int], int]) -> str:
+    """``word`` with its j-th letter (from 1) moved on ``by(j)`` places in the alphabet, wrapping."""
+    return "".join(LETTERS[(LETTERS.index(c) + by(j)) % len(LETTERS)] for j, c in enumerate(word, 1))
+
+
+# A ladder whose rungs teach in order: each position has its own rule (move on by the position), so
+# length k + 1 asks for everything length k does plus one rule more, and a rung is right only when
+# every letter is: a rung above the one being learned gives no reward to learn from (docs/world.md).
+@generator("shift", "structured", {"length": 3}, {"length": (1, 26)}, pretrained=False)
+def _shift(rng: random.Random, length: int) -> RowDict:
+    word = "".join(rng.sample(LETTERS, length))
+    return _row(f"shift: {word}", moved(word, lambda j: j))
+
+
 def _letters_with_count(rng: random.Random, length: int, count: int) -> str:
     if count > length:
         raise ConfigError(f"count {count} is more than the length {length}", field="source.difficulty.count")

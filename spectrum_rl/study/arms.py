@@ -68,6 +68,7 @@ class StudySpec:
     steps: int = 90
     max_rollouts: int | None = None  # the compute budget per run (completions generated); None: steps
     primary: str | None = None  # the pre-registered comparison "a - b"
+    room_oracle: str = "oracle_static"  # the custom arm gate G6 measures the room with
     prompts_per_step: int = 8
     group_size: int = 6
     max_new_tokens: int = 32  # the longest built-in answer (and demonstration) is 22 tokens

@@ -13,7 +13,8 @@ replacements included). Two endpoints:
   survival time of survival analysis); an arm's ratio to joint is the ratio of the two restricted
   means, and the paired per-seed difference of ``min(R, B) / B`` gives its interval and test.
 
-Gate G6 first (study/gates.py): when the oracle arm ran, ``oracle_static - joint`` must reach the
+Gate G6 first (study/gates.py): when the oracle arm ran (``study.room_oracle``, default
+``oracle_static``), ``oracle - joint`` must reach the
 goal's margin, else the comparison is void (the world leaves less to win than the goal asks of
 adaptive), and the verdict says so with the numbers.
 
@@ -39,6 +40,7 @@ def curriculum_verdict(
     arms: dict[str, Any],
     family: dict[str, Any],
     order: dict[str, Any] | None,
+    room_oracle: str = "oracle_static",
 ) -> dict[str, Any]:
     """Steps and rollouts each arm needs to reach joint's final mean, the goal, and the order query's
     predicted gain beside the ``order`` arm's realised one."""
@@ -67,10 +69,11 @@ def curriculum_verdict(
             and faster
             and (vs_best is None or vs_best["mean"] >= 0)
         )
-        room = comps.get("oracle_static - joint", {}).get("final_mean")
+        room = comps.get(f"{room_oracle} - joint", {}).get("final_mean")
         void = room is not None and room["mean"] < CURRICULUM_GOAL  # gate G6 on the study's own runs
         out["goal"] = {
             "room": room,
+            "room_oracle": room_oracle,
             "void": void,
             "adaptive - joint": vs_joint,
             "best_baseline": best,

@@ -160,7 +160,8 @@ def _goal(s: dict[str, Any]) -> str:
     d, best, room = goal["adaptive - joint"], goal["best_baseline"], goal.get("room")
     text = ""
     if room is not None:
-        text = f"Room (gate G6): `oracle_static - joint` = {ci_text(room)}" + (
+        oracle = goal.get("room_oracle", "oracle_static")
+        text = f"Room (gate G6): `{oracle} - joint` = {ci_text(room)}" + (
             ", below the goal's margin: **the comparison is void**. " if goal.get("void") else ". "
         )
     if d.get("role") == "primary":

@@ -23,9 +23,9 @@ out) and budget (the config's ``study:`` section, else the study's defaults), fr
 - G5 interference: a transfer probe (each domain trained alone, ``probe_steps``), the pairs whose
   T[i][j] is below minus two standard errors (training i lowers j), or a sentence that none is
   (printed NONE: a world without interference is a finding, not a failure).
-- G6 room for a curriculum: the config's oracle arm (``study.custom_arms.oracle_static``, weights
-  set by someone who knows the world) against joint at the budget, paired by seed over the same
-  ``seeds``; passes when the mean difference reaches the curriculum goal's margin
+- G6 room for a curriculum: the config's oracle arm (``study.room_oracle``, a custom arm, default
+  ``oracle_static``: weights set by someone who knows the world) against joint at the budget,
+  paired by seed over the same ``seeds``; passes when the mean difference reaches the curriculum goal's margin
   (``study/curriculum.py CURRICULUM_GOAL``). If even the oracle cannot win that much, a study of
   curricula on this world is void, whatever its arms show.
 """
@@ -238,12 +238,14 @@ def measure_gates(
         log(f"  {n}: trained level {k}; level {k + 1} {before:.3f} -> {now:.3f} (2 SE {2 * se:.3f})")
 
     log(f"G6: the oracle against joint, {budget} x {seeds} seeds")
-    if "oracle_static" in spec.custom_arms:
-        _, oracle_ends, _ = final_means("oracle_static")
+    oracle = spec.room_oracle
+    if oracle in spec.custom_arms:
+        _, oracle_ends, _ = final_means(oracle)
         diff = t_interval([o - j for o, j in zip(oracle_ends, joint_ends)]).to_dict()
-        g6 = {"oracle_minus_joint": diff, "margin": CURRICULUM_GOAL, "passes": bool(diff["mean"] >= CURRICULUM_GOAL)}
+        g6 = {"oracle": oracle, "oracle_minus_joint": diff, "margin": CURRICULUM_GOAL}
+        g6["passes"] = bool(diff["mean"] >= CURRICULUM_GOAL)
     else:
-        g6 = {"passes": False, "why": "the config defines no study.custom_arms.oracle_static to measure the room with"}
+        g6 = {"passes": False, "why": f"the config defines no study.custom_arms.{oracle} to measure the room with"}
 
     probe_steps = config.study.probe_steps or max(10, spec.steps // 4)
     log(f"G5: transfer probe, {probe_steps} steps on each domain alone")
@@ -323,8 +325,9 @@ def gate_lines(result: dict[str, Any]) -> list[str]:
         if "oracle_minus_joint" in g6:
             d = g6["oracle_minus_joint"]
             bounds = f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d["ci_low"] is not None else ""
+            oracle = g6.get("oracle", "oracle_static")  # gates.json written before the field named it
             lines.append(
-                f"G6 room         {mark(g6['passes'])}  oracle_static - joint {d['mean']:+.3f}{bounds} (95% t, paired, "
+                f"G6 room         {mark(g6['passes'])}  {oracle} - joint {d['mean']:+.3f}{bounds} (95% t, paired, "
                 f"n={d['n']} seeds; needs >= {g6['margin']}: else a curriculum study here is void)"
             )
         else:

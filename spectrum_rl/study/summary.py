@@ -53,7 +53,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> di
     stored = own_runs(runs)
     out = {**meta, "arms": arms_summary, "claims": claims, "comparisons": family, "runs": stored}
     if "joint" in runs:
-        out["curriculum"] = curriculum_verdict(runs, arms_summary, family, meta.get("order"))
+        oracle = meta["spec"].get("room_oracle", "oracle_static")
+        out["curriculum"] = curriculum_verdict(runs, arms_summary, family, meta.get("order"), oracle)
     return out
 
 
