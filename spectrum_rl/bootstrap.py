@@ -17,6 +17,13 @@ half-solved level carries over to the next one: a ladder that RL climbs level by
 ``builtin:ladder_v3`` — the same with distinct letters in the letter ladders (no row where the
 shortcut is right by coincidence) and steeper shortcut schedules: length 3 starts near 0 on both.
 
+``builtin:ladder_v4`` — v3 with the letter after the answer in the alphabet as the letter ladders'
+shortcut (never the other ladder's answer).
+
+``builtin:ladder_v5`` — one ladder whose rungs teach in order: ``shift`` (each letter moved on by
+its position) over lengths 1-6, the shortcut drawn letter by letter (``per_letter``), so a length
+starts at about the product of its letters' chances and comes alive as the length below is learned.
+
 Deterministic for a seed and thread count. Saved in Hugging Face format with ``bootstrap.json``
 (recipe, held-out scores per domain, wall time).
 """
