@@ -269,6 +269,11 @@ def test_gates_run_end_to_end_on_a_small_world(builtin_tiny, tmp_path):
     assert all(0 <= b <= 1 for b in run["blind"].values())
     lines = gate_lines(result)
     assert [line.split()[0] for line in lines][:2] == ["G1", "G2"] and lines[-2].startswith("G5")
+    measured = {n: g for n, g in result["G3"].items() if "gain" in g}
+    assert measured  # the sampled reading beside the greedy rule, on G2's prompts
+    for n, g in measured.items():
+        assert g["sampled"]["before"] == result["G2"][n]["levels"][g["next_level"]]["pass_rate"]
+        assert 0 <= g["sampled"]["after"] <= 1 and any("; sampled " in x for x in lines if n in x)
     assert lines[-1].startswith("G6 room         FAIL") and "oracle_static" in lines[-1]  # the config has no oracle
 
 

@@ -14,7 +14,9 @@ out) and budget (the config's ``study:`` section, else the study's defaults), fr
   level whose start pass rate is below 0.8) for the budget; the greedy score of level k + 1 on
   the same ``prompts`` prompts before and after; passes when level k + 1 starts below ``HARD``
   (near 0: it is a rung still to climb), ends above ``LIFTED`` and the gain exceeds two standard
-  errors (binomial, before and after treated as independent: conservative).
+  errors (binomial, before and after treated as independent: conservative). The sampled pass
+  rate of level k + 1 before and after is printed beside it, outside the rule: on a ladder whose
+  rungs teach in order, training level k makes level k + 1 learnable before greedy decoding has it.
 - G4 dead weight: the slices dead at the start, and the share of a uniform mixture's rollouts they
   take: saturated (start pass rate >= 0.95), locked (<= 0.05 at the start, lifted above it by
   joint's seed-0 run: the upper rungs of a ladder) and unsolvable (<= 0.05 at the start and after
@@ -223,7 +225,7 @@ def measure_gates(
         overlay |= {"run": {"name": f"ladder-{n}", "output_dir": str(run), "seed": 0}}
         trained_model, _ = load_causal_lm(str(_train(merge_config(base, overlay), base_dir) / "final"))
         before = start[n][k + 1]["greedy"]
-        after = level_scores(trained_model, tokenizer, start_cfg, domains[n], prompts=prompts, samples=1, seed=0)
+        after = level_scores(trained_model, tokenizer, start_cfg, domains[n], prompts=prompts, samples=samples, seed=0)
         now = after[k + 1]["greedy"]
         se = float(np.hypot(binomial_se(before, prompts), binomial_se(now, prompts)))
         g3[n] = {
@@ -234,6 +236,8 @@ def measure_gates(
             "gain": round(now - before, 4),
             "two_se": round(2 * se, 4),
             "passes": transfer_passes(before, now, 2 * se),
+            # beside the rule, not in it: a rung can come alive (sampled) before greedy decoding has it
+            "sampled": {"before": start[n][k + 1]["pass_rate"], "after": after[k + 1]["pass_rate"]},
         }
         log(f"  {n}: trained level {k}; level {k + 1} {before:.3f} -> {now:.3f} (2 SE {2 * se:.3f})")
 
@@ -308,6 +312,7 @@ def gate_lines(result: dict[str, Any]) -> list[str]:
                 f"G3 transfer up  {mark(g['passes'])}  {n}: training level {g['trained_level']} moves level "
                 f"{g['next_level']} {g['before']:.2f} -> {g['after']:.2f} ({g['gain']:+.2f}, 2 SE {g['two_se']:.2f}; "
                 f"needs < {HARD} -> > {LIFTED})"
+                + (f"; sampled {g['sampled']['before']:.2f} -> {g['sampled']['after']:.2f}" if "sampled" in g else "")
             )
         else:
             lines.append(f"G3 transfer up  FAIL  {n}: {g['why']}")
