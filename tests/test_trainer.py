@@ -441,7 +441,8 @@ def test_auto_micro_batch_tokens_from_free_memory():
 
 def test_dynamic_sampling_replaces_groups_without_signal(tmp_path, tiny_random_lm_dir):
     """A random model never sorts: with exact match alone every group scores all 0, so each of the
-    2 rounds draws all 4 prompts again, and every group is still without signal at the end."""
+    2 rounds draws all 4 prompts again, and every group is still without signal at the end. The
+    scheduler hears all 12 groups: pass rates read from the 4 kept ones would hide the dropped."""
     task = SORTING_EXACT
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "dynamic_sampling": 2}, domains=[task])
     trainer = make_trainer(path)
@@ -451,6 +452,7 @@ def test_dynamic_sampling_replaces_groups_without_signal(tmp_path, tiny_random_l
     m = trainer.train_step()
     assert made == [4, 4, 4] and m["dynamic_sampling/resampled"] == 8 and m["dynamic_sampling/zero_std_left"] == 1.0
     assert m["samples/sorting"] == 3 * 4 * 3  # every rollout made is measured: 3 rounds x 4 prompts x G=3
+    assert trainer.planner.view.learnability.count("sorting") == 12  # every group made, the dropped 8 included
     (tmp_path / "plain").mkdir()
     plain_config = write_config(tmp_path / "plain", tiny_random_lm_dir, {"steps": 1}, domains=[task])
     plain = make_trainer(plain_config).train_step()

@@ -187,7 +187,9 @@ class SchedulerBase:
     ) -> None:
         """What a planned step scored: per domain its groups' rewards (``{"math": [[1, 0, 1, 1], ...]}``),
         or ``Outcome``s (with the prompt's pool row and level where the plan chose them); and,
-        optionally, each domain's mean token entropy of its rollouts."""
+        optionally, each domain's mean token entropy of its rollouts. Pass every group rolled out,
+        those a filter such as dynamic sampling dropped included: pass rates read from the kept
+        groups alone are biased towards 1/2."""
         if isinstance(outcomes, Mapping):
             outcomes = [Outcome(d, tuple(g)) for d, groups in outcomes.items() for g in groups]
         entropy = dict(entropy or {})

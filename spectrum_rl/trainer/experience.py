@@ -51,9 +51,11 @@ class Group:
 
 @dataclass
 class Experience:
-    """What ``make`` returns: the groups, and what the step measured while making them."""
+    """What ``make`` returns: the groups, and what the step measured while making them. ``dropped``:
+    the groups dynamic sampling replaced, not trained on but part of what the step measured."""
 
     groups: list[Group]
+    dropped: list[Group] = field(default_factory=list)
     stats: Sums = field(default_factory=Sums)
     signals: SignalSums | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -129,7 +131,7 @@ class ExperienceMaker:
         round, the groups whose rewards were all equal (over all processes, per domain: ``total``)
         are dropped and as many fresh prompts of their domains drawn (``draw``: the same on every
         process, ``share``: this process's part) and rolled out. The statistics and signals keep
-        every rollout made; the groups are the final batch."""
+        every rollout made; the groups are the final batch, the replaced ones ``dropped``."""
         resampled = 0.0
         for _ in range(self.cfg.dynamic_sampling):
             counts = total([sum(g.outcome.zero_variance and g.domain == d for g in exp.groups) for d in self.domains])
@@ -138,6 +140,7 @@ class ExperienceMaker:
             prompts = share([p for d, n in zip(self.domains, counts) for p in draw(d, int(n))])
             more = self.make(prompts, generator)
             kept = [g for g in exp.groups if not g.outcome.zero_variance]
+            exp.dropped += [g for g in exp.groups if g.outcome.zero_variance]
             exp.stats.merge(more.stats)
             exp.signals.merge(more.signals)
             for k, v in more.timings.items():
@@ -266,7 +269,9 @@ class ExperienceMaker:
 
     def tracked_outcomes(self, groups: list[Group]) -> list[tuple[str, int | None, int | None, tuple[float, ...]]]:
         """(domain, prompt index, level, rollout rewards) of every group: the scheduler's success-rate
-        learnability reads them all; the index and level of the prompts it tracks."""
+        learnability reads them all; the index and level of the prompts it tracks. Pass the groups
+        dynamic sampling dropped too: a pass rate read from the kept groups alone is biased towards
+        1/2 (all-right and all-wrong groups are the ones dropped)."""
         return [(g.domain, g.example.index, g.example.level, g.outcome.rewards[: self.cfg.group_size]) for g in groups]
 
     def rows(self, groups: list[Group], demos: list[tuple[str, Any]], weights: StepWeights) -> tuple[list[Row], Sums]:

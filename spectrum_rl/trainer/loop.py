@@ -193,7 +193,9 @@ class Trainer:
         exp.stats.merge(learn_stats)
         alignment = cosine_matrix(sketches) if sketches and len(sketches) > 1 else None
         metrics, signals = reduce_step(st.acc, exp.stats, exp.signals, alignment)
-        outcomes = tuple(gather_lists(st.acc, self.experience.tracked_outcomes(exp.groups)))
+        # Every group made counts, dynamic sampling's dropped ones included: the scheduler reads pass
+        # rates from them, and the kept groups alone would hide a rung it has learned.
+        outcomes = tuple(gather_lists(st.acc, self.experience.tracked_outcomes(exp.dropped + exp.groups)))
         self.planner.observe_step(replace(signals, prompt_outcomes=outcomes))
 
         # 8. The step's log line: what was measured, and the plan as executed.
