@@ -204,6 +204,9 @@ def test_curriculum_verdict_needs_the_margin_over_joint_and_a_win_over_the_best_
     spent = verdict["rollouts_to_joint_final"]
     assert spent["adaptive"]["per_seed"] == [480] * 6 and spent["joint"]["reached"] == "3/6"
     assert spent["adaptive"]["ratio_to_joint"] == pytest.approx(480 / 1440, abs=1e-4) and goal["rollouts_ratio"] < 0.7
+    # its two factors: a step costs the same 48 completions, and adaptive takes 10 steps to joint's 30
+    assert spent["adaptive"]["rollouts_per_step"] == spent["joint"]["rollouts_per_step"] == 48
+    assert spent["adaptive"]["steps_ratio_to_joint"] == pytest.approx(10 / 30, abs=1e-4)
     runs["sec"] = [_run([0.2, 0.5, 0.5, 0.52 + 0.01 * k]) for k in range(6)]  # sec now beats adaptive
     arms["sec"]["final_mean"]["mean"] = 0.545
     family = compare_family(runs, family_pairs(list(runs)))

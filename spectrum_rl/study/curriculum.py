@@ -121,6 +121,7 @@ def rollouts_to_target(seeds: list[dict[str, Any]], joint: list[dict[str, Any]],
     capped = [min(r, budget) if r is not None else budget for r in at]
     joint_capped = [min(r, budget) if (r := _reached_at(s, target)) is not None else budget for s in joint]
     mean, joint_mean = float(np.mean(capped)), float(np.mean(joint_capped))
+    steps, joint_steps = _steps_restricted(seeds, target), _steps_restricted(joint, target)
     n = min(len(capped), len(joint_capped))
     x, y = [c / budget for c in capped[:n]], [c / budget for c in joint_capped[:n]]
     vs = None
@@ -140,7 +141,21 @@ def rollouts_to_target(seeds: list[dict[str, Any]], joint: list[dict[str, Any]],
         "vs_joint": vs,
         "method": "restricted mean of min(rollouts to target, budget); paired difference of its share of the "
         "budget against joint's seeds",
+        # the ratio's two factors: what a step costs, and how many steps it takes
+        "rollouts_per_step": round(_per_step(seeds), 1),
+        "steps_ratio_to_joint": round(steps / joint_steps, 4) if joint_steps else None,
     }
+
+
+def _per_step(seeds: list[dict[str, Any]]) -> float:
+    """Mean completions generated per optimizer step (dynamic sampling's replacements included)."""
+    return float(np.mean([s["rollouts"] / s["eval_mean"][0][-1] for s in seeds]))
+
+
+def _steps_restricted(seeds: list[dict[str, Any]], target: float) -> float:
+    """Restricted mean of the optimizer steps to ``target``, censored at each run's last step."""
+    last = [s["eval_mean"][0][-1] for s in seeds]
+    return float(np.mean([r if (r := steps_to_reach(s, target)) is not None else n for s, n in zip(seeds, last)]))
 
 
 def _informative_per_step(seeds: list[dict[str, Any]]) -> dict[str, float | None]:

@@ -174,6 +174,13 @@ def _goal(s: dict[str, Any]) -> str:
         text += f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
     if goal.get("rollouts_ratio") is not None:
         text += f"; adaptive reaches joint's final score with {goal['rollouts_ratio']:.2f}x joint's rollouts"
+        spent = s["curriculum"]["rollouts_to_joint_final"]
+        a, j = spent["adaptive"], spent["joint"]
+        if a.get("rollouts_per_step") and j.get("rollouts_per_step") and a.get("steps_ratio_to_joint") is not None:
+            text += (
+                f" (a step of it generates {a['rollouts_per_step'] / j['rollouts_per_step']:.2f}x joint's "
+                f"completions, and it takes {a['steps_ratio_to_joint']:.2f}x joint's steps)"
+            )
     if best:
         b = goal["adaptive - best_baseline"]
         text += f"; `adaptive - {best}` (the best non-oracle baseline) = {ci_text(b)}, Holm p {p_text(b['p_holm'])}"
