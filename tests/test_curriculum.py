@@ -302,3 +302,21 @@ def test_dead_weight_tells_the_rungs_joint_climbs_from_the_slices_nothing_moves(
     stuck = dead_weight(start, {"a": rates(1.0, 0.9, 0.6, 0.0)}, n_domains=2)
     assert stuck["slices"][-1]["kind"] == "unsolvable" and not stuck["passes"]  # out of the primary eval
     assert not dead_weight({"a": rates(0.5, 0.4)}, {"a": rates(0.9, 0.8)}, n_domains=1)["passes"]  # nothing to save
+
+
+def test_the_report_shows_rollouts_to_joints_final_and_the_goal_with_its_speed():
+    """The HTML report's curriculum section carries the compute endpoint (reached, restricted mean,
+    ratio per arm) and the goal's whole sentence, the same one the docs render."""
+    from spectrum_rl.study.report import _curriculum_section, goal_text, reached_text
+
+    summary = json.loads((ROOT / "docs" / "study_curriculum_v5" / "summary.json").read_text())
+    section = _curriculum_section(summary)
+    spent = summary["curriculum"]["rollouts_to_joint_final"]
+    assert "rollouts to joint's final: reached, restricted mean, ratio" in section
+    assert all(f"<td>{reached_text(spent[arm])}</td>" in section for arm in summary["arms"])
+    sentence = goal_text(summary)
+    assert "x joint's rollouts (a step of it generates" in sentence and "`adaptive - joint`" in sentence
+    assert "<code>adaptive - joint</code>" in section and "**" not in section and "`" not in section
+    del summary["curriculum"]["rollouts_to_joint_final"]  # a study budgeted in steps has no such column
+    del summary["curriculum"]["goal"]
+    assert "rollouts" not in _curriculum_section(summary)

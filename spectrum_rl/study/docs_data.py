@@ -31,7 +31,7 @@ from typing import Any
 
 from spectrum_rl.study.arms import with_joint
 from spectrum_rl.study.curriculum import along_budget
-from spectrum_rl.study.report import calibration_text, ci_text, p_text
+from spectrum_rl.study.report import calibration_text, ci_text, goal_text, p_text, reached_text
 
 BLOCK = re.compile(r"(<!-- data: (\S+) (\w+) -->\n)(.*?)(<!-- /data -->)", re.S)
 
@@ -130,13 +130,11 @@ def _curriculum(s: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         for arm, a in s["arms"].items():
-            r, info = spent[arm], cur["informative"][arm]
+            info = cur["informative"][arm]
             informative = ci_text(a["informative"]) if a.get("informative") else "n/a"
-            ratio = "-" if r["ratio_to_joint"] is None else f"{r['ratio_to_joint']:.2f}x"
             lines.append(
                 f"| `{arm}` | {ci_text(a['final_mean'])} | {informative} | {info['resampled_per_run']:.0f} | "
-                f"{r['reached']}, {r['restricted_mean']:.0f} of {r['budget']}, {ratio} | "
-                f"{info.get('demonstrations_per_run', 0):.0f} |"
+                f"{reached_text(spent[arm])} | {info.get('demonstrations_per_run', 0):.0f} |"
             )
     else:
         lines = [
@@ -149,42 +147,10 @@ def _curriculum(s: dict[str, Any]) -> str:
             informative = ci_text(a["informative"]) if a.get("informative") else "n/a"
             lines.append(f"| `{arm}` | {ci_text(a['final_mean'])} | {ci_text(a['auc'])} | {informative} | {steps} |")
     if cur.get("goal"):
-        lines.append("\n" + _goal(s).rstrip("\n"))
+        lines.append("\n" + goal_text(s))
     if cur.get("order"):
         lines.append("\n" + calibration_text(cur["order"]))
     return "\n".join(lines) + "\n"
-
-
-def _goal(s: dict[str, Any]) -> str:
-    goal = s["curriculum"]["goal"]
-    d, best, room = goal["adaptive - joint"], goal["best_baseline"], goal.get("room")
-    text = ""
-    if room is not None:
-        oracle = goal.get("room_oracle", "oracle_static")
-        text = f"Room (gate G6): `{oracle} - joint` = {ci_text(room)}" + (
-            ", below the goal's margin: **the comparison is void**. " if goal.get("void") else ". "
-        )
-    if d.get("role") == "primary":
-        text += f"`adaptive - joint` = {ci_text(d)}, p {p_text(d['p'])} (the primary comparison, tested alone"
-        power = d.get("power") or {}
-        if power.get("detectable_at_80pct") is not None:
-            text += f"; detectable with 80% power at this n: {power['detectable_at_80pct']:.3f}"
-        text += ")"
-    else:
-        text += f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
-    if goal.get("rollouts_ratio") is not None:
-        text += f"; adaptive reaches joint's final score with {goal['rollouts_ratio']:.2f}x joint's rollouts"
-        spent = s["curriculum"]["rollouts_to_joint_final"]
-        a, j = spent["adaptive"], spent["joint"]
-        if a.get("rollouts_per_step") and j.get("rollouts_per_step") and a.get("steps_ratio_to_joint") is not None:
-            text += (
-                f" (a step of it generates {a['rollouts_per_step'] / j['rollouts_per_step']:.2f}x joint's "
-                f"completions, and it takes {a['steps_ratio_to_joint']:.2f}x joint's steps)"
-            )
-    if best:
-        b = goal["adaptive - best_baseline"]
-        text += f"; `adaptive - {best}` (the best non-oracle baseline) = {ci_text(b)}, Holm p {p_text(b['p_holm'])}"
-    return text + f". Goal ({goal['rule']}): **{'met' if goal['met'] else 'not met'}**.\n"
 
 
 def _budget(s: dict[str, Any]) -> str:
@@ -221,7 +187,7 @@ def _latest(s: dict[str, Any]) -> str:
 
 KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "latest": _latest,
-    "goal": _goal,
+    "goal": lambda s: goal_text(s) + "\n",
     "gates": _gates,
     "curriculum": _curriculum,
     "budget": _budget,

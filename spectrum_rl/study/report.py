@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -130,37 +131,87 @@ def _comparison_table(summary: dict[str, Any]) -> str:
     return f"<table><tr><th>difference</th><th>held-out mean</th>{head}</tr>{rows}</table>"
 
 
+def reached_text(r: dict[str, Any]) -> str:
+    """An arm's rollouts to joint's final score: seeds that reached it, restricted mean of the
+    budget, ratio to joint's."""
+    ratio = "-" if r["ratio_to_joint"] is None else f"{r['ratio_to_joint']:.2f}x"
+    return f"{r['reached']}, {r['restricted_mean']:.0f} of {r['budget']}, {ratio}"
+
+
+def goal_text(s: dict[str, Any]) -> str:
+    """The curriculum goal in one paragraph (Markdown): the room (gate G6), the primary comparison,
+    the rollouts ratio split into what a step costs and how many steps, the best baseline, the verdict."""
+    goal = s["curriculum"]["goal"]
+    d, best, room = goal["adaptive - joint"], goal["best_baseline"], goal.get("room")
+    text = ""
+    if room is not None:
+        oracle = goal.get("room_oracle", "oracle_static")
+        text = f"Room (gate G6): `{oracle} - joint` = {ci_text(room)}" + (
+            ", below the goal's margin: **the comparison is void**. " if goal.get("void") else ". "
+        )
+    if d.get("role") == "primary":
+        text += f"`adaptive - joint` = {ci_text(d)}, p {p_text(d['p'])} (the primary comparison, tested alone"
+        power = d.get("power") or {}
+        if power.get("detectable_at_80pct") is not None:
+            text += f"; detectable with 80% power at this n: {power['detectable_at_80pct']:.3f}"
+        text += ")"
+    else:
+        text += f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
+    if goal.get("rollouts_ratio") is not None:
+        text += f"; adaptive reaches joint's final score with {goal['rollouts_ratio']:.2f}x joint's rollouts"
+        spent = s["curriculum"]["rollouts_to_joint_final"]
+        a, j = spent["adaptive"], spent["joint"]
+        if a.get("rollouts_per_step") and j.get("rollouts_per_step") and a.get("steps_ratio_to_joint") is not None:
+            text += (
+                f" (a step of it generates {a['rollouts_per_step'] / j['rollouts_per_step']:.2f}x joint's "
+                f"completions, and it takes {a['steps_ratio_to_joint']:.2f}x joint's steps)"
+            )
+    if best:
+        b = goal["adaptive - best_baseline"]
+        text += f"; `adaptive - {best}` (the best non-oracle baseline) = {ci_text(b)}, Holm p {p_text(b['p_holm'])}"
+    return text + f". Goal ({goal['rule']}): **{'met' if goal['met'] else 'not met'}**."
+
+
+def _inline_html(markdown: str) -> str:
+    """Escaped text with Markdown's inline `code` and **bold** as HTML."""
+    out = html.escape(markdown)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+
+
 def _curriculum_section(summary: dict[str, Any]) -> str:
-    """The curriculum study: per arm final mean, area under the eval curve, informative share and
-    steps to joint's final score; the goal's verdict; predicted vs realised gain of the order."""
+    """The curriculum study: per arm final mean, area under the eval curve, informative share,
+    steps and (with a budget in completions) rollouts to joint's final score; the goal's verdict;
+    predicted vs realised gain of the order."""
     cur = summary.get("curriculum")
     if not cur:
         return ""
     esc = html.escape
+    spent = cur.get("rollouts_to_joint_final") or {}
     rows = []
     for arm, a in summary["arms"].items():
         steps = ", ".join("-" if r is None else str(r) for r in cur["steps_to_joint_final"].get(arm, []))
         cells = "".join(
             f'<td class="num">{_interval_cell(a.get(k))}</td>' for k in ("final_mean", "auc", "informative")
         )
-        rows.append(f"<tr><td>{esc(arm)}</td>{cells}<td>{esc(steps)}</td></tr>")
-    text = ""
-    goal = cur.get("goal")
-    if goal:
-        d = goal["adaptive - joint"]
-        text += f"<p>adaptive - joint = {esc(ci_text(d))}, Holm p {esc(p_text(d['p_holm']))}"
-        if goal["best_baseline"]:
-            b = goal["adaptive - best_baseline"]
-            text += f"; adaptive - {esc(goal['best_baseline'])} (best baseline) = {esc(ci_text(b))}, Holm p {esc(p_text(b['p_holm']))}"
-        text += f". Goal ({esc(goal['rule'])}): <b>{'met' if goal['met'] else 'not met'}</b>.</p>"
+        reached = f"<td>{esc(reached_text(spent[arm]))}</td>" if arm in spent else ""
+        rows.append(f"<tr><td>{esc(arm)}</td>{cells}<td>{esc(steps)}</td>{reached}</tr>")
+    text = f"<p>{_inline_html(goal_text(summary))}</p>" if cur.get("goal") else ""
     if cur.get("order"):
         text += f"<p>{esc(calibration_text(cur['order']))}</p>"
+    rollouts_head = "<th>rollouts to joint's final: reached, restricted mean, ratio</th>" if spent else ""
     return (
         "<h2>Curriculum</h2><p>Area: the held-out mean averaged over the run (trapezoids over the eval steps); "
         "informative: the share of rollout groups whose rewards were not all equal; steps: the first eval step "
-        f"at which each seed reached joint's final mean {cur['joint_final']:.3f} (- never).</p>"
+        f"at which each seed reached joint's final mean {cur['joint_final']:.3f} (- never)"
+        + (
+            "; rollouts: the completions generated by then, censored at the budget (restricted mean over seeds)"
+            if spent
+            else ""
+        )
+        + ".</p>"
         "<table><tr><th>arm</th><th>final held-out mean</th><th>area under the eval curve</th>"
-        f"<th>informative groups</th><th>steps to joint's final</th></tr>{''.join(rows)}</table>{text}"
+        f"<th>informative groups</th><th>steps to joint's final</th>{rollouts_head}</tr>{''.join(rows)}</table>{text}"
     )
 
 
