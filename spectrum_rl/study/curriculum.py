@@ -149,7 +149,7 @@ def rollouts_to_target(seeds: list[dict[str, Any]], joint: list[dict[str, Any]],
 
 def _per_step(seeds: list[dict[str, Any]]) -> float:
     """Mean completions generated per optimizer step (dynamic sampling's replacements included)."""
-    return float(np.mean([s["rollouts"] / s["eval_mean"][0][-1] for s in seeds]))
+    return float(np.mean([s["rollouts"] / max(1, s["eval_mean"][0][-1]) for s in seeds]))
 
 
 def _steps_restricted(seeds: list[dict[str, Any]], target: float) -> float:
