@@ -62,9 +62,11 @@ class BuiltDomain:
         return [replace(self.to_example(r), index=i) for i, r in zip(indices, self.source.rows_at(indices))]
 
     def eval_examples(self) -> list[Example]:
-        """The held-out examples (computed once)."""
+        """The held-out examples (computed once); a ladder's know their level."""
         if self._eval is None:
-            self._eval = [self.to_example(r) for r in self.source.eval_rows()]
+            rows = self.source.eval_rows()
+            levels = self.source.eval_levels() or [None] * len(rows)
+            self._eval = [replace(self.to_example(r), level=lv) for r, lv in zip(rows, levels)]
         return self._eval
 
 

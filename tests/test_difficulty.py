@@ -9,6 +9,7 @@ import random
 import pytest
 import yaml
 
+from spectrum_rl.analysis.runs import run_summary
 from spectrum_rl.config import load_config
 from spectrum_rl.domains import build_domains, planner_for
 from spectrum_rl.errors import ConfigError
@@ -146,10 +147,20 @@ def test_a_run_logs_the_level_drawn(tmp_path, tiny_random_lm_dir):
         "reward": [{"type": "exact_match"}],
     }
     path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2}, domains=[task])
-    make_trainer(path).train()
+    trainer = make_trainer(path)
+    trainer.train()
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert all(2 <= m["difficulty/sorting"] <= 3 for m in metrics)  # the frontier at the easiest level
     assert [m["difficulty/frontier/sorting"] for m in metrics] == [2.0, 2.0]  # a random model masters none
+    # held-out scores per level of the ladder, the domain's score their mean weighted by rows
+    held_out = trainer.domains["sorting"].eval_examples()
+    rows = {lv: sum(e.level == lv for e in held_out) for lv in {e.level for e in held_out}}
+    assert all(len(e.answer) == e.level for e in held_out) and set(rows) <= set(range(2, 7))
+    last = read_jsonl(tmp_path / "run" / "eval.jsonl")[-1]
+    per_level = {int(k.rsplit("@", 1)[1]): v for k, v in last.items() if k.startswith("eval_level/sorting@")}
+    assert set(per_level) == set(rows)
+    assert sum(per_level[lv] * n for lv, n in rows.items()) / len(held_out) == pytest.approx(last["eval/sorting"])
+    assert run_summary(tmp_path / "run")["levels"]["final"] == {f"sorting@{lv}": v for lv, v in per_level.items()}
 
 
 def _file_task(tmp_path, rows: list[dict]) -> dict:
@@ -184,6 +195,10 @@ def test_a_file_source_with_a_difficulty_field_is_a_ladder_and_a_run_logs_its_le
     make_trainer(path).train()
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert all("difficulty/sorting" in m for m in metrics)
+    assert [e.level for e in sorting.eval_examples()] == [len(e.answer) for e in sorting.eval_examples()]
+    last = read_jsonl(tmp_path / "run" / "eval.jsonl")[-1]
+    held_out_levels = {len(e.answer) for e in sorting.eval_examples()}
+    assert {int(k.rsplit("@", 1)[1]) for k in last if k.startswith("eval_level/sorting@")} == held_out_levels
 
 
 def test_a_difficulty_field_that_is_not_an_integer_is_a_one_line_error(tmp_path, tiny_random_lm_dir):

@@ -78,6 +78,11 @@ def _mean_or_none(values: list[float]) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
+def _levels(record: dict[str, Any]) -> dict[str, float]:
+    """``domain@level`` -> held-out score, from one eval.jsonl record."""
+    return {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("eval_level/")}
+
+
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """Per-run numbers from its files: final held-out scores, KL series, entropy and class series."""
     run_dir = Path(run_dir)
@@ -96,6 +101,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "kl_to_base": dict(zip(*series(evals, "kl_to_base"))) if "kl_to_base" in final else {},
         "eval": {d: series(evals, f"eval/{d}") for d in domains},
         "eval_mean": series(evals, "eval/mean"),
+        # a ladder's held-out score per level (``domain@level``), at the start and at the end
+        "levels": {"start": _levels(evals[0]), "final": _levels(final)},
         # completions generated when each evaluation ran (the compute axis), and in all
         "eval_rollouts": [e.get("rollouts") for e in evals],
         "rollouts": final.get("rollouts"),

@@ -93,6 +93,10 @@ class RowSource(ABC):
         """One training row at each of ``levels`` (sources with a ladder only)."""
         raise TypeError(f"{self.describe()} has no difficulty range")
 
+    def eval_levels(self) -> list[int] | None:
+        """The difficulty level of each held-out row, where the source draws them over a range."""
+        return None
+
     def describe(self) -> str:
         """A short human-readable description, e.g. ``builtin:addition(digits=2)``."""
         return type(self).__name__

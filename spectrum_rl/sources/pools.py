@@ -48,20 +48,27 @@ class BuiltinSource(RowSource):
         self._eval_size = ctx.eval_size
         eval_rng = random.Random(derive_seed(ctx.seed, ctx.domain, "eval"))
         self._eval: list[RowDict] = []
+        self._eval_levels: list[int] = []
         questions: set[str] = set()
         for _ in range(ctx.eval_size):
-            row = self._draw(eval_rng, questions)
+            level = self._level(eval_rng)
+            row = self._draw(eval_rng, questions, level)
             questions.add(row["question"])
             self._eval.append(row)
+            if level is not None:
+                self._eval_levels.append(level)
         self._eval_questions = frozenset(questions)
         # Fail at build time, not mid-training, when eval leaves no training question.
         self._draw(random.Random(derive_seed(ctx.seed, ctx.domain, "probe")), self._eval_questions)
 
+    def _level(self, rng: random.Random) -> int | None:
+        """A level drawn uniformly over the range (None without one)."""
+        return None if self._range is None else rng.randint(*self._range[1:])
+
     def _draw(self, rng: random.Random, exclude: set[str] | frozenset[str], level: int | None = None) -> RowDict:
         knobs = self.knobs
         if self._range is not None:  # a level drawn uniformly over the range unless one is given
-            knob, lo, hi = self._range
-            knobs = {**knobs, knob: rng.randint(lo, hi) if level is None else level}
+            knobs = {**knobs, self._range[0]: self._level(rng) if level is None else level}
         for _ in range(_MAX_TRIES):
             row = self.generator.make(rng, **knobs)
             if row["question"] not in exclude:
@@ -75,6 +82,9 @@ class BuiltinSource(RowSource):
 
     def eval_rows(self) -> list[RowDict]:
         return self._eval
+
+    def eval_levels(self) -> list[int] | None:
+        return self._eval_levels if self._range is not None else None
 
     def train_rows(self, n: int, rng: random.Random) -> list[RowDict]:
         return [self._draw(rng, self._eval_questions) for _ in range(n)]
@@ -95,12 +105,19 @@ class BuiltinSource(RowSource):
 
 class PoolSource(RowSource):
     """A fixed list of training rows, drawn with replacement, and a fixed list of eval rows; with
-    ``levels`` (one integer difficulty per training row) a ladder from the easiest to the hardest."""
+    ``levels`` (one integer difficulty per training row) a ladder from the easiest to the hardest,
+    and ``eval_levels`` those of the eval rows."""
 
     def __init__(
-        self, train: list[RowDict], held_out: list[RowDict], description: str, levels: list[int] | None = None
+        self,
+        train: list[RowDict],
+        held_out: list[RowDict],
+        description: str,
+        levels: list[int] | None = None,
+        eval_levels: list[int] | None = None,
     ) -> None:
         self._train, self._eval, self._description = train, held_out, description
+        self._eval_levels = eval_levels
         self._by_level: dict[int, list[int]] = {}
         for i, level in enumerate(levels or []):
             self._by_level.setdefault(level, []).append(i)
@@ -121,6 +138,9 @@ class PoolSource(RowSource):
 
     def eval_rows(self) -> list[RowDict]:
         return self._eval
+
+    def eval_levels(self) -> list[int] | None:
+        return self._eval_levels
 
     def train_rows(self, n: int, rng: random.Random) -> list[RowDict]:
         return rng.choices(self._train, k=n)
@@ -163,10 +183,11 @@ def pool_source(
     train = [r for r in rows if r["question"] not in questions]
     if not train:
         raise ConfigError(f"every training question of {description} is also an eval question", field=field)
-    levels = None
+    levels = held_out = None
     if difficulty_field is not None:  # every row checked, the held-out ones too: bad data fail at load
-        levels = [_level(r, difficulty_field, description) for r in [*train, *eval_rows]][: len(train)]
-    return PoolSource(train, eval_rows, description, levels)
+        every = [_level(r, difficulty_field, description) for r in [*train, *eval_rows]]
+        levels, held_out = every[: len(train)], every[len(train) :]
+    return PoolSource(train, eval_rows, description, levels, held_out)
 
 
 def _level(row: RowDict, field: str, description: str) -> int:

@@ -9,7 +9,7 @@ hybrid reward (shaping terms included) is reported beside it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -29,6 +29,7 @@ class EvalResult:
     scores: dict[str, float]  # domain -> mean primary-component score of the greedy completion
     rewards: dict[str, float]  # domain -> mean hybrid reward of the greedy completion
     kl: float | None  # mean per-token KL(policy || base) on those completions
+    levels: dict[str, dict[int, float]] = field(default_factory=dict)  # a ladder's score per level
 
 
 def evaluate(
@@ -54,19 +55,31 @@ def evaluate(
     prompts = [apply_prompt_format(tokenizer, e.prompt, chat_template, e.system) for _, e in examples]
     texts, batches = complete(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
     partial: list[float] = []  # per domain: sum of primary scores, sum of rewards, count
+    per_level: list[float] = []  # per (domain, level) of a ladder: sum of primary scores, count
+    by_level: list[tuple[str, int]] = []
     for d in domains:
-        results = [d.reward.score([t], e) for (dom, e), t in zip(examples, texts) if dom is d]
-        primary = sum(float(r.parts[d.reward.primary][0]) for r in results)
-        partial += [primary, sum(float(r.total[0]) for r in results), len(results)]
+        results = [(e.level, d.reward.score([t], e)) for (dom, e), t in zip(examples, texts) if dom is d]
+        primary = [(level, float(r.parts[d.reward.primary][0])) for level, r in results]
+        partial += [sum(p for _, p in primary), sum(float(r.total[0]) for _, r in results), len(results)]
+        # the levels from the whole held-out set, so every process appends the same entries
+        for level in sorted({e.level for e in d.eval_examples()[:limit] if e.level is not None}):
+            scored = [p for lv, p in primary if lv == level]
+            per_level += [sum(scored), len(scored)]
+            by_level.append((d.name, level))
     kl_sum, kl_count = _kl_sums(model, base, batches) if base is not None else (0.0, 0.0)
-    partial += [kl_sum, kl_count]
+    partial += [*per_level, kl_sum, kl_count]
     if reduce is not None:
         partial = reduce(partial)
     rows = [(d.name, partial[3 * i : 3 * i + 3]) for i, d in enumerate(domains)]
     scores = {name: p / n for name, (p, _, n) in rows if n}
     rewards = {name: r / n for name, (_, r, n) in rows if n}
+    levels: dict[str, dict[int, float]] = {}
+    for i, (name, level) in enumerate(by_level):
+        p, n = partial[3 * len(domains) + 2 * i : 3 * len(domains) + 2 * i + 2]
+        if n:
+            levels.setdefault(name, {})[level] = p / n
     kl = partial[-2] / partial[-1] if base is not None and partial[-1] else None
-    return EvalResult(scores, rewards, kl)
+    return EvalResult(scores, rewards, kl, levels)
 
 
 def evaluate_state(st: TrainState, domains: Sequence[BuiltDomain], config: Config) -> EvalResult:
@@ -96,6 +109,7 @@ def eval_record(step: int, result: EvalResult, seconds: float) -> dict[str, Any]
         **{f"eval/{k}": v for k, v in scores.items()},
         "eval/mean": round(sum(scores.values()) / len(scores), 6),
         **{f"eval_reward/{k}": round(v, 6) for k, v in result.rewards.items()},
+        **{f"eval_level/{k}@{lv}": round(v, 6) for k, per in result.levels.items() for lv, v in per.items()},
         "time/eval": round(seconds, 3),
     }
     if result.kl is not None:

@@ -93,6 +93,10 @@ def run_training(
             console.print(scheduler_table(decisions, config.domain_names))
         evals = read_jsonl(out / "eval.jsonl")
         sizes = {d.name: len(d.eval_examples()) for d in trainer.domains.values()}
+        for d in trainer.domains.values():  # a ladder's held-out rows per level too
+            for e in d.eval_examples():
+                if e.level is not None:
+                    sizes[f"{d.name}@{e.level}"] = sizes.get(f"{d.name}@{e.level}", 0) + 1
         console.print(held_out_table(evals, config.domain_names, sizes))
         mean = sum(scores.values()) / max(len(scores), 1)
         console.print(f"done: {trainer.step} steps; held-out mean {mean:.3f}")
@@ -103,7 +107,8 @@ def run_training(
 def held_out_table(evals: list[dict[str, Any]], names: list[str], sizes: dict[str, int]) -> Table:
     """Each domain's held-out score at the run's first evaluation, its best and its last, flagged
     where the end is below the start (or the best) by more than two standard errors; the run's BWT
-    (mean of end - best) below (scheduler/continual.py ``held_out_course``)."""
+    (mean of end - best) below (scheduler/continual.py ``held_out_course``). A ladder's levels
+    follow its row, unflagged (a level holds a few rows)."""
     course, bwt, se = held_out_course(evals, names, sizes)
     first, last = (evals[0]["step"], evals[-1]["step"]) if evals else (0, 0)
     table = Table(
@@ -118,6 +123,11 @@ def held_out_table(evals: list[dict[str, Any]], names: list[str], sizes: dict[st
         flags = ("! fell" if c.fell else "") + (" ! forgot" if c.forgot and not c.fell else "")
         cells = (f"{c.start:.2f}", f"{c.best:.2f}", f"{c.end:.2f}", f"{c.end - c.start:+.2f}")
         table.add_row(d, str(c.n), *cells, flags.strip())
+        levels = [k for k in evals[-1] if k.startswith(f"eval_level/{d}@")] if evals else []
+        for key in sorted(levels, key=lambda k: int(k.rsplit("@", 1)[1])):
+            scores = [e[key] for e in evals if key in e]
+            cells = (f"{scores[0]:.2f}", f"{max(scores):.2f}", f"{scores[-1]:.2f}", f"{scores[-1] - scores[0]:+.2f}")
+            table.add_row(f"  @{key.rsplit('@', 1)[1]}", str(sizes.get(key.split("/", 1)[1], "")), *cells, "")
     return table
 
 
