@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,9 @@ def run_training(
         if decisions and config.logging.progress:
             console.print(scheduler_table(decisions, config.domain_names))
         evals = read_jsonl(out / "eval.jsonl")
-        sizes = {d.name: len(d.eval_examples()) for d in trainer.domains.values()}
-        for d in trainer.domains.values():  # a ladder's held-out rows per level too
-            for e in d.eval_examples():
-                if e.level is not None:
-                    sizes[f"{d.name}@{e.level}"] = sizes.get(f"{d.name}@{e.level}", 0) + 1
+        held_out = [(d.name, d.eval_examples()) for d in trainer.domains.values()]
+        sizes = {name: len(examples) for name, examples in held_out}
+        sizes |= Counter(f"{name}@{e.level}" for name, ex in held_out for e in ex if e.level is not None)  # per level
         console.print(held_out_table(evals, config.domain_names, sizes))
         mean = sum(scores.values()) / max(len(scores), 1)
         console.print(f"done: {trainer.step} steps; held-out mean {mean:.3f}")
