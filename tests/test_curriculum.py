@@ -320,3 +320,36 @@ def test_the_report_shows_rollouts_to_joints_final_and_the_goal_with_its_speed()
     del summary["curriculum"]["rollouts_to_joint_final"]  # a study budgeted in steps has no such column
     del summary["curriculum"]["goal"]
     assert "rollouts" not in _curriculum_section(summary)
+
+
+def test_a_study_pools_each_levels_groups_and_scores_each_level():
+    """Per arm and level: the final held-out score over seeds, and the groups rolled out pooled over
+    seeds (the level's share of the domain's groups, the share of them without signal), also by
+    distance to the frontier; the docs block and the report render both tables."""
+    from spectrum_rl.study.docs_data import render
+    from spectrum_rl.study.report import _levels_section
+    from spectrum_rl.study.summary import _levels
+
+    def run(final3: float, at3: float, dead3: float) -> dict:
+        groups = {
+            "s@2": {"groups": 10.0, "zero_std": 8.0, "blind": 0.0},
+            "s@3": {"groups": at3, "zero_std": dead3, "blind": dead3},
+            "s@frontier": {"groups": at3, "zero_std": dead3, "blind": dead3},
+            "s@frontier-1": {"groups": 10.0, "zero_std": 8.0, "blind": 0.0},
+        }
+        return {"levels": {"final": {"s@2": 1.0, "s@3": final3}, "groups": groups}}
+
+    levels = _levels([run(0.5, 30.0, 10.0), run(0.7, 50.0, 30.0)])
+    assert levels["s@3"]["final"]["mean"] == pytest.approx(0.6) and levels["s@3"]["final"]["n"] == 2
+    assert levels["s@3"]["groups_share"] == pytest.approx(80 / 100)  # 30 + 50 of the 100 groups made at 2 and 3
+    assert levels["s@3"]["zero_std_share"] == pytest.approx(40 / 80) and levels["s@2"]["zero_std_share"] == 0.8
+    assert levels["s@frontier-1"]["groups_share"] == pytest.approx(0.2)  # shares of the groups made at a level
+    assert _levels([{}]) == {}  # a run recorded before levels were
+    summary = {"arms": {"adaptive": {"levels": levels}, "old": {"levels": {}}}}
+    block = render(summary, "levels")
+    assert "| `adaptive` | 2 | 1.00 | 0.60 ± 1.27 |" in block  # t(1) half-width of 0.5, 0.7: 12.706 * 0.1
+    assert "| arm | @2 | @3 | @frontier-1 | @frontier |" in block and "| `adaptive` | 20% (80%) | 80% (50%) |" in block
+    assert "| `old` | – | – | – | – |" in block
+    html = _levels_section(summary)
+    assert "<th>@frontier-1</th>" in html and "<td>80% (50%)</td>" in html
+    assert render({"arms": {"a": {}}}, "levels").startswith("No run of this study recorded difficulty levels")

@@ -146,12 +146,27 @@ def test_a_run_logs_the_level_drawn(tmp_path, tiny_random_lm_dir):
         "eval": {"size": 6},
         "reward": [{"type": "exact_match"}],
     }
-    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2}, domains=[task])
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 2, "dynamic_sampling": 1}, domains=[task])
     trainer = make_trainer(path)
     trainer.train()
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert all(2 <= m["difficulty/sorting"] <= 3 for m in metrics)  # the frontier at the easiest level
     assert [m["difficulty/frontier/sorting"] for m in metrics] == [2.0, 2.0]  # a random model masters none
+    # every group rolled out is counted at its level, dynamic sampling's replaced ones included
+    G = trainer.cfg.group_size
+    for m in metrics:
+        made = {k: v for k, v in m.items() if k.startswith("groups/sorting@")}
+        assert sum(made.values()) == m["rollouts/generated"] / G == 2 * trainer.cfg.prompts_per_step
+        assert all(m[k.replace("groups/", "groups_zero_std/")] == v for k, v in made.items())  # a random model
+    spent = run_summary(tmp_path / "run")["levels"]["groups"]
+    by_level = {k: c for k, c in spent.items() if k.rsplit("@", 1)[1].isdigit()}
+    by_offset = {k: c for k, c in spent.items() if "@frontier" in k}
+    assert sum(c["groups"] for c in by_level.values()) == sum(m["rollouts/generated"] for m in metrics) / G
+    assert {k: c["groups"] for k, c in by_offset.items()} == {  # the frontier stayed at 2: offset = level - 2
+        f"sorting@frontier{lv - 2:+d}".replace("+0", ""): by_level[f"sorting@{lv}"]["groups"]
+        for lv in range(2, 7)
+        if f"sorting@{lv}" in by_level
+    }
     # held-out scores per level of the ladder, the domain's score their mean weighted by rows
     held_out = trainer.domains["sorting"].eval_examples()
     rows = {lv: sum(e.level == lv for e in held_out) for lv in {e.level for e in held_out}}

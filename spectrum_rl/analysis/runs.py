@@ -83,6 +83,31 @@ def _levels(record: dict[str, Any]) -> dict[str, float]:
     return {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("eval_level/")}
 
 
+_GROUP_COUNTS = {"groups": "groups", "groups_zero_std": "zero_std", "groups_blind": "blind"}
+
+
+def _level_groups(metrics: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Where a ladder's generation went: per ``domain@level``, the groups rolled out over the run
+    (dynamic sampling's replaced ones included), those without signal (``zero_std``) and those whose
+    rewards were all 0 (``blind``); and the same by distance to the step's frontier level
+    (``domain@frontier``, ``domain@frontier-1``, ``domain@frontier+1``, ...)."""
+    out: dict[str, dict[str, float]] = {}
+    for m in metrics:
+        for key, value in m.items():
+            name, _, where = key.partition("/")
+            if name not in _GROUP_COUNTS or "@" not in where:
+                continue
+            domain, level = where.rsplit("@", 1)
+            slots = [where]
+            if (frontier := m.get(f"difficulty/frontier/{domain}")) is not None:
+                offset = int(level) - int(frontier)
+                slots.append(f"{domain}@frontier" + (f"{offset:+d}" if offset else ""))
+            for slot in slots:
+                counts = out.setdefault(slot, dict.fromkeys(_GROUP_COUNTS.values(), 0.0))
+                counts[_GROUP_COUNTS[name]] += value
+    return {k: {c: round(v, 3) for c, v in counts.items()} for k, counts in sorted(out.items())}
+
+
 def run_summary(run_dir: Path) -> dict[str, Any]:
     """Per-run numbers from its files: final held-out scores, KL series, entropy and class series."""
     run_dir = Path(run_dir)
@@ -101,8 +126,9 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "kl_to_base": dict(zip(*series(evals, "kl_to_base"))) if "kl_to_base" in final else {},
         "eval": {d: series(evals, f"eval/{d}") for d in domains},
         "eval_mean": series(evals, "eval/mean"),
-        # a ladder's held-out score per level (``domain@level``), at the start and at the end
-        "levels": {"start": _levels(evals[0]), "final": _levels(final)},
+        # a ladder's held-out score per level (``domain@level``), at the start and at the end, and
+        # its groups rolled out per level
+        "levels": {"start": _levels(evals[0]), "final": _levels(final), "groups": _level_groups(metrics)},
         # completions generated when each evaluation ran (the compute axis), and in all
         "eval_rollouts": [e.get("rollouts") for e in evals],
         "rollouts": final.get("rollouts"),

@@ -15,7 +15,7 @@ held-out mean per arm), ``domains`` (per-domain final scores), ``claims`` (verdi
 comparisons that exclude 0 after adjustment, in a sentence), ``curriculum`` (the curriculum
 study's arms with area, informative share and steps to joint's final, and its goal), ``goal``
 (that goal alone), ``budget`` (every arm against joint at shares of the budget, read off the
-curves), ``gates``
+curves), ``levels`` (a ladder's held-out score per level and where its rollout groups went), ``gates``
 (the lines of `spectrum-rl gates`, from a gates.json), ``latest`` (the last text block of a
 benchmark's section of benchmarks/README.md, named ``benchmarks/README.md#bench_name.py``).
 """
@@ -31,7 +31,7 @@ from typing import Any
 
 from spectrum_rl.study.arms import with_joint
 from spectrum_rl.study.curriculum import along_budget
-from spectrum_rl.study.report import calibration_text, ci_text, goal_text, p_text, reached_text
+from spectrum_rl.study.report import calibration_text, ci_text, goal_text, level_tables, p_text, reached_text
 
 BLOCK = re.compile(r"(<!-- data: (\S+) (\w+) -->\n)(.*?)(<!-- /data -->)", re.S)
 
@@ -153,6 +153,16 @@ def _curriculum(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _levels(s: dict[str, Any]) -> str:
+    """Per domain whose difficulty is a range: the held-out score per level and where the groups went."""
+    parts = []
+    for title, header, rows in level_tables(s):
+        lines = [title + ":", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        lines += ["| " + " | ".join([f"`{row[0]}`", *row[1:]]) + " |" for row in rows]
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts) if parts else "No run of this study recorded difficulty levels.\n"
+
+
 def _budget(s: dict[str, Any]) -> str:
     """Every arm against joint at shares of the budget (`curriculum.along_budget`), as a table."""
     read = along_budget(with_joint(s["runs"]))
@@ -191,6 +201,7 @@ KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "gates": _gates,
     "curriculum": _curriculum,
     "budget": _budget,
+    "levels": _levels,
     "order": _order,
     "primary": _primary,
     "verdicts": _verdicts,

@@ -215,6 +215,72 @@ def _curriculum_section(summary: dict[str, Any]) -> str:
     )
 
 
+def level_tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per domain whose difficulty is a range: (title, header, rows) of two tables, per arm: the
+    held-out score per level at the end (mean ± the 95% t half-width over seeds, n), and where the
+    arm's rollout groups went (each level's share of them, and the share of those without signal),
+    per level and by distance to the step's frontier. Empty when no run recorded levels."""
+    arms = {arm: a.get("levels") or {} for arm, a in summary["arms"].items()}
+    keys = sorted({k for levels in arms.values() for k in levels}, key=_level_order)
+    tables = []
+    for domain in dict.fromkeys(k.rsplit("@", 1)[0] for k in keys):
+        own = [k for k in keys if k.rsplit("@", 1)[0] == domain]
+        scored = [k for k in own if any("final" in arms[a].get(k, {}) for a in arms)]
+        spent = [k for k in own if any("groups_share" in arms[a].get(k, {}) for a in arms)]
+        if scored:
+            rows = [
+                [arm, str(_seeds(levels, scored))] + [_score_cell(levels.get(k, {}).get("final")) for k in scored]
+                for arm, levels in arms.items()
+            ]
+            title = f"`{domain}`: held-out score per level at the end (mean ± 95% Student t half-width over seeds)"
+            tables.append((title, ["arm", "n", *("@" + k.rsplit("@", 1)[1] for k in scored)], rows))
+        if spent:
+            rows = [[arm] + [_groups_cell(levels.get(k)) for k in spent] for arm, levels in arms.items()]
+            title = (
+                f"`{domain}`: where the rollout groups went (share of the arm's groups, pooled over seeds; in "
+                "brackets the share of those without signal), per level and by distance to the step's frontier"
+            )
+            tables.append((title, ["arm", *("@" + k.rsplit("@", 1)[1] for k in spent)], rows))
+    return tables
+
+
+def _level_order(key: str) -> tuple[str, int, int]:
+    """``domain@3`` before ``domain@frontier-1`` before ``domain@frontier`` before ``domain@frontier+1``."""
+    domain, level = key.rsplit("@", 1)
+    if level.isdigit():
+        return domain, 0, int(level)
+    offset = level.removeprefix("frontier")
+    return domain, 1, int(offset) if offset else 0
+
+
+def _seeds(levels: dict[str, Any], keys: list[str]) -> int:
+    return max((levels[k]["final"]["n"] for k in keys if "final" in levels.get(k, {})), default=0)
+
+
+def _score_cell(x: dict | None) -> str:
+    parts = _interval_parts(x)
+    if parts is None:
+        return "–"
+    mean, bounds, _ = parts
+    return f"{mean:.2f}" if bounds is None else f"{mean:.2f} ± {(bounds[1] - bounds[0]) / 2:.2f}"
+
+
+def _groups_cell(x: dict | None) -> str:
+    if not x or "groups_share" not in x:
+        return "–"
+    return f"{100 * x['groups_share']:.0f}% ({100 * x['zero_std_share']:.0f}%)"
+
+
+def _levels_section(summary: dict[str, Any]) -> str:
+    esc = html.escape
+    out = []
+    for title, header, rows in level_tables(summary):
+        head = "".join(f"<th>{esc(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+        out.append(f"<p>{_inline_html(title)}</p><table><tr>{head}</tr>{body}</table>")
+    return "<h2>Difficulty levels</h2>" + "".join(out) if out else ""
+
+
 def _budget_warning(summary: dict[str, Any]) -> str:
     """A warning at the top when runs stopped at the step cap before the budget of completions."""
     short = short_of_budget(summary.get("runs", {}), summary["spec"])
@@ -344,6 +410,7 @@ over the seeds at each eval step; the dotted line is the score before training.<
 {figs.get("rollouts", "")}
 <h2>Final held-out score per domain</h2>{_final_domain_table(summary)}
 {_course_table(runs)}
+{_levels_section(summary)}
 <h2>Paired comparisons (one family, Holm-corrected)</h2>
 <p>Final held-out score of one arm minus another, paired by seed over the seeds both ran: mean difference,
 its 95% Student-t interval over the per-seed differences, n, the paired test's two-sided p (t; exact sign-flip

@@ -118,4 +118,33 @@ def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any
         "entropy_slope": {d: round(float(np.mean([slope(s["entropy"][d][1]) for s in seeds])), 6) for d in domains},
         "phases": phases,
         "seconds": round(float(np.mean([s["seconds"] for s in seeds])), 1),
+        "levels": _levels(seeds),
     }
+
+
+def _levels(seeds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A ladder per ``domain@level``: the final held-out score (mean and interval over seeds), the
+    share of the domain's rollout groups the level took and the share of those without signal,
+    pooled over seeds; the groups also by distance to the frontier (``domain@frontier+1``)."""
+    finals = [s.get("levels", {}).get("final", {}) for s in seeds]
+    pooled: dict[str, dict[str, float]] = {}
+    for s in seeds:
+        for key, counts in s.get("levels", {}).get("groups", {}).items():
+            for c, v in counts.items():
+                pooled.setdefault(key, {}).setdefault(c, 0.0)
+                pooled[key][c] += v
+    made: dict[str, float] = {}  # a domain's groups over every level
+    for key, counts in pooled.items():
+        domain, level = key.rsplit("@", 1)
+        if level.isdigit():
+            made[domain] = made.get(domain, 0.0) + counts["groups"]
+    out: dict[str, dict[str, Any]] = {}
+    for key in sorted({k for f in finals for k in f} | set(pooled)):
+        entry = out.setdefault(key, {})
+        if values := [f[key] for f in finals if key in f]:
+            entry["final"] = t_interval(values).to_dict()
+        if key in pooled and (n := pooled[key]["groups"]):
+            entry["groups_share"] = round(n / made[key.rsplit("@", 1)[0]], 4)
+            entry["zero_std_share"] = round(pooled[key]["zero_std"] / n, 4)
+            entry["blind_share"] = round(pooled[key]["blind"] / n, 4)
+    return out

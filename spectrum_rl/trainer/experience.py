@@ -237,10 +237,13 @@ class ExperienceMaker:
             count.tolist(),
             blind.tolist(),
         )
-        for (domain, _), (s, zero, adv_abs, n, is_blind) in zip(local, columns):
+        for (domain, ex), (s, zero, adv_abs, n, is_blind) in zip(local, columns):
             stats.add("reward_std", s)
             stats.add("frac_reward_zero_std", zero)
             exp.signals.add(domain, advantage_abs=adv_abs, samples=n, groups=1.0, blind_groups=float(is_blind))
+            if ex.level is not None:  # where a ladder's generation goes: groups per level, and those without signal
+                for name, value in (("groups", 1.0), ("groups_zero_std", zero), ("groups_blind", float(is_blind))):
+                    stats.add(f"{name}/{domain}@{ex.level}", value, 0)
         finished = ro.finished.float()
         lengths = ro.completion_mask.sum(1).float()
         stats.add("completions/mean_length", float(lengths.sum()), len(lengths))
