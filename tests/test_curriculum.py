@@ -331,25 +331,26 @@ def test_a_study_pools_each_levels_groups_and_scores_each_level():
     from spectrum_rl.study.summary import _levels
 
     def run(final3: float, at3: float, dead3: float) -> dict:
-        groups = {
-            "s@2": {"groups": 10.0, "zero_std": 8.0, "blind": 0.0},
-            "s@3": {"groups": at3, "zero_std": dead3, "blind": dead3},
-            "s@frontier": {"groups": at3, "zero_std": dead3, "blind": dead3},
-            "s@frontier-1": {"groups": 10.0, "zero_std": 8.0, "blind": 0.0},
-        }
+        made = {2: (10.0, 8.0), 3: (at3, dead3), 4: (5.0, 5.0), 5: (5.0, 0.0)}  # level: (groups, without signal)
+        groups = {}
+        for level, (n, dead) in made.items():  # the frontier at 3 all run
+            counts = {"groups": n, "zero_std": dead, "blind": dead}
+            groups[f"s@{level}"] = groups["s@frontier" + (f"{level - 3:+d}" if level != 3 else "")] = counts
         return {"levels": {"final": {"s@2": 1.0, "s@3": final3}, "groups": groups}}
 
     levels = _levels([run(0.5, 30.0, 10.0), run(0.7, 50.0, 30.0)])
     assert levels["s@3"]["final"]["mean"] == pytest.approx(0.6) and levels["s@3"]["final"]["n"] == 2
-    assert levels["s@3"]["groups_share"] == pytest.approx(80 / 100)  # 30 + 50 of the 100 groups made at 2 and 3
+    assert levels["s@3"]["groups_share"] == pytest.approx(80 / 120, abs=1e-4)  # 30 + 50 of the 120 groups made
     assert levels["s@3"]["zero_std_share"] == pytest.approx(40 / 80) and levels["s@2"]["zero_std_share"] == 0.8
-    assert levels["s@frontier-1"]["groups_share"] == pytest.approx(0.2)  # shares of the groups made at a level
+    assert levels["s@frontier+2"]["groups_share"] == pytest.approx(10 / 120, abs=1e-4) and "final" not in levels["s@5"]
     assert _levels([{}]) == {}  # a run recorded before levels were
     summary = {"arms": {"adaptive": {"levels": levels}, "old": {"levels": {}}}}
     block = render(summary, "levels")
     assert "| `adaptive` | 2 | 1.00 | 0.60 ± 1.27 |" in block  # t(1) half-width of 0.5, 0.7: 12.706 * 0.1
-    assert "| arm | @2 | @3 | @frontier-1 | @frontier |" in block and "| `adaptive` | 20% (80%) | 80% (50%) |" in block
-    assert "| `old` | – | – | – | – |" in block
+    assert "| arm | @2 | @3 | @4 | @5 | below the frontier | at it | above it |" in block
+    # above the frontier: levels 4 and 5 pooled, 20 of the 120 groups, 10 of them without signal
+    assert "| `adaptive` | 17% (80%) | 67% (50%) | 8% (100%) | 8% (0%) | 17% (80%) | 67% (50%) | 17% (50%) |" in block
+    assert "| `old` | – | – | – | – | – | – | – |" in block
     html = _levels_section(summary)
-    assert "<th>@frontier-1</th>" in html and "<td>80% (50%)</td>" in html
+    assert "<th>below the frontier</th>" in html and "<td>67% (50%)</td>" in html
     assert render({"arms": {"a": {}}}, "levels").startswith("No run of this study recorded difficulty levels")

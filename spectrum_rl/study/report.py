@@ -235,13 +235,40 @@ def level_tables(summary: dict[str, Any]) -> list[tuple[str, list[str], list[lis
             title = f"`{domain}`: held-out score per level at the end (mean ± 95% Student t half-width over seeds)"
             tables.append((title, ["arm", "n", *("@" + k.rsplit("@", 1)[1] for k in scored)], rows))
         if spent:
-            rows = [[arm] + [_groups_cell(levels.get(k)) for k in spent] for arm, levels in arms.items()]
+            digits = [k for k in spent if k.rsplit("@", 1)[1].isdigit()]
+            rows = [
+                [arm]
+                + [_groups_cell(levels.get(k)) for k in digits]
+                + [_groups_cell(_pool(levels, [k for k in spent if _side(k) == side])) for side in (-1, 0, 1)]
+                for arm, levels in arms.items()
+            ]
             title = (
                 f"`{domain}`: where the rollout groups went (share of the arm's groups, pooled over seeds; in "
-                "brackets the share of those without signal), per level and by distance to the step's frontier"
+                "brackets the share of those without signal), per level and against the step's frontier level (the "
+                "scheduler's, which an arm that picks its own levels does not follow)"
             )
-            tables.append((title, ["arm", *("@" + k.rsplit("@", 1)[1] for k in spent)], rows))
+            head = ["arm", *("@" + k.rsplit("@", 1)[1] for k in digits), "below the frontier", "at it", "above it"]
+            tables.append((title, head, rows))
     return tables
+
+
+def _side(key: str) -> int | None:
+    """-1, 0 or 1 for ``domain@frontier-k``, ``domain@frontier``, ``domain@frontier+k``; None for a level."""
+    level = key.rsplit("@", 1)[1]
+    if not level.startswith("frontier"):
+        return None
+    offset = int(level.removeprefix("frontier") or 0)
+    return (offset > 0) - (offset < 0)
+
+
+def _pool(levels: dict[str, Any], keys: list[str]) -> dict[str, float] | None:
+    """The group shares of several ``levels`` entries as one (None where none has groups)."""
+    parts = [levels[k] for k in keys if "groups_share" in levels.get(k, {})]
+    if not parts:
+        return None
+    share = sum(p["groups_share"] for p in parts)
+    dead = sum(p["groups_share"] * p["zero_std_share"] for p in parts)
+    return {"groups_share": share, "zero_std_share": dead / share if share else 0.0}
 
 
 def _level_order(key: str) -> tuple[str, int, int]:
