@@ -354,3 +354,45 @@ def test_a_study_pools_each_levels_groups_and_scores_each_level():
     html = _levels_section(summary)
     assert "<th>below the frontier</th>" in html and "<td>67% (50%)</td>" in html
     assert render({"arms": {"a": {}}}, "levels").startswith("No run of this study recorded difficulty levels")
+
+
+def test_a_steps_cost_follows_from_its_groups_without_signal():
+    """P G (1 + d + ... + d^R) completions a step, per arm from its pooled levels (an arm's own batch
+    size counted); what the primary arm's frontier leaves to save; the largest d meeting the goal
+    at its steps ratio; the lowest d of an RL-only arm (an arm with demonstrations is not one)."""
+    from spectrum_rl.study.curriculum import step_cost
+
+    def levels(*shares: tuple[float, float], frontier: float | None = None) -> dict:
+        out = {f"s@{k + 1}": {"groups_share": g, "zero_std_share": z} for k, (g, z) in enumerate(shares)}
+        return out | ({"s@frontier": {"groups_share": 1.0, "zero_std_share": frontier}} if frontier is not None else {})
+
+    spent = {"adaptive": (8.4, 0.9), "joint": (9.0, 1.0), "more": (18.0, 1.0)}
+    summary = {
+        "domains": ["s"],
+        "spec": {
+            "primary": "adaptive - joint", "prompts_per_step": 2, "group_size": 3,
+            "custom_arms": {"more": {"training": {"prompts_per_step": 4}}},
+        },
+        "curriculum": {
+            "rollouts_to_joint_final": {
+                a: {"rollouts_per_step": c, "steps_ratio_to_joint": r, "budget": 1000} for a, (c, r) in spent.items()
+            },
+            "informative": {
+                "adaptive": {"demonstrations_per_run": 0}, "joint": {}, "more": {"demonstrations_per_run": 100},
+            },
+        },
+        "arms": {
+            "adaptive": {"levels": levels((0.5, 0.2), (0.5, 0.6), frontier=0.5)},
+            "joint": {"levels": levels((1.0, 0.5))},
+            "more": {"levels": levels((1.0, 0.05))},
+        },
+    }  # fmt: skip
+    c = step_cost(summary, rounds=1)
+    assert c["arms"]["adaptive"] == {"d": 0.4, "estimate": 8.4, "measured": 8.4}  # 2 x 3 x (1 + 0.4)
+    assert c["arms"]["joint"]["estimate"] == 9.0 and c["arms"]["more"]["estimate"] == pytest.approx(12 * 1.05)
+    assert c["all_at_frontier"] == {"cost": 9.0, "of_step": 1.0, "of_rollouts": 0.9}
+    assert c["goal_d"] == pytest.approx(1 / 6, abs=1e-4)  # 6 (1 + d) <= 0.7 x 9 / 0.9
+    assert c["lowest_d"] == {"d": 0.2, "arm": "adaptive", "level": "s@1"}  # `more` trained on demonstrations
+    assert step_cost(summary, rounds=2)["arms"]["adaptive"]["estimate"] == pytest.approx(6 * (1 + 0.4 + 0.16), abs=0.05)
+    del summary["arms"]["adaptive"]["levels"]["s@frontier"]
+    assert step_cost(summary, rounds=1) is None  # no frontier counted: nothing to say

@@ -211,3 +211,64 @@ def short_of_budget(runs: dict[str, list[dict[str, Any]]], spec: dict[str, Any])
         for k, s in enumerate(seeds)
         if (s.get("rollouts") or 0) < budget
     ]
+
+
+def step_cost(summary: dict[str, Any], rounds: int) -> dict[str, Any] | None:
+    """Why a step of each arm costs what it does, for a study whose trained domain is one ladder
+    whose groups its runs counted per level (None otherwise). With P prompts of G completions and
+    ``rounds`` rounds of dynamic sampling, a step whose groups are each without signal with chance
+    d generates about P G (1 + d + ... + d^rounds) completions: a dropped group is drawn again, and
+    is without signal with the same chance. Per arm: d (its groups pooled over seeds and levels),
+    that estimate and the measured cost. For the primary comparison ``a - b``: ``a``'s d at its
+    frontier and what a step would cost with every group there, as a share of ``b``'s step and,
+    at ``a``'s steps ratio, of ``b``'s rollouts to target; the largest d that meets ROLLOUT_GOAL at
+    that steps ratio; and the smallest d at any level in an arm that trained on demonstrations for
+    less than 1% of the completions it generated (the RL-only arms)."""
+    spent, primary = summary.get("curriculum", {}).get("rollouts_to_joint_final"), summary["spec"].get("primary")
+    if not spent or not primary or len(summary["domains"]) != 1:
+        return None
+    domain, (a, b), spec = summary["domains"][0], primary.split(" - "), summary["spec"]
+
+    def cost(d: float, arm: str = a) -> float:
+        own = spec["custom_arms"].get(arm, {}).get("training", {})  # an arm may set its own batch
+        size = own.get("prompts_per_step", spec["prompts_per_step"]) * own.get("group_size", spec["group_size"])
+        return size * sum(d**r for r in range(rounds + 1))
+
+    def levels(arm: str) -> dict[str, dict[str, float]]:
+        own = summary["arms"][arm].get("levels") or {}
+        return {k: v for k, v in own.items() if "groups_share" in v and k.rsplit("@", 1)[1].isdigit()}
+
+    arms = {}
+    for arm in summary["arms"]:
+        if not levels(arm) or arm not in spent:
+            continue
+        d = sum(v["groups_share"] * v["zero_std_share"] for v in levels(arm).values())
+        arms[arm] = {"d": round(d, 4), "estimate": round(cost(d, arm), 1), "measured": spent[arm]["rollouts_per_step"]}
+    frontier = (summary["arms"][a].get("levels") or {}).get(f"{domain}@frontier")
+    if a not in arms or b not in arms or not frontier or not spent[a]["steps_ratio_to_joint"]:
+        return None
+    steps = spent[a]["steps_ratio_to_joint"]
+    at = cost(frontier["zero_std_share"]) / spent[b]["rollouts_per_step"]
+    # the largest d with cost(d) / b's cost * steps <= ROLLOUT_GOAL (cost rises with d)
+    goal = ROLLOUT_GOAL * spent[b]["rollouts_per_step"] / steps
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        lo, hi = ((lo + hi) / 2, hi) if cost((lo + hi) / 2) <= goal else (lo, (lo + hi) / 2)
+    budget = {arm: s["budget"] for arm, s in spent.items()}
+    informative = summary["curriculum"]["informative"]
+    rl_only = [arm for arm in arms if informative[arm].get("demonstrations_per_run", 0.0) < 0.01 * budget[arm]]
+    lowest = min(((v["zero_std_share"], arm, k) for arm in rl_only for k, v in levels(arm).items()), default=None)
+    return {
+        "rounds": rounds,
+        "arms": arms,
+        "primary": [a, b],
+        "frontier_d": frontier["zero_std_share"],
+        "all_at_frontier": {
+            "cost": round(cost(frontier["zero_std_share"]), 1),
+            "of_step": round(at, 4),
+            "of_rollouts": round(at * steps, 4),
+        },
+        "steps_ratio": steps,
+        "goal_d": round(lo, 4) if cost(0.0) <= goal else None,
+        "lowest_d": None if lowest is None else {"d": lowest[0], "arm": lowest[1], "level": lowest[2]},
+    }

@@ -15,7 +15,9 @@ held-out mean per arm), ``domains`` (per-domain final scores), ``claims`` (verdi
 comparisons that exclude 0 after adjustment, in a sentence), ``curriculum`` (the curriculum
 study's arms with area, informative share and steps to joint's final, and its goal), ``goal``
 (that goal alone), ``budget`` (every arm against joint at shares of the budget, read off the
-curves), ``levels`` (a ladder's held-out score per level and where its rollout groups went), ``gates``
+curves), ``levels`` (a ladder's held-out score per level and where its rollout groups went), ``cost``
+(what a step costs from the share of groups without signal, and what the frontier leaves to
+save), ``gates``
 (the lines of `spectrum-rl gates`, from a gates.json), ``latest`` (the last text block of a
 benchmark's section of benchmarks/README.md, named ``benchmarks/README.md#bench_name.py``).
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from spectrum_rl.study.arms import with_joint
-from spectrum_rl.study.curriculum import along_budget
+from spectrum_rl.study.curriculum import ROLLOUT_GOAL, along_budget, step_cost
 from spectrum_rl.study.report import calibration_text, ci_text, goal_text, level_tables, p_text, reached_text
 
 BLOCK = re.compile(r"(<!-- data: (\S+) (\w+) -->\n)(.*?)(<!-- /data -->)", re.S)
@@ -163,6 +165,40 @@ def _levels(s: dict[str, Any]) -> str:
     return "\n".join(parts) if parts else "No run of this study recorded difficulty levels.\n"
 
 
+def _cost(s: dict[str, Any]) -> str:
+    """What a step costs, from the share of groups without signal (``curriculum.step_cost``; the
+    rounds of dynamic sampling read from the study's config file)."""
+    from spectrum_rl.config.load import load_config
+
+    c = step_cost(s, load_config(Path(s["config"])).training.dynamic_sampling)
+    if c is None:
+        return "No cost per step to explain: the study's trained domain is not one ladder whose groups were counted.\n"
+    a, b = c["primary"]
+    series = " + ".join(["1", "d"] + [f"d^{r}" for r in range(2, c["rounds"] + 1)])
+    shown = {arm: x for arm, x in c["arms"].items() if not (arm == "rl_only" and "joint" in c["arms"])}  # one run set
+    per_arm = "; ".join(f"`{arm}` {x['d']:.2f}, {x['estimate']:.1f} ({x['measured']:.1f})" for arm, x in shown.items())
+    at = c["all_at_frontier"]
+    text = (
+        f"With P prompts of G completions and {c['rounds']} rounds of dynamic sampling, a step whose groups are "
+        f"each without signal with chance d generates about P x G x ({series}) completions. Per arm, d (its groups "
+        f"pooled over seeds and levels), that estimate and, in brackets, the completions it generated per step: "
+        f"{per_arm}. At its frontier d is {c['frontier_d']:.2f} for `{a}`: with every group there, a step would cost "
+        f"{at['cost']:.1f} completions, {at['of_step']:.2f}x `{b}`'s, and at `{a}`'s step count "
+        f"({c['steps_ratio']:.2f}x `{b}`'s) it would reach `{b}`'s final score with {at['of_rollouts']:.2f}x `{b}`'s "
+        "rollouts."
+    )
+    if c["goal_d"] is not None:
+        text += f" The goal's {ROLLOUT_GOAL}x at that step count needs d at most {c['goal_d']:.2f}"
+        low = c["lowest_d"]
+        text += (
+            f"; the lowest d at any level of an RL-only arm (demonstrations under 1% of its completions) is "
+            f"{low['d']:.2f} (`{low['arm']}`, `{low['level']}`)."
+            if low
+            else "."
+        )
+    return text + "\n"
+
+
 def _budget(s: dict[str, Any]) -> str:
     """Every arm against joint at shares of the budget (`curriculum.along_budget`), as a table."""
     read = along_budget(with_joint(s["runs"]))
@@ -202,6 +238,7 @@ KINDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "curriculum": _curriculum,
     "budget": _budget,
     "levels": _levels,
+    "cost": _cost,
     "order": _order,
     "primary": _primary,
     "verdicts": _verdicts,
