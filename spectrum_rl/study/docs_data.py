@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spectrum_rl.config.load import load_config
 from spectrum_rl.study.arms import with_joint
 from spectrum_rl.study.curriculum import ROLLOUT_GOAL, along_budget, step_cost
 from spectrum_rl.study.report import calibration_text, ci_text, goal_text, level_tables, p_text, reached_text
@@ -168,8 +169,6 @@ def _levels(s: dict[str, Any]) -> str:
 def _cost(s: dict[str, Any]) -> str:
     """What a step costs, from the share of groups without signal (``curriculum.step_cost``; the
     rounds of dynamic sampling read from the study's config file)."""
-    from spectrum_rl.config.load import load_config
-
     c = step_cost(s, load_config(Path(s["config"])).training.dynamic_sampling)
     if c is None:
         return "No cost per step to explain: the study's trained domain is not one ladder whose groups were counted.\n"
