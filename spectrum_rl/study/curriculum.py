@@ -254,9 +254,8 @@ def step_cost(summary: dict[str, Any], rounds: int) -> dict[str, Any] | None:
     lo, hi = 0.0, 1.0
     for _ in range(50):
         lo, hi = ((lo + hi) / 2, hi) if cost((lo + hi) / 2) <= goal else (lo, (lo + hi) / 2)
-    budget = {arm: s["budget"] for arm, s in spent.items()}
     informative = summary["curriculum"]["informative"]
-    rl_only = [arm for arm in arms if informative[arm].get("demonstrations_per_run", 0.0) < 0.01 * budget[arm]]
+    rl_only = [arm for arm in arms if informative[arm].get("demonstrations_per_run", 0.0) < 0.01 * spent[arm]["budget"]]
     lowest = min(((v["zero_std_share"], arm, k) for arm in rl_only for k, v in levels(arm).items()), default=None)
     return {
         "rounds": rounds,

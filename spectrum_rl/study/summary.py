@@ -130,9 +130,9 @@ def _levels(seeds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     pooled: dict[str, dict[str, float]] = {}
     for s in seeds:
         for key, counts in s.get("levels", {}).get("groups", {}).items():
+            into = pooled.setdefault(key, dict.fromkeys(counts, 0.0))
             for c, v in counts.items():
-                pooled.setdefault(key, {}).setdefault(c, 0.0)
-                pooled[key][c] += v
+                into[c] += v
     made: dict[str, float] = {}  # a domain's groups over every level
     for key, counts in pooled.items():
         domain, level = key.rsplit("@", 1)
