@@ -317,6 +317,10 @@ def test_the_report_shows_rollouts_to_joints_final_and_the_goal_with_its_speed()
     sentence = goal_text(summary)
     assert "x joint's rollouts (a step of it generates" in sentence and "`adaptive - joint`" in sentence
     assert "<code>adaptive - joint</code>" in section and "**" not in section and "`" not in section
+    summary["curriculum"]["goal"]["rollouts_ratio"] = 0.7021  # just above the goal's line
+    assert "with 0.702x joint's rollouts" in goal_text(summary)  # not "0.70x" beside "not met"
+    spent["adaptive"]["ratio_to_joint"] = 0.7021
+    assert reached_text(spent["adaptive"]).endswith(", 0.702x")
     del summary["curriculum"]["rollouts_to_joint_final"]  # a study budgeted in steps has no such column
     del summary["curriculum"]["goal"]
     assert "rollouts" not in _curriculum_section(summary)

@@ -134,7 +134,7 @@ def _comparison_table(summary: dict[str, Any]) -> str:
 def reached_text(r: dict[str, Any]) -> str:
     """An arm's rollouts to joint's final score: seeds that reached it, restricted mean of the
     budget, ratio to joint's."""
-    ratio = "-" if r["ratio_to_joint"] is None else f"{r['ratio_to_joint']:.2f}x"
+    ratio = "-" if r["ratio_to_joint"] is None else f"{r['ratio_to_joint']:.3f}x"
     return f"{r['reached']}, {r['restricted_mean']:.0f} of {r['budget']}, {ratio}"
 
 
@@ -158,7 +158,8 @@ def goal_text(s: dict[str, Any]) -> str:
     else:
         text += f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
     if goal.get("rollouts_ratio") is not None:
-        text += f"; adaptive reaches joint's final score with {goal['rollouts_ratio']:.2f}x joint's rollouts"
+        # three decimals: a ratio just above the goal's 0.7 must not print as 0.70
+        text += f"; adaptive reaches joint's final score with {goal['rollouts_ratio']:.3f}x joint's rollouts"
         spent = s["curriculum"]["rollouts_to_joint_final"]
         a, j = spent["adaptive"], spent["joint"]
         if a.get("rollouts_per_step") and j.get("rollouts_per_step") and a.get("steps_ratio_to_joint") is not None:
