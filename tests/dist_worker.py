@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+from worker_exit import finish
+
 import spectrum_rl.trainer.experience as experience
 import spectrum_rl.trainer.loop as loop
 from spectrum_rl.config import load_config
@@ -34,3 +36,4 @@ rank = trainer.state.acc.process_index
         {"rank": rank, "world": trainer.state.acc.num_processes, "sampled": sampled, "weights": digest.hexdigest()}
     )
 )
+finish()

@@ -7,12 +7,12 @@ Each rank writes OUT/rank<r>.json; ``rows`` also writes OUT/weights.pt (the whol
 """
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import torch
 from torch.distributed.fsdp import FSDPModule
+from worker_exit import finish
 
 from spectrum_rl.config import load_config
 from spectrum_rl.domains import build_domains
@@ -78,10 +78,4 @@ elif mode == "rows":
     if rank == 0:
         torch.save({k: v.detach().cpu() for k, v in weights.items()}, out / "weights.pt")
 (out / f"rank{rank}.json").write_text(json.dumps(report))
-# As the CLI's entry does: close the group, then exit without the interpreter's teardown, in which
-# PyTorch's CPU collective stack sometimes aborts a finished process (spectrum_rl/cli.py, entry).
-if torch.distributed.is_initialized():
-    torch.distributed.destroy_process_group()
-sys.stdout.flush()
-sys.stderr.flush()
-os._exit(0)
+finish()

@@ -11,6 +11,7 @@ import spectrum_rl as srl  # noqa: E402
 from spectrum_rl.integrations.trl import ScheduledGRPOTrainer  # noqa: E402
 from spectrum_rl.models import load_tokenizer  # noqa: E402
 from tests.test_trl_integration import _args, _dataset  # noqa: E402
+from tests.worker_exit import finish  # noqa: E402
 
 model, out = sys.argv[1], Path(sys.argv[2])
 seen = []
@@ -34,3 +35,4 @@ trainer = ScheduledGRPOTrainer(
 trainer.train()
 state = {"plans": [p.prompts for p in trainer.sampler.plans], "seen": seen, "scheduler": scheduler.state_dict()}
 (out / f"rank{trainer.accelerator.process_index}.json").write_text(json.dumps(state))
+finish()
