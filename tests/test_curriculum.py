@@ -122,6 +122,29 @@ def test_along_budget_reads_every_curve_at_equal_compute_paired_by_seed():
     assert full["mean"] == pytest.approx(0.1) and full["ci_low"] is None  # equal differences: no interval
 
 
+def test_the_speed_endpoint_is_read_as_if_the_budget_had_ended_earlier():
+    from spectrum_rl.study.curriculum import rollouts_to_target, speed_along_budget
+
+    def run(curve: list[float]) -> dict:
+        return {"eval_rollouts": [0, 200, 400, 600, 800], "eval_mean": [[0, 1, 2, 3, 4], curve], "rollouts": 800}
+
+    joint = [run([0.1, 0.2, 0.3, 0.4, 0.5]), run([0.2, 0.3, 0.4, 0.5, 0.6])]
+    fast = [run([0.1, 0.4, 0.5, 0.6, 0.6]), run([0.2, 0.5, 0.6, 0.7, 0.7])]
+    read = speed_along_budget({"rl_only": joint, "joint": joint, "fast": fast}, shares=(0.5, 1.0))
+    assert read["rollouts"] == [400, 800] and list(read["arms"]) == ["fast"]
+    # at 400: joint ends at 0.3 and 0.4 (target 0.35), reaches it at 400 and never (censored: 400);
+    # fast at 200 in both seeds. At 800: target 0.55, joint 800 and never; fast 600 and 400
+    assert read["arms"]["fast"] == [pytest.approx(0.5), pytest.approx(0.625)]
+    # the last point is the study's own endpoint, each run's last evaluation included
+    assert read["arms"]["fast"][-1] == rollouts_to_target(fast, joint, 0.55)["ratio_to_joint"]
+    # a run evaluated last just past the budget keeps that evaluation: it reaches 0.55 there, at 830
+    late = [{**r, "eval_rollouts": [0, 200, 400, 600, 830], "rollouts": 830} for r in joint]
+    late = [{**r, "eval_mean": [r["eval_mean"][0], [0.1, 0.2, 0.3, 0.4, 0.6]]} for r in late]
+    assert speed_along_budget({"joint": joint, "late": late}, shares=(1.0,))["arms"]["late"] == [
+        pytest.approx(830 / 815, abs=1e-4)  # joint: 800 and censored at the budget, 830
+    ]
+
+
 def test_runs_stopped_by_the_step_cap_before_the_budget_are_named():
     from spectrum_rl.study.curriculum import short_of_budget
 

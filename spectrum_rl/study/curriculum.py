@@ -198,6 +198,40 @@ def along_budget(
     return out
 
 
+def speed_along_budget(
+    runs: dict[str, list[dict[str, Any]]], shares: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+) -> dict[str, Any]:
+    """The rollouts endpoint as if the budget had ended earlier: at each share of it (the points of
+    ``along_budget``), every run ends at its first evaluation at or past the point (at the last
+    point, each run's own last evaluation, as the endpoint has it), joint's final score there is the
+    mean of joint's seeds at their ends, and each arm's ratio to joint is that of the rollouts to
+    reach it (``rollouts_to_target``: restricted means, censored at each run's end). A reading of
+    the curves, not a registered endpoint: it tells whether the speed criterion turns on where the
+    budget ends."""
+    budget = min(s["eval_rollouts"][-1] for seeds in runs.values() for s in seeds)
+    points = [round(share * budget) for share in shares]
+
+    def cut(run: dict[str, Any], point: int) -> dict[str, Any]:
+        rollouts, (steps, means) = run["eval_rollouts"], run["eval_mean"]
+        end = next(i for i, r in enumerate(rollouts) if r >= point) + 1
+        return {
+            **run,
+            "eval_rollouts": rollouts[:end],
+            "eval_mean": [steps[:end], means[:end]],
+            "rollouts": rollouts[end - 1],
+        }
+
+    out: dict[str, Any] = {"rollouts": points, "arms": {}}
+    for point in points:
+        joint = [cut(s, point) for s in runs["joint"]]
+        target = float(np.mean([s["eval_mean"][1][-1] for s in joint]))
+        for arm, seeds in runs.items():
+            if arm not in ("joint", "rl_only"):
+                spent = rollouts_to_target([cut(s, point) for s in seeds], joint, target)
+                out["arms"].setdefault(arm, []).append(spent["ratio_to_joint"])
+    return out
+
+
 def short_of_budget(runs: dict[str, list[dict[str, Any]]], spec: dict[str, Any]) -> list[str]:
     """The runs (``arm seed k``) that stopped at the step cap before the study's budget of completions:
     where there are any, those arms are not compared at equal compute (raise ``study.steps``)."""

@@ -33,7 +33,7 @@ from typing import Any
 
 from spectrum_rl.config.load import load_config
 from spectrum_rl.study.arms import with_joint
-from spectrum_rl.study.curriculum import ROLLOUT_GOAL, along_budget, step_cost
+from spectrum_rl.study.curriculum import ROLLOUT_GOAL, along_budget, speed_along_budget, step_cost
 from spectrum_rl.study.report import calibration_text, ci_text, goal_text, level_tables, p_text, reached_text
 
 BLOCK = re.compile(r"(<!-- data: (\S+) (\w+) -->\n)(.*?)(<!-- /data -->)", re.S)
@@ -208,7 +208,26 @@ def _budget(s: dict[str, Any]) -> str:
     lines += [
         f"| `{arm} - joint` | " + " | ".join(ci_text(d) for d in diffs) + " |" for arm, diffs in read["arms"].items()
     ]
-    return "\n".join(lines) + f"\n\n(held-out mean read off each run's curve; {read['method']}; uncorrected)\n"
+    text = "\n".join(lines) + f"\n\n(held-out mean read off each run's curve; {read['method']}; uncorrected)\n"
+    if not all(run.get("eval_rollouts") for seeds in s["runs"].values() for run in seeds):
+        return text
+    speed = speed_along_budget(with_joint(s["runs"]))
+    lines = [
+        "| rollouts to joint's score there, over joint's | "
+        + " | ".join(f"at {r} completions" for r in speed["rollouts"])
+        + " |",
+        "|---|" + "---|" * len(speed["rollouts"]),
+    ]
+    lines += [
+        f"| `{arm}` | " + " | ".join("-" if r is None else f"{r:.3f}x" for r in ratios) + " |"
+        for arm, ratios in speed["arms"].items()
+    ]
+    return (
+        text + "\nThe speed endpoint as if the budget had ended there: each run cut at its first evaluation at "
+        "or past that point, joint's score there (the mean over its seeds), and the rollouts each arm "
+        "needs to reach it, over joint's (restricted means over seeds; the last column is the study's "
+        "endpoint; a reading of the curves, not a registered endpoint):\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def _order(s: dict[str, Any]) -> str:
