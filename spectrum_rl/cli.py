@@ -261,6 +261,8 @@ def _print_claims(summary: dict) -> None:
         diff, best = goal["adaptive - joint"], goal["best_baseline"]
         test = f"primary, p {diff['p']}" if diff.get("role") == "primary" else f"Holm p {diff['p_holm']}"
         line = f"curriculum: adaptive - joint {diff['mean']:+.3f} (n={diff['n']}, {test})"
+        if goal.get("rollouts_ratio") is not None:
+            line += f"; joint's final score with {goal['rollouts_ratio']:.3f}x joint's rollouts"
         if best:
             vs = goal["adaptive - best_baseline"]
             line += f"; adaptive - {best} (best baseline) {vs['mean']:+.3f} (Holm p {vs['p_holm']})"

@@ -327,7 +327,7 @@ def test_dead_weight_tells_the_rungs_joint_climbs_from_the_slices_nothing_moves(
     assert not dead_weight({"a": rates(0.5, 0.4)}, {"a": rates(0.9, 0.8)}, n_domains=1)["passes"]  # nothing to save
 
 
-def test_the_report_shows_rollouts_to_joints_final_and_the_goal_with_its_speed():
+def test_the_report_shows_rollouts_to_joints_final_and_the_goal_with_its_speed(capsys):
     """The HTML report's curriculum section carries the compute endpoint (reached, restricted mean,
     ratio per arm) and the goal's whole sentence, the same one the docs render."""
     from spectrum_rl.study.report import _curriculum_section, goal_text, reached_text
@@ -344,6 +344,10 @@ def test_the_report_shows_rollouts_to_joints_final_and_the_goal_with_its_speed()
     assert "with 0.702x joint's rollouts" in goal_text(summary)  # not "0.70x" beside "not met"
     spent["adaptive"]["ratio_to_joint"] = 0.7021
     assert reached_text(spent["adaptive"]).endswith(", 0.702x")
+    from spectrum_rl.cli import _print_claims
+
+    _print_claims(summary)  # the study command's last line says it too
+    assert "joint's final score with 0.702x joint's rollouts; adaptive - thompson" in capsys.readouterr().out
     del summary["curriculum"]["rollouts_to_joint_final"]  # a study budgeted in steps has no such column
     del summary["curriculum"]["goal"]
     assert "rollouts" not in _curriculum_section(summary)
