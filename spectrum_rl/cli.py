@@ -263,6 +263,8 @@ def _print_claims(summary: dict) -> None:
         line = f"curriculum: adaptive - joint {diff['mean']:+.3f} (n={diff['n']}, {test})"
         if goal.get("rollouts_ratio") is not None:
             line += f"; joint's final score with {goal['rollouts_ratio']:.3f}x joint's rollouts"
+        elif "rollouts_to_joint_final" in summary["curriculum"]:
+            line += "; no rollouts ratio: joint ends no higher than it starts"
         if best:
             vs = goal["adaptive - best_baseline"]
             line += f"; adaptive - {best} (best baseline) {vs['mean']:+.3f} (Holm p {vs['p_holm']})"

@@ -137,6 +137,9 @@ def test_the_speed_endpoint_is_read_as_if_the_budget_had_ended_earlier():
     assert read["arms"]["fast"] == [pytest.approx(0.5), pytest.approx(0.625)]
     # the last point is the study's own endpoint, each run's last evaluation included
     assert read["arms"]["fast"][-1] == rollouts_to_target(fast, joint, 0.55)["ratio_to_joint"]
+    # joint's final no higher than its start (0.15): every arm "reaches" it before training, no ratio
+    assert rollouts_to_target(fast, joint, 0.15)["ratio_to_joint"] is None
+    assert rollouts_to_target(fast, joint, 0.1501)["ratio_to_joint"] == 1.0  # 200 and 0 in both arms
     # a run evaluated last just past the budget keeps that evaluation: it reaches 0.55 there, at 830
     late = [{**r, "eval_rollouts": [0, 200, 400, 600, 830], "rollouts": 830} for r in joint]
     late = [{**r, "eval_mean": [r["eval_mean"][0], [0.1, 0.2, 0.3, 0.4, 0.6]]} for r in late]
@@ -344,6 +347,9 @@ def test_the_report_shows_rollouts_to_joints_final_and_the_goal_with_its_speed(c
     assert "with 0.702x joint's rollouts" in goal_text(summary)  # not "0.70x" beside "not met"
     spent["adaptive"]["ratio_to_joint"] = 0.7021
     assert reached_text(spent["adaptive"]).endswith(", 0.702x")
+    summary["curriculum"]["goal"]["rollouts_ratio"] = None  # joint ended no higher than it started
+    assert "no rollouts ratio: joint ends no higher than it starts" in goal_text(summary)
+    summary["curriculum"]["goal"]["rollouts_ratio"] = 0.7021
     from spectrum_rl.cli import _print_claims
 
     _print_claims(summary)  # the study command's last line says it too

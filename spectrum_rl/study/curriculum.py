@@ -115,8 +115,11 @@ def _reached_at(run: dict[str, Any], target: float) -> int | None:
 def rollouts_to_target(seeds: list[dict[str, Any]], joint: list[dict[str, Any]], target: float) -> dict[str, Any]:
     """Per seed the rollouts to reach ``target`` (None: censored at the budget), the restricted mean
     over seeds (censored values count as the budget), its ratio to joint's, and the paired
-    difference of min(R, B) / B against joint's seeds (t interval, sign-flip p)."""
+    difference of min(R, B) / B against joint's seeds (t interval, sign-flip p). No ratio where
+    joint's mean start score is already at ``target``: there is no gain to reach, and an arm that
+    starts there would read as infinitely fast."""
     budget = max(s["rollouts"] for s in seeds + joint)
+    gain = target > float(np.mean([s["eval_mean"][1][0] for s in joint]))
     at = [_reached_at(s, target) for s in seeds]
     capped = [min(r, budget) if r is not None else budget for r in at]
     joint_capped = [min(r, budget) if (r := _reached_at(s, target)) is not None else budget for s in joint]
@@ -137,7 +140,7 @@ def rollouts_to_target(seeds: list[dict[str, Any]], joint: list[dict[str, Any]],
         "budget": budget,
         "reached": f"{sum(r is not None for r in at)}/{len(at)}",
         "restricted_mean": round(mean, 1),
-        "ratio_to_joint": round(mean / joint_mean, 4) if joint_mean else None,
+        "ratio_to_joint": round(mean / joint_mean, 4) if joint_mean and gain else None,
         "vs_joint": vs,
         "method": "restricted mean of min(rollouts to target, budget); paired difference of its share of the "
         "budget against joint's seeds",

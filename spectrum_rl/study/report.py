@@ -157,7 +157,9 @@ def goal_text(s: dict[str, Any]) -> str:
         text += ")"
     else:
         text += f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
-    if goal.get("rollouts_ratio") is not None:
+    if goal.get("rollouts_ratio") is None and "rollouts_to_joint_final" in s["curriculum"]:
+        text += "; no rollouts ratio: joint ends no higher than it starts"
+    elif goal.get("rollouts_ratio") is not None:
         # three decimals: a ratio just above the goal's 0.7 must not print as 0.70
         text += f"; adaptive reaches joint's final score with {goal['rollouts_ratio']:.3f}x joint's rollouts"
         spent = s["curriculum"]["rollouts_to_joint_final"]
