@@ -254,6 +254,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _print_claims(summary: dict) -> None:
+    from spectrum_rl.study.report import speed_text
+
     for cid, claim in summary["claims"].items():
         print(f"{cid}: {claim['verdict']} — {claim['reason']}")
     goal = summary.get("curriculum", {}).get("goal")
@@ -261,10 +263,8 @@ def _print_claims(summary: dict) -> None:
         diff, best = goal["adaptive - joint"], goal["best_baseline"]
         test = f"primary, p {diff['p']}" if diff.get("role") == "primary" else f"Holm p {diff['p_holm']}"
         line = f"curriculum: adaptive - joint {diff['mean']:+.3f} (n={diff['n']}, {test})"
-        if goal.get("rollouts_ratio") is not None:
-            line += f"; joint's final score with {goal['rollouts_ratio']:.3f}x joint's rollouts"
-        elif "rollouts_to_joint_final" in summary["curriculum"]:
-            line += "; no rollouts ratio: joint ends no higher than it starts"
+        speed = speed_text(summary)
+        line += f"; {speed}" if speed else ""
         if best:
             vs = goal["adaptive - best_baseline"]
             line += f"; adaptive - {best} (best baseline) {vs['mean']:+.3f} (Holm p {vs['p_holm']})"

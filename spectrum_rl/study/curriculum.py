@@ -174,6 +174,13 @@ def _informative_per_step(seeds: list[dict[str, Any]]) -> dict[str, float | None
     }
 
 
+def _budget_points(runs: dict[str, list[dict[str, Any]]], shares: tuple[float, ...]) -> list[int]:
+    """Completions at ``shares`` of the budget, the budget being the least any run reached at its last
+    evaluation (so reading a curve there extrapolates nothing)."""
+    budget = min(s["eval_rollouts"][-1] for seeds in runs.values() for s in seeds)
+    return [round(share * budget) for share in shares]
+
+
 def along_budget(
     runs: dict[str, list[dict[str, Any]]], shares: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 ) -> dict[str, Any]:
@@ -183,8 +190,7 @@ def along_budget(
     over per-seed differences). A reading of the curves, not a registered endpoint: it tells whether
     another budget would have changed an answer (an oracle's room, G6, included)."""
     joint = runs["joint"]
-    budget = min(s["eval_rollouts"][-1] for seeds in runs.values() for s in seeds)
-    points = [round(share * budget) for share in shares]
+    points = _budget_points(runs, shares)
 
     def read(run: dict[str, Any]) -> np.ndarray:
         return np.interp(points, run["eval_rollouts"], run["eval_mean"][1])
@@ -211,8 +217,7 @@ def speed_along_budget(
     reach it (``rollouts_to_target``: restricted means, censored at each run's end). A reading of
     the curves, not a registered endpoint: it tells whether the speed criterion turns on where the
     budget ends."""
-    budget = min(s["eval_rollouts"][-1] for seeds in runs.values() for s in seeds)
-    points = [round(share * budget) for share in shares]
+    points = _budget_points(runs, shares)
 
     def cut(run: dict[str, Any], point: int) -> dict[str, Any]:
         rollouts, (steps, means) = run["eval_rollouts"], run["eval_mean"]

@@ -138,6 +138,17 @@ def reached_text(r: dict[str, Any]) -> str:
     return f"{r['reached']}, {r['restricted_mean']:.0f} of {r['budget']}, {ratio}"
 
 
+def speed_text(s: dict[str, Any]) -> str:
+    """The goal's speed endpoint in a phrase ("" for a study budgeted in steps), as the report, the
+    docs and the study command print it."""
+    ratio = s["curriculum"]["goal"].get("rollouts_ratio")
+    if ratio is not None:  # three decimals: a ratio just above the goal's 0.7 must not print as 0.70
+        return f"adaptive reaches joint's final score with {ratio:.3f}x joint's rollouts"
+    if "rollouts_to_joint_final" in s["curriculum"]:
+        return "no rollouts ratio: joint ends no higher than it starts"
+    return ""
+
+
 def goal_text(s: dict[str, Any]) -> str:
     """The curriculum goal in one paragraph (Markdown): the room (gate G6), the primary comparison,
     the rollouts ratio split into what a step costs and how many steps, the best baseline, the verdict."""
@@ -157,11 +168,9 @@ def goal_text(s: dict[str, Any]) -> str:
         text += ")"
     else:
         text += f"`adaptive - joint` = {ci_text(d)}, Holm p {p_text(d['p_holm'])}"
-    if goal.get("rollouts_ratio") is None and "rollouts_to_joint_final" in s["curriculum"]:
-        text += "; no rollouts ratio: joint ends no higher than it starts"
-    elif goal.get("rollouts_ratio") is not None:
-        # three decimals: a ratio just above the goal's 0.7 must not print as 0.70
-        text += f"; adaptive reaches joint's final score with {goal['rollouts_ratio']:.3f}x joint's rollouts"
+    speed = speed_text(s)
+    text += f"; {speed}" if speed else ""
+    if goal.get("rollouts_ratio") is not None:
         spent = s["curriculum"]["rollouts_to_joint_final"]
         a, j = spent["adaptive"], spent["joint"]
         if a.get("rollouts_per_step") and j.get("rollouts_per_step") and a.get("steps_ratio_to_joint") is not None:
