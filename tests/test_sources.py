@@ -321,6 +321,18 @@ def test_file_source_separate_eval_file(tmp_path):
     assert e.value.field == "eval.split"
 
 
+def test_a_larger_eval_split_is_sampled_to_eval_size(tmp_path):
+    """eval.size is the number of held-out prompts with a split too (a 1319-row test split and size
+    100 evaluates 100), and no training row asks a question of the split, sampled or not."""
+    _write(tmp_path / "train.jsonl", "jsonl", ROWS)
+    _write(tmp_path / "eval.jsonl", "jsonl", ROWS[:8])
+    spec = {"type": "file", "path": "train.jsonl", "columns": {"problem": "question"}}
+    held = [[r["question"] for r in build(spec, ctx(tmp_path, 3, "eval.jsonl", seed)).eval_rows()] for seed in (0, 1)]
+    assert all(len(q) == 3 and set(q) <= {f"q{i}" for i in range(8)} for q in held)
+    assert held[0] == [r["question"] for r in build(spec, ctx(tmp_path, 3, "eval.jsonl", 0)).eval_rows()]
+    assert build(spec, ctx(tmp_path, 3, "eval.jsonl")).size == len(ROWS) - 8
+
+
 def test_file_source_errors(tmp_path):
     def error(spec: dict, **kw) -> ConfigError:
         with pytest.raises(ConfigError) as e:

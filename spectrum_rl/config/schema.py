@@ -60,11 +60,14 @@ class ModelConfig(StrictModel):
 class DomainEvalConfig(StrictModel):
     """`domains[i].eval:` — the held-out set of a domain."""
 
-    size: int = Field(100, ge=1, description="Number of held-out prompts.")
+    size: int = Field(
+        100, ge=1, description="Number of held-out prompts; from a larger `split`, a seeded sample of this many."
+    )
     split: str | None = Field(
         None,
         description="Held-out split: a file path (file source) or split name "
-        "(hub source); null holds out `size` rows from the training data.",
+        "(hub source); training rows whose question is in it are dropped; null holds out `size` rows "
+        "from the training data.",
     )
 
 

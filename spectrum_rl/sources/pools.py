@@ -163,11 +163,17 @@ def pool_source(
     description: str,
     difficulty_field: str | None = None,
 ) -> PoolSource:
-    """Split ``rows`` into train/eval: hold out ``ctx.eval_size`` rows by a seeded shuffle
-    unless a separate eval set is given, then drop training rows whose question is in eval. With
+    """Split ``rows`` into train/eval: hold out ``ctx.eval_size`` rows by a seeded shuffle, or
+    from a separate eval set when one is given (all of it when it is no larger), then drop training
+    rows whose question is in eval (in any row of a separate set: it is the user's test set). With
     ``difficulty_field``, every row's integer level in that field makes the pool a ladder."""
     field = "eval.size" if eval_rows is None else "eval.split"
-    if eval_rows is None:
+    eval_order = random.Random(derive_seed(ctx.seed, ctx.domain, "eval"))
+    if eval_rows is not None:
+        questions = {r["question"] for r in eval_rows}
+        if len(eval_rows) > ctx.eval_size:  # eval.size is the number of held-out prompts, a split's too
+            eval_rows = [eval_rows[i] for i in sorted(eval_order.sample(range(len(eval_rows)), ctx.eval_size))]
+    else:
         if len(rows) <= ctx.eval_size:
             raise ConfigError(
                 f"{description} has {len(rows)} rows; holding out eval.size="
@@ -176,10 +182,10 @@ def pool_source(
                 field=field,
             )
         order = list(range(len(rows)))
-        random.Random(derive_seed(ctx.seed, ctx.domain, "eval")).shuffle(order)
+        eval_order.shuffle(order)
         eval_rows = [rows[i] for i in sorted(order[: ctx.eval_size])]
         rows = [rows[i] for i in sorted(order[ctx.eval_size :])]
-    questions = {r["question"] for r in eval_rows}
+        questions = {r["question"] for r in eval_rows}
     train = [r for r in rows if r["question"] not in questions]
     if not train:
         raise ConfigError(f"every training question of {description} is also an eval question", field=field)
