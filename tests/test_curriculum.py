@@ -273,37 +273,59 @@ def test_scheduler_table_summarises_mixture_levels_and_mu():
 
 def test_gates_run_end_to_end_on_a_small_world(builtin_tiny, tmp_path):
     """Every gate is measured and printed (a 2-step budget: the numbers are not evidence)."""
+
+    def ladder(n: str) -> dict:
+        source = {"type": "builtin", "generator": n, "difficulty": {"length": [3, 4]}}
+        return {
+            "name": n,
+            "kind": "structured",
+            "eval": {"size": 8},
+            "reward": [{"type": "exact_match"}],
+            "source": source,
+        }
+
+    domains = [
+        ladder("sorting"),
+        # a domain without levels, out of the model's reach: a slice of G4's of its own
+        {"name": "counting", "kind": "structured", "eval": {"size": 4}, "reward": [{"type": "numeric"}],
+         "source": {"type": "builtin", "generator": "counting", "difficulty": {"length": 30, "letters": 2}}},
+        # a creative domain: no slice (its graded reward carries signal at any pass rate)
+        {"name": "acrostic", "kind": "creative", "eval": {"size": 4}, "reward": [{"type": "constraint"}],
+         "source": {"type": "builtin", "generator": "acrostic"}},
+        ladder("reversal"),
+    ]  # fmt: skip
     config = Config.model_validate(
         {
             "model": {"name_or_path": "builtin:tiny"},
-            "domains": [
-                {
-                    "name": n,
-                    "kind": "structured",
-                    "source": {"type": "builtin", "generator": n, "difficulty": {"length": [3, 4]}},
-                    "eval": {"size": 8},
-                    "reward": [{"type": "exact_match"}],
-                }
-                for n in ("sorting", "reversal")
-            ],
+            "domains": domains,
             "training": {"max_new_tokens": 8},
             "study": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "eval_every": 2, "probe_steps": 1},
         }
     )
     result = measure_gates(config, tmp_path, tmp_path / "gates", seeds=2, prompts=4, samples=2, log=lambda _: None)
     assert set(result) >= {"G1", "G2", "G3", "G4", "G5", "G6"} and (tmp_path / "gates" / "gates.json").exists()
-    assert result["G1"]["gain"]["n"] == 2 and set(result["G2"]["sorting"]["levels"]) == {3, 4}
+    assert result["G1"]["gain"]["n"] == 2 and set(result["G2"]) == {"sorting"}
+    assert set(result["G2"]["sorting"]["levels"]) == {3, 4}
     run = result["runs"]["joint-s1"]  # each run's per-domain record: where uniform's generation goes
-    assert set(run["start"]) == set(run["blind"]) == {"sorting"} and run["steps"] == 2  # reversal: the probe
-    assert all(0 <= b <= 1 for b in run["blind"].values())
+    assert set(run["start"]) == set(run["blind"]) == {"sorting", "counting", "acrostic"} and run["steps"] == 2
+    assert all(0 <= b <= 1 for b in run["blind"].values())  # reversal is out: the plasticity probe
     lines = gate_lines(result)
     assert [line.split()[0] for line in lines][:2] == ["G1", "G2"] and lines[-2].startswith("G5")
+    assert "counting (unsolvable, 0.00->0.00)" in next(line for line in lines if line.startswith("G4"))
+    assert {s["slice"].split("@")[0] for s in result["G4"]["slices"]} <= {"sorting", "counting"}
     measured = {n: g for n, g in result["G3"].items() if "gain" in g}
     assert measured  # the sampled reading beside the greedy rule, on G2's prompts
     for n, g in measured.items():
         assert g["sampled"]["before"] == result["G2"][n]["levels"][g["next_level"]]["pass_rate"]
         assert 0 <= g["sampled"]["after"] <= 1 and any("; sampled " in x for x in lines if n in x)
     assert lines[-1].startswith("G6 room         FAIL") and "oracle_static" in lines[-1]  # the config has no oracle
+    flat = {**result, "G2": {}, "G3": {}, "G4": {"slices": [], "wasted_share": 0, "passes": False}}
+    assert gate_lines(flat)[1:4] == [  # a world without ladders says so, gate by gate
+        "G2 ladder       NONE  no domain has difficulty levels (a range knob of a built-in generator, "
+        "or a difficulty_field)",
+        "G3 transfer up  NONE  no ladder to climb",
+        "G4 dead weight  FAIL  no slice is dead at the start",
+    ]
 
 
 def test_transfer_up_the_ladder_needs_a_rung_near_0_lifted_clearly():
@@ -328,6 +350,19 @@ def test_dead_weight_tells_the_rungs_joint_climbs_from_the_slices_nothing_moves(
     stuck = dead_weight(start, {"a": rates(1.0, 0.9, 0.6, 0.0)}, n_domains=2)
     assert stuck["slices"][-1]["kind"] == "unsolvable" and not stuck["passes"]  # out of the primary eval
     assert not dead_weight({"a": rates(0.5, 0.4)}, {"a": rates(0.9, 0.8)}, n_domains=1)["passes"]  # nothing to save
+    # a domain without levels is one slice of its own (level None), a ladder's level a share of its domain
+    flat = dead_weight(
+        start | {"b": {None: {"pass_rate": 0.0}}},
+        {"a": rates(1.0, 0.9, 0.6, 0.3)} | {"b": {None: {"pass_rate": 0.0}}},
+        2,
+    )
+    assert flat["slices"][-1] == {
+        "slice": "b",
+        "kind": "unsolvable",
+        "start": 0.0,
+        "after_joint": 0.0,
+        "uniform_share": 0.5,
+    }
 
 
 def test_the_report_shows_rollouts_to_joints_final_and_the_goal_with_its_speed(capsys):

@@ -20,8 +20,10 @@ out) and budget (the config's ``study:`` section, else the study's defaults), fr
 - G4 dead weight: the slices dead at the start, and the share of a uniform mixture's rollouts they
   take: saturated (start pass rate >= 0.95), locked (<= 0.05 at the start, lifted above it by
   joint's seed-0 run: the upper rungs of a ladder) and unsolvable (<= 0.05 at the start and after
-  joint). Passes when there is dead weight and none of it is unsolvable: a slice nothing moves
-  belongs out of the primary eval, reported on its own.
+  joint). A slice is a level of a ladder, or a whole structured domain without levels (a creative
+  domain's graded reward carries signal at any pass rate, so it has no slice). Passes when there
+  is dead weight and none of it is unsolvable: a slice nothing moves belongs out of the primary
+  eval, reported on its own.
 - G5 interference: a transfer probe (each domain trained alone, ``probe_steps``), the pairs whose
   T[i][j] is below minus two standard errors (training i lowers j), or a sentence that none is
   (printed NONE: a world without interference is a finding, not a failure).
@@ -66,29 +68,37 @@ def level_scores(
     """Per level of ``domain``'s range: sampled pass rate (``samples`` rollouts per prompt) and greedy
     score on the same ``prompts`` prompts (the same for a given seed, so before and after compare)."""
     lo, hi = domain.source.ladder
-    threshold = config.scheduler.success_threshold
-    out = {}
-    for level in range(lo, hi + 1):
-        examples = domain.sample(prompts, random.Random(f"{seed}-{domain.name}-{level}"), levels=[level] * prompts)
-        text = [apply_prompt_format(tokenizer, e.prompt, config.model.chat_template, e.system) for e in examples]
+    return {
+        level: _scores(model, tokenizer, config, domain, prompts, samples, f"{seed}-{domain.name}-{level}", level)
+        for level in range(lo, hi + 1)
+    }
 
-        cap = config.training.max_new_tokens
-        sampled, _ = complete(
-            model, tokenizer, [p for p in text for _ in range(samples)], max_new_tokens=cap,
-            temperature=config.training.temperature,
-        )  # fmt: skip
-        greedy, _ = complete(model, tokenizer, text, max_new_tokens=cap)
-        out[level] = {
-            "pass_rate": _pass_rate(domain, examples, sampled, samples, threshold),
-            "greedy": _pass_rate(domain, examples, greedy, 1, threshold),
-            "n": prompts,
-        }
-    return out
+
+def _scores(
+    model, tokenizer, config: Config, domain: BuiltDomain, prompts: int, samples: int, seed: str, level: int | None
+) -> dict[str, float]:
+    """Sampled pass rate and greedy score of ``prompts`` prompts of ``domain`` (at ``level``, or
+    drawn as training draws them when None), the same prompts for the same ``seed``."""
+    levels = None if level is None else [level] * prompts
+    examples = domain.sample(prompts, random.Random(seed), levels=levels)
+    text = [apply_prompt_format(tokenizer, e.prompt, config.model.chat_template, e.system) for e in examples]
+    threshold, cap = config.scheduler.success_threshold, config.training.max_new_tokens
+    sampled, _ = complete(
+        model, tokenizer, [p for p in text for _ in range(samples)], max_new_tokens=cap,
+        temperature=config.training.temperature,
+    )  # fmt: skip
+    greedy, _ = complete(model, tokenizer, text, max_new_tokens=cap)
+    return {
+        "pass_rate": _pass_rate(domain, examples, sampled, samples, threshold),
+        "greedy": _pass_rate(domain, examples, greedy, 1, threshold),
+        "n": prompts,
+    }
 
 
 def dead_weight(start: dict, trained: dict, n_domains: int) -> dict[str, Any]:
-    """G4 from the pass rates per ladder and level at the start and after joint's run (``start``,
-    ``trained``: domain -> level -> {"pass_rate": ...}); ``n_domains`` for the uniform shares."""
+    """G4 from the pass rates per domain and level at the start and after joint's run (``start``,
+    ``trained``: domain -> level -> {"pass_rate": ...}, level None for a domain without levels);
+    ``n_domains`` for the uniform shares."""
     slices = []
     for n, levels in start.items():
         share = 1 / n_domains / len(levels)  # of a uniform mixture over domains and levels
@@ -100,7 +110,12 @@ def dead_weight(start: dict, trained: dict, n_domains: int) -> dict[str, Any]:
                 kind = "locked" if after_joint > HARD else "unsolvable"
             else:
                 continue
-            slice_ = {"slice": f"{n}@{level}", "kind": kind, "start": s["pass_rate"], "after_joint": after_joint}
+            slice_ = {
+                "slice": n if level is None else f"{n}@{level}",
+                "kind": kind,
+                "start": s["pass_rate"],
+                "after_joint": after_joint,
+            }
             slices.append(slice_ | {"uniform_share": round(share, 4)})
     return {
         "slices": slices,
@@ -159,6 +174,8 @@ def measure_gates(
     start_cfg = Config.model_validate(base)
     domains = {d.name: d for d in build_domains(start_cfg, base_dir)}
     ladders = [n for n in names if domains[n].source.ladder]
+    # G4's whole-domain slices: a structured domain without levels (module docstring)
+    flat = [n for n in names if n not in ladders and domains[n].kind == "structured"]
     model, tokenizer = load_causal_lm(config.model.name_or_path)
 
     def ladder_scores(m) -> dict[str, dict[int, dict[str, float]]]:
@@ -167,7 +184,14 @@ def measure_gates(
             for n in ladders
         }
 
-    log(f"G2: pass rate per level at the start ({prompts} prompts x {samples} rollouts per level)")
+    def slice_scores(m, ladder: dict) -> dict[str, dict[Any, dict[str, float]]]:
+        whole = {
+            n: {None: _scores(m, tokenizer, start_cfg, domains[n], prompts, samples, f"0-{n}", None)} for n in flat
+        }
+        return ladder | whole
+
+    if ladders:
+        log(f"G2: pass rate per level at the start ({prompts} prompts x {samples} rollouts per level)")
     start = ladder_scores(model)
     g2 = {
         n: {
@@ -208,10 +232,10 @@ def measure_gates(
 
     log("G4: dead slices at the start, and what joint made of them (after: joint seed 0)")
     after, _ = load_causal_lm(str(finals[0]))
-    trained = ladder_scores(after)
-    g4 = dead_weight(start, trained, len(names))
+    g4 = dead_weight(slice_scores(model, start), slice_scores(after, ladder_scores(after)), len(names))
 
-    log("G3: one level trained, the next measured")
+    if ladders:
+        log("G3: one level trained, the next measured")
     g3 = {}
     for n in ladders:
         below = [lvl for lvl, s in start[n].items() if s["pass_rate"] < EASY and lvl + 1 in start[n]]
@@ -303,6 +327,9 @@ def gate_lines(result: dict[str, Any]) -> list[str]:
         if g1["ci_low"] is not None
         else f"G1 headroom     {mark(result['G1']['passes'])}  joint RL gains {g1['mean']:+.3f} (n={g1['n']})"
     ]
+    if not result["G2"]:
+        why = "no domain has difficulty levels (a range knob of a built-in generator, or a difficulty_field)"
+        lines += [f"G2 ladder       NONE  {why}", "G3 transfer up  NONE  no ladder to climb"]
     for n, g in result["G2"].items():
         rates = " ".join(f"{lvl}:{s['pass_rate']:.2f}" for lvl, s in g["levels"].items())
         lines.append(f"G2 ladder       {mark(g['passes'])}  {n} pass rate by level {rates}")
@@ -318,8 +345,8 @@ def gate_lines(result: dict[str, Any]) -> list[str]:
             lines.append(f"G3 transfer up  FAIL  {n}: {g['why']}")
     g4 = result["G4"]
     said = ", ".join(f"{s['slice']} ({s['kind']}, {s['start']:.2f}->{s['after_joint']:.2f})" for s in g4["slices"])
-    said = said or "none"
-    lines.append(f"G4 dead weight  {mark(g4['passes'])}  {said}; {g4['wasted_share']:.0%} of a uniform mixture")
+    said = f"{said}; {g4['wasted_share']:.0%} of a uniform mixture" if said else "no slice is dead at the start"
+    lines.append(f"G4 dead weight  {mark(g4['passes'])}  {said}")
     g5 = result["G5"]
     said = ", ".join(
         f"training {p['trained']} lowers {p['hurt']} ({p['T']:+.2f}, se {p['se']:.2f})" for p in g5["pairs"]
