@@ -191,6 +191,8 @@ def test_a_study_checks_its_arms_before_anything_runs(tmp_path, capsys):
     assert main(["study", str(path), "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert f"{path}:" in err and "domains[0].expert_field: arm 'staged': domain 'sorting' has no expert" in err, err
+    # the way out that keeps the data as it is: the study without the arms that need demonstrations
+    assert err.endswith("; or run the arms without them: --arms joint (the arms that train on demonstrations: staged)")
     assert not out.exists()  # nothing written, no run started
 
 

@@ -56,12 +56,21 @@ def run_study(
     try:  # before anything runs or is written: every arm's settings hold for these domains
         check_arms(spec.arms, spec.custom_arms)
         check_primary(spec)
+        failed: dict[str, ConfigError] = {}
         for arm in spec.arms:
             arm_cfg = Config.model_validate(merge_config(base, arm_overlay(arm, spec, config, domains, None)))
             try:
                 check_demonstrations(arm_cfg, built, config.domain_names)
             except ConfigError as err:
-                raise ConfigError(f"arm '{arm}': {err.message}", field=err.field) from None
+                failed[arm] = err
+        if failed:  # the first arm's reason, and the study that runs without demonstrations
+            arm, err = next(iter(failed.items()))
+            rest = [a for a in spec.arms if a not in failed]
+            instead = f"; or run the arms without them: --arms {','.join(rest)}" if rest else ""
+            raise ConfigError(
+                f"arm '{arm}': {err.message}{instead} (the arms that train on demonstrations: {', '.join(failed)})",
+                field=err.field,
+            )
     except ConfigError as err:
         parsed = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
         raise locate_error(err, config_path, parsed) from None
