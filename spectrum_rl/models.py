@@ -224,8 +224,10 @@ def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None, syst
             "model.chat_template is true but the tokenizer has no chat template", field="model.chat_template"
         )
     turns = [{"role": "system", "content": system}] if system is not None else []
+    # the user turn as the data holds it: a prompt template's trailing newline (the default's, which
+    # ends a raw prompt before the answer line) has no place before the template's end-of-turn
     return tokenizer.apply_chat_template(
-        [*turns, {"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        [*turns, {"role": "user", "content": prompt.rstrip()}], tokenize=False, add_generation_prompt=True
     )
 
 

@@ -62,6 +62,7 @@ def test_chat_template_applied_when_present(tiny_random_lm_dir, tmp_path):
     tok.save_pretrained(tmp_path)
     chat = load_tokenizer(str(tmp_path))
     assert apply_prompt_format(chat, "hi", None) == "<|user|>hi<|assistant|>"
+    assert apply_prompt_format(chat, "hi\n", None) == "<|user|>hi<|assistant|>"  # the default template's newline
     assert apply_prompt_format(chat, "hi", False) == "hi"
     assert apply_prompt_format(chat, "hi", None, "be brief") == "<|system|>be brief<|user|>hi<|assistant|>"
     plain = load_tokenizer(str(tiny_random_lm_dir))

@@ -128,7 +128,7 @@ def test_signal_finishes_the_step_writes_a_checkpoint_and_exits(tmp_path, tiny_r
 @pytest.mark.slow
 def test_kill_9_at_a_random_moment_then_resume_gives_the_uninterrupted_weights(tmp_path, tiny_random_lm_dir):
     """kill -9 somewhere after the first checkpoint (mid-step, mid-eval or mid-checkpoint), then
-    --resume: metrics.jsonl and eval.jsonl have every step once, and the final weights are
+    --resume: metrics.jsonl, eval.jsonl and completions.jsonl have every step once, and the final weights are
     bitwise those of an uninterrupted run (CPU, fixed seed)."""
     steps = 24
     (tmp_path / "ref").mkdir()
@@ -163,6 +163,8 @@ def test_kill_9_at_a_random_moment_then_resume_gives_the_uninterrupted_weights(t
         assert main(["train", str(path), "--resume"]) == 0
     assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == list(range(1, steps + 1))
     assert [e["step"] for e in read_jsonl(run / "eval.jsonl")] == list(range(0, steps + 1))  # eval.every = 1
+    logged = read_jsonl(run / "completions.jsonl")  # each eval's samples once, as the uninterrupted run wrote them
+    assert logged == read_jsonl(tmp_path / "ref" / "run" / "completions.jsonl") and logged[-1]["step"] == steps
     ours, theirs = (
         load_file(run / "final" / "model.safetensors"),
         load_file(tmp_path / "ref" / "run" / "final" / "model.safetensors"),

@@ -514,12 +514,23 @@ def test_a_system_message_reaches_the_chat_template_of_rollouts_and_eval(tmp_pat
     monkeypatch.setattr(experience, "sample", sample)
     monkeypatch.setattr(evaluate, "apply_prompt_format", prompt_format)
     make_trainer(path).train()
-    for texts in (sampled, evaluated):
+    for texts in (sampled, evaluated):  # the user turn as the data holds it (the template's newline dropped)
         chat = [t for t in texts if "<|user|>q" in t]
-        assert chat and all(re.fullmatch(r"<\|system\|>rule (\d+)<\|user\|>q\1\n<\|assistant\|>", t) for t in chat)
+        assert chat and all(re.fullmatch(r"<\|system\|>rule (\d+)<\|user\|>q\1<\|assistant\|>", t) for t in chat)
         sort = [t for t in texts if "sort: " in t]
         assert sort and all(t.startswith("<|system|>sort the letters of sort: ") for t in sort)
         assert len(chat) + len(sort) == len(texts)
+    # what the model saw and wrote on the first held-out prompts, with what the reward made of it
+    logged = read_jsonl(tmp_path / "run" / "completions.jsonl")
+    evals = read_jsonl(tmp_path / "run" / "eval.jsonl")
+    assert [(r["step"], r["domain"], r["index"]) for r in logged] == [
+        (e["step"], d, i) for e in evals for d in ("chat", "sorting") for i in range(3)
+    ]
+    assert {r["prompt"] for r in logged} <= set(evaluated) and all(r["answer"] == "a" for r in logged[:3])
+    assert all(
+        set(r) == {"step", "domain", "index", "prompt", "completion", "answer", "score", "reward"} for r in logged
+    )
+    assert all(r["score"] == r["reward"] in (0.0, 1.0) for r in logged)  # exact match alone, weight 1
 
     data = yaml.safe_load(path.read_text())
     data["model"]["name_or_path"] = str(tiny_random_lm_dir)  # no chat template: the system message has no place

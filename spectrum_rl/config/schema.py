@@ -312,6 +312,13 @@ class EvalConfig(StrictModel):
         True,
         description="Also report KL(policy || base model) on eval prompts (keeps a frozen copy of the base weights).",
     )
+    log_completions: int = Field(
+        3,
+        ge=0,
+        description="Held-out prompts per domain whose greedy completion is written to completions.jsonl at each "
+        "evaluation (the prompt as the model sees it, the completion, the reference answer, score and reward): "
+        "what the reward is parsing; 0: none.",
+    )
 
 
 class LoggingConfig(StrictModel):

@@ -46,6 +46,7 @@ from spectrum_rl.trainer.sharding import SHARDED_DIR, full_state_dict, load_shar
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
+RUN_LOGS = ("metrics.jsonl", "eval.jsonl", "completions.jsonl")  # one record per step (or eval), cut on resume
 OLD_STATE_FILE = "trainer_state.pt"  # the layout before FORMAT 1: everything in one pickle, never loaded
 FORMAT = 2  # the layout of trainer_state.json (2: with the rollouts generated); another one is refused
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -329,7 +330,7 @@ def load_run_state(st: TrainState, output_dir: Path) -> dict[str, Any] | None:
             _load_into(st.optimizer, state.pop("optimizer"), path / OPTIMIZER_FILE)
         _load_into(st.lr_scheduler, state.pop("lr_scheduler"), path / STATE_FILE)
         if st.is_main:  # the logs forget the steps after the checkpoint, as the weights do
-            for name in ("metrics.jsonl", "eval.jsonl"):
+            for name in RUN_LOGS:
                 truncate_jsonl(output_dir / name, int(state["step"]))
     st.acc.wait_for_everyone()
     return state

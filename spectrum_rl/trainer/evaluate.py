@@ -17,7 +17,7 @@ import torch
 from spectrum_rl.config import Config
 from spectrum_rl.domains import BuiltDomain
 from spectrum_rl.models import apply_prompt_format, position_ids
-from spectrum_rl.trainer.distributed import sum_over_processes
+from spectrum_rl.trainer.distributed import gather_lists, sum_over_processes
 from spectrum_rl.trainer.generation import complete
 from spectrum_rl.trainer.rollout import Rollouts
 from spectrum_rl.trainer.setup import TrainState
@@ -30,6 +30,8 @@ class EvalResult:
     rewards: dict[str, float]  # domain -> mean hybrid reward of the greedy completion
     kl: float | None  # mean per-token KL(policy || base) on those completions
     levels: dict[str, dict[int, float]] = field(default_factory=dict)  # a ladder's score per level
+    # the first ``log_completions`` held-out prompts of each domain, as the model saw and answered them
+    samples: list[dict[str, Any]] = field(default_factory=list)
 
 
 def evaluate(
@@ -45,20 +47,30 @@ def evaluate(
     rank: int = 0,
     world: int = 1,
     reduce: Callable[[list[float]], list[float]] | None = None,
+    log_completions: int = 0,
 ) -> EvalResult:
     """Score greedy completions on every domain's held-out set (``limit`` caps prompts per domain).
 
     With several processes each takes every world-th prompt and ``reduce`` sums the partial
-    (sum, count) pairs across processes, so all processes return the same result.
+    (sum, count) pairs across processes, so all processes return the same result. The samples of
+    the first ``log_completions`` prompts per domain are this process's share of them.
     """
-    examples = [(d, e) for d in domains for e in d.eval_examples()[:limit]][rank::world]
+    indexed = [(d, i, e) for d in domains for i, e in enumerate(d.eval_examples()[:limit])][rank::world]
+    examples = [(d, e) for d, _, e in indexed]
     prompts = [apply_prompt_format(tokenizer, e.prompt, chat_template, e.system) for _, e in examples]
     texts, batches = complete(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    scored = [d.reward.score([t], e) for (d, e), t in zip(examples, texts)]
+    samples = [
+        {"domain": d.name, "index": i, "prompt": prompt, "completion": text, "answer": e.answer}
+        | {"score": round(float(r.parts[d.reward.primary][0]), 6), "reward": round(float(r.total[0]), 6)}
+        for (d, i, e), prompt, text, r in zip(indexed, prompts, texts, scored)
+        if i < log_completions
+    ]
     partial: list[float] = []  # per domain: sum of primary scores, sum of rewards, count
     per_level: list[float] = []  # per (domain, level) of a ladder: sum of primary scores, count
     by_level: list[tuple[str, int]] = []
     for d in domains:
-        results = [(e.level, d.reward.score([t], e)) for (dom, e), t in zip(examples, texts) if dom is d]
+        results = [(e.level, r) for (dom, e), r in zip(examples, scored) if dom is d]
         primary = [(level, float(r.parts[d.reward.primary][0])) for level, r in results]
         partial += [sum(p for _, p in primary), sum(float(r.total[0]) for _, r in results), len(results)]
         # the levels from the whole held-out set, so every process appends the same entries
@@ -79,7 +91,7 @@ def evaluate(
         if n:
             levels.setdefault(name, {})[level] = p / n
     kl = partial[-2] / partial[-1] if base is not None and partial[-1] else None
-    return EvalResult(scores, rewards, kl, levels)
+    return EvalResult(scores, rewards, kl, levels, samples)
 
 
 def evaluate_state(st: TrainState, domains: Sequence[BuiltDomain], config: Config) -> EvalResult:
@@ -87,7 +99,7 @@ def evaluate_state(st: TrainState, domains: Sequence[BuiltDomain], config: Confi
     weights are gathered while decoding, in the training precision (training.bf16), and fp32 CPU
     linear layers run on oneDNN."""
     with st.acc.autocast(), st.kernels(), gathered(st.model, st.base):
-        return evaluate(
+        result = evaluate(
             st.policy,
             st.tokenizer,
             domains,
@@ -98,7 +110,11 @@ def evaluate_state(st: TrainState, domains: Sequence[BuiltDomain], config: Confi
             rank=st.acc.process_index,
             world=st.acc.num_processes,
             reduce=lambda values: sum_over_processes(st.acc, values),
+            log_completions=config.eval.log_completions,
         )
+    order = {d.name: k for k, d in enumerate(domains)}
+    result.samples = sorted(gather_lists(st.acc, result.samples), key=lambda s: (order[s["domain"]], s["index"]))
+    return result
 
 
 def eval_record(step: int, result: EvalResult, seconds: float) -> dict[str, Any]:

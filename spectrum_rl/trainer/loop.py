@@ -25,7 +25,7 @@ from spectrum_rl.scheduler.blend import weigh
 from spectrum_rl.scheduler.step import StepPlan
 from spectrum_rl.sources.common import derive_seed
 from spectrum_rl.trainer.alignment import cosine_matrix
-from spectrum_rl.trainer.checkpoint import append_jsonl, load_run_state, save_final, save_run_state
+from spectrum_rl.trainer.checkpoint import RUN_LOGS, append_jsonl, load_run_state, save_final, save_run_state
 from spectrum_rl.trainer.distributed import agreed_signal, gather_lists, reduce_step, sum_over_processes
 from spectrum_rl.trainer.evaluate import eval_record, evaluate_state
 from spectrum_rl.trainer.experience import ExperienceMaker
@@ -87,7 +87,7 @@ class Trainer:
             (self.output_dir / "config.yaml").write_text(
                 yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
             )
-            for name in ("metrics.jsonl", "eval.jsonl"):
+            for name in RUN_LOGS:
                 (self.output_dir / name).unlink(missing_ok=True)
         if log.trackers:
             st.acc.init_trackers(self.config.run.name, config=flat_config(self.config.model_dump()))
@@ -213,6 +213,8 @@ class Trainer:
         if self.state.is_main:
             record = eval_record(self.step, result, time.perf_counter() - t0)
             append_jsonl(self.output_dir / "eval.jsonl", {**record, "rollouts": self.rollouts})
+            for sample in result.samples:
+                append_jsonl(self.output_dir / "completions.jsonl", {"step": self.step, **sample})
         return scores
 
     def save_checkpoint(self) -> Path | None:

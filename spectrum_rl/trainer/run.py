@@ -99,7 +99,7 @@ def run_training(
         console.print(held_out_table(evals, config.domain_names, sizes))
         mean = sum(scores.values()) / max(len(scores), 1)
         console.print(f"done: {trainer.step} steps; held-out mean {mean:.3f}")
-        console.print(f"run directory: {out} (metrics.jsonl, eval.jsonl, checkpoints/, final/)")
+        console.print(f"run directory: {out} (metrics.jsonl, eval.jsonl, completions.jsonl, checkpoints/, final/)")
     return scores
 
 
