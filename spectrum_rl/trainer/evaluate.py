@@ -75,8 +75,8 @@ def evaluate(
         partial += [sum(p for _, p in primary), sum(float(r.total[0]) for _, r in results), len(results)]
         # the levels from the whole held-out set, so every process appends the same entries
         for level in sorted({e.level for e in d.eval_examples()[:limit] if e.level is not None}):
-            scored = [p for lv, p in primary if lv == level]
-            per_level += [sum(scored), len(scored)]
+            at_level = [p for lv, p in primary if lv == level]
+            per_level += [sum(at_level), len(at_level)]
             by_level.append((d.name, level))
     kl_sum, kl_count = _kl_sums(model, base, batches) if base is not None else (0.0, 0.0)
     partial += [*per_level, kl_sum, kl_count]
