@@ -180,6 +180,9 @@ ADVERSARIAL = {
     "dots": "1." * (MB // 2),
     "answer tags": "answer:" * (MB // 7),
     "newlines": "\n" * MB,
+    "open boxes": "\\boxed{" + "{" * MB,
+    "boxes": "\\boxed{}" * (MB // 8),
+    "hashes": "####" * (MB // 4),
 }
 
 

@@ -49,6 +49,10 @@ def scores(comp, completions, ex=None) -> list[float]:
         ("\n\n  abc  \ndef", "abc"),  # no tag: first non-empty line
         ("answer:", ""),
         ("", ""),
+        ("so 3 + 4 = 7\n#### 7\n", "7"),  # GSM8K's mark: the line after the last ####
+        ("answer: 6, no: \\boxed{\\frac{1}{2}} and\n\\boxed{ 7 }.", "7"),  # the last \boxed, braces balanced
+        ("x = \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("first line\nunclosed \\boxed{7", "first line"),  # an unclosed box marks nothing
     ],
 )
 def test_extract_answer(text, expected):
@@ -74,6 +78,9 @@ def test_exact_match():
     assert scores(raw, ["answer: 42", "42"]) == [0, 1]
     alt = component(type="exact_match", field="aliases")
     assert scores(alt, ["Paris", "lyon", "rome"], example(aliases=["paris", "Lyon"])) == [1, 1, 0]
+    worked = example("Natalia sold 48 / 2 = 24 clips in May.\n#### 72")  # a GSM8K answer: judged by its mark
+    assert scores(comp, ["72", "Step by step...\nSo \\boxed{72}", "24", "#### 72"], worked) == [1, 1, 0, 1]
+    assert scores(raw, ["72"], worked) == [0]  # extract: false compares whole texts, the reference too
 
 
 def test_numeric_tolerance():
@@ -84,6 +91,8 @@ def test_numeric_tolerance():
     assert scores(rel, ["-101", "-98.9", "100"], example("-100")) == [1, 0, 0]
     loose = component(type="numeric", abs_tol=0.5)
     assert scores(loose, ["2.4", "2.6", "1.4"], example("2")) == [1, 0, 0]
+    long = "We have 12 apples.\nThen 3 more: 12 + 3 = 15.\nThe answer is $\\boxed{15}$."
+    assert scores(comp, [long, long.replace("boxed{15}", "boxed{12}")], example("15")) == [1, 0]
     with pytest.raises(ValueError, match="holds no number"):
         comp.score(["1"], example("n/a"))
 

@@ -10,12 +10,23 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
-from spectrum_rl.rewards.text import answer_text, extract_answer, last_number, normalize, references, row_field
+from spectrum_rl.rewards.text import (
+    answer_text,
+    extract_answer,
+    last_number,
+    marked_answer,
+    normalize,
+    references,
+    row_field,
+)
 from spectrum_rl.sources.base import Example
 from spectrum_rl.sources.builtin import check_constraint
 
 _FIELD_DOC = "Row field holding the reference (`answer` = the domain's answer field)."
-_EXTRACT_DOC = "Score the extracted answer (after the last `answer:`, else the first line) instead of the whole text."
+_EXTRACT_DOC = (
+    "Score the extracted answer (the last `\\boxed{...}`, else the line after the last `####`, else after the last "
+    "`answer:`, else the first line) instead of the whole text."
+)
 
 
 @REWARDS.register("exact_match")
@@ -23,7 +34,10 @@ class ExactMatchSpec(RewardSpec):
     """`exact_match`: 1 when the normalised answer equals a normalised reference, else 0."""
 
     field: str = Field("answer", description=_FIELD_DOC + " A list of strings accepts any of them.")
-    extract: bool = Field(True, description=_EXTRACT_DOC)
+    extract: bool = Field(
+        True,
+        description=_EXTRACT_DOC + " A reference that marks its answer (GSM8K's `... #### 72`) is read the same way.",
+    )
 
     def build(self, base_dir: Path) -> RewardComponent:
         return ExactMatch(self)
@@ -33,7 +47,10 @@ class ExactMatch(RewardComponent):
     spec: ExactMatchSpec
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
-        refs = {normalize(r) for r in references(example, self.spec.field)}
+        refs = references(example, self.spec.field)
+        if self.spec.extract:  # both sides read alike: a worked reference compares by its final answer
+            refs = [r if (marked := marked_answer(r)) is None else marked for r in refs]
+        refs = {normalize(r) for r in refs}
         return [float(normalize(answer_text(c, self.spec.extract)) in refs) for c in completions]
 
 

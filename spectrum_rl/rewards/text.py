@@ -9,16 +9,38 @@ from typing import Any
 from spectrum_rl.sources.base import Example
 
 _ANSWER_TAG = re.compile(r"answer:", re.IGNORECASE)
+_BOXED, _HASHES = "\\boxed{", "####"  # a final answer's marks (``marked_answer``)
 # A number: comma-grouped thousands (1,234.5) first, else plain digits; optional sign and decimals.
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)")
+
+
+def marked_answer(text: str) -> str | None:
+    """The answer ``text`` marks as final, stripped: the contents of its last ``\\boxed{...}``
+    (braces balanced: MATH's convention, and most chat models'), else the rest of the line after
+    its last ``####`` (GSM8K's); None when it marks none. One pass over the text."""
+    start = text.rfind(_BOXED)
+    if start >= 0:
+        depth, first = 1, start + len(_BOXED)
+        for i in range(first, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                return text[first:i].strip()
+    hashes = text.rfind(_HASHES)
+    if hashes >= 0:
+        return (text[hashes + len(_HASHES) :].splitlines() or [""])[0].strip()
+    return None
 
 
 def extract_answer(text: str) -> str:
     """The answer part of a completion.
 
-    When the text contains ``answer:`` (any case), the rest of the line after its last occurrence;
-    otherwise the first non-empty line. Surrounding whitespace is stripped.
+    The answer it marks as final (``marked_answer``: ``\\boxed{...}`` or ``####``), else the rest
+    of the line after the last ``answer:`` (any case), else the first non-empty line. Surrounding
+    whitespace is stripped.
     """
+    marked = marked_answer(text)
+    if marked is not None:
+        return marked
     parts = _ANSWER_TAG.split(text)
     if len(parts) > 1:
         return (parts[-1].splitlines() or [""])[0].strip()

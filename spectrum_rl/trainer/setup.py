@@ -141,7 +141,10 @@ def build_state(config: Config, output_dir: Path, accelerator: Accelerator | Non
     if checkpointing == "auto":  # on for CUDA (as TRL) or when the accelerate FSDP config asks for it
         checkpointing = acc.device.type == "cuda" or launcher.get("activation_checkpointing", False)
     if checkpointing:  # recompute each layer in the backward instead of keeping its activations
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x's name for it
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora is not None:
         model = with_lora(model, cfg.lora)
     if sharded:  # before the optimizer exists: it holds the shards (trainer/sharding.py)
