@@ -267,6 +267,17 @@ def test_a_conversational_prompt_is_read_as_its_user_message_and_keeps_its_messa
     held_out, train = source.eval_rows(), source.train_rows(20, random.Random(0))
     assert len(held_out) == 4 and all(r["question"] == f"user {r['answer']}" for r in held_out + train)
     assert all(r["prompt"] == turns("user", i=int(r["answer"])) for r in held_out + train)  # TRL's prompt
+    # TRL's column names need no mapping: `prompt`, else `messages`, is the question of rows without one
+    for column in ("prompt", "messages"):
+        named = [{column: r["prompt"], "solution": r["solution"]} for r in rows]
+        (tmp_path / "trl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in named))
+        unmapped = build({"type": "file", "path": "trl.jsonl", "columns": {"solution": "answer"}}, ctx(tmp_path))
+        assert unmapped.eval_rows() == held_out, column
+    plain = [{"prompt": f"text {i}", "question": f"q{i}"} for i in range(6)]  # a question of its own wins
+    (tmp_path / "plain.jsonl").write_text("".join(json.dumps(r) + "\n" for r in plain))
+    assert {r["question"] for r in build({"type": "file", "path": "plain.jsonl"}, ctx(tmp_path, 2)).eval_rows()} < {
+        f"q{i}" for i in range(6)
+    }
     rows = [{**r, "prompt": turns("system", "user", i=i)} for i, r in enumerate(rows)]
     (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     held_out = build(spec, ctx(tmp_path)).eval_rows()

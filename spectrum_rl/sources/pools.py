@@ -238,9 +238,14 @@ def map_columns(rows: list[RowDict], columns: Mapping[str, str], where: str) -> 
             out[new] = value
         renamed.append(out)
     rows = renamed
+    # TRL's column names for the prompt (its prompt-only and conversational formats) stand for the
+    # question unless the rows have one, as srl.Domain's rows do
+    trl = next((c for c in ("prompt", "messages") if "question" not in rows[0] and c in rows[0]), None)
+    if trl is not None:
+        rows = [{("question" if k == trl else k): v for k, v in row.items()} for row in rows]
     if "question" not in rows[0]:
         raise ConfigError(
-            f"rows of {where} need a 'question' field; columns: {', '.join(found)}"
+            f"rows of {where} need a 'question' field (or TRL's 'prompt' or 'messages'); columns: {', '.join(found)}"
             "; map one with columns: {<column>: question}",
             field="source.columns",
         )

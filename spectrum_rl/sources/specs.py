@@ -23,8 +23,8 @@ from spectrum_rl.sources.pools import (
 _COLUMNS_HELP = (
     "Rename source columns to row fields, e.g. {problem: question, solution: answer}; a dotted name reads a "
     "field of a nested column, e.g. {reward_model.ground_truth: answer} (verl's data). "
-    "Rows need a `question`; `answer`, `expert` and `constraint` are used when "
-    "present."
+    "Rows need a `question` (without one, TRL's `prompt` or else `messages` column is it); `answer`, `expert` "
+    "and `constraint` are used when present."
 )
 
 
