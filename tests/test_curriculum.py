@@ -386,6 +386,9 @@ def test_the_report_shows_rollouts_to_joints_final_and_the_goal_with_its_speed(c
     assert reached_text(spent["adaptive"]).endswith(", 0.702x")
     summary["curriculum"]["goal"]["rollouts_ratio"] = None  # joint ended no higher than it started
     assert "no rollouts ratio: joint ends no higher than it starts" in goal_text(summary)
+    assert "joint ends no higher than it starts (" not in section  # world v5: joint gains
+    flat = {**summary, "arms": {**summary["arms"], "joint": {**summary["arms"]["joint"], "start_mean": 0.9}}}
+    assert "<b>joint ends no higher than it starts (0.900 -> " in _curriculum_section(flat)  # the table says nothing
     summary["curriculum"]["goal"]["rollouts_ratio"] = 0.7021
     from spectrum_rl.cli import _print_claims
 

@@ -209,6 +209,12 @@ def _curriculum_section(summary: dict[str, Any]) -> str:
         reached = f"<td>{esc(reached_text(spent[arm]))}</td>" if arm in spent else ""
         rows.append(f"<tr><td>{esc(arm)}</td>{cells}<td>{esc(steps)}</td>{reached}</tr>")
     text = f"<p>{_inline_html(goal_text(summary))}</p>" if cur.get("goal") else ""
+    start = summary["arms"].get("joint", {}).get("start_mean")
+    if start is not None and cur["joint_final"] <= start:  # the target sits at the start: nothing to reach
+        text = (
+            f"<p><b>joint ends no higher than it starts ({start:.3f} -> {cur['joint_final']:.3f}), so every arm is at "
+            "its final score from the first evaluation: the steps and rollouts to it say nothing here.</b></p>" + text
+        )
     if cur.get("order"):
         text += f"<p>{esc(calibration_text(cur['order']))}</p>"
     rollouts_head = "<th>rollouts to joint's final: reached, restricted mean, ratio</th>" if spent else ""
