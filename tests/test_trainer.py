@@ -537,3 +537,20 @@ def test_a_system_message_reaches_the_chat_template_of_rollouts_and_eval(tmp_pat
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(Exception, match="carry a system message"):
         make_trainer(path).train()
+
+
+def test_the_progress_bar_counts_completions_when_the_budget_is_in_completions():
+    """A run budgeted in completions (training.max_rollouts) ends by them, not at the step cap: the
+    bar counts what it ends by, and still names the step."""
+    import io
+
+    from rich.console import Console
+
+    from spectrum_rl.trainer.run import _Progress
+
+    metrics = {"step": 13, "rollouts/total": 208, "reward": 0.26, "mu": 0.0, "mixture": {"a": 1.0}}
+    for completions, total, shown in ((True, 200, "completions 208/200"), (False, 1000, "step   13/1000")):
+        out = io.StringIO()
+        with _Progress(total, 0, True, Console(file=out, width=200), completions=completions) as bar:
+            bar.update(metrics)
+        assert shown in out.getvalue() and ("step 13  reward" in out.getvalue()) == completions

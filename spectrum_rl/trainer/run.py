@@ -87,7 +87,9 @@ def run_training(
             kept = ("step", "mu", "mixture")
             decisions.append({k: v for k, v in m.items() if k in kept or k.startswith("difficulty/")})
 
-        with _Progress(config.training.steps, trainer.step, show, console) as bar:
+        budget = config.training.max_rollouts  # a budget in completions: the bar counts them, not steps
+        total, done = (budget, trainer.rollouts) if budget else (config.training.steps, trainer.step)
+        with _Progress(total, done, show, console, completions=bool(budget)) as bar:
             scores = trainer.train(on_step=on_step)
     if trainer.state.is_main:
         if decisions and config.logging.progress:
@@ -98,7 +100,8 @@ def run_training(
         sizes |= Counter(f"{name}@{e.level}" for name, ex in held_out for e in ex if e.level is not None)  # per level
         console.print(held_out_table(evals, config.domain_names, sizes))
         mean = sum(scores.values()) / max(len(scores), 1)
-        console.print(f"done: {trainer.step} steps; held-out mean {mean:.3f}")
+        spent = f", {trainer.rollouts} completions (budget {budget})" if budget else ""
+        console.print(f"done: {trainer.step} steps{spent}; held-out mean {mean:.3f}")
         console.print(f"run directory: {out} (metrics.jsonl, eval.jsonl, completions.jsonl, checkpoints/, final/)")
     return scores
 
@@ -149,14 +152,15 @@ def scheduler_table(decisions: list[dict[str, Any]], names: list[str], parts: in
 
 
 class _Progress:
-    """A rich progress bar showing step, reward, mu, the top of the mixture and tokens/s."""
+    """A rich progress bar showing step, reward, mu, the top of the mixture and tokens/s; it counts
+    completions generated instead of steps when the run's budget is in completions."""
 
-    def __init__(self, total: int, start: int, enabled: bool, console) -> None:
-        self.enabled = enabled
+    def __init__(self, total: int, start: int, enabled: bool, console, completions: bool = False) -> None:
+        self.enabled, self.completions = enabled, completions
         if not enabled:
             return
         self.progress = Progress(
-            TextColumn("step"),
+            TextColumn("completions" if completions else "step"),
             MofNCompleteColumn(),
             BarColumn(bar_width=20),
             TimeRemainingColumn(),
@@ -181,8 +185,9 @@ class _Progress:
         tokens = m.get("completions/tokens", 0.0)
         top = sorted(m.get("mixture", {}).items(), key=lambda kv: -kv[1])[:3]
         info = (
-            f"reward {m.get('reward', float('nan')):.3f}  mu {m['mu']:.2f}  "
+            (f"step {m['step']}  " if self.completions else "")
+            + f"reward {m.get('reward', float('nan')):.3f}  mu {m['mu']:.2f}  "
             + " ".join(f"{k}:{v:.2f}" for k, v in top)
             + (f"  {tokens / seconds:.0f} tok/s" if tokens and seconds else "")
         )
-        self.progress.update(self.task, completed=m["step"], info=info)
+        self.progress.update(self.task, completed=m["rollouts/total" if self.completions else "step"], info=info)
