@@ -93,12 +93,12 @@ def run_training(
             scores = trainer.train(on_step=on_step)
     if trainer.state.is_main:
         if decisions and config.logging.progress:
-            console.print(scheduler_table(decisions, config.domain_names))
+            _print_table(console, scheduler_table(decisions, config.domain_names))
         evals = read_jsonl(out / "eval.jsonl")
         held_out = [(d.name, d.eval_examples()) for d in trainer.domains.values()]
         sizes = {name: len(examples) for name, examples in held_out}
         sizes |= Counter(f"{name}@{e.level}" for name, ex in held_out for e in ex if e.level is not None)  # per level
-        console.print(held_out_table(evals, config.domain_names, sizes))
+        _print_table(console, held_out_table(evals, config.domain_names, sizes))
         mean = sum(scores.values()) / max(len(scores), 1)
         spent = f", {trainer.rollouts} completions (budget {budget})" if budget else ""
         console.print(f"done: {trainer.step} steps{spent}; held-out mean {mean:.3f}")
@@ -149,6 +149,13 @@ def scheduler_table(decisions: list[dict[str, Any]], names: list[str], parts: in
             cells.append(f"{share:.2f}" + (f" @{sum(levels) / len(levels):.1f}" if levels else ""))
         table.add_row(*cells)
     return table
+
+
+def _print_table(console, table: Table) -> None:
+    """``table`` under its title on a line of its own (rich wraps a title to the table's width)."""
+    title, table.title = table.title, None
+    console.print(title)
+    console.print(table)
 
 
 class _Progress:
