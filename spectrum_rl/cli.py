@@ -254,20 +254,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _print_claims(summary: dict) -> None:
-    from spectrum_rl.study.report import speed_text
+    from spectrum_rl.study.report import p_text, speed_text
 
     for cid, claim in summary["claims"].items():
         print(f"{cid}: {claim['verdict']} — {claim['reason']}")
     goal = summary.get("curriculum", {}).get("goal")
     if goal:
         diff, best = goal["adaptive - joint"], goal["best_baseline"]
-        test = f"primary, p {diff['p']}" if diff.get("role") == "primary" else f"Holm p {diff['p_holm']}"
+        test = (
+            f"primary, p {p_text(diff['p'])}" if diff.get("role") == "primary" else f"Holm p {p_text(diff['p_holm'])}"
+        )
         line = f"curriculum: adaptive - joint {diff['mean']:+.3f} (n={diff['n']}, {test})"
         speed = speed_text(summary)
         line += f"; {speed}" if speed else ""
         if best:
             vs = goal["adaptive - best_baseline"]
-            line += f"; adaptive - {best} (best baseline) {vs['mean']:+.3f} (Holm p {vs['p_holm']})"
+            line += f"; adaptive - {best} (best baseline) {vs['mean']:+.3f} (Holm p {p_text(vs['p_holm'])})"
         void = " (void: the oracle leaves less than the goal's margin)" if goal.get("void") else ""
         print(line + f"; goal {'met' if goal['met'] else 'not met'}{void} ({goal['rule']})")
 

@@ -393,7 +393,12 @@ def test_the_report_shows_rollouts_to_joints_final_and_the_goal_with_its_speed(c
     from spectrum_rl.cli import _print_claims
 
     _print_claims(summary)  # the study command's last line says it too
-    assert "joint's final score with 0.702x joint's rollouts; adaptive - thompson" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "joint's final score with 0.702x joint's rollouts; adaptive - thompson" in out
+    assert "(n=8, primary, p 0.00234)" in out and "Holm p 0.812)" in out  # p as the report prints it
+    summary["curriculum"]["goal"]["adaptive - best_baseline"]["p_holm"] = None  # one seed: no test
+    _print_claims(summary)
+    assert "(Holm p n/a)" in capsys.readouterr().out
     del summary["curriculum"]["rollouts_to_joint_final"]  # a study budgeted in steps has no such column
     del summary["curriculum"]["goal"]
     assert "rollouts" not in _curriculum_section(summary)
