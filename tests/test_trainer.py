@@ -207,6 +207,12 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path, tiny_random_lm_dir, ca
     assert main(["train", str(path)]) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(["train", str(path), "--overwrite", "--max-steps", "1"]) == 0
+    capsys.readouterr()
+    shown = ["--set", "logging.progress=true", "--set", "training.save_every=1", "--set", "training.steps=2"]
+    assert main(["train", str(path), "--resume", *shown]) == 0  # the run wrote no checkpoint (save_every 0)
+    assert "--resume found no checkpoint here: starting at step 0" in capsys.readouterr().err
+    assert main(["train", str(path), "--resume", *shown[:4], "--set", "training.steps=3"]) == 0
+    assert "resuming from checkpoints/step-1 (3 steps in all)" in capsys.readouterr().err  # the last step is final/
 
 
 def test_resume_continues_without_losing_or_repeating_steps(tmp_path, tiny_random_lm_dir):

@@ -80,6 +80,13 @@ def run_training(
         show = config.logging.progress and trainer.state.is_main
         if show:
             console.print(f"precision: {trainer.state.precision}")
+            if resume:  # what --resume found: the steps after the checkpoint are run again
+                budget = config.training.max_rollouts
+                done = (
+                    f"{trainer.rollouts} of {budget} completions" if budget else f"{config.training.steps} steps in all"
+                )
+                said = f"resuming from checkpoints/step-{trainer.step} ({done})"
+                console.print(said if trainer.step else "--resume found no checkpoint here: starting at step 0")
         decisions: list[dict[str, Any]] = []
 
         def on_step(m: dict[str, Any]) -> None:
