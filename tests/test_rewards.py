@@ -53,6 +53,8 @@ def scores(comp, completions, ex=None) -> list[float]:
         ("answer: 6, no: \\boxed{\\frac{1}{2}} and\n\\boxed{ 7 }.", "7"),  # the last \boxed, braces balanced
         ("x = \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
         ("first line\nunclosed \\boxed{7", "first line"),  # an unclosed box marks nothing
+        ("#### Step 1\n2 + 3 = 5\n#### 5.\n#### Check", "5."),  # a markdown heading is no mark
+        ("#### Step 1\nanswer: 5", "5"),
     ],
 )
 def test_extract_answer(text, expected):

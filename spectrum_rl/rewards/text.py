@@ -4,12 +4,14 @@ and one-line error summaries."""
 from __future__ import annotations
 
 import re
+from collections import deque
 from typing import Any
 
 from spectrum_rl.sources.base import Example
 
 _ANSWER_TAG = re.compile(r"answer:", re.IGNORECASE)
-_BOXED, _HASHES = "\\boxed{", "####"  # a final answer's marks (``marked_answer``)
+_BOXED = "\\boxed{"  # a final answer's marks (``marked_answer``); GSM8K's is a number after ####, so
+_HASHES = re.compile(r"####[ \t]*([-+$.\d][^\n]*)")  # a markdown heading (#### Step 2) is not one
 # A number: comma-grouped thousands (1,234.5) first, else plain digits; optional sign and decimals.
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)")
 
@@ -17,7 +19,7 @@ _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)")
 def marked_answer(text: str) -> str | None:
     """The answer ``text`` marks as final, stripped: the contents of its last ``\\boxed{...}``
     (braces balanced: MATH's convention, and most chat models'), else the rest of the line after
-    its last ``####`` (GSM8K's); None when it marks none. One pass over the text."""
+    its last ``####`` followed by a number (GSM8K's); None when it marks none. Linear in the text."""
     start = text.rfind(_BOXED)
     if start >= 0:
         depth, first = 1, start + len(_BOXED)
@@ -25,10 +27,8 @@ def marked_answer(text: str) -> str | None:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             if depth == 0:
                 return text[first:i].strip()
-    hashes = text.rfind(_HASHES)
-    if hashes >= 0:
-        return (text[hashes + len(_HASHES) :].splitlines() or [""])[0].strip()
-    return None
+    last = deque(_HASHES.finditer(text), maxlen=1)
+    return last[0].group(1).strip() if last else None
 
 
 def extract_answer(text: str) -> str:
