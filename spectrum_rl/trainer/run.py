@@ -78,14 +78,14 @@ def run_training(
             raise
         console = console or Console(stderr=True)
         show = config.logging.progress and trainer.state.is_main
+        budget = config.training.max_rollouts  # a budget in completions: the bar counts them, not steps
         if show:
             console.print(f"precision: {trainer.state.precision}")
             if resume:  # what --resume found: the steps after the checkpoint are run again
-                budget = config.training.max_rollouts
-                done = (
+                spent = (
                     f"{trainer.rollouts} of {budget} completions" if budget else f"{config.training.steps} steps in all"
                 )
-                said = f"resuming from checkpoints/step-{trainer.step} ({done})"
+                said = f"resuming from checkpoints/step-{trainer.step} ({spent})"
                 console.print(said if trainer.step else "--resume found no checkpoint here: starting at step 0")
         decisions: list[dict[str, Any]] = []
 
@@ -94,7 +94,6 @@ def run_training(
             kept = ("step", "mu", "mixture")
             decisions.append({k: v for k, v in m.items() if k in kept or k.startswith("difficulty/")})
 
-        budget = config.training.max_rollouts  # a budget in completions: the bar counts them, not steps
         total, done = (budget, trainer.rollouts) if budget else (config.training.steps, trainer.step)
         with _Progress(total, done, show, console, completions=bool(budget)) as bar:
             scores = trainer.train(on_step=on_step)
