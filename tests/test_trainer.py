@@ -560,3 +560,23 @@ def test_the_progress_bar_counts_completions_when_the_budget_is_in_completions()
         with _Progress(total, 0, True, Console(file=out, width=200), completions=completions) as bar:
             bar.update(metrics)
         assert shown in out.getvalue() and ("step 13  reward" in out.getvalue()) == completions
+
+
+def test_eval_and_a_study_decode_as_long_as_training_unless_told(tmp_path, tiny_random_lm_dir):
+    """eval.max_new_tokens and study.max_new_tokens default to training.max_new_tokens: a shorter
+    cap cuts off the held-out answers the policy learns to write (a code block, a chain of thought)."""
+    from spectrum_rl.config import Config
+    from spectrum_rl.models import load_tokenizer
+    from spectrum_rl.study.arms import StudySpec, study_base
+
+    path = write_config(tmp_path, tiny_random_lm_dir, {"steps": 1, "max_new_tokens": 5}, eval={"every": 1})
+    make_trainer(path).train()
+    tok = load_tokenizer(str(tiny_random_lm_dir))
+    lengths = [len(tok(r["completion"], add_special_tokens=False)["input_ids"]) for r in
+               read_jsonl(tmp_path / "run" / "completions.jsonl")]  # fmt: skip
+    assert max(lengths) == 5  # a random model seldom ends early; never past the cap
+    config = Config.model_validate(yaml.safe_load(path.read_text()))
+    base = study_base(config, StudySpec().with_config(config.study), None)
+    assert base["training"]["max_new_tokens"] == base["eval"]["max_new_tokens"] == 5
+    told = study_base(config, StudySpec(max_new_tokens=3), None)
+    assert told["training"]["max_new_tokens"] == told["eval"]["max_new_tokens"] == 3

@@ -306,7 +306,12 @@ class EvalConfig(StrictModel):
     """`eval:` — periodic held-out evaluation."""
 
     every: int = Field(25, ge=1, description="Evaluate every N steps (and at step 0 and the end).")
-    max_new_tokens: int = Field(32, ge=1, description="Greedy decoding length cap for evaluation.")
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Greedy decoding length cap for evaluation; null: `training.max_new_tokens` (a lower cap cuts "
+        "off held-out answers the policy was trained to write).",
+    )
     batch_size: int = Field(128, ge=1, description="Prompts per decoding batch during evaluation.")
     kl_to_base: bool = Field(
         True,
@@ -393,7 +398,9 @@ class StudyConfig(StrictModel):
     )
     prompts_per_step: int | None = Field(None, ge=1, description="Rollout prompts per step.")
     group_size: int | None = Field(None, ge=2, description="Rollouts per prompt.")
-    max_new_tokens: int | None = Field(None, ge=1, description="Generation cap (rollouts and eval).")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Generation cap (rollouts and eval); null: `training.max_new_tokens`."
+    )
     eval_every: int | None = Field(None, ge=1, description="Steps between evaluations.")
     eval_size: int | None = Field(None, ge=1, description="Held-out prompts per domain (cap).")
     probe_steps: int | None = Field(None, ge=1, description="Steps of each domain's transfer probe.")

@@ -71,7 +71,7 @@ class StudySpec:
     room_oracle: str = "oracle_static"  # the custom arm gate G6 measures the room with
     prompts_per_step: int = 8
     group_size: int = 6
-    max_new_tokens: int = 32  # the longest built-in answer (and demonstration) is 22 tokens
+    max_new_tokens: int | None = None  # None: the config's training.max_new_tokens (the task's answer length)
     eval_every: int = 15
     eval_size: int = 50
     plasticity_steps: int = 16
@@ -211,14 +211,15 @@ def study_base(config: Config, spec: StudySpec, probe_domain: str | None) -> dic
         t["eval"]["size"] = min(t["eval"]["size"], spec.eval_size)
     # plain: uniform mixture and levels (each arm sets its own); thresholds and sampler settings stay
     data["scheduler"] |= {"policy": "joint", "difficulty": {**data["scheduler"]["difficulty"], "mode": "uniform"}}
+    cap = spec.max_new_tokens or config.training.max_new_tokens
     data["training"].update(
         steps=spec.steps,
         prompts_per_step=spec.prompts_per_step,
         group_size=spec.group_size,
-        max_new_tokens=spec.max_new_tokens,
+        max_new_tokens=cap,
         max_rollouts=spec.max_rollouts,
         save_every=0,
     )
-    data["eval"].update(every=spec.eval_every, max_new_tokens=spec.max_new_tokens)
+    data["eval"].update(every=spec.eval_every, max_new_tokens=cap)
     data["logging"].update(progress=False, trackers=[])
     return data

@@ -103,7 +103,7 @@ def evaluate_state(st: TrainState, domains: Sequence[BuiltDomain], config: Confi
             st.policy,
             st.tokenizer,
             domains,
-            max_new_tokens=config.eval.max_new_tokens,
+            max_new_tokens=config.eval.max_new_tokens or config.training.max_new_tokens,
             batch_size=config.eval.batch_size,
             chat_template=config.model.chat_template,
             base=st.base,
