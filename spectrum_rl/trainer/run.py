@@ -91,7 +91,7 @@ def run_training(
 
         def on_step(m: dict[str, Any]) -> None:
             bar.update(m)
-            kept = ("step", "mu", "mixture")
+            kept = ("step", "mu", "mixture", "completions/clipped_ratio")
             decisions.append({k: v for k, v in m.items() if k in kept or k.startswith("difficulty/")})
 
         total, done = (budget, trainer.rollouts) if budget else (config.training.steps, trainer.step)
@@ -108,6 +108,13 @@ def run_training(
         mean = sum(scores.values()) / max(len(scores), 1)
         spent = f", {trainer.rollouts} completions (budget {budget})" if budget else ""
         console.print(f"done: {trainer.step} steps{spent}; held-out mean {mean:.3f}")
+        clipped = [d["completions/clipped_ratio"] for d in decisions if "completions/clipped_ratio" in d]
+        if clipped and (share := sum(clipped) / len(clipped)) >= 0.5:  # a cap shorter than the task's answers
+            console.print(
+                f"note: {share:.0%} of the completions reached training.max_new_tokens "
+                f"({config.training.max_new_tokens}) before ending; if answers are cut off there "
+                "(completions.jsonl shows some), raise it"
+            )
         console.print(f"run directory: {out} (metrics.jsonl, eval.jsonl, completions.jsonl, checkpoints/, final/)")
     return scores
 
