@@ -207,6 +207,14 @@ def _check_reward_fields(cfg: DomainConfig, domain: BuiltDomain, rows: list[RowD
                     "this component's on_error: skip to leave them out of the loss",
                     field=f"reward[{j}].{attr}",
                 )
+            bad = [(r, why) for r in checked or [] if column in r and (why := spec.unusable_reference(r[column]))]
+            if bad:
+                raise ConfigError(
+                    f"{spec.type} reads row field '{column}', which it cannot score against in {len(bad)} of "
+                    f"{len(pool)} rows: the first, with question {str(bad[0][0].get('question'))[:60]!r}, "
+                    f"{bad[0][1]}; fix or drop those rows, or set this component's on_error: skip",
+                    field=f"reward[{j}].{attr}",
+                )
             for row in rows:
                 if name == "answer" and domain.answer_field is None and "answer" not in row:
                     raise ConfigError(

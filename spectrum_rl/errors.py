@@ -69,7 +69,8 @@ class RewardError(SpectrumError):
     """A reward component failed (raised, or returned NaN/inf) under ``on_error: fail``."""
 
     def __init__(self, domain: str, component: str, sample: int, message: str) -> None:
-        super().__init__(f"reward failed: domain '{domain}', component '{component}', sample {sample}: {message}")
+        where = f", sample {sample}" if sample >= 0 else ""  # -1: the component failed on the whole group
+        super().__init__(f"reward failed: domain '{domain}', component '{component}'{where}: {message}")
         self.domain = domain
         self.component = component
         self.sample = sample

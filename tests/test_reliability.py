@@ -231,7 +231,7 @@ def test_failing_rewards_follow_their_policy_and_are_counted(tmp_path, tiny_rand
     capsys.readouterr()
     assert main(["train", str(path), "--overwrite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "domain 'sorting', component 'boom', sample -1: all samples: RuntimeError: boom" in err[0]
+    assert len(err) == 1 and "domain 'sorting', component 'boom': all samples: RuntimeError: boom" in err[0]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -36,6 +37,12 @@ class RewardSpec(StrictModel):
 
     def build(self, base_dir: Path) -> RewardComponent:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def unusable_reference(self, value: Any) -> str | None:
+        """Why this component cannot score against the row value ``value`` of the field it reads
+        (None: it can). Checked over a finite pool at load, so bad data stop the run before it starts
+        rather than at whichever step draws the row."""
+        return None
 
     def slowest_group(self, group_size: int) -> tuple[float, str] | None:
         """(seconds, how they add up): the longest one call on ``group_size`` completions may take by

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -65,13 +65,21 @@ class NumericSpec(RewardSpec):
     def build(self, base_dir: Path) -> RewardComponent:
         return Numeric(self)
 
+    def unusable_reference(self, value: Any) -> str | None:
+        return None if reference_number(value) is not None else f"holds no number ({str(value)[:40]!r})"
+
+
+def reference_number(ref: Any) -> float | None:
+    """The number a reference holds: itself, or the last number in its text (GSM8K's ``#### 72``)."""
+    return float(ref) if isinstance(ref, (int, float)) else last_number(str(ref))
+
 
 class Numeric(RewardComponent):
     spec: NumericSpec
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
         ref = row_field(example, self.spec.field)
-        y = float(ref) if isinstance(ref, (int, float)) else last_number(str(ref))
+        y = reference_number(ref)
         if y is None:
             raise ValueError(f"reference {ref!r} holds no number")
         tol = max(self.spec.abs_tol, self.spec.rel_tol * abs(y))
