@@ -183,6 +183,8 @@ ADVERSARIAL = {
     "open boxes": "\\boxed{" + "{" * MB,
     "boxes": "\\boxed{}" * (MB // 8),
     "hashes": "####" * (MB // 4),
+    "answer elements": "<answer>" * (MB // 8) + "</answer>",
+    "thinking": "</think>" * (MB // 8),
 }
 
 

@@ -55,6 +55,10 @@ def scores(comp, completions, ex=None) -> list[float]:
         ("first line\nunclosed \\boxed{7", "first line"),  # an unclosed box marks nothing
         ("#### Step 1\n2 + 3 = 5\n#### 5.\n#### Check", "5."),  # a markdown heading is no mark
         ("#### Step 1\nanswer: 5", "5"),
+        ("<think>maybe 4? answer: 4</think>\n<answer> 5 </answer>", "5"),  # R1's format: the tags, after thinking
+        ("<think>\nanswer: 4\n</think>\n\n5 apples", "5 apples"),  # the reasoning is not the answer
+        ("<answer>5</answer> then <answer>6", "5"),  # an unclosed tag marks nothing
+        ("</answer><answer>", "</answer><answer>"),
     ],
 )
 def test_extract_answer(text, expected):
@@ -462,9 +466,7 @@ def test_a_hanging_component_times_out_under_its_policy(busy):
     result = zero.score(["42", "x"], example())
     assert time.perf_counter() - t0 < 10  # the limit is 0.3 s; without it the call would take 60 s
     assert result.total.tolist() == [1.0, 0.0] and result.errors["hang"] == 2
-    with pytest.raises(
-        RewardError, match="component 'hang': all samples: TimeoutError: timed out after 0.3 s"
-    ):
+    with pytest.raises(RewardError, match="component 'hang': all samples: TimeoutError: timed out after 0.3 s"):
         HybridReward("math", [_Hang("fail", busy)]).score(["a"], example())
     out: list = []  # off the main thread (no SIGALRM there) the call is abandoned after the limit
     worker = threading.Thread(

@@ -24,8 +24,9 @@ from spectrum_rl.sources.builtin import check_constraint
 
 _FIELD_DOC = "Row field holding the reference (`answer` = the domain's answer field)."
 _EXTRACT_DOC = (
-    "Score the extracted answer (the last `\\boxed{...}`, else what follows the last `####` that a number "
-    "follows, else the line after the last `answer:`, else the first line) instead of the whole text."
+    "Score the extracted answer instead of the whole text: after the last `</think>` if any, the last "
+    "`\\boxed{...}`, else the last `<answer>...</answer>`, else what follows the last `####` that a number "
+    "follows, else the line after the last `answer:`, else the first line."
 )
 
 

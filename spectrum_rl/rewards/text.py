@@ -10,6 +10,7 @@ from typing import Any
 from spectrum_rl.sources.base import Example
 
 _ANSWER_TAG = re.compile(r"answer:", re.IGNORECASE)
+_THINK_END = "</think>"  # a reasoning model's thinking ends here (Qwen3, DeepSeek-R1)
 _BOXED = "\\boxed{"  # a final answer's marks (``marked_answer``); GSM8K's is a number after ####, so
 _HASHES = re.compile(r"####[ \t]*([-+$.\d][^\n]*)")  # a markdown heading (#### Step 2) is not one
 # A number: comma-grouped thousands (1,234.5) first, else plain digits; optional sign and decimals.
@@ -18,8 +19,9 @@ _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)")
 
 def marked_answer(text: str) -> str | None:
     """The answer ``text`` marks as final, stripped: the contents of its last ``\\boxed{...}``
-    (braces balanced: MATH's convention, and most chat models'), else the rest of the line after
-    its last ``####`` followed by a number (GSM8K's); None when it marks none. Linear in the text."""
+    (braces balanced: MATH's convention, and most chat models'), else of its last
+    ``<answer>...</answer>`` (DeepSeek-R1's format), else the rest of the line after its last
+    ``####`` followed by a number (GSM8K's); None when it marks none. Linear in the text."""
     start = text.rfind(_BOXED)
     if start >= 0:
         depth, first = 1, start + len(_BOXED)
@@ -27,17 +29,22 @@ def marked_answer(text: str) -> str | None:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             if depth == 0:
                 return text[first:i].strip()
+    close = text.rfind("</answer>")
+    if (opened := text.rfind("<answer>", 0, max(close, 0))) >= 0:
+        return text[opened + len("<answer>") : close].strip()
     last = deque(_HASHES.finditer(text), maxlen=1)
     return last[0].group(1).strip() if last else None
 
 
 def extract_answer(text: str) -> str:
-    """The answer part of a completion.
+    """The answer part of a completion, read after its reasoning (the text after the last
+    ``</think>``, when it closes one).
 
-    The answer it marks as final (``marked_answer``: ``\\boxed{...}`` or ``####``), else the rest
-    of the line after the last ``answer:`` (any case), else the first non-empty line. Surrounding
-    whitespace is stripped.
+    The answer it marks as final (``marked_answer``: ``\\boxed{...}``, ``<answer>`` or ``####``),
+    else the rest of the line after the last ``answer:`` (any case), else the first non-empty line.
+    Surrounding whitespace is stripped.
     """
+    text = text[text.rfind(_THINK_END) + len(_THINK_END) :] if _THINK_END in text else text
     marked = marked_answer(text)
     if marked is not None:
         return marked
