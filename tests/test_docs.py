@@ -96,3 +96,18 @@ def test_the_primary_comparison_is_marked_and_kept_out_of_the_holm_family():
     others = [line for line in table.splitlines() if line.startswith("| `") and "(primary)" not in line]
     assert len(others) == summary["comparisons"]["family_size"]
     assert render(summary, "primary").startswith(f"`{primary}` = ") and "pre-registered" in render(summary, "primary")
+
+
+def test_readme_command_1s_numbers_are_its_committed_run():
+    """The scores README quotes for command 1 are those of docs/runs/readme_command_1_eval.jsonl
+    (that run's eval.jsonl): its held-out mean and each domain it names, start -> end."""
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme[readme.index("## Set up and run") : readme.index("```bash")]
+    evals = [json.loads(line) for line in (ROOT / "docs/runs/readme_command_1_eval.jsonl").read_text().splitlines()]
+    start, end = evals[0], evals[-1]
+    quoted = re.findall(r"(held-out mean|`(\w+)`[^;]*?) (\d\.\d+) -> (\d\.\d+)", " ".join(paragraph.split()))
+    assert len(quoted) >= 4
+    for said, domain, a, b in quoted:
+        key = f"eval/{domain}" if domain else "eval/mean"
+        digits = len(a.split(".")[1])
+        assert (a, b) == (f"{start[key]:.{digits}f}", f"{end[key]:.{digits}f}"), said
