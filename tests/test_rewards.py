@@ -330,9 +330,9 @@ def test_python_errors(user_module):
     with pytest.raises(RewardError, match=r"expected \(2,\)") as info:
         short.score(["a", "b"], example())
     assert info.value.sample == -1
-    maybe = build_hybrid("d", [spec(type="python", function="my_rewards.py:maybe", on_error="zero")], user_module)
-    result = maybe.score(["?", "ok"], example())
-    assert result.total.tolist() == [0, 1] and result.errors == {"python": 1}
+    maybe = build_hybrid("d", [spec(type="python", function="my_rewards.py:maybe")], user_module)
+    result = maybe.score(["?", "ok"], example())  # None: the function does not apply there (TRL's meaning)
+    assert result.total.tolist() == [0, 1] and result.errors == {"python": 0}
 
 
 def test_reasoning_gym_verifier():

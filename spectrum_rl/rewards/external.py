@@ -104,7 +104,9 @@ class PythonReward(RewardComponent):
     does: every row column becomes a keyword argument holding one value per completion. On
     conversational rows (a ``prompt`` of messages, sources/pools.py) the prompts are those messages
     and each completion is ``[{"role": "assistant", "content": text}]``, as TRL passes them there.
-    The function must accept ``**kwargs`` and return one number per completion (None counts as NaN).
+    The function must accept ``**kwargs`` and return one number per completion, or None where it
+    does not apply (TRL's meaning: one list of functions serving several tasks), which adds 0 to the
+    hybrid sum; NaN or inf is a failure (``on_error``).
     """
 
     def __init__(self, spec: PythonSpec | FunctionSpec, fn: Callable[..., Sequence[float | None]]) -> None:
@@ -123,7 +125,7 @@ class PythonReward(RewardComponent):
         if isinstance(result, (str, bytes)) or not isinstance(result, Sequence):
             name = getattr(self.fn, "__qualname__", "the reward function")
             raise TypeError(f"{name} must return a list of numbers; returned {type(result).__name__}")
-        return [float("nan") if v is None else v for v in result]
+        return [0.0 if v is None else v for v in result]
 
 
 @REWARDS.register("reasoning_gym")
