@@ -130,9 +130,15 @@ def cmd_domains(args: argparse.Namespace) -> int:
         )
         console.print(f"  reward: {escape(d.reward.describe())}", highlight=False)
         console.print(f"  after:  {', '.join(d.after) or '-'}", highlight=False)
-        for example in d.sample(args.samples, rng):
+        levels = None
+        if d.source.ladder:  # the scheduler picks each prompt's level (scheduler.difficulty): samples span them
+            lo, hi = d.source.ladder
+            console.print(f"  levels: {lo}-{hi}", highlight=False)
+            levels = [lo + (hi - lo) * i // max(1, args.samples - 1) for i in range(args.samples)]
+        for example in d.sample(args.samples, rng, levels=levels):
             system = "" if example.system is None else f"system {example.system!r}, "
-            console.print(f"  sample: {escape(system + repr(example.prompt))}", highlight=False)
+            level = "" if example.level is None else f"level {example.level}, "
+            console.print(f"  sample: {escape(level + system + repr(example.prompt))}", highlight=False)
     return 0
 
 

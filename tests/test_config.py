@@ -224,6 +224,9 @@ def test_domains_command_lists_samples_and_dot(capsys):
     assert main(["domains", path, "--dot"]) == 0
     dot = capsys.readouterr().out
     assert dot.startswith("digraph") and '"sorting" -> "counting"' in dot
+    assert main(["domains", str(ROOT / "configs" / "curriculum_v5.yaml"), "--samples", "3"]) == 0
+    out = capsys.readouterr().out  # a ladder: its range, and samples spanning it
+    assert "  levels: 1-6\n" in out and "  sample: level 1, 'shift: " in out and "  sample: level 6, " in out
 
 
 def test_overrides_are_validated(tmp_path):
