@@ -202,6 +202,14 @@ def hf_call(fn, path: str, shown: str, **kwargs):
         raise ConfigError(f"cannot load model '{shown}': {hint} ({first})", field="model.name_or_path") from exc
 
 
+def uses_chat_template(tokenizer, chat_template: bool | None) -> bool:
+    """Whether prompts go through the tokenizer's chat template (``model.chat_template``; None:
+    when it has one). Such a prompt's text carries its own special tokens (Llama 3's
+    ``<|begin_of_text|>``, Gemma's ``<bos>``), so it is tokenized without adding them again, as TRL
+    does; a raw prompt gets the tokenizer's own."""
+    return bool(getattr(tokenizer, "chat_template", None)) if chat_template is None else chat_template
+
+
 def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None, system: str | None = None) -> str:
     """Apply the tokenizer's chat template (``system``'s turn if given, the user turn, the generation
     prompt) when enabled.
@@ -209,8 +217,7 @@ def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None, syst
     ``chat_template=None`` means auto: use it when the tokenizer defines one. A system message has
     no place in a prompt without the template: that is a config error, not a silent drop.
     """
-    use = bool(getattr(tokenizer, "chat_template", None)) if chat_template is None else chat_template
-    if not use:
+    if not uses_chat_template(tokenizer, chat_template):
         if system is not None:
             why = "the model's tokenizer has none" if chat_template is None else "model.chat_template is false"
             raise ConfigError(

@@ -583,3 +583,45 @@ def test_eval_and_a_study_decode_as_long_as_training_unless_told(tmp_path, tiny_
     assert base["training"]["max_new_tokens"] == base["eval"]["max_new_tokens"] == 5
     told = study_base(config, StudySpec(max_new_tokens=3), None)
     assert told["training"]["max_new_tokens"] == told["eval"]["max_new_tokens"] == 3
+
+
+def test_a_chat_templated_prompt_starts_with_one_bos(tmp_path, tiny_random_lm_dir, monkeypatch):
+    """A chat template that writes the BOS itself (Llama 3, Gemma, Mistral) and a tokenizer that adds
+    one: the prompt is tokenized without adding a second, in rollouts and in eval (TRL does the same);
+    a raw prompt keeps the tokenizer's own."""
+    import shutil
+
+    from tokenizers.processors import TemplateProcessing
+
+    from spectrum_rl.models import load_tokenizer
+    from spectrum_rl.trainer import experience, generation
+
+    chat_lm = tmp_path / "bos_lm"
+    shutil.copytree(tiny_random_lm_dir, chat_lm)
+    tok = load_tokenizer(str(chat_lm))
+    bos = tok.bos_token_id
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}"
+    tok.save_pretrained(chat_lm)
+    assert load_tokenizer(str(chat_lm))("ab")["input_ids"][0] == bos  # the tokenizer adds one itself
+    path = write_config(tmp_path, chat_lm, {"steps": 1})
+    seen: list[list[int]] = []
+
+    def spy(real):
+        def sample(policy, prompt_ids, **kw):
+            seen.extend(list(ids) for ids in prompt_ids)
+            return real(policy, prompt_ids, **kw)
+
+        return sample
+
+    monkeypatch.setattr(experience, "sample", spy(experience.sample))
+    monkeypatch.setattr(generation, "sample", spy(generation.sample))
+    make_trainer(path).train()
+    assert seen and all(ids[0] == bos and ids[1] != bos for ids in seen)
+    seen.clear()
+    data = yaml.safe_load(path.read_text())
+    data["model"]["chat_template"] = False  # a raw prompt: the tokenizer's BOS, once
+    data["run"]["output_dir"] = str(tmp_path / "raw")
+    path.write_text(yaml.safe_dump(data))
+    make_trainer(path).train()
+    assert seen and all(ids[0] == bos and ids[1] != bos for ids in seen)

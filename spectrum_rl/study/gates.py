@@ -50,7 +50,7 @@ from spectrum_rl.analysis.runs import run_summary
 from spectrum_rl.analysis.stats import t_interval
 from spectrum_rl.config import Config, merge_config
 from spectrum_rl.domains import BuiltDomain, build_domains
-from spectrum_rl.models import apply_prompt_format, load_causal_lm
+from spectrum_rl.models import apply_prompt_format, load_causal_lm, uses_chat_template
 from spectrum_rl.study.arms import StudySpec, arm_overlay, default_plasticity_domain, study_base
 from spectrum_rl.study.curriculum import CURRICULUM_GOAL
 from spectrum_rl.trainer.generation import complete
@@ -83,11 +83,12 @@ def _scores(
     examples = domain.sample(prompts, random.Random(seed), levels=levels)
     text = [apply_prompt_format(tokenizer, e.prompt, config.model.chat_template, e.system) for e in examples]
     threshold, cap = config.scheduler.success_threshold, config.training.max_new_tokens
+    plain = not uses_chat_template(tokenizer, config.model.chat_template)
     sampled, _ = complete(
         model, tokenizer, [p for p in text for _ in range(samples)], max_new_tokens=cap,
-        temperature=config.training.temperature,
+        temperature=config.training.temperature, special_tokens=plain,
     )  # fmt: skip
-    greedy, _ = complete(model, tokenizer, text, max_new_tokens=cap)
+    greedy, _ = complete(model, tokenizer, text, max_new_tokens=cap, special_tokens=plain)
     return {
         "pass_rate": _pass_rate(domain, examples, sampled, samples, threshold),
         "greedy": _pass_rate(domain, examples, greedy, 1, threshold),

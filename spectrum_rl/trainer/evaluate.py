@@ -16,7 +16,7 @@ import torch
 
 from spectrum_rl.config import Config
 from spectrum_rl.domains import BuiltDomain
-from spectrum_rl.models import apply_prompt_format, position_ids
+from spectrum_rl.models import apply_prompt_format, position_ids, uses_chat_template
 from spectrum_rl.trainer.distributed import gather_lists, sum_over_processes
 from spectrum_rl.trainer.generation import complete
 from spectrum_rl.trainer.rollout import Rollouts
@@ -58,7 +58,10 @@ def evaluate(
     indexed = [(d, i, e) for d in domains for i, e in enumerate(d.eval_examples()[:limit])][rank::world]
     examples = [(d, e) for d, _, e in indexed]
     prompts = [apply_prompt_format(tokenizer, e.prompt, chat_template, e.system) for _, e in examples]
-    texts, batches = complete(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    plain = not uses_chat_template(tokenizer, chat_template)
+    texts, batches = complete(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, special_tokens=plain
+    )
     scored = [d.reward.score([t], e) for (d, e), t in zip(examples, texts)]
     samples = [
         {"domain": d.name, "index": i, "prompt": prompt, "completion": text, "answer": e.answer}

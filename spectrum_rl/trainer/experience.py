@@ -21,7 +21,7 @@ import torch
 
 from spectrum_rl.config import Config
 from spectrum_rl.domains import BuiltDomain
-from spectrum_rl.models import apply_prompt_format, end_token_ids
+from spectrum_rl.models import apply_prompt_format, end_token_ids, uses_chat_template
 from spectrum_rl.objectives.advantages import group_advantages
 from spectrum_rl.rewards.text import error_summary
 from spectrum_rl.scheduler.blend import StepWeights
@@ -78,10 +78,9 @@ class ExperienceMaker:
         (cached: prompts repeat)."""
         key = (example.system, example.prompt)
         if key not in self._prompt_cache:
-            text = apply_prompt_format(
-                self.state.tokenizer, example.prompt, self.config.model.chat_template, example.system
-            )
-            self._prompt_cache[key] = self.state.tokenizer(text)["input_ids"]
+            tok, chat = self.state.tokenizer, self.config.model.chat_template
+            text = apply_prompt_format(tok, example.prompt, chat, example.system)
+            self._prompt_cache[key] = tok(text, add_special_tokens=not uses_chat_template(tok, chat))["input_ids"]
         return self._prompt_cache[key]
 
     def completion_ids(self, text: str) -> list[int]:

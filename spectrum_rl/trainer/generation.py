@@ -12,9 +12,18 @@ from spectrum_rl.trainer.rollout import Rollouts, sample
 
 @torch.no_grad()
 def complete(
-    model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 0.0, batch_size: int = 64
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    batch_size: int = 64,
+    special_tokens: bool = True,
 ) -> tuple[list[str], list[Rollouts]]:
-    """Complete each prompt (``temperature == 0``: greedy) in batches of ``batch_size``.
+    """Complete each prompt (``temperature == 0``: greedy) in batches of ``batch_size``;
+    ``special_tokens``: add the tokenizer's own (BOS) to each prompt, False for chat-templated text
+    (``models.uses_chat_template``).
 
     Returns the decoded completions (special tokens dropped) and the raw rollout batches.
     """
@@ -23,7 +32,9 @@ def complete(
     texts: list[str] = []
     batches: list[Rollouts] = []
     for start in range(0, len(prompts), batch_size):
-        ids = [tokenizer(p)["input_ids"] for p in prompts[start : start + batch_size]]
+        ids = [
+            tokenizer(p, add_special_tokens=special_tokens)["input_ids"] for p in prompts[start : start + batch_size]
+        ]
         ro = sample(
             model,
             ids,
