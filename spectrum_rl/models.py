@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -210,9 +211,15 @@ def uses_chat_template(tokenizer, chat_template: bool | None) -> bool:
     return bool(getattr(tokenizer, "chat_template", None)) if chat_template is None else chat_template
 
 
-def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None, system: str | None = None) -> str:
+def apply_prompt_format(
+    tokenizer,
+    prompt: str,
+    chat_template: bool | None,
+    system: str | None = None,
+    template_kwargs: Mapping[str, Any] | None = None,
+) -> str:
     """Apply the tokenizer's chat template (``system``'s turn if given, the user turn, the generation
-    prompt) when enabled.
+    prompt, ``template_kwargs`` as its extra variables: ``model.chat_template_kwargs``) when enabled.
 
     ``chat_template=None`` means auto: use it when the tokenizer defines one. A system message has
     no place in a prompt without the template: that is a config error, not a silent drop.
@@ -234,7 +241,10 @@ def apply_prompt_format(tokenizer, prompt: str, chat_template: bool | None, syst
     # the user turn as the data holds it: a prompt template's trailing newline (the default's, which
     # ends a raw prompt before the answer line) has no place before the template's end-of-turn
     return tokenizer.apply_chat_template(
-        [*turns, {"role": "user", "content": prompt.rstrip()}], tokenize=False, add_generation_prompt=True
+        [*turns, {"role": "user", "content": prompt.rstrip()}],
+        tokenize=False,
+        add_generation_prompt=True,
+        **(template_kwargs or {}),
     )
 
 

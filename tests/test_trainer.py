@@ -625,3 +625,38 @@ def test_a_chat_templated_prompt_starts_with_one_bos(tmp_path, tiny_random_lm_di
     path.write_text(yaml.safe_dump(data))
     make_trainer(path).train()
     assert seen and all(ids[0] == bos and ids[1] != bos for ids in seen)
+
+
+def test_chat_template_kwargs_reach_rollouts_and_eval(tmp_path, tiny_random_lm_dir, monkeypatch):
+    """model.chat_template_kwargs are the template's extra variables, as TRL's (Qwen3's
+    enable_thinking), in every prompt the run writes: rollouts and eval."""
+    import shutil
+
+    from spectrum_rl.models import load_tokenizer
+    from spectrum_rl.trainer import experience, generation
+
+    chat_lm = tmp_path / "think_lm"
+    shutil.copytree(tiny_random_lm_dir, chat_lm)
+    tok = load_tokenizer(str(chat_lm))
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>"
+        "{% if enable_thinking is defined and not enable_thinking %}<|nothink|>{% endif %}"
+    )
+    tok.save_pretrained(chat_lm)
+    path = write_config(tmp_path, chat_lm, {"steps": 1})
+    data = yaml.safe_load(path.read_text())
+    data["model"]["chat_template_kwargs"] = {"enable_thinking": False}
+    path.write_text(yaml.safe_dump(data))
+    seen: list[str] = []
+
+    def spy(real):
+        def sample(policy, prompt_ids, **kw):
+            seen.extend(tok.decode(ids) for ids in prompt_ids)
+            return real(policy, prompt_ids, **kw)
+
+        return sample
+
+    monkeypatch.setattr(experience, "sample", spy(experience.sample))
+    monkeypatch.setattr(generation, "sample", spy(generation.sample))
+    make_trainer(path).train()
+    assert seen and all(text.endswith("<|assistant|><|nothink|>") for text in seen)

@@ -55,6 +55,11 @@ class ModelConfig(StrictModel):
         description="Wrap prompts in the tokenizer's chat template: true, false, or null (auto: "
         "when the tokenizer has one).",
     )
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra variables for the chat template, as TRL's `chat_template_kwargs`, e.g. "
+        "{enable_thinking: false} for Qwen3.",
+    )
 
 
 class DomainEvalConfig(StrictModel):

@@ -81,7 +81,11 @@ def _scores(
     drawn as training draws them when None), the same prompts for the same ``seed``."""
     levels = None if level is None else [level] * prompts
     examples = domain.sample(prompts, random.Random(seed), levels=levels)
-    text = [apply_prompt_format(tokenizer, e.prompt, config.model.chat_template, e.system) for e in examples]
+    model_cfg = config.model
+    text = [
+        apply_prompt_format(tokenizer, e.prompt, model_cfg.chat_template, e.system, model_cfg.chat_template_kwargs)
+        for e in examples
+    ]
     threshold, cap = config.scheduler.success_threshold, config.training.max_new_tokens
     plain = not uses_chat_template(tokenizer, config.model.chat_template)
     sampled, _ = complete(

@@ -8,7 +8,7 @@ hybrid reward (shaping terms included) is reported beside it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ def evaluate(
     world: int = 1,
     reduce: Callable[[list[float]], list[float]] | None = None,
     log_completions: int = 0,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
 ) -> EvalResult:
     """Score greedy completions on every domain's held-out set (``limit`` caps prompts per domain).
 
@@ -57,7 +58,9 @@ def evaluate(
     """
     indexed = [(d, i, e) for d in domains for i, e in enumerate(d.eval_examples()[:limit])][rank::world]
     examples = [(d, e) for d, _, e in indexed]
-    prompts = [apply_prompt_format(tokenizer, e.prompt, chat_template, e.system) for _, e in examples]
+    prompts = [
+        apply_prompt_format(tokenizer, e.prompt, chat_template, e.system, chat_template_kwargs) for _, e in examples
+    ]
     plain = not uses_chat_template(tokenizer, chat_template)
     texts, batches = complete(
         model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, special_tokens=plain
@@ -114,6 +117,7 @@ def evaluate_state(st: TrainState, domains: Sequence[BuiltDomain], config: Confi
             world=st.acc.num_processes,
             reduce=lambda values: sum_over_processes(st.acc, values),
             log_completions=config.eval.log_completions,
+            chat_template_kwargs=config.model.chat_template_kwargs,
         )
     order = {d.name: k for k, d in enumerate(domains)}
     result.samples = sorted(gather_lists(st.acc, result.samples), key=lambda s: (order[s["domain"]], s["index"]))

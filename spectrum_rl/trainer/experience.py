@@ -79,7 +79,9 @@ class ExperienceMaker:
         key = (example.system, example.prompt)
         if key not in self._prompt_cache:
             tok, chat = self.state.tokenizer, self.config.model.chat_template
-            text = apply_prompt_format(tok, example.prompt, chat, example.system)
+            text = apply_prompt_format(
+                tok, example.prompt, chat, example.system, self.config.model.chat_template_kwargs
+            )
             self._prompt_cache[key] = tok(text, add_special_tokens=not uses_chat_template(tok, chat))["input_ids"]
         return self._prompt_cache[key]
 
