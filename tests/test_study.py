@@ -36,6 +36,8 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys, monkeypatch):
         ]
     )
     assert rc == 0
+    said = capsys.readouterr().out  # each run's line counts the runs and estimates the wait
+    assert "  [1/10] rl_only seed 5: held-out mean " in said and " left\n" in said and "  [10/10] " in said
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"spec", "arms", "claims", "transfer", "order", "domains", "plasticity_domain"}
     assert set(summary["arms"]) == {"rl_only", "sft_only", "staged", "chord_mu", "spectrum", "joint"}
@@ -79,7 +81,7 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys, monkeypatch):
     assert json.loads((out / "summary.json").read_text()) == summary and (out / "report.html").exists()
     assert main(["study", str(ROOT / "configs" / "quickstart.yaml"), "--reanalyze", str(out)]) == 2
     assert "http" not in report.split("<body>")[1]  # self-contained: nothing fetched
-    printed = capsys.readouterr().out
+    printed = said + capsys.readouterr().out
     assert all(f"C{i}: inconclusive — " in printed for i in range(1, 6))  # 2 seeds are not evidence
     assert "smoke run" in printed and "not evidence" in printed
     assert all(c["verdict"] == "inconclusive" for c in summary["claims"].values())
@@ -222,3 +224,16 @@ def test_a_report_of_rl_only_arms_says_so_instead_of_an_empty_legend():
     _legend_or_note(ax, "unused")
     assert ax.get_legend() is not None
     plt.close(fig)
+
+
+def test_a_wait_reads_in_the_unit_a_person_would_use():
+    from spectrum_rl.study.runner import _duration
+
+    assert [_duration(s) for s in (40, 89, 720, 5399, 5400, 9000)] == [
+        "40 s",
+        "89 s",
+        "12 min",
+        "90 min",
+        "1.5 h",
+        "2.5 h",
+    ]

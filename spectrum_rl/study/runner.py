@@ -103,12 +103,15 @@ def run_study(
             )
             jobs.append((arm, seed, merge_config(base, overlay)))
     results: dict[tuple[str, int], dict[str, Any]] = {}
+    t_runs = time.perf_counter()
 
     def done(arm: str, seed: int, summary: dict[str, Any]) -> None:
         results[arm, seed] = summary
+        left = (time.perf_counter() - t_runs) / len(results) * (len(jobs) - len(results))  # runs take alike
         log(
-            f"  {arm} seed {seed}: held-out mean {summary['final_mean']:.3f} "
+            f"  [{len(results)}/{len(jobs)}] {arm} seed {seed}: held-out mean {summary['final_mean']:.3f} "
             f"(start {summary['eval_mean'][1][0]:.3f}) in {summary['seconds']:.0f}s"
+            + (f"; about {_duration(left)} left" if len(results) < len(jobs) else "")
         )
 
     if spec.workers <= 1:
@@ -231,3 +234,10 @@ def _seed_overlap(base_state: dict, output: Path, arms: list[str]) -> dict[str, 
         if pairs:
             out[arm] = pairs
     return out
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` as a person reads a wait: 40 s, 12 min, 1.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
