@@ -115,7 +115,12 @@ def run_training(
                 f"({config.training.max_new_tokens}) before ending; if answers are cut off there "
                 "(completions.jsonl shows some), raise it"
             )
-        console.print(f"run directory: {out} (metrics.jsonl, eval.jsonl, completions.jsonl, checkpoints/, final/)")
+        made = [
+            n
+            for n in ("metrics.jsonl", "eval.jsonl", "completions.jsonl", "checkpoints/", "final/")
+            if (out / n).exists()
+        ]
+        console.print(f"run directory: {out} ({', '.join(made)})")
     return scores
 
 
