@@ -87,7 +87,7 @@ BAD_CONFIGS = [
         "prerequisite cycle",
     ),
     ("empty_reward", _cfg(GOOD_TASK.replace("[{type: exact_match}]", "[]")), "domains[0].reward"),
-    ("bad_name", _cfg(GOOD_TASK.replace("name: add", "name: my domain")), "domains[0].name"),
+    ("bad_name", _cfg(GOOD_TASK.replace("name: add", "name: my domain")), "domains[0].name: a domain name is ASCII"),
     (
         "builtin_model",
         _cfg(extra="model: {name_or_path: 'builtin:huge'}\n"),

@@ -79,7 +79,7 @@ class DomainEvalConfig(StrictModel):
 class DomainConfig(StrictModel):
     """`domains[i]:` — one task domain and its hybrid reward."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="Unique domain name.")
+    name: str = Field(..., description="Unique domain name: letters, digits, `_`, `.` and `-`.")
     kind: Literal["structured", "creative"] = Field(
         ..., description="structured: one verifiable answer; creative: many valid answers."
     )
@@ -119,6 +119,15 @@ class DomainConfig(StrictModel):
         """A component named by its type alone, as open-r1 lists its `reward_funcs`."""
         items = [v] if isinstance(v, str) else v
         return [{"type": c} if isinstance(c, str) else c for c in items] if isinstance(items, list) else v
+
+    @field_validator("name")
+    @classmethod
+    def _name_fits_keys_and_folders(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", v):
+            fixed = re.sub(r"[^A-Za-z0-9_.-]+", "_", v).strip("_")
+            said = f", e.g. {fixed}" if v.isascii() and fixed else ""
+            raise ValueError(f"a domain name is ASCII letters, digits, _, . and - only (it names metric keys){said}")
+        return v
 
     @field_validator("prompt", "system_prompt")
     @classmethod
