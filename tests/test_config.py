@@ -89,6 +89,12 @@ BAD_CONFIGS = [
     ("empty_reward", _cfg(GOOD_TASK.replace("[{type: exact_match}]", "[]")), "domains[0].reward"),
     ("bad_name", _cfg(GOOD_TASK.replace("name: add", "name: my domain")), "domains[0].name: a domain name is ASCII"),
     (
+        "bad_on_error",
+        _cfg(GOOD_TASK.replace("{type: exact_match}", "{type: exact_match, on_error: ignore}")),
+        "domains[0].reward[0].on_error: expected one of fail, zero, skip; found 'ignore'",
+    ),
+    ("bad_primary", _cfg(extra="study: {primary: adaptive-joint}\n"), "two arms with ' - ' between them"),
+    (
         "builtin_model",
         _cfg(extra="model: {name_or_path: 'builtin:huge'}\n"),
         "model.name_or_path: unknown built-in model",

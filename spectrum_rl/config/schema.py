@@ -398,14 +398,12 @@ class StudyConfig(StrictModel):
     )
     primary: str | None = Field(
         None,
-        pattern=r"^\w+ - \w+$",
         description="The one pre-registered comparison `a - b` (e.g. `adaptive - joint`), tested alone at alpha "
         "0.05 by the exact sign-flip test; both arms need at least 8 seeds. Every other comparison is secondary "
         "(Holm over its family).",
     )
     room_oracle: str | None = Field(
         None,
-        pattern=r"^\w+$",
         description="The custom arm that measures the room for a curriculum (gate G6 of `spectrum-rl gates`, and the "
         "study's void check): an oracle set by someone who knows the world, e.g. `oracle_static` with weights off "
         "the dead slices, or `oracle_ladder` climbing a ladder whose rungs teach in order. null: `oracle_static`.",
@@ -419,6 +417,13 @@ class StudyConfig(StrictModel):
     eval_size: int | None = Field(None, ge=1, description="Held-out prompts per domain (cap).")
     probe_steps: int | None = Field(None, ge=1, description="Steps of each domain's transfer probe.")
     plasticity_steps: int | None = Field(None, ge=1, description="Steps of the plasticity probe.")
+
+    @field_validator("primary")
+    @classmethod
+    def _primary_names_two_arms(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\w+ - \w+", v):
+            raise ValueError("the comparison is two arms with ' - ' between them, e.g. 'adaptive - joint'")
+        return v
 
     @field_validator("room_oracle")
     @classmethod

@@ -6,13 +6,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from spectrum_rl.registry import Registry
 from spectrum_rl.schema import StrictModel
 from spectrum_rl.sources.base import Example
+
+OnError = Literal["fail", "zero", "skip"]  # what a component's failure does (RewardSpec.on_error)
 
 
 class RewardSpec(StrictModel):
@@ -21,9 +23,8 @@ class RewardSpec(StrictModel):
     type: str = Field(description="Component type (one of the reward types below).")
     weight: float = Field(1.0, ge=0, description="Weight of this component in the hybrid sum.")
     name: str | None = Field(None, description="Name used in logs (default: the component type).")
-    on_error: str = Field(
+    on_error: OnError = Field(
         "fail",
-        pattern="^(fail|zero|skip)$",
         description="When the component raises, times out or returns NaN/inf: fail (stop with a "
         "clear error naming domain, component and sample), zero (score 0), or skip (drop the sample "
         "from the loss). Failures are counted in `reward_errors/<domain>/<component>`.",

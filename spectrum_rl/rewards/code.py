@@ -22,7 +22,7 @@ from pydantic import Field
 
 from spectrum_rl.errors import ConfigError
 from spectrum_rl.rewards import cgroup, judgement, sandbox, splitting
-from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec, Scores
+from spectrum_rl.rewards.base import REWARDS, OnError, RewardComponent, RewardSpec, Scores
 from spectrum_rl.rewards.text import row_field
 from spectrum_rl.rewards.values import JudgeTimeout, Unjudgeable
 from spectrum_rl.sources.base import Example
@@ -213,9 +213,8 @@ class CodeTestsSpec(RewardSpec):
     0; crashes count in `reward_errors/` and never stop training. Needs Linux and bubblewrap (`bwrap`).
     """
 
-    on_error: str = Field(
+    on_error: OnError = Field(
         "zero",
-        pattern="^(fail|zero|skip)$",
         description="As for every component; `zero` by default here: a group whose scoring fails (e.g. "
         "overruns `timeout_s`) scores 0, is counted in `reward_errors/`, and training goes on.",
     )

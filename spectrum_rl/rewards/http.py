@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from spectrum_rl.rewards.base import REWARDS, RewardComponent, RewardSpec
+from spectrum_rl.rewards.base import REWARDS, OnError, RewardComponent, RewardSpec
 from spectrum_rl.rewards.remote import HttpClient, RemoteError, RemoteFields
 from spectrum_rl.sources.base import Example
 
@@ -41,9 +41,8 @@ from spectrum_rl.sources.base import Example
 class HttpSpec(RemoteFields, RewardSpec):
     """`http`: POST each group (or each step's groups) to a reward server; one score per completion."""
 
-    on_error: str = Field(
+    on_error: OnError = Field(
         "zero",
-        pattern="^(fail|zero|skip)$",
         description="As for every component; `zero` by default here: a request that fails for good scores 0.",
     )
     batch: Literal["group", "step"] = Field(
