@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from scipy.stats import ttest_rel
 
 from spectrum_rl.cli import main
@@ -237,3 +238,21 @@ def test_a_wait_reads_in_the_unit_a_person_would_use():
         "1.5 h",
         "2.5 h",
     ]
+
+
+def test_a_study_of_one_domain_runs_without_the_plasticity_probe(tmp_path, builtin_tiny, capsys):
+    """One domain leaves none to hold out: the study runs its arms without the probe (C2 is not
+    measured), and --plasticity-domain is checked before anything runs."""
+    config = tmp_path / "one.yaml"
+    one = {"name": "sorting", "kind": "structured", "source": {"type": "builtin", "generator": "sorting"}}
+    config.write_text(yaml.safe_dump({"domains": [one | {"reward": [{"type": "exact_match"}]}]}))
+    args = ["study", str(config), "--quick", "--max-steps", "2", "--arms", "rl_only,joint", "--output-dir"]
+    assert main([*args, str(tmp_path / "out")]) == 0
+    assert "no plasticity probe (one domain: none to hold out for C2)" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["plasticity_domain"] is None and summary["domains"] == ["sorting"]
+    assert summary["arms"]["rl_only"]["plasticity_auc"] is None and summary["claims"]["C2"]["verdict"] == "inconclusive"
+    assert "plasticity domain\n<code>none</code>" in (tmp_path / "out" / "report.html").read_text()
+    for flag, said in (("sorting", "is the config's only domain"), ("sortin", "did you mean 'sorting'?")):
+        assert main([*args, str(tmp_path / flag), "--plasticity-domain", flag]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / flag).exists()

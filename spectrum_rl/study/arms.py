@@ -107,8 +107,11 @@ class StudySpec:
         )
 
 
-def default_plasticity_domain(config: Config) -> str:
-    """The last structured domain that no other domain depends on (else the last domain)."""
+def default_plasticity_domain(config: Config) -> str | None:
+    """The last structured domain that no other domain depends on (else the last domain); None for
+    a config of one domain, which has none to spare (the study then has no plasticity probe)."""
+    if len(config.domains) == 1:
+        return None
     needed = {p for t in config.domains for p in t.after}
     free = [t.name for t in config.domains if t.name not in needed]
     structured = [t.name for t in config.domains if t.kind == "structured" and t.name in free]

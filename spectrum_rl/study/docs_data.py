@@ -51,7 +51,8 @@ def _setup(s: dict[str, Any]) -> str:
         f"{runs} runs of {spec['steps']} steps ({spec['prompts_per_step']} prompts x {spec['group_size']} "
         f"completions)"
         + (f"; run seeds from {spec['first_seed']}" if spec.get("first_seed") else "")
-        + f"; plasticity domain `{s['plasticity_domain']}`; {s['seconds'] / 60:.1f} minutes.\n"
+        + (f"; plasticity domain `{s['plasticity_domain']}`" if s["plasticity_domain"] else "; no plasticity probe")
+        + f"; {s['seconds'] / 60:.1f} minutes.\n"
     )
 
 

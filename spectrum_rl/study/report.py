@@ -441,7 +441,7 @@ td.num{{white-space:nowrap}}small{{color:#555}}img{{max-width:100%;height:auto;d
 <h1>spectrum-rl study</h1>{"<p>" + SMOKE_NOTE.replace("**", "") + "</p>" if spec.get("smoke") else ""}
 <p>Config <code>{esc(summary["config"])}</code>; {len(summary["arms"])} arms x {_seed_counts(summary)} seeds, {spec["steps"]} steps,
 {spec["prompts_per_step"]} prompts x {spec["group_size"]} completions per step; plasticity domain
-<code>{esc(summary["plasticity_domain"])}</code>; total {summary["seconds"]:.0f} s. Numbers are means over seeds; below each, its 95% interval over seeds
+<code>{esc(summary["plasticity_domain"] or "none")}</code>; total {summary["seconds"]:.0f} s. Numbers are means over seeds; below each, its 95% interval over seeds
 ({esc(_interval_methods(summary))}) and n, the number of seeds it rests on (no interval where n &lt; 2).</p>
 {_budget_warning(summary)}{_primary_section(summary, figs)}
 <h2>Claims</h2><table><tr><th>id</th><th>claim</th><th>verdict</th><th>why</th><th>numbers</th><th>rule</th></tr>{"".join(rows)}</table>

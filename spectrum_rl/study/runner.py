@@ -23,7 +23,7 @@ from spectrum_rl.analysis.runs import plasticity_probe, run_summary
 from spectrum_rl.analysis.sparsity import changed_masks, final_state, mask_overlap, model_state, update_sparsity
 from spectrum_rl.config import Config, Override, load_config, locate_error, merge_config, parse_override
 from spectrum_rl.domains import build_domains, check_demonstrations
-from spectrum_rl.errors import ConfigError, SpectrumError
+from spectrum_rl.errors import ConfigError, SpectrumError, did_you_mean
 from spectrum_rl.study.arms import StudySpec, arm_overlay, check_arms, default_plasticity_domain, study_base
 from spectrum_rl.study.curriculum import short_of_budget
 from spectrum_rl.study.summary import summarize, write_study
@@ -48,6 +48,16 @@ def run_study(
     config_path = Path(config_path)
     base_dir = config_path.resolve().parent
     config = load_config(config_path, overrides)
+    if plasticity_domain is not None and plasticity_domain not in config.domain_names:
+        raise SpectrumError(
+            f"--plasticity-domain: no domain '{plasticity_domain}' in {config_path}"
+            f"{did_you_mean(plasticity_domain, config.domain_names)}; domains: {', '.join(config.domain_names)}"
+        )
+    if plasticity_domain is not None and len(config.domains) == 1:
+        raise SpectrumError(
+            f"--plasticity-domain: '{plasticity_domain}' is the config's only domain, and the probe's domain is held "
+            "out of training; leave the flag out to run the study without the probe"
+        )
     probe = plasticity_domain or default_plasticity_domain(config)
     base = study_base(config, spec, probe)
     domains = [t["name"] for t in base["domains"]]
@@ -79,7 +89,7 @@ def run_study(
     seeds = sorted({spec.seeds_of(a) for a in spec.arms})
     log(
         f"study: {len(spec.arms)} arms x {'/'.join(map(str, seeds))} seeds, {spec.steps} steps each; "
-        f"plasticity domain '{probe}'"
+        + (f"plasticity domain '{probe}'" if probe else "no plasticity probe (one domain: none to hold out for C2)")
         + ("; a smoke run (--quick): its verdicts are not evidence" if spec.smoke else "")
     )
     record = probe_transfer(probe_cfg, built, steps=spec.probe_steps, base_dir=base_dir)
@@ -189,13 +199,15 @@ def run_one(data: dict[str, Any], base_dir: str, plasticity: dict[str, Any]) -> 
     summary = run_summary(run_dir)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["sparsity"] = _sparsity(_base_state(cfg.model.name_or_path), run_dir / "final")
-    summary["plasticity"] = plasticity_probe(
-        str(run_dir / "final"),
-        Config.model_validate(plasticity["config"]),
-        plasticity["domain"],
-        steps=plasticity["steps"],
-        base_dir=Path(base_dir),
-    )
+    summary["plasticity"] = None
+    if plasticity["domain"] is not None:  # a study of one domain has none to hold out
+        summary["plasticity"] = plasticity_probe(
+            str(run_dir / "final"),
+            Config.model_validate(plasticity["config"]),
+            plasticity["domain"],
+            steps=plasticity["steps"],
+            base_dir=Path(base_dir),
+        )
     return summary
 
 

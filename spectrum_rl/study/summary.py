@@ -111,8 +111,10 @@ def _aggregate(seeds: list[dict[str, Any]], phases: list[dict]) -> dict[str, Any
         "final": {d: ci([s["final"][d] for s in seeds]) for d in domains},
         "start_mean": round(float(np.mean([s["eval_mean"][1][0] for s in seeds])), 4),
         "kl_to_base": ci(kl) if kl else None,
-        "plasticity_auc": ci([s["plasticity"]["auc"] for s in seeds]),
-        "plasticity_steps_to_target": [s["plasticity"]["steps_to_target"] for s in seeds],
+        "plasticity_auc": ci(aucs)
+        if (aucs := [s["plasticity"]["auc"] for s in seeds if s.get("plasticity")])
+        else None,
+        "plasticity_steps_to_target": [(s.get("plasticity") or {}).get("steps_to_target") for s in seeds],
         "sparsity_unchanged": ci([s["sparsity"]["unchanged_fraction"] for s in seeds]),
         "rank_ratio": ci([s["sparsity"]["mean_rank_ratio"] for s in seeds]),
         "entropy_slope": {d: round(float(np.mean([slope(s["entropy"][d][1]) for s in seeds])), 6) for d in domains},
