@@ -34,6 +34,13 @@ BAD_CONFIGS = [
     ("missing_domains", "run: {name: x}\n", "domains: missing required key 'domains'"),
     ("unknown_section", _cfg(extra="trainig: {steps: 3}\n"), "did you mean 'training'"),
     ("unknown_key", _cfg(extra="training: {lerning_rate: 0.1}\n"), "training.lerning_rate: unknown key"),
+    # a key of another section says which
+    (
+        "key_of_another_section",
+        _cfg(extra="training: {luffy: true}\n"),
+        "unknown key 'luffy'; it is a key of training.sft;",
+    ),
+    ("key_of_a_domain", _cfg(extra="training: {kind: creative}\n"), "unknown key 'kind'; it is a key of domains[i];"),
     (
         "bad_kind",
         _cfg(GOOD_TASK.replace("structured", "struct")),

@@ -30,7 +30,10 @@ def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file:
     if kind == "extra_forbidden":
         key = path[-1]
         fields = list(_model_fields(path[:-1], data))
-        message = f"unknown key '{show_key(key)}'{did_you_mean(key, fields)}; valid keys: {', '.join(fields)}"
+        near = did_you_mean(key, fields)
+        elsewhere = [] if near else [p for p in _section_paths(Config) if p.rsplit(".", 1)[-1] == key]
+        near = near or (f"; it is a key of {', '.join(p.rsplit('.', 1)[0] for p in elsewhere)}" if elsewhere else "")
+        message = f"unknown key '{show_key(key)}'{near}; valid keys: {', '.join(fields)}"
     elif kind == "missing":
         message = f"missing required key '{path[-1]}'"
     elif kind == "unknown_name":  # a name or `type` checked against a registry (spectrum_rl/registry.py)
@@ -53,6 +56,20 @@ def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file:
         message = f"{what}{', or ' + ' or '.join(words) if words else ''}; found {show(found)}"
     line, col = locate(node, path)
     return ConfigError(message, file=file, field=format_path(path), line=line, column=col)
+
+
+def _section_paths(model: Any, prefix: str = "") -> list[str]:
+    """Every key of the config's fixed sections, as dotted paths (``training.sft.luffy``); lists,
+    mappings and registered entries (a policy's, a reward's own keys) are not walked."""
+    out = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        out.append(path)
+        inner = [a for a in (field.annotation, *typing.get_args(field.annotation)) if hasattr(a, "model_fields")]
+        if inner:
+            items = typing.get_origin(field.annotation) is list  # a list of sections: domains[i]
+            out += _section_paths(inner[0], f"{path}[i]." if items else f"{path}.")
+    return out
 
 
 def _data_path(loc: tuple, data: Any) -> list:
