@@ -199,13 +199,12 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
             "name the reference answer's column with answer_field='COLUMN', or answer_field=None when the reward "
             "needs none (a reward function gets every column)"
         )
-    prompt_column = bool(rows) and "prompt" in rows[0] and "question" not in rows[0]
-    distinct = {str(r.get("prompt" if prompt_column else "question")) for r in rows}  # eval holds out questions
+    # TRL's prompt columns stand for the question when the rows have none (sources/pools.py map_columns)
+    trl_column = next((c for c in ("prompt", "messages") if rows and "question" not in rows[0] and c in rows[0]), None)
+    distinct = {str(r.get(trl_column or "question")) for r in rows}  # eval holds out questions
     source: dict[str, Any] = {"type": "rows", "key": hold("rows", rows, domain.name)}
     if domain.difficulty_field is not None:
         source["difficulty_field"] = domain.difficulty_field
-    if prompt_column:  # TRL's column name; the sources call it question
-        source["columns"] = {"prompt": "question"}
     reward = [domain.reward] if callable(domain.reward) else list(domain.reward)
     # TRL's reward_funcs: functions, summed with weight 1 each; YAML components may sit beside them
     reward = [_function_component(r, domain.name) if callable(r) else r for r in reward]
@@ -214,7 +213,7 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
         "kind": domain.kind,
         "after": list(domain.after),
         "source": source,
-        "prompt": domain.prompt or ("{question}" if prompt_column else "{question}\n"),
+        "prompt": domain.prompt or ("{question}" if trl_column else "{question}\n"),
         "system_prompt": domain.system_prompt,
         "answer_field": domain.answer_field,
         "expert_field": domain.expert_field,

@@ -288,3 +288,18 @@ def test_recommend_order_returns_a_typed_result(tmp_path, tiny_random_lm_dir):
     result = srl.recommend_order(path, probe_steps=1)
     assert isinstance(result, srl.OrderRecommendation) and isinstance(result.predicted_gain, srl.PredictedGain)
     assert sorted(result.order) == ["acrostic", "sorting"] and result.as_dict()["order"] == result.order
+
+
+def test_trl_prompt_columns_are_the_question_and_hold_out_a_fifth():
+    """Rows in TRL's formats (a `prompt` column, or an SFT `messages` conversation) need no mapping:
+    the column is the question, its template adds nothing, and a fifth of its distinct prompts is
+    held out."""
+    from spectrum_rl.api import _domain_section
+
+    def turns(i: int) -> list[dict]:
+        return [{"role": "user", "content": f"add {i} and 1"}, {"role": "assistant", "content": str(i + 1)}]
+
+    for column, value in (("prompt", lambda i: f"add {i} and 1"), ("messages", turns)):
+        rows = [{column: value(i), "answer": str(i + 1)} for i in range(50)]
+        section = _domain_section(srl.Domain("add", data=rows, reward=[{"type": "exact_match"}]))
+        assert section["eval"]["size"] == 10 and section["prompt"] == "{question}", column
