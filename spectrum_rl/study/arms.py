@@ -6,7 +6,7 @@ layer_mu (per-layer mu, ours). Ordering arms (RL only): joint (= rl_only), struc
 creative_first, bwt, transfer, adaptive. The adaptive spectrum: spectrum (the adaptive policy
 with per-domain adaptive mu, SFT routed where RL is blind), compared with joint, staged and
 chord_mu by paired differences. One domain (``plasticity_domain``) is held out of training and
-used afterwards to probe plasticity.
+used afterwards to probe plasticity (a config of one domain has none to spare: no probe).
 """
 
 from __future__ import annotations
