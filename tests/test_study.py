@@ -246,9 +246,10 @@ def test_a_study_of_one_domain_runs_without_the_plasticity_probe(tmp_path, built
     config = tmp_path / "one.yaml"
     one = {"name": "sorting", "kind": "structured", "source": {"type": "builtin", "generator": "sorting"}}
     config.write_text(yaml.safe_dump({"domains": [one | {"reward": [{"type": "exact_match"}]}]}))
-    args = ["study", str(config), "--quick", "--max-steps", "2", "--arms", "rl_only,joint", "--output-dir"]
-    assert main([*args, str(tmp_path / "out")]) == 0
-    assert "no plasticity probe (one domain: none to hold out for C2)" in capsys.readouterr().out
+    args = ["study", str(config), "--seeds", "1", "--max-steps", "2", "--arms", "rl_only,joint", "--output-dir"]
+    assert main([*args, str(tmp_path / "out"), "--set", "study.max_rollouts=60"]) == 0
+    said = capsys.readouterr().out  # a budget in completions is named as such, the steps as its cap
+    assert "60 completions each (at most 2 steps); no plasticity probe (one domain: none to hold out for C2)" in said
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["plasticity_domain"] is None and summary["domains"] == ["sorting"]
     assert summary["arms"]["rl_only"]["plasticity_auc"] is None and summary["claims"]["C2"]["verdict"] == "inconclusive"

@@ -88,7 +88,12 @@ def run_study(
 
     seeds = sorted({spec.seeds_of(a) for a in spec.arms})
     log(
-        f"study: {len(spec.arms)} arms x {'/'.join(map(str, seeds))} seeds, {spec.steps} steps each; "
+        f"study: {len(spec.arms)} arms x {'/'.join(map(str, seeds))} seeds, "
+        + (
+            f"{spec.max_rollouts} completions each (at most {spec.steps} steps); "
+            if spec.max_rollouts
+            else f"{spec.steps} steps each; "
+        )
         + (f"plasticity domain '{probe}'" if probe else "no plasticity probe (one domain: none to hold out for C2)")
         + ("; a smoke run (--quick): its verdicts are not evidence" if spec.smoke else "")
     )
