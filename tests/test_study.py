@@ -257,3 +257,28 @@ def test_a_study_of_one_domain_runs_without_the_plasticity_probe(tmp_path, built
     for flag, said in (("sorting", "is the config's only domain"), ("sortin", "did you mean 'sorting'?")):
         assert main([*args, str(tmp_path / flag), "--plasticity-domain", flag]) == 2
         assert said in capsys.readouterr().err and not (tmp_path / flag).exists()
+
+
+def test_analyze_probes_a_file_domain_from_any_folder(tmp_path, tiny_random_lm_dir, capsys, monkeypatch):
+    """The run's config.yaml says where its relative paths start, so `analyze --plasticity` finds
+    a file domain's data from another working folder; a domain the run lacks is a one-line error."""
+    from tests.test_trainer import write_config
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "qa.jsonl").write_text(
+        "".join(json.dumps({"question": f"q{i}", "answer": "a"}) + "\n" for i in range(12))
+    )
+    qa = {"name": "qa", "kind": "structured", "source": {"type": "file", "path": "qa.jsonl"}, "eval": {"size": 4}}
+    path = write_config(folder, tiny_random_lm_dir, {"steps": 1}, domains=[qa | {"reward": [{"type": "exact_match"}]}])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", str(path)]) == 0
+    run = folder / "run"
+    assert (run / "config.yaml").read_text().startswith(f"# relative paths in this config start from {folder}\n")
+    assert main(["analyze", str(run), "--plasticity", "qa", "--plasticity-steps", "2"]) == 0
+    assert json.loads((run / "analysis" / "analysis.json").read_text())["plasticity"]["domain"] == "qa"
+    capsys.readouterr()
+    assert main(["analyze", str(run), "--plasticity", "q"]) == 2
+    assert "--plasticity: no domain 'q' in " in capsys.readouterr().err

@@ -17,9 +17,10 @@ from spectrum_rl.analysis.phases import PHASE_COLORS, detect_all
 from spectrum_rl.analysis.runs import plasticity_probe, run_summary
 from spectrum_rl.analysis.sparsity import final_state, model_state, update_sparsity
 from spectrum_rl.config import load_config
+from spectrum_rl.errors import SpectrumError, did_you_mean
 from spectrum_rl.scheduler.continual import continual_metrics
 from spectrum_rl.scheduler.signals import slope
-from spectrum_rl.trainer.checkpoint import read_jsonl
+from spectrum_rl.trainer.checkpoint import config_base_dir, read_jsonl
 
 
 def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plasticity_steps: int = 16) -> dict[str, Any]:
@@ -28,6 +29,12 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
     s = run_summary(run_dir)
     loss = s["sft_nll"] if s["sft_nll"][0] else None
     config = load_config(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
+    names = config.domain_names if config is not None else []
+    if plasticity_domain and plasticity_domain not in names:  # before any work: the probe trains on it
+        raise SpectrumError(
+            f"--plasticity: no domain '{plasticity_domain}' in {run_dir / 'config.yaml'}"
+            + (f"{did_you_mean(plasticity_domain, names)}; domains: {', '.join(names)}" if names else " (no such file)")
+        )
     sizes = {t.name: t.eval.size for t in config.domains} if config is not None else None
     phases = detect_all({**s["eval"], "mean": s["eval_mean"]}, loss=loss, eval_sizes=sizes)
     out: dict[str, Any] = {
@@ -47,7 +54,13 @@ def analyze_run(run_dir: Path, *, plasticity_domain: str | None = None, plastici
             model_state(config.model.name_or_path), final_state(run_dir / "final")
         ).to_dict()
     if plasticity_domain and config is not None:
-        out["plasticity"] = plasticity_probe(str(run_dir / "final"), config, plasticity_domain, steps=plasticity_steps)
+        out["plasticity"] = plasticity_probe(
+            str(run_dir / "final"),
+            config,
+            plasticity_domain,
+            steps=plasticity_steps,
+            base_dir=config_base_dir(run_dir / "config.yaml"),
+        )
     folder = run_dir / "analysis"
     folder.mkdir(exist_ok=True)
     (folder / "analysis.json").write_text(json.dumps(out, indent=2))

@@ -46,6 +46,7 @@ from spectrum_rl.trainer.sharding import SHARDED_DIR, full_state_dict, load_shar
 
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
+BASE_DIR_NOTE = "# relative paths in this config start from "  # the first line of a run's config.yaml
 RUN_LOGS = ("metrics.jsonl", "eval.jsonl", "completions.jsonl")  # one record per step (or eval), cut on resume
 OLD_STATE_FILE = "trainer_state.pt"  # the layout before FORMAT 1: everything in one pickle, never loaded
 FORMAT = 2  # the layout of trainer_state.json (2: with the rollouts generated); another one is refused
@@ -367,3 +368,9 @@ def save_final(st: TrainState, folder: Path, merge_lora: bool) -> None:
         model = copy.deepcopy(model).merge_and_unload()
     model.save_pretrained(folder, state_dict=weights)
     st.tokenizer.save_pretrained(folder)
+
+
+def config_base_dir(config_file: Path) -> Path | None:
+    """The folder a run's config.yaml says its relative paths start from (None: it does not say)."""
+    first = config_file.read_text(encoding="utf-8").split("\n", 1)[0] if config_file.exists() else ""
+    return Path(first[len(BASE_DIR_NOTE) :]) if first.startswith(BASE_DIR_NOTE) else None

@@ -25,7 +25,14 @@ from spectrum_rl.scheduler.blend import weigh
 from spectrum_rl.scheduler.step import StepPlan
 from spectrum_rl.sources.common import derive_seed
 from spectrum_rl.trainer.alignment import cosine_matrix
-from spectrum_rl.trainer.checkpoint import RUN_LOGS, append_jsonl, load_run_state, save_final, save_run_state
+from spectrum_rl.trainer.checkpoint import (
+    BASE_DIR_NOTE,
+    RUN_LOGS,
+    append_jsonl,
+    load_run_state,
+    save_final,
+    save_run_state,
+)
 from spectrum_rl.trainer.distributed import agreed_signal, gather_lists, reduce_step, sum_over_processes
 from spectrum_rl.trainer.evaluate import eval_record, evaluate_state
 from spectrum_rl.trainer.experience import ExperienceMaker
@@ -50,6 +57,7 @@ class Trainer:
         base_dir: Path | None = None,
     ) -> None:
         self.config, self.cfg, self.output_dir = config, config.training, Path(output_dir)
+        self.base_dir = base_dir  # where the config's relative paths start (its file's folder)
         self.domains = {d.name: d for d in domains}
         self.planner = planner_for(config, domains, base_dir)
         self.state = build_state(config, self.output_dir, accelerator, alignment=bool(self.planner.alignment_every))
@@ -84,8 +92,10 @@ class Trainer:
         """Run until ``training.steps`` (or ``training.max_rollouts``); returns the last held-out scores."""
         st, log = self.state, self.config.logging
         if st.is_main and self.step == 0:
+            # the folder relative paths start from, for the commands that read the run alone (analyze)
+            where = f"{BASE_DIR_NOTE}{Path(self.base_dir).resolve()}\n" if self.base_dir is not None else ""
             (self.output_dir / "config.yaml").write_text(
-                yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+                where + yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
             )
             for name in RUN_LOGS:
                 (self.output_dir / name).unlink(missing_ok=True)
