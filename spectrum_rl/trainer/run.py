@@ -112,8 +112,9 @@ def run_training(
         if clipped and (share := sum(clipped) / len(clipped)) >= 0.5:  # a cap shorter than the task's answers
             console.print(
                 f"note: {share:.0%} of the completions reached training.max_new_tokens "
-                f"({config.training.max_new_tokens}) before ending; if answers are cut off there "
-                "(completions.jsonl shows some), raise it"
+                f"({config.training.max_new_tokens}) before ending; if answers are cut off there"
+                + (" (completions.jsonl shows some)" if (out / "completions.jsonl").exists() else "")
+                + ", raise it"
             )
         made = [
             n
