@@ -79,6 +79,24 @@ def train_until_interrupted(trainer: Trainer, step: int) -> None:
         trainer.train(on_step=stop)
 
 
+def spy_on_prompts(monkeypatch, read) -> list:
+    """``read(ids)`` of every prompt the run samples from, in rollouts and in eval."""
+    from spectrum_rl.trainer import experience, generation
+
+    seen: list = []
+
+    def spy(real):
+        def sample(policy, prompt_ids, **kw):
+            seen.extend(read(ids) for ids in prompt_ids)
+            return real(policy, prompt_ids, **kw)
+
+        return sample
+
+    for module in (experience, generation):
+        monkeypatch.setattr(module, "sample", spy(module.sample))
+    return seen
+
+
 def make_trainer(path: Path, **kw) -> Trainer:
     config = load_config(path)
     return Trainer(config, build_domains(config, path.parent), config.output_path, **kw)
@@ -594,7 +612,6 @@ def test_a_chat_templated_prompt_starts_with_one_bos(tmp_path, tiny_random_lm_di
     from tokenizers.processors import TemplateProcessing
 
     from spectrum_rl.models import load_tokenizer
-    from spectrum_rl.trainer import experience, generation
 
     chat_lm = tmp_path / "bos_lm"
     shutil.copytree(tiny_random_lm_dir, chat_lm)
@@ -605,17 +622,7 @@ def test_a_chat_templated_prompt_starts_with_one_bos(tmp_path, tiny_random_lm_di
     tok.save_pretrained(chat_lm)
     assert load_tokenizer(str(chat_lm))("ab")["input_ids"][0] == bos  # the tokenizer adds one itself
     path = write_config(tmp_path, chat_lm, {"steps": 1})
-    seen: list[list[int]] = []
-
-    def spy(real):
-        def sample(policy, prompt_ids, **kw):
-            seen.extend(list(ids) for ids in prompt_ids)
-            return real(policy, prompt_ids, **kw)
-
-        return sample
-
-    monkeypatch.setattr(experience, "sample", spy(experience.sample))
-    monkeypatch.setattr(generation, "sample", spy(generation.sample))
+    seen = spy_on_prompts(monkeypatch, list)
     make_trainer(path).train()
     assert seen and all(ids[0] == bos and ids[1] != bos for ids in seen)
     seen.clear()
@@ -633,7 +640,6 @@ def test_chat_template_kwargs_reach_rollouts_and_eval(tmp_path, tiny_random_lm_d
     import shutil
 
     from spectrum_rl.models import load_tokenizer
-    from spectrum_rl.trainer import experience, generation
 
     chat_lm = tmp_path / "think_lm"
     shutil.copytree(tiny_random_lm_dir, chat_lm)
@@ -647,16 +653,6 @@ def test_chat_template_kwargs_reach_rollouts_and_eval(tmp_path, tiny_random_lm_d
     data = yaml.safe_load(path.read_text())
     data["model"]["chat_template_kwargs"] = {"enable_thinking": False}
     path.write_text(yaml.safe_dump(data))
-    seen: list[str] = []
-
-    def spy(real):
-        def sample(policy, prompt_ids, **kw):
-            seen.extend(tok.decode(ids) for ids in prompt_ids)
-            return real(policy, prompt_ids, **kw)
-
-        return sample
-
-    monkeypatch.setattr(experience, "sample", spy(experience.sample))
-    monkeypatch.setattr(generation, "sample", spy(generation.sample))
+    seen = spy_on_prompts(monkeypatch, tok.decode)
     make_trainer(path).train()
     assert seen and all(text.endswith("<|assistant|><|nothink|>") for text in seen)
