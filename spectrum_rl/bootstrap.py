@@ -24,6 +24,9 @@ shortcut (never the other ladder's answer).
 its position) over lengths 1-6, the shortcut drawn letter by letter (``per_letter``), so a length
 starts at about the product of its letters' chances and comes alive as the length below is learned.
 
+``builtin:ladder_v6`` — v5 with each letter from the third on right more often in pretraining (35%
+against 25%), so that a length's new letter becomes the greedy answer once the length below is learned.
+
 Deterministic for a seed and thread count. Saved in Hugging Face format with ``bootstrap.json``
 (recipe, held-out scores per domain, wall time).
 """
@@ -130,6 +133,14 @@ RECIPES: dict[str, BootstrapConfig] = {
         noise=0.0,
         ladders={"shift": ("length", 1, 6)},
         per_letter={"shift": (0.0, 0.7, 0.75, 0.75, 0.75, 0.75)},
+    ),
+    # world v6: v5 with each letter from the third on right 35% of the time, so that once the second
+    # letter is learned the third letter's rule can become the model's greedy answer
+    "ladder_v6": BootstrapConfig(
+        steps=1000,
+        noise=0.0,
+        ladders={"shift": ("length", 1, 6)},
+        per_letter={"shift": (0.0, 0.7, 0.65, 0.65, 0.65, 0.65)},
     ),
 }
 """The recipe of each built-in model (``builtin:<name>``)."""

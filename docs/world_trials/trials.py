@@ -60,7 +60,7 @@ def main(spec: dict) -> None:
     bootstrap(recipe, output=out / "model", progress=False, name=name)
     print(name, "pretrained in", round(time.time() - start), "s", flush=True)
 
-    base = yaml.safe_load(Path("configs/curriculum.yaml").read_text())
+    base = yaml.safe_load(Path(spec.get("config", "configs/curriculum.yaml")).read_text())  # its budget
     base.pop("study")
     base["model"]["name_or_path"] = str(out / "model")
     base["domains"] = [
