@@ -205,7 +205,8 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
     source: dict[str, Any] = {"type": "rows", "key": hold("rows", rows, domain.name)}
     if domain.difficulty_field is not None:
         source["difficulty_field"] = domain.difficulty_field
-    reward = [domain.reward] if callable(domain.reward) else list(domain.reward)
+    one = callable(domain.reward) or isinstance(domain.reward, (str, Mapping, RewardSpec))
+    reward = [domain.reward] if one else list(domain.reward)  # one reward, or TRL's list of them
     # TRL's reward_funcs: functions, summed with weight 1 each; YAML components may sit beside them
     reward = [_function_component(r, domain.name) if callable(r) else r for r in reward]
     return {

@@ -166,6 +166,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         ) from None
     example = examples[args.index]
     print(f"domain {domain.name}, held-out row {args.index}: {example.prompt.strip()[:200]!r}")
+    if example.answers:
+        print(f"accepted answers: {', '.join(repr(a[:80]) for a in example.answers[:10])}")
+    elif example.answer is not None:
+        print(f"reference: {example.answer[:200]!r}")
     total = 0.0
     for name, component in zip(domain.reward.names, domain.reward.components):
         try:  # within the component's own time limit, as training would score it

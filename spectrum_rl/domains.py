@@ -39,9 +39,11 @@ class BuiltDomain:
 
     def to_example(self, row: RowDict) -> Example:
         """Format a raw row into an Example (prompt from the template, answer, expert)."""
+        answers = _texts(row.get(self.answer_field)) if self.answer_field else ()
         return Example(
             prompt=self.template.format_map(row),
-            answer=_text(row.get(self.answer_field)) if self.answer_field else None,
+            answer=answers[0] if answers else _text(row.get(self.answer_field)) if self.answer_field else None,
+            answers=answers,
             expert=_text(row.get(self.expert_field)) if self.expert_field else None,
             fields=row,
             system=_system_message(row) if self.system_template is None else self.system_template.format_map(row),
@@ -149,6 +151,11 @@ def _system_message(row: RowDict) -> str | None:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    """The accepted references of an answer column that holds a list of them, else ()."""
+    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else ()
 
 
 def build_domain(cfg: DomainConfig, *, base_dir: Path, seed: int) -> BuiltDomain:

@@ -303,3 +303,15 @@ def test_trl_prompt_columns_are_the_question_and_hold_out_a_fifth():
         rows = [{column: value(i), "answer": str(i + 1)} for i in range(50)]
         section = _domain_section(srl.Domain("add", data=rows, reward=[{"type": "exact_match"}]))
         assert section["eval"]["size"] == 10 and section["prompt"] == "{question}", column
+
+
+def test_one_reward_component_needs_no_list():
+    """A reward given alone, as YAML gives it (a type name, a mapping or a spec object), is that one
+    component, not a sequence to iterate (a name's letters were read as reward types)."""
+    from spectrum_rl.api import _domain_section
+    from spectrum_rl.rewards.rules import ExactMatchSpec
+
+    rows = [{"question": f"q{i}", "answer": ["a", "b"]} for i in range(10)]
+    for reward in ("exact_match", {"type": "exact_match"}, ExactMatchSpec(type="exact_match")):
+        section = _domain_section(srl.Domain("d", data=rows, reward=reward))
+        assert section["reward"] == [reward], reward

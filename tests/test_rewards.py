@@ -103,6 +103,56 @@ def test_numeric_tolerance():
         comp.score(["1"], example("n/a"))
 
 
+def test_an_answer_column_holding_a_list_is_the_accepted_answers(tmp_path):
+    """TriviaQA's aliases, Natural Questions' answers: a list in the answer column (or a nested one
+    mapped to it) is every accepted answer; exact_match and numeric accept any of them, a python
+    reward gets the list as TRL passes the column, and a numeric list with a word in it fails at load."""
+    from spectrum_rl.config import load_config
+    from spectrum_rl.domains import build_domains
+
+    rows = [{"question": f"capital {i}?", "answer": ["Paris", "paris, France", 7]} for i in range(6)]
+    nested = [{"question": f"q{i}", "answers": {"text": ["12", "twelve"]}} for i in range(6)]
+    (tmp_path / "aliases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "nested.jsonl").write_text("".join(json.dumps(r) + "\n" for r in nested))
+    fn = "def seen(completions, answer, **kw):\n    return [float(len(a)) for a in answer]\n"
+    (tmp_path / "fn.py").write_text(fn)
+
+    def domain(path: str, reward: list, **source) -> dict:
+        source = {"type": "file", "path": path, **source}
+        name = path.split(".")[0]
+        return {"name": name, "kind": "structured", "source": source, "eval": {"size": 2}, "reward": reward}
+
+    config = load_config(
+        {
+            "model": {"name_or_path": "builtin:tiny"},
+            "domains": [
+                domain("aliases.jsonl", [{"type": "exact_match"}, {"type": "python", "function": "fn.py:seen"}]),
+                domain("nested.jsonl", [{"type": "exact_match"}], columns={"answers.text": "answer"}),
+            ],
+        }
+    )
+    aliases, nested_domain = build_domains(config, tmp_path)
+    ex = aliases.eval_examples()[0]
+    assert ex.answer == "Paris" and ex.answers == ("Paris", "paris, France", "7")
+    match, fn = aliases.reward.components
+    assert list(match.score(["paris", "Paris, France", "7", "France"], ex)) == [1, 1, 1, 0]
+    assert list(fn.score(["x", "y"], ex)) == [3, 3]
+    twelve = nested_domain.eval_examples()[0]
+    assert list(nested_domain.reward.components[0].score(["twelve", "12", "13"], twelve)) == [1, 1, 0]
+    numeric = component(type="numeric")
+    listed = Example(prompt="q", answer="2.5", expert=None, answers=("2.5", "5/2", "3"))
+    assert scores(numeric, ["2.5", "3", "2"], listed) == [1, 1, 1]  # "5/2" holds the number 2
+    assert numeric.spec.unusable_reference(["2.5", "n/a"]) == "holds no number ('n/a')"
+    bad = load_config(
+        {
+            "model": {"name_or_path": "builtin:tiny"},
+            "domains": [domain("nested.jsonl", [{"type": "numeric"}], columns={"answers.text": "answer"})],
+        }
+    )
+    with pytest.raises(ConfigError, match="numeric reads row field 'answer'.* holds no number \\('twelve'\\)"):
+        build_domains(bad, tmp_path)
+
+
 def test_format_modes_and_bad_regex():
     search = component(type="format", pattern=r"answer: \d+")
     full = component(type="format", pattern=r"answer: \d+", mode="fullmatch")

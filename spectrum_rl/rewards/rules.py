@@ -59,7 +59,7 @@ class ExactMatch(RewardComponent):
 class NumericSpec(RewardSpec):
     """`numeric`: 1 when the last number of the answer is within tolerance of the reference number."""
 
-    field: str = Field("answer", description=_FIELD_DOC)
+    field: str = Field("answer", description=_FIELD_DOC + " A list accepts any of its numbers.")
     abs_tol: float = Field(1e-6, ge=0, description="Absolute tolerance.")
     rel_tol: float = Field(0.0, ge=0, description="Relative tolerance (fraction of |reference|).")
 
@@ -67,7 +67,11 @@ class NumericSpec(RewardSpec):
         return Numeric(self)
 
     def unusable_reference(self, value: Any) -> str | None:
-        return None if reference_number(value) is not None else f"holds no number ({str(value)[:40]!r})"
+        refs = value if isinstance(value, (list, tuple)) else [value]
+        if not refs:
+            return "is an empty list"
+        bad = [r for r in refs if reference_number(r) is None]
+        return f"holds no number ({str(bad[0])[:40]!r})" if bad else None
 
 
 def reference_number(ref: Any) -> float | None:
@@ -80,12 +84,12 @@ class Numeric(RewardComponent):
 
     def score(self, completions: Sequence[str], example: Example) -> Sequence[float]:
         ref = row_field(example, self.spec.field)
-        y = reference_number(ref)
-        if y is None:
+        ys = [reference_number(r) for r in (ref if isinstance(ref, (list, tuple)) else [ref])]
+        if not ys or None in ys:
             raise ValueError(f"reference {ref!r} holds no number")
-        tol = max(self.spec.abs_tol, self.spec.rel_tol * abs(y))
+        tols = [max(self.spec.abs_tol, self.spec.rel_tol * abs(y)) for y in ys]
         values = [last_number(extract_answer(c)) for c in completions]
-        return [float(x is not None and abs(x - y) <= tol) for x in values]
+        return [float(x is not None and any(abs(x - y) <= t for y, t in zip(ys, tols))) for x in values]
 
 
 @REWARDS.register("format")

@@ -71,10 +71,13 @@ def last_number(text: str) -> float | None:
 
 
 def row_field(example: Example, name: str) -> Any:
-    """A row column of ``example``; ``"answer"`` means ``example.answer``.
+    """A row column of ``example``; ``"answer"`` means ``example.answer``, or the list of accepted
+    answers when the row gives several (``example.answers``).
 
     Raises ValueError when the row has no such field (naming the available ones) or it is null.
     """
+    if name == "answer" and example.answers:
+        return list(example.answers)
     if name == "answer" and example.answer is not None:
         return example.answer
     if name not in example.fields:

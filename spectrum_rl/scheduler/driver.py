@@ -42,7 +42,8 @@ class Domain:
     reward: for `train`: a TRL-style function ``fn(prompts, completions, **columns) -> list[float]``
         (every row column arrives as a keyword, one value per completion), or a list of such
         functions (TRL's ``reward_funcs``: summed, each logged under its name) and reward
-        components as in YAML (``[{"type": "exact_match"}, ...]``).
+        components as in YAML (``[{"type": "exact_match"}, ...]``); one component alone needs no
+        list (``"exact_match"``).
     kind: ``structured`` (one verifiable answer) or ``creative`` (many valid answers).
     after: prerequisite domains (the domain graph's edges; a prerequisite locks the domain for a while).
     prompt: the prompt template over a row's fields; None: ``{prompt}`` when the rows have a

@@ -23,7 +23,10 @@ class Example:
     """One task instance, ready for rollouts, rewards and SFT.
 
     prompt: the formatted prompt text (before any chat template).
-    answer: the reference answer (structured domains) or None.
+    answer: the reference answer (structured domains) or None; the first of ``answers`` when there
+        are several.
+    answers: every accepted reference, when the row's answer column holds a list of them (aliases,
+        as TriviaQA's or Natural Questions'); empty otherwise.
     expert: an expert demonstration completion (SFT target) or None.
     fields: every raw column of the row (constraint specs, references, metadata) for rewards.
     system: the system message put before the prompt by the chat template, or None.
@@ -36,6 +39,7 @@ class Example:
     index: int | None = None  # its position in a finite training pool, when drawn by position
     level: int | None = None  # its difficulty level, when its source has a range knob
     system: str | None = None
+    answers: tuple[str, ...] = ()
 
 
 def conversation(row: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:

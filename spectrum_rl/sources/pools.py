@@ -271,7 +271,8 @@ def _text_question(row: RowDict, where: str) -> RowDict:
     ``expert`` demonstration; the messages before that stay in the row as ``prompt`` (TRL's name):
     the trainer applies the chat template with their system message, if any (``conversation``), and
     a reward function is called as TRL calls it on conversational data. An ``expert`` or ``answer``
-    given as one assistant message (TRL's conversational completion) is read as its text."""
+    given as one assistant message (TRL's conversational completion) is read as its text; an
+    ``answer`` given as a list of texts or numbers is the list of accepted answers."""
     question = row["question"]
     if isinstance(question, (list, tuple)):
         roles = [m.get("role") if isinstance(m, Mapping) else type(m).__name__ for m in question]
@@ -302,15 +303,19 @@ def _text_question(row: RowDict, where: str) -> RowDict:
         )
     for key in ("expert", "answer"):
         value = row.get(key)
-        if isinstance(value, (list, tuple)):
-            said = [m.get("content") for m in value if isinstance(m, Mapping) and m.get("role") == "assistant"]
-            if len(value) != 1 or len(said) != 1 or not isinstance(said[0], str):
-                raise ConfigError(
-                    f"the {key} of a row of {where} is a list; as a conversation it must be one assistant message "
-                    f"(TRL's conversational completion); found {value!r:.80}",
-                    field="source.columns",
-                )
-            row = {**row, key: said[0]}
+        if not isinstance(value, (list, tuple)):
+            continue
+        if key == "answer" and value and all(isinstance(v, (str, int, float)) for v in value):
+            continue  # the accepted answers (aliases): a reward that reads the answer accepts any of them
+        said = [m.get("content") for m in value if isinstance(m, Mapping) and m.get("role") == "assistant"]
+        if len(value) != 1 or len(said) != 1 or not isinstance(said[0], str):
+            what = "a list of accepted answers (text or numbers) or " if key == "answer" else ""
+            raise ConfigError(
+                f"the {key} of a row of {where} is a list; it must be {what}one assistant message (TRL's "
+                f"conversational completion); found {value!r:.80}",
+                field="source.columns",
+            )
+        row = {**row, key: said[0]}
     return row
 
 
