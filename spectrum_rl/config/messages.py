@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from spectrum_rl.config.schema import Config
 from spectrum_rl.errors import ConfigError, did_you_mean
-from spectrum_rl.registry import Registered
+from spectrum_rl.registry import Registered, params_model
 
 
 def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file: str) -> ConfigError:
@@ -33,6 +33,7 @@ def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file:
         near = did_you_mean(key, fields)
         elsewhere = [] if near else [p for p in _section_paths(Config) if p.rsplit(".", 1)[-1] == key]
         near = near or (f"; it is a key of {', '.join(p.rsplit('.', 1)[0] for p in elsewhere)}" if elsewhere else "")
+        near = near or _other_types_with(key, path[:-1], data)
         message = f"unknown key '{show_key(key)}'{near}; valid keys: {', '.join(fields)}"
     elif kind == "missing":
         message = f"missing required key '{path[-1]}'"
@@ -56,6 +57,22 @@ def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file:
         message = f"{what}{', or ' + ' or '.join(words) if words else ''}; found {show(found)}"
     line, col = locate(node, path)
     return ConfigError(message, file=file, field=format_path(path), line=line, column=col)
+
+
+def _other_types_with(key: str, path: list, data: Any) -> str:
+    """For an entry chosen by its ``type`` (a source, a reward component), the other types that take
+    ``key`` (``path: ...`` under ``type: hub`` is a key of the file source): else ""."""
+    tp, value = _raw_type(path, data)
+    registries = [m.registry for m in typing.get_args(tp)[1:] if isinstance(m, Registered)]
+    if typing.get_origin(tp) is not Annotated or not registries or not isinstance(value, dict):
+        return ""
+    registry = registries[0]
+    takers = [
+        name
+        for name, entry in registry.items()
+        if name != value.get("type") and key in getattr(params_model(entry), "model_fields", {})
+    ]
+    return f"; it is a key of {registry.what} {', '.join(takers)}" if takers else ""
 
 
 def _section_paths(model: Any, prefix: str = "") -> list[str]:
