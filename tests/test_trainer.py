@@ -656,3 +656,26 @@ def test_chat_template_kwargs_reach_rollouts_and_eval(tmp_path, tiny_random_lm_d
     seen = spy_on_prompts(monkeypatch, tok.decode)
     make_trainer(path).train()
     assert seen and all(text.endswith("<|assistant|><|nothink|>") for text in seen)
+
+
+def test_prompts_longer_than_the_model_positions_fail_at_start_naming_the_domain(tmp_path, tiny_random_lm_dir, capsys):
+    """A file whose prompts do not all fit the model's positions (256 here, one byte a token) fails
+    before anything is written, naming the domain, how many and the longest, and not only when a
+    step happens to draw one; lowering max_new_tokens is offered only where it would help."""
+    rows = [{"question": f"{i}+1=?" + (" pad" * 80 if i in (3, 11) else ""), "answer": str(i + 1)} for i in range(20)]
+    (tmp_path / "add.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    domain = {"name": "add", "kind": "structured", "source": {"type": "file", "path": "add.jsonl"}}
+    path = write_config(tmp_path, tiny_random_lm_dir, domains=[{**domain, "eval": {"size": 4}, "reward": ["numeric"]}])
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        "domains[0].source: domain 'add': 2 of 20 prompts plus max_new_tokens 6 are longer than the model's 256" in err
+    )
+    assert "the longest, 327 tokens" in err and "lower training.max_new_tokens" not in err
+    assert not (tmp_path / "run").exists()
+    rows[3]["question"] = "3+1=?"
+    rows[11]["question"] = "11+1=?" + " pad" * 62  # 255 tokens with its newline: over only with the budget
+    (tmp_path / "add.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 20 prompts" in err and "the longest, 255 tokens" in err and "or lower training.max_new_tokens" in err

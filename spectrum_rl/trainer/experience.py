@@ -21,6 +21,7 @@ import torch
 
 from spectrum_rl.config import Config
 from spectrum_rl.domains import BuiltDomain
+from spectrum_rl.errors import ConfigError
 from spectrum_rl.models import apply_prompt_format, end_token_ids, uses_chat_template
 from spectrum_rl.objectives.advantages import group_advantages
 from spectrum_rl.rewards.text import error_summary
@@ -29,7 +30,7 @@ from spectrum_rl.scheduler.step import GroupOutcome
 from spectrum_rl.sources.base import Example
 from spectrum_rl.trainer.batch import Row, token_classes
 from spectrum_rl.trainer.metrics import SignalSums, Sums
-from spectrum_rl.trainer.rollout import Rollouts, sample
+from spectrum_rl.trainer.rollout import Rollouts, context_limit, sample
 from spectrum_rl.trainer.setup import TrainState
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,44 @@ class ExperienceMaker:
         (cached: prompts repeat)."""
         key = (example.system, example.prompt)
         if key not in self._prompt_cache:
-            tok, chat = self.state.tokenizer, self.config.model.chat_template
-            text = apply_prompt_format(
-                tok, example.prompt, chat, example.system, self.config.model.chat_template_kwargs
-            )
-            self._prompt_cache[key] = tok(text, add_special_tokens=not uses_chat_template(tok, chat))["input_ids"]
+            self._prompt_cache[key] = self.prompt_ids(example)
         return self._prompt_cache[key]
+
+    def check_prompts_fit(self, max_new_tokens: int, rows: int = 20_000) -> None:
+        """A one-line error naming the domain when prompts plus ``max_new_tokens`` are longer than the
+        model's positions: found before the first step, not at whichever step draws one. Checked: the
+        held-out prompts, and a finite pool's first ``rows`` (the rest at generation, as every prompt)."""
+        limit = context_limit(self.state.model)
+        if limit is None:
+            return
+        for i, domain in enumerate(self.domains.values()):
+            size = domain.source.size
+            pool = [] if size is None else domain.examples_at(list(range(min(size, rows))))
+            examples = domain.eval_examples() + pool
+            # a token holds at least one byte of the text (byte-level BPE, SentencePiece with byte fall-back)
+            # but for the few the tokenizer adds (BOS, a leading space): only a long text can be over
+            long = [e for e in examples if len(self.prompt_text(e).encode()) + 4 + max_new_tokens > limit]
+            over = [(n, e) for e in long if (n := len(self.prompt_ids(e))) + max_new_tokens > limit]
+            if over:
+                longest, example = max(over, key=lambda pair: pair[0])
+                lower = " or lower training.max_new_tokens (eval.max_new_tokens)" if longest < limit else ""
+                raise ConfigError(  # bad input: the run folder is left as it was
+                    f"domain '{domain.name}': {len(over)} of {len(examples)} prompts plus max_new_tokens "
+                    f"{max_new_tokens} are longer than the model's {limit} positions (the longest, {longest} tokens: "
+                    f"{example.prompt[:60]!r}); drop or shorten them in the data{lower}",
+                    field=f"domains[{i}].source",
+                )
+
+    def prompt_text(self, example: Example) -> str:
+        """``example``'s prompt in the model's prompt format (its chat template, if any), as text."""
+        tok, chat = self.state.tokenizer, self.config.model.chat_template
+        return apply_prompt_format(tok, example.prompt, chat, example.system, self.config.model.chat_template_kwargs)
+
+    def prompt_ids(self, example: Example) -> list[int]:
+        """Token ids of ``example``'s prompt in the model's prompt format, not cached."""
+        tok = self.state.tokenizer
+        add = not uses_chat_template(tok, self.config.model.chat_template)
+        return tok(self.prompt_text(example), add_special_tokens=add)["input_ids"]
 
     def completion_ids(self, text: str) -> list[int]:
         """Token ids of an expert completion, EOS-terminated like a sampled one."""

@@ -62,9 +62,8 @@ class Trainer:
         self.planner = planner_for(config, domains, base_dir)
         self.state = build_state(config, self.output_dir, accelerator, alignment=bool(self.planner.alignment_every))
         self.experience = ExperienceMaker(self.state, self.domains, config)
-        for domain in domains:  # a prompt the model's format cannot take fails here, before anything is written
-            for example in domain.eval_examples()[:1]:
-                self.experience.encode_prompt(example)
+        # a prompt the model's format or positions cannot take fails here, before anything is written
+        self.experience.check_prompts_fit(max(self.cfg.max_new_tokens, config.eval.max_new_tokens or 0))
         self.learner = Learner(self.state, self.cfg)
         self.step, self.rollouts = 0, 0  # optimizer steps and completions generated so far
         self.seed = config.run.seed  # data and sampling streams derive from (seed, step); probes vary it

@@ -117,12 +117,17 @@ class _AllEnded:
 _POSITION_LIMITS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
+def context_limit(model) -> int | None:
+    """The positions the model's config declares, or None when it declares none."""
+    config = getattr(unwrap_model(model), "config", None)
+    return next((v for a in _POSITION_LIMITS if isinstance(v := getattr(config, a, None), int)), None)
+
+
 def check_context(model, prompt_tokens: int, max_new_tokens: int) -> None:
     """A one-line error when the longest prompt plus the completion budget is longer than the
     positions the model's config declares (a model with learned positions fails with an index error
     there, one with rotary ones runs outside its training), before anything is generated."""
-    config = getattr(unwrap_model(model), "config", None)
-    limit = next((v for a in _POSITION_LIMITS if isinstance(v := getattr(config, a, None), int)), None)
+    limit = context_limit(model)
     if limit is not None and prompt_tokens + max_new_tokens > limit:
         raise SpectrumError(
             f"a prompt of {prompt_tokens} tokens plus max_new_tokens {max_new_tokens} is longer than the model's "
