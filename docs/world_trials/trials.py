@@ -2,6 +2,8 @@
 pass rate (48 prompts x 4 samples at temperature 1) and greedy score, then for each ladder train
 its easiest level below 0.8 alone (RL, configs/curriculum.yaml's budget) and measure every level
 again. One seed: a trial picks a recipe, the gates (`spectrum-rl gates`) check the one chosen.
+With ``"chain": true`` it then trains the rung above, from the model that learned the first, and
+measures every level a third time; ``"pretrained": FOLDER`` starts from a model already pretrained.
 
     python docs/world_trials/trials.py '{"name": "graded", "ladders": {...}, "shortcut": {...}}'
 
@@ -57,12 +59,14 @@ def main(spec: dict) -> None:
         alphabet=tuple(spec.get("alphabet", ())),  # the letter after the answer as the shortcut
     )
     start = time.time()
-    bootstrap(recipe, output=out / "model", progress=False, name=name)
+    model_dir = Path(spec.get("pretrained") or out / "model")  # a model already pretrained with this recipe
+    if not spec.get("pretrained"):
+        bootstrap(recipe, output=model_dir, progress=False, name=name)
     print(name, "pretrained in", round(time.time() - start), "s", flush=True)
 
     base = yaml.safe_load(Path(spec.get("config", "configs/curriculum.yaml")).read_text())  # its budget
     base.pop("study")
-    base["model"]["name_or_path"] = str(out / "model")
+    base["model"]["name_or_path"] = str(model_dir)
     base["domains"] = [
         {
             "name": g,
@@ -76,7 +80,7 @@ def main(spec: dict) -> None:
     base["eval"]["every"] = 1000
     config = Config.model_validate(base)
     domains = {d.name: d for d in build_domains(config, Path.cwd())}
-    model, tokenizer = load_causal_lm(str(out / "model"))
+    model, tokenizer = load_causal_lm(str(model_dir))
 
     def scores(m, n: str) -> dict:
         # prompt_seed 1: probe prompts that are not the gates' (seed 0), to choose a pretraining by
@@ -104,9 +108,16 @@ def main(spec: dict) -> None:
             "training": {"sft": {"mu": "rl_only"}},
             "run": {"name": f"t-{n}", "output_dir": str(out / f"train-{n}-{k}"), "seed": 0},
         }
-        trained, _ = load_causal_lm(str(_train(merge_config(copy.deepcopy(base), overlay), Path.cwd()) / "final"))
-        result["after"][n] = {"k": k, "scores": scores(trained, n)}
+        final = _train(merge_config(copy.deepcopy(base), overlay), Path.cwd()) / "final"
+        result["after"][n] = {"k": k, "scores": scores(load_causal_lm(str(final))[0], n)}
         show(f"after@{k}", n, result["after"][n]["scores"])
+        if spec.get("chain") and k + 2 in levels:  # then the rung above, from the model that learned rung k
+            overlay["scheduler"]["policy"]["level_weights"] = {n: {k + 1: 1}}
+            overlay["model"] = {"name_or_path": str(final)}
+            overlay["run"]["output_dir"] = str(out / f"train-{n}-{k}-{k + 1}")
+            final = _train(merge_config(copy.deepcopy(base), overlay), Path.cwd()) / "final"
+            result.setdefault("chain", {})[n] = {"k": k + 1, "scores": scores(load_causal_lm(str(final))[0], n)}
+            show(f"then@{k + 1}", n, result["chain"][n]["scores"])
     (out / "result.json").write_text(json.dumps(result, indent=1))
 
 
