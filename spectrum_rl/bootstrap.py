@@ -27,6 +27,8 @@ starts at about the product of its letters' chances and comes alive as the lengt
 ``builtin:ladder_v6`` — v5 with each letter from the third on right more often in pretraining (35%
 against 25%), so that a length's new letter becomes the greedy answer once the length below is learned.
 
+``builtin:ladder_v7`` — v6's recipe with another pretraining seed, whose ladder carries two rungs up.
+
 Deterministic for a seed and thread count. Saved in Hugging Face format with ``bootstrap.json``
 (recipe, held-out scores per domain, wall time).
 """
@@ -138,6 +140,15 @@ RECIPES: dict[str, BootstrapConfig] = {
     # letter is learned the third letter's rule can become the model's greedy answer
     "ladder_v6": BootstrapConfig(
         steps=1000,
+        noise=0.0,
+        ladders={"shift": ("length", 1, 6)},
+        per_letter={"shift": (0.0, 0.7, 0.65, 0.65, 0.65, 0.65)},
+    ),
+    # world v7: v6's recipe, pretraining seed 2 of seeds 0-2, the lowest whose ladder carried two rungs
+    # in the trials (training length 2 then 3 brought length 4 alive; probe prompts)
+    "ladder_v7": BootstrapConfig(
+        steps=1000,
+        seed=2,
         noise=0.0,
         ladders={"shift": ("length", 1, 6)},
         per_letter={"shift": (0.0, 0.7, 0.65, 0.65, 0.65, 0.65)},

@@ -26,7 +26,15 @@ from spectrum_rl.objects import held
 BUILTIN_PREFIX = "builtin:"
 OBJECT_PREFIX = "object:"  # a model object given to spectrum_rl.train (spectrum_rl/objects.py)
 # name -> recipe version (spectrum_rl.bootstrap.RECIPES); bump one when its recipe changes: a new folder is built
-BUILTIN_MODELS = {"tiny": 1, "ladder": 2, "ladder_v3": 1, "ladder_v4": 1, "ladder_v5": 1, "ladder_v6": 1}
+BUILTIN_MODELS = {
+    "tiny": 1,
+    "ladder": 2,
+    "ladder_v3": 1,
+    "ladder_v4": 1,
+    "ladder_v5": 1,
+    "ladder_v6": 1,
+    "ladder_v7": 1,
+}
 CACHE_ENV = "SPECTRUM_RL_CACHE"
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 
