@@ -13,6 +13,7 @@ transformers is imported inside the functions that use it, so that reading a con
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -166,11 +167,53 @@ def resolve_model_path(name_or_path: str) -> str:
     return str(path)
 
 
+def adapter_base(name_or_path: str) -> str | None:
+    """The base model of a PEFT adapter folder (its ``adapter_config.json`` and no whole model beside
+    it): as the adapter names it, else relative to a folder above the adapter's when a model is found
+    there; None for anything else. A LoRA SFT run saves such a folder; its base is where RL starts."""
+    folder = Path(name_or_path)
+    if not (folder / "adapter_config.json").is_file() or (folder / "config.json").is_file():
+        return None
+    try:
+        base = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        base = None
+    if not isinstance(base, str) or not base:
+        raise ConfigError(
+            f"'{name_or_path}' is a PEFT adapter whose adapter_config.json names no base model "
+            "(base_model_name_or_path); set it there, or merge the adapter into its base and save that",
+            field="model.name_or_path",
+        )
+    # PEFT writes the path it was given, relative to the folder it was saved from: commonly one that
+    # holds the adapter's folder, so each folder above the adapter is tried for a model of that name
+    tried = [Path(base)] + ([] if Path(base).is_absolute() else [a / base for a in folder.resolve().parents])
+    return next((str(c) for c in tried if (c / "config.json").is_file()), base)
+
+
+def _base_error(adapter: str, base: str, exc: ConfigError) -> ConfigError:
+    return ConfigError(
+        f"'{adapter}' is a PEFT adapter, and its base model '{base}' (adapter_config.json) could not be loaded: "
+        f"{exc.message}",
+        field="model.name_or_path",
+    )
+
+
+def _has_tokenizer(folder: str) -> bool:
+    return any((Path(folder) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
+
+
 def load_tokenizer(name_or_path: str):
-    """AutoTokenizer for a path/hub id (``builtin:*`` resolved), with pad token and left padding."""
+    """AutoTokenizer for a path/hub id (``builtin:*`` resolved), with pad token and left padding; a
+    PEFT adapter folder without a tokenizer of its own gives its base model's."""
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name_or_path)
+    base = adapter_base(path)
+    if base is not None and not _has_tokenizer(path):
+        try:
+            return load_tokenizer(base)
+        except ConfigError as exc:
+            raise _base_error(name_or_path, base, exc) from None
     tok = hf_call(AutoTokenizer.from_pretrained, path, name_or_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -188,9 +231,29 @@ def load_causal_lm(name_or_path: str, dtype: str = "float32", device: str | torc
         return model.to(device), tok
     path = resolve_model_path(name_or_path)
     tok = load_tokenizer(name_or_path)
+    if (base := adapter_base(path)) is not None:  # trained from the base with the adapter merged into it
+        return _merged(name_or_path, base, dtype).to(device), tok
     kwargs = {} if dtype == "auto" else {"dtype": DTYPES[dtype]}
     model = hf_call(AutoModelForCausalLM.from_pretrained, path, name_or_path, **kwargs)
     return model.to(device), tok
+
+
+def _merged(adapter: str, base: str, dtype: str):
+    """The base model of a PEFT adapter folder with the adapter merged into its weights."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ConfigError(
+            f"'{adapter}' is a PEFT adapter (of base model '{base}'); loading one needs peft: pip install "
+            "'spectrum-rl[peft]'",
+            field="model.name_or_path",
+        ) from None
+    try:
+        model, _ = load_causal_lm(base, dtype)
+    except ConfigError as exc:
+        raise _base_error(adapter, base, exc) from None
+    merged = hf_call(lambda folder: PeftModel.from_pretrained(model, folder), adapter, adapter).merge_and_unload()
+    return merged.requires_grad_(True)  # PEFT froze the base weights; the merged model trains as a whole
 
 
 def hf_call(fn, path: str, shown: str, **kwargs):

@@ -154,3 +154,35 @@ def test_builtin_names_load_the_shipped_weights_and_a_rebuild_is_compared_with_t
     (rebuilt / "bootstrap.json").write_text(json.dumps({**shipped, "eval_exact": far}))
     lines, ok = compare_with_shipped(rebuilt, "tiny")
     assert not ok and "DIFFERS" in lines[-1] and any("sorting" in line and "-0.30" in line for line in lines)
+
+
+def test_a_peft_adapter_folder_loads_as_its_base_with_the_adapter_merged(tmp_path, tiny_random_lm_dir, monkeypatch):
+    """A LoRA SFT run saves an adapter folder (adapter_config.json naming its base, often by a path
+    relative to where it was saved from, and no tokenizer): it loads as the base with the adapter
+    merged in, every weight trainable, with the base's tokenizer; a base that cannot be found is one
+    error naming the adapter and the base."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    shutil.copytree(tiny_random_lm_dir, tmp_path / "base")
+    monkeypatch.chdir(tmp_path)  # PEFT records the base as given: here relative to tmp_path
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)  # not a no-op
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained("base"), lora)
+    peft_model.save_pretrained(tmp_path / "sft" / "adapter")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    expected = peft_model(input_ids=ids).logits
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for folder in (tmp_path / "sft" / "adapter", "../sft/adapter"):
+        model, tok = load_causal_lm(str(folder))
+        torch.testing.assert_close(model(input_ids=ids).logits, expected)
+        assert all(p.requires_grad for p in model.parameters()) and not hasattr(model, "peft_config")
+        assert tok.pad_token is not None and load_tokenizer(str(folder)).vocab_size == tok.vocab_size
+    config = tmp_path / "sft" / "adapter" / "adapter_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": str(tmp_path / "gone")}))
+    with pytest.raises(ConfigError, match=r"is a PEFT adapter, and its base model '.*gone' .* could not be loaded"):
+        load_causal_lm(str(tmp_path / "sft" / "adapter"))

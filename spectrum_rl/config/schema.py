@@ -45,7 +45,8 @@ class ModelConfig(StrictModel):
         "builtin:tiny",
         min_length=1,
         description="`builtin:tiny`, a Hugging Face hub id, or a local folder (a relative one is looked for next "
-        "to the config file, then in the current directory).",
+        "to the config file, then in the current directory). A PEFT adapter folder (a LoRA SFT run's) loads as "
+        "its base model with the adapter merged in.",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "float32", description="Weight dtype at load time (`auto` keeps the checkpoint's)."
