@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -240,6 +241,10 @@ def test_domains_command_lists_samples_and_dot(capsys):
     assert main(["domains", str(ROOT / "configs" / "curriculum_v5.yaml"), "--samples", "3"]) == 0
     out = capsys.readouterr().out  # a ladder: its range, and samples spanning it
     assert "  levels: 1-6\n" in out and "  sample: level 1, 'shift: " in out and "  sample: level 6, " in out
+    from spectrum_rl.sources.builtin import moved
+
+    shift = re.search(r"sample: level 1, 'shift: (\w)\\n' -> '(\w)'", out)  # each with the answer it is scored on
+    assert shift and moved(shift[1], lambda j: j) == shift[2]
 
 
 def test_overrides_are_validated(tmp_path):
