@@ -138,7 +138,7 @@ def cmd_domains(args: argparse.Namespace) -> int:
         for example in d.sample(args.samples, rng, levels=levels):
             system = "" if example.system is None else f"system {example.system!r}, "
             level = "" if example.level is None else f"level {example.level}, "
-            answer = list(example.answers) or example.answer  # what the reward compares with, as read
+            answer = example.reference  # what the reward compares with, as read
             shown = level + system + repr(example.prompt) + ("" if answer is None else f" -> {answer!r:.80}")
             console.print(f"  sample: {escape(shown)}", highlight=False)
     return 0

@@ -137,6 +137,9 @@ def test_an_answer_column_holding_a_list_is_the_accepted_answers(tmp_path):
     match, fn = aliases.reward.components
     assert list(match.score(["paris", "Paris, France", "7", "France"], ex)) == [1, 1, 1, 0]
     assert list(fn.score(["x", "y"], ex)) == [3, 3]
+    from spectrum_rl.rewards.http import _payload
+
+    assert _payload([(["x", "y"], ex)])["answer"] == [["Paris", "paris, France", "7"]] * 2  # as a function gets it
     twelve = nested_domain.eval_examples()[0]
     assert list(nested_domain.reward.components[0].score(["twelve", "12", "13"], twelve)) == [1, 1, 0]
     numeric = component(type="numeric")

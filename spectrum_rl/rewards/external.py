@@ -120,7 +120,7 @@ class PythonReward(RewardComponent):
         prompts = [list(messages)] * g if chat else [example.prompt] * g
         said = [[{"role": "assistant", "content": c}] for c in completions] if chat else list(completions)
         columns = {key: [value] * g for key, value in example.fields.items() if not (chat and key == "prompt")}
-        columns.update(answer=[list(example.answers) or example.answer] * g, prompts=prompts, completions=said)
+        columns.update(answer=[example.reference] * g, prompts=prompts, completions=said)
         result = self.fn(**columns)
         if isinstance(result, (str, bytes)) or not isinstance(result, Sequence):
             name = getattr(self.fn, "__qualname__", "the reward function")

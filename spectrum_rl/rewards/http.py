@@ -62,7 +62,7 @@ def _payload(groups: Sequence[tuple[Sequence[str], Example]]) -> dict[str, list]
         g = len(completions)
         out["prompts"] += [ex.prompt] * g
         out["completions"] += list(completions)
-        out["answer"] += [ex.answer] * g
+        out["answer"] += [ex.reference] * g
         for k in columns:
             if k not in ("prompts", "completions", "answer"):
                 out[k] += [ex.fields.get(k)] * g

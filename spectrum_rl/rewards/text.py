@@ -76,10 +76,8 @@ def row_field(example: Example, name: str) -> Any:
 
     Raises ValueError when the row has no such field (naming the available ones) or it is null.
     """
-    if name == "answer" and example.answers:
-        return list(example.answers)
     if name == "answer" and example.answer is not None:
-        return example.answer
+        return example.reference
     if name not in example.fields:
         raise ValueError(f"row has no field '{name}' (available: {', '.join(sorted(example.fields)) or 'none'})")
     if example.fields[name] is None:

@@ -41,6 +41,12 @@ class Example:
     system: str | None = None
     answers: tuple[str, ...] = ()
 
+    @property
+    def reference(self) -> str | list[str] | None:
+        """The answer column as a reward function receives it (TRL passes the column): the list of
+        accepted answers when the row gives several, else the answer."""
+        return list(self.answers) or self.answer
+
 
 def conversation(row: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
     """The messages of a conversational row's prompt (kept as ``prompt`` when a source reads a

@@ -67,7 +67,7 @@ def evaluate(
     )
     scored = [d.reward.score([t], e) for (d, e), t in zip(examples, texts)]
     samples = [
-        {"domain": d.name, "index": i, "prompt": prompt, "completion": text, "answer": list(e.answers) or e.answer}
+        {"domain": d.name, "index": i, "prompt": prompt, "completion": text, "answer": e.reference}
         | {"score": round(float(r.parts[d.reward.primary][0]), 6), "reward": round(float(r.total[0]), 6)}
         for (d, i, e), prompt, text, r in zip(indexed, prompts, texts, scored)
         if i < log_completions
