@@ -158,8 +158,8 @@ def _rows_of(domain: Domain) -> list[dict[str, Any]]:
     columns (``Dataset.from_dict``'s form), or an iterable of mappings; a ``DatasetDict`` is refused
     with its splits named (which one trains?)."""
     data = domain.data
-    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas.DataFrame
-        return data.to_dict("records")
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas.DataFrame: a missing value is None, not NaN
+        return data.astype(object).where(data.notna(), None).to_dict("records")
     if hasattr(data, "to_list"):  # datasets.Dataset
         return data.to_list()
     if isinstance(data, Mapping) and data and all(hasattr(v, "to_list") for v in data.values()):  # DatasetDict

@@ -315,3 +315,21 @@ def test_one_reward_component_needs_no_list():
     for reward in ("exact_match", {"type": "exact_match"}, ExactMatchSpec(type="exact_match")):
         section = _domain_section(srl.Domain("d", data=rows, reward=reward))
         assert section["reward"] == [reward], reward
+
+
+def test_a_missing_value_in_a_pandas_frame_is_null_not_nan(tmp_path):
+    """pandas marks a missing cell NaN, which read as the answer 'nan' or a number no completion
+    equals, silently scoring 0; it is null, which the load-time check names."""
+    import pandas as pd
+
+    from spectrum_rl.api import _domain_section, _rows_of
+    from spectrum_rl.config import load_config
+    from spectrum_rl.domains import build_domains
+
+    frame = pd.DataFrame({"question": [f"{i}+1" for i in range(10)], "answer": [i + 1.0 for i in range(10)]})
+    frame.loc[3, "answer"] = float("nan")
+    domain = srl.Domain("add", data=frame, reward="numeric")
+    assert _rows_of(domain)[3] == {"question": "3+1", "answer": None} and _rows_of(domain)[4]["answer"] == 5.0
+    config = load_config({"model": {"name_or_path": "builtin:tiny"}, "domains": [_domain_section(domain)]})
+    with pytest.raises(ConfigError, match="numeric reads row field 'answer', which is null in 1 of 10 rows"):
+        build_domains(config, tmp_path)
