@@ -388,6 +388,26 @@ def test_python_errors(user_module):
     assert result.total.tolist() == [0, 1] and result.errors == {"python": 0}
 
 
+def test_a_python_reward_file_imports_the_modules_beside_it(tmp_path, monkeypatch):
+    """As a script does: `function: rw/rewards.py:match` whose file imports `helpers` from its own
+    folder, at import and inside the function; a module of that name installed elsewhere wins (the
+    folder comes after the installed packages)."""
+    (tmp_path / "rw").mkdir()
+    (tmp_path / "rw" / "helpers_beside.py").write_text("def norm(s):\n    return s.strip().lower()\n")
+    (tmp_path / "rw" / "colorsys.py").write_text("raise ImportError('shadowed the standard library')\n")
+    (tmp_path / "rw" / "rewards.py").write_text(
+        "import colorsys\nfrom helpers_beside import norm\n\n"
+        "def match(completions, answer, **kw):\n"
+        "    import helpers_beside\n"
+        "    return [float(helpers_beside.norm(c) == norm(a)) for c, a in zip(completions, answer)]\n"
+    )
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)  # imported afresh: from the standard library
+    comp = component(tmp_path, type="python", function="rw/rewards.py:match")
+    assert scores(comp, [" 42 ", "7"], example("42")) == [1.0, 0.0]
+    sys.modules.pop("helpers_beside", None)
+
+
 def test_reasoning_gym_verifier():
     reasoning_gym = pytest.importorskip("reasoning_gym")
     entry = reasoning_gym.create_dataset("leg_counting", size=1, seed=3)[0]

@@ -70,10 +70,15 @@ def check_trl_signature(fn: Callable[..., Any], field: str) -> None:
 
 
 def _import_file(path: Path) -> Any:
-    """Import a Python file as a module named after its path (no ``sys.path`` changes). It is
-    registered in ``sys.modules`` so that dataclasses and pickling inside it work."""
+    """Import a Python file as a module named after its path. It is registered in ``sys.modules`` so
+    that dataclasses and pickling inside it work, and its folder is on ``sys.path`` so that it can
+    import the modules beside it, as a script can (after the installed packages: a file there never
+    shadows one)."""
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     name = f"spectrum_rl_user_{path.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
