@@ -28,7 +28,8 @@ class PythonSpec(RewardSpec):
     function: str = Field(
         ...,
         description="`module:function` (an importable module) or "
-        "`path/to/file.py:function` (relative to the config file's folder).",
+        "`path/to/file.py:function` (relative to the config file's folder; the file can import the modules "
+        "beside it).",
     )
 
     @field_validator("function")
