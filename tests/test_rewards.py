@@ -408,6 +408,21 @@ def test_a_python_reward_file_imports_the_modules_beside_it(tmp_path, monkeypatc
     sys.modules.pop("helpers_beside", None)
 
 
+def test_a_reward_function_may_return_a_numpy_array_or_a_tensor(tmp_path):
+    """TRL turns whatever a reward function returns into a tensor, so `np.array(...)` and
+    `torch.tensor(...)` work there; here too. A 2-D one is still an error."""
+    (tmp_path / "arrays.py").write_text(
+        "import numpy as np\nimport torch\n\n"
+        "def as_numpy(completions, **kw):\n    return np.array([len(c) for c in completions], dtype=float)\n\n"
+        "def as_tensor(completions, **kw):\n    return torch.tensor([len(c) for c in completions])\n\n"
+        "def as_matrix(completions, **kw):\n    return np.ones((len(completions), 2))\n"
+    )
+    for name in ("as_numpy", "as_tensor"):
+        assert scores(component(tmp_path, type="python", function=f"arrays.py:{name}"), ["ab", "abc"]) == [2, 3]
+    with pytest.raises(TypeError, match="as_matrix must return a list of numbers; returned ndarray"):
+        component(tmp_path, type="python", function="arrays.py:as_matrix").score(["a"], example())
+
+
 def test_reasoning_gym_verifier():
     reasoning_gym = pytest.importorskip("reasoning_gym")
     entry = reasoning_gym.create_dataset("leg_counting", size=1, seed=3)[0]

@@ -128,6 +128,8 @@ class PythonReward(RewardComponent):
         columns = {key: [value] * g for key, value in example.fields.items() if not (chat and key == "prompt")}
         columns.update(answer=[example.reference] * g, prompts=prompts, completions=said)
         result = self.fn(**columns)
+        if getattr(result, "ndim", None) == 1 and hasattr(result, "tolist"):  # a numpy array or a tensor, as TRL takes
+            result = result.tolist()
         if isinstance(result, (str, bytes)) or not isinstance(result, Sequence):
             name = getattr(self.fn, "__qualname__", "the reward function")
             raise TypeError(f"{name} must return a list of numbers; returned {type(result).__name__}")
