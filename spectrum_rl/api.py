@@ -153,6 +153,13 @@ def _function_component(fn: Callable[..., Any], domain: str) -> dict[str, Any]:
     return {"type": "function", "key": hold("function", fn, domain)} | ({"name": name} if name.isidentifier() else {})
 
 
+def _weighted(component: Any, weight: float) -> Any:
+    """A reward entry (a component's type name, mapping or spec object) with its weight set."""
+    if isinstance(component, RewardSpec):
+        return component.model_copy(update={"weight": weight})
+    return {**({"type": component} if isinstance(component, str) else dict(component)), "weight": weight}
+
+
 def _rows_of(domain: Domain) -> list[dict[str, Any]]:
     """``domain.data`` as a list of row dicts: a ``datasets.Dataset``, a pandas DataFrame, a dict of
     columns (``Dataset.from_dict``'s form), or an iterable of mappings; a ``DatasetDict`` is refused
@@ -209,6 +216,13 @@ def _domain_section(domain: Domain) -> dict[str, Any]:
     reward = [domain.reward] if one else list(domain.reward)  # one reward, or TRL's list of them
     # TRL's reward_funcs: functions, summed with weight 1 each; YAML components may sit beside them
     reward = [_function_component(r, domain.name) if callable(r) else r for r in reward]
+    if domain.reward_weights is not None:  # TRL's reward_weights: one per entry, in order
+        weights = list(domain.reward_weights)
+        if len(weights) != len(reward):
+            raise ValueError(
+                f"domain '{domain.name}': {len(weights)} reward_weights for {len(reward)} rewards; give one per reward"
+            )
+        reward = [_weighted(r, w) for r, w in zip(reward, weights)]
     return {
         "name": domain.name,
         "kind": domain.kind,

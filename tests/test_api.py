@@ -333,3 +333,21 @@ def test_a_missing_value_in_a_pandas_frame_is_null_not_nan(tmp_path):
     config = load_config({"model": {"name_or_path": "builtin:tiny"}, "domains": [_domain_section(domain)]})
     with pytest.raises(ConfigError, match="numeric reads row field 'answer', which is null in 1 of 10 rows"):
         build_domains(config, tmp_path)
+
+
+def test_reward_weights_set_one_weight_per_reward_as_trl_does():
+    """TRL's reward_weights: one weight per entry of the reward list, functions and components alike;
+    a count that does not match is an error naming both counts."""
+    from spectrum_rl.api import _domain_section
+    from spectrum_rl.rewards.rules import ExactMatchSpec
+
+    def brevity(completions, **_):
+        return [1.0] * len(completions)
+
+    rows = [{"question": f"q{i}", "answer": "a"} for i in range(10)]
+    rewards = [brevity, "numeric", {"type": "format", "pattern": "a", "weight": 3}, ExactMatchSpec(type="exact_match")]
+    section = _domain_section(srl.Domain("d", data=rows, reward=rewards, reward_weights=(0.5, 2, 0.25, 4)))
+    weights = [r.weight if isinstance(r, ExactMatchSpec) else r["weight"] for r in section["reward"]]
+    assert weights == [0.5, 2, 0.25, 4] and section["reward"][1]["type"] == "numeric"
+    with pytest.raises(ValueError, match="2 reward_weights for 4 rewards"):
+        _domain_section(srl.Domain("d", data=rows, reward=rewards, reward_weights=(1, 2)))

@@ -44,6 +44,8 @@ class Domain:
         functions (TRL's ``reward_funcs``: summed, each logged under its name) and reward
         components as in YAML (``[{"type": "exact_match"}, ...]``); one component alone needs no
         list (``"exact_match"``).
+    reward_weights: for `train`: one weight per entry of ``reward`` (TRL's ``reward_weights``);
+        None: each entry's own (a YAML component's ``weight``, else 1).
     kind: ``structured`` (one verifiable answer) or ``creative`` (many valid answers).
     after: prerequisite domains (the domain graph's edges; a prerequisite locks the domain for a while).
     prompt: the prompt template over a row's fields; None: ``{prompt}`` when the rows have a
@@ -67,6 +69,7 @@ class Domain:
     name: str
     data: Any = field(default=None, repr=False)
     reward: Any = field(default=None, repr=False)
+    reward_weights: tuple[float, ...] | None = None
     kind: Literal["structured", "creative"] = "structured"
     after: tuple[str, ...] = ()
     prompt: str | None = None
