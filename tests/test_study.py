@@ -4,6 +4,7 @@ comparisons (the claim rules are in tests/test_claims.py)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -38,7 +39,9 @@ def test_quick_study_end_to_end(tmp_path, builtin_tiny, capsys, monkeypatch):
     )
     assert rc == 0
     said = capsys.readouterr().out  # each run's line counts the runs and estimates the wait
-    assert "  [1/10] rl_only seed 5: held-out mean " in said and " left\n" in said and "  [10/10] " in said
+    # two runs at a time: either of the first two may end first
+    assert re.search(r"  \[1/10\] rl_only seed [56]: held-out mean ", said)
+    assert " left\n" in said and "  [10/10] " in said
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) >= {"spec", "arms", "claims", "transfer", "order", "domains", "plasticity_domain"}
     assert set(summary["arms"]) == {"rl_only", "sft_only", "staged", "chord_mu", "spectrum", "joint"}

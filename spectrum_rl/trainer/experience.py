@@ -84,10 +84,14 @@ class ExperienceMaker:
 
     def check_prompts_fit(self, max_new_tokens: int, rows: int = 20_000) -> None:
         """A one-line error naming the domain when prompts plus ``max_new_tokens`` are longer than the
-        model's positions: found before the first step, not at whichever step draws one. Checked: the
-        held-out prompts, and a finite pool's first ``rows`` (the rest at generation, as every prompt)."""
+        model's positions, or when the model's prompt format cannot take them: found before the first
+        step, not at whichever step draws one. Checked: the held-out prompts, and a finite pool's first
+        ``rows`` (the rest at generation, as every prompt)."""
         limit = context_limit(self.state.model)
-        if limit is None:
+        if limit is None:  # no positions declared: only the prompt format is checked
+            for domain in self.domains.values():
+                for example in domain.eval_examples()[:1]:
+                    self.prompt_text(example)
             return
         for i, domain in enumerate(self.domains.values()):
             size = domain.source.size
