@@ -21,6 +21,32 @@ from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.registry import Registered, params_model
 
 
+# GRPOConfig's names for fields this config names otherwise: an unknown key that is one of them says where
+# it lives here (users arrive with TRL configs)
+TRL_NAMES = {
+    "num_generations": "training.group_size",
+    "max_completion_length": "training.max_new_tokens",
+    "max_steps": "training.steps",
+    "epsilon": "training.loss.eps_low",
+    "epsilon_high": "training.loss.eps_high",
+    "loss_type": "training.loss (its type)",
+    "scale_rewards": "training.advantage (its type)",
+    "lr_scheduler_type": "training.lr_schedule",
+    "save_steps": "training.save_every",
+    "model_name_or_path": "model.name_or_path",
+    "lora_r": "training.lora.r",
+    "lora_alpha": "training.lora.alpha",
+    "lora_dropout": "training.lora.dropout",
+    "lora_target_modules": "training.lora.target_modules",
+    "reward_weights": "each reward component's weight",
+}
+
+
+def trl_hint(key: str) -> str:
+    """``"; TRL's KEY is FIELD here"`` for a GRPOConfig name, else ""."""
+    return f"; TRL's {key} is {TRL_NAMES[key]} here" if key in TRL_NAMES else ""
+
+
 def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file: str) -> ConfigError:
     """The one-line ConfigError for the first error of ``exc`` (``data``: the validated input)."""
     errors = exc.errors()  # an unknown key first: a misspelt required key also shows up as missing
@@ -30,7 +56,7 @@ def from_pydantic(exc: ValidationError, data: Any, node: yaml.Node | None, file:
     if kind == "extra_forbidden":
         key = path[-1]
         fields = list(_model_fields(path[:-1], data))
-        near = did_you_mean(key, fields)
+        near = trl_hint(str(key)) or did_you_mean(key, fields)  # a TRL name is no typo of a name here
         elsewhere = [] if near else [p for p in _section_paths(Config) if p.rsplit(".", 1)[-1] == key]
         near = near or (f"; it is a key of {', '.join(p.rsplit('.', 1)[0] for p in elsewhere)}" if elsewhere else "")
         near = near or _other_types_with(key, path[:-1], data)
