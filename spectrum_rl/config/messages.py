@@ -20,7 +20,6 @@ from spectrum_rl.config.schema import Config
 from spectrum_rl.errors import ConfigError, did_you_mean
 from spectrum_rl.registry import Registered, params_model
 
-
 # GRPOConfig's names for fields this config names otherwise: an unknown key that is one of them says where
 # it lives here (users arrive with TRL configs)
 TRL_NAMES = {
