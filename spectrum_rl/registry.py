@@ -34,10 +34,12 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Registry(Generic[T]):
-    """``name -> T``, in registration order. ``what`` names an entry in messages ("policy")."""
+    """``name -> T``, in registration order. ``what`` names an entry in messages ("policy");
+    ``hint(name)`` adds to the message for a name that is not registered (or returns "")."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, hint: Callable[[str], str] | None = None) -> None:
         self.what = what
+        self.hint = hint
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -66,8 +68,9 @@ class Registry(Generic[T]):
 
     def unknown(self, name: object) -> str:
         """The one-line message for a name that is not registered."""
+        hint = self.hint(name) if self.hint is not None and isinstance(name, str) else ""
         return (
-            f"unknown {self.what} '{name}'{did_you_mean(name, self._entries)}; "
+            f"unknown {self.what} '{name}'{hint or did_you_mean(name, self._entries)}; "
             f"expected one of {', '.join(self._entries)}"
         )
 

@@ -52,7 +52,12 @@ class RewardSpec(StrictModel):
         return None
 
 
-REWARDS: Registry[type[RewardSpec]] = Registry("reward type")
+def _model_hint(name: str) -> str:
+    """TRL takes a reward model's id in ``reward_funcs``; here it is a component of its own."""
+    return f"; a reward model is {{type: reward_model, model: {name}}}" if "/" in name else ""
+
+
+REWARDS: Registry[type[RewardSpec]] = Registry("reward type", hint=_model_hint)
 """``domains[i].reward[j].type`` -> spec class. A new component: a ``RewardSpec`` subclass with
 ``@REWARDS.register("name")`` whose ``build`` returns its ``RewardComponent``, in one file."""
 
