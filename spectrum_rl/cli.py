@@ -29,7 +29,7 @@ from spectrum_rl.config import Config, Override, load_config, locate_error, pars
 from spectrum_rl.cpu.host_memory import reuse_freed_memory
 from spectrum_rl.domains import BuiltDomain, build_domains
 from spectrum_rl.errors import ConfigError, SpectrumError, TrainingError, TrainingInterrupted
-from spectrum_rl.models import BUILTIN_MODELS
+from spectrum_rl.models import BUILTIN_MODELS, adapter_base
 from spectrum_rl.rewards.text import printable
 from spectrum_rl.scheduler.graph import build_domain_graph, to_dot
 
@@ -100,7 +100,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     console = Console()
     console.print(table)
     edges = ", ".join(f"{u} -> {v}" for u, v in graph.edges) or "none"
-    console.print(f"model: {config.model.name_or_path}   prerequisites: {edges}")
+    base = adapter_base(config.model.name_or_path)
+    adapter = "" if base is None else f" (a PEFT adapter: its base {base}, the adapter merged in at load)"
+    console.print(f"model: {config.model.name_or_path}{escape(adapter)}   prerequisites: {edges}")
     console.print("[green]config is valid[/green]")
     return 0
 

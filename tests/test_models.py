@@ -156,7 +156,9 @@ def test_builtin_names_load_the_shipped_weights_and_a_rebuild_is_compared_with_t
     assert not ok and "DIFFERS" in lines[-1] and any("sorting" in line and "-0.30" in line for line in lines)
 
 
-def test_a_peft_adapter_folder_loads_as_its_base_with_the_adapter_merged(tmp_path, tiny_random_lm_dir, monkeypatch):
+def test_a_peft_adapter_folder_loads_as_its_base_with_the_adapter_merged(
+    tmp_path, tiny_random_lm_dir, monkeypatch, capsys
+):
     """A LoRA SFT run saves an adapter folder (adapter_config.json naming its base, often by a path
     relative to where it was saved from, and no tokenizer): it loads as the base with the adapter
     merged in, every weight trainable, with the base's tokenizer; a base that cannot be found is one
@@ -182,6 +184,13 @@ def test_a_peft_adapter_folder_loads_as_its_base_with_the_adapter_merged(tmp_pat
         torch.testing.assert_close(model(input_ids=ids).logits, expected)
         assert all(p.requires_grad for p in model.parameters()) and not hasattr(model, "peft_config")
         assert tok.pad_token is not None and load_tokenizer(str(folder)).vocab_size == tok.vocab_size
+    from spectrum_rl.cli import main
+
+    domain = "{name: s, kind: structured, source: {type: builtin, generator: sorting}, reward: [exact_match]}"
+    (elsewhere / "run.yaml").write_text(f"model: {{name_or_path: ../sft/adapter}}\ndomains: [{domain}]\n")
+    assert main(["validate", str(elsewhere / "run.yaml")]) == 0  # says what it will load
+    said = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert f"(a PEFT adapter: its base {tmp_path / 'base'}, the adapter merged in at load)" in said
     config = tmp_path / "sft" / "adapter" / "adapter_config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": str(tmp_path / "gone")}))
     with pytest.raises(ConfigError, match=r"is a PEFT adapter, and its base model '.*gone' .* could not be loaded"):
