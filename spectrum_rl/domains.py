@@ -275,9 +275,19 @@ def _check_fields(domain: BuiltDomain, rows: list[RowDict]) -> None:
         available = ", ".join(sorted(row))
         for attr, template in templates.items():
             for _, name, _, _ in string.Formatter().parse(template):
-                if name is not None and name.split(".")[0].split("[")[0] not in row:
+                column = None if name is None else name.split(".")[0].split("[")[0]
+                if column is not None and column not in row:
                     raise ConfigError(
-                        f"template field '{{{name}}}' is not a row field; available: {available}", field=attr
+                        f"template field '{{{name}}}' is not a row field; available: {available}"
+                        + ("; a literal brace is written twice: {{}}" if not column else ""),
+                        field=attr,
+                    )
+                if column and column in (domain.answer_field, domain.expert_field):
+                    raise ConfigError(
+                        f"template field '{{{name}}}' puts the reference ({column}) into every prompt, so the "
+                        "model is shown what it is scored on; a literal brace is written twice ({{answer}}), and "
+                        "a column meant as input can be renamed with source.columns",
+                        field=attr,
                     )
                 if name == "prompt" and conversation(row) is not None:
                     raise ConfigError(
