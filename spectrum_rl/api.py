@@ -148,8 +148,9 @@ def _domains(config: Config, source: ConfigSource, base_dir: Path, overrides: Se
 
 
 def _function_component(fn: Callable[..., Any], domain: str) -> dict[str, Any]:
-    """A reward function as a `function` component, logged under its name as TRL logs it."""
-    name = getattr(fn, "__name__", "")
+    """A reward function as a `function` component, logged under its name as TRL logs it (a
+    ``functools.partial`` under its function's, a callable object under its class's)."""
+    name = getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", None) or type(fn).__name__
     return {"type": "function", "key": hold("function", fn, domain)} | ({"name": name} if name.isidentifier() else {})
 
 

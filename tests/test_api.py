@@ -351,3 +351,22 @@ def test_reward_weights_set_one_weight_per_reward_as_trl_does():
     assert weights == [0.5, 2, 0.25, 4] and section["reward"][1]["type"] == "numeric"
     with pytest.raises(ValueError, match="2 reward_weights for 4 rewards"):
         _domain_section(srl.Domain("d", data=rows, reward=rewards, reward_weights=(1, 2)))
+
+
+def test_a_partial_or_a_callable_object_is_logged_under_its_function_or_class_name():
+    """TRL logs a reward function under its __name__; a functools.partial and a callable object
+    have none, so they are named by their function and their class, not numbered."""
+    import functools
+
+    from spectrum_rl.api import _domain_section
+
+    class LengthReward:
+        def __call__(self, completions, **_):
+            return [1.0] * len(completions)
+
+    def scaled(completions, scale, **_):
+        return [scale] * len(completions)
+
+    rows = [{"question": f"q{i}", "answer": "a"} for i in range(10)]
+    domain = srl.Domain("d", data=rows, reward=[LengthReward(), functools.partial(scaled, scale=0.5)])
+    assert [r["name"] for r in _domain_section(domain)["reward"]] == ["LengthReward", "scaled"]
