@@ -423,6 +423,24 @@ def test_a_reward_function_may_return_a_numpy_array_or_a_tensor(tmp_path):
         component(tmp_path, type="python", function="arrays.py:as_matrix").score(["a"], example())
 
 
+def test_an_async_reward_function_is_awaited_as_trl_awaits_it(tmp_path):
+    """TRL runs `async def` reward functions on an event loop of its own; so does this, also when
+    the caller's thread already runs a loop (a notebook's)."""
+    import asyncio
+
+    (tmp_path / "judge.py").write_text(
+        "import asyncio\n\nasync def judge(completions, **kw):\n"
+        "    await asyncio.sleep(0)\n    return [float(len(c)) for c in completions]\n"
+    )
+    comp = component(tmp_path, type="python", function="judge.py:judge")
+    assert scores(comp, ["ab", "abc"]) == [2, 3]
+
+    async def in_a_notebook() -> list[float]:
+        return scores(comp, ["abcd"])
+
+    assert asyncio.run(in_a_notebook()) == [4]
+
+
 def test_reasoning_gym_verifier():
     reasoning_gym = pytest.importorskip("reasoning_gym")
     entry = reasoning_gym.create_dataset("leg_counting", size=1, seed=3)[0]

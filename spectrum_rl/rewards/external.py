@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
 import importlib.util
 import inspect
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -92,6 +94,19 @@ def _import_file(path: Path) -> Any:
     return module
 
 
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+@cache
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """One event loop in a daemon thread for async reward functions: it runs whether or not the
+    caller's thread has a loop of its own (a notebook's)."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="spectrum-rl-rewards", daemon=True).start()
+    return loop
+
+
 @REWARDS.register("function")
 class FunctionSpec(RewardSpec):
     """`function`: a Python function given to `spectrum_rl.train` (`srl.Domain(reward=fn)`), called
@@ -110,9 +125,9 @@ class PythonReward(RewardComponent):
     does: every row column becomes a keyword argument holding one value per completion. On
     conversational rows (a ``prompt`` of messages, sources/pools.py) the prompts are those messages
     and each completion is ``[{"role": "assistant", "content": text}]``, as TRL passes them there.
-    The function must accept ``**kwargs`` and return one number per completion, or None where it
-    does not apply (TRL's meaning: one list of functions serving several tasks), which adds 0 to the
-    hybrid sum; NaN or inf is a failure (``on_error``).
+    The function (or ``async`` function, as TRL takes it) must accept ``**kwargs`` and return one
+    number per completion, or None where it does not apply (TRL's meaning: one list of functions
+    serving several tasks), which adds 0 to the hybrid sum; NaN or inf is a failure (``on_error``).
     """
 
     def __init__(self, spec: PythonSpec | FunctionSpec, fn: Callable[..., Sequence[float | None]]) -> None:
@@ -128,6 +143,8 @@ class PythonReward(RewardComponent):
         columns = {key: [value] * g for key, value in example.fields.items() if not (chat and key == "prompt")}
         columns.update(answer=[example.reference] * g, prompts=prompts, completions=said)
         result = self.fn(**columns)
+        if inspect.isawaitable(result):  # an async function, as TRL runs it: on an event loop of its own
+            result = asyncio.run_coroutine_threadsafe(_awaited(result), _event_loop()).result()
         if getattr(result, "ndim", None) == 1 and hasattr(result, "tolist"):  # a numpy array or a tensor, as TRL takes
             result = result.tolist()
         if isinstance(result, (str, bytes)) or not isinstance(result, Sequence):
