@@ -97,6 +97,23 @@ def spy_on_prompts(monkeypatch, read) -> list:
     return seen
 
 
+def chat_model(tmp_path: Path, base: Path, name: str, template: str, edit=None):
+    """A copy of the tiny LM at ``base`` whose tokenizer has the chat ``template`` (``edit(tok)``
+    changes it further before it is saved): its folder and tokenizer."""
+    import shutil
+
+    from spectrum_rl.models import load_tokenizer
+
+    folder = tmp_path / name
+    shutil.copytree(base, folder)
+    tok = load_tokenizer(str(folder))
+    tok.chat_template = template
+    if edit is not None:
+        edit(tok)
+    tok.save_pretrained(folder)
+    return folder, tok
+
+
 def make_trainer(path: Path, **kw) -> Trainer:
     config = load_config(path)
     return Trainer(config, build_domains(config, path.parent), config.output_path, **kw)
@@ -504,19 +521,14 @@ def test_a_rollout_budget_counts_every_completion_generated_and_ends_the_run(tmp
 
 
 def test_a_system_message_reaches_the_chat_template_of_rollouts_and_eval(tmp_path, tiny_random_lm_dir, monkeypatch):
-    import shutil
-
-    from spectrum_rl.models import apply_prompt_format, load_tokenizer
+    from spectrum_rl.models import apply_prompt_format
     from spectrum_rl.trainer import evaluate, experience
 
-    chat_lm = tmp_path / "chat_lm"  # the tiny LM with a chat template that marks each turn's role
-    shutil.copytree(tiny_random_lm_dir, chat_lm)
-    tok = load_tokenizer(str(chat_lm))
-    tok.chat_template = (
+    template = (  # a chat template that marks each turn's role
         "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
         "{% if add_generation_prompt %}<|assistant|>{% endif %}"
     )
-    tok.save_pretrained(chat_lm)
+    chat_lm, tok = chat_model(tmp_path, tiny_random_lm_dir, "chat_lm", template)
     turns = [[{"role": "system", "content": f"rule {i}"}, {"role": "user", "content": f"q{i}"}] for i in range(12)]
     (tmp_path / "chat.jsonl").write_text("".join(json.dumps({"prompt": t, "answer": "a"}) + "\n" for t in turns))
     conversational = {  # TRL's conversational rows: the system message comes with each prompt
@@ -607,19 +619,18 @@ def test_a_chat_templated_prompt_starts_with_one_bos(tmp_path, tiny_random_lm_di
     """A chat template that writes the BOS itself (Llama 3, Gemma, Mistral) and a tokenizer that adds
     one: the prompt is tokenized without adding a second, in rollouts and in eval (TRL does the same);
     a raw prompt keeps the tokenizer's own."""
-    import shutil
-
     from tokenizers.processors import TemplateProcessing
 
     from spectrum_rl.models import load_tokenizer
 
-    chat_lm = tmp_path / "bos_lm"
-    shutil.copytree(tiny_random_lm_dir, chat_lm)
-    tok = load_tokenizer(str(chat_lm))
+    def adds_bos(tok) -> None:
+        tok.backend_tokenizer.post_processor = TemplateProcessing(
+            single="<bos> $A", special_tokens=[("<bos>", tok.bos_token_id)]
+        )
+
+    template = "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}"
+    chat_lm, tok = chat_model(tmp_path, tiny_random_lm_dir, "bos_lm", template, adds_bos)
     bos = tok.bos_token_id
-    tok.backend_tokenizer.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
-    tok.chat_template = "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}"
-    tok.save_pretrained(chat_lm)
     assert load_tokenizer(str(chat_lm))("ab")["input_ids"][0] == bos  # the tokenizer adds one itself
     path = write_config(tmp_path, chat_lm, {"steps": 1})
     seen = spy_on_prompts(monkeypatch, list)
@@ -637,18 +648,11 @@ def test_a_chat_templated_prompt_starts_with_one_bos(tmp_path, tiny_random_lm_di
 def test_chat_template_kwargs_reach_rollouts_and_eval(tmp_path, tiny_random_lm_dir, monkeypatch):
     """model.chat_template_kwargs are the template's extra variables, as TRL's (Qwen3's
     enable_thinking), in every prompt the run writes: rollouts and eval."""
-    import shutil
-
-    from spectrum_rl.models import load_tokenizer
-
-    chat_lm = tmp_path / "think_lm"
-    shutil.copytree(tiny_random_lm_dir, chat_lm)
-    tok = load_tokenizer(str(chat_lm))
-    tok.chat_template = (
+    template = (
         "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>"
         "{% if enable_thinking is defined and not enable_thinking %}<|nothink|>{% endif %}"
     )
-    tok.save_pretrained(chat_lm)
+    chat_lm, tok = chat_model(tmp_path, tiny_random_lm_dir, "think_lm", template)
     path = write_config(tmp_path, chat_lm, {"steps": 1})
     data = yaml.safe_load(path.read_text())
     data["model"]["chat_template_kwargs"] = {"enable_thinking": False}
